@@ -1,0 +1,285 @@
+use std::fmt;
+
+/// What went wrong, in the vocabulary every layer of this crate shares.
+///
+/// The variants follow the taxonomy of the crate's design: each names a failure an HTTP
+/// client meets in production, at the stage where it happens. Each kind belongs to one of
+/// urllib3's retry [`Category`]s, which decides whether and for which methods it is retried.
+///
+/// | kind | when | category |
+/// |---|---|---|
+/// | [`Dns`](Self::Dns) | name resolution failed | connect |
+/// | [`ConnectRefused`](Self::ConnectRefused) | refused, unreachable, or reset during connect | connect |
+/// | [`ConnectTimeout`](Self::ConnectTimeout) | TCP connect did not finish in time | connect |
+/// | [`TlsHandshake`](Self::TlsHandshake) | TLS handshake failed or stalled (request not yet sent) | other |
+/// | [`TlsCertificate`](Self::TlsCertificate) | certificate or hostname verification failed | never retried |
+/// | [`ReadTimeout`](Self::ReadTimeout) | request sent, response did not arrive in time | read |
+/// | [`ConnectionClosed`](Self::ConnectionClosed) | reset, EOF or incomplete message after the request was sent | read |
+/// | [`Protocol`](Self::Protocol) | malformed response | read |
+/// | [`PoolTimeout`](Self::PoolTimeout) | the pool limit waited `pool_timeout` for a slot | never retried |
+/// | [`PoolFull`](Self::PoolFull) | the pool limit, failing fast, was full | never retried |
+/// | [`CircuitOpen`](Self::CircuitOpen) | the circuit breaker rejected the call | never retried |
+/// | [`Other`](Self::Other) | anything else | other |
+///
+/// ```
+/// use tower_fortify::classify::{Category, FailureKind};
+///
+/// assert_eq!(FailureKind::ReadTimeout.category(), Category::Read);
+/// assert_eq!(FailureKind::ReadTimeout.as_str(), "read_timeout");
+/// assert_eq!(FailureKind::ReadTimeout.to_string(), "read timeout");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// Name resolution failed.
+    Dns,
+    /// The connection was refused, the host or network was unreachable, or the connection
+    /// was reset while it was being set up.
+    ConnectRefused,
+    /// The TCP connection was not established in time.
+    ConnectTimeout,
+    /// The TLS handshake failed or stalled. The request was not sent.
+    TlsHandshake,
+    /// The peer's certificate or host name failed verification.
+    TlsCertificate,
+    /// The request was sent but the response did not arrive in time.
+    ReadTimeout,
+    /// The connection was reset or closed, or the message was cut short, after the request
+    /// was sent.
+    ConnectionClosed,
+    /// The response was malformed.
+    Protocol,
+    /// A pool limit waited its `pool_timeout` for a free slot (urllib3's `EmptyPoolError`).
+    PoolTimeout,
+    /// A pool limit in fail-fast mode was full.
+    PoolFull,
+    /// A circuit breaker rejected the call without calling the service.
+    CircuitOpen,
+    /// Anything else.
+    Other,
+}
+
+impl FailureKind {
+    /// Every kind, in declaration order.
+    ///
+    /// ```
+    /// use tower_fortify::classify::FailureKind;
+    ///
+    /// assert_eq!(FailureKind::ALL.len(), 12);
+    /// assert_eq!(FailureKind::ALL[0], FailureKind::Dns);
+    /// ```
+    pub const ALL: [FailureKind; 12] = [
+        FailureKind::Dns,
+        FailureKind::ConnectRefused,
+        FailureKind::ConnectTimeout,
+        FailureKind::TlsHandshake,
+        FailureKind::TlsCertificate,
+        FailureKind::ReadTimeout,
+        FailureKind::ConnectionClosed,
+        FailureKind::Protocol,
+        FailureKind::PoolTimeout,
+        FailureKind::PoolFull,
+        FailureKind::CircuitOpen,
+        FailureKind::Other,
+    ];
+
+    /// The urllib3 retry category of this kind.
+    ///
+    /// ```
+    /// use tower_fortify::classify::{Category, FailureKind};
+    ///
+    /// assert_eq!(FailureKind::Dns.category(), Category::Connect);
+    /// assert_eq!(FailureKind::TlsHandshake.category(), Category::Other);
+    /// assert_eq!(FailureKind::TlsCertificate.category(), Category::NotRetried);
+    /// ```
+    pub const fn category(self) -> Category {
+        match self {
+            FailureKind::Dns | FailureKind::ConnectRefused | FailureKind::ConnectTimeout => {
+                Category::Connect
+            }
+            FailureKind::ReadTimeout | FailureKind::ConnectionClosed | FailureKind::Protocol => {
+                Category::Read
+            }
+            FailureKind::TlsHandshake | FailureKind::Other => Category::Other,
+            FailureKind::TlsCertificate
+            | FailureKind::PoolTimeout
+            | FailureKind::PoolFull
+            | FailureKind::CircuitOpen => Category::NotRetried,
+        }
+    }
+
+    /// Whether a failure of this kind is retried by default, for a request whose method is
+    /// idempotent (or that is marked idempotent) or not.
+    ///
+    /// Connect and other failures happen before the request can have reached the server,
+    /// so they are retried for any method; read failures happen after it was sent, so they
+    /// are retried only for idempotent requests.
+    ///
+    /// ```
+    /// use tower_fortify::classify::FailureKind;
+    ///
+    /// assert!(FailureKind::ConnectRefused.retried_by_default(false));
+    /// assert!(FailureKind::ReadTimeout.retried_by_default(true));
+    /// assert!(!FailureKind::ReadTimeout.retried_by_default(false));
+    /// assert!(!FailureKind::CircuitOpen.retried_by_default(true));
+    /// ```
+    pub const fn retried_by_default(self, idempotent: bool) -> bool {
+        match self.category() {
+            Category::Connect | Category::Other => true,
+            Category::Read => idempotent,
+            Category::NotRetried => false,
+        }
+    }
+
+    /// A stable `snake_case` name, used as a metrics label value.
+    ///
+    /// ```
+    /// use tower_fortify::classify::FailureKind;
+    ///
+    /// assert_eq!(FailureKind::ConnectRefused.as_str(), "connect_refused");
+    /// assert_eq!(FailureKind::TlsCertificate.as_str(), "tls_certificate");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Dns => "dns",
+            FailureKind::ConnectRefused => "connect_refused",
+            FailureKind::ConnectTimeout => "connect_timeout",
+            FailureKind::TlsHandshake => "tls_handshake",
+            FailureKind::TlsCertificate => "tls_certificate",
+            FailureKind::ReadTimeout => "read_timeout",
+            FailureKind::ConnectionClosed => "connection_closed",
+            FailureKind::Protocol => "protocol",
+            FailureKind::PoolTimeout => "pool_timeout",
+            FailureKind::PoolFull => "pool_full",
+            FailureKind::CircuitOpen => "circuit_open",
+            FailureKind::Other => "other",
+        }
+    }
+
+    /// Position of this kind in [`FailureKind::ALL`].
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) const fn index(self) -> usize {
+        self as usize
+    }
+
+    const fn description(self) -> &'static str {
+        match self {
+            FailureKind::Dns => "dns resolution failed",
+            FailureKind::ConnectRefused => "connect refused",
+            FailureKind::ConnectTimeout => "connect timeout",
+            FailureKind::TlsHandshake => "tls handshake failed",
+            FailureKind::TlsCertificate => "tls certificate rejected",
+            FailureKind::ReadTimeout => "read timeout",
+            FailureKind::ConnectionClosed => "connection closed",
+            FailureKind::Protocol => "protocol error",
+            FailureKind::PoolTimeout => "pool timeout",
+            FailureKind::PoolFull => "pool full",
+            FailureKind::CircuitOpen => "circuit open",
+            FailureKind::Other => "other failure",
+        }
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.description())
+    }
+}
+
+/// urllib3's retry categories: which counter a retry of a failure decrements, and for
+/// which methods the failure is retried.
+///
+/// ```
+/// use tower_fortify::classify::{Category, FailureKind};
+///
+/// assert_eq!(FailureKind::ConnectionClosed.category(), Category::Read);
+/// assert_eq!(Category::Read.as_str(), "read");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Category {
+    /// The request never reached the server: retried for any method (`Retry.connect`).
+    Connect,
+    /// The request was sent, so the server may have acted on it: retried for idempotent
+    /// methods only (`Retry.read`).
+    Read,
+    /// Neither connect nor read: retried for any method (`Retry.other`).
+    Other,
+    /// Never retried: retrying cannot help (a rejected certificate) or the failure is this
+    /// crate's own decision to shed load (pool timeout, pool full, circuit open).
+    NotRetried,
+}
+
+impl Category {
+    /// A stable `snake_case` name, used as a metrics label value.
+    ///
+    /// ```
+    /// use tower_fortify::classify::Category;
+    ///
+    /// assert_eq!(Category::NotRetried.as_str(), "not_retried");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Category::Connect => "connect",
+            Category::Read => "read",
+            Category::Other => "other",
+            Category::NotRetried => "not_retried",
+        }
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_is_in_declaration_order() {
+        for (i, kind) in FailureKind::ALL.iter().enumerate() {
+            assert_eq!(kind.index(), i);
+        }
+    }
+
+    #[test]
+    fn names_are_unique_snake_case() {
+        let mut names: Vec<_> = FailureKind::ALL.iter().map(|k| k.as_str()).collect();
+        for name in &names {
+            assert!(
+                name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{name}"
+            );
+        }
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), FailureKind::ALL.len());
+    }
+
+    #[test]
+    fn categories_follow_the_design_table() {
+        use Category::*;
+        use FailureKind::*;
+        let table = [
+            (Dns, Connect),
+            (ConnectRefused, Connect),
+            (ConnectTimeout, Connect),
+            (TlsHandshake, Category::Other),
+            (TlsCertificate, NotRetried),
+            (ReadTimeout, Read),
+            (ConnectionClosed, Read),
+            (Protocol, Read),
+            (PoolTimeout, NotRetried),
+            (PoolFull, NotRetried),
+            (CircuitOpen, NotRetried),
+            (FailureKind::Other, Category::Other),
+        ];
+        assert_eq!(table.len(), FailureKind::ALL.len());
+        for (kind, category) in table {
+            assert_eq!(kind.category(), category, "{kind:?}");
+        }
+    }
+}

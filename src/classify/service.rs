@@ -1,0 +1,159 @@
+use super::{future::ResponseFuture, ErrorClassifyLayer, Failure, FailureKind, Stage};
+use crate::BoxError;
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
+use tower_service::Service;
+
+/// Classifies every error of the inner service as a [`Failure`], boxed as a [`BoxError`].
+///
+/// Responses pass through untouched. Errors the inner service returns, from `poll_ready`
+/// or from its response future, are classified at the service's [`Stage`] (see
+/// [`classify_error_at`](super::classify_error_at)); an error that already is a `Failure`
+/// keeps its kind and is not boxed again.
+///
+/// With the `metrics` feature, each call's duration and each error's kind are recorded (see
+/// the [module docs](super#metrics)); with `tracing`, each error is reported as an event.
+///
+/// # Clone
+///
+/// Clones share the metric handles registered when the service was built.
+///
+/// ```
+/// use tower::{Service, ServiceExt};
+/// use tower_fortify::classify::{ErrorClassify, Failure, FailureKind};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let inner = tower::service_fn(|_: ()| async {
+///     Err::<(), _>(tower::timeout::error::Elapsed::new())
+/// });
+/// let err = ErrorClassify::new(inner).oneshot(()).await.unwrap_err();
+/// assert_eq!(err.downcast_ref::<Failure>().unwrap().kind(), FailureKind::ReadTimeout);
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ErrorClassify<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+/// What all clones of one service share: its settings and metric handles.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) stage: Stage,
+    pub(crate) name: &'static str,
+    #[cfg(feature = "metrics")]
+    pub(crate) instruments: super::metrics::Instruments,
+}
+
+impl<S> ErrorClassify<S> {
+    /// Wraps `inner`, classifying its errors at [`Stage::Request`].
+    pub fn new(inner: S) -> Self {
+        Self::with_settings(inner, Stage::Request, Stage::Request.as_str())
+    }
+
+    /// Returns a layer that wraps services with `ErrorClassify` at [`Stage::Request`].
+    ///
+    /// ```
+    /// let layer = tower_fortify::classify::ErrorClassify::<()>::layer();
+    /// # let _ = layer;
+    /// ```
+    pub const fn layer() -> ErrorClassifyLayer {
+        ErrorClassifyLayer::new()
+    }
+
+    pub(crate) fn with_settings(inner: S, stage: Stage, name: &'static str) -> Self {
+        ErrorClassify {
+            inner,
+            shared: Arc::new(Shared {
+                stage,
+                name,
+                #[cfg(feature = "metrics")]
+                instruments: super::metrics::Instruments::register(name, stage),
+            }),
+        }
+    }
+
+    /// The stage at which this service classifies errors.
+    pub fn stage(&self) -> Stage {
+        self.shared.stage
+    }
+
+    /// The `name` label of this service's metrics and tracing events.
+    ///
+    /// ```
+    /// use tower::Layer;
+    /// use tower_fortify::classify::ErrorClassifyLayer;
+    ///
+    /// assert_eq!(ErrorClassifyLayer::connector().layer(()).name(), "connect");
+    /// assert_eq!(ErrorClassifyLayer::new().name("search").layer(()).name(), "search");
+    /// ```
+    pub fn name(&self) -> &'static str {
+        self.shared.name
+    }
+
+    /// Gets a reference to the inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Gets a mutable reference to the inner service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, Request> Service<Request> for ErrorClassify<S>
+where
+    S: Service<Request>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(|err| {
+            let err = Failure::boxed_at(err.into(), self.shared.stage);
+            self.shared.record_error(&err, None);
+            err
+        })
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        ResponseFuture::new(self.inner.call(request), Arc::clone(&self.shared))
+    }
+}
+
+impl Shared {
+    /// Records a classified error (a boxed `Failure`), and how long the call took.
+    #[cfg_attr(
+        not(any(feature = "metrics", feature = "tracing")),
+        allow(unused_variables)
+    )]
+    pub(crate) fn record_error(&self, err: &BoxError, elapsed: Option<std::time::Duration>) {
+        let kind = err
+            .downcast_ref::<Failure>()
+            .map_or(FailureKind::Other, Failure::kind);
+        #[cfg(feature = "metrics")]
+        self.instruments.error(kind, elapsed);
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            target: "tower_fortify::classify",
+            name = self.name,
+            stage = self.stage.as_str(),
+            kind = kind.as_str(),
+            category = kind.category().as_str(),
+            elapsed_ms = elapsed.map(|d| d.as_secs_f64() * 1e3),
+            error = %format_args!("{err:#}"),
+            "call failed"
+        );
+    }
+}

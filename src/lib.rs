@@ -1,0 +1,74 @@
+//! Resilience middleware for [`tower`] services, built for HTTP clients and servers on
+//! [hyper], hyper-util and axum.
+//!
+//! Production traffic meets refused and timed-out connections, TLS failures, dropped
+//! connections, 5xx storms, slow backends and exhausted pools. Python services have
+//! urllib3's `Retry` and connection pools to survive them; this crate brings the same
+//! semantics to tower, with one shared answer to *what went wrong?* that every layer uses.
+//!
+//! # The failure taxonomy
+//!
+//! The [`classify`] module turns any error a tower or hyper stack produces into a
+//! [`Failure`](classify::Failure) with a [`FailureKind`](classify::FailureKind): DNS, connect
+//! refused, connect timeout, TLS handshake, TLS certificate, read timeout, connection closed,
+//! protocol, pool timeout, pool full, circuit open, or other. Each kind belongs to one of
+//! urllib3's retry categories ([`Category`](classify::Category)): connect, read, other, or
+//! never retried.
+//!
+//! [`ErrorClassifyLayer`](classify::ErrorClassifyLayer) applies that classification to every
+//! error of the service it wraps, and records metrics and tracing events.
+//!
+//! ```
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_fortify::classify::{ErrorClassifyLayer, Failure, FailureKind};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let svc = ServiceBuilder::new()
+//!     .layer(ErrorClassifyLayer::new())
+//!     .service_fn(|_req: ()| async {
+//!         Err::<(), _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+//!     });
+//!
+//! let err = svc.oneshot(()).await.unwrap_err();
+//! let failure = err.downcast_ref::<Failure>().unwrap();
+//! assert_eq!(failure.kind(), FailureKind::ConnectRefused);
+//! # }
+//! ```
+//!
+//! # Feature flags
+//!
+//! | feature | enables |
+//! |---|---|
+//! | `http` (default) | classification of HTTP responses by status and `Retry-After` |
+//! | `hyper` (default) | classification of `hyper::Error` and hyper-util's legacy client errors |
+//! | `rustls` (default) | classification of rustls errors (certificate vs handshake); no crypto provider is pulled in |
+//! | `metrics` (default) | `fortify_*` metrics through the [`metrics`](https://docs.rs/metrics) facade |
+//! | `tracing` (default) | [`tracing`](https://docs.rs/tracing) events |
+//! | `full` | all of the above |
+//!
+//! [hyper]: https://docs.rs/hyper
+
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod classify;
+
+/// Alias for a type-erased error type, as used by tower.
+///
+/// ```
+/// let err: tower_fortify::BoxError = "boom".into();
+/// assert_eq!(err.to_string(), "boom");
+/// ```
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+// The README's examples are compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

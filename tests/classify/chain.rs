@@ -1,0 +1,281 @@
+//! The chain walk on errors built by hand: the rules, one by one.
+
+use std::{error::Error, fmt, io};
+use tower_fortify::classify::{classify_error, classify_error_at, Failure, FailureKind, Stage};
+
+/// An error with an optional source, to build chains.
+#[derive(Debug)]
+struct Wrap(Option<Box<dyn Error + Send + Sync>>);
+
+impl fmt::Display for Wrap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("wrapper")
+    }
+}
+
+impl Error for Wrap {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.0.as_ref().map(|e| &**e as _)
+    }
+}
+
+fn wrap(err: impl Into<Box<dyn Error + Send + Sync>>) -> Wrap {
+    Wrap(Some(err.into()))
+}
+
+fn io(kind: io::ErrorKind) -> io::Error {
+    io::Error::from(kind)
+}
+
+#[test]
+fn io_kinds_by_stage() {
+    use io::ErrorKind as K;
+    use FailureKind::*;
+    let rows = [
+        (
+            K::ConnectionRefused,
+            ConnectRefused,
+            ConnectRefused,
+            ConnectRefused,
+        ),
+        (
+            K::HostUnreachable,
+            ConnectRefused,
+            ConnectRefused,
+            ConnectRefused,
+        ),
+        (
+            K::NetworkUnreachable,
+            ConnectRefused,
+            ConnectRefused,
+            ConnectRefused,
+        ),
+        (K::TimedOut, ReadTimeout, ConnectTimeout, TlsHandshake),
+        (
+            K::ConnectionReset,
+            ConnectionClosed,
+            ConnectRefused,
+            TlsHandshake,
+        ),
+        (
+            K::ConnectionAborted,
+            ConnectionClosed,
+            ConnectRefused,
+            TlsHandshake,
+        ),
+        (
+            K::BrokenPipe,
+            ConnectionClosed,
+            ConnectRefused,
+            TlsHandshake,
+        ),
+        (
+            K::UnexpectedEof,
+            ConnectionClosed,
+            TlsHandshake,
+            TlsHandshake,
+        ),
+        (K::InvalidData, Protocol, TlsHandshake, TlsHandshake),
+        (K::PermissionDenied, Other, Other, TlsHandshake),
+    ];
+    for (kind, request, connect, tls) in rows {
+        let err = io(kind);
+        assert_eq!(
+            classify_error_at(&err, Stage::Request),
+            request,
+            "{kind:?} request"
+        );
+        assert_eq!(
+            classify_error_at(&err, Stage::Connect),
+            connect,
+            "{kind:?} connect"
+        );
+        assert_eq!(
+            classify_error_at(&err, Stage::TlsHandshake),
+            tls,
+            "{kind:?} tls"
+        );
+        assert_eq!(
+            classify_error_at(&err, Stage::Resolve),
+            Dns,
+            "{kind:?} resolve"
+        );
+        assert_eq!(classify_error(&err), request);
+    }
+}
+
+#[test]
+fn timeouts_by_stage() {
+    let tower = tower::timeout::error::Elapsed::new();
+    for (stage, kind) in [
+        (Stage::Request, FailureKind::ReadTimeout),
+        (Stage::Connect, FailureKind::ConnectTimeout),
+        (Stage::TlsHandshake, FailureKind::TlsHandshake),
+        (Stage::Resolve, FailureKind::Dns),
+    ] {
+        assert_eq!(classify_error_at(&tower, stage), kind);
+        assert_eq!(
+            classify_error_at(&wrap(tower::timeout::error::Elapsed::new()), stage),
+            kind
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn tokio_elapsed_is_a_timeout() {
+    let elapsed = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        std::future::pending::<()>(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(classify_error(&elapsed), FailureKind::ReadTimeout);
+    assert_eq!(
+        classify_error_at(&elapsed, Stage::Connect),
+        FailureKind::ConnectTimeout
+    );
+    // hyper-util's connect timeout wraps tokio's Elapsed in an io::Error of kind TimedOut.
+    let io = io::Error::new(io::ErrorKind::TimedOut, elapsed);
+    assert_eq!(
+        classify_error_at(&io, Stage::Connect),
+        FailureKind::ConnectTimeout
+    );
+}
+
+#[test]
+fn walks_nested_sources() {
+    let err = wrap(wrap(wrap(io(io::ErrorKind::ConnectionRefused))));
+    assert_eq!(classify_error(&err), FailureKind::ConnectRefused);
+}
+
+#[test]
+fn looks_inside_io_errors() {
+    // io::Error::source skips the error it wraps; the walk must not.
+    let inner = Failure::new(FailureKind::CircuitOpen, "open");
+    let err = io::Error::other(inner);
+    assert_eq!(classify_error(&err), FailureKind::CircuitOpen);
+    // An io::Error whose inner error says nothing falls back to its own kind.
+    let err = io::Error::new(io::ErrorKind::ConnectionReset, wrap(Wrap(None)));
+    assert_eq!(classify_error(&err), FailureKind::ConnectionClosed);
+}
+
+#[test]
+fn an_existing_failure_is_kept() {
+    for kind in FailureKind::ALL {
+        let failure = Failure::new(kind, io(io::ErrorKind::TimedOut));
+        for stage in [
+            Stage::Request,
+            Stage::Connect,
+            Stage::TlsHandshake,
+            Stage::Resolve,
+        ] {
+            assert_eq!(classify_error_at(&failure, stage), kind);
+            assert_eq!(
+                classify_error_at(&wrap(Failure::new(kind, "x")), stage),
+                kind
+            );
+        }
+        // Classifying a Failure again returns it as it is.
+        let again = Failure::classify_at(Failure::new(kind, "x"), Stage::Resolve);
+        assert_eq!(again.kind(), kind);
+        assert_eq!(again.get_ref().to_string(), "x");
+    }
+}
+
+#[test]
+fn the_outermost_failure_wins() {
+    let inner = Failure::new(FailureKind::ConnectTimeout, "inner");
+    let outer = Failure::new(FailureKind::PoolTimeout, inner);
+    assert_eq!(classify_error(&outer), FailureKind::PoolTimeout);
+}
+
+#[test]
+fn unknown_errors_are_other_or_the_stage() {
+    let err = wrap(Wrap(None));
+    assert_eq!(classify_error(&err), FailureKind::Other);
+    assert_eq!(classify_error_at(&err, Stage::Connect), FailureKind::Other);
+    assert_eq!(
+        classify_error_at(&err, Stage::TlsHandshake),
+        FailureKind::TlsHandshake
+    );
+    assert_eq!(classify_error_at(&err, Stage::Resolve), FailureKind::Dns);
+}
+
+/// An error that is its own source: the walk must end.
+#[derive(Debug)]
+struct Cycle;
+
+impl fmt::Display for Cycle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("cycle")
+    }
+}
+
+impl Error for Cycle {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&Cycle)
+    }
+}
+
+#[test]
+fn cyclic_chains_end() {
+    assert_eq!(classify_error(&Cycle), FailureKind::Other);
+    assert_eq!(classify_error_at(&Cycle, Stage::Resolve), FailureKind::Dns);
+    let failure = Failure::new(FailureKind::Other, Cycle);
+    // Display with the whole chain ends too.
+    assert!(format!("{failure:#}").starts_with("other failure: cycle: cycle"));
+}
+
+#[cfg(feature = "rustls")]
+#[test]
+fn rustls_certificate_errors_are_tls_certificate() {
+    use rustls::{AlertDescription, CertificateError, Error as E};
+    let certificate = [
+        E::InvalidCertificate(CertificateError::UnknownIssuer),
+        E::InvalidCertificate(CertificateError::Expired),
+        E::InvalidCertificate(CertificateError::NotValidForName),
+        E::NoCertificatesPresented,
+        E::AlertReceived(AlertDescription::BadCertificate),
+        E::AlertReceived(AlertDescription::UnknownCA),
+    ];
+    for err in certificate {
+        // As tokio-rustls and hyper-rustls return it: io::Error(Other, io::Error(InvalidData, rustls)).
+        let wrapped = io::Error::other(io::Error::new(io::ErrorKind::InvalidData, err.clone()));
+        for stage in [Stage::Request, Stage::Connect, Stage::TlsHandshake] {
+            assert_eq!(
+                classify_error_at(&err, stage),
+                FailureKind::TlsCertificate,
+                "{err:?}"
+            );
+            assert_eq!(
+                classify_error_at(&wrapped, stage),
+                FailureKind::TlsCertificate,
+                "{err:?}"
+            );
+        }
+    }
+    let handshake = [
+        E::HandshakeNotComplete,
+        E::DecryptError,
+        E::AlertReceived(AlertDescription::HandshakeFailure),
+        E::AlertReceived(AlertDescription::ProtocolVersion),
+        E::NoApplicationProtocol,
+    ];
+    for err in handshake {
+        let wrapped = io::Error::new(io::ErrorKind::InvalidData, err.clone());
+        assert_eq!(classify_error(&err), FailureKind::TlsHandshake, "{err:?}");
+        assert_eq!(
+            classify_error(&wrapped),
+            FailureKind::TlsHandshake,
+            "{err:?}"
+        );
+    }
+}
+
+#[test]
+fn failure_classify_does_not_box_twice() {
+    let err: tower_fortify::BoxError = Box::new(Failure::new(FailureKind::PoolFull, "full"));
+    let failure = Failure::classify(err);
+    assert_eq!(failure.kind(), FailureKind::PoolFull);
+    assert!(!failure.get_ref().is::<Failure>());
+}

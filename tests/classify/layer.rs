@@ -1,0 +1,274 @@
+//! `ErrorClassify` as a tower service: poll_ready, pass-through, metrics, tracing.
+
+use std::io;
+use tower::{Layer, ServiceExt};
+use tower_fortify::classify::{ErrorClassify, ErrorClassifyLayer, Failure, FailureKind, Stage};
+use tower_test::{assert_request_eq, mock};
+
+fn kind(err: &tower_fortify::BoxError) -> FailureKind {
+    err.downcast_ref::<Failure>().expect("a Failure").kind()
+}
+
+#[tokio::test]
+async fn responses_pass_through_and_errors_are_classified() {
+    let (mut svc, mut handle) = mock::spawn_layer::<&str, &str, _>(ErrorClassifyLayer::new());
+
+    assert!(svc.poll_ready().is_ready());
+    let ok = svc.call("hello");
+    assert_request_eq!(handle, "hello").send_response("world");
+    assert_eq!(ok.await.unwrap(), "world");
+
+    assert!(svc.poll_ready().is_ready());
+    let failed = svc.call("again");
+    assert_request_eq!(handle, "again").send_error(io::Error::from(io::ErrorKind::ConnectionReset));
+    let err = failed.await.unwrap_err();
+    assert_eq!(kind(&err), FailureKind::ConnectionClosed);
+    // The original error is the Failure's source.
+    let failure = err.downcast_ref::<Failure>().unwrap();
+    assert_eq!(
+        failure
+            .get_ref()
+            .downcast_ref::<io::Error>()
+            .unwrap()
+            .kind(),
+        io::ErrorKind::ConnectionReset
+    );
+}
+
+#[tokio::test]
+async fn readiness_is_the_inner_services() {
+    let (mut svc, mut handle) = mock::spawn_layer::<(), (), _>(ErrorClassifyLayer::new());
+    handle.allow(0);
+    assert!(svc.poll_ready().is_pending());
+    handle.allow(1);
+    assert!(svc.poll_ready().is_ready());
+}
+
+#[tokio::test]
+async fn poll_ready_errors_are_classified_at_the_stage() {
+    let (mut svc, mut handle) = mock::spawn_layer::<(), (), _>(ErrorClassifyLayer::connector());
+    handle.send_error(tower::timeout::error::Elapsed::new());
+    let err = match svc.poll_ready() {
+        std::task::Poll::Ready(Err(err)) => err,
+        other => panic!("expected a readiness error, got {other:?}"),
+    };
+    assert_eq!(kind(&err), FailureKind::ConnectTimeout);
+}
+
+#[tokio::test]
+async fn an_inner_failure_is_not_wrapped_again() {
+    let inner = tower::service_fn(|_: ()| async {
+        Err::<(), _>(Failure::new(FailureKind::PoolFull, "full"))
+    });
+    let svc = ErrorClassifyLayer::tls_handshake().layer(ErrorClassify::new(inner));
+    let err = svc.oneshot(()).await.unwrap_err();
+    let failure = err.downcast_ref::<Failure>().unwrap();
+    assert_eq!(failure.kind(), FailureKind::PoolFull);
+    assert!(
+        !failure.get_ref().is::<Failure>(),
+        "wrapped twice: {failure:#}"
+    );
+}
+
+#[test]
+fn accessors_and_stage() {
+    let mut svc = ErrorClassifyLayer::at(Stage::Resolve)
+        .name("dns")
+        .layer(7u8);
+    assert_eq!(svc.stage(), Stage::Resolve);
+    assert_eq!(*svc.get_ref(), 7);
+    *svc.get_mut() = 8;
+    assert_eq!(svc.clone().into_inner(), 8);
+    assert_eq!(ErrorClassify::new(()).stage(), Stage::Request);
+}
+
+#[test]
+fn auto_traits() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<ErrorClassifyLayer>();
+    send_sync::<ErrorClassify<tower::util::BoxCloneSyncService<(), (), io::Error>>>();
+    send_sync::<
+        tower_fortify::classify::future::ResponseFuture<std::future::Ready<Result<(), io::Error>>>,
+    >();
+    send_sync::<Failure>();
+}
+
+#[cfg(all(feature = "metrics", feature = "hyper", feature = "rustls"))]
+mod metrics {
+    use super::*;
+    use crate::servers;
+    use metrics_util::{
+        debugging::{DebugValue, DebuggingRecorder, Snapshotter},
+        CompositeKey, MetricKind,
+    };
+    use std::time::Duration;
+
+    fn labels(key: &CompositeKey) -> Vec<(String, String)> {
+        let mut labels: Vec<_> = key
+            .key()
+            .labels()
+            .map(|l| (l.key().to_owned(), l.value().to_owned()))
+            .collect();
+        labels.sort();
+        labels
+    }
+
+    type Snapshot = Vec<(
+        CompositeKey,
+        Option<::metrics::Unit>,
+        Option<::metrics::SharedString>,
+        DebugValue,
+    )>;
+
+    /// Takes every value out of the recorder (a snapshot resets them).
+    fn take(snapshotter: &Snapshotter) -> Snapshot {
+        snapshotter.snapshot().into_vec()
+    }
+
+    fn find<'a>(
+        snapshot: &'a Snapshot,
+        kind: MetricKind,
+        name: &str,
+        want: &[(&str, &str)],
+    ) -> Option<&'a DebugValue> {
+        snapshot.iter().find_map(|(key, _, _, value)| {
+            let has_all = want
+                .iter()
+                .all(|(k, v)| labels(key).contains(&(k.to_string(), v.to_string())));
+            if key.kind() == kind && key.key().name() == name && has_all {
+                Some(value)
+            } else {
+                None
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn errors_and_durations_are_recorded_by_kind() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        // Handles are registered when the layer builds the service.
+        let stack = ::metrics::with_local_recorder(&recorder, || servers::default_stack(&[]));
+
+        let refused = servers::refused().await;
+        let ok = servers::ok().await;
+        for _ in 0..3 {
+            let _ = servers::get(&stack, &format!("http://{refused}/"))
+                .await
+                .unwrap_err();
+        }
+        servers::get(&stack, &format!("http://{ok}/"))
+            .await
+            .expect("200");
+        let snapshot = take(&snapshotter);
+
+        // The request-level layer counted three refused connections...
+        let errors = find(
+            &snapshot,
+            MetricKind::Counter,
+            "fortify_errors_total",
+            &[
+                ("stage", "request"),
+                ("name", "request"),
+                ("kind", "connect_refused"),
+                ("category", "connect"),
+            ],
+        );
+        assert_eq!(errors, Some(&DebugValue::Counter(3)));
+        // ...and the connector-level layer saw them where they happened.
+        let errors = find(
+            &snapshot,
+            MetricKind::Counter,
+            "fortify_errors_total",
+            &[("stage", "connect"), ("kind", "connect_refused")],
+        );
+        assert_eq!(errors, Some(&DebugValue::Counter(3)));
+
+        let failed = find(
+            &snapshot,
+            MetricKind::Histogram,
+            "fortify_request_duration_seconds",
+            &[("stage", "request"), ("outcome", "connect_refused")],
+        );
+        match failed {
+            Some(DebugValue::Histogram(samples)) => assert_eq!(samples.len(), 3),
+            other => panic!("no failure durations: {other:?}"),
+        }
+        let ok = find(
+            &snapshot,
+            MetricKind::Histogram,
+            "fortify_request_duration_seconds",
+            &[("stage", "request"), ("outcome", "ok")],
+        );
+        match ok {
+            Some(DebugValue::Histogram(samples)) => {
+                assert_eq!(samples.len(), 1);
+                assert!(samples[0].into_inner() > 0.0);
+            }
+            other => panic!("no success duration: {other:?}"),
+        }
+        // The TLS-stage layer timed the connection it made (plain TCP here).
+        let connect = find(
+            &snapshot,
+            MetricKind::Histogram,
+            "fortify_request_duration_seconds",
+            &[("stage", "tls_handshake"), ("outcome", "ok")],
+        );
+        assert!(
+            matches!(connect, Some(DebugValue::Histogram(s)) if s.len() == 1),
+            "{connect:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn durations_use_tokios_clock() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let svc = ::metrics::with_local_recorder(&recorder, || {
+            ErrorClassifyLayer::new()
+                .name("slow")
+                .layer(tower::service_fn(|_: ()| async {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    Err::<(), _>(tower::timeout::error::Elapsed::new())
+                }))
+        });
+        let err = svc.oneshot(()).await.unwrap_err();
+        assert_eq!(kind(&err), FailureKind::ReadTimeout);
+        let snapshot = take(&snapshotter);
+        let value = find(
+            &snapshot,
+            MetricKind::Histogram,
+            "fortify_request_duration_seconds",
+            &[("name", "slow"), ("outcome", "read_timeout")],
+        );
+        match value {
+            Some(DebugValue::Histogram(samples)) => assert_eq!(samples[0].into_inner(), 2.0),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_kind_has_bounded_labels() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let _svc =
+            ::metrics::with_local_recorder(&recorder, || ErrorClassifyLayer::new().layer(()));
+        let snapshot = snapshotter.snapshot().into_vec();
+        // 13 duration series (ok + 12 kinds) and 12 error counters, registered once.
+        let histograms = snapshot
+            .iter()
+            .filter(|(k, ..)| k.kind() == MetricKind::Histogram)
+            .count();
+        let counters = snapshot
+            .iter()
+            .filter(|(k, ..)| k.kind() == MetricKind::Counter)
+            .count();
+        assert_eq!((histograms, counters), (13, 12));
+        for (key, ..) in &snapshot {
+            assert!(key.key().name().starts_with("fortify_"));
+            for label in key.key().labels() {
+                assert!(["name", "stage", "outcome", "kind", "category"].contains(&label.key()));
+            }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Real failures from real sockets on 127.0.0.1, through a hyper-util legacy client whose
+//! every stage is classified (see `servers::connector`).
+
+use crate::servers::{self, Timeouts};
+use tower_fortify::{
+    classify::{Failure, FailureKind},
+    BoxError,
+};
+
+#[track_caller]
+fn kind_of(result: Result<servers::Response, BoxError>) -> FailureKind {
+    let err = match result {
+        Ok(response) => panic!("expected a failure, got {}", response.status()),
+        Err(err) => err,
+    };
+    match err.downcast_ref::<Failure>() {
+        Some(failure) => failure.kind(),
+        None => panic!("error is not a classified Failure: {err:?}"),
+    }
+}
+
+#[tokio::test]
+async fn refused_port_is_connect_refused() {
+    let addr = servers::refused().await;
+    let stack = servers::default_stack(&[]);
+    let kind = kind_of(servers::get(&stack, &format!("http://{addr}/")).await);
+    assert_eq!(kind, FailureKind::ConnectRefused);
+}
+
+#[tokio::test]
+async fn full_accept_queue_is_connect_timeout() {
+    let stalled = servers::stalled_connect().await;
+    let stack = servers::default_stack(&[]);
+    let started = std::time::Instant::now();
+    let kind = kind_of(servers::get(&stack, &format!("http://{}/", stalled.addr)).await);
+    assert_eq!(kind, FailureKind::ConnectTimeout);
+    // The connect timeout, not the request or handshake timeout, ended the call.
+    assert!(
+        started.elapsed() < Timeouts::default().handshake,
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn failing_resolver_is_dns() {
+    let timeouts = Timeouts::default();
+    let connector = servers::connector(
+        servers::failing_resolver(),
+        servers::client_tls(&[]),
+        timeouts,
+    );
+    let stack = servers::stack(connector, timeouts);
+    let kind = kind_of(servers::get(&stack, "http://no-such-host.invalid/").await);
+    assert_eq!(kind, FailureKind::Dns);
+}
+
+#[tokio::test]
+async fn close_before_answering_is_connection_closed() {
+    let addr = servers::close_after_request().await;
+    let stack = servers::default_stack(&[]);
+    let kind = kind_of(servers::get(&stack, &format!("http://{addr}/")).await);
+    assert_eq!(kind, FailureKind::ConnectionClosed);
+}
+
+#[tokio::test]
+async fn no_answer_is_read_timeout() {
+    let addr = servers::never_answers().await;
+    let stack = servers::default_stack(&[]);
+    let kind = kind_of(servers::get(&stack, &format!("http://{addr}/")).await);
+    assert_eq!(kind, FailureKind::ReadTimeout);
+}
+
+#[tokio::test]
+async fn garbage_response_is_protocol() {
+    let addr = servers::garbage().await;
+    let stack = servers::default_stack(&[]);
+    let kind = kind_of(servers::get(&stack, &format!("http://{addr}/")).await);
+    assert_eq!(kind, FailureKind::Protocol);
+}
+
+#[tokio::test]
+async fn untrusted_certificate_is_tls_certificate() {
+    let cert = servers::self_signed(&["localhost"]);
+    let addr = servers::tls_server(&cert).await;
+    // The client trusts nothing: the self-signed certificate has an unknown issuer.
+    let stack = servers::default_stack(&[]);
+    let kind = kind_of(servers::get(&stack, &format!("https://localhost:{}/", addr.port())).await);
+    assert_eq!(kind, FailureKind::TlsCertificate);
+}
+
+#[tokio::test]
+async fn wrong_host_name_is_tls_certificate() {
+    let cert = servers::self_signed(&["api.example.test"]);
+    let addr = servers::tls_server(&cert).await;
+    // Trusted issuer, but the certificate is for another name.
+    let stack = servers::default_stack(std::slice::from_ref(&cert.cert));
+    let kind = kind_of(servers::get(&stack, &format!("https://localhost:{}/", addr.port())).await);
+    assert_eq!(kind, FailureKind::TlsCertificate);
+}
+
+#[tokio::test]
+async fn trusted_certificate_succeeds() {
+    // The same server and client as above, with the certificate trusted: the TLS plumbing
+    // works, so the failures above come from verification and nothing else.
+    let cert = servers::self_signed(&["localhost"]);
+    let addr = servers::tls_server(&cert).await;
+    let stack = servers::default_stack(std::slice::from_ref(&cert.cert));
+    let response = servers::get(&stack, &format!("https://localhost:{}/", addr.port()))
+        .await
+        .expect("trusted TLS request");
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn stalled_handshake_is_tls_handshake() {
+    let addr = servers::tls_stalls().await;
+    let stack = servers::default_stack(&[]);
+    let started = std::time::Instant::now();
+    let kind = kind_of(servers::get(&stack, &format!("https://localhost:{}/", addr.port())).await);
+    assert_eq!(kind, FailureKind::TlsHandshake);
+    // The handshake timeout ended the call, not the request timeout.
+    assert!(
+        started.elapsed() < Timeouts::default().request,
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn plain_http_answer_to_tls_hello_is_tls_handshake() {
+    // Speaking TLS to a plain HTTP server: the handshake reads an HTTP response and fails,
+    // at once rather than by the handshake timeout.
+    let addr = servers::speaks_http_first().await;
+    let stack = servers::default_stack(&[]);
+    let started = std::time::Instant::now();
+    let result = servers::get(&stack, &format!("https://localhost:{}/", addr.port())).await;
+    assert!(
+        started.elapsed() < Timeouts::default().handshake,
+        "{:?}",
+        started.elapsed()
+    );
+    let err = result.as_ref().map(|_| ()).unwrap_err();
+    // rustls itself rejected the bytes: the cause is a rustls error, not a timeout.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&**err);
+    let mut saw_rustls = false;
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            saw_rustls |= io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>());
+            source = io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static));
+            continue;
+        }
+        source = e.source();
+    }
+    assert!(saw_rustls, "no rustls error in {err:?}");
+    assert_eq!(kind_of(result), FailureKind::TlsHandshake);
+}
+
+#[tokio::test]
+async fn success_passes_through() {
+    let addr = servers::ok().await;
+    let stack = servers::default_stack(&[]);
+    let response = servers::get(&stack, &format!("http://{addr}/"))
+        .await
+        .expect("200");
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn server_error_is_a_response_not_a_failure() {
+    let addr = servers::answers(
+        b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 2\r\ncontent-length: 0\r\n\r\n",
+    )
+    .await;
+    let stack = servers::default_stack(&[]);
+    let response = servers::get(&stack, &format!("http://{addr}/"))
+        .await
+        .expect("a response");
+    let class = tower_fortify::classify::ResponseClass::of(&response);
+    assert!(class.is_server_error());
+    assert!(class.asks_retry_after());
+}
+
+#[tokio::test]
+async fn display_names_kind_and_cause() {
+    let addr = servers::refused().await;
+    let stack = servers::default_stack(&[]);
+    let err = servers::get(&stack, &format!("http://{addr}/"))
+        .await
+        .unwrap_err();
+    let failure = err.downcast_ref::<Failure>().expect("a Failure");
+    let short = failure.to_string();
+    assert!(short.starts_with("connect refused: "), "{short}");
+    let chain = format!("{failure:#}");
+    assert!(chain.len() > short.len(), "{chain}");
+    // The original error stays reachable: the io::Error at the bottom of the chain.
+    let mut source = std::error::Error::source(failure);
+    let mut found_io = false;
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            found_io = io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        source = err.source();
+    }
+    assert!(found_io, "no ConnectionRefused io::Error in {chain}");
+}
