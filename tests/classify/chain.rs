@@ -279,3 +279,87 @@ fn failure_classify_does_not_box_twice() {
     assert_eq!(failure.kind(), FailureKind::PoolFull);
     assert!(!failure.get_ref().is::<Failure>());
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KINDS: [io::ErrorKind; 12] = [
+        io::ErrorKind::ConnectionRefused,
+        io::ErrorKind::ConnectionReset,
+        io::ErrorKind::ConnectionAborted,
+        io::ErrorKind::BrokenPipe,
+        io::ErrorKind::TimedOut,
+        io::ErrorKind::UnexpectedEof,
+        io::ErrorKind::InvalidData,
+        io::ErrorKind::NotFound,
+        io::ErrorKind::PermissionDenied,
+        io::ErrorKind::HostUnreachable,
+        io::ErrorKind::Other,
+        io::ErrorKind::WouldBlock,
+    ];
+
+    const STAGES: [Stage; 4] = [
+        Stage::Request,
+        Stage::Connect,
+        Stage::TlsHandshake,
+        Stage::Resolve,
+    ];
+
+    /// Wraps `err` in `depth` layers, alternating plain wrappers and io::Errors of kind Other
+    /// (which say nothing themselves, so the walk must look through them).
+    fn nest(
+        mut err: Box<dyn Error + Send + Sync>,
+        layers: &[bool],
+    ) -> Box<dyn Error + Send + Sync> {
+        for &as_io in layers {
+            err = if as_io {
+                Box::new(io::Error::other(err))
+            } else {
+                Box::new(wrap(err))
+            };
+        }
+        err
+    }
+
+    proptest! {
+        #[test]
+        fn wrappers_do_not_change_the_verdict(
+            kind in 0..KINDS.len(),
+            stage in 0..STAGES.len(),
+            layers in proptest::collection::vec(any::<bool>(), 0..20),
+        ) {
+            let stage = STAGES[stage];
+            let bare = io(KINDS[kind]);
+            let expected = classify_error_at(&bare, stage);
+            let nested = nest(Box::new(io(KINDS[kind])), &layers);
+            prop_assert_eq!(classify_error_at(&*nested, stage), expected);
+        }
+
+        #[test]
+        fn a_failure_anywhere_in_the_chain_decides(
+            failure in 0..FailureKind::ALL.len(),
+            kind in 0..KINDS.len(),
+            stage in 0..STAGES.len(),
+            inner in proptest::collection::vec(any::<bool>(), 0..10),
+            outer in proptest::collection::vec(any::<bool>(), 0..10),
+        ) {
+            let failure = FailureKind::ALL[failure];
+            let chain = nest(Box::new(io(KINDS[kind])), &inner);
+            let chain = nest(Box::new(Failure::new(failure, chain)), &outer);
+            prop_assert_eq!(classify_error_at(&*chain, STAGES[stage]), failure);
+        }
+
+        #[test]
+        fn any_depth_terminates(depth in 0usize..200, stage in 0..STAGES.len()) {
+            let layers = vec![false; depth];
+            let chain = nest(Box::new(io(io::ErrorKind::ConnectionRefused)), &layers);
+            let kind = classify_error_at(&*chain, STAGES[stage]);
+            // Past the depth guard the cause is not reached: the stage's fallback answers.
+            prop_assert!(FailureKind::ALL.contains(&kind));
+            if depth < 30 && STAGES[stage] != Stage::Resolve {
+                prop_assert_eq!(kind, FailureKind::ConnectRefused);
+            }
+        }
+    }
+}
