@@ -40,6 +40,7 @@
 //!
 //! | feature | enables |
 //! |---|---|
+//! | `retry` (default) | the [`retry`] module: backoff strategies, `Retry-After` parsing, the retry budget |
 //! | `http` (default) | classification of HTTP responses by status and `Retry-After` |
 //! | `hyper` (default) | classification of `hyper::Error` and hyper-util's legacy client errors |
 //! | `rustls` (default) | classification of rustls errors (certificate vs handshake); no crypto provider is pulled in |
@@ -59,6 +60,12 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod classify;
+mod config;
+#[cfg(feature = "retry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+pub mod retry;
+
+pub use config::InvalidConfig;
 
 /// Alias for a type-erased error type, as used by tower.
 ///

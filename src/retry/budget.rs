@@ -1,0 +1,841 @@
+//! A retry budget: retries capped as a share of recent traffic, lock-free.
+//!
+//! tower's `TpsBudget` has the same semantics (both come from Finagle) but locks a mutex on
+//! every call to rotate its window. Here the window is a ring of buckets tagged with the
+//! epoch they count for: a stale bucket is reset by the first thread that needs it, with a
+//! compare-and-swap on its tag, so no call ever waits for another.
+
+use std::{
+    fmt,
+    num::NonZeroU64,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use tokio::time::Instant;
+
+use crate::InvalidConfig;
+
+/// The window is counted in this many buckets, so it slides in steps of a tenth.
+const BUCKETS: usize = 10;
+/// Fixed-point units per retry: the ratio is kept in millionths of a retry, so that the
+/// balance is integer arithmetic on plain atomics.
+const SCALE: i128 = 1_000_000;
+const NANOS_PER_SEC: u128 = 1_000_000_000;
+const MIN_WINDOW: Duration = Duration::from_secs(1);
+const MAX_WINDOW: Duration = Duration::from_secs(60);
+const MAX_RATIO: f32 = 1000.0;
+
+/// A retry budget: retries may be at most `retry_ratio` of the requests of the last `window`,
+/// plus a reserve of `min_per_sec` retries per second.
+///
+/// Every original request [deposits](RetryBudget::deposit) `retry_ratio` of a retry; before
+/// every retry the caller [withdraws](RetryBudget::withdraw) a whole one, and does not retry
+/// when the budget refuses. Deposits and withdrawals both leave the budget when they leave
+/// the sliding `window`: earned retries expire, and spent ones come back. The reserve lets a
+/// client that sends few requests still retry; because withdrawals age out, it refills as the
+/// window slides.
+///
+/// # Why a budget and not only a maximum number of retries?
+///
+/// A maximum per request (urllib3's `Retry(total=3)`) bounds how often one request is tried,
+/// not how much load the retries add. When a backend starts failing, every client retries
+/// every request: with 3 retries each, a fleet of clients sends up to four times its usual
+/// load to the backend that is already struggling, which makes it fail more and brings more
+/// retries. This is a retry storm, and clients of clients that also retry multiply it. A
+/// budget caps retries as a share of the traffic instead: with a `retry_ratio` of 0.2,
+/// retries add at most 20% (plus the small reserve) however bad the failures get. Finagle's
+/// `RetryBudget`, Envoy's `retry_budget`, gRPC's `retryThrottling` and the AWS SDKs' retry
+/// quotas all work this way. Use both: the maximum for each request, the budget for the
+/// whole client.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_fortify::retry::RetryBudget;
+///
+/// // Retries may add 20% to the requests of the last 10 s, plus 10 retries per second.
+/// let budget = RetryBudget::new(Duration::from_secs(10), 10, 0.2)?;
+///
+/// // The reserve: min_per_sec * window.
+/// assert_eq!(budget.available(), 10 * 10);
+///
+/// // Each original request earns retry_ratio of a retry.
+/// for _ in 0..1_000 {
+///     budget.deposit();
+/// }
+/// assert_eq!(budget.available(), 10 * 10 + 1_000 / 5);
+///
+/// // Before each retry: no retry when the budget refuses.
+/// if budget.withdraw() {
+///     // ... send the request again
+/// }
+/// assert_eq!(budget.available(), 299);
+/// # Ok::<(), tower_fortify::InvalidConfig>(())
+/// ```
+///
+/// # Clone
+///
+/// Clones share one budget (an [`Arc`] inside): give a clone to every service that retries
+/// against the same backend, and the cap holds for all of them together.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_fortify::retry::RetryBudget;
+///
+/// let budget = RetryBudget::new(Duration::from_secs(10), 1, 0.0)?;
+/// let clone = budget.clone();
+/// assert!(clone.withdraw());
+/// assert_eq!(budget.available(), 9);
+/// # Ok::<(), tower_fortify::InvalidConfig>(())
+/// ```
+///
+/// # Accuracy
+///
+/// The window is counted in 10 buckets of `window / 10`, so a deposit or withdrawal leaves
+/// the budget between 0.9 and 1.0 `window` after it was made, all those of one bucket at
+/// once. The budget is lock-free and approximate at the scale of a few calls: a call that
+/// races with the reset of a bucket at a bucket boundary may lose its count, and a
+/// withdrawal ignores deposits made while it runs. Apart from that race, concurrent
+/// withdrawals never spend more than the balance.
+///
+/// # Cost
+///
+/// [`deposit`](RetryBudget::deposit) reads the clock once (`tokio::time::Instant::now`, to
+/// find its bucket), loads the bucket's tag and adds one to its counter; it does nothing at
+/// all when `retry_ratio` is 0. [`withdraw`](RetryBudget::withdraw) reads the clock, the 10
+/// buckets and takes its retry with one compare-and-swap. No call locks or allocates.
+///
+/// # Time
+///
+/// Time is tokio's clock, measured from the budget's construction, so tests can drive it
+/// with `tokio::time::pause` and `advance`. Outside a runtime it is the system's monotonic
+/// clock; use a budget under one clock only (not built under a paused runtime and then used
+/// from plain threads).
+#[derive(Clone)]
+pub struct RetryBudget {
+    // `None` is the unlimited budget: nothing to count, nothing to share.
+    shared: Option<Arc<Shared>>,
+}
+
+struct Shared {
+    start: Instant,
+    bucket_nanos: NonZeroU64,
+    /// `min_per_sec * window`, in units.
+    reserve: i128,
+    /// `retry_ratio`, in units earned per deposit.
+    deposit_units: i128,
+    buckets: [Bucket; BUCKETS],
+    // The settings as given, for `Debug`.
+    window: Duration,
+    min_per_sec: u32,
+    retry_ratio: f32,
+}
+
+/// The counts of one epoch (one `window / 10` of time since the start).
+#[derive(Default)]
+struct Bucket {
+    /// The epoch the counts belong to; the bucket of epoch `e` is `buckets[e % BUCKETS]`.
+    epoch: AtomicU64,
+    deposits: AtomicU64,
+    withdrawals: AtomicU64,
+}
+
+// ===== impl RetryBudget =====
+
+impl RetryBudget {
+    /// Creates a budget that allows retries of up to `retry_ratio` of the requests of the last
+    /// `window`, plus a reserve of `min_per_sec` retries per second of the window.
+    ///
+    /// - `window`: how long a deposit or withdrawal counts, from 1 s to 60 s.
+    /// - `min_per_sec`: the reserve, for clients that send few requests; it holds
+    ///   `min_per_sec * window` retries (rounded down), refilled as withdrawals age out.
+    ///   0 means retries are only earned by requests.
+    /// - `retry_ratio`: the retries each request earns, from 0.0 to 1000.0: 0.2 means
+    ///   retries may be 20% of the requests, 2.0 means two retries per request. Precise to
+    ///   a millionth.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidConfig`] naming `budget_window` when `window` is under 1 s or over 60 s, or
+    /// `budget_retry_ratio` when `retry_ratio` is negative, over 1000 or not a number.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::retry::RetryBudget;
+    ///
+    /// // Finagle's default: 10 s, 10 retries per second, 20%.
+    /// let budget = RetryBudget::new(Duration::from_secs(10), 10, 0.2)?;
+    /// assert_eq!(budget.available(), 100);
+    ///
+    /// let err = RetryBudget::new(Duration::from_secs(10), 10, f32::NAN).unwrap_err();
+    /// assert_eq!(err.field(), "budget_retry_ratio");
+    /// let err = RetryBudget::new(Duration::from_millis(500), 10, 0.2).unwrap_err();
+    /// assert_eq!(err.field(), "budget_window");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn new(
+        window: Duration,
+        min_per_sec: u32,
+        retry_ratio: f32,
+    ) -> Result<Self, InvalidConfig> {
+        if !(MIN_WINDOW..=MAX_WINDOW).contains(&window) {
+            return Err(InvalidConfig::new(
+                "budget_window",
+                "must be between 1 s and 60 s",
+            ));
+        }
+        // `contains` is false for NaN, and for the infinities.
+        if !(0.0..=MAX_RATIO).contains(&retry_ratio) {
+            return Err(InvalidConfig::new(
+                "budget_retry_ratio",
+                "must be a number between 0.0 and 1000.0",
+            ));
+        }
+
+        // The window is 1 s to 60 s, so all of these are far from their type's limits.
+        let window_nanos = window.as_nanos();
+        let bucket_nanos = u64::try_from(window_nanos / BUCKETS as u128).unwrap_or(u64::MAX);
+        let reserve = u128::from(min_per_sec) * window_nanos * SCALE as u128 / NANOS_PER_SEC;
+        let deposit_units = (f64::from(retry_ratio) * SCALE as f64).round() as i128;
+
+        Ok(RetryBudget {
+            shared: Some(Arc::new(Shared {
+                start: Instant::now(),
+                bucket_nanos: NonZeroU64::new(bucket_nanos).unwrap_or(NonZeroU64::MIN),
+                reserve: i128::try_from(reserve).unwrap_or(i128::MAX),
+                deposit_units,
+                buckets: std::array::from_fn(|_| Bucket::default()),
+                window,
+                min_per_sec,
+                retry_ratio,
+            })),
+        })
+    }
+
+    /// A budget that never refuses: [`withdraw`](RetryBudget::withdraw) is always `true`, as
+    /// with urllib3, which has no budget. Retries are then bounded by the retry policy alone.
+    ///
+    /// ```
+    /// use tower_fortify::retry::RetryBudget;
+    ///
+    /// let budget = RetryBudget::unlimited();
+    /// assert!((0..1_000).all(|_| budget.withdraw()));
+    /// assert_eq!(budget.available(), u64::MAX);
+    /// ```
+    pub const fn unlimited() -> Self {
+        RetryBudget { shared: None }
+    }
+
+    /// Records one original request (not a retry): it earns `retry_ratio` of a retry, for
+    /// `window`.
+    ///
+    /// Call it once per request, whatever its outcome; retries of the request do not deposit.
+    /// It reads the clock once, unless `retry_ratio` is 0 (then deposits earn nothing and
+    /// this does nothing).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::retry::RetryBudget;
+    ///
+    /// // No reserve: retries are only earned, one for every 4 requests.
+    /// let budget = RetryBudget::new(Duration::from_secs(10), 0, 0.25)?;
+    /// assert!(!budget.withdraw());
+    /// for _ in 0..8 {
+    ///     budget.deposit();
+    /// }
+    /// assert_eq!(budget.available(), 2);
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn deposit(&self) {
+        if let Some(shared) = &self.shared {
+            shared.deposit();
+        }
+    }
+
+    /// Tries to spend one retry: `false` when the budget is exhausted, and then the retry
+    /// must not be made.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::retry::RetryBudget;
+    ///
+    /// // A reserve of 2 retries (1 per second for 2 s), none earned.
+    /// let budget = RetryBudget::new(Duration::from_secs(2), 1, 0.0)?;
+    /// assert!(budget.withdraw());
+    /// assert!(budget.withdraw());
+    /// assert!(!budget.withdraw());
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn withdraw(&self) -> bool {
+        match &self.shared {
+            Some(shared) => shared.withdraw(),
+            None => true,
+        }
+    }
+
+    /// The number of retries that could be made now (rounded down), for metrics and tests;
+    /// `u64::MAX` for an [`unlimited`](RetryBudget::unlimited) budget.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::retry::RetryBudget;
+    ///
+    /// let budget = RetryBudget::new(Duration::from_secs(10), 0, 0.3)?;
+    /// for _ in 0..3 {
+    ///     budget.deposit();
+    /// }
+    /// // 0.9 of a retry earned: not yet a whole one.
+    /// assert_eq!(budget.available(), 0);
+    /// budget.deposit();
+    /// assert_eq!(budget.available(), 1);
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn available(&self) -> u64 {
+        match &self.shared {
+            Some(shared) => shared.available(),
+            None => u64::MAX,
+        }
+    }
+}
+
+impl fmt::Debug for RetryBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.shared {
+            Some(shared) => f
+                .debug_struct("RetryBudget")
+                .field("window", &shared.window)
+                .field("min_per_sec", &shared.min_per_sec)
+                .field("retry_ratio", &shared.retry_ratio)
+                .field("available", &shared.available())
+                .finish(),
+            None => f
+                .debug_struct("RetryBudget")
+                .field("unlimited", &true)
+                .finish(),
+        }
+    }
+}
+
+// ===== impl Shared =====
+
+impl Shared {
+    fn deposit(&self) {
+        if self.deposit_units == 0 {
+            return;
+        }
+        let (bucket, _) = self.claim(self.now_epoch());
+        // Wraps only after 2^64 deposits within one bucket (at most 6 s): unreachable.
+        bucket.deposits.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn withdraw(&self) -> bool {
+        let (bucket, epoch) = self.claim(self.now_epoch());
+        // Everything but this bucket's withdrawals, which the loop below owns.
+        let rest = self.balance(epoch, false);
+        let mut taken = bucket.withdrawals.load(Ordering::Acquire);
+        loop {
+            let Some(next) = taken.checked_add(1) else {
+                return false;
+            };
+            if rest.saturating_sub(SCALE.saturating_mul(i128::from(next))) < 0 {
+                return false;
+            }
+            // A compare-and-swap rather than add-then-undo: only a withdrawal that fits is
+            // ever counted, so racing withdrawals neither overspend nor refuse each other.
+            match bucket.withdrawals.compare_exchange_weak(
+                taken,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => taken = actual,
+            }
+        }
+    }
+
+    fn available(&self) -> u64 {
+        let units = self.balance(self.now_epoch(), true);
+        if units <= 0 {
+            0
+        } else {
+            u64::try_from(units / SCALE).unwrap_or(u64::MAX)
+        }
+    }
+
+    /// The epoch (the number of whole buckets since the start) of now.
+    fn now_epoch(&self) -> u64 {
+        let elapsed = Instant::now().saturating_duration_since(self.start);
+        let epoch = elapsed.as_nanos() / u128::from(self.bucket_nanos.get());
+        u64::try_from(epoch).unwrap_or(u64::MAX)
+    }
+
+    /// Makes `epoch`'s bucket count for `epoch`, resetting it when it still holds the counts
+    /// of an older epoch. Returns the bucket and the epoch it counts for: a later one than
+    /// `epoch` when a thread with a later clock reading got there first, and then the caller
+    /// acts at that epoch.
+    fn claim(&self, epoch: u64) -> (&Bucket, u64) {
+        let bucket = &self.buckets[bucket_index(epoch)];
+        let mut tag = bucket.epoch.load(Ordering::Acquire);
+        while tag < epoch {
+            match bucket.epoch.compare_exchange_weak(
+                tag,
+                epoch,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    // A thread that sees the new tag before these stores loses its count:
+                    // the documented inaccuracy at a bucket boundary.
+                    bucket.deposits.store(0, Ordering::Release);
+                    bucket.withdrawals.store(0, Ordering::Release);
+                    return (bucket, epoch);
+                }
+                Err(actual) => tag = actual,
+            }
+        }
+        (bucket, tag)
+    }
+
+    /// The balance at `epoch`, in units: the reserve, plus what the deposits of the window
+    /// earned, minus its withdrawals (without those of `epoch`'s own bucket unless
+    /// `all_withdrawals`). Buckets whose tag is outside the window are stale and count for
+    /// nothing; they are reset when their epoch comes.
+    fn balance(&self, epoch: u64, all_withdrawals: bool) -> i128 {
+        let current = bucket_index(epoch);
+        let mut deposits: i128 = 0;
+        let mut withdrawals: i128 = 0;
+        for (index, bucket) in self.buckets.iter().enumerate() {
+            let tag = bucket.epoch.load(Ordering::Acquire);
+            if tag > epoch || epoch - tag >= BUCKETS as u64 {
+                continue;
+            }
+            let d = bucket.deposits.load(Ordering::Acquire);
+            deposits = deposits.saturating_add(i128::from(d));
+            if all_withdrawals || index != current {
+                let w = bucket.withdrawals.load(Ordering::Acquire);
+                withdrawals = withdrawals.saturating_add(i128::from(w));
+            }
+        }
+        self.reserve
+            .saturating_add(self.deposit_units.saturating_mul(deposits))
+            .saturating_sub(SCALE.saturating_mul(withdrawals))
+    }
+}
+
+fn bucket_index(epoch: u64) -> usize {
+    // The remainder is below BUCKETS, so the cast is lossless.
+    (epoch % BUCKETS as u64) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        collections::VecDeque,
+        sync::{Arc, Barrier},
+        thread,
+    };
+
+    use proptest::prelude::*;
+    use tokio::time::advance;
+
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    fn budget(window_secs: u64, min_per_sec: u32, retry_ratio: f32) -> RetryBudget {
+        RetryBudget::new(Duration::from_secs(window_secs), min_per_sec, retry_ratio)
+            .expect("valid settings")
+    }
+
+    fn withdraw_n(budget: &RetryBudget, attempts: u64) -> u64 {
+        (0..attempts).map(|_| u64::from(budget.withdraw())).sum()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reserve_is_min_per_sec_times_window_and_refills() {
+        let window = Duration::from_secs(10);
+        let b = budget(10, 10, 0.0);
+        assert_eq!(b.available(), 100);
+        for i in 0..100 {
+            assert!(b.withdraw(), "withdrawal {i} of the reserve of 100");
+        }
+        assert!(!b.withdraw(), "the 101st withdrawal");
+        assert_eq!(b.available(), 0);
+
+        // At ratio 0 requests earn nothing.
+        for _ in 0..1_000 {
+            b.deposit();
+        }
+        assert!(!b.withdraw());
+
+        // The withdrawals still count until the window has passed...
+        advance(window - Duration::from_millis(1)).await;
+        assert!(!b.withdraw());
+        // ...then they age out and the reserve is back, whole.
+        advance(Duration::from_millis(1)).await;
+        assert_eq!(b.available(), 100);
+        assert_eq!(withdraw_n(&b, 1_000), 100);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_are_a_share_of_requests() {
+        let window = Duration::from_secs(10);
+        let b = budget(10, 0, 0.2);
+        assert!(!b.withdraw(), "no reserve, nothing earned");
+        for _ in 0..1_000 {
+            b.deposit();
+        }
+        assert_eq!(b.available(), 200);
+        assert_eq!(withdraw_n(&b, 1_000), 200);
+        assert!(!b.withdraw());
+
+        // With nothing spent, earned retries still expire with their deposits.
+        let b = budget(10, 0, 0.2);
+        for _ in 0..1_000 {
+            b.deposit();
+        }
+        assert_eq!(withdraw_n(&b, 100), 100);
+        advance(window).await;
+        assert_eq!(b.available(), 0);
+        assert!(!b.withdraw(), "the deposits aged out");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deposits_age_out_bucket_by_bucket() {
+        // 1 s buckets; 100 retries earned at the start of each second for a window.
+        let b = budget(10, 0, 1.0);
+        for _ in 0..10 {
+            for _ in 0..100 {
+                b.deposit();
+            }
+            advance(SECOND).await;
+        }
+        // At 10 s the bucket of second 0 has left the window, then one more each second.
+        for second in 0..=9 {
+            assert_eq!(b.available(), 900 - 100 * second, "at {}s", 10 + second);
+            advance(SECOND).await;
+        }
+        assert_eq!(b.available(), 0, "at 20s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn half_a_window_later_about_half_remains() {
+        // One deposit every 10 ms for a whole window: 1000 retries earned, spread evenly.
+        let b = budget(10, 0, 1.0);
+        for _ in 0..1_000 {
+            b.deposit();
+            advance(Duration::from_millis(10)).await;
+        }
+        advance(Duration::from_secs(5)).await;
+        // An exact sliding window would keep the deposits of the last 10 s, 500 of them.
+        // The bucketed window drops a bucket's deposits all at once, between 0.9 and 1.0
+        // window after they were made, so it keeps those of the last 9 to 10 s: between
+        // 400 and 500 (here the last 9 s exactly, as the time falls on a bucket boundary).
+        let available = b.available();
+        assert!(
+            (400..=500).contains(&available),
+            "available {available}, expected about half of 1000"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn available_matches_successes() {
+        let b = budget(10, 5, 0.5);
+        for _ in 0..20 {
+            b.deposit();
+        }
+        assert_eq!(b.available(), 50 + 10);
+        for spent in 1..=60 {
+            assert!(b.withdraw());
+            assert_eq!(b.available(), 60 - spent);
+        }
+        assert!(!b.withdraw());
+        assert_eq!(b.available(), 0);
+
+        // A fraction is kept: 3 * 0.3 = 0.9, one more deposit makes 1.2.
+        let b = budget(10, 0, 0.3);
+        for _ in 0..3 {
+            b.deposit();
+        }
+        assert_eq!(b.available(), 0);
+        assert!(!b.withdraw());
+        b.deposit();
+        assert_eq!(b.available(), 1);
+        assert!(b.withdraw());
+        assert_eq!(b.available(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn clones_share_one_budget() {
+        let a = budget(10, 1, 1.0);
+        let b = a.clone();
+        assert!(b.withdraw());
+        assert_eq!(a.available(), 9);
+        a.deposit();
+        assert_eq!(b.available(), 10);
+        assert!(format!("{a:?}").contains("available: 10"), "{a:?}");
+    }
+
+    #[test]
+    fn unlimited_never_refuses() {
+        let b = RetryBudget::unlimited();
+        for _ in 0..1_000_000 {
+            assert!(b.withdraw());
+        }
+        b.deposit();
+        assert_eq!(b.available(), u64::MAX);
+        assert!(b.clone().withdraw());
+        assert_eq!(format!("{b:?}"), "RetryBudget { unlimited: true }");
+    }
+
+    #[test]
+    fn invalid_settings_are_rejected_with_the_field_named() {
+        let window_errors = [
+            Duration::ZERO,
+            Duration::from_millis(999),
+            Duration::from_secs(60) + Duration::from_nanos(1),
+            Duration::from_secs(61),
+            Duration::MAX,
+        ];
+        for window in window_errors {
+            let err = RetryBudget::new(window, 10, 0.2).unwrap_err();
+            assert_eq!(err.field(), "budget_window", "{window:?}");
+            assert_eq!(
+                err.to_string(),
+                "invalid budget_window: must be between 1 s and 60 s"
+            );
+        }
+        let ratio_errors = [
+            f32::NAN,
+            -1.0,
+            -f32::MIN_POSITIVE,
+            1000.001,
+            1001.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+        ];
+        for ratio in ratio_errors {
+            let err = RetryBudget::new(Duration::from_secs(10), 10, ratio).unwrap_err();
+            assert_eq!(err.field(), "budget_retry_ratio", "{ratio}");
+        }
+        // The bounds themselves are valid.
+        for (window, ratio) in [(1, 0.0), (60, 1000.0), (10, -0.0)] {
+            assert!(RetryBudget::new(Duration::from_secs(window), 0, ratio).is_ok());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn extreme_settings_do_not_overflow() {
+        let b = budget(60, u32::MAX, 1000.0);
+        let reserve = u64::from(u32::MAX) * 60;
+        assert_eq!(b.available(), reserve);
+        for _ in 0..1_000 {
+            b.deposit();
+        }
+        assert_eq!(b.available(), reserve + 1_000_000);
+        assert!(b.withdraw());
+        advance(Duration::from_secs(3600 * 24 * 365 * 100)).await;
+        assert_eq!(b.available(), reserve);
+
+        // A fractional window gives a fractional reserve, rounded down.
+        let b = RetryBudget::new(Duration::from_millis(1_500), 1, 0.0).unwrap();
+        assert_eq!(b.available(), 1);
+        assert!(b.withdraw());
+        assert!(!b.withdraw());
+    }
+
+    #[test]
+    fn a_late_thread_counts_at_the_newer_epoch() {
+        let b = budget(10, 0, 1.0);
+        let shared = b.shared.as_ref().unwrap();
+        let (_, epoch) = shared.claim(15);
+        assert_eq!(epoch, 15);
+        // A thread whose clock reading is a window older finds the bucket already claimed
+        // for epoch 15: it must not reset it, and acts at epoch 15.
+        let (bucket, epoch) = shared.claim(5);
+        assert_eq!(epoch, 15);
+        bucket.deposits.fetch_add(3, Ordering::AcqRel);
+        assert_eq!(shared.balance(15, true), 3 * SCALE);
+        assert_eq!(shared.balance(25, true), 0, "aged out a window later");
+    }
+
+    #[test]
+    fn concurrent_withdrawals_do_not_overspend() {
+        // A reserve of 1000 (50 per second for 20 s), nothing earned; the real clock, as the
+        // threads run outside any runtime. 2 s buckets: nothing ages out during the test.
+        const THREADS: u64 = 8;
+        let b = budget(20, 50, 0.0);
+        let start = Arc::new(Barrier::new(THREADS as usize));
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let b = b.clone();
+                let start = Arc::clone(&start);
+                thread::spawn(move || {
+                    start.wait();
+                    withdraw_n(&b, 10_000)
+                })
+            })
+            .collect();
+        let successes: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        assert!(
+            (1_000..=1_000 + THREADS).contains(&successes),
+            "{successes} successes"
+        );
+        assert_eq!(b.available(), 1_000u64.saturating_sub(successes));
+    }
+
+    #[test]
+    fn is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<RetryBudget>();
+    }
+
+    // ===== property test against a model =====
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Deposit(u8),
+        Withdraw(u8),
+        Advance(u32),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (1u8..=20).prop_map(Op::Deposit),
+            (1u8..=8).prop_map(Op::Withdraw),
+            (0u32..=3_000).prop_map(Op::Advance),
+        ]
+    }
+
+    /// Events of the last window, with their time since the start in nanoseconds.
+    struct Model {
+        window: u128,
+        bucket: u128,
+        reserve: i128,
+        deposit_units: i128,
+        deposits: VecDeque<u128>,
+        withdrawals: VecDeque<u128>,
+    }
+
+    impl Model {
+        /// The budget counts the events of its last 9 buckets and of the current one: those
+        /// of at least the last 0.9 window and at most the last window. So its balance is
+        /// between these bounds (in units), one bucket of slack apart.
+        fn bounds(&self, now: u128) -> (i128, i128) {
+            let count = |events: &VecDeque<u128>, from: u128| {
+                events.iter().filter(|&&t| t >= from).count() as i128
+            };
+            // At most the last window: events after now - window.
+            let widest = (now + 1).saturating_sub(self.window);
+            // At least the last 9 buckets.
+            let narrowest = now.saturating_sub(9 * self.bucket);
+            let low = self.reserve + self.deposit_units * count(&self.deposits, narrowest)
+                - SCALE * count(&self.withdrawals, widest);
+            let high = self.reserve + self.deposit_units * count(&self.deposits, widest)
+                - SCALE * count(&self.withdrawals, narrowest);
+            (low, high)
+        }
+
+        fn forget_before(&mut self, now: u128) {
+            let widest = (now + 1).saturating_sub(self.window);
+            for events in [&mut self.deposits, &mut self.withdrawals] {
+                while events.front().is_some_and(|&t| t < widest) {
+                    events.pop_front();
+                }
+            }
+        }
+    }
+
+    fn retries(units: i128) -> u64 {
+        u64::try_from(units.max(0) / SCALE).unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn stays_within_a_sliding_window_model(
+            window_ms in 1_000u64..=60_000,
+            min_per_sec in 0u32..=5,
+            ratio_milli in 0u32..=3_000,
+            ops in proptest::collection::vec(op(), 0..200),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let window = Duration::from_millis(window_ms);
+                let ratio = ratio_milli as f32 / 1000.0;
+                let b = RetryBudget::new(window, min_per_sec, ratio).unwrap();
+                let t0 = Instant::now();
+                let mut model = Model {
+                    window: window.as_nanos(),
+                    bucket: window.as_nanos() / 10,
+                    // min_per_sec * window_ms / 1000 retries, in millionths.
+                    reserve: i128::from(min_per_sec) * i128::from(window_ms) * 1_000,
+                    deposit_units: i128::from(ratio_milli) * 1_000,
+                    deposits: VecDeque::new(),
+                    withdrawals: VecDeque::new(),
+                };
+                for op in ops {
+                    let now = Instant::now().duration_since(t0).as_nanos();
+                    model.forget_before(now);
+                    match op {
+                        Op::Deposit(n) => {
+                            for _ in 0..n {
+                                b.deposit();
+                                model.deposits.push_back(now);
+                            }
+                        }
+                        Op::Withdraw(n) => {
+                            for _ in 0..n {
+                                let (low, high) = model.bounds(now);
+                                if b.withdraw() {
+                                    prop_assert!(high >= SCALE, "granted with {high} units at most");
+                                    model.withdrawals.push_back(now);
+                                } else {
+                                    prop_assert!(low < SCALE, "refused with {low} units at least");
+                                }
+                            }
+                        }
+                        Op::Advance(ms) => advance(Duration::from_millis(u64::from(ms))).await,
+                    }
+                    let now = Instant::now().duration_since(t0).as_nanos();
+                    let (low, high) = model.bounds(now);
+                    let available = b.available();
+                    prop_assert!(
+                        (retries(low)..=retries(high)).contains(&available),
+                        "available {} not in {}..={}", available, retries(low), retries(high)
+                    );
+                }
+                Ok(())
+            })?;
+        }
+
+        #[test]
+        fn new_never_panics(
+            window_nanos in 0u64..=120_000_000_000,
+            min_per_sec in any::<u32>(),
+            ratio in any::<f32>(),
+        ) {
+            let window = Duration::from_nanos(window_nanos);
+            let valid = (MIN_WINDOW..=MAX_WINDOW).contains(&window)
+                && (0.0..=MAX_RATIO).contains(&ratio);
+            match RetryBudget::new(window, min_per_sec, ratio) {
+                Ok(b) => {
+                    prop_assert!(valid);
+                    b.deposit();
+                    let _ = b.withdraw();
+                    let _ = b.available();
+                }
+                Err(_) => prop_assert!(!valid),
+            }
+        }
+    }
+}

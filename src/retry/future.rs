@@ -1,0 +1,350 @@
+//! [`Future`] types.
+
+use super::{
+    body::TryCloneBody,
+    error::{RetryError, RetryReason, Stop},
+    policy::{Attempts, Decision},
+    service::{try_clone_request, Shared},
+};
+use crate::{
+    classify::{Failure, FailureKind, Stage},
+    BoxError,
+};
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{ready, Context, Poll},
+    time::{Duration, SystemTime},
+};
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+
+pin_project! {
+    /// Response future of [`Retry`](super::Retry).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it drops the attempt in flight or the sleep, and the request copy; a retry
+    /// taken from the budget is not given back.
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        state: State<S::Future>,
+        #[pin]
+        deadline: Option<Sleep>,
+        deadline_at: Option<Instant>,
+        service: S,
+        // The copy every retry is copied from, and the copy the next retry sends.
+        kept: Option<Request<B>>,
+        next: Option<Request<B>>,
+        attempts: Attempts,
+        idempotent: bool,
+        shared: Arc<Shared>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Calling {
+            #[pin]
+            future: F,
+        },
+        Sleeping {
+            #[pin]
+            sleep: Sleep,
+        },
+        Ready,
+    }
+}
+
+impl<S, B> fmt::Debug for ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("attempts", &self.attempts)
+            .field("idempotent", &self.idempotent)
+            .field("deadline_at", &self.deadline_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    pub(crate) fn new(
+        future: S::Future,
+        service: S,
+        kept: Option<Request<B>>,
+        idempotent: bool,
+        shared: Arc<Shared>,
+    ) -> Self {
+        let limit = shared.policy.deadline;
+        let deadline_at = limit.map(|limit| Instant::now() + limit);
+        ResponseFuture {
+            state: State::Calling { future },
+            deadline: deadline_at.map(tokio::time::sleep_until),
+            deadline_at,
+            service,
+            kept,
+            next: None,
+            attempts: Attempts::new(&shared.policy),
+            idempotent,
+            shared,
+        }
+    }
+}
+
+/// The whole call's deadline passed while an attempt was running.
+#[derive(Debug)]
+pub struct DeadlineElapsed(());
+
+impl fmt::Display for DeadlineElapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("retry deadline elapsed during an attempt")
+    }
+}
+
+impl std::error::Error for DeadlineElapsed {}
+
+fn draw() -> f64 {
+    rand::RngExt::random::<f64>(&mut rand::rng())
+}
+
+impl<S, B, ResB> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+    B: TryCloneBody,
+{
+    type Output = Result<Response<ResB>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            // An attempt (or the wait for readiness) still running at the deadline is dropped.
+            if !matches!(this.state.as_ref().get_ref(), State::Sleeping { .. }) {
+                if let Some(deadline) = this.deadline.as_mut().as_pin_mut() {
+                    if deadline.poll(cx).is_ready() {
+                        let failure = Failure::new(FailureKind::ReadTimeout, DeadlineElapsed(()));
+                        let history = std::mem::take(&mut this.attempts.history);
+                        this.shared.stopped(Stop::Deadline);
+                        let err =
+                            RetryError::new(RetryReason::Failure(failure), history, Stop::Deadline);
+                        return Poll::Ready(Err(Box::new(err)));
+                    }
+                }
+            }
+            match this.state.as_mut().project() {
+                StateProj::Calling { future } => {
+                    let result = ready!(future.poll(cx));
+                    let policy = &this.shared.policy;
+                    let decision = match &result {
+                        _ if this.kept.is_none() => Decision::Return,
+                        Ok(response) => this.attempts.on_response(
+                            policy,
+                            response.status(),
+                            response.headers(),
+                            *this.idempotent,
+                            SystemTime::now,
+                            draw,
+                        ),
+                        Err(_) => Decision::Return, // decided below, once classified
+                    };
+                    let (result, decision) = match result {
+                        Ok(response) => (Ok(response), decision),
+                        Err(err) => {
+                            let err = Failure::boxed_at(err.into(), Stage::Request);
+                            let kind = err
+                                .downcast_ref::<Failure>()
+                                .map_or(FailureKind::Other, Failure::kind);
+                            let decision = if this.kept.is_none() {
+                                Decision::Return
+                            } else {
+                                this.attempts
+                                    .on_failure(policy, kind, *this.idempotent, draw)
+                            };
+                            (Err(err), decision)
+                        }
+                    };
+                    #[cfg(feature = "metrics")]
+                    this.shared.instruments.invalid_retry_after(std::mem::take(
+                        &mut this.attempts.invalid_retry_after,
+                    ));
+                    let decision = match decision {
+                        Decision::Retry(sleep) => {
+                            match prepare(this.shared, this.kept.as_ref(), *this.deadline_at, sleep)
+                            {
+                                Ok(next) => {
+                                    *this.next = Some(next);
+                                    this.shared.retried(this.attempts);
+                                    if sleep.is_zero() {
+                                        this.state.set(State::Ready);
+                                    } else {
+                                        this.state.set(State::Sleeping {
+                                            sleep: tokio::time::sleep(sleep),
+                                        });
+                                    }
+                                    continue;
+                                }
+                                Err(stop) => {
+                                    this.attempts.unrecord();
+                                    Decision::Stop(stop)
+                                }
+                            }
+                        }
+                        other => other,
+                    };
+                    return Poll::Ready(finish(this.shared, this.attempts, result, decision));
+                }
+                StateProj::Sleeping { sleep } => {
+                    ready!(sleep.poll(cx));
+                    this.state.set(State::Ready);
+                }
+                StateProj::Ready => {
+                    if let Err(err) = ready!(this.service.poll_ready(cx)) {
+                        return Poll::Ready(Err(Failure::boxed_at(err.into(), Stage::Request)));
+                    }
+                    let request = this
+                        .next
+                        .take()
+                        .expect("a retry always prepares its request");
+                    let future = this.service.call(request);
+                    this.state.set(State::Calling { future });
+                }
+            }
+        }
+    }
+}
+
+/// Checks what the decision alone could not (deadline, replay, budget) and copies the
+/// request for the retry.
+fn prepare<B: TryCloneBody>(
+    shared: &Shared,
+    kept: Option<&Request<B>>,
+    deadline_at: Option<Instant>,
+    sleep: Duration,
+) -> Result<Request<B>, Stop> {
+    if let Some(deadline_at) = deadline_at {
+        if Instant::now() + sleep >= deadline_at {
+            return Err(Stop::Deadline);
+        }
+    }
+    let next = kept
+        .and_then(try_clone_request)
+        .ok_or(Stop::NotReplayable)?;
+    if let Some(budget) = &shared.policy.budget {
+        if !budget.withdraw() {
+            return Err(Stop::Budget);
+        }
+    }
+    Ok(next)
+}
+
+/// The call's result once no retry is made.
+fn finish<ResB>(
+    shared: &Shared,
+    attempts: &mut Attempts,
+    result: Result<Response<ResB>, BoxError>,
+    decision: Decision,
+) -> Result<Response<ResB>, BoxError> {
+    let mut history = std::mem::take(&mut attempts.history);
+    let stop = match decision {
+        Decision::Stop(stop) => {
+            shared.stopped(stop);
+            Some(stop)
+        }
+        _ => None,
+    };
+    match result {
+        Ok(mut response) => {
+            let status = response.status();
+            // A response is a result: it comes back (with the history saying why retrying
+            // stopped) unless status retries ran out and raise_on_status says to fail, or
+            // the server asked for a wait the policy refuses.
+            let raise = match stop {
+                Some(Stop::Exhausted) => shared.policy.raise_on_status,
+                Some(Stop::RetryAfterTooLong(_)) => true,
+                _ => false,
+            };
+            match stop {
+                Some(stop) if raise => Err(Box::new(RetryError::new(
+                    RetryReason::Status(status),
+                    history,
+                    stop,
+                ))),
+                _ => {
+                    history.stop = stop;
+                    if !history.records.is_empty() || history.stop.is_some() {
+                        response.extensions_mut().insert(history);
+                    }
+                    Ok(response)
+                }
+            }
+        }
+        Err(err) => match stop {
+            Some(stop) => {
+                let failure = match err.downcast::<Failure>() {
+                    Ok(failure) => *failure,
+                    Err(err) => Failure::classify(err),
+                };
+                Err(Box::new(RetryError::new(
+                    RetryReason::Failure(failure),
+                    history,
+                    stop,
+                )))
+            }
+            None => Err(err),
+        },
+    }
+}
+
+impl Shared {
+    #[cfg_attr(
+        not(any(feature = "metrics", feature = "tracing")),
+        allow(unused_variables)
+    )]
+    fn retried(&self, attempts: &Attempts) {
+        let Some(record) = attempts.history.records.last() else {
+            return;
+        };
+        #[cfg(feature = "metrics")]
+        self.instruments
+            .retry(record.category(), attempts.history.records.len() == 1);
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            target: "tower_fortify::retry",
+            name = self.name,
+            retry = attempts.history.records.len(),
+            category = record.category().as_str(),
+            cause = ?record.cause(),
+            sleep_ms = record.sleep().as_secs_f64() * 1e3,
+            "retrying"
+        );
+    }
+
+    #[cfg_attr(
+        not(any(feature = "metrics", feature = "tracing")),
+        allow(unused_variables)
+    )]
+    fn stopped(&self, stop: Stop) {
+        #[cfg(feature = "metrics")]
+        self.instruments.stopped(stop);
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            target: "tower_fortify::retry",
+            name = self.name,
+            stop = stop.as_str(),
+            "stopped retrying"
+        );
+    }
+}

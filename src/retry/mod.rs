@@ -1,0 +1,81 @@
+//! Retries, the urllib3 way: [`RetryLayer`] and its parts.
+//!
+//! A Python engineer who writes `Retry(total=5, backoff_factor=0.5, status_forcelist=[502,
+//! 503])` finds the same knobs under the same names on [`RetryPolicy`], and gets the same
+//! attempts, sleeps and outcome:
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower::ServiceBuilder;
+//! use tower_fortify::retry::{RetryLayer, RetryPolicy};
+//!
+//! let layer = RetryLayer::new(
+//!     RetryPolicy::default()
+//!         .total(Some(5))
+//!         .backoff_factor(Duration::from_millis(500))
+//!         .status_forcelist([502, 503]),
+//! )?;
+//! let svc = ServiceBuilder::new().layer(layer).service_fn(|req: http::Request<String>| async move {
+//!     Ok::<_, std::io::Error>(http::Response::new(req.into_body()))
+//! });
+//! # let _ = svc;
+//! # Ok::<(), tower_fortify::InvalidConfig>(())
+//! ```
+//!
+//! # The decision matrix
+//!
+//! Failures are classified through the crate's taxonomy
+//! ([`FailureKind`](crate::classify::FailureKind)); each retry decrements `total` and the
+//! counter of its category, and a retry that would take a counter below zero is not made.
+//!
+//! | what happened | counter | idempotent request | POST, PATCH (not marked) | counter exhausted |
+//! |---|---|---|---|---|
+//! | connect failure (`Dns`, `ConnectRefused`, `ConnectTimeout`) | `connect` | retried | retried | [`RetryError`] |
+//! | other failure (`TlsHandshake`, `Other`) | `other` | retried | retried | [`RetryError`] |
+//! | read failure (`ReadTimeout`, `ConnectionClosed`, `Protocol`) | `read` | retried | the failure itself | [`RetryError`] |
+//! | `TlsCertificate`, `PoolTimeout`, `PoolFull`, `CircuitOpen` | none | the failure itself | the failure itself | |
+//! | status in `status_forcelist` | `status` | retried | returned | [`RetryError`] or, with `raise_on_status(false)`, the response |
+//! | 413/429/503 with `Retry-After` while `total > 0` | `status` | retried | returned | the response |
+//!
+//! "Idempotent" means the method is in `allowed_methods` (HEAD, GET, PUT, DELETE, OPTIONS,
+//! TRACE by default; empty means every method) or the request carries the [`Idempotent`]
+//! marker. A POST is never retried after it may have reached the server unless so marked.
+//!
+//! # Sleeps
+//!
+//! [`Backoff`]: the first retry is immediate, then `backoff_factor * 2^(k-1)` capped by
+//! `backoff_max`, with urllib3's additive jitter or a [`Jitter`] strategy that keeps the
+//! randomness below the cap. A `Retry-After` on a retried response replaces the backoff
+//! ([`parse_retry_after`]), capped by `retry_after_max`; a malformed one is treated as absent
+//! and counted. Sleeps use tokio's clock.
+//!
+//! # Beyond urllib3
+//!
+//! A [`RetryBudget`] shared by the layer's clones caps retries as a share of traffic; a
+//! `deadline` bounds the whole call; [`ReplayBody`] makes any body replayable up to a limit;
+//! the result carries a [`RetryHistory`] (in a response's extensions, in every
+//! [`RetryError`]) that says what was retried, after what, how long the layer slept and why it
+//! stopped ([`Stop`]).
+
+mod backoff;
+mod body;
+mod budget;
+mod error;
+pub mod future;
+mod layer;
+#[cfg(feature = "metrics")]
+mod metrics;
+mod policy;
+mod retry_after;
+mod service;
+
+pub use backoff::{Backoff, Jitter};
+pub use body::{BodyNotReplayable, ReplayBody, TryCloneBody};
+pub use budget::RetryBudget;
+pub use error::{
+    RetryCategory, RetryCause, RetryError, RetryHistory, RetryReason, RetryRecord, Stop,
+};
+pub use layer::RetryLayer;
+pub use policy::{Idempotent, NoRetry, RetryAfterOverMax, RetryPolicy};
+pub use retry_after::{parse_retry_after, InvalidRetryAfter};
+pub use service::Retry;

@@ -1,0 +1,529 @@
+//! `RetryPolicy`: urllib3's `Retry` settings, and the decision they make for each attempt.
+
+use super::{
+    backoff::{Backoff, Jitter},
+    budget::RetryBudget,
+    error::{RetryCategory, RetryCause, RetryHistory, RetryRecord, Stop},
+    retry_after::parse_retry_after,
+};
+use crate::{
+    classify::{Category, FailureKind, ResponseClass},
+    InvalidConfig,
+};
+use http::{HeaderMap, Method, StatusCode};
+use std::time::{Duration, SystemTime};
+
+/// What to do when a server's `Retry-After` asks for a longer wait than `retry_after_max`.
+///
+/// ```
+/// use tower_fortify::retry::{RetryAfterOverMax, RetryPolicy};
+///
+/// let policy = RetryPolicy::default().retry_after_over_max(RetryAfterOverMax::Stop);
+/// # let _ = policy;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RetryAfterOverMax {
+    /// Wait `retry_after_max` (urllib3's behaviour).
+    #[default]
+    Cap,
+    /// Ignore the header and wait the computed backoff.
+    Ignore,
+    /// Do not retry: end the call with a [`RetryError`](super::RetryError) whose
+    /// [`stop`](super::RetryError::stop) carries the delay the server asked for.
+    Stop,
+}
+
+/// Marks a request as idempotent: read failures and retryable statuses are then retried
+/// whatever its method, as for a GET.
+///
+/// Put it in the request's extensions for a POST that carries an idempotency key (the
+/// server deduplicates it), never for one that does not: a POST is otherwise never retried
+/// after it may have reached the server.
+///
+/// ```
+/// use tower_fortify::retry::Idempotent;
+///
+/// let mut request = http::Request::post("http://127.0.0.1/orders").body(()).unwrap();
+/// request.headers_mut().insert("idempotency-key", "8e03978e".parse().unwrap());
+/// request.extensions_mut().insert(Idempotent);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Idempotent;
+
+/// Turns retries off for one request: it is sent once, and its failure comes back as a
+/// classified [`Failure`](crate::classify::Failure).
+///
+/// ```
+/// use tower_fortify::retry::NoRetry;
+///
+/// let mut request = http::Request::get("http://127.0.0.1/").body(()).unwrap();
+/// request.extensions_mut().insert(NoRetry);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NoRetry;
+
+/// The retry settings, named after urllib3's `Retry` parameters.
+///
+/// `RetryPolicy::default()` is urllib3's `Retry.DEFAULT` (what its pools use): 3 retries
+/// in all, no per-category caps, the idempotent methods, no status forcelist, no backoff,
+/// `Retry-After` honoured up to 6 hours, no budget. [`RetryPolicy::production`] is the
+/// preset for production clients.
+///
+/// Counts are retries, not attempts: `total(Some(2))` allows at most 3 calls.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_fortify::retry::{RetryLayer, RetryPolicy};
+///
+/// // Retry(total=5, backoff_factor=0.5, status_forcelist=[502, 503])
+/// let policy = RetryPolicy::default()
+///     .total(Some(5))
+///     .backoff_factor(Duration::from_millis(500))
+///     .status_forcelist([502, 503]);
+/// let layer = RetryLayer::new(policy)?;
+/// # Ok::<(), tower_fortify::InvalidConfig>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub(crate) total: Option<u32>,
+    pub(crate) connect: Option<u32>,
+    pub(crate) read: Option<u32>,
+    pub(crate) status: Option<u32>,
+    pub(crate) other: Option<u32>,
+    pub(crate) allowed_methods: Vec<Method>,
+    pub(crate) status_forcelist: Vec<u16>,
+    pub(crate) backoff: Backoff,
+    pub(crate) category_backoff: [Option<Backoff>; 4],
+    pub(crate) respect_retry_after_header: bool,
+    pub(crate) retry_after_max: Duration,
+    pub(crate) retry_after_over_max: RetryAfterOverMax,
+    pub(crate) raise_on_status: bool,
+    pub(crate) budget: Option<RetryBudget>,
+    pub(crate) deadline: Option<Duration>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            total: Some(3),
+            connect: None,
+            read: None,
+            status: None,
+            other: None,
+            allowed_methods: vec![
+                Method::HEAD,
+                Method::GET,
+                Method::PUT,
+                Method::DELETE,
+                Method::OPTIONS,
+                Method::TRACE,
+            ],
+            status_forcelist: Vec::new(),
+            backoff: Backoff::new(Duration::ZERO),
+            category_backoff: [None; 4],
+            respect_retry_after_header: true,
+            retry_after_max: Duration::from_secs(6 * 60 * 60),
+            retry_after_over_max: RetryAfterOverMax::Cap,
+            raise_on_status: true,
+            budget: None,
+            deadline: None,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// urllib3's `Retry.DEFAULT`; the same as `RetryPolicy::default()`.
+    pub fn urllib3() -> Self {
+        Self::default()
+    }
+
+    /// The preset for production clients, following the classic advice:
+    ///
+    /// | setting | value | why |
+    /// |---|---|---|
+    /// | `total` | 5 | enough to ride out a blip, not a storm |
+    /// | connect failures | retried at once ([`Backoff::none`]) | nothing was sent; another address or a fresh connection usually works |
+    /// | TLS handshake / other failures | 200 ms factor, full jitter | a handshake that failed once is given a moment |
+    /// | read failures and statuses | 500 ms factor, full jitter, 30 s cap | exponential, spread below the cap |
+    /// | `status_forcelist` | 502, 503, 504 | the gateway statuses a retry can fix |
+    /// | `retry_after_max` | 60 s | a server cannot park the client for hours |
+    /// | budget | 10 s window, 10 retries/s reserve, 20% of requests | retries cannot multiply load in an outage |
+    ///
+    /// ```
+    /// use tower_fortify::retry::{RetryLayer, RetryPolicy};
+    ///
+    /// let layer = RetryLayer::new(RetryPolicy::production())?;
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn production() -> Self {
+        let exponential = Backoff::new(Duration::from_millis(500))
+            .max(Duration::from_secs(30))
+            .jitter(Jitter::Full);
+        let budget = RetryBudget::new(Duration::from_secs(10), 10, 0.2)
+            .expect("the preset's budget settings are valid");
+        Self::default()
+            .total(Some(5))
+            .status_forcelist([502, 503, 504])
+            .backoff_factor(Duration::from_millis(500))
+            .backoff_max(Duration::from_secs(30))
+            .jitter(Jitter::Full)
+            .backoff_for(RetryCategory::Connect, Backoff::none())
+            .backoff_for(
+                RetryCategory::Other,
+                Backoff::new(Duration::from_millis(200))
+                    .max(Duration::from_secs(10))
+                    .jitter(Jitter::Full),
+            )
+            .backoff_for(RetryCategory::Read, exponential)
+            .backoff_for(RetryCategory::Status, exponential)
+            .retry_after_max(Duration::from_secs(60))
+            .budget(budget)
+    }
+
+    /// Retries of any kind (`None`: no global cap). Default `Some(3)`.
+    pub fn total(mut self, total: Option<u32>) -> Self {
+        self.total = total;
+        self
+    }
+
+    /// Retries after connect failures (`Dns`, `ConnectRefused`, `ConnectTimeout`).
+    pub fn connect(mut self, connect: Option<u32>) -> Self {
+        self.connect = connect;
+        self
+    }
+
+    /// Retries after read failures (`ReadTimeout`, `ConnectionClosed`, `Protocol`).
+    pub fn read(mut self, read: Option<u32>) -> Self {
+        self.read = read;
+        self
+    }
+
+    /// Retries after responses judged retryable.
+    pub fn status(mut self, status: Option<u32>) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Retries after other failures (`TlsHandshake`, `Other`).
+    pub fn other(mut self, other: Option<u32>) -> Self {
+        self.other = other;
+        self
+    }
+
+    /// The methods whose read failures and retryable statuses are retried; empty means every
+    /// method. Default: HEAD, GET, PUT, DELETE, OPTIONS, TRACE.
+    ///
+    /// ```
+    /// use http::Method;
+    /// use tower_fortify::retry::RetryPolicy;
+    ///
+    /// let any_method = RetryPolicy::default().allowed_methods([]);
+    /// let only_get = RetryPolicy::default().allowed_methods([Method::GET]);
+    /// # let _ = (any_method, only_get);
+    /// ```
+    pub fn allowed_methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
+        self.allowed_methods = methods.into_iter().collect();
+        self
+    }
+
+    /// Statuses to retry (method permitting), whatever `total` is. Default: none.
+    ///
+    /// # Errors
+    ///
+    /// The layer rejects (field `status_forcelist`) a code that is not a valid status or is
+    /// below 300.
+    pub fn status_forcelist(mut self, statuses: impl IntoIterator<Item = u16>) -> Self {
+        self.status_forcelist = statuses.into_iter().collect();
+        self
+    }
+
+    /// urllib3's `backoff_factor`: the sleep before retry `k >= 2` is
+    /// `backoff_factor * 2^(k-1)` (the first retry is immediate). Default zero.
+    pub fn backoff_factor(mut self, factor: Duration) -> Self {
+        self.backoff = Backoff::new(factor)
+            .max(self.backoff.max_value())
+            .additive_jitter(self.backoff.additive_jitter_value())
+            .jitter(self.backoff.jitter_value());
+        self
+    }
+
+    /// urllib3's `backoff_max`: the cap on the computed backoff (not on `Retry-After`).
+    /// Default 120 s.
+    pub fn backoff_max(mut self, max: Duration) -> Self {
+        self.backoff = self.backoff.max(max);
+        self
+    }
+
+    /// urllib3's `backoff_jitter`: `U[0,1) * backoff_jitter` added before the cap. Default
+    /// zero. Only for [`Jitter::Additive`].
+    pub fn backoff_jitter(mut self, jitter: Duration) -> Self {
+        self.backoff = self.backoff.additive_jitter(jitter);
+        self
+    }
+
+    /// The jitter strategy (extension): [`Jitter::Additive`] is urllib3's; the others keep
+    /// the randomness below the cap.
+    pub fn jitter(mut self, jitter: Jitter) -> Self {
+        self.backoff = self.backoff.jitter(jitter);
+        self
+    }
+
+    /// A backoff for one category of retries (extension), in place of the one set by
+    /// `backoff_factor`, `backoff_max`, `backoff_jitter` and `jitter`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::retry::{Backoff, RetryCategory, RetryPolicy};
+    ///
+    /// // Connect failures at once, everything else exponential.
+    /// let policy = RetryPolicy::default()
+    ///     .backoff_factor(Duration::from_millis(500))
+    ///     .backoff_for(RetryCategory::Connect, Backoff::none());
+    /// # let _ = policy;
+    /// ```
+    pub fn backoff_for(mut self, category: RetryCategory, backoff: Backoff) -> Self {
+        self.category_backoff[category.index()] = Some(backoff);
+        self
+    }
+
+    /// Honour `Retry-After` on 413, 429 and 503, and on any retried status. Default `true`.
+    pub fn respect_retry_after_header(mut self, respect: bool) -> Self {
+        self.respect_retry_after_header = respect;
+        self
+    }
+
+    /// The longest wait a `Retry-After` can ask for. Default 6 hours (urllib3 2.6.3).
+    pub fn retry_after_max(mut self, max: Duration) -> Self {
+        self.retry_after_max = max;
+        self
+    }
+
+    /// What to do with a `Retry-After` above `retry_after_max` (extension). Default: cap it.
+    pub fn retry_after_over_max(mut self, over: RetryAfterOverMax) -> Self {
+        self.retry_after_over_max = over;
+        self
+    }
+
+    /// When status retries run out: a [`RetryError`](super::RetryError) (`true`, default) or
+    /// the last response (`false`).
+    pub fn raise_on_status(mut self, raise: bool) -> Self {
+        self.raise_on_status = raise;
+        self
+    }
+
+    /// A retry budget (extension), shared by every clone of the layer's services. Default:
+    /// none.
+    pub fn budget(mut self, budget: RetryBudget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Removes the retry budget.
+    pub fn no_budget(mut self) -> Self {
+        self.budget = None;
+        self
+    }
+
+    /// A limit on the whole call, attempts and sleeps included (extension): a retry whose
+    /// sleep would end past it is not made, and an attempt still running at the deadline is
+    /// dropped. Default: none.
+    pub fn deadline(mut self, deadline: Option<Duration>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Checks the settings together.
+    pub(crate) fn validate(&self) -> Result<(), InvalidConfig> {
+        for &code in &self.status_forcelist {
+            if StatusCode::from_u16(code).is_err() {
+                return Err(InvalidConfig::new(
+                    "status_forcelist",
+                    "holds a code that is not an HTTP status (100 to 999)",
+                ));
+            }
+            if code < 300 {
+                return Err(InvalidConfig::new(
+                    "status_forcelist",
+                    "holds a status below 300, which is not an error",
+                ));
+            }
+        }
+        let backoffs = std::iter::once(&self.backoff).chain(self.category_backoff.iter().flatten());
+        for backoff in backoffs {
+            if !backoff.additive_jitter_value().is_zero()
+                && backoff.jitter_value() != Jitter::Additive
+            {
+                return Err(InvalidConfig::new(
+                    "backoff_jitter",
+                    "applies only to Jitter::Additive; the other strategies draw their own",
+                ));
+            }
+        }
+        if self.deadline == Some(Duration::ZERO) {
+            return Err(InvalidConfig::new("deadline", "must be greater than zero"));
+        }
+        Ok(())
+    }
+
+    /// Whether read failures and retryable statuses of `method` are retried.
+    pub(crate) fn is_method_allowed(&self, method: &Method) -> bool {
+        self.allowed_methods.is_empty() || self.allowed_methods.contains(method)
+    }
+
+    fn backoff_of(&self, category: RetryCategory) -> &Backoff {
+        self.category_backoff[category.index()]
+            .as_ref()
+            .unwrap_or(&self.backoff)
+    }
+}
+
+/// What to do after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Return the result as it is.
+    Return,
+    /// Retry after this sleep.
+    Retry(Duration),
+    /// Stop retrying.
+    Stop(Stop),
+}
+
+/// The counters and history of one call: urllib3's `Retry` object as it is incremented.
+#[derive(Debug)]
+pub(crate) struct Attempts {
+    total: Option<u32>,
+    counters: [Option<u32>; 4],
+    pub(crate) history: RetryHistory,
+    previous_sleep: Duration,
+    /// How many malformed `Retry-After` headers were treated as absent.
+    pub(crate) invalid_retry_after: u32,
+}
+
+impl Attempts {
+    pub(crate) fn new(policy: &RetryPolicy) -> Self {
+        Attempts {
+            total: policy.total,
+            counters: [policy.connect, policy.read, policy.other, policy.status],
+            history: RetryHistory::default(),
+            previous_sleep: Duration::ZERO,
+            invalid_retry_after: 0,
+        }
+    }
+
+    /// Decides after a failure of `kind`. `idempotent`: the method is allowed, or the request
+    /// is marked [`Idempotent`].
+    pub(crate) fn on_failure(
+        &mut self,
+        policy: &RetryPolicy,
+        kind: FailureKind,
+        idempotent: bool,
+        u: impl FnOnce() -> f64,
+    ) -> Decision {
+        let category = match kind.category() {
+            Category::Connect => RetryCategory::Connect,
+            Category::Read if idempotent => RetryCategory::Read,
+            Category::Other => RetryCategory::Other,
+            // Read failures of a non-idempotent request, and the kinds never retried.
+            _ => return Decision::Return,
+        };
+        if !self.take(category) {
+            return Decision::Stop(Stop::Exhausted);
+        }
+        let sleep = self.backoff(policy, category, u);
+        self.record(category, RetryCause::Failure(kind), sleep)
+    }
+
+    /// Decides after a response.
+    pub(crate) fn on_response(
+        &mut self,
+        policy: &RetryPolicy,
+        status: StatusCode,
+        headers: &HeaderMap,
+        idempotent: bool,
+        now: impl FnOnce() -> SystemTime,
+        u: impl FnOnce() -> f64,
+    ) -> Decision {
+        if !idempotent {
+            return Decision::Return;
+        }
+        let forced = policy.status_forcelist.contains(&status.as_u16());
+        let asked = !forced
+            && matches!(self.total, Some(n) if n > 0)
+            && policy.respect_retry_after_header
+            && ResponseClass::new(status, headers).asks_retry_after();
+        if !forced && !asked {
+            return Decision::Return;
+        }
+        if !self.take(RetryCategory::Status) {
+            return Decision::Stop(Stop::Exhausted);
+        }
+        let mut sleep = None;
+        if policy.respect_retry_after_header {
+            if let Some(value) = headers.get(http::header::RETRY_AFTER) {
+                match parse_retry_after(value, now()) {
+                    Ok(delay) if delay.is_zero() => {}
+                    Ok(delay) if delay > policy.retry_after_max => {
+                        match policy.retry_after_over_max {
+                            RetryAfterOverMax::Cap => sleep = Some(policy.retry_after_max),
+                            RetryAfterOverMax::Ignore => {}
+                            RetryAfterOverMax::Stop => {
+                                return Decision::Stop(Stop::RetryAfterTooLong(delay))
+                            }
+                        }
+                    }
+                    Ok(delay) => sleep = Some(delay),
+                    // D1: a malformed header is treated as absent, and counted.
+                    Err(_) => self.invalid_retry_after += 1,
+                }
+            }
+        }
+        let sleep = match sleep {
+            Some(sleep) => sleep,
+            None => self.backoff(policy, RetryCategory::Status, u),
+        };
+        self.record(RetryCategory::Status, RetryCause::Status(status), sleep)
+    }
+
+    /// Takes one retry from `total` and from `category`'s counter, if neither ran out.
+    fn take(&mut self, category: RetryCategory) -> bool {
+        let counter = self.counters[category.index()];
+        if self.total == Some(0) || counter == Some(0) {
+            return false;
+        }
+        self.total = self.total.map(|n| n - 1);
+        self.counters[category.index()] = counter.map(|n| n - 1);
+        true
+    }
+
+    fn backoff(
+        &self,
+        policy: &RetryPolicy,
+        category: RetryCategory,
+        u: impl FnOnce() -> f64,
+    ) -> Duration {
+        let backoff = policy.backoff_of(category);
+        if backoff.factor_value().is_zero() && backoff.additive_jitter_value().is_zero() {
+            return Duration::ZERO;
+        }
+        // k counts the retry about to happen.
+        let k = u32::try_from(self.history.records.len() + 1).unwrap_or(u32::MAX);
+        backoff.sleep(k, self.previous_sleep, u())
+    }
+
+    fn record(&mut self, category: RetryCategory, cause: RetryCause, sleep: Duration) -> Decision {
+        self.history.records.push(RetryRecord {
+            category,
+            cause,
+            sleep,
+        });
+        self.previous_sleep = sleep;
+        Decision::Retry(sleep)
+    }
+
+    /// Takes back the last retry recorded: it was refused after the decision (budget,
+    /// deadline, body), so it was not made.
+    pub(crate) fn unrecord(&mut self) {
+        self.history.records.pop();
+    }
+}

@@ -1,0 +1,169 @@
+use super::{
+    body::TryCloneBody, future::ResponseFuture, Idempotent, NoRetry, RetryLayer, RetryPolicy,
+};
+use crate::{BoxError, InvalidConfig};
+use http::{Request, Response};
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
+use tower_service::Service;
+
+/// Retries failed calls and retryable responses of the inner service, the urllib3 way.
+///
+/// See the [module docs](super) for the decision matrix. Errors come back as a classified
+/// [`Failure`](crate::classify::Failure) when the failure is not retried, or as a
+/// [`RetryError`](super::RetryError) when retries stop.
+///
+/// Each retry waits for the inner service to be ready again, then sends a copy of the
+/// original request (method, URI, version, headers, extensions and body, through
+/// [`TryCloneBody`]).
+///
+/// # Clone
+///
+/// Clones share the policy and the budget.
+///
+/// ```
+/// use tower::{Service, ServiceExt};
+/// use tower_fortify::retry::{Retry, RetryPolicy};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower_fortify::BoxError> {
+/// let inner = tower::service_fn(|_req: http::Request<String>| async {
+///     Ok::<_, std::io::Error>(http::Response::new("ok"))
+/// });
+/// let mut svc = Retry::new(inner, RetryPolicy::default())?;
+/// let response = svc.ready().await?.call(http::Request::new(String::new())).await?;
+/// assert_eq!(*response.body(), "ok");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Retry<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+/// What every clone of a layer's services shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) policy: RetryPolicy,
+    pub(crate) name: &'static str,
+    #[cfg(feature = "metrics")]
+    pub(crate) instruments: super::metrics::Instruments,
+}
+
+impl Shared {
+    pub(crate) fn new(policy: RetryPolicy, name: &'static str) -> Self {
+        Shared {
+            policy,
+            name,
+            #[cfg(feature = "metrics")]
+            instruments: super::metrics::Instruments::register(name),
+        }
+    }
+}
+
+impl<S> Retry<S> {
+    /// Wraps `inner` with `policy`.
+    ///
+    /// # Errors
+    ///
+    /// As [`RetryLayer::new`].
+    pub fn new(inner: S, policy: RetryPolicy) -> Result<Self, InvalidConfig> {
+        let layer = RetryLayer::new(policy)?;
+        Ok(tower_layer::Layer::layer(&layer, inner))
+    }
+
+    pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
+        Retry { inner, shared }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.shared.policy
+    }
+
+    /// The `name` label of this service's metrics and tracing events.
+    ///
+    /// ```
+    /// use tower::Layer;
+    /// use tower_fortify::retry::{RetryLayer, RetryPolicy};
+    ///
+    /// let svc = RetryLayer::new(RetryPolicy::default())?.name("search").layer(());
+    /// assert_eq!(svc.name(), "search");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn name(&self) -> &'static str {
+        self.shared.name
+    }
+
+    /// Gets a reference to the inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Gets a mutable reference to the inner service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, ResB> Service<Request<B>> for Retry<S>
+where
+    S: Service<Request<B>, Response = Response<ResB>> + Clone,
+    S::Error: Into<BoxError>,
+    B: TryCloneBody,
+{
+    type Response = Response<ResB>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(|err| {
+            crate::classify::Failure::boxed_at(err.into(), crate::classify::Stage::Request)
+        })
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let policy = &self.shared.policy;
+        let retryable = request.extensions().get::<NoRetry>().is_none();
+        let idempotent = policy.is_method_allowed(request.method())
+            || request.extensions().get::<Idempotent>().is_some();
+        // The copy for the next attempt, made before the body is consumed.
+        let kept = if retryable {
+            try_clone_request(&request)
+        } else {
+            None
+        };
+        if let Some(budget) = &policy.budget {
+            budget.deposit();
+        }
+        #[cfg(feature = "metrics")]
+        self.shared.instruments.request();
+
+        // The service that was driven to readiness serves this call; keep a clone for the
+        // next one (tower-service's "be careful when cloning inner services").
+        let clone = self.inner.clone();
+        let mut service = std::mem::replace(&mut self.inner, clone);
+        let future = service.call(request);
+        ResponseFuture::new(future, service, kept, idempotent, Arc::clone(&self.shared))
+    }
+}
+
+/// A copy of `request` for another attempt, if its body can be copied.
+pub(crate) fn try_clone_request<B: TryCloneBody>(request: &Request<B>) -> Option<Request<B>> {
+    let body = request.body().try_clone_body()?;
+    let mut copy = Request::new(body);
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    *copy.extensions_mut() = request.extensions().clone();
+    Some(copy)
+}

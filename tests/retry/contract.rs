@@ -1,0 +1,93 @@
+//! The tower contract: readiness before every retry, nothing left behind on drop.
+
+use http::{Request, Response};
+use std::time::Duration;
+use tower::{Layer, Service, ServiceExt};
+use tower_fortify::{
+    classify::{Failure, FailureKind},
+    retry::{Retry, RetryLayer, RetryPolicy},
+};
+use tower_test::mock;
+
+type Mock = mock::Mock<Request<String>, Response<()>>;
+
+fn layer() -> RetryLayer {
+    RetryLayer::new(RetryPolicy::default().backoff_factor(Duration::from_secs(1))).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn readiness_is_awaited_before_every_retry() {
+    let (service, mut handle): (Mock, _) = mock::pair();
+    let mut svc = layer().layer(service);
+    handle.allow(1);
+
+    let fut = tokio::spawn(async move {
+        svc.ready().await.unwrap();
+        svc.call(
+            Request::get("http://127.0.0.1/")
+                .body("x".to_owned())
+                .unwrap(),
+        )
+        .await
+    });
+    let (req, send) = handle.next_request().await.unwrap();
+    assert_eq!(req.body(), "x");
+    send.send_error(Failure::new(FailureKind::ConnectRefused, "refused"));
+
+    // The retry is due at once, but the mock allows no more calls: the retry must wait.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(
+        handle.poll_request().is_pending(),
+        "called without readiness"
+    );
+    handle.allow(1);
+    let (req, send) = handle.next_request().await.unwrap();
+    assert_eq!(req.body(), "x", "the retry sends the same body");
+    send.send_response(Response::new(()));
+    let response = fut.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_mid_sleep_leaves_nothing_behind() {
+    let (service, mut handle): (Mock, _) = mock::pair();
+    let layer = layer();
+    let svc: Retry<Mock> = layer.layer(service);
+    handle.allow(10);
+
+    let policy_layer = layer.clone();
+    let call = tokio::spawn(async move {
+        svc.oneshot(
+            Request::get("http://127.0.0.1/")
+                .body("x".to_owned())
+                .unwrap(),
+        )
+        .await
+    });
+    // First attempt fails, second attempt fails: the next sleep is 2 s (factor 1 s).
+    for _ in 0..2 {
+        let (_, send) = handle.next_request().await.unwrap();
+        send.send_error(Failure::new(FailureKind::ConnectRefused, "refused"));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    call.abort();
+    let _ = call.await;
+    // Nothing calls the inner service after the drop, even once the sleep would be over:
+    // the handle sees the service dropped, not a request.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(matches!(
+        handle.poll_request(),
+        std::task::Poll::Ready(None)
+    ));
+    drop(policy_layer);
+}
+
+#[test]
+fn auto_traits() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<RetryLayer>();
+    send_sync::<
+        Retry<tower::util::BoxCloneSyncService<Request<String>, Response<()>, std::io::Error>>,
+    >();
+    send_sync::<tower_fortify::retry::RetryError>();
+}

@@ -1,0 +1,4 @@
+mod conformance;
+mod contract;
+mod real_server;
+mod rules;

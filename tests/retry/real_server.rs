@@ -1,0 +1,241 @@
+//! The retry layer around a hyper-util client, against real servers on 127.0.0.1.
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body::{Body, Frame};
+use http_body_util::BodyExt;
+use hyper::{body::Incoming, server::conn::http1, service::service_fn};
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::{TokioExecutor, TokioIo},
+};
+use std::{
+    collections::VecDeque,
+    convert::Infallible,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+use tokio::net::TcpListener;
+use tower::{Layer, ServiceExt};
+use tower_fortify::{
+    classify::{Failure, FailureKind},
+    retry::{ReplayBody, RetryError, RetryHistory, RetryLayer, RetryPolicy, Stop},
+    BoxError,
+};
+
+/// What the server does with the n-th request (0-based).
+#[derive(Clone, Copy, Debug)]
+enum Act {
+    /// Read the whole body, then close the connection without answering.
+    Drop,
+    /// Answer with this status, and `Retry-After: 1` when asked.
+    Status(u16, bool),
+}
+
+/// A hyper server that records every request body it read, and acts by script.
+struct Server {
+    addr: SocketAddr,
+    bodies: Arc<Mutex<Vec<Bytes>>>,
+    requests: Arc<AtomicUsize>,
+}
+
+async fn server(script: Vec<Act>) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let requests = Arc::new(AtomicUsize::new(0));
+    let script = Arc::new(script);
+    let (b, r) = (bodies.clone(), requests.clone());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (bodies, requests, script) = (b.clone(), r.clone(), script.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    handle(req, bodies.clone(), requests.clone(), script.clone())
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Server {
+        addr,
+        bodies,
+        requests,
+    }
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    bodies: Arc<Mutex<Vec<Bytes>>>,
+    requests: Arc<AtomicUsize>,
+    script: Arc<Vec<Act>>,
+) -> Result<Response<String>, std::io::Error> {
+    let n = requests.fetch_add(1, Ordering::SeqCst);
+    let body = match req.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) => return Err(std::io::Error::other(err)),
+    };
+    bodies.lock().unwrap().push(body);
+    match script.get(n).copied().unwrap_or(Act::Status(200, false)) {
+        Act::Drop => Err(std::io::Error::other("drop the connection")),
+        Act::Status(status, retry_after) => {
+            let mut response = Response::new(String::new());
+            *response.status_mut() = StatusCode::from_u16(status).unwrap();
+            if retry_after {
+                response
+                    .headers_mut()
+                    .insert("retry-after", "1".parse().unwrap());
+            }
+            Ok(response)
+        }
+    }
+}
+
+/// A streamed body: one frame per chunk, not `Clone`.
+struct Chunks(VecDeque<Bytes>);
+
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.pop_front().map(|chunk| Ok(Frame::data(chunk))))
+    }
+}
+
+fn chunks(total: usize) -> (Chunks, Bytes) {
+    let data: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
+    let data = Bytes::from(data);
+    let parts = data.chunks(4096).map(Bytes::copy_from_slice).collect();
+    (Chunks(parts), data)
+}
+
+fn client<B>() -> Client<HttpConnector, B>
+where
+    B: Body + Send + 'static + Unpin,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_503_with_retry_after_then_200() {
+    let server = server(vec![Act::Status(503, true), Act::Status(200, false)]).await;
+    let svc = RetryLayer::new(RetryPolicy::default())
+        .unwrap()
+        .layer(client::<String>());
+    let started = tokio::time::Instant::now();
+    let request = Request::get(format!("http://{}/", server.addr))
+        .body(String::new())
+        .unwrap();
+    let response = svc.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(server.requests.load(Ordering::SeqCst), 2);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After: 1 was honoured"
+    );
+    let history = response.extensions().get::<RetryHistory>().unwrap();
+    assert_eq!(
+        history.records()[0].cause().status(),
+        Some(StatusCode::SERVICE_UNAVAILABLE)
+    );
+}
+
+#[tokio::test]
+async fn post_dropped_after_the_request_was_read_is_sent_once() {
+    let server = server(vec![Act::Drop, Act::Status(200, false)]).await;
+    let svc = RetryLayer::new(RetryPolicy::default())
+        .unwrap()
+        .layer(client::<String>());
+    let request = Request::post(format!("http://{}/orders", server.addr))
+        .body("order #1".to_owned())
+        .unwrap();
+    let err = svc.oneshot(request).await.unwrap_err();
+    // The failure itself, not a RetryError: a POST is not retried after it was sent.
+    let failure = err
+        .downcast_ref::<Failure>()
+        .unwrap_or_else(|| panic!("{err}"));
+    assert_eq!(failure.kind(), FailureKind::ConnectionClosed);
+    assert_eq!(server.requests.load(Ordering::SeqCst), 1);
+    assert_eq!(server.bodies.lock().unwrap()[0], "order #1");
+}
+
+#[tokio::test]
+async fn post_to_a_refused_port_is_retried() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let svc = RetryLayer::new(RetryPolicy::default())
+        .unwrap()
+        .layer(client::<String>());
+    let request = Request::post(format!("http://{addr}/"))
+        .body("x".to_owned())
+        .unwrap();
+    let err = svc.oneshot(request).await.unwrap_err();
+    let err = err
+        .downcast_ref::<RetryError>()
+        .unwrap_or_else(|| panic!("{err}"));
+    assert_eq!(
+        err.failure().map(Failure::kind),
+        Some(FailureKind::ConnectRefused)
+    );
+    assert_eq!(err.history().records().len(), 3, "total 3: four attempts");
+}
+
+#[tokio::test]
+async fn streamed_body_under_the_limit_arrives_intact_on_every_attempt() {
+    let server = server(vec![Act::Drop, Act::Drop, Act::Status(200, false)]).await;
+    let svc = RetryLayer::new(RetryPolicy::default())
+        .unwrap()
+        .layer(client::<ReplayBody<Chunks>>());
+    let (body, data) = chunks(32 * 1024);
+    let request = Request::put(format!("http://{}/blob", server.addr))
+        .body(ReplayBody::new(body))
+        .unwrap();
+    let response = svc.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let bodies = server.bodies.lock().unwrap();
+    assert_eq!(bodies.len(), 3);
+    for (i, body) in bodies.iter().enumerate() {
+        assert_eq!(body, &data, "attempt {i}");
+    }
+}
+
+#[tokio::test]
+async fn streamed_body_over_the_limit_is_sent_exactly_once() {
+    let server = server(vec![Act::Drop, Act::Status(200, false)]).await;
+    let svc = RetryLayer::new(RetryPolicy::default())
+        .unwrap()
+        .layer(client::<ReplayBody<Chunks>>());
+    let (body, data) = chunks(200 * 1024);
+    let request = Request::builder()
+        .method(Method::PUT)
+        .uri(format!("http://{}/blob", server.addr))
+        .body(ReplayBody::new(body))
+        .unwrap();
+    let err = svc.oneshot(request).await.unwrap_err();
+    let err = err
+        .downcast_ref::<RetryError>()
+        .unwrap_or_else(|| panic!("{err}"));
+    assert_eq!(err.stop(), Stop::NotReplayable);
+    assert_eq!(
+        err.failure().map(Failure::kind),
+        Some(FailureKind::ConnectionClosed)
+    );
+    let bodies = server.bodies.lock().unwrap();
+    assert_eq!(bodies.len(), 1, "sent exactly once");
+    assert_eq!(bodies[0], data, "and completely");
+}

@@ -1,0 +1,317 @@
+//! Rows of our own: the rules and deviations the conformance table does not cover.
+
+use crate::conformance::{check, run, Ev, Outcome, Row, Script};
+use http::{Method, Request, Response};
+use std::time::Duration;
+use tower::{Layer, Service, ServiceExt};
+use tower_fortify::{
+    classify::{Failure, FailureKind},
+    retry::{
+        Backoff, Idempotent, Jitter, NoRetry, RetryAfterOverMax, RetryBudget, RetryCategory,
+        RetryError, RetryHistory, RetryLayer, RetryPolicy, Stop,
+    },
+};
+
+const C: Ev = Ev::Fail(FailureKind::ConnectRefused);
+const R: Ev = Ev::Fail(FailureKind::ReadTimeout);
+const OK: Ev = Ev::Success;
+
+fn ra(status: u16, value: &str) -> Ev {
+    Ev::Status(status, Some(value.to_owned()))
+}
+
+fn get(policy: RetryPolicy, events: Vec<Ev>) -> Row {
+    Row {
+        id: "row",
+        policy,
+        method: Method::GET,
+        events,
+        calls: 0,
+        sleeps: vec![],
+        outcome: Outcome::Response(200),
+    }
+}
+
+async fn call(
+    svc: impl Service<Request<String>, Response = Response<()>, Error = tower_fortify::BoxError>,
+    request: Request<String>,
+) -> Result<Response<()>, tower_fortify::BoxError> {
+    svc.oneshot(request).await
+}
+
+fn request(method: Method) -> Request<String> {
+    Request::builder()
+        .method(method)
+        .uri("http://127.0.0.1/")
+        .body("payload".to_owned())
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn idempotent_marker_retries_a_post_read_failure() {
+    let script = Script::new(&[R, OK]);
+    let svc = RetryLayer::new(RetryPolicy::default())
+        .unwrap()
+        .layer(script.clone());
+    let mut req = request(Method::POST);
+    req.extensions_mut().insert(Idempotent);
+    let response = call(svc, req).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(script.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_retry_marker_sends_once() {
+    let script = Script::new(&[C, OK]);
+    let svc = RetryLayer::new(RetryPolicy::default())
+        .unwrap()
+        .layer(script.clone());
+    let mut req = request(Method::GET);
+    req.extensions_mut().insert(NoRetry);
+    let err = call(svc, req).await.unwrap_err();
+    check(
+        "no-retry",
+        &Err(err),
+        &Outcome::Failure(FailureKind::ConnectRefused),
+    );
+    assert_eq!(script.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn never_retried_kinds_come_back_unchanged() {
+    for kind in [
+        FailureKind::TlsCertificate,
+        FailureKind::PoolTimeout,
+        FailureKind::PoolFull,
+        FailureKind::CircuitOpen,
+    ] {
+        let (result, script) = run(get(
+            RetryPolicy::default().total(None),
+            vec![Ev::Fail(kind)],
+        ))
+        .await;
+        check("never", &result, &Outcome::Failure(kind));
+        assert_eq!(script.calls(), 1, "{kind:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn budget_refusal_is_distinguishable() {
+    // A reserve of one retry, nothing earned by requests.
+    let budget = RetryBudget::new(Duration::from_secs(10), 0, 0.0).unwrap();
+    let policy = RetryPolicy::default().budget(budget.clone());
+    let layer = RetryLayer::new(policy).unwrap();
+
+    // Zero reserve: the very first retry is refused.
+    let script = Script::new(&[C, OK]);
+    let err = call(layer.layer(script.clone()), request(Method::GET))
+        .await
+        .unwrap_err();
+    let err = err.downcast_ref::<RetryError>().expect("a RetryError");
+    assert_eq!(err.stop(), Stop::Budget);
+    assert_eq!(
+        err.failure().map(Failure::kind),
+        Some(FailureKind::ConnectRefused)
+    );
+    assert!(
+        err.history().records().is_empty(),
+        "the refused retry is not in the history"
+    );
+    assert_eq!(
+        err.to_string(),
+        "retry budget exhausted (caused by connect refused: scripted)"
+    );
+    assert_eq!(script.calls(), 1);
+
+    // A retryable response refused by the budget comes back as it is, with the history
+    // saying why.
+    let script = Script::new(&[ra(503, "1"), OK]);
+    let response = call(layer.layer(script.clone()), request(Method::GET))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let history = response
+        .extensions()
+        .get::<RetryHistory>()
+        .expect("history");
+    assert_eq!(history.stop(), Some(Stop::Budget));
+    assert_eq!(script.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn budget_allows_the_reserve_then_refuses() {
+    let budget = RetryBudget::new(Duration::from_secs(10), 1, 0.0).unwrap(); // 10 retries
+    let layer = RetryLayer::new(RetryPolicy::default().total(None).budget(budget)).unwrap();
+    let script = Script::new(&vec![C; 20]);
+    let err = call(layer.layer(script.clone()), request(Method::GET))
+        .await
+        .unwrap_err();
+    let err = err.downcast_ref::<RetryError>().unwrap();
+    assert_eq!(err.stop(), Stop::Budget);
+    assert_eq!(err.history().records().len(), 10);
+    assert_eq!(script.calls(), 11);
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadline_stops_a_retry_whose_sleep_would_cross_it() {
+    let policy = RetryPolicy::default()
+        .total(Some(10))
+        .backoff_factor(Duration::from_secs(1))
+        .deadline(Some(Duration::from_secs(5)));
+    // Sleeps 0, 2 s, 4 s: the third retry would end at 6 s.
+    let (result, script) = run(get(policy, vec![C, C, C, C, OK])).await;
+    let err = result.unwrap_err();
+    let err = err.downcast_ref::<RetryError>().unwrap();
+    assert_eq!(err.stop(), Stop::Deadline);
+    assert_eq!(script.calls(), 3);
+    assert_eq!(
+        script.sleeps(),
+        vec![Duration::ZERO, Duration::from_secs(2)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadline_drops_an_attempt_still_running() {
+    let inner = tower::service_fn(|_req: Request<String>| async {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        Ok::<_, std::io::Error>(Response::new(()))
+    });
+    let policy = RetryPolicy::default().deadline(Some(Duration::from_secs(5)));
+    let svc = RetryLayer::new(policy).unwrap().layer(inner);
+    let started = tokio::time::Instant::now();
+    let err = call(svc, request(Method::GET)).await.unwrap_err();
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+    let err = err.downcast_ref::<RetryError>().unwrap();
+    assert_eq!(err.stop(), Stop::Deadline);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_over_the_max() {
+    let base = || {
+        RetryPolicy::default()
+            .retry_after_max(Duration::from_secs(10))
+            .backoff_factor(Duration::from_secs(1))
+    };
+    // Cap (default): wait the max.
+    let (result, script) = run(get(base(), vec![ra(503, "3600"), OK])).await;
+    assert_eq!(result.unwrap().status(), 200);
+    assert_eq!(script.sleeps(), vec![Duration::from_secs(10)]);
+
+    // Ignore: the backoff (0 for the first retry).
+    let (result, script) = run(get(
+        base().retry_after_over_max(RetryAfterOverMax::Ignore),
+        vec![ra(503, "3600"), OK],
+    ))
+    .await;
+    assert_eq!(result.unwrap().status(), 200);
+    assert_eq!(script.sleeps(), vec![Duration::ZERO]);
+
+    // Stop: a RetryError carrying the delay the server asked for.
+    let (result, script) = run(get(
+        base().retry_after_over_max(RetryAfterOverMax::Stop),
+        vec![ra(503, "3600"), OK],
+    ))
+    .await;
+    let err = result.unwrap_err();
+    let err = err.downcast_ref::<RetryError>().unwrap();
+    assert_eq!(
+        err.stop(),
+        Stop::RetryAfterTooLong(Duration::from_secs(3600))
+    );
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(503));
+    assert_eq!(script.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn hostile_retry_after_values_never_wait_past_the_cap() {
+    for value in [
+        "99999999999999999999999999999",
+        "18446744073709551615",
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+        "-5",
+        "1e9",
+    ] {
+        let policy = RetryPolicy::default().retry_after_max(Duration::from_secs(60));
+        let (result, script) = run(get(policy, vec![ra(503, value), OK])).await;
+        assert_eq!(result.unwrap().status(), 200, "{value:?}");
+        assert!(
+            script.sleeps()[0] <= Duration::from_secs(60),
+            "{value:?}: {:?}",
+            script.sleeps()
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn per_category_backoff_preset() {
+    // Connect failures at once; statuses exponential with full jitter below a 4 s cap.
+    let policy = RetryPolicy::default()
+        .total(Some(10))
+        .status_forcelist([503])
+        .backoff_for(RetryCategory::Connect, Backoff::none())
+        .backoff_for(
+            RetryCategory::Status,
+            Backoff::new(Duration::from_secs(1))
+                .max(Duration::from_secs(4))
+                .jitter(Jitter::Full),
+        );
+    let s503 = Ev::Status(503, None);
+    let (result, script) = run(get(
+        policy,
+        vec![C, C, s503.clone(), s503.clone(), s503, OK],
+    ))
+    .await;
+    assert_eq!(result.unwrap().status(), 200);
+    let sleeps = script.sleeps();
+    assert_eq!(&sleeps[..2], &[Duration::ZERO, Duration::ZERO]);
+    // Retries 3, 4, 5 of the call: full jitter of min(4 s, 1 s * 2^(k-1)) = 4 s.
+    for sleep in &sleeps[2..] {
+        assert!(*sleep < Duration::from_secs(4), "{sleeps:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn production_preset_retries_gateway_errors_and_connects() {
+    let s502 = Ev::Status(502, None);
+    let (result, script) = run(get(RetryPolicy::production(), vec![C, s502, OK])).await;
+    assert_eq!(result.unwrap().status(), 200);
+    assert_eq!(script.calls(), 3);
+    assert_eq!(
+        script.sleeps()[0],
+        Duration::ZERO,
+        "connect failures retry at once"
+    );
+}
+
+#[test]
+fn invalid_settings_are_rejected_with_the_field() {
+    let cases = [
+        (
+            RetryPolicy::default().status_forcelist([200]),
+            "status_forcelist",
+        ),
+        (
+            RetryPolicy::default().status_forcelist([1000]),
+            "status_forcelist",
+        ),
+        (
+            RetryPolicy::default().status_forcelist([42]),
+            "status_forcelist",
+        ),
+        (
+            RetryPolicy::default()
+                .backoff_jitter(Duration::from_secs(1))
+                .jitter(Jitter::Full),
+            "backoff_jitter",
+        ),
+        (
+            RetryPolicy::default().deadline(Some(Duration::ZERO)),
+            "deadline",
+        ),
+    ];
+    for (policy, field) in cases {
+        let err = RetryLayer::new(policy).unwrap_err();
+        assert_eq!(err.field(), field, "{err}");
+    }
+    assert!(RetryLayer::new(RetryPolicy::production()).is_ok());
+}
