@@ -527,3 +527,75 @@ impl Attempts {
         self.history.records.pop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+    use proptest::prelude::*;
+
+    fn response_sleep(policy: &RetryPolicy, status: u16, value: &[u8], u: f64) -> Option<Duration> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::RETRY_AFTER,
+            HeaderValue::from_bytes(value).ok()?,
+        );
+        let mut attempts = Attempts::new(policy);
+        match attempts.on_response(
+            policy,
+            StatusCode::from_u16(status).unwrap(),
+            &headers,
+            true,
+            SystemTime::now,
+            || u,
+        ) {
+            Decision::Retry(sleep) => Some(sleep),
+            _ => None,
+        }
+    }
+
+    proptest! {
+        /// Whatever a server sends in `Retry-After`, the wait is bounded by the larger of
+        /// `retry_after_max` and `backoff_max`, and nothing panics.
+        #[test]
+        fn hostile_retry_after_never_exceeds_the_caps(
+            value in proptest::collection::vec(any::<u8>(), 0..64),
+            status in prop_oneof![Just(413u16), Just(429), Just(503), Just(500)],
+            max_secs in 0u64..100_000,
+            u in any::<f64>(),
+        ) {
+            let policy = RetryPolicy::default()
+                .status_forcelist([500])
+                .backoff_factor(Duration::from_secs(1))
+                .retry_after_max(Duration::from_secs(max_secs));
+            if let Some(sleep) = response_sleep(&policy, status, &value, u) {
+                let cap = policy.retry_after_max.max(policy.backoff.max_value());
+                prop_assert!(sleep <= cap, "{sleep:?} > {cap:?}");
+            }
+        }
+
+        /// Digits are honoured exactly up to the cap.
+        #[test]
+        fn delta_seconds_are_capped(seconds in any::<u64>(), max_secs in 1u64..100_000) {
+            let policy = RetryPolicy::default().retry_after_max(Duration::from_secs(max_secs));
+            let sleep = response_sleep(&policy, 503, seconds.to_string().as_bytes(), 0.5);
+            let expected = if seconds == 0 { Duration::ZERO } else { Duration::from_secs(seconds.min(max_secs)) };
+            prop_assert_eq!(sleep, Some(expected));
+        }
+
+        /// No sequence of outcomes makes more calls than `total + 1`.
+        #[test]
+        fn total_bounds_the_calls(total in 0u32..20, kinds in proptest::collection::vec(0usize..12, 1..64)) {
+            let policy = RetryPolicy::default().total(Some(total)).allowed_methods([]);
+            let mut attempts = Attempts::new(&policy);
+            let mut calls = 1;
+            for k in kinds {
+                match attempts.on_failure(&policy, FailureKind::ALL[k], true, || 0.5) {
+                    Decision::Retry(_) => calls += 1,
+                    _ => break,
+                }
+            }
+            prop_assert!(calls <= total + 1);
+        }
+    }
+}

@@ -1,4 +1,6 @@
 mod conformance;
 mod contract;
+#[cfg(feature = "metrics")]
+mod observability;
 mod real_server;
 mod rules;
