@@ -1,3 +1,6 @@
+#[cfg(feature = "tracing")]
+#[path = "../support/capture.rs"]
+mod capture;
 mod conformance;
 mod contract;
 #[cfg(feature = "metrics")]

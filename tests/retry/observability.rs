@@ -13,11 +13,7 @@ use tower_fortify::{
 /// A counter's name, labels and value.
 type Counted = (String, Vec<(String, String)>, u64);
 
-fn counter(
-    snapshot: &[Counted],
-    name: &str,
-    labels: &[(&str, &str)],
-) -> u64 {
+fn counter(snapshot: &[Counted], name: &str, labels: &[(&str, &str)]) -> u64 {
     snapshot
         .iter()
         .filter(|(n, l, _)| {
@@ -136,4 +132,35 @@ async fn retries_by_category_retry_rate_budget_and_stops() {
         ),
         1
     );
+}
+
+#[cfg(feature = "tracing")]
+#[tokio::test(start_paused = true)]
+async fn each_retry_is_a_tracing_event() {
+    let capture = crate::capture::Capture::new("tower_fortify::retry");
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    let policy = RetryPolicy::default().backoff_factor(Duration::from_secs(1));
+    let svc = RetryLayer::new(policy)
+        .unwrap()
+        .name("api")
+        .layer(Script::new(&[
+            Ev::Fail(FailureKind::ConnectRefused),
+            Ev::Fail(FailureKind::ConnectRefused),
+            Ev::Success,
+        ]));
+    let request = Request::get("http://127.0.0.1/")
+        .body(String::new())
+        .unwrap();
+    svc.oneshot(request).await.unwrap();
+
+    assert_eq!(capture.len(), 2, "one event per retry");
+    assert_eq!(capture.field(0, "retry").as_deref(), Some("1"));
+    assert_eq!(capture.field(1, "retry").as_deref(), Some("2"));
+    assert_eq!(capture.field(1, "category").as_deref(), Some("connect"));
+    assert_eq!(capture.field(1, "name").as_deref(), Some("api"));
+    assert_eq!(capture.field(1, "sleep_ms").as_deref(), Some("2000.0"));
+    assert!(capture
+        .field(0, "cause")
+        .unwrap()
+        .contains("ConnectRefused"));
 }

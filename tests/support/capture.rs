@@ -1,0 +1,74 @@
+//! A tracing subscriber that records the events of one target, for assertions.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::{Arc, Mutex};
+use tracing::{
+    field::{Field, Visit},
+    span, Event, Metadata, Subscriber,
+};
+
+/// The fields of one event, as name and printed value.
+pub type Fields = Vec<(String, String)>;
+
+/// Records the fields of every event whose target is `target`.
+#[derive(Clone)]
+pub struct Capture {
+    target: &'static str,
+    pub events: Arc<Mutex<Vec<Fields>>>,
+}
+
+impl Capture {
+    pub fn new(target: &'static str) -> Self {
+        Capture {
+            target,
+            events: Arc::default(),
+        }
+    }
+
+    /// The value of `field` in event `index`.
+    pub fn field(&self, index: usize, field: &str) -> Option<String> {
+        let events = self.events.lock().unwrap();
+        events
+            .get(index)?
+            .iter()
+            .find(|(k, _)| k == field)
+            .map(|(_, v)| v.clone())
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.lock().unwrap().len()
+    }
+}
+
+struct Visitor<'a>(&'a mut Fields);
+
+impl Visit for Visitor<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.push((field.name().to_owned(), format!("{value:?}")));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.push((field.name().to_owned(), value.to_owned()));
+    }
+}
+
+impl Subscriber for Capture {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
+        span::Id::from_u64(1)
+    }
+    fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+    fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+    fn event(&self, event: &Event<'_>) {
+        if event.metadata().target() != self.target {
+            return;
+        }
+        let mut fields = Vec::new();
+        event.record(&mut Visitor(&mut fields));
+        self.events.lock().unwrap().push(fields);
+    }
+    fn enter(&self, _: &span::Id) {}
+    fn exit(&self, _: &span::Id) {}
+}
