@@ -36,13 +36,17 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future>,
+        // One timer, allocated in place: the call's deadline while an attempt runs, the
+        // backoff while sleeping (a retry never sleeps past the deadline).
         #[pin]
-        deadline: Option<Sleep>,
+        timer: Option<Sleep>,
         deadline_at: Option<Instant>,
         service: S,
-        // The copy every retry is copied from, and the copy the next retry sends.
+        // The copy every retry is copied from.
         kept: Option<Request<B>>,
-        next: Option<Request<B>>,
+        // The copy the next retry sends; boxed, so that a call that is never retried does
+        // not carry a second request inline.
+        next: Option<Box<Request<B>>>,
         attempts: Attempts,
         idempotent: bool,
         shared: Arc<Shared>,
@@ -56,10 +60,7 @@ pin_project! {
             #[pin]
             future: F,
         },
-        Sleeping {
-            #[pin]
-            sleep: Sleep,
-        },
+        Sleeping,
         Ready,
     }
 }
@@ -92,7 +93,7 @@ where
         let deadline_at = limit.map(|limit| Instant::now() + limit);
         ResponseFuture {
             state: State::Calling { future },
-            deadline: deadline_at.map(tokio::time::sleep_until),
+            timer: deadline_at.map(tokio::time::sleep_until),
             deadline_at,
             service,
             kept,
@@ -132,8 +133,8 @@ where
         let mut this = self.project();
         loop {
             // An attempt (or the wait for readiness) still running at the deadline is dropped.
-            if !matches!(this.state.as_ref().get_ref(), State::Sleeping { .. }) {
-                if let Some(deadline) = this.deadline.as_mut().as_pin_mut() {
+            if this.deadline_at.is_some() && !matches!(*this.state, State::Sleeping) {
+                if let Some(deadline) = this.timer.as_mut().as_pin_mut() {
                     if deadline.poll(cx).is_ready() {
                         let failure = Failure::new(FailureKind::ReadTimeout, DeadlineElapsed(()));
                         let history = std::mem::take(&mut this.attempts.history);
@@ -185,14 +186,19 @@ where
                             match prepare(this.shared, this.kept.as_ref(), *this.deadline_at, sleep)
                             {
                                 Ok(next) => {
-                                    *this.next = Some(next);
+                                    *this.next = Some(Box::new(next));
                                     this.shared.retried(this.attempts);
                                     if sleep.is_zero() {
                                         this.state.set(State::Ready);
                                     } else {
-                                        this.state.set(State::Sleeping {
-                                            sleep: tokio::time::sleep(sleep),
-                                        });
+                                        let wake = Instant::now() + sleep;
+                                        match this.timer.as_mut().as_pin_mut() {
+                                            Some(timer) => timer.reset(wake),
+                                            None => {
+                                                this.timer.set(Some(tokio::time::sleep_until(wake)))
+                                            }
+                                        }
+                                        this.state.set(State::Sleeping);
                                     }
                                     continue;
                                 }
@@ -206,15 +212,23 @@ where
                     };
                     return Poll::Ready(finish(this.shared, this.attempts, result, decision));
                 }
-                StateProj::Sleeping { sleep } => {
-                    ready!(sleep.poll(cx));
+                StateProj::Sleeping => {
+                    if let Some(timer) = this.timer.as_mut().as_pin_mut() {
+                        ready!(timer.poll(cx));
+                    }
+                    // Back to watching the deadline.
+                    if let (Some(deadline_at), Some(timer)) =
+                        (*this.deadline_at, this.timer.as_mut().as_pin_mut())
+                    {
+                        timer.reset(deadline_at);
+                    }
                     this.state.set(State::Ready);
                 }
                 StateProj::Ready => {
                     if let Err(err) = ready!(this.service.poll_ready(cx)) {
                         return Poll::Ready(Err(Failure::boxed_at(err.into(), Stage::Request)));
                     }
-                    let request = this
+                    let request = *this
                         .next
                         .take()
                         .expect("a retry always prepares its request");

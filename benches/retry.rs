@@ -1,0 +1,129 @@
+//! Success-path overhead of `tower_fortify::retry::Retry` per call, side by side with the
+//! bare service, tower's `Retry` with a policy that copies the request the same way, and
+//! tower-resilience's retry layer (3 attempts, no backoff sleeps).
+//!
+//! Every variant is called with a clone of one `http::Request<Full<Bytes>>` built before
+//! the timed loop; the clone is made inside the loop for all of them alike, so its cost is
+//! in every figure, the bare one included, and cancels out of the differences.
+//!
+//! Every future here is ready at the first poll, tower-resilience's included (it touches
+//! tokio's timer only to sleep before a retry), so each call is driven by one poll with
+//! `Waker::noop()` and no runtime: the figures hold no executor cost.
+//!
+//! Run with `cargo bench --bench retry`; criterion prints ns per call for each, the ratios
+//! are read off the same run.
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion};
+use http::{header, Method, Request, Response};
+use http_body_util::Full;
+use std::{
+    future::{ready, Future, Ready},
+    hint::black_box,
+    io,
+    pin::pin,
+    task::{Context, Poll, Waker},
+    time::Duration,
+};
+use tower::{Layer, Service};
+use tower_fortify::retry::{RetryLayer, RetryPolicy};
+
+type Req = Request<Full<Bytes>>;
+
+/// One call: `poll_ready`, `call`, one poll of the future; `true` on `Ready(Ok)`.
+fn call_once<S: Service<Req, Response = Response<()>>>(svc: &mut S, req: Req) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    if !matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))) {
+        return false;
+    }
+    let fut = pin!(svc.call(req));
+    matches!(fut.poll(&mut cx), Poll::Ready(Ok(_)))
+}
+
+fn ok_service(
+) -> impl Service<Req, Response = Response<()>, Error = io::Error, Future: Send> + Clone + Send + 'static
+{
+    tower::service_fn(|_: Req| ready(Ok::<_, io::Error>(Response::new(()))))
+}
+
+/// A GET a client would send: idempotent, so every retry layer keeps a copy.
+fn request() -> Req {
+    Request::builder()
+        .method(Method::GET)
+        .uri("https://api.example.com/v1/items?page=2")
+        .header(header::HOST, "api.example.com")
+        .header(header::USER_AGENT, "tower-fortify-bench/0.1")
+        .header(header::ACCEPT, "application/json")
+        .body(Full::new(Bytes::from_static(b"")))
+        .expect("a valid request")
+}
+
+// ===== tower's Retry =====
+
+/// Copies the request as `tower_fortify`'s layer does (method, URI, version, headers,
+/// extensions, body) and never retries: the success path of a real policy.
+#[derive(Clone, Copy, Debug)]
+struct CopyRequest;
+
+impl<E> tower::retry::Policy<Req, Response<()>, E> for CopyRequest {
+    type Future = Ready<()>;
+
+    fn retry(&mut self, _: &mut Req, _: &mut Result<Response<()>, E>) -> Option<Self::Future> {
+        None
+    }
+
+    fn clone_request(&mut self, req: &Req) -> Option<Req> {
+        let mut copy = Request::new(req.body().clone());
+        *copy.method_mut() = req.method().clone();
+        *copy.uri_mut() = req.uri().clone();
+        *copy.version_mut() = req.version();
+        *copy.headers_mut() = req.headers().clone();
+        *copy.extensions_mut() = req.extensions().clone();
+        Some(copy)
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let req = request();
+    let mut group = c.benchmark_group("retry/success");
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+
+    group.bench_function("bare", |b| {
+        let mut svc = ok_service();
+        assert!(call_once(&mut svc, req.clone()));
+        b.iter(|| call_once(&mut svc, black_box(&req).clone()))
+    });
+    group.bench_function("tower_retry", |b| {
+        let mut svc = tower::retry::RetryLayer::new(CopyRequest).layer(ok_service());
+        assert!(call_once(&mut svc, req.clone()));
+        b.iter(|| call_once(&mut svc, black_box(&req).clone()))
+    });
+    group.bench_function("tower_resilience_retry", |b| {
+        let layer = tower_resilience::retry::RetryLayer::<Req, Response<()>, io::Error>::builder()
+            .max_attempts(3)
+            .fixed_backoff(Duration::ZERO)
+            .build();
+        let mut svc = layer.layer(ok_service());
+        assert!(call_once(&mut svc, req.clone()));
+        b.iter(|| call_once(&mut svc, black_box(&req).clone()))
+    });
+    group.bench_function("fortify_retry_default", |b| {
+        let layer = RetryLayer::new(RetryPolicy::default()).unwrap();
+        let mut svc = layer.layer(ok_service());
+        assert!(call_once(&mut svc, req.clone()));
+        b.iter(|| call_once(&mut svc, black_box(&req).clone()))
+    });
+    group.bench_function("fortify_retry_production", |b| {
+        // The production preset has a budget: each call deposits into it.
+        let layer = RetryLayer::new(RetryPolicy::production()).unwrap();
+        let mut svc = layer.layer(ok_service());
+        assert!(call_once(&mut svc, req.clone()));
+        b.iter(|| call_once(&mut svc, black_box(&req).clone()))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
