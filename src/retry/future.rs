@@ -44,13 +44,18 @@ pin_project! {
         service: S,
         // The copy every retry is copied from.
         kept: Option<Request<B>>,
-        // The copy the next retry sends; boxed, so that a call that is never retried does
-        // not carry a second request inline.
-        next: Option<Box<Request<B>>>,
-        attempts: Attempts,
+        // Counters, history and the copy the next retry sends: boxed, made when a failure
+        // or a retryable response first needs them, so a call answered at once never pays.
+        retry: Option<Box<RetryState<B>>>,
         idempotent: bool,
         shared: Arc<Shared>,
     }
+}
+
+/// What a call carries once it met a failure or a retryable response.
+struct RetryState<B> {
+    attempts: Attempts,
+    next: Option<Request<B>>,
 }
 
 pin_project! {
@@ -71,7 +76,7 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("attempts", &self.attempts)
+            .field("attempts", &self.retry.as_ref().map(|r| &r.attempts))
             .field("idempotent", &self.idempotent)
             .field("deadline_at", &self.deadline_at)
             .finish_non_exhaustive()
@@ -97,8 +102,7 @@ where
             deadline_at,
             service,
             kept,
-            next: None,
-            attempts: Attempts::new(&shared.policy),
+            retry: None,
             idempotent,
             shared,
         }
@@ -137,7 +141,11 @@ where
                 if let Some(deadline) = this.timer.as_mut().as_pin_mut() {
                     if deadline.poll(cx).is_ready() {
                         let failure = Failure::new(FailureKind::ReadTimeout, DeadlineElapsed(()));
-                        let history = std::mem::take(&mut this.attempts.history);
+                        let history = this
+                            .retry
+                            .as_mut()
+                            .map(|r| std::mem::take(&mut r.attempts.history))
+                            .unwrap_or_default();
                         this.shared.stopped(Stop::Deadline);
                         let err =
                             RetryError::new(RetryReason::Failure(failure), history, Stop::Deadline);
@@ -147,11 +155,30 @@ where
             }
             match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
-                    let result = ready!(future.poll(cx));
                     let policy = &this.shared.policy;
+                    let result = match ready!(future.poll(cx)) {
+                        // A response no rule could retry, before any retry: the common case,
+                        // returned at once.
+                        Ok(response) if this.retry.is_none() && !may_retry(policy, &response) => {
+                            return Poll::Ready(Ok(response));
+                        }
+                        other => other,
+                    };
+                    let result =
+                        result.map_err(|err| Failure::boxed_at(err.into(), Stage::Request));
+                    if this.kept.is_none() {
+                        // Not retryable at all (NoRetry, or a body that could not be copied).
+                        return Poll::Ready(result);
+                    }
+                    let state = this.retry.get_or_insert_with(|| {
+                        Box::new(RetryState {
+                            attempts: Attempts::new(policy),
+                            next: None,
+                        })
+                    });
+                    let attempts = &mut state.attempts;
                     let decision = match &result {
-                        _ if this.kept.is_none() => Decision::Return,
-                        Ok(response) => this.attempts.on_response(
+                        Ok(response) => attempts.on_response(
                             policy,
                             response.status(),
                             response.headers(),
@@ -159,35 +186,24 @@ where
                             SystemTime::now,
                             draw,
                         ),
-                        Err(_) => Decision::Return, // decided below, once classified
-                    };
-                    let (result, decision) = match result {
-                        Ok(response) => (Ok(response), decision),
                         Err(err) => {
-                            let err = Failure::boxed_at(err.into(), Stage::Request);
                             let kind = err
                                 .downcast_ref::<Failure>()
                                 .map_or(FailureKind::Other, Failure::kind);
-                            let decision = if this.kept.is_none() {
-                                Decision::Return
-                            } else {
-                                this.attempts
-                                    .on_failure(policy, kind, *this.idempotent, draw)
-                            };
-                            (Err(err), decision)
+                            attempts.on_failure(policy, kind, *this.idempotent, draw)
                         }
                     };
                     #[cfg(feature = "metrics")]
-                    this.shared.instruments.invalid_retry_after(std::mem::take(
-                        &mut this.attempts.invalid_retry_after,
-                    ));
+                    this.shared
+                        .instruments
+                        .invalid_retry_after(std::mem::take(&mut attempts.invalid_retry_after));
                     let decision = match decision {
                         Decision::Retry(sleep) => {
                             match prepare(this.shared, this.kept.as_ref(), *this.deadline_at, sleep)
                             {
                                 Ok(next) => {
-                                    *this.next = Some(Box::new(next));
-                                    this.shared.retried(this.attempts);
+                                    state.next = Some(next);
+                                    this.shared.retried(&state.attempts);
                                     if sleep.is_zero() {
                                         this.state.set(State::Ready);
                                     } else {
@@ -203,14 +219,14 @@ where
                                     continue;
                                 }
                                 Err(stop) => {
-                                    this.attempts.unrecord();
+                                    attempts.unrecord();
                                     Decision::Stop(stop)
                                 }
                             }
                         }
                         other => other,
                     };
-                    return Poll::Ready(finish(this.shared, this.attempts, result, decision));
+                    return Poll::Ready(finish(this.shared, attempts, result, decision));
                 }
                 StateProj::Sleeping => {
                     if let Some(timer) = this.timer.as_mut().as_pin_mut() {
@@ -228,9 +244,10 @@ where
                     if let Err(err) = ready!(this.service.poll_ready(cx)) {
                         return Poll::Ready(Err(Failure::boxed_at(err.into(), Stage::Request)));
                     }
-                    let request = *this
-                        .next
-                        .take()
+                    let request = this
+                        .retry
+                        .as_mut()
+                        .and_then(|r| r.next.take())
                         .expect("a retry always prepares its request");
                     let future = this.service.call(request);
                     this.state.set(State::Calling { future });
@@ -238,6 +255,14 @@ where
             }
         }
     }
+}
+
+/// Whether any rule could retry `response` (a cheap superset of the decision).
+fn may_retry<ResB>(policy: &super::RetryPolicy, response: &Response<ResB>) -> bool {
+    let status = response.status();
+    policy.status_forcelist.contains(&status.as_u16())
+        || (policy.respect_retry_after_header
+            && crate::classify::ResponseClass::new(status, response.headers()).asks_retry_after())
 }
 
 /// Checks what the decision alone could not (deadline, replay, budget) and copies the
