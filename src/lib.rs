@@ -40,6 +40,7 @@
 //!
 //! | feature | enables |
 //! |---|---|
+//! | `pool` (default) | the [`pool`] module |
 //! | `retry` (default) | the [`retry`] module: backoff strategies, `Retry-After` parsing, the retry budget |
 //! | `http` (default) | classification of HTTP responses by status and `Retry-After` |
 //! | `hyper` (default) | classification of `hyper::Error` and hyper-util's legacy client errors |
@@ -61,6 +62,9 @@
 
 pub mod classify;
 mod config;
+#[cfg(feature = "pool")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
+pub mod pool;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub mod retry;

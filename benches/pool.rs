@@ -1,0 +1,161 @@
+//! Per-call overhead of `tower_fortify::pool::PoolLimit` on a trivial service, side by side
+//! with the bare service, tower's `ConcurrencyLimit` and tower-resilience's bulkhead, in one
+//! run.
+//!
+//! Every call is `poll_ready`, `call`, one poll of the response future (ready at once),
+//! then the response is dropped: for `PoolLimit` that drops the body that holds the
+//! permit, for the others the permit went with the future. The pools never fill (64
+//! permits, one call at a time), so this is the uncontended path. No runtime: each call is
+//! driven with `Waker::noop()`, so the figures hold no executor cost.
+//!
+//! tower-resilience's bulkhead is measured in its backpressure mode (reserve in
+//! `poll_ready`, like `ConcurrencyLimit` and our single pool) and in its default mode
+//! (acquire in the boxed response future). `GenericPoolLimit` gives its permit back with
+//! the response future, as `ConcurrencyLimit` does; `PoolLimit` moves it into the response
+//! body. The `leak_threshold` variant adds a clock read per call (tokio's clock, which
+//! checks for a paused test clock since the dev-dependencies enable `test-util`).
+//!
+//! Run with `cargo bench --bench pool`; criterion prints ns per call for each.
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion};
+use http::{Request, Response, Uri};
+use http_body_util::Full;
+use std::{
+    future::{ready, Future, Ready},
+    hint::black_box,
+    io,
+    pin::pin,
+    task::{Context, Poll, Waker},
+    time::Duration,
+};
+use tower::{limit::ConcurrencyLimit, Layer, Service};
+use tower_fortify::pool::{PoolLimitBuilder, PoolLimitLayer};
+use tower_resilience::bulkhead::BulkheadLayer;
+
+type Req = Request<()>;
+type Res = Response<Full<Bytes>>;
+
+const MAX: usize = 64;
+
+/// One call; `true` on `Ready(Ok)`.
+fn call_once<S: Service<Req>>(svc: &mut S, req: Req) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    if !matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))) {
+        return false;
+    }
+    let fut = pin!(svc.call(req));
+    match fut.poll(&mut cx) {
+        Poll::Ready(Ok(response)) => {
+            drop(black_box(response));
+            true
+        }
+        _ => false,
+    }
+}
+
+fn ok_service(
+) -> impl Service<Req, Response = Res, Error = io::Error, Future = Ready<Result<Res, io::Error>>>
+       + Clone
+       + Send
+       + 'static {
+    tower::service_fn(|_: Req| ready(Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))))
+}
+
+fn request() -> Req {
+    let mut request = Request::new(());
+    *request.uri_mut() = Uri::from_static("http://api.example.com/v1/items");
+    request
+}
+
+fn bench<S: Service<Req>>(c: &mut Criterion, name: &str, mut svc: S) {
+    assert!(call_once(&mut svc, request()), "{name}: a call succeeds");
+    c.bench_function(name, |b| {
+        b.iter(|| call_once(&mut svc, black_box(request())));
+    });
+}
+
+fn ours(builder: PoolLimitBuilder) -> impl Service<Req> {
+    builder.build().unwrap().layer(ok_service())
+}
+
+fn overhead(c: &mut Criterion) {
+    bench(c, "bare", ok_service());
+    bench(
+        c,
+        "tower ConcurrencyLimit",
+        ConcurrencyLimit::new(ok_service(), MAX),
+    );
+    bench(
+        c,
+        "tower-resilience bulkhead (backpressure)",
+        BulkheadLayer::builder()
+            .max_concurrent_calls(MAX)
+            .backpressure()
+            .build()
+            .unwrap()
+            .layer(ok_service()),
+    );
+    bench(
+        c,
+        "tower-resilience bulkhead (default)",
+        BulkheadLayer::builder()
+            .max_concurrent_calls(MAX)
+            .build()
+            .unwrap()
+            .layer(ok_service()),
+    );
+    bench(
+        c,
+        "PoolLimit one pool, block",
+        ours(
+            PoolLimitLayer::builder(MAX)
+                .per_host(false)
+                .block(true)
+                .pool_timeout(Some(Duration::from_secs(1))),
+        ),
+    );
+    bench(
+        c,
+        "GenericPoolLimit, block",
+        PoolLimitLayer::builder(MAX)
+            .block(true)
+            .build_generic()
+            .unwrap()
+            .layer(ok_service()),
+    );
+    bench(
+        c,
+        "PoolLimit one pool, block=False",
+        ours(PoolLimitLayer::builder(MAX).per_host(false)),
+    );
+    bench(
+        c,
+        "PoolLimit one pool, block, leak_threshold",
+        ours(
+            PoolLimitLayer::builder(MAX)
+                .per_host(false)
+                .block(true)
+                .leak_threshold(Some(Duration::from_secs(60))),
+        ),
+    );
+    bench(
+        c,
+        "PoolLimit per host, block",
+        ours(PoolLimitLayer::builder(MAX).block(true)),
+    );
+    bench(
+        c,
+        "PoolLimit per host, block=False",
+        ours(PoolLimitLayer::builder(MAX)),
+    );
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = overhead
+}
+criterion_main!(benches);

@@ -1,0 +1,280 @@
+//! [`Future`] types.
+
+use super::{
+    body::PoolBody,
+    permit::{Acquire, Permit},
+};
+use crate::{
+    classify::{Failure, Stage},
+    BoxError,
+};
+use http::{Request, Response};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    task::{ready, Context, Poll},
+};
+use tokio::time::Sleep;
+use tower_service::Service;
+
+pin_project! {
+    /// Response future of [`PoolLimit`](super::PoolLimit).
+    ///
+    /// It holds the call's permit until the response head arrives, then hands it to the
+    /// response's [`PoolBody`] (or gives it back, with `release_on_body_end(false)`).
+    ///
+    /// In per-host `block` mode, the host is only known once the request is seen, so a call
+    /// whose host pool is full waits *here*, up to `pool_timeout`, before it calls the
+    /// inner service (a ready clone of it, moved in by `call`).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it gives back its permit, or leaves the host's queue (a permit handed to it
+    /// meanwhile goes to the next waiter); the request is then never sent.
+    ///
+    /// ```
+    /// use tower::{Service, ServiceExt};
+    /// use tower_fortify::pool::{future::ResponseFuture, PoolLimit};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// let inner = tower::service_fn(|_req: http::Request<()>| async {
+    ///     Ok::<_, std::io::Error>(http::Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
+    /// });
+    /// let mut svc = PoolLimit::new(inner, 1)?;
+    /// let future: ResponseFuture<_, ()> = svc.ready().await?.call(http::Request::new(()));
+    /// drop(future); // gives its permit back
+    /// assert_eq!(svc.handle().snapshot().total.in_use, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        state: State<S, B, S::Future>,
+        release_on_body_end: bool,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, B, F> {
+        Called {
+            #[pin]
+            future: F,
+            permit: Option<Permit>,
+        },
+        Waiting {
+            acquire: Acquire,
+            #[pin]
+            timer: Option<Sleep>,
+            service: Option<S>,
+            request: Option<Request<B>>,
+        },
+        Failed {
+            error: Option<BoxError>,
+        },
+    }
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    pub(crate) fn called(future: S::Future, permit: Permit, release_on_body_end: bool) -> Self {
+        ResponseFuture {
+            state: State::Called {
+                future,
+                permit: Some(permit),
+            },
+            release_on_body_end,
+        }
+    }
+
+    pub(crate) fn waiting(
+        acquire: Acquire,
+        timer: Option<Sleep>,
+        service: S,
+        request: Request<B>,
+        release_on_body_end: bool,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Waiting {
+                acquire,
+                timer,
+                service: Some(service),
+                request: Some(request),
+            },
+            release_on_body_end,
+        }
+    }
+
+    pub(crate) fn failed(error: BoxError) -> Self {
+        ResponseFuture {
+            state: State::Failed { error: Some(error) },
+            release_on_body_end: false,
+        }
+    }
+}
+
+impl<S, B> fmt::Debug for ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Called { .. } => "called",
+            State::Waiting { .. } => "waiting",
+            State::Failed { .. } => "failed",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B, ResB> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+    ResB: Body,
+{
+    type Output = Result<Response<PoolBody<ResB>>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let next = match this.state.as_mut().project() {
+                StateProj::Called { future, permit } => {
+                    let result = ready!(future.poll(cx));
+                    let permit = permit.take().filter(|_| *this.release_on_body_end);
+                    return Poll::Ready(match result {
+                        Ok(response) => {
+                            Ok(response.map(|body| PoolBody::with_permit(body, permit)))
+                        }
+                        Err(err) => Err(Failure::boxed_at(err.into(), Stage::Request)),
+                    });
+                }
+                StateProj::Waiting {
+                    acquire,
+                    timer,
+                    service,
+                    request,
+                } => ready!(poll_waiting(acquire, timer, service, request, cx)),
+                StateProj::Failed { error } => {
+                    return Poll::Ready(Err(error.take().expect("polled after completion")));
+                }
+            };
+            this.state.set(next);
+        }
+    }
+}
+
+/// A per-host call waiting for its host's permit: the state that comes next, once the
+/// permit came (the inner service called) or the timeout passed.
+#[cold]
+fn poll_waiting<S, B>(
+    acquire: &mut Acquire,
+    timer: Pin<&mut Option<Sleep>>,
+    service: &mut Option<S>,
+    request: &mut Option<Request<B>>,
+    cx: &mut Context<'_>,
+) -> Poll<State<S, B, S::Future>>
+where
+    S: Service<Request<B>>,
+{
+    if let Poll::Ready(permit) = acquire.poll(cx) {
+        let mut service = service.take().expect("polled after completion");
+        let request = request.take().expect("polled after completion");
+        return Poll::Ready(State::Called {
+            future: service.call(request),
+            permit: Some(permit),
+        });
+    }
+    let Some(timer) = timer.as_pin_mut() else {
+        return Poll::Pending;
+    };
+    ready!(timer.poll(cx));
+    let error = acquire.pool().timed_out(acquire.since().elapsed());
+    Poll::Ready(State::Failed { error: Some(error) })
+}
+
+pin_project! {
+    /// Response future of [`GenericPoolLimit`](super::GenericPoolLimit): it gives its permit
+    /// back when the inner future completes.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it drops the inner future and gives back its permit.
+    ///
+    /// ```
+    /// use tower::{Service, ServiceExt};
+    /// use tower_fortify::pool::{future::GenericResponseFuture, GenericPoolLimit};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// let mut svc = GenericPoolLimit::new(tower::service_fn(|x: u8| async move { Ok::<_, std::io::Error>(x) }), 1)?;
+    /// let future: GenericResponseFuture<_> = svc.ready().await?.call(7);
+    /// assert_eq!(svc.handle().snapshot().total.in_use, 1);
+    /// assert_eq!(future.await?, 7);
+    /// assert_eq!(svc.handle().snapshot().total.in_use, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub struct GenericResponseFuture<F> {
+        #[pin]
+        future: Option<F>,
+        permit: Option<Permit>,
+        error: Option<BoxError>,
+    }
+}
+
+impl<F> GenericResponseFuture<F> {
+    pub(crate) fn called(future: F, permit: Permit) -> Self {
+        GenericResponseFuture {
+            future: Some(future),
+            permit: Some(permit),
+            error: None,
+        }
+    }
+
+    pub(crate) fn failed(error: BoxError) -> Self {
+        GenericResponseFuture {
+            future: None,
+            permit: None,
+            error: Some(error),
+        }
+    }
+}
+
+impl<F> fmt::Debug for GenericResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GenericResponseFuture")
+            .field("permit", &self.permit)
+            .field("failed", &self.error.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, T, E> Future for GenericResponseFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(future) = this.future.as_pin_mut() else {
+            return Poll::Ready(Err(this.error.take().expect("polled after completion")));
+        };
+        let result = ready!(future.poll(cx));
+        *this.permit = None;
+        Poll::Ready(result.map_err(|err| Failure::boxed_at(err.into(), Stage::Request)))
+    }
+}

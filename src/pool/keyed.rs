@@ -1,0 +1,441 @@
+//! Per-host pools (urllib3's `PoolManager`): which pool a request belongs to, and the
+//! bounded map of pools.
+
+use super::permit::{Core, Pool};
+use http::{
+    header,
+    request::Parts,
+    uri::{Authority, Scheme},
+};
+use std::{
+    collections::HashMap,
+    fmt,
+    hash::{Hash, Hasher},
+    sync::{Arc, Mutex, PoisonError},
+};
+
+/// Chooses the pool of a request: requests with equal keys share a pool.
+///
+/// The default, [`ByAuthority`], gives one pool per scheme, host and port, as urllib3's
+/// `PoolManager` does. Implement it, or pass a closure to
+/// [`PoolLimitBuilder::key_fn`](super::PoolLimitBuilder::key_fn), to pool by something
+/// else (a tenant header, a route). The key sees the request's head, not its body.
+///
+/// Keys are kept while their pool is tracked, and printed (with `Debug`) in
+/// [snapshots](super::PoolSnapshot) and tracing events, never in metric labels.
+///
+/// ```
+/// use tower_fortify::pool::{PoolKey, PoolLimitLayer};
+///
+/// /// One pool per tenant, from the `x-tenant` header.
+/// #[derive(Debug, Clone, Copy)]
+/// struct ByTenant;
+///
+/// impl PoolKey for ByTenant {
+///     type Key = Option<http::HeaderValue>;
+///
+///     fn key(&self, request: &http::request::Parts) -> Self::Key {
+///         request.headers.get("x-tenant").cloned()
+///     }
+/// }
+///
+/// let layer = PoolLimitLayer::builder(4).pool_key(ByTenant).build()?;
+/// # let _ = layer;
+/// # Ok::<(), tower_fortify::InvalidConfig>(())
+/// ```
+pub trait PoolKey: Send + Sync + 'static {
+    /// What identifies a pool.
+    type Key: Hash + Eq + fmt::Debug + Send + Sync + 'static;
+
+    /// The key of a request's pool.
+    fn key(&self, request: &Parts) -> Self::Key;
+}
+
+/// The default [`PoolKey`]: one pool per scheme, host and port ([`HostKey`]), as urllib3's
+/// `PoolManager` keeps one pool per `(scheme, host, port)`.
+///
+/// The authority comes from the request's URI (a client's absolute URI), or else from its
+/// `Host` header (a server's requests).
+///
+/// ```
+/// use tower_fortify::pool::{ByAuthority, PoolKey};
+///
+/// let (a, _) = http::Request::get("http://Example.com/a").body(()).unwrap().into_parts();
+/// let (b, _) = http::Request::get("http://example.com:80/b").body(()).unwrap().into_parts();
+/// let (c, _) = http::Request::get("https://example.com/").body(()).unwrap().into_parts();
+/// assert_eq!(ByAuthority.key(&a), ByAuthority.key(&b)); // same host, default port
+/// assert_ne!(ByAuthority.key(&a), ByAuthority.key(&c)); // another scheme and port
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ByAuthority;
+
+impl PoolKey for ByAuthority {
+    type Key = HostKey;
+
+    fn key(&self, request: &Parts) -> HostKey {
+        let authority = match request.uri.authority() {
+            Some(authority) => Some(authority.clone()),
+            None => request
+                .headers
+                .get(header::HOST)
+                .and_then(|host| Authority::try_from(host.as_bytes()).ok()),
+        };
+        HostKey::new(request.uri.scheme().cloned(), authority)
+    }
+}
+
+/// A pool's key in per-host mode: scheme, host (case-insensitive) and port (the scheme's
+/// default when absent). User information in the authority is ignored.
+///
+/// `Debug` prints it as `scheme://host:port`.
+///
+/// ```
+/// use tower_fortify::pool::{ByAuthority, PoolKey};
+///
+/// let (parts, _) = http::Request::get("https://user@API.example.com/v1").body(()).unwrap().into_parts();
+/// let key = ByAuthority.key(&parts);
+/// assert_eq!(key.scheme(), Some("https"));
+/// assert_eq!(key.host(), Some("API.example.com"));
+/// assert_eq!(key.port(), Some(443));
+/// assert_eq!(format!("{key:?}"), "https://API.example.com:443");
+/// ```
+#[derive(Clone)]
+pub struct HostKey {
+    scheme: Option<Scheme>,
+    authority: Option<Authority>,
+    /// Where the host is in the authority (parsed once: keys are hashed and compared often).
+    host: std::ops::Range<usize>,
+    port: Option<u16>,
+}
+
+impl HostKey {
+    fn new(scheme: Option<Scheme>, authority: Option<Authority>) -> Self {
+        let (host, explicit) = authority.as_ref().map_or((0..0, None), |authority| {
+            split_host_port(authority.as_str())
+        });
+        let port = explicit.or_else(|| match scheme.as_ref()?.as_str() {
+            s if s.eq_ignore_ascii_case("http") => Some(80),
+            s if s.eq_ignore_ascii_case("https") => Some(443),
+            _ => None,
+        });
+        HostKey {
+            scheme,
+            authority,
+            host,
+            port,
+        }
+    }
+
+    /// The scheme, if the request had one.
+    pub fn scheme(&self) -> Option<&str> {
+        self.scheme.as_ref().map(Scheme::as_str)
+    }
+
+    /// The host, if the request named one.
+    pub fn host(&self) -> Option<&str> {
+        let authority = self.authority.as_ref()?;
+        authority.as_str().get(self.host.clone())
+    }
+
+    /// The port: explicit, or the scheme's default (80 for `http`, 443 for `https`).
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+}
+
+/// The host's place in a valid authority (`[userinfo@]host[:port]`, the host possibly a
+/// bracketed IPv6 address), and the explicit port: what `Authority::host` and
+/// `Authority::port_u16` return, in one pass over the bytes.
+fn split_host_port(authority: &str) -> (std::ops::Range<usize>, Option<u16>) {
+    let bytes = authority.as_bytes();
+    let start = bytes
+        .iter()
+        .rposition(|&b| b == b'@')
+        .map_or(0, |at| at + 1);
+    let rest = &bytes[start..];
+    let host_len = if rest.first() == Some(&b'[') {
+        rest.iter()
+            .position(|&b| b == b']')
+            .map_or(rest.len(), |end| end + 1)
+    } else {
+        rest.iter().position(|&b| b == b':').unwrap_or(rest.len())
+    };
+    let port = match rest.get(host_len) {
+        Some(b':') => std::str::from_utf8(&rest[host_len + 1..])
+            .ok()
+            .and_then(|port| port.parse().ok()),
+        _ => None,
+    };
+    (start..start + host_len, port)
+}
+
+impl PartialEq for HostKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.scheme == other.scheme
+            && match (self.host(), other.host()) {
+                // The same spelling first: a byte comparison is cheaper.
+                (Some(a), Some(b)) => a == b || a.eq_ignore_ascii_case(b),
+                (None, None) => true,
+                _ => false,
+            }
+            && self.port == other.port
+    }
+}
+
+impl Eq for HostKey {}
+
+impl Hash for HostKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Consistent with `eq`: `Scheme` hashes case-insensitively, the host is lower-cased.
+        self.scheme.hash(state);
+        // Host and port in as few `write`s as possible: hashing is per call.
+        let mut buf = [0u8; 64];
+        let host = self.host().map_or(&[][..], str::as_bytes);
+        let mut chunks = host.chunks(buf.len() - 4).peekable();
+        if chunks.peek().is_none() {
+            state.write_u8(u8::from(self.authority.is_some()));
+        }
+        while let Some(chunk) = chunks.next() {
+            let n = chunk.len();
+            buf[..n].copy_from_slice(chunk);
+            buf[..n].make_ascii_lowercase();
+            let end = if chunks.peek().is_none() {
+                // The last chunk carries the host's length mod 256 and the port.
+                let port = self.port.map_or([0xff; 3], |p| {
+                    let [hi, lo] = p.to_be_bytes();
+                    [1, hi, lo]
+                });
+                buf[n] = host.len() as u8;
+                buf[n + 1..n + 4].copy_from_slice(&port);
+                n + 4
+            } else {
+                n
+            };
+            state.write(&buf[..end]);
+        }
+    }
+}
+
+impl fmt::Debug for HostKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(scheme) = self.scheme() {
+            write!(f, "{scheme}://")?;
+        }
+        match self.host() {
+            Some(host) => f.write_str(host)?,
+            None => f.write_str("(no host)")?,
+        }
+        match self.port() {
+            Some(port) => write!(f, ":{port}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A closure as a [`PoolKey`] (from [`PoolLimitBuilder::key_fn`](super::PoolLimitBuilder::key_fn)).
+///
+/// ```
+/// use tower_fortify::pool::{KeyFn, PoolKey};
+///
+/// let by_path = KeyFn::new(|parts: &http::request::Parts| parts.uri.path().to_owned());
+/// let (parts, _) = http::Request::get("http://a/v1").body(()).unwrap().into_parts();
+/// assert_eq!(by_path.key(&parts), "/v1");
+/// ```
+#[derive(Clone, Copy)]
+pub struct KeyFn<F>(F);
+
+impl<F> KeyFn<F> {
+    /// Wraps `f`.
+    pub const fn new(f: F) -> Self {
+        KeyFn(f)
+    }
+}
+
+impl<F> fmt::Debug for KeyFn<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("KeyFn")
+            .field(&std::any::type_name::<F>())
+            .finish()
+    }
+}
+
+impl<F, K> PoolKey for KeyFn<F>
+where
+    F: Fn(&Parts) -> K + Send + Sync + 'static,
+    K: Hash + Eq + fmt::Debug + Send + Sync + 'static,
+{
+    type Key = K;
+
+    fn key(&self, request: &Parts) -> K {
+        (self.0)(request)
+    }
+}
+
+// ===== the map of pools =====
+
+/// The pools of a per-host layer, shared by all its services and their clones.
+///
+/// It keeps at most `max_pools` pools, evicting the least recently used idle ones; a pool
+/// with a call in flight or waiting is never evicted (its limit must hold), so while more
+/// than `max_pools` keys are busy at once the map holds one pool per busy key: it is bounded
+/// by the calls in flight, never by the keys ever seen.
+pub(crate) struct Keyed<K> {
+    map: Mutex<Map<K>>,
+    max_pools: usize,
+}
+
+struct Map<K> {
+    pools: HashMap<K, Arc<Pool>>,
+    lookups: u64,
+}
+
+impl<K> fmt::Debug for Keyed<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyed")
+            .field("max_pools", &self.max_pools)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Hash + Eq + fmt::Debug> Keyed<K> {
+    pub(crate) fn new(max_pools: usize) -> Self {
+        Keyed {
+            map: Mutex::new(Map {
+                pools: HashMap::new(),
+                lookups: 0,
+            }),
+            max_pools,
+        }
+    }
+
+    /// The pool of `key`, created if needed.
+    pub(crate) fn pool(&self, key: K, core: &Arc<Core>) -> Arc<Pool> {
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        map.lookups += 1;
+        let stamp = map.lookups;
+        if let Some(pool) = map.pools.get(&key) {
+            pool.last_used
+                .store(stamp, std::sync::atomic::Ordering::Relaxed);
+            return Arc::clone(pool);
+        }
+        if map.pools.len() >= self.max_pools {
+            let excess = map.pools.len() + 1 - self.max_pools;
+            evict_idle(&mut map.pools, excess);
+        }
+        let pool = Arc::new(Pool::new(
+            Arc::clone(core),
+            Some(format!("{key:?}").into_boxed_str()),
+        ));
+        pool.last_used
+            .store(stamp, std::sync::atomic::Ordering::Relaxed);
+        map.pools.insert(key, Arc::clone(&pool));
+        #[cfg(feature = "metrics")]
+        core.pools_changed(map.pools.len());
+        pool
+    }
+
+    /// Every pool tracked now.
+    pub(crate) fn pools(&self) -> Vec<Arc<Pool>> {
+        let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        map.pools.values().cloned().collect()
+    }
+}
+
+/// Removes up to `excess` idle pools, least recently used first.
+fn evict_idle<K>(pools: &mut HashMap<K, Arc<Pool>>, excess: usize) {
+    // Under the map's lock nobody can take a new reference: a pool only the map holds has
+    // no permit, no waiter and no call about to use it.
+    let idle = |pool: &Arc<Pool>| Arc::strong_count(pool) == 1;
+    let mut stamps: Vec<u64> = pools
+        .values()
+        .filter(|pool| idle(pool))
+        .map(|pool| pool.last_used.load(std::sync::atomic::Ordering::Relaxed))
+        .collect();
+    if stamps.is_empty() {
+        return;
+    }
+    let cutoff = if stamps.len() <= excess {
+        u64::MAX
+    } else {
+        // Stamps are distinct (one per lookup), so exactly `excess` are at or below this.
+        *stamps.select_nth_unstable(excess - 1).1
+    };
+    pools.retain(|_, pool| {
+        !(idle(pool) && pool.last_used.load(std::sync::atomic::Ordering::Relaxed) <= cutoff)
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::hash_map::DefaultHasher;
+
+    fn key(uri: &str) -> HostKey {
+        let (parts, ()) = http::Request::get(uri).body(()).unwrap().into_parts();
+        ByAuthority.key(&parts)
+    }
+
+    fn hash(key: &HostKey) -> u64 {
+        let mut h = DefaultHasher::new();
+        key.hash(&mut h);
+        h.finish()
+    }
+
+    #[test]
+    fn host_keys_follow_urllib3() {
+        let same = [
+            "http://example.com/",
+            "http://EXAMPLE.com:80/x",
+            "http://u:p@example.com/",
+        ];
+        for uri in same {
+            assert_eq!(key(uri), key(same[0]), "{uri}");
+            assert_eq!(hash(&key(uri)), hash(&key(same[0])), "{uri}");
+        }
+        assert_ne!(key("http://example.com/"), key("https://example.com/"));
+        assert_ne!(key("http://example.com/"), key("http://example.com:8080/"));
+        assert_ne!(key("http://example.com/"), key("http://example.org/"));
+    }
+
+    #[test]
+    fn host_and_port_as_http_parses_them() {
+        for authority in [
+            "example.com",
+            "example.com:8080",
+            "user:pw@example.com:81",
+            "[::1]",
+            "[::1]:9000",
+            "u@[fe80::1%25eth0]:1",
+            "127.0.0.1:65535",
+        ] {
+            let parsed: Authority = authority.parse().unwrap();
+            let (host, port) = split_host_port(authority);
+            assert_eq!(&authority[host], parsed.host(), "{authority}");
+            assert_eq!(port, parsed.port_u16(), "{authority}");
+        }
+    }
+
+    #[test]
+    fn long_hosts_hash_consistently() {
+        let long = "a".repeat(150);
+        let a = key(&format!("http://{long}.example/"));
+        let b = key(&format!("http://{}.EXAMPLE:80/", long.to_uppercase()));
+        assert_eq!(a, b);
+        assert_eq!(hash(&a), hash(&b));
+        assert_ne!(hash(&a), hash(&key("http://a.example/")));
+    }
+
+    #[test]
+    fn host_header_when_the_uri_has_no_authority() {
+        let (parts, ()) = http::Request::get("/path")
+            .header("host", "svc.local:8080")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let key = ByAuthority.key(&parts);
+        assert_eq!(key.host(), Some("svc.local"));
+        assert_eq!(key.port(), Some(8080));
+        let (bare, ()) = http::Request::get("/").body(()).unwrap().into_parts();
+        assert_eq!(format!("{:?}", ByAuthority.key(&bare)), "(no host)");
+    }
+}

@@ -1,0 +1,478 @@
+//! One pool (its semaphore, counters and permit ages), the permits it hands out, and the
+//! settings and metric handles every pool of a layer shares.
+
+use super::{
+    error::{EmptyPool, PoolFull},
+    handle::PoolStats,
+    semaphore::{Semaphore, Wait},
+    tracker::Tracker,
+};
+use crate::{
+    classify::{Failure, FailureKind},
+    BoxError,
+};
+use std::{
+    fmt,
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc,
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+use tokio::time::Instant;
+
+/// What a pool does with a call when all its permits are taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// `block=True`: wait, at most the timeout.
+    Block(Option<Duration>),
+    /// `block=False`: go through, counted as overflow.
+    Overflow,
+    /// Reject at once.
+    FailFast,
+}
+
+/// Settings and metric handles shared by every pool of a layer.
+pub(crate) struct Core {
+    pub(crate) name: &'static str,
+    pub(crate) maxsize: usize,
+    pub(crate) mode: Mode,
+    pub(crate) release_on_body_end: bool,
+    pub(crate) leak_threshold: Option<Duration>,
+    /// Counters of the whole layer, evicted pools included.
+    pub(crate) totals: Counts,
+    /// Permits in use over all pools, and pools tracked: the gauges of a keyed layer.
+    #[cfg(feature = "metrics")]
+    pub(crate) keyed: Option<KeyedGauges>,
+    #[cfg(feature = "metrics")]
+    pub(crate) instruments: super::metrics::Instruments,
+}
+
+#[cfg(feature = "metrics")]
+#[derive(Debug, Default)]
+pub(crate) struct KeyedGauges {
+    pub(crate) in_use: AtomicUsize,
+    pub(crate) pools: AtomicUsize,
+}
+
+impl fmt::Debug for Core {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Core")
+            .field("name", &self.name)
+            .field("maxsize", &self.maxsize)
+            .field("mode", &self.mode)
+            .field("release_on_body_end", &self.release_on_body_end)
+            .field("leak_threshold", &self.leak_threshold)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Event counters.
+#[derive(Debug, Default)]
+pub(crate) struct Counts {
+    pub(crate) overflowed: AtomicU64,
+    pub(crate) timed_out: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+    pub(crate) leaked: AtomicU64,
+}
+
+impl Counts {
+    fn add(&self, counter: fn(&Counts) -> &AtomicU64, n: u64) {
+        counter(self).fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// One pool: `maxsize` permits.
+pub(crate) struct Pool {
+    semaphore: Semaphore,
+    overflowing: AtomicUsize,
+    counts: Counts,
+    tracker: Option<Tracker>,
+    /// The pool's key as printed (`None` for a layer's only pool).
+    pub(crate) key: Option<Box<str>>,
+    /// When the pool was last looked up, in lookups of its layer (for eviction).
+    pub(crate) last_used: AtomicU64,
+    pub(crate) core: Arc<Core>,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("key", &self.key)
+            .field("in_use", &self.in_use())
+            .field("max", &self.core.maxsize)
+            .field("waiting", &self.semaphore.waiting())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    pub(crate) fn new(core: Arc<Core>, key: Option<Box<str>>) -> Self {
+        Pool {
+            semaphore: Semaphore::new(core.maxsize),
+            overflowing: AtomicUsize::new(0),
+            counts: Counts::default(),
+            tracker: core.leak_threshold.map(|_| Tracker::new(core.maxsize)),
+            key,
+            last_used: AtomicU64::new(0),
+            core,
+        }
+    }
+
+    /// Calls holding a permit, or overflowing.
+    pub(crate) fn in_use(&self) -> usize {
+        self.core.maxsize - self.semaphore.available().min(self.core.maxsize)
+            + self.overflowing.load(Ordering::Relaxed)
+    }
+
+    /// A permit, if one is free and nobody waits (FIFO: no overtaking).
+    #[inline]
+    pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
+        if self.semaphore.try_acquire() {
+            Some(self.granted())
+        } else {
+            None
+        }
+    }
+
+    /// Wraps a permit just taken from the semaphore.
+    #[inline]
+    fn granted(self: &Arc<Self>) -> Permit {
+        let slot = match &self.tracker {
+            Some(tracker) => self.track(tracker),
+            None => UNTRACKED,
+        };
+        self.publish(1);
+        Permit {
+            pool: Arc::clone(self),
+            kind: Kind::Pooled(slot),
+        }
+    }
+
+    /// Stamps a new permit, and runs the leak check when one is due.
+    fn track(&self, tracker: &Tracker) -> u32 {
+        let now = Instant::now();
+        let slot = tracker.claim(now);
+        if let Some(threshold) = self.core.leak_threshold {
+            if tracker.check_due(now, threshold / 10) {
+                self.check(tracker, now);
+            }
+        }
+        slot
+    }
+
+    /// Lets a call through over `maxsize` (`block=False`).
+    pub(crate) fn overflow(self: &Arc<Self>) -> Permit {
+        self.overflowing.fetch_add(1, Ordering::Relaxed);
+        self.count(|c| &c.overflowed);
+        #[cfg(feature = "metrics")]
+        self.core.instruments.overflow.increment(1);
+        self.publish(1);
+        Permit {
+            pool: Arc::clone(self),
+            kind: Kind::Overflow,
+        }
+    }
+
+    /// Starts a wait for a permit, begun at `since`.
+    pub(crate) fn acquire(self: &Arc<Self>, since: Instant) -> Acquire {
+        Acquire {
+            pool: Arc::clone(self),
+            wait: Wait::Start,
+            since,
+            queued: false,
+        }
+    }
+
+    /// The error of a call that waited `pool_timeout` in vain (counted here).
+    pub(crate) fn timed_out(&self, waited: Duration) -> BoxError {
+        self.count(|c| &c.timed_out);
+        #[cfg(feature = "metrics")]
+        self.core.instruments.timeouts.increment(1);
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            target: "tower_fortify::pool",
+            name = self.core.name,
+            pool = self.key.as_deref(),
+            maxsize = self.core.maxsize,
+            waited_ms = waited.as_secs_f64() * 1e3,
+            "pool timeout: no permit within pool_timeout"
+        );
+        Box::new(Failure::new(
+            FailureKind::PoolTimeout,
+            EmptyPool::new(waited, self.core.maxsize),
+        ))
+    }
+
+    /// The error of a call a full pool rejects (counted here).
+    pub(crate) fn rejected(&self) -> BoxError {
+        self.count(|c| &c.rejected);
+        #[cfg(feature = "metrics")]
+        self.core.instruments.rejected.increment(1);
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            target: "tower_fortify::pool",
+            name = self.core.name,
+            pool = self.key.as_deref(),
+            maxsize = self.core.maxsize,
+            "pool full: call rejected"
+        );
+        Box::new(Failure::new(
+            FailureKind::PoolFull,
+            PoolFull::new(self.core.maxsize),
+        ))
+    }
+
+    fn count(&self, counter: fn(&Counts) -> &AtomicU64) {
+        self.counts.add(counter, 1);
+        self.core.totals.add(counter, 1);
+    }
+
+    /// Runs a leak check if permits are tracked and one is due: called when a call finds
+    /// the pool full, which is when leaked permits start to hurt (and a call that gets a
+    /// permit checks too, in `track`).
+    pub(crate) fn on_full(&self) {
+        let (Some(tracker), Some(threshold)) = (&self.tracker, self.core.leak_threshold) else {
+            return;
+        };
+        let now = Instant::now();
+        if tracker.check_due(now, threshold / 10) {
+            self.check(tracker, now);
+        }
+    }
+
+    /// Scans the permit ages, reporting new leaks; returns the oldest age.
+    fn check(&self, tracker: &Tracker, now: Instant) -> Option<Duration> {
+        let scan = tracker.scan(now, self.core.leak_threshold);
+        if !scan.leaked.is_empty() {
+            let n = scan.leaked.len() as u64;
+            self.counts.add(|c| &c.leaked, n);
+            self.core.totals.add(|c| &c.leaked, n);
+            #[cfg(feature = "metrics")]
+            self.core.instruments.leaks.increment(n);
+        }
+        #[cfg(feature = "tracing")]
+        for held in &scan.leaked {
+            tracing::warn!(
+                target: "tower_fortify::pool",
+                name = self.core.name,
+                pool = self.key.as_deref(),
+                held_ms = held.as_secs_f64() * 1e3,
+                leak_threshold_ms = self.core.leak_threshold.unwrap_or_default().as_secs_f64() * 1e3,
+                "pool permit held longer than leak_threshold: possible leak \
+                 (a response body neither read to its end nor dropped)"
+            );
+        }
+        scan.oldest
+    }
+
+    /// This pool's figures (runs a leak check).
+    pub(crate) fn stats(&self) -> PoolStats {
+        let oldest = self
+            .tracker
+            .as_ref()
+            .and_then(|tracker| self.check(tracker, Instant::now()));
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        PoolStats {
+            key: self.key.as_deref().map(str::to_owned),
+            in_use: self.in_use(),
+            max: self.core.maxsize,
+            waiting: self.semaphore.waiting(),
+            overflowing: self.overflowing.load(Ordering::Relaxed),
+            overflowed: load(&self.counts.overflowed),
+            timed_out: load(&self.counts.timed_out),
+            rejected: load(&self.counts.rejected),
+            leaked: load(&self.counts.leaked),
+            oldest_in_use: oldest,
+        }
+    }
+
+    /// Updates the gauges after a permit was taken (`+1`), given back (`-1`), or handed to
+    /// a waiter that left without taking it (`0`).
+    #[inline]
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    fn publish(&self, delta: isize) {
+        #[cfg(feature = "metrics")]
+        match &self.core.keyed {
+            None => {
+                let max = self.core.maxsize;
+                self.core
+                    .instruments
+                    .publish((self.in_use(), max), || (self.in_use(), max));
+            }
+            Some(keyed) => {
+                let in_use = match delta {
+                    1 => keyed.in_use.fetch_add(1, Ordering::Relaxed) + 1,
+                    -1 => keyed.in_use.fetch_sub(1, Ordering::Relaxed) - 1,
+                    _ => keyed.in_use.load(Ordering::Relaxed),
+                };
+                self.core.publish_keyed(in_use);
+            }
+        }
+    }
+
+    fn release(&self, kind: Kind) {
+        match kind {
+            Kind::Pooled(slot) => {
+                // The slot is freed before the permit, so that every holder finds one.
+                #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+                if let Some(held) = self.tracker.as_ref().and_then(|t| t.free(slot)) {
+                    #[cfg(feature = "tracing")]
+                    tracing::info!(
+                        target: "tower_fortify::pool",
+                        name = self.core.name,
+                        pool = self.key.as_deref(),
+                        held_ms = held.as_secs_f64() * 1e3,
+                        "a permit reported as leaked was given back"
+                    );
+                }
+                self.semaphore.release();
+            }
+            Kind::Overflow => {
+                self.overflowing.fetch_sub(1, Ordering::Relaxed);
+                // urllib3 logs this when an extra connection comes back to a full pool.
+                #[cfg(feature = "tracing")]
+                tracing::warn!(
+                    target: "tower_fortify::pool",
+                    name = self.core.name,
+                    pool = self.key.as_deref(),
+                    maxsize = self.core.maxsize,
+                    "Connection pool is full, discarding connection"
+                );
+            }
+        }
+        self.publish(-1);
+    }
+}
+
+impl Core {
+    /// Gauges of a keyed layer: `in_use` over all pools, out of `maxsize` per pool.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn publish_keyed(&self, in_use: usize) {
+        let Some(keyed) = &self.keyed else { return };
+        let read = || {
+            (
+                keyed.in_use.load(Ordering::Relaxed),
+                self.maxsize
+                    .saturating_mul(keyed.pools.load(Ordering::Relaxed)),
+            )
+        };
+        let max = read().1;
+        self.instruments.publish((in_use, max), read);
+    }
+
+    /// A keyed layer now tracks `pools` pools (called under the map's lock).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn pools_changed(&self, pools: usize) {
+        let Some(keyed) = &self.keyed else { return };
+        keyed.pools.store(pools, Ordering::Relaxed);
+        self.instruments.set_max(self.maxsize.saturating_mul(pools));
+        self.publish_keyed(keyed.in_use.load(Ordering::Relaxed));
+    }
+}
+
+const UNTRACKED: u32 = u32::MAX;
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// A permit of the pool, and its slot in the tracker.
+    Pooled(u32),
+    /// A call over `maxsize` (`block=False`).
+    Overflow,
+}
+
+/// A call's place in a pool: given back when dropped.
+pub(crate) struct Permit {
+    pool: Arc<Pool>,
+    kind: Kind,
+}
+
+impl fmt::Debug for Permit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("pool", &self.pool.key)
+            .field("overflow", &matches!(self.kind, Kind::Overflow))
+            .finish()
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.pool.release(self.kind);
+    }
+}
+
+/// A wait for a permit of one pool. `Unpin`, so a service can poll it in `poll_ready`.
+///
+/// Dropping it leaves the queue; a permit already handed to it goes to the next waiter.
+pub(crate) struct Acquire {
+    pool: Arc<Pool>,
+    wait: Wait,
+    since: Instant,
+    queued: bool,
+}
+
+impl fmt::Debug for Acquire {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Acquire")
+            .field("pool", &self.pool.key)
+            .field("since", &self.since)
+            .field("queued", &self.queued)
+            .finish()
+    }
+}
+
+impl Acquire {
+    pub(crate) fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+
+    pub(crate) fn since(&self) -> Instant {
+        self.since
+    }
+
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Permit> {
+        if matches!(self.wait, Wait::Done) {
+            // A permit is taken once; polling again would double it.
+            return Poll::Pending;
+        }
+        let result = self.pool.semaphore.poll_acquire(&mut self.wait, cx);
+        match result {
+            Poll::Pending => {
+                if !self.queued {
+                    self.queued = true;
+                    #[cfg(feature = "metrics")]
+                    self.pool.core.instruments.waiting.increment(1);
+                }
+                Poll::Pending
+            }
+            Poll::Ready(()) => {
+                if self.queued {
+                    self.queued = false;
+                    #[cfg(feature = "metrics")]
+                    {
+                        let instruments = &self.pool.core.instruments;
+                        instruments.waiting.decrement(1);
+                        instruments.waited(self.since.elapsed());
+                    }
+                }
+                Poll::Ready(self.pool.granted())
+            }
+        }
+    }
+}
+
+impl Drop for Acquire {
+    fn drop(&mut self) {
+        if self.queued {
+            #[cfg(feature = "metrics")]
+            self.pool.core.instruments.waiting.decrement(1);
+        }
+        if self.pool.semaphore.cancel(&mut self.wait) {
+            // The permit was handed over but never taken: pass it on.
+            self.pool.semaphore.release();
+            self.pool.publish(0);
+        }
+    }
+}

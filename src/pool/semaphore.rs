@@ -1,0 +1,290 @@
+//! A FIFO-fair counting semaphore whose uncontended acquire and release are one
+//! compare-and-swap each, and whose wait is a nameable, `Unpin` state (no boxed future).
+//!
+//! tokio's `Semaphore` is FIFO-fair too, but its release always takes a mutex and its
+//! acquire future cannot be named, so a service that waits in `poll_ready` would have to
+//! box it. Here the fast paths touch one atomic word; the mutex is taken only when a call
+//! must wait, or when a permit is handed to a waiter.
+//!
+//! The state word holds the available permits shifted left by one, and a `WAITERS` bit
+//! that is set exactly while the queue is not empty (it changes only under the queue's
+//! lock). While it is set, neither fast path applies: a new caller cannot overtake the
+//! queue, and a released permit goes straight to the first waiter.
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc, Mutex, MutexGuard, PoisonError,
+    },
+    task::{Context, Poll, Waker},
+};
+
+const WAITERS: usize = 1;
+const ONE: usize = 2;
+
+/// The largest number of permits the state word can hold.
+pub(crate) const MAX_PERMITS: usize = usize::MAX >> 2;
+
+#[derive(Debug)]
+pub(crate) struct Semaphore {
+    state: AtomicUsize,
+    queue: Mutex<VecDeque<Arc<Waiter>>>,
+    /// The queue's length, for snapshots (written under the lock).
+    waiting: AtomicUsize,
+}
+
+/// One caller in the queue.
+#[derive(Debug)]
+pub(crate) struct Waiter {
+    /// Set under the queue's lock when a permit is handed to this waiter.
+    assigned: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+/// Where a caller stands in its wait for a permit.
+#[derive(Debug, Default)]
+pub(crate) enum Wait {
+    /// Not queued (yet): the next poll tries to take a permit, then queues.
+    #[default]
+    Start,
+    Queued(Arc<Waiter>),
+    /// The permit was taken: the caller owns it.
+    Done,
+}
+
+impl Semaphore {
+    pub(crate) fn new(permits: usize) -> Self {
+        assert!(permits <= MAX_PERMITS, "too many permits");
+        Semaphore {
+            state: AtomicUsize::new(permits * ONE),
+            queue: Mutex::new(VecDeque::new()),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    /// Permits not taken (zero while callers wait).
+    pub(crate) fn available(&self) -> usize {
+        self.state.load(Ordering::Relaxed) / ONE
+    }
+
+    /// Callers queued for a permit.
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Takes a permit if one is free and nobody waits.
+    #[inline]
+    pub(crate) fn try_acquire(&self) -> bool {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            if state & WAITERS != 0 || state < ONE {
+                return false;
+            }
+            match self.state.compare_exchange_weak(
+                state,
+                state - ONE,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => state = actual,
+            }
+        }
+    }
+
+    /// Gives a permit back: to the first waiter if there is one.
+    #[inline]
+    pub(crate) fn release(&self) {
+        let mut state = self.state.load(Ordering::Relaxed);
+        while state & WAITERS == 0 {
+            match self.state.compare_exchange_weak(
+                state,
+                state + ONE,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(actual) => state = actual,
+            }
+        }
+        self.release_slow();
+    }
+
+    #[cold]
+    fn release_slow(&self) {
+        let mut queue = self.lock();
+        match queue.pop_front() {
+            Some(waiter) => {
+                self.waiting.store(queue.len(), Ordering::Relaxed);
+                waiter.assigned.store(true, Ordering::Release);
+                if queue.is_empty() {
+                    self.state.fetch_and(!WAITERS, Ordering::Release);
+                }
+                drop(queue);
+                let waker = waiter
+                    .waker
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            }
+            None => {
+                // The waiters left since the bit was seen: the permit is free again.
+                let _ = self
+                    .state
+                    .fetch_update(Ordering::Release, Ordering::Relaxed, |state| {
+                        Some((state & !WAITERS) + ONE)
+                    });
+            }
+        }
+    }
+
+    /// Polls a wait: `Ready` once the caller owns a permit (`wait` is then `Done`).
+    pub(crate) fn poll_acquire(&self, wait: &mut Wait, cx: &mut Context<'_>) -> Poll<()> {
+        match wait {
+            Wait::Start => {
+                if self.try_acquire() {
+                    *wait = Wait::Done;
+                    return Poll::Ready(());
+                }
+                let mut queue = self.lock();
+                // With the bit set, the state only changes under this lock.
+                let previous = self.state.fetch_or(WAITERS, Ordering::Acquire);
+                if previous >= ONE {
+                    // A permit came back in between. Permits are only free while nobody
+                    // waits, so the queue is empty and this caller is first.
+                    debug_assert!(queue.is_empty());
+                    self.state.fetch_sub(ONE + WAITERS, Ordering::Acquire);
+                    *wait = Wait::Done;
+                    return Poll::Ready(());
+                }
+                let waiter = Arc::new(Waiter {
+                    assigned: AtomicBool::new(false),
+                    waker: Mutex::new(Some(cx.waker().clone())),
+                });
+                queue.push_back(Arc::clone(&waiter));
+                self.waiting.store(queue.len(), Ordering::Relaxed);
+                *wait = Wait::Queued(waiter);
+                Poll::Pending
+            }
+            Wait::Queued(waiter) => {
+                if waiter.assigned.load(Ordering::Acquire) {
+                    *wait = Wait::Done;
+                    return Poll::Ready(());
+                }
+                {
+                    let mut slot = waiter.waker.lock().unwrap_or_else(PoisonError::into_inner);
+                    match &mut *slot {
+                        Some(waker) if waker.will_wake(cx.waker()) => {}
+                        slot => *slot = Some(cx.waker().clone()),
+                    }
+                }
+                // The releaser sets `assigned` before it takes the waker: either it saw
+                // the waker stored above, or this load sees the assignment.
+                if waiter.assigned.load(Ordering::Acquire) {
+                    *wait = Wait::Done;
+                    return Poll::Ready(());
+                }
+                Poll::Pending
+            }
+            Wait::Done => Poll::Ready(()),
+        }
+    }
+
+    /// Leaves the queue (a dropped wait). Returns `true` if a permit had already been
+    /// handed to this waiter: the caller owns it and must release it.
+    pub(crate) fn cancel(&self, wait: &mut Wait) -> bool {
+        let Wait::Queued(waiter) = std::mem::take(wait) else {
+            return false;
+        };
+        let mut queue = self.lock();
+        if waiter.assigned.load(Ordering::Acquire) {
+            return true;
+        }
+        if let Some(position) = queue.iter().position(|w| Arc::ptr_eq(w, &waiter)) {
+            queue.remove(position);
+            self.waiting.store(queue.len(), Ordering::Relaxed);
+        }
+        if queue.is_empty() {
+            self.state.fetch_and(!WAITERS, Ordering::Release);
+        }
+        false
+    }
+
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Arc<Waiter>>> {
+        // Nothing under this lock can panic half-way; a poisoned lock is still consistent.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    fn cx() -> Context<'static> {
+        Context::from_waker(Waker::noop())
+    }
+
+    #[test]
+    fn fast_paths() {
+        let sem = Semaphore::new(2);
+        assert!(sem.try_acquire());
+        assert!(sem.try_acquire());
+        assert!(!sem.try_acquire());
+        assert_eq!(sem.available(), 0);
+        sem.release();
+        assert_eq!(sem.available(), 1);
+        sem.release();
+        assert_eq!(sem.available(), 2);
+    }
+
+    #[test]
+    fn waiters_are_served_in_order_and_nobody_overtakes() {
+        let sem = Semaphore::new(1);
+        assert!(sem.try_acquire());
+        let mut waits: Vec<Wait> = (0..3).map(|_| Wait::Start).collect();
+        for wait in &mut waits {
+            assert!(sem.poll_acquire(wait, &mut cx()).is_pending());
+        }
+        assert_eq!(sem.waiting(), 3);
+        for i in 0..3 {
+            sem.release();
+            // The released permit went to waiter i, not to a newcomer.
+            assert!(!sem.try_acquire());
+            for (j, wait) in waits.iter_mut().enumerate().skip(i) {
+                assert_eq!(sem.poll_acquire(wait, &mut cx()).is_ready(), j == i);
+            }
+        }
+        assert_eq!(sem.waiting(), 0);
+        sem.release();
+        assert_eq!(sem.available(), 1);
+    }
+
+    #[test]
+    fn cancelled_waiters_leave_and_pass_on_assigned_permits() {
+        let sem = Semaphore::new(1);
+        assert!(sem.try_acquire());
+        let mut first = Wait::Start;
+        let mut second = Wait::Start;
+        assert!(sem.poll_acquire(&mut first, &mut cx()).is_pending());
+        assert!(sem.poll_acquire(&mut second, &mut cx()).is_pending());
+        sem.release(); // assigned to `first`, which is dropped before it polls
+        assert!(
+            sem.cancel(&mut first),
+            "the assigned permit is the caller's"
+        );
+        sem.release();
+        assert!(sem.poll_acquire(&mut second, &mut cx()).is_ready());
+        // A waiter cancelled before assignment leaves the queue and clears the bit.
+        let mut third = Wait::Start;
+        assert!(sem.poll_acquire(&mut third, &mut cx()).is_pending());
+        assert!(!sem.cancel(&mut third));
+        assert_eq!(sem.waiting(), 0);
+        sem.release();
+        assert!(sem.try_acquire(), "the permit is free for newcomers again");
+    }
+}

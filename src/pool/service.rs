@@ -1,0 +1,490 @@
+use super::{
+    body::PoolBody,
+    future::{GenericResponseFuture, ResponseFuture},
+    handle::{PoolHandle, PoolSnapshot, PoolStats, Source},
+    keyed::{ByAuthority, Keyed, PoolKey},
+    permit::{Core, Mode, Pool},
+    reserve::{Reservation, Reserver},
+    PoolLimitLayer,
+};
+use crate::{
+    classify::{Failure, Stage},
+    BoxError, InvalidConfig,
+};
+use http::{Request, Response};
+use http_body::Body;
+use std::{
+    fmt,
+    sync::{atomic::Ordering, Arc},
+    task::{ready, Context, Poll},
+};
+use tokio::time::Instant;
+use tower_service::Service;
+
+/// What every service of a layer, and every clone, shares: settings, metric handles, pools.
+pub(crate) struct Shared<K: PoolKey> {
+    pub(crate) core: Arc<Core>,
+    pub(crate) pools: Pools<K>,
+}
+
+pub(crate) enum Pools<K: PoolKey> {
+    Single(Arc<Pool>),
+    Keyed { key: K, pools: Keyed<K::Key> },
+}
+
+impl<K: PoolKey> fmt::Debug for Shared<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Shared");
+        d.field("core", &self.core);
+        match &self.pools {
+            Pools::Single(pool) => d.field("pool", pool),
+            Pools::Keyed { pools, .. } => d.field("pools", pools),
+        };
+        d.finish()
+    }
+}
+
+impl<K: PoolKey> Source for Shared<K> {
+    fn snapshot(&self) -> PoolSnapshot {
+        let pools = match &self.pools {
+            Pools::Single(pool) => vec![Arc::clone(pool)],
+            Pools::Keyed { pools, .. } => pools.pools(),
+        };
+        let pools: Vec<PoolStats> = pools.iter().map(|pool| pool.stats()).collect();
+        let mut total = PoolStats::default();
+        for pool in &pools {
+            total.add_current(pool);
+        }
+        let totals = &self.core.totals;
+        total.overflowed = totals.overflowed.load(Ordering::Relaxed);
+        total.timed_out = totals.timed_out.load(Ordering::Relaxed);
+        total.rejected = totals.rejected.load(Ordering::Relaxed);
+        total.leaked = totals.leaked.load(Ordering::Relaxed);
+        PoolSnapshot {
+            name: self.core.name,
+            total,
+            pools,
+        }
+    }
+}
+
+/// Limits the calls in flight to an HTTP service, the way urllib3 sizes its connection
+/// pools: `maxsize` permits per pool, one pool per host by default, and at the limit, wait
+/// (`block`), overflow, or fail fast. See the [module docs](super).
+///
+/// Built by a [`PoolLimitLayer`]; the pools belong to the layer and are **shared by all
+/// clones** of every service it built.
+///
+/// A call's permit is held until its response body ends or is dropped ([`PoolBody`]),
+/// because that is when the connection is free again.
+///
+/// With a single pool (`per_host(false)`), `poll_ready` reserves the permit (in `block`
+/// mode it waits there, FIFO, up to `pool_timeout`), and `call` takes it. Per host, the
+/// pool is only known from the request, so `poll_ready` drives the inner service alone and
+/// the call waits for its host's permit in its [`ResponseFuture`].
+///
+/// Errors come back as a classified [`Failure`]: of kind
+/// [`PoolTimeout`](crate::classify::FailureKind::PoolTimeout) or
+/// [`PoolFull`](crate::classify::FailureKind::PoolFull) when the pool refused the call, or
+/// the inner service's error classified at the request stage.
+///
+/// # Clone
+///
+/// A clone shares the pools but not the reservation: it starts without a permit (a
+/// reservation made by `poll_ready` is never copied), and needs its own `poll_ready`.
+///
+/// # Cancel safety
+///
+/// Dropping the service gives back its reservation, or leaves the queue it waits in.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower::{Service, ServiceExt};
+/// use tower_fortify::pool::PoolLimit;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower_fortify::BoxError> {
+/// let inner = tower::service_fn(|_req: http::Request<()>| async {
+///     Ok::<_, std::io::Error>(http::Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
+/// });
+/// let mut svc = PoolLimit::new(inner, 10)?;
+/// let response = svc.ready().await?.call(http::Request::new(())).await?;
+/// assert_eq!(response.status(), 200);
+/// # Ok(())
+/// # }
+/// ```
+pub struct PoolLimit<S, K: PoolKey = ByAuthority> {
+    inner: S,
+    shared: Arc<Shared<K>>,
+    reserver: Reserver,
+}
+
+impl<S, K: PoolKey> fmt::Debug for PoolLimit<S, K>
+where
+    S: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolLimit")
+            .field("inner", &self.inner)
+            .field("shared", &self.shared)
+            .field("reserver", &self.reserver)
+            .finish()
+    }
+}
+
+impl<S: Clone, K: PoolKey> Clone for PoolLimit<S, K> {
+    fn clone(&self) -> Self {
+        // A reservation is one call's: a clone starts without one.
+        PoolLimit {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+            reserver: Reserver::new(),
+        }
+    }
+}
+
+impl<S> PoolLimit<S> {
+    /// Wraps `inner` with the defaults of [`PoolLimitLayer::new`]: `maxsize` permits per
+    /// host, `block=False`.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidConfig`] naming `maxsize` when it is zero.
+    ///
+    /// ```
+    /// use tower_fortify::pool::PoolLimit;
+    ///
+    /// assert!(PoolLimit::new((), 10).is_ok());
+    /// assert_eq!(PoolLimit::new((), 0).unwrap_err().field(), "maxsize");
+    /// ```
+    pub fn new(inner: S, maxsize: usize) -> Result<Self, InvalidConfig> {
+        Ok(tower_layer::Layer::layer(
+            &PoolLimitLayer::new(maxsize)?,
+            inner,
+        ))
+    }
+}
+
+impl<S, K: PoolKey> PoolLimit<S, K> {
+    pub(crate) fn from_shared(inner: S, shared: Arc<Shared<K>>) -> Self {
+        PoolLimit {
+            inner,
+            shared,
+            reserver: Reserver::new(),
+        }
+    }
+
+    /// A handle on the pools (see [`PoolHandle`]).
+    ///
+    /// ```
+    /// let svc = tower_fortify::pool::PoolLimit::new((), 4)?;
+    /// assert_eq!(svc.handle().snapshot().total.in_use, 0);
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn handle(&self) -> PoolHandle {
+        PoolHandle::new(Arc::clone(&self.shared) as Arc<dyn Source>)
+    }
+
+    /// Gets a reference to the inner service.
+    ///
+    /// ```
+    /// let svc = tower_fortify::pool::PoolLimit::new("inner", 4)?;
+    /// assert_eq!(*svc.get_ref(), "inner");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Gets a mutable reference to the inner service.
+    ///
+    /// ```
+    /// let mut svc = tower_fortify::pool::PoolLimit::new("inner", 4)?;
+    /// *svc.get_mut() = "replaced";
+    /// assert_eq!(*svc.get_ref(), "replaced");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service (and giving back any reservation).
+    ///
+    /// ```
+    /// let svc = tower_fortify::pool::PoolLimit::new("inner", 4)?;
+    /// assert_eq!(svc.into_inner(), "inner");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, K, B, ResB> Service<Request<B>> for PoolLimit<S, K>
+where
+    S: Service<Request<B>, Response = Response<ResB>> + Clone,
+    S::Error: Into<BoxError>,
+    K: PoolKey,
+    ResB: Body,
+{
+    type Response = Response<PoolBody<ResB>>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if let Pools::Single(pool) = &self.shared.pools {
+            ready!(self.reserver.poll_reserve(pool, cx));
+            if !self.reserver.calls_inner() {
+                // The call fails without the inner service.
+                return Poll::Ready(Ok(()));
+            }
+        }
+        poll_inner(&mut self.inner, &mut self.reserver, cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let release = self.shared.core.release_on_body_end;
+        let pool = match &self.shared.pools {
+            Pools::Single(pool) => {
+                let reservation = self
+                    .reserver
+                    .take()
+                    .expect("poll_ready must be called first");
+                return match reservation {
+                    Reservation::Permit(permit) => {
+                        ResponseFuture::called(self.inner.call(request), permit, release)
+                    }
+                    Reservation::Overflow => {
+                        let permit = pool.overflow();
+                        ResponseFuture::called(self.inner.call(request), permit, release)
+                    }
+                    Reservation::Fail(error) => ResponseFuture::failed(error),
+                    Reservation::Reject => ResponseFuture::failed(pool.rejected()),
+                };
+            }
+            Pools::Keyed { key, pools } => {
+                let (parts, body) = request.into_parts();
+                let key = key.key(&parts);
+                let request = Request::from_parts(parts, body);
+                let pool = pools.pool(key, &self.shared.core);
+                if let Some(permit) = pool.try_acquire() {
+                    return ResponseFuture::called(self.inner.call(request), permit, release);
+                }
+                (pool, request)
+            }
+        };
+        let (pool, request) = pool;
+        pool.on_full();
+        match self.shared.core.mode {
+            Mode::Overflow => {
+                let permit = pool.overflow();
+                ResponseFuture::called(self.inner.call(request), permit, release)
+            }
+            Mode::FailFast => ResponseFuture::failed(pool.rejected()),
+            Mode::Block(timeout) => {
+                // Wait for the host's permit in the future, then call the service that was
+                // driven to readiness; keep a clone for the next call.
+                let now = Instant::now();
+                let clone = self.inner.clone();
+                let service = std::mem::replace(&mut self.inner, clone);
+                let timer = timeout.map(|timeout| tokio::time::sleep_until(now + timeout));
+                ResponseFuture::waiting(pool.acquire(now), timer, service, request, release)
+            }
+        }
+    }
+}
+
+/// Drives the inner service; an error ends the reservation (the service is done).
+fn poll_inner<S, Req>(
+    inner: &mut S,
+    reserver: &mut Reserver,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), BoxError>>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    match inner.poll_ready(cx) {
+        Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+        Poll::Pending => Poll::Pending,
+        Poll::Ready(Err(err)) => {
+            reserver.reset();
+            Poll::Ready(Err(Failure::boxed_at(err.into(), Stage::Request)))
+        }
+    }
+}
+
+// ===== GenericPoolLimit =====
+
+/// Limits the calls in flight to any service, with one pool: the same modes as
+/// [`PoolLimit`], for requests that are not HTTP (a connector, a database client, a gRPC
+/// channel). The permit is given back when the response future completes.
+///
+/// Built by a [`GenericPoolLimitLayer`](super::GenericPoolLimitLayer); its pool is
+/// **shared by all clones** of every service the layer built.
+///
+/// `poll_ready` reserves the permit (in `block` mode it waits there, FIFO, up to
+/// `pool_timeout`), and `call` takes it.
+///
+/// # Clone
+///
+/// A clone shares the pool but not the reservation: it needs its own `poll_ready`.
+///
+/// # Cancel safety
+///
+/// Dropping the service gives back its reservation, or leaves the queue it waits in.
+///
+/// ```
+/// use tower::{Service, ServiceExt};
+/// use tower_fortify::pool::GenericPoolLimit;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower_fortify::BoxError> {
+/// let inner = tower::service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x * 2) });
+/// let mut svc = GenericPoolLimit::new(inner, 4)?;
+/// assert_eq!(svc.ready().await?.call(21).await?, 42);
+/// # Ok(())
+/// # }
+/// ```
+pub struct GenericPoolLimit<S> {
+    inner: S,
+    pool: Arc<Pool>,
+    shared: Arc<Shared<ByAuthority>>,
+    reserver: Reserver,
+}
+
+impl<S: fmt::Debug> fmt::Debug for GenericPoolLimit<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GenericPoolLimit")
+            .field("inner", &self.inner)
+            .field("pool", &self.pool)
+            .field("reserver", &self.reserver)
+            .finish()
+    }
+}
+
+impl<S: Clone> Clone for GenericPoolLimit<S> {
+    fn clone(&self) -> Self {
+        // A reservation is one call's: a clone starts without one.
+        GenericPoolLimit {
+            inner: self.inner.clone(),
+            pool: Arc::clone(&self.pool),
+            shared: Arc::clone(&self.shared),
+            reserver: Reserver::new(),
+        }
+    }
+}
+
+impl<S> GenericPoolLimit<S> {
+    /// Wraps `inner` with one pool of `maxsize` permits, `block=False`.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidConfig`] naming `maxsize` when it is zero.
+    ///
+    /// ```
+    /// use tower_fortify::pool::GenericPoolLimit;
+    ///
+    /// assert_eq!(GenericPoolLimit::new((), 0).unwrap_err().field(), "maxsize");
+    /// ```
+    pub fn new(inner: S, maxsize: usize) -> Result<Self, InvalidConfig> {
+        Ok(tower_layer::Layer::layer(
+            &super::GenericPoolLimitLayer::new(maxsize)?,
+            inner,
+        ))
+    }
+
+    pub(crate) fn from_shared(inner: S, shared: Arc<Shared<ByAuthority>>) -> Self {
+        let pool = match &shared.pools {
+            Pools::Single(pool) => Arc::clone(pool),
+            Pools::Keyed { .. } => unreachable!("a generic layer has one pool"),
+        };
+        GenericPoolLimit {
+            inner,
+            pool,
+            shared,
+            reserver: Reserver::new(),
+        }
+    }
+
+    /// A handle on the pool (see [`PoolHandle`]).
+    ///
+    /// ```
+    /// let svc = tower_fortify::pool::GenericPoolLimit::new((), 4)?;
+    /// assert_eq!(svc.handle().snapshot().total.max, 4);
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn handle(&self) -> PoolHandle {
+        PoolHandle::new(Arc::clone(&self.shared) as Arc<dyn Source>)
+    }
+
+    /// Gets a reference to the inner service.
+    ///
+    /// ```
+    /// let svc = tower_fortify::pool::GenericPoolLimit::new("inner", 4)?;
+    /// assert_eq!(*svc.get_ref(), "inner");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Gets a mutable reference to the inner service.
+    ///
+    /// ```
+    /// let mut svc = tower_fortify::pool::GenericPoolLimit::new("inner", 4)?;
+    /// *svc.get_mut() = "replaced";
+    /// assert_eq!(*svc.get_ref(), "replaced");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service (and giving back any reservation).
+    ///
+    /// ```
+    /// let svc = tower_fortify::pool::GenericPoolLimit::new("inner", 4)?;
+    /// assert_eq!(svc.into_inner(), "inner");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, Req> Service<Req> for GenericPoolLimit<S>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = GenericResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        ready!(self.reserver.poll_reserve(&self.pool, cx));
+        if !self.reserver.calls_inner() {
+            return Poll::Ready(Ok(()));
+        }
+        poll_inner(&mut self.inner, &mut self.reserver, cx)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        let reservation = self
+            .reserver
+            .take()
+            .expect("poll_ready must be called first");
+        match reservation {
+            Reservation::Permit(permit) => {
+                GenericResponseFuture::called(self.inner.call(request), permit)
+            }
+            Reservation::Overflow => {
+                let permit = self.pool.overflow();
+                GenericResponseFuture::called(self.inner.call(request), permit)
+            }
+            Reservation::Fail(error) => GenericResponseFuture::failed(error),
+            Reservation::Reject => GenericResponseFuture::failed(self.pool.rejected()),
+        }
+    }
+}

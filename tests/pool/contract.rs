@@ -1,0 +1,395 @@
+//! The tower contract (reserve in `poll_ready`, take in `call`, `Clone` drops the
+//! reservation, nothing lost on drop) and the permit's lifetime.
+
+use crate::util::{get, kind, poll_ready_now, waiting, Req, Slow};
+use bytes::Bytes;
+use http::Response;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Empty, Full};
+use std::{
+    convert::Infallible,
+    io,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+use tower::{Layer, Service, ServiceExt};
+use tower_fortify::{
+    classify::FailureKind,
+    pool::{
+        GenericPoolLimit, GenericPoolLimitLayer, PoolBody, PoolHandle, PoolLimit, PoolLimitLayer,
+    },
+    BoxError,
+};
+use tower_test::mock;
+
+type Mock = mock::Mock<Req, Response<Full<Bytes>>>;
+
+fn one_pool(maxsize: usize) -> PoolLimitLayer {
+    PoolLimitLayer::builder(maxsize)
+        .block(true)
+        .per_host(false)
+        .build()
+        .unwrap()
+}
+
+fn in_use(handle: &PoolHandle) -> usize {
+    handle.snapshot().total.in_use
+}
+
+#[tokio::test]
+async fn poll_ready_reserves_and_call_takes() {
+    let layer = one_pool(1);
+    let handle = layer.handle();
+    let (service, mut mock) = mock::pair::<Req, Response<Full<Bytes>>>();
+    let mut svc = layer.layer(service);
+    let mut other = svc.clone();
+
+    mock.allow(1);
+    assert!(poll_ready_now(&mut svc).is_ready());
+    assert_eq!(in_use(&handle), 1, "the permit is reserved by poll_ready");
+    assert!(poll_ready_now(&mut other).is_pending(), "no second permit");
+    drop(other); // leaves the queue
+                 // Repeated poll_ready keeps the one reservation.
+    assert!(poll_ready_now(&mut svc).is_ready());
+    assert_eq!(in_use(&handle), 1);
+
+    let response = svc.call(get("a"));
+    let (request, send) = mock.next_request().await.unwrap();
+    assert_eq!(request.uri(), "http://a/");
+    send.send_response(Response::new(Full::new(Bytes::from_static(b"ok"))));
+    let response = response.await.unwrap();
+    assert_eq!(in_use(&handle), 1, "the permit rides in the body");
+    drop(response);
+    assert_eq!(in_use(&handle), 0);
+}
+
+#[tokio::test]
+async fn the_permit_is_held_while_the_inner_service_is_not_ready() {
+    let layer = one_pool(1);
+    let handle = layer.handle();
+    let (service, mut mock) = mock::pair::<Req, Response<Full<Bytes>>>();
+    let mut svc = layer.layer(service);
+
+    mock.allow(0);
+    assert!(poll_ready_now(&mut svc).is_pending(), "inner not ready");
+    assert_eq!(in_use(&handle), 1, "reserved, as ConcurrencyLimit does");
+    mock.allow(1);
+    svc.ready().await.unwrap();
+    let fut = svc.call(get("a"));
+    let (request, send) = mock.next_request().await.unwrap();
+    assert_eq!(request.uri(), "http://a/");
+    send.send_response(Response::new(Full::new(Bytes::new())));
+    drop(fut.await.unwrap());
+    assert_eq!(in_use(&handle), 0);
+}
+
+#[tokio::test]
+async fn clone_drops_the_reservation() {
+    let layer = one_pool(1);
+    let handle = layer.handle();
+    let (service, mut mock) = mock::pair::<Req, Response<Full<Bytes>>>();
+    mock.allow(10);
+    let mut svc = layer.layer(service);
+
+    svc.ready().await.unwrap();
+    let mut clone = svc.clone();
+    assert_eq!(in_use(&handle), 1, "a clone does not copy the reservation");
+    assert!(poll_ready_now(&mut clone).is_pending());
+    drop(svc);
+    assert_eq!(
+        in_use(&handle),
+        1,
+        "the clone, queued, got the dropped reservation"
+    );
+    // The clone was queued: the permit was handed to it.
+    clone.ready().await.unwrap();
+    let fut = clone.call(get("a"));
+    let (request, send) = mock.next_request().await.unwrap();
+    assert_eq!(request.uri(), "http://a/");
+    send.send_response(Response::new(Full::new(Bytes::new())));
+    drop(fut.await.unwrap());
+    assert_eq!(in_use(&handle), 0);
+}
+
+#[tokio::test]
+#[should_panic(expected = "poll_ready must be called first")]
+async fn call_without_poll_ready_panics() {
+    let (service, _mock) = mock::pair::<Req, Response<Full<Bytes>>>();
+    let mut svc: PoolLimit<Mock> = one_pool(1).layer(service);
+    drop(svc.call(get("a")));
+}
+
+#[tokio::test]
+#[should_panic(expected = "poll_ready must be called first")]
+async fn generic_call_without_poll_ready_panics() {
+    let mut svc =
+        GenericPoolLimit::new(tower::service_fn(|()| async { Ok::<_, io::Error>(()) }), 1).unwrap();
+    drop(svc.call(()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_waiting_service_loses_no_permit() {
+    let layer = one_pool(1);
+    let handle = layer.handle();
+    let svc = layer.layer(Slow::new(Duration::ZERO));
+    let held = svc.clone().oneshot(get("a")).await.unwrap();
+
+    let mut waiter = svc.clone();
+    assert!(poll_ready_now(&mut waiter).is_pending());
+    assert_eq!(handle.snapshot().total.waiting, 1);
+    drop(waiter);
+    assert_eq!(handle.snapshot().total.waiting, 0);
+
+    // A permit handed to a waiter that is dropped before it polls again goes on.
+    let mut first = svc.clone();
+    let mut second = svc.clone();
+    assert!(poll_ready_now(&mut first).is_pending());
+    assert!(poll_ready_now(&mut second).is_pending());
+    drop(held); // handed to `first`
+    drop(first); // which leaves with it: `second` gets it
+    let mut second = tokio::time::timeout(Duration::from_secs(1), async move {
+        second.ready().await.unwrap();
+        second
+    })
+    .await
+    .expect("the permit was passed on");
+    drop(second.call(get("a")).await.unwrap());
+    assert_eq!(in_use(&handle), 0);
+    assert_eq!(handle.snapshot().total.waiting, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_call_while_it_waits_or_runs_loses_no_permit() {
+    for per_host in [false, true] {
+        let layer = PoolLimitLayer::builder(1)
+            .block(true)
+            .per_host(per_host)
+            .build()
+            .unwrap();
+        let handle = layer.handle();
+        let svc = layer.layer(Slow::new(Duration::from_secs(5)));
+
+        // Running: dropped while the inner future is pending.
+        let running = tokio::spawn(svc.clone().oneshot(get("a")));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(in_use(&handle), 1);
+        // Waiting: dropped in the queue.
+        let queued = tokio::spawn(svc.clone().oneshot(get("a")));
+        waiting(&handle, 1).await;
+        queued.abort();
+        let _ = queued.await;
+        assert_eq!(handle.snapshot().total.waiting, 0, "per_host {per_host}");
+        running.abort();
+        let _ = running.await;
+        assert_eq!(in_use(&handle), 0, "per_host {per_host}");
+        drop(svc.oneshot(get("a")).await.unwrap());
+    }
+}
+
+// ===== permit lifetime =====
+
+/// A body of `n` one-byte frames, that may fail at the end.
+struct Frames {
+    left: usize,
+    fail: bool,
+}
+
+impl Body for Frames {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        self.left -= 1;
+        if self.left == 0 && self.fail {
+            return Poll::Ready(Some(Err(io::Error::from(io::ErrorKind::ConnectionReset))));
+        }
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"x")))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.left as u64)
+    }
+}
+
+fn frames(
+    left: usize,
+    fail: bool,
+) -> impl Service<
+    Req,
+    Response = Response<Frames>,
+    Error = io::Error,
+    Future = std::future::Ready<Result<Response<Frames>, io::Error>>,
+> + Clone {
+    tower::service_fn(move |_: Req| std::future::ready(Ok(Response::new(Frames { left, fail }))))
+}
+
+#[tokio::test]
+async fn the_permit_is_given_back_when_the_body_ends() {
+    let layer = one_pool(1);
+    let handle = layer.handle();
+    let svc = layer.layer(frames(3, false));
+    let mut body = svc.oneshot(get("a")).await.unwrap().into_body();
+    assert_eq!(
+        body.size_hint().exact(),
+        Some(3),
+        "size_hint passes through"
+    );
+    for _ in 0..2 {
+        body.frame().await.unwrap().unwrap();
+        assert!(body.holds_permit(), "mid-body");
+        assert_eq!(in_use(&handle), 1);
+    }
+    // The last frame: is_end_stream turns true with it, before any None.
+    body.frame().await.unwrap().unwrap();
+    assert!(!body.holds_permit());
+    assert!(body.is_end_stream());
+    assert_eq!(in_use(&handle), 0);
+    assert!(body.frame().await.is_none());
+}
+
+#[tokio::test]
+async fn the_permit_is_given_back_when_the_body_fails_or_is_dropped() {
+    let layer = one_pool(1);
+    let handle = layer.handle();
+    let svc = layer.layer(frames(2, true));
+    let mut body = svc.clone().oneshot(get("a")).await.unwrap().into_body();
+    body.frame().await.unwrap().unwrap();
+    assert!(body.frame().await.unwrap().is_err());
+    assert!(!body.holds_permit(), "a failed body frees its connection");
+    assert_eq!(in_use(&handle), 0);
+
+    let response = svc.oneshot(get("a")).await.unwrap();
+    assert_eq!(in_use(&handle), 1);
+    drop(response);
+    assert_eq!(in_use(&handle), 0, "dropped unread");
+}
+
+#[tokio::test]
+async fn an_empty_body_is_done_with_the_head() {
+    let layer = one_pool(1);
+    let handle = layer.handle();
+    let svc = layer.layer(tower::service_fn(|_: Req| async {
+        Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))
+    }));
+    let response = svc.oneshot(get("a")).await.unwrap();
+    assert!(!response.body().holds_permit());
+    assert_eq!(in_use(&handle), 0);
+}
+
+#[tokio::test]
+async fn release_on_body_end_false_gives_the_permit_back_with_the_head() {
+    let layer = PoolLimitLayer::builder(1)
+        .per_host(false)
+        .block(true)
+        .release_on_body_end(false)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let response = layer
+        .layer(frames(3, false))
+        .oneshot(get("a"))
+        .await
+        .unwrap();
+    assert!(!response.body().holds_permit());
+    assert_eq!(in_use(&handle), 0);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(bytes, "xxx", "frames pass through");
+}
+
+#[tokio::test]
+async fn an_inner_error_gives_the_permit_back_classified() {
+    let layer = one_pool(1);
+    let handle = layer.handle();
+    let svc = layer.layer(tower::service_fn(|_: Req| async {
+        Err::<Response<Empty<Bytes>>, _>(io::Error::from(io::ErrorKind::ConnectionRefused))
+    }));
+    let err = svc.oneshot(get("a")).await.unwrap_err();
+    assert_eq!(kind(&err), FailureKind::ConnectRefused);
+    assert_eq!(in_use(&handle), 0);
+}
+
+#[tokio::test]
+async fn an_inner_poll_ready_error_ends_the_reservation() {
+    let layer = one_pool(1);
+    let handle = layer.handle();
+    let (service, mut mock) = mock::pair::<Req, Response<Full<Bytes>>>();
+    let mut svc = layer.layer(service);
+    mock.allow(0);
+    assert!(poll_ready_now(&mut svc).is_pending());
+    assert_eq!(in_use(&handle), 1);
+    mock.send_error(io::Error::from(io::ErrorKind::BrokenPipe));
+    let err = svc.ready().await.unwrap_err();
+    assert_eq!(
+        kind(&err),
+        FailureKind::ConnectionClosed,
+        "classified: {err}"
+    );
+    assert_eq!(in_use(&handle), 0, "a failed service keeps no permit");
+}
+
+#[tokio::test(start_paused = true)]
+async fn generic_services_give_the_permit_back_with_the_response() {
+    let layer = PoolLimitLayer::builder(1)
+        .block(true)
+        .build_generic()
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(tower::service_fn(|ms: u64| async move {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok::<_, io::Error>(ms)
+    }));
+    svc.ready().await.unwrap();
+    let fut = svc.call(100);
+    assert_eq!(in_use(&handle), 1);
+    let mut other = svc.clone();
+    assert!(poll_ready_now(&mut other).is_pending());
+    assert_eq!(fut.await.unwrap(), 100);
+    assert_eq!(
+        in_use(&handle),
+        1,
+        "given back when the future completed: to the waiter"
+    );
+    assert_eq!(other.ready().await.unwrap().call(1).await.unwrap(), 1);
+    assert_eq!(in_use(&handle), 0);
+}
+
+#[tokio::test]
+async fn pool_body_wraps_without_a_permit() {
+    let mut body = PoolBody::new(Full::new(Bytes::from_static(b"hi")));
+    assert!(!body.holds_permit());
+    assert_eq!(body.get_ref().size_hint().exact(), Some(2));
+    let _ = body.get_mut();
+    assert_eq!(body.collect().await.unwrap().to_bytes(), "hi");
+}
+
+#[test]
+fn auto_traits() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    type Inner = tower::util::BoxCloneSyncService<Req, Response<Full<Bytes>>, BoxError>;
+    send_sync::<PoolLimitLayer>();
+    send_sync::<GenericPoolLimitLayer>();
+    send_sync::<PoolHandle>();
+    send_sync::<PoolLimit<Inner>>();
+    send_sync::<GenericPoolLimit<Inner>>();
+    send_sync::<PoolBody<Full<Bytes>>>();
+    send::<tower_fortify::pool::future::ResponseFuture<Inner, ()>>();
+    send::<<PoolLimit<Inner> as Service<Req>>::Future>();
+    send::<<GenericPoolLimit<Inner> as Service<Req>>::Future>();
+    send_sync::<tower_fortify::pool::error::EmptyPool>();
+    send_sync::<tower_fortify::pool::error::PoolFull>();
+    fn unpin<T: Unpin>() {}
+    unpin::<PoolLimit<Inner>>();
+    unpin::<PoolBody<Full<Bytes>>>();
+}

@@ -1,0 +1,193 @@
+//! Per-host pools (urllib3's `PoolManager`): isolation, the bound on tracked pools, keys.
+
+use crate::util::{get, kind, Slow};
+use std::{collections::BTreeSet, time::Duration};
+use tokio::time::Instant;
+use tower::{Layer, ServiceExt};
+use tower_fortify::{classify::FailureKind, pool::PoolLimitLayer};
+
+fn keys(layer: &PoolLimitLayer) -> BTreeSet<String> {
+    layer
+        .handle()
+        .snapshot()
+        .pools
+        .into_iter()
+        .map(|pool| pool.key.expect("per-host pools have keys"))
+        .collect()
+}
+
+fn set(keys: &[&str]) -> BTreeSet<String> {
+    keys.iter().map(|k| k.to_string()).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn hosts_are_isolated() {
+    let layer = PoolLimitLayer::builder(1)
+        .block(true)
+        .pool_timeout(Some(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(Slow::new(Duration::ZERO));
+
+    let a = svc.clone().oneshot(get("a.example")).await.unwrap();
+    // Another host has its own pool: no wait.
+    let start = Instant::now();
+    let b = svc.clone().oneshot(get("b.example")).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    // The same host (the same pool, whatever the case or the explicit default port) waits.
+    let err = svc.clone().oneshot(get("A.EXAMPLE:80")).await.unwrap_err();
+    assert_eq!(kind(&err), FailureKind::PoolTimeout);
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+
+    let snapshot = handle.snapshot();
+    assert_eq!(
+        keys(&layer),
+        set(&["http://a.example:80", "http://b.example:80"])
+    );
+    let a_stats = snapshot
+        .pools
+        .iter()
+        .find(|p| p.key.as_deref() == Some("http://a.example:80"))
+        .unwrap();
+    assert_eq!((a_stats.in_use, a_stats.timed_out), (1, 1));
+    assert_eq!((snapshot.total.in_use, snapshot.total.max), (2, 2));
+    assert_eq!(snapshot.total.timed_out, 1);
+    drop((a, b));
+    assert_eq!(handle.snapshot().total.in_use, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_pools_are_evicted_least_recently_used_first() {
+    let layer = PoolLimitLayer::builder(1).max_pools(2).build().unwrap();
+    let svc = layer.layer(Slow::new(Duration::ZERO));
+    for host in ["a", "b", "a"] {
+        drop(svc.clone().oneshot(get(host)).await.unwrap());
+    }
+    assert_eq!(keys(&layer), set(&["http://a:80", "http://b:80"]));
+    // `b` was used least recently.
+    drop(svc.clone().oneshot(get("c")).await.unwrap());
+    assert_eq!(keys(&layer), set(&["http://a:80", "http://c:80"]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn busy_pools_are_never_evicted() {
+    let layer = PoolLimitLayer::builder(1)
+        .max_pools(2)
+        .fail_fast()
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(Slow::new(Duration::ZERO));
+
+    // Three hosts busy at once: three pools, beyond the bound, each limit intact.
+    let held: Vec<_> = hold_all(&svc, &["a", "b", "c"]).await;
+    assert_eq!(handle.snapshot().pools.len(), 3);
+    for host in ["a", "b", "c"] {
+        let err = svc.clone().oneshot(get(host)).await.unwrap_err();
+        assert_eq!(
+            kind(&err),
+            FailureKind::PoolFull,
+            "{host}: its pool is still there"
+        );
+    }
+    // Once idle, the next new host brings the map back within the bound.
+    drop(held);
+    drop(svc.clone().oneshot(get("d")).await.unwrap());
+    assert_eq!(handle.snapshot().pools.len(), 2);
+    assert_eq!(
+        handle.snapshot().total.rejected,
+        3,
+        "totals survive eviction"
+    );
+}
+
+async fn hold_all<S>(svc: &S, hosts: &[&str]) -> Vec<S::Response>
+where
+    S: tower::Service<crate::util::Req> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let mut out = Vec::new();
+    for host in hosts {
+        out.push(svc.clone().oneshot(get(host)).await.unwrap());
+    }
+    out
+}
+
+/// A scan of many hosts holds at most `max_pools` pools (here one call at a time).
+#[tokio::test(start_paused = true)]
+async fn a_scan_of_many_hosts_stays_bounded() {
+    let layer = PoolLimitLayer::builder(4).max_pools(10).build().unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(Slow::new(Duration::ZERO));
+    for i in 0..5_000 {
+        let host = format!("host-{i}.example");
+        drop(svc.clone().oneshot(get(&host)).await.unwrap());
+        if i % 500 == 0 {
+            assert!(handle.snapshot().pools.len() <= 10);
+        }
+    }
+    let snapshot = handle.snapshot();
+    assert_eq!(snapshot.pools.len(), 10);
+    assert_eq!(
+        snapshot.total.max, 40,
+        "max is maxsize times the pools tracked"
+    );
+    assert_eq!(snapshot.total.in_use, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_key_function_chooses_the_pool() {
+    let layer = PoolLimitLayer::builder(1)
+        .fail_fast()
+        .key_fn(|parts: &http::request::Parts| {
+            parts
+                .headers
+                .get("x-tenant")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("anonymous")
+                .to_owned()
+        })
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(Slow::new(Duration::ZERO));
+    let tenant = |name: &'static str| {
+        http::Request::get("http://shared.example/")
+            .header("x-tenant", name)
+            .body(())
+            .unwrap()
+    };
+    let a = svc.clone().oneshot(tenant("a")).await.unwrap();
+    let b = svc.clone().oneshot(tenant("b")).await.unwrap();
+    let err = svc.clone().oneshot(tenant("a")).await.unwrap_err();
+    assert_eq!(kind(&err), FailureKind::PoolFull);
+    let keys: BTreeSet<_> = handle
+        .snapshot()
+        .pools
+        .into_iter()
+        .filter_map(|p| p.key)
+        .collect();
+    assert_eq!(keys, set(&["\"a\"", "\"b\""]));
+    drop((a, b));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_pools_by_host_header() {
+    let layer = PoolLimitLayer::builder(1).fail_fast().build().unwrap();
+    let svc = layer.layer(Slow::new(Duration::ZERO));
+    let request = |host: &'static str| {
+        http::Request::get("/index.html")
+            .header("host", host)
+            .body(())
+            .unwrap()
+    };
+    let a = svc.clone().oneshot(request("a.local")).await.unwrap();
+    let b = svc.clone().oneshot(request("b.local")).await.unwrap();
+    assert_eq!(
+        kind(&svc.clone().oneshot(request("a.local")).await.unwrap_err()),
+        FailureKind::PoolFull
+    );
+    assert_eq!(keys(&layer), set(&["a.local", "b.local"]));
+    drop((a, b));
+}

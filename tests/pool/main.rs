@@ -1,0 +1,14 @@
+//! `PoolLimitLayer`: urllib3's pool semantics, permits held until the body ends, per-host
+//! pools, leak detection, the tower contract, metrics.
+
+#[cfg(feature = "tracing")]
+#[path = "../support/capture.rs"]
+mod capture;
+mod contract;
+mod keyed;
+mod modes;
+#[cfg(any(feature = "metrics", feature = "tracing"))]
+mod observability;
+mod real_server;
+mod stress;
+mod util;

@@ -1,0 +1,245 @@
+//! Metrics through the `metrics` facade, and tracing events, as the module docs promise.
+
+use crate::util::{get, Slow};
+use std::time::Duration;
+use tower::{Layer, ServiceExt};
+use tower_fortify::pool::PoolLimitLayer;
+
+#[cfg(feature = "metrics")]
+mod metrics_ {
+    use super::*;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    type Labels = Vec<(String, String)>;
+
+    /// One snapshot of the recorder (it resets what it reports): name, labels, value.
+    struct Recorded(Vec<(String, Labels, DebugValue)>);
+
+    impl Recorded {
+        fn take(snapshotter: &metrics_util::debugging::Snapshotter) -> Self {
+            Recorded(
+                snapshotter
+                    .snapshot()
+                    .into_vec()
+                    .into_iter()
+                    .map(|(key, _, _, value)| {
+                        let labels = key
+                            .key()
+                            .labels()
+                            .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                            .collect();
+                        (key.key().name().to_owned(), labels, value)
+                    })
+                    .collect(),
+            )
+        }
+
+        fn get(&self, name: &str) -> &DebugValue {
+            let (_, labels, value) = self
+                .0
+                .iter()
+                .find(|(n, _, _)| n == name)
+                .unwrap_or_else(|| panic!("{name} not recorded"));
+            assert_eq!(labels, &[("name".to_owned(), "api".to_owned())], "{name}");
+            value
+        }
+
+        fn counter(&self, name: &str) -> u64 {
+            match self.get(name) {
+                DebugValue::Counter(v) => *v,
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+
+        fn gauge(&self, name: &str) -> f64 {
+            match self.get(name) {
+                DebugValue::Gauge(v) => v.into_inner(),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+
+        fn histogram(&self, name: &str) -> Vec<f64> {
+            match self.get(name) {
+                DebugValue::Histogram(v) => v.iter().map(|x| x.into_inner()).collect(),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
+
+    fn layer(recorder: &DebuggingRecorder) -> PoolLimitLayer {
+        metrics::with_local_recorder(recorder, || {
+            PoolLimitLayer::builder(4)
+                .block(true)
+                .pool_timeout(Some(Duration::from_secs(2)))
+                .leak_threshold(Some(Duration::from_secs(60)))
+                .per_host(false)
+                .name("api")
+                .build()
+                .unwrap()
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gauges_while_full() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let layer = layer(&recorder);
+        let handle = layer.handle();
+        let svc = layer.layer(Slow::new(Duration::ZERO));
+
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(svc.clone().oneshot(get("a")).await.unwrap());
+        }
+        let waiter = tokio::spawn(svc.clone().oneshot(get("a")));
+        crate::util::waiting(&handle, 1).await;
+        let recorded = Recorded::take(&snapshotter);
+        assert_eq!(recorded.gauge("fortify_pool_in_use"), 4.0);
+        assert_eq!(recorded.gauge("fortify_pool_max"), 4.0);
+        assert_eq!(recorded.gauge("fortify_pool_utilisation_ratio"), 1.0);
+        assert_eq!(recorded.gauge("fortify_pool_waiting"), 1.0);
+        waiter.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn counters_the_wait_histogram_and_gauges_at_rest() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let layer = layer(&recorder);
+        let handle = layer.handle();
+        let svc = layer.layer(Slow::new(Duration::ZERO));
+
+        // Fill the pool: four unread bodies.
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(svc.clone().oneshot(get("a")).await.unwrap());
+        }
+        // One call waits 1 s and gets a permit; another waits 2 s in vain.
+        let waiter = tokio::spawn(svc.clone().oneshot(get("a")));
+        crate::util::waiting(&handle, 1).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        held.pop();
+        held.push(waiter.await.unwrap().unwrap());
+        svc.clone().oneshot(get("a")).await.unwrap_err();
+        // Leaks: the four bodies are over a minute old.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(handle.snapshot().total.leaked, 4);
+        drop(held);
+
+        // One snapshot: the debugging recorder resets what it reports.
+        let recorded = Recorded::take(&snapshotter);
+        assert_eq!(recorded.gauge("fortify_pool_in_use"), 0.0);
+        assert_eq!(recorded.gauge("fortify_pool_utilisation_ratio"), 0.0);
+        assert_eq!(recorded.gauge("fortify_pool_waiting"), 0.0);
+        assert_eq!(recorded.histogram("fortify_pool_wait_seconds"), [1.0]);
+        assert_eq!(recorded.counter("fortify_pool_timeouts_total"), 1);
+        assert_eq!(recorded.counter("fortify_pool_leaks_total"), 4);
+        assert_eq!(recorded.counter("fortify_pool_overflow_total"), 0);
+        assert_eq!(recorded.counter("fortify_pool_rejected_total"), 0);
+    }
+
+    /// A leak in a pool that is not full is found by the next call, without a snapshot.
+    #[tokio::test(start_paused = true)]
+    async fn a_leak_is_found_on_acquire() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let layer = layer(&recorder);
+        let svc = layer.layer(Slow::new(Duration::ZERO));
+        let leaked = svc.clone().oneshot(get("a")).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        drop(svc.clone().oneshot(get("a")).await.unwrap());
+        // A second call within a tenth of the threshold does not scan again.
+        drop(svc.clone().oneshot(get("a")).await.unwrap());
+        let recorded = Recorded::take(&snapshotter);
+        assert_eq!(recorded.counter("fortify_pool_leaks_total"), 1);
+        drop(leaked);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn overflow_rejections_and_per_host_totals() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let (overflow, reject) = metrics::with_local_recorder(&recorder, || {
+            (
+                PoolLimitLayer::builder(1).name("api").build().unwrap(),
+                PoolLimitLayer::builder(1)
+                    .fail_fast()
+                    .name("api")
+                    .build()
+                    .unwrap(),
+            )
+        });
+        let svc = overflow.layer(Slow::new(Duration::ZERO));
+        let a1 = svc.clone().oneshot(get("a")).await.unwrap();
+        let a2 = svc.clone().oneshot(get("a")).await.unwrap();
+        let b1 = svc.clone().oneshot(get("b")).await.unwrap();
+        let recorded = Recorded::take(&snapshotter);
+        // Two hosts: three calls in flight, two permits: over 1 while overflowing.
+        assert_eq!(recorded.gauge("fortify_pool_in_use"), 3.0);
+        assert_eq!(recorded.gauge("fortify_pool_max"), 2.0);
+        assert_eq!(recorded.gauge("fortify_pool_utilisation_ratio"), 1.5);
+        assert_eq!(recorded.counter("fortify_pool_overflow_total"), 1);
+        drop((a1, a2, b1));
+        let recorded = Recorded::take(&snapshotter);
+        assert_eq!(recorded.gauge("fortify_pool_in_use"), 0.0);
+
+        let svc = reject.layer(Slow::new(Duration::ZERO));
+        let held = svc.clone().oneshot(get("a")).await.unwrap();
+        svc.clone().oneshot(get("a")).await.unwrap_err();
+        let recorded = Recorded::take(&snapshotter);
+        assert_eq!(recorded.counter("fortify_pool_rejected_total"), 1);
+        drop(held);
+    }
+}
+
+#[cfg(feature = "tracing")]
+#[tokio::test(start_paused = true)]
+async fn overflow_timeout_and_leak_events() {
+    use crate::capture::Capture;
+
+    let capture = Capture::new("tower_fortify::pool");
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    let message = |i: usize| capture.field(i, "message").unwrap_or_default();
+
+    // block=False: the extra call is "discarded" when it ends, in urllib3's words.
+    let svc = PoolLimitLayer::builder(1)
+        .name("api")
+        .build()
+        .unwrap()
+        .layer(Slow::new(Duration::ZERO));
+    let a = svc.clone().oneshot(get("a")).await.unwrap();
+    let b = svc.clone().oneshot(get("a")).await.unwrap();
+    assert_eq!(capture.len(), 0);
+    drop(b);
+    assert_eq!(capture.len(), 1);
+    assert_eq!(message(0), "Connection pool is full, discarding connection");
+    assert_eq!(capture.field(0, "name").as_deref(), Some("api"));
+    assert_eq!(capture.field(0, "pool").as_deref(), Some("http://a:80"));
+    assert_eq!(capture.field(0, "maxsize").as_deref(), Some("1"));
+    drop(a);
+
+    // A pool timeout and a leak.
+    let layer = PoolLimitLayer::builder(1)
+        .block(true)
+        .pool_timeout(Some(Duration::from_secs(1)))
+        .leak_threshold(Some(Duration::from_secs(10)))
+        .build()
+        .unwrap();
+    let svc = layer.layer(Slow::new(Duration::ZERO));
+    let leaked = svc.clone().oneshot(get("a")).await.unwrap();
+    svc.clone().oneshot(get("a")).await.unwrap_err();
+    assert!(message(1).starts_with("pool timeout"), "{}", message(1));
+    assert_eq!(capture.field(1, "waited_ms").as_deref(), Some("1000.0"));
+    tokio::time::sleep(Duration::from_secs(10)).await; // the permit is 11 s old
+    layer.handle().snapshot();
+    assert!(message(2).contains("leak_threshold"), "{}", message(2));
+    assert_eq!(capture.field(2, "held_ms").as_deref(), Some("11000.0"));
+    layer.handle().snapshot();
+    assert_eq!(capture.len(), 3, "a leak is reported once");
+    drop(leaked);
+    assert!(
+        message(3).contains("leaked was given back"),
+        "{}",
+        message(3)
+    );
+}

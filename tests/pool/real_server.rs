@@ -1,0 +1,195 @@
+//! A hyper server on 127.0.0.1 that streams its response bodies as the test says, and a
+//! hyper-util client behind the pool limit: the permit follows the connection.
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame};
+use http_body_util::{BodyExt, Empty};
+use hyper::{body::Incoming, server::conn::http1, service::service_fn};
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::{TokioExecutor, TokioIo},
+};
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+    time::Duration,
+};
+use tokio::{net::TcpListener, sync::mpsc};
+use tower::{Layer, ServiceExt};
+use tower_fortify::{
+    classify::FailureKind,
+    pool::{PoolHandle, PoolLimit, PoolLimitLayer},
+};
+
+/// A response body fed by the test, chunk by chunk; it ends when its sender is dropped.
+struct Fed(mpsc::Receiver<Bytes>);
+
+impl Body for Fed {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
+    }
+}
+
+/// The senders of the bodies being streamed, in request order.
+type Feeds = Arc<Mutex<Vec<mpsc::Sender<Bytes>>>>;
+
+/// Answers every request at once with a head and a first chunk, then streams the rest of
+/// the body as the test feeds it.
+async fn streaming_server() -> (SocketAddr, Feeds) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let feeds = Feeds::default();
+    let server_feeds = feeds.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let feeds = server_feeds.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req: Request<Incoming>| {
+                    let (tx, rx) = mpsc::channel(8);
+                    tx.try_send(Bytes::from_static(b"first ")).unwrap();
+                    feeds.lock().unwrap().push(tx);
+                    async move { Ok::<_, Infallible>(Response::new(Fed(rx))) }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, feeds)
+}
+
+type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+
+fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+fn layer() -> PoolLimitLayer {
+    // urllib3: PoolManager(maxsize=1, block=True), pool_timeout=5; and leak detection.
+    PoolLimitLayer::builder(1)
+        .block(true)
+        .pool_timeout(Some(Duration::from_secs(5)))
+        .leak_threshold(Some(Duration::from_secs(30)))
+        .build()
+        .unwrap()
+}
+
+fn get(addr: SocketAddr) -> Request<Empty<Bytes>> {
+    Request::get(format!("http://{addr}/"))
+        .body(Empty::new())
+        .unwrap()
+}
+
+fn in_use(handle: &PoolHandle) -> usize {
+    handle.snapshot().total.in_use
+}
+
+fn feed(feeds: &Feeds, index: usize) -> mpsc::Sender<Bytes> {
+    feeds.lock().unwrap()[index].clone()
+}
+
+#[tokio::test]
+async fn the_permit_is_held_until_the_body_is_read() {
+    let (addr, feeds) = streaming_server().await;
+    let layer = layer();
+    let handle = layer.handle();
+    let svc: PoolLimit<HttpClient> = layer.layer(client());
+
+    let response = svc.clone().oneshot(get(addr)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(first, "first ");
+    assert_eq!(
+        in_use(&handle),
+        1,
+        "the body is still streaming: the connection is busy"
+    );
+
+    // A second request to the same host waits for the connection.
+    let second = tokio::spawn(svc.clone().oneshot(get(addr)));
+    crate::util::waiting(&handle, 1).await;
+
+    let tx = feed(&feeds, 0);
+    tx.send(Bytes::from_static(b"rest")).await.unwrap();
+    drop(tx);
+    feeds.lock().unwrap().clear();
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(rest, "rest");
+
+    // The body ended: its permit went to the waiting request.
+    let second = second.await.unwrap().unwrap();
+    assert_eq!(in_use(&handle), 1);
+    assert_eq!(handle.snapshot().total.waiting, 0);
+    drop(second);
+    assert_eq!(in_use(&handle), 0);
+}
+
+#[tokio::test]
+async fn a_body_dropped_unread_frees_its_permit() {
+    let (addr, _feeds) = streaming_server().await;
+    let layer = layer();
+    let handle = layer.handle();
+    let svc = layer.layer(client());
+
+    let response = svc.clone().oneshot(get(addr)).await.unwrap();
+    assert_eq!(in_use(&handle), 1);
+    drop(response);
+    assert_eq!(in_use(&handle), 0);
+
+    // The next request does not wait.
+    let start = std::time::Instant::now();
+    let response = svc.oneshot(get(addr)).await.unwrap();
+    assert!(start.elapsed() < Duration::from_secs(5));
+    drop(response);
+    assert_eq!(in_use(&handle), 0);
+}
+
+#[tokio::test]
+async fn a_body_never_read_shows_up_as_a_leak() {
+    let (addr, _feeds) = streaming_server().await;
+    let layer = layer();
+    let handle = layer.handle();
+    let svc = layer.layer(client());
+
+    let forgotten = svc.clone().oneshot(get(addr)).await.unwrap();
+    assert_eq!(handle.snapshot().total.leaked, 0);
+
+    // Past the leak threshold (on tokio's clock: nothing here needs the network).
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_secs(31)).await;
+    let snapshot = handle.snapshot();
+    assert_eq!(snapshot.total.leaked, 1, "reported");
+    assert!(snapshot.total.oldest_in_use >= Some(Duration::from_secs(31)));
+    assert_eq!(
+        snapshot.pools[0].key.as_deref(),
+        Some(&*format!("http://{addr}"))
+    );
+    assert_eq!(handle.snapshot().total.leaked, 1, "reported once");
+
+    // What the leak does: every later request to that host waits pool_timeout in vain.
+    let err = svc.clone().oneshot(get(addr)).await.unwrap_err();
+    assert_eq!(crate::util::kind(&err), FailureKind::PoolTimeout);
+    tokio::time::resume();
+
+    drop(forgotten);
+    let snapshot = handle.snapshot();
+    assert_eq!(
+        (snapshot.total.in_use, snapshot.total.oldest_in_use),
+        (0, None)
+    );
+    assert_eq!(snapshot.total.leaked, 1);
+}

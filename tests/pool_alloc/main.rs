@@ -1,0 +1,192 @@
+//! Heap allocations per call through the pool limit, counted exactly with a counting
+//! global allocator: none on the uncontended path.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    cell::Cell,
+    future::Future,
+    io,
+    pin::pin,
+    task::{Context, Poll, Waker},
+};
+use tower::{Layer, Service};
+use tower_fortify::pool::{PoolLimitBuilder, PoolLimitLayer};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+#[allow(unsafe_code)]
+// SAFETY: every call is forwarded to the system allocator unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+type Req = http::Request<()>;
+type Res = http::Response<Full<Bytes>>;
+type Mode = (&'static str, fn() -> PoolLimitBuilder);
+
+fn request() -> Req {
+    // A static URI: building the request allocates nothing, so only the layer is counted.
+    let mut request = http::Request::new(());
+    *request.uri_mut() = http::Uri::from_static("http://api.example.com/items");
+    request
+}
+
+fn inner() -> impl Service<
+    Req,
+    Response = Res,
+    Error = io::Error,
+    Future = std::future::Ready<Result<Res, io::Error>>,
+> + Clone {
+    tower::service_fn(|_: Req| {
+        std::future::ready(Ok(http::Response::new(Full::new(Bytes::from_static(
+            b"body",
+        )))))
+    })
+}
+
+/// `n` calls: `poll_ready`, `call`, one poll, then the response (and its permit) dropped.
+fn drive<S>(svc: &mut S, n: u32) -> u32
+where
+    S: Service<Req>,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut ok = 0;
+    for _ in 0..n {
+        let request = request();
+        assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+        let mut fut = pin!(svc.call(request));
+        if let Poll::Ready(Ok(response)) = fut.as_mut().poll(&mut cx) {
+            drop(response);
+            ok += 1;
+        }
+    }
+    ok
+}
+
+fn per_call(builder: PoolLimitBuilder) -> f64 {
+    let layer = builder.build().unwrap();
+    let mut svc = layer.layer(inner());
+    drive(&mut svc, 10);
+    let before = allocations();
+    let ok = drive(&mut svc, 10_000);
+    let after = allocations();
+    assert_eq!(ok, 10_000);
+    (after - before) as f64 / 10_000.0
+}
+
+#[test]
+fn the_uncontended_path_allocates_nothing() {
+    let modes: [Mode; 4] = [
+        ("block", || PoolLimitLayer::builder(8).block(true)),
+        ("block with pool_timeout", || {
+            PoolLimitLayer::builder(8)
+                .block(true)
+                .pool_timeout(Some(std::time::Duration::from_secs(1)))
+        }),
+        ("block=False", || PoolLimitLayer::builder(8)),
+        ("fail fast", || PoolLimitLayer::builder(8).fail_fast()),
+    ];
+    for (name, builder) in modes {
+        assert_eq!(per_call(builder().per_host(false)), 0.0, "one pool, {name}");
+        // Per host, once the host's pool exists: the lookup allocates nothing either.
+        assert_eq!(per_call(builder()), 0.0, "per host, {name}");
+    }
+}
+
+#[test]
+fn per_host_keys_of_parsed_uris_allocate_nothing() {
+    // A URI parsed from a string, as a client builds it: parsing allocates (outside what is
+    // counted below); the key shares the URI's bytes.
+    let parsed = || {
+        let mut request = http::Request::new(());
+        *request.uri_mut() = "http://api.example.com:8080/items?page=2".parse().unwrap();
+        request
+    };
+    let requests = |n: usize| (0..n).map(|_| parsed()).collect::<Vec<_>>();
+    let layer = PoolLimitLayer::builder(8).block(true).build().unwrap();
+    let mut svc = layer.layer(inner());
+    let mut cx = Context::from_waker(Waker::noop());
+    for batch in [requests(10), requests(1000)] {
+        let n = batch.len();
+        let before = allocations();
+        let mut ok = 0;
+        for request in batch {
+            assert!(svc.poll_ready(&mut cx).is_ready());
+            let mut fut = pin!(svc.call(request));
+            if let Poll::Ready(Ok(response)) = fut.as_mut().poll(&mut cx) {
+                drop(response);
+                ok += 1;
+            }
+        }
+        assert_eq!(ok, n);
+        if n == 1000 {
+            assert_eq!(allocations() - before, 0);
+        }
+    }
+}
+
+#[test]
+fn overflowing_allocates_nothing_either() {
+    // block=False at the limit: the extra call goes through without allocating.
+    let layer = PoolLimitLayer::builder(1).per_host(false).build().unwrap();
+    let mut svc = layer.layer(inner());
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(svc.poll_ready(&mut cx).is_ready());
+    let mut held = pin!(svc.call(request()));
+    let Poll::Ready(Ok(held)) = held.as_mut().poll(&mut cx) else {
+        panic!("the first call completes");
+    };
+    drive(&mut svc, 10);
+    let before = allocations();
+    assert_eq!(drive(&mut svc, 1000), 1000);
+    assert_eq!(allocations() - before, 0);
+    assert_eq!(layer.handle().snapshot().total.overflowed, 1010);
+    drop(held);
+}
+
+#[test]
+fn the_counter_sees_allocations() {
+    // The checks above can fail: a rejected call allocates its error.
+    let layer = PoolLimitLayer::builder(1)
+        .fail_fast()
+        .per_host(false)
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(inner());
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(svc.poll_ready(&mut cx).is_ready());
+    let mut held = pin!(svc.call(request()));
+    let Poll::Ready(Ok(held)) = held.as_mut().poll(&mut cx) else {
+        panic!("the first call completes");
+    };
+    let before = allocations();
+    assert_eq!(drive(&mut svc, 100), 0);
+    assert!(allocations() - before >= 100);
+    drop(held);
+}
