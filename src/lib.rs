@@ -40,6 +40,7 @@
 //!
 //! | feature | enables |
 //! |---|---|
+//! | `circuit-breaker` (default) | the [`circuit_breaker`] module |
 //! | `pool` (default) | the [`pool`] module |
 //! | `retry` (default) | the [`retry`] module: backoff strategies, `Retry-After` parsing, the retry budget |
 //! | `http` (default) | classification of HTTP responses by status and `Retry-After` |
@@ -60,6 +61,9 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "circuit-breaker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
+pub mod circuit_breaker;
 pub mod classify;
 mod config;
 #[cfg(feature = "pool")]

@@ -11,6 +11,9 @@ use tower_fortify::classify::ErrorClassifyLayer;
 async fn each_failure_is_an_event() {
     let capture = Capture::new("tower_fortify::classify");
     let _guard = tracing::subscriber::set_default(capture.clone());
+    // Another test's thread may have cached the callsites as uninteresting while no
+    // subscriber was set: make them ask again.
+    tracing::callsite::rebuild_interest_cache();
 
     let svc = ErrorClassifyLayer::connector()
         .name("backend")

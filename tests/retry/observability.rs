@@ -139,6 +139,9 @@ async fn retries_by_category_retry_rate_budget_and_stops() {
 async fn each_retry_is_a_tracing_event() {
     let capture = crate::capture::Capture::new("tower_fortify::retry");
     let _guard = tracing::subscriber::set_default(capture.clone());
+    // Another test's thread may have cached the callsites as uninteresting while no
+    // subscriber was set: make them ask again.
+    tracing::callsite::rebuild_interest_cache();
     let policy = RetryPolicy::default().backoff_factor(Duration::from_secs(1));
     let svc = RetryLayer::new(policy)
         .unwrap()

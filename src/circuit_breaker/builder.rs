@@ -1,0 +1,735 @@
+//! Settings of a breaker, validated together by [`CircuitBreakerBuilder::build`].
+
+use super::{
+    keyed::{Authority, KeyBy, KeyedCircuitBreakerLayer},
+    state::Settings,
+    CircuitBreakerLayer, HttpStatus,
+};
+use crate::InvalidConfig;
+use std::{borrow::Cow, sync::Arc, time::Duration};
+
+/// Which sliding window the failure and slow-call rates are computed over.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, Window};
+///
+/// let layer = CircuitBreakerLayer::builder()
+///     .window(Window::Time(Duration::from_secs(30)))
+///     .build()?;
+/// assert_eq!(layer.window(), Window::Time(Duration::from_secs(30)));
+/// # Ok::<(), tower_fortify::InvalidConfig>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// The last `n` calls: a ring in which each call replaces the oldest. Reads no clock.
+    Count(u32),
+    /// The calls of the last `duration`, counted in 10 buckets of `duration / 10` on tokio's
+    /// clock: a call leaves the window between 0.9 and 1.0 `duration` after it completed.
+    /// Reads the clock once per call.
+    Time(Duration),
+}
+
+/// The largest count window: a million calls take 250 KB of bits.
+pub(crate) const MAX_COUNT_WINDOW: u32 = 1_000_000;
+/// The largest number of probes in flight, and of successes to close (12 bits each).
+pub(crate) const MAX_PROBES: u32 = 4095;
+
+/// The validated settings of a breaker.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) window: Window,
+    pub(crate) minimum_calls: u32,
+    pub(crate) failure_rate_threshold: f64,
+    pub(crate) slow_call_duration: Option<Duration>,
+    pub(crate) slow_call_rate_threshold: f64,
+    pub(crate) open_duration: Duration,
+    pub(crate) open_duration_multiplier: f64,
+    pub(crate) open_duration_max: Duration,
+    pub(crate) open_duration_jitter: f64,
+    pub(crate) recovery_period: Duration,
+    pub(crate) half_open_max_probes: u32,
+    pub(crate) half_open_successes: u32,
+    pub(crate) probe_timeout: Duration,
+    pub(crate) retry_after_max: Option<Duration>,
+    pub(crate) max_keys: usize,
+}
+
+impl Config {
+    pub(crate) const DEFAULT: Config = Config {
+        window: Window::Count(100),
+        minimum_calls: 10,
+        failure_rate_threshold: 0.5,
+        slow_call_duration: None,
+        slow_call_rate_threshold: 0.5,
+        open_duration: Duration::from_secs(5),
+        open_duration_multiplier: 2.0,
+        open_duration_max: Duration::from_secs(120),
+        open_duration_jitter: 0.2,
+        recovery_period: Duration::from_secs(60),
+        half_open_max_probes: 1,
+        half_open_successes: 2,
+        probe_timeout: Duration::from_secs(30),
+        retry_after_max: None,
+        max_keys: 1024,
+    };
+
+    fn validate(&self) -> Result<(), InvalidConfig> {
+        match self.window {
+            Window::Count(0) => {
+                return Err(InvalidConfig::new("window", "must hold at least one call"))
+            }
+            Window::Count(n) if n > MAX_COUNT_WINDOW => {
+                return Err(InvalidConfig::new(
+                    "window",
+                    "must hold at most 1 000 000 calls",
+                ))
+            }
+            Window::Count(n) if self.minimum_calls > n => {
+                return Err(InvalidConfig::new(
+                    "minimum_calls",
+                    "must not exceed the count window's size",
+                ))
+            }
+            Window::Time(d) if d.is_zero() => {
+                return Err(InvalidConfig::new("window", "must be longer than zero"))
+            }
+            Window::Time(d) if d.as_nanos() > u128::from(u64::MAX) => {
+                return Err(InvalidConfig::new(
+                    "window",
+                    "must be shorter than 500 years",
+                ))
+            }
+            _ => {}
+        }
+        if self.minimum_calls == 0 {
+            return Err(InvalidConfig::new("minimum_calls", "must be at least 1"));
+        }
+        if !is_rate(self.failure_rate_threshold) {
+            return Err(InvalidConfig::new(
+                "failure_rate_threshold",
+                "must be greater than 0 and at most 1",
+            ));
+        }
+        if self.slow_call_duration.is_some_and(|d| d.is_zero()) {
+            return Err(InvalidConfig::new(
+                "slow_call_duration",
+                "must be longer than zero",
+            ));
+        }
+        if !is_rate(self.slow_call_rate_threshold) {
+            return Err(InvalidConfig::new(
+                "slow_call_rate_threshold",
+                "must be greater than 0 and at most 1",
+            ));
+        }
+        if self.open_duration.is_zero() {
+            return Err(InvalidConfig::new(
+                "open_duration",
+                "must be longer than zero",
+            ));
+        }
+        if !(self.open_duration_multiplier >= 1.0 && self.open_duration_multiplier.is_finite()) {
+            return Err(InvalidConfig::new(
+                "open_duration_multiplier",
+                "must be a finite number of at least 1",
+            ));
+        }
+        if self.open_duration_max < self.open_duration {
+            return Err(InvalidConfig::new(
+                "open_duration_max",
+                "must be at least open_duration",
+            ));
+        }
+        // A deadline is kept in microseconds on 52 bits: about 142 years.
+        if self.open_duration_max > Duration::from_secs(100 * 365 * 24 * 3600) {
+            return Err(InvalidConfig::new(
+                "open_duration_max",
+                "must be shorter than 100 years",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.open_duration_jitter) {
+            return Err(InvalidConfig::new(
+                "open_duration_jitter",
+                "must be between 0 and 1",
+            ));
+        }
+        if self.recovery_period.is_zero() {
+            return Err(InvalidConfig::new(
+                "recovery_period",
+                "must be longer than zero",
+            ));
+        }
+        if !(1..=MAX_PROBES).contains(&self.half_open_max_probes) {
+            return Err(InvalidConfig::new(
+                "half_open_max_probes",
+                "must be between 1 and 4095",
+            ));
+        }
+        if !(1..=MAX_PROBES).contains(&self.half_open_successes) {
+            return Err(InvalidConfig::new(
+                "half_open_successes",
+                "must be between 1 and 4095",
+            ));
+        }
+        if self.probe_timeout.is_zero() {
+            return Err(InvalidConfig::new(
+                "probe_timeout",
+                "must be longer than zero",
+            ));
+        }
+        if let Some(max) = self.retry_after_max {
+            if max.is_zero() {
+                return Err(InvalidConfig::new(
+                    "retry_after_open",
+                    "must be longer than zero",
+                ));
+            }
+            if max > Duration::from_secs(100 * 365 * 24 * 3600) {
+                return Err(InvalidConfig::new(
+                    "retry_after_open",
+                    "must be shorter than 100 years",
+                ));
+            }
+        }
+        if self.max_keys == 0 {
+            return Err(InvalidConfig::new("max_keys", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The nominal open duration after `failed_probes` consecutive failed probes:
+    /// `open_duration * open_duration_multiplier ^ failed_probes`, at most `open_duration_max`.
+    pub(crate) fn nominal_open_duration(&self, failed_probes: u32) -> Duration {
+        let exponent = i32::try_from(failed_probes).unwrap_or(i32::MAX);
+        let secs = self.open_duration.as_secs_f64() * self.open_duration_multiplier.powi(exponent);
+        if secs.is_finite() && secs < self.open_duration_max.as_secs_f64() {
+            Duration::from_secs_f64(secs)
+        } else {
+            self.open_duration_max
+        }
+    }
+}
+
+/// `(0, 1]`, and not NaN.
+fn is_rate(r: f64) -> bool {
+    r > 0.0 && r <= 1.0
+}
+
+/// Builds a [`CircuitBreakerLayer`] (or a keyed one), validating its settings together.
+///
+/// Every setter returns the builder; [`build`](Self::build) checks the settings and names the
+/// first invalid one. The defaults are those of [`CircuitBreakerLayer::new`] (see the
+/// [module docs](super#defaults)).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, Window};
+///
+/// let layer = CircuitBreakerLayer::builder()
+///     .name("payments")
+///     .window(Window::Count(50))
+///     .minimum_calls(5)
+///     .failure_rate_threshold(0.4)
+///     .slow_call_duration(Duration::from_secs(2))
+///     .open_duration(Duration::from_secs(10))
+///     .build()?;
+/// # let _ = layer;
+///
+/// let err = CircuitBreakerLayer::builder().failure_rate_threshold(1.5).build().unwrap_err();
+/// assert_eq!(err.field(), "failure_rate_threshold");
+/// # Ok::<(), tower_fortify::InvalidConfig>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct CircuitBreakerBuilder<C = HttpStatus> {
+    config: Config,
+    name: &'static str,
+    classifier: C,
+}
+
+impl CircuitBreakerBuilder<HttpStatus> {
+    pub(crate) const fn new() -> Self {
+        CircuitBreakerBuilder {
+            config: Config::DEFAULT,
+            name: "circuit_breaker",
+            classifier: HttpStatus::new(),
+        }
+    }
+}
+
+impl Default for CircuitBreakerBuilder<HttpStatus> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<C> CircuitBreakerBuilder<C> {
+    /// The `name` label of the metrics and tracing events (default `"circuit_breaker"`). It
+    /// must be a static string, so that labels stay bounded.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, Window};
+    ///
+    /// let layer = CircuitBreakerLayer::builder().name("payments").build()?;
+    /// assert_eq!(layer.name(), "payments");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub const fn name(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
+    }
+
+    /// The sliding window (default: the last 100 calls).
+    ///
+    /// # Errors
+    ///
+    /// At [`build`](Self::build): `window` when a count window is empty or over a million
+    /// calls, or a time window is zero.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, Window};
+    ///
+    /// let layer = CircuitBreakerLayer::builder().window(Window::Count(500)).build()?;
+    /// assert_eq!(layer.window(), Window::Count(500));
+    ///
+    /// let err = CircuitBreakerLayer::builder().window(Window::Count(0)).build().unwrap_err();
+    /// assert_eq!(err.field(), "window");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub const fn window(mut self, window: Window) -> Self {
+        self.config.window = window;
+        self
+    }
+
+    /// The calls the window must hold before the breaker may trip (default 10).
+    ///
+    /// # Errors
+    ///
+    /// At [`build`](Self::build): `minimum_calls` when 0, or larger than a count window.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, Window};
+    ///
+    /// let layer = CircuitBreakerLayer::builder().minimum_calls(20).build()?;
+    /// # let _ = layer;
+    /// let err = CircuitBreakerLayer::builder()
+    ///     .window(Window::Count(10))
+    ///     .minimum_calls(20)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.field(), "minimum_calls");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub const fn minimum_calls(mut self, minimum_calls: u32) -> Self {
+        self.config.minimum_calls = minimum_calls;
+        self
+    }
+
+    /// The failure rate at which the breaker trips, in `(0, 1]` (default 0.5).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, Window};
+    ///
+    /// // Trip at 25% failures.
+    /// let layer = CircuitBreakerLayer::builder().failure_rate_threshold(0.25).build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub const fn failure_rate_threshold(mut self, threshold: f64) -> Self {
+        self.config.failure_rate_threshold = threshold;
+        self
+    }
+
+    /// Turns slow-call detection on: a call that takes `duration` or longer (from `call` to
+    /// its result) is slow, failed or not (default: off).
+    ///
+    /// It costs two clock reads per call, so it is off unless set.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, Window};
+    ///
+    /// // A call that takes 2 s or more is slow.
+    /// let layer = CircuitBreakerLayer::builder()
+    ///     .slow_call_duration(Duration::from_secs(2))
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub const fn slow_call_duration(mut self, duration: Duration) -> Self {
+        self.config.slow_call_duration = Some(duration);
+        self
+    }
+
+    /// The slow-call rate at which the breaker trips, in `(0, 1]` (default 0.5). Used only
+    /// with [`slow_call_duration`](Self::slow_call_duration).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, Window};
+    ///
+    /// // Trip when 80% of the calls take 2 s or more.
+    /// let layer = CircuitBreakerLayer::builder()
+    ///     .slow_call_duration(Duration::from_secs(2))
+    ///     .slow_call_rate_threshold(0.8)
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub const fn slow_call_rate_threshold(mut self, threshold: f64) -> Self {
+        self.config.slow_call_rate_threshold = threshold;
+        self
+    }
+
+    /// How long the breaker stays open after it trips, before the first probe (default 5 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, Window};
+    ///
+    /// let layer = CircuitBreakerLayer::builder().open_duration(Duration::from_secs(30)).build()?;
+    /// assert_eq!(layer.open_duration(0), Duration::from_secs(30));
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub const fn open_duration(mut self, duration: Duration) -> Self {
+        self.config.open_duration = duration;
+        self
+    }
+
+    /// The factor the open duration grows by each time a probe fails (default 2.0, at least
+    /// 1.0).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, Window};
+    ///
+    /// let layer = CircuitBreakerLayer::builder().open_duration_multiplier(1.5).build()?;
+    /// // The default 5 s base, after two failed probes.
+    /// assert_eq!(layer.open_duration(2), Duration::from_secs_f64(5.0 * 1.5 * 1.5));
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub const fn open_duration_multiplier(mut self, multiplier: f64) -> Self {
+        self.config.open_duration_multiplier = multiplier;
+        self
+    }
+
+    /// The longest open duration (default 120 s, at least `open_duration`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, Window};
+    ///
+    /// let layer = CircuitBreakerLayer::builder()
+    ///     .open_duration_max(Duration::from_secs(600))
+    ///     .build()?;
+    /// assert_eq!(layer.open_duration(100), Duration::from_secs(600));
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub const fn open_duration_max(mut self, max: Duration) -> Self {
+        self.config.open_duration_max = max;
+        self
+    }
+
+    /// The share of the open duration that is random, in `[0, 1]` (default 0.2): the wait is
+    /// drawn uniformly from `[d * (1 - jitter), d]`, so that a fleet of clients tripped by
+    /// the same outage does not probe in lock-step.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, Window};
+    ///
+    /// // Waits of exactly the open duration (for tests, or a single client).
+    /// let layer = CircuitBreakerLayer::builder().open_duration_jitter(0.0).build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub const fn open_duration_jitter(mut self, jitter: f64) -> Self {
+        self.config.open_duration_jitter = jitter;
+        self
+    }
+
+    /// How long the breaker must stay closed to undo one growth step of the open duration
+    /// (default 60 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, Window};
+    ///
+    /// let layer = CircuitBreakerLayer::builder()
+    ///     .recovery_period(Duration::from_secs(300))
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub const fn recovery_period(mut self, period: Duration) -> Self {
+        self.config.recovery_period = period;
+        self
+    }
+
+    /// The most probes in flight at once while half-open (default 1, at most 4095).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, Window};
+    ///
+    /// let layer = CircuitBreakerLayer::builder().half_open_max_probes(3).build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub const fn half_open_max_probes(mut self, probes: u32) -> Self {
+        self.config.half_open_max_probes = probes;
+        self
+    }
+
+    /// The successful probes that close the breaker (default 2, at most 4095).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, Window};
+    ///
+    /// // Five successful probes in a row close the breaker.
+    /// let layer = CircuitBreakerLayer::builder().half_open_successes(5).build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub const fn half_open_successes(mut self, successes: u32) -> Self {
+        self.config.half_open_successes = successes;
+        self
+    }
+
+    /// How long probes that never answer may hold all probe slots (default 30 s): after
+    /// that, the next call counts them as failed and the breaker opens again.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, Window};
+    ///
+    /// let layer = CircuitBreakerLayer::builder().probe_timeout(Duration::from_secs(10)).build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub const fn probe_timeout(mut self, timeout: Duration) -> Self {
+        self.config.probe_timeout = timeout;
+        self
+    }
+
+    /// Opens the breaker when a response asks the client to stay away (a 503 or 429 with a
+    /// valid `Retry-After`, as [`Classify::retry_after`](super::Classify::retry_after) reads
+    /// it), for that long but at most `max` (default: off).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, Window};
+    ///
+    /// // A 503 with `Retry-After: 30` opens the breaker for 30 s; with 3600, for 120 s.
+    /// let layer = CircuitBreakerLayer::builder()
+    ///     .retry_after_open(Duration::from_secs(120))
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub const fn retry_after_open(mut self, max: Duration) -> Self {
+        self.config.retry_after_max = Some(max);
+        self
+    }
+
+    /// The most keys a keyed breaker tracks (default 1024); least recently used closed
+    /// breakers are evicted first. Ignored by a single breaker.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, Window};
+    ///
+    /// let layer = CircuitBreakerLayer::builder().max_keys(100).build_keyed()?;
+    /// assert_eq!(layer.handle().max_keys(), 100);
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub const fn max_keys(mut self, max_keys: usize) -> Self {
+        self.config.max_keys = max_keys;
+        self
+    }
+
+    /// Replaces the classifier that decides what counts as a failure (default
+    /// [`HttpStatus`]).
+    ///
+    /// ```
+    /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, ErrorsOnly};
+    ///
+    /// let layer = CircuitBreakerLayer::builder().classifier(ErrorsOnly).build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn classifier<C2>(self, classifier: C2) -> CircuitBreakerBuilder<C2> {
+        CircuitBreakerBuilder {
+            config: self.config,
+            name: self.name,
+            classifier,
+        }
+    }
+
+    /// Builds the layer: one breaker, shared by every service it builds.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidConfig`] naming the first setting that is out of range (see each setter).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+    ///
+    /// let err = CircuitBreakerLayer::builder()
+    ///     .open_duration(Duration::from_secs(60))
+    ///     .open_duration_max(Duration::from_secs(30))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.to_string(), "invalid open_duration_max: must be at least open_duration");
+    /// ```
+    pub fn build(self) -> Result<CircuitBreakerLayer<C>, InvalidConfig> {
+        self.config.validate()?;
+        Ok(CircuitBreakerLayer::from_settings(
+            Arc::new(Settings::new(self.config, self.name, false)),
+            self.classifier,
+        ))
+    }
+
+    /// Builds a keyed layer: one breaker per request authority (the URI's, or the `Host`
+    /// header's), at most [`max_keys`](Self::max_keys) of them.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build).
+    ///
+    /// ```
+    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+    ///
+    /// let layer = CircuitBreakerLayer::builder().max_keys(10_000).build_keyed()?;
+    /// assert_eq!(layer.handle().max_keys(), 10_000);
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn build_keyed(self) -> Result<KeyedCircuitBreakerLayer<Authority, C>, InvalidConfig> {
+        self.config.validate()?;
+        Ok(KeyedCircuitBreakerLayer::from_parts(
+            Arc::new(Settings::new(self.config, self.name, true)),
+            Authority,
+            self.classifier,
+        ))
+    }
+
+    /// Builds a keyed layer whose key is computed by `key` from each request.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build).
+    ///
+    /// ```
+    /// use std::borrow::Cow;
+    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+    ///
+    /// // One breaker per tenant, from a header.
+    /// let layer = CircuitBreakerLayer::builder().build_keyed_by(|req: &http::Request<()>| {
+    ///     let tenant = req.headers().get("x-tenant").and_then(|v| v.to_str().ok());
+    ///     Cow::Borrowed(tenant.unwrap_or(""))
+    /// })?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn build_keyed_by<Req, F>(
+        self,
+        key: F,
+    ) -> Result<KeyedCircuitBreakerLayer<KeyBy<F>, C>, InvalidConfig>
+    where
+        F: for<'a> Fn(&'a Req) -> Cow<'a, str>,
+    {
+        self.config.validate()?;
+        Ok(KeyedCircuitBreakerLayer::from_parts(
+            Arc::new(Settings::new(self.config, self.name, true)),
+            KeyBy::new(key),
+            self.classifier,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(builder: CircuitBreakerBuilder) -> &'static str {
+        builder.build().map(|_| "").unwrap_or_else(|e| e.field())
+    }
+
+    #[test]
+    fn invalid_settings_name_their_field() {
+        let b = CircuitBreakerBuilder::new;
+        let rows: Vec<(CircuitBreakerBuilder, &str)> = vec![
+            (b().window(Window::Count(0)), "window"),
+            (b().window(Window::Count(MAX_COUNT_WINDOW + 1)), "window"),
+            (b().window(Window::Time(Duration::ZERO)), "window"),
+            (b().window(Window::Time(Duration::MAX)), "window"),
+            (b().minimum_calls(0), "minimum_calls"),
+            (b().window(Window::Count(5)), "minimum_calls"),
+            (b().failure_rate_threshold(0.0), "failure_rate_threshold"),
+            (
+                b().failure_rate_threshold(f64::NAN),
+                "failure_rate_threshold",
+            ),
+            (b().failure_rate_threshold(1.01), "failure_rate_threshold"),
+            (b().slow_call_duration(Duration::ZERO), "slow_call_duration"),
+            (
+                b().slow_call_rate_threshold(-0.1),
+                "slow_call_rate_threshold",
+            ),
+            (b().open_duration(Duration::ZERO), "open_duration"),
+            (
+                b().open_duration_multiplier(0.5),
+                "open_duration_multiplier",
+            ),
+            (
+                b().open_duration_multiplier(f64::INFINITY),
+                "open_duration_multiplier",
+            ),
+            (
+                b().open_duration_max(Duration::from_secs(1)),
+                "open_duration_max",
+            ),
+            (b().open_duration_max(Duration::MAX), "open_duration_max"),
+            (b().open_duration_jitter(1.5), "open_duration_jitter"),
+            (b().open_duration_jitter(f64::NAN), "open_duration_jitter"),
+            (b().recovery_period(Duration::ZERO), "recovery_period"),
+            (b().half_open_max_probes(0), "half_open_max_probes"),
+            (b().half_open_max_probes(4096), "half_open_max_probes"),
+            (b().half_open_successes(0), "half_open_successes"),
+            (b().probe_timeout(Duration::ZERO), "probe_timeout"),
+            (b().retry_after_open(Duration::ZERO), "retry_after_open"),
+            (b().max_keys(0), "max_keys"),
+        ];
+        for (builder, expected) in rows {
+            assert_eq!(field(builder.clone()), expected, "{builder:?}");
+        }
+        // The bounds themselves are valid.
+        let ok = b()
+            .window(Window::Count(1))
+            .minimum_calls(1)
+            .failure_rate_threshold(1.0)
+            .slow_call_rate_threshold(1.0)
+            .open_duration_multiplier(1.0)
+            .open_duration_jitter(0.0)
+            .half_open_max_probes(MAX_PROBES)
+            .half_open_successes(MAX_PROBES);
+        assert_eq!(field(ok), "");
+        assert_eq!(field(b().open_duration_jitter(1.0)), "");
+    }
+
+    #[test]
+    fn nominal_open_duration_grows_and_caps() {
+        let c = Config::DEFAULT;
+        assert_eq!(c.nominal_open_duration(0), Duration::from_secs(5));
+        assert_eq!(c.nominal_open_duration(1), Duration::from_secs(10));
+        assert_eq!(c.nominal_open_duration(4), Duration::from_secs(80));
+        assert_eq!(c.nominal_open_duration(5), Duration::from_secs(120));
+        assert_eq!(c.nominal_open_duration(u32::MAX), Duration::from_secs(120));
+    }
+}

@@ -1,0 +1,145 @@
+//! [`Future`] types.
+
+use super::{state::Ticket, Classify};
+use crate::{
+    classify::{Failure, FailureKind, Stage},
+    BoxError,
+};
+use pin_project_lite::pin_project;
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    task::{ready, Context, Poll},
+};
+
+pin_project! {
+    /// Response future of [`CircuitBreaker`](super::CircuitBreaker) and
+    /// [`KeyedCircuitBreaker`](super::KeyedCircuitBreaker).
+    ///
+    /// When the breaker rejected the call, it resolves at its first poll with the
+    /// [`CircuitOpen`](crate::classify::FailureKind::CircuitOpen) failure; otherwise it drives
+    /// the inner future and records its result.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it drops the inner future and records nothing: a cancelled call is neither a
+    /// success nor a failure. A probe's slot is given back, so the next call can probe.
+    ///
+    /// ```
+    /// use tower::{Layer, Service, ServiceExt};
+    /// use tower_fortify::circuit_breaker::{
+    ///     future::ResponseFuture, CircuitBreakerLayer, ErrorsOnly,
+    /// };
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// let layer = CircuitBreakerLayer::builder().classifier(ErrorsOnly).build()?;
+    /// let handle = layer.handle();
+    /// let mut svc = layer.layer(tower::service_fn(|n: u32| async move {
+    ///     Ok::<_, std::io::Error>(n * 2)
+    /// }));
+    /// let future: ResponseFuture<_, ErrorsOnly> = svc.ready().await?.call(21);
+    /// drop(future); // cancelled: records nothing
+    /// assert_eq!(handle.figures().calls(), 0);
+    /// assert_eq!(svc.ready().await?.call(21).await?, 42);
+    /// assert_eq!(handle.figures().calls(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub struct ResponseFuture<F, C> {
+        #[pin]
+        kind: Kind<F>,
+        ticket: Ticket,
+        classifier: C,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Called {
+            #[pin]
+            future: F,
+        },
+        Rejected {
+            error: Option<BoxError>,
+        },
+    }
+}
+
+impl<F, C> ResponseFuture<F, C> {
+    #[inline(always)]
+    pub(crate) fn called(future: F, ticket: Ticket, classifier: C) -> Self {
+        ResponseFuture {
+            kind: Kind::Called { future },
+            ticket,
+            classifier,
+        }
+    }
+
+    pub(crate) fn rejected(error: BoxError, classifier: C) -> Self {
+        ResponseFuture {
+            kind: Kind::Rejected { error: Some(error) },
+            ticket: Ticket::none(),
+            classifier,
+        }
+    }
+}
+
+impl<F, C, T, E> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+    C: Classify<T>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.kind.project() {
+            KindProj::Rejected { error } => Poll::Ready(Err(error
+                .take()
+                .expect("ResponseFuture polled after completion"))),
+            KindProj::Called { future } => {
+                let result = ready!(future.poll(cx));
+                let ticket = this.ticket;
+                match result {
+                    Ok(response) => {
+                        if ticket.is_pending() {
+                            let outcome = this.classifier.classify_response(&response);
+                            let retry_after = if ticket.wants_retry_after() {
+                                this.classifier.retry_after(&response)
+                            } else {
+                                None
+                            };
+                            ticket.finish(outcome, retry_after);
+                        }
+                        Poll::Ready(Ok(response))
+                    }
+                    Err(err) => {
+                        let err = Failure::boxed_at(err.into(), Stage::Request);
+                        if ticket.is_pending() {
+                            let outcome = match err.downcast_ref::<Failure>() {
+                                Some(failure) => this.classifier.classify_failure(failure),
+                                None => super::Outcome::of_failure_kind(FailureKind::Other),
+                            };
+                            ticket.finish(outcome, None);
+                        }
+                        Poll::Ready(Err(err))
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<F, C> fmt::Debug for ResponseFuture<F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rejected = matches!(self.kind, Kind::Rejected { .. });
+        f.debug_struct("ResponseFuture")
+            .field("rejected", &rejected)
+            .field("ticket", &self.ticket)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,183 @@
+//! One breaker per host: isolation, and the bound on tracked keys.
+
+use crate::support::{assert_rejected, request_to, response};
+use http::{Request, Response};
+use std::{borrow::Cow, collections::HashSet, sync::Arc, sync::Mutex};
+use tower::{Layer, Service, ServiceExt};
+use tower_fortify::{
+    circuit_breaker::{CircuitBreakerLayer, KeyedCircuitBreaker, State},
+    BoxError,
+};
+
+/// A backend on which the hosts in `down` answer 503.
+fn backend(
+    down: Arc<Mutex<HashSet<String>>>,
+) -> impl Service<
+    Request<()>,
+    Response = Response<()>,
+    Error = std::io::Error,
+    Future = std::future::Ready<Result<Response<()>, std::io::Error>>,
+> + Clone {
+    tower::service_fn(move |req: Request<()>| {
+        let host = req.uri().host().unwrap_or("").to_owned();
+        let status = if down.lock().unwrap().contains(&host) {
+            503
+        } else {
+            200
+        };
+        std::future::ready(Ok(response(status)))
+    })
+}
+
+async fn send_to<S>(svc: &mut S, host: &str) -> Result<Response<()>, BoxError>
+where
+    S: Service<Request<()>, Response = Response<()>, Error = BoxError>,
+{
+    svc.ready().await?.call(request_to(host)).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_failing_host_opens_only_its_own_breaker() {
+    let down = Arc::new(Mutex::new(HashSet::from(["bad.test".to_owned()])));
+    let layer = CircuitBreakerLayer::builder()
+        .minimum_calls(5)
+        .build_keyed()
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(backend(down.clone()));
+    for _ in 0..5 {
+        assert_eq!(send_to(&mut svc, "bad.test").await.unwrap().status(), 503);
+        assert_eq!(send_to(&mut svc, "good.test").await.unwrap().status(), 200);
+    }
+    assert_eq!(handle.get("bad.test").unwrap().state(), State::Open);
+    assert_eq!(handle.get("good.test").unwrap().state(), State::Closed);
+
+    let err = send_to(&mut svc, "bad.test").await.unwrap_err();
+    let open = assert_rejected(&err, State::Open);
+    assert_eq!(open.key(), Some("bad.test"));
+    assert!(err.to_string().contains("bad.test"), "{err}");
+    assert_eq!(send_to(&mut svc, "good.test").await.unwrap().status(), 200);
+    assert_eq!(
+        handle.states(),
+        [
+            ("bad.test".to_owned(), State::Open),
+            ("good.test".to_owned(), State::Closed)
+        ]
+    );
+    assert_eq!(
+        handle.get("bad.test").unwrap().key(),
+        Some("bad.test"),
+        "a keyed breaker's handle knows its key"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_key_bound_holds_and_open_breakers_are_kept() {
+    let down = Arc::new(Mutex::new(HashSet::from(["bad.test".to_owned()])));
+    let layer = CircuitBreakerLayer::builder()
+        .minimum_calls(5)
+        .max_keys(8)
+        .build_keyed()
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(backend(down));
+    for _ in 0..5 {
+        send_to(&mut svc, "bad.test").await.unwrap();
+    }
+    assert_eq!(handle.get("bad.test").unwrap().state(), State::Open);
+
+    for i in 0..1_000 {
+        send_to(&mut svc, &format!("host{i}.test")).await.unwrap();
+        assert!(handle.len() <= 8, "{} keys tracked", handle.len());
+    }
+    assert_eq!(handle.len(), 8);
+    // Closed breakers went first: the open one is still there, still open.
+    assert_eq!(handle.get("bad.test").unwrap().state(), State::Open);
+    assert!(
+        handle.get("host999.test").is_some(),
+        "the newest key is tracked"
+    );
+    assert!(
+        handle.get("host0.test").is_none(),
+        "the oldest closed key was evicted"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn least_recently_used_keys_are_evicted_first() {
+    let layer = CircuitBreakerLayer::builder()
+        .max_keys(4)
+        .build_keyed()
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(backend(Arc::default()));
+    for host in ["a", "b", "c", "d"] {
+        send_to(&mut svc, host).await.unwrap();
+    }
+    // Use "a" again: "b" is now the least recently used.
+    send_to(&mut svc, "a").await.unwrap();
+    send_to(&mut svc, "e").await.unwrap();
+    let keys: Vec<String> = handle.states().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, ["a", "c", "d", "e"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scan_of_many_hosts_stays_within_max_keys() {
+    let layer = CircuitBreakerLayer::builder()
+        .max_keys(1024)
+        .build_keyed()
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(backend(Arc::default()));
+    for i in 0..100_000u32 {
+        send_to(
+            &mut svc,
+            &format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
+        )
+        .await
+        .unwrap();
+        if i.is_multiple_of(1_000) {
+            assert!(handle.len() <= 1024, "{} keys", handle.len());
+        }
+    }
+    assert!(handle.len() <= 1024);
+    assert!(handle.len() >= 1024 * 7 / 8 - 16, "{} keys", handle.len());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_custom_key_and_the_host_header() {
+    // By tenant header.
+    let layer = CircuitBreakerLayer::builder()
+        .minimum_calls(1)
+        .build_keyed_by(|req: &Request<()>| {
+            Cow::Borrowed(
+                req.headers()
+                    .get("x-tenant")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("none"),
+            )
+        })
+        .unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(tower::service_fn(|_req: Request<()>| async {
+        Ok::<_, std::io::Error>(response(500))
+    }));
+    let req = Request::get("http://x/")
+        .header("x-tenant", "acme")
+        .body(())
+        .unwrap();
+    svc.clone().oneshot(req).await.unwrap();
+    assert_eq!(handle.get("acme").unwrap().state(), State::Open);
+    assert!(handle.get("none").is_none());
+
+    // A server sees relative URIs: the Host header is the key.
+    let layer = CircuitBreakerLayer::builder().build_keyed().unwrap();
+    let handle = layer.handle();
+    let svc: KeyedCircuitBreaker<_> = layer.layer(backend(Arc::default()));
+    let req = Request::get("/path")
+        .header("host", "example.org")
+        .body(())
+        .unwrap();
+    svc.oneshot(req).await.unwrap();
+    assert!(handle.get("example.org").is_some());
+}

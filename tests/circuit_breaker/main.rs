@@ -1,0 +1,12 @@
+mod cancellation;
+#[cfg(feature = "tracing")]
+#[path = "../support/capture.rs"]
+mod capture;
+mod contract;
+mod keyed;
+#[cfg(feature = "metrics")]
+mod observability;
+mod real_server;
+mod state_machine;
+mod support;
+mod windows;

@@ -1,0 +1,142 @@
+//! A scripted backend and helpers shared by the tests.
+
+#![allow(dead_code)]
+
+use http::{Request, Response};
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+use tower::{Service, ServiceExt};
+use tower_fortify::{
+    circuit_breaker::{error::Open, State},
+    classify::{Failure, FailureKind},
+    BoxError,
+};
+
+/// What the backend does with the next calls.
+#[derive(Clone, Debug)]
+pub enum Mode {
+    /// Answer at once with this status.
+    Status(u16),
+    /// Answer with this status and a `Retry-After` header.
+    RetryAfter(u16, &'static str),
+    /// Fail at once with this kind.
+    Fail(FailureKind),
+    /// Answer with this status after a sleep (tokio's clock).
+    Slow(Duration, u16),
+    /// Never answer.
+    Hang,
+}
+
+/// A backend whose behaviour the test switches, counting the calls that reach it.
+#[derive(Clone)]
+pub struct Backend {
+    mode: Arc<Mutex<Mode>>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Backend {
+    pub fn new(mode: Mode) -> Self {
+        Backend {
+            mode: Arc::new(Mutex::new(mode)),
+            calls: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    pub fn set(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl Service<Request<()>> for Backend {
+    type Response = Response<()>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<()>, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<()>) -> Self::Future {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let mode = self.mode.lock().unwrap().clone();
+        Box::pin(async move {
+            match mode {
+                Mode::Status(status) => Ok(response(status)),
+                Mode::RetryAfter(status, value) => {
+                    let mut r = response(status);
+                    r.headers_mut()
+                        .insert(http::header::RETRY_AFTER, value.parse().unwrap());
+                    Ok(r)
+                }
+                Mode::Fail(kind) => Err(Failure::new(kind, "scripted failure").into()),
+                Mode::Slow(delay, status) => {
+                    tokio::time::sleep(delay).await;
+                    Ok(response(status))
+                }
+                Mode::Hang => std::future::pending().await,
+            }
+        })
+    }
+}
+
+pub fn response(status: u16) -> Response<()> {
+    Response::builder().status(status).body(()).unwrap()
+}
+
+pub fn request() -> Request<()> {
+    Request::get("http://backend.test/").body(()).unwrap()
+}
+
+pub fn request_to(host: &str) -> Request<()> {
+    Request::get(format!("http://{host}/")).body(()).unwrap()
+}
+
+/// One call through `svc`.
+pub async fn send<S>(svc: &mut S) -> Result<Response<()>, BoxError>
+where
+    S: Service<Request<()>, Response = Response<()>, Error = BoxError>,
+{
+    svc.ready().await?.call(request()).await
+}
+
+/// `n` calls; returns how many were rejected by the breaker.
+pub async fn send_n<S>(svc: &mut S, n: usize) -> usize
+where
+    S: Service<Request<()>, Response = Response<()>, Error = BoxError>,
+{
+    let mut rejected = 0;
+    for _ in 0..n {
+        if let Err(err) = send(svc).await {
+            rejected += usize::from(open_of(&err).is_some());
+        }
+    }
+    rejected
+}
+
+/// The breaker's rejection, if `err` is one.
+pub fn open_of(err: &BoxError) -> Option<&Open> {
+    let failure = err.downcast_ref::<Failure>()?;
+    if failure.kind() != FailureKind::CircuitOpen {
+        return None;
+    }
+    failure.get_ref().downcast_ref::<Open>()
+}
+
+/// Asserts that `err` is a rejection while in `state`.
+pub fn assert_rejected(err: &BoxError, state: State) -> &Open {
+    let open = open_of(err).unwrap_or_else(|| panic!("not a rejection: {err}"));
+    assert_eq!(open.state(), state, "{err}");
+    open
+}

@@ -1,0 +1,158 @@
+//! Heap allocations per call on the closed path of the circuit breaker, counted exactly with
+//! a counting global allocator (its own test binary, so that no other test shares the
+//! allocator).
+
+use http::{Request, Response, Uri};
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    cell::Cell,
+    future::{ready, Future, Ready},
+    io,
+    pin::pin,
+    task::{Context, Poll, Waker},
+    time::Duration,
+};
+use tower::{Layer, Service};
+use tower_fortify::circuit_breaker::{CircuitBreakerLayer, ErrorsOnly, State, Window};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+#[allow(unsafe_code)]
+// SAFETY: every call is forwarded to the system allocator unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+fn request() -> Request<()> {
+    let mut request = Request::new(());
+    *request.uri_mut() = Uri::from_static("http://api.example.com/items");
+    request
+}
+
+/// Calls `svc` `n` times, polling each response future to completion (all are ready at
+/// their first poll); returns the successes and the allocations made.
+fn drive<S>(svc: &mut S, n: u32) -> (u32, u64)
+where
+    S: Service<Request<()>, Response = Response<()>>,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    let before = allocations();
+    let mut ok = 0;
+    for _ in 0..n {
+        assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+        let mut fut = pin!(svc.call(request()));
+        if let Poll::Ready(Ok(_)) = fut.as_mut().poll(&mut cx) {
+            ok += 1;
+        }
+    }
+    (ok, allocations() - before)
+}
+
+fn ok_service() -> impl Service<
+    Request<()>,
+    Response = Response<()>,
+    Error = io::Error,
+    Future = Ready<Result<Response<()>, io::Error>>,
+> + Clone {
+    tower::service_fn(|_: Request<()>| ready(Ok::<_, io::Error>(Response::new(()))))
+}
+
+#[test]
+fn the_request_costs_nothing() {
+    // So that every allocation counted below is the breaker's.
+    let (ok, allocated) = drive(&mut ok_service(), 1_000);
+    assert_eq!((ok, allocated), (1_000, 0));
+}
+
+#[test]
+fn closed_path_allocates_nothing() {
+    let layers = [
+        ("count window", CircuitBreakerLayer::new()),
+        (
+            "time window",
+            CircuitBreakerLayer::builder()
+                .window(Window::Time(Duration::from_secs(10)))
+                .build()
+                .unwrap(),
+        ),
+        (
+            "slow-call detection",
+            CircuitBreakerLayer::builder()
+                .slow_call_duration(Duration::from_secs(1))
+                .build()
+                .unwrap(),
+        ),
+    ];
+    for (what, layer) in layers {
+        // Building the service and its first calls (lane assignment) may allocate: once.
+        let mut svc = layer.layer(ok_service());
+        drive(&mut svc, 10);
+        let (ok, allocated) = drive(&mut svc, 10_000);
+        assert_eq!(ok, 10_000, "{what}");
+        assert_eq!(allocated, 0, "{what}: allocations on the closed path");
+        assert_eq!(layer.handle().state(), State::Closed);
+        assert_eq!(layer.handle().figures().failures(), 0);
+    }
+}
+
+#[test]
+fn closed_path_of_a_known_key_allocates_nothing() {
+    let layer = CircuitBreakerLayer::builder().build_keyed().unwrap();
+    let mut svc = layer.layer(ok_service());
+    drive(&mut svc, 10); // the first call inserts the key
+    let (ok, allocated) = drive(&mut svc, 10_000);
+    assert_eq!((ok, allocated), (10_000, 0));
+    assert_eq!(layer.handle().len(), 1);
+}
+
+#[test]
+fn any_request_type_allocates_nothing() {
+    let layer = CircuitBreakerLayer::builder()
+        .classifier(ErrorsOnly)
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(tower::service_fn(|n: u64| ready(Ok::<_, io::Error>(n))));
+    let mut cx = Context::from_waker(Waker::noop());
+    let before = allocations();
+    for n in 0..10_000u64 {
+        assert!(svc.poll_ready(&mut cx).is_ready());
+        let fut = pin!(svc.call(n));
+        assert!(matches!(fut.poll(&mut cx), Poll::Ready(Ok(m)) if m == n));
+    }
+    assert_eq!(allocations() - before, 0);
+}
+
+#[test]
+fn the_counter_sees_allocations() {
+    // The checks above can fail: a rejection allocates its error.
+    let layer = CircuitBreakerLayer::new();
+    layer.handle().force_open();
+    let mut svc = layer.layer(ok_service());
+    let (ok, allocated) = drive(&mut svc, 100);
+    assert_eq!(ok, 0);
+    assert!(allocated >= 100, "{allocated}");
+}
