@@ -202,13 +202,9 @@ async fn keyed_breakers_count_states_keys_and_evictions_without_hosts() {
 #[cfg(feature = "tracing")]
 #[tokio::test(start_paused = true)]
 async fn each_transition_is_a_tracing_event() {
-    let capture = crate::capture::Capture::new("tower_fortify::circuit_breaker");
-    let _guard = tracing::subscriber::set_default(capture.clone());
-    // Other tests reach the same callsite without a subscriber, concurrently: make sure the
-    // interest cached for it includes this one.
-    tracing::callsite::rebuild_interest_cache();
+    let capture = crate::capture::Capture::global("tower_fortify::circuit_breaker");
     let layer = CircuitBreakerLayer::builder()
-        .name("api")
+        .name("traced-api")
         .minimum_calls(5)
         .open_duration(Duration::from_secs(5))
         .open_duration_jitter(0.0)
@@ -221,19 +217,26 @@ async fn each_transition_is_a_tracing_event() {
     advance(Duration::from_secs(5)).await;
     send(&mut svc).await.unwrap(); // a failed probe
 
+    // Other tests record here too: keep this layer's transitions.
+    let events = capture.matching("name", "traced-api");
     assert_eq!(
-        capture.len(),
+        events.len(),
         3,
-        "closed->open, open->half_open, half_open->open"
+        "closed->open, open->half_open, half_open->open: {events:?}"
     );
-    assert_eq!(capture.field(0, "name").as_deref(), Some("api"));
-    assert_eq!(capture.field(0, "from").as_deref(), Some("closed"));
-    assert_eq!(capture.field(0, "to").as_deref(), Some("open"));
-    assert_eq!(capture.field(0, "reason").as_deref(), Some("failure_rate"));
-    assert_eq!(capture.field(0, "calls").as_deref(), Some("5"));
-    assert_eq!(capture.field(0, "failure_rate").as_deref(), Some("1.0"));
-    assert_eq!(capture.field(0, "open_ms").as_deref(), Some("5000.0"));
-    assert_eq!(capture.field(1, "to").as_deref(), Some("half_open"));
-    assert_eq!(capture.field(2, "reason").as_deref(), Some("probe_failed"));
-    assert_eq!(capture.field(2, "open_ms").as_deref(), Some("10000.0"));
+    let field = |i: usize, name: &str| {
+        events[i]
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(field(0, "from").as_deref(), Some("closed"));
+    assert_eq!(field(0, "to").as_deref(), Some("open"));
+    assert_eq!(field(0, "reason").as_deref(), Some("failure_rate"));
+    assert_eq!(field(0, "calls").as_deref(), Some("5"));
+    assert_eq!(field(0, "failure_rate").as_deref(), Some("1.0"));
+    assert_eq!(field(0, "open_ms").as_deref(), Some("5000.0"));
+    assert_eq!(field(1, "to").as_deref(), Some("half_open"));
+    assert_eq!(field(2, "reason").as_deref(), Some("probe_failed"));
+    assert_eq!(field(2, "open_ms").as_deref(), Some("10000.0"));
 }

@@ -9,14 +9,10 @@ use tower_fortify::classify::ErrorClassifyLayer;
 
 #[tokio::test]
 async fn each_failure_is_an_event() {
-    let capture = Capture::new("tower_fortify::classify");
-    let _guard = tracing::subscriber::set_default(capture.clone());
-    // Another test's thread may have cached the callsites as uninteresting while no
-    // subscriber was set: make them ask again.
-    tracing::callsite::rebuild_interest_cache();
+    let capture = Capture::global("tower_fortify::classify");
 
     let svc = ErrorClassifyLayer::connector()
-        .name("backend")
+        .name("traced-backend")
         .layer(tower::service_fn(|ok: bool| async move {
             if ok {
                 Ok(())
@@ -27,9 +23,15 @@ async fn each_failure_is_an_event() {
     svc.clone().oneshot(true).await.unwrap();
     svc.oneshot(false).await.unwrap_err();
 
-    assert_eq!(capture.len(), 1, "one event for one failure");
-    let get = |name: &str| capture.field(0, name);
-    assert_eq!(get("name").as_deref(), Some("backend"));
+    let events = capture.matching("name", "traced-backend");
+    assert_eq!(events.len(), 1, "one event for one failure: {events:?}");
+    let get = |name: &str| {
+        events[0]
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(get("name").as_deref(), Some("traced-backend"));
     assert_eq!(get("stage").as_deref(), Some("connect"));
     assert_eq!(get("kind").as_deref(), Some("connect_timeout"));
     assert_eq!(get("category").as_deref(), Some("connect"));

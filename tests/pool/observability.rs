@@ -197,29 +197,39 @@ mod metrics_ {
 async fn overflow_timeout_and_leak_events() {
     use crate::capture::Capture;
 
-    let capture = Capture::new("tower_fortify::pool");
-    let _guard = tracing::subscriber::set_default(capture.clone());
-    let message = |i: usize| capture.field(i, "message").unwrap_or_default();
+    // A global subscriber (see `Capture::global`); other tests record there too, so this
+    // test keeps the events of its own layers, named "traced-pool".
+    let capture = Capture::global("tower_fortify::pool");
+    let mine = || capture.matching("name", "traced-pool");
+    let field = |i: usize, name: &str| {
+        mine()
+            .get(i)?
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let message = |i: usize| field(i, "message").unwrap_or_default();
 
     // block=False: the extra call is "discarded" when it ends, in urllib3's words.
     let svc = PoolLimitLayer::builder(1)
-        .name("api")
+        .name("traced-pool")
         .build()
         .unwrap()
         .layer(Slow::new(Duration::ZERO));
     let a = svc.clone().oneshot(get("a")).await.unwrap();
     let b = svc.clone().oneshot(get("a")).await.unwrap();
-    assert_eq!(capture.len(), 0);
+    assert_eq!(mine().len(), 0);
     drop(b);
-    assert_eq!(capture.len(), 1);
+    assert_eq!(mine().len(), 1);
     assert_eq!(message(0), "Connection pool is full, discarding connection");
-    assert_eq!(capture.field(0, "name").as_deref(), Some("api"));
-    assert_eq!(capture.field(0, "pool").as_deref(), Some("http://a:80"));
-    assert_eq!(capture.field(0, "maxsize").as_deref(), Some("1"));
+    assert_eq!(field(0, "name").as_deref(), Some("traced-pool"));
+    assert_eq!(field(0, "pool").as_deref(), Some("http://a:80"));
+    assert_eq!(field(0, "maxsize").as_deref(), Some("1"));
     drop(a);
 
     // A pool timeout and a leak.
     let layer = PoolLimitLayer::builder(1)
+        .name("traced-pool")
         .block(true)
         .pool_timeout(Some(Duration::from_secs(1)))
         .leak_threshold(Some(Duration::from_secs(10)))
@@ -229,13 +239,13 @@ async fn overflow_timeout_and_leak_events() {
     let leaked = svc.clone().oneshot(get("a")).await.unwrap();
     svc.clone().oneshot(get("a")).await.unwrap_err();
     assert!(message(1).starts_with("pool timeout"), "{}", message(1));
-    assert_eq!(capture.field(1, "waited_ms").as_deref(), Some("1000.0"));
+    assert_eq!(field(1, "waited_ms").as_deref(), Some("1000.0"));
     tokio::time::sleep(Duration::from_secs(10)).await; // the permit is 11 s old
     layer.handle().snapshot();
     assert!(message(2).contains("leak_threshold"), "{}", message(2));
-    assert_eq!(capture.field(2, "held_ms").as_deref(), Some("11000.0"));
+    assert_eq!(field(2, "held_ms").as_deref(), Some("11000.0"));
     layer.handle().snapshot();
-    assert_eq!(capture.len(), 3, "a leak is reported once");
+    assert_eq!(mine().len(), 3, "a leak is reported once");
     drop(leaked);
     assert!(
         message(3).contains("leaked was given back"),

@@ -137,15 +137,11 @@ async fn retries_by_category_retry_rate_budget_and_stops() {
 #[cfg(feature = "tracing")]
 #[tokio::test(start_paused = true)]
 async fn each_retry_is_a_tracing_event() {
-    let capture = crate::capture::Capture::new("tower_fortify::retry");
-    let _guard = tracing::subscriber::set_default(capture.clone());
-    // Another test's thread may have cached the callsites as uninteresting while no
-    // subscriber was set: make them ask again.
-    tracing::callsite::rebuild_interest_cache();
+    let capture = crate::capture::Capture::global("tower_fortify::retry");
     let policy = RetryPolicy::default().backoff_factor(Duration::from_secs(1));
     let svc = RetryLayer::new(policy)
         .unwrap()
-        .name("api")
+        .name("traced")
         .layer(Script::new(&[
             Ev::Fail(FailureKind::ConnectRefused),
             Ev::Fail(FailureKind::ConnectRefused),
@@ -156,14 +152,22 @@ async fn each_retry_is_a_tracing_event() {
         .unwrap();
     svc.oneshot(request).await.unwrap();
 
-    assert_eq!(capture.len(), 2, "one event per retry");
-    assert_eq!(capture.field(0, "retry").as_deref(), Some("1"));
-    assert_eq!(capture.field(1, "retry").as_deref(), Some("2"));
-    assert_eq!(capture.field(1, "category").as_deref(), Some("connect"));
-    assert_eq!(capture.field(1, "name").as_deref(), Some("api"));
-    assert_eq!(capture.field(1, "sleep_ms").as_deref(), Some("2000.0"));
-    assert!(capture
-        .field(0, "cause")
-        .unwrap()
-        .contains("ConnectRefused"));
+    // Other tests record here too: keep this layer's retry events.
+    let events: Vec<_> = capture
+        .matching("name", "traced")
+        .into_iter()
+        .filter(|event| event.iter().any(|(k, _)| k == "retry"))
+        .collect();
+    assert_eq!(events.len(), 2, "one event per retry: {events:?}");
+    let field = |i: usize, name: &str| {
+        events[i]
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(field(0, "retry").as_deref(), Some("1"));
+    assert_eq!(field(1, "retry").as_deref(), Some("2"));
+    assert_eq!(field(1, "category").as_deref(), Some("connect"));
+    assert_eq!(field(1, "sleep_ms").as_deref(), Some("2000.0"));
+    assert!(field(0, "cause").unwrap().contains("ConnectRefused"));
 }

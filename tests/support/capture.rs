@@ -2,7 +2,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use tracing::{
     field::{Field, Visit},
     span, Event, Metadata, Subscriber,
@@ -24,6 +24,36 @@ impl Capture {
             target,
             events: Arc::default(),
         }
+    }
+
+    /// The binary's global capture of `target`, installed as the global default subscriber
+    /// on first use (the first target asked for wins).
+    ///
+    /// A global subscriber, not a thread-local one: with `set_default`, another test thread
+    /// that hits a callsite first may cache it as uninteresting, and the event is lost.
+    /// Tests running side by side all record here, so a test filters by a field of its own
+    /// (see [`Capture::matching`]).
+    pub fn global(target: &'static str) -> Self {
+        static GLOBAL: OnceLock<Capture> = OnceLock::new();
+        GLOBAL
+            .get_or_init(|| {
+                let capture = Capture::new(target);
+                tracing::subscriber::set_global_default(capture.clone())
+                    .expect("no other global subscriber in this test binary");
+                capture
+            })
+            .clone()
+    }
+
+    /// The events whose `field` has `value`, in order.
+    pub fn matching(&self, field: &str, value: &str) -> Vec<Fields> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|event| event.iter().any(|(k, v)| k == field && v == value))
+            .cloned()
+            .collect()
     }
 
     /// The value of `field` in event `index`.
