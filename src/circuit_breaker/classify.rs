@@ -217,8 +217,9 @@ impl<B> Classify<http::Response<B>> for HttpStatus {
         }
     }
 
-    /// A 503 or 429 with a valid `Retry-After` (delta-seconds; HTTP-dates too with the
-    /// `retry` feature). A malformed value is treated as absent.
+    /// A 503 or 429 with a valid `Retry-After` (delta-seconds or an HTTP-date, through
+    /// [`parse_retry_after`](crate::classify::parse_retry_after)). A malformed value is
+    /// treated as absent.
     fn retry_after(&self, response: &http::Response<B>) -> Option<Duration> {
         if !matches!(
             response.status(),
@@ -231,22 +232,8 @@ impl<B> Classify<http::Response<B>> for HttpStatus {
     }
 }
 
-#[cfg(feature = "retry")]
 fn parse_retry_after(value: &http::HeaderValue) -> Option<Duration> {
-    crate::retry::parse_retry_after(value, std::time::SystemTime::now()).ok()
-}
-
-/// Delta-seconds only: HTTP-dates need the `retry` feature's parser.
-#[cfg(not(feature = "retry"))]
-fn parse_retry_after(value: &http::HeaderValue) -> Option<Duration> {
-    let bytes = value.as_bytes().trim_ascii();
-    if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let secs = bytes.iter().try_fold(0u64, |n, &d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    });
-    Some(Duration::from_secs(secs.unwrap_or(u64::MAX)))
+    crate::classify::parse_retry_after(value, std::time::SystemTime::now()).ok()
 }
 
 /// A classifier for any response type: every response is a success, only errors count

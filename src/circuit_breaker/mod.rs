@@ -146,8 +146,7 @@
 //!
 //! With [`retry_after_open(max)`](CircuitBreakerBuilder::retry_after_open), a 503 or 429
 //! with a valid `Retry-After` opens the breaker for that long, at most `max`: the server
-//! said when to come back. (HTTP-date values need the `retry` feature; without it only
-//! delta-seconds are read. A malformed value is ignored.)
+//! said when to come back (delta-seconds or an HTTP-date; a malformed value is ignored).
 //!
 //! # Readiness
 //!

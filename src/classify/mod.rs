@@ -83,6 +83,8 @@ mod layer;
 mod metrics;
 #[cfg(feature = "http")]
 mod response;
+#[cfg(feature = "http")]
+mod retry_after;
 mod service;
 
 pub(crate) use error::MAX_DEPTH;
@@ -93,4 +95,7 @@ pub use layer::ErrorClassifyLayer;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use response::{is_idempotent, is_retry_after_status, ResponseClass};
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use retry_after::{parse_retry_after, InvalidRetryAfter};
 pub use service::ErrorClassify;

@@ -66,7 +66,6 @@ mod layer;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod policy;
-mod retry_after;
 mod service;
 
 pub use backoff::{Backoff, Jitter};
@@ -77,5 +76,6 @@ pub use error::{
 };
 pub use layer::RetryLayer;
 pub use policy::{Idempotent, NoRetry, RetryAfterOverMax, RetryPolicy};
-pub use retry_after::{parse_retry_after, InvalidRetryAfter};
+// The parser lives with the response classification that every layer shares.
+pub use crate::classify::{parse_retry_after, InvalidRetryAfter};
 pub use service::Retry;

@@ -4,10 +4,9 @@ use super::{
     backoff::{Backoff, Jitter},
     budget::RetryBudget,
     error::{RetryCategory, RetryCause, RetryHistory, RetryRecord, Stop},
-    retry_after::parse_retry_after,
 };
 use crate::{
-    classify::{Category, FailureKind, ResponseClass},
+    classify::{parse_retry_after, Category, FailureKind, ResponseClass},
     InvalidConfig,
 };
 use http::{HeaderMap, Method, StatusCode};

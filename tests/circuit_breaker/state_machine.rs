@@ -362,6 +362,23 @@ async fn retry_after_opens_for_that_long_bounded() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn retry_after_http_date_opens_for_that_long() {
+    // The same parser as the retry layer's, whatever features are on.
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(20));
+    let date: &'static str = Box::leak(date.into_boxed_str());
+    let builder = builder().retry_after_open(Duration::from_secs(30));
+    let (mut svc, _) = breaker(builder, Mode::RetryAfter(503, date));
+    send(&mut svc).await.unwrap();
+    let handle = svc.handle();
+    assert_eq!(handle.state(), State::Open);
+    let retry_in = handle.retry_in().expect("open for the date's delay");
+    assert!(
+        retry_in > Duration::from_secs(18) && retry_in <= Duration::from_secs(20),
+        "{retry_in:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn operator_states() {
     let (mut svc, backend) = breaker(builder(), Mode::Status(500));
     let handle: CircuitBreakerHandle = svc.handle();

@@ -27,7 +27,7 @@ use http::HeaderValue;
 /// ```
 /// use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// use http::HeaderValue;
-/// use tower_fortify::retry::parse_retry_after;
+/// use tower_fortify::classify::parse_retry_after;
 ///
 /// // Sun, 06 Nov 1994 08:49:07 GMT: 30 s before the dates below.
 /// let now = UNIX_EPOCH + Duration::from_secs(784_111_747);
@@ -91,7 +91,7 @@ fn saturating_seconds(digits: &[u8]) -> u64 {
 /// ```
 /// use std::time::SystemTime;
 /// use http::HeaderValue;
-/// use tower_fortify::retry::parse_retry_after;
+/// use tower_fortify::classify::parse_retry_after;
 ///
 /// let err = parse_retry_after(&HeaderValue::from_static("soon"), SystemTime::now()).unwrap_err();
 /// assert_eq!(err.to_string(), "invalid retry-after header");
