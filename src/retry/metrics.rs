@@ -9,12 +9,12 @@ pub(crate) const RETRIES: &str = "fortify_retries_total";
 pub(crate) const STOPPED: &str = "fortify_retry_stopped_total";
 pub(crate) const INVALID_RETRY_AFTER: &str = "fortify_retry_after_invalid_total";
 
-const STOPS: [&str; 5] = [
-    "exhausted",
-    "budget",
-    "deadline",
-    "retry_after_too_long",
-    "not_replayable",
+const STOPS: [Stop; 5] = [
+    Stop::Exhausted,
+    Stop::Budget,
+    Stop::Deadline,
+    Stop::RetryAfterTooLong(std::time::Duration::ZERO),
+    Stop::NotReplayable,
 ];
 
 #[derive(Debug)]
@@ -47,7 +47,8 @@ impl Instruments {
             retried_requests: metrics::counter!(RETRIED_REQUESTS, "name" => name),
             retries: RetryCategory::ALL
                 .map(|c| metrics::counter!(RETRIES, "name" => name, "category" => c.as_str())),
-            stopped: STOPS.map(|stop| metrics::counter!(STOPPED, "name" => name, "stop" => stop)),
+            stopped: STOPS
+                .map(|stop| metrics::counter!(STOPPED, "name" => name, "stop" => stop.as_str())),
             invalid_retry_after: metrics::counter!(INVALID_RETRY_AFTER, "name" => name),
         }
     }
@@ -64,7 +65,13 @@ impl Instruments {
     }
 
     pub(crate) fn stopped(&self, stop: Stop) {
-        let index = STOPS.iter().position(|s| *s == stop.as_str()).unwrap_or(0);
+        let index = match stop {
+            Stop::Exhausted => 0,
+            Stop::Budget => 1,
+            Stop::Deadline => 2,
+            Stop::RetryAfterTooLong(_) => 3,
+            Stop::NotReplayable => 4,
+        };
         self.stopped[index].increment(1);
     }
 
