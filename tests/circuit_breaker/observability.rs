@@ -224,12 +224,7 @@ async fn each_transition_is_a_tracing_event() {
         3,
         "closed->open, open->half_open, half_open->open: {events:?}"
     );
-    let field = |i: usize, name: &str| {
-        events[i]
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
+    let field = |i: usize, name: &str| crate::capture::field(&events[i], name);
     assert_eq!(field(0, "from").as_deref(), Some("closed"));
     assert_eq!(field(0, "to").as_deref(), Some("open"));
     assert_eq!(field(0, "reason").as_deref(), Some("failure_rate"));

@@ -25,12 +25,7 @@ async fn each_failure_is_an_event() {
 
     let events = capture.matching("name", "traced-backend");
     assert_eq!(events.len(), 1, "one event for one failure: {events:?}");
-    let get = |name: &str| {
-        events[0]
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
+    let get = |name: &str| capture::field(&events[0], name);
     assert_eq!(get("name").as_deref(), Some("traced-backend"));
     assert_eq!(get("stage").as_deref(), Some("connect"));
     assert_eq!(get("kind").as_deref(), Some("connect_timeout"));

@@ -201,13 +201,7 @@ async fn overflow_timeout_and_leak_events() {
     // test keeps the events of its own layers, named "traced-pool".
     let capture = Capture::global("tower_fortify::pool");
     let mine = || capture.matching("name", "traced-pool");
-    let field = |i: usize, name: &str| {
-        mine()
-            .get(i)?
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
+    let field = |i: usize, name: &str| crate::capture::field(mine().get(i)?, name);
     let message = |i: usize| field(i, "message").unwrap_or_default();
 
     // block=False: the extra call is "discarded" when it ends, in urllib3's words.

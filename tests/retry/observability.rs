@@ -159,12 +159,7 @@ async fn each_retry_is_a_tracing_event() {
         .filter(|event| event.iter().any(|(k, _)| k == "retry"))
         .collect();
     assert_eq!(events.len(), 2, "one event per retry: {events:?}");
-    let field = |i: usize, name: &str| {
-        events[i]
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
+    let field = |i: usize, name: &str| crate::capture::field(&events[i], name);
     assert_eq!(field(0, "retry").as_deref(), Some("1"));
     assert_eq!(field(1, "retry").as_deref(), Some("2"));
     assert_eq!(field(1, "category").as_deref(), Some("connect"));

@@ -71,6 +71,14 @@ impl Capture {
     }
 }
 
+/// The printed value of `name` in one event.
+pub fn field(event: &Fields, name: &str) -> Option<String> {
+    event
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+}
+
 struct Visitor<'a>(&'a mut Fields);
 
 impl Visit for Visitor<'_> {
