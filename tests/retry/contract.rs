@@ -55,7 +55,6 @@ async fn dropping_mid_sleep_leaves_nothing_behind() {
     let svc: Retry<Mock> = layer.layer(service);
     handle.allow(10);
 
-    let policy_layer = layer.clone();
     let call = tokio::spawn(async move {
         svc.oneshot(
             Request::get("http://127.0.0.1/")
@@ -79,7 +78,6 @@ async fn dropping_mid_sleep_leaves_nothing_behind() {
         handle.poll_request(),
         std::task::Poll::Ready(None)
     ));
-    drop(policy_layer);
 }
 
 #[test]
