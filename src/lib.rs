@@ -48,6 +48,7 @@
 //! | `rustls` (default) | classification of rustls errors (certificate vs handshake); no crypto provider is pulled in |
 //! | `metrics` (default) | `fortify_*` metrics through the [`metrics`](https://docs.rs/metrics) facade |
 //! | `tracing` (default) | [`tracing`](https://docs.rs/tracing) events |
+//! | `stack` (default) | the [`stack`] module: the preset client stack of every layer (needs `retry`, `circuit-breaker`, `pool`) |
 //! | `full` | all of the above |
 //!
 //! [hyper]: https://docs.rs/hyper
@@ -61,6 +62,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod builder;
 #[cfg(feature = "circuit-breaker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
 pub mod circuit_breaker;
@@ -72,7 +74,11 @@ pub mod pool;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub mod retry;
+#[cfg(feature = "stack")]
+#[cfg_attr(docsrs, doc(cfg(feature = "stack")))]
+pub mod stack;
 
+pub use builder::ServiceBuilderExt;
 pub use config::InvalidConfig;
 
 /// Alias for a type-erased error type, as used by tower.

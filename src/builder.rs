@@ -1,0 +1,243 @@
+//! Methods on tower's [`ServiceBuilder`] for this crate's layers.
+
+use tower::ServiceBuilder;
+use tower_layer::Stack;
+
+/// Extension trait that adds this crate's layers to tower's [`ServiceBuilder`], one method
+/// per layer, in the style of tower-http's `ServiceBuilderExt`.
+///
+/// Layers whose settings can be invalid are built (and validated) first, then handed over;
+/// the methods never fail. The trait is sealed: it is implemented for `ServiceBuilder`
+/// only. Method names avoid `ServiceBuilder`'s own (`retry`, `timeout`, ...), which would
+/// win over a trait method.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower::ServiceBuilder;
+/// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+/// use tower_fortify::pool::PoolLimitLayer;
+/// use tower_fortify::retry::{RetryLayer, RetryPolicy};
+/// use tower_fortify::ServiceBuilderExt;
+///
+/// let client = ServiceBuilder::new()
+///     .classify_errors()
+///     .retries(RetryLayer::new(RetryPolicy::production())?)
+///     .circuit_breaker_per_host(CircuitBreakerLayer::builder().build_keyed()?)
+///     .pool_limit(PoolLimitLayer::builder(64).block(true).build()?)
+///     .timeout(Duration::from_secs(10))
+///     .service_fn(|_req: http::Request<String>| async {
+///         Ok::<_, std::io::Error>(http::Response::new(String::new()))
+///     });
+/// # let _ = client;
+/// # Ok::<(), tower_fortify::InvalidConfig>(())
+/// ```
+pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
+    /// Adds an [`ErrorClassifyLayer`](crate::classify::ErrorClassifyLayer) with its
+    /// defaults: every error becomes a [`Failure`](crate::classify::Failure), with metrics
+    /// and tracing.
+    ///
+    /// ```
+    /// use tower::ServiceBuilder;
+    /// use tower_fortify::ServiceBuilderExt;
+    ///
+    /// let svc = ServiceBuilder::new()
+    ///     .classify_errors()
+    ///     .service_fn(|_req: ()| async { Ok::<_, std::io::Error>(()) });
+    /// # let _ = svc;
+    /// ```
+    fn classify_errors(self) -> ServiceBuilder<Stack<crate::classify::ErrorClassifyLayer, L>>;
+
+    /// Adds a [`RetryLayer`](crate::retry::RetryLayer).
+    ///
+    /// ```
+    /// use tower::ServiceBuilder;
+    /// use tower_fortify::retry::{RetryLayer, RetryPolicy};
+    /// use tower_fortify::ServiceBuilderExt;
+    ///
+    /// let svc = ServiceBuilder::new()
+    ///     .retries(RetryLayer::new(RetryPolicy::default().total(Some(5)))?)
+    ///     .service_fn(|_req: http::Request<String>| async {
+    ///         Ok::<_, std::io::Error>(http::Response::new(String::new()))
+    ///     });
+    /// # let _ = svc;
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    #[cfg(feature = "retry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+    fn retries(
+        self,
+        layer: crate::retry::RetryLayer,
+    ) -> ServiceBuilder<Stack<crate::retry::RetryLayer, L>>;
+
+    /// Adds one [`CircuitBreakerLayer`](crate::circuit_breaker::CircuitBreakerLayer) for
+    /// every call through the service.
+    ///
+    /// ```
+    /// use tower::ServiceBuilder;
+    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+    /// use tower_fortify::ServiceBuilderExt;
+    ///
+    /// let svc = ServiceBuilder::new()
+    ///     .circuit_breaker(CircuitBreakerLayer::new())
+    ///     .service_fn(|_req: http::Request<()>| async {
+    ///         Ok::<_, std::io::Error>(http::Response::new(()))
+    ///     });
+    /// # let _ = svc;
+    /// ```
+    #[cfg(feature = "circuit-breaker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
+    fn circuit_breaker<C>(
+        self,
+        layer: crate::circuit_breaker::CircuitBreakerLayer<C>,
+    ) -> ServiceBuilder<Stack<crate::circuit_breaker::CircuitBreakerLayer<C>, L>>;
+
+    /// Adds a [`KeyedCircuitBreakerLayer`](crate::circuit_breaker::KeyedCircuitBreakerLayer):
+    /// one breaker per host (or per key).
+    ///
+    /// ```
+    /// use tower::ServiceBuilder;
+    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+    /// use tower_fortify::ServiceBuilderExt;
+    ///
+    /// let svc = ServiceBuilder::new()
+    ///     .circuit_breaker_per_host(CircuitBreakerLayer::builder().build_keyed()?)
+    ///     .service_fn(|_req: http::Request<()>| async {
+    ///         Ok::<_, std::io::Error>(http::Response::new(()))
+    ///     });
+    /// # let _ = svc;
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    #[cfg(feature = "circuit-breaker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
+    fn circuit_breaker_per_host<K, C>(
+        self,
+        layer: crate::circuit_breaker::KeyedCircuitBreakerLayer<K, C>,
+    ) -> ServiceBuilder<Stack<crate::circuit_breaker::KeyedCircuitBreakerLayer<K, C>, L>>;
+
+    /// Adds a [`PoolLimitLayer`](crate::pool::PoolLimitLayer): urllib3's pool semantics
+    /// for HTTP services, the permit held until the response body ends.
+    ///
+    /// ```
+    /// use tower::ServiceBuilder;
+    /// use tower_fortify::pool::PoolLimitLayer;
+    /// use tower_fortify::ServiceBuilderExt;
+    ///
+    /// let svc = ServiceBuilder::new()
+    ///     .pool_limit(PoolLimitLayer::builder(10).fail_fast().build()?)
+    ///     .service_fn(|_req: http::Request<()>| async {
+    ///         Ok::<_, std::io::Error>(http::Response::new(String::new()))
+    ///     });
+    /// # let _ = svc;
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    #[cfg(feature = "pool")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
+    fn pool_limit<K: crate::pool::PoolKey>(
+        self,
+        layer: crate::pool::PoolLimitLayer<K>,
+    ) -> ServiceBuilder<Stack<crate::pool::PoolLimitLayer<K>, L>>;
+
+    /// Adds a [`GenericPoolLimitLayer`](crate::pool::GenericPoolLimitLayer): the pool limit
+    /// for any service, the permit released when the response future completes.
+    ///
+    /// ```
+    /// use tower::ServiceBuilder;
+    /// use tower_fortify::pool::GenericPoolLimitLayer;
+    /// use tower_fortify::ServiceBuilderExt;
+    ///
+    /// let svc = ServiceBuilder::new()
+    ///     .generic_pool_limit(GenericPoolLimitLayer::new(10)?)
+    ///     .service_fn(|req: u32| async move { Ok::<_, std::io::Error>(req) });
+    /// # let _ = svc;
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    #[cfg(feature = "pool")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
+    fn generic_pool_limit(
+        self,
+        layer: crate::pool::GenericPoolLimitLayer,
+    ) -> ServiceBuilder<Stack<crate::pool::GenericPoolLimitLayer, L>>;
+
+    /// Adds the whole preset client stack (see [`stack`](crate::stack)).
+    ///
+    /// ```
+    /// use tower::ServiceBuilder;
+    /// use tower_fortify::stack::ClientConfig;
+    /// use tower_fortify::ServiceBuilderExt;
+    ///
+    /// let svc = ServiceBuilder::new()
+    ///     .client_stack(ClientConfig::default().layer()?)
+    ///     .service_fn(|_req: http::Request<String>| async {
+    ///         Ok::<_, std::io::Error>(http::Response::new(String::new()))
+    ///     });
+    /// # let _ = svc;
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    #[cfg(feature = "stack")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "stack")))]
+    fn client_stack(
+        self,
+        layer: crate::stack::ClientStackLayer,
+    ) -> ServiceBuilder<Stack<crate::stack::ClientStackLayer, L>>;
+}
+
+impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+    fn classify_errors(self) -> ServiceBuilder<Stack<crate::classify::ErrorClassifyLayer, L>> {
+        self.layer(crate::classify::ErrorClassifyLayer::new())
+    }
+
+    #[cfg(feature = "retry")]
+    fn retries(
+        self,
+        layer: crate::retry::RetryLayer,
+    ) -> ServiceBuilder<Stack<crate::retry::RetryLayer, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "circuit-breaker")]
+    fn circuit_breaker<C>(
+        self,
+        layer: crate::circuit_breaker::CircuitBreakerLayer<C>,
+    ) -> ServiceBuilder<Stack<crate::circuit_breaker::CircuitBreakerLayer<C>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "circuit-breaker")]
+    fn circuit_breaker_per_host<K, C>(
+        self,
+        layer: crate::circuit_breaker::KeyedCircuitBreakerLayer<K, C>,
+    ) -> ServiceBuilder<Stack<crate::circuit_breaker::KeyedCircuitBreakerLayer<K, C>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "pool")]
+    fn pool_limit<K: crate::pool::PoolKey>(
+        self,
+        layer: crate::pool::PoolLimitLayer<K>,
+    ) -> ServiceBuilder<Stack<crate::pool::PoolLimitLayer<K>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "pool")]
+    fn generic_pool_limit(
+        self,
+        layer: crate::pool::GenericPoolLimitLayer,
+    ) -> ServiceBuilder<Stack<crate::pool::GenericPoolLimitLayer, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "stack")]
+    fn client_stack(
+        self,
+        layer: crate::stack::ClientStackLayer,
+    ) -> ServiceBuilder<Stack<crate::stack::ClientStackLayer, L>> {
+        self.layer(layer)
+    }
+}
+
+mod sealed {
+    #[allow(unreachable_pub, missing_debug_implementations)]
+    pub trait Sealed<T> {}
+
+    impl<T> Sealed<T> for tower::ServiceBuilder<T> {}
+}

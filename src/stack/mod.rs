@@ -1,0 +1,579 @@
+//! The preset client stack: every layer of the crate, in the order that makes them work
+//! together, from one named configuration.
+//!
+//! ```text
+//! ErrorClassify        metrics and tracing of the whole call; every error a `Failure`
+//!   -> Retry           urllib3's matrix, full-jitter backoff, bounded Retry-After, budget
+//!     -> CircuitBreaker  one per host; rejects at once while the host is failing
+//!       -> PoolLimit       one pool per host; permit held until the response body ends
+//!         -> Timeout         per attempt (the read timeout)
+//!           -> your client   hyper_util's legacy `Client`, or any HTTP service
+//! ```
+//!
+//! The order matters. The breaker sits *inside* the retry layer so that every attempt is
+//! counted by the breaker of its host and a retry never goes to a host whose breaker is
+//! open (the retry layer stops at once on `CircuitOpen`). The pool sits inside the breaker
+//! so that a call the breaker rejects never waits for a permit. The timeout is per attempt,
+//! innermost, so that a slow attempt is abandoned and retried while the whole call stays
+//! bounded by the retry policy's `deadline`.
+//!
+//! # Defaults
+//!
+//! [`ClientConfig::default`] follows production practice; each default and why:
+//!
+//! | setting | default | why |
+//! |---|---|---|
+//! | [`pool_maxsize`](ClientConfig::pool_maxsize) | 64 per host | enough concurrency for a busy service, bounded so a slow host cannot take every socket |
+//! | [`pool_block`](ClientConfig::pool_block) | `true` | a full pool makes callers wait (backpressure) instead of opening unbounded connections |
+//! | [`pool_timeout`](ClientConfig::pool_timeout) | 5 s | a caller never waits for a permit forever: it fails with `PoolTimeout`, which is not retried |
+//! | [`connect_timeout`](ClientConfig::connect_timeout) | 3 s | a loopback or LAN connect takes milliseconds; a black-holed address must fail fast (apply it to your connector) |
+//! | [`attempt_timeout`](ClientConfig::attempt_timeout) | 10 s | the read timeout: a stalled attempt is abandoned (`ReadTimeout`) and retried if safe |
+//! | [`retry`](ClientConfig::retry) | [`RetryPolicy::production`] with a 30 s `deadline` | 5 retries, connect failures at once, full-jitter exponential backoff, 502/503/504, `Retry-After` capped at 60 s, a budget of 20% of requests plus 10 retries/s |
+//! | [`circuit_breaker`](ClientConfig::circuit_breaker) | one breaker per host, the builder's defaults | opens at 50% failures over the last 100 calls (10 at least), 5 s open, growing x2 up to 2 min with 20% jitter |
+//! | [`max_pools`](ClientConfig::max_pools) | 10 hosts | urllib3's `num_pools`; only idle pools are evicted |
+//! | [`name`](ClientConfig::name) | `"client"` | the `name` label of every layer's metrics |
+//!
+//! ```
+//! use tower::ServiceBuilder;
+//! use tower_fortify::stack::ClientConfig;
+//!
+//! let layer = ClientConfig::default().layer()?;
+//! let client = ServiceBuilder::new().layer(layer).service_fn(|_req: http::Request<String>| async {
+//!     Ok::<_, std::io::Error>(http::Response::new(String::from("ok")))
+//! });
+//! # let _ = client;
+//! # Ok::<(), tower_fortify::InvalidConfig>(())
+//! ```
+//!
+//! # With hyper-util's client
+//!
+//! The connect timeout belongs to the connector (hyper-util's `HttpConnector`); the stack
+//! wraps the client, and its service type can be named in a struct field:
+//!
+//! ```
+//! use http_body_util::Full;
+//! use bytes::Bytes;
+//! use hyper_util::client::legacy::{connect::HttpConnector, Client};
+//! use hyper_util::rt::TokioExecutor;
+//! use tower_fortify::stack::{ClientConfig, ClientStack};
+//!
+//! struct Backend {
+//!     http: ClientStack<Client<HttpConnector, Full<Bytes>>>,
+//! }
+//!
+//! let config = ClientConfig::default();
+//! let mut connector = HttpConnector::new();
+//! connector.set_connect_timeout(Some(config.get_connect_timeout()));
+//! let client = Client::builder(TokioExecutor::new()).build(connector);
+//! let backend = Backend { http: tower::Layer::layer(&config.layer()?, client) };
+//!
+//! // A `Service` for requests with a `Full<Bytes>` body, `Send`, `Sync` and `Clone`:
+//! fn check<S>(_: &S)
+//! where
+//!     S: tower::Service<http::Request<Full<Bytes>>> + Clone + Send + Sync + 'static,
+//!     S::Future: Send,
+//! {
+//! }
+//! check(&backend.http);
+//! # Ok::<(), tower_fortify::InvalidConfig>(())
+//! ```
+
+use crate::{
+    circuit_breaker::{
+        Authority, CircuitBreakerBuilder, CircuitBreakerLayer, HttpStatus, KeyedCircuitBreaker,
+        KeyedCircuitBreakerHandle, KeyedCircuitBreakerLayer,
+    },
+    classify::{ErrorClassify, ErrorClassifyLayer},
+    pool::{PoolHandle, PoolLimit, PoolLimitLayer, DEFAULT_MAX_POOLS},
+    retry::{Retry, RetryLayer, RetryPolicy},
+    InvalidConfig,
+};
+use std::{
+    fmt,
+    task::{Context, Poll},
+    time::Duration,
+};
+use tower::timeout::{Timeout, TimeoutLayer};
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// The configuration of the preset client stack; see the [module docs](self) for the stack
+/// and a table of the defaults.
+///
+/// Settings are `self`-returning setters; [`layer`](Self::layer) validates them together and
+/// builds the [`ClientStackLayer`].
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_fortify::retry::RetryPolicy;
+/// use tower_fortify::stack::ClientConfig;
+///
+/// let layer = ClientConfig::default()
+///     .name("payments")
+///     .pool_maxsize(100)
+///     .attempt_timeout(Duration::from_secs(2))
+///     .retry(RetryPolicy::production().total(Some(3)))
+///     .layer()?;
+/// assert_eq!(layer.pool_handle().snapshot().total.in_use, 0);
+/// # Ok::<(), tower_fortify::InvalidConfig>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    name: &'static str,
+    retry: RetryPolicy,
+    circuit_breaker: CircuitBreakerBuilder,
+    pool_maxsize: usize,
+    pool_block: bool,
+    pool_timeout: Option<Duration>,
+    max_pools: usize,
+    leak_threshold: Option<Duration>,
+    attempt_timeout: Duration,
+    connect_timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            name: "client",
+            retry: RetryPolicy::production().deadline(Some(Duration::from_secs(30))),
+            circuit_breaker: CircuitBreakerLayer::builder(),
+            pool_maxsize: 64,
+            pool_block: true,
+            pool_timeout: Some(Duration::from_secs(5)),
+            max_pools: DEFAULT_MAX_POOLS,
+            leak_threshold: None,
+            attempt_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// The `name` label of every layer's metrics and tracing events (default `"client"`).
+    ///
+    /// ```
+    /// let config = tower_fortify::stack::ClientConfig::default().name("search");
+    /// assert_eq!(config.get_name(), "search");
+    /// ```
+    pub fn name(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
+    }
+
+    /// The retry policy (default [`RetryPolicy::production`] with a 30 s `deadline`).
+    ///
+    /// ```
+    /// use tower_fortify::retry::RetryPolicy;
+    ///
+    /// let layer = tower_fortify::stack::ClientConfig::default()
+    ///     .retry(RetryPolicy::production().status_forcelist([429, 502, 503, 504]))
+    ///     .layer()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// The per-host circuit breakers' settings (default: the builder's defaults). The
+    /// breakers are keyed by the request's authority; the builder's `name` is replaced by
+    /// [`name`](Self::name).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+    ///
+    /// let layer = tower_fortify::stack::ClientConfig::default()
+    ///     .circuit_breaker(
+    ///         CircuitBreakerLayer::builder().open_duration(Duration::from_secs(1)),
+    ///     )
+    ///     .layer()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn circuit_breaker(mut self, builder: CircuitBreakerBuilder) -> Self {
+        self.circuit_breaker = builder;
+        self
+    }
+
+    /// urllib3's `maxsize`: calls in flight per host (default 64).
+    ///
+    /// ```
+    /// let layer = tower_fortify::stack::ClientConfig::default().pool_maxsize(8).layer()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn pool_maxsize(mut self, maxsize: usize) -> Self {
+        self.pool_maxsize = maxsize;
+        self
+    }
+
+    /// urllib3's `block` (default `true`): wait for a permit when the host's pool is full.
+    /// With `false`, calls over `maxsize` go through and are counted as overflow; the
+    /// [`pool_timeout`](Self::pool_timeout) must then be `None`.
+    ///
+    /// ```
+    /// let layer = tower_fortify::stack::ClientConfig::default()
+    ///     .pool_block(false)
+    ///     .pool_timeout(None)
+    ///     .layer()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn pool_block(mut self, block: bool) -> Self {
+        self.pool_block = block;
+        self
+    }
+
+    /// urllib3's `pool_timeout` (default 5 s): how long a call waits for a permit before it
+    /// fails with a `PoolTimeout` failure. `None` waits as long as it takes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let err = tower_fortify::stack::ClientConfig::default()
+    ///     .pool_timeout(Some(Duration::ZERO))
+    ///     .layer()
+    ///     .unwrap_err();
+    /// assert_eq!(err.field(), "pool_timeout");
+    /// ```
+    pub fn pool_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.pool_timeout = timeout;
+        self
+    }
+
+    /// urllib3's `num_pools`: how many per-host pools are tracked (default 10); only idle
+    /// pools are evicted.
+    ///
+    /// ```
+    /// let layer = tower_fortify::stack::ClientConfig::default().max_pools(100).layer()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn max_pools(mut self, max_pools: usize) -> Self {
+        self.max_pools = max_pools;
+        self
+    }
+
+    /// Report a pool permit held longer than this as a leak (default `None`: a client
+    /// that streams long downloads would report false leaks).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let config = tower_fortify::stack::ClientConfig::default()
+    ///     .leak_threshold(Some(Duration::from_secs(300)));
+    /// # let _ = config;
+    /// ```
+    pub fn leak_threshold(mut self, threshold: Option<Duration>) -> Self {
+        self.leak_threshold = threshold;
+        self
+    }
+
+    /// The timeout of each attempt, from the call to the response head (default 10 s): the
+    /// read timeout. An attempt that takes longer fails with `ReadTimeout`, which is retried
+    /// for idempotent requests.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let err = tower_fortify::stack::ClientConfig::default()
+    ///     .attempt_timeout(Duration::ZERO)
+    ///     .layer()
+    ///     .unwrap_err();
+    /// assert_eq!(err.field(), "attempt_timeout");
+    /// ```
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = timeout;
+        self
+    }
+
+    /// The connect timeout (default 3 s). The stack cannot reach into a connector: apply it
+    /// with hyper-util's `HttpConnector::set_connect_timeout(Some(config.get_connect_timeout()))`
+    /// (see the [module docs](self)); it is validated with the rest.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let config = tower_fortify::stack::ClientConfig::default()
+    ///     .connect_timeout(Duration::from_secs(5));
+    /// assert_eq!(config.get_connect_timeout(), Duration::from_secs(5));
+    /// ```
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The `name` setting.
+    pub fn get_name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The retry policy.
+    pub fn get_retry(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// The connect timeout, for the connector.
+    pub fn get_connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// The per-attempt timeout.
+    pub fn get_attempt_timeout(&self) -> Duration {
+        self.attempt_timeout
+    }
+
+    /// Validates the settings and builds the stack's layer.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidConfig`] naming the first invalid field: a zero `attempt_timeout` or
+    /// `connect_timeout`, or a field the retry, breaker or pool layer rejects (`maxsize`,
+    /// `pool_timeout`, `max_pools`, `status_forcelist`, ...).
+    ///
+    /// ```
+    /// let err = tower_fortify::stack::ClientConfig::default().pool_maxsize(0).layer().unwrap_err();
+    /// assert_eq!(err.field(), "maxsize");
+    /// ```
+    pub fn layer(&self) -> Result<ClientStackLayer, InvalidConfig> {
+        if self.attempt_timeout.is_zero() {
+            return Err(InvalidConfig::new(
+                "attempt_timeout",
+                "must be greater than zero",
+            ));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(InvalidConfig::new(
+                "connect_timeout",
+                "must be greater than zero",
+            ));
+        }
+        let retry = RetryLayer::new(self.retry.clone())?.name(self.name);
+        let breaker = self.circuit_breaker.clone().name(self.name).build_keyed()?;
+        let pool = PoolLimitLayer::builder(self.pool_maxsize)
+            .block(self.pool_block)
+            .pool_timeout(self.pool_timeout)
+            .max_pools(self.max_pools)
+            .leak_threshold(self.leak_threshold)
+            .name(self.name)
+            .build()?;
+        Ok(ClientStackLayer {
+            classify: ErrorClassifyLayer::new().name(self.name),
+            retry,
+            breaker,
+            pool,
+            timeout: TimeoutLayer::new(self.attempt_timeout),
+        })
+    }
+}
+
+/// The preset client stack as a layer, built by [`ClientConfig::layer`].
+///
+/// # Clone
+///
+/// The breakers, pools and retry budget are **shared by all clones**: of the layer, of every
+/// service it builds, and of those services. Build one layer per backend and clone the
+/// service into each task or handler.
+///
+/// ```
+/// use tower::ServiceBuilder;
+/// use tower_fortify::stack::ClientConfig;
+///
+/// let layer = ClientConfig::default().layer()?;
+/// let svc = ServiceBuilder::new().layer(layer.clone()).service_fn(|_req: http::Request<()>| async {
+///     Ok::<_, std::io::Error>(http::Response::new(String::new()))
+/// });
+/// assert_eq!(layer.pool_handle().snapshot().total.in_use, 0);
+/// assert!(layer.breaker_handle().is_empty());
+/// # let _ = svc;
+/// # Ok::<(), tower_fortify::InvalidConfig>(())
+/// ```
+#[derive(Clone)]
+pub struct ClientStackLayer {
+    classify: ErrorClassifyLayer,
+    retry: RetryLayer,
+    breaker: KeyedCircuitBreakerLayer<Authority, HttpStatus>,
+    pool: PoolLimitLayer,
+    timeout: TimeoutLayer,
+}
+
+impl fmt::Debug for ClientStackLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientStackLayer")
+            .field("classify", &self.classify)
+            .field("retry", &self.retry)
+            .field("breaker", &self.breaker)
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientStackLayer {
+    /// A handle on the per-host pools: in use, waiting, overflow, timeouts, leaks.
+    ///
+    /// ```
+    /// let layer = tower_fortify::stack::ClientConfig::default().layer()?;
+    /// assert_eq!(layer.pool_handle().snapshot().total.in_use, 0);
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn pool_handle(&self) -> PoolHandle {
+        self.pool.handle()
+    }
+
+    /// A handle on the per-host circuit breakers: state, figures, probes in flight.
+    ///
+    /// ```
+    /// let layer = tower_fortify::stack::ClientConfig::default().layer()?;
+    /// assert_eq!(layer.breaker_handle().len(), 0);
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn breaker_handle(&self) -> KeyedCircuitBreakerHandle {
+        self.breaker.handle()
+    }
+
+    /// The retry policy in force.
+    ///
+    /// ```
+    /// let layer = tower_fortify::stack::ClientConfig::default().layer()?;
+    /// println!("{:?}", layer.retry_policy());
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        self.retry.policy()
+    }
+}
+
+type Inner<S> = ErrorClassify<Retry<KeyedCircuitBreaker<PoolLimit<Timeout<S>>>>>;
+
+impl<S> Layer<S> for ClientStackLayer {
+    type Service = ClientStack<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let inner = self.timeout.layer(inner);
+        let inner = self.pool.layer(inner);
+        let inner = self.breaker.layer(inner);
+        let inner = self.retry.layer(inner);
+        ClientStack {
+            inner: self.classify.layer(inner),
+        }
+    }
+}
+
+/// The preset client stack around a service `S` (see the [module docs](self)).
+///
+/// For `S: Service<http::Request<B>, Response = http::Response<ResB>>` it is a
+/// `Service<http::Request<B>>` with `Response = http::Response<PoolBody<ResB>>` (the body
+/// holds the host's pool permit until it ends) and `Error = BoxError`: a
+/// [`Failure`](crate::classify::Failure), or a [`RetryError`](crate::retry::RetryError)
+/// when retries ran out. The request body must be replayable: `B: Clone` (`Full<Bytes>`,
+/// `String`, ...) or a [`ReplayBody`](crate::retry::ReplayBody).
+///
+/// The type can be named (`ClientStack<Client<HttpConnector, Full<Bytes>>>`), so it fits
+/// in a struct or in axum's state. It is `Clone`; clones share the breakers, pools and
+/// budget.
+///
+/// ```
+/// use tower::{Layer, ServiceExt};
+/// use tower_fortify::stack::{ClientConfig, ClientStack};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower_fortify::BoxError> {
+/// let backend = tower::service_fn(|_req: http::Request<String>| async {
+///     Ok::<_, std::io::Error>(http::Response::new(String::from("pong")))
+/// });
+/// let client: ClientStack<_> = ClientConfig::default().layer()?.layer(backend);
+/// let request = http::Request::get("http://127.0.0.1/ping").body(String::new())?;
+/// let response = client.oneshot(request).await?;
+/// assert_eq!(response.status(), 200);
+/// # Ok(())
+/// # }
+/// ```
+pub struct ClientStack<S> {
+    inner: Inner<S>,
+}
+
+impl<S: Clone> Clone for ClientStack<S> {
+    fn clone(&self) -> Self {
+        ClientStack {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for ClientStack<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientStack")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl<S> ClientStack<S> {
+    /// The wrapped client.
+    ///
+    /// ```
+    /// use tower::Layer;
+    ///
+    /// let layer = tower_fortify::stack::ClientConfig::default().layer()?;
+    /// let svc = layer.layer(42_u8);
+    /// assert_eq!(*svc.get_ref(), 42);
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn get_ref(&self) -> &S {
+        self.inner.get_ref().get_ref().get_ref().get_ref().get_ref()
+    }
+
+    /// The wrapped client, mutably.
+    ///
+    /// ```
+    /// use tower::Layer;
+    ///
+    /// let layer = tower_fortify::stack::ClientConfig::default().layer()?;
+    /// let mut svc = layer.layer(42_u8);
+    /// *svc.get_mut() = 7;
+    /// assert_eq!(*svc.get_ref(), 7);
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn get_mut(&mut self) -> &mut S {
+        self.inner.get_mut().get_mut().get_mut().get_mut().get_mut()
+    }
+
+    /// Unwraps the client.
+    ///
+    /// ```
+    /// use tower::Layer;
+    ///
+    /// let layer = tower_fortify::stack::ClientConfig::default().layer()?;
+    /// assert_eq!(layer.layer(42_u8).into_inner(), 42);
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn into_inner(self) -> S {
+        self.inner
+            .into_inner()
+            .into_inner()
+            .into_inner()
+            .into_inner()
+            .into_inner()
+    }
+}
+
+impl<S, Request> Service<Request> for ClientStack<S>
+where
+    Inner<S>: Service<Request>,
+{
+    type Response = <Inner<S> as Service<Request>>::Response;
+    type Error = <Inner<S> as Service<Request>>::Error;
+    type Future = <Inner<S> as Service<Request>>::Future;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, request: Request) -> Self::Future {
+        self.inner.call(request)
+    }
+}
