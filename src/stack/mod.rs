@@ -465,10 +465,35 @@ impl<S> Layer<S> for ClientStackLayer {
 ///
 /// For `S: Service<http::Request<B>, Response = http::Response<ResB>>` it is a
 /// `Service<http::Request<B>>` with `Response = http::Response<PoolBody<ResB>>` (the body
-/// holds the host's pool permit until it ends) and `Error = BoxError`: a
-/// [`Failure`](crate::classify::Failure), or a [`RetryError`](crate::retry::RetryError)
-/// when retries ran out. The request body must be replayable: `B: Clone` (`Full<Bytes>`,
+/// holds the host's pool permit until it ends) and `Error = BoxError`, always a
+/// [`Failure`](crate::classify::Failure) (the outermost layer classifies): its kind says
+/// what ended the call. When retries ran out, the failure wraps the
+/// [`RetryError`](crate::retry::RetryError) with the history of every attempt (see the
+/// example below). The request body must be replayable: `B: Clone` (`Full<Bytes>`,
 /// `String`, ...) or a [`ReplayBody`](crate::retry::ReplayBody).
+///
+/// ```
+/// use tower::{Layer, ServiceExt};
+/// use tower_fortify::classify::{Failure, FailureKind};
+/// use tower_fortify::retry::RetryError;
+/// use tower_fortify::stack::ClientConfig;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower_fortify::BoxError> {
+/// let refused = tower::service_fn(|_req: http::Request<String>| async {
+///     Err::<http::Response<String>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+/// });
+/// let client = ClientConfig::default().layer()?.layer(refused);
+/// let request = http::Request::get("http://127.0.0.1/").body(String::new())?;
+/// let err = client.oneshot(request).await.unwrap_err();
+///
+/// let failure = err.downcast_ref::<Failure>().unwrap();
+/// assert_eq!(failure.kind(), FailureKind::ConnectRefused);
+/// let retry = failure.get_ref().downcast_ref::<RetryError>().unwrap();
+/// assert_eq!(retry.history().records().len(), 5); // connect failures are retried at once
+/// # Ok(())
+/// # }
+/// ```
 ///
 /// The type can be named (`ClientStack<Client<HttpConnector, Full<Bytes>>>`), so it fits
 /// in a struct or in axum's state. It is `Clone`; clones share the breakers, pools and
