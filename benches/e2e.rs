@@ -1,0 +1,247 @@
+//! End-to-end throughput over loopback: a bare hyper-util client vs the same client wrapped
+//! in the preset client stack (`ClientConfig::default().layer()`), in one run.
+//!
+//! A hyper HTTP/1.1 server on 127.0.0.1 (keep-alive on) answers every request with `200`
+//! and a 2-byte body. Each iteration sends `REQUESTS` GETs from `CONCURRENCY` tasks, each
+//! task sending its share one after the other on its own clone of the client and reading
+//! every body to its end; criterion reports requests per second (`Throughput::Elements`).
+//! Server and clients share one multi-threaded tokio runtime of two workers, so the figures
+//! are the whole machine's throughput: on a shared 2-core machine they are noisy, and the
+//! ratio between the two variants of one run says more than either figure.
+//!
+//! The stack is the preset: 64 permits per host (so the 64 tasks never wait), one breaker
+//! for the server's host, a retry budget that every request deposits into, a 10 s timeout
+//! per attempt.
+//!
+//! After criterion's report, the requests per second of both variants and their ratio are
+//! printed, from criterion's estimates of this run.
+//!
+//! Run with `cargo bench --bench e2e`.
+
+use bytes::Bytes;
+use criterion::{criterion_group, Criterion, Throughput};
+use http::{Request, Response, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::{body::Body, service::service_fn};
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::{TokioExecutor, TokioIo},
+};
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    path::PathBuf,
+    time::{Duration, Instant, SystemTime},
+};
+use tokio::{net::TcpListener, runtime::Runtime};
+use tower::{Layer, Service, ServiceExt};
+use tower_fortify::{stack::ClientConfig, BoxError};
+
+/// Requests per iteration, and tasks sending them.
+const REQUESTS: usize = 2048;
+const CONCURRENCY: usize = 64;
+
+type Req = Request<Full<Bytes>>;
+
+async fn start_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let service = service_fn(|_req: Request<hyper::body::Incoming>| async {
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn hyper_client() -> Client<HttpConnector, Full<Bytes>> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(ClientConfig::default().get_connect_timeout()));
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// `REQUESTS` GETs from `CONCURRENCY` tasks; panics unless every one answered 200.
+async fn batch<S, B>(svc: &S, uri: &Uri)
+where
+    S: Service<Req, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..CONCURRENCY {
+        let mut svc = svc.clone();
+        let uri = uri.clone();
+        tasks.spawn(async move {
+            let mut ok = 0;
+            for _ in 0..REQUESTS / CONCURRENCY {
+                let request = Request::get(uri.clone())
+                    .body(Full::new(Bytes::new()))
+                    .expect("a valid request");
+                let ready = svc.ready().await.map_err(Into::into)?;
+                let response = ready.call(request).await.map_err(Into::into)?;
+                let ok_status = response.status().is_success();
+                response.into_body().collect().await.map_err(Into::into)?;
+                ok += usize::from(ok_status);
+            }
+            Ok::<_, BoxError>(ok)
+        });
+    }
+    let mut ok = 0;
+    while let Some(done) = tasks.join_next().await {
+        ok += done.expect("a task panicked").expect("a request failed");
+    }
+    assert_eq!(
+        ok,
+        REQUESTS / CONCURRENCY * CONCURRENCY,
+        "every request answered 200"
+    );
+}
+
+fn time_batches<S, B>(runtime: &Runtime, svc: &S, uri: &Uri, iters: u64) -> Duration
+where
+    S: Service<Req, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    runtime.block_on(async {
+        let started = Instant::now();
+        for _ in 0..iters {
+            batch(svc, uri).await;
+        }
+        started.elapsed()
+    })
+}
+
+fn e2e(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let addr = runtime.block_on(start_server());
+    let uri: Uri = format!("http://{addr}/items").parse().expect("a valid URI");
+
+    let bare = hyper_client();
+    let stack = {
+        let _entered = runtime.enter();
+        ClientConfig::default()
+            .layer()
+            .expect("the defaults are valid")
+            .layer(hyper_client())
+    };
+    // Warm both clients' connections up outside the timing.
+    runtime.block_on(async {
+        batch(&bare, &uri).await;
+        batch(&stack, &uri).await;
+    });
+
+    let mut group = c.benchmark_group("e2e/loopback");
+    group
+        .throughput(Throughput::Elements(REQUESTS as u64))
+        .sample_size(10);
+    group.bench_function("hyper_client", |b| {
+        b.iter_custom(|iters| time_batches(&runtime, &bare, &uri, iters))
+    });
+    group.bench_function("fortify_client_stack", |b| {
+        b.iter_custom(|iters| time_batches(&runtime, &stack, &uri, iters))
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .nresamples(10_000);
+    targets = e2e
+}
+
+// ===== summary =====
+
+/// Where criterion writes its estimates: `$CRITERION_HOME`, or `criterion/` in the target
+/// directory, which holds this executable in `<profile>/deps/`.
+fn criterion_dir() -> Option<PathBuf> {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return Some(home.into());
+    }
+    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
+        return Some(PathBuf::from(target).join("criterion"));
+    }
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.parent()?.parent()?.join("criterion"))
+}
+
+/// Criterion's estimate of one iteration of `e2e/loopback/<function>` in this run (the
+/// slope when it has one, else the mean), in ns; `None` if it was not measured since `since`.
+fn estimate(function: &str, since: SystemTime) -> Option<f64> {
+    let path = criterion_dir()?
+        .join("e2e_loopback")
+        .join(function)
+        .join("new/estimates.json");
+    if std::fs::metadata(&path).ok()?.modified().ok()? < since {
+        return None;
+    }
+    let json = std::fs::read_to_string(path).ok()?;
+    let point = |key: &str| -> Option<f64> {
+        let rest = &json[json.find(&format!("\"{key}\":"))? + key.len() + 3..];
+        if rest.trim_start().starts_with("null") {
+            return None;
+        }
+        let rest = &rest[rest.find("\"point_estimate\":")? + 17..];
+        let end = rest.find([',', '}'])?;
+        rest[..end].trim().parse().ok()
+    };
+    point("slope").or_else(|| point("mean"))
+}
+
+fn summary(since: SystemTime) {
+    let per_second = |ns: f64| REQUESTS as f64 / (ns * 1e-9);
+    let bare = estimate("hyper_client", since);
+    let stack = estimate("fortify_client_stack", since);
+    println!(
+        "\nsummary ({REQUESTS} requests per iteration, {CONCURRENCY} at once; a shared machine: noisy)"
+    );
+    for (name, ns) in [("hyper_client", bare), ("fortify_client_stack", stack)] {
+        match ns {
+            Some(ns) => println!("{name:<22} {:>10.0} requests/s", per_second(ns)),
+            None => println!("{name:<22} {:>10}", "not run"),
+        }
+    }
+    if let (Some(bare), Some(stack)) = (bare, stack) {
+        println!(
+            "stack / bare throughput: {:.3}; {:+.2} us per request",
+            bare / stack,
+            (stack - bare) / REQUESTS as f64 / 1e3
+        );
+    }
+}
+
+fn main() {
+    let started = SystemTime::now();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    // Only when benchmarking (`cargo bench`), not in `cargo test --benches` or `--list`.
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--list") {
+        summary(started);
+    }
+}

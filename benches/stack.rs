@@ -1,0 +1,424 @@
+//! Per-call overhead of each layer of the preset client stack and of the whole stack, side
+//! by side with their tower and tower-resilience equivalents, in one run.
+//!
+//! The inner service is trivial: `http::Request<Full<Bytes>>` in, `http::Response<Full<Bytes>>`
+//! out, its future ready at once. Every call is `poll_ready`, `call` and the response future
+//! polled until ready with `Waker::noop()` (every future here is ready at its first poll on
+//! the success path, tower-resilience's boxed ones included), then the response is dropped:
+//! for our pool limit that drops the body holding the permit. The request is a clone of one
+//! GET built before the timed loop; the clone is made inside the loop for every variant, the
+//! bare one included, so it cancels out of the differences. Services are built outside the
+//! timed closures.
+//!
+//! Groups (each with `bare` as its baseline):
+//!
+//! - `stack/classify`: `ErrorClassify` vs tower's `MapErr` boxing the error;
+//! - `stack/retry`: our `Retry` (the production policy, as in the stack) vs `tower::retry`
+//!   with a policy that copies the request the same way vs tower-resilience's retry;
+//! - `stack/circuit_breaker`: our breaker, single and per host (as in the stack), vs
+//!   tower-resilience's;
+//! - `stack/pool`: our `PoolLimit` per host, block mode (as in the stack) vs tower's
+//!   `ConcurrencyLimit` vs tower-resilience's bulkhead (backpressure mode);
+//! - `stack/timeout`: `tower::timeout::Timeout`, the stack's per-attempt timeout;
+//! - `stack/preset`: `ClientConfig::default().layer()` vs a tower-only composition of the
+//!   same jobs (Retry + ConcurrencyLimit + Timeout) vs a tower-resilience one (retry +
+//!   circuit breaker + bulkhead + tower's Timeout).
+//!
+//! A tokio runtime is entered (not running) for every variant: tower's `Timeout` creates its
+//! `Sleep` in `call`, which needs a runtime's timer. The dev-dependencies enable tokio's
+//! `test-util`, so each clock read also checks for a paused clock, as in the other benches.
+//!
+//! After criterion's own report, a summary table gives ns per call for every variant, its
+//! overhead over `bare`, and its ratio to ours in the same group, read from criterion's
+//! estimates of this run (`<target>/criterion/<group>/<function>/new/estimates.json`).
+//!
+//! Run with `cargo bench --bench stack` (`-- --warm-up-time 1 --measurement-time 2` for a
+//! quicker run).
+
+use bytes::Bytes;
+use criterion::{criterion_group, Criterion};
+use http::{header, Method, Request, Response};
+use http_body_util::Full;
+use std::{
+    future::{ready, Future, Ready},
+    hint::black_box,
+    io,
+    path::PathBuf,
+    pin::pin,
+    task::{Context, Poll, Waker},
+    time::{Duration, SystemTime},
+};
+use tower::{limit::ConcurrencyLimit, timeout::Timeout, Layer, Service, ServiceExt};
+use tower_fortify::{
+    circuit_breaker::CircuitBreakerLayer, classify::ErrorClassifyLayer, pool::PoolLimitLayer,
+    retry::RetryLayer, stack::ClientConfig, BoxError,
+};
+use tower_resilience::{
+    bulkhead::BulkheadLayer, circuitbreaker::CircuitBreakerLayer as ResilienceBreakerLayer,
+};
+
+type Req = Request<Full<Bytes>>;
+type Res = Response<Full<Bytes>>;
+
+/// The stack's defaults, for the equivalents.
+const MAXSIZE: usize = 64;
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One call: `poll_ready`, `call`, the future polled until ready; `true` on success.
+fn call_once<S: Service<Req>>(svc: &mut S, req: Req) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    if !matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))) {
+        return false;
+    }
+    let mut fut = pin!(svc.call(req));
+    loop {
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(response)) => {
+                drop(black_box(response));
+                return true;
+            }
+            Poll::Ready(Err(_)) => return false,
+            Poll::Pending => std::hint::spin_loop(),
+        }
+    }
+}
+
+fn ok_service(
+) -> impl Service<Req, Response = Res, Error = io::Error, Future = Ready<Result<Res, io::Error>>>
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    tower::service_fn(|_: Req| ready(Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))))
+}
+
+/// A GET a client would send: idempotent, so every retry layer keeps a copy.
+fn request() -> Req {
+    Request::builder()
+        .method(Method::GET)
+        .uri("http://api.example.com/v1/items?page=2")
+        .header(header::HOST, "api.example.com")
+        .header(header::USER_AGENT, "tower-fortify-bench/0.1")
+        .header(header::ACCEPT, "application/json")
+        .body(Full::new(Bytes::new()))
+        .expect("a valid request")
+}
+
+// ===== tower's Retry =====
+
+/// Copies the request as our retry layer does (method, URI, version, headers, extensions,
+/// body) and never retries: the success path of a real policy.
+#[derive(Clone, Copy, Debug)]
+struct CopyRequest;
+
+impl<E> tower::retry::Policy<Req, Res, E> for CopyRequest {
+    type Future = Ready<()>;
+
+    fn retry(&mut self, _: &mut Req, _: &mut Result<Res, E>) -> Option<Self::Future> {
+        None
+    }
+
+    fn clone_request(&mut self, req: &Req) -> Option<Req> {
+        let mut copy = Request::new(req.body().clone());
+        *copy.method_mut() = req.method().clone();
+        *copy.uri_mut() = req.uri().clone();
+        *copy.version_mut() = req.version();
+        *copy.headers_mut() = req.headers().clone();
+        *copy.extensions_mut() = req.extensions().clone();
+        Some(copy)
+    }
+}
+
+// ===== tower-resilience =====
+
+fn resilience_retry<E: Send + 'static>() -> tower_resilience::retry::RetryLayer<Req, Res, E> {
+    // Three attempts, no backoff sleep: the success path never sleeps anyway.
+    tower_resilience::retry::RetryLayer::<Req, Res, E>::builder()
+        .max_attempts(3)
+        .fixed_backoff(Duration::ZERO)
+        .build()
+}
+
+fn resilience_breaker() -> ResilienceBreakerLayer {
+    ResilienceBreakerLayer::builder()
+        .build()
+        .expect("valid defaults")
+}
+
+fn resilience_bulkhead() -> BulkheadLayer {
+    BulkheadLayer::builder()
+        .max_concurrent_calls(MAXSIZE)
+        .backpressure()
+        .build()
+        .expect("valid settings")
+}
+
+// ===== the benches =====
+
+/// Benches `svc` as `group/name`, after checking that a call succeeds.
+fn bench<S: Service<Req>>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    mut svc: S,
+) {
+    let req = request();
+    assert!(call_once(&mut svc, req.clone()), "{name}: a call succeeds");
+    group.bench_function(name, |b| {
+        b.iter(|| call_once(&mut svc, black_box(&req).clone()))
+    });
+}
+
+fn layers(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    let _entered = runtime.enter();
+
+    let mut group = c.benchmark_group("stack/classify");
+    bench(&mut group, "bare", ok_service());
+    bench(
+        &mut group,
+        "tower_map_err_boxed",
+        ok_service().map_err(BoxError::from),
+    );
+    bench(
+        &mut group,
+        "fortify_error_classify",
+        ErrorClassifyLayer::new().layer(ok_service()),
+    );
+    group.finish();
+
+    let mut group = c.benchmark_group("stack/retry");
+    bench(&mut group, "bare", ok_service());
+    bench(
+        &mut group,
+        "tower_retry",
+        tower::retry::RetryLayer::new(CopyRequest).layer(ok_service()),
+    );
+    bench(
+        &mut group,
+        "tower_resilience_retry",
+        resilience_retry::<io::Error>().layer(ok_service()),
+    );
+    bench(
+        &mut group,
+        "fortify_retry_production",
+        RetryLayer::new(ClientConfig::default().get_retry().clone())
+            .unwrap()
+            .layer(ok_service()),
+    );
+    group.finish();
+
+    let mut group = c.benchmark_group("stack/circuit_breaker");
+    bench(&mut group, "bare", ok_service());
+    bench(
+        &mut group,
+        "tower_resilience_breaker",
+        resilience_breaker().layer(ok_service()),
+    );
+    bench(
+        &mut group,
+        "fortify_breaker_single",
+        CircuitBreakerLayer::new().layer(ok_service()),
+    );
+    bench(
+        &mut group,
+        "fortify_breaker_per_host",
+        CircuitBreakerLayer::builder()
+            .build_keyed()
+            .unwrap()
+            .layer(ok_service()),
+    );
+    group.finish();
+
+    let mut group = c.benchmark_group("stack/pool");
+    bench(&mut group, "bare", ok_service());
+    bench(
+        &mut group,
+        "tower_concurrency_limit",
+        ConcurrencyLimit::new(ok_service(), MAXSIZE),
+    );
+    bench(
+        &mut group,
+        "tower_resilience_bulkhead",
+        resilience_bulkhead().layer(ok_service()),
+    );
+    bench(
+        &mut group,
+        "fortify_pool_per_host_block",
+        PoolLimitLayer::builder(MAXSIZE)
+            .block(true)
+            .pool_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .unwrap()
+            .layer(ok_service()),
+    );
+    group.finish();
+
+    let mut group = c.benchmark_group("stack/timeout");
+    bench(&mut group, "bare", ok_service());
+    bench(
+        &mut group,
+        "tower_timeout",
+        Timeout::new(ok_service(), ATTEMPT_TIMEOUT),
+    );
+    group.finish();
+
+    let mut group = c.benchmark_group("stack/preset");
+    bench(&mut group, "bare", ok_service());
+    bench(
+        &mut group,
+        "tower_only",
+        tower::ServiceBuilder::new()
+            .layer(tower::retry::RetryLayer::new(CopyRequest))
+            .concurrency_limit(MAXSIZE)
+            .timeout(ATTEMPT_TIMEOUT)
+            .service(ok_service()),
+    );
+    let timeout = Timeout::new(ok_service(), ATTEMPT_TIMEOUT);
+    let bulkhead = resilience_bulkhead().layer(timeout);
+    let breaker = resilience_breaker().layer(bulkhead);
+    let resilience = resilience_retry().layer(breaker);
+    bench(&mut group, "tower_resilience", resilience);
+    bench(
+        &mut group,
+        "fortify_client_stack",
+        ClientConfig::default().layer().unwrap().layer(ok_service()),
+    );
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    // Fewer bootstrap resamples than the default 100 000: the analysis of 20 benchmarks
+    // would otherwise take longer than their measurement.
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .nresamples(10_000);
+    targets = layers
+}
+
+// ===== summary =====
+
+/// Where criterion writes its estimates: `$CRITERION_HOME`, or `criterion/` in the target
+/// directory, which holds this executable in `<profile>/deps/`.
+fn criterion_dir() -> Option<PathBuf> {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return Some(home.into());
+    }
+    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
+        return Some(PathBuf::from(target).join("criterion"));
+    }
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.parent()?.parent()?.join("criterion"))
+}
+
+/// The point estimate criterion reports for `group/function` in this run (the slope when
+/// it has one, else the mean), in ns; `None` if it was not measured since `since`.
+fn estimate(group: &str, function: &str, since: SystemTime) -> Option<f64> {
+    let safe = |s: &str| s.replace(['?', '"', '/', '\\', '*', '<', '>', ':', '|', '^'], "_");
+    let path = criterion_dir()?
+        .join(safe(group))
+        .join(safe(function))
+        .join("new/estimates.json");
+    if std::fs::metadata(&path).ok()?.modified().ok()? < since {
+        return None;
+    }
+    let json = std::fs::read_to_string(path).ok()?;
+    let point = |key: &str| -> Option<f64> {
+        let rest = &json[json.find(&format!("\"{key}\":"))? + key.len() + 3..];
+        if rest.trim_start().starts_with("null") {
+            return None;
+        }
+        let rest = &rest[rest.find("\"point_estimate\":")? + 17..];
+        let end = rest.find([',', '}'])?;
+        rest[..end].trim().parse().ok()
+    };
+    point("slope").or_else(|| point("mean"))
+}
+
+const GROUPS: &[(&str, &[&str])] = &[
+    (
+        "stack/classify",
+        &["bare", "tower_map_err_boxed", "fortify_error_classify"],
+    ),
+    (
+        "stack/retry",
+        &[
+            "bare",
+            "tower_retry",
+            "tower_resilience_retry",
+            "fortify_retry_production",
+        ],
+    ),
+    (
+        "stack/circuit_breaker",
+        &[
+            "bare",
+            "tower_resilience_breaker",
+            "fortify_breaker_single",
+            "fortify_breaker_per_host",
+        ],
+    ),
+    (
+        "stack/pool",
+        &[
+            "bare",
+            "tower_concurrency_limit",
+            "tower_resilience_bulkhead",
+            "fortify_pool_per_host_block",
+        ],
+    ),
+    ("stack/timeout", &["bare", "tower_timeout"]),
+    (
+        "stack/preset",
+        &[
+            "bare",
+            "tower_only",
+            "tower_resilience",
+            "fortify_client_stack",
+        ],
+    ),
+];
+
+fn summary(since: SystemTime) {
+    println!("\nsummary (criterion's estimates of this run; a shared machine: noisy)");
+    println!(
+        "{:<22} {:<28} {:>10} {:>11} {:>9}",
+        "group", "variant", "ns/call", "over bare", "vs ours"
+    );
+    for (group, functions) in GROUPS {
+        let ns: Vec<Option<f64>> = functions
+            .iter()
+            .map(|f| estimate(group, f, since))
+            .collect();
+        let bare = ns[0];
+        // Ours: the last `fortify_` variant listed, the one the stack uses.
+        let ours = functions
+            .iter()
+            .rposition(|f| f.starts_with("fortify_"))
+            .and_then(|i| ns[i]);
+        for (function, ns) in functions.iter().zip(&ns) {
+            let Some(ns) = *ns else {
+                println!("{group:<22} {function:<28} {:>10}", "not run");
+                continue;
+            };
+            let over = bare.map_or(String::from("-"), |b| format!("{:+.1}", ns - b));
+            let ratio = ours.map_or(String::from("-"), |o| format!("{:.2}x", ns / o));
+            println!("{group:<22} {function:<28} {ns:>10.1} {over:>11} {ratio:>9}");
+        }
+    }
+}
+
+fn main() {
+    let started = SystemTime::now();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    // Only when benchmarking (`cargo bench`), not in `cargo test --benches` or `--list`.
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--list") {
+        summary(started);
+    }
+}

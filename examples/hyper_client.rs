@@ -1,0 +1,311 @@
+//! The one-line fortification of a hyper-util legacy client.
+//!
+//! Builds an `HttpConnector` with the preset's connect timeout, a
+//! `Client<HttpConnector, Full<Bytes>>`, wraps it in the preset client stack
+//! (`ClientConfig::default().layer()?`) and keeps it in a struct field of its named type,
+//! `ClientStack<Client<HttpConnector, Full<Bytes>>>`. Then it talks to a tiny hyper server
+//! on 127.0.0.1 that misbehaves once per scenario, and prints what the stack did: the
+//! retry history from the response's extensions (or from the `RetryError`), the per-host
+//! pool snapshot and the per-host breaker state.
+//!
+//! - a GET answered `503` with `Retry-After: 1`, then `200`: retried after the 1 s the
+//!   server asked for;
+//! - a POST whose response is lost (the server closes the connection after reading it):
+//!   not retried, since it may have been processed;
+//! - the same with an `idempotency-key` header and the `Idempotent` marker: retried, and
+//!   the server answers the replay from its record of the key;
+//! - a GET to a refused port: five immediate connect retries, then `RetryError`.
+//!
+//! ```text
+//! cargo run --example hyper_client
+//! ```
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::{TokioExecutor, TokioIo},
+};
+use std::{
+    collections::HashMap,
+    io,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc, Mutex,
+    },
+    time::Instant,
+};
+use tokio::net::TcpListener;
+use tower::{Layer, ServiceExt};
+use tower_fortify::{
+    classify::Failure,
+    pool::PoolBody,
+    retry::{Idempotent, RetryCause, RetryError, RetryHistory},
+    stack::{ClientConfig, ClientStack, ClientStackLayer},
+    BoxError,
+};
+
+/// A backend of the application: the fortified client and the handles of its layer.
+struct Backend {
+    http: ClientStack<Client<HttpConnector, Full<Bytes>>>,
+    layer: ClientStackLayer,
+}
+
+impl Backend {
+    fn new() -> Result<Self, BoxError> {
+        let config = ClientConfig::default().name("orders");
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.get_connect_timeout()));
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        let layer = config.layer()?;
+        // The one line (or `ServiceBuilder::new().client_stack(layer).service(client)`
+        // with `tower_fortify::ServiceBuilderExt`):
+        let http = layer.layer(client);
+        Ok(Backend { http, layer })
+    }
+
+    async fn send(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Response<PoolBody<Incoming>>, BoxError> {
+        self.http.clone().oneshot(request).await
+    }
+
+    fn report(&self) {
+        let pools = self.layer.pool_handle().snapshot();
+        for pool in &pools.pools {
+            println!(
+                "    pool {}: {} in use of {}, {} waiting",
+                pool.key.as_deref().unwrap_or("-"),
+                pool.in_use,
+                pool.max,
+                pool.waiting
+            );
+        }
+        let breakers = self.layer.breaker_handle();
+        for (key, state) in breakers.states() {
+            let figures = breakers.get(&key).map(|b| b.figures()).unwrap_or_default();
+            println!(
+                "    breaker {key}: {state}, {} failures in {} calls",
+                figures.failures(),
+                figures.calls()
+            );
+        }
+    }
+}
+
+fn print_history(history: Option<&RetryHistory>) {
+    let Some(history) = history else {
+        println!("    retries: none");
+        return;
+    };
+    for (n, record) in history.records().iter().enumerate() {
+        let cause = match record.cause() {
+            RetryCause::Status(status) => format!("status {}", status.as_u16()),
+            RetryCause::Failure(kind) => format!("failure {kind}"),
+            other => format!("{other:?}"),
+        };
+        println!(
+            "    retry {}: after {cause} ({} counter), slept {} ms",
+            n + 1,
+            record.category().as_str(),
+            record.sleep().as_millis()
+        );
+    }
+    if let Some(stop) = history.stop() {
+        println!("    stopped: {}", stop.as_str());
+    }
+}
+
+/// The `RetryError` of a call that gave up. The stack's outer `ErrorClassify` wraps it in
+/// a `Failure` of the last attempt's kind, so look inside that too.
+fn retry_error(err: &BoxError) -> Option<&RetryError> {
+    err.downcast_ref::<RetryError>().or_else(|| {
+        err.downcast_ref::<Failure>()?
+            .get_ref()
+            .downcast_ref::<RetryError>()
+    })
+}
+
+fn print_error(err: &BoxError) {
+    match err.downcast_ref::<Failure>() {
+        Some(failure) => println!(
+            "    error kind {} ({} category)",
+            failure.kind(),
+            failure.kind().category()
+        ),
+        None => println!("    error (unclassified): {err}"),
+    }
+    match retry_error(err) {
+        Some(retry) => {
+            println!("    gave up: {retry}");
+            print_history(Some(retry.history()));
+        }
+        None => println!("    not retried: {err}"),
+    }
+}
+
+// ===== the misbehaving server =====
+
+#[derive(Default)]
+struct ServerState {
+    flaky_calls: AtomicU32,
+    /// Orders by idempotency key: (order number, attempts seen).
+    orders: Mutex<HashMap<String, (u32, u32)>>,
+    next_order: AtomicU32,
+}
+
+async fn handle(
+    state: Arc<ServerState>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, io::Error> {
+    let (parts, body) = request.into_parts();
+    // Read the whole request, so that it surely reached the server.
+    let _ = body.collect().await;
+    match (parts.method, parts.uri.path()) {
+        (Method::GET, "/flaky") => {
+            if state.flaky_calls.fetch_add(1, Ordering::Relaxed) == 0 {
+                return Ok(Response::builder()
+                    .status(StatusCode::SERVICE_UNAVAILABLE)
+                    .header("retry-after", "1")
+                    .body(Full::new(Bytes::from_static(b"warming up")))
+                    .expect("a valid response"));
+            }
+            Ok(Response::new(Full::new(Bytes::from_static(b"fresh data"))))
+        }
+        (Method::POST, "/orders") => {
+            let key = parts
+                .headers
+                .get("idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            let (order, attempts) = {
+                let mut orders = state.orders.lock().expect("not poisoned");
+                let entry = orders
+                    .entry(key)
+                    .or_insert_with(|| (state.next_order.fetch_add(1, Ordering::Relaxed) + 1, 0));
+                entry.1 += 1;
+                *entry
+            };
+            if attempts == 1 {
+                // The order is created, then the response is lost: returning an error makes
+                // hyper close the connection without answering.
+                return Err(io::Error::other("response lost"));
+            }
+            Ok(Response::new(Full::new(Bytes::from(format!(
+                "order #{order} (seen {attempts} times)"
+            )))))
+        }
+        _ => Ok(Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .body(Full::new(Bytes::new()))
+            .expect("a valid response")),
+    }
+}
+
+async fn start_server() -> io::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(ServerState::default());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let state = Arc::clone(&state);
+            tokio::spawn(async move {
+                let service = service_fn(move |req| handle(Arc::clone(&state), req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn refused_addr() -> io::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    listener.local_addr()
+}
+
+fn post(uri: &str, key: Option<&str>) -> Result<Request<Full<Bytes>>, http::Error> {
+    let mut builder = Request::post(uri).header("content-type", "application/json");
+    if let Some(key) = key {
+        builder = builder.header("idempotency-key", key);
+    }
+    let mut request = builder.body(Full::new(Bytes::from_static(b"{\"item\":\"book\"}")))?;
+    if key.is_some() {
+        // The server deduplicates by key: safe to send again.
+        request.extensions_mut().insert(Idempotent);
+    }
+    Ok(request)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let addr = start_server().await?;
+    let refused = refused_addr().await?;
+    let backend = Backend::new()?;
+    println!(
+        "server on http://{addr}; preset stack: classify -> retry -> breaker -> pool -> timeout\n"
+    );
+
+    // 1. 503 + Retry-After, then 200.
+    println!("GET /flaky (503 with Retry-After: 1 once, then 200)");
+    let started = Instant::now();
+    let request = Request::get(format!("http://{addr}/flaky")).body(Full::new(Bytes::new()))?;
+    let response = backend.send(request).await?;
+    println!(
+        "    {} after {} ms",
+        response.status(),
+        started.elapsed().as_millis()
+    );
+    print_history(response.extensions().get::<RetryHistory>());
+    println!("  while the body is unread, its permit is held:");
+    backend.report();
+    let body = response.into_body().collect().await?.to_bytes();
+    println!("  body {:?}; once read, the permit is back:", body);
+    backend.report();
+
+    // 2. A POST whose response is lost, without an idempotency key: not retried.
+    println!("\nPOST /orders without idempotency key (response lost once)");
+    match backend
+        .send(post(&format!("http://{addr}/orders"), None)?)
+        .await
+    {
+        Ok(response) => println!("    unexpected {}", response.status()),
+        Err(err) => print_error(&err),
+    }
+
+    // 3. The same with a key and the `Idempotent` marker: retried, answered from the record.
+    println!("\nPOST /orders with idempotency-key and the Idempotent marker (response lost once)");
+    let response = backend
+        .send(post(
+            &format!("http://{addr}/orders"),
+            Some("5f1c2e7a-order-42"),
+        )?)
+        .await?;
+    let history = response.extensions().get::<RetryHistory>().cloned();
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    println!("    {status}: {}", String::from_utf8_lossy(&body));
+    print_history(history.as_ref());
+
+    // 4. A refused port: connect failures are retried at once, then the call gives up.
+    println!("\nGET http://{refused}/ (nothing listens)");
+    let started = Instant::now();
+    let request = Request::get(format!("http://{refused}/")).body(Full::new(Bytes::new()))?;
+    match backend.send(request).await {
+        Ok(response) => println!("    unexpected {}", response.status()),
+        Err(err) => {
+            println!("    failed after {} ms", started.elapsed().as_millis());
+            print_error(&err);
+        }
+    }
+
+    println!("\nlayer state at the end:");
+    backend.report();
+    Ok(())
+}
