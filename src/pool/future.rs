@@ -146,19 +146,23 @@ where
 {
     type Output = Result<Response<PoolBody<ResB>>, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
             let next = match this.state.as_mut().project() {
                 StateProj::Called { future, permit } => {
-                    let result = ready!(future.poll(cx));
-                    let permit = permit.take().filter(|_| *this.release_on_body_end);
-                    return Poll::Ready(match result {
-                        Ok(response) => {
-                            Ok(response.map(|body| PoolBody::with_permit(body, permit)))
+                    let response = match ready!(future.poll(cx)) {
+                        Ok(response) => response,
+                        Err(err) => {
+                            *permit = None;
+                            return Poll::Ready(Err(Failure::boxed_at(err.into(), Stage::Request)));
                         }
-                        Err(err) => Err(Failure::boxed_at(err.into(), Stage::Request)),
-                    });
+                    };
+                    let permit = permit.take().filter(|_| *this.release_on_body_end);
+                    return Poll::Ready(Ok(
+                        response.map(|body| PoolBody::with_permit(body, permit))
+                    ));
                 }
                 StateProj::Waiting {
                     acquire,

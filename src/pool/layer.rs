@@ -574,7 +574,7 @@ impl<K> PoolLimitBuilder<K> {
         if !keyed {
             let max = core.maxsize;
             core.instruments.set_max(max);
-            core.instruments.publish((0, max), || (0, max));
+            core.instruments.publish(|| (0, max));
         } else {
             core.pools_changed(0);
         }

@@ -34,6 +34,9 @@ pub(crate) struct Instruments {
     pub(crate) overflow: Counter,
     pub(crate) rejected: Counter,
     pub(crate) leaks: Counter,
+    /// Whether the gauges reach a recorder: handles are bound when registered, so with no
+    /// recorder installed then, publishing is skipped without computing anything.
+    live: bool,
 }
 
 impl Instruments {
@@ -57,8 +60,15 @@ impl Instruments {
         );
         metrics::describe_counter!(REJECTED, "Calls rejected by a full pool (fail fast)");
         metrics::describe_counter!(LEAKS, "Permits held longer than leak_threshold");
+        let in_use = metrics::gauge!(IN_USE, "name" => name);
+        // The layer publishes 0 in use when it is built: this is that value.
+        let live = Cell::new(false);
+        in_use.set(Lazy(|| {
+            live.set(true);
+            0.0
+        }));
         Instruments {
-            in_use: metrics::gauge!(IN_USE, "name" => name),
+            in_use,
             max: metrics::gauge!(MAX, "name" => name),
             utilisation: metrics::gauge!(UTILISATION, "name" => name),
             waiting: metrics::gauge!(WAITING, "name" => name),
@@ -67,30 +77,34 @@ impl Instruments {
             overflow: metrics::counter!(OVERFLOW, "name" => name),
             rejected: metrics::counter!(REJECTED, "name" => name),
             leaks: metrics::counter!(LEAKS, "name" => name),
+            live: live.get(),
         }
     }
 
-    /// Publishes `in_use` out of `max`, then re-reads: if another thread changed the count
-    /// meanwhile, its value may have been overwritten by this stale one, so publish again.
-    /// The last writer always publishes a value it read after its own write, so the gauges
-    /// settle on the true count (no drift, unlike float increments of `1 / max`).
+    /// Publishes `in_use` out of `max` as `read` gives them, then re-reads: if another
+    /// thread changed the count meanwhile, its value may have been overwritten by this stale
+    /// one, so publish again. The last writer always publishes a value it read after its own
+    /// write, so the gauges settle on the true count (no drift, unlike float increments of
+    /// `1 / max`).
     ///
-    /// The values are computed only if the recorder asks for them: with no recorder
-    /// installed, publishing is one branch per gauge. `max` itself is published by
+    /// The values are read only if the recorder asks for them: with no recorder installed,
+    /// publishing is one branch, and reads nothing. `max` itself is published by
     /// [`set_max`](Self::set_max), when it changes.
-    #[inline]
-    pub(crate) fn publish(&self, mut current: (usize, usize), read: impl Fn() -> (usize, usize)) {
-        let live = Cell::new(false);
+    pub(crate) fn publish(&self, read: impl Fn() -> (usize, usize)) {
+        if !self.live {
+            return;
+        }
         loop {
-            let (in_use, max) = current;
+            let published = Cell::new(None);
             self.in_use.set(Lazy(|| {
-                live.set(true);
-                in_use as f64
+                let current = read();
+                published.set(Some(current));
+                current.0 as f64
             }));
-            if !live.get() {
+            let Some((in_use, max)) = published.get() else {
                 // A no-op gauge: nothing to keep in step.
                 return;
-            }
+            };
             self.utilisation.set(Lazy(|| {
                 if max == 0 {
                     0.0
@@ -98,12 +112,16 @@ impl Instruments {
                     in_use as f64 / max as f64
                 }
             }));
-            let now = read();
-            if now == current {
+            if read() == (in_use, max) {
                 return;
             }
-            current = now;
         }
+    }
+
+    /// Whether a recorder took the gauges (else publishing does nothing).
+    #[inline]
+    pub(crate) fn live(&self) -> bool {
+        self.live
     }
 
     pub(crate) fn set_max(&self, max: usize) {

@@ -49,6 +49,7 @@ pub(crate) struct Core {
     pub(crate) instruments: super::metrics::Instruments,
 }
 
+/// Counted only while the gauges are live (a recorder took them): nothing else reads them.
 #[cfg(feature = "metrics")]
 #[derive(Debug, Default)]
 pub(crate) struct KeyedGauges {
@@ -289,25 +290,36 @@ impl Pool {
     }
 
     /// Updates the gauges after a permit was taken (`+1`), given back (`-1`), or handed to
-    /// a waiter that left without taking it (`0`).
+    /// a waiter that left without taking it (`0`). Nothing at all when no recorder took
+    /// the gauges.
     #[inline]
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     fn publish(&self, delta: isize) {
         #[cfg(feature = "metrics")]
+        if self.core.instruments.live() {
+            self.publish_live(delta);
+        }
+    }
+
+    #[cfg(feature = "metrics")]
+    #[inline(never)]
+    fn publish_live(&self, delta: isize) {
         match &self.core.keyed {
             None => {
                 let max = self.core.maxsize;
-                self.core
-                    .instruments
-                    .publish((self.in_use(), max), || (self.in_use(), max));
+                self.core.instruments.publish(|| (self.in_use(), max));
             }
             Some(keyed) => {
-                let in_use = match delta {
-                    1 => keyed.in_use.fetch_add(1, Ordering::Relaxed) + 1,
-                    -1 => keyed.in_use.fetch_sub(1, Ordering::Relaxed) - 1,
-                    _ => keyed.in_use.load(Ordering::Relaxed),
-                };
-                self.core.publish_keyed(in_use);
+                match delta {
+                    1 => {
+                        keyed.in_use.fetch_add(1, Ordering::Relaxed);
+                    }
+                    -1 => {
+                        keyed.in_use.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+                self.core.publish_keyed();
             }
         }
     }
@@ -349,17 +361,15 @@ impl Pool {
 impl Core {
     /// Gauges of a keyed layer: `in_use` over all pools, out of `maxsize` per pool.
     #[cfg(feature = "metrics")]
-    pub(crate) fn publish_keyed(&self, in_use: usize) {
+    pub(crate) fn publish_keyed(&self) {
         let Some(keyed) = &self.keyed else { return };
-        let read = || {
+        self.instruments.publish(|| {
             (
                 keyed.in_use.load(Ordering::Relaxed),
                 self.maxsize
                     .saturating_mul(keyed.pools.load(Ordering::Relaxed)),
             )
-        };
-        let max = read().1;
-        self.instruments.publish((in_use, max), read);
+        });
     }
 
     /// A keyed layer now tracks `pools` pools (called under the map's lock).
@@ -368,7 +378,7 @@ impl Core {
         let Some(keyed) = &self.keyed else { return };
         keyed.pools.store(pools, Ordering::Relaxed);
         self.instruments.set_max(self.maxsize.saturating_mul(pools));
-        self.publish_keyed(keyed.in_use.load(Ordering::Relaxed));
+        self.publish_keyed();
     }
 }
 

@@ -123,6 +123,8 @@ pub struct RetryBudget {
 struct Shared {
     start: Instant,
     bucket_nanos: NonZeroU64,
+    /// The epoch last computed: most calls fall in it, and then need no division.
+    epoch_hint: AtomicU64,
     /// `min_per_sec * window`, in units.
     reserve: i128,
     /// `retry_ratio`, in units earned per deposit.
@@ -205,6 +207,7 @@ impl RetryBudget {
             shared: Some(Arc::new(Shared {
                 start: Instant::now(),
                 bucket_nanos: NonZeroU64::new(bucket_nanos).unwrap_or(NonZeroU64::MIN),
+                epoch_hint: AtomicU64::new(0),
                 reserve: i128::try_from(reserve).unwrap_or(i128::MAX),
                 deposit_units,
                 buckets: std::array::from_fn(|_| Bucket::default()),
@@ -369,8 +372,18 @@ impl Shared {
     /// The epoch (the number of whole buckets since the start) of now.
     fn now_epoch(&self) -> u64 {
         let elapsed = Instant::now().saturating_duration_since(self.start);
-        let epoch = elapsed.as_nanos() / u128::from(self.bucket_nanos.get());
-        u64::try_from(epoch).unwrap_or(u64::MAX)
+        // A 64-bit division (not a 128-bit one): u64 nanoseconds last 584 years, and past
+        // that the epoch stays the last one.
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = self.bucket_nanos.get();
+        // `hint * bucket` does not overflow: the hint is some `nanos / bucket`.
+        let hint = self.epoch_hint.load(Ordering::Relaxed);
+        if nanos.wrapping_sub(hint * bucket) < bucket {
+            return hint;
+        }
+        let epoch = nanos / bucket;
+        self.epoch_hint.store(epoch, Ordering::Relaxed);
+        epoch
     }
 
     /// Makes `epoch`'s bucket count for `epoch`, resetting it when it still holds the counts

@@ -87,6 +87,7 @@ impl<S, B> ResponseFuture<S, B>
 where
     S: Service<Request<B>>,
 {
+    #[inline]
     pub(crate) fn new(
         future: S::Future,
         service: S,
@@ -260,6 +261,11 @@ where
 /// Whether any rule could retry `response` (a cheap superset of the decision).
 fn may_retry<ResB>(policy: &super::RetryPolicy, response: &Response<ResB>) -> bool {
     let status = response.status();
+    // The forcelist holds no status below 300 (the layer rejects one), and Retry-After is
+    // honoured on 413, 429 and 503 only: a success or a redirect is never retried.
+    if status.as_u16() < 300 {
+        return false;
+    }
     policy.status_forcelist.contains(&status.as_u16())
         || (policy.respect_retry_after_header
             && crate::classify::ResponseClass::new(status, response.headers()).asks_retry_after())

@@ -53,6 +53,7 @@ impl Instruments {
         }
     }
 
+    #[inline]
     pub(crate) fn request(&self) {
         self.requests.increment(1);
     }

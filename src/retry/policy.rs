@@ -394,6 +394,7 @@ impl RetryPolicy {
     }
 
     /// Whether read failures and retryable statuses of `method` are retried.
+    #[inline]
     pub(crate) fn is_method_allowed(&self, method: &Method) -> bool {
         if self.allowed_methods.is_empty() {
             return true;

@@ -135,12 +135,16 @@ where
         let retryable = request.extensions().get::<NoRetry>().is_none();
         let idempotent = policy.is_method_allowed(request.method())
             || request.extensions().get::<Idempotent>().is_some();
-        // The copy for the next attempt, made before the body is consumed.
+        // The copy for the next attempt, made before the body is consumed. The head is
+        // cloned whole (`Parts: Clone`) rather than set field by field on a default one.
+        let (parts, body) = request.into_parts();
         let kept = if retryable {
-            try_clone_request(&request)
+            body.try_clone_body()
+                .map(|body| Request::from_parts(parts.clone(), body))
         } else {
             None
         };
+        let request = Request::from_parts(parts, body);
         if let Some(budget) = &policy.budget {
             budget.deposit();
         }
