@@ -186,32 +186,39 @@ impl Eq for HostKey {}
 
 impl Hash for HostKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        // Consistent with `eq`: `Scheme` hashes case-insensitively, the host is lower-cased.
-        self.scheme.hash(state);
-        // Host and port in as few `write`s as possible: hashing is per call.
-        let mut buf = [0u8; 64];
+        // Consistent with `eq`: the scheme as a case-insensitive tag, the host lower-cased,
+        // the port. Hashing is per call: a host of up to 59 bytes takes one `write`.
         let host = self.host().map_or(&[][..], str::as_bytes);
-        let mut chunks = host.chunks(buf.len() - 4).peekable();
-        if chunks.peek().is_none() {
-            state.write_u8(u8::from(self.authority.is_some()));
-        }
-        while let Some(chunk) = chunks.next() {
-            let n = chunk.len();
-            buf[..n].copy_from_slice(chunk);
+        let scheme = match self.scheme() {
+            None => 0,
+            Some(s) if s.eq_ignore_ascii_case("http") => 1,
+            Some(s) if s.eq_ignore_ascii_case("https") => 2,
+            Some(_) => 3,
+        };
+        let [hi, lo] = self.port.unwrap_or(0).to_be_bytes();
+        // The host's length mod 256, the scheme and the port.
+        let trailer = [
+            host.len() as u8,
+            scheme,
+            u8::from(self.port.is_some()),
+            hi,
+            lo,
+        ];
+        let mut buf = [0u8; 64];
+        let n = host.len();
+        if n <= buf.len() - trailer.len() {
+            buf[..n].copy_from_slice(host);
             buf[..n].make_ascii_lowercase();
-            let end = if chunks.peek().is_none() {
-                // The last chunk carries the host's length mod 256 and the port.
-                let port = self.port.map_or([0xff; 3], |p| {
-                    let [hi, lo] = p.to_be_bytes();
-                    [1, hi, lo]
-                });
-                buf[n] = host.len() as u8;
-                buf[n + 1..n + 4].copy_from_slice(&port);
-                n + 4
-            } else {
-                n
-            };
-            state.write(&buf[..end]);
+            buf[n..n + trailer.len()].copy_from_slice(&trailer);
+            state.write(&buf[..n + trailer.len()]);
+        } else {
+            for chunk in host.chunks(buf.len()) {
+                let buf = &mut buf[..chunk.len()];
+                buf.copy_from_slice(chunk);
+                buf.make_ascii_lowercase();
+                state.write(buf);
+            }
+            state.write(&trailer);
         }
     }
 }
