@@ -1,7 +1,7 @@
 //! Per-host pools (urllib3's `PoolManager`): which pool a request belongs to, and the
 //! bounded map of pools.
 
-use super::permit::{Core, Pool};
+use super::permit::{Core, Permit, Pool};
 use http::{
     header,
     request::Parts,
@@ -11,7 +11,10 @@ use std::{
     collections::HashMap,
     fmt,
     hash::{Hash, Hasher},
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, PoisonError, RwLock,
+    },
 };
 
 /// Chooses the pool of a request: requests with equal keys share a pool.
@@ -286,14 +289,15 @@ where
 /// with a call in flight or waiting is never evicted (its limit must hold), so while more
 /// than `max_pools` keys are busy at once the map holds one pool per busy key: it is bounded
 /// by the calls in flight, never by the keys ever seen.
+///
+/// A call finds its pool under the map's read lock, and takes its permit there; only a new
+/// key takes the write lock (to insert, and evict).
 pub(crate) struct Keyed<K> {
-    map: Mutex<Map<K>>,
+    map: RwLock<HashMap<K, Arc<Pool>>>,
+    /// The clock of least-recent use: advanced by inserts, and by a lookup of a pool that
+    /// was not the last one stamped, so that a busy host's calls write nothing shared.
+    clock: AtomicU64,
     max_pools: usize,
-}
-
-struct Map<K> {
-    pools: HashMap<K, Arc<Pool>>,
-    lookups: u64,
 }
 
 impl<K> fmt::Debug for Keyed<K> {
@@ -307,56 +311,71 @@ impl<K> fmt::Debug for Keyed<K> {
 impl<K: Hash + Eq + fmt::Debug> Keyed<K> {
     pub(crate) fn new(max_pools: usize) -> Self {
         Keyed {
-            map: Mutex::new(Map {
-                pools: HashMap::new(),
-                lookups: 0,
-            }),
+            map: RwLock::new(HashMap::new()),
+            clock: AtomicU64::new(0),
             max_pools,
         }
     }
 
-    /// The pool of `key`, created if needed.
-    pub(crate) fn pool(&self, key: K, core: &Arc<Core>) -> Arc<Pool> {
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        map.lookups += 1;
-        let stamp = map.lookups;
-        if let Some(pool) = map.pools.get(&key) {
-            pool.last_used
-                .store(stamp, std::sync::atomic::Ordering::Relaxed);
-            return Arc::clone(pool);
+    /// A permit of `key`'s pool (created if needed), or the pool if it has none free.
+    pub(crate) fn try_acquire(&self, key: K, core: &Arc<Core>) -> Result<Permit, Arc<Pool>> {
+        {
+            let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(pool) = map.get(&key) {
+                // Under the read lock: eviction (under the write lock) cannot pick it now.
+                self.touch(pool);
+                return pool.try_acquire().ok_or_else(|| Arc::clone(pool));
+            }
         }
-        if map.pools.len() >= self.max_pools {
-            let excess = map.pools.len() + 1 - self.max_pools;
-            evict_idle(&mut map.pools, excess);
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(pool) = map.get(&key) {
+            self.touch(pool);
+            return pool.try_acquire().ok_or_else(|| Arc::clone(pool));
+        }
+        if map.len() >= self.max_pools {
+            let excess = map.len() + 1 - self.max_pools;
+            evict_idle(&mut map, excess);
         }
         let pool = Arc::new(Pool::new(
             Arc::clone(core),
             Some(format!("{key:?}").into_boxed_str()),
         ));
-        pool.last_used
-            .store(stamp, std::sync::atomic::Ordering::Relaxed);
-        map.pools.insert(key, Arc::clone(&pool));
+        pool.last_used.store(
+            self.clock.fetch_add(1, Ordering::Relaxed) + 1,
+            Ordering::Relaxed,
+        );
+        map.insert(key, Arc::clone(&pool));
         #[cfg(feature = "metrics")]
-        core.pools_changed(map.pools.len());
-        pool
+        core.pools_changed(map.len());
+        pool.try_acquire().ok_or(pool)
+    }
+
+    /// Stamps `pool` as the most recently used, unless it already is: stamps are distinct
+    /// (each from one `fetch_add`), and a pool's only grows.
+    #[inline]
+    fn touch(&self, pool: &Pool) {
+        if pool.last_used.load(Ordering::Relaxed) != self.clock.load(Ordering::Relaxed) {
+            let stamp = self.clock.fetch_add(1, Ordering::Relaxed) + 1;
+            pool.last_used.fetch_max(stamp, Ordering::Relaxed);
+        }
     }
 
     /// Every pool tracked now.
     pub(crate) fn pools(&self) -> Vec<Arc<Pool>> {
-        let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        map.pools.values().cloned().collect()
+        let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
+        map.values().cloned().collect()
     }
 }
 
 /// Removes up to `excess` idle pools, least recently used first.
 fn evict_idle<K>(pools: &mut HashMap<K, Arc<Pool>>, excess: usize) {
-    // Under the map's lock nobody can take a new reference: a pool only the map holds has
-    // no permit, no waiter and no call about to use it.
+    // Under the map's write lock nobody can take a new reference: a pool only the map holds
+    // has no permit, no waiter and no call about to use it.
     let idle = |pool: &Arc<Pool>| Arc::strong_count(pool) == 1;
     let mut stamps: Vec<u64> = pools
         .values()
         .filter(|pool| idle(pool))
-        .map(|pool| pool.last_used.load(std::sync::atomic::Ordering::Relaxed))
+        .map(|pool| pool.last_used.load(Ordering::Relaxed))
         .collect();
     if stamps.is_empty() {
         return;
@@ -364,12 +383,11 @@ fn evict_idle<K>(pools: &mut HashMap<K, Arc<Pool>>, excess: usize) {
     let cutoff = if stamps.len() <= excess {
         u64::MAX
     } else {
-        // Stamps are distinct (one per lookup), so exactly `excess` are at or below this.
+        // Stamps are distinct (each from one `fetch_add`), so exactly `excess` are at or
+        // below this.
         *stamps.select_nth_unstable(excess - 1).1
     };
-    pools.retain(|_, pool| {
-        !(idle(pool) && pool.last_used.load(std::sync::atomic::Ordering::Relaxed) <= cutoff)
-    });
+    pools.retain(|_, pool| !(idle(pool) && pool.last_used.load(Ordering::Relaxed) <= cutoff));
 }
 
 #[cfg(test)]

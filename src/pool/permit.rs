@@ -92,7 +92,7 @@ pub(crate) struct Pool {
     tracker: Option<Tracker>,
     /// The pool's key as printed (`None` for a layer's only pool).
     pub(crate) key: Option<Box<str>>,
-    /// When the pool was last looked up, in lookups of its layer (for eviction).
+    /// When the pool was last used, on the clock of its layer's map (for eviction).
     pub(crate) last_used: AtomicU64,
     pub(crate) core: Arc<Core>,
 }

@@ -266,11 +266,12 @@ where
                 let (parts, body) = request.into_parts();
                 let key = key.key(&parts);
                 let request = Request::from_parts(parts, body);
-                let pool = pools.pool(key, &self.shared.core);
-                if let Some(permit) = pool.try_acquire() {
-                    return ResponseFuture::called(self.inner.call(request), permit, release);
+                match pools.try_acquire(key, &self.shared.core) {
+                    Ok(permit) => {
+                        return ResponseFuture::called(self.inner.call(request), permit, release)
+                    }
+                    Err(pool) => (pool, request),
                 }
-                (pool, request)
             }
         };
         let (pool, request) = pool;
