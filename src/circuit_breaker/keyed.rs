@@ -91,8 +91,14 @@ impl<B> KeyFn<http::Request<B>> for Authority {
                 .and_then(|value| value.to_str().ok())
                 .unwrap_or(""),
         };
-        // User information must not end up in keys, logs or errors.
-        Cow::Borrowed(authority.rsplit('@').next().unwrap_or(authority))
+        // User information must not end up in keys, logs or errors. A byte scan: a
+        // `str` splitter costs more than the short authority it searches.
+        let start = authority
+            .as_bytes()
+            .iter()
+            .rposition(|&b| b == b'@')
+            .map_or(0, |at| at + 1);
+        Cow::Borrowed(&authority[start..])
     }
 }
 
