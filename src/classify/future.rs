@@ -29,8 +29,8 @@ impl<F> ResponseFuture<F> {
     pub(crate) fn new(inner: F, shared: Arc<Shared>) -> Self {
         ResponseFuture {
             inner,
+            timer: Timer::start(&shared),
             shared,
-            timer: Timer::start(),
         }
     }
 }
@@ -59,24 +59,30 @@ where
     }
 }
 
-/// The start of a call, when anything will report its duration.
+/// The start of a call, when anything will report its duration: a metrics recorder that
+/// took the handles, or a tracing subscriber that wants the failure events. Otherwise no
+/// clock is read.
 #[derive(Debug)]
 struct Timer {
     #[cfg(any(feature = "metrics", feature = "tracing"))]
-    start: tokio::time::Instant,
+    start: Option<tokio::time::Instant>,
 }
 
 impl Timer {
-    fn start() -> Self {
+    #[cfg_attr(
+        not(any(feature = "metrics", feature = "tracing")),
+        allow(unused_variables)
+    )]
+    fn start(shared: &Shared) -> Self {
         Timer {
             #[cfg(any(feature = "metrics", feature = "tracing"))]
-            start: tokio::time::Instant::now(),
+            start: shared.timed().then(tokio::time::Instant::now),
         }
     }
 
     fn elapsed(&self) -> Option<std::time::Duration> {
         #[cfg(any(feature = "metrics", feature = "tracing"))]
-        return Some(self.start.elapsed());
+        return self.start.map(|start| start.elapsed());
         #[cfg(not(any(feature = "metrics", feature = "tracing")))]
         return None;
     }

@@ -1,8 +1,18 @@
 //! Metric handles of `ErrorClassify`, registered once per service.
 
 use super::{FailureKind, Stage};
-use metrics::{Counter, Histogram};
-use std::time::Duration;
+use metrics::{Counter, Histogram, IntoF64};
+use std::{cell::Cell, time::Duration};
+
+/// A value computed only when a recorder takes it: a handle registered while no recorder was
+/// installed never asks, which tells a layer at build time whether its metrics go anywhere.
+pub(crate) struct Lazy<F>(pub(crate) F);
+
+impl<F: FnOnce() -> f64> IntoF64 for Lazy<F> {
+    fn into_f64(self) -> f64 {
+        (self.0)()
+    }
+}
 
 pub(crate) const REQUEST_DURATION: &str = "fortify_request_duration_seconds";
 pub(crate) const ERRORS: &str = "fortify_errors_total";
@@ -12,6 +22,8 @@ pub(crate) struct Instruments {
     ok: Histogram,
     failed: [Histogram; FailureKind::ALL.len()],
     errors: [Counter; FailureKind::ALL.len()],
+    /// Whether the handles reach a recorder (fixed when they are registered).
+    live: bool,
 }
 
 impl Instruments {
@@ -24,8 +36,20 @@ impl Instruments {
         metrics::describe_counter!(ERRORS, "Failed calls through ErrorClassify, by kind");
         let stage = stage.as_str();
         let duration = |outcome: &'static str| metrics::histogram!(REQUEST_DURATION, "name" => name, "stage" => stage, "outcome" => outcome);
+        let ok = duration("ok");
+        // Zero samples: the value is computed (and `live` set) only if a recorder holds the
+        // handle.
+        let live = Cell::new(false);
+        ok.record_many(
+            Lazy(|| {
+                live.set(true);
+                0.0
+            }),
+            0,
+        );
         Instruments {
-            ok: duration("ok"),
+            ok,
+            live: live.get(),
             failed: FailureKind::ALL.map(|kind| duration(kind.as_str())),
             errors: FailureKind::ALL.map(|kind| {
                 metrics::counter!(
@@ -37,6 +61,11 @@ impl Instruments {
                 )
             }),
         }
+    }
+
+    /// Whether a recorder took the handles when they were registered.
+    pub(crate) fn live(&self) -> bool {
+        self.live
     }
 
     pub(crate) fn ok(&self, elapsed: Option<Duration>) {

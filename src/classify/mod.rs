@@ -80,7 +80,7 @@ pub mod future;
 mod kind;
 mod layer;
 #[cfg(feature = "metrics")]
-mod metrics;
+pub(crate) mod metrics;
 #[cfg(feature = "http")]
 mod response;
 #[cfg(feature = "http")]

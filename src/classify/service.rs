@@ -133,6 +133,22 @@ where
 }
 
 impl Shared {
+    /// Whether calls are timed: a recorder took the metric handles, or a tracing subscriber
+    /// listens to the failure events.
+    #[cfg(any(feature = "metrics", feature = "tracing"))]
+    #[inline]
+    pub(crate) fn timed(&self) -> bool {
+        #[cfg(feature = "metrics")]
+        if self.instruments.live() {
+            return true;
+        }
+        #[cfg(feature = "tracing")]
+        if tracing::enabled!(target: "tower_fortify::classify", tracing::Level::DEBUG) {
+            return true;
+        }
+        false
+    }
+
     /// Records a classified error (a boxed `Failure`), and how long the call took.
     #[cfg_attr(
         not(any(feature = "metrics", feature = "tracing")),

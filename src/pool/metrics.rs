@@ -1,17 +1,8 @@
 //! Metric handles of a pool limit, registered once per layer.
 
-use metrics::IntoF64;
+use crate::classify::metrics::Lazy;
 use metrics::{Counter, Gauge, Histogram};
 use std::{cell::Cell, time::Duration};
-
-/// A gauge value computed only when the recorder takes it.
-struct Lazy<F>(F);
-
-impl<F: FnOnce() -> f64> IntoF64 for Lazy<F> {
-    fn into_f64(self) -> f64 {
-        (self.0)()
-    }
-}
 
 pub(crate) const IN_USE: &str = "fortify_pool_in_use";
 pub(crate) const MAX: &str = "fortify_pool_max";
