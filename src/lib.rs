@@ -36,6 +36,34 @@
 //! # }
 //! ```
 //!
+//! # The layers, and the preset stack
+//!
+//! - [`retry`]: urllib3's `Retry` decision matrix attempt for attempt, jitter that stays
+//!   below the cap, bounded `Retry-After`, a retry budget, an overall deadline, replayable
+//!   bodies.
+//! - [`circuit_breaker`]: count and time windows, slow calls, bounded half-open probes, a
+//!   growing jittered open time, one breaker per host; the closed path takes no lock.
+//! - [`pool`]: urllib3's pool semantics (`maxsize`, `block`, `pool_timeout`, overflow or
+//!   fail fast), one pool per host, permits held until the response body ends, leak
+//!   detection.
+//! - [`stack`]: all of them in the order that makes them work together, from one
+//!   [`ClientConfig`](stack::ClientConfig) whose defaults follow production practice, for a
+//!   hyper-util client or any HTTP service; [`ServiceBuilderExt`] adds each layer to a
+//!   `ServiceBuilder`.
+//!
+//! ```
+//! use tower::ServiceBuilder;
+//! use tower_fortify::{stack::ClientConfig, ServiceBuilderExt};
+//!
+//! let client = ServiceBuilder::new()
+//!     .client_stack(ClientConfig::default().layer()?)
+//!     .service_fn(|_req: http::Request<String>| async {
+//!         Ok::<_, std::io::Error>(http::Response::new(String::from("ok")))
+//!     });
+//! # let _ = client;
+//! # Ok::<(), tower_fortify::InvalidConfig>(())
+//! ```
+//!
 //! # Feature flags
 //!
 //! | feature | enables |
