@@ -18,6 +18,9 @@
 //!
 //! Run with `cargo bench --bench e2e`.
 
+#[path = "support/estimates.rs"]
+mod estimates;
+
 use bytes::Bytes;
 use criterion::{criterion_group, Criterion, Throughput};
 use http::{Request, Response, Uri};
@@ -30,7 +33,6 @@ use hyper_util::{
 use std::{
     convert::Infallible,
     net::SocketAddr,
-    path::PathBuf,
     time::{Duration, Instant, SystemTime},
 };
 use tokio::{net::TcpListener, runtime::Runtime};
@@ -177,46 +179,10 @@ criterion_group! {
 
 // ===== summary =====
 
-/// Where criterion writes its estimates: `$CRITERION_HOME`, or `criterion/` in the target
-/// directory, which holds this executable in `<profile>/deps/`.
-fn criterion_dir() -> Option<PathBuf> {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return Some(home.into());
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return Some(PathBuf::from(target).join("criterion"));
-    }
-    let exe = std::env::current_exe().ok()?;
-    Some(exe.parent()?.parent()?.parent()?.join("criterion"))
-}
-
-/// Criterion's estimate of one iteration of `e2e/loopback/<function>` in this run (the
-/// slope when it has one, else the mean), in ns; `None` if it was not measured since `since`.
-fn estimate(function: &str, since: SystemTime) -> Option<f64> {
-    let path = criterion_dir()?
-        .join("e2e_loopback")
-        .join(function)
-        .join("new/estimates.json");
-    if std::fs::metadata(&path).ok()?.modified().ok()? < since {
-        return None;
-    }
-    let json = std::fs::read_to_string(path).ok()?;
-    let point = |key: &str| -> Option<f64> {
-        let rest = &json[json.find(&format!("\"{key}\":"))? + key.len() + 3..];
-        if rest.trim_start().starts_with("null") {
-            return None;
-        }
-        let rest = &rest[rest.find("\"point_estimate\":")? + 17..];
-        let end = rest.find([',', '}'])?;
-        rest[..end].trim().parse().ok()
-    };
-    point("slope").or_else(|| point("mean"))
-}
-
 fn summary(since: SystemTime) {
     let per_second = |ns: f64| REQUESTS as f64 / (ns * 1e-9);
-    let bare = estimate("hyper_client", since);
-    let stack = estimate("fortify_client_stack", since);
+    let bare = estimates::estimate("e2e/loopback", "hyper_client", since);
+    let stack = estimates::estimate("e2e/loopback", "fortify_client_stack", since);
     println!(
         "\nsummary ({REQUESTS} requests per iteration, {CONCURRENCY} at once; a shared machine: noisy)"
     );
@@ -239,9 +205,7 @@ fn main() {
     let started = SystemTime::now();
     benches();
     Criterion::default().configure_from_args().final_summary();
-    // Only when benchmarking (`cargo bench`), not in `cargo test --benches` or `--list`.
-    let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--list") {
+    if estimates::benchmarking() {
         summary(started);
     }
 }

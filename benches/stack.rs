@@ -35,6 +35,9 @@
 //! Run with `cargo bench --bench stack` (`-- --warm-up-time 1 --measurement-time 2` for a
 //! quicker run).
 
+#[path = "support/estimates.rs"]
+mod estimates;
+
 use bytes::Bytes;
 use criterion::{criterion_group, Criterion};
 use http::{header, Method, Request, Response};
@@ -43,7 +46,6 @@ use std::{
     future::{ready, Future, Ready},
     hint::black_box,
     io,
-    path::PathBuf,
     pin::pin,
     task::{Context, Poll, Waker},
     time::{Duration, SystemTime},
@@ -302,43 +304,6 @@ criterion_group! {
 
 // ===== summary =====
 
-/// Where criterion writes its estimates: `$CRITERION_HOME`, or `criterion/` in the target
-/// directory, which holds this executable in `<profile>/deps/`.
-fn criterion_dir() -> Option<PathBuf> {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return Some(home.into());
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return Some(PathBuf::from(target).join("criterion"));
-    }
-    let exe = std::env::current_exe().ok()?;
-    Some(exe.parent()?.parent()?.parent()?.join("criterion"))
-}
-
-/// The point estimate criterion reports for `group/function` in this run (the slope when
-/// it has one, else the mean), in ns; `None` if it was not measured since `since`.
-fn estimate(group: &str, function: &str, since: SystemTime) -> Option<f64> {
-    let safe = |s: &str| s.replace(['?', '"', '/', '\\', '*', '<', '>', ':', '|', '^'], "_");
-    let path = criterion_dir()?
-        .join(safe(group))
-        .join(safe(function))
-        .join("new/estimates.json");
-    if std::fs::metadata(&path).ok()?.modified().ok()? < since {
-        return None;
-    }
-    let json = std::fs::read_to_string(path).ok()?;
-    let point = |key: &str| -> Option<f64> {
-        let rest = &json[json.find(&format!("\"{key}\":"))? + key.len() + 3..];
-        if rest.trim_start().starts_with("null") {
-            return None;
-        }
-        let rest = &rest[rest.find("\"point_estimate\":")? + 17..];
-        let end = rest.find([',', '}'])?;
-        rest[..end].trim().parse().ok()
-    };
-    point("slope").or_else(|| point("mean"))
-}
-
 const GROUPS: &[(&str, &[&str])] = &[
     (
         "stack/classify",
@@ -392,7 +357,7 @@ fn summary(since: SystemTime) {
     for (group, functions) in GROUPS {
         let ns: Vec<Option<f64>> = functions
             .iter()
-            .map(|f| estimate(group, f, since))
+            .map(|f| estimates::estimate(group, f, since))
             .collect();
         let bare = ns[0];
         // Ours: the last `fortify_` variant listed, the one the stack uses.
@@ -416,9 +381,7 @@ fn main() {
     let started = SystemTime::now();
     benches();
     Criterion::default().configure_from_args().final_summary();
-    // Only when benchmarking (`cargo bench`), not in `cargo test --benches` or `--list`.
-    let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--list") {
+    if estimates::benchmarking() {
         summary(started);
     }
 }
