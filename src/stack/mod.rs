@@ -89,7 +89,6 @@ use crate::{
     InvalidConfig,
 };
 use std::{
-    fmt,
     task::{Context, Poll},
     time::Duration,
 };
@@ -390,24 +389,13 @@ impl ClientConfig {
 /// # let _ = svc;
 /// # Ok::<(), tower_fortify::InvalidConfig>(())
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ClientStackLayer {
     classify: ErrorClassifyLayer,
     retry: RetryLayer,
     breaker: KeyedCircuitBreakerLayer<Authority, HttpStatus>,
     pool: PoolLimitLayer,
     timeout: TimeoutLayer,
-}
-
-impl fmt::Debug for ClientStackLayer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientStackLayer")
-            .field("classify", &self.classify)
-            .field("retry", &self.retry)
-            .field("breaker", &self.breaker)
-            .field("pool", &self.pool)
-            .finish_non_exhaustive()
-    }
 }
 
 impl ClientStackLayer {
@@ -515,24 +503,9 @@ impl<S> Layer<S> for ClientStackLayer {
 /// # Ok(())
 /// # }
 /// ```
+#[derive(Clone, Debug)]
 pub struct ClientStack<S> {
     inner: Inner<S>,
-}
-
-impl<S: Clone> Clone for ClientStack<S> {
-    fn clone(&self) -> Self {
-        ClientStack {
-            inner: self.inner.clone(),
-        }
-    }
-}
-
-impl<S: fmt::Debug> fmt::Debug for ClientStack<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientStack")
-            .field("inner", &self.inner)
-            .finish()
-    }
 }
 
 impl<S> ClientStack<S> {
