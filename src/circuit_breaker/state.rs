@@ -759,12 +759,7 @@ impl Breaker {
     fn new(settings: Arc<Settings>, key: Option<Box<str>>) -> Self {
         let (ring, time) = match settings.config.window {
             Window::Count(n) => (Some(CountRing::new(n)), None),
-            Window::Time(d) => (
-                None,
-                Some(TimeWindow::new(
-                    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
-                )),
-            ),
+            Window::Time(d) => (None, Some(TimeWindow::new(nanos(d)))),
         };
         let lanes = (0..settings.lanes)
             .map(|_| {
@@ -803,12 +798,7 @@ impl Breaker {
     }
 
     fn now_nanos(&self) -> u64 {
-        u64::try_from(
-            Instant::now()
-                .saturating_duration_since(self.start)
-                .as_nanos(),
-        )
-        .unwrap_or(u64::MAX)
+        nanos(Instant::now().saturating_duration_since(self.start))
     }
 
     fn control(&self) -> std::sync::MutexGuard<'_, Control> {
@@ -842,7 +832,6 @@ impl Breaker {
         ))
     }
 
-    /// The window's figures; with `flush`, after pushing every lane's buffered successes.
     /// The window's figures; with `flush`, after pushing the successes buffered in the
     /// calling thread's lane and in the shared lane (other threads' lanes are theirs).
     pub(crate) fn figures(&self, flush: bool) -> WindowFigures {
@@ -1199,31 +1188,18 @@ impl Breaker {
     // ===== operator actions =====
 
     pub(crate) fn force_open(&self) {
-        let mut ctl = self.control();
-        let now = self.now_micros();
-        self.set_state(
-            &mut ctl,
-            |w| state_of(w) != State::ForcedOpen,
-            State::ForcedOpen,
-            now,
-            None,
-            "forced_open",
-            None,
-        );
+        self.hold(State::ForcedOpen, "forced_open");
     }
 
     pub(crate) fn disable(&self) {
+        self.hold(State::Disabled, "disabled");
+    }
+
+    /// Moves to an operator's state `to`, unless the breaker is in it already.
+    fn hold(&self, to: State, reason: &'static str) {
         let mut ctl = self.control();
         let now = self.now_micros();
-        self.set_state(
-            &mut ctl,
-            |w| state_of(w) != State::Disabled,
-            State::Disabled,
-            now,
-            None,
-            "disabled",
-            None,
-        );
+        self.set_state(&mut ctl, |w| state_of(w) != to, to, now, None, reason, None);
     }
 
     pub(crate) fn reset(&self) {
