@@ -589,11 +589,8 @@ impl<C> CircuitBreakerBuilder<C> {
     /// assert_eq!(err.to_string(), "invalid open_duration_max: must be at least open_duration");
     /// ```
     pub fn build(self) -> Result<CircuitBreakerLayer<C>, InvalidConfig> {
-        self.config.validate()?;
-        Ok(CircuitBreakerLayer::from_settings(
-            Arc::new(Settings::new(self.config, self.name, false)),
-            self.classifier,
-        ))
+        let (settings, classifier) = self.settings(false)?;
+        Ok(CircuitBreakerLayer::from_settings(settings, classifier))
     }
 
     /// Builds a keyed layer: one breaker per request authority (the URI's, or the `Host`
@@ -611,11 +608,9 @@ impl<C> CircuitBreakerBuilder<C> {
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn build_keyed(self) -> Result<KeyedCircuitBreakerLayer<Authority, C>, InvalidConfig> {
-        self.config.validate()?;
+        let (settings, classifier) = self.settings(true)?;
         Ok(KeyedCircuitBreakerLayer::from_parts(
-            Arc::new(Settings::new(self.config, self.name, true)),
-            Authority,
-            self.classifier,
+            settings, Authority, classifier,
         ))
     }
 
@@ -644,12 +639,19 @@ impl<C> CircuitBreakerBuilder<C> {
     where
         F: for<'a> Fn(&'a Req) -> Cow<'a, str>,
     {
-        self.config.validate()?;
+        let (settings, classifier) = self.settings(true)?;
         Ok(KeyedCircuitBreakerLayer::from_parts(
-            Arc::new(Settings::new(self.config, self.name, true)),
+            settings,
             KeyBy::new(key),
-            self.classifier,
+            classifier,
         ))
+    }
+
+    /// The validated settings every `build` starts from, and the classifier.
+    fn settings(self, keyed: bool) -> Result<(Arc<Settings>, C), InvalidConfig> {
+        self.config.validate()?;
+        let settings = Settings::new(self.config, self.name, keyed);
+        Ok((Arc::new(settings), self.classifier))
     }
 }
 
