@@ -283,6 +283,15 @@ pub(crate) struct Bucket {
     slow: AtomicU64,
 }
 
+impl Bucket {
+    /// Zeroes the counts (not the epoch).
+    fn clear(&self) {
+        self.calls.store(0, Ordering::Release);
+        self.failures.store(0, Ordering::Release);
+        self.slow.store(0, Ordering::Release);
+    }
+}
+
 /// One lane's buckets. Each lane (a group of threads) has its own, so that no two threads
 /// write the same counters; the figures add up all lanes.
 pub(crate) type Buckets = Padded<[Bucket; BUCKETS]>;
@@ -342,9 +351,7 @@ impl TimeWindow {
 
     pub(crate) fn reset(buckets: &Buckets) {
         for bucket in buckets.0.iter() {
-            bucket.calls.store(0, Ordering::Release);
-            bucket.failures.store(0, Ordering::Release);
-            bucket.slow.store(0, Ordering::Release);
+            bucket.clear();
         }
     }
 }
@@ -362,9 +369,7 @@ fn claim(buckets: &Buckets, epoch: u64) -> &Bucket {
             .compare_exchange_weak(tag, epoch, Ordering::AcqRel, Ordering::Acquire)
         {
             Ok(_) => {
-                bucket.calls.store(0, Ordering::Release);
-                bucket.failures.store(0, Ordering::Release);
-                bucket.slow.store(0, Ordering::Release);
+                bucket.clear();
                 return bucket;
             }
             Err(actual) => tag = actual,
