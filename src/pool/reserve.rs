@@ -2,15 +2,19 @@
 //! gets instead.
 
 use super::permit::{Acquire, Mode, Permit, Pool};
-use crate::BoxError;
+use crate::{
+    classify::{Failure, Stage},
+    BoxError,
+};
 use std::{
     fmt,
     future::Future,
     pin::Pin,
     sync::Arc,
-    task::{Context, Poll},
+    task::{ready, Context, Poll},
 };
 use tokio::time::{Instant, Sleep};
+use tower_service::Service;
 
 /// What the next `call` gets.
 #[derive(Debug)]
@@ -23,6 +27,20 @@ pub(crate) enum Reservation {
     Fail(BoxError),
     /// No permit: fail fast, counted when the call is made.
     Reject,
+}
+
+impl Reservation {
+    /// The permit the call runs with, or the error it fails with (an overflow or a
+    /// rejection is counted now, when the call is made).
+    #[inline]
+    pub(crate) fn into_permit(self, pool: &Arc<Pool>) -> Result<Permit, BoxError> {
+        match self {
+            Reservation::Permit(permit) => Ok(permit),
+            Reservation::Overflow => Ok(pool.overflow()),
+            Reservation::Fail(error) => Err(error),
+            Reservation::Reject => Err(pool.rejected()),
+        }
+    }
 }
 
 /// A service's reservation, and its wait when the pool is full (`block=True`).
@@ -61,23 +79,67 @@ impl Reserver {
 
     /// Whether the next call may call the inner service (so `poll_ready` must drive it).
     #[inline]
-    pub(crate) fn calls_inner(&self) -> bool {
+    fn calls_inner(&self) -> bool {
         matches!(
             self.reserved,
             Some(Reservation::Permit(_) | Reservation::Overflow)
         )
     }
 
-    /// Drops whatever is reserved or awaited.
-    pub(crate) fn reset(&mut self) {
-        self.reserved = None;
-        self.waiting = None;
+    /// The `poll_ready` of a service with one pool: reserves a permit of `pool`, then, if
+    /// the call will reach it, drives `inner`; an error of `inner` ends the reservation
+    /// (the service is done).
+    #[inline]
+    pub(crate) fn poll_ready<S, Req>(
+        &mut self,
+        pool: &Arc<Pool>,
+        inner: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), BoxError>>
+    where
+        S: Service<Req>,
+        S::Error: Into<BoxError>,
+    {
+        ready!(self.poll_reserve(pool, cx));
+        if !self.calls_inner() {
+            // The call fails without the inner service.
+            return Poll::Ready(Ok(()));
+        }
+        self.poll_inner(inner, cx)
     }
 
-    /// Takes the reservation for a call.
+    /// Drives the inner service; an error ends the reservation (the service is done).
+    pub(crate) fn poll_inner<S, Req>(
+        &mut self,
+        inner: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), BoxError>>
+    where
+        S: Service<Req>,
+        S::Error: Into<BoxError>,
+    {
+        match inner.poll_ready(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(err)) => {
+                self.reserved = None;
+                self.waiting = None;
+                Poll::Ready(Err(Failure::boxed_at(err.into(), Stage::Request)))
+            }
+        }
+    }
+
+    /// Takes the reservation for a call on `pool`: its permit, or the error it fails with.
+    ///
+    /// # Panics
+    ///
+    /// When `poll_ready` did not reserve first.
     #[inline]
-    pub(crate) fn take(&mut self) -> Option<Reservation> {
-        self.reserved.take()
+    pub(crate) fn take(&mut self, pool: &Arc<Pool>) -> Result<Permit, BoxError> {
+        self.reserved
+            .take()
+            .expect("poll_ready must be called first")
+            .into_permit(pool)
     }
 
     /// Reserves a permit of `pool`, or decides what the next call gets instead.

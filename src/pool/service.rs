@@ -4,19 +4,16 @@ use super::{
     handle::{PoolHandle, PoolSnapshot, PoolStats, Source},
     keyed::{ByAuthority, Keyed, PoolKey},
     permit::{Core, Mode, Pool},
-    reserve::{Reservation, Reserver},
+    reserve::Reserver,
     PoolLimitLayer,
 };
-use crate::{
-    classify::{Failure, Stage},
-    BoxError, InvalidConfig,
-};
+use crate::{BoxError, InvalidConfig};
 use http::{Request, Response};
 use http_body::Body;
 use std::{
     fmt,
     sync::{atomic::Ordering, Arc},
-    task::{ready, Context, Poll},
+    task::{Context, Poll},
 };
 use tokio::time::Instant;
 use tower_service::Service;
@@ -83,7 +80,7 @@ impl<K: PoolKey> Source for Shared<K> {
 /// pool is only known from the request, so `poll_ready` drives the inner service alone and
 /// the call waits for its host's permit in its [`ResponseFuture`].
 ///
-/// Errors come back as a classified [`Failure`]: of kind
+/// Errors come back as a classified [`Failure`](crate::classify::Failure): of kind
 /// [`PoolTimeout`](crate::classify::FailureKind::PoolTimeout) or
 /// [`PoolFull`](crate::classify::FailureKind::PoolFull) when the pool refused the call, or
 /// the inner service's error classified at the request stage.
@@ -232,49 +229,35 @@ where
     type Future = ResponseFuture<S, B>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if let Pools::Single(pool) = &self.shared.pools {
-            ready!(self.reserver.poll_reserve(pool, cx));
-            if !self.reserver.calls_inner() {
-                // The call fails without the inner service.
-                return Poll::Ready(Ok(()));
+        match &self.shared.pools {
+            Pools::Single(pool) => {
+                self.reserver
+                    .poll_ready::<S, Request<B>>(pool, &mut self.inner, cx)
             }
+            Pools::Keyed { .. } => self
+                .reserver
+                .poll_inner::<S, Request<B>>(&mut self.inner, cx),
         }
-        poll_inner(&mut self.inner, &mut self.reserver, cx)
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let release = self.shared.core.release_on_body_end;
-        let pool = match &self.shared.pools {
+        let (key, pools) = match &self.shared.pools {
             Pools::Single(pool) => {
-                let reservation = self
-                    .reserver
-                    .take()
-                    .expect("poll_ready must be called first");
-                return match reservation {
-                    Reservation::Permit(permit) => {
-                        ResponseFuture::called(self.inner.call(request), permit, release)
-                    }
-                    Reservation::Overflow => {
-                        let permit = pool.overflow();
-                        ResponseFuture::called(self.inner.call(request), permit, release)
-                    }
-                    Reservation::Fail(error) => ResponseFuture::failed(error),
-                    Reservation::Reject => ResponseFuture::failed(pool.rejected()),
+                return match self.reserver.take(pool) {
+                    Ok(permit) => ResponseFuture::called(self.inner.call(request), permit, release),
+                    Err(error) => ResponseFuture::failed(error),
                 };
             }
-            Pools::Keyed { key, pools } => {
-                let (parts, body) = request.into_parts();
-                let key = key.key(&parts);
-                let request = Request::from_parts(parts, body);
-                match pools.try_acquire(key, &self.shared.core) {
-                    Ok(permit) => {
-                        return ResponseFuture::called(self.inner.call(request), permit, release)
-                    }
-                    Err(pool) => (pool, request),
-                }
-            }
+            Pools::Keyed { key, pools } => (key, pools),
         };
-        let (pool, request) = pool;
+        let (parts, body) = request.into_parts();
+        let key = key.key(&parts);
+        let request = Request::from_parts(parts, body);
+        let pool = match pools.try_acquire(key, &self.shared.core) {
+            Ok(permit) => return ResponseFuture::called(self.inner.call(request), permit, release),
+            Err(pool) => pool,
+        };
         pool.on_full();
         match self.shared.core.mode {
             Mode::Overflow => {
@@ -291,26 +274,6 @@ where
                 let timer = timeout.map(|timeout| tokio::time::sleep_until(now + timeout));
                 ResponseFuture::waiting(pool.acquire(now), timer, service, request, release)
             }
-        }
-    }
-}
-
-/// Drives the inner service; an error ends the reservation (the service is done).
-fn poll_inner<S, Req>(
-    inner: &mut S,
-    reserver: &mut Reserver,
-    cx: &mut Context<'_>,
-) -> Poll<Result<(), BoxError>>
-where
-    S: Service<Req>,
-    S::Error: Into<BoxError>,
-{
-    match inner.poll_ready(cx) {
-        Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
-        Poll::Pending => Poll::Pending,
-        Poll::Ready(Err(err)) => {
-            reserver.reset();
-            Poll::Ready(Err(Failure::boxed_at(err.into(), Stage::Request)))
         }
     }
 }
@@ -464,28 +427,14 @@ where
     type Future = GenericResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        ready!(self.reserver.poll_reserve(&self.pool, cx));
-        if !self.reserver.calls_inner() {
-            return Poll::Ready(Ok(()));
-        }
-        poll_inner(&mut self.inner, &mut self.reserver, cx)
+        self.reserver
+            .poll_ready::<S, Req>(&self.pool, &mut self.inner, cx)
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let reservation = self
-            .reserver
-            .take()
-            .expect("poll_ready must be called first");
-        match reservation {
-            Reservation::Permit(permit) => {
-                GenericResponseFuture::called(self.inner.call(request), permit)
-            }
-            Reservation::Overflow => {
-                let permit = self.pool.overflow();
-                GenericResponseFuture::called(self.inner.call(request), permit)
-            }
-            Reservation::Fail(error) => GenericResponseFuture::failed(error),
-            Reservation::Reject => GenericResponseFuture::failed(self.pool.rejected()),
+        match self.reserver.take(&self.pool) {
+            Ok(permit) => GenericResponseFuture::called(self.inner.call(request), permit),
+            Err(error) => GenericResponseFuture::failed(error),
         }
     }
 }
