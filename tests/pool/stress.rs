@@ -7,7 +7,7 @@ use http::Response;
 use http_body_util::{BodyExt, Full};
 use std::{future::Future, io, pin::pin, task::Poll, time::Duration};
 use tower::{Layer, Service, ServiceExt};
-use tower_fortify::pool::{PoolHandle, PoolLimitBuilder, PoolLimitLayer};
+use tower_fortify::pool::{PoolBody, PoolHandle, PoolLimitBuilder, PoolLimitLayer};
 
 const TASKS: u64 = 16;
 const CALLS: u64 = 400;
@@ -49,7 +49,7 @@ fn jittery() -> impl Service<Req, Response = Res, Error = io::Error, Future: Sen
 /// One call, driven and dropped as `rng` says.
 async fn one_call<S>(svc: &S, host: &str, rng: &mut Rng)
 where
-    S: Service<Req, Response = Response<tower_fortify::pool::PoolBody<Full<Bytes>>>> + Clone,
+    S: Service<Req, Response = Response<PoolBody<Full<Bytes>>>> + Clone,
     S::Error: std::fmt::Debug,
 {
     let mut request = get(host);
@@ -90,15 +90,19 @@ where
     }
 }
 
-async fn stress(builder: PoolLimitBuilder, hosts: &'static [&'static str]) -> PoolHandle {
-    let layer = builder.build().unwrap();
-    let handle = layer.handle();
-    let svc = layer.layer(jittery());
+/// `TASKS` tasks of `CALLS` calls each, to hosts drawn from `hosts`, scheduled by `seed`:
+/// no task may panic, and all must end within a minute (no waiter hangs).
+async fn hammer<S>(svc: &S, hosts: &'static [&'static str], seed: u64)
+where
+    S: Service<Req, Response = Response<PoolBody<Full<Bytes>>>> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    S::Error: std::fmt::Debug + Send,
+{
     let mut tasks = Vec::new();
     for t in 0..TASKS {
         let svc = svc.clone();
         tasks.push(tokio::spawn(async move {
-            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (t + 1));
+            let mut rng = Rng(seed ^ (t + 1));
             for _ in 0..CALLS {
                 let host = hosts[rng.below(hosts.len() as u64) as usize];
                 one_call(&svc, host, &mut rng).await;
@@ -113,6 +117,13 @@ async fn stress(builder: PoolLimitBuilder, hosts: &'static [&'static str]) -> Po
     tokio::time::timeout(Duration::from_secs(60), all)
         .await
         .expect("a waiter hung");
+}
+
+async fn stress(builder: PoolLimitBuilder, hosts: &'static [&'static str]) -> PoolHandle {
+    let layer = builder.build().unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(jittery());
+    hammer(&svc, hosts, 0x9E37_79B9_7F4A_7C15).await;
 
     let snapshot = handle.snapshot();
     assert_eq!(snapshot.total.in_use, 0, "{snapshot:?}");
@@ -187,22 +198,7 @@ async fn fail_fast_pool_keeps_exactly_maxsize_permits() {
     let layer = builder.build().unwrap();
     let handle = layer.handle();
     let svc = layer.layer(jittery());
-    let mut tasks = Vec::new();
-    for t in 0..TASKS {
-        let svc = svc.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut rng = Rng(0x1234_5678 ^ (t + 1));
-            for _ in 0..CALLS {
-                one_call(&svc, "a", &mut rng).await;
-            }
-        }));
-    }
-    for task in tasks {
-        tokio::time::timeout(Duration::from_secs(60), task)
-            .await
-            .expect("hung")
-            .unwrap();
-    }
+    hammer(&svc, &["a"], 0x1234_5678).await;
     assert_eq!(handle.snapshot().total.in_use, 0);
     let mut held = Vec::new();
     for _ in 0..MAXSIZE {
