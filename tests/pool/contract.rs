@@ -24,6 +24,7 @@ use tower_fortify::{
 use tower_test::mock;
 
 type Mock = mock::Mock<Req, Response<Full<Bytes>>>;
+type MockHandle = mock::Handle<Req, Response<Full<Bytes>>>;
 
 fn one_pool(maxsize: usize) -> PoolLimitLayer {
     PoolLimitLayer::builder(maxsize)
@@ -37,12 +38,23 @@ fn in_use(handle: &PoolHandle) -> usize {
     handle.snapshot().total.in_use
 }
 
+/// A one-pool service of one permit over a mock: the service, the mock, the pool's handle.
+fn mocked() -> (PoolLimit<Mock>, MockHandle, PoolHandle) {
+    let layer = one_pool(1);
+    let (service, mock) = mock::pair::<Req, Response<Full<Bytes>>>();
+    (layer.layer(service), mock, layer.handle())
+}
+
+/// Answers the mock's next request, which must be the GET to `a`, with `body`.
+async fn answer(mock: &mut MockHandle, body: &'static [u8]) {
+    let (request, send) = mock.next_request().await.unwrap();
+    assert_eq!(request.uri(), "http://a/");
+    send.send_response(Response::new(Full::new(Bytes::from_static(body))));
+}
+
 #[tokio::test]
 async fn poll_ready_reserves_and_call_takes() {
-    let layer = one_pool(1);
-    let handle = layer.handle();
-    let (service, mut mock) = mock::pair::<Req, Response<Full<Bytes>>>();
-    let mut svc = layer.layer(service);
+    let (mut svc, mut mock, handle) = mocked();
     let mut other = svc.clone();
 
     mock.allow(1);
@@ -55,9 +67,7 @@ async fn poll_ready_reserves_and_call_takes() {
     assert_eq!(in_use(&handle), 1);
 
     let response = svc.call(get("a"));
-    let (request, send) = mock.next_request().await.unwrap();
-    assert_eq!(request.uri(), "http://a/");
-    send.send_response(Response::new(Full::new(Bytes::from_static(b"ok"))));
+    answer(&mut mock, b"ok").await;
     let response = response.await.unwrap();
     assert_eq!(in_use(&handle), 1, "the permit rides in the body");
     drop(response);
@@ -66,10 +76,7 @@ async fn poll_ready_reserves_and_call_takes() {
 
 #[tokio::test]
 async fn the_permit_is_held_while_the_inner_service_is_not_ready() {
-    let layer = one_pool(1);
-    let handle = layer.handle();
-    let (service, mut mock) = mock::pair::<Req, Response<Full<Bytes>>>();
-    let mut svc = layer.layer(service);
+    let (mut svc, mut mock, handle) = mocked();
 
     mock.allow(0);
     assert!(poll_ready_now(&mut svc).is_pending(), "inner not ready");
@@ -77,20 +84,15 @@ async fn the_permit_is_held_while_the_inner_service_is_not_ready() {
     mock.allow(1);
     svc.ready().await.unwrap();
     let fut = svc.call(get("a"));
-    let (request, send) = mock.next_request().await.unwrap();
-    assert_eq!(request.uri(), "http://a/");
-    send.send_response(Response::new(Full::new(Bytes::new())));
+    answer(&mut mock, b"").await;
     drop(fut.await.unwrap());
     assert_eq!(in_use(&handle), 0);
 }
 
 #[tokio::test]
 async fn clone_drops_the_reservation() {
-    let layer = one_pool(1);
-    let handle = layer.handle();
-    let (service, mut mock) = mock::pair::<Req, Response<Full<Bytes>>>();
+    let (mut svc, mut mock, handle) = mocked();
     mock.allow(10);
-    let mut svc = layer.layer(service);
 
     svc.ready().await.unwrap();
     let mut clone = svc.clone();
@@ -105,9 +107,7 @@ async fn clone_drops_the_reservation() {
     // The clone was queued: the permit was handed to it.
     clone.ready().await.unwrap();
     let fut = clone.call(get("a"));
-    let (request, send) = mock.next_request().await.unwrap();
-    assert_eq!(request.uri(), "http://a/");
-    send.send_response(Response::new(Full::new(Bytes::new())));
+    answer(&mut mock, b"").await;
     drop(fut.await.unwrap());
     assert_eq!(in_use(&handle), 0);
 }
@@ -115,8 +115,7 @@ async fn clone_drops_the_reservation() {
 #[tokio::test]
 #[should_panic(expected = "poll_ready must be called first")]
 async fn call_without_poll_ready_panics() {
-    let (service, _mock) = mock::pair::<Req, Response<Full<Bytes>>>();
-    let mut svc: PoolLimit<Mock> = one_pool(1).layer(service);
+    let (mut svc, _mock, _handle) = mocked();
     drop(svc.call(get("a")));
 }
 
@@ -321,10 +320,7 @@ async fn an_inner_error_gives_the_permit_back_classified() {
 
 #[tokio::test]
 async fn an_inner_poll_ready_error_ends_the_reservation() {
-    let layer = one_pool(1);
-    let handle = layer.handle();
-    let (service, mut mock) = mock::pair::<Req, Response<Full<Bytes>>>();
-    let mut svc = layer.layer(service);
+    let (mut svc, mut mock, handle) = mocked();
     mock.allow(0);
     assert!(poll_ready_now(&mut svc).is_pending());
     assert_eq!(in_use(&handle), 1);
