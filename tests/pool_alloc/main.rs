@@ -60,6 +60,17 @@ where
     ok
 }
 
+/// One call whose response (and permit) the caller keeps.
+fn first_call<S: Service<Req>>(svc: &mut S) -> S::Response {
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(svc.poll_ready(&mut cx).is_ready());
+    let mut fut = pin!(svc.call(request()));
+    let Poll::Ready(Ok(response)) = fut.as_mut().poll(&mut cx) else {
+        panic!("the first call completes");
+    };
+    response
+}
+
 fn per_call(builder: PoolLimitBuilder) -> f64 {
     let layer = builder.build().unwrap();
     let mut svc = layer.layer(inner());
@@ -127,12 +138,7 @@ fn overflowing_allocates_nothing_either() {
     // block=False at the limit: the extra call goes through without allocating.
     let layer = PoolLimitLayer::builder(1).per_host(false).build().unwrap();
     let mut svc = layer.layer(inner());
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(svc.poll_ready(&mut cx).is_ready());
-    let mut held = pin!(svc.call(request()));
-    let Poll::Ready(Ok(held)) = held.as_mut().poll(&mut cx) else {
-        panic!("the first call completes");
-    };
+    let held = first_call(&mut svc);
     drive(&mut svc, 10);
     let before = allocations();
     assert_eq!(drive(&mut svc, 1000), 1000);
@@ -150,12 +156,7 @@ fn the_counter_sees_allocations() {
         .build()
         .unwrap();
     let mut svc = layer.layer(inner());
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(svc.poll_ready(&mut cx).is_ready());
-    let mut held = pin!(svc.call(request()));
-    let Poll::Ready(Ok(held)) = held.as_mut().poll(&mut cx) else {
-        panic!("the first call completes");
-    };
+    let held = first_call(&mut svc);
     let before = allocations();
     assert_eq!(drive(&mut svc, 100), 0);
     assert!(allocations() - before >= 100);
