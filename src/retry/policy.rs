@@ -430,7 +430,6 @@ pub(crate) struct Attempts {
     total: Option<u32>,
     counters: [Option<u32>; 4],
     pub(crate) history: RetryHistory,
-    previous_sleep: Duration,
     /// How many malformed `Retry-After` headers were treated as absent.
     pub(crate) invalid_retry_after: u32,
 }
@@ -441,7 +440,6 @@ impl Attempts {
             total: policy.total,
             counters: [policy.connect, policy.read, policy.other, policy.status],
             history: RetryHistory::default(),
-            previous_sleep: Duration::ZERO,
             invalid_retry_after: 0,
         }
     }
@@ -543,7 +541,13 @@ impl Attempts {
         }
         // k counts the retry about to happen.
         let k = u32::try_from(self.history.records.len() + 1).unwrap_or(u32::MAX);
-        backoff.sleep(k, self.previous_sleep, u())
+        // The previous sleep (decorrelated jitter grows from it) is the last one recorded.
+        let previous = self
+            .history
+            .records
+            .last()
+            .map_or(Duration::ZERO, |r| r.sleep);
+        backoff.sleep(k, previous, u())
     }
 
     fn record(&mut self, category: RetryCategory, cause: RetryCause, sleep: Duration) -> Decision {
@@ -552,7 +556,6 @@ impl Attempts {
             cause,
             sleep,
         });
-        self.previous_sleep = sleep;
         Decision::Retry(sleep)
     }
 
@@ -587,6 +590,27 @@ mod tests {
             Decision::Retry(sleep) => Some(sleep),
             _ => None,
         }
+    }
+
+    #[test]
+    fn decorrelated_jitter_grows_from_the_previous_sleep() {
+        let backoff = Backoff::new(Duration::from_secs(1))
+            .max(Duration::from_secs(100))
+            .jitter(Jitter::Decorrelated);
+        let policy = RetryPolicy::default()
+            .total(Some(4))
+            .backoff_for(RetryCategory::Connect, backoff);
+        let mut attempts = Attempts::new(&policy);
+        let mut previous = Duration::ZERO;
+        for k in 1..=4 {
+            let want = backoff.sleep(k, previous, 0.5);
+            let decision = attempts.on_failure(&policy, FailureKind::ConnectRefused, true, || 0.5);
+            assert_eq!(decision, Decision::Retry(want), "retry {k}");
+            previous = want;
+        }
+        // The chain is not the same draw each time: the previous sleep was used.
+        let sleeps: Vec<_> = attempts.history.sleeps().collect();
+        assert!(sleeps.windows(2).all(|w| w[0] < w[1]), "{sleeps:?}");
     }
 
     proptest! {
