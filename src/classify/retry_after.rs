@@ -50,7 +50,9 @@ pub fn parse_retry_after(
     value: &HeaderValue,
     now: SystemTime,
 ) -> Result<Duration, InvalidRetryAfter> {
-    let bytes = trim(value.as_bytes());
+    // A header value holds no ASCII whitespace but spaces and tabs: this strips the
+    // optional whitespace HTTP allows around it, as `ResponseClass` does.
+    let bytes = value.as_bytes().trim_ascii();
     if bytes.is_empty() {
         return Err(InvalidRetryAfter::new());
     }
@@ -61,17 +63,6 @@ pub fn parse_retry_after(
     let date = httpdate::parse_http_date(text).map_err(|_| InvalidRetryAfter::new())?;
     // An error here means the date is not after `now`.
     Ok(date.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// Strips the optional whitespace (spaces and tabs) HTTP allows around a field value.
-fn trim(mut bytes: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = bytes {
-        bytes = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = bytes {
-        bytes = rest;
-    }
-    bytes
 }
 
 /// ASCII digits as a number of seconds, saturating at `u64::MAX`.
