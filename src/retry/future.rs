@@ -4,13 +4,13 @@ use super::{
     body::TryCloneBody,
     error::{RetryError, RetryReason, Stop},
     policy::{Attempts, Decision},
-    service::{try_clone_request, Shared},
+    service::{try_clone_parts, Shared},
 };
 use crate::{
     classify::{Failure, FailureKind, Stage},
     BoxError,
 };
-use http::{Request, Response};
+use http::{request::Parts, Request, Response};
 use pin_project_lite::pin_project;
 use std::{
     fmt,
@@ -43,7 +43,7 @@ pin_project! {
         deadline_at: Option<Instant>,
         service: S,
         // The copy every retry is copied from.
-        kept: Option<Request<B>>,
+        kept: Option<(Parts, B)>,
         // Counters, history and the copy the next retry sends: boxed, made when a failure
         // or a retryable response first needs them, so a call answered at once never pays.
         retry: Option<Box<RetryState<B>>>,
@@ -91,7 +91,7 @@ where
     pub(crate) fn new(
         future: S::Future,
         service: S,
-        kept: Option<Request<B>>,
+        kept: Option<(Parts, B)>,
         idempotent: bool,
         shared: Arc<Shared>,
     ) -> Self {
@@ -275,7 +275,7 @@ fn may_retry<ResB>(policy: &super::RetryPolicy, response: &Response<ResB>) -> bo
 /// request for the retry.
 fn prepare<B: TryCloneBody>(
     shared: &Shared,
-    kept: Option<&Request<B>>,
+    kept: Option<&(Parts, B)>,
     deadline_at: Option<Instant>,
     sleep: Duration,
 ) -> Result<Request<B>, Stop> {
@@ -284,15 +284,15 @@ fn prepare<B: TryCloneBody>(
             return Err(Stop::Deadline);
         }
     }
-    let next = kept
-        .and_then(try_clone_request)
+    let (parts, body) = kept
+        .and_then(|(parts, body)| try_clone_parts(parts, body))
         .ok_or(Stop::NotReplayable)?;
     if let Some(budget) = &shared.policy.budget {
         if !budget.withdraw() {
             return Err(Stop::Budget);
         }
     }
-    Ok(next)
+    Ok(Request::from_parts(parts, body))
 }
 
 /// The call's result once no retry is made.

@@ -2,7 +2,7 @@ use super::{
     body::TryCloneBody, future::ResponseFuture, Idempotent, NoRetry, RetryLayer, RetryPolicy,
 };
 use crate::{BoxError, InvalidConfig};
-use http::{Request, Response};
+use http::{request::Parts, Request, Response};
 use std::{
     sync::Arc,
     task::{Context, Poll},
@@ -135,12 +135,10 @@ where
         let retryable = request.extensions().get::<NoRetry>().is_none();
         let idempotent = policy.is_method_allowed(request.method())
             || request.extensions().get::<Idempotent>().is_some();
-        // The copy for the next attempt, made before the body is consumed. The head is
-        // cloned whole (`Parts: Clone`) rather than set field by field on a default one.
+        // The copy for the next attempt, made before the body is consumed.
         let (parts, body) = request.into_parts();
         let kept = if retryable {
-            body.try_clone_body()
-                .map(|body| Request::from_parts(parts.clone(), body))
+            try_clone_parts(&parts, &body)
         } else {
             None
         };
@@ -160,14 +158,9 @@ where
     }
 }
 
-/// A copy of `request` for another attempt, if its body can be copied.
-pub(crate) fn try_clone_request<B: TryCloneBody>(request: &Request<B>) -> Option<Request<B>> {
-    let body = request.body().try_clone_body()?;
-    let mut copy = Request::new(body);
-    *copy.method_mut() = request.method().clone();
-    *copy.uri_mut() = request.uri().clone();
-    *copy.version_mut() = request.version();
-    *copy.headers_mut() = request.headers().clone();
-    *copy.extensions_mut() = request.extensions().clone();
-    Some(copy)
+/// A copy of a request's head and body, or `None` when the body cannot be copied. The head
+/// is cloned whole (`Parts: Clone`) rather than set field by field on a default one.
+pub(crate) fn try_clone_parts<B: TryCloneBody>(parts: &Parts, body: &B) -> Option<(Parts, B)> {
+    let body = body.try_clone_body()?;
+    Some((parts.clone(), body))
 }

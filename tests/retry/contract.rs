@@ -80,6 +80,39 @@ async fn dropping_mid_sleep_leaves_nothing_behind() {
     ));
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_retry_sends_the_same_head_and_body() {
+    #[derive(Debug, Clone, PartialEq)]
+    struct Marker(u32);
+
+    let (service, mut handle): (Mock, _) = mock::pair();
+    handle.allow(2);
+    let mut request = Request::put("http://127.0.0.1/items/7?x=1")
+        .version(http::Version::HTTP_2)
+        .header("x-request-id", "abc")
+        .header("x-request-id", "def")
+        .body("x".to_owned())
+        .unwrap();
+    request.extensions_mut().insert(Marker(7));
+    let call = tokio::spawn(layer().layer(service).oneshot(request));
+
+    let (first, send) = handle.next_request().await.unwrap();
+    send.send_error(Failure::new(FailureKind::ConnectRefused, "refused"));
+    let (retry, send) = handle.next_request().await.unwrap();
+    send.send_response(Response::new(()));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+
+    for (name, req) in [("first", &first), ("retry", &retry)] {
+        assert_eq!(req.method(), http::Method::PUT, "{name}");
+        assert_eq!(req.uri(), "http://127.0.0.1/items/7?x=1", "{name}");
+        assert_eq!(req.version(), http::Version::HTTP_2, "{name}");
+        let ids: Vec<_> = req.headers().get_all("x-request-id").iter().collect();
+        assert_eq!(ids, ["abc", "def"], "{name}");
+        assert_eq!(req.extensions().get::<Marker>(), Some(&Marker(7)), "{name}");
+        assert_eq!(req.body(), "x", "{name}");
+    }
+}
+
 #[test]
 fn auto_traits() {
     fn send_sync<T: Send + Sync>() {}
