@@ -365,8 +365,9 @@ async fn pool_body_wraps_without_a_permit() {
     let mut body = PoolBody::new(Full::new(Bytes::from_static(b"hi")));
     assert!(!body.holds_permit());
     assert_eq!(body.get_ref().size_hint().exact(), Some(2));
-    let _ = body.get_mut();
-    assert_eq!(body.collect().await.unwrap().to_bytes(), "hi");
+    *body.get_mut() = Full::new(Bytes::from_static(b"hey"));
+    assert_eq!(body.get_ref().size_hint().exact(), Some(3));
+    assert_eq!(body.collect().await.unwrap().to_bytes(), "hey");
 }
 
 #[test]
