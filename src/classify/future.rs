@@ -1,6 +1,6 @@
 //! [`Future`] types.
 
-use super::{service::Shared, Failure};
+use super::{service::Shared, Failure, Stage};
 use crate::BoxError;
 use pin_project_lite::pin_project;
 use std::{
@@ -20,17 +20,17 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        shared: Arc<Shared>,
-        timer: Timer,
+        stage: Stage,
+        observer: Option<Observer>,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(inner: F, shared: &Arc<Shared>) -> Self {
         ResponseFuture {
             inner,
-            timer: Timer::start(&shared),
-            shared,
+            stage: shared.stage,
+            observer: Observer::start(shared),
         }
     }
 }
@@ -47,42 +47,50 @@ where
         match ready!(this.inner.poll(cx)) {
             Ok(response) => {
                 #[cfg(feature = "metrics")]
-                this.shared.instruments.ok(this.timer.elapsed());
+                if let Some(observer) = this.observer {
+                    observer.shared.instruments.ok(observer.elapsed());
+                }
                 Poll::Ready(Ok(response))
             }
             Err(err) => {
-                let err = Failure::boxed_at(err.into(), this.shared.stage);
-                this.shared.record_error(&err, this.timer.elapsed());
+                let err = Failure::boxed_at(err.into(), *this.stage);
+                if let Some(observer) = this.observer {
+                    observer.shared.record_error(&err, observer.elapsed());
+                }
                 Poll::Ready(Err(err))
             }
         }
     }
 }
 
-/// The start of a call, when anything will report its duration: a metrics recorder that
-/// took the handles, or a tracing subscriber that wants the failure events. Otherwise no
-/// clock is read.
+/// What a call needs to be reported, taken only when something will report it: a metrics
+/// recorder that took the handles, or a tracing subscriber that wants the failure events.
+/// Otherwise a call reads no clock and touches no shared reference count.
 #[derive(Debug)]
-struct Timer {
+struct Observer {
+    shared: Arc<Shared>,
     #[cfg(any(feature = "metrics", feature = "tracing"))]
-    start: Option<tokio::time::Instant>,
+    start: tokio::time::Instant,
 }
 
-impl Timer {
+impl Observer {
     #[cfg_attr(
         not(any(feature = "metrics", feature = "tracing")),
         allow(unused_variables)
     )]
-    fn start(shared: &Shared) -> Self {
-        Timer {
-            #[cfg(any(feature = "metrics", feature = "tracing"))]
-            start: shared.timed().then(tokio::time::Instant::now),
-        }
+    fn start(shared: &Arc<Shared>) -> Option<Self> {
+        #[cfg(any(feature = "metrics", feature = "tracing"))]
+        return shared.timed().then(|| Observer {
+            shared: Arc::clone(shared),
+            start: tokio::time::Instant::now(),
+        });
+        #[cfg(not(any(feature = "metrics", feature = "tracing")))]
+        return None;
     }
 
     fn elapsed(&self) -> Option<std::time::Duration> {
         #[cfg(any(feature = "metrics", feature = "tracing"))]
-        return self.start.map(|start| start.elapsed());
+        return Some(self.start.elapsed());
         #[cfg(not(any(feature = "metrics", feature = "tracing")))]
         return None;
     }
