@@ -24,6 +24,9 @@ use std::{error::Error, fmt};
 pub struct Failure {
     kind: FailureKind,
     source: BoxError,
+    /// The retries made before the retry layer returned this failure as it is.
+    #[cfg(feature = "retry")]
+    retry_history: Option<Box<crate::retry::RetryHistory>>,
 }
 
 impl Failure {
@@ -39,6 +42,8 @@ impl Failure {
         Failure {
             kind,
             source: source.into(),
+            #[cfg(feature = "retry")]
+            retry_history: None,
         }
     }
 
@@ -72,10 +77,7 @@ impl Failure {
     pub fn classify_at(error: impl Into<BoxError>, stage: Stage) -> Self {
         match error.into().downcast::<Failure>() {
             Ok(failure) => *failure,
-            Err(source) => Failure {
-                kind: classify_error_at(&*source, stage),
-                source,
-            },
+            Err(source) => Failure::new(classify_error_at(&*source, stage), source),
         }
     }
 
@@ -85,11 +87,7 @@ impl Failure {
         if error.is::<Failure>() {
             return error;
         }
-        let kind = classify_error_at(&*error, stage);
-        Box::new(Failure {
-            kind,
-            source: error,
-        })
+        Box::new(Failure::new(classify_error_at(&*error, stage), error))
     }
 
     /// What went wrong.
@@ -107,6 +105,28 @@ impl Failure {
     /// ```
     pub fn get_ref(&self) -> &(dyn Error + Send + Sync + 'static) {
         &*self.source
+    }
+
+    /// The retries made before this failure, when the [retry layer](crate::retry) returned
+    /// it as it is after retrying earlier ones: a POST whose first attempt was refused and
+    /// whose second timed out after it was sent comes back as that read timeout, and the
+    /// history holds the refused attempt. `None` when the call was not retried (a
+    /// [`RetryError`](crate::retry::RetryError) carries its own history).
+    ///
+    /// ```
+    /// use tower_fortify::classify::{Failure, FailureKind};
+    ///
+    /// let failure = Failure::new(FailureKind::ReadTimeout, "no answer in 10s");
+    /// assert!(failure.retry_history().is_none());
+    /// ```
+    #[cfg(feature = "retry")]
+    pub fn retry_history(&self) -> Option<&crate::retry::RetryHistory> {
+        self.retry_history.as_deref()
+    }
+
+    #[cfg(feature = "retry")]
+    pub(crate) fn set_retry_history(&mut self, history: crate::retry::RetryHistory) {
+        self.retry_history = Some(Box::new(history));
     }
 
     /// Consumes the failure, returning the original error.

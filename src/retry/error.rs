@@ -156,8 +156,9 @@ impl Stop {
 /// The retries a call made, in order, and why it stopped retrying if it did.
 ///
 /// The layer puts it in the extensions of a response it returns after at least one retry
-/// (or after a retry it refused), and in every [`RetryError`]. A response without one was
-/// not retried.
+/// (or after a retry it refused), in every [`RetryError`], and in a failure it returns as it
+/// is after at least one retry ([`Failure::retry_history`](crate::classify::Failure::retry_history)).
+/// A response without one was not retried.
 ///
 /// ```
 /// use tower_fortify::retry::RetryHistory;

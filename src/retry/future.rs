@@ -2,7 +2,7 @@
 
 use super::{
     body::TryCloneBody,
-    error::{RetryError, RetryReason, Stop},
+    error::{RetryError, RetryHistory, RetryReason, Stop},
     policy::{Attempts, Decision},
     service::{try_clone_parts, Shared},
 };
@@ -87,7 +87,7 @@ impl<S, B> ResponseFuture<S, B>
 where
     S: Service<Request<B>>,
 {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(
         future: S::Future,
         service: S,
@@ -243,7 +243,13 @@ where
                 }
                 StateProj::Ready => {
                     if let Err(err) = ready!(this.service.poll_ready(cx)) {
-                        return Poll::Ready(Err(Failure::boxed_at(err.into(), Stage::Request)));
+                        let history = this
+                            .retry
+                            .as_mut()
+                            .map(|r| std::mem::take(&mut r.attempts.history))
+                            .unwrap_or_default();
+                        let err = Failure::boxed_at(err.into(), Stage::Request);
+                        return Poll::Ready(Err(with_history(err, history)));
                     }
                     let request = this
                         .retry
@@ -348,8 +354,22 @@ fn finish<ResB>(
                     stop,
                 )))
             }
-            None => Err(err),
+            None => Err(with_history(err, history)),
         },
+    }
+}
+
+/// A failure returned as it is after earlier retries carries their history.
+fn with_history(err: BoxError, history: RetryHistory) -> BoxError {
+    if history.records.is_empty() {
+        return err;
+    }
+    match err.downcast::<Failure>() {
+        Ok(mut failure) => {
+            failure.set_retry_history(history);
+            failure
+        }
+        Err(err) => err,
     }
 }
 

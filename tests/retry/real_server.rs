@@ -239,3 +239,48 @@ async fn streamed_body_over_the_limit_is_sent_exactly_once() {
     assert_eq!(bodies.len(), 1, "sent exactly once");
     assert_eq!(bodies[0], data, "and completely");
 }
+
+#[tokio::test]
+async fn post_refused_then_dropped_comes_back_with_the_refusal_in_its_history() {
+    // First attempt to a port nobody listens on (refused: nothing was sent, so even a POST
+    // is retried), the retry to a server that reads the request and drops the connection
+    // (a POST is not retried after it was sent): the drop comes back as it is, and the
+    // refusal before it is in the failure's history.
+    let refused = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        addr
+    };
+    let server = server(vec![Act::Drop]).await;
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let seen = attempts.clone();
+    let http = client::<String>();
+    let routed = tower::service_fn(move |mut request: Request<String>| {
+        let addr = match seen.fetch_add(1, Ordering::SeqCst) {
+            0 => refused,
+            _ => server.addr,
+        };
+        *request.uri_mut() = format!("http://{addr}/orders").parse().unwrap();
+        http.clone().oneshot(request)
+    });
+    let svc = RetryLayer::new(RetryPolicy::default())
+        .unwrap()
+        .layer(routed);
+    let request = Request::post("http://orders.invalid/orders")
+        .body("order #2".to_owned())
+        .unwrap();
+    let err = svc.oneshot(request).await.unwrap_err();
+    let failure = err
+        .downcast_ref::<Failure>()
+        .unwrap_or_else(|| panic!("returned as it is, not a RetryError: {err}"));
+    assert_eq!(failure.kind(), FailureKind::ConnectionClosed);
+    let history = failure.retry_history().expect("one retry was made");
+    assert_eq!(history.records().len(), 1);
+    assert_eq!(
+        history.records()[0].cause().failure_kind(),
+        Some(FailureKind::ConnectRefused)
+    );
+    assert_eq!(history.stop(), None);
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+}

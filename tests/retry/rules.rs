@@ -8,7 +8,7 @@ use tower_fortify::{
     classify::{Failure, FailureKind},
     retry::{
         Backoff, Idempotent, Jitter, NoRetry, RetryAfterOverMax, RetryBudget, RetryCategory,
-        RetryError, RetryHistory, RetryLayer, RetryPolicy, Stop,
+        RetryCause, RetryError, RetryHistory, RetryLayer, RetryPolicy, Stop,
     },
 };
 
@@ -78,6 +78,29 @@ async fn no_retry_marker_sends_once() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_failure_returned_after_retries_carries_their_history() {
+    // GET: a 503 is retried, then an open breaker is returned as it is (never retried).
+    let (result, script) = run(get(
+        RetryPolicy::default().status_forcelist([503]),
+        vec![Ev::Status(503, None), C, Ev::Fail(FailureKind::CircuitOpen)],
+    ))
+    .await;
+    let err = result.unwrap_err();
+    let failure = err.downcast_ref::<Failure>().expect("returned as it is");
+    assert_eq!(failure.kind(), FailureKind::CircuitOpen);
+    let history = failure.retry_history().expect("two retries were made");
+    let causes: Vec<_> = history.records().iter().map(|r| r.cause()).collect();
+    assert_eq!(
+        causes,
+        [
+            RetryCause::Status(http::StatusCode::SERVICE_UNAVAILABLE),
+            RetryCause::Failure(FailureKind::ConnectRefused)
+        ]
+    );
+    assert_eq!(script.calls(), 3);
+}
+
+#[tokio::test(start_paused = true)]
 async fn never_retried_kinds_come_back_unchanged() {
     for kind in [
         FailureKind::TlsCertificate,
@@ -92,6 +115,9 @@ async fn never_retried_kinds_come_back_unchanged() {
         .await;
         check("never", &result, &Outcome::Failure(kind));
         assert_eq!(script.calls(), 1, "{kind:?}");
+        let err = result.unwrap_err();
+        let failure = err.downcast_ref::<Failure>().unwrap();
+        assert!(failure.retry_history().is_none(), "not retried: no history");
     }
 }
 
