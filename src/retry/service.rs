@@ -160,6 +160,7 @@ where
 
 /// A copy of a request's head and body, or `None` when the body cannot be copied. The head
 /// is cloned whole (`Parts: Clone`) rather than set field by field on a default one.
+#[inline(always)]
 pub(crate) fn try_clone_parts<B: TryCloneBody>(parts: &Parts, body: &B) -> Option<(Parts, B)> {
     let body = body.try_clone_body()?;
     Some((parts.clone(), body))
