@@ -4,13 +4,13 @@ use super::{
     body::TryCloneBody,
     error::{RetryError, RetryHistory, RetryReason, Stop},
     policy::{Attempts, Decision},
-    service::{try_clone_parts, Shared},
+    service::{Kept, Shared},
 };
 use crate::{
     classify::{Failure, FailureKind, Stage},
     BoxError,
 };
-use http::{request::Parts, Request, Response};
+use http::{Request, Response};
 use pin_project_lite::pin_project;
 use std::{
     fmt,
@@ -43,7 +43,7 @@ pin_project! {
         deadline_at: Option<Instant>,
         service: S,
         // The copy every retry is copied from.
-        kept: Option<(Parts, B)>,
+        kept: Option<Kept<B>>,
         // Counters, history and the copy the next retry sends: boxed, made when a failure
         // or a retryable response first needs them, so a call answered at once never pays.
         retry: Option<Box<RetryState<B>>>,
@@ -91,7 +91,7 @@ where
     pub(crate) fn new(
         future: S::Future,
         service: S,
-        kept: Option<(Parts, B)>,
+        kept: Option<Kept<B>>,
         idempotent: bool,
         shared: Arc<Shared>,
     ) -> Self {
@@ -281,7 +281,7 @@ fn may_retry<ResB>(policy: &super::RetryPolicy, response: &Response<ResB>) -> bo
 /// request for the retry.
 fn prepare<B: TryCloneBody>(
     shared: &Shared,
-    kept: Option<&(Parts, B)>,
+    kept: Option<&Kept<B>>,
     deadline_at: Option<Instant>,
     sleep: Duration,
 ) -> Result<Request<B>, Stop> {
@@ -290,15 +290,13 @@ fn prepare<B: TryCloneBody>(
             return Err(Stop::Deadline);
         }
     }
-    let (parts, body) = kept
-        .and_then(|(parts, body)| try_clone_parts(parts, body))
-        .ok_or(Stop::NotReplayable)?;
+    let request = kept.and_then(Kept::request).ok_or(Stop::NotReplayable)?;
     if let Some(budget) = &shared.policy.budget {
         if !budget.withdraw() {
             return Err(Stop::Budget);
         }
     }
-    Ok(Request::from_parts(parts, body))
+    Ok(request)
 }
 
 /// The call's result once no retry is made.

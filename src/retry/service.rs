@@ -2,7 +2,7 @@ use super::{
     body::TryCloneBody, future::ResponseFuture, Idempotent, NoRetry, RetryLayer, RetryPolicy,
 };
 use crate::{BoxError, InvalidConfig};
-use http::{request::Parts, Request, Response};
+use http::{Extensions, HeaderMap, Method, Request, Response, Uri, Version};
 use std::{
     sync::Arc,
     task::{Context, Poll},
@@ -136,13 +136,7 @@ where
         let idempotent = policy.is_method_allowed(request.method())
             || request.extensions().get::<Idempotent>().is_some();
         // The copy for the next attempt, made before the body is consumed.
-        let (parts, body) = request.into_parts();
-        let kept = if retryable {
-            try_clone_parts(&parts, &body)
-        } else {
-            None
-        };
-        let request = Request::from_parts(parts, body);
+        let kept = if retryable { Kept::of(&request) } else { None };
         if let Some(budget) = &policy.budget {
             budget.deposit();
         }
@@ -158,10 +152,44 @@ where
     }
 }
 
-/// A copy of a request's head and body, or `None` when the body cannot be copied. The head
-/// is cloned whole (`Parts: Clone`) rather than set field by field on a default one.
-#[inline(always)]
-pub(crate) fn try_clone_parts<B: TryCloneBody>(parts: &Parts, body: &B) -> Option<(Parts, B)> {
-    let body = body.try_clone_body()?;
-    Some((parts.clone(), body))
+/// The copy of a request every retry is made from: its head (method, URI, version, headers,
+/// extensions) and body.
+///
+/// The head's fields are cloned one by one from the borrowed request, into this struct:
+/// the request is not taken apart and put together again on every call, and no default
+/// head is built only to be overwritten. A retry builds its request from a copy of this.
+#[derive(Debug)]
+pub(crate) struct Kept<B> {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+    extensions: Extensions,
+    body: B,
+}
+
+impl<B: TryCloneBody> Kept<B> {
+    /// A copy of `request`, or `None` when its body cannot be copied.
+    #[inline(always)]
+    pub(crate) fn of(request: &Request<B>) -> Option<Self> {
+        Some(Kept {
+            body: request.body().try_clone_body()?,
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            version: request.version(),
+            headers: request.headers().clone(),
+            extensions: request.extensions().clone(),
+        })
+    }
+
+    /// A request for the next attempt, or `None` when the body cannot be copied again.
+    pub(crate) fn request(&self) -> Option<Request<B>> {
+        let mut request = Request::new(self.body.try_clone_body()?);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.version_mut() = self.version;
+        *request.headers_mut() = self.headers.clone();
+        *request.extensions_mut() = self.extensions.clone();
+        Some(request)
+    }
 }
