@@ -202,10 +202,5 @@ fn summary(since: SystemTime) {
 }
 
 fn main() {
-    let started = SystemTime::now();
-    benches();
-    Criterion::default().configure_from_args().final_summary();
-    if estimates::benchmarking() {
-        summary(started);
-    }
+    estimates::main_with_summary(benches, summary);
 }

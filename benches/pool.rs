@@ -15,10 +15,14 @@
 //! body. The `leak_threshold` variant adds a clock read per call (tokio's clock, which
 //! checks for a paused test clock since the dev-dependencies enable `test-util`).
 //!
+//! The group `pool/paired` measures the target's comparisons again, each pair in
+//! alternating batches (`support/paired.rs`), so the ratio compares calls made in the same
+//! moments; a summary prints those ratios.
+//!
 //! Run with `cargo bench --bench pool`; criterion prints ns per call for each.
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use http::{Request, Response, Uri};
 use http_body_util::Full;
 use std::{
@@ -27,11 +31,18 @@ use std::{
     io,
     pin::pin,
     task::{Context, Poll, Waker},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 use tower::{limit::ConcurrencyLimit, Layer, Service};
 use tower_fortify::pool::{PoolLimitBuilder, PoolLimitLayer};
 use tower_resilience::bulkhead::BulkheadLayer;
+
+#[path = "support/estimates.rs"]
+mod estimates;
+#[path = "support/paired.rs"]
+mod paired;
+
+use paired::paired;
 
 type Req = Request<()>;
 type Res = Response<Full<Bytes>>;
@@ -151,11 +162,66 @@ fn overhead(c: &mut Criterion) {
     );
 }
 
+/// A call closure over its own service, for the paired group.
+fn caller<S: Service<Req>>(mut svc: S) -> impl FnMut() {
+    assert!(call_once(&mut svc, request()), "a call succeeds");
+    move || {
+        black_box(call_once(&mut svc, black_box(request())));
+    }
+}
+
+const PAIRED: &str = "pool/paired";
+const PAIRS: [(&str, &str); 2] = [
+    ("PoolLimit one pool, block", "ConcurrencyLimit"),
+    (
+        "GenericPoolLimit, block",
+        "ConcurrencyLimit beside GenericPoolLimit",
+    ),
+];
+
+/// The target's comparisons, each pair timed in alternating batches (see
+/// `support/paired.rs`).
+fn paired_overhead(c: &mut Criterion) {
+    let mut group = c.benchmark_group(PAIRED);
+    let block = || PoolLimitLayer::builder(MAX).block(true);
+    paired(
+        &mut group,
+        (PAIRS[0].0, || {
+            caller(ours(
+                block()
+                    .per_host(false)
+                    .pool_timeout(Some(Duration::from_secs(1))),
+            ))
+        }),
+        (PAIRS[0].1, || {
+            caller(ConcurrencyLimit::new(ok_service(), MAX))
+        }),
+    );
+    paired(
+        &mut group,
+        (PAIRS[1].0, || {
+            caller(block().build_generic().unwrap().layer(ok_service()))
+        }),
+        (PAIRS[1].1, || {
+            caller(ConcurrencyLimit::new(ok_service(), MAX))
+        }),
+    );
+    group.finish();
+}
+
+/// The ratios of the paired group, from criterion's estimates of this run.
+fn summary(since: SystemTime) {
+    paired::print_ratios(PAIRED, &PAIRS, since);
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = overhead
+    targets = overhead, paired_overhead
 }
-criterion_main!(benches);
+
+fn main() {
+    estimates::main_with_summary(benches, summary);
+}

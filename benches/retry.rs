@@ -11,11 +11,15 @@
 //! tokio's timer only to sleep before a retry), so each call is driven by one poll with
 //! `Waker::noop()` and no runtime: the figures hold no executor cost.
 //!
+//! The group `retry/paired` measures the target's comparisons again, each pair in
+//! alternating batches (`support/paired.rs`), so the ratio compares calls made in the same
+//! moments; a summary prints those ratios.
+//!
 //! Run with `cargo bench --bench retry`; criterion prints ns per call for each, the ratios
 //! are read off the same run.
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use http::{header, Method, Request, Response};
 use http_body_util::Full;
 use std::{
@@ -25,13 +29,20 @@ use std::{
     pin::pin,
     sync::Arc,
     task::{Context, Poll, Waker},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 use tower::{
     retry::budget::{Budget, TpsBudget},
     Layer, Service,
 };
 use tower_fortify::retry::{RetryLayer, RetryPolicy};
+
+#[path = "support/estimates.rs"]
+mod estimates;
+#[path = "support/paired.rs"]
+mod paired;
+
+use paired::paired;
 
 type Req = Request<Full<Bytes>>;
 
@@ -165,5 +176,69 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
-criterion_main!(benches);
+/// A call closure over its own service, for the paired group.
+fn caller<S>(mut svc: S) -> impl FnMut()
+where
+    S: Service<Req, Response = Response<()>>,
+{
+    let req = request();
+    assert!(call_once(&mut svc, req.clone()));
+    move || {
+        black_box(call_once(&mut svc, black_box(&req).clone()));
+    }
+}
+
+/// The targets' comparisons, each pair timed in alternating batches (see `support/paired.rs`).
+fn bench_paired(c: &mut Criterion) {
+    let mut group = c.benchmark_group(PAIRED);
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    paired(
+        &mut group,
+        (PAIRS[0].0, || {
+            caller(
+                RetryLayer::new(RetryPolicy::default())
+                    .unwrap()
+                    .layer(ok_service()),
+            )
+        }),
+        (PAIRS[0].1, || {
+            caller(tower::retry::RetryLayer::new(CopyRequest).layer(ok_service()))
+        }),
+    );
+    paired(
+        &mut group,
+        (PAIRS[1].0, || {
+            caller(
+                RetryLayer::new(RetryPolicy::production())
+                    .unwrap()
+                    .layer(ok_service()),
+            )
+        }),
+        (PAIRS[1].1, || {
+            let policy = CopyRequestWithBudget {
+                budget: Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2)),
+            };
+            caller(tower::retry::RetryLayer::new(policy).layer(ok_service()))
+        }),
+    );
+    group.finish();
+}
+
+const PAIRED: &str = "retry/paired";
+const PAIRS: [(&str, &str); 2] = [
+    ("fortify_default", "tower_retry"),
+    ("fortify_production", "tower_retry_budget"),
+];
+
+/// The ratios of the paired group, from criterion's estimates of this run.
+fn summary(since: SystemTime) {
+    paired::print_ratios(PAIRED, &PAIRS, since);
+}
+
+criterion_group!(benches, bench, bench_paired);
+
+fn main() {
+    estimates::main_with_summary(benches, summary);
+}

@@ -34,6 +34,19 @@ pub(crate) fn estimate(group: &str, function: &str, since: SystemTime) -> Option
     point("slope").or_else(|| point("mean"))
 }
 
+/// A bench's `main`: runs the criterion groups, then `summary` of what this run measured
+/// (only under `cargo bench`).
+pub(crate) fn main_with_summary(benches: fn(), summary: fn(SystemTime)) {
+    let started = SystemTime::now();
+    benches();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
+    if benchmarking() {
+        summary(started);
+    }
+}
+
 /// Whether this run benchmarks (`cargo bench`), as opposed to `cargo test --benches` or
 /// `--list`: only then is there a summary to print.
 pub(crate) fn benchmarking() -> bool {
