@@ -1,72 +1,116 @@
-//! Paired timing: a variant and its baseline measured in alternating batches inside every
-//! criterion sample, so that both see the same machine (clock frequency, the other tenants'
-//! load) and their ratio holds still while a shared machine drifts.
+//! Paired timing: our variant and its baseline timed in alternating batches, in the same
+//! moments, with the ratio taken from those same calls.
 //!
-//! Measured one after the other, as criterion does by default, two variants a few percent
-//! apart swap places from run to run on a shared 2-core machine. Here each of the two
-//! criterion functions times only its own calls, and runs the other variant's calls (not
-//! timed) between its batches: the ratio of the two estimates compares calls made in the
-//! same moments. Shared by the benches that state a target against a baseline
+//! Measured one after the other, as criterion does with two functions, two variants a few
+//! percent apart swap places from run to run on a shared 2-core machine: the machine drifts
+//! (clock frequency, the other tenants' load) between the two measurements. Here one
+//! criterion function per pair runs both sides in alternating batches of 128 calls (which
+//! side goes first alternates too), reports our side's time to criterion, and adds both
+//! sides' times to a running total; the summary prints the ratio of those totals, so every
+//! call of ours is compared with calls of the baseline made in the same moments. Shared by
+//! the benches that state a target against a baseline
 //! (`#[path = "support/paired.rs"] mod paired;`).
 
 use criterion::{measurement::WallTime, BenchmarkGroup};
-use std::time::{Duration, Instant, SystemTime};
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 /// Calls per batch: the clock is read twice per batch, about 0.2 ns per call.
 const BATCH: u64 = 128;
 
-/// Registers `ours` and `baseline` in `group`, each timed in batches alternating with the
-/// other's. `make_*` build a fresh call closure (with its own service) for each function.
-pub(crate) fn paired<A, B>(
+/// Both sides' time and calls, per pair, over the whole run (warm-up included: both sides
+/// alike).
+#[derive(Default)]
+struct Totals {
+    ours: Duration,
+    baseline: Duration,
+    calls: u64,
+}
+
+static TOTALS: Mutex<Vec<(String, Totals)>> = Mutex::new(Vec::new());
+
+/// Registers `name` in `group`: `ours` and `baseline` (each a closure making one call on
+/// its own service) timed in alternating batches; criterion reports `ours`.
+pub(crate) fn paired(
     group: &mut BenchmarkGroup<'_, WallTime>,
-    ours: (&str, impl Fn() -> A),
-    baseline: (&str, impl Fn() -> B),
-) where
-    A: FnMut(),
-    B: FnMut(),
-{
-    let (ours_name, make_ours) = ours;
-    let (baseline_name, make_baseline) = baseline;
-    group.bench_function(ours_name, |b| {
-        let (mut timed, mut other) = (make_ours(), make_baseline());
-        b.iter_custom(|iters| alternate(iters, &mut timed, &mut other));
-    });
-    group.bench_function(baseline_name, |b| {
-        let (mut timed, mut other) = (make_baseline(), make_ours());
-        b.iter_custom(|iters| alternate(iters, &mut timed, &mut other));
+    name: &str,
+    mut ours: impl FnMut(),
+    mut baseline: impl FnMut(),
+) {
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let (ours_time, baseline_time) = alternate(iters, &mut ours, &mut baseline);
+            let mut totals = TOTALS.lock().unwrap();
+            let index = match totals.iter().position(|(n, _)| n == name) {
+                Some(index) => index,
+                None => {
+                    totals.push((name.to_owned(), Totals::default()));
+                    totals.len() - 1
+                }
+            };
+            let entry = &mut totals[index].1;
+            entry.ours += ours_time;
+            entry.baseline += baseline_time;
+            entry.calls += iters;
+            ours_time
+        });
     });
 }
 
-/// The time `iters` calls of `timed` took, with as many calls of `other` between batches.
-fn alternate(iters: u64, timed: &mut impl FnMut(), other: &mut impl FnMut()) -> Duration {
-    let mut total = Duration::ZERO;
+/// `iters` calls of each side in alternating batches: the time each side took.
+fn alternate(
+    iters: u64,
+    ours: &mut impl FnMut(),
+    baseline: &mut impl FnMut(),
+) -> (Duration, Duration) {
+    let (mut ours_time, mut baseline_time) = (Duration::ZERO, Duration::ZERO);
     let mut left = iters;
+    let mut ours_first = true;
     while left > 0 {
         let n = left.min(BATCH);
-        let start = Instant::now();
-        for _ in 0..n {
-            timed();
+        if ours_first {
+            ours_time += batch(n, ours);
+            baseline_time += batch(n, baseline);
+        } else {
+            baseline_time += batch(n, baseline);
+            ours_time += batch(n, ours);
         }
-        total += start.elapsed();
-        for _ in 0..n {
-            other();
-        }
+        ours_first = !ours_first;
         left -= n;
     }
-    total
+    (ours_time, baseline_time)
 }
 
-/// Prints `ours / baseline` for each pair of `group`, from criterion's estimates of the run
-/// that began at `since` (needs `mod estimates;` beside this module).
-pub(crate) fn print_ratios(group: &str, pairs: &[(&str, &str)], since: SystemTime) {
-    println!("\nsummary: paired ratios (each pair timed in alternating batches)");
-    for (ours, baseline) in pairs {
-        let ns = |name| super::estimates::estimate(group, name, since);
-        match (ns(ours), ns(baseline)) {
-            (Some(a), Some(b)) => {
-                println!("{ours} / {baseline}: {a:.1} / {b:.1} ns = {:.3}", a / b)
-            }
-            _ => println!("{ours} / {baseline}: not run"),
-        }
+/// The time `n` calls of `call` took.
+#[inline(always)]
+fn batch(n: u64, call: &mut impl FnMut()) -> Duration {
+    let start = Instant::now();
+    for _ in 0..n {
+        call();
+    }
+    start.elapsed()
+}
+
+/// Prints each pair measured in this run: both sides' time per call and their ratio.
+pub(crate) fn print_ratios() {
+    let totals = TOTALS.lock().unwrap();
+    if totals.is_empty() {
+        return;
+    }
+    println!("\npaired (both sides timed in alternating batches, in the same moments):");
+    println!(
+        "{:<48} {:>9} {:>9} {:>7} {:>12}",
+        "pair", "ours", "baseline", "ratio", "calls each"
+    );
+    for (name, t) in totals.iter() {
+        let per_call = |d: Duration| d.as_nanos() as f64 / t.calls as f64;
+        let (ours, baseline) = (per_call(t.ours), per_call(t.baseline));
+        println!(
+            "{name:<48} {ours:>9.1} {baseline:>9.1} {:>7.3} {:>12}",
+            ours / baseline,
+            t.calls
+        );
     }
 }
