@@ -6,7 +6,7 @@
 //! | test | scenario | bounds asserted |
 //! |---|---|---|
 //! | [`transient_faults_are_absorbed`] | 3% transient connection failures, 6 000 GETs and keyed POSTs | stack failure rate <= 0.02% (at most 1 failure); injected faults 1.5%..4.5% of connection attempts; a bare client fails > 1% |
-//! | [`unkeyed_posts_are_never_sent_twice`] | unkeyed POSTs (and keyed ones as a control) under 5% refusals, 5% resets, 5% 503s | no unkeyed POST arrives twice; unkeyed failures are all read-category (`ConnectionClosed` = one per reset); every refusal retried, some retried POSTs succeed; keyed POSTs retried after resets |
+//! | [`unkeyed_posts_are_never_sent_twice`] | unkeyed POSTs (and keyed ones as a control) under 5% refusals, 5% resets, 5% 503s | no unkeyed POST arrives twice; unkeyed failures are all read-category (`ConnectionClosed` = one per reset); every refusal retried, some retried POSTs succeed; keyed POSTs retried after resets; the calls' retry histories hold every retry the metrics counted |
 //! | [`outage_is_bounded_by_budget_and_breaker`] | every request 503 | budget alone: backend load <= issued + 20% + reserve; breaker opens once, then >= 99% of calls fail with `CircuitOpen` and the backend sees no new request |
 //! | [`breaker_closes_after_the_outage`] | outage, then healthy again | within 5 s of the outage's end a window of 200 consecutive calls succeeds >= 99%, and the breaker is closed |
 //! | [`every_permit_and_probe_comes_back`] | all faults, slow answers past the attempt timeout, a small pool, cancelled calls, dropped bodies, an outage with probes | pool `in_use == 0`, `waiting == 0`, every breaker's `probes_in_flight() == 0` |
@@ -276,7 +276,8 @@ impl Outcome {
     }
 }
 
-/// The kind, status and history of a stack error: a `Failure`, or a `RetryError`.
+/// The kind, status and history of a stack error: a `RetryError` (inside the stack's
+/// `Failure`), or a `Failure` returned as it is, with the retries made before it.
 fn describe(
     err: &BoxError,
 ) -> (
@@ -295,7 +296,12 @@ fn describe(
             Some(retry.history().clone()),
         );
     }
-    (err.downcast_ref::<Failure>().map(Failure::kind), None, None)
+    let failure = err.downcast_ref::<Failure>();
+    (
+        failure.map(Failure::kind),
+        None,
+        failure.and_then(Failure::retry_history).cloned(),
+    )
 }
 
 /// Sends one call through the stack and reads (or drops) the response body.
@@ -709,14 +715,32 @@ async fn unkeyed_posts_are_never_sent_twice() {
         some_errors(&posts)
     );
     // Each reset surfaces exactly once: as the failure of an unkeyed POST (not retried),
-    // or as a read retry of a keyed POST. (A call's `RetryHistory` is only returned with a
-    // response or a `RetryError`, so the retry counts come from the metrics.)
+    // or as a read retry of a keyed POST.
     let read_retries = h
         .metrics
         .counter("fortify_retries_total", &[("category", "read")]);
     let connect_retries = h
         .metrics
         .counter("fortify_retries_total", &[("category", "connect")]);
+    // Every call returned a history of its retries (a failure returned as it is after
+    // retries carries one too) and none was cancelled: the histories account for every
+    // retry the metrics counted.
+    let in_histories = |category: Category| {
+        posts
+            .iter()
+            .chain(&keyed)
+            .flat_map(|o| o.retries.iter())
+            .filter(|c| c.failure_kind().map(FailureKind::category) == Some(category))
+            .count() as u64
+    };
+    assert_eq!(
+        (
+            in_histories(Category::Connect),
+            in_histories(Category::Read)
+        ),
+        (connect_retries, read_retries),
+        "retries in the calls' histories (connect, read) against the metrics"
+    );
     let closed = |o: &Outcome| o.kind() == Some(FailureKind::ConnectionClosed);
     let posts_closed = count(&posts, closed);
     let keyed_closed = count(&keyed, closed);
