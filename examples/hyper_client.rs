@@ -5,8 +5,8 @@
 //! (`ClientConfig::default().layer()?`) and keeps it in a struct field of its named type,
 //! `ClientStack<Client<HttpConnector, Full<Bytes>>>`. Then it talks to a tiny hyper server
 //! on 127.0.0.1 that misbehaves once per scenario, and prints what the stack did: the
-//! retry history from the response's extensions (or from the `RetryError`), the per-host
-//! pool snapshot and the per-host breaker state.
+//! retry history from the response's extensions (or from the `RetryError`, or from a
+//! failure returned as it is), the per-host pool snapshot and the per-host breaker state.
 //!
 //! - a GET answered `503` with `Retry-After: 1`, then `200`: retried after the 1 s the
 //!   server asked for;
@@ -144,7 +144,17 @@ fn print_error(err: &BoxError) {
             println!("    gave up: {retry}");
             print_history(Some(retry.history()));
         }
-        None => println!("    not retried: {err}"),
+        None => match err
+            .downcast_ref::<Failure>()
+            .and_then(Failure::retry_history)
+        {
+            // Not retryable itself (a POST after it was sent, say), after earlier retries.
+            Some(history) => {
+                println!("    returned as it is after retries: {err}");
+                print_history(Some(history));
+            }
+            None => println!("    not retried: {err}"),
+        },
     }
 }
 
