@@ -158,12 +158,6 @@ impl Faults {
     }
 }
 
-impl Default for Faults {
-    fn default() -> Self {
-        Faults::none()
-    }
-}
-
 /// A total outage of the backend, on top of the fault rates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Outage {
@@ -222,7 +216,8 @@ pub struct BackendStats {
 
 // ===== randomness =====
 
-fn splitmix(mut z: u64) -> u64 {
+/// splitmix64: a seeded, reproducible value per input.
+pub fn splitmix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -259,49 +254,16 @@ struct Counters {
 struct Shared {
     live: SocketAddr,
     dead: SocketAddr,
-    refuse: AtomicU64,
-    reset: AtomicU64,
-    unavailable: AtomicU64,
-    slow: AtomicU64,
-    slow_delay_ns: AtomicU64,
-    seed: AtomicU64,
+    faults: Faults,
     outage: AtomicU8,
     resolutions: AtomicU64,
-    accepts: AtomicU64,
     anonymous: AtomicU64,
     counters: Counters,
     /// Arrivals per `x-request-id`.
     arrivals: Mutex<HashMap<u64, u32>>,
 }
 
-fn load_rate(a: &AtomicU64) -> f64 {
-    f64::from_bits(a.load(Relaxed))
-}
-
 impl Shared {
-    fn set_faults(&self, faults: Faults) {
-        faults.check();
-        self.refuse.store(faults.refuse.to_bits(), Relaxed);
-        self.reset.store(faults.reset.to_bits(), Relaxed);
-        self.unavailable
-            .store(faults.unavailable.to_bits(), Relaxed);
-        self.slow.store(faults.slow.to_bits(), Relaxed);
-        let ns = u64::try_from(faults.slow_delay.as_nanos()).unwrap_or(u64::MAX);
-        self.slow_delay_ns.store(ns, Relaxed);
-        self.seed.store(faults.seed, Relaxed);
-    }
-
-    fn faults(&self) -> Faults {
-        Faults {
-            refuse: load_rate(&self.refuse),
-            reset: load_rate(&self.reset),
-            unavailable: load_rate(&self.unavailable),
-            slow: load_rate(&self.slow),
-            slow_delay: Duration::from_nanos(self.slow_delay_ns.load(Relaxed)),
-            seed: self.seed.load(Relaxed),
-        }
-    }
-
     fn outage(&self) -> Outage {
         Outage::from_u8(self.outage.load(Relaxed))
     }
@@ -310,7 +272,7 @@ impl Shared {
     fn resolve(&self) -> SocketAddr {
         let n = self.resolutions.fetch_add(1, Relaxed);
         let refuse = self.outage() == Outage::Refused
-            || unit(self.seed.load(Relaxed), STREAM_REFUSE, n, 0) < load_rate(&self.refuse);
+            || unit(self.faults.seed, STREAM_REFUSE, n, 0) < self.faults.refuse;
         if refuse {
             self.counters.refused.fetch_add(1, Relaxed);
             self.dead
@@ -331,7 +293,7 @@ impl Drop for AbortOnDrop {
 }
 
 /// The fault-injecting backend. Clones share it; the server stops accepting when the last
-/// clone is dropped (or at [`shutdown`](Self::shutdown)).
+/// clone is dropped.
 #[derive(Clone)]
 pub struct FlakyBackend {
     shared: Arc<Shared>,
@@ -345,7 +307,7 @@ impl std::fmt::Debug for FlakyBackend {
         f.debug_struct("FlakyBackend")
             .field("live", &self.shared.live)
             .field("dead", &self.shared.dead)
-            .field("faults", &self.shared.faults())
+            .field("faults", &self.shared.faults)
             .field("outage", &self.shared.outage())
             .finish()
     }
@@ -367,23 +329,17 @@ impl FlakyBackend {
             .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .expect("bind the dead port");
         let dead = dead_socket.local_addr().expect("dead local addr");
+        faults.check();
         let shared = Arc::new(Shared {
             live,
             dead,
-            refuse: AtomicU64::new(0),
-            reset: AtomicU64::new(0),
-            unavailable: AtomicU64::new(0),
-            slow: AtomicU64::new(0),
-            slow_delay_ns: AtomicU64::new(0),
-            seed: AtomicU64::new(0),
+            faults,
             outage: AtomicU8::new(0),
             resolutions: AtomicU64::new(0),
-            accepts: AtomicU64::new(0),
             anonymous: AtomicU64::new(0),
             counters: Counters::default(),
             arrivals: Mutex::new(HashMap::new()),
         });
-        shared.set_faults(faults);
         let accept_shared = shared.clone();
         let server = tokio::spawn(async move {
             loop {
@@ -437,20 +393,6 @@ impl FlakyBackend {
         self.shared.outage()
     }
 
-    /// Changes the fault rates (and seed) at run time.
-    ///
-    /// # Panics
-    ///
-    /// If a rate is not in `0.0..=1.0`.
-    pub fn set_faults(&self, faults: Faults) {
-        self.shared.set_faults(faults);
-    }
-
-    /// The fault rates in force.
-    pub fn faults(&self) -> Faults {
-        self.shared.faults()
-    }
-
     /// What the backend saw and did so far.
     pub fn stats(&self) -> BackendStats {
         let c = &self.shared.counters;
@@ -466,28 +408,6 @@ impl FlakyBackend {
             keyed_post_duplicates: c.keyed_post_duplicates.load(Relaxed),
             outage_requests: c.outage_requests.load(Relaxed),
         }
-    }
-
-    /// How many times a request with this `x-request-id` arrived (any method).
-    pub fn arrivals(&self, request_id: u64) -> u32 {
-        let arrivals = self.shared.arrivals.lock().expect("arrivals lock");
-        arrivals.get(&request_id).copied().unwrap_or(0)
-    }
-
-    /// The listening address.
-    pub fn live_addr(&self) -> SocketAddr {
-        self.shared.live
-    }
-
-    /// The bound, never-listening address that refuses connections.
-    pub fn dead_addr(&self) -> SocketAddr {
-        self.shared.dead
-    }
-
-    /// Stops accepting connections (connections being served finish); later connects are
-    /// refused.
-    pub fn shutdown(&self) {
-        self.server.0.abort();
     }
 }
 
@@ -533,9 +453,8 @@ impl tower::Service<Name> for FlakyResolver {
 // ===== the server =====
 
 async fn serve(shared: Arc<Shared>, stream: TcpStream) {
-    let n = shared.accepts.fetch_add(1, Relaxed);
-    shared.counters.connections.fetch_add(1, Relaxed);
-    let reset = unit(shared.seed.load(Relaxed), STREAM_RESET, n, 0) < load_rate(&shared.reset);
+    let n = shared.counters.connections.fetch_add(1, Relaxed);
+    let reset = unit(shared.faults.seed, STREAM_RESET, n, 0) < shared.faults.reset;
     if reset {
         // Dropping the socket now sends RST instead of FIN.
         let _ = stream.set_zero_linger();
@@ -608,8 +527,14 @@ async fn handle(
         counters.outage_requests.fetch_add(1, Relaxed);
         return Ok(response(503, "outage\n"));
     }
-    let seed = shared.seed.load(Relaxed);
-    if unit(seed, STREAM_UNAVAILABLE, a, b) < load_rate(&shared.unavailable) {
+    let Faults {
+        seed,
+        unavailable,
+        slow,
+        slow_delay,
+        ..
+    } = shared.faults;
+    if unit(seed, STREAM_UNAVAILABLE, a, b) < unavailable {
         counters.unavailable.fetch_add(1, Relaxed);
         let mut busy = response(503, "busy\n");
         busy.headers_mut().insert(
@@ -618,9 +543,9 @@ async fn handle(
         );
         return Ok(busy);
     }
-    if unit(seed, STREAM_SLOW, a, b) < load_rate(&shared.slow) {
+    if unit(seed, STREAM_SLOW, a, b) < slow {
         counters.slow.fetch_add(1, Relaxed);
-        tokio::time::sleep(Duration::from_nanos(shared.slow_delay_ns.load(Relaxed))).await;
+        tokio::time::sleep(slow_delay).await;
     }
     let path = request.uri().path();
     let answer = if request.method() == http::Method::GET && path.starts_with("/item/") {
