@@ -146,18 +146,19 @@ async fn random_drops_never_leak_probe_slots_nor_exceed_k() {
             })
         })
         .collect();
-    let mut rejected = 0;
+    let (mut dropped, mut rejected) = (0, 0);
     for task in tasks {
-        let (_dropped, r) = tokio::time::timeout(Duration::from_secs(60), task)
+        let (d, r) = tokio::time::timeout(Duration::from_secs(60), task)
             .await
             .expect("the stress finishes")
             .unwrap();
+        dropped += d;
         rejected += r;
     }
 
     let max = probes.max.load(Ordering::SeqCst);
     eprintln!(
-        "probes {} (max {max} at once), rejected {rejected}",
+        "probes {} (max {max} at once), dropped {dropped}, rejected {rejected}",
         probes.total.load(Ordering::SeqCst)
     );
     assert!(max <= K as usize, "{max} probes ran at once, K = {K}");
@@ -166,7 +167,10 @@ async fn random_drops_never_leak_probe_slots_nor_exceed_k() {
         "too few probes for a meaningful test: {}",
         probes.total.load(Ordering::SeqCst)
     );
-    assert!(rejected > 0);
+    assert!(
+        dropped > 0 && rejected > 0,
+        "dropped {dropped}, rejected {rejected}"
+    );
     // Every future is gone: no slot may still be taken.
     assert_eq!(
         handle.probes_in_flight(),

@@ -7,3 +7,5 @@ mod contract;
 mod observability;
 mod real_server;
 mod rules;
+#[path = "../support/servers.rs"]
+mod servers;

@@ -175,9 +175,7 @@ async fn post_dropped_after_the_request_was_read_is_sent_once() {
 
 #[tokio::test]
 async fn post_to_a_refused_port_is_retried() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
+    let addr = crate::servers::refused().await;
     let svc = RetryLayer::new(RetryPolicy::default())
         .unwrap()
         .layer(client::<String>());
@@ -246,12 +244,7 @@ async fn post_refused_then_dropped_comes_back_with_the_refusal_in_its_history() 
     // is retried), the retry to a server that reads the request and drops the connection
     // (a POST is not retried after it was sent): the drop comes back as it is, and the
     // refusal before it is in the failure's history.
-    let refused = {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        drop(listener);
-        addr
-    };
+    let refused = crate::servers::refused().await;
     let server = server(vec![Act::Drop]).await;
     let attempts = Arc::new(AtomicUsize::new(0));
     let seen = attempts.clone();

@@ -55,20 +55,6 @@ impl Capture {
             .cloned()
             .collect()
     }
-
-    /// The value of `field` in event `index`.
-    pub fn field(&self, index: usize, field: &str) -> Option<String> {
-        let events = self.events.lock().unwrap();
-        events
-            .get(index)?
-            .iter()
-            .find(|(k, _)| k == field)
-            .map(|(_, v)| v.clone())
-    }
-
-    pub fn len(&self) -> usize {
-        self.events.lock().unwrap().len()
-    }
 }
 
 /// The printed value of `name` in one event.
