@@ -253,8 +253,17 @@ impl RetryBudget {
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn deposit(&self) {
+        self.deposit_at(&mut None);
+    }
+
+    /// [`deposit`](Self::deposit) at `now`, read (and kept there for the caller) only if the
+    /// deposit needs the time: the retry layer reads the clock once per call for the
+    /// budget and the deadline.
+    pub(crate) fn deposit_at(&self, now: &mut Option<Instant>) {
         if let Some(shared) = &self.shared {
-            shared.deposit();
+            if shared.deposit_units != 0 {
+                shared.deposit(*now.get_or_insert_with(Instant::now));
+            }
         }
     }
 
@@ -273,8 +282,13 @@ impl RetryBudget {
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn withdraw(&self) -> bool {
+        self.withdraw_at(Instant::now())
+    }
+
+    /// [`withdraw`](Self::withdraw) at `now`.
+    pub(crate) fn withdraw_at(&self, now: Instant) -> bool {
         match &self.shared {
-            Some(shared) => shared.withdraw(),
+            Some(shared) => shared.withdraw(now),
             None => true,
         }
     }
@@ -325,17 +339,14 @@ impl fmt::Debug for RetryBudget {
 // ===== impl Shared =====
 
 impl Shared {
-    fn deposit(&self) {
-        if self.deposit_units == 0 {
-            return;
-        }
-        let (bucket, _) = self.claim(self.now_epoch());
+    fn deposit(&self, now: Instant) {
+        let (bucket, _) = self.claim(self.epoch_at(now));
         // Wraps only after 2^64 deposits within one bucket (at most 6 s): unreachable.
         bucket.deposits.fetch_add(1, Ordering::AcqRel);
     }
 
-    fn withdraw(&self) -> bool {
-        let (bucket, epoch) = self.claim(self.now_epoch());
+    fn withdraw(&self, now: Instant) -> bool {
+        let (bucket, epoch) = self.claim(self.epoch_at(now));
         // Everything but this bucket's withdrawals, which the loop below owns.
         let rest = self.balance(epoch, false);
         let mut taken = bucket.withdrawals.load(Ordering::Acquire);
@@ -361,7 +372,7 @@ impl Shared {
     }
 
     fn available(&self) -> u64 {
-        let units = self.balance(self.now_epoch(), true);
+        let units = self.balance(self.epoch_at(Instant::now()), true);
         if units <= 0 {
             0
         } else {
@@ -369,9 +380,9 @@ impl Shared {
         }
     }
 
-    /// The epoch (the number of whole buckets since the start) of now.
-    fn now_epoch(&self) -> u64 {
-        let elapsed = Instant::now().saturating_duration_since(self.start);
+    /// The epoch (the number of whole buckets since the start) of `now`.
+    fn epoch_at(&self, now: Instant) -> u64 {
+        let elapsed = now.saturating_duration_since(self.start);
         // A 64-bit division (not a 128-bit one): u64 nanoseconds last 584 years, and past
         // that the epoch stays the last one.
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);

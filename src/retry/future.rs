@@ -94,9 +94,10 @@ where
         kept: Option<Kept<B>>,
         idempotent: bool,
         shared: Arc<Shared>,
+        now: Option<Instant>,
     ) -> Self {
         let limit = shared.policy.deadline;
-        let deadline_at = limit.map(|limit| Instant::now() + limit);
+        let deadline_at = limit.map(|limit| now.unwrap_or_else(Instant::now) + limit);
         ResponseFuture {
             state: State::Calling { future },
             timer: deadline_at.map(tokio::time::sleep_until),
@@ -200,15 +201,21 @@ where
                         .invalid_retry_after(std::mem::take(&mut attempts.invalid_retry_after));
                     let decision = match decision {
                         Decision::Retry(sleep) => {
-                            match prepare(this.shared, this.kept.as_ref(), *this.deadline_at, sleep)
-                            {
+                            let now = Instant::now();
+                            match prepare(
+                                this.shared,
+                                this.kept.as_ref(),
+                                *this.deadline_at,
+                                now,
+                                sleep,
+                            ) {
                                 Ok(next) => {
                                     state.next = Some(next);
                                     this.shared.retried(&state.attempts);
                                     if sleep.is_zero() {
                                         this.state.set(State::Ready);
                                     } else {
-                                        let wake = Instant::now() + sleep;
+                                        let wake = now + sleep;
                                         match this.timer.as_mut().as_pin_mut() {
                                             Some(timer) => timer.reset(wake),
                                             None => {
@@ -283,16 +290,17 @@ fn prepare<B: TryCloneBody>(
     shared: &Shared,
     kept: Option<&Kept<B>>,
     deadline_at: Option<Instant>,
+    now: Instant,
     sleep: Duration,
 ) -> Result<Request<B>, Stop> {
     if let Some(deadline_at) = deadline_at {
-        if Instant::now() + sleep >= deadline_at {
+        if now + sleep >= deadline_at {
             return Err(Stop::Deadline);
         }
     }
     let request = kept.and_then(Kept::request).ok_or(Stop::NotReplayable)?;
     if let Some(budget) = &shared.policy.budget {
-        if !budget.withdraw() {
+        if !budget.withdraw_at(now) {
             return Err(Stop::Budget);
         }
     }

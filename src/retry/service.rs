@@ -137,8 +137,10 @@ where
             || request.extensions().get::<Idempotent>().is_some();
         // The copy for the next attempt, made before the body is consumed.
         let kept = if retryable { Kept::of(&request) } else { None };
+        // The clock is read at most once, for the budget and the deadline.
+        let mut now = None;
         if let Some(budget) = &policy.budget {
-            budget.deposit();
+            budget.deposit_at(&mut now);
         }
         #[cfg(feature = "metrics")]
         self.shared.instruments.request();
@@ -148,7 +150,14 @@ where
         let clone = self.inner.clone();
         let mut service = std::mem::replace(&mut self.inner, clone);
         let future = service.call(request);
-        ResponseFuture::new(future, service, kept, idempotent, Arc::clone(&self.shared))
+        ResponseFuture::new(
+            future,
+            service,
+            kept,
+            idempotent,
+            Arc::clone(&self.shared),
+            now,
+        )
     }
 }
 
