@@ -143,11 +143,7 @@ where
                 if let Some(deadline) = this.timer.as_mut().as_pin_mut() {
                     if deadline.poll(cx).is_ready() {
                         let failure = Failure::new(FailureKind::ReadTimeout, DeadlineElapsed(()));
-                        let history = this
-                            .retry
-                            .as_mut()
-                            .map(|r| std::mem::take(&mut r.attempts.history))
-                            .unwrap_or_default();
+                        let history = take_history(this.retry);
                         this.shared.stopped(Stop::Deadline);
                         let err =
                             RetryError::new(RetryReason::Failure(failure), history, Stop::Deadline);
@@ -250,11 +246,7 @@ where
                 }
                 StateProj::Ready => {
                     if let Err(err) = ready!(this.service.poll_ready(cx)) {
-                        let history = this
-                            .retry
-                            .as_mut()
-                            .map(|r| std::mem::take(&mut r.attempts.history))
-                            .unwrap_or_default();
+                        let history = take_history(this.retry);
                         let err = Failure::boxed_at(err.into(), Stage::Request);
                         return Poll::Ready(Err(with_history(err, history)));
                     }
@@ -350,10 +342,8 @@ fn finish<ResB>(
         }
         Err(err) => match stop {
             Some(stop) => {
-                let failure = match err.downcast::<Failure>() {
-                    Ok(failure) => *failure,
-                    Err(err) => Failure::classify(err),
-                };
+                // Already a `Failure` (unboxed, not classified again).
+                let failure = Failure::classify(err);
                 Err(Box::new(RetryError::new(
                     RetryReason::Failure(failure),
                     history,
@@ -363,6 +353,14 @@ fn finish<ResB>(
             None => Err(with_history(err, history)),
         },
     }
+}
+
+/// The retries made so far (none if the call was not retried).
+fn take_history<B>(retry: &mut Option<Box<RetryState<B>>>) -> RetryHistory {
+    retry
+        .as_mut()
+        .map(|r| std::mem::take(&mut r.attempts.history))
+        .unwrap_or_default()
 }
 
 /// A failure returned as it is after earlier retries carries their history.
