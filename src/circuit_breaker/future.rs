@@ -2,7 +2,7 @@
 
 use super::{state::Ticket, Classify};
 use crate::{
-    classify::{Failure, FailureKind, Stage},
+    classify::{Failure, Stage},
     BoxError,
 };
 use pin_project_lite::pin_project;
@@ -118,15 +118,11 @@ where
                         Poll::Ready(Ok(response))
                     }
                     Err(err) => {
-                        let err = Failure::boxed_at(err.into(), Stage::Request);
+                        let failure = Failure::boxed_failure_at(err.into(), Stage::Request);
                         if ticket.is_pending() {
-                            let outcome = match err.downcast_ref::<Failure>() {
-                                Some(failure) => this.classifier.classify_failure(failure),
-                                None => super::Outcome::of_failure_kind(FailureKind::Other),
-                            };
-                            ticket.finish(outcome, None);
+                            ticket.finish(this.classifier.classify_failure(&failure), None);
                         }
-                        Poll::Ready(Err(err))
+                        Poll::Ready(Err(failure))
                     }
                 }
             }

@@ -84,10 +84,16 @@ impl Failure {
     /// Boxes `error` as a classified [`BoxError`], without boxing it again when it already
     /// is a boxed `Failure`.
     pub(crate) fn boxed_at(error: BoxError, stage: Stage) -> BoxError {
-        if error.is::<Failure>() {
-            return error;
+        Self::boxed_failure_at(error, stage)
+    }
+
+    /// [`boxed_at`](Self::boxed_at), typed: for a caller that reads the failure before it
+    /// hands it on as a [`BoxError`].
+    pub(crate) fn boxed_failure_at(error: BoxError, stage: Stage) -> Box<Failure> {
+        match error.downcast::<Failure>() {
+            Ok(failure) => failure,
+            Err(error) => Box::new(Failure::new(classify_error_at(&*error, stage), error)),
         }
-        Box::new(Failure::new(classify_error_at(&*error, stage), error))
     }
 
     /// What went wrong.

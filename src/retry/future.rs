@@ -163,10 +163,10 @@ where
                         other => other,
                     };
                     let result =
-                        result.map_err(|err| Failure::boxed_at(err.into(), Stage::Request));
+                        result.map_err(|err| Failure::boxed_failure_at(err.into(), Stage::Request));
                     if this.kept.is_none() {
                         // Not retryable at all (NoRetry, or a body that could not be copied).
-                        return Poll::Ready(result);
+                        return Poll::Ready(result.map_err(|failure| failure as BoxError));
                     }
                     let state = this.retry.get_or_insert_with(|| {
                         Box::new(RetryState {
@@ -184,11 +184,8 @@ where
                             SystemTime::now,
                             draw,
                         ),
-                        Err(err) => {
-                            let kind = err
-                                .downcast_ref::<Failure>()
-                                .map_or(FailureKind::Other, Failure::kind);
-                            attempts.on_failure(policy, kind, *this.idempotent, draw)
+                        Err(failure) => {
+                            attempts.on_failure(policy, failure.kind(), *this.idempotent, draw)
                         }
                     };
                     #[cfg(feature = "metrics")]
@@ -247,8 +244,8 @@ where
                 StateProj::Ready => {
                     if let Err(err) = ready!(this.service.poll_ready(cx)) {
                         let history = take_history(this.retry);
-                        let err = Failure::boxed_at(err.into(), Stage::Request);
-                        return Poll::Ready(Err(with_history(err, history)));
+                        let failure = Failure::boxed_failure_at(err.into(), Stage::Request);
+                        return Poll::Ready(Err(with_history(failure, history)));
                     }
                     let request = this
                         .retry
@@ -303,7 +300,7 @@ fn prepare<B: TryCloneBody>(
 fn finish<ResB>(
     shared: &Shared,
     attempts: &mut Attempts,
-    result: Result<Response<ResB>, BoxError>,
+    result: Result<Response<ResB>, Box<Failure>>,
     decision: Decision,
 ) -> Result<Response<ResB>, BoxError> {
     let mut history = std::mem::take(&mut attempts.history);
@@ -340,17 +337,13 @@ fn finish<ResB>(
                 }
             }
         }
-        Err(err) => match stop {
-            Some(stop) => {
-                // Already a `Failure` (unboxed, not classified again).
-                let failure = Failure::classify(err);
-                Err(Box::new(RetryError::new(
-                    RetryReason::Failure(failure),
-                    history,
-                    stop,
-                )))
-            }
-            None => Err(with_history(err, history)),
+        Err(failure) => match stop {
+            Some(stop) => Err(Box::new(RetryError::new(
+                RetryReason::Failure(*failure),
+                history,
+                stop,
+            ))),
+            None => Err(with_history(failure, history)),
         },
     }
 }
@@ -364,17 +357,11 @@ fn take_history<B>(retry: &mut Option<Box<RetryState<B>>>) -> RetryHistory {
 }
 
 /// A failure returned as it is after earlier retries carries their history.
-fn with_history(err: BoxError, history: RetryHistory) -> BoxError {
-    if history.records.is_empty() {
-        return err;
+fn with_history(mut failure: Box<Failure>, history: RetryHistory) -> BoxError {
+    if !history.records.is_empty() {
+        failure.set_retry_history(history);
     }
-    match err.downcast::<Failure>() {
-        Ok(mut failure) => {
-            failure.set_retry_history(history);
-            failure
-        }
-        Err(err) => err,
-    }
+    failure
 }
 
 impl Shared {
