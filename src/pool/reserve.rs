@@ -105,28 +105,12 @@ impl Reserver {
             // The call fails without the inner service.
             return Poll::Ready(Ok(()));
         }
-        self.poll_inner(inner, cx)
-    }
-
-    /// Drives the inner service; an error ends the reservation (the service is done).
-    pub(crate) fn poll_inner<S, Req>(
-        &mut self,
-        inner: &mut S,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<(), BoxError>>
-    where
-        S: Service<Req>,
-        S::Error: Into<BoxError>,
-    {
-        match inner.poll_ready(cx) {
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Err(err)) => {
-                self.reserved = None;
-                self.waiting = None;
-                Poll::Ready(Err(Failure::boxed_at(err.into(), Stage::Request)))
-            }
-        }
+        // An error of the inner service ends the reservation (the service is done).
+        inner.poll_ready(cx).map_err(|err| {
+            self.reserved = None;
+            self.waiting = None;
+            Failure::boxed_at(err.into(), Stage::Request)
+        })
     }
 
     /// Takes the reservation for a call on `pool`: its permit, or the error it fails with.

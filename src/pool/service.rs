@@ -7,7 +7,10 @@ use super::{
     reserve::Reserver,
     PoolLimitLayer,
 };
-use crate::{BoxError, InvalidConfig};
+use crate::{
+    classify::{Failure, Stage},
+    BoxError, InvalidConfig,
+};
 use http::{Request, Response};
 use http_body::Body;
 use std::{
@@ -234,9 +237,11 @@ where
                 self.reserver
                     .poll_ready::<S, Request<B>>(pool, &mut self.inner, cx)
             }
+            // A keyed call waits for its host's permit in its future: nothing is reserved.
             Pools::Keyed { .. } => self
-                .reserver
-                .poll_inner::<S, Request<B>>(&mut self.inner, cx),
+                .inner
+                .poll_ready(cx)
+                .map_err(|err| Failure::boxed_at(err.into(), Stage::Request)),
         }
     }
 
