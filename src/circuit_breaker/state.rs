@@ -263,8 +263,9 @@ pub(crate) struct Breaker {
     lanes: Box<[Padded<LaneData>]>,
     start: Instant,
     pub(crate) settings: Arc<Settings>,
-    /// Copies of settings every call reads, to save a pointer chase.
-    slow_calls: bool,
+    /// Copies of settings every call reads, to save a pointer chase: the slow-call
+    /// threshold in nanoseconds (`u64::MAX`: slow calls are not detected).
+    slow_nanos: u64,
     retry_after: bool,
     batch: u64,
     /// The key of a keyed breaker, for tracing and rejections.
@@ -506,7 +507,7 @@ impl Shared {
     /// The call's start, when slow calls are detected.
     #[inline(always)]
     pub(crate) fn started(&self) -> u64 {
-        if self.breaker.slow_calls {
+        if self.breaker.slow_nanos != u64::MAX {
             self.breaker.now_nanos()
         } else {
             NOT_TIMED
@@ -697,14 +698,10 @@ impl Ticket {
         };
         let (gen, probe) = (self.gen, self.probe);
         let breaker = &lane.breaker;
-        let slow = self.start != NOT_TIMED
-            && breaker
-                .settings
-                .config
-                .slow_call_duration
-                .is_some_and(|threshold| {
-                    breaker.now_nanos().saturating_sub(self.start) >= nanos(threshold)
-                });
+        // The clock is read once here when the call was timed, and that reading serves a
+        // time window too.
+        let now = (self.start != NOT_TIMED).then(|| breaker.now_nanos());
+        let slow = now.is_some_and(|now| now.saturating_sub(self.start) >= breaker.slow_nanos);
         let probe_call = probe != NO_PROBE;
         self.probe = NO_PROBE;
         // Kept for the slot's release below, which needs the breaker after the lane moved.
@@ -712,18 +709,24 @@ impl Ticket {
         // Successes are buffered in the lane of the thread that completes the call (its only
         // writer, if it owns it), whichever thread made the call; the thread then keeps the
         // reference for its next call.
+        let completion = Completion {
+            gen,
+            probe: probe_call,
+            outcome,
+            slow,
+            retry_after,
+            now,
+        };
         let mut lane = Some(lane);
         let previous = LOCAL.try_with(|local| {
             let kept = lane.take()?;
-            kept.breaker
-                .complete(claim(local), gen, probe_call, outcome, slow, retry_after);
+            kept.breaker.complete(claim(local), completion);
             local.spare.replace(Some(kept))
         });
         if let Some(lane) = lane {
             // The thread is exiting: its lane is gone, the shared one is left.
             let shared = lane.breaker.lanes.len() - 1;
-            lane.breaker
-                .complete(shared, gen, probe_call, outcome, slow, retry_after);
+            lane.breaker.complete(shared, completion);
         }
         // A probe's slot is given back once its result has acted, so that no other probe
         // starts in between for a half-open period the result may just have ended.
@@ -785,7 +788,7 @@ impl Breaker {
             time,
             lanes,
             start: Instant::now(),
-            slow_calls: settings.config.slow_call_duration.is_some(),
+            slow_nanos: settings.config.slow_call_duration.map_or(u64::MAX, nanos),
             retry_after: settings.config.retry_after_max.is_some(),
             batch: settings.batch,
             settings,
@@ -880,36 +883,28 @@ impl Breaker {
     /// Records a result: inline for the common one (a plain success of a closed call),
     /// out of line for the others.
     #[inline]
-    fn complete(
-        &self,
-        lane: usize,
-        gen: u32,
-        probe: bool,
-        outcome: Outcome,
-        slow: bool,
-        retry_after: Option<Duration>,
-    ) {
-        if outcome == Outcome::Success && !slow && !probe && retry_after.is_none() {
+    fn complete(&self, lane: usize, c: Completion) {
+        if c.outcome == Outcome::Success && !c.slow && !c.probe && c.retry_after.is_none() {
             let word = self.word.load(Ordering::Acquire);
-            if gen_of(word) == gen && matches!(state_of(word), State::Closed | State::Disabled) {
+            if gen_of(word) == c.gen && matches!(state_of(word), State::Closed | State::Disabled) {
                 // A lane reports its successes in batches.
-                self.record_success(lane, gen);
+                self.record_success(lane, c.gen, c.now);
                 return;
             }
         }
-        self.complete_cold(lane, gen, probe, outcome, slow, retry_after);
+        self.complete_cold(lane, c);
     }
 
     #[cold]
-    fn complete_cold(
-        &self,
-        lane: usize,
-        gen: u32,
-        probe: bool,
-        outcome: Outcome,
-        slow: bool,
-        retry_after: Option<Duration>,
-    ) {
+    fn complete_cold(&self, lane: usize, c: Completion) {
+        let Completion {
+            gen,
+            probe,
+            outcome,
+            slow,
+            retry_after,
+            now,
+        } = c;
         let slow = slow && outcome != Outcome::Ignored;
         if let (Some(wait), Some(max)) = (retry_after, self.settings.config.retry_after_max) {
             if !wait.is_zero() && self.open_for(gen, wait.min(max)) {
@@ -927,10 +922,10 @@ impl Breaker {
             gen_of(word) == gen && matches!(state_of(word), State::Closed | State::Disabled);
         match outcome {
             // A lane reports its successes in batches.
-            Outcome::Success if !slow && current => self.record_success(lane, gen),
+            Outcome::Success if !slow && current => self.record_success(lane, gen, now),
             Outcome::Success | Outcome::Failure if current => {
                 self.count_call(outcome, slow);
-                self.record(lane, gen, outcome == Outcome::Failure, slow);
+                self.record(lane, gen, outcome == Outcome::Failure, slow, now);
                 if state_of(word) == State::Closed {
                     self.evaluate(gen);
                 }
@@ -946,11 +941,13 @@ impl Breaker {
     }
 
     #[inline]
-    fn record_success(&self, lane: usize, gen: u32) {
+    /// `now`: the clock's reading if the call already took one.
+    fn record_success(&self, lane: usize, gen: u32, now: Option<u64>) {
         let data = &self.lanes[lane];
         if let Some(time) = &self.time {
             let buckets = data.buckets.get_or_init(new_buckets);
-            time.record(buckets, self.now_nanos(), false, false);
+            let now = now.unwrap_or_else(|| self.now_nanos());
+            time.record(buckets, now, false, false);
         }
         let owned = lane < self.lanes.len() - 1;
         let (full, stale) = data.add_success(owned, gen, self.batch);
@@ -959,14 +956,15 @@ impl Breaker {
         }
     }
 
-    fn record(&self, lane: usize, gen: u32, failed: bool, slow: bool) {
+    fn record(&self, lane: usize, gen: u32, failed: bool, slow: bool, now: Option<u64>) {
         if let Some(ring) = &self.ring {
             // The lane's earlier successes go first, in order.
             self.flush_lane(lane, gen);
             ring.push(failed, slow);
         } else if let Some(time) = &self.time {
             let buckets = self.lanes[lane].buckets.get_or_init(new_buckets);
-            time.record(buckets, self.now_nanos(), failed, slow);
+            let now = now.unwrap_or_else(|| self.now_nanos());
+            time.record(buckets, now, failed, slow);
         }
     }
 
@@ -1330,6 +1328,19 @@ impl fmt::Debug for Breaker {
             .field("figures", &self.figures(false))
             .finish_non_exhaustive()
     }
+}
+
+/// A finished call's result, as the breaker records it.
+#[derive(Clone, Copy)]
+struct Completion {
+    /// The generation the call was admitted in.
+    gen: u32,
+    probe: bool,
+    outcome: Outcome,
+    slow: bool,
+    retry_after: Option<Duration>,
+    /// The clock's reading (nanoseconds since the breaker's start) if the call took one.
+    now: Option<u64>,
 }
 
 #[cfg(test)]
