@@ -31,6 +31,7 @@ use std::{
     hint::black_box,
     io,
     pin::pin,
+    sync::OnceLock,
     task::{Context, Poll, Waker},
     time::{Duration, SystemTime},
 };
@@ -77,8 +78,14 @@ fn ok_service(
 }
 
 fn request() -> Req {
+    // Parsed once: `Uri::from_static` parses on every call (about 36 ns, which was in every
+    // figure here, the bare one included). A clone of a URI made of static bytes copies
+    // pointers.
+    static URI: OnceLock<Uri> = OnceLock::new();
     let mut request = Request::new(());
-    *request.uri_mut() = Uri::from_static("http://api.example.com/v1/items");
+    *request.uri_mut() = URI
+        .get_or_init(|| Uri::from_static("http://api.example.com/v1/items"))
+        .clone();
     request
 }
 
