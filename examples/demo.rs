@@ -94,10 +94,15 @@ use tower_fortify::{
 /// would still be open long after the backend recovered, for the rest of the run.
 const OPEN_DURATION: Duration = Duration::from_millis(250);
 const OPEN_DURATION_MAX: Duration = Duration::from_secs(1);
-/// Both clients: the connect timeout and the per-request (bare) / per-attempt (fortified)
-/// timeout, the stack's defaults.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Both clients use the stack's default connect timeout, and its per-attempt timeout as
+/// the bare client's per-request timeout.
+fn connect_timeout() -> Duration {
+    ClientConfig::default().get_connect_timeout()
+}
+
+fn request_timeout() -> Duration {
+    ClientConfig::default().get_attempt_timeout()
+}
 /// The target of the fortified client's steady-state failure rate.
 const TARGET: f64 = 0.0002;
 /// Where the outage starts, as a share of the planned run.
@@ -386,7 +391,7 @@ async fn run(kind: Kind, options: &Options, snapshotter: &Snapshotter) -> Run {
     let attempts: Arc<Vec<AtomicU32>> =
         Arc::new((0..=options.requests).map(|_| AtomicU32::new(0)).collect());
     let client = Client::builder(TokioExecutor::new())
-        .build::<_, Full<Bytes>>(backend.connector(CONNECT_TIMEOUT));
+        .build::<_, Full<Bytes>>(backend.connector(connect_timeout()));
     // Counts every attempt that reaches the hyper client, by request id.
     let counted = {
         let attempts = attempts.clone();
@@ -489,7 +494,7 @@ async fn run(kind: Kind, options: &Options, snapshotter: &Snapshotter) -> Run {
     let semaphore = Arc::new(Semaphore::new(options.concurrency));
     let mut tasks = Vec::with_capacity(options.requests);
     let fortified = stack.layer(counted.clone());
-    let bare = tower::timeout::TimeoutLayer::new(REQUEST_TIMEOUT).layer(counted);
+    let bare = tower::timeout::TimeoutLayer::new(request_timeout()).layer(counted);
     for i in 0..options.requests {
         let id = i as u64 + 1;
         if options.rate > 0.0 {
@@ -1182,7 +1187,8 @@ fn main() -> ExitCode {
         );
         println!(
             "bare: hyper-util legacy Client, connect timeout {:?}, request timeout {:?}",
-            CONNECT_TIMEOUT, REQUEST_TIMEOUT
+            connect_timeout(),
+            request_timeout()
         );
         println!(
             "fortified: ClientConfig::default() around the same client; changed: \
