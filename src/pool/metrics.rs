@@ -78,31 +78,20 @@ impl Instruments {
     /// write, so the gauges settle on the true count (no drift, unlike float increments of
     /// `1 / max`).
     ///
-    /// The values are read only if the recorder asks for them: with no recorder installed,
-    /// publishing is one branch, and reads nothing. `max` itself is published by
-    /// [`set_max`](Self::set_max), when it changes.
+    /// With no recorder holding the gauges (see `live`), publishing is one branch and reads
+    /// nothing. `max` itself is published by [`set_max`](Self::set_max), when it changes.
     pub(crate) fn publish(&self, read: impl Fn() -> (usize, usize)) {
         if !self.live {
             return;
         }
         loop {
-            let published = Cell::new(None);
-            self.in_use.set(Lazy(|| {
-                let current = read();
-                published.set(Some(current));
-                current.0 as f64
-            }));
-            let Some((in_use, max)) = published.get() else {
-                // A no-op gauge: nothing to keep in step.
-                return;
-            };
-            self.utilisation.set(Lazy(|| {
-                if max == 0 {
-                    0.0
-                } else {
-                    in_use as f64 / max as f64
-                }
-            }));
+            let (in_use, max) = read();
+            self.in_use.set(in_use as f64);
+            self.utilisation.set(if max == 0 {
+                0.0
+            } else {
+                in_use as f64 / max as f64
+            });
             if read() == (in_use, max) {
                 return;
             }
