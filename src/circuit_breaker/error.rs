@@ -1,7 +1,7 @@
 //! Error types.
 
 use super::State;
-use std::{fmt, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 /// The breaker rejected the call without calling the service.
 ///
@@ -35,11 +35,11 @@ use std::{fmt, time::Duration};
 pub struct Open {
     state: State,
     retry_in: Option<Duration>,
-    key: Option<Box<str>>,
+    key: Option<Arc<str>>,
 }
 
 impl Open {
-    pub(crate) fn new(state: State, retry_in: Option<Duration>, key: Option<Box<str>>) -> Self {
+    pub(crate) fn new(state: State, retry_in: Option<Duration>, key: Option<Arc<str>>) -> Self {
         Open {
             state,
             retry_in,

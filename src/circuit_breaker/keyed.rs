@@ -156,7 +156,7 @@ pub(crate) struct KeyedMap {
 }
 
 struct Shard {
-    map: RwLock<HashMap<Box<str>, Entry>>,
+    map: RwLock<HashMap<Arc<str>, Entry>>,
     /// Keys inserted so far: the clock of least-recent use.
     inserts: AtomicU64,
     capacity: usize,
@@ -216,7 +216,7 @@ impl KeyedMap {
     fn insert<'m>(
         &self,
         shard: &Shard,
-        map: &'m mut HashMap<Box<str>, Entry>,
+        map: &'m mut HashMap<Arc<str>, Entry>,
         key: &str,
     ) -> &'m Entry {
         if map.len() >= shard.capacity {
@@ -228,7 +228,7 @@ impl KeyedMap {
             }
         }
         let now = shard.inserts.fetch_add(1, Ordering::AcqRel) + 1;
-        let key: Box<str> = key.into();
+        let key: Arc<str> = key.into();
         let entry = Entry {
             shared: Shared::new(Arc::clone(&self.settings), Some(key.clone())),
             last_used: AtomicU64::new(now),
@@ -288,10 +288,10 @@ impl Entry {
 /// Evicts an eighth of a full shard (at least one breaker): the least recently used closed
 /// (or disabled) ones first, then the least recently used of the others. Batches keep the
 /// cost per new key constant while a scan of hosts fills the map again and again.
-fn evict(map: &mut HashMap<Box<str>, Entry>, capacity: usize) -> usize {
+fn evict(map: &mut HashMap<Arc<str>, Entry>, capacity: usize) -> usize {
     let excess = (map.len() + 1).saturating_sub(capacity);
     let count = excess.max(capacity / 8).clamp(1, map.len());
-    let mut candidates: Vec<(bool, u64, &Box<str>)> = map
+    let mut candidates: Vec<(bool, u64, &Arc<str>)> = map
         .iter()
         .map(|(key, entry)| {
             let busy = !entry.shared.breaker.is_idle();
@@ -301,7 +301,7 @@ fn evict(map: &mut HashMap<Box<str>, Entry>, capacity: usize) -> usize {
     if count < candidates.len() {
         candidates.select_nth_unstable_by_key(count, |&(busy, last_used, _)| (busy, last_used));
     }
-    let victims: Vec<Box<str>> = candidates[..count]
+    let victims: Vec<Arc<str>> = candidates[..count]
         .iter()
         .map(|&(_, _, key)| key.clone())
         .collect();

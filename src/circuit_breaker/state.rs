@@ -269,7 +269,7 @@ pub(crate) struct Breaker {
     retry_after: bool,
     batch: u64,
     /// The key of a keyed breaker, for tracing and rejections.
-    key: Option<Box<str>>,
+    key: Option<Arc<str>>,
 }
 
 /// Bookkeeping of the open duration, changed only with a transition.
@@ -472,7 +472,7 @@ fn take_lane(lanes: &[Arc<Lane>]) -> Arc<Lane> {
 }
 
 impl Shared {
-    pub(crate) fn new(settings: Arc<Settings>, key: Option<Box<str>>) -> Self {
+    pub(crate) fn new(settings: Arc<Settings>, key: Option<Arc<str>>) -> Self {
         let breaker = Arc::new(Breaker::new(settings, key));
         let lanes = (0..breaker.lanes.len())
             .map(|_| {
@@ -759,7 +759,7 @@ fn draw() -> f64 {
 }
 
 impl Breaker {
-    fn new(settings: Arc<Settings>, key: Option<Box<str>>) -> Self {
+    fn new(settings: Arc<Settings>, key: Option<Arc<str>>) -> Self {
         let (ring, time) = match settings.config.window {
             Window::Count(n) => (Some(CountRing::new(n)), None),
             Window::Time(d) => (None, Some(TimeWindow::new(nanos(d)))),

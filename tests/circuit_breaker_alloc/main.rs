@@ -101,6 +101,35 @@ fn closed_path_of_a_known_key_allocates_nothing() {
 }
 
 #[test]
+fn a_rejection_allocates_its_error_and_nothing_for_the_key() {
+    // The rejected call's `Failure` and its `Open` source: two allocations. The key in the
+    // `Open` shares the breaker's (a reference count), so a keyed breaker rejecting at full
+    // rate in an outage does not copy it per call.
+    for keyed in [false, true] {
+        let (ok, allocated) = if keyed {
+            let layer = CircuitBreakerLayer::builder().build_keyed().unwrap();
+            let mut svc = layer.layer(ok_service());
+            drive(&mut svc, 1); // inserts the key
+            let key = layer
+                .handle()
+                .get("api.example.com")
+                .expect("the request's key");
+            key.force_open();
+            drive(&mut svc, 1_000)
+        } else {
+            let layer = CircuitBreakerLayer::new();
+            layer.handle().force_open();
+            drive(&mut layer.layer(ok_service()), 1_000)
+        };
+        assert_eq!(ok, 0, "keyed {keyed}: every call rejected");
+        assert_eq!(
+            allocated, 2_000,
+            "keyed {keyed}: allocations for 1,000 rejections"
+        );
+    }
+}
+
+#[test]
 fn any_request_type_allocates_nothing() {
     let layer = CircuitBreakerLayer::builder()
         .classifier(ErrorsOnly)
