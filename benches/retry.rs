@@ -23,18 +23,14 @@ use criterion::{criterion_group, Criterion};
 use http::{header, Method, Request, Response};
 use http_body_util::Full;
 use std::{
-    future::{ready, Future, Ready},
+    future::{ready, Future},
     hint::black_box,
     io,
     pin::pin,
-    sync::Arc,
     task::{Context, Poll, Waker},
     time::{Duration, SystemTime},
 };
-use tower::{
-    retry::budget::{Budget, TpsBudget},
-    Layer, Service,
-};
+use tower::{Layer, Service};
 use tower_fortify::retry::{RetryLayer, RetryPolicy};
 
 // Only its `main` helper: the ratios here come from `paired`, not criterion's estimates.
@@ -43,8 +39,11 @@ use tower_fortify::retry::{RetryLayer, RetryPolicy};
 mod estimates;
 #[path = "support/paired.rs"]
 mod paired;
+#[path = "support/tower_policy.rs"]
+mod tower_policy;
 
 use paired::paired;
+use tower_policy::{CopyRequest, CopyRequestWithBudget};
 
 type Req = Request<Full<Bytes>>;
 
@@ -76,58 +75,6 @@ fn request() -> Req {
         .expect("a valid request")
 }
 
-// ===== tower's Retry =====
-
-/// Copies the request as `tower_fortify`'s layer does (method, URI, version, headers,
-/// extensions, body) and never retries: the success path of a real policy.
-#[derive(Clone, Copy, Debug)]
-struct CopyRequest;
-
-impl<E> tower::retry::Policy<Req, Response<()>, E> for CopyRequest {
-    type Future = Ready<()>;
-
-    fn retry(&mut self, _: &mut Req, _: &mut Result<Response<()>, E>) -> Option<Self::Future> {
-        None
-    }
-
-    fn clone_request(&mut self, req: &Req) -> Option<Req> {
-        let mut copy = Request::new(req.body().clone());
-        *copy.method_mut() = req.method().clone();
-        *copy.uri_mut() = req.uri().clone();
-        *copy.version_mut() = req.version();
-        *copy.headers_mut() = req.headers().clone();
-        *copy.extensions_mut() = req.extensions().clone();
-        Some(copy)
-    }
-}
-
-/// `CopyRequest` with tower's own retry budget (`TpsBudget`, shared by every clone through
-/// an `Arc`, the way a tower policy holds one), depositing once per successful call: the
-/// same work as `RetryPolicy::production()`'s success path, whose budget has the same
-/// settings (10 s window, 10 retries/s reserve, 20% of requests).
-#[derive(Clone, Debug)]
-struct CopyRequestWithBudget {
-    budget: Arc<TpsBudget>,
-}
-
-impl<E> tower::retry::Policy<Req, Response<()>, E> for CopyRequestWithBudget {
-    type Future = Ready<()>;
-
-    fn retry(&mut self, _: &mut Req, result: &mut Result<Response<()>, E>) -> Option<Self::Future> {
-        if result.is_ok() {
-            self.budget.deposit();
-        }
-        None
-    }
-
-    fn clone_request(&mut self, req: &Req) -> Option<Req> {
-        <CopyRequest as tower::retry::Policy<Req, Response<()>, E>>::clone_request(
-            &mut CopyRequest,
-            req,
-        )
-    }
-}
-
 fn bench(c: &mut Criterion) {
     let req = request();
     let mut group = c.benchmark_group("retry/success");
@@ -146,10 +93,8 @@ fn bench(c: &mut Criterion) {
         b.iter(|| call_once(&mut svc, black_box(&req).clone()))
     });
     group.bench_function("tower_retry_budget", |b| {
-        let policy = CopyRequestWithBudget {
-            budget: Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2)),
-        };
-        let mut svc = tower::retry::RetryLayer::new(policy).layer(ok_service());
+        let mut svc =
+            tower::retry::RetryLayer::new(CopyRequestWithBudget::new()).layer(ok_service());
         assert!(call_once(&mut svc, req.clone()));
         b.iter(|| call_once(&mut svc, black_box(&req).clone()))
     });
@@ -207,9 +152,6 @@ fn bench_paired(c: &mut Criterion) {
         ),
         caller(tower::retry::RetryLayer::new(CopyRequest).layer(ok_service())),
     );
-    let policy = CopyRequestWithBudget {
-        budget: Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2)),
-    };
     paired(
         &mut group,
         "fortify_production_vs_tower_retry_budget",
@@ -218,7 +160,7 @@ fn bench_paired(c: &mut Criterion) {
                 .unwrap()
                 .layer(ok_service()),
         ),
-        caller(tower::retry::RetryLayer::new(policy).layer(ok_service())),
+        caller(tower::retry::RetryLayer::new(CopyRequestWithBudget::new()).layer(ok_service())),
     );
     group.finish();
 }

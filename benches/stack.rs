@@ -37,6 +37,12 @@
 
 #[path = "support/estimates.rs"]
 mod estimates;
+// Only the policy without a budget.
+#[allow(dead_code)]
+#[path = "support/tower_policy.rs"]
+mod tower_policy;
+
+use tower_policy::CopyRequest;
 
 use bytes::Bytes;
 use criterion::{criterion_group, Criterion};
@@ -104,31 +110,6 @@ fn request() -> Req {
         .header(header::ACCEPT, "application/json")
         .body(Full::new(Bytes::new()))
         .expect("a valid request")
-}
-
-// ===== tower's Retry =====
-
-/// Copies the request as our retry layer does (method, URI, version, headers, extensions,
-/// body) and never retries: the success path of a real policy.
-#[derive(Clone, Copy, Debug)]
-struct CopyRequest;
-
-impl<E> tower::retry::Policy<Req, Res, E> for CopyRequest {
-    type Future = Ready<()>;
-
-    fn retry(&mut self, _: &mut Req, _: &mut Result<Res, E>) -> Option<Self::Future> {
-        None
-    }
-
-    fn clone_request(&mut self, req: &Req) -> Option<Req> {
-        let mut copy = Request::new(req.body().clone());
-        *copy.method_mut() = req.method().clone();
-        *copy.uri_mut() = req.uri().clone();
-        *copy.version_mut() = req.version();
-        *copy.headers_mut() = req.headers().clone();
-        *copy.extensions_mut() = req.extensions().clone();
-        Some(copy)
-    }
 }
 
 // ===== tower-resilience =====
