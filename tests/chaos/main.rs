@@ -18,6 +18,8 @@
 
 #[path = "../support/flaky.rs"]
 mod flaky;
+#[path = "../support/recorded.rs"]
+mod recorded;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -96,7 +98,7 @@ fn harness(backend: &FlakyBackend, config: ClientConfig) -> Harness {
 }
 
 /// A metric's name and sorted labels.
-type MetricKey = (String, Vec<(String, String)>);
+type MetricKey = (String, recorded::Labels);
 
 /// Counter totals of one stack's metrics (the debugging snapshot drains counters, so they
 /// are summed here).
@@ -116,25 +118,15 @@ impl Metrics {
     /// The sum of the counters named `name` whose labels include `labels`.
     fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
         let mut totals = self.totals.lock().unwrap();
-        for (key, _, _, value) in self.snapshotter.snapshot().into_vec() {
+        for (metric, mut l, value) in recorded::snapshot(&self.snapshotter) {
             if let DebugValue::Counter(v) = value {
-                let mut l: Vec<(String, String)> = key
-                    .key()
-                    .labels()
-                    .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                    .collect();
                 l.sort();
-                *totals.entry((key.key().name().to_owned(), l)).or_default() += v;
+                *totals.entry((metric, l)).or_default() += v;
             }
         }
         totals
             .iter()
-            .filter(|((n, l), _)| {
-                n == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
-            })
+            .filter(|((n, l), _)| n == name && recorded::has_labels(l, labels))
             .map(|(_, v)| *v)
             .sum()
     }

@@ -7,6 +7,9 @@ mod keyed;
 #[cfg(feature = "metrics")]
 mod observability;
 mod real_server;
+#[cfg(feature = "metrics")]
+#[path = "../support/recorded.rs"]
+mod recorded;
 mod state_machine;
 mod support;
 mod windows;

@@ -1,5 +1,6 @@
 //! Breaker metrics through the `metrics` facade, and a tracing event per transition.
 
+use crate::recorded::{self, has_labels, Labels};
 use crate::support::{send, send_n, Backend, Mode};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use std::time::Duration;
@@ -7,27 +8,20 @@ use tokio::time::advance;
 use tower::{Layer, ServiceExt};
 use tower_fortify::{circuit_breaker::CircuitBreakerLayer, classify::FailureKind};
 
-/// A metric's name, labels and value (counters as `f64`).
-type Recorded = (String, Vec<(String, String)>, f64);
+/// A metric's name, labels and value (counters as `f64`; histograms left out).
+type Recorded = (String, Labels, f64);
 
 /// One snapshot (taking it resets counters), as a list to search.
 fn snapshot(snapshotter: &metrics_util::debugging::Snapshotter) -> Vec<Recorded> {
-    snapshotter
-        .snapshot()
-        .into_vec()
+    recorded::snapshot(snapshotter)
         .into_iter()
-        .filter_map(|(key, _, _, value)| {
+        .filter_map(|(name, labels, value)| {
             let value = match value {
                 DebugValue::Counter(v) => v as f64,
                 DebugValue::Gauge(v) => v.into_inner(),
                 DebugValue::Histogram(_) => return None,
             };
-            let labels = key
-                .key()
-                .labels()
-                .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                .collect();
-            Some((key.key().name().to_owned(), labels, value))
+            Some((name, labels, value))
         })
         .collect()
 }
@@ -35,12 +29,7 @@ fn snapshot(snapshotter: &metrics_util::debugging::Snapshotter) -> Vec<Recorded>
 fn value(snapshot: &[Recorded], name: &str, labels: &[(&str, &str)]) -> f64 {
     let found: Vec<f64> = snapshot
         .iter()
-        .filter(|(n, l, _)| {
-            n == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| l.contains(&(k.to_string(), v.to_string())))
-        })
+        .filter(|(n, l, _)| n == name && has_labels(l, labels))
         .map(|(_, _, v)| *v)
         .collect();
     assert!(!found.is_empty(), "{name} {labels:?} not registered");

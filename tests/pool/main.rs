@@ -10,5 +10,8 @@ mod modes;
 #[cfg(any(feature = "metrics", feature = "tracing"))]
 mod observability;
 mod real_server;
+#[cfg(feature = "metrics")]
+#[path = "../support/recorded.rs"]
+mod recorded;
 mod stress;
 mod util;

@@ -10,28 +10,14 @@ mod metrics_ {
     use super::*;
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
-    type Labels = Vec<(String, String)>;
+    use crate::recorded::{self, Labels};
 
     /// One snapshot of the recorder (it resets what it reports): name, labels, value.
     struct Recorded(Vec<(String, Labels, DebugValue)>);
 
     impl Recorded {
         fn take(snapshotter: &metrics_util::debugging::Snapshotter) -> Self {
-            Recorded(
-                snapshotter
-                    .snapshot()
-                    .into_vec()
-                    .into_iter()
-                    .map(|(key, _, _, value)| {
-                        let labels = key
-                            .key()
-                            .labels()
-                            .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                            .collect();
-                        (key.key().name().to_owned(), labels, value)
-                    })
-                    .collect(),
-            )
+            Recorded(recorded::snapshot(snapshotter))
         }
 
         fn get(&self, name: &str) -> &DebugValue {

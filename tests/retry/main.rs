@@ -6,6 +6,9 @@ mod contract;
 #[cfg(feature = "metrics")]
 mod observability;
 mod real_server;
+#[cfg(feature = "metrics")]
+#[path = "../support/recorded.rs"]
+mod recorded;
 mod rules;
 #[path = "../support/servers.rs"]
 mod servers;

@@ -1,6 +1,7 @@
 //! Retry metrics through the `metrics` facade, and a tracing event per retry.
 
 use crate::conformance::{Ev, Script};
+use crate::recorded::{self, has_labels, Labels};
 use http::Request;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use std::time::Duration;
@@ -11,17 +12,12 @@ use tower_fortify::{
 };
 
 /// A counter's name, labels and value.
-type Counted = (String, Vec<(String, String)>, u64);
+type Counted = (String, Labels, u64);
 
 fn counter(snapshot: &[Counted], name: &str, labels: &[(&str, &str)]) -> u64 {
     snapshot
         .iter()
-        .filter(|(n, l, _)| {
-            n == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| l.contains(&(k.to_string(), v.to_string())))
-        })
+        .filter(|(n, l, _)| n == name && has_labels(l, labels))
         .map(|(_, _, v)| *v)
         .sum()
 }
@@ -56,19 +52,10 @@ async fn retries_by_category_retry_rate_budget_and_stops() {
         let _ = svc.oneshot(request).await;
     }
 
-    let snapshot: Vec<Counted> = snapshotter
-        .snapshot()
-        .into_vec()
+    let snapshot: Vec<Counted> = recorded::snapshot(&snapshotter)
         .into_iter()
-        .filter_map(|(key, _, _, value)| match value {
-            DebugValue::Counter(v) => Some((
-                key.key().name().to_owned(),
-                key.key()
-                    .labels()
-                    .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                    .collect(),
-                v,
-            )),
+        .filter_map(|(name, labels, value)| match value {
+            DebugValue::Counter(v) => Some((name, labels, v)),
             _ => None,
         })
         .collect();
