@@ -164,8 +164,9 @@
 //!
 //! # Cost
 //!
-//! While closed, a call takes no lock, allocates nothing and usually makes no atomic
-//! read-modify-write. It loads the state word. Its future holds a reference to the breaker,
+//! While closed, a call of a single breaker takes no lock and allocates nothing, and with
+//! a count window it usually makes no atomic read-modify-write (a time window adds its
+//! bucket's counters). It loads the state word. Its future holds a reference to the breaker,
 //! which the thread then keeps for its next call instead of cloning a new one. Its success
 //! is counted in the thread's *lane*: each thread claims one of a few lanes (one per CPU and
 //! one more, up to 16) for its lifetime and is the only one to write it, with a plain
@@ -175,7 +176,8 @@
 //! while the window holds only successes a batch does not even write the ring (it would
 //! change nothing). So threads calling one breaker do not write a shared cache line. A time
 //! window keeps buckets per lane. A count window reads no clock; a time window reads tokio's
-//! clock once per call, slow-call detection twice.
+//! clock once per call; slow-call detection reads it when a call starts and when it ends,
+//! and with a time window that last reading serves the window too.
 //!
 //! The price: with several threads, the window may lack recent successes still held in
 //! other threads' lanes (less than a quarter of the window in all), which only ever makes
