@@ -141,8 +141,7 @@ impl Config {
                 "must be at least open_duration",
             ));
         }
-        // A deadline is kept in microseconds on 52 bits: about 142 years.
-        if self.open_duration_max > Duration::from_secs(100 * 365 * 24 * 3600) {
+        if self.open_duration_max > MAX_WAIT {
             return Err(InvalidConfig::new(
                 "open_duration_max",
                 "must be shorter than 100 years",
@@ -185,7 +184,7 @@ impl Config {
                     "must be longer than zero",
                 ));
             }
-            if max > Duration::from_secs(100 * 365 * 24 * 3600) {
+            if max > MAX_WAIT {
                 return Err(InvalidConfig::new(
                     "retry_after_open",
                     "must be shorter than 100 years",
@@ -215,6 +214,13 @@ impl Config {
 fn is_rate(r: f64) -> bool {
     r > 0.0 && r <= 1.0
 }
+
+/// The longest the breaker can stay open: a deadline is kept in microseconds on 52 bits
+/// (about 142 years), and this leaves room for the clock's own age.
+const MAX_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The `name` label of a breaker that was not named.
+pub(crate) const DEFAULT_NAME: &str = "circuit_breaker";
 
 /// Builds a [`CircuitBreakerLayer`] (or a keyed one), validating its settings together.
 ///
@@ -251,7 +257,7 @@ impl CircuitBreakerBuilder<HttpStatus> {
     pub(crate) const fn new() -> Self {
         CircuitBreakerBuilder {
             config: Config::DEFAULT,
-            name: "circuit_breaker",
+            name: DEFAULT_NAME,
             classifier: HttpStatus::new(),
         }
     }

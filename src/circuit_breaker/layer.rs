@@ -47,7 +47,11 @@ impl CircuitBreakerLayer {
     /// ```
     pub fn new() -> Self {
         Self::from_settings(
-            Arc::new(Settings::new(Config::DEFAULT, "circuit_breaker", false)),
+            Arc::new(Settings::new(
+                Config::DEFAULT,
+                super::builder::DEFAULT_NAME,
+                false,
+            )),
             HttpStatus::new(),
         )
     }
