@@ -20,6 +20,8 @@
 
 #[path = "support/estimates.rs"]
 mod estimates;
+#[path = "../tests/support/servers.rs"]
+mod servers;
 
 use bytes::Bytes;
 use criterion::{criterion_group, Criterion, Throughput};
@@ -32,10 +34,11 @@ use hyper_util::{
 };
 use std::{
     convert::Infallible,
+    future::Future,
     net::SocketAddr,
     time::{Duration, Instant, SystemTime},
 };
-use tokio::{net::TcpListener, runtime::Runtime};
+use tokio::{net::TcpStream, runtime::Runtime};
 use tower::{Layer, Service, ServiceExt};
 use tower_fortify::{stack::ClientConfig, BoxError};
 
@@ -46,25 +49,17 @@ const CONCURRENCY: usize = 64;
 type Req = Request<Full<Bytes>>;
 
 async fn start_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind 127.0.0.1");
-    let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let service = service_fn(|_req: Request<hyper::body::Incoming>| async {
-                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
+    servers::spawn_server(|stream: TcpStream| async move {
+        let _ = stream.set_nodelay(true);
+        let service = service_fn(|_req: Request<hyper::body::Incoming>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    })
+    .await
 }
 
 fn hyper_client() -> Client<HttpConnector, Full<Bytes>> {
@@ -114,19 +109,16 @@ where
     );
 }
 
-fn time_batches<S, B>(runtime: &Runtime, svc: &S, uri: &Uri, iters: u64) -> Duration
-where
-    S: Service<Req, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send,
-    S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
+/// The time `iters` runs of `batch` take on `runtime`.
+fn time_batches<F: Future<Output = ()>>(
+    runtime: &Runtime,
+    iters: u64,
+    mut batch: impl FnMut() -> F,
+) -> Duration {
     runtime.block_on(async {
         let started = Instant::now();
         for _ in 0..iters {
-            batch(svc, uri).await;
+            batch().await;
         }
         started.elapsed()
     })
@@ -160,10 +152,10 @@ fn e2e(c: &mut Criterion) {
         .throughput(Throughput::Elements(REQUESTS as u64))
         .sample_size(10);
     group.bench_function("hyper_client", |b| {
-        b.iter_custom(|iters| time_batches(&runtime, &bare, &uri, iters))
+        b.iter_custom(|iters| time_batches(&runtime, iters, || batch(&bare, &uri)))
     });
     group.bench_function("fortify_client_stack", |b| {
-        b.iter_custom(|iters| time_batches(&runtime, &stack, &uri, iters))
+        b.iter_custom(|iters| time_batches(&runtime, iters, || batch(&stack, &uri)))
     });
     group.finish();
 }
