@@ -24,23 +24,12 @@ fn request() -> Request<()> {
     request
 }
 
-/// Calls `svc` `n` times, polling each response future to completion (all are ready at
-/// their first poll); returns the successes and the allocations made.
+/// `n` calls: the successes and the allocations.
 fn drive<S>(svc: &mut S, n: u32) -> (u32, u64)
 where
     S: Service<Request<()>, Response = Response<()>>,
 {
-    let mut cx = Context::from_waker(Waker::noop());
-    let before = allocations();
-    let mut ok = 0;
-    for _ in 0..n {
-        assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
-        let mut fut = pin!(svc.call(request()));
-        if let Poll::Ready(Ok(_)) = fut.as_mut().poll(&mut cx) {
-            ok += 1;
-        }
-    }
-    (ok, allocations() - before)
+    counting_alloc::drive(svc, n, |_| request())
 }
 
 fn ok_service() -> impl Service<

@@ -2,10 +2,16 @@
 //! allocation tests. Include it once per test binary: it installs itself as the binary's
 //! global allocator.
 
+#![allow(dead_code)]
+
 use std::{
     alloc::{GlobalAlloc, Layout, System},
     cell::Cell,
+    future::Future,
+    pin::pin,
+    task::{Context, Poll, Waker},
 };
+use tower::Service;
 
 struct Counting;
 
@@ -38,4 +44,26 @@ static GLOBAL: Counting = Counting;
 /// The allocations (and reallocations) the current thread made so far.
 pub fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
+}
+
+/// `n` calls of `svc` with `request(i)`: `poll_ready` (which must be ready), `call`, one
+/// poll of the response future (every service in these tests answers at once), the
+/// response dropped. Returns the successes and the allocations made meanwhile (building
+/// the requests included: the callers build them without allocating).
+pub fn drive<S, R>(svc: &mut S, n: u32, mut request: impl FnMut(u32) -> R) -> (u32, u64)
+where
+    S: Service<R>,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    let before = allocations();
+    let mut ok = 0;
+    for i in 0..n {
+        assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+        let fut = pin!(svc.call(request(i)));
+        if let Poll::Ready(Ok(response)) = fut.poll(&mut cx) {
+            drop(response);
+            ok += 1;
+        }
+    }
+    (ok, allocations() - before)
 }
