@@ -319,18 +319,22 @@ impl<K: Hash + Eq + fmt::Debug> Keyed<K> {
 
     /// A permit of `key`'s pool (created if needed), or the pool if it has none free.
     pub(crate) fn try_acquire(&self, key: K, core: &Arc<Core>) -> Result<Permit, Arc<Pool>> {
+        // Under either lock, eviction (under the write lock) cannot pick the pool meanwhile.
+        let found = |pool: &Arc<Pool>| {
+            self.touch(pool);
+            pool.try_acquire().ok_or_else(|| Arc::clone(pool))
+        };
+        if let Some(pool) = self
+            .map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
         {
-            let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(pool) = map.get(&key) {
-                // Under the read lock: eviction (under the write lock) cannot pick it now.
-                self.touch(pool);
-                return pool.try_acquire().ok_or_else(|| Arc::clone(pool));
-            }
+            return found(pool);
         }
         let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(pool) = map.get(&key) {
-            self.touch(pool);
-            return pool.try_acquire().ok_or_else(|| Arc::clone(pool));
+            return found(pool);
         }
         if map.len() >= self.max_pools {
             let excess = map.len() + 1 - self.max_pools;
