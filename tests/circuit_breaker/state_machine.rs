@@ -1,6 +1,6 @@
 //! The state machine on tokio's paused clock: trip, open, half-open, close, reopen.
 
-use crate::support::{assert_rejected, open_of, request, send, send_n, Backend, Mode};
+use crate::support::{assert_rejected, breaker, open_of, request, send, send_n, Backend, Mode};
 use http::Request;
 use std::time::Duration;
 use tokio::time::advance;
@@ -26,12 +26,6 @@ fn builder() -> CircuitBreakerBuilder {
         .open_duration_max(Duration::from_secs(80))
         .open_duration_jitter(0.0)
         .half_open_successes(2)
-}
-
-fn breaker(builder: CircuitBreakerBuilder, mode: Mode) -> (CircuitBreaker<Backend>, Backend) {
-    let backend = Backend::new(mode);
-    let svc = builder.build().unwrap().layer(backend.clone());
-    (svc, backend)
 }
 
 /// Trips the breaker with 5xx responses.

@@ -13,9 +13,9 @@ use std::{
     task::{Context, Poll},
     time::Duration,
 };
-use tower::{Service, ServiceExt};
+use tower::{Layer, Service, ServiceExt};
 use tower_fortify::{
-    circuit_breaker::{error::Open, State},
+    circuit_breaker::{error::Open, CircuitBreaker, CircuitBreakerBuilder, State},
     classify::{Failure, FailureKind},
     BoxError,
 };
@@ -89,6 +89,14 @@ impl Service<Request<()>> for Backend {
             }
         })
     }
+}
+
+/// A breaker built from `builder` around a fresh `Backend` answering by `mode`, and that
+/// backend (to change its mode).
+pub fn breaker(builder: CircuitBreakerBuilder, mode: Mode) -> (CircuitBreaker<Backend>, Backend) {
+    let backend = Backend::new(mode);
+    let svc = builder.build().unwrap().layer(backend.clone());
+    (svc, backend)
 }
 
 pub fn response(status: u16) -> Response<()> {

@@ -1,6 +1,6 @@
 //! The windows forget: a long healthy history does not delay a trip. Slow calls trip too.
 
-use crate::support::{send, Backend, Mode};
+use crate::support::{breaker, send, Backend, Mode};
 use std::time::Duration;
 use tokio::time::{advance, Instant};
 use tower::Layer;
@@ -8,15 +8,12 @@ use tower_fortify::circuit_breaker::{CircuitBreakerLayer, State, Window};
 
 #[tokio::test(start_paused = true)]
 async fn count_window_after_10_000_successes_opens_within_100_failures() {
-    let layer = CircuitBreakerLayer::builder()
+    let builder = CircuitBreakerLayer::builder()
         .window(Window::Count(100))
         .minimum_calls(10)
-        .failure_rate_threshold(0.5)
-        .build()
-        .unwrap();
-    let handle = layer.handle();
-    let backend = Backend::new(Mode::Status(200));
-    let mut svc = layer.layer(backend.clone());
+        .failure_rate_threshold(0.5);
+    let (mut svc, backend) = breaker(builder, Mode::Status(200));
+    let handle = svc.handle();
     for _ in 0..10_000 {
         send(&mut svc).await.unwrap();
     }
@@ -36,15 +33,12 @@ async fn count_window_after_10_000_successes_opens_within_100_failures() {
 #[tokio::test(start_paused = true)]
 async fn time_window_after_10_000_successes_opens_within_one_window() {
     let window = Duration::from_secs(10);
-    let layer = CircuitBreakerLayer::builder()
+    let builder = CircuitBreakerLayer::builder()
         .window(Window::Time(window))
         .minimum_calls(10)
-        .failure_rate_threshold(0.5)
-        .build()
-        .unwrap();
-    let handle = layer.handle();
-    let backend = Backend::new(Mode::Status(200));
-    let mut svc = layer.layer(backend.clone());
+        .failure_rate_threshold(0.5);
+    let (mut svc, backend) = breaker(builder, Mode::Status(200));
+    let handle = svc.handle();
     // 10 000 successes over one window: one per millisecond.
     for _ in 0..10_000 {
         send(&mut svc).await.unwrap();
@@ -79,16 +73,13 @@ async fn time_window_after_10_000_successes_opens_within_one_window() {
 #[tokio::test(start_paused = true)]
 async fn slow_calls_trip_while_every_call_succeeds() {
     for window in [Window::Count(20), Window::Time(Duration::from_secs(600))] {
-        let layer = CircuitBreakerLayer::builder()
+        let builder = CircuitBreakerLayer::builder()
             .window(window)
             .minimum_calls(10)
             .slow_call_duration(Duration::from_secs(1))
-            .slow_call_rate_threshold(0.5)
-            .build()
-            .unwrap();
-        let handle = layer.handle();
-        let backend = Backend::new(Mode::Slow(Duration::from_millis(999), 200));
-        let mut svc = layer.layer(backend.clone());
+            .slow_call_rate_threshold(0.5);
+        let (mut svc, backend) = breaker(builder, Mode::Slow(Duration::from_millis(999), 200));
+        let handle = svc.handle();
         for _ in 0..10 {
             assert_eq!(send(&mut svc).await.unwrap().status(), 200);
         }
