@@ -141,6 +141,29 @@ pub enum Stop {
 }
 
 impl Stop {
+    /// Every kind of stop, in [`index`](Self::index) order (the delay of
+    /// `RetryAfterTooLong` is a placeholder).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) const ALL: [Stop; 5] = [
+        Stop::Exhausted,
+        Stop::Budget,
+        Stop::Deadline,
+        Stop::RetryAfterTooLong(Duration::ZERO),
+        Stop::NotReplayable,
+    ];
+
+    /// The kind's place in [`ALL`](Self::ALL), whatever its delay.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) const fn index(&self) -> usize {
+        match self {
+            Stop::Exhausted => 0,
+            Stop::Budget => 1,
+            Stop::Deadline => 2,
+            Stop::RetryAfterTooLong(_) => 3,
+            Stop::NotReplayable => 4,
+        }
+    }
+
     /// A stable `snake_case` name, used as a metrics label value.
     pub const fn as_str(&self) -> &'static str {
         match self {
@@ -303,5 +326,18 @@ impl Error for RetryError {
             RetryReason::Failure(failure) => Some(failure),
             RetryReason::Status(_) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stop_is_at_its_index() {
+        for (i, stop) in Stop::ALL.iter().enumerate() {
+            assert_eq!(stop.index(), i, "{stop:?}");
+        }
+        assert_eq!(Stop::RetryAfterTooLong(Duration::from_secs(9)).index(), 3);
     }
 }

@@ -9,14 +9,6 @@ pub(crate) const RETRIES: &str = "fortify_retries_total";
 pub(crate) const STOPPED: &str = "fortify_retry_stopped_total";
 pub(crate) const INVALID_RETRY_AFTER: &str = "fortify_retry_after_invalid_total";
 
-const STOPS: [Stop; 5] = [
-    Stop::Exhausted,
-    Stop::Budget,
-    Stop::Deadline,
-    Stop::RetryAfterTooLong(std::time::Duration::ZERO),
-    Stop::NotReplayable,
-];
-
 #[derive(Debug)]
 pub(crate) struct Instruments {
     requests: Counter,
@@ -47,7 +39,7 @@ impl Instruments {
             retried_requests: metrics::counter!(RETRIED_REQUESTS, "name" => name),
             retries: RetryCategory::ALL
                 .map(|c| metrics::counter!(RETRIES, "name" => name, "category" => c.as_str())),
-            stopped: STOPS
+            stopped: Stop::ALL
                 .map(|stop| metrics::counter!(STOPPED, "name" => name, "stop" => stop.as_str())),
             invalid_retry_after: metrics::counter!(INVALID_RETRY_AFTER, "name" => name),
         }
@@ -66,14 +58,7 @@ impl Instruments {
     }
 
     pub(crate) fn stopped(&self, stop: Stop) {
-        let index = match stop {
-            Stop::Exhausted => 0,
-            Stop::Budget => 1,
-            Stop::Deadline => 2,
-            Stop::RetryAfterTooLong(_) => 3,
-            Stop::NotReplayable => 4,
-        };
-        self.stopped[index].increment(1);
+        self.stopped[stop.index()].increment(1);
     }
 
     pub(crate) fn invalid_retry_after(&self, count: u32) {
