@@ -65,7 +65,9 @@ pub trait KeyFn<Req> {
 
 /// The default key of a keyed breaker: the request URI's authority (`host:port`, without
 /// user information), or the `Host` header when the URI has none (as a server receives
-/// it), or the empty string.
+/// it), or the empty string. As the pool limit's per-host key does, it treats the host
+/// case-insensitively (lowercased) and the scheme's default port as absent, so that the
+/// breaker and the pool of one stack agree on what one host is.
 ///
 /// ```
 /// use tower_fortify::circuit_breaker::{Authority, KeyFn};
@@ -77,6 +79,9 @@ pub trait KeyFn<Req> {
 ///
 /// let request = http::Request::get("/v1").header("host", "example.org").body(()).unwrap();
 /// assert_eq!(Authority.key(&request), "example.org");
+///
+/// let request = http::Request::get("http://Example.COM:80/").body(()).unwrap();
+/// assert_eq!(Authority.key(&request), "example.com");
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Authority;
@@ -98,7 +103,28 @@ impl<B> KeyFn<http::Request<B>> for Authority {
             .iter()
             .rposition(|&b| b == b'@')
             .map_or(0, |at| at + 1);
-        Cow::Borrowed(&authority[start..])
+        let mut authority = &authority[start..];
+        // The scheme is looked at only when the authority ends with a port.
+        if authority.as_bytes().last().is_some_and(u8::is_ascii_digit) {
+            let default_port = match request.uri().scheme_str() {
+                Some(s) if s.eq_ignore_ascii_case("http") => ":80",
+                Some(s) if s.eq_ignore_ascii_case("https") => ":443",
+                _ => ":",
+            };
+            if let Some(host) = authority.strip_suffix(default_port) {
+                authority = host;
+            }
+        }
+        // Allocates only for a host written with capitals. A fold, not `any`: no early
+        // exit, so the scan of these few bytes vectorises.
+        if authority
+            .bytes()
+            .fold(false, |upper, b| upper | b.is_ascii_uppercase())
+        {
+            Cow::Owned(authority.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(authority)
+        }
     }
 }
 

@@ -19,7 +19,7 @@ fn backend(
     Future = std::future::Ready<Result<Response<()>, std::io::Error>>,
 > + Clone {
     tower::service_fn(move |req: Request<()>| {
-        let host = req.uri().host().unwrap_or("").to_owned();
+        let host = req.uri().host().unwrap_or("").to_ascii_lowercase();
         let status = if down.lock().unwrap().contains(&host) {
             503
         } else {
@@ -69,6 +69,35 @@ async fn one_failing_host_opens_only_its_own_breaker() {
         Some("bad.test"),
         "a keyed breaker's handle knows its key"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn spellings_of_one_host_share_its_breaker() {
+    // As the pool's per-host key does: host case-insensitive, the default port implied.
+    let down = Arc::new(Mutex::new(HashSet::from(["bad.test".to_owned()])));
+    let layer = CircuitBreakerLayer::builder()
+        .minimum_calls(4)
+        .build_keyed()
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(backend(down));
+    for uri in [
+        "http://bad.test/a",
+        "http://BAD.test/b",
+        "http://bad.test:80/c",
+        "http://user@Bad.Test:80/d",
+    ] {
+        let request = Request::get(uri).body(()).unwrap();
+        let response = svc.ready().await.unwrap().call(request).await.unwrap();
+        assert_eq!(response.status(), 503, "{uri}");
+    }
+    assert_eq!(handle.states(), [("bad.test".to_owned(), State::Open)]);
+    // Another port, or another scheme's default port, is another key.
+    for uri in ["http://bad.test:8080/", "https://bad.test:80/"] {
+        let request = Request::get(uri).body(()).unwrap();
+        let _ = svc.ready().await.unwrap().call(request).await;
+    }
+    assert_eq!(handle.len(), 3, "{:?}", handle.states());
 }
 
 #[tokio::test(start_paused = true)]
