@@ -1,7 +1,7 @@
 //! Settings of a breaker, validated together by [`CircuitBreakerBuilder::build`].
 
 use super::{
-    keyed::{Authority, KeyBy, KeyedCircuitBreakerLayer},
+    keyed::{ByAuthority, KeyBy, KeyedCircuitBreakerLayer},
     state::Settings,
     CircuitBreakerLayer, HttpStatus,
 };
@@ -613,10 +613,10 @@ impl<C> CircuitBreakerBuilder<C> {
     /// assert_eq!(layer.handle().max_keys(), 10_000);
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
-    pub fn build_keyed(self) -> Result<KeyedCircuitBreakerLayer<Authority, C>, InvalidConfig> {
+    pub fn build_keyed(self) -> Result<KeyedCircuitBreakerLayer<ByAuthority, C>, InvalidConfig> {
         let (settings, classifier) = self.settings(true)?;
         Ok(KeyedCircuitBreakerLayer::from_parts(
-            settings, Authority, classifier,
+            settings, ByAuthority, classifier,
         ))
     }
 

@@ -29,19 +29,19 @@ use tower_service::Service;
 
 /// Computes the key of a request: requests with the same key share a breaker.
 ///
-/// Implemented by [`Authority`] (the default) and by [`KeyBy`], which wraps a closure
+/// Implemented by [`ByAuthority`] (the default) and by [`KeyBy`], which wraps a closure
 /// (see [`CircuitBreakerBuilder::build_keyed_by`](super::CircuitBreakerBuilder::build_keyed_by)).
 /// Keys are strings, so that the map can be searched with a borrowed key without allocating.
 ///
 /// ```
 /// use std::borrow::Cow;
-/// use tower_fortify::circuit_breaker::KeyFn;
+/// use tower_fortify::circuit_breaker::BreakerKey;
 ///
 /// /// One breaker per first path segment (`/users/1` and `/users/2` share one).
 /// #[derive(Clone)]
 /// struct FirstSegment;
 ///
-/// impl<B> KeyFn<http::Request<B>> for FirstSegment {
+/// impl<B> BreakerKey<http::Request<B>> for FirstSegment {
 ///     fn key<'a>(&self, request: &'a http::Request<B>) -> Cow<'a, str> {
 ///         let path = request.uri().path().trim_start_matches('/');
 ///         Cow::Borrowed(path.split('/').next().unwrap_or(""))
@@ -51,14 +51,14 @@ use tower_service::Service;
 /// let request = http::Request::get("http://api/users/1").body(()).unwrap();
 /// assert_eq!(FirstSegment.key(&request), "users");
 /// ```
-pub trait KeyFn<Req> {
+pub trait BreakerKey<Req> {
     /// The key of `request`.
     ///
     /// ```
-    /// use tower_fortify::circuit_breaker::{Authority, KeyFn};
+    /// use tower_fortify::circuit_breaker::{ByAuthority, BreakerKey};
     ///
     /// let request = http::Request::get("http://example.com:8080/").body(()).unwrap();
-    /// assert_eq!(Authority.key(&request), "example.com:8080");
+    /// assert_eq!(ByAuthority.key(&request), "example.com:8080");
     /// ```
     fn key<'a>(&self, request: &'a Req) -> Cow<'a, str>;
 }
@@ -70,23 +70,23 @@ pub trait KeyFn<Req> {
 /// breaker and the pool of one stack agree on what one host is.
 ///
 /// ```
-/// use tower_fortify::circuit_breaker::{Authority, KeyFn};
+/// use tower_fortify::circuit_breaker::{ByAuthority, BreakerKey};
 ///
 /// let request = http::Request::get("https://user:secret@api.example.com:8443/v1")
 ///     .body(())
 ///     .unwrap();
-/// assert_eq!(Authority.key(&request), "api.example.com:8443");
+/// assert_eq!(ByAuthority.key(&request), "api.example.com:8443");
 ///
 /// let request = http::Request::get("/v1").header("host", "example.org").body(()).unwrap();
-/// assert_eq!(Authority.key(&request), "example.org");
+/// assert_eq!(ByAuthority.key(&request), "example.org");
 ///
 /// let request = http::Request::get("http://Example.COM:80/").body(()).unwrap();
-/// assert_eq!(Authority.key(&request), "example.com");
+/// assert_eq!(ByAuthority.key(&request), "example.com");
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Authority;
+pub struct ByAuthority;
 
-impl<B> KeyFn<http::Request<B>> for Authority {
+impl<B> BreakerKey<http::Request<B>> for ByAuthority {
     fn key<'a>(&self, request: &'a http::Request<B>) -> Cow<'a, str> {
         let authority = match request.uri().authority() {
             Some(authority) => authority.as_str(),
@@ -133,7 +133,7 @@ impl<B> KeyFn<http::Request<B>> for Authority {
 ///
 /// ```
 /// use std::borrow::Cow;
-/// use tower_fortify::circuit_breaker::{KeyBy, KeyFn};
+/// use tower_fortify::circuit_breaker::{KeyBy, BreakerKey};
 ///
 /// let by_path = KeyBy::new(|req: &http::Request<()>| Cow::Borrowed(req.uri().path()));
 /// assert_eq!(by_path.key(&http::Request::get("/a").body(()).unwrap()), "/a");
@@ -160,7 +160,7 @@ impl<F> fmt::Debug for KeyBy<F> {
     }
 }
 
-impl<Req, F> KeyFn<Req> for KeyBy<F>
+impl<Req, F> BreakerKey<Req> for KeyBy<F>
 where
     F: for<'a> Fn(&'a Req) -> Cow<'a, str>,
 {
@@ -353,7 +353,7 @@ impl fmt::Debug for KeyedMap {
 /// failing host does not open the circuit for the others.
 ///
 /// Build it with [`CircuitBreakerBuilder::build_keyed`](super::CircuitBreakerBuilder::build_keyed)
-/// (by [`Authority`]) or
+/// (by [`ByAuthority`]) or
 /// [`build_keyed_by`](super::CircuitBreakerBuilder::build_keyed_by) (by your key). Every key's
 /// breaker has the builder's settings; at most
 /// [`max_keys`](super::CircuitBreakerBuilder::max_keys) keys are tracked.
@@ -378,7 +378,7 @@ impl fmt::Debug for KeyedMap {
 /// # Ok::<(), tower_fortify::InvalidConfig>(())
 /// ```
 #[derive(Debug, Clone)]
-pub struct KeyedCircuitBreakerLayer<K = Authority, C = HttpStatus> {
+pub struct KeyedCircuitBreakerLayer<K = ByAuthority, C = HttpStatus> {
     map: Arc<KeyedMap>,
     key: K,
     classifier: C,
@@ -465,7 +465,7 @@ impl<S, K: Clone, C: Clone> Layer<S> for KeyedCircuitBreakerLayer<K, C> {
 /// # }
 /// ```
 #[derive(Debug, Clone)]
-pub struct KeyedCircuitBreaker<S, K = Authority, C = HttpStatus> {
+pub struct KeyedCircuitBreaker<S, K = ByAuthority, C = HttpStatus> {
     inner: S,
     map: Arc<KeyedMap>,
     key: K,
@@ -548,7 +548,7 @@ impl<S, K, C, Request> Service<Request> for KeyedCircuitBreaker<S, K, C>
 where
     S: Service<Request>,
     S::Error: Into<BoxError>,
-    K: KeyFn<Request>,
+    K: BreakerKey<Request>,
     C: Classify<S::Response> + Clone,
 {
     type Response = S::Response;

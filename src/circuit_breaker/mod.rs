@@ -157,7 +157,7 @@
 //! # Keyed breakers
 //!
 //! [`KeyedCircuitBreakerLayer`] (from [`CircuitBreakerBuilder::build_keyed`]) keeps one
-//! breaker per request authority, or per key of your [`KeyFn`], so that one failing host
+//! breaker per request authority, or per key of your [`BreakerKey`], so that one failing host
 //! does not open the circuit for the others. It tracks at most `max_keys` keys, evicting
 //! least recently used closed breakers first, so a scan of a million hosts cannot exhaust
 //! memory. Finding a key's breaker takes a read lock on one of up to 16 shards of the map.
@@ -225,7 +225,7 @@ pub use builder::{CircuitBreakerBuilder, Window};
 pub use classify::{Classify, ClassifyFn, ErrorsOnly, HttpStatus, Outcome};
 pub use handle::CircuitBreakerHandle;
 pub use keyed::{
-    Authority, KeyBy, KeyFn, KeyedCircuitBreaker, KeyedCircuitBreakerHandle,
+    ByAuthority, KeyBy, BreakerKey, KeyedCircuitBreaker, KeyedCircuitBreakerHandle,
     KeyedCircuitBreakerLayer,
 };
 pub use layer::CircuitBreakerLayer;

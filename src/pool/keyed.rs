@@ -245,31 +245,31 @@ impl fmt::Debug for HostKey {
 /// A closure as a [`PoolKey`] (from [`PoolLimitBuilder::key_fn`](super::PoolLimitBuilder::key_fn)).
 ///
 /// ```
-/// use tower_fortify::pool::{KeyFn, PoolKey};
+/// use tower_fortify::pool::{KeyBy, PoolKey};
 ///
-/// let by_path = KeyFn::new(|parts: &http::request::Parts| parts.uri.path().to_owned());
+/// let by_path = KeyBy::new(|parts: &http::request::Parts| parts.uri.path().to_owned());
 /// let (parts, _) = http::Request::get("http://a/v1").body(()).unwrap().into_parts();
 /// assert_eq!(by_path.key(&parts), "/v1");
 /// ```
 #[derive(Clone, Copy)]
-pub struct KeyFn<F>(F);
+pub struct KeyBy<F>(F);
 
-impl<F> KeyFn<F> {
+impl<F> KeyBy<F> {
     /// Wraps `f`.
     pub const fn new(f: F) -> Self {
-        KeyFn(f)
+        KeyBy(f)
     }
 }
 
-impl<F> fmt::Debug for KeyFn<F> {
+impl<F> fmt::Debug for KeyBy<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("KeyFn")
+        f.debug_tuple("KeyBy")
             .field(&std::any::type_name::<F>())
             .finish()
     }
 }
 
-impl<F, K> PoolKey for KeyFn<F>
+impl<F, K> PoolKey for KeyBy<F>
 where
     F: Fn(&Parts) -> K + Send + Sync + 'static,
     K: Hash + Eq + fmt::Debug + Send + Sync + 'static,

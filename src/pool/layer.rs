@@ -1,6 +1,6 @@
 use super::{
     handle::{PoolHandle, Source},
-    keyed::{ByAuthority, KeyFn, Keyed, PoolKey},
+    keyed::{ByAuthority, KeyBy, Keyed, PoolKey},
     permit::{Core, Counts, Mode, Pool},
     semaphore::MAX_PERMITS,
     service::{Pools, Shared},
@@ -414,12 +414,12 @@ impl<K> PoolLimitBuilder<K> {
     /// # let _ = layer;
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
-    pub fn key_fn<F, Key>(self, f: F) -> PoolLimitBuilder<KeyFn<F>>
+    pub fn key_fn<F, Key>(self, f: F) -> PoolLimitBuilder<KeyBy<F>>
     where
         F: Fn(&Parts) -> Key + Send + Sync + 'static,
         Key: Hash + Eq + fmt::Debug + Send + Sync + 'static,
     {
-        self.with_key(KeyFn::new(f), "key_fn")
+        self.with_key(KeyBy::new(f), "key_fn")
     }
 
     /// Pools requests by a [`PoolKey`], instead of by host.

@@ -136,6 +136,6 @@ mod tracker;
 
 pub use body::PoolBody;
 pub use handle::{PoolHandle, PoolSnapshot, PoolStats};
-pub use keyed::{ByAuthority, HostKey, KeyFn, PoolKey};
+pub use keyed::{ByAuthority, HostKey, KeyBy, PoolKey};
 pub use layer::{GenericPoolLimitLayer, PoolLimitBuilder, PoolLimitLayer, DEFAULT_MAX_POOLS};
 pub use service::{GenericPoolLimit, PoolLimit};

@@ -80,7 +80,7 @@
 
 use crate::{
     circuit_breaker::{
-        Authority, CircuitBreakerBuilder, CircuitBreakerLayer, HttpStatus, KeyedCircuitBreaker,
+        ByAuthority, CircuitBreakerBuilder, CircuitBreakerLayer, HttpStatus, KeyedCircuitBreaker,
         KeyedCircuitBreakerHandle, KeyedCircuitBreakerLayer,
     },
     classify::{ErrorClassify, ErrorClassifyLayer},
@@ -393,7 +393,7 @@ impl ClientConfig {
 pub struct ClientStackLayer {
     classify: ErrorClassifyLayer,
     retry: RetryLayer,
-    breaker: KeyedCircuitBreakerLayer<Authority, HttpStatus>,
+    breaker: KeyedCircuitBreakerLayer<ByAuthority, HttpStatus>,
     pool: PoolLimitLayer,
     timeout: TimeoutLayer,
 }
