@@ -485,13 +485,13 @@ impl Shared {
     }
 
     /// Lets a call through or rejects it. While closed: one atomic load, and the lane's
-    /// reference count.
+    /// reference count. The fast path is [`closed_gen`](Self::closed_gen) and
+    /// [`closed_ticket`](Self::closed_ticket), which the single breaker calls apart.
     #[inline]
     pub(crate) fn admit(&self) -> Admission {
-        let word = self.breaker.word.load(Ordering::Acquire);
-        match state_of(word) {
-            State::Closed | State::Disabled => Admission::Call(self.ticket(gen_of(word), None)),
-            _ => self.admit_cold(word),
+        match self.closed_gen() {
+            Some(gen) => Admission::Call(self.closed_ticket(gen, self.started())),
+            None => self.admit_slow(),
         }
     }
 
