@@ -616,7 +616,9 @@ impl<C> CircuitBreakerBuilder<C> {
     pub fn build_keyed(self) -> Result<KeyedCircuitBreakerLayer<ByAuthority, C>, InvalidConfig> {
         let (settings, classifier) = self.settings(true)?;
         Ok(KeyedCircuitBreakerLayer::from_parts(
-            settings, ByAuthority, classifier,
+            settings,
+            ByAuthority,
+            classifier,
         ))
     }
 

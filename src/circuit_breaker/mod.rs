@@ -225,7 +225,7 @@ pub use builder::{CircuitBreakerBuilder, Window};
 pub use classify::{Classify, ClassifyFn, ErrorsOnly, HttpStatus, Outcome};
 pub use handle::CircuitBreakerHandle;
 pub use keyed::{
-    ByAuthority, KeyBy, BreakerKey, KeyedCircuitBreaker, KeyedCircuitBreakerHandle,
+    BreakerKey, ByAuthority, KeyBy, KeyedCircuitBreaker, KeyedCircuitBreakerHandle,
     KeyedCircuitBreakerLayer,
 };
 pub use layer::CircuitBreakerLayer;

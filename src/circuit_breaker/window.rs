@@ -4,13 +4,11 @@
 //! the count ring receives successes in batches from per-thread lanes (see `state.rs`), and the
 //! time window keeps one set of buckets per lane.
 
+use crate::buckets::{Epochs, Ring};
 use std::{
     fmt,
     sync::atomic::{AtomicI64, AtomicU64, Ordering},
 };
-
-/// The number of buckets a time window is counted in: it slides in steps of a tenth.
-pub(crate) const BUCKETS: usize = 10;
 
 /// Pads and aligns a value to 128 bytes, so that two of them never share a cache line (nor
 /// the pair of lines an x86 prefetcher fetches together).
@@ -272,61 +270,46 @@ impl fmt::Debug for CountRing {
 
 // ===== time window =====
 
-/// The counts of one bucket of a time window: the calls of one `window / 10` of time.
-#[derive(Debug, Default)]
-pub(crate) struct Bucket {
-    /// The epoch (time since the breaker's start, in bucket lengths) the counts are for; the
-    /// bucket of epoch `e` is `buckets[e % BUCKETS]`.
-    epoch: AtomicU64,
-    calls: AtomicU64,
-    failures: AtomicU64,
-    slow: AtomicU64,
-}
-
-impl Bucket {
-    /// Zeroes the counts (not the epoch).
-    fn clear(&self) {
-        self.calls.store(0, Ordering::Release);
-        self.failures.store(0, Ordering::Release);
-        self.slow.store(0, Ordering::Release);
-    }
-}
+/// The counts of a time window's bucket.
+const CALLS: usize = 0;
+const FAILURES: usize = 1;
+const SLOW: usize = 2;
 
 /// One lane's buckets. Each lane (a group of threads) has its own, so that no two threads
 /// write the same counters; the figures add up all lanes.
-pub(crate) type Buckets = Padded<[Bucket; BUCKETS]>;
+pub(crate) type Buckets = Padded<Ring<3>>;
 
 pub(crate) fn new_buckets() -> Box<Buckets> {
-    Box::new(Padded(std::array::from_fn(|_| Bucket::default())))
+    Box::default()
 }
 
 /// The last `window` of time, in 10 buckets per lane: a call counts in the bucket of the time
 /// it completed, and leaves the window with its bucket, between 0.9 and 1.0 `window` later.
+///
+/// Lanes are per thread group, so a bucket is rarely written by two threads at once; when it
+/// is, a call that races with the reset at a bucket boundary may lose its count.
 #[derive(Debug)]
 pub(crate) struct TimeWindow {
-    bucket_nanos: u64,
+    epochs: Epochs,
 }
 
 impl TimeWindow {
     pub(crate) fn new(window_nanos: u64) -> Self {
         TimeWindow {
-            bucket_nanos: (window_nanos / BUCKETS as u64).max(1),
+            epochs: Epochs::new(u128::from(window_nanos)),
         }
     }
 
-    pub(crate) fn epoch(&self, now_nanos: u64) -> u64 {
-        now_nanos / self.bucket_nanos
-    }
-
-    /// Counts one call at `now_nanos` in `buckets` (the caller's lane).
+    /// Counts one call at `now_nanos` in `buckets` (the caller's lane). A thread whose clock
+    /// reading is older than the bucket's epoch counts in the newer one.
     pub(crate) fn record(&self, buckets: &Buckets, now_nanos: u64, failed: bool, slow: bool) {
-        let bucket = claim(buckets, self.epoch(now_nanos));
-        bucket.calls.fetch_add(1, Ordering::AcqRel);
+        let (bucket, _) = buckets.claim(self.epochs.at(now_nanos));
+        bucket.add_one(CALLS);
         if failed {
-            bucket.failures.fetch_add(1, Ordering::AcqRel);
+            bucket.add_one(FAILURES);
         }
         if slow {
-            bucket.slow.fetch_add(1, Ordering::AcqRel);
+            bucket.add_one(SLOW);
         }
     }
 
@@ -337,51 +320,22 @@ impl TimeWindow {
         now_nanos: u64,
         figures: &mut WindowFigures,
     ) {
-        let epoch = self.epoch(now_nanos);
-        for bucket in buckets.0.iter() {
-            let tag = bucket.epoch.load(Ordering::Acquire);
-            if tag > epoch || epoch - tag >= BUCKETS as u64 {
-                continue;
-            }
-            figures.calls += bucket.calls.load(Ordering::Acquire);
-            figures.failures += bucket.failures.load(Ordering::Acquire);
-            figures.slow_calls += bucket.slow.load(Ordering::Acquire);
+        for (bucket, _) in buckets.live(self.epochs.at(now_nanos)) {
+            figures.calls += bucket.get(CALLS);
+            figures.failures += bucket.get(FAILURES);
+            figures.slow_calls += bucket.get(SLOW);
         }
     }
 
     pub(crate) fn reset(buckets: &Buckets) {
-        for bucket in buckets.0.iter() {
-            bucket.clear();
-        }
+        buckets.clear();
     }
-}
-
-/// The bucket for `epoch`, reset first if it still holds an older epoch's counts.
-///
-/// Lanes are per thread group, so a bucket is rarely written by two threads at once; when it
-/// is, a call that races with the reset at a bucket boundary may lose its count.
-fn claim(buckets: &Buckets, epoch: u64) -> &Bucket {
-    let bucket = &buckets.0[(epoch % BUCKETS as u64) as usize];
-    let mut tag = bucket.epoch.load(Ordering::Acquire);
-    while tag < epoch {
-        match bucket
-            .epoch
-            .compare_exchange_weak(tag, epoch, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => {
-                bucket.clear();
-                return bucket;
-            }
-            Err(actual) => tag = actual,
-        }
-    }
-    // A thread whose clock reading is older than the bucket's epoch counts in the newer one.
-    bucket
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::buckets::BUCKETS;
     use proptest::prelude::*;
     use std::collections::VecDeque;
 

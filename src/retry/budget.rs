@@ -7,20 +7,20 @@
 
 use std::{
     fmt,
-    num::NonZeroU64,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
+    sync::{atomic::Ordering, Arc},
     time::Duration,
 };
 
 use tokio::time::Instant;
 
-use crate::InvalidConfig;
+use crate::{
+    buckets::{Epochs, Ring},
+    InvalidConfig,
+};
 
-/// The window is counted in this many buckets, so it slides in steps of a tenth.
-const BUCKETS: usize = 10;
+/// The counts of a bucket.
+const DEPOSITS: usize = 0;
+const WITHDRAWALS: usize = 1;
 /// Fixed-point units per retry: the ratio is kept in millionths of a retry, so that the
 /// balance is integer arithmetic on plain atomics.
 const SCALE: i128 = 1_000_000;
@@ -122,27 +122,17 @@ pub struct RetryBudget {
 
 struct Shared {
     start: Instant,
-    bucket_nanos: NonZeroU64,
-    /// The epoch last computed: most calls fall in it, and then need no division.
-    epoch_hint: AtomicU64,
+    epochs: Epochs,
     /// `min_per_sec * window`, in units.
     reserve: i128,
     /// `retry_ratio`, in units earned per deposit.
     deposit_units: i128,
-    buckets: [Bucket; BUCKETS],
+    /// Deposits and withdrawals, by tenth of the window.
+    buckets: Ring<2>,
     // The settings as given, for `Debug`.
     window: Duration,
     min_per_sec: u32,
     retry_ratio: f32,
-}
-
-/// The counts of one epoch (one `window / 10` of time since the start).
-#[derive(Default)]
-struct Bucket {
-    /// The epoch the counts belong to; the bucket of epoch `e` is `buckets[e % BUCKETS]`.
-    epoch: AtomicU64,
-    deposits: AtomicU64,
-    withdrawals: AtomicU64,
 }
 
 // ===== impl RetryBudget =====
@@ -199,18 +189,16 @@ impl RetryBudget {
 
         // The window is 1 s to 60 s, so all of these are far from their type's limits.
         let window_nanos = window.as_nanos();
-        let bucket_nanos = u64::try_from(window_nanos / BUCKETS as u128).unwrap_or(u64::MAX);
         let reserve = u128::from(min_per_sec) * window_nanos * SCALE as u128 / NANOS_PER_SEC;
         let deposit_units = (f64::from(retry_ratio) * SCALE as f64).round() as i128;
 
         Ok(RetryBudget {
             shared: Some(Arc::new(Shared {
                 start: Instant::now(),
-                bucket_nanos: NonZeroU64::new(bucket_nanos).unwrap_or(NonZeroU64::MIN),
-                epoch_hint: AtomicU64::new(0),
+                epochs: Epochs::new(window_nanos),
                 reserve: i128::try_from(reserve).unwrap_or(i128::MAX),
                 deposit_units,
-                buckets: std::array::from_fn(|_| Bucket::default()),
+                buckets: Ring::default(),
                 window,
                 min_per_sec,
                 retry_ratio,
@@ -340,16 +328,16 @@ impl fmt::Debug for RetryBudget {
 
 impl Shared {
     fn deposit(&self, now: Instant) {
-        let (bucket, _) = self.claim(self.epoch_at(now));
-        // Wraps only after 2^64 deposits within one bucket (at most 6 s): unreachable.
-        bucket.deposits.fetch_add(1, Ordering::AcqRel);
+        let (bucket, _) = self.buckets.claim(self.epoch_at(now));
+        bucket.add_one(DEPOSITS);
     }
 
     fn withdraw(&self, now: Instant) -> bool {
-        let (bucket, epoch) = self.claim(self.epoch_at(now));
+        let (bucket, epoch) = self.buckets.claim(self.epoch_at(now));
         // Everything but this bucket's withdrawals, which the loop below owns.
         let rest = self.balance(epoch, false);
-        let mut taken = bucket.withdrawals.load(Ordering::Acquire);
+        let withdrawals = bucket.count(WITHDRAWALS);
+        let mut taken = withdrawals.load(Ordering::Acquire);
         loop {
             let Some(next) = taken.checked_add(1) else {
                 return false;
@@ -359,7 +347,7 @@ impl Shared {
             }
             // A compare-and-swap rather than add-then-undo: only a withdrawal that fits is
             // ever counted, so racing withdrawals neither overspend nor refuse each other.
-            match bucket.withdrawals.compare_exchange_weak(
+            match withdrawals.compare_exchange_weak(
                 taken,
                 next,
                 Ordering::AcqRel,
@@ -383,76 +371,27 @@ impl Shared {
     /// The epoch (the number of whole buckets since the start) of `now`.
     fn epoch_at(&self, now: Instant) -> u64 {
         let elapsed = now.saturating_duration_since(self.start);
-        // A 64-bit division (not a 128-bit one): u64 nanoseconds last 584 years, and past
-        // that the epoch stays the last one.
-        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        let bucket = self.bucket_nanos.get();
-        // `hint * bucket` does not overflow: the hint is some `nanos / bucket`.
-        let hint = self.epoch_hint.load(Ordering::Relaxed);
-        if nanos.wrapping_sub(hint * bucket) < bucket {
-            return hint;
-        }
-        let epoch = nanos / bucket;
-        self.epoch_hint.store(epoch, Ordering::Relaxed);
-        epoch
-    }
-
-    /// Makes `epoch`'s bucket count for `epoch`, resetting it when it still holds the counts
-    /// of an older epoch. Returns the bucket and the epoch it counts for: a later one than
-    /// `epoch` when a thread with a later clock reading got there first, and then the caller
-    /// acts at that epoch.
-    fn claim(&self, epoch: u64) -> (&Bucket, u64) {
-        let bucket = &self.buckets[bucket_index(epoch)];
-        let mut tag = bucket.epoch.load(Ordering::Acquire);
-        while tag < epoch {
-            match bucket.epoch.compare_exchange_weak(
-                tag,
-                epoch,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    // A thread that sees the new tag before these stores loses its count:
-                    // the documented inaccuracy at a bucket boundary.
-                    bucket.deposits.store(0, Ordering::Release);
-                    bucket.withdrawals.store(0, Ordering::Release);
-                    return (bucket, epoch);
-                }
-                Err(actual) => tag = actual,
-            }
-        }
-        (bucket, tag)
+        // u64 nanoseconds last 584 years; past that the epoch stays the last one.
+        self.epochs
+            .at(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX))
     }
 
     /// The balance at `epoch`, in units: the reserve, plus what the deposits of the window
     /// earned, minus its withdrawals (without those of `epoch`'s own bucket unless
-    /// `all_withdrawals`). Buckets whose tag is outside the window are stale and count for
-    /// nothing; they are reset when their epoch comes.
+    /// `all_withdrawals`).
     fn balance(&self, epoch: u64, all_withdrawals: bool) -> i128 {
-        let current = bucket_index(epoch);
         let mut deposits: i128 = 0;
         let mut withdrawals: i128 = 0;
-        for (index, bucket) in self.buckets.iter().enumerate() {
-            let tag = bucket.epoch.load(Ordering::Acquire);
-            if tag > epoch || epoch - tag >= BUCKETS as u64 {
-                continue;
-            }
-            let d = bucket.deposits.load(Ordering::Acquire);
-            deposits = deposits.saturating_add(i128::from(d));
-            if all_withdrawals || index != current {
-                let w = bucket.withdrawals.load(Ordering::Acquire);
-                withdrawals = withdrawals.saturating_add(i128::from(w));
+        for (bucket, tag) in self.buckets.live(epoch) {
+            deposits = deposits.saturating_add(i128::from(bucket.get(DEPOSITS)));
+            if all_withdrawals || tag != epoch {
+                withdrawals = withdrawals.saturating_add(i128::from(bucket.get(WITHDRAWALS)));
             }
         }
         self.reserve
             .saturating_add(self.deposit_units.saturating_mul(deposits))
             .saturating_sub(SCALE.saturating_mul(withdrawals))
     }
-}
-
-fn bucket_index(epoch: u64) -> usize {
-    // The remainder is below BUCKETS, so the cast is lossless.
-    (epoch % BUCKETS as u64) as usize
 }
 
 #[cfg(test)]
@@ -676,13 +615,13 @@ mod tests {
     fn a_late_thread_counts_at_the_newer_epoch() {
         let b = budget(10, 0, 1.0);
         let shared = b.shared.as_ref().unwrap();
-        let (_, epoch) = shared.claim(15);
+        let (_, epoch) = shared.buckets.claim(15);
         assert_eq!(epoch, 15);
         // A thread whose clock reading is a window older finds the bucket already claimed
         // for epoch 15: it must not reset it, and acts at epoch 15.
-        let (bucket, epoch) = shared.claim(5);
+        let (bucket, epoch) = shared.buckets.claim(5);
         assert_eq!(epoch, 15);
-        bucket.deposits.fetch_add(3, Ordering::AcqRel);
+        bucket.count(DEPOSITS).fetch_add(3, Ordering::AcqRel);
         assert_eq!(shared.balance(15, true), 3 * SCALE);
         assert_eq!(shared.balance(25, true), 0, "aged out a window later");
     }
