@@ -62,6 +62,7 @@ pub(crate) struct Bucket<const K: usize> {
 
 impl<const K: usize> Bucket<K> {
     /// Count `i`.
+    #[cfg(feature = "retry")]
     #[inline]
     pub(crate) fn count(&self, i: usize) -> &AtomicU64 {
         &self.counts[i]
@@ -143,6 +144,7 @@ impl<const K: usize> Ring<K> {
     }
 
     /// Zeroes every bucket's counts.
+    #[cfg(any(test, feature = "circuit-breaker"))]
     pub(crate) fn clear(&self) {
         for bucket in &self.buckets {
             bucket.clear();
