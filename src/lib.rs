@@ -98,6 +98,8 @@ mod builder;
 pub mod circuit_breaker;
 pub mod classify;
 mod config;
+#[cfg(any(feature = "pool", feature = "circuit-breaker"))]
+mod lru;
 #[cfg(feature = "pool")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
 pub mod pool;

@@ -4,22 +4,18 @@ use super::{
     future::ResponseFuture,
     service::respond,
     state::{Admission, Settings, Shared},
-    window::Padded,
     CircuitBreakerHandle, Classify, HttpStatus, State,
 };
 use crate::{
     classify::{Failure, Stage},
+    lru::{Evict, Eviction, Lookup, LruMap},
     BoxError,
 };
 use http::header::HOST;
 use std::{
     borrow::Cow,
-    collections::HashMap,
     fmt,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, PoisonError, RwLock,
-    },
+    sync::Arc,
     task::{Context, Poll},
 };
 use tower_layer::Layer;
@@ -171,170 +167,76 @@ where
 
 // ===== the map =====
 
-/// The breakers of a keyed layer, in shards of a hash map under read-write locks.
-///
-/// A call takes its shard's read lock to find its breaker: unlike a single breaker's closed
-/// path, this is a shared write (the lock's reader count) per call, on one of up to 16
-/// shards. A new key takes the write lock, and evicts breakers when the shard is full.
+/// The breakers of a keyed layer (see [`LruMap`] for the shards, the locks and the order of
+/// eviction): a closed or disabled breaker with no call in flight is idle and evicted first;
+/// an open one only when nothing else is left.
 pub(crate) struct KeyedMap {
     settings: Arc<Settings>,
-    shards: Box<[Padded<Shard>]>,
+    map: LruMap<Arc<str>, Shared>,
 }
 
-struct Shard {
-    map: RwLock<HashMap<Arc<str>, Entry>>,
-    /// Keys inserted so far: the clock of least-recent use.
-    inserts: AtomicU64,
-    capacity: usize,
+impl Evict for Shared {
+    fn eviction(&self) -> Eviction {
+        if self.breaker.is_idle() {
+            Eviction::Idle
+        } else {
+            Eviction::Busy
+        }
+    }
 }
 
-struct Entry {
-    shared: Shared,
-    /// The value of `inserts` when the breaker was last used: writing it only when it
-    /// changed keeps a busy breaker's entry from being written by every call.
-    last_used: AtomicU64,
+/// A key from [`BreakerKey`], borrowed until its breaker is created.
+impl Lookup<Arc<str>> for Cow<'_, str> {
+    type Borrowed = str;
+
+    fn borrowed(&self) -> &str {
+        self
+    }
+
+    fn into_key(self) -> Arc<str> {
+        self.into()
+    }
 }
 
 impl KeyedMap {
     fn new(settings: Arc<Settings>) -> Self {
-        let max_keys = settings.config.max_keys;
-        let count = (max_keys / 64).clamp(1, 16).next_power_of_two().min(16);
-        let shards = (0..count)
-            .map(|i| {
-                // The capacities add up to max_keys exactly.
-                let capacity = max_keys / count + usize::from(i < max_keys % count);
-                Padded(Shard {
-                    map: RwLock::new(HashMap::new()),
-                    inserts: AtomicU64::new(0),
-                    capacity,
-                })
-            })
-            .collect();
-        KeyedMap { settings, shards }
+        let map = LruMap::new(settings.config.max_keys);
+        KeyedMap { settings, map }
     }
 
-    fn shard(&self, key: &str) -> &Shard {
-        // FNV-1a: only spreads keys over shards; the maps themselves use SipHash, so keys
-        // chosen to collide slow down no more than one shard's lock.
-        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-        &self.shards[(hash as usize) & (self.shards.len() - 1)]
-    }
-
-    pub(crate) fn admit(&self, key: &str) -> Admission {
-        let shard = self.shard(key);
-        {
-            let map = shard.map.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(entry) = map.get(key) {
-                entry.touch(shard);
-                return entry.shared.admit();
-            }
-        }
-        let mut map = shard.map.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = map.get(key) {
-            entry.touch(shard);
-            return entry.shared.admit();
-        }
-        self.insert(shard, &mut map, key).shared.admit()
-    }
-
-    fn insert<'m>(
-        &self,
-        shard: &Shard,
-        map: &'m mut HashMap<Arc<str>, Entry>,
-        key: &str,
-    ) -> &'m Entry {
-        if map.len() >= shard.capacity {
-            let _evicted = evict(map, shard.capacity);
-            #[cfg(feature = "metrics")]
-            {
-                self.settings.instruments.evicted(_evicted as u64);
-                self.settings.instruments.keys(-(_evicted as f64));
-            }
-        }
-        let now = shard.inserts.fetch_add(1, Ordering::AcqRel) + 1;
-        let key: Arc<str> = key.into();
-        let entry = Entry {
-            shared: Shared::new(Arc::clone(&self.settings), Some(key.clone())),
-            last_used: AtomicU64::new(now),
-        };
-        #[cfg(feature = "metrics")]
-        self.settings.instruments.keys(1.0);
-        map.entry(key).or_insert(entry)
+    pub(crate) fn admit(&self, key: Cow<'_, str>) -> Admission {
+        self.map.get_or_insert(
+            key,
+            Shared::admit,
+            |key| Shared::new(Arc::clone(&self.settings), Some(Arc::clone(key))),
+            |_evicted| {
+                #[cfg(feature = "metrics")]
+                {
+                    let instruments = &self.settings.instruments;
+                    instruments.evicted(_evicted as u64);
+                    instruments.keys(1.0 - _evicted as f64);
+                }
+            },
+        )
     }
 
     fn get(&self, key: &str) -> Option<CircuitBreakerHandle> {
-        let map = self
-            .shard(key)
-            .map
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        map.get(key)
-            .map(|entry| CircuitBreakerHandle::new(Arc::clone(&entry.shared.breaker)))
+        self.map.get(key, |shared| {
+            CircuitBreakerHandle::new(Arc::clone(&shared.breaker))
+        })
     }
 
     fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|shard| {
-                shard
-                    .map
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .len()
-            })
-            .sum()
+        self.map.len()
     }
 
     fn states(&self) -> Vec<(String, State)> {
-        let mut states = Vec::new();
-        for shard in self.shards.iter() {
-            let map = shard.map.read().unwrap_or_else(PoisonError::into_inner);
-            states.extend(
-                map.iter()
-                    .map(|(key, entry)| (key.to_string(), entry.shared.breaker.state())),
-            );
-        }
+        let mut states = self
+            .map
+            .collect(|key, shared| (key.to_string(), shared.breaker.state()));
         states.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         states
     }
-}
-
-impl Entry {
-    #[inline]
-    fn touch(&self, shard: &Shard) {
-        let now = shard.inserts.load(Ordering::Relaxed);
-        if self.last_used.load(Ordering::Relaxed) != now {
-            self.last_used.store(now, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Evicts an eighth of a full shard (at least one breaker): the least recently used closed
-/// (or disabled) ones first, then the least recently used of the others. Batches keep the
-/// cost per new key constant while a scan of hosts fills the map again and again.
-fn evict(map: &mut HashMap<Arc<str>, Entry>, capacity: usize) -> usize {
-    let excess = (map.len() + 1).saturating_sub(capacity);
-    let count = excess.max(capacity / 8).clamp(1, map.len());
-    let mut candidates: Vec<(bool, u64, &Arc<str>)> = map
-        .iter()
-        .map(|(key, entry)| {
-            let busy = !entry.shared.breaker.is_idle();
-            (busy, entry.last_used.load(Ordering::Relaxed), key)
-        })
-        .collect();
-    if count < candidates.len() {
-        candidates.select_nth_unstable_by_key(count, |&(busy, last_used, _)| (busy, last_used));
-    }
-    let victims: Vec<Arc<str>> = candidates[..count]
-        .iter()
-        .map(|&(_, _, key)| key.clone())
-        .collect();
-    for key in &victims {
-        map.remove(key);
-    }
-    victims.len()
 }
 
 impl fmt::Debug for KeyedMap {
@@ -562,8 +464,8 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        // The key borrows the request: it is dropped before the request moves on.
-        let admission = self.map.admit(&self.key.key(&request));
+        // The key borrows the request until its breaker is found.
+        let admission = self.map.admit(self.key.key(&request));
         respond(admission, &mut self.inner, request, &self.classifier)
     }
 }

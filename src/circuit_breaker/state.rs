@@ -25,11 +25,12 @@
 use super::{
     builder::{Config, Window},
     error::Open,
-    window::{new_buckets, Buckets, CountRing, Padded, TimeWindow, WindowFigures},
+    window::{new_buckets, Buckets, CountRing, TimeWindow, WindowFigures},
     Outcome,
 };
 use crate::{
     classify::{Failure, FailureKind},
+    lru::Padded,
     BoxError,
 };
 use std::{

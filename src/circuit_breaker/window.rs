@@ -4,25 +4,14 @@
 //! the count ring receives successes in batches from per-thread lanes (see `state.rs`), and the
 //! time window keeps one set of buckets per lane.
 
-use crate::buckets::{Epochs, Ring};
+use crate::{
+    buckets::{Epochs, Ring},
+    lru::Padded,
+};
 use std::{
     fmt,
     sync::atomic::{AtomicI64, AtomicU64, Ordering},
 };
-
-/// Pads and aligns a value to 128 bytes, so that two of them never share a cache line (nor
-/// the pair of lines an x86 prefetcher fetches together).
-#[derive(Debug, Default)]
-#[repr(align(128))]
-pub(crate) struct Padded<T>(pub(crate) T);
-
-impl<T> std::ops::Deref for Padded<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
 
 /// What a window holds: its calls, and how many of them failed or were slow.
 ///

@@ -2,19 +2,16 @@
 //! bounded map of pools.
 
 use super::permit::{Core, Permit, Pool};
+use crate::lru::{Evict, Eviction, LruMap};
 use http::{
     header,
     request::Parts,
     uri::{Authority, Scheme},
 };
 use std::{
-    collections::HashMap,
     fmt,
     hash::{Hash, Hasher},
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, PoisonError, RwLock,
-    },
+    sync::Arc,
 };
 
 /// Chooses the pool of a request: requests with equal keys share a pool.
@@ -283,115 +280,63 @@ where
 
 // ===== the map of pools =====
 
-/// The pools of a per-host layer, shared by all its services and their clones.
+/// The pools of a per-host layer, shared by all its services and their clones (see
+/// [`LruMap`] for the shards, the locks and the order of eviction).
 ///
 /// It keeps at most `max_pools` pools, evicting the least recently used idle ones; a pool
 /// with a call in flight or waiting is never evicted (its limit must hold), so while more
 /// than `max_pools` keys are busy at once the map holds one pool per busy key: it is bounded
 /// by the calls in flight, never by the keys ever seen.
-///
-/// A call finds its pool under the map's read lock, and takes its permit there; only a new
-/// key takes the write lock (to insert, and evict).
 pub(crate) struct Keyed<K> {
-    map: RwLock<HashMap<K, Arc<Pool>>>,
-    /// The clock of least-recent use: advanced by inserts, and by a lookup of a pool that
-    /// was not the last one stamped, so that a busy host's calls write nothing shared.
-    clock: AtomicU64,
-    max_pools: usize,
+    map: LruMap<K, Arc<Pool>>,
+}
+
+/// Under the map's write lock nobody can take a new reference: a pool only the map holds
+/// has no permit, no waiter and no call about to use it.
+impl Evict for Arc<Pool> {
+    fn eviction(&self) -> Eviction {
+        if Arc::strong_count(self) == 1 {
+            Eviction::Idle
+        } else {
+            Eviction::Never
+        }
+    }
 }
 
 impl<K> fmt::Debug for Keyed<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Keyed")
-            .field("max_pools", &self.max_pools)
-            .finish_non_exhaustive()
+        f.debug_tuple("Keyed").field(&self.map).finish()
     }
 }
 
 impl<K: Hash + Eq + fmt::Debug> Keyed<K> {
     pub(crate) fn new(max_pools: usize) -> Self {
         Keyed {
-            map: RwLock::new(HashMap::new()),
-            clock: AtomicU64::new(0),
-            max_pools,
+            map: LruMap::new(max_pools),
         }
     }
 
     /// A permit of `key`'s pool (created if needed), or the pool if it has none free.
-    pub(crate) fn try_acquire(&self, key: K, core: &Arc<Core>) -> Result<Permit, Arc<Pool>> {
-        // Under either lock, eviction (under the write lock) cannot pick the pool meanwhile.
-        let found = |pool: &Arc<Pool>| {
-            self.touch(pool);
-            pool.try_acquire().ok_or_else(|| Arc::clone(pool))
-        };
-        if let Some(pool) = self
-            .map
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-        {
-            return found(pool);
-        }
-        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(pool) = map.get(&key) {
-            return found(pool);
-        }
-        if map.len() >= self.max_pools {
-            let excess = map.len() + 1 - self.max_pools;
-            evict_idle(&mut map, excess);
-        }
-        let pool = Arc::new(Pool::new(
-            Arc::clone(core),
-            Some(format!("{key:?}").into_boxed_str()),
-        ));
-        pool.last_used.store(
-            self.clock.fetch_add(1, Ordering::Relaxed) + 1,
-            Ordering::Relaxed,
-        );
-        map.insert(key, Arc::clone(&pool));
-        #[cfg(feature = "metrics")]
-        core.pools_changed(map.len());
-        pool.try_acquire().ok_or(pool)
-    }
-
-    /// Stamps `pool` as the most recently used, unless it already is: stamps are distinct
-    /// (each from one `fetch_add`), and a pool's only grows.
     #[inline]
-    fn touch(&self, pool: &Pool) {
-        if pool.last_used.load(Ordering::Relaxed) != self.clock.load(Ordering::Relaxed) {
-            let stamp = self.clock.fetch_add(1, Ordering::Relaxed) + 1;
-            pool.last_used.fetch_max(stamp, Ordering::Relaxed);
-        }
+    pub(crate) fn try_acquire(&self, key: K, core: &Arc<Core>) -> Result<Permit, Arc<Pool>> {
+        // Under the shard's lock, eviction cannot pick the pool meanwhile.
+        let found = |pool: &Arc<Pool>| pool.try_acquire().ok_or_else(|| Arc::clone(pool));
+        let make = |key: &K| {
+            Arc::new(Pool::new(
+                Arc::clone(core),
+                Some(format!("{key:?}").into_boxed_str()),
+            ))
+        };
+        self.map.get_or_insert(key, found, make, |_| {
+            #[cfg(feature = "metrics")]
+            core.pools_changed(self.map.len());
+        })
     }
 
     /// Every pool tracked now.
     pub(crate) fn pools(&self) -> Vec<Arc<Pool>> {
-        let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
-        map.values().cloned().collect()
+        self.map.collect(|_, pool| Arc::clone(pool))
     }
-}
-
-/// Removes up to `excess` idle pools, least recently used first.
-fn evict_idle<K>(pools: &mut HashMap<K, Arc<Pool>>, excess: usize) {
-    // Under the map's write lock nobody can take a new reference: a pool only the map holds
-    // has no permit, no waiter and no call about to use it.
-    let idle = |pool: &Arc<Pool>| Arc::strong_count(pool) == 1;
-    let mut stamps: Vec<u64> = pools
-        .values()
-        .filter(|pool| idle(pool))
-        .map(|pool| pool.last_used.load(Ordering::Relaxed))
-        .collect();
-    if stamps.is_empty() {
-        return;
-    }
-    let cutoff = if stamps.len() <= excess {
-        u64::MAX
-    } else {
-        // Stamps are distinct (each from one `fetch_add`), so exactly `excess` are at or
-        // below this.
-        *stamps.select_nth_unstable(excess - 1).1
-    };
-    pools.retain(|_, pool| !(idle(pool) && pool.last_used.load(Ordering::Relaxed) <= cutoff));
 }
 
 #[cfg(test)]

@@ -57,7 +57,7 @@
 //! [`ByAuthority`], [`HostKey`]), or per a key of your own ([`PoolKey`],
 //! [`PoolLimitBuilder::key_fn`]). The pools belong to the layer and are **shared by all
 //! clones** of every service it builds. At most `max_pools` pools are kept (default 10,
-//! urllib3's `num_pools`): the least recently used *idle* pool is evicted for a new host.
+//! urllib3's `num_pools`): the least recently used *idle* pools are evicted for a new host.
 //! A busy pool is never evicted (its limit must hold), so a scan of a million hosts holds
 //! at most one pool per call in flight, not one per host seen.
 //!

@@ -92,8 +92,6 @@ pub(crate) struct Pool {
     tracker: Option<Tracker>,
     /// The pool's key as printed (`None` for a layer's only pool).
     pub(crate) key: Option<Box<str>>,
-    /// When the pool was last used, on the clock of its layer's map (for eviction).
-    pub(crate) last_used: AtomicU64,
     pub(crate) core: Arc<Core>,
 }
 
@@ -116,7 +114,6 @@ impl Pool {
             counts: Counts::default(),
             tracker: core.leak_threshold.map(|_| Tracker::new(core.maxsize)),
             key,
-            last_used: AtomicU64::new(0),
             core,
         }
     }
@@ -372,7 +369,8 @@ impl Core {
         });
     }
 
-    /// A keyed layer now tracks `pools` pools (called under the map's lock).
+    /// A keyed layer now tracks `pools` pools (read after the change, so that the last
+    /// publication of racing changes has the last count).
     #[cfg(feature = "metrics")]
     pub(crate) fn pools_changed(&self, pools: usize) {
         let Some(keyed) = &self.keyed else { return };

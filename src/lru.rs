@@ -1,0 +1,426 @@
+//! A bounded map of per-key state, least recently used first out: the keyed breaker's
+//! breakers and the per-host pool limit's pools.
+//!
+//! Keys are spread over up to 16 shards, each a hash map under a read-write lock, so that
+//! calls to different hosts seldom meet on one lock. A call finds its value under the read
+//! lock; only a new key takes the write lock, to insert, and to evict when the shard is full.
+//!
+//! Least recent use is kept in stamps from a per-shard clock: a lookup stamps its entry
+//! only when that entry was not the last one stamped, so a busy key's calls write nothing
+//! shared. Stamps are distinct (each from one `fetch_add`), and an entry's only grows.
+//!
+//! A new key in a full shard evicts an eighth of it (at least what is needed): entries its
+//! value calls idle first, then busy ones, least recently used first within each; entries
+//! it says must stay are never evicted, so a shard may then hold more than its share (the
+//! pool limit's pools with calls in flight).
+
+use std::{
+    borrow::Borrow,
+    collections::HashMap,
+    fmt,
+    hash::{Hash, Hasher},
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        PoisonError, RwLock,
+    },
+};
+
+/// Pads and aligns a value to 128 bytes, so that two of them never share a cache line (nor
+/// the pair of lines an x86 prefetcher fetches together).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Whether a value may be evicted (the breaker's are `Idle` or `Busy`, the pool's `Idle`
+/// or `Never`).
+#[cfg_attr(
+    not(all(feature = "pool", feature = "circuit-breaker")),
+    allow(dead_code)
+)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Eviction {
+    /// Evicted first.
+    Idle,
+    /// Evicted only when too few idle values remain.
+    Busy,
+    /// Never evicted.
+    Never,
+}
+
+/// A value of an [`LruMap`].
+pub(crate) trait Evict {
+    /// Whether the value may be evicted now (asked under the shard's write lock).
+    fn eviction(&self) -> Eviction;
+}
+
+/// A key to look up, which becomes the map's own key `K` when it is inserted.
+pub(crate) trait Lookup<K> {
+    /// What the map is searched with: `K` borrows as it.
+    type Borrowed: Hash + Eq + ?Sized;
+
+    fn borrowed(&self) -> &Self::Borrowed;
+
+    fn into_key(self) -> K;
+}
+
+pub(crate) struct LruMap<K, V> {
+    shards: Box<[Padded<Shard<K, V>>]>,
+    len: AtomicUsize,
+    capacity: usize,
+}
+
+struct Shard<K, V> {
+    map: RwLock<HashMap<K, Slot<V>>>,
+    /// The clock of least-recent use.
+    clock: AtomicU64,
+    capacity: usize,
+}
+
+struct Slot<V> {
+    value: V,
+    last_used: AtomicU64,
+}
+
+impl<K: Hash + Eq, V: Evict> LruMap<K, V> {
+    /// A map of at most `capacity` entries (beyond it only by entries that must stay), in
+    /// one shard per 64 of them, up to 16.
+    pub(crate) fn new(capacity: usize) -> Self {
+        let count = (capacity / 64).clamp(1, 16).next_power_of_two().min(16);
+        let shards = (0..count)
+            .map(|i| {
+                Padded(Shard {
+                    map: RwLock::new(HashMap::new()),
+                    clock: AtomicU64::new(0),
+                    // The capacities add up to `capacity` exactly.
+                    capacity: capacity / count + usize::from(i < capacity % count),
+                })
+            })
+            .collect();
+        LruMap {
+            shards,
+            len: AtomicUsize::new(0),
+            capacity,
+        }
+    }
+
+    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> &Shard<K, V> {
+        if self.shards.len() == 1 {
+            return &self.shards[0];
+        }
+        // FNV-1a: only spreads keys over shards; the maps themselves use SipHash, so keys
+        // chosen to collide slow down no more than one shard's lock.
+        let mut hasher = Fnv(0xcbf2_9ce4_8422_2325);
+        key.hash(&mut hasher);
+        &self.shards[(hasher.0 as usize) & (self.shards.len() - 1)]
+    }
+
+    /// `found` applied to `key`'s value, inserted first (made by `make` from the key) if
+    /// `key` is new; `found` runs under the shard's lock. After an insertion, `inserted`
+    /// is told how many entries it evicted, once the lock is released.
+    #[inline]
+    pub(crate) fn get_or_insert<L, R>(
+        &self,
+        key: L,
+        found: impl FnOnce(&V) -> R,
+        make: impl FnOnce(&K) -> V,
+        inserted: impl FnOnce(usize),
+    ) -> R
+    where
+        L: Lookup<K>,
+        K: Borrow<L::Borrowed>,
+    {
+        let shard = self.shard(key.borrowed());
+        {
+            let map = shard.map.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(slot) = map.get(key.borrowed()) {
+                // `found` by value here, not through a reference: it inlines.
+                shard.touch(slot);
+                return found(&slot.value);
+            }
+        }
+        self.insert(shard, key, found, make, inserted)
+    }
+
+    /// [`get_or_insert`](Self::get_or_insert) past the read lock: under the write lock.
+    #[cold]
+    #[inline(never)]
+    fn insert<L, R>(
+        &self,
+        shard: &Shard<K, V>,
+        key: L,
+        found: impl FnOnce(&V) -> R,
+        make: impl FnOnce(&K) -> V,
+        inserted: impl FnOnce(usize),
+    ) -> R
+    where
+        L: Lookup<K>,
+        K: Borrow<L::Borrowed>,
+    {
+        let mut map = shard.map.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(slot) = map.get(key.borrowed()) {
+            shard.touch(slot);
+            return found(&slot.value);
+        }
+        let evicted = if map.len() >= shard.capacity {
+            evict(&mut map, shard.capacity)
+        } else {
+            0
+        };
+        let key = key.into_key();
+        let value = make(&key);
+        let slot = Slot {
+            value,
+            last_used: AtomicU64::new(shard.clock.fetch_add(1, Ordering::Relaxed) + 1),
+        };
+        let slot = map.entry(key).or_insert(slot);
+        // Under the shard's lock: the total never counts an entry twice or misses one.
+        if evicted == 0 {
+            self.len.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.len.fetch_sub(evicted - 1, Ordering::Relaxed);
+        }
+        let r = found(&slot.value);
+        drop(map);
+        inserted(evicted);
+        r
+    }
+
+    /// `f` applied to `key`'s value, if it is tracked (without stamping it as used).
+    #[cfg(any(test, feature = "circuit-breaker"))]
+    pub(crate) fn get<Q, R>(&self, key: &Q, f: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let map = self
+            .shard(key)
+            .map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.get(key).map(|slot| f(&slot.value))
+    }
+
+    /// The entries tracked.
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// `f` of every entry, shard by shard.
+    pub(crate) fn collect<T>(&self, mut f: impl FnMut(&K, &V) -> T) -> Vec<T> {
+        let mut out = Vec::with_capacity(self.len());
+        for shard in self.shards.iter() {
+            let map = shard.map.read().unwrap_or_else(PoisonError::into_inner);
+            out.extend(map.iter().map(|(key, slot)| f(key, &slot.value)));
+        }
+        out
+    }
+}
+
+impl<K, V> Shard<K, V> {
+    /// Stamps a slot found under either lock (eviction cannot pick it meanwhile) as the most
+    /// recently used, unless it already is.
+    #[inline]
+    fn touch(&self, slot: &Slot<V>) {
+        if slot.last_used.load(Ordering::Relaxed) != self.clock.load(Ordering::Relaxed) {
+            let stamp = self.clock.fetch_add(1, Ordering::Relaxed) + 1;
+            slot.last_used.fetch_max(stamp, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Evicts an eighth of a full shard, at least enough to make room for one more entry:
+/// idle entries first, then busy ones, least recently used first within each; never an
+/// entry that must stay. Batches keep the cost per new key constant while a scan of hosts
+/// fills the map again and again. Returns how many were evicted.
+fn evict<K: Hash + Eq, V: Evict>(map: &mut HashMap<K, Slot<V>>, capacity: usize) -> usize {
+    let wanted = (map.len() + 1)
+        .saturating_sub(capacity)
+        .max(capacity / 8)
+        .max(1);
+    // Under the write lock nobody stamps or takes a value: the order is fixed.
+    let order = |slot: &Slot<V>| match slot.value.eviction() {
+        Eviction::Never => None,
+        class => Some((class, slot.last_used.load(Ordering::Relaxed))),
+    };
+    let mut candidates: Vec<(Eviction, u64)> = map.values().filter_map(order).collect();
+    if candidates.is_empty() {
+        return 0;
+    }
+    let cutoff = if candidates.len() <= wanted {
+        (Eviction::Busy, u64::MAX)
+    } else {
+        // Stamps are distinct, so exactly `wanted` candidates are at or below this.
+        *candidates.select_nth_unstable(wanted - 1).1
+    };
+    let before = map.len();
+    map.retain(|_, slot| order(slot).is_none_or(|o| o > cutoff));
+    before - map.len()
+}
+
+impl<K, V> fmt::Debug for LruMap<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LruMap")
+            .field("len", &self.len.load(Ordering::Relaxed))
+            .field("capacity", &self.capacity)
+            .field("shards", &self.shards.len())
+            .finish()
+    }
+}
+
+/// FNV-1a, to pick a shard.
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A key looked up as itself.
+impl<K: Hash + Eq> Lookup<K> for K {
+    type Borrowed = K;
+
+    fn borrowed(&self) -> &K {
+        self
+    }
+
+    fn into_key(self) -> K {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// A value whose eviction class the test sets.
+    struct Value(std::sync::Mutex<Eviction>);
+
+    impl Value {
+        fn new() -> Self {
+            Value(std::sync::Mutex::new(Eviction::Idle))
+        }
+    }
+
+    impl Evict for Value {
+        fn eviction(&self) -> Eviction {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    /// The entries evicted, if `key` was inserted.
+    fn insert(map: &LruMap<u32, Value>, key: u32) -> Option<usize> {
+        let mut out = None;
+        map.get_or_insert(key, |_| (), |_| Value::new(), |evicted| out = Some(evicted));
+        out
+    }
+
+    fn keys(map: &LruMap<u32, Value>) -> Vec<u32> {
+        let mut keys = map.collect(|k, _| *k);
+        keys.sort_unstable();
+        keys
+    }
+
+    #[test]
+    fn the_least_recently_used_goes_first() {
+        let map = LruMap::new(3);
+        for key in [1, 2, 3] {
+            assert_eq!(insert(&map, key).unwrap(), 0);
+            assert_eq!(map.len(), usize::try_from(key).unwrap());
+        }
+        assert!(insert(&map, 1).is_none(), "a hit inserts nothing");
+        assert_eq!(insert(&map, 4).unwrap(), 1);
+        assert_eq!(keys(&map), [1, 3, 4]);
+        assert_eq!(map.len(), 3);
+    }
+
+    #[test]
+    fn idle_entries_go_before_busy_ones_and_some_never() {
+        let map = LruMap::new(3);
+        for key in [1, 2, 3] {
+            insert(&map, key);
+        }
+        map.get(&1, |v| *v.0.lock().unwrap() = Eviction::Busy)
+            .unwrap();
+        map.get(&2, |v| *v.0.lock().unwrap() = Eviction::Never)
+            .unwrap();
+        insert(&map, 4);
+        assert_eq!(keys(&map), [1, 2, 4], "the idle one went, though used last");
+        map.get(&4, |v| *v.0.lock().unwrap() = Eviction::Never)
+            .unwrap();
+        insert(&map, 5);
+        assert_eq!(keys(&map), [2, 4, 5], "then a busy one");
+        map.get(&5, |v| *v.0.lock().unwrap() = Eviction::Never)
+            .unwrap();
+        assert_eq!(insert(&map, 6).unwrap(), 0, "beyond the bound");
+        assert_eq!(map.len(), 4);
+        assert_eq!(keys(&map), [2, 4, 5, 6]);
+    }
+
+    #[test]
+    fn a_full_shard_evicts_an_eighth() {
+        let map = LruMap::new(64);
+        for key in 0..64 {
+            insert(&map, key);
+        }
+        assert_eq!(insert(&map, 64).unwrap(), 8);
+        assert_eq!(map.len(), 57);
+        assert_eq!(keys(&map), (8..=64).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn many_keys_spread_over_shards_and_stay_bounded() {
+        let map = LruMap::new(1024);
+        assert_eq!(map.shards.len(), 16);
+        for key in 0..100_000 {
+            insert(&map, key);
+            assert!(map.len() <= 1024);
+        }
+        assert_eq!(map.len(), map.collect(|_, _| ()).len());
+        assert!(map.len() >= 1024 * 7 / 8, "{}", map.len());
+    }
+
+    #[test]
+    fn borrowed_lookups_find_owned_keys() {
+        struct Str<'a>(&'a str);
+        impl Lookup<Arc<str>> for Str<'_> {
+            type Borrowed = str;
+            fn borrowed(&self) -> &str {
+                self.0
+            }
+            fn into_key(self) -> Arc<str> {
+                self.0.into()
+            }
+        }
+        let map: LruMap<Arc<str>, Value> = LruMap::new(4);
+        let made = std::cell::Cell::new(0);
+        for _ in 0..3 {
+            map.get_or_insert(
+                Str("a"),
+                |_| (),
+                |_| {
+                    made.set(made.get() + 1);
+                    Value::new()
+                },
+                |_| (),
+            );
+        }
+        assert_eq!(made.get(), 1);
+        assert!(map.get("a", |_| ()).is_some());
+    }
+}
