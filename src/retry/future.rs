@@ -4,7 +4,7 @@ use super::{
     body::TryCloneBody,
     error::{RetryError, RetryHistory, RetryReason, Stop},
     policy::{Attempts, Decision},
-    service::{Kept, Shared},
+    service::{Kept, Shared, SharedRef},
 };
 use crate::{
     classify::{Failure, FailureKind, Stage},
@@ -16,7 +16,6 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    sync::Arc,
     task::{ready, Context, Poll},
     time::{Duration, SystemTime},
 };
@@ -48,7 +47,7 @@ pin_project! {
         // or a retryable response first needs them, so a call answered at once never pays.
         retry: Option<Box<RetryState<B>>>,
         idempotent: bool,
-        shared: Arc<Shared>,
+        shared: SharedRef,
     }
 }
 
@@ -93,7 +92,7 @@ where
         service: S,
         kept: Option<Kept<B>>,
         idempotent: bool,
-        shared: Arc<Shared>,
+        shared: SharedRef,
         now: Option<Instant>,
     ) -> Self {
         let limit = shared.policy.deadline;
