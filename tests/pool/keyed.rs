@@ -102,6 +102,42 @@ async fn busy_pools_are_never_evicted() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_scan_of_many_hosts_in_a_sharded_map_stays_within_max_pools() {
+    // 256 pools: kept in shards, each with its share of the bound.
+    let layer = PoolLimitLayer::builder(1)
+        .max_pools(256)
+        .fail_fast()
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(Slow::new(Duration::ZERO));
+    // A host kept busy throughout must keep its pool (and its limit) however many come.
+    let busy = svc.clone().oneshot(get("busy.example")).await.unwrap();
+    for i in 0..2_000 {
+        drop(
+            svc.clone()
+                .oneshot(get(&format!("h{i}.example")))
+                .await
+                .unwrap(),
+        );
+        let pools = handle.snapshot().pools.len();
+        assert!(pools <= 256, "{pools} pools after {i} hosts");
+    }
+    let pools = handle.snapshot().pools.len();
+    assert!(
+        pools >= 256 * 7 / 8 - 16,
+        "evicts in batches, not all: {pools}"
+    );
+    let err = svc.clone().oneshot(get("busy.example")).await.unwrap_err();
+    assert_eq!(
+        kind(&err),
+        FailureKind::PoolFull,
+        "the busy host's pool is still there"
+    );
+    drop(busy);
+}
+
 async fn hold_all<S>(svc: &S, hosts: &[&str]) -> Vec<S::Response>
 where
     S: tower::Service<crate::util::Req> + Clone,
