@@ -245,23 +245,28 @@ fn evict<K: Hash + Eq, V: Evict>(map: &mut HashMap<K, Slot<V>>, capacity: usize)
         .saturating_sub(capacity)
         .max(capacity / 8)
         .max(1);
-    // Under the write lock nobody stamps or takes a value: the order is fixed.
-    let order = |slot: &Slot<V>| match slot.value.eviction() {
-        Eviction::Never => None,
-        class => Some((class, slot.last_used.load(Ordering::Relaxed))),
-    };
-    let mut candidates: Vec<(Eviction, u64)> = map.values().filter_map(order).collect();
-    if candidates.is_empty() {
-        return 0;
+    // Under the write lock nobody stamps an entry, so stamps identify entries (they are
+    // distinct). Whether a value may go is asked once: it can change meanwhile (a call on
+    // a breaker ends), and asking again could evict fewer or more than chosen.
+    let mut chosen: Vec<(Eviction, u64)> = map
+        .values()
+        .filter_map(|slot| match slot.value.eviction() {
+            Eviction::Never => None,
+            class => Some((class, slot.last_used.load(Ordering::Relaxed))),
+        })
+        .collect();
+    if chosen.len() > wanted {
+        chosen.select_nth_unstable(wanted - 1);
+        chosen.truncate(wanted);
     }
-    let cutoff = if candidates.len() <= wanted {
-        (Eviction::Busy, u64::MAX)
-    } else {
-        // Stamps are distinct, so exactly `wanted` candidates are at or below this.
-        *candidates.select_nth_unstable(wanted - 1).1
-    };
+    let mut stamps: Vec<u64> = chosen.into_iter().map(|(_, stamp)| stamp).collect();
+    stamps.sort_unstable();
     let before = map.len();
-    map.retain(|_, slot| order(slot).is_none_or(|o| o > cutoff));
+    map.retain(|_, slot| {
+        stamps
+            .binary_search(&slot.last_used.load(Ordering::Relaxed))
+            .is_err()
+    });
     before - map.len()
 }
 
