@@ -401,6 +401,32 @@ mod tests {
     }
 
     #[test]
+    fn threads_racing_on_shared_keys_keep_the_count_and_the_bound() {
+        let map = Arc::new(LruMap::<u32, Value>::new(256));
+        let threads: Vec<_> = (0..4u32)
+            .map(|t| {
+                let map = Arc::clone(&map);
+                std::thread::spawn(move || {
+                    let mut x = t.wrapping_mul(0x9e37_79b9) | 1;
+                    for _ in 0..20_000 {
+                        // xorshift: keys over a space eight times the bound, shared by all.
+                        x ^= x << 13;
+                        x ^= x >> 17;
+                        x ^= x << 5;
+                        insert(&map, x % 2_048);
+                        assert!(map.len() <= 256, "{}", map.len());
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(map.len(), map.collect(|_, _| ()).len());
+        assert!(map.len() <= 256);
+    }
+
+    #[test]
     fn borrowed_lookups_find_owned_keys() {
         struct Str<'a>(&'a str);
         impl Lookup<Arc<str>> for Str<'_> {
