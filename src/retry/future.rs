@@ -35,8 +35,9 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future>,
-        // One timer, allocated in place: the call's deadline while an attempt runs, the
-        // backoff while sleeping (a retry never sleeps past the deadline).
+        // One timer, in place, made when first needed: the call's deadline while an attempt
+        // or the wait for readiness is pending, the backoff while sleeping (a retry never
+        // sleeps past the deadline).
         #[pin]
         timer: Option<Sleep>,
         deadline_at: Option<Instant>,
@@ -99,7 +100,7 @@ where
         let deadline_at = limit.map(|limit| now.unwrap_or_else(Instant::now) + limit);
         ResponseFuture {
             state: State::Calling { future },
-            timer: deadline_at.map(tokio::time::sleep_until),
+            timer: None,
             deadline_at,
             service,
             kept,
@@ -136,24 +137,28 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        loop {
-            // An attempt (or the wait for readiness) still running at the deadline is dropped.
-            if this.deadline_at.is_some() && !matches!(*this.state, State::Sleeping) {
-                if let Some(deadline) = this.timer.as_mut().as_pin_mut() {
-                    if deadline.poll(cx).is_ready() {
-                        let failure = Failure::new(FailureKind::ReadTimeout, DeadlineElapsed(()));
-                        let history = take_history(this.retry);
-                        this.shared.stopped(Stop::Deadline);
-                        let err =
-                            RetryError::new(RetryReason::Failure(failure), history, Stop::Deadline);
-                        return Poll::Ready(Err(Box::new(err)));
-                    }
+        // An attempt (or the wait for readiness) still pending at the deadline is dropped.
+        macro_rules! pending_unless_deadline {
+            () => {{
+                if deadline_passed(this.timer.as_mut(), *this.deadline_at, cx) {
+                    let failure = Failure::new(FailureKind::ReadTimeout, DeadlineElapsed(()));
+                    let history = take_history(this.retry);
+                    this.shared.stopped(Stop::Deadline);
+                    let err =
+                        RetryError::new(RetryReason::Failure(failure), history, Stop::Deadline);
+                    return Poll::Ready(Err(Box::new(err)));
                 }
-            }
+                return Poll::Pending;
+            }};
+        }
+        loop {
             match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
                     let policy = &this.shared.policy;
-                    let result = match ready!(future.poll(cx)) {
+                    let Poll::Ready(result) = future.poll(cx) else {
+                        pending_unless_deadline!();
+                    };
+                    let result = match result {
                         // A response no rule could retry, before any retry: the common case,
                         // returned at once.
                         Ok(response) if this.retry.is_none() && !may_retry(policy, &response) => {
@@ -241,7 +246,10 @@ where
                     this.state.set(State::Ready);
                 }
                 StateProj::Ready => {
-                    if let Err(err) = ready!(this.service.poll_ready(cx)) {
+                    let Poll::Ready(ready) = this.service.poll_ready(cx) else {
+                        pending_unless_deadline!();
+                    };
+                    if let Err(err) = ready {
                         let history = take_history(this.retry);
                         let failure = Failure::boxed_failure_at(err.into(), Stage::Request);
                         return Poll::Ready(Err(with_history(failure, history)));
@@ -257,6 +265,26 @@ where
             }
         }
     }
+}
+
+/// Whether the call's deadline (if any) has passed, asked while an attempt or the wait for
+/// readiness is pending. The timer is made, and registered with tokio's timer, only then: a
+/// call answered at once (or rejected at once by an open breaker or a full pool) never
+/// pays for one. An answer that is ready is taken even if the deadline has just passed.
+fn deadline_passed(
+    mut timer: Pin<&mut Option<Sleep>>,
+    deadline_at: Option<Instant>,
+    cx: &mut Context<'_>,
+) -> bool {
+    let Some(deadline_at) = deadline_at else {
+        return false;
+    };
+    if timer.is_none() {
+        timer.set(Some(tokio::time::sleep_until(deadline_at)));
+    }
+    timer
+        .as_pin_mut()
+        .is_some_and(|timer| timer.poll(cx).is_ready())
 }
 
 /// Whether any rule could retry `response` (a cheap superset of the decision).

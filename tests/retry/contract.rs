@@ -122,3 +122,36 @@ fn auto_traits() {
     >();
     send_sync::<tower_fortify::retry::RetryError>();
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_bounds_the_wait_for_readiness_before_a_retry() {
+    let (service, mut handle): (Mock, _) = mock::pair();
+    let policy = RetryPolicy::default().deadline(Some(Duration::from_secs(5)));
+    let mut svc = RetryLayer::new(policy).unwrap().layer(service);
+    handle.allow(1);
+
+    let started = tokio::time::Instant::now();
+    let fut = tokio::spawn(async move {
+        svc.ready().await.unwrap();
+        svc.call(
+            Request::get("http://127.0.0.1/")
+                .body("x".to_owned())
+                .unwrap(),
+        )
+        .await
+    });
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_error(Failure::new(FailureKind::ConnectRefused, "refused"));
+    // The retry is due at once, but the service never becomes ready again.
+    let err = fut.await.unwrap().unwrap_err();
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+    let err = err
+        .downcast_ref::<tower_fortify::retry::RetryError>()
+        .unwrap();
+    assert_eq!(err.stop(), tower_fortify::retry::Stop::Deadline);
+    assert_eq!(
+        err.history().records().len(),
+        1,
+        "the retry it was waiting to make"
+    );
+}
