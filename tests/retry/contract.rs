@@ -2,7 +2,7 @@
 
 use http::{Request, Response};
 use std::time::Duration;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, ServiceExt};
 use tower_fortify::{
     classify::{Failure, FailureKind},
     retry::{Retry, RetryLayer, RetryPolicy},
@@ -11,6 +11,19 @@ use tower_test::mock;
 
 type Mock = mock::Mock<Request<String>, Response<()>>;
 
+/// A GET with body "x" through `svc`, on a task of its own.
+fn spawn_get(
+    svc: Retry<Mock>,
+) -> tokio::task::JoinHandle<Result<Response<()>, tower_fortify::BoxError>> {
+    tokio::spawn(
+        svc.oneshot(
+            Request::get("http://127.0.0.1/")
+                .body("x".to_owned())
+                .unwrap(),
+        ),
+    )
+}
+
 fn layer() -> RetryLayer {
     RetryLayer::new(RetryPolicy::default().backoff_factor(Duration::from_secs(1))).unwrap()
 }
@@ -18,18 +31,10 @@ fn layer() -> RetryLayer {
 #[tokio::test(start_paused = true)]
 async fn readiness_is_awaited_before_every_retry() {
     let (service, mut handle): (Mock, _) = mock::pair();
-    let mut svc = layer().layer(service);
+    let svc = layer().layer(service);
     handle.allow(1);
 
-    let fut = tokio::spawn(async move {
-        svc.ready().await.unwrap();
-        svc.call(
-            Request::get("http://127.0.0.1/")
-                .body("x".to_owned())
-                .unwrap(),
-        )
-        .await
-    });
+    let fut = spawn_get(svc);
     let (req, send) = handle.next_request().await.unwrap();
     assert_eq!(req.body(), "x");
     send.send_error(Failure::new(FailureKind::ConnectRefused, "refused"));
@@ -55,14 +60,7 @@ async fn dropping_mid_sleep_leaves_nothing_behind() {
     let svc: Retry<Mock> = layer.layer(service);
     handle.allow(10);
 
-    let call = tokio::spawn(async move {
-        svc.oneshot(
-            Request::get("http://127.0.0.1/")
-                .body("x".to_owned())
-                .unwrap(),
-        )
-        .await
-    });
+    let call = spawn_get(svc);
     // First attempt fails, second attempt fails: the next sleep is 2 s (factor 1 s).
     for _ in 0..2 {
         let (_, send) = handle.next_request().await.unwrap();
@@ -127,19 +125,11 @@ fn auto_traits() {
 async fn the_deadline_bounds_the_wait_for_readiness_before_a_retry() {
     let (service, mut handle): (Mock, _) = mock::pair();
     let policy = RetryPolicy::default().deadline(Some(Duration::from_secs(5)));
-    let mut svc = RetryLayer::new(policy).unwrap().layer(service);
+    let svc = RetryLayer::new(policy).unwrap().layer(service);
     handle.allow(1);
 
     let started = tokio::time::Instant::now();
-    let fut = tokio::spawn(async move {
-        svc.ready().await.unwrap();
-        svc.call(
-            Request::get("http://127.0.0.1/")
-                .body("x".to_owned())
-                .unwrap(),
-        )
-        .await
-    });
+    let fut = spawn_get(svc);
     let (_, send) = handle.next_request().await.unwrap();
     send.send_error(Failure::new(FailureKind::ConnectRefused, "refused"));
     // The retry is due at once, but the service never becomes ready again.
