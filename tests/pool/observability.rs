@@ -65,20 +65,42 @@ mod metrics_ {
         })
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn gauges_while_full() {
-        let recorder = DebuggingRecorder::new();
-        let snapshotter = recorder.snapshotter();
-        let layer = layer(&recorder);
+    /// A layer's pool made full by four unread bodies, with a fifth call waiting.
+    struct Full<S: tower::Service<crate::util::Req>> {
+        svc: S,
+        handle: tower_fortify::pool::PoolHandle,
+        held: Vec<S::Response>,
+        waiter: tokio::task::JoinHandle<Result<S::Response, S::Error>>,
+    }
+
+    async fn full(recorder: &DebuggingRecorder) -> Full<tower_fortify::pool::PoolLimit<Slow>> {
+        let layer = layer(recorder);
         let handle = layer.handle();
         let svc = layer.layer(Slow::new(Duration::ZERO));
-
         let mut held = Vec::new();
         for _ in 0..4 {
             held.push(svc.clone().oneshot(get("a")).await.unwrap());
         }
         let waiter = tokio::spawn(svc.clone().oneshot(get("a")));
         crate::util::waiting(&handle, 1).await;
+        Full {
+            svc,
+            handle,
+            held,
+            waiter,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gauges_while_full() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        // Bound, not `..`: the held bodies must live until the end.
+        let Full {
+            held: _held,
+            waiter,
+            ..
+        } = full(&recorder).await;
         let recorded = Recorded::take(&snapshotter);
         assert_eq!(recorded.gauge("fortify_pool_in_use"), 4.0);
         assert_eq!(recorded.gauge("fortify_pool_max"), 4.0);
@@ -91,18 +113,13 @@ mod metrics_ {
     async fn counters_the_wait_histogram_and_gauges_at_rest() {
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
-        let layer = layer(&recorder);
-        let handle = layer.handle();
-        let svc = layer.layer(Slow::new(Duration::ZERO));
-
-        // Fill the pool: four unread bodies.
-        let mut held = Vec::new();
-        for _ in 0..4 {
-            held.push(svc.clone().oneshot(get("a")).await.unwrap());
-        }
-        // One call waits 1 s and gets a permit; another waits 2 s in vain.
-        let waiter = tokio::spawn(svc.clone().oneshot(get("a")));
-        crate::util::waiting(&handle, 1).await;
+        let Full {
+            svc,
+            handle,
+            mut held,
+            waiter,
+        } = full(&recorder).await;
+        // The waiter waits 1 s and gets a permit; another call waits 2 s in vain.
         tokio::time::sleep(Duration::from_secs(1)).await;
         held.pop();
         held.push(waiter.await.unwrap().unwrap());
