@@ -2,7 +2,7 @@ use super::{
     body::TryCloneBody, future::ResponseFuture, Idempotent, NoRetry, RetryLayer, RetryPolicy,
 };
 use crate::{BoxError, InvalidConfig};
-use http::{Extensions, HeaderMap, Method, Request, Response, Uri, Version};
+use http::{header::HeaderName, Extensions, HeaderValue, Method, Request, Response, Uri, Version};
 use std::{
     cell::Cell,
     fmt,
@@ -235,7 +235,9 @@ pub(crate) struct Kept<B> {
     method: Method,
     uri: Uri,
     version: Version,
-    headers: HeaderMap,
+    /// The header fields in order, not a `HeaderMap`: one allocation where a map's clone
+    /// makes two (its index and its entries). A retry builds its map from these.
+    headers: Vec<(HeaderName, HeaderValue)>,
     extensions: Extensions,
     body: B,
 }
@@ -249,7 +251,12 @@ impl<B: TryCloneBody> Kept<B> {
             method: request.method().clone(),
             uri: request.uri().clone(),
             version: request.version(),
-            headers: request.headers().clone(),
+            headers: {
+                let headers = request.headers();
+                let mut kept = Vec::with_capacity(headers.len());
+                kept.extend(headers.iter().map(|(n, v)| (n.clone(), v.clone())));
+                kept
+            },
             extensions: request.extensions().clone(),
         })
     }
@@ -260,7 +267,12 @@ impl<B: TryCloneBody> Kept<B> {
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = self.uri.clone();
         *request.version_mut() = self.version;
-        *request.headers_mut() = self.headers.clone();
+        // Within the capacity of the map the fields came from: appending cannot fail.
+        let headers = request.headers_mut();
+        headers.reserve(self.headers.len());
+        for (name, value) in &self.headers {
+            headers.append(name.clone(), value.clone());
+        }
         *request.extensions_mut() = self.extensions.clone();
         Some(request)
     }

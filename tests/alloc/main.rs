@@ -116,6 +116,37 @@ mod retry {
         assert_eq!(per_call, 2.0 * copy_cost as f64, "allocations per call");
     }
 
+    #[test]
+    fn the_copy_of_a_request_with_headers_is_one_allocation() {
+        let mut request = request();
+        // Static values: a copy takes no reference count and promotes no buffer.
+        for (name, value) in [("accept", "application/json"), ("x-tenant", "t1")] {
+            let value = http::HeaderValue::from_static(value);
+            request.headers_mut().append(name, value);
+        }
+        // The caller's copy clones the header map: its index and its entries (measured
+        // after a first copy, which may promote the URI's buffer to a shared one).
+        drop(copy(&request));
+        let before = allocations();
+        let _copy = copy(&request);
+        let caller_copy = allocations() - before;
+        assert_eq!(caller_copy, 2);
+
+        let mut svc = RetryLayer::new(RetryPolicy::default())
+            .unwrap()
+            .layer(inner());
+        drive_requests(&mut svc, &request, 10);
+        let before = allocations();
+        assert_eq!(drive_requests(&mut svc, &request, 1000), 1000);
+        let per_call = (allocations() - before) as f64 / 1000.0;
+        // The layer keeps the fields in one vector.
+        assert_eq!(
+            per_call - caller_copy as f64,
+            1.0,
+            "the layer's allocations per call"
+        );
+    }
+
     #[tokio::test]
     async fn a_retry_allocates_its_history() {
         // The check above can fail: the history of a retried call does allocate.

@@ -88,7 +88,9 @@ async fn a_retry_sends_the_same_head_and_body() {
     let mut request = Request::put("http://127.0.0.1/items/7?x=1")
         .version(http::Version::HTTP_2)
         .header("x-request-id", "abc")
+        .header(http::header::ACCEPT, "application/json")
         .header("x-request-id", "def")
+        .header("x-tenant", "t1")
         .body("x".to_owned())
         .unwrap();
     request.extensions_mut().insert(Marker(7));
@@ -100,6 +102,15 @@ async fn a_retry_sends_the_same_head_and_body() {
     send.send_response(Response::new(()));
     assert_eq!(call.await.unwrap().unwrap().status(), 200);
 
+    // Every field, in the order the first attempt had them.
+    let fields = |req: &Request<String>| -> Vec<(String, String)> {
+        req.headers()
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect()
+    };
+    assert_eq!(fields(&first).len(), 4);
+    assert_eq!(fields(&retry), fields(&first));
     for (name, req) in [("first", &first), ("retry", &retry)] {
         assert_eq!(req.method(), http::Method::PUT, "{name}");
         assert_eq!(req.uri(), "http://127.0.0.1/items/7?x=1", "{name}");
