@@ -137,26 +137,17 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        // An attempt (or the wait for readiness) still pending at the deadline is dropped.
-        macro_rules! pending_unless_deadline {
-            () => {{
-                if deadline_passed(this.timer.as_mut(), *this.deadline_at, cx) {
-                    let failure = Failure::new(FailureKind::ReadTimeout, DeadlineElapsed(()));
-                    let history = take_history(this.retry);
-                    this.shared.stopped(Stop::Deadline);
-                    let err =
-                        RetryError::new(RetryReason::Failure(failure), history, Stop::Deadline);
-                    return Poll::Ready(Err(Box::new(err)));
-                }
-                return Poll::Pending;
-            }};
-        }
         loop {
             match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
                     let policy = &this.shared.policy;
                     let Poll::Ready(result) = future.poll(cx) else {
-                        pending_unless_deadline!();
+                        // An attempt still pending at the deadline is dropped.
+                        return if deadline_passed(this.timer.as_mut(), *this.deadline_at, cx) {
+                            Poll::Ready(Err(deadline_error(this.retry, this.shared)))
+                        } else {
+                            Poll::Pending
+                        };
                     };
                     let result = match result {
                         // A response no rule could retry, before any retry: the common case,
@@ -247,12 +238,22 @@ where
                 }
                 StateProj::Ready => {
                     let Poll::Ready(ready) = this.service.poll_ready(cx) else {
-                        pending_unless_deadline!();
+                        // So is the wait for readiness.
+                        return if deadline_passed(this.timer.as_mut(), *this.deadline_at, cx) {
+                            Poll::Ready(Err(deadline_error(this.retry, this.shared)))
+                        } else {
+                            Poll::Pending
+                        };
                     };
                     if let Err(err) = ready {
                         let history = take_history(this.retry);
                         let failure = Failure::boxed_failure_at(err.into(), Stage::Request);
                         return Poll::Ready(Err(with_history(failure, history)));
+                    }
+                    // No retry is sent past the deadline, even when its sleep ended in time
+                    // and the task was polled late: one clock read per retry.
+                    if this.deadline_at.is_some_and(|at| Instant::now() >= at) {
+                        return Poll::Ready(Err(deadline_error(this.retry, this.shared)));
                     }
                     let request = this
                         .retry
@@ -270,7 +271,8 @@ where
 /// Whether the call's deadline (if any) has passed, asked while an attempt or the wait for
 /// readiness is pending. The timer is made, and registered with tokio's timer, only then: a
 /// call answered at once (or rejected at once by an open breaker or a full pool) never
-/// pays for one. An answer that is ready is taken even if the deadline has just passed.
+/// pays for one. An answer that is ready is taken even if the deadline has just passed; a
+/// retry is not sent once it has (checked before the retry's call).
 fn deadline_passed(
     mut timer: Pin<&mut Option<Sleep>>,
     deadline_at: Option<Instant>,
@@ -381,6 +383,18 @@ fn take_history<B>(retry: &mut Option<Box<RetryState<B>>>) -> RetryHistory {
         .as_mut()
         .map(|r| std::mem::take(&mut r.attempts.history))
         .unwrap_or_default()
+}
+
+/// The error of a call stopped by its deadline, with the history of its retries.
+fn deadline_error<B>(retry: &mut Option<Box<RetryState<B>>>, shared: &Shared) -> BoxError {
+    let failure = Failure::new(FailureKind::ReadTimeout, DeadlineElapsed(()));
+    shared.stopped(Stop::Deadline);
+    let history = take_history(retry);
+    Box::new(RetryError::new(
+        RetryReason::Failure(failure),
+        history,
+        Stop::Deadline,
+    ))
 }
 
 /// A failure returned as it is after earlier retries carries their history.

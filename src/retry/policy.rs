@@ -354,9 +354,10 @@ impl RetryPolicy {
 
     /// A limit on the whole call, attempts and sleeps included (extension): a retry whose
     /// sleep would end past it is not made, and an attempt (or the wait for the service's
-    /// readiness) still pending at the deadline is dropped. An answer ready when the call is
-    /// polled is taken even if the deadline has just passed, as tower's `Timeout` does; the
-    /// deadline's timer is only made once the call has to wait. Default: none.
+    /// readiness) still pending at the deadline is dropped, and no retry is sent once it has
+    /// passed. An answer ready when the call is polled is taken even if the deadline has just
+    /// passed, as tower's `Timeout` does; the deadline's timer is only made once the call has
+    /// to wait. Default: none.
     pub fn deadline(mut self, deadline: Option<Duration>) -> Self {
         self.deadline = deadline;
         self

@@ -212,6 +212,89 @@ async fn deadline_drops_an_attempt_still_running() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn deadline_drops_an_attempt_still_running_after_a_sleep() {
+    // The first attempt asks to come back in 2 s; the second hangs. The call stops at the
+    // deadline (5 s), not when the sleep's timer fired (2 s).
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = calls.clone();
+    let inner = tower::service_fn(move |_req: Request<String>| {
+        let n = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            if n > 0 {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            let status = if n == 0 { 503 } else { 200 };
+            Ok::<_, std::io::Error>(
+                Response::builder()
+                    .status(status)
+                    .header("retry-after", "2")
+                    .body(())
+                    .unwrap(),
+            )
+        }
+    });
+    let policy = RetryPolicy::default().deadline(Some(Duration::from_secs(5)));
+    let svc = RetryLayer::new(policy).unwrap().layer(inner);
+    let started = tokio::time::Instant::now();
+    let err = call(svc, request(Method::GET)).await.unwrap_err();
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+    let err = err.downcast_ref::<RetryError>().unwrap();
+    assert_eq!(err.stop(), Stop::Deadline);
+    assert_eq!(err.history().records().len(), 1);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadline_stops_a_retry_whose_task_is_polled_late() {
+    use std::{
+        future::Future,
+        task::{Context, Poll, Waker},
+    };
+    // The sleep before the retry ends in time (2 s), but the task is next polled at 6 s,
+    // past the deadline (5 s): the retry is not sent.
+    let script = Script::new(&[ra(503, "2"), OK]);
+    let policy = RetryPolicy::default().deadline(Some(Duration::from_secs(5)));
+    let mut svc = RetryLayer::new(policy).unwrap().layer(script.clone());
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(svc.poll_ready(&mut cx).is_ready());
+    let mut fut = Box::pin(svc.call(request(Method::GET)));
+    assert!(
+        fut.as_mut().poll(&mut cx).is_pending(),
+        "sleeping before the retry"
+    );
+    tokio::time::advance(Duration::from_secs(6)).await;
+    let Poll::Ready(Err(err)) = fut.as_mut().poll(&mut cx) else {
+        panic!("the call should stop at its deadline");
+    };
+    assert_eq!(
+        err.downcast_ref::<RetryError>().unwrap().stop(),
+        Stop::Deadline
+    );
+    assert_eq!(script.calls(), 1, "no retry sent past the deadline");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_ready_at_the_deadline_is_taken() {
+    use std::{
+        future::Future,
+        task::{Context, Poll, Waker},
+    };
+    // Polled for the first time after the deadline, the call still has its answer: the
+    // deadline only drops what is still pending (as tower's `Timeout` does).
+    let script = Script::new(&[OK]);
+    let policy = RetryPolicy::default().deadline(Some(Duration::from_secs(5)));
+    let mut svc = RetryLayer::new(policy).unwrap().layer(script.clone());
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(svc.poll_ready(&mut cx).is_ready());
+    let mut fut = Box::pin(svc.call(request(Method::GET)));
+    tokio::time::advance(Duration::from_secs(6)).await;
+    let Poll::Ready(Ok(response)) = fut.as_mut().poll(&mut cx) else {
+        panic!("the ready answer should be taken");
+    };
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test(start_paused = true)]
 async fn retry_after_over_the_max() {
     let base = || {
         RetryPolicy::default()
