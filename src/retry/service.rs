@@ -238,6 +238,8 @@ pub(crate) struct Kept<B> {
     /// The header fields in order, not a `HeaderMap`: one allocation where a map's clone
     /// makes two (its index and its entries). A retry builds its map from these.
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// How many distinct names they have: what a map reserves (by names, not values).
+    names: usize,
     extensions: Extensions,
     body: B,
 }
@@ -257,6 +259,7 @@ impl<B: TryCloneBody> Kept<B> {
                 kept.extend(headers.iter().map(|(n, v)| (n.clone(), v.clone())));
                 kept
             },
+            names: request.headers().keys_len(),
             extensions: request.extensions().clone(),
         })
     }
@@ -267,9 +270,10 @@ impl<B: TryCloneBody> Kept<B> {
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = self.uri.clone();
         *request.version_mut() = self.version;
-        // Within the capacity of the map the fields came from: appending cannot fail.
+        // As many names as the map the fields came from held: neither this reservation nor
+        // the appends can exceed a map's limits.
         let headers = request.headers_mut();
-        headers.reserve(self.headers.len());
+        headers.reserve(self.names);
         for (name, value) in &self.headers {
             headers.append(name.clone(), value.clone());
         }

@@ -295,6 +295,31 @@ async fn an_answer_ready_at_the_deadline_is_taken() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_retry_resends_a_header_with_many_values() {
+    // 30,000 values of one name: a valid map (values beyond the first are not capped), whose
+    // copy must be rebuilt for the retry without reserving a slot per value.
+    let script = Script::new(&[C, OK]);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let inner = tower::service_fn(move |req: Request<String>| {
+        log.lock()
+            .unwrap()
+            .push(req.headers().get_all("x-tag").iter().count());
+        script.clone().oneshot(req)
+    });
+    let mut req = request(Method::GET);
+    for _ in 0..30_000 {
+        req.headers_mut()
+            .append("x-tag", http::HeaderValue::from_static("v"));
+    }
+    let svc = RetryLayer::new(RetryPolicy::default())
+        .unwrap()
+        .layer(inner);
+    assert_eq!(call(svc, req).await.unwrap().status(), 200);
+    assert_eq!(*seen.lock().unwrap(), [30_000, 30_000]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn retry_after_over_the_max() {
     let base = || {
         RetryPolicy::default()
