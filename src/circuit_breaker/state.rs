@@ -459,16 +459,7 @@ fn claim(local: &ThreadLocal) -> usize {
 #[inline]
 fn take_lane(lanes: &[Arc<Lane>]) -> Arc<Lane> {
     LOCAL
-        .try_with(|local| {
-            let lane = &lanes[claim(local)];
-            match local.spare.take() {
-                Some(own) if Arc::ptr_eq(&own, lane) => own,
-                other => {
-                    local.spare.set(other);
-                    Arc::clone(lane)
-                }
-            }
-        })
+        .try_with(|local| crate::spare::take(&local.spare, &lanes[claim(local)]))
         .unwrap_or_else(|_| Arc::clone(&lanes[lanes.len() - 1]))
 }
 
