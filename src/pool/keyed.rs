@@ -329,7 +329,7 @@ impl<K: Hash + Eq + fmt::Debug> Keyed<K> {
         };
         self.map.get_or_insert(key, found, make, |_| {
             #[cfg(feature = "metrics")]
-            core.pools_changed(self.map.len());
+            core.pools_changed(|| self.map.len());
         })
     }
 

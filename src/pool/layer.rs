@@ -579,7 +579,7 @@ impl<K> PoolLimitBuilder<K> {
             core.instruments.set_max(max);
             core.instruments.publish(|| (0, max));
         } else {
-            core.pools_changed(0);
+            core.pools_changed(|| 0);
         }
         core
     }

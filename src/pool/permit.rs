@@ -369,14 +369,24 @@ impl Core {
         });
     }
 
-    /// A keyed layer now tracks `pools` pools (read after the change, so that the last
-    /// publication of racing changes has the last count).
+    /// A keyed layer's count of pools changed: publishes it as `pools()` reads it, and again
+    /// until a reading after the publication agrees, so that of racing changes (published
+    /// after their map's lock is released) the last publication has the last count.
     #[cfg(feature = "metrics")]
-    pub(crate) fn pools_changed(&self, pools: usize) {
+    pub(crate) fn pools_changed(&self, pools: impl Fn() -> usize) {
         let Some(keyed) = &self.keyed else { return };
-        keyed.pools.store(pools, Ordering::Relaxed);
-        self.instruments.set_max(self.maxsize.saturating_mul(pools));
-        self.publish_keyed();
+        if !self.instruments.live() {
+            return;
+        }
+        loop {
+            let count = pools();
+            keyed.pools.store(count, Ordering::Relaxed);
+            self.instruments.set_max(self.maxsize.saturating_mul(count));
+            self.publish_keyed();
+            if pools() == count {
+                return;
+            }
+        }
     }
 }
 
