@@ -115,7 +115,9 @@
 //! to give it back, and allocates nothing: the semaphore here is FIFO-fair like tokio's,
 //! but takes a lock only when a call waits or a waiter is served (tokio's takes one on
 //! every release). A per-host call adds its key (scheme, host and port, sharing the URI's
-//! bytes: no allocation) and a map lookup under a mutex. A call that has to wait allocates
+//! bytes: a reference count taken and dropped, no allocation; a request that names its
+//! host only in a `Host` header copies it) and a map lookup under a read lock (a write lock
+//! only for a new host). A call that has to wait allocates
 //! its place in the queue. A `leak_threshold` adds a clock read per call. The
 //! `benches/pool.rs` benchmark compares it with tower's `ConcurrencyLimit` and
 //! tower-resilience's bulkhead.
