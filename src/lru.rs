@@ -1,18 +1,22 @@
 //! A bounded map of per-key state, least recently used first out: the keyed breaker's
 //! breakers and the per-host pool limit's pools.
 //!
-//! Keys are spread over up to 16 shards, each a hash map under a read-write lock, so that
-//! calls to different hosts seldom meet on one lock. A call finds its value under the read
-//! lock; only a new key takes the write lock, to insert, and to evict when the shard is full.
+//! Each shard is a hash map under a read-write lock: a call finds its value under the read
+//! lock; only a new key takes the write lock, to insert, and to evict when the shard is
+//! full. The pool limit keeps one shard (its bound and its recency are exact, as urllib3's
+//! `num_pools`); the keyed breaker spreads its keys over up to 16, so that calls to
+//! different hosts seldom meet on one lock, and then the bound and the recency hold per
+//! shard.
 //!
 //! Least recent use is kept in stamps from a per-shard clock: a lookup stamps its entry
 //! only when that entry was not the last one stamped, so a busy key's calls write nothing
-//! shared. Stamps are distinct (each from one `fetch_add`), and an entry's only grows.
+//! shared but the shard's read lock. Stamps are distinct (each from one `fetch_add`), and
+//! an entry's only grows.
 //!
-//! A new key in a full shard evicts an eighth of it (at least what is needed): entries its
-//! value calls idle first, then busy ones, least recently used first within each; entries
-//! it says must stay are never evicted, so a shard may then hold more than its share (the
-//! pool limit's pools with calls in flight).
+//! A new key in a full shard evicts up to an eighth of it, least recently used first: idle
+//! entries fill that batch, busy ones go only as far as room is needed, and entries that
+//! must stay never go, so a shard may then hold more than its share (the pool limit's pools
+//! with calls in flight, a breaker an operator holds open or disabled).
 
 use std::{
     borrow::Borrow,
@@ -91,9 +95,20 @@ struct Slot<V> {
 
 impl<K: Hash + Eq, V: Evict> LruMap<K, V> {
     /// A map of at most `capacity` entries (beyond it only by entries that must stay), in
-    /// one shard per 64 of them, up to 16.
+    /// one shard.
+    #[cfg(any(test, feature = "pool"))]
     pub(crate) fn new(capacity: usize) -> Self {
-        let count = (capacity / 64).clamp(1, 16).next_power_of_two().min(16);
+        Self::with_shards(capacity, 1)
+    }
+
+    /// [`new`](Self::new) in about one shard per 64 entries (rounded up to a power of two,
+    /// at most 16), each with its share of `capacity`.
+    #[cfg(any(test, feature = "circuit-breaker"))]
+    pub(crate) fn sharded(capacity: usize) -> Self {
+        Self::with_shards(capacity, (capacity / 64).clamp(1, 16).next_power_of_two())
+    }
+
+    fn with_shards(capacity: usize, count: usize) -> Self {
         let shards = (0..count)
             .map(|i| {
                 Padded(Shard {
@@ -169,13 +184,15 @@ impl<K: Hash + Eq, V: Evict> LruMap<K, V> {
             shard.touch(slot);
             return found(&slot.value);
         }
+        // The value first: if `make` panics (a user's `Debug`, a metrics recorder), nothing
+        // was evicted and the count is right.
+        let key = key.into_key();
+        let value = make(&key);
         let evicted = if map.len() >= shard.capacity {
             evict(&mut map, shard.capacity)
         } else {
             0
         };
-        let key = key.into_key();
-        let value = make(&key);
         let slot = Slot {
             value,
             last_used: AtomicU64::new(shard.clock.fetch_add(1, Ordering::Relaxed) + 1),
@@ -236,38 +253,47 @@ impl<K, V> Shard<K, V> {
     }
 }
 
-/// Evicts an eighth of a full shard, at least enough to make room for one more entry:
-/// idle entries first, then busy ones, least recently used first within each; never an
-/// entry that must stay. Batches keep the cost per new key constant while a scan of hosts
-/// fills the map again and again. Returns how many were evicted.
+/// Evicts from a full shard, least recently used first: idle entries up to an eighth of it
+/// (at least enough to make room for one more entry), busy ones only as far as room is
+/// still needed, never an entry that must stay. Batches keep the cost per new key constant
+/// while a scan of hosts fills the map again and again. Returns how many were evicted.
 fn evict<K: Hash + Eq, V: Evict>(map: &mut HashMap<K, Slot<V>>, capacity: usize) -> usize {
-    let wanted = (map.len() + 1)
-        .saturating_sub(capacity)
-        .max(capacity / 8)
-        .max(1);
+    let needed = (map.len() + 1).saturating_sub(capacity).max(1);
     // Under the write lock nobody stamps an entry, so stamps identify entries (they are
     // distinct). Whether a value may go is asked once: it can change meanwhile (a call on
     // a breaker ends), and asking again could evict fewer or more than chosen.
-    let mut chosen: Vec<(Eviction, u64)> = map
-        .values()
-        .filter_map(|slot| match slot.value.eviction() {
-            Eviction::Never => None,
-            class => Some((class, slot.last_used.load(Ordering::Relaxed))),
-        })
-        .collect();
-    if chosen.len() > wanted {
-        chosen.select_nth_unstable(wanted - 1);
-        chosen.truncate(wanted);
+    let (mut idle, mut busy) = (Vec::new(), Vec::new());
+    for slot in map.values() {
+        let stamp = slot.last_used.load(Ordering::Relaxed);
+        match slot.value.eviction() {
+            Eviction::Idle => idle.push(stamp),
+            Eviction::Busy => busy.push(stamp),
+            Eviction::Never => {}
+        }
     }
-    let mut stamps: Vec<u64> = chosen.into_iter().map(|(_, stamp)| stamp).collect();
-    stamps.sort_unstable();
+    least(&mut idle, needed.max(capacity / 8));
+    least(&mut busy, needed.saturating_sub(idle.len()));
+    idle.append(&mut busy);
+    if idle.is_empty() {
+        return 0;
+    }
+    idle.sort_unstable();
     let before = map.len();
     map.retain(|_, slot| {
-        stamps
-            .binary_search(&slot.last_used.load(Ordering::Relaxed))
+        idle.binary_search(&slot.last_used.load(Ordering::Relaxed))
             .is_err()
     });
     before - map.len()
+}
+
+/// Keeps the `n` smallest of `stamps`.
+fn least(stamps: &mut Vec<u64>, n: usize) {
+    if stamps.len() > n {
+        if n > 0 {
+            stamps.select_nth_unstable(n - 1);
+        }
+        stamps.truncate(n);
+    }
 }
 
 impl<K, V> fmt::Debug for LruMap<K, V> {
@@ -388,9 +414,50 @@ mod tests {
         assert_eq!(keys(&map), (8..=64).collect::<Vec<_>>());
     }
 
+    fn set(map: &LruMap<u32, Value>, key: u32, class: Eviction) {
+        map.get(&key, |v| *v.0.lock().unwrap() = class).unwrap();
+    }
+
+    #[test]
+    fn busy_entries_go_only_as_far_as_room_is_needed() {
+        let map = LruMap::new(64);
+        for key in 0..64 {
+            insert(&map, key);
+            if key >= 4 {
+                set(&map, key, Eviction::Busy);
+            }
+        }
+        // An eighth is 8, but only the 4 idle entries fill the batch: no busy one goes.
+        assert_eq!(insert(&map, 64), Some(4));
+        assert_eq!(keys(&map), (4..=64).collect::<Vec<_>>());
+        assert_eq!(map.len(), 61);
+        // All busy: only the least recent one goes, not an eighth.
+        let map = LruMap::new(64);
+        for key in 0..64 {
+            insert(&map, key);
+            set(&map, key, Eviction::Busy);
+        }
+        assert_eq!(insert(&map, 64), Some(1));
+        assert_eq!(keys(&map), (1..=64).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_value_that_fails_to_be_made_changes_nothing() {
+        let map = LruMap::new(2);
+        insert(&map, 1);
+        insert(&map, 2);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            map.get_or_insert(3, |_| (), |_| panic!("no value"), |_| ());
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(keys(&map), [1, 2], "nothing evicted");
+        assert_eq!(map.len(), 2);
+        assert_eq!(insert(&map, 3), Some(1), "the map still works");
+    }
+
     #[test]
     fn many_keys_spread_over_shards_and_stay_bounded() {
-        let map = LruMap::new(1024);
+        let map = LruMap::sharded(1024);
         assert_eq!(map.shards.len(), 16);
         for key in 0..100_000 {
             insert(&map, key);
@@ -402,7 +469,7 @@ mod tests {
 
     #[test]
     fn threads_racing_on_shared_keys_keep_the_count_and_the_bound() {
-        let map = Arc::new(LruMap::<u32, Value>::new(256));
+        let map = Arc::new(LruMap::<u32, Value>::sharded(256));
         let threads: Vec<_> = (0..4u32)
             .map(|t| {
                 let map = Arc::clone(&map);

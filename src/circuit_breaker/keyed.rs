@@ -168,8 +168,9 @@ where
 // ===== the map =====
 
 /// The breakers of a keyed layer (see [`LruMap`] for the shards, the locks and the order of
-/// eviction): a closed or disabled breaker with no call in flight is idle and evicted first;
-/// an open one only when nothing else is left.
+/// eviction): a closed breaker is idle and may be evicted in a batch; an open or half-open
+/// one only when room is still needed; one an operator forced open or disabled never (its
+/// state must hold).
 pub(crate) struct KeyedMap {
     settings: Arc<Settings>,
     map: LruMap<Arc<str>, Shared>,
@@ -177,10 +178,10 @@ pub(crate) struct KeyedMap {
 
 impl Evict for Shared {
     fn eviction(&self) -> Eviction {
-        if self.breaker.is_idle() {
-            Eviction::Idle
-        } else {
-            Eviction::Busy
+        match self.breaker.state() {
+            State::Closed => Eviction::Idle,
+            State::Open | State::HalfOpen => Eviction::Busy,
+            State::ForcedOpen | State::Disabled => Eviction::Never,
         }
     }
 }
@@ -200,7 +201,7 @@ impl Lookup<Arc<str>> for Cow<'_, str> {
 
 impl KeyedMap {
     fn new(settings: Arc<Settings>) -> Self {
-        let map = LruMap::new(settings.config.max_keys);
+        let map = LruMap::sharded(settings.config.max_keys);
         KeyedMap { settings, map }
     }
 
@@ -338,11 +339,13 @@ impl<S, K: Clone, C: Clone> Layer<S> for KeyedCircuitBreakerLayer<K, C> {
 ///
 /// # Memory
 ///
-/// At most [`max_keys`](super::CircuitBreakerBuilder::max_keys) breakers are kept. A new key
-/// in a full map evicts an eighth of it: closed breakers first, least recently used first;
-/// open ones only when nothing else is left. An evicted key starts again with a fresh,
-/// closed breaker. So a scan of a million hosts holds at most `max_keys` breakers (a few KiB
-/// each) at any time.
+/// At most [`max_keys`](super::CircuitBreakerBuilder::max_keys) breakers are kept, in up to
+/// 16 shards of the map, each with its share of the bound. A new key in a full shard evicts
+/// up to an eighth of it, least recently used first: closed breakers fill that batch; open
+/// or half-open ones go only as far as room is still needed; a breaker an operator forced
+/// open or disabled is never evicted (then the map may hold more, by as many). An evicted
+/// key starts again with a fresh, closed breaker. So a scan of a million hosts holds at most
+/// `max_keys` breakers (a few KiB each) at any time.
 ///
 /// # Clone
 ///

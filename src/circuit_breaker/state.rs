@@ -858,11 +858,6 @@ impl Breaker {
         self.key.as_deref()
     }
 
-    /// Whether a keyed map may evict this breaker first: it is closed (or disabled).
-    pub(crate) fn is_idle(&self) -> bool {
-        matches!(self.state(), State::Closed | State::Disabled)
-    }
-
     /// The nominal open duration the next trip would use (before jitter).
     pub(crate) fn next_open_duration(&self) -> Duration {
         let ctl = self.control();

@@ -385,12 +385,11 @@ impl<K> PoolLimitBuilder<K> {
 
     /// urllib3's `num_pools`: how many pools a per-host layer keeps (default
     /// [`DEFAULT_MAX_POOLS`]). When a new host comes and the bound is reached, the least
-    /// recently used *idle* pools are evicted, an eighth of the bound at once (at least one),
-    /// so that a scan of hosts does not evict on every new one. A pool with a call in flight
+    /// recently used *idle* pools are evicted, an eighth of the bound at once (at least one;
+    /// from 16 pools on a batch, so that a scan of hosts does not evict on every new one). A
+    /// pool with a call in flight
     /// or waiting is never evicted, since its limit must hold: the pools beyond the bound are
     /// then one per busy host, bounded by the calls in flight, never by the hosts ever seen.
-    /// From 128 pools on, they are kept in shards (up to 16, each with its share of the
-    /// bound), so that calls to different hosts seldom take the same lock.
     ///
     /// An idle pool holds no permit, so evicting it changes no limit; only its per-pool
     /// counters leave the [snapshot](super::PoolSnapshot) (the totals keep them).

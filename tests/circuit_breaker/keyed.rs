@@ -151,6 +151,33 @@ async fn least_recently_used_keys_are_evicted_first() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn breakers_an_operator_holds_are_never_evicted() {
+    let layer = CircuitBreakerLayer::builder()
+        .max_keys(4)
+        .build_keyed()
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(backend(Arc::default()));
+    for host in ["held-open", "held-off", "c", "d"] {
+        send_to(&mut svc, host).await.unwrap();
+    }
+    handle.get("held-open").unwrap().force_open();
+    handle.get("held-off").unwrap().disable();
+    // Eight new hosts through a full map: the held breakers are the least recently used,
+    // yet only the closed ones go.
+    for i in 0..8 {
+        send_to(&mut svc, &format!("new{i}")).await.unwrap();
+    }
+    assert_eq!(handle.get("held-open").unwrap().state(), State::ForcedOpen);
+    assert_eq!(handle.get("held-off").unwrap().state(), State::Disabled);
+    assert_rejected(
+        &send_to(&mut svc, "held-open").await.unwrap_err(),
+        State::ForcedOpen,
+    );
+    assert_eq!(handle.len(), 4, "the bound holds for the others");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_scan_of_many_hosts_stays_within_max_keys() {
     let layer = CircuitBreakerLayer::builder()
         .max_keys(1024)

@@ -103,8 +103,7 @@ async fn busy_pools_are_never_evicted() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_scan_of_many_hosts_in_a_sharded_map_stays_within_max_pools() {
-    // 256 pools: kept in shards, each with its share of the bound.
+async fn a_scan_of_many_hosts_stays_within_max_pools_and_keeps_a_busy_pool() {
     let layer = PoolLimitLayer::builder(1)
         .max_pools(256)
         .fail_fast()
