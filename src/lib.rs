@@ -99,6 +99,8 @@ pub mod circuit_breaker;
 pub mod classify;
 mod config;
 #[cfg(any(feature = "pool", feature = "circuit-breaker"))]
+mod host;
+#[cfg(any(feature = "pool", feature = "circuit-breaker"))]
 mod lru;
 #[cfg(feature = "pool")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pool")))]

@@ -8,6 +8,7 @@ use super::{
 };
 use crate::{
     classify::{Failure, Stage},
+    host::{default_port, split_host_port},
     lru::{Evict, Eviction, Lookup, LruMap},
     BoxError,
 };
@@ -59,11 +60,12 @@ pub trait BreakerKey<Req> {
     fn key<'a>(&self, request: &'a Req) -> Cow<'a, str>;
 }
 
-/// The default key of a keyed breaker: the request URI's authority (`host:port`, without
-/// user information), or the `Host` header when the URI has none (as a server receives
-/// it), or the empty string. As the pool limit's per-host key does, it treats the host
-/// case-insensitively (lowercased) and the scheme's default port as absent, so that the
-/// breaker and the pool of one stack agree on what one host is.
+/// The default key of a keyed breaker: the host of the request URI's authority, or of the
+/// `Host` header when the URI has none (as a server receives it), lowercased, with its port
+/// when that is not the scheme's default (`host:port`; no user information), or the empty
+/// string. It reads the authority as the pool limit's per-host key does, so requests that
+/// share a pool always share a breaker. The scheme itself is not part of it: `http://h/`
+/// and `https://h/` are one host to the breaker, and two pools.
 ///
 /// ```
 /// use tower_fortify::circuit_breaker::{ByAuthority, BreakerKey};
@@ -92,34 +94,32 @@ impl<B> BreakerKey<http::Request<B>> for ByAuthority {
                 .and_then(|value| value.to_str().ok())
                 .unwrap_or(""),
         };
-        // User information must not end up in keys, logs or errors. A byte scan: a
-        // `str` splitter costs more than the short authority it searches.
-        let start = authority
-            .as_bytes()
-            .iter()
-            .rposition(|&b| b == b'@')
-            .map_or(0, |at| at + 1);
-        let mut authority = &authority[start..];
-        // The scheme is looked at only when the authority ends with a port.
-        if authority.as_bytes().last().is_some_and(u8::is_ascii_digit) {
-            let default_port = match request.uri().scheme_str() {
-                Some(s) if s.eq_ignore_ascii_case("http") => ":80",
-                Some(s) if s.eq_ignore_ascii_case("https") => ":443",
-                _ => ":",
-            };
-            if let Some(host) = authority.strip_suffix(default_port) {
-                authority = host;
+        // The host and port as the pool's key reads them (user information left out: it
+        // must not end up in keys, logs or errors); the port only if it is not the scheme's
+        // default.
+        let (host, port) = split_host_port(authority);
+        let is_default = |port| request.uri().scheme_str().and_then(default_port) == Some(port);
+        let key = match port.filter(|&port| !is_default(port)) {
+            None => &authority[host],
+            // Written as the port it is (`:0081` is port 81), else a key of its own.
+            Some(port) => {
+                let text = &authority[host.end + 1..];
+                if text.starts_with('0') || text.starts_with('+') {
+                    let host = authority[host].to_ascii_lowercase();
+                    return Cow::Owned(format!("{host}:{port}"));
+                }
+                &authority[host.start..]
             }
-        }
+        };
         // Allocates only for a host written with capitals. A fold, not `any`: no early
         // exit, so the scan of these few bytes vectorises.
-        if authority
+        if key
             .bytes()
             .fold(false, |upper, b| upper | b.is_ascii_uppercase())
         {
-            Cow::Owned(authority.to_ascii_lowercase())
+            Cow::Owned(key.to_ascii_lowercase())
         } else {
-            Cow::Borrowed(authority)
+            Cow::Borrowed(key)
         }
     }
 }

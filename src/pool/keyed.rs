@@ -2,6 +2,7 @@
 //! bounded map of pools.
 
 use super::permit::{Core, Permit, Pool};
+use crate::host::{default_port, split_host_port};
 use crate::lru::{Evict, Eviction, LruMap};
 use http::{
     header,
@@ -113,11 +114,7 @@ impl HostKey {
         let (host, explicit) = authority.as_ref().map_or((0..0, None), |authority| {
             split_host_port(authority.as_str())
         });
-        let port = explicit.or_else(|| match scheme.as_ref()?.as_str() {
-            s if s.eq_ignore_ascii_case("http") => Some(80),
-            s if s.eq_ignore_ascii_case("https") => Some(443),
-            _ => None,
-        });
+        let port = explicit.or_else(|| default_port(scheme.as_ref()?.as_str()));
         HostKey {
             scheme,
             authority,
@@ -141,32 +138,6 @@ impl HostKey {
     pub fn port(&self) -> Option<u16> {
         self.port
     }
-}
-
-/// The host's place in a valid authority (`[userinfo@]host[:port]`, the host possibly a
-/// bracketed IPv6 address), and the explicit port: what `Authority::host` and
-/// `Authority::port_u16` return, in one pass over the bytes.
-fn split_host_port(authority: &str) -> (std::ops::Range<usize>, Option<u16>) {
-    let bytes = authority.as_bytes();
-    let start = bytes
-        .iter()
-        .rposition(|&b| b == b'@')
-        .map_or(0, |at| at + 1);
-    let rest = &bytes[start..];
-    let host_len = if rest.first() == Some(&b'[') {
-        rest.iter()
-            .position(|&b| b == b']')
-            .map_or(rest.len(), |end| end + 1)
-    } else {
-        rest.iter().position(|&b| b == b':').unwrap_or(rest.len())
-    };
-    let port = match rest.get(host_len) {
-        Some(b':') => std::str::from_utf8(&rest[host_len + 1..])
-            .ok()
-            .and_then(|port| port.parse().ok()),
-        _ => None,
-    };
-    (start..start + host_len, port)
 }
 
 impl PartialEq for HostKey {
@@ -369,24 +340,6 @@ mod tests {
         assert_ne!(key("http://example.com/"), key("https://example.com/"));
         assert_ne!(key("http://example.com/"), key("http://example.com:8080/"));
         assert_ne!(key("http://example.com/"), key("http://example.org/"));
-    }
-
-    #[test]
-    fn host_and_port_as_http_parses_them() {
-        for authority in [
-            "example.com",
-            "example.com:8080",
-            "user:pw@example.com:81",
-            "[::1]",
-            "[::1]:9000",
-            "u@[fe80::1%25eth0]:1",
-            "127.0.0.1:65535",
-        ] {
-            let parsed: Authority = authority.parse().unwrap();
-            let (host, port) = split_host_port(authority);
-            assert_eq!(&authority[host], parsed.host(), "{authority}");
-            assert_eq!(port, parsed.port_u16(), "{authority}");
-        }
     }
 
     #[test]

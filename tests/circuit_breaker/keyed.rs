@@ -73,10 +73,11 @@ async fn one_failing_host_opens_only_its_own_breaker() {
 
 #[tokio::test(start_paused = true)]
 async fn spellings_of_one_host_share_its_breaker() {
-    // As the pool's per-host key does: host case-insensitive, the default port implied.
+    // As the pool's per-host key reads them: host case-insensitive, the default port
+    // implied, a port written with leading zeros the same port.
     let down = Arc::new(Mutex::new(HashSet::from(["bad.test".to_owned()])));
     let layer = CircuitBreakerLayer::builder()
-        .minimum_calls(4)
+        .minimum_calls(5)
         .build_keyed()
         .unwrap();
     let handle = layer.handle();
@@ -86,18 +87,28 @@ async fn spellings_of_one_host_share_its_breaker() {
         "http://BAD.test/b",
         "http://bad.test:80/c",
         "http://user@Bad.Test:80/d",
+        "http://bad.test:0080/e",
     ] {
         let request = Request::get(uri).body(()).unwrap();
         let response = svc.ready().await.unwrap().call(request).await.unwrap();
         assert_eq!(response.status(), 503, "{uri}");
     }
     assert_eq!(handle.states(), [("bad.test".to_owned(), State::Open)]);
-    // Another port, or another scheme's default port, is another key.
-    for uri in ["http://bad.test:8080/", "https://bad.test:80/"] {
+    // The scheme is not part of the key: https to its default port is the same host.
+    let request = Request::get("https://bad.test/").body(()).unwrap();
+    let err = svc.ready().await.unwrap().call(request).await.unwrap_err();
+    assert_rejected(&err, State::Open);
+    // Another port (however written), or another scheme's default port, is another key.
+    for uri in [
+        "http://bad.test:8080/",
+        "http://bad.test:08080/",
+        "https://bad.test:80/",
+    ] {
         let request = Request::get(uri).body(()).unwrap();
         let _ = svc.ready().await.unwrap().call(request).await;
     }
-    assert_eq!(handle.len(), 3, "{:?}", handle.states());
+    let keys: Vec<String> = handle.states().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, ["bad.test", "bad.test:80", "bad.test:8080"]);
 }
 
 #[tokio::test(start_paused = true)]
