@@ -69,7 +69,8 @@ mod retry {
         ok
     }
 
-    /// A request copy as the caller makes it (outside what is counted).
+    /// A request copy as the caller makes it. `drive_requests` makes one per call, so its
+    /// allocations are counted with the layer's.
     fn copy(request: &http::Request<Full<Bytes>>) -> http::Request<Full<Bytes>> {
         let mut copy = http::Request::new(request.body().clone());
         *copy.method_mut() = request.method().clone();
@@ -96,13 +97,15 @@ mod retry {
     }
 
     #[test]
-    fn success_path_allocates_only_the_request_copy() {
+    fn success_path_of_a_request_without_headers_allocates_nothing() {
         let request = request();
-        // What the layer's own copy of this request costs: a static URI, no headers and a
-        // `Bytes` body copy without allocating.
+        // The caller's copy of this request (a static URI, no headers, a `Bytes` body)
+        // allocates nothing, measured after a first copy (which may promote the URI's
+        // buffer to a shared one): every allocation counted below is the layer's.
+        drop(copy(&request));
         let before = allocations();
         let _copy = copy(&request);
-        let copy_cost = allocations() - before;
+        assert_eq!(allocations() - before, 0, "the caller's copy");
 
         let mut svc = RetryLayer::new(RetryPolicy::default())
             .unwrap()
@@ -110,10 +113,10 @@ mod retry {
         drive_requests(&mut svc, &request, 10);
         let before = allocations();
         let ok = drive_requests(&mut svc, &request, 1000);
-        let per_call = (allocations() - before) as f64 / 1000.0;
+        let allocated = allocations() - before;
         assert_eq!(ok, 1000);
-        // The caller's copy in drive_requests, and the layer's copy: nothing else.
-        assert_eq!(per_call, 2.0 * copy_cost as f64, "allocations per call");
+        // Nor does the layer's own copy: no header fields to keep in its vector.
+        assert_eq!(allocated, 0, "allocations in 1,000 calls");
     }
 
     #[test]
