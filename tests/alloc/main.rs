@@ -49,7 +49,11 @@ mod retry {
     use super::*;
     use bytes::Bytes;
     use http_body_util::Full;
-    use tower_fortify::retry::{RetryLayer, RetryPolicy};
+    use std::sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc,
+    };
+    use tower_fortify::retry::{NoRetry, RetryLayer, RetryPolicy};
 
     fn drive_requests<S>(svc: &mut S, request: &http::Request<Full<Bytes>>, n: u32) -> usize
     where
@@ -150,26 +154,62 @@ mod retry {
         );
     }
 
-    #[tokio::test]
-    async fn a_retry_allocates_its_history() {
-        // The check above can fail: the history of a retried call does allocate.
-        let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-        let seen = calls.clone();
-        let inner = tower::service_fn(move |_req: http::Request<Full<Bytes>>| {
-            let n = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            std::future::ready(if n == 0 {
+    /// A service whose calls fail (connection refused) and succeed in turn, counting them
+    /// in `calls`.
+    fn fails_then_succeeds(
+        calls: &Arc<AtomicU32>,
+    ) -> impl Service<
+        http::Request<Full<Bytes>>,
+        Response = http::Response<()>,
+        Error = io::Error,
+        Future = std::future::Ready<Result<http::Response<()>, io::Error>>,
+    > + Clone {
+        let calls = Arc::clone(calls);
+        tower::service_fn(move |_req: http::Request<Full<Bytes>>| {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(if n.is_multiple_of(2) {
                 Err(io::Error::from(io::ErrorKind::ConnectionRefused))
             } else {
                 Ok(http::Response::new(()))
             })
-        });
-        let mut svc = RetryLayer::new(RetryPolicy::default())
-            .unwrap()
-            .layer(inner);
-        let request = request();
-        let before = allocations();
-        drive_requests(&mut svc, &request, 1);
-        assert!(allocations() - before > 0);
-        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+        })
+    }
+
+    /// One call with `request`, built before counting: the success (0 or 1) and the
+    /// allocations of the call alone.
+    fn call_once<S>(svc: &mut S, request: http::Request<Full<Bytes>>) -> (u32, u64)
+    where
+        S: Service<http::Request<Full<Bytes>>>,
+    {
+        let mut request = Some(request);
+        counting_alloc::drive(svc, 1, |_| request.take().expect("one call"))
+    }
+
+    #[tokio::test]
+    async fn a_retry_allocates_its_history() {
+        // The checks above can fail: a retried call allocates more than the same failing
+        // call not retried (its retry state and history, and the request the retry sends).
+        let layer = RetryLayer::new(RetryPolicy::default()).unwrap();
+        let calls = Arc::new(AtomicU32::new(0));
+        let mut retried = layer.layer(fails_then_succeeds(&calls));
+        // A first retried call sets up what a thread does once (the RNG of the jitter).
+        assert_eq!(call_once(&mut retried, request()).0, 1);
+        let (ok, retry_allocations) = call_once(&mut retried, request());
+        assert_eq!(ok, 1, "the retry succeeds");
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+
+        // The same failure with `NoRetry`: the layer returns it as it is.
+        let calls = Arc::new(AtomicU32::new(0));
+        let mut not_retried = layer.layer(fails_then_succeeds(&calls));
+        let mut request = request();
+        request.extensions_mut().insert(NoRetry);
+        let (ok, plain_allocations) = call_once(&mut not_retried, request);
+        assert_eq!(ok, 0, "the failure comes back");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        assert!(
+            retry_allocations > plain_allocations,
+            "a retried call allocated {retry_allocations}, the failure alone {plain_allocations}"
+        );
     }
 }
