@@ -15,8 +15,6 @@ use tower_fortify::pool::{PoolLimitBuilder, PoolLimitLayer};
 #[path = "../support/counting_alloc.rs"]
 mod counting_alloc;
 
-use counting_alloc::allocations;
-
 type Req = http::Request<()>;
 type Res = http::Response<Full<Bytes>>;
 type Mode = (&'static str, fn() -> PoolLimitBuilder);
@@ -94,25 +92,14 @@ fn per_host_keys_of_parsed_uris_allocate_nothing() {
         *request.uri_mut() = "http://api.example.com:8080/items?page=2".parse().unwrap();
         request
     };
-    let requests = |n: usize| (0..n).map(|_| parsed()).collect::<Vec<_>>();
     let layer = PoolLimitLayer::builder(8).block(true).build().unwrap();
     let mut svc = layer.layer(inner());
-    let mut cx = Context::from_waker(Waker::noop());
-    for batch in [requests(10), requests(1000)] {
-        let n = batch.len();
-        let before = allocations();
-        let mut ok = 0;
-        for request in batch {
-            assert!(svc.poll_ready(&mut cx).is_ready());
-            let mut fut = pin!(svc.call(request));
-            if let Poll::Ready(Ok(response)) = fut.as_mut().poll(&mut cx) {
-                drop(response);
-                ok += 1;
-            }
-        }
+    for n in [10, 1000] {
+        let mut batch = (0..n).map(|_| parsed()).collect::<Vec<_>>().into_iter();
+        let (ok, allocated) = counting_alloc::drive(&mut svc, n, |_| batch.next().unwrap());
         assert_eq!(ok, n);
         if n == 1000 {
-            assert_eq!(allocations() - before, 0);
+            assert_eq!(allocated, 0);
         }
     }
 }

@@ -50,7 +50,21 @@ pub fn allocations() -> u64 {
 /// poll of the response future (every service in these tests answers at once), the
 /// response dropped. Returns the successes and the allocations made meanwhile (building
 /// the requests included: the callers build them without allocating).
-pub fn drive<S, R>(svc: &mut S, n: u32, mut request: impl FnMut(u32) -> R) -> (u32, u64)
+pub fn drive<S, R>(svc: &mut S, n: u32, request: impl FnMut(u32) -> R) -> (u32, u64)
+where
+    S: Service<R>,
+{
+    drive_checked(svc, n, request, |_, response| drop(response))
+}
+
+/// As [`drive`], handing each successful response to `check` with its call's index
+/// (`check` is counted too: it should not allocate).
+pub fn drive_checked<S, R>(
+    svc: &mut S,
+    n: u32,
+    mut request: impl FnMut(u32) -> R,
+    mut check: impl FnMut(u32, S::Response),
+) -> (u32, u64)
 where
     S: Service<R>,
 {
@@ -61,7 +75,7 @@ where
         assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
         let fut = pin!(svc.call(request(i)));
         if let Poll::Ready(Ok(response)) = fut.poll(&mut cx) {
-            drop(response);
+            check(i, response);
             ok += 1;
         }
     }
