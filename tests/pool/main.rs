@@ -13,5 +13,7 @@ mod real_server;
 #[cfg(feature = "metrics")]
 #[path = "../support/recorded.rs"]
 mod recorded;
+#[path = "../support/servers.rs"]
+mod servers;
 mod stress;
 mod util;

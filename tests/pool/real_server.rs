@@ -5,10 +5,10 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Empty};
-use hyper::{body::Incoming, server::conn::http1, service::service_fn};
+use hyper::{body::Incoming, service::service_fn};
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
-    rt::{TokioExecutor, TokioIo},
+    rt::TokioExecutor,
 };
 use std::{
     convert::Infallible,
@@ -18,7 +18,7 @@ use std::{
     task::{Context, Poll},
     time::Duration,
 };
-use tokio::{net::TcpListener, sync::mpsc};
+use tokio::sync::mpsc;
 use tower::{Layer, ServiceExt};
 use tower_fortify::{
     classify::FailureKind,
@@ -48,26 +48,15 @@ type Feeds = Arc<Mutex<Vec<mpsc::Sender<Bytes>>>>;
 /// Answers every request at once with a head and a first chunk, then streams the rest of
 /// the body as the test feeds it.
 async fn streaming_server() -> (SocketAddr, Feeds) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let feeds = Feeds::default();
     let server_feeds = feeds.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let feeds = server_feeds.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |_req: Request<Incoming>| {
-                    let (tx, rx) = mpsc::channel(8);
-                    tx.try_send(Bytes::from_static(b"first ")).unwrap();
-                    feeds.lock().unwrap().push(tx);
-                    async move { Ok::<_, Infallible>(Response::new(Fed(rx))) }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
+    let addr = crate::servers::serve_http(service_fn(move |_req: Request<Incoming>| {
+        let (tx, rx) = mpsc::channel(8);
+        tx.try_send(Bytes::from_static(b"first ")).unwrap();
+        server_feeds.lock().unwrap().push(tx);
+        async move { Ok::<_, Infallible>(Response::new(Fed(rx))) }
+    }))
+    .await;
     (addr, feeds)
 }
 

@@ -4,10 +4,10 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
-use hyper::{body::Incoming, server::conn::http1, service::service_fn};
+use hyper::{body::Incoming, service::service_fn};
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
-    rt::{TokioExecutor, TokioIo},
+    rt::TokioExecutor,
 };
 use std::{
     collections::VecDeque,
@@ -21,7 +21,6 @@ use std::{
     task::{Context, Poll},
     time::Duration,
 };
-use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt};
 use tower_fortify::{
     classify::{Failure, FailureKind},
@@ -46,25 +45,14 @@ struct Server {
 }
 
 async fn server(script: Vec<Act>) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let bodies = Arc::new(Mutex::new(Vec::new()));
     let requests = Arc::new(AtomicUsize::new(0));
     let script = Arc::new(script);
     let (b, r) = (bodies.clone(), requests.clone());
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (bodies, requests, script) = (b.clone(), r.clone(), script.clone());
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<Incoming>| {
-                    handle(req, bodies.clone(), requests.clone(), script.clone())
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
+    let addr = crate::servers::serve_http(service_fn(move |req: Request<Incoming>| {
+        handle(req, b.clone(), r.clone(), script.clone())
+    }))
+    .await;
     Server {
         addr,
         bodies,

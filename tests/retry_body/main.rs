@@ -12,17 +12,19 @@ use std::{
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
-use hyper::{body::Incoming, server::conn::http1, service::service_fn};
+use hyper::{body::Incoming, service::service_fn};
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
-    rt::{TokioExecutor, TokioIo},
+    rt::TokioExecutor,
 };
 use proptest::prelude::*;
-use tokio::net::TcpListener;
 use tower_fortify::{
     retry::{BodyNotReplayable, ReplayBody, TryCloneBody},
     BoxError,
 };
+
+#[path = "../support/servers.rs"]
+mod servers;
 
 /// A streamed body: its chunks one frame at a time, with no size hint, like a proxied
 /// request body.
@@ -59,28 +61,17 @@ fn pattern(len: usize, chunk: usize) -> (Vec<u8>, Chunks) {
 
 /// A server on 127.0.0.1 that records every request body it receives.
 async fn recording_server() -> (SocketAddr, Arc<Mutex<Vec<Bytes>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("local addr");
     let received = Arc::new(Mutex::new(Vec::new()));
     let record = Arc::clone(&received);
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let record = Arc::clone(&record);
-            let service = service_fn(move |req: http::Request<Incoming>| {
-                let record = Arc::clone(&record);
-                async move {
-                    let body = req.into_body().collect().await?.to_bytes();
-                    record.lock().unwrap().push(body);
-                    Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::new())))
-                }
-            });
-            tokio::spawn(async move {
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+    let addr = servers::serve_http(service_fn(move |req: http::Request<Incoming>| {
+        let record = Arc::clone(&record);
+        async move {
+            let body = req.into_body().collect().await?.to_bytes();
+            record.lock().unwrap().push(body);
+            Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::new())))
         }
-    });
+    }))
+    .await;
     (addr, received)
 }
 

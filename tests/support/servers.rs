@@ -47,6 +47,30 @@ where
     addr
 }
 
+/// Serves `service` over HTTP/1.1 (hyper's http1 server, a clone of `service` per
+/// connection) on every connection accepted on a fresh loopback listener.
+pub async fn serve_http<S, B>(service: S) -> SocketAddr
+where
+    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    spawn_server(move |stream| {
+        let connection = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service.clone());
+        async move {
+            let _ = connection.await;
+        }
+    })
+    .await
+}
+
 /// Reads until the end of a request head (or EOF), so that the request was surely sent.
 pub async fn read_head(stream: &mut TcpStream) -> io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
