@@ -8,7 +8,13 @@ use tower_fortify::pool::PoolLimitLayer;
 #[cfg(feature = "metrics")]
 mod metrics_ {
     use super::*;
+    use bytes::Bytes;
+    use http_body_util::Full;
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use tower_fortify::{
+        pool::{PoolBody, PoolHandle, PoolLimit},
+        BoxError,
+    };
 
     use crate::recorded::{self, Labels};
 
@@ -65,15 +71,18 @@ mod metrics_ {
         })
     }
 
+    /// A response of the pool limit around `Slow`: its body holds the permit.
+    type Held = http::Response<PoolBody<Full<Bytes>>>;
+
     /// A layer's pool made full by four unread bodies, with a fifth call waiting.
-    struct Full<S: tower::Service<crate::util::Req>> {
-        svc: S,
-        handle: tower_fortify::pool::PoolHandle,
-        held: Vec<S::Response>,
-        waiter: tokio::task::JoinHandle<Result<S::Response, S::Error>>,
+    struct FullPool {
+        svc: PoolLimit<Slow>,
+        handle: PoolHandle,
+        held: Vec<Held>,
+        waiter: tokio::task::JoinHandle<Result<Held, BoxError>>,
     }
 
-    async fn full(recorder: &DebuggingRecorder) -> Full<tower_fortify::pool::PoolLimit<Slow>> {
+    async fn full(recorder: &DebuggingRecorder) -> FullPool {
         let layer = layer(recorder);
         let handle = layer.handle();
         let svc = layer.layer(Slow::new(Duration::ZERO));
@@ -83,7 +92,7 @@ mod metrics_ {
         }
         let waiter = tokio::spawn(svc.clone().oneshot(get("a")));
         crate::util::waiting(&handle, 1).await;
-        Full {
+        FullPool {
             svc,
             handle,
             held,
@@ -96,7 +105,7 @@ mod metrics_ {
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
         // Bound, not `..`: the held bodies must live until the end.
-        let Full {
+        let FullPool {
             held: _held,
             waiter,
             ..
@@ -113,7 +122,7 @@ mod metrics_ {
     async fn counters_the_wait_histogram_and_gauges_at_rest() {
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
-        let Full {
+        let FullPool {
             svc,
             handle,
             mut held,
@@ -141,7 +150,9 @@ mod metrics_ {
         assert_eq!(recorded.counter("fortify_pool_rejected_total"), 0);
     }
 
-    /// A leak in a pool that is not full is found by the next call, without a snapshot.
+    /// A leak in a pool that is not full is found by the next call, without a snapshot. The
+    /// calls check at most every tenth of the threshold (6 s here): a permit that crosses
+    /// the threshold just after a check is found by the first call once 6 s have passed.
     #[tokio::test(start_paused = true)]
     async fn a_leak_is_found_on_acquire() {
         let recorder = DebuggingRecorder::new();
@@ -149,13 +160,27 @@ mod metrics_ {
         let layer = layer(&recorder);
         let svc = layer.layer(Slow::new(Duration::ZERO));
         let leaked = svc.clone().oneshot(get("a")).await.unwrap();
-        tokio::time::sleep(Duration::from_secs(61)).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let late = svc.clone().oneshot(get("a")).await.unwrap();
+        // At 61 s the first permit is over the threshold, the second (58 s) is not.
+        tokio::time::sleep(Duration::from_secs(58)).await;
         drop(svc.clone().oneshot(get("a")).await.unwrap());
-        // A second call within a tenth of the threshold does not scan again.
+        // At 64 s the second is over it too, but a call 3 s after the check does not check.
+        tokio::time::sleep(Duration::from_secs(3)).await;
         drop(svc.clone().oneshot(get("a")).await.unwrap());
         let recorded = Recorded::take(&snapshotter);
         assert_eq!(recorded.counter("fortify_pool_leaks_total"), 1);
-        drop(leaked);
+        // At 68 s, 7 s after the check, a call checks again and finds the second leak.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        drop(svc.clone().oneshot(get("a")).await.unwrap());
+        let recorded = Recorded::take(&snapshotter);
+        assert_eq!(
+            recorded.counter("fortify_pool_leaks_total"),
+            1,
+            "since the last snapshot"
+        );
+        assert_eq!(layer.handle().snapshot().total.leaked, 2);
+        drop((leaked, late));
     }
 
     #[tokio::test(start_paused = true)]
