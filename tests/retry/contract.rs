@@ -45,6 +45,12 @@ async fn readiness_is_awaited_before_every_retry() {
         handle.poll_request().is_pending(),
         "called without readiness"
     );
+    // A call without readiness panics in the mock, inside the call's task: that task would
+    // be over.
+    assert!(
+        !fut.is_finished(),
+        "the call ended while waiting for readiness (the mock panics when called unready)"
+    );
     handle.allow(1);
     let (req, send) = handle.next_request().await.unwrap();
     assert_eq!(req.body(), "x", "the retry sends the same body");
