@@ -96,22 +96,12 @@ fn auto_traits() {
 #[cfg(all(feature = "metrics", feature = "hyper", feature = "rustls"))]
 mod metrics {
     use super::*;
-    use crate::servers;
+    use crate::{recorded, servers};
     use metrics_util::{
         debugging::{DebugValue, DebuggingRecorder, Snapshotter},
         CompositeKey, MetricKind,
     };
     use std::time::Duration;
-
-    fn labels(key: &CompositeKey) -> Vec<(String, String)> {
-        let mut labels: Vec<_> = key
-            .key()
-            .labels()
-            .map(|l| (l.key().to_owned(), l.value().to_owned()))
-            .collect();
-        labels.sort();
-        labels
-    }
 
     type Snapshot = Vec<(
         CompositeKey,
@@ -132,9 +122,7 @@ mod metrics {
         want: &[(&str, &str)],
     ) -> Option<&'a DebugValue> {
         snapshot.iter().find_map(|(key, _, _, value)| {
-            let has_all = want
-                .iter()
-                .all(|(k, v)| labels(key).contains(&(k.to_string(), v.to_string())));
+            let has_all = recorded::has_labels(&recorded::labels(key), want);
             if key.kind() == kind && key.key().name() == name && has_all {
                 Some(value)
             } else {

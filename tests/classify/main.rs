@@ -6,5 +6,8 @@ mod chain;
 mod layer;
 #[cfg(all(feature = "hyper", feature = "rustls"))]
 mod real_failures;
+#[cfg(feature = "metrics")]
+#[path = "../support/recorded.rs"]
+mod recorded;
 #[cfg(feature = "tracing")]
 mod tracing_events;

@@ -3,7 +3,10 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use metrics_util::debugging::{DebugValue, Snapshotter};
+use metrics_util::{
+    debugging::{DebugValue, Snapshotter},
+    CompositeKey,
+};
 
 /// A metric's labels, as `(key, value)` pairs.
 pub type Labels = Vec<(String, String)>;
@@ -14,14 +17,15 @@ pub fn snapshot(snapshotter: &Snapshotter) -> Vec<(String, Labels, DebugValue)> 
         .snapshot()
         .into_vec()
         .into_iter()
-        .map(|(key, _, _, value)| {
-            let labels = key
-                .key()
-                .labels()
-                .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                .collect();
-            (key.key().name().to_owned(), labels, value)
-        })
+        .map(|(key, _, _, value)| (key.key().name().to_owned(), labels(&key), value))
+        .collect()
+}
+
+/// The labels of a recorded metric.
+pub fn labels(key: &CompositeKey) -> Labels {
+    key.key()
+        .labels()
+        .map(|l| (l.key().to_owned(), l.value().to_owned()))
         .collect()
 }
 
