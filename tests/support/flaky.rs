@@ -50,8 +50,7 @@
 //!
 //! ```ignore
 //! let backend = FlakyBackend::start(Faults::transient(0.03)).await;
-//! let mut http = HttpConnector::new_with_resolver(backend.resolver());
-//! http.set_connect_timeout(Some(Duration::from_secs(3)));
+//! let http = backend.connector(Duration::from_secs(3));
 //! let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(http);
 //! let response = client.request(get(backend.uri("/item/1"))).await?;
 //! println!("{:?}", backend.stats());
