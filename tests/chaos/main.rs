@@ -433,23 +433,6 @@ fn count(outcomes: &[Outcome], f: impl Fn(&Outcome) -> bool) -> usize {
     outcomes.iter().filter(|o| f(o)).count()
 }
 
-/// `after - before`, field by field.
-fn delta(before: BackendStats, after: BackendStats) -> BackendStats {
-    BackendStats {
-        connections: after.connections - before.connections,
-        refused: after.refused - before.refused,
-        resets: after.resets - before.resets,
-        requests: after.requests - before.requests,
-        unavailable: after.unavailable - before.unavailable,
-        slow: after.slow - before.slow,
-        ok: after.ok - before.ok,
-        posts_without_key_duplicates: after.posts_without_key_duplicates
-            - before.posts_without_key_duplicates,
-        keyed_post_duplicates: after.keyed_post_duplicates - before.keyed_post_duplicates,
-        outage_requests: after.outage_requests - before.outage_requests,
-    }
-}
-
 /// The share of connection attempts (accepted or refused) that failed.
 fn injected_rate(stats: &BackendStats) -> f64 {
     let attempts = stats.connections + stats.refused;
@@ -603,7 +586,7 @@ async fn transient_faults_are_absorbed() {
         Call::new(if id % 2 == 0 { Op::Get } else { Op::KeyedPost }, id)
     })
     .await;
-    let stats = delta(bare_stats, backend.stats());
+    let stats = backend.stats() - bare_stats;
     let failed = count(&outcomes, |o| !o.ok());
     let retried = count(&outcomes, |o| o.ok() && !o.retries.is_empty());
     let injected = injected_rate(&stats);

@@ -213,6 +213,27 @@ pub struct BackendStats {
     pub outage_requests: u64,
 }
 
+/// `later - earlier`, field by field: what the backend saw and did in between.
+impl std::ops::Sub for BackendStats {
+    type Output = BackendStats;
+
+    fn sub(self, earlier: BackendStats) -> BackendStats {
+        BackendStats {
+            connections: self.connections - earlier.connections,
+            refused: self.refused - earlier.refused,
+            resets: self.resets - earlier.resets,
+            requests: self.requests - earlier.requests,
+            unavailable: self.unavailable - earlier.unavailable,
+            slow: self.slow - earlier.slow,
+            ok: self.ok - earlier.ok,
+            posts_without_key_duplicates: self.posts_without_key_duplicates
+                - earlier.posts_without_key_duplicates,
+            keyed_post_duplicates: self.keyed_post_duplicates - earlier.keyed_post_duplicates,
+            outage_requests: self.outage_requests - earlier.outage_requests,
+        }
+    }
+}
+
 // ===== randomness =====
 
 /// splitmix64: a seeded, reproducible value per input.
