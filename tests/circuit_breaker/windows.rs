@@ -1,9 +1,8 @@
 //! The windows forget: a long healthy history does not delay a trip. Slow calls trip too.
 
-use crate::support::{breaker, send, Backend, Mode};
+use crate::support::{breaker, send, Mode};
 use std::time::Duration;
 use tokio::time::{advance, Instant};
-use tower::Layer;
 use tower_fortify::circuit_breaker::{CircuitBreakerLayer, State, Window};
 
 #[tokio::test(start_paused = true)]
@@ -100,12 +99,9 @@ async fn slow_calls_trip_while_every_call_succeeds() {
 
 #[tokio::test(start_paused = true)]
 async fn slow_calls_are_not_counted_without_a_slow_call_duration() {
-    let layer = CircuitBreakerLayer::builder()
-        .minimum_calls(5)
-        .build()
-        .unwrap();
-    let handle = layer.handle();
-    let mut svc = layer.layer(Backend::new(Mode::Slow(Duration::from_secs(100), 200)));
+    let builder = CircuitBreakerLayer::builder().minimum_calls(5);
+    let (mut svc, _) = breaker(builder, Mode::Slow(Duration::from_secs(100), 200));
+    let handle = svc.handle();
     for _ in 0..10 {
         send(&mut svc).await.unwrap();
     }
