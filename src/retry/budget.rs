@@ -612,17 +612,15 @@ mod tests {
     }
 
     #[test]
-    fn a_late_thread_counts_at_the_newer_epoch() {
+    fn deposits_count_in_the_window_that_holds_their_bucket() {
+        // The ring's claim is tested in `buckets`; here, the balance it feeds.
         let b = budget(10, 0, 1.0);
         let shared = b.shared.as_ref().unwrap();
-        let (_, epoch) = shared.buckets.claim(15);
-        assert_eq!(epoch, 15);
-        // A thread whose clock reading is a window older finds the bucket already claimed
-        // for epoch 15: it must not reset it, and acts at epoch 15.
-        let (bucket, epoch) = shared.buckets.claim(5);
+        let (bucket, epoch) = shared.buckets.claim(15);
         assert_eq!(epoch, 15);
         bucket.count(DEPOSITS).fetch_add(3, Ordering::AcqRel);
         assert_eq!(shared.balance(15, true), 3 * SCALE);
+        assert_eq!(shared.balance(24, true), 3 * SCALE, "still in the window");
         assert_eq!(shared.balance(25, true), 0, "aged out a window later");
     }
 
