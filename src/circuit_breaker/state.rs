@@ -506,7 +506,8 @@ impl Shared {
         }
     }
 
-    /// The ticket of a call let through by [`closed_gen`](Self::closed_gen).
+    /// A ticket holding no probe slot: a call let through by [`closed_gen`](Self::closed_gen)
+    /// (and the base of a probe's ticket).
     #[inline(always)]
     pub(crate) fn closed_ticket(&self, gen: u32, start: u64) -> Ticket {
         Ticket {
@@ -524,13 +525,9 @@ impl Shared {
 
     #[inline]
     fn ticket(&self, gen: u32, probe: Option<u32>) -> Ticket {
-        let start = self.started();
-        Ticket {
-            lane: Some(take_lane(&self.lanes)),
-            gen,
-            probe: probe.unwrap_or(NO_PROBE),
-            start,
-        }
+        let mut ticket = self.closed_ticket(gen, self.started());
+        ticket.probe = probe.unwrap_or(NO_PROBE);
+        ticket
     }
 
     #[cold]
