@@ -33,7 +33,7 @@ impl Reservation {
     /// The permit the call runs with, or the error it fails with (an overflow or a
     /// rejection is counted now, when the call is made).
     #[inline]
-    pub(crate) fn into_permit(self, pool: &Arc<Pool>) -> Result<Permit, BoxError> {
+    fn into_permit(self, pool: &Arc<Pool>) -> Result<Permit, BoxError> {
         match self {
             Reservation::Permit(permit) => Ok(permit),
             Reservation::Overflow => Ok(pool.overflow()),
@@ -106,9 +106,9 @@ impl Reserver {
             return Poll::Ready(Ok(()));
         }
         // An error of the inner service ends the reservation (the service is done).
+        // (After a reservation nothing waits: `waiting` is already empty.)
         inner.poll_ready(cx).map_err(|err| {
             self.reserved = None;
-            self.waiting = None;
             Failure::boxed_at(err.into(), Stage::Request)
         })
     }
@@ -128,7 +128,7 @@ impl Reserver {
 
     /// Reserves a permit of `pool`, or decides what the next call gets instead.
     #[inline]
-    pub(crate) fn poll_reserve(&mut self, pool: &Arc<Pool>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll_reserve(&mut self, pool: &Arc<Pool>, cx: &mut Context<'_>) -> Poll<()> {
         if self.reserved.is_some() {
             return Poll::Ready(());
         }
