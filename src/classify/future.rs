@@ -4,6 +4,8 @@ use super::{service::Shared, Failure, Stage};
 use crate::BoxError;
 use pin_project_lite::pin_project;
 use std::{
+    cell::Cell,
+    fmt,
     future::Future,
     pin::Pin,
     sync::Arc,
@@ -44,17 +46,20 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        match ready!(this.inner.poll(cx)) {
+        let result = ready!(this.inner.poll(cx));
+        // Taken, so that the reference goes back to the thread's spare now.
+        let observer = this.observer.take();
+        match result {
             Ok(response) => {
                 #[cfg(feature = "metrics")]
-                if let Some(observer) = this.observer {
+                if let Some(observer) = &observer {
                     observer.shared.instruments.ok(observer.elapsed());
                 }
                 Poll::Ready(Ok(response))
             }
             Err(err) => {
                 let err = Failure::boxed_at(err.into(), *this.stage);
-                if let Some(observer) = this.observer {
+                if let Some(observer) = &observer {
                     observer.shared.record_error(&err, observer.elapsed());
                 }
                 Poll::Ready(Err(err))
@@ -63,14 +68,20 @@ where
     }
 }
 
-/// What a call needs to be reported, taken only when something will report it: a metrics
-/// recorder that took the handles, or a tracing subscriber that wants the failure events.
-/// Otherwise a call reads no clock and touches no shared reference count.
+/// What a call needs to be reported: its service's shared handles, and when the call
+/// started if anything will use its duration.
+///
+/// With the `metrics` feature every call takes one, because an error is counted whether or
+/// not the recorder keeps the duration histogram (a counters-only recorder, or a filter on
+/// the histogram's name), and `metrics` cannot tell a live counter from a no-op one. The
+/// clock is read only for a recorder that took the histogram, or a tracing subscriber that
+/// wants the failure events; the handles come from the thread's spare reference
+/// ([`SharedRef`]), so that a call touches no shared reference count either.
 #[derive(Debug)]
 struct Observer {
-    shared: Arc<Shared>,
+    shared: SharedRef,
     #[cfg(any(feature = "metrics", feature = "tracing"))]
-    start: tokio::time::Instant,
+    start: Option<tokio::time::Instant>,
 }
 
 impl Observer {
@@ -79,10 +90,15 @@ impl Observer {
         allow(unused_variables)
     )]
     fn start(shared: &Arc<Shared>) -> Option<Self> {
-        #[cfg(any(feature = "metrics", feature = "tracing"))]
+        #[cfg(feature = "metrics")]
+        return Some(Observer {
+            shared: SharedRef::of(shared),
+            start: shared.timed().then(tokio::time::Instant::now),
+        });
+        #[cfg(all(feature = "tracing", not(feature = "metrics")))]
         return shared.timed().then(|| Observer {
-            shared: Arc::clone(shared),
-            start: tokio::time::Instant::now(),
+            shared: SharedRef::of(shared),
+            start: Some(tokio::time::Instant::now()),
         });
         #[cfg(not(any(feature = "metrics", feature = "tracing")))]
         return None;
@@ -90,8 +106,117 @@ impl Observer {
 
     fn elapsed(&self) -> Option<std::time::Duration> {
         #[cfg(any(feature = "metrics", feature = "tracing"))]
-        return Some(self.start.elapsed());
+        return self.start.map(|start| start.elapsed());
         #[cfg(not(any(feature = "metrics", feature = "tracing")))]
         return None;
+    }
+}
+
+/// A response future's reference to its service's [`Shared`].
+///
+/// A thread that calls one service again and again would otherwise increment and decrement
+/// the shared reference count for every call (two atomic read-modify-writes). Instead, the reference goes back to a per-thread spare when
+/// the call ends, and the thread's next call on the same service takes it from there. A
+/// thread keeps at most one service's shared handles alive this way, until it calls
+/// another `ErrorClassify` or exits; the retry layer and the circuit breaker do the same.
+struct SharedRef(Option<Arc<Shared>>);
+
+thread_local! {
+    static SPARE: Cell<Option<Arc<Shared>>> = const { Cell::new(None) };
+}
+
+impl SharedRef {
+    /// A reference to `shared`: the thread's spare if that is the one, a new one otherwise.
+    #[cfg(any(feature = "metrics", feature = "tracing"))]
+    #[inline]
+    fn of(shared: &Arc<Shared>) -> Self {
+        let own = SPARE
+            .try_with(|spare| match spare.take() {
+                Some(own) if Arc::ptr_eq(&own, shared) => own,
+                other => {
+                    spare.set(other);
+                    Arc::clone(shared)
+                }
+            })
+            .unwrap_or_else(|_| Arc::clone(shared));
+        SharedRef(Some(own))
+    }
+}
+
+impl std::ops::Deref for SharedRef {
+    type Target = Shared;
+
+    #[inline]
+    fn deref(&self) -> &Shared {
+        match &self.0 {
+            Some(shared) => shared,
+            // Taken only by `drop`.
+            None => unreachable!("a SharedRef is only emptied when dropped"),
+        }
+    }
+}
+
+impl Drop for SharedRef {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(own) = self.0.take() {
+            // The thread's spare from now on; the one it replaces, if any, is dropped (and
+            // during the thread's exit, when the spare is gone, `own` is dropped instead).
+            let _ = SPARE.try_with(move |spare| spare.set(Some(own)));
+        }
+    }
+}
+
+impl fmt::Debug for SharedRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SharedRef").field(&**self).finish()
+    }
+}
+
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    use super::*;
+    use crate::classify::metrics::Instruments;
+    use std::{future::Ready, io};
+
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared {
+            stage: Stage::Request,
+            name: "spare-test",
+            instruments: Instruments::register("spare-test", Stage::Request),
+        })
+    }
+
+    fn call(shared: &Arc<Shared>) -> ResponseFuture<Ready<Result<(), io::Error>>> {
+        ResponseFuture::new(std::future::ready(Ok(())), shared)
+    }
+
+    #[test]
+    fn a_call_reuses_the_threads_spare_reference() {
+        let a = shared();
+        let first = call(&a);
+        assert_eq!(Arc::strong_count(&a), 2, "every call can count its error");
+        drop(first);
+        assert_eq!(Arc::strong_count(&a), 2, "kept as the thread's spare");
+        let again = call(&a);
+        assert_eq!(Arc::strong_count(&a), 2, "taken from the spare, not cloned");
+        // A second call in flight at once needs a reference of its own.
+        let other = call(&a);
+        assert_eq!(Arc::strong_count(&a), 3);
+        drop((again, other));
+        assert_eq!(Arc::strong_count(&a), 2, "one spare, the other dropped");
+    }
+
+    #[test]
+    fn a_finished_call_gives_its_reference_back() {
+        let (a, b) = (shared(), shared());
+        let mut on_a = std::pin::pin!(call(&a));
+        drop(call(&b));
+        assert_eq!(Arc::strong_count(&b), 2, "b's spare");
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(on_a.as_mut().poll(&mut cx).is_ready());
+        // Given back when the call finished, before the future is dropped.
+        assert_eq!(Arc::strong_count(&a), 2, "a's spare now");
+        assert_eq!(Arc::strong_count(&b), 1, "a's reference replaced b's");
     }
 }

@@ -22,7 +22,10 @@ pub(crate) struct Instruments {
     ok: Histogram,
     failed: [Histogram; FailureKind::ALL.len()],
     errors: [Counter; FailureKind::ALL.len()],
-    /// Whether the handles reach a recorder (fixed when they are registered).
+    /// Whether the duration histogram reaches a recorder (fixed when it is registered). The
+    /// error counters may reach one when it does not (a counters-only recorder, or a filter
+    /// on the histogram's name), and `metrics` cannot tell a live counter from a no-op one,
+    /// so errors are counted either way.
     live: bool,
 }
 
@@ -63,7 +66,8 @@ impl Instruments {
         }
     }
 
-    /// Whether a recorder took the handles when they were registered.
+    /// Whether a recorder took the duration histogram when it was registered: whether a
+    /// call's duration is worth a clock read.
     pub(crate) fn live(&self) -> bool {
         self.live
     }

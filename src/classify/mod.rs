@@ -68,6 +68,10 @@
 //! Around a connector, `fortify_request_duration_seconds{stage="tls_handshake"}` is the
 //! connect-plus-handshake duration.
 //!
+//! Errors are counted whether or not the recorder keeps the histogram (a counters-only
+//! backend, or a filter on its name); a call reads the clock only when a recorder took the
+//! histogram or a tracing subscriber wants the failure events.
+//!
 //! # Tracing
 //!
 //! With the `tracing` feature, every failure is reported as a `DEBUG` event with target

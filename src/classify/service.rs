@@ -15,8 +15,10 @@ use tower_service::Service;
 ///
 /// With the `metrics` feature, each call's duration and each error's kind are recorded (see
 /// the [module docs](super#metrics)); with `tracing`, each error is reported as an event.
-/// Whether a call is reported is decided when it starts: when no recorder took the handles
-/// and no subscriber wants the events, a call reads no clock and clones nothing.
+/// Whether a call is timed is decided when it starts: when no recorder took the duration
+/// histogram and no subscriber wants the events, a call reads no clock (its error, if any,
+/// is still counted), and a thread that calls the same service again and again reaches the
+/// handles through a reference it keeps, so that a call clones nothing.
 ///
 /// # Clone
 ///
@@ -135,8 +137,8 @@ where
 }
 
 impl Shared {
-    /// Whether calls are timed: a recorder took the metric handles, or a tracing subscriber
-    /// listens to the failure events.
+    /// Whether calls are timed: a recorder took the duration histogram, or a tracing
+    /// subscriber listens to the failure events.
     #[cfg(any(feature = "metrics", feature = "tracing"))]
     #[inline]
     pub(crate) fn timed(&self) -> bool {

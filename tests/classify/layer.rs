@@ -260,3 +260,85 @@ mod metrics {
         }
     }
 }
+
+/// Error counts with a recorder that keeps counters but no histograms: a counters-only
+/// backend, or a filter on the duration's name.
+#[cfg(feature = "metrics")]
+mod counters_only {
+    use super::*;
+    use ::metrics::{
+        Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+    };
+    use metrics_util::{
+        debugging::{DebugValue, DebuggingRecorder},
+        MetricKind,
+    };
+
+    /// A `DebuggingRecorder` whose histograms are no-ops.
+    struct CountersOnly(DebuggingRecorder);
+
+    impl Recorder for CountersOnly {
+        fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+            self.0.describe_counter(key, unit, description);
+        }
+        fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+            self.0.describe_gauge(key, unit, description);
+        }
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
+            self.0.register_counter(key, metadata)
+        }
+        fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
+            self.0.register_gauge(key, metadata)
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    #[tokio::test]
+    async fn errors_are_counted_without_a_duration_histogram() {
+        // No subscriber on this thread wants the failure events (another test of this binary
+        // may install a global one), so only the counters can make a call reported.
+        #[cfg(feature = "tracing")]
+        let _no_events =
+            tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
+
+        let recorder = CountersOnly(DebuggingRecorder::new());
+        let snapshotter = recorder.0.snapshotter();
+        let (mut svc, mut handle) = ::metrics::with_local_recorder(&recorder, || {
+            mock::spawn_layer::<(), (), _>(ErrorClassifyLayer::new().name("counters-only"))
+        });
+
+        // An error of the response future...
+        assert!(svc.poll_ready().is_ready());
+        let failed = svc.call(());
+        assert_request_eq!(handle, ())
+            .send_error(io::Error::from(io::ErrorKind::ConnectionRefused));
+        assert_eq!(
+            kind(&failed.await.unwrap_err()),
+            FailureKind::ConnectRefused
+        );
+        // ...and one of poll_ready: both counted, as they were before calls were reported
+        // only to a live histogram.
+        handle.send_error(io::Error::from(io::ErrorKind::ConnectionRefused));
+        assert!(matches!(svc.poll_ready(), std::task::Poll::Ready(Err(_))));
+
+        let snapshot = snapshotter.snapshot().into_vec();
+        let errors = snapshot.iter().find_map(|(key, _, _, value)| {
+            let labels: Vec<_> = key.key().labels().map(|l| (l.key(), l.value())).collect();
+            (key.kind() == MetricKind::Counter
+                && key.key().name() == "fortify_errors_total"
+                && labels.contains(&("name", "counters-only"))
+                && labels.contains(&("kind", "connect_refused")))
+            .then_some(value)
+        });
+        assert_eq!(errors, Some(&DebugValue::Counter(2)));
+        assert!(
+            snapshot
+                .iter()
+                .all(|(key, ..)| key.kind() != MetricKind::Histogram),
+            "the recorder keeps no histograms"
+        );
+    }
+}
