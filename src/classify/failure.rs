@@ -83,12 +83,14 @@ impl Failure {
 
     /// Boxes `error` as a classified [`BoxError`], without boxing it again when it already
     /// is a boxed `Failure`.
+    #[cfg(any(feature = "retry", feature = "circuit-breaker", feature = "pool"))]
     pub(crate) fn boxed_at(error: BoxError, stage: Stage) -> BoxError {
         Self::boxed_failure_at(error, stage)
     }
 
-    /// [`boxed_at`](Self::boxed_at), typed: for a caller that reads the failure before it
-    /// hands it on as a [`BoxError`].
+    /// Classifies `error` at `stage` as a boxed `Failure`, without boxing it again when it
+    /// already is one: for a caller that reads the failure before it hands it on as a
+    /// [`BoxError`].
     pub(crate) fn boxed_failure_at(error: BoxError, stage: Stage) -> Box<Failure> {
         match error.downcast::<Failure>() {
             Ok(failure) => failure,

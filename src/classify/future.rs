@@ -58,11 +58,11 @@ where
                 Poll::Ready(Ok(response))
             }
             Err(err) => {
-                let err = Failure::boxed_at(err.into(), *this.stage);
+                let failure = Failure::boxed_failure_at(err.into(), *this.stage);
                 if let Some(observer) = &observer {
-                    observer.shared.record_error(&err, observer.elapsed());
+                    observer.shared.record_error(&failure, observer.elapsed());
                 }
-                Poll::Ready(Err(err))
+                Poll::Ready(Err(failure))
             }
         }
     }

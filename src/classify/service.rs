@@ -1,4 +1,4 @@
-use super::{future::ResponseFuture, ErrorClassifyLayer, Failure, FailureKind, Stage};
+use super::{future::ResponseFuture, ErrorClassifyLayer, Failure, Stage};
 use crate::BoxError;
 use std::{
     sync::Arc,
@@ -125,9 +125,9 @@ where
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(|err| {
-            let err = Failure::boxed_at(err.into(), self.shared.stage);
-            self.shared.record_error(&err, None);
-            err
+            let failure = Failure::boxed_failure_at(err.into(), self.shared.stage);
+            self.shared.record_error(&failure, None);
+            failure as BoxError
         })
     }
 
@@ -153,15 +153,13 @@ impl Shared {
         false
     }
 
-    /// Records a classified error (a boxed `Failure`), and how long the call took.
+    /// Records a classified error, and how long the call took.
     #[cfg_attr(
         not(any(feature = "metrics", feature = "tracing")),
         allow(unused_variables)
     )]
-    pub(crate) fn record_error(&self, err: &BoxError, elapsed: Option<std::time::Duration>) {
-        let kind = err
-            .downcast_ref::<Failure>()
-            .map_or(FailureKind::Other, Failure::kind);
+    pub(crate) fn record_error(&self, failure: &Failure, elapsed: Option<std::time::Duration>) {
+        let kind = failure.kind();
         #[cfg(feature = "metrics")]
         self.instruments.error(kind, elapsed);
         #[cfg(feature = "tracing")]
@@ -172,7 +170,7 @@ impl Shared {
             kind = kind.as_str(),
             category = kind.category().as_str(),
             elapsed_ms = elapsed.map(|d| d.as_secs_f64() * 1e3),
-            error = %format_args!("{err:#}"),
+            error = %format_args!("{failure:#}"),
             "call failed"
         );
     }
