@@ -51,18 +51,11 @@
 //!   hyper-util client or any HTTP service; [`ServiceBuilderExt`] adds each layer to a
 //!   `ServiceBuilder`.
 //!
-//! ```
-//! use tower::ServiceBuilder;
-//! use tower_fortify::{stack::ClientConfig, ServiceBuilderExt};
-//!
-//! let client = ServiceBuilder::new()
-//!     .client_stack(ClientConfig::default().layer()?)
-//!     .service_fn(|_req: http::Request<String>| async {
-//!         Ok::<_, std::io::Error>(http::Response::new(String::from("ok")))
-//!     });
-//! # let _ = client;
-//! # Ok::<(), tower_fortify::InvalidConfig>(())
-//! ```
+#![cfg_attr(
+    feature = "stack",
+    doc = "[`ServiceBuilderExt::client_stack`] adds the whole preset stack in one call (see its \
+           example)."
+)]
 //!
 //! # Feature flags
 //!
