@@ -101,7 +101,6 @@ pub mod pool;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub mod retry;
-#[cfg(any(feature = "retry", feature = "circuit-breaker"))]
 mod spare;
 #[cfg(feature = "stack")]
 #[cfg_attr(docsrs, doc(cfg(feature = "stack")))]

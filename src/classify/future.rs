@@ -4,8 +4,6 @@ use super::{service::Shared, Failure, Stage};
 use crate::BoxError;
 use pin_project_lite::pin_project;
 use std::{
-    cell::Cell,
-    fmt,
     future::Future,
     pin::Pin,
     sync::Arc,
@@ -112,66 +110,11 @@ impl Observer {
     }
 }
 
-/// A response future's reference to its service's [`Shared`].
-///
-/// A thread that calls one service again and again would otherwise increment and decrement
-/// the shared reference count for every call (two atomic read-modify-writes). Instead, the reference goes back to a per-thread spare when
-/// the call ends, and the thread's next call on the same service takes it from there. A
-/// thread keeps at most one service's shared handles alive this way, until it calls
-/// another `ErrorClassify` or exits; the retry layer and the circuit breaker do the same.
-struct SharedRef(Option<Arc<Shared>>);
+/// A response future's reference to its service's [`Shared`], taken from and given back to
+/// the thread's spare (see `crate::spare`): no shared reference count is written per call.
+type SharedRef = crate::spare::SpareRef<Shared>;
 
-thread_local! {
-    static SPARE: Cell<Option<Arc<Shared>>> = const { Cell::new(None) };
-}
-
-impl SharedRef {
-    /// A reference to `shared`: the thread's spare if that is the one, a new one otherwise.
-    #[cfg(any(feature = "metrics", feature = "tracing"))]
-    #[inline]
-    fn of(shared: &Arc<Shared>) -> Self {
-        let own = SPARE
-            .try_with(|spare| match spare.take() {
-                Some(own) if Arc::ptr_eq(&own, shared) => own,
-                other => {
-                    spare.set(other);
-                    Arc::clone(shared)
-                }
-            })
-            .unwrap_or_else(|_| Arc::clone(shared));
-        SharedRef(Some(own))
-    }
-}
-
-impl std::ops::Deref for SharedRef {
-    type Target = Shared;
-
-    #[inline]
-    fn deref(&self) -> &Shared {
-        match &self.0 {
-            Some(shared) => shared,
-            // Taken only by `drop`.
-            None => unreachable!("a SharedRef is only emptied when dropped"),
-        }
-    }
-}
-
-impl Drop for SharedRef {
-    #[inline]
-    fn drop(&mut self) {
-        if let Some(own) = self.0.take() {
-            // The thread's spare from now on; the one it replaces, if any, is dropped (and
-            // during the thread's exit, when the spare is gone, `own` is dropped instead).
-            let _ = SPARE.try_with(move |spare| spare.set(Some(own)));
-        }
-    }
-}
-
-impl fmt::Debug for SharedRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("SharedRef").field(&**self).finish()
-    }
-}
+crate::spare::spare_slot!(Shared);
 
 #[cfg(all(test, feature = "metrics"))]
 mod tests {

@@ -4,8 +4,6 @@ use super::{
 use crate::{BoxError, InvalidConfig};
 use http::{header::HeaderName, Extensions, HeaderValue, Method, Request, Response, Uri, Version};
 use std::{
-    cell::Cell,
-    fmt,
     sync::Arc,
     task::{Context, Poll},
 };
@@ -57,52 +55,9 @@ pub(crate) struct Shared {
 
 /// A response future's reference to its layer's [`Shared`], taken from and given back to
 /// the thread's spare (see `crate::spare`): no shared reference count is written per call.
-pub(crate) struct SharedRef(Option<Arc<Shared>>);
+pub(crate) type SharedRef = crate::spare::SpareRef<Shared>;
 
-thread_local! {
-    static SPARE: Cell<Option<Arc<Shared>>> = const { Cell::new(None) };
-}
-
-impl SharedRef {
-    /// A reference to `shared`: the thread's spare if that is the one, a new one otherwise.
-    #[inline]
-    pub(crate) fn of(shared: &Arc<Shared>) -> Self {
-        let own = SPARE
-            .try_with(|spare| crate::spare::take(spare, shared))
-            .unwrap_or_else(|_| Arc::clone(shared));
-        SharedRef(Some(own))
-    }
-}
-
-impl std::ops::Deref for SharedRef {
-    type Target = Shared;
-
-    #[inline]
-    fn deref(&self) -> &Shared {
-        match &self.0 {
-            Some(shared) => shared,
-            // Taken only by `drop`.
-            None => unreachable!("a SharedRef is only emptied when dropped"),
-        }
-    }
-}
-
-impl Drop for SharedRef {
-    #[inline]
-    fn drop(&mut self) {
-        if let Some(own) = self.0.take() {
-            // The thread's spare from now on; the one it replaces, if any, is dropped (and
-            // during the thread's exit, when the spare is gone, `own` is dropped instead).
-            let _ = SPARE.try_with(move |spare| spare.set(Some(own)));
-        }
-    }
-}
-
-impl fmt::Debug for SharedRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("SharedRef").field(&**self).finish()
-    }
-}
+crate::spare::spare_slot!(Shared);
 
 impl Shared {
     pub(crate) fn new(policy: RetryPolicy, name: &'static str) -> Self {
@@ -267,56 +222,5 @@ impl<B: TryCloneBody> Kept<B> {
         }
         *request.extensions_mut() = self.extensions.clone();
         Some(request)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn shared() -> Arc<Shared> {
-        Arc::new(Shared::new(RetryPolicy::default(), "spare-test"))
-    }
-
-    #[test]
-    fn a_thread_reuses_its_spare_reference() {
-        let a = shared();
-        let first = SharedRef::of(&a);
-        assert_eq!(Arc::strong_count(&a), 2);
-        drop(first);
-        assert_eq!(Arc::strong_count(&a), 2, "kept as the thread's spare");
-        let again = SharedRef::of(&a);
-        assert_eq!(Arc::strong_count(&a), 2, "taken from the spare, not cloned");
-        // A second call in flight at once needs a reference of its own.
-        let other = SharedRef::of(&a);
-        assert_eq!(Arc::strong_count(&a), 3);
-        drop((again, other));
-        assert_eq!(Arc::strong_count(&a), 2, "one spare, the other dropped");
-    }
-
-    #[test]
-    fn a_thread_keeps_one_layer_alive_at_most() {
-        let (a, b) = (shared(), shared());
-        drop(SharedRef::of(&a));
-        assert_eq!(Arc::strong_count(&a), 2);
-        let on_b = SharedRef::of(&b);
-        assert_eq!(
-            Arc::strong_count(&a),
-            2,
-            "a's spare waits while b's call runs"
-        );
-        drop(on_b);
-        assert_eq!(Arc::strong_count(&a), 1, "b's reference replaced a's");
-        assert_eq!(Arc::strong_count(&b), 2);
-        // Another thread has a spare of its own.
-        let b2 = Arc::clone(&b);
-        std::thread::spawn(move || drop(SharedRef::of(&b2)))
-            .join()
-            .unwrap();
-        assert_eq!(
-            Arc::strong_count(&b),
-            2,
-            "the other thread's spare went with it"
-        );
     }
 }
