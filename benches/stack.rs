@@ -13,8 +13,9 @@
 //! Groups (each with `bare` as its baseline):
 //!
 //! - `stack/classify`: `ErrorClassify` vs tower's `MapErr` boxing the error;
-//! - `stack/retry`: our `Retry` (the production policy, as in the stack) vs `tower::retry`
-//!   with a policy that copies the request the same way vs tower-resilience's retry;
+//! - `stack/retry`: our `Retry` (the production policy, as in the stack: budget and
+//!   deadline) vs `tower::retry` with a policy that copies every field of the request (no
+//!   budget) vs tower-resilience's retry;
 //! - `stack/circuit_breaker`: our breaker, single and per host (as in the stack), vs
 //!   tower-resilience's;
 //! - `stack/pool`: our `PoolLimit` per host, block mode (as in the stack) vs tower's

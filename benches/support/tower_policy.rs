@@ -8,8 +8,8 @@ use tower::retry::{
     Policy,
 };
 
-/// Copies the request as our retry layer does (method, URI, version, headers, extensions,
-/// body) and never retries: the success path of a real policy.
+/// Copies every field of the request (method, URI, version, headers, extensions, body) and
+/// never retries: the success path of a real policy.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct CopyRequest;
 
