@@ -17,7 +17,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// Calls per batch: the clock is read twice per batch, about 0.2 ns per call.
+/// Calls per batch: the clock is read twice per batch (about 23 ns a read here), about
+/// 0.4 ns per call, on both sides alike.
 const BATCH: u64 = 128;
 
 /// Both sides' time and calls, per pair, over the whole run (warm-up included: both sides
