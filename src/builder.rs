@@ -11,26 +11,32 @@ use tower_layer::Stack;
 /// only. Method names avoid `ServiceBuilder`'s own (`retry`, `timeout`, ...), which would
 /// win over a trait method.
 ///
-/// ```
-/// use std::time::Duration;
-/// use tower::ServiceBuilder;
-/// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
-/// use tower_fortify::pool::PoolLimitLayer;
-/// use tower_fortify::retry::{RetryLayer, RetryPolicy};
-/// use tower_fortify::ServiceBuilderExt;
-///
-/// let client = ServiceBuilder::new()
-///     .classify_errors()
-///     .retries(RetryLayer::new(RetryPolicy::production())?)
-///     .circuit_breaker_per_host(CircuitBreakerLayer::builder().build_keyed()?)
-///     .pool_limit(PoolLimitLayer::builder(64).block(true).build()?)
-///     .timeout(Duration::from_secs(10))
-///     .service_fn(|_req: http::Request<String>| async {
-///         Ok::<_, std::io::Error>(http::Response::new(String::new()))
-///     });
-/// # let _ = client;
-/// # Ok::<(), tower_fortify::InvalidConfig>(())
-/// ```
+// The example uses three of the optional layers: it is compiled with them only.
+#[cfg_attr(
+    all(feature = "retry", feature = "circuit-breaker", feature = "pool"),
+    doc = r#"
+```
+use std::time::Duration;
+use tower::ServiceBuilder;
+use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+use tower_fortify::pool::PoolLimitLayer;
+use tower_fortify::retry::{RetryLayer, RetryPolicy};
+use tower_fortify::ServiceBuilderExt;
+
+let client = ServiceBuilder::new()
+    .classify_errors()
+    .retries(RetryLayer::new(RetryPolicy::production())?)
+    .circuit_breaker_per_host(CircuitBreakerLayer::builder().build_keyed()?)
+    .pool_limit(PoolLimitLayer::builder(64).block(true).build()?)
+    .timeout(Duration::from_secs(10))
+    .service_fn(|_req: http::Request<String>| async {
+        Ok::<_, std::io::Error>(http::Response::new(String::new()))
+    });
+# let _ = client;
+# Ok::<(), tower_fortify::InvalidConfig>(())
+```
+"#
+)]
 pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     /// Adds an [`ErrorClassifyLayer`](crate::classify::ErrorClassifyLayer) with its
     /// defaults: every error becomes a [`Failure`](crate::classify::Failure), with metrics

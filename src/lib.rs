@@ -117,7 +117,14 @@ pub use config::InvalidConfig;
 /// ```
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-// The README's examples are compiled and run as doc tests.
-#[cfg(doctest)]
+// The README's examples are compiled and run as doc tests (they use every layer).
+#[cfg(all(
+    doctest,
+    feature = "stack",
+    feature = "hyper",
+    feature = "rustls",
+    feature = "metrics",
+    feature = "tracing"
+))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
