@@ -25,7 +25,7 @@
 //! |---|---|---|
 //! | [`pool_maxsize`](ClientConfig::pool_maxsize) | 64 per host | enough concurrency for a busy service, bounded so a slow host cannot take every socket |
 //! | [`pool_block`](ClientConfig::pool_block) | `true` | a full pool makes callers wait (backpressure) instead of opening unbounded connections |
-//! | [`pool_timeout`](ClientConfig::pool_timeout) | 5 s | a caller never waits for a permit forever: it fails with `PoolTimeout`, which is not retried |
+//! | [`pool_timeout`](ClientConfig::pool_timeout) | 5 s (when blocking) | a caller never waits for a permit forever: it fails with `PoolTimeout`, which is not retried |
 //! | [`connect_timeout`](ClientConfig::connect_timeout) | 3 s | a loopback or LAN connect takes milliseconds; a black-holed address must fail fast (apply it to your connector) |
 //! | [`attempt_timeout`](ClientConfig::attempt_timeout) | 10 s | the read timeout: a stalled attempt is abandoned (`ReadTimeout`) and retried if safe |
 //! | [`retry`](ClientConfig::retry) | [`RetryPolicy::production`] with a 30 s `deadline` | 5 retries, connect failures at once, full-jitter exponential backoff, 502/503/504, `Retry-After` capped at 60 s, a budget of 20% of requests plus 10 retries/s |
@@ -96,6 +96,9 @@ use tower::timeout::{Timeout, TimeoutLayer};
 use tower_layer::Layer;
 use tower_service::Service;
 
+/// How long a blocking call waits for a permit by default.
+const DEFAULT_POOL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The configuration of the preset client stack; see the [module docs](self) for the stack
 /// and a table of the defaults.
 ///
@@ -123,7 +126,8 @@ pub struct ClientConfig {
     circuit_breaker: CircuitBreakerBuilder,
     pool_maxsize: usize,
     pool_block: bool,
-    pool_timeout: Option<Duration>,
+    /// `None`: not set, the default applies (5 s when blocking, none otherwise).
+    pool_timeout: Option<Option<Duration>>,
     max_pools: usize,
     leak_threshold: Option<Duration>,
     attempt_timeout: Duration,
@@ -138,7 +142,7 @@ impl Default for ClientConfig {
             circuit_breaker: CircuitBreakerLayer::builder(),
             pool_maxsize: 64,
             pool_block: true,
-            pool_timeout: Some(Duration::from_secs(5)),
+            pool_timeout: None,
             max_pools: DEFAULT_MAX_POOLS,
             leak_threshold: None,
             attempt_timeout: Duration::from_secs(10),
@@ -209,15 +213,22 @@ impl ClientConfig {
     }
 
     /// urllib3's `block` (default `true`): wait for a permit when the host's pool is full.
-    /// With `false`, calls over `maxsize` go through and are counted as overflow; the
-    /// [`pool_timeout`](Self::pool_timeout) must then be `None`.
+    /// With `false`, calls over `maxsize` go through and are counted as overflow, and the
+    /// default [`pool_timeout`](Self::pool_timeout) does not apply (as in urllib3, where
+    /// `pool_timeout` only bounds a blocking wait); setting one explicitly is an error.
     ///
     /// ```
-    /// let layer = tower_fortify::stack::ClientConfig::default()
-    ///     .pool_block(false)
-    ///     .pool_timeout(None)
-    ///     .layer()?;
+    /// use std::time::Duration;
+    /// use tower_fortify::stack::ClientConfig;
+    ///
+    /// let layer = ClientConfig::default().pool_block(false).layer()?;
     /// # let _ = layer;
+    /// let err = ClientConfig::default()
+    ///     .pool_block(false)
+    ///     .pool_timeout(Some(Duration::from_secs(1)))
+    ///     .layer()
+    ///     .unwrap_err();
+    /// assert_eq!(err.field(), "pool_timeout");
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn pool_block(mut self, block: bool) -> Self {
@@ -225,8 +236,8 @@ impl ClientConfig {
         self
     }
 
-    /// urllib3's `pool_timeout` (default 5 s): how long a call waits for a permit before it
-    /// fails with a `PoolTimeout` failure. `None` waits as long as it takes.
+    /// urllib3's `pool_timeout` (default 5 s when blocking): how long a call waits for a
+    /// permit before it fails with a `PoolTimeout` failure. `None` waits as long as it takes.
     ///
     /// ```
     /// use std::time::Duration;
@@ -238,7 +249,7 @@ impl ClientConfig {
     /// assert_eq!(err.field(), "pool_timeout");
     /// ```
     pub fn pool_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.pool_timeout = timeout;
+        self.pool_timeout = Some(timeout);
         self
     }
 
@@ -353,7 +364,10 @@ impl ClientConfig {
         let breaker = self.circuit_breaker.clone().name(self.name).build_keyed()?;
         let pool = PoolLimitLayer::builder(self.pool_maxsize)
             .block(self.pool_block)
-            .pool_timeout(self.pool_timeout)
+            .pool_timeout(
+                self.pool_timeout
+                    .unwrap_or_else(|| self.pool_block.then_some(DEFAULT_POOL_TIMEOUT)),
+            )
             .max_pools(self.max_pools)
             .leak_threshold(self.leak_threshold)
             .name(self.name)
