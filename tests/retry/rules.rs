@@ -196,19 +196,42 @@ async fn deadline_stops_a_retry_whose_sleep_would_cross_it() {
     );
 }
 
+/// Calls `inner` through a layer with a 5 s deadline: the call must stop at it, exactly.
+async fn stops_at_a_5s_deadline<S>(inner: S) -> RetryError
+where
+    S: Service<Request<String>, Response = Response<()>> + Clone,
+    S::Error: Into<tower_fortify::BoxError>,
+{
+    let policy = RetryPolicy::default().deadline(Some(Duration::from_secs(5)));
+    let svc = RetryLayer::new(policy).unwrap().layer(inner);
+    let started = tokio::time::Instant::now();
+    let err = call(svc, request(Method::GET)).await.unwrap_err();
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+    let err = *err.downcast::<RetryError>().unwrap();
+    assert_eq!(err.stop(), Stop::Deadline);
+    err
+}
+
+/// A call on `script` through a layer with a 5 s deadline, made but not yet polled.
+fn call_with_a_5s_deadline(
+    script: &Script,
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Response<()>, tower_fortify::BoxError>>>,
+> {
+    let policy = RetryPolicy::default().deadline(Some(Duration::from_secs(5)));
+    let mut svc = RetryLayer::new(policy).unwrap().layer(script.clone());
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(svc.poll_ready(&mut cx).is_ready());
+    Box::pin(svc.call(request(Method::GET)))
+}
+
 #[tokio::test(start_paused = true)]
 async fn deadline_drops_an_attempt_still_running() {
     let inner = tower::service_fn(|_req: Request<String>| async {
         tokio::time::sleep(Duration::from_secs(60)).await;
         Ok::<_, std::io::Error>(Response::new(()))
     });
-    let policy = RetryPolicy::default().deadline(Some(Duration::from_secs(5)));
-    let svc = RetryLayer::new(policy).unwrap().layer(inner);
-    let started = tokio::time::Instant::now();
-    let err = call(svc, request(Method::GET)).await.unwrap_err();
-    assert_eq!(started.elapsed(), Duration::from_secs(5));
-    let err = err.downcast_ref::<RetryError>().unwrap();
-    assert_eq!(err.stop(), Stop::Deadline);
+    stops_at_a_5s_deadline(inner).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -233,31 +256,19 @@ async fn deadline_drops_an_attempt_still_running_after_a_sleep() {
             )
         }
     });
-    let policy = RetryPolicy::default().deadline(Some(Duration::from_secs(5)));
-    let svc = RetryLayer::new(policy).unwrap().layer(inner);
-    let started = tokio::time::Instant::now();
-    let err = call(svc, request(Method::GET)).await.unwrap_err();
-    assert_eq!(started.elapsed(), Duration::from_secs(5));
-    let err = err.downcast_ref::<RetryError>().unwrap();
-    assert_eq!(err.stop(), Stop::Deadline);
+    let err = stops_at_a_5s_deadline(inner).await;
     assert_eq!(err.history().records().len(), 1);
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
 
 #[tokio::test(start_paused = true)]
 async fn deadline_stops_a_retry_whose_task_is_polled_late() {
-    use std::{
-        future::Future,
-        task::{Context, Poll, Waker},
-    };
+    use std::task::{Context, Poll, Waker};
     // The sleep before the retry ends in time (2 s), but the task is next polled at 6 s,
     // past the deadline (5 s): the retry is not sent.
     let script = Script::new(&[ra(503, "2"), OK]);
-    let policy = RetryPolicy::default().deadline(Some(Duration::from_secs(5)));
-    let mut svc = RetryLayer::new(policy).unwrap().layer(script.clone());
+    let mut fut = call_with_a_5s_deadline(&script);
     let mut cx = Context::from_waker(Waker::noop());
-    assert!(svc.poll_ready(&mut cx).is_ready());
-    let mut fut = Box::pin(svc.call(request(Method::GET)));
     assert!(
         fut.as_mut().poll(&mut cx).is_pending(),
         "sleeping before the retry"
@@ -275,18 +286,12 @@ async fn deadline_stops_a_retry_whose_task_is_polled_late() {
 
 #[tokio::test(start_paused = true)]
 async fn an_answer_ready_at_the_deadline_is_taken() {
-    use std::{
-        future::Future,
-        task::{Context, Poll, Waker},
-    };
+    use std::task::{Context, Poll, Waker};
     // Polled for the first time after the deadline, the call still has its answer: the
     // deadline only drops what is still pending (as tower's `Timeout` does).
     let script = Script::new(&[OK]);
-    let policy = RetryPolicy::default().deadline(Some(Duration::from_secs(5)));
-    let mut svc = RetryLayer::new(policy).unwrap().layer(script.clone());
+    let mut fut = call_with_a_5s_deadline(&script);
     let mut cx = Context::from_waker(Waker::noop());
-    assert!(svc.poll_ready(&mut cx).is_ready());
-    let mut fut = Box::pin(svc.call(request(Method::GET)));
     tokio::time::advance(Duration::from_secs(6)).await;
     let Poll::Ready(Ok(response)) = fut.as_mut().poll(&mut cx) else {
         panic!("the ready answer should be taken");
