@@ -83,25 +83,19 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(any(feature = "retry", feature = "circuit-breaker"))]
-mod buckets;
 mod builder;
 #[cfg(feature = "circuit-breaker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
 pub mod circuit_breaker;
 pub mod classify;
 mod config;
-#[cfg(any(feature = "pool", feature = "circuit-breaker"))]
-mod host;
-#[cfg(any(feature = "pool", feature = "circuit-breaker"))]
-mod lru;
+mod internal;
 #[cfg(feature = "pool")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
 pub mod pool;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub mod retry;
-mod spare;
 #[cfg(feature = "stack")]
 #[cfg_attr(docsrs, doc(cfg(feature = "stack")))]
 pub mod stack;

@@ -8,8 +8,8 @@ use super::{
 };
 use crate::{
     classify::{Failure, Stage},
-    host::{default_port, split_host_port},
-    lru::{Evict, Eviction, Lookup, LruMap},
+    internal::host::{default_port, split_host_port},
+    internal::lru::{Evict, Eviction, Lookup, LruMap},
     BoxError,
 };
 use http::header::HOST;

@@ -30,7 +30,7 @@ use super::{
 };
 use crate::{
     classify::{Failure, FailureKind},
-    lru::Padded,
+    internal::padded::Padded,
     BoxError,
 };
 use std::{
@@ -459,7 +459,7 @@ fn claim(local: &ThreadLocal) -> usize {
 #[inline]
 fn take_lane(lanes: &[Arc<Lane>]) -> Arc<Lane> {
     LOCAL
-        .try_with(|local| crate::spare::take(&local.spare, &lanes[claim(local)]))
+        .try_with(|local| crate::internal::spare::take(&local.spare, &lanes[claim(local)]))
         .unwrap_or_else(|_| Arc::clone(&lanes[lanes.len() - 1]))
 }
 

@@ -5,8 +5,8 @@
 //! time window keeps one set of buckets per lane.
 
 use crate::{
-    buckets::{Epochs, Ring},
-    lru::Padded,
+    internal::buckets::{Epochs, Ring},
+    internal::padded::Padded,
 };
 use std::{
     fmt,
@@ -324,7 +324,7 @@ impl TimeWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::buckets::BUCKETS;
+    use crate::internal::buckets::BUCKETS;
     use proptest::prelude::*;
     use std::collections::VecDeque;
 

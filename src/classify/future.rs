@@ -111,10 +111,10 @@ impl Observer {
 }
 
 /// A response future's reference to its service's [`Shared`], taken from and given back to
-/// the thread's spare (see `crate::spare`): no shared reference count is written per call.
-type SharedRef = crate::spare::SpareRef<Shared>;
+/// the thread's spare (see `crate::internal::spare`): no shared reference count is written per call.
+type SharedRef = crate::internal::spare::SpareRef<Shared>;
 
-crate::spare::spare_slot!(Shared);
+crate::internal::spare::spare_slot!(Shared);
 
 #[cfg(all(test, feature = "metrics"))]
 mod tests {

@@ -1,18 +1,9 @@
 //! Metric handles of `ErrorClassify`, registered once per service.
 
 use super::{FailureKind, Stage};
-use metrics::{Counter, Histogram, IntoF64};
+use crate::internal::lazy::Lazy;
+use metrics::{Counter, Histogram};
 use std::{cell::Cell, time::Duration};
-
-/// A value computed only when a recorder takes it: a handle registered while no recorder was
-/// installed never asks, which tells a layer at build time whether its metrics go anywhere.
-pub(crate) struct Lazy<F>(pub(crate) F);
-
-impl<F: FnOnce() -> f64> IntoF64 for Lazy<F> {
-    fn into_f64(self) -> f64 {
-        (self.0)()
-    }
-}
 
 pub(crate) const REQUEST_DURATION: &str = "fortify_request_duration_seconds";
 pub(crate) const ERRORS: &str = "fortify_errors_total";

@@ -2,8 +2,8 @@
 //! bounded map of pools.
 
 use super::permit::{Core, Permit, Pool};
-use crate::host::{default_port, split_host_port};
-use crate::lru::{Evict, Eviction, LruMap};
+use crate::internal::host::{default_port, split_host_port};
+use crate::internal::lru::{Evict, Eviction, LruMap};
 use http::{
     header,
     request::Parts,

@@ -1,6 +1,6 @@
 //! Metric handles of a pool limit, registered once per layer.
 
-use crate::classify::metrics::Lazy;
+use crate::internal::lazy::Lazy;
 use metrics::{Counter, Gauge, Histogram};
 use std::{cell::Cell, time::Duration};
 

@@ -14,7 +14,7 @@ use std::{
 use tokio::time::Instant;
 
 use crate::{
-    buckets::{Epochs, Ring},
+    internal::buckets::{Epochs, Ring},
     InvalidConfig,
 };
 

@@ -54,10 +54,10 @@ pub(crate) struct Shared {
 }
 
 /// A response future's reference to its layer's [`Shared`], taken from and given back to
-/// the thread's spare (see `crate::spare`): no shared reference count is written per call.
-pub(crate) type SharedRef = crate::spare::SpareRef<Shared>;
+/// the thread's spare (see `crate::internal::spare`): no shared reference count is written per call.
+pub(crate) type SharedRef = crate::internal::spare::SpareRef<Shared>;
 
-crate::spare::spare_slot!(Shared);
+crate::internal::spare::spare_slot!(Shared);
 
 impl Shared {
     pub(crate) fn new(policy: RetryPolicy, name: &'static str) -> Self {

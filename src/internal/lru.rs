@@ -18,6 +18,7 @@
 //! must stay never go, so a shard may then hold more than its share (the pool limit's pools
 //! with calls in flight, a breaker an operator holds open or disabled).
 
+use super::padded::Padded;
 use std::{
     borrow::Borrow,
     collections::HashMap,
@@ -28,20 +29,6 @@ use std::{
         PoisonError, RwLock,
     },
 };
-
-/// Pads and aligns a value to 128 bytes, so that two of them never share a cache line (nor
-/// the pair of lines an x86 prefetcher fetches together).
-#[derive(Debug, Default)]
-#[repr(align(128))]
-pub(crate) struct Padded<T>(pub(crate) T);
-
-impl<T> std::ops::Deref for Padded<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
 
 /// Whether a value may be evicted (the breaker's are `Idle` or `Busy`, the pool's `Idle`
 /// or `Never`).

@@ -29,7 +29,7 @@ pub(crate) trait Spared: Sized + 'static {
 /// Gives a type its thread-local spare slot.
 macro_rules! spare_slot {
     ($ty:ty) => {
-        impl $crate::spare::Spared for $ty {
+        impl $crate::internal::spare::Spared for $ty {
             #[inline]
             fn with_slot<R>(
                 f: impl FnOnce(&::std::cell::Cell<Option<::std::sync::Arc<Self>>>) -> R,

@@ -1,0 +1,13 @@
+//! Private helpers shared by several layers. Nothing here is public API.
+
+#[cfg(any(feature = "retry", feature = "circuit-breaker"))]
+pub(crate) mod buckets;
+#[cfg(any(feature = "pool", feature = "circuit-breaker"))]
+pub(crate) mod host;
+#[cfg(feature = "metrics")]
+pub(crate) mod lazy;
+#[cfg(any(feature = "pool", feature = "circuit-breaker"))]
+pub(crate) mod lru;
+#[cfg(any(feature = "pool", feature = "circuit-breaker"))]
+pub(crate) mod padded;
+pub(crate) mod spare;
