@@ -69,6 +69,7 @@
 //! | `rustls` (default) | classification of rustls errors (certificate vs handshake); no crypto provider is pulled in |
 //! | `metrics` (default) | `fortify_*` metrics through the [`metrics`](https://docs.rs/metrics) facade |
 //! | `tracing` (default) | [`tracing`](https://docs.rs/tracing) events |
+//! | `reqwest` | the [`reqwest`](mod@reqwest) module: a `reqwest::Client` as an `http::Request` service for every layer, a classified resolver, classification of `reqwest::Error` |
 //! | `stack` (default) | the [`stack`] module: the preset client stack of every layer (needs `retry`, `circuit-breaker`, `pool`) |
 //! | `full` | all of the above |
 //!
@@ -93,6 +94,9 @@ mod internal;
 #[cfg(feature = "pool")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
 pub mod pool;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod reqwest;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub mod retry;

@@ -132,6 +132,8 @@ pub fn classify_error(error: &(dyn Error + 'static)) -> FailureKind {
 ///   [`Protocol`](FailureKind::Protocol), incomplete messages, closed channels and
 ///   cancelled requests [`ConnectionClosed`](FailureKind::ConnectionClosed), timeouts per
 ///   stage (feature `hyper`);
+/// - `reqwest::Error` with `is_connect()` moves the walk to [`Stage::Connect`]; its
+///   `is_timeout()` is a timeout at the stage (feature `reqwest`);
 /// - rustls errors: certificate problems are [`TlsCertificate`](FailureKind::TlsCertificate),
 ///   every other TLS error [`TlsHandshake`](FailureKind::TlsHandshake) (feature `rustls`);
 /// - `tower::timeout::error::Elapsed` and `tokio::time::error::Elapsed`: a timeout at the
@@ -183,7 +185,7 @@ fn find_failure(error: &(dyn Error + 'static)) -> Option<FailureKind> {
 }
 
 /// Returns the kind the chain starting at `error` explains, if anything in it is recognised.
-#[cfg_attr(not(feature = "hyper"), allow(unused_mut))]
+#[cfg_attr(not(any(feature = "hyper", feature = "reqwest")), allow(unused_mut))]
 fn walk(error: &(dyn Error + 'static), mut stage: Stage, depth: usize) -> Option<FailureKind> {
     let mut next = Some(error);
     let mut depth = depth;
@@ -206,6 +208,17 @@ fn walk(error: &(dyn Error + 'static), mut stage: Stage, depth: usize) -> Option
         }
         if err.is::<tower::timeout::error::Elapsed>() || err.is::<tokio::time::error::Elapsed>() {
             return Some(stage.timeout());
+        }
+        #[cfg(feature = "reqwest")]
+        if let Some(reqwest) = err.downcast_ref::<::reqwest::Error>() {
+            if reqwest.is_connect() && stage == Stage::Request {
+                stage = Stage::Connect;
+            }
+            // reqwest's own timers fail with an error type of its own, private: read the
+            // flag. A failure classified further in (a resolver's) keeps its kind.
+            if reqwest.is_timeout() {
+                return Some(find_failure(err).unwrap_or(stage.timeout()));
+            }
         }
         #[cfg(feature = "rustls")]
         if let Some(tls) = err.downcast_ref::<rustls::Error>() {
