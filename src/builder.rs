@@ -138,7 +138,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     /// ```
     #[cfg(feature = "pool")]
     #[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
-    fn pool_limit<K: crate::pool::PoolKey>(
+    fn pool_limit<K>(
         self,
         layer: crate::pool::PoolLimitLayer<K>,
     ) -> ServiceBuilder<Stack<crate::pool::PoolLimitLayer<K>, L>>;
@@ -217,7 +217,7 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     }
 
     #[cfg(feature = "pool")]
-    fn pool_limit<K: crate::pool::PoolKey>(
+    fn pool_limit<K>(
         self,
         layer: crate::pool::PoolLimitLayer<K>,
     ) -> ServiceBuilder<Stack<crate::pool::PoolLimitLayer<K>, L>> {

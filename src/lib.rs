@@ -91,6 +91,9 @@ pub mod circuit_breaker;
 pub mod classify;
 mod config;
 mod internal;
+#[cfg(any(feature = "pool", feature = "circuit-breaker"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "pool", feature = "circuit-breaker"))))]
+pub mod key;
 #[cfg(feature = "pool")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
 pub mod pool;

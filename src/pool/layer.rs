@@ -1,14 +1,17 @@
 use super::{
     handle::{PoolHandle, Source},
-    keyed::{ByAuthority, KeyBy, Keyed, PoolKey},
+    keyed::Keyed,
     permit::{Core, Counts, Mode, Pool},
     semaphore::MAX_PERMITS,
     service::{Pools, Shared},
     tracker::MAX_TRACKED,
     GenericPoolLimit, PoolLimit,
 };
-use crate::InvalidConfig;
-use http::request::Parts;
+use crate::{
+    key::{ByAuthority, KeyBy},
+    InvalidConfig,
+};
+use http::Request;
 use std::{fmt, hash::Hash, sync::Arc, time::Duration};
 use tower_layer::Layer;
 
@@ -52,11 +55,11 @@ pub const DEFAULT_MAX_POOLS: usize = 10;
 /// # let _ = svc;
 /// # Ok::<(), tower_fortify::InvalidConfig>(())
 /// ```
-pub struct PoolLimitLayer<K: PoolKey = ByAuthority> {
+pub struct PoolLimitLayer<K = ByAuthority> {
     shared: Arc<Shared<K>>,
 }
 
-impl<K: PoolKey> Clone for PoolLimitLayer<K> {
+impl<K> Clone for PoolLimitLayer<K> {
     fn clone(&self) -> Self {
         PoolLimitLayer {
             shared: Arc::clone(&self.shared),
@@ -64,7 +67,7 @@ impl<K: PoolKey> Clone for PoolLimitLayer<K> {
     }
 }
 
-impl<K: PoolKey> fmt::Debug for PoolLimitLayer<K> {
+impl<K> fmt::Debug for PoolLimitLayer<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PoolLimitLayer")
             .field("shared", &self.shared)
@@ -122,7 +125,7 @@ impl PoolLimitLayer {
     }
 }
 
-impl<K: PoolKey> PoolLimitLayer<K> {
+impl<K: Send + Sync + 'static> PoolLimitLayer<K> {
     /// A handle on the layer's pools: [`snapshot`](PoolHandle::snapshot) for in-use,
     /// waiting, overflow, timeouts and leaks.
     ///
@@ -161,7 +164,7 @@ impl<K: PoolKey> PoolLimitLayer<K> {
     }
 }
 
-impl<S, K: PoolKey> Layer<S> for PoolLimitLayer<K> {
+impl<S, K> Layer<S> for PoolLimitLayer<K> {
     type Service = PoolLimit<S, K>;
 
     fn layer(&self, inner: S) -> Self::Service {
@@ -261,7 +264,7 @@ impl<S> Layer<S> for GenericPoolLimitLayer {
 /// | [`fail_fast`](Self::fail_fast) | (none) | off |
 /// | [`per_host`](Self::per_host) | `PoolManager` vs `HTTPConnectionPool` | `true` |
 /// | [`max_pools`](Self::max_pools) | `num_pools` | [`DEFAULT_MAX_POOLS`] (10) |
-/// | [`key_fn`](Self::key_fn), [`pool_key`](Self::pool_key) | `key_fn_by_scheme` | [`ByAuthority`] |
+/// | [`key`](Self::key), [`key_fn`](Self::key_fn) | `key_fn_by_scheme` | [`ByAuthority`]: the URI's scheme, host and port |
 /// | [`release_on_body_end`](Self::release_on_body_end) | `preload_content=False` + `release_conn()` | `true` |
 /// | [`leak_threshold`](Self::leak_threshold) | (none) | `None`: off |
 /// | [`name`](Self::name) | | `"pool"` |
@@ -352,6 +355,21 @@ impl<K> PoolLimitBuilder<K> {
     /// once with a `Failure` of kind [`PoolFull`](crate::classify::FailureKind::PoolFull)
     /// (load shedding, for servers). Cannot be combined with `block(true)`.
     ///
+    /// # Shedding load on a server
+    ///
+    /// The limit holds per pool, so what chooses the pool decides what a client can do:
+    ///
+    /// - For one limit over the whole server, use `per_host(false)`: one pool, and
+    ///   `poll_ready` reserves its permit.
+    /// - The default per-host key ([`ByAuthority`]) reads only the URI's authority, which a
+    ///   server's requests do not have: they all share one pool, whatever `Host` header each
+    ///   client sends. (A request with an absolute URI, as a proxy receives, gets the pool
+    ///   of its authority.)
+    /// - A [`key`](Self::key) or [`key_fn`](Self::key_fn) that reads a header (`Host`, a
+    ///   tenant) gives each value its own `maxsize`: a client that sends many values gets
+    ///   many times the limit. Only key by what the client cannot choose freely (an
+    ///   authenticated tenant), and keep [`max_pools`](Self::max_pools) small.
+    ///
     /// ```
     /// use tower_fortify::pool::PoolLimitLayer;
     ///
@@ -404,37 +422,43 @@ impl<K> PoolLimitBuilder<K> {
         self
     }
 
-    /// Pools requests by a key computed from the request's head, instead of by host.
+    /// Pools requests by a key a closure computes from the request, instead of by host
+    /// (a [`KeyBy`]; the closure's request type must be written out).
+    ///
+    /// A key read from a header a remote client controls lets that client choose its pool:
+    /// on a server, such a key gives each value its own `maxsize` (see
+    /// [`fail_fast`](Self::fail_fast)).
     ///
     /// ```
     /// use tower_fortify::pool::PoolLimitLayer;
     ///
     /// // One pool per tenant.
     /// let layer = PoolLimitLayer::builder(4)
-    ///     .key_fn(|parts: &http::request::Parts| parts.headers.get("x-tenant").cloned())
+    ///     .key_fn(|request: &http::Request<()>| request.headers().get("x-tenant").cloned())
     ///     .build()?;
     /// # let _ = layer;
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
-    pub fn key_fn<F, Key>(self, f: F) -> PoolLimitBuilder<KeyBy<F>>
+    pub fn key_fn<F, B, Key>(self, f: F) -> PoolLimitBuilder<KeyBy<F>>
     where
-        F: Fn(&Parts) -> Key + Send + Sync + 'static,
+        F: Fn(&Request<B>) -> Key + Send + Sync + 'static,
         Key: Hash + Eq + fmt::Debug + Send + Sync + 'static,
     {
         self.with_key(KeyBy::new(f), "key_fn")
     }
 
-    /// Pools requests by a [`PoolKey`], instead of by host.
+    /// Pools requests by a [`RequestKey`](crate::key::RequestKey), instead of by host ([`ByAuthority`], the
+    /// default).
     ///
     /// ```
-    /// use tower_fortify::pool::{ByAuthority, PoolLimitLayer};
+    /// use tower_fortify::{key::ByAuthority, pool::PoolLimitLayer};
     ///
-    /// let layer = PoolLimitLayer::builder(4).pool_key(ByAuthority).build()?;
+    /// let layer = PoolLimitLayer::builder(4).key(ByAuthority).build()?;
     /// # let _ = layer;
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
-    pub fn pool_key<P: PoolKey>(self, key: P) -> PoolLimitBuilder<P> {
-        self.with_key(key, "pool_key")
+    pub fn key<P: Send + Sync + 'static>(self, key: P) -> PoolLimitBuilder<P> {
+        self.with_key(key, "key")
     }
 
     fn with_key<P>(self, key: P, setter: &'static str) -> PoolLimitBuilder<P> {
@@ -589,7 +613,7 @@ impl<K> PoolLimitBuilder<K> {
     /// # Errors
     ///
     /// As [`build`](Self::build), and [`InvalidConfig`] naming a setting that only applies
-    /// to HTTP: `per_host(true)`, `max_pools`, `key_fn` / `pool_key`,
+    /// to HTTP: `per_host(true)`, `max_pools`, `key` / `key_fn`,
     /// `release_on_body_end`.
     ///
     /// ```
@@ -630,7 +654,7 @@ impl<K> PoolLimitBuilder<K> {
     }
 }
 
-impl<K: PoolKey> PoolLimitBuilder<K> {
+impl<K: Send + Sync + 'static> PoolLimitBuilder<K> {
     /// Builds the layer (and its pools, its metric handles: install a metrics recorder
     /// before).
     ///
@@ -638,7 +662,7 @@ impl<K: PoolKey> PoolLimitBuilder<K> {
     ///
     /// [`InvalidConfig`] naming the first invalid setting: `maxsize` zero; `pool_timeout`
     /// zero or without `block(true)`; `fail_fast` with `block(true)`; `max_pools` zero or
-    /// with `per_host(false)`; `key_fn` / `pool_key` with `per_host(false)`;
+    /// with `per_host(false)`; `key` / `key_fn` with `per_host(false)`;
     /// `leak_threshold` zero or with `maxsize` over 65 536.
     ///
     /// ```

@@ -53,9 +53,13 @@
 //!
 //! # One pool, or one per host
 //!
-//! By default a layer keeps one pool per scheme, host and port (urllib3's `PoolManager`;
-//! [`ByAuthority`], [`HostKey`]), or per a key of your own ([`PoolKey`],
-//! [`PoolLimitBuilder::key_fn`]). The pools belong to the layer and are **shared by all
+//! By default a layer keeps one pool per scheme, host and port of the request URI's
+//! authority (urllib3's `PoolManager`; [`ByAuthority`](crate::key::ByAuthority),
+//! [`HostKey`](crate::key::HostKey)), or per a key of your own
+//! ([`RequestKey`](crate::key::RequestKey), [`PoolLimitBuilder::key`],
+//! [`PoolLimitBuilder::key_fn`]). The default key never reads the `Host` header: on a
+//! server, where URIs have no authority, every request shares one pool, so a client cannot
+//! split the limit by sending many `Host` values. The pools belong to the layer and are **shared by all
 //! clones** of every service it builds. At most `max_pools` pools are kept (default 10,
 //! urllib3's `num_pools`): the least recently used *idle* pools are evicted for a new host.
 //! A busy pool is never evicted (its limit must hold), so a scan of a million hosts holds
@@ -115,9 +119,9 @@
 //! to give it back, and allocates nothing: the semaphore here is FIFO-fair like tokio's,
 //! but takes a lock only when a call waits or a waiter is served (tokio's takes one on
 //! every release). A per-host call adds its key (scheme, host and port, sharing the URI's
-//! bytes: a reference count taken and dropped, no allocation; a request that names its
-//! host only in a `Host` header copies it) and a map lookup under a read lock (a write lock
-//! only for a new host). A call that has to wait allocates
+//! bytes: a reference count taken and dropped, no allocation), read from the request in
+//! place, and a map lookup with that key, borrowed, under a read lock (a write lock and
+//! one boxed key only for a new host). A call that has to wait allocates
 //! its place in the queue. A `leak_threshold` adds a clock read per call. The
 //! `benches/pool.rs` benchmark compares it with tower's `ConcurrencyLimit` and
 //! tower-resilience's bulkhead.
@@ -138,6 +142,5 @@ mod tracker;
 
 pub use body::PoolBody;
 pub use handle::{PoolHandle, PoolSnapshot, PoolStats};
-pub use keyed::{ByAuthority, HostKey, KeyBy, PoolKey};
 pub use layer::{GenericPoolLimitLayer, PoolLimitBuilder, PoolLimitLayer, DEFAULT_MAX_POOLS};
 pub use service::{GenericPoolLimit, PoolLimit};

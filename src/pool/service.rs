@@ -2,13 +2,14 @@ use super::{
     body::PoolBody,
     future::{GenericResponseFuture, ResponseFuture},
     handle::{PoolHandle, PoolSnapshot, PoolStats, Source},
-    keyed::{ByAuthority, Keyed, PoolKey},
+    keyed::Keyed,
     permit::{Core, Mode, Pool},
     reserve::Reserver,
     PoolLimitLayer,
 };
 use crate::{
     classify::{Failure, Stage},
+    key::{ByAuthority, RequestKey},
     BoxError, InvalidConfig,
 };
 use http::{Request, Response};
@@ -22,17 +23,17 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 /// What every service of a layer, and every clone, shares: settings, metric handles, pools.
-pub(crate) struct Shared<K: PoolKey> {
+pub(crate) struct Shared<K> {
     pub(crate) core: Arc<Core>,
     pub(crate) pools: Pools<K>,
 }
 
-pub(crate) enum Pools<K: PoolKey> {
+pub(crate) enum Pools<K> {
     Single(Arc<Pool>),
-    Keyed { key: K, pools: Keyed<K::Key> },
+    Keyed { key: K, pools: Keyed },
 }
 
-impl<K: PoolKey> fmt::Debug for Shared<K> {
+impl<K> fmt::Debug for Shared<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Shared");
         d.field("core", &self.core);
@@ -44,7 +45,7 @@ impl<K: PoolKey> fmt::Debug for Shared<K> {
     }
 }
 
-impl<K: PoolKey> Source for Shared<K> {
+impl<K: Send + Sync + 'static> Source for Shared<K> {
     fn snapshot(&self) -> PoolSnapshot {
         let pools = match &self.pools {
             Pools::Single(pool) => vec![Arc::clone(pool)],
@@ -113,13 +114,13 @@ impl<K: PoolKey> Source for Shared<K> {
 /// # Ok(())
 /// # }
 /// ```
-pub struct PoolLimit<S, K: PoolKey = ByAuthority> {
+pub struct PoolLimit<S, K = ByAuthority> {
     inner: S,
     shared: Arc<Shared<K>>,
     reserver: Reserver,
 }
 
-impl<S, K: PoolKey> fmt::Debug for PoolLimit<S, K>
+impl<S, K> fmt::Debug for PoolLimit<S, K>
 where
     S: fmt::Debug,
 {
@@ -132,7 +133,7 @@ where
     }
 }
 
-impl<S: Clone, K: PoolKey> Clone for PoolLimit<S, K> {
+impl<S: Clone, K> Clone for PoolLimit<S, K> {
     fn clone(&self) -> Self {
         // A reservation is one call's: a clone starts without one.
         PoolLimit {
@@ -165,7 +166,7 @@ impl<S> PoolLimit<S> {
     }
 }
 
-impl<S, K: PoolKey> PoolLimit<S, K> {
+impl<S, K> PoolLimit<S, K> {
     pub(crate) fn from_shared(inner: S, shared: Arc<Shared<K>>) -> Self {
         PoolLimit {
             inner,
@@ -181,7 +182,10 @@ impl<S, K: PoolKey> PoolLimit<S, K> {
     /// assert_eq!(svc.handle().snapshot().total.in_use, 0);
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
-    pub fn handle(&self) -> PoolHandle {
+    pub fn handle(&self) -> PoolHandle
+    where
+        K: Send + Sync + 'static,
+    {
         PoolHandle::new(Arc::clone(&self.shared) as Arc<dyn Source>)
     }
 
@@ -224,7 +228,7 @@ impl<S, K, B, ResB> Service<Request<B>> for PoolLimit<S, K>
 where
     S: Service<Request<B>, Response = Response<ResB>> + Clone,
     S::Error: Into<BoxError>,
-    K: PoolKey,
+    K: RequestKey<B>,
     ResB: Body,
 {
     type Response = Response<PoolBody<ResB>>;
@@ -256,10 +260,7 @@ where
             }
             Pools::Keyed { key, pools } => (key, pools),
         };
-        let (parts, body) = request.into_parts();
-        let key = key.key(&parts);
-        let request = Request::from_parts(parts, body);
-        let pool = match pools.try_acquire(key, &self.shared.core) {
+        let pool = match pools.try_acquire(key.key(&request), &self.shared.core) {
             Ok(permit) => return ResponseFuture::called(self.inner.call(request), permit, release),
             Err(pool) => pool,
         };

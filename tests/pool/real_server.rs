@@ -182,3 +182,84 @@ async fn a_body_never_read_shows_up_as_a_leak() {
     );
     assert_eq!(snapshot.total.leaked, 1);
 }
+
+/// Issue 16: `PoolLimitLayer::builder(2).fail_fast()` in front of an axum router on
+/// 127.0.0.1, 50 concurrent requests each with its own `Host` header: at most 2 run, the
+/// other 48 are shed (a client must not split the limit into one pool per `Host` value).
+#[tokio::test]
+async fn a_server_sheds_load_whatever_the_host_headers() {
+    use axum::{error_handling::HandleErrorLayer, http::StatusCode, routing::get as route};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::sync::watch;
+    use tower::ServiceBuilder;
+
+    const CALLS: usize = 50;
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (release, released) = watch::channel(false);
+    let handler = {
+        let (running, most) = (running.clone(), most.clone());
+        move || async move {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            let mut released = released.clone();
+            let _ = released.wait_for(|released| *released).await;
+            running.fetch_sub(1, Ordering::SeqCst);
+            "done"
+        }
+    };
+    let pool = PoolLimitLayer::builder(2).fail_fast().build().unwrap();
+    let handle = pool.handle();
+    let app = axum::Router::new().route("/", route(handler)).layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(|_: tower_fortify::BoxError| async {
+                StatusCode::SERVICE_UNAVAILABLE
+            }))
+            .layer(pool),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let client = client();
+    let (done, mut statuses) = mpsc::unbounded_channel();
+    for i in 0..CALLS {
+        let (client, done) = (client.clone(), done.clone());
+        tokio::spawn(async move {
+            let request = Request::get(format!("http://{addr}/"))
+                .header("host", format!("tenant-{i}.example"))
+                .body(Empty::new())
+                .unwrap();
+            let response = client.request(request).await.expect("a response");
+            let status = response.status();
+            let _ = response.into_body().collect().await;
+            let _ = done.send(status);
+        });
+    }
+    // Every call is accounted for once it either runs or was shed.
+    let mut shed = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while shed + running.load(Ordering::SeqCst) < CALLS {
+        let status = tokio::time::timeout_at(deadline, statuses.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{} running, {shed} shed: the calls are neither running nor shed",
+                    running.load(Ordering::SeqCst)
+                )
+            })
+            .unwrap();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        shed += 1;
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 2, "at most maxsize run");
+    assert_eq!(shed, CALLS - 2);
+    assert_eq!(handle.snapshot().pools.len(), 1, "one pool for every Host");
+    assert_eq!(handle.snapshot().total.rejected, (CALLS - 2) as u64);
+
+    release.send(true).unwrap();
+    for _ in 0..2 {
+        assert_eq!(statuses.recv().await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 2);
+}
