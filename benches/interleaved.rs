@@ -1,0 +1,401 @@
+//! The plain view: no criterion, no pairing. Every variant runs once per round, in the same
+//! order, for `CALLS` calls; after `ROUNDS` rounds each variant's figure is the median of
+//! its rounds. Requests are built in every call, for every variant (the bare one too), as
+//! a caller builds them, so that costs that show only on a fresh request (a first clone of
+//! a parsed URI's bytes allocates) are counted. Calls go through a current-thread tokio
+//! runtime with `ready().await` and `call().await`, as a caller's code does.
+//!
+//! Three tables:
+//! - `u64` requests: the pool against tower's `ConcurrencyLimit`;
+//! - `http::Request` (a GET with two headers): each layer and the preset against tower's and
+//!   tower-resilience's equivalents;
+//! - one shared instance, calls per second from two tasks on a two-worker runtime against one
+//!   task on a one-worker runtime (the scaling of a shared limit or breaker).
+//!
+//! The paired view (`benches/support/paired.rs`, in `cargo bench --bench pool -- paired`
+//! and `--bench retry -- paired`) compares calls made in the same moments; a claim must hold
+//! in both views. Run with `cargo bench --bench interleaved` (about a minute); set
+//! `FORTIFY_BENCH_QUICK=1` for a short run that only checks that it works, and
+//! `FORTIFY_BENCH_ONLY=text` to run only the variants whose name holds `text` (with the bare
+//! one and their baselines), for a profiler.
+
+#[allow(dead_code)]
+#[path = "support/tower_policy.rs"]
+mod tower_policy;
+
+use bytes::Bytes;
+use http::{header, Request, Response};
+use http_body_util::Full;
+use std::{
+    convert::Infallible,
+    future::{ready, Ready},
+    hint::black_box,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+use tower::{
+    limit::{ConcurrencyLimit, GlobalConcurrencyLimitLayer},
+    timeout::Timeout,
+    Layer, Service, ServiceExt,
+};
+use tower_fortify::{
+    circuit_breaker::CircuitBreakerLayer,
+    pool::PoolLimitLayer,
+    retry::{RetryLayer, RetryPolicy},
+    stack::ClientConfig,
+};
+use tower_policy::CopyRequest;
+
+type Req = Request<Full<Bytes>>;
+type Res = Response<Full<Bytes>>;
+
+const LIMIT: usize = 1000;
+
+struct Plan {
+    rounds: usize,
+    calls: u64,
+    scaling: Duration,
+}
+
+fn plan() -> Plan {
+    if std::env::var_os("FORTIFY_BENCH_QUICK").is_some() {
+        Plan {
+            rounds: 3,
+            calls: 20_000,
+            scaling: Duration::from_millis(100),
+        }
+    } else {
+        Plan {
+            rounds: 9,
+            calls: 400_000,
+            scaling: Duration::from_millis(500),
+        }
+    }
+}
+
+fn request() -> Req {
+    Request::get("http://api.example.com/v1/items?page=2")
+        .header(header::USER_AGENT, "tower-fortify-bench/0.1")
+        .header(header::ACCEPT, "application/json")
+        .body(Full::new(Bytes::new()))
+        .expect("a valid request")
+}
+
+fn ok_http(
+) -> impl Service<Req, Response = Res, Error = Infallible, Future = Ready<Result<Res, Infallible>>>
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    tower::service_fn(|_: Req| ready(Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))))
+}
+
+fn ok_u64(
+) -> impl Service<u64, Response = u64, Error = Infallible, Future = Ready<Result<u64, Infallible>>>
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    tower::service_fn(|n: u64| ready(Ok(n)))
+}
+
+/// One variant: a closure that makes `calls` calls and returns the time they took.
+type Run = Box<dyn FnMut(&tokio::runtime::Runtime, u64) -> Duration>;
+
+fn variant<Q: 'static, S>(mut svc: S, make: fn(u64) -> Q) -> Run
+where
+    S: Service<Q> + 'static,
+    S::Error: std::fmt::Debug,
+{
+    Box::new(move |rt, calls| {
+        rt.block_on(async {
+            let start = Instant::now();
+            for i in 0..calls {
+                let response = svc
+                    .ready()
+                    .await
+                    .expect("ready")
+                    .call(make(i))
+                    .await
+                    .expect("a call succeeds");
+                drop(black_box(response));
+            }
+            start.elapsed()
+        })
+    })
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+/// Runs every variant once per round, in order, and prints the median ns per call of each,
+/// with its overhead over the first (bare) variant and the ratio of that overhead to the
+/// named baseline's.
+fn table(title: &str, plan: &Plan, mut variants: Vec<(&str, Option<&str>, Run)>) {
+    // `FORTIFY_BENCH_ONLY=text`: the bare variant and those whose name holds `text`, with
+    // their baselines (for a profiler such as callgrind).
+    if let Ok(only) = std::env::var("FORTIFY_BENCH_ONLY") {
+        let keep: Vec<String> = variants
+            .iter()
+            .filter(|(name, _, _)| name.contains(only.as_str()))
+            .flat_map(|(name, baseline, _)| [Some(name.to_string()), baseline.map(String::from)])
+            .flatten()
+            .collect();
+        let mut first = true;
+        variants
+            .retain(|(name, _, _)| std::mem::take(&mut first) || keep.iter().any(|k| k == name));
+        if variants.len() == 1 {
+            return;
+        }
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    for (_, _, run) in variants.iter_mut() {
+        run(&rt, plan.calls / 10); // warm-up
+    }
+    let mut samples = vec![Vec::new(); variants.len()];
+    for _ in 0..plan.rounds {
+        for (i, (_, _, run)) in variants.iter_mut().enumerate() {
+            let took = run(&rt, plan.calls);
+            samples[i].push(took.as_nanos() as f64 / plan.calls as f64);
+        }
+    }
+    let medians: Vec<f64> = samples.into_iter().map(median).collect();
+    let bare = medians[0];
+    let overhead = |name: &str| {
+        let i = variants.iter().position(|(n, _, _)| *n == name).unwrap();
+        medians[i] - bare
+    };
+    println!("\n### {title}\n");
+    println!("| variant | ns per call | over bare | ratio of overheads |");
+    println!("|---|---|---|---|");
+    for (i, (name, baseline, _)) in variants.iter().enumerate() {
+        let ratio = match baseline {
+            Some(b) => format!("{:.2}x {b}", (medians[i] - bare) / overhead(b)),
+            None => String::new(),
+        };
+        println!(
+            "| {name} | {:.1} | {:+.1} | {ratio} |",
+            medians[i],
+            medians[i] - bare
+        );
+    }
+}
+
+/// Calls per second of one shared service from `tasks` tasks on a runtime of `tasks`
+/// workers, for `time`.
+fn throughput<S>(svc: S, tasks: usize, time: Duration) -> f64
+where
+    S: Service<u64> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: std::fmt::Debug,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(tasks)
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicU64::new(0));
+    rt.block_on(async {
+        let mut handles = Vec::new();
+        for _ in 0..tasks {
+            let (mut svc, stop, calls) = (svc.clone(), stop.clone(), calls.clone());
+            handles.push(tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    for i in 0..256 {
+                        let response = svc.ready().await.expect("ready").call(i).await;
+                        drop(black_box(response.expect("a call succeeds")));
+                    }
+                    n += 256;
+                    // Let the other task run if both share a worker.
+                    tokio::task::yield_now().await;
+                }
+                calls.fetch_add(n, Ordering::Relaxed);
+            }));
+        }
+        tokio::time::sleep(time).await;
+        stop.store(true, Ordering::Relaxed);
+        for h in handles {
+            h.await.expect("a task");
+        }
+    });
+    calls.load(Ordering::Relaxed) as f64 / time.as_secs_f64()
+}
+
+fn scaling<S>(name: &str, svc: impl Fn() -> S, plan: &Plan)
+where
+    S: Service<u64> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: std::fmt::Debug,
+{
+    if std::env::var("FORTIFY_BENCH_ONLY").is_ok_and(|only| !name.contains(only.as_str())) {
+        return;
+    }
+    let mut ratios = Vec::new();
+    for _ in 0..plan.rounds.min(5) {
+        let one = throughput(svc(), 1, plan.scaling);
+        let two = throughput(svc(), 2, plan.scaling);
+        ratios.push(two / one);
+    }
+    ratios.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "| {name} | {:.2}x | {:.2}x to {:.2}x |",
+        median(ratios.clone()),
+        ratios[0],
+        ratios[ratios.len() - 1]
+    );
+}
+
+fn main() {
+    let plan = plan();
+    let _ = std::env::args(); // `cargo bench` passes `--bench`.
+
+    let generic_pool = || {
+        PoolLimitLayer::builder(LIMIT)
+            .build_generic()
+            .expect("valid")
+            .layer(ok_u64())
+    };
+    table(
+        "u64 requests (limit 1000, never full)",
+        &plan,
+        vec![
+            ("bare", None, variant(ok_u64(), |i| i)),
+            (
+                "tower ConcurrencyLimit",
+                None,
+                variant(ConcurrencyLimit::new(ok_u64(), LIMIT), |i| i),
+            ),
+            (
+                "fortify GenericPoolLimit (block)",
+                Some("tower ConcurrencyLimit"),
+                variant(generic_pool(), |i| i),
+            ),
+        ],
+    );
+
+    let request = |_| request();
+    table(
+        "http::Request (GET, two headers, built per call)",
+        &plan,
+        vec![
+            ("bare", None, variant(ok_http(), request)),
+            (
+                "tower ConcurrencyLimit",
+                None,
+                variant(ConcurrencyLimit::new(ok_http(), LIMIT), request),
+            ),
+            (
+                "fortify PoolLimit (per host)",
+                Some("tower ConcurrencyLimit"),
+                variant(
+                    PoolLimitLayer::builder(LIMIT)
+                        .build()
+                        .expect("valid")
+                        .layer(ok_http()),
+                    request,
+                ),
+            ),
+            (
+                "tower Retry (cloning policy)",
+                None,
+                variant(
+                    tower::retry::RetryLayer::new(CopyRequest).layer(ok_http()),
+                    request,
+                ),
+            ),
+            (
+                "fortify Retry (default policy)",
+                Some("tower Retry (cloning policy)"),
+                variant(
+                    RetryLayer::new(RetryPolicy::default())
+                        .expect("valid")
+                        .layer(ok_http()),
+                    request,
+                ),
+            ),
+            (
+                "tower Retry + ConcurrencyLimit + Timeout",
+                None,
+                variant(
+                    tower::retry::RetryLayer::new(CopyRequest).layer(ConcurrencyLimit::new(
+                        Timeout::new(ok_http(), Duration::from_secs(10)),
+                        64,
+                    )),
+                    request,
+                ),
+            ),
+            (
+                "fortify preset stack",
+                Some("tower Retry + ConcurrencyLimit + Timeout"),
+                variant(
+                    ClientConfig::default()
+                        .layer()
+                        .expect("valid")
+                        .layer(ok_http()),
+                    request,
+                ),
+            ),
+            (
+                "tower-resilience retry + breaker + bulkhead + timeout",
+                None,
+                variant(resilience(), request),
+            ),
+        ],
+    );
+
+    println!("\n### One shared instance: calls/s of 2 tasks on 2 workers over 1 task on 1\n");
+    println!("| shared service | median | range |");
+    println!("|---|---|---|");
+    scaling(
+        "tower GlobalConcurrencyLimit",
+        || GlobalConcurrencyLimitLayer::new(LIMIT).layer(ok_u64()),
+        &plan,
+    );
+    let shared_pool = PoolLimitLayer::builder(LIMIT)
+        .build_generic()
+        .expect("valid");
+    scaling(
+        "fortify GenericPoolLimit",
+        || shared_pool.layer(ok_u64()),
+        &plan,
+    );
+    let breaker = CircuitBreakerLayer::builder()
+        .classifier(tower_fortify::circuit_breaker::ErrorsOnly)
+        .build()
+        .expect("valid");
+    scaling(
+        "fortify CircuitBreaker (count window)",
+        || breaker.layer(ok_u64()),
+        &plan,
+    );
+}
+
+/// tower-resilience's retry, breaker, bulkhead and timeout, outermost first.
+fn resilience() -> impl Service<Req, Response = Res, Error = impl std::fmt::Debug> {
+    use tower_resilience::{
+        bulkhead::BulkheadLayer, circuitbreaker::CircuitBreakerLayer as Breaker,
+    };
+    let timeout = Timeout::new(ok_http(), Duration::from_secs(10));
+    let bulkhead = BulkheadLayer::builder()
+        .max_concurrent_calls(64)
+        .backpressure()
+        .build()
+        .expect("valid")
+        .layer(timeout);
+    let breaker = Breaker::builder().build().expect("valid").layer(bulkhead);
+    tower_resilience::retry::RetryLayer::<Req, Res, _>::builder()
+        .max_attempts(3)
+        .fixed_backoff(Duration::ZERO)
+        .build()
+        .layer(breaker)
+}
