@@ -31,7 +31,7 @@ while [ $# -gt 0 ]; do
     --quick) quick=true ;;
     --runs) runs=$2; shift ;;
     --output) output=$2; shift ;;
-    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     -*) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     *) benches+=("$1") ;;
   esac
