@@ -1,0 +1,264 @@
+#!/usr/bin/env bash
+# Runs the criterion benches and writes BENCHMARKS.md: one table per criterion group (from
+# criterion's estimates of this run) and the paired ratios the `retry` and `pool` benches
+# print, headed by the date, the machine, rustc and the git commit.
+#
+#   scripts/benchmarks.sh                 # every bench, criterion's settings: about 10 minutes
+#   scripts/benchmarks.sh --quick pool    # short warm-up and measurement: checks the script
+#
+# Options:
+#   --quick        criterion's --warm-up-time 0.5 --measurement-time 1 --sample-size 10 (groups
+#                  that set their own times keep them); the file then says it is a quick run
+#   --runs N       how many times the paired groups are measured (default 3, quick 1): the
+#                  whole bench once, then `cargo bench --bench X -- paired` N-1 more times
+#   --output FILE  where to write (default BENCHMARKS.md at the repository root)
+#   BENCH...       which benches (default: stack e2e circuit_breaker pool retry classify)
+#
+# Needs cargo, git, jq and awk. Run it on an otherwise idle machine: the figures of a loaded
+# one say little (the file records the load average before the run).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+all_benches=(stack e2e circuit_breaker pool retry classify)
+quick=false
+runs=
+output="$root/BENCHMARKS.md"
+benches=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=true ;;
+    --runs) runs=$2; shift ;;
+    --output) output=$2; shift ;;
+    -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+    -*) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
+    *) benches+=("$1") ;;
+  esac
+  shift
+done
+[ ${#benches[@]} -gt 0 ] || benches=("${all_benches[@]}")
+for bench in "${benches[@]}"; do
+  [ -f "benches/$bench.rs" ] || { echo "no bench benches/$bench.rs" >&2; exit 2; }
+done
+if [ -z "$runs" ]; then
+  if $quick; then runs=1; else runs=3; fi
+fi
+for tool in cargo git jq awk; do
+  command -v "$tool" >/dev/null || { echo "$tool is needed" >&2; exit 2; }
+done
+
+criterion_args=()
+if $quick; then
+  criterion_args=(--warm-up-time 0.5 --measurement-time 1 --sample-size 10)
+fi
+
+target=$(cargo metadata --no-deps --format-version 1 | jq -r .target_directory)
+criterion_dir=${CRITERION_HOME:-$target/criterion}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+echo "==> building the benches" >&2
+bench_flags=()
+for bench in "${benches[@]}"; do bench_flags+=(--bench "$bench"); done
+cargo bench --no-run "${bench_flags[@]}"
+
+# ===== the run's facts, taken after the build, before the benches load the machine =====
+
+date_utc=$(date -u '+%Y-%m-%d %H:%M UTC')
+cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
+[ -n "$cpu" ] || cpu=$(sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo 2>/dev/null | head -n 1)
+[ -n "$cpu" ] || cpu=unknown
+cpus=$(nproc 2>/dev/null || echo '?')
+load=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')
+rustc_version=$(rustc --version)
+commit=$(git rev-parse --short=12 HEAD)
+output_rel=$(realpath --relative-to="$root" "$output" 2>/dev/null || echo "$output")
+if [ -n "$(git status --porcelain -- . ":(exclude)$output_rel")" ]; then
+  tree="with uncommitted changes (dirty)"
+else
+  tree="clean"
+fi
+
+# ===== running =====
+
+# Criterion's estimates written since `$1` (a marker file), in the order they were measured:
+# group, function, ns per iteration, elements per iteration (0 without a throughput).
+estimates_since() {
+  find "$criterion_dir" -path '*/new/estimates.json' -newer "$1" -printf '%T@\t%h\n' |
+    sort -n | cut -f2 |
+    while IFS= read -r dir; do
+      jq -r --slurpfile est "$dir/estimates.json" '
+        [ .group_id,
+          (.function_id // ""),
+          (($est[0].slope.point_estimate // $est[0].mean.point_estimate) | tostring),
+          ((.throughput.Elements // 0) | tostring) ] | @tsv' "$dir/benchmark.json"
+    done
+}
+
+# The paired summary of a bench's output: pair, ours ns, baseline ns, ratio, calls each.
+paired_rows() {
+  awk '
+    /^paired \(both sides/ { on = 1; header = 1; next }
+    on && header { header = 0; next }
+    on && NF == 0 { on = 0; next }
+    on && NF >= 5 {
+      name = $1
+      for (i = 2; i <= NF - 4; i++) name = name " " $i
+      printf "%s\t%s\t%s\t%s\t%s\n", name, $(NF - 3), $(NF - 2), $(NF - 1), $NF
+    }' "$1"
+}
+
+for bench in "${benches[@]}"; do
+  marker="$work/$bench.marker"
+  touch "$marker"
+  sleep 1 # estimates written in the same second as the marker still count as newer
+  echo "==> cargo bench --bench $bench -- ${criterion_args[*]}" >&2
+  cargo bench --bench "$bench" -- "${criterion_args[@]}" 2>&1 | tee "$work/$bench.1.log"
+  estimates_since "$marker" >"$work/$bench.estimates"
+  paired_rows "$work/$bench.1.log" >"$work/$bench.1.paired"
+  if [ -s "$work/$bench.1.paired" ]; then
+    for ((run = 2; run <= runs; run++)); do
+      echo "==> cargo bench --bench $bench -- paired ${criterion_args[*]} (run $run of $runs)" >&2
+      cargo bench --bench "$bench" -- paired "${criterion_args[@]}" 2>&1 | tee "$work/$bench.$run.log"
+      paired_rows "$work/$bench.$run.log" >"$work/$bench.$run.paired"
+    done
+  fi
+done
+
+# ===== writing =====
+
+describe() {
+  case "$1" in
+    stack) echo "Each layer of the preset client stack and the whole stack, beside their tower and tower-resilience equivalents; a trivial service answering at once, every call a clone of one GET with three headers (in every figure, \`bare\` included). \"÷ ours\" divides by the group's \`fortify_\` variant." ;;
+    e2e) echo "A hyper-util client against a hyper server on 127.0.0.1 (keep-alive), bare and inside the preset stack; each iteration sends its requests from 64 tasks at once. Server and clients share the machine: the ratio says more than either figure." ;;
+    circuit_breaker) echo "The breaker's closed path on a trivial service, beside tower-resilience's breaker. \`closed/2_threads\`: two threads share one breaker, ns per call of their combined throughput." ;;
+    pool) echo "The pool limit's uncontended path on a trivial service (no group: each variant is its own criterion function), beside tower's \`ConcurrencyLimit\` and tower-resilience's bulkhead." ;;
+    retry) echo "The retry layer's success path, beside tower's \`Retry\` (with a policy that copies every field of the request, alone and with \`TpsBudget\`), each copy alone, and tower-resilience's retry; every call a clone of one GET with three headers." ;;
+    classify) echo "\`ErrorClassify\` on a service that answers at once, beside tower's \`MapErr\` boxing the error, on the success and the error path." ;;
+  esac
+}
+
+# One table per group of a bench's estimates (paired groups are in the ratio table).
+estimate_tables() {
+  awk -F'\t' -v bench="$1" '
+    function unit(ns) {
+      if (ns < 1e3) return sprintf("%.1f ns", ns)
+      if (ns < 1e6) return sprintf("%.2f µs", ns / 1e3)
+      return sprintf("%.2f ms", ns / 1e6)
+    }
+    function thousands(x,   s, out) {
+      s = sprintf("%.0f", x); out = ""
+      while (length(s) > 3) { out = "," substr(s, length(s) - 2) out; s = substr(s, 1, length(s) - 3) }
+      return s out
+    }
+    $1 ~ /\/paired$/ { next }
+    {
+      # A function outside any group (criterion `bench_function` on `Criterion`).
+      if ($2 == "") { group = "(" bench ")"; fn = $1 } else { group = $1; fn = $2 }
+      if (!(group in seen)) { seen[group] = 1; order[++groups] = group }
+      n = ++count[group]; name[group, n] = fn; ns[group, n] = $3; elements[group, n] = $4
+      if (fn == "bare") bare[group] = n
+      if (fn ~ /^fortify_/) ours[group] = n
+    }
+    END {
+      for (g = 1; g <= groups; g++) {
+        group = order[g]
+        base = (group in bare) ? bare[group] : 1
+        printf "\n### `%s`\n\n", group
+        if (elements[group, 1] > 0) {
+          printf "| variant | requests per second | per request | over `%s` per request | throughput / `%s` |\n|---|---|---|---|---|\n", name[group, base], name[group, base]
+          for (i = 1; i <= count[group]; i++) {
+            e = elements[group, i]; per = ns[group, i] / e; bper = ns[group, base] / elements[group, base]
+            over = (i == base) ? "" : sprintf("%+.2f µs", (per - bper) / 1e3)
+            ratio = (i == base) ? "" : sprintf("%.3f", bper / per)
+            printf "| `%s` | %s | %s | %s | %s |\n", name[group, i], thousands(1e9 / per), unit(per), over, ratio
+          }
+        } else {
+          has_ours = (group in ours)
+          printf "| variant | per call | over `%s` |%s\n|---|---|---|%s\n", name[group, base], has_ours ? " ÷ ours |" : "", has_ours ? "---|" : ""
+          for (i = 1; i <= count[group]; i++) {
+            over = (i == base) ? "" : sprintf("%+.1f ns", ns[group, i] - ns[group, base])
+            printf "| `%s` | %s | %s |", name[group, i], unit(ns[group, i]), over
+            if (has_ours) printf " %.2fx |", ns[group, i] / ns[group, ours[group]]
+            printf "\n"
+          }
+        }
+      }
+    }' "$work/$1.estimates"
+}
+
+# The paired ratios of every run of a bench, one row per pair.
+paired_table() {
+  local files=()
+  for ((run = 1; run <= runs; run++)); do
+    [ -f "$work/$1.$run.paired" ] && files+=("$work/$1.$run.paired")
+  done
+  awk -F'\t' -v runs="${#files[@]}" '
+    function thousands(x,   s, out) {
+      s = sprintf("%.0f", x); out = ""
+      while (length(s) > 3) { out = "," substr(s, length(s) - 2) out; s = substr(s, 1, length(s) - 3) }
+      return s out
+    }
+    FNR == 1 { run++ }
+    {
+      if (!($1 in seen)) { seen[$1] = 1; order[++pairs] = $1 }
+      ratio[$1, run] = $4
+      if (run == 1) { ours[$1] = $2; baseline[$1] = $3; calls[$1] = $5 }
+    }
+    END {
+      printf "\n### Paired (both sides timed in alternating batches, in the same moments)\n\n"
+      printf "| pair | ours / baseline"
+      if (runs > 1) printf ", %d runs | median", runs
+      printf " | ours, baseline per call (run 1) | calls each (run 1) |\n|---|---|"
+      if (runs > 1) printf "---|"
+      printf "---|---|\n"
+      for (p = 1; p <= pairs; p++) {
+        name = order[p]; n = 0; list = ""
+        for (r = 1; r <= runs; r++) if ((name, r) in ratio) { v[++n] = ratio[name, r]; list = list (n > 1 ? ", " : "") ratio[name, r] }
+        for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+        median = (n % 2) ? v[(n + 1) / 2] : sprintf("%.3f", (v[n / 2] + v[n / 2 + 1]) / 2)
+        printf "| %s | %s", name, list
+        if (runs > 1) printf " | %s", median
+        printf " | %s ns, %s ns | %s |\n", ours[name], baseline[name], thousands(calls[name])
+      }
+    }' "${files[@]}"
+}
+
+{
+  echo "# Benchmarks"
+  echo
+  echo "Written by \`scripts/benchmarks.sh\` (\`--quick\` for a short check, \`--help\` for the"
+  echo "options); do not edit by hand. It runs \`cargo bench --bench X\` for each bench below and"
+  echo "reads criterion's estimates of that run (\`target/criterion/<group>/<function>/new/estimates.json\`:"
+  echo "the slope, else the mean, per iteration); the paired ratios are the ones the bench prints"
+  echo "(\`benches/support/paired.rs\`). What each bench measures, variant by variant, is in the"
+  echo "doc comment at the top of \`benches/<bench>.rs\`."
+  echo
+  if $quick; then
+    echo "> **Quick run** (\`--quick\`: ${criterion_args[*]}): a check that the script works, not"
+    echo "> results. Do not quote these figures."
+    echo
+  fi
+  echo "| | |"
+  echo "|---|---|"
+  echo "| date | $date_utc |"
+  echo "| machine | $cpu, $cpus logical CPUs; load average before the run: $load |"
+  echo "| rustc | \`$rustc_version\` |"
+  echo "| commit | \`$commit\`, tree $tree |"
+  echo "| benches | ${benches[*]} |"
+  echo "| criterion | $(if $quick; then echo "quick: ${criterion_args[*]}"; else echo "each bench's own settings"; fi); paired groups measured $runs time(s) |"
+  for bench in "${benches[@]}"; do
+    echo
+    echo "## \`cargo bench --bench $bench\`"
+    echo
+    describe "$bench"
+    estimate_tables "$bench"
+    if [ -s "$work/$bench.1.paired" ]; then
+      paired_table "$bench"
+    fi
+  done
+} >"$work/BENCHMARKS.md"
+
+mv "$work/BENCHMARKS.md" "$output"
+echo "==> wrote $output" >&2
