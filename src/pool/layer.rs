@@ -1,7 +1,7 @@
 use super::{
     handle::{PoolHandle, Source},
     keyed::Keyed,
-    permit::{Core, Counts, Mode, Pool},
+    permit::{Core, Counts, Mode, Pool, NEVER},
     semaphore::MAX_PERMITS,
     service::{Pools, Shared},
     tracker::MAX_TRACKED,
@@ -331,7 +331,8 @@ impl<K> PoolLimitBuilder<K> {
     /// `None` (the default) waits as long as it takes.
     ///
     /// Rejected by `build` when zero (use [`fail_fast`](Self::fail_fast)), and when set
-    /// without `block(true)`.
+    /// without `block(true)`. A timeout of 30 years or more (up to `Duration::MAX`)
+    /// saturates: the call waits as long as it takes, as with `None`.
     ///
     /// ```
     /// use std::time::Duration;
@@ -502,7 +503,9 @@ impl<K> PoolLimitBuilder<K> {
     /// takes a permit or finds its pool full, at most every tenth of the threshold. There is
     /// no background task: a leak is found by the pool's next call, or when someone looks.
     ///
-    /// Rejected by `build` when zero, or with a `maxsize` over 65 536.
+    /// Rejected by `build` when zero, or with a `maxsize` over 65 536. Any larger duration,
+    /// up to `Duration::MAX`, is valid (permit ages saturate; such a permit is never
+    /// reported).
     ///
     /// ```
     /// use std::time::Duration;
@@ -575,7 +578,8 @@ impl<K> PoolLimitBuilder<K> {
         Ok(if self.fail_fast {
             Mode::FailFast
         } else if self.block {
-            Mode::Block(self.pool_timeout)
+            // Saturates: a timeout of 30 years or more waits as long as it takes.
+            Mode::Block(self.pool_timeout.filter(|&timeout| timeout < NEVER))
         } else {
             Mode::Overflow
         })

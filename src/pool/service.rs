@@ -3,7 +3,7 @@ use super::{
     future::{GenericResponseFuture, ResponseFuture},
     handle::{PoolHandle, PoolSnapshot, PoolStats, Source},
     keyed::Keyed,
-    permit::{Core, Mode, Pool},
+    permit::{deadline, Core, Mode, Pool},
     reserve::Reserver,
     PoolLimitLayer,
 };
@@ -277,7 +277,9 @@ where
                 let now = Instant::now();
                 let clone = self.inner.clone();
                 let service = std::mem::replace(&mut self.inner, clone);
-                let timer = timeout.map(|timeout| tokio::time::sleep_until(now + timeout));
+                let timer = timeout
+                    .and_then(|timeout| deadline(now, timeout))
+                    .map(tokio::time::sleep_until);
                 ResponseFuture::waiting(pool.acquire(now), timer, service, request, release)
             }
         }
