@@ -409,6 +409,10 @@ impl<K> PoolLimitBuilder<K> {
     /// pool with a call in flight
     /// or waiting is never evicted, since its limit must hold: the pools beyond the bound are
     /// then one per busy host, bounded by the calls in flight, never by the hosts ever seen.
+    /// After a new host found every pool busy, the next search for idle pools waits until
+    /// the map has grown by half, so that a new host's admission scans a constant number of
+    /// pools on average however many are busy: the map then holds at most one and a half
+    /// times the busy pools (or `max_pools`, if more).
     ///
     /// An idle pool holds no permit, so evicting it changes no limit; only its per-pool
     /// counters leave the [snapshot](super::PoolSnapshot) (the totals keep them).
