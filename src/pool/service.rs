@@ -145,8 +145,8 @@ impl<S: Clone, K> Clone for PoolLimit<S, K> {
 }
 
 impl<S> PoolLimit<S> {
-    /// Wraps `inner` with the defaults of [`PoolLimitLayer::new`]: `maxsize` permits per
-    /// host, `block=False`.
+    /// Wraps `inner` with the defaults of [`PoolLimitLayer::builder`]: `maxsize` permits
+    /// per host, `block=False`.
     ///
     /// # Errors
     ///
@@ -160,7 +160,7 @@ impl<S> PoolLimit<S> {
     /// ```
     pub fn new(inner: S, maxsize: usize) -> Result<Self, InvalidConfig> {
         Ok(tower_layer::Layer::layer(
-            &PoolLimitLayer::new(maxsize)?,
+            &PoolLimitLayer::builder(maxsize).build()?,
             inner,
         ))
     }
@@ -361,7 +361,7 @@ impl<S> GenericPoolLimit<S> {
     /// ```
     pub fn new(inner: S, maxsize: usize) -> Result<Self, InvalidConfig> {
         Ok(tower_layer::Layer::layer(
-            &super::GenericPoolLimitLayer::new(maxsize)?,
+            &PoolLimitLayer::builder(maxsize).build_generic()?,
             inner,
         ))
     }
