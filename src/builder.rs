@@ -148,11 +148,11 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     ///
     /// ```
     /// use tower::ServiceBuilder;
-    /// use tower_fortify::pool::GenericPoolLimitLayer;
+    /// use tower_fortify::pool::PoolLimitLayer;
     /// use tower_fortify::ServiceBuilderExt;
     ///
     /// let svc = ServiceBuilder::new()
-    ///     .generic_pool_limit(GenericPoolLimitLayer::new(10)?)
+    ///     .generic_pool_limit(PoolLimitLayer::builder(10).build_generic()?)
     ///     .service_fn(|req: u32| async move { Ok::<_, std::io::Error>(req) });
     /// # let _ = svc;
     /// # Ok::<(), tower_fortify::InvalidConfig>(())

@@ -17,6 +17,14 @@
 //! entries fill that batch, busy ones go only as far as room is needed, and entries that
 //! must stay never go, so a shard may then hold more than its share (the pool limit's pools
 //! with calls in flight, a breaker an operator holds open or disabled).
+//!
+//! Choosing what to evict scans the shard. When the scan cannot bring the shard back within
+//! its share (too many entries must stay), the next scan waits until the shard has grown by
+//! half: new keys are then admitted without a scan, so that admission costs a constant
+//! number of entries scanned on average however many entries must stay (a scan per new key
+//! would cost the square of their number). The shard then holds at most half as many
+//! entries again as must stay; the first scan that finds them gone brings it back within
+//! its share.
 
 use super::padded::Padded;
 use std::{
@@ -73,6 +81,12 @@ struct Shard<K, V> {
     /// The clock of least-recent use.
     clock: AtomicU64,
     capacity: usize,
+    /// The length at which a new key scans for entries to evict: `capacity`, or more after
+    /// a scan that could not make room (read and written under the write lock).
+    scan_at: AtomicUsize,
+    /// Entries looked at by eviction scans, for the tests.
+    #[cfg(test)]
+    scanned: AtomicUsize,
 }
 
 struct Slot<V> {
@@ -98,11 +112,15 @@ impl<K: Hash + Eq, V: Evict> LruMap<K, V> {
     fn with_shards(capacity: usize, count: usize) -> Self {
         let shards = (0..count)
             .map(|i| {
+                // The capacities add up to `capacity` exactly.
+                let capacity = capacity / count + usize::from(i < capacity % count);
                 Padded(Shard {
                     map: RwLock::new(HashMap::new()),
                     clock: AtomicU64::new(0),
-                    // The capacities add up to `capacity` exactly.
-                    capacity: capacity / count + usize::from(i < capacity % count),
+                    capacity,
+                    scan_at: AtomicUsize::new(capacity),
+                    #[cfg(test)]
+                    scanned: AtomicUsize::new(0),
                 })
             })
             .collect();
@@ -175,8 +193,8 @@ impl<K: Hash + Eq, V: Evict> LruMap<K, V> {
         // was evicted and the count is right.
         let key = key.into_key();
         let value = make(&key);
-        let evicted = if map.len() >= shard.capacity {
-            evict(&mut map, shard.capacity)
+        let evicted = if map.len() >= shard.scan_at.load(Ordering::Relaxed) {
+            shard.scan(&mut map)
         } else {
             0
         };
@@ -225,6 +243,26 @@ impl<K: Hash + Eq, V: Evict> LruMap<K, V> {
             out.extend(map.iter().map(|(key, slot)| f(key, &slot.value)));
         }
         out
+    }
+}
+
+impl<K: Hash + Eq, V: Evict> Shard<K, V> {
+    /// Evicts from a shard about to take a new key (under its write lock), and sets when
+    /// the next scan is due: at `capacity` if this one made room, else once the shard has
+    /// grown by half (entries that must stay are not scanned again for every new key).
+    /// Returns how many entries were evicted.
+    fn scan(&self, map: &mut HashMap<K, Slot<V>>) -> usize {
+        #[cfg(test)]
+        self.scanned.fetch_add(map.len(), Ordering::Relaxed);
+        let evicted = evict(map, self.capacity);
+        let scan_at = if map.len() < self.capacity {
+            self.capacity
+        } else {
+            let len = map.len() + 1;
+            len.saturating_add(len / 2).max(self.capacity)
+        };
+        self.scan_at.store(scan_at, Ordering::Relaxed);
+        evicted
     }
 }
 
@@ -426,6 +464,45 @@ mod tests {
         }
         assert_eq!(insert(&map, 64), Some(1));
         assert_eq!(keys(&map), (1..=64).collect::<Vec<_>>());
+    }
+
+    /// Issue 16: with every entry made to stay (a pool per host in flight), each new key
+    /// scanned every entry under the write lock, so admitting `n` keys scanned about
+    /// `n * n / 2` entries. Now the entries scanned per admission stay constant on average.
+    #[test]
+    fn admission_scans_a_constant_number_of_entries_however_many_must_stay() {
+        let scanned = |map: &LruMap<u32, Value>| map.shards[0].scanned.load(Ordering::Relaxed);
+        let map = LruMap::new(10);
+        let mut per_admission = Vec::new();
+        for n in [2_000u32, 8_000] {
+            let before = scanned(&map);
+            let start = u32::try_from(map.len()).unwrap();
+            for key in start..n {
+                insert(&map, key);
+                set(&map, key, Eviction::Never);
+            }
+            per_admission.push((scanned(&map) - before) as f64 / f64::from(n - start));
+        }
+        assert_eq!(map.len(), 8_000, "entries that must stay all stay");
+        // Each scan looks at every entry once per growth by half: about 3 per admission.
+        for (i, cost) in per_admission.iter().enumerate() {
+            assert!(
+                *cost <= 4.0,
+                "round {i}: {cost} entries scanned per admission"
+            );
+        }
+        // Once they may go, the shard comes back within its share by the next scan, at
+        // most half as many new keys later.
+        for key in 0..8_000 {
+            set(&map, key, Eviction::Idle);
+        }
+        let mut key = 8_000;
+        while map.len() > 10 {
+            insert(&map, key);
+            key += 1;
+            assert!(key <= 12_001, "still {} entries", map.len());
+        }
+        assert_eq!(map.len(), 10);
     }
 
     #[test]

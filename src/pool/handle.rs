@@ -15,7 +15,7 @@ use std::{fmt, sync::Arc, time::Duration};
 /// ```
 /// use tower_fortify::pool::PoolLimitLayer;
 ///
-/// let layer = PoolLimitLayer::new(10)?;
+/// let layer = PoolLimitLayer::builder(10).build()?;
 /// let handle = layer.handle();
 /// let snapshot = handle.snapshot();
 /// assert_eq!(snapshot.total.in_use, 0);

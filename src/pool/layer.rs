@@ -1,7 +1,7 @@
 use super::{
     handle::{PoolHandle, Source},
     keyed::Keyed,
-    permit::{Core, Counts, Mode, Pool},
+    permit::{Core, Counts, Mode, Pool, NEVER},
     semaphore::MAX_PERMITS,
     service::{Pools, Shared},
     tracker::MAX_TRACKED,
@@ -28,9 +28,9 @@ pub const DEFAULT_MAX_POOLS: usize = 10;
 
 /// Applies [`PoolLimit`] to HTTP services: urllib3's connection-pool semantics.
 ///
-/// [`new`](Self::new) takes urllib3's defaults: `maxsize` permits per host
-/// (`PoolManager`), `block=False` (calls over `maxsize` go through, counted as overflow).
-/// [`builder`](Self::builder) sets the rest. See the [module docs](super) for the modes.
+/// [`builder`](Self::builder)`(maxsize)` starts from urllib3's defaults: `maxsize` permits
+/// per host (`PoolManager`), `block=False` (calls over `maxsize` go through, counted as
+/// overflow). See the [module docs](super) for the modes.
 ///
 /// The pools are created with the layer and **shared by all clones**: of the layer, of
 /// every service it builds, and of those services.
@@ -76,24 +76,9 @@ impl<K> fmt::Debug for PoolLimitLayer<K> {
 }
 
 impl PoolLimitLayer {
-    /// A layer with `maxsize` permits per host and urllib3's defaults: `block=False`,
-    /// one pool per host, at most [`DEFAULT_MAX_POOLS`] idle pools kept.
-    ///
-    /// # Errors
-    ///
-    /// [`InvalidConfig`] naming `maxsize` when it is zero.
-    ///
-    /// ```
-    /// use tower_fortify::pool::PoolLimitLayer;
-    ///
-    /// assert!(PoolLimitLayer::new(10).is_ok());
-    /// assert_eq!(PoolLimitLayer::new(0).unwrap_err().field(), "maxsize");
-    /// ```
-    pub fn new(maxsize: usize) -> Result<Self, InvalidConfig> {
-        Self::builder(maxsize).build()
-    }
-
-    /// A builder for a layer with `maxsize` permits per pool.
+    /// A builder for a layer with `maxsize` permits per pool (urllib3's `maxsize`); its
+    /// defaults are urllib3's: `block=False`, one pool per host, at most
+    /// [`DEFAULT_MAX_POOLS`] idle pools kept.
     ///
     /// ```
     /// use std::time::Duration;
@@ -132,7 +117,7 @@ impl<K: Send + Sync + 'static> PoolLimitLayer<K> {
     /// ```
     /// use tower_fortify::pool::PoolLimitLayer;
     ///
-    /// let layer = PoolLimitLayer::new(10)?;
+    /// let layer = PoolLimitLayer::builder(10).build()?;
     /// let handle = layer.handle();
     /// assert_eq!(handle.snapshot().total.waiting, 0);
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
@@ -144,7 +129,7 @@ impl<K: Send + Sync + 'static> PoolLimitLayer<K> {
     /// The permits of each pool.
     ///
     /// ```
-    /// assert_eq!(tower_fortify::pool::PoolLimitLayer::new(7)?.maxsize(), 7);
+    /// assert_eq!(tower_fortify::pool::PoolLimitLayer::builder(7).build()?.maxsize(), 7);
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn maxsize(&self) -> usize {
@@ -156,7 +141,7 @@ impl<K: Send + Sync + 'static> PoolLimitLayer<K> {
     /// ```
     /// use tower_fortify::pool::PoolLimitLayer;
     ///
-    /// assert_eq!(PoolLimitLayer::new(1)?.name(), "pool");
+    /// assert_eq!(PoolLimitLayer::builder(1).build()?.name(), "pool");
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn name(&self) -> &'static str {
@@ -175,8 +160,7 @@ impl<S, K> Layer<S> for PoolLimitLayer<K> {
 /// Applies [`GenericPoolLimit`] to any service: one pool, the permit given back when the
 /// response future completes.
 ///
-/// Built by [`PoolLimitBuilder::build_generic`], or [`new`](Self::new) with urllib3's
-/// `block=False`. The pool is **shared by all clones** of the layer and of every service it
+/// Built by [`PoolLimitBuilder::build_generic`]. The pool is **shared by all clones** of the layer and of every service it
 /// builds.
 ///
 /// # Clone
@@ -208,25 +192,10 @@ impl fmt::Debug for GenericPoolLimitLayer {
 }
 
 impl GenericPoolLimitLayer {
-    /// One pool of `maxsize` permits, `block=False`.
-    ///
-    /// # Errors
-    ///
-    /// [`InvalidConfig`] naming `maxsize` when it is zero.
-    ///
-    /// ```
-    /// use tower_fortify::pool::GenericPoolLimitLayer;
-    ///
-    /// assert_eq!(GenericPoolLimitLayer::new(0).unwrap_err().field(), "maxsize");
-    /// ```
-    pub fn new(maxsize: usize) -> Result<Self, InvalidConfig> {
-        PoolLimitLayer::builder(maxsize).build_generic()
-    }
-
     /// A handle on the pool (see [`PoolHandle`]).
     ///
     /// ```
-    /// let layer = tower_fortify::pool::GenericPoolLimitLayer::new(3)?;
+    /// let layer = tower_fortify::pool::PoolLimitLayer::builder(3).build_generic()?;
     /// assert_eq!(layer.handle().snapshot().total.max, 3);
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
@@ -237,11 +206,24 @@ impl GenericPoolLimitLayer {
     /// The pool's permits.
     ///
     /// ```
-    /// assert_eq!(tower_fortify::pool::GenericPoolLimitLayer::new(7)?.maxsize(), 7);
+    /// assert_eq!(tower_fortify::pool::PoolLimitLayer::builder(7).build_generic()?.maxsize(), 7);
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn maxsize(&self) -> usize {
         self.shared.core.maxsize
+    }
+
+    /// The `name` label of the layer's metrics and tracing events.
+    ///
+    /// ```
+    /// use tower_fortify::pool::PoolLimitLayer;
+    ///
+    /// let layer = PoolLimitLayer::builder(1).name("db").build_generic()?;
+    /// assert_eq!(layer.name(), "db");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn name(&self) -> &'static str {
+        self.shared.core.name
     }
 }
 
@@ -331,7 +313,8 @@ impl<K> PoolLimitBuilder<K> {
     /// `None` (the default) waits as long as it takes.
     ///
     /// Rejected by `build` when zero (use [`fail_fast`](Self::fail_fast)), and when set
-    /// without `block(true)`.
+    /// without `block(true)`. A timeout of 30 years or more (up to `Duration::MAX`)
+    /// saturates: the call waits as long as it takes, as with `None`.
     ///
     /// ```
     /// use std::time::Duration;
@@ -408,6 +391,10 @@ impl<K> PoolLimitBuilder<K> {
     /// pool with a call in flight
     /// or waiting is never evicted, since its limit must hold: the pools beyond the bound are
     /// then one per busy host, bounded by the calls in flight, never by the hosts ever seen.
+    /// After a new host found every pool busy, the next search for idle pools waits until
+    /// the map has grown by half, so that a new host's admission scans a constant number of
+    /// pools on average however many are busy: the map then holds at most one and a half
+    /// times the busy pools (or `max_pools`, if more).
     ///
     /// An idle pool holds no permit, so evicting it changes no limit; only its per-pool
     /// counters leave the [snapshot](super::PoolSnapshot) (the totals keep them).
@@ -502,7 +489,9 @@ impl<K> PoolLimitBuilder<K> {
     /// takes a permit or finds its pool full, at most every tenth of the threshold. There is
     /// no background task: a leak is found by the pool's next call, or when someone looks.
     ///
-    /// Rejected by `build` when zero, or with a `maxsize` over 65 536.
+    /// Rejected by `build` when zero, or with a `maxsize` over 65 536. Any larger duration,
+    /// up to `Duration::MAX`, is valid (permit ages saturate; such a permit is never
+    /// reported).
     ///
     /// ```
     /// use std::time::Duration;
@@ -575,7 +564,8 @@ impl<K> PoolLimitBuilder<K> {
         Ok(if self.fail_fast {
             Mode::FailFast
         } else if self.block {
-            Mode::Block(self.pool_timeout)
+            // Saturates: a timeout of 30 years or more waits as long as it takes.
+            Mode::Block(self.pool_timeout.filter(|&timeout| timeout < NEVER))
         } else {
             Mode::Overflow
         })

@@ -63,7 +63,8 @@
 //! clones** of every service it builds. At most `max_pools` pools are kept (default 10,
 //! urllib3's `num_pools`): the least recently used *idle* pools are evicted for a new host.
 //! A busy pool is never evicted (its limit must hold), so a scan of a million hosts holds
-//! at most one pool per call in flight, not one per host seen.
+//! about one pool per call in flight (at most one and a half), not one per host seen; and
+//! admitting a new host costs the same however many pools are busy.
 //!
 //! With one pool (`per_host(false)`), the permit is reserved in `poll_ready` and taken in
 //! `call`, as tower's `ConcurrencyLimit` does: in `block` mode, `poll_ready` is where the

@@ -22,6 +22,18 @@ use std::{
 };
 use tokio::time::Instant;
 
+/// A wait this long never ends in practice: a longer `pool_timeout` saturates to "wait as
+/// long as it takes" (tokio's own far future is 30 years), so that no deadline computed
+/// from it can overflow an `Instant`.
+pub(crate) const NEVER: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// When a wait begun at `now` times out after `timeout`: `None` for never (a timeout that
+/// would overflow the clock).
+#[inline]
+pub(crate) fn deadline(now: Instant, timeout: Duration) -> Option<Instant> {
+    now.checked_add(timeout.min(NEVER))
+}
+
 /// What a pool does with a call when all its permits are taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {

@@ -1,7 +1,7 @@
 //! The `poll_ready` half of a single pool: reserve a permit, or decide what the next call
 //! gets instead.
 
-use super::permit::{Acquire, Mode, Permit, Pool};
+use super::permit::{deadline, Acquire, Mode, Permit, Pool};
 use crate::{
     classify::{Failure, Stage},
     BoxError,
@@ -50,6 +50,8 @@ pub(crate) struct Reserver {
     /// The `pool_timeout` timer: allocated at the first wait of this service, then reset in
     /// place for every later one.
     timer: Option<Pin<Box<Sleep>>>,
+    /// Whether the current wait has a deadline (the timer is armed for it).
+    timed: bool,
 }
 
 impl fmt::Debug for Reserver {
@@ -74,6 +76,7 @@ impl Reserver {
             reserved: None,
             waiting: None,
             timer: None,
+            timed: false,
         }
     }
 
@@ -160,8 +163,9 @@ impl Reserver {
                     Mode::Block(timeout) => timeout,
                 };
                 let now = Instant::now();
-                if let Some(timeout) = timeout {
-                    let deadline = now + timeout;
+                let deadline = timeout.and_then(|timeout| deadline(now, timeout));
+                self.timed = deadline.is_some();
+                if let Some(deadline) = deadline {
                     match &mut self.timer {
                         Some(timer) => timer.as_mut().reset(deadline),
                         None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
@@ -175,9 +179,9 @@ impl Reserver {
             self.reserved = Some(Reservation::Permit(permit));
             return Poll::Ready(());
         }
-        let Mode::Block(Some(_)) = pool.core.mode else {
+        if !self.timed {
             return Poll::Pending;
-        };
+        }
         let timer = self
             .timer
             .as_mut()

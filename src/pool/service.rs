@@ -3,7 +3,7 @@ use super::{
     future::{GenericResponseFuture, ResponseFuture},
     handle::{PoolHandle, PoolSnapshot, PoolStats, Source},
     keyed::Keyed,
-    permit::{Core, Mode, Pool},
+    permit::{deadline, Core, Mode, Pool},
     reserve::Reserver,
     PoolLimitLayer,
 };
@@ -145,8 +145,8 @@ impl<S: Clone, K> Clone for PoolLimit<S, K> {
 }
 
 impl<S> PoolLimit<S> {
-    /// Wraps `inner` with the defaults of [`PoolLimitLayer::new`]: `maxsize` permits per
-    /// host, `block=False`.
+    /// Wraps `inner` with the defaults of [`PoolLimitLayer::builder`]: `maxsize` permits
+    /// per host, `block=False`.
     ///
     /// # Errors
     ///
@@ -160,7 +160,7 @@ impl<S> PoolLimit<S> {
     /// ```
     pub fn new(inner: S, maxsize: usize) -> Result<Self, InvalidConfig> {
         Ok(tower_layer::Layer::layer(
-            &PoolLimitLayer::new(maxsize)?,
+            &PoolLimitLayer::builder(maxsize).build()?,
             inner,
         ))
     }
@@ -277,7 +277,9 @@ where
                 let now = Instant::now();
                 let clone = self.inner.clone();
                 let service = std::mem::replace(&mut self.inner, clone);
-                let timer = timeout.map(|timeout| tokio::time::sleep_until(now + timeout));
+                let timer = timeout
+                    .and_then(|timeout| deadline(now, timeout))
+                    .map(tokio::time::sleep_until);
                 ResponseFuture::waiting(pool.acquire(now), timer, service, request, release)
             }
         }
@@ -359,7 +361,7 @@ impl<S> GenericPoolLimit<S> {
     /// ```
     pub fn new(inner: S, maxsize: usize) -> Result<Self, InvalidConfig> {
         Ok(tower_layer::Layer::layer(
-            &super::GenericPoolLimitLayer::new(maxsize)?,
+            &PoolLimitLayer::builder(maxsize).build_generic()?,
             inner,
         ))
     }

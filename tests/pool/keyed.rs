@@ -91,9 +91,13 @@ async fn busy_pools_are_never_evicted() {
             "{host}: its pool is still there"
         );
     }
-    // Once idle, the next new host brings the map back within the bound.
+    // Once idle, the map comes back within the bound at the next scan: the scan for `c`
+    // found every pool busy, so the next one waits until the map has grown by half (here
+    // from 3 to 4 pools).
     drop(held);
     drop(svc.clone().oneshot(get("d")).await.unwrap());
+    assert_eq!(handle.snapshot().pools.len(), 4);
+    drop(svc.clone().oneshot(get("e")).await.unwrap());
     assert_eq!(handle.snapshot().pools.len(), 2);
     assert_eq!(
         handle.snapshot().total.rejected,

@@ -5,6 +5,7 @@
 #[path = "../support/capture.rs"]
 mod capture;
 mod contract;
+mod durations;
 mod keyed;
 mod modes;
 #[cfg(any(feature = "metrics", feature = "tracing"))]

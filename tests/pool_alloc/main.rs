@@ -105,6 +105,31 @@ fn per_host_keys_of_parsed_uris_allocate_nothing() {
 }
 
 #[test]
+fn a_server_request_allocates_nothing() {
+    // A server's request: no authority in the URI, the host in a `Host` header. The key
+    // does not read the header (it used to copy it, once per call).
+    let server = || {
+        let mut request = http::Request::new(());
+        *request.uri_mut() = http::Uri::from_static("/items");
+        request.headers_mut().insert(
+            http::header::HOST,
+            http::HeaderValue::from_static("api.example.com"),
+        );
+        request
+    };
+    let layer = PoolLimitLayer::builder(8).fail_fast().build().unwrap();
+    let mut svc = layer.layer(inner());
+    for n in [10, 1000] {
+        let mut batch = (0..n).map(|_| server()).collect::<Vec<_>>().into_iter();
+        let (ok, allocated) = counting_alloc::drive(&mut svc, n, |_| batch.next().unwrap());
+        assert_eq!(ok, n);
+        if n == 1000 {
+            assert_eq!(allocated, 0);
+        }
+    }
+}
+
+#[test]
 fn overflowing_allocates_nothing_either() {
     // block=False at the limit: the extra call goes through without allocating.
     let layer = PoolLimitLayer::builder(1).per_host(false).build().unwrap();
