@@ -599,8 +599,8 @@ impl<C> CircuitBreakerBuilder<C> {
         Ok(CircuitBreakerLayer::from_settings(settings, classifier))
     }
 
-    /// Builds a keyed layer: one breaker per request authority (the URI's, or the `Host`
-    /// header's), at most [`max_keys`](Self::max_keys) of them.
+    /// Builds a keyed layer: one breaker per request URI authority (never from the `Host`
+    /// header; requests without an authority share one), at most [`max_keys`](Self::max_keys) of them.
     ///
     /// # Errors
     ///

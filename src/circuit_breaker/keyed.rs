@@ -12,7 +12,6 @@ use crate::{
     internal::lru::{Evict, Eviction, Lookup, LruMap},
     BoxError,
 };
-use http::header::HOST;
 use std::{
     borrow::Cow,
     fmt,
@@ -60,11 +59,17 @@ pub trait BreakerKey<Req> {
     fn key<'a>(&self, request: &'a Req) -> Cow<'a, str>;
 }
 
-/// The default key of a keyed breaker: the host of the request URI's authority, or of the
-/// `Host` header when the URI has none (as a server receives it), lowercased, with its port
-/// when that is not the scheme's default (`host:port`; no user information), or the empty
-/// string. It reads the authority as the pool limit's per-host key does, so requests that
-/// share a pool always share a breaker. The scheme itself is not part of it: `http://h/`
+/// The default key of a keyed breaker: the host of the request URI's authority, lowercased,
+/// with its port when that is not the scheme's default (`host:port`; no user information),
+/// or the empty string when the URI has no authority.
+///
+/// It never reads the `Host` header: on a server (where URIs have no authority) a remote
+/// client writes that header, and could otherwise create a breaker per request, filling the
+/// map and evicting the breakers that matter. Requests without an authority share one
+/// breaker, keyed `""`. A key function of your own may read headers.
+///
+/// It reads the authority as the pool limit's per-host key does, so requests that share a
+/// pool always share a breaker. The scheme itself is not part of it: `http://h/`
 /// and `https://h/` are one host to the breaker, and two pools.
 ///
 /// ```
@@ -75,8 +80,9 @@ pub trait BreakerKey<Req> {
 ///     .unwrap();
 /// assert_eq!(ByAuthority.key(&request), "api.example.com:8443");
 ///
+/// // The Host header is not read: a relative URI has no authority.
 /// let request = http::Request::get("/v1").header("host", "example.org").body(()).unwrap();
-/// assert_eq!(ByAuthority.key(&request), "example.org");
+/// assert_eq!(ByAuthority.key(&request), "");
 ///
 /// let request = http::Request::get("http://Example.COM:80/").body(()).unwrap();
 /// assert_eq!(ByAuthority.key(&request), "example.com");
@@ -86,14 +92,9 @@ pub struct ByAuthority;
 
 impl<B> BreakerKey<http::Request<B>> for ByAuthority {
     fn key<'a>(&self, request: &'a http::Request<B>) -> Cow<'a, str> {
-        let authority = match request.uri().authority() {
-            Some(authority) => authority.as_str(),
-            None => request
-                .headers()
-                .get(HOST)
-                .and_then(|value| value.to_str().ok())
-                .unwrap_or(""),
-        };
+        // Never the `Host` header: on a server, a remote client writes it, and could make
+        // a breaker per request.
+        let authority = request.uri().authority().map_or("", |a| a.as_str());
         // The host and port as the pool's key reads them (user information left out: it
         // must not end up in keys, logs or errors); the port only if it is not the scheme's
         // default.

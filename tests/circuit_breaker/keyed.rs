@@ -236,15 +236,26 @@ async fn a_custom_key_and_the_host_header() {
     svc.clone().oneshot(req).await.unwrap();
     assert_eq!(handle.get("acme").unwrap().state(), State::Open);
     assert!(handle.get("none").is_none());
+}
 
-    // A server sees relative URIs: the Host header is the key.
-    let layer = CircuitBreakerLayer::builder().build_keyed().unwrap();
+#[tokio::test(start_paused = true)]
+async fn distinct_host_headers_without_an_authority_share_one_breaker() {
+    // A server sees relative URIs, and a remote client writes the Host header: it must not
+    // be able to create a breaker per request (filling the map, evicting the others).
+    let layer = CircuitBreakerLayer::builder()
+        .max_keys(4096)
+        .build_keyed()
+        .unwrap();
     let handle = layer.handle();
     let svc: KeyedCircuitBreaker<_> = layer.layer(backend(Arc::default()));
-    let req = Request::get("/path")
-        .header("host", "example.org")
-        .body(())
-        .unwrap();
-    svc.oneshot(req).await.unwrap();
-    assert!(handle.get("example.org").is_some());
+    for i in 0..200 {
+        let req = Request::get("/path")
+            .header("host", format!("client{i}.example"))
+            .body(())
+            .unwrap();
+        svc.clone().oneshot(req).await.unwrap();
+    }
+    assert_eq!(handle.len(), 1, "one breaker per Host header");
+    assert!(handle.get("client0.example").is_none());
+    assert_eq!(handle.get("").unwrap().state(), State::Closed);
 }
