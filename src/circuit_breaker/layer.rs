@@ -1,5 +1,5 @@
 use super::{
-    builder::Config, state::Settings, state::Shared, CircuitBreaker, CircuitBreakerBuilder,
+    config::Config, state::Settings, state::Shared, CircuitBreaker, CircuitBreakerBuilder,
     CircuitBreakerHandle, HttpStatus, Window,
 };
 use std::{sync::Arc, time::Duration};
@@ -49,7 +49,7 @@ impl CircuitBreakerLayer {
         Self::from_settings(
             Arc::new(Settings::new(
                 Config::DEFAULT,
-                super::builder::DEFAULT_NAME,
+                super::config::DEFAULT_NAME,
                 false,
             )),
             HttpStatus::new(),

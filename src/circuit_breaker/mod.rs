@@ -210,6 +210,7 @@
 
 mod builder;
 mod classify;
+mod config;
 pub mod error;
 pub mod future;
 mod handle;
@@ -221,8 +222,9 @@ mod service;
 mod state;
 mod window;
 
-pub use builder::{CircuitBreakerBuilder, Window};
+pub use builder::CircuitBreakerBuilder;
 pub use classify::{Classify, ClassifyFn, ErrorsOnly, HttpStatus, Outcome};
+pub use config::Window;
 pub use handle::CircuitBreakerHandle;
 pub use keyed::{
     BreakerKey, ByAuthority, KeyBy, KeyedCircuitBreaker, KeyedCircuitBreakerHandle,

@@ -23,7 +23,7 @@
 //!   not all increment one shared reference count.
 
 use super::{
-    builder::{Config, Window},
+    config::{Config, Window},
     error::Open,
     window::{new_buckets, Buckets, CountRing, TimeWindow, WindowFigures},
     Outcome,
