@@ -3,7 +3,7 @@
 use super::{
     config::{Config, Window, DEFAULT_NAME},
     keyed::{ByAuthority, KeyBy, KeyedCircuitBreakerLayer},
-    state::Settings,
+    settings::Settings,
     CircuitBreakerLayer, HttpStatus,
 };
 use crate::InvalidConfig;

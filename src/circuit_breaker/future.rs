@@ -1,6 +1,6 @@
 //! [`Future`] types.
 
-use super::{state::Ticket, Classify};
+use super::{ticket::Ticket, Classify};
 use crate::{
     classify::{Failure, Stage},
     BoxError,

@@ -1,4 +1,4 @@
-use super::{state::Breaker, State, WindowFigures};
+use super::{breaker::Breaker, State, WindowFigures};
 use std::{fmt, sync::Arc, time::Duration};
 
 /// Reads and steers one breaker from outside the service: its state, its window, and the

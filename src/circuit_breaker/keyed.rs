@@ -1,9 +1,10 @@
 //! One breaker per key (per host by default), with a bound on the keys tracked.
 
 use super::{
+    admission::{Admission, Shared},
     future::ResponseFuture,
     service::respond,
-    state::{Admission, Settings, Shared},
+    settings::Settings,
     CircuitBreakerHandle, Classify, HttpStatus, State,
 };
 use crate::{

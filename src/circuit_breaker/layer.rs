@@ -1,5 +1,5 @@
 use super::{
-    config::Config, state::Settings, state::Shared, CircuitBreaker, CircuitBreakerBuilder,
+    admission::Shared, config::Config, settings::Settings, CircuitBreaker, CircuitBreakerBuilder,
     CircuitBreakerHandle, HttpStatus, Window,
 };
 use std::{sync::Arc, time::Duration};

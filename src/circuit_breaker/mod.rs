@@ -208,6 +208,8 @@
 //! `probe_timeout`, `retry_after`, `forced_open`, `disabled`, `reset`), `open_ms`, and for a
 //! trip `calls`, `failure_rate` and `slow_call_rate`.
 
+mod admission;
+mod breaker;
 mod builder;
 mod classify;
 mod config;
@@ -215,13 +217,18 @@ pub mod error;
 pub mod future;
 mod handle;
 mod keyed;
+mod lanes;
 mod layer;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod service;
+mod settings;
 mod state;
+mod ticket;
+mod transitions;
 mod window;
 
+pub use admission::is_probe_call;
 pub use builder::CircuitBreakerBuilder;
 pub use classify::{Classify, ClassifyFn, ErrorsOnly, HttpStatus, Outcome};
 pub use config::Window;
@@ -232,5 +239,5 @@ pub use keyed::{
 };
 pub use layer::CircuitBreakerLayer;
 pub use service::CircuitBreaker;
-pub use state::{is_probe_call, State};
+pub use state::State;
 pub use window::WindowFigures;

@@ -1,6 +1,6 @@
 use super::{
+    admission::{Admission, ProbeCall, Shared},
     future::ResponseFuture,
-    state::{Admission, ProbeCall, Shared},
     CircuitBreakerHandle, CircuitBreakerLayer, Classify, HttpStatus,
 };
 use crate::{
