@@ -1,5 +1,5 @@
 //! Whether a call may go through: the closed path (one load of the state word), and past it
-//! the open and half-open decisions. Single and keyed breakers admit through here alike.
+//! the open and half-open decisions. Single and per-host breakers admit through here alike.
 
 use super::{
     breaker::{micros, Breaker},
@@ -206,7 +206,7 @@ thread_local! {
 /// let layer = CircuitBreakerLayer::builder()
 ///     .classifier(ErrorsOnly)
 ///     .minimum_calls(1)
-///     .build()
+///     .build_generic()
 ///     .unwrap();
 /// let svc = layer.layer(tower::service_fn(|fail: bool| {
 ///     let probe = is_probe_call();

@@ -57,7 +57,7 @@ pub(crate) struct Breaker {
     pub(super) slow_nanos: u64,
     pub(super) retry_after: bool,
     pub(super) batch: u64,
-    /// The key of a keyed breaker, for tracing and rejections.
+    /// The key of a per-host breaker, for tracing and rejections.
     pub(super) key: Option<Arc<str>>,
 }
 

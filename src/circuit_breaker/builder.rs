@@ -2,14 +2,15 @@
 
 use super::{
     config::{Config, Window, DEFAULT_NAME},
-    keyed::{ByAuthority, KeyBy, KeyedCircuitBreakerLayer},
+    keyed::{Breakers, ByAuthority, KeyBy},
     settings::Settings,
-    CircuitBreakerLayer, HttpStatus,
+    CircuitBreakerLayer, GenericCircuitBreakerLayer, HttpStatus,
 };
 use crate::InvalidConfig;
 use std::{borrow::Cow, sync::Arc, time::Duration};
 
-/// Builds a [`CircuitBreakerLayer`] (or a keyed one), validating its settings together.
+/// Builds a [`CircuitBreakerLayer`] (or a [`GenericCircuitBreakerLayer`]), validating its
+/// settings together.
 ///
 /// Every setter returns the builder; [`build`](Self::build) checks the settings and names the
 /// first invalid one. The defaults are those of [`CircuitBreakerLayer::new`] (see the
@@ -34,29 +35,39 @@ use std::{borrow::Cow, sync::Arc, time::Duration};
 /// # Ok::<(), tower_fortify::InvalidConfig>(())
 /// ```
 #[derive(Debug, Clone)]
-pub struct CircuitBreakerBuilder<C = HttpStatus> {
+pub struct CircuitBreakerBuilder<K = ByAuthority, C = HttpStatus> {
     config: Config,
     name: &'static str,
     classifier: C,
+    key: K,
+    /// `None`: per host, unless `build_generic`.
+    per_host: Option<bool>,
+    /// The setter that replaced the key, if one did.
+    key_setter: Option<&'static str>,
+    max_keys_set: bool,
 }
 
-impl CircuitBreakerBuilder<HttpStatus> {
+impl CircuitBreakerBuilder {
     pub(crate) const fn new() -> Self {
         CircuitBreakerBuilder {
             config: Config::DEFAULT,
             name: DEFAULT_NAME,
             classifier: HttpStatus::new(),
+            key: ByAuthority,
+            per_host: None,
+            key_setter: None,
+            max_keys_set: false,
         }
     }
 }
 
-impl Default for CircuitBreakerBuilder<HttpStatus> {
+impl Default for CircuitBreakerBuilder {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<C> CircuitBreakerBuilder<C> {
+impl<K, C> CircuitBreakerBuilder<K, C> {
     /// The `name` label of the metrics and tracing events (default `"circuit_breaker"`). It
     /// must be a static string, so that labels stay bounded.
     ///
@@ -330,20 +341,103 @@ impl<C> CircuitBreakerBuilder<C> {
         self
     }
 
-    /// The most keys a keyed breaker tracks (default 1024); least recently used closed
-    /// breakers are evicted first. Ignored by a single breaker.
+    /// The most keys a per-host layer tracks (default 1024); least recently used closed
+    /// breakers are evicted first.
+    ///
+    /// # Errors
+    ///
+    /// At [`build`](Self::build): `max_keys` when 0, or with `per_host(false)`; at
+    /// [`build_generic`](Self::build_generic), always.
     ///
     /// ```
-    /// use std::time::Duration;
-    /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, Window};
+    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
     ///
-    /// let layer = CircuitBreakerLayer::builder().max_keys(100).build_keyed()?;
+    /// let layer = CircuitBreakerLayer::builder().max_keys(100).build()?;
     /// assert_eq!(layer.handle().max_keys(), 100);
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub const fn max_keys(mut self, max_keys: usize) -> Self {
         self.config.max_keys = max_keys;
+        self.max_keys_set = true;
         self
+    }
+
+    /// One breaker per host (`true`, the default) or one for every request (`false`: no key
+    /// is computed, no map searched), for the HTTP layer [`build`](Self::build) gives.
+    ///
+    /// # Errors
+    ///
+    /// At [`build_generic`](Self::build_generic): `per_host(true)` (a generic layer has one
+    /// breaker).
+    ///
+    /// ```
+    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+    ///
+    /// let layer = CircuitBreakerLayer::builder().per_host(false).build()?;
+    /// assert!(!layer.handle().per_host());
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub const fn per_host(mut self, per_host: bool) -> Self {
+        self.per_host = Some(per_host);
+        self
+    }
+
+    /// Keeps one breaker per key that `key` computes from each request, instead of per
+    /// host. A key function may read headers; the default key never does.
+    ///
+    /// # Errors
+    ///
+    /// At [`build`](Self::build) with `per_host(false)`, and at
+    /// [`build_generic`](Self::build_generic): `key_fn`.
+    ///
+    /// ```
+    /// use std::borrow::Cow;
+    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+    ///
+    /// // One breaker per tenant, from a header.
+    /// let layer = CircuitBreakerLayer::builder()
+    ///     .key_fn(|req: &http::Request<()>| {
+    ///         let tenant = req.headers().get("x-tenant").and_then(|v| v.to_str().ok());
+    ///         Cow::Borrowed(tenant.unwrap_or(""))
+    ///     })
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn key_fn<Req, F>(self, key: F) -> CircuitBreakerBuilder<KeyBy<F>, C>
+    where
+        F: for<'a> Fn(&'a Req) -> Cow<'a, str>,
+    {
+        self.with_key(KeyBy::new(key), "key_fn")
+    }
+
+    /// Keeps one breaker per key of a [`BreakerKey`](super::BreakerKey), instead of per host.
+    ///
+    /// # Errors
+    ///
+    /// As [`key_fn`](Self::key_fn), naming `breaker_key`.
+    ///
+    /// ```
+    /// use tower_fortify::circuit_breaker::{ByAuthority, CircuitBreakerLayer};
+    ///
+    /// let layer = CircuitBreakerLayer::builder().breaker_key(ByAuthority).build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn breaker_key<K2>(self, key: K2) -> CircuitBreakerBuilder<K2, C> {
+        self.with_key(key, "breaker_key")
+    }
+
+    fn with_key<K2>(self, key: K2, setter: &'static str) -> CircuitBreakerBuilder<K2, C> {
+        CircuitBreakerBuilder {
+            config: self.config,
+            name: self.name,
+            classifier: self.classifier,
+            key,
+            per_host: self.per_host,
+            key_setter: Some(setter),
+            max_keys_set: self.max_keys_set,
+        }
     }
 
     /// Replaces the classifier that decides what counts as a failure (default
@@ -352,27 +446,38 @@ impl<C> CircuitBreakerBuilder<C> {
     /// ```
     /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, ErrorsOnly};
     ///
-    /// let layer = CircuitBreakerLayer::builder().classifier(ErrorsOnly).build()?;
+    /// let layer = CircuitBreakerLayer::builder().classifier(ErrorsOnly).build_generic()?;
     /// # let _ = layer;
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
-    pub fn classifier<C2>(self, classifier: C2) -> CircuitBreakerBuilder<C2> {
+    pub fn classifier<C2>(self, classifier: C2) -> CircuitBreakerBuilder<K, C2> {
         CircuitBreakerBuilder {
             config: self.config,
             name: self.name,
             classifier,
+            key: self.key,
+            per_host: self.per_host,
+            key_setter: self.key_setter,
+            max_keys_set: self.max_keys_set,
         }
     }
 
-    /// Builds the layer: one breaker, shared by every service it builds.
+    /// Builds the HTTP layer: one breaker per host (by [`ByAuthority`], or by the key
+    /// set with [`key_fn`](Self::key_fn) / [`breaker_key`](Self::breaker_key)), at most
+    /// [`max_keys`](Self::max_keys) of them; with [`per_host(false)`](Self::per_host), one
+    /// breaker for every request.
     ///
     /// # Errors
     ///
-    /// [`InvalidConfig`] naming the first setting that is out of range (see each setter).
+    /// [`InvalidConfig`] naming the first setting that is out of range (see each setter),
+    /// or `max_keys`, `key_fn` or `breaker_key` with `per_host(false)`.
     ///
     /// ```
     /// use std::time::Duration;
     /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+    ///
+    /// let layer = CircuitBreakerLayer::builder().max_keys(10_000).build()?;
+    /// assert_eq!(layer.handle().max_keys(), 10_000);
     ///
     /// let err = CircuitBreakerLayer::builder()
     ///     .open_duration(Duration::from_secs(60))
@@ -380,73 +485,89 @@ impl<C> CircuitBreakerBuilder<C> {
     ///     .build()
     ///     .unwrap_err();
     /// assert_eq!(err.to_string(), "invalid open_duration_max: must be at least open_duration");
-    /// ```
-    pub fn build(self) -> Result<CircuitBreakerLayer<C>, InvalidConfig> {
-        let (settings, classifier) = self.settings(false)?;
-        Ok(CircuitBreakerLayer::from_settings(settings, classifier))
-    }
-
-    /// Builds a keyed layer: one breaker per request URI authority (never from the `Host`
-    /// header; requests without an authority share one), at most [`max_keys`](Self::max_keys) of them.
     ///
-    /// # Errors
-    ///
-    /// As [`build`](Self::build).
-    ///
-    /// ```
-    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
-    ///
-    /// let layer = CircuitBreakerLayer::builder().max_keys(10_000).build_keyed()?;
-    /// assert_eq!(layer.handle().max_keys(), 10_000);
+    /// let err = CircuitBreakerLayer::builder().per_host(false).max_keys(8).build().unwrap_err();
+    /// assert_eq!(err.to_string(), "invalid max_keys: only applies with per_host(true)");
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
-    pub fn build_keyed(self) -> Result<KeyedCircuitBreakerLayer<ByAuthority, C>, InvalidConfig> {
-        let (settings, classifier) = self.settings(true)?;
-        Ok(KeyedCircuitBreakerLayer::from_parts(
-            settings,
-            ByAuthority,
-            classifier,
-        ))
-    }
-
-    /// Builds a keyed layer whose key is computed by `key` from each request.
-    ///
-    /// # Errors
-    ///
-    /// As [`build`](Self::build).
-    ///
-    /// ```
-    /// use std::borrow::Cow;
-    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
-    ///
-    /// // One breaker per tenant, from a header.
-    /// let layer = CircuitBreakerLayer::builder().build_keyed_by(|req: &http::Request<()>| {
-    ///     let tenant = req.headers().get("x-tenant").and_then(|v| v.to_str().ok());
-    ///     Cow::Borrowed(tenant.unwrap_or(""))
-    /// })?;
-    /// # let _ = layer;
-    /// # Ok::<(), tower_fortify::InvalidConfig>(())
-    /// ```
-    pub fn build_keyed_by<Req, F>(
-        self,
-        key: F,
-    ) -> Result<KeyedCircuitBreakerLayer<KeyBy<F>, C>, InvalidConfig>
-    where
-        F: for<'a> Fn(&'a Req) -> Cow<'a, str>,
-    {
-        let (settings, classifier) = self.settings(true)?;
-        Ok(KeyedCircuitBreakerLayer::from_parts(
-            settings,
-            KeyBy::new(key),
-            classifier,
-        ))
-    }
-
-    /// The validated settings every `build` starts from, and the classifier.
-    fn settings(self, keyed: bool) -> Result<(Arc<Settings>, C), InvalidConfig> {
+    pub fn build(self) -> Result<CircuitBreakerLayer<K, C>, InvalidConfig> {
+        let per_host = self.per_host.unwrap_or(true);
+        if !per_host {
+            if self.max_keys_set {
+                return Err(InvalidConfig::new(
+                    "max_keys",
+                    "only applies with per_host(true)",
+                ));
+            }
+            if let Some(setter) = self.key_setter {
+                return Err(InvalidConfig::new(
+                    setter,
+                    "chooses among breakers: it needs per_host(true)",
+                ));
+            }
+        }
         self.config.validate()?;
-        let settings = Settings::new(self.config, self.name, keyed);
-        Ok((Arc::new(settings), self.classifier))
+        let settings = Settings::new(self.config, self.name, per_host);
+        let breakers = Breakers::new(Arc::new(settings), per_host);
+        Ok(CircuitBreakerLayer::from_parts(
+            breakers,
+            self.key,
+            self.classifier,
+        ))
+    }
+
+    /// Builds the generic layer: one breaker, shared by every service it builds, for any
+    /// request type.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build), and [`InvalidConfig`] naming a setting that only applies
+    /// per host: `per_host(true)`, `max_keys`, `key_fn`, `breaker_key`.
+    ///
+    /// ```
+    /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, ErrorsOnly};
+    ///
+    /// let layer = CircuitBreakerLayer::builder().classifier(ErrorsOnly).build_generic()?;
+    /// # let _ = layer;
+    /// let err = CircuitBreakerLayer::builder().max_keys(4).build_generic().unwrap_err();
+    /// assert_eq!(err.field(), "max_keys");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn build_generic(self) -> Result<GenericCircuitBreakerLayer<C>, InvalidConfig> {
+        const ONE_BREAKER: &str = "a generic layer has one breaker";
+        if self.per_host == Some(true) {
+            return Err(InvalidConfig::new("per_host", ONE_BREAKER));
+        }
+        if let Some(setter) = self.key_setter {
+            return Err(InvalidConfig::new(setter, ONE_BREAKER));
+        }
+        if self.max_keys_set {
+            return Err(InvalidConfig::new("max_keys", ONE_BREAKER));
+        }
+        self.config.validate()?;
+        let settings = Settings::new(self.config, self.name, false);
+        Ok(GenericCircuitBreakerLayer::from_settings(
+            Arc::new(settings),
+            self.classifier,
+        ))
+    }
+}
+
+impl CircuitBreakerLayer {
+    /// A builder, to change the settings; [`build`](CircuitBreakerBuilder::build) gives the
+    /// HTTP layer (per host by default),
+    /// [`build_generic`](CircuitBreakerBuilder::build_generic) the one-breaker layer for any
+    /// request type.
+    ///
+    /// ```
+    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+    ///
+    /// let layer = CircuitBreakerLayer::builder().name("inventory").minimum_calls(20).build()?;
+    /// assert_eq!(layer.name(), "inventory");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub const fn builder() -> CircuitBreakerBuilder {
+        CircuitBreakerBuilder::new()
     }
 }
 

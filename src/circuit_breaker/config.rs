@@ -11,7 +11,7 @@ use std::time::Duration;
 ///
 /// let layer = CircuitBreakerLayer::builder()
 ///     .window(Window::Time(Duration::from_secs(30)))
-///     .build()?;
+///     .build_generic()?;
 /// assert_eq!(layer.window(), Window::Time(Duration::from_secs(30)));
 /// # Ok::<(), tower_fortify::InvalidConfig>(())
 /// ```

@@ -1,7 +1,7 @@
 //! What every breaker of a layer shares: the settings and the metric handles.
 
 use super::{
-    config::{Config, Window},
+    config::{Config, Window, DEFAULT_NAME},
     lanes::lane_count,
 };
 use std::fmt;
@@ -37,6 +37,13 @@ impl Settings {
             #[cfg(feature = "metrics")]
             instruments: super::metrics::Instruments::register(name, keyed),
         }
+    }
+}
+
+impl Settings {
+    /// The default settings, unnamed; `keyed` for one breaker per key.
+    pub(crate) fn default_for(keyed: bool) -> Self {
+        Settings::new(Config::DEFAULT, DEFAULT_NAME, keyed)
     }
 }
 

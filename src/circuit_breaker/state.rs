@@ -8,9 +8,9 @@ use std::fmt;
 /// The state of a breaker.
 ///
 /// ```
-/// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, State};
+/// use tower_fortify::circuit_breaker::{GenericCircuitBreakerLayer, State};
 ///
-/// let handle = CircuitBreakerLayer::new().handle();
+/// let handle = GenericCircuitBreakerLayer::new().handle();
 /// assert_eq!(handle.state(), State::Closed);
 /// handle.force_open();
 /// assert_eq!(handle.state(), State::ForcedOpen);
@@ -25,12 +25,12 @@ pub enum State {
     Open,
     /// A few probe calls go through; their results close or reopen the breaker.
     HalfOpen,
-    /// Opened by an operator ([`force_open`](super::CircuitBreakerHandle::force_open)): every
-    /// call is rejected until [`reset`](super::CircuitBreakerHandle::reset).
+    /// Opened by an operator ([`force_open`](super::BreakerHandle::force_open)): every
+    /// call is rejected until [`reset`](super::BreakerHandle::reset).
     ForcedOpen,
-    /// Turned off by an operator ([`disable`](super::CircuitBreakerHandle::disable)): every
+    /// Turned off by an operator ([`disable`](super::BreakerHandle::disable)): every
     /// call goes through and is measured, and the breaker never trips, until
-    /// [`reset`](super::CircuitBreakerHandle::reset).
+    /// [`reset`](super::BreakerHandle::reset).
     Disabled,
 }
 
