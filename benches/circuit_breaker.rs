@@ -29,7 +29,9 @@ use std::{
     time::{Duration, Instant},
 };
 use tower::{Layer, Service};
-use tower_fortify::circuit_breaker::{CircuitBreakerLayer, State, Window};
+use tower_fortify::circuit_breaker::{
+    CircuitBreakerLayer, GenericCircuitBreakerLayer, State, Window,
+};
 
 type Req = Request<()>;
 
@@ -100,10 +102,10 @@ fn resilience_layer() -> tower_resilience::circuitbreaker::CircuitBreakerLayer {
         .expect("valid defaults")
 }
 
-fn time_window_layer() -> CircuitBreakerLayer {
+fn time_window_layer() -> GenericCircuitBreakerLayer {
     CircuitBreakerLayer::builder()
         .window(Window::Time(Duration::from_secs(10)))
-        .build()
+        .build_generic()
         .unwrap()
 }
 
@@ -123,7 +125,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| call_once(&mut svc, black_box(request())))
     });
     group.bench_function("fortify_count", |b| {
-        let layer = CircuitBreakerLayer::new();
+        let layer = GenericCircuitBreakerLayer::new();
         let mut svc = layer.layer(ok_service());
         assert!(call_once(&mut svc, request()));
         b.iter(|| call_once(&mut svc, black_box(request())));
@@ -137,14 +139,14 @@ fn bench(c: &mut Criterion) {
     group.bench_function("fortify_slow_calls", |b| {
         let layer = CircuitBreakerLayer::builder()
             .slow_call_duration(Duration::from_secs(1))
-            .build()
+            .build_generic()
             .unwrap();
         let mut svc = layer.layer(ok_service());
         assert!(call_once(&mut svc, request()));
         b.iter(|| call_once(&mut svc, black_box(request())))
     });
     group.bench_function("fortify_keyed", |b| {
-        let layer = CircuitBreakerLayer::builder().build_keyed().unwrap();
+        let layer = CircuitBreakerLayer::builder().build().unwrap();
         let mut svc = layer.layer(ok_service());
         assert!(call_once(&mut svc, request()));
         b.iter(|| call_once(&mut svc, black_box(request())));
@@ -165,7 +167,7 @@ fn bench(c: &mut Criterion) {
         b.iter_custom(|iters| two_threads(&svc, iters))
     });
     group.bench_function("fortify_count", |b| {
-        let svc = CircuitBreakerLayer::new().layer(ok_service());
+        let svc = GenericCircuitBreakerLayer::new().layer(ok_service());
         b.iter_custom(|iters| two_threads(&svc, iters))
     });
     group.bench_function("fortify_time", |b| {
@@ -174,7 +176,7 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("fortify_keyed", |b| {
         let svc = CircuitBreakerLayer::builder()
-            .build_keyed()
+            .build()
             .unwrap()
             .layer(ok_service());
         b.iter_custom(|iters| two_threads(&svc, iters))

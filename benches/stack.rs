@@ -59,8 +59,12 @@ use std::{
 };
 use tower::{limit::ConcurrencyLimit, timeout::Timeout, Layer, Service, ServiceExt};
 use tower_fortify::{
-    circuit_breaker::CircuitBreakerLayer, classify::ErrorClassifyLayer, pool::PoolLimitLayer,
-    retry::RetryLayer, stack::ClientConfig, BoxError,
+    circuit_breaker::{CircuitBreakerLayer, GenericCircuitBreakerLayer},
+    classify::ErrorClassifyLayer,
+    pool::PoolLimitLayer,
+    retry::RetryLayer,
+    stack::ClientConfig,
+    BoxError,
 };
 use tower_resilience::{
     bulkhead::BulkheadLayer, circuitbreaker::CircuitBreakerLayer as ResilienceBreakerLayer,
@@ -204,15 +208,12 @@ fn layers(c: &mut Criterion) {
     bench(
         &mut group,
         "fortify_breaker_single",
-        CircuitBreakerLayer::new().layer(ok_service()),
+        GenericCircuitBreakerLayer::new().layer(ok_service()),
     );
     bench(
         &mut group,
         "fortify_breaker_per_host",
-        CircuitBreakerLayer::builder()
-            .build_keyed()
-            .unwrap()
-            .layer(ok_service()),
+        CircuitBreakerLayer::new().layer(ok_service()),
     );
     group.finish();
 

@@ -26,7 +26,7 @@ use tower_fortify::ServiceBuilderExt;
 let client = ServiceBuilder::new()
     .classify_errors()
     .retries(RetryLayer::new(RetryPolicy::production())?)
-    .circuit_breaker_per_host(CircuitBreakerLayer::builder().build_keyed()?)
+    .circuit_breaker(CircuitBreakerLayer::builder().build()?)
     .pool_limit(PoolLimitLayer::builder(64).block(true).build()?)
     .timeout(Duration::from_secs(10))
     .service_fn(|_req: http::Request<String>| async {
@@ -75,8 +75,8 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
         layer: crate::retry::RetryLayer,
     ) -> ServiceBuilder<Stack<crate::retry::RetryLayer, L>>;
 
-    /// Adds one [`CircuitBreakerLayer`](crate::circuit_breaker::CircuitBreakerLayer) for
-    /// every call through the service.
+    /// Adds a [`CircuitBreakerLayer`](crate::circuit_breaker::CircuitBreakerLayer): one
+    /// breaker per host by default (or per key, or one for every request).
     ///
     /// ```
     /// use tower::ServiceBuilder;
@@ -92,33 +92,33 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     /// ```
     #[cfg(feature = "circuit-breaker")]
     #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
-    fn circuit_breaker<C>(
+    fn circuit_breaker<K, C>(
         self,
-        layer: crate::circuit_breaker::CircuitBreakerLayer<C>,
-    ) -> ServiceBuilder<Stack<crate::circuit_breaker::CircuitBreakerLayer<C>, L>>;
+        layer: crate::circuit_breaker::CircuitBreakerLayer<K, C>,
+    ) -> ServiceBuilder<Stack<crate::circuit_breaker::CircuitBreakerLayer<K, C>, L>>;
 
-    /// Adds a [`KeyedCircuitBreakerLayer`](crate::circuit_breaker::KeyedCircuitBreakerLayer):
-    /// one breaker per host (or per key).
+    /// Adds a [`GenericCircuitBreakerLayer`](crate::circuit_breaker::GenericCircuitBreakerLayer):
+    /// one breaker for every call, for any request type.
     ///
     /// ```
     /// use tower::ServiceBuilder;
-    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+    /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, ErrorsOnly};
     /// use tower_fortify::ServiceBuilderExt;
     ///
     /// let svc = ServiceBuilder::new()
-    ///     .circuit_breaker_per_host(CircuitBreakerLayer::builder().build_keyed()?)
-    ///     .service_fn(|_req: http::Request<()>| async {
-    ///         Ok::<_, std::io::Error>(http::Response::new(()))
-    ///     });
+    ///     .generic_circuit_breaker(
+    ///         CircuitBreakerLayer::builder().classifier(ErrorsOnly).build_generic()?,
+    ///     )
+    ///     .service_fn(|req: u32| async move { Ok::<_, std::io::Error>(req) });
     /// # let _ = svc;
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     #[cfg(feature = "circuit-breaker")]
     #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
-    fn circuit_breaker_per_host<K, C>(
+    fn generic_circuit_breaker<C>(
         self,
-        layer: crate::circuit_breaker::KeyedCircuitBreakerLayer<K, C>,
-    ) -> ServiceBuilder<Stack<crate::circuit_breaker::KeyedCircuitBreakerLayer<K, C>, L>>;
+        layer: crate::circuit_breaker::GenericCircuitBreakerLayer<C>,
+    ) -> ServiceBuilder<Stack<crate::circuit_breaker::GenericCircuitBreakerLayer<C>, L>>;
 
     /// Adds a [`PoolLimitLayer`](crate::pool::PoolLimitLayer): urllib3's pool semantics
     /// for HTTP services, the permit held until the response body ends.
@@ -201,18 +201,18 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     }
 
     #[cfg(feature = "circuit-breaker")]
-    fn circuit_breaker<C>(
+    fn circuit_breaker<K, C>(
         self,
-        layer: crate::circuit_breaker::CircuitBreakerLayer<C>,
-    ) -> ServiceBuilder<Stack<crate::circuit_breaker::CircuitBreakerLayer<C>, L>> {
+        layer: crate::circuit_breaker::CircuitBreakerLayer<K, C>,
+    ) -> ServiceBuilder<Stack<crate::circuit_breaker::CircuitBreakerLayer<K, C>, L>> {
         self.layer(layer)
     }
 
     #[cfg(feature = "circuit-breaker")]
-    fn circuit_breaker_per_host<K, C>(
+    fn generic_circuit_breaker<C>(
         self,
-        layer: crate::circuit_breaker::KeyedCircuitBreakerLayer<K, C>,
-    ) -> ServiceBuilder<Stack<crate::circuit_breaker::KeyedCircuitBreakerLayer<K, C>, L>> {
+        layer: crate::circuit_breaker::GenericCircuitBreakerLayer<C>,
+    ) -> ServiceBuilder<Stack<crate::circuit_breaker::GenericCircuitBreakerLayer<C>, L>> {
         self.layer(layer)
     }
 

@@ -1,228 +1,16 @@
 //! Settings of a breaker, validated together by [`CircuitBreakerBuilder::build`].
 
 use super::{
-    keyed::{ByAuthority, KeyBy, KeyedCircuitBreakerLayer},
-    state::Settings,
-    CircuitBreakerLayer, HttpStatus,
+    config::{Config, Window, DEFAULT_NAME},
+    keyed::{Breakers, ByAuthority, KeyBy},
+    settings::Settings,
+    CircuitBreakerLayer, GenericCircuitBreakerLayer, HttpStatus,
 };
 use crate::InvalidConfig;
 use std::{borrow::Cow, sync::Arc, time::Duration};
 
-/// Which sliding window the failure and slow-call rates are computed over.
-///
-/// ```
-/// use std::time::Duration;
-/// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, Window};
-///
-/// let layer = CircuitBreakerLayer::builder()
-///     .window(Window::Time(Duration::from_secs(30)))
-///     .build()?;
-/// assert_eq!(layer.window(), Window::Time(Duration::from_secs(30)));
-/// # Ok::<(), tower_fortify::InvalidConfig>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Window {
-    /// The last `n` calls: a ring in which each call replaces the oldest. Reads no clock.
-    Count(u32),
-    /// The calls of the last `duration`, counted in 10 buckets of `duration / 10` on tokio's
-    /// clock: a call leaves the window between 0.9 and 1.0 `duration` after it completed.
-    /// Reads the clock once per call.
-    Time(Duration),
-}
-
-/// The largest count window: a million calls take 250 KB of bits.
-pub(crate) const MAX_COUNT_WINDOW: u32 = 1_000_000;
-/// The largest number of probes in flight, and of successes to close (12 bits each).
-pub(crate) const MAX_PROBES: u32 = 4095;
-
-/// The validated settings of a breaker.
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) window: Window,
-    pub(crate) minimum_calls: u32,
-    pub(crate) failure_rate_threshold: f64,
-    pub(crate) slow_call_duration: Option<Duration>,
-    pub(crate) slow_call_rate_threshold: f64,
-    pub(crate) open_duration: Duration,
-    pub(crate) open_duration_multiplier: f64,
-    pub(crate) open_duration_max: Duration,
-    pub(crate) open_duration_jitter: f64,
-    pub(crate) recovery_period: Duration,
-    pub(crate) half_open_max_probes: u32,
-    pub(crate) half_open_successes: u32,
-    pub(crate) probe_timeout: Duration,
-    pub(crate) retry_after_max: Option<Duration>,
-    pub(crate) max_keys: usize,
-}
-
-impl Config {
-    pub(crate) const DEFAULT: Config = Config {
-        window: Window::Count(100),
-        minimum_calls: 10,
-        failure_rate_threshold: 0.5,
-        slow_call_duration: None,
-        slow_call_rate_threshold: 0.5,
-        open_duration: Duration::from_secs(5),
-        open_duration_multiplier: 2.0,
-        open_duration_max: Duration::from_secs(120),
-        open_duration_jitter: 0.2,
-        recovery_period: Duration::from_secs(60),
-        half_open_max_probes: 1,
-        half_open_successes: 2,
-        probe_timeout: Duration::from_secs(30),
-        retry_after_max: None,
-        max_keys: 1024,
-    };
-
-    fn validate(&self) -> Result<(), InvalidConfig> {
-        match self.window {
-            Window::Count(0) => {
-                return Err(InvalidConfig::new("window", "must hold at least one call"))
-            }
-            Window::Count(n) if n > MAX_COUNT_WINDOW => {
-                return Err(InvalidConfig::new(
-                    "window",
-                    "must hold at most 1 000 000 calls",
-                ))
-            }
-            Window::Count(n) if self.minimum_calls > n => {
-                return Err(InvalidConfig::new(
-                    "minimum_calls",
-                    "must not exceed the count window's size",
-                ))
-            }
-            Window::Time(d) if d.is_zero() => {
-                return Err(InvalidConfig::new("window", "must be longer than zero"))
-            }
-            Window::Time(d) if d.as_nanos() > u128::from(u64::MAX) => {
-                return Err(InvalidConfig::new(
-                    "window",
-                    "must be shorter than 500 years",
-                ))
-            }
-            _ => {}
-        }
-        if self.minimum_calls == 0 {
-            return Err(InvalidConfig::new("minimum_calls", "must be at least 1"));
-        }
-        if !is_rate(self.failure_rate_threshold) {
-            return Err(InvalidConfig::new(
-                "failure_rate_threshold",
-                "must be greater than 0 and at most 1",
-            ));
-        }
-        if self.slow_call_duration.is_some_and(|d| d.is_zero()) {
-            return Err(InvalidConfig::new(
-                "slow_call_duration",
-                "must be longer than zero",
-            ));
-        }
-        if !is_rate(self.slow_call_rate_threshold) {
-            return Err(InvalidConfig::new(
-                "slow_call_rate_threshold",
-                "must be greater than 0 and at most 1",
-            ));
-        }
-        if self.open_duration.is_zero() {
-            return Err(InvalidConfig::new(
-                "open_duration",
-                "must be longer than zero",
-            ));
-        }
-        if !(self.open_duration_multiplier >= 1.0 && self.open_duration_multiplier.is_finite()) {
-            return Err(InvalidConfig::new(
-                "open_duration_multiplier",
-                "must be a finite number of at least 1",
-            ));
-        }
-        if self.open_duration_max < self.open_duration {
-            return Err(InvalidConfig::new(
-                "open_duration_max",
-                "must be at least open_duration",
-            ));
-        }
-        if self.open_duration_max > MAX_WAIT {
-            return Err(InvalidConfig::new(
-                "open_duration_max",
-                "must be shorter than 100 years",
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.open_duration_jitter) {
-            return Err(InvalidConfig::new(
-                "open_duration_jitter",
-                "must be between 0 and 1",
-            ));
-        }
-        if self.recovery_period.is_zero() {
-            return Err(InvalidConfig::new(
-                "recovery_period",
-                "must be longer than zero",
-            ));
-        }
-        if !(1..=MAX_PROBES).contains(&self.half_open_max_probes) {
-            return Err(InvalidConfig::new(
-                "half_open_max_probes",
-                "must be between 1 and 4095",
-            ));
-        }
-        if !(1..=MAX_PROBES).contains(&self.half_open_successes) {
-            return Err(InvalidConfig::new(
-                "half_open_successes",
-                "must be between 1 and 4095",
-            ));
-        }
-        if self.probe_timeout.is_zero() {
-            return Err(InvalidConfig::new(
-                "probe_timeout",
-                "must be longer than zero",
-            ));
-        }
-        if let Some(max) = self.retry_after_max {
-            if max.is_zero() {
-                return Err(InvalidConfig::new(
-                    "retry_after_open",
-                    "must be longer than zero",
-                ));
-            }
-            if max > MAX_WAIT {
-                return Err(InvalidConfig::new(
-                    "retry_after_open",
-                    "must be shorter than 100 years",
-                ));
-            }
-        }
-        if self.max_keys == 0 {
-            return Err(InvalidConfig::new("max_keys", "must be at least 1"));
-        }
-        Ok(())
-    }
-
-    /// The nominal open duration after `failed_probes` consecutive failed probes:
-    /// `open_duration * open_duration_multiplier ^ failed_probes`, at most `open_duration_max`.
-    pub(crate) fn nominal_open_duration(&self, failed_probes: u32) -> Duration {
-        let exponent = i32::try_from(failed_probes).unwrap_or(i32::MAX);
-        let secs = self.open_duration.as_secs_f64() * self.open_duration_multiplier.powi(exponent);
-        if secs.is_finite() && secs < self.open_duration_max.as_secs_f64() {
-            Duration::from_secs_f64(secs)
-        } else {
-            self.open_duration_max
-        }
-    }
-}
-
-/// `(0, 1]`, and not NaN.
-fn is_rate(r: f64) -> bool {
-    r > 0.0 && r <= 1.0
-}
-
-/// The longest the breaker can stay open: a deadline is kept in microseconds on 52 bits
-/// (about 142 years), and this leaves room for the clock's own age.
-const MAX_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-
-/// The `name` label of a breaker that was not named.
-pub(crate) const DEFAULT_NAME: &str = "circuit_breaker";
-
-/// Builds a [`CircuitBreakerLayer`] (or a keyed one), validating its settings together.
+/// Builds a [`CircuitBreakerLayer`] (or a [`GenericCircuitBreakerLayer`]), validating its
+/// settings together.
 ///
 /// Every setter returns the builder; [`build`](Self::build) checks the settings and names the
 /// first invalid one. The defaults are those of [`CircuitBreakerLayer::new`] (see the
@@ -247,29 +35,39 @@ pub(crate) const DEFAULT_NAME: &str = "circuit_breaker";
 /// # Ok::<(), tower_fortify::InvalidConfig>(())
 /// ```
 #[derive(Debug, Clone)]
-pub struct CircuitBreakerBuilder<C = HttpStatus> {
+pub struct CircuitBreakerBuilder<K = ByAuthority, C = HttpStatus> {
     config: Config,
     name: &'static str,
     classifier: C,
+    key: K,
+    /// `None`: per host, unless `build_generic`.
+    per_host: Option<bool>,
+    /// The setter that replaced the key, if one did.
+    key_setter: Option<&'static str>,
+    max_keys_set: bool,
 }
 
-impl CircuitBreakerBuilder<HttpStatus> {
+impl CircuitBreakerBuilder {
     pub(crate) const fn new() -> Self {
         CircuitBreakerBuilder {
             config: Config::DEFAULT,
             name: DEFAULT_NAME,
             classifier: HttpStatus::new(),
+            key: ByAuthority,
+            per_host: None,
+            key_setter: None,
+            max_keys_set: false,
         }
     }
 }
 
-impl Default for CircuitBreakerBuilder<HttpStatus> {
+impl Default for CircuitBreakerBuilder {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<C> CircuitBreakerBuilder<C> {
+impl<K, C> CircuitBreakerBuilder<K, C> {
     /// The `name` label of the metrics and tracing events (default `"circuit_breaker"`). It
     /// must be a static string, so that labels stay bounded.
     ///
@@ -543,20 +341,103 @@ impl<C> CircuitBreakerBuilder<C> {
         self
     }
 
-    /// The most keys a keyed breaker tracks (default 1024); least recently used closed
-    /// breakers are evicted first. Ignored by a single breaker.
+    /// The most keys a per-host layer tracks (default 1024); least recently used closed
+    /// breakers are evicted first.
+    ///
+    /// # Errors
+    ///
+    /// At [`build`](Self::build): `max_keys` when 0, or with `per_host(false)`; at
+    /// [`build_generic`](Self::build_generic), always.
     ///
     /// ```
-    /// use std::time::Duration;
-    /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, Window};
+    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
     ///
-    /// let layer = CircuitBreakerLayer::builder().max_keys(100).build_keyed()?;
+    /// let layer = CircuitBreakerLayer::builder().max_keys(100).build()?;
     /// assert_eq!(layer.handle().max_keys(), 100);
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub const fn max_keys(mut self, max_keys: usize) -> Self {
         self.config.max_keys = max_keys;
+        self.max_keys_set = true;
         self
+    }
+
+    /// One breaker per host (`true`, the default) or one for every request (`false`: no key
+    /// is computed, no map searched), for the HTTP layer [`build`](Self::build) gives.
+    ///
+    /// # Errors
+    ///
+    /// At [`build_generic`](Self::build_generic): `per_host(true)` (a generic layer has one
+    /// breaker).
+    ///
+    /// ```
+    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+    ///
+    /// let layer = CircuitBreakerLayer::builder().per_host(false).build()?;
+    /// assert!(!layer.handle().per_host());
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub const fn per_host(mut self, per_host: bool) -> Self {
+        self.per_host = Some(per_host);
+        self
+    }
+
+    /// Keeps one breaker per key that `key` computes from each request, instead of per
+    /// host. A key function may read headers; the default key never does.
+    ///
+    /// # Errors
+    ///
+    /// At [`build`](Self::build) with `per_host(false)`, and at
+    /// [`build_generic`](Self::build_generic): `key_fn`.
+    ///
+    /// ```
+    /// use std::borrow::Cow;
+    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+    ///
+    /// // One breaker per tenant, from a header.
+    /// let layer = CircuitBreakerLayer::builder()
+    ///     .key_fn(|req: &http::Request<()>| {
+    ///         let tenant = req.headers().get("x-tenant").and_then(|v| v.to_str().ok());
+    ///         Cow::Borrowed(tenant.unwrap_or(""))
+    ///     })
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn key_fn<Req, F>(self, key: F) -> CircuitBreakerBuilder<KeyBy<F>, C>
+    where
+        F: for<'a> Fn(&'a Req) -> Cow<'a, str>,
+    {
+        self.with_key(KeyBy::new(key), "key_fn")
+    }
+
+    /// Keeps one breaker per key of a [`BreakerKey`](super::BreakerKey), instead of per host.
+    ///
+    /// # Errors
+    ///
+    /// As [`key_fn`](Self::key_fn), naming `breaker_key`.
+    ///
+    /// ```
+    /// use tower_fortify::circuit_breaker::{ByAuthority, CircuitBreakerLayer};
+    ///
+    /// let layer = CircuitBreakerLayer::builder().breaker_key(ByAuthority).build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn breaker_key<K2>(self, key: K2) -> CircuitBreakerBuilder<K2, C> {
+        self.with_key(key, "breaker_key")
+    }
+
+    fn with_key<K2>(self, key: K2, setter: &'static str) -> CircuitBreakerBuilder<K2, C> {
+        CircuitBreakerBuilder {
+            config: self.config,
+            name: self.name,
+            classifier: self.classifier,
+            key,
+            per_host: self.per_host,
+            key_setter: Some(setter),
+            max_keys_set: self.max_keys_set,
+        }
     }
 
     /// Replaces the classifier that decides what counts as a failure (default
@@ -565,27 +446,38 @@ impl<C> CircuitBreakerBuilder<C> {
     /// ```
     /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, ErrorsOnly};
     ///
-    /// let layer = CircuitBreakerLayer::builder().classifier(ErrorsOnly).build()?;
+    /// let layer = CircuitBreakerLayer::builder().classifier(ErrorsOnly).build_generic()?;
     /// # let _ = layer;
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
-    pub fn classifier<C2>(self, classifier: C2) -> CircuitBreakerBuilder<C2> {
+    pub fn classifier<C2>(self, classifier: C2) -> CircuitBreakerBuilder<K, C2> {
         CircuitBreakerBuilder {
             config: self.config,
             name: self.name,
             classifier,
+            key: self.key,
+            per_host: self.per_host,
+            key_setter: self.key_setter,
+            max_keys_set: self.max_keys_set,
         }
     }
 
-    /// Builds the layer: one breaker, shared by every service it builds.
+    /// Builds the HTTP layer: one breaker per host (by [`ByAuthority`], or by the key
+    /// set with [`key_fn`](Self::key_fn) / [`breaker_key`](Self::breaker_key)), at most
+    /// [`max_keys`](Self::max_keys) of them; with [`per_host(false)`](Self::per_host), one
+    /// breaker for every request.
     ///
     /// # Errors
     ///
-    /// [`InvalidConfig`] naming the first setting that is out of range (see each setter).
+    /// [`InvalidConfig`] naming the first setting that is out of range (see each setter),
+    /// or `max_keys`, `key_fn` or `breaker_key` with `per_host(false)`.
     ///
     /// ```
     /// use std::time::Duration;
     /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+    ///
+    /// let layer = CircuitBreakerLayer::builder().max_keys(10_000).build()?;
+    /// assert_eq!(layer.handle().max_keys(), 10_000);
     ///
     /// let err = CircuitBreakerLayer::builder()
     ///     .open_duration(Duration::from_secs(60))
@@ -593,79 +485,96 @@ impl<C> CircuitBreakerBuilder<C> {
     ///     .build()
     ///     .unwrap_err();
     /// assert_eq!(err.to_string(), "invalid open_duration_max: must be at least open_duration");
-    /// ```
-    pub fn build(self) -> Result<CircuitBreakerLayer<C>, InvalidConfig> {
-        let (settings, classifier) = self.settings(false)?;
-        Ok(CircuitBreakerLayer::from_settings(settings, classifier))
-    }
-
-    /// Builds a keyed layer: one breaker per request authority (the URI's, or the `Host`
-    /// header's), at most [`max_keys`](Self::max_keys) of them.
     ///
-    /// # Errors
-    ///
-    /// As [`build`](Self::build).
-    ///
-    /// ```
-    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
-    ///
-    /// let layer = CircuitBreakerLayer::builder().max_keys(10_000).build_keyed()?;
-    /// assert_eq!(layer.handle().max_keys(), 10_000);
+    /// let err = CircuitBreakerLayer::builder().per_host(false).max_keys(8).build().unwrap_err();
+    /// assert_eq!(err.to_string(), "invalid max_keys: only applies with per_host(true)");
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
-    pub fn build_keyed(self) -> Result<KeyedCircuitBreakerLayer<ByAuthority, C>, InvalidConfig> {
-        let (settings, classifier) = self.settings(true)?;
-        Ok(KeyedCircuitBreakerLayer::from_parts(
-            settings,
-            ByAuthority,
-            classifier,
-        ))
-    }
-
-    /// Builds a keyed layer whose key is computed by `key` from each request.
-    ///
-    /// # Errors
-    ///
-    /// As [`build`](Self::build).
-    ///
-    /// ```
-    /// use std::borrow::Cow;
-    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
-    ///
-    /// // One breaker per tenant, from a header.
-    /// let layer = CircuitBreakerLayer::builder().build_keyed_by(|req: &http::Request<()>| {
-    ///     let tenant = req.headers().get("x-tenant").and_then(|v| v.to_str().ok());
-    ///     Cow::Borrowed(tenant.unwrap_or(""))
-    /// })?;
-    /// # let _ = layer;
-    /// # Ok::<(), tower_fortify::InvalidConfig>(())
-    /// ```
-    pub fn build_keyed_by<Req, F>(
-        self,
-        key: F,
-    ) -> Result<KeyedCircuitBreakerLayer<KeyBy<F>, C>, InvalidConfig>
-    where
-        F: for<'a> Fn(&'a Req) -> Cow<'a, str>,
-    {
-        let (settings, classifier) = self.settings(true)?;
-        Ok(KeyedCircuitBreakerLayer::from_parts(
-            settings,
-            KeyBy::new(key),
-            classifier,
-        ))
-    }
-
-    /// The validated settings every `build` starts from, and the classifier.
-    fn settings(self, keyed: bool) -> Result<(Arc<Settings>, C), InvalidConfig> {
+    pub fn build(self) -> Result<CircuitBreakerLayer<K, C>, InvalidConfig> {
+        let per_host = self.per_host.unwrap_or(true);
+        if !per_host {
+            if self.max_keys_set {
+                return Err(InvalidConfig::new(
+                    "max_keys",
+                    "only applies with per_host(true)",
+                ));
+            }
+            if let Some(setter) = self.key_setter {
+                return Err(InvalidConfig::new(
+                    setter,
+                    "chooses among breakers: it needs per_host(true)",
+                ));
+            }
+        }
         self.config.validate()?;
-        let settings = Settings::new(self.config, self.name, keyed);
-        Ok((Arc::new(settings), self.classifier))
+        let settings = Settings::new(self.config, self.name, per_host);
+        let breakers = Breakers::new(Arc::new(settings), per_host);
+        Ok(CircuitBreakerLayer::from_parts(
+            breakers,
+            self.key,
+            self.classifier,
+        ))
+    }
+
+    /// Builds the generic layer: one breaker, shared by every service it builds, for any
+    /// request type.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build), and [`InvalidConfig`] naming a setting that only applies
+    /// per host: `per_host(true)`, `max_keys`, `key_fn`, `breaker_key`.
+    ///
+    /// ```
+    /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, ErrorsOnly};
+    ///
+    /// let layer = CircuitBreakerLayer::builder().classifier(ErrorsOnly).build_generic()?;
+    /// # let _ = layer;
+    /// let err = CircuitBreakerLayer::builder().max_keys(4).build_generic().unwrap_err();
+    /// assert_eq!(err.field(), "max_keys");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn build_generic(self) -> Result<GenericCircuitBreakerLayer<C>, InvalidConfig> {
+        const ONE_BREAKER: &str = "a generic layer has one breaker";
+        if self.per_host == Some(true) {
+            return Err(InvalidConfig::new("per_host", ONE_BREAKER));
+        }
+        if let Some(setter) = self.key_setter {
+            return Err(InvalidConfig::new(setter, ONE_BREAKER));
+        }
+        if self.max_keys_set {
+            return Err(InvalidConfig::new("max_keys", ONE_BREAKER));
+        }
+        self.config.validate()?;
+        let settings = Settings::new(self.config, self.name, false);
+        Ok(GenericCircuitBreakerLayer::from_settings(
+            Arc::new(settings),
+            self.classifier,
+        ))
+    }
+}
+
+impl CircuitBreakerLayer {
+    /// A builder, to change the settings; [`build`](CircuitBreakerBuilder::build) gives the
+    /// HTTP layer (per host by default),
+    /// [`build_generic`](CircuitBreakerBuilder::build_generic) the one-breaker layer for any
+    /// request type.
+    ///
+    /// ```
+    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+    ///
+    /// let layer = CircuitBreakerLayer::builder().name("inventory").minimum_calls(20).build()?;
+    /// assert_eq!(layer.name(), "inventory");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub const fn builder() -> CircuitBreakerBuilder {
+        CircuitBreakerBuilder::new()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::circuit_breaker::config::{MAX_COUNT_WINDOW, MAX_PROBES};
 
     fn field(builder: CircuitBreakerBuilder) -> &'static str {
         builder.build().map(|_| "").unwrap_or_else(|e| e.field())
@@ -731,15 +640,5 @@ mod tests {
             .half_open_successes(MAX_PROBES);
         assert_eq!(field(ok), "");
         assert_eq!(field(b().open_duration_jitter(1.0)), "");
-    }
-
-    #[test]
-    fn nominal_open_duration_grows_and_caps() {
-        let c = Config::DEFAULT;
-        assert_eq!(c.nominal_open_duration(0), Duration::from_secs(5));
-        assert_eq!(c.nominal_open_duration(1), Duration::from_secs(10));
-        assert_eq!(c.nominal_open_duration(4), Duration::from_secs(80));
-        assert_eq!(c.nominal_open_duration(5), Duration::from_secs(120));
-        assert_eq!(c.nominal_open_duration(u32::MAX), Duration::from_secs(120));
     }
 }

@@ -245,7 +245,7 @@ fn parse_retry_after(value: &http::HeaderValue) -> Option<Duration> {
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), tower_fortify::BoxError> {
-/// let layer = CircuitBreakerLayer::builder().classifier(ErrorsOnly).build()?;
+/// let layer = CircuitBreakerLayer::builder().classifier(ErrorsOnly).build_generic()?;
 /// let svc = layer.layer(tower::service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n + 1) }));
 /// assert_eq!(svc.oneshot(1).await?, 2);
 /// # Ok(())

@@ -11,12 +11,12 @@ use std::{fmt, sync::Arc, time::Duration};
 ///
 /// ```
 /// use tower::{Layer, ServiceExt};
-/// use tower_fortify::circuit_breaker::{error::Open, CircuitBreakerLayer, State};
+/// use tower_fortify::circuit_breaker::{error::Open, GenericCircuitBreakerLayer, State};
 /// use tower_fortify::classify::{Failure, FailureKind};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// let layer = CircuitBreakerLayer::new();
+/// let layer = GenericCircuitBreakerLayer::new();
 /// layer.handle().force_open();
 /// let svc = layer.layer(tower::service_fn(|_: http::Request<()>| async {
 ///     Ok::<_, std::io::Error>(http::Response::new(()))
@@ -57,7 +57,7 @@ impl Open {
     /// # use tower::{Layer, ServiceExt};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// let layer = CircuitBreakerLayer::builder().classifier(ErrorsOnly).build().unwrap();
+    /// let layer = CircuitBreakerLayer::builder().classifier(ErrorsOnly).build_generic().unwrap();
     /// layer.handle().force_open();
     /// let svc = layer.layer(tower::service_fn(|_: ()| async { Ok::<_, std::io::Error>(()) }));
     /// let err = svc.oneshot(()).await.unwrap_err();
@@ -84,7 +84,7 @@ impl Open {
     ///     .classifier(ErrorsOnly)
     ///     .minimum_calls(1)
     ///     .open_duration_jitter(0.0)
-    ///     .build()
+    ///     .build_generic()
     ///     .unwrap();
     /// let svc = layer.layer(tower::service_fn(|_: ()| async {
     ///     Err::<(), _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
@@ -99,7 +99,7 @@ impl Open {
         self.retry_in
     }
 
-    /// The key of the breaker that rejected the call, for a keyed breaker.
+    /// The key of the breaker that rejected the call, for a per-host breaker.
     ///
     /// ```
     /// # use tower_fortify::circuit_breaker::{error::Open, CircuitBreakerLayer};
@@ -107,7 +107,7 @@ impl Open {
     /// # use tower::{Layer, ServiceExt};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), tower_fortify::BoxError> {
-    /// let layer = CircuitBreakerLayer::builder().build_keyed()?;
+    /// let layer = CircuitBreakerLayer::builder().build()?;
     /// let svc = layer.layer(tower::service_fn(|_: http::Request<()>| async {
     ///     Ok::<_, std::io::Error>(http::Response::new(()))
     /// }));
@@ -132,7 +132,7 @@ impl Open {
 /// # use tower::{Layer, ServiceExt};
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
-/// # let layer = CircuitBreakerLayer::builder().open_duration_jitter(0.0).build().unwrap();
+/// # let layer = CircuitBreakerLayer::builder().open_duration_jitter(0.0).build_generic().unwrap();
 /// # let svc = layer.layer(tower::service_fn(|_: http::Request<()>| async {
 /// #     Ok::<_, std::io::Error>(http::Response::builder().status(500).body(()).unwrap())
 /// # }));

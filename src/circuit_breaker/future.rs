@@ -1,6 +1,10 @@
 //! [`Future`] types.
 
-use super::{state::Ticket, Classify};
+use super::{
+    admission::{Admission, ProbeCall, Shared},
+    ticket::Ticket,
+    Classify,
+};
 use crate::{
     classify::{Failure, Stage},
     BoxError,
@@ -12,10 +16,11 @@ use std::{
     pin::Pin,
     task::{ready, Context, Poll},
 };
+use tower_service::Service;
 
 pin_project! {
     /// Response future of [`CircuitBreaker`](super::CircuitBreaker) and
-    /// [`KeyedCircuitBreaker`](super::KeyedCircuitBreaker).
+    /// [`GenericCircuitBreaker`](super::GenericCircuitBreaker).
     ///
     /// When the breaker rejected the call, it resolves at its first poll with the
     /// [`CircuitOpen`](crate::classify::FailureKind::CircuitOpen) failure; otherwise it drives
@@ -34,7 +39,7 @@ pin_project! {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), tower_fortify::BoxError> {
-    /// let layer = CircuitBreakerLayer::builder().classifier(ErrorsOnly).build()?;
+    /// let layer = CircuitBreakerLayer::builder().classifier(ErrorsOnly).build_generic()?;
     /// let handle = layer.handle();
     /// let mut svc = layer.layer(tower::service_fn(|n: u32| async move {
     ///     Ok::<_, std::io::Error>(n * 2)
@@ -68,9 +73,58 @@ pin_project! {
     }
 }
 
+// ===== the one call path of every breaker =====
+
+/// Calls `inner` through one breaker: the closed path, then [`admitted`] past it.
+#[inline(always)]
+pub(crate) fn call<S, C, Request>(
+    shared: &Shared,
+    inner: &mut S,
+    request: Request,
+    classifier: &C,
+) -> ResponseFuture<S::Future, C>
+where
+    S: Service<Request>,
+    C: Clone,
+{
+    if let Some(gen) = shared.closed_gen() {
+        // Closed: the ticket is taken after the call, so that it is built in place in the
+        // future rather than kept across the call and copied.
+        let start = shared.started();
+        let future = inner.call(request);
+        let ticket = shared.closed_ticket(gen, start);
+        return ResponseFuture::called(future, ticket, classifier.clone());
+    }
+    admitted(shared.admit_slow(), inner, request, classifier)
+}
+
+/// Calls `inner` if the call was admitted (as a probe, if it is one); otherwise resolves at
+/// once without calling it.
+#[inline(always)]
+pub(crate) fn admitted<S, C, Request>(
+    admission: Admission,
+    inner: &mut S,
+    request: Request,
+    classifier: &C,
+) -> ResponseFuture<S::Future, C>
+where
+    S: Service<Request>,
+    C: Clone,
+{
+    match admission {
+        Admission::Call(ticket) => {
+            let probe = ticket.is_probe().then(ProbeCall::enter);
+            let future = inner.call(request);
+            drop(probe);
+            ResponseFuture::called(future, ticket, classifier.clone())
+        }
+        Admission::Reject(error) => ResponseFuture::rejected(error, classifier.clone()),
+    }
+}
+
 impl<F, C> ResponseFuture<F, C> {
     #[inline(always)]
-    pub(crate) fn called(future: F, ticket: Ticket, classifier: C) -> Self {
+    fn called(future: F, ticket: Ticket, classifier: C) -> Self {
         ResponseFuture {
             kind: Kind::Called { future },
             ticket,
@@ -78,7 +132,7 @@ impl<F, C> ResponseFuture<F, C> {
         }
     }
 
-    pub(crate) fn rejected(error: BoxError, classifier: C) -> Self {
+    fn rejected(error: BoxError, classifier: C) -> Self {
         ResponseFuture {
             kind: Kind::Rejected { error: Some(error) },
             ticket: Ticket::none(),

@@ -1,21 +1,22 @@
-use super::{state::Breaker, State, WindowFigures};
+use super::{breaker::Breaker, keyed::Breakers, State, WindowFigures};
 use std::{fmt, sync::Arc, time::Duration};
 
 /// Reads and steers one breaker from outside the service: its state, its window, and the
 /// operator states.
 ///
-/// Get it from the layer ([`CircuitBreakerLayer::handle`](super::CircuitBreakerLayer::handle)),
-/// from a service, or for one key of a keyed breaker
-/// ([`KeyedCircuitBreakerHandle::get`](super::KeyedCircuitBreakerHandle::get)).
+/// Get it from a generic layer
+/// ([`GenericCircuitBreakerLayer::handle`](super::GenericCircuitBreakerLayer::handle)), from
+/// its services, or for one key of an HTTP layer
+/// ([`CircuitBreakerHandle::get`](super::CircuitBreakerHandle::get)).
 ///
 /// # Clone
 ///
 /// Clones refer to the same breaker, which all the services of the layer share.
 ///
 /// ```
-/// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, State};
+/// use tower_fortify::circuit_breaker::{GenericCircuitBreakerLayer, State};
 ///
-/// let layer = CircuitBreakerLayer::new();
+/// let layer = GenericCircuitBreakerLayer::new();
 /// let handle = layer.handle();
 ///
 /// // During a deployment of the backend: fail fast without calling it.
@@ -32,13 +33,13 @@ use std::{fmt, sync::Arc, time::Duration};
 /// assert_eq!(handle.figures().calls(), 0);
 /// ```
 #[derive(Clone)]
-pub struct CircuitBreakerHandle {
+pub struct BreakerHandle {
     breaker: Arc<Breaker>,
 }
 
-impl CircuitBreakerHandle {
+impl BreakerHandle {
     pub(crate) fn new(breaker: Arc<Breaker>) -> Self {
-        CircuitBreakerHandle { breaker }
+        BreakerHandle { breaker }
     }
 
     /// The state.
@@ -47,9 +48,9 @@ impl CircuitBreakerHandle {
     /// duration: that call moves it to [`HalfOpen`](State::HalfOpen) and is the first probe.
     ///
     /// ```
-    /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, State};
+    /// use tower_fortify::circuit_breaker::{GenericCircuitBreakerLayer, State};
     ///
-    /// assert_eq!(CircuitBreakerLayer::new().handle().state(), State::Closed);
+    /// assert_eq!(GenericCircuitBreakerLayer::new().handle().state(), State::Closed);
     /// ```
     pub fn state(&self) -> State {
         self.breaker.state()
@@ -63,11 +64,11 @@ impl CircuitBreakerHandle {
     ///
     /// ```
     /// use tower::{Layer, ServiceExt};
-    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+    /// use tower_fortify::circuit_breaker::GenericCircuitBreakerLayer;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// let layer = CircuitBreakerLayer::new();
+    /// let layer = GenericCircuitBreakerLayer::new();
     /// let svc = layer.layer(tower::service_fn(|req: http::Request<u16>| async move {
     ///     let status = *req.body();
     ///     Ok::<_, std::io::Error>(http::Response::builder().status(status).body(()).unwrap())
@@ -97,7 +98,7 @@ impl CircuitBreakerHandle {
     ///     .classifier(ErrorsOnly)
     ///     .minimum_calls(1)
     ///     .open_duration_jitter(0.0)
-    ///     .build()
+    ///     .build_generic()
     ///     .unwrap();
     /// let handle = layer.handle();
     /// assert_eq!(handle.retry_in(), None, "closed");
@@ -121,9 +122,9 @@ impl CircuitBreakerHandle {
     /// stop counting while still running.
     ///
     /// ```
-    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+    /// use tower_fortify::circuit_breaker::GenericCircuitBreakerLayer;
     ///
-    /// assert_eq!(CircuitBreakerLayer::new().handle().probes_in_flight(), 0);
+    /// assert_eq!(GenericCircuitBreakerLayer::new().handle().probes_in_flight(), 0);
     /// ```
     pub fn probes_in_flight(&self) -> u32 {
         self.breaker.probes_in_flight()
@@ -134,21 +135,21 @@ impl CircuitBreakerHandle {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+    /// use tower_fortify::circuit_breaker::GenericCircuitBreakerLayer;
     ///
-    /// let layer = CircuitBreakerLayer::new();
+    /// let layer = GenericCircuitBreakerLayer::new();
     /// assert_eq!(layer.handle().next_open_duration(), Duration::from_secs(5));
     /// ```
     pub fn next_open_duration(&self) -> Duration {
         self.breaker.next_open_duration()
     }
 
-    /// The key of this breaker, when it is one of a keyed layer's.
+    /// The key of this breaker, when it is one of a per-host layer's.
     ///
     /// ```
-    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+    /// use tower_fortify::circuit_breaker::GenericCircuitBreakerLayer;
     ///
-    /// assert_eq!(CircuitBreakerLayer::new().handle().key(), None);
+    /// assert_eq!(GenericCircuitBreakerLayer::new().handle().key(), None);
     /// ```
     pub fn key(&self) -> Option<&str> {
         self.breaker.key()
@@ -157,9 +158,9 @@ impl CircuitBreakerHandle {
     /// Opens the breaker until [`reset`](Self::reset): every call is rejected.
     ///
     /// ```
-    /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, State};
+    /// use tower_fortify::circuit_breaker::{GenericCircuitBreakerLayer, State};
     ///
-    /// let handle = CircuitBreakerLayer::new().handle();
+    /// let handle = GenericCircuitBreakerLayer::new().handle();
     /// handle.force_open();
     /// assert_eq!(handle.state(), State::ForcedOpen);
     /// assert_eq!(handle.retry_in(), None);
@@ -172,9 +173,9 @@ impl CircuitBreakerHandle {
     /// measured in a fresh window, and the breaker never trips.
     ///
     /// ```
-    /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, State};
+    /// use tower_fortify::circuit_breaker::{GenericCircuitBreakerLayer, State};
     ///
-    /// let handle = CircuitBreakerLayer::new().handle();
+    /// let handle = GenericCircuitBreakerLayer::new().handle();
     /// handle.disable();
     /// assert_eq!(handle.state(), State::Disabled);
     /// ```
@@ -186,9 +187,9 @@ impl CircuitBreakerHandle {
     /// state. Calls in flight from before are not recorded.
     ///
     /// ```
-    /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, State};
+    /// use tower_fortify::circuit_breaker::{GenericCircuitBreakerLayer, State};
     ///
-    /// let handle = CircuitBreakerLayer::new().handle();
+    /// let handle = GenericCircuitBreakerLayer::new().handle();
     /// handle.force_open();
     /// handle.reset();
     /// assert_eq!(handle.state(), State::Closed);
@@ -198,10 +199,173 @@ impl CircuitBreakerHandle {
     }
 }
 
+impl fmt::Debug for BreakerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("BreakerHandle").field(&self.breaker).finish()
+    }
+}
+
+/// Reads and steers the breakers of a [`CircuitBreakerLayer`](super::CircuitBreakerLayer):
+/// one per key (per host by default), or the one breaker of a layer built with
+/// [`per_host(false)`](super::CircuitBreakerBuilder::per_host).
+///
+/// # Clone
+///
+/// Clones refer to the same breakers.
+///
+/// ```
+/// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+///
+/// let handle = CircuitBreakerLayer::builder().max_keys(100).build()?.handle();
+/// assert_eq!(handle.len(), 0);
+/// assert_eq!(handle.max_keys(), 100);
+/// assert!(handle.states().is_empty());
+/// # Ok::<(), tower_fortify::InvalidConfig>(())
+/// ```
+#[derive(Clone)]
+pub struct CircuitBreakerHandle {
+    breakers: Breakers,
+}
+
+impl CircuitBreakerHandle {
+    pub(crate) fn new(breakers: Breakers) -> Self {
+        CircuitBreakerHandle { breakers }
+    }
+
+    /// Whether the layer keeps one breaker per key (the default), or one for every request.
+    ///
+    /// ```
+    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+    ///
+    /// assert!(CircuitBreakerLayer::new().handle().per_host());
+    /// ```
+    pub fn per_host(&self) -> bool {
+        matches!(self.breakers, Breakers::Keyed(_))
+    }
+
+    /// A handle on the breaker of `key`, if it is tracked. With `per_host(false)`, the one
+    /// breaker, whatever the key.
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, State};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// let layer = CircuitBreakerLayer::builder().max_keys(2).build()?;
+    /// let handle = layer.handle();
+    /// let svc = layer.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     Ok::<_, std::io::Error>(http::Response::new(()))
+    /// }));
+    /// for host in ["a.test", "b.test", "c.test"] {
+    ///     let request = http::Request::get(format!("http://{host}/")).body(())?;
+    ///     svc.clone().oneshot(request).await?;
+    /// }
+    /// // "a.test" was the least recently used when "c.test" came.
+    /// assert!(handle.get("a.test").is_none());
+    /// assert_eq!(handle.get("c.test").unwrap().state(), State::Closed);
+    ///
+    /// let one = CircuitBreakerLayer::builder().per_host(false).build()?.handle();
+    /// assert_eq!(one.get("any.test").unwrap().state(), State::Closed);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn get(&self, key: &str) -> Option<BreakerHandle> {
+        match &self.breakers {
+            Breakers::Single(shared) => Some(BreakerHandle::new(Arc::clone(&shared.breaker))),
+            Breakers::Keyed(map) => map.get(key).map(BreakerHandle::new),
+        }
+    }
+
+    /// The keys tracked (1 with `per_host(false)`).
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// let layer = CircuitBreakerLayer::builder().max_keys(2).build()?;
+    /// let handle = layer.handle();
+    /// let svc = layer.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     Ok::<_, std::io::Error>(http::Response::new(()))
+    /// }));
+    /// for host in ["a.test", "b.test", "c.test"] {
+    ///     let request = http::Request::get(format!("http://{host}/")).body(())?;
+    ///     svc.clone().oneshot(request).await?;
+    /// }
+    /// assert_eq!(handle.len(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn len(&self) -> usize {
+        match &self.breakers {
+            Breakers::Single(_) => 1,
+            Breakers::Keyed(map) => map.len(),
+        }
+    }
+
+    /// Whether no key is tracked.
+    ///
+    /// ```
+    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+    ///
+    /// assert!(CircuitBreakerLayer::new().handle().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The most keys tracked at once (1 with `per_host(false)`).
+    ///
+    /// ```
+    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+    ///
+    /// assert_eq!(CircuitBreakerLayer::new().handle().max_keys(), 1024);
+    /// ```
+    pub fn max_keys(&self) -> usize {
+        match &self.breakers {
+            Breakers::Single(_) => 1,
+            Breakers::Keyed(map) => map.settings.config.max_keys,
+        }
+    }
+
+    /// Every tracked key with its breaker's state, sorted by key (the key `""` with
+    /// `per_host(false)`).
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, State};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// let layer = CircuitBreakerLayer::builder().max_keys(2).build()?;
+    /// let handle = layer.handle();
+    /// let svc = layer.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     Ok::<_, std::io::Error>(http::Response::new(()))
+    /// }));
+    /// for host in ["a.test", "b.test", "c.test"] {
+    ///     let request = http::Request::get(format!("http://{host}/")).body(())?;
+    ///     svc.clone().oneshot(request).await?;
+    /// }
+    /// let states = handle.states();
+    /// let closed = |key: &str| (key.to_owned(), State::Closed);
+    /// assert_eq!(states, [closed("b.test"), closed("c.test")]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn states(&self) -> Vec<(String, State)> {
+        match &self.breakers {
+            Breakers::Single(shared) => vec![(String::new(), shared.breaker.state())],
+            Breakers::Keyed(map) => map.states(),
+        }
+    }
+}
+
 impl fmt::Debug for CircuitBreakerHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("CircuitBreakerHandle")
-            .field(&self.breaker)
+            .field(&self.breakers)
             .finish()
     }
 }

@@ -17,7 +17,8 @@
 //! use tower_fortify::classify::{Failure, FailureKind};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
-//! # async fn main() -> Result<(), tower_fortify::InvalidConfig> {
+//! # async fn main() -> Result<(), tower_fortify::BoxError> {
+//! // One breaker per host (the request URI's authority).
 //! let layer = CircuitBreakerLayer::builder()
 //!     .minimum_calls(5)
 //!     .open_duration(Duration::from_secs(10))
@@ -27,16 +28,17 @@
 //! let svc = layer.layer(tower::service_fn(|_req: http::Request<()>| async {
 //!     Ok::<_, std::io::Error>(http::Response::builder().status(503).body(()).unwrap())
 //! }));
+//! let request = || http::Request::get("http://inventory.test/items").body(());
 //!
 //! // Five 503s: 100% failures once the window holds the minimum of 5 calls.
 //! for _ in 0..5 {
-//!     let response = svc.clone().oneshot(http::Request::new(())).await.unwrap();
+//!     let response = svc.clone().oneshot(request()?).await?;
 //!     assert_eq!(response.status(), 503);
 //! }
-//! assert_eq!(handle.state(), State::Open);
+//! assert_eq!(handle.get("inventory.test").unwrap().state(), State::Open);
 //!
-//! // Now calls fail fast, without reaching the service.
-//! let err = svc.clone().oneshot(http::Request::new(())).await.unwrap_err();
+//! // Now calls to that host fail fast, without reaching the service.
+//! let err = svc.clone().oneshot(request()?).await.unwrap_err();
 //! let failure = err.downcast_ref::<Failure>().unwrap();
 //! assert_eq!(failure.kind(), FailureKind::CircuitOpen);
 //! let open = failure.get_ref().downcast_ref::<Open>().unwrap();
@@ -45,6 +47,15 @@
 //! # }
 //! ```
 //!
+//! # Building
+//!
+//! | you want | write | you get |
+//! |---|---|---|
+//! | one breaker per host (HTTP) | `CircuitBreakerLayer::builder()...build()` or [`CircuitBreakerLayer::new`] | [`CircuitBreakerLayer`], [`CircuitBreakerHandle`] |
+//! | one breaker for every HTTP request | `...per_host(false).build()` | the same types; no key is computed, no map searched |
+//! | one breaker per key of your own | `...key_fn(f).build()` or `...breaker_key(k).build()` | the same types |
+//! | one breaker, any request type | `...build_generic()` or [`GenericCircuitBreakerLayer::new`] | [`GenericCircuitBreakerLayer`], [`BreakerHandle`] |
+//!
 //! # States
 //!
 //! | state | calls | leaves it |
@@ -52,11 +63,12 @@
 //! | [`Closed`](State::Closed) | go through, measured in the window | to open, when a rate reaches its threshold |
 //! | [`Open`](State::Open) | rejected at once (`CircuitOpen`, [`Open::retry_in`](error::Open::retry_in)) | to half-open, with the first call after the open duration |
 //! | [`HalfOpen`](State::HalfOpen) | up to `half_open_max_probes` probes at a time, the rest rejected | to closed after `half_open_successes` successful probes; to open (for longer) at the first failed one |
-//! | [`ForcedOpen`](State::ForcedOpen) | rejected | [`reset`](CircuitBreakerHandle::reset) |
-//! | [`Disabled`](State::Disabled) | go through, measured; never trips | [`reset`](CircuitBreakerHandle::reset) |
+//! | [`ForcedOpen`](State::ForcedOpen) | rejected | [`reset`](BreakerHandle::reset) |
+//! | [`Disabled`](State::Disabled) | go through, measured; never trips | [`reset`](BreakerHandle::reset) |
 //!
-//! The last two are operator states, set through a [`CircuitBreakerHandle`]
-//! ([`CircuitBreakerLayer::handle`]), which also reads the state and the window's figures.
+//! The last two are operator states, set through a [`BreakerHandle`] (from
+//! [`CircuitBreakerHandle::get`] for a host, or [`GenericCircuitBreakerLayer::handle`]),
+//! which also reads the state and the window's figures.
 //!
 //! Every transition increments a generation number. A call records the generation it
 //! started in, and its result is ignored if the generation has changed since: a slow call
@@ -84,7 +96,8 @@
 //!
 //! # Defaults
 //!
-//! [`CircuitBreakerLayer::new`], and the builder's starting point:
+//! [`CircuitBreakerLayer::new`], [`GenericCircuitBreakerLayer::new`], and the builder's
+//! starting point:
 //!
 //! | setting | default | why |
 //! |---|---|---|
@@ -102,7 +115,8 @@
 //! | [`half_open_successes`](CircuitBreakerBuilder::half_open_successes) | 2 | |
 //! | [`probe_timeout`](CircuitBreakerBuilder::probe_timeout) | 30 s | |
 //! | [`retry_after_open`](CircuitBreakerBuilder::retry_after_open) | off | |
-//! | [`max_keys`](CircuitBreakerBuilder::max_keys) (keyed) | 1024 | |
+//! | [`per_host`](CircuitBreakerBuilder::per_host) | `true` (for [`build`](CircuitBreakerBuilder::build)) | one failing host must not open the circuit for the others |
+//! | [`max_keys`](CircuitBreakerBuilder::max_keys) (per host) | 1024 | |
 //!
 //! # What counts
 //!
@@ -154,17 +168,23 @@
 //! This keeps `tower::buffer::Buffer` and `tower::balance` working: see
 //! [`CircuitBreaker`]'s docs.
 //!
-//! # Keyed breakers
+//! # Per host
 //!
-//! [`KeyedCircuitBreakerLayer`] (from [`CircuitBreakerBuilder::build_keyed`]) keeps one
-//! breaker per request authority, or per key of your [`BreakerKey`], so that one failing host
-//! does not open the circuit for the others. It tracks at most `max_keys` keys, evicting
-//! least recently used closed breakers first, so a scan of a million hosts cannot exhaust
-//! memory. Finding a key's breaker takes a read lock on one of up to 16 shards of the map.
+//! [`CircuitBreakerLayer`] (from [`CircuitBreakerBuilder::build`]) keeps one breaker per
+//! request URI authority ([`ByAuthority`]), or per key of your [`BreakerKey`] or
+//! [`key_fn`](CircuitBreakerBuilder::key_fn), so that one failing host does not open the
+//! circuit for the others. It tracks at most `max_keys` keys, evicting least recently used
+//! closed breakers first, so a scan of a million hosts cannot exhaust memory. Finding a
+//! key's breaker takes a read lock on one of up to 16 shards of the map.
+//!
+//! The default key never reads the `Host` header: on a server, where URIs have no
+//! authority, a remote client writes it, and could otherwise create a breaker per request.
+//! Requests without an authority share one breaker (key `""`); on a server, use
+//! [`per_host(false)`](CircuitBreakerBuilder::per_host) or a key function of your own.
 //!
 //! # Cost
 //!
-//! While closed, a call of a single breaker takes no lock and allocates nothing, and with
+//! While closed, a call of a single breaker (generic, or `per_host(false)`) takes no lock and allocates nothing, and with
 //! a count window it usually makes no atomic read-modify-write (a time window adds its
 //! bucket's counters). It loads the state word. Its future holds a reference to the breaker,
 //! which the thread then keeps for its next call instead of cloning a new one. Its success
@@ -187,7 +207,7 @@
 //! # Metrics
 //!
 //! With the `metrics` feature. Handles are registered once, when the layer is built (so
-//! install the recorder first); keyed breakers of a layer share them. Names and labels are
+//! install the recorder first); the per-host breakers of a layer share them. Names and labels are
 //! part of the API; no label ever holds a host or a key.
 //!
 //! | metric | type | labels |
@@ -196,39 +216,45 @@
 //! | `fortify_circuit_transitions_total` | counter | `name`, `from`, `to` |
 //! | `fortify_circuit_rejected_total` | counter | `name` |
 //! | `fortify_circuit_calls_total` | counter (successes are added in batches per thread) | `name`, `outcome`: `success`, `failure`, `slow_success`, `slow_failure`, `ignored` |
-//! | `fortify_circuit_keys` | gauge (keyed layers) | `name` |
-//! | `fortify_circuit_evictions_total` | counter (keyed layers) | `name` |
+//! | `fortify_circuit_keys` | gauge (per-host layers) | `name` |
+//! | `fortify_circuit_evictions_total` | counter (per-host layers) | `name` |
 //!
 //! # Tracing
 //!
 //! With the `tracing` feature, every transition is an `INFO` event with target
-//! `tower_fortify::circuit_breaker` and fields `name`, `key` (the keyed breaker's key, or
+//! `tower_fortify::circuit_breaker` and fields `name`, `key` (the per-host breaker's key, or
 //! empty), `from`, `to`, `reason` (`failure_rate`, `slow_call_rate`,
 //! `open_duration_elapsed`, `probes_succeeded`, `probe_failed`, `probe_slow`,
 //! `probe_timeout`, `retry_after`, `forced_open`, `disabled`, `reset`), `open_ms`, and for a
 //! trip `calls`, `failure_rate` and `slow_call_rate`.
 
+mod admission;
+mod breaker;
 mod builder;
 mod classify;
+mod config;
 pub mod error;
 pub mod future;
 mod handle;
 mod keyed;
+mod lanes;
 mod layer;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod service;
+mod settings;
 mod state;
+mod ticket;
+mod transitions;
 mod window;
 
-pub use builder::{CircuitBreakerBuilder, Window};
+pub use admission::is_probe_call;
+pub use builder::CircuitBreakerBuilder;
 pub use classify::{Classify, ClassifyFn, ErrorsOnly, HttpStatus, Outcome};
-pub use handle::CircuitBreakerHandle;
-pub use keyed::{
-    BreakerKey, ByAuthority, KeyBy, KeyedCircuitBreaker, KeyedCircuitBreakerHandle,
-    KeyedCircuitBreakerLayer,
-};
-pub use layer::CircuitBreakerLayer;
-pub use service::CircuitBreaker;
-pub use state::{is_probe_call, State};
+pub use config::Window;
+pub use handle::{BreakerHandle, CircuitBreakerHandle};
+pub use keyed::{BreakerKey, ByAuthority, KeyBy};
+pub use layer::{CircuitBreakerLayer, GenericCircuitBreakerLayer};
+pub use service::{CircuitBreaker, GenericCircuitBreaker};
+pub use state::State;
 pub use window::WindowFigures;

@@ -1,7 +1,9 @@
 use super::{
-    future::ResponseFuture,
-    state::{Admission, ProbeCall, Shared},
-    CircuitBreakerHandle, CircuitBreakerLayer, Classify, HttpStatus,
+    admission::Shared,
+    future::{self, ResponseFuture},
+    keyed::{Breakers, ByAuthority},
+    settings::Settings,
+    BreakerHandle, BreakerKey, CircuitBreakerHandle, Classify, HttpStatus,
 };
 use crate::{
     classify::{Failure, Stage},
@@ -11,14 +13,17 @@ use std::{
     sync::Arc,
     task::{Context, Poll},
 };
-use tower_layer::Layer;
 use tower_service::Service;
 
-/// Rejects calls while its backend is failing, and probes carefully until it recovers.
+/// Rejects HTTP calls while their host is failing, and probes carefully until it recovers:
+/// one breaker per host by default, or one for every request.
 ///
-/// See the [module docs](super) for the states, windows and defaults. Errors are returned as
-/// [`BoxError`]: a classified [`Failure`] of the inner service's error, or a `Failure` of
-/// kind [`CircuitOpen`](crate::classify::FailureKind::CircuitOpen) (with an
+/// Each request goes through the breaker of its key (its URI's authority, with
+/// [`ByAuthority`]), created on first use; with
+/// [`per_host(false)`](super::CircuitBreakerBuilder::per_host), through the one breaker, with
+/// no key computed. See the [module docs](super) for the states, windows and defaults.
+/// Errors are returned as [`BoxError`]: a classified [`Failure`] of the inner service's error,
+/// or a `Failure` of kind [`CircuitOpen`](crate::classify::FailureKind::CircuitOpen) (with an
 /// [`Open`](super::error::Open) source) when the breaker rejects the call.
 ///
 /// # Readiness
@@ -31,10 +36,19 @@ use tower_service::Service;
 /// the service is gone for good: `Buffer` fails every later call, a balancer drops the
 /// endpoint. Rejecting in `call` keeps both working, and keeps the decision per request.
 ///
+/// # Memory
+///
+/// At most [`max_keys`](super::CircuitBreakerBuilder::max_keys) breakers are kept, in up to
+/// 16 shards of the map, each with its share of the bound. A new key in a full shard evicts
+/// up to an eighth of it, least recently used first: closed breakers fill that batch; open
+/// or half-open ones go only as far as room is still needed; a breaker an operator forced
+/// open or disabled is never evicted (then the map may hold more, by as many). An evicted
+/// key starts again with a fresh, closed breaker. So a scan of a million hosts holds at most
+/// `max_keys` breakers (a few KiB each) at any time.
+///
 /// # Clone
 ///
-/// Clones share the breaker (and its window and state) with each other and with every
-/// service built by the same layer.
+/// Clones share the breakers with each other and with every service built by the same layer.
 ///
 /// ```
 /// use tower::{Service, ServiceExt};
@@ -46,54 +60,63 @@ use tower_service::Service;
 ///     Ok::<_, std::io::Error>(http::Response::new("ok"))
 /// });
 /// let mut svc = CircuitBreaker::new(inner);
-/// let response = svc.ready().await?.call(http::Request::new(())).await?;
+/// let request = http::Request::get("http://a.example/").body(())?;
+/// let response = svc.ready().await?.call(request).await?;
 /// assert_eq!(*response.body(), "ok");
-/// assert_eq!(svc.handle().state(), State::Closed);
+/// assert_eq!(svc.handle().get("a.example").unwrap().state(), State::Closed);
+/// assert!(svc.handle().get("b.example").is_none());
 /// # Ok(())
 /// # }
 /// ```
 #[derive(Debug, Clone)]
-pub struct CircuitBreaker<S, C = HttpStatus> {
+pub struct CircuitBreaker<S, K = ByAuthority, C = HttpStatus> {
     inner: S,
-    shared: Arc<Shared>,
+    breakers: Breakers,
+    key: K,
     classifier: C,
 }
 
 impl<S> CircuitBreaker<S> {
-    /// Wraps `inner` with a breaker of its own, with the default settings
-    /// ([`CircuitBreakerLayer::new`]).
+    /// Wraps `inner` with breakers of its own, one per host, with the default settings
+    /// ([`CircuitBreakerLayer::new`](super::CircuitBreakerLayer::new)).
     ///
     /// ```
     /// use tower_fortify::circuit_breaker::CircuitBreaker;
     ///
-    /// let inner = tower::service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) });
+    /// let inner = tower::service_fn(|_req: http::Request<()>| async {
+    ///     Ok::<_, std::io::Error>(http::Response::new(()))
+    /// });
     /// let svc = CircuitBreaker::new(inner);
-    /// # let _ = svc;
+    /// assert!(svc.handle().per_host());
     /// ```
     pub fn new(inner: S) -> Self {
-        CircuitBreakerLayer::new().layer(inner)
+        let breakers = Breakers::new(Arc::new(Settings::default_for(true)), true);
+        CircuitBreaker::from_parts(inner, breakers, ByAuthority, HttpStatus::new())
     }
 }
 
-impl<S, C> CircuitBreaker<S, C> {
-    pub(crate) fn from_shared(inner: S, shared: Arc<Shared>, classifier: C) -> Self {
+impl<S, K, C> CircuitBreaker<S, K, C> {
+    pub(crate) fn from_parts(inner: S, breakers: Breakers, key: K, classifier: C) -> Self {
         CircuitBreaker {
             inner,
-            shared,
+            breakers,
+            key,
             classifier,
         }
     }
 
-    /// A handle on the breaker.
+    /// A handle on the breakers.
     ///
     /// ```
-    /// use tower_fortify::circuit_breaker::{CircuitBreaker, State};
+    /// use tower_fortify::circuit_breaker::CircuitBreaker;
     ///
-    /// let svc = CircuitBreaker::new(tower::service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) }));
-    /// assert_eq!(svc.clone().handle().state(), State::Closed);
+    /// let svc = CircuitBreaker::new(tower::service_fn(|_: http::Request<()>| async {
+    ///     Ok::<_, std::io::Error>(http::Response::new(()))
+    /// }));
+    /// assert!(svc.handle().is_empty());
     /// ```
     pub fn handle(&self) -> CircuitBreakerHandle {
-        CircuitBreakerHandle::new(Arc::clone(&self.shared.breaker))
+        CircuitBreakerHandle::new(self.breakers.clone())
     }
 
     /// Gets a reference to the inner service.
@@ -101,11 +124,11 @@ impl<S, C> CircuitBreaker<S, C> {
     /// ```
     /// use tower_fortify::circuit_breaker::CircuitBreaker;
     ///
-    /// let inner = tower::service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) });
-    /// let mut svc = CircuitBreaker::new(inner);
+    /// let inner = tower::service_fn(|_: http::Request<()>| async {
+    ///     Ok::<_, std::io::Error>(http::Response::new(()))
+    /// });
+    /// let svc = CircuitBreaker::new(inner);
     /// let _inner: &_ = svc.get_ref();
-    /// let _inner: &mut _ = svc.get_mut();
-    /// let _inner = svc.into_inner();
     /// ```
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -116,9 +139,11 @@ impl<S, C> CircuitBreaker<S, C> {
     /// ```
     /// use tower_fortify::circuit_breaker::CircuitBreaker;
     ///
-    /// let inner = tower::service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) });
+    /// let inner = tower::service_fn(|_: http::Request<()>| async {
+    ///     Ok::<_, std::io::Error>(http::Response::new(()))
+    /// });
     /// let mut svc = CircuitBreaker::new(inner);
-    /// let _inner = svc.get_mut();
+    /// let _inner: &mut _ = svc.get_mut();
     /// ```
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
@@ -129,7 +154,9 @@ impl<S, C> CircuitBreaker<S, C> {
     /// ```
     /// use tower_fortify::circuit_breaker::CircuitBreaker;
     ///
-    /// let inner = tower::service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) });
+    /// let inner = tower::service_fn(|_: http::Request<()>| async {
+    ///     Ok::<_, std::io::Error>(http::Response::new(()))
+    /// });
     /// let _inner = CircuitBreaker::new(inner).into_inner();
     /// ```
     pub fn into_inner(self) -> S {
@@ -137,7 +164,153 @@ impl<S, C> CircuitBreaker<S, C> {
     }
 }
 
-impl<S, C, Request> Service<Request> for CircuitBreaker<S, C>
+impl<S, K, C, Request> Service<Request> for CircuitBreaker<S, K, C>
+where
+    S: Service<Request>,
+    S::Error: Into<BoxError>,
+    K: BreakerKey<Request>,
+    C: Classify<S::Response> + Clone,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner
+            .poll_ready(cx)
+            .map_err(|err| Failure::boxed_at(err.into(), Stage::Request))
+    }
+
+    #[inline]
+    fn call(&mut self, request: Request) -> Self::Future {
+        match &self.breakers {
+            Breakers::Single(shared) => {
+                future::call(shared, &mut self.inner, request, &self.classifier)
+            }
+            Breakers::Keyed(map) => {
+                // The key borrows the request until its breaker is found.
+                let admission = map.admit(self.key.key(&request));
+                future::admitted(admission, &mut self.inner, request, &self.classifier)
+            }
+        }
+    }
+}
+
+/// Rejects calls while its backend is failing, and probes carefully until it recovers: one
+/// breaker for every call, for any request type.
+///
+/// It behaves as each breaker of a [`CircuitBreaker`] (see the [module docs](super) and
+/// [`CircuitBreaker`]'s readiness), with one breaker and no key.
+///
+/// # Clone
+///
+/// Clones share the breaker (and its window and state) with each other and with every
+/// service built by the same layer.
+///
+/// ```
+/// use tower::{Service, ServiceExt};
+/// use tower_fortify::circuit_breaker::{GenericCircuitBreaker, State};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower_fortify::BoxError> {
+/// let inner = tower::service_fn(|_req: http::Request<()>| async {
+///     Ok::<_, std::io::Error>(http::Response::new("ok"))
+/// });
+/// let mut svc = GenericCircuitBreaker::new(inner);
+/// let response = svc.ready().await?.call(http::Request::new(())).await?;
+/// assert_eq!(*response.body(), "ok");
+/// assert_eq!(svc.handle().state(), State::Closed);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct GenericCircuitBreaker<S, C = HttpStatus> {
+    inner: S,
+    shared: Arc<Shared>,
+    classifier: C,
+}
+
+impl<S> GenericCircuitBreaker<S> {
+    /// Wraps `inner` with a breaker of its own, with the default settings
+    /// ([`GenericCircuitBreakerLayer::new`](super::GenericCircuitBreakerLayer::new)).
+    ///
+    /// ```
+    /// use tower_fortify::circuit_breaker::GenericCircuitBreaker;
+    ///
+    /// let inner = tower::service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) });
+    /// let svc = GenericCircuitBreaker::new(inner);
+    /// # let _ = svc;
+    /// ```
+    pub fn new(inner: S) -> Self {
+        let settings = Arc::new(Settings::default_for(false));
+        let shared = Arc::new(Shared::new(settings, None));
+        GenericCircuitBreaker::from_shared(inner, shared, HttpStatus::new())
+    }
+}
+
+impl<S, C> GenericCircuitBreaker<S, C> {
+    pub(crate) fn from_shared(inner: S, shared: Arc<Shared>, classifier: C) -> Self {
+        GenericCircuitBreaker {
+            inner,
+            shared,
+            classifier,
+        }
+    }
+
+    /// A handle on the breaker.
+    ///
+    /// ```
+    /// use tower_fortify::circuit_breaker::{GenericCircuitBreaker, State};
+    ///
+    /// let svc = GenericCircuitBreaker::new(tower::service_fn(|n: u32| async move {
+    ///     Ok::<_, std::io::Error>(n)
+    /// }));
+    /// assert_eq!(svc.clone().handle().state(), State::Closed);
+    /// ```
+    pub fn handle(&self) -> BreakerHandle {
+        BreakerHandle::new(Arc::clone(&self.shared.breaker))
+    }
+
+    /// Gets a reference to the inner service.
+    ///
+    /// ```
+    /// use tower_fortify::circuit_breaker::GenericCircuitBreaker;
+    ///
+    /// let inner = tower::service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) });
+    /// let svc = GenericCircuitBreaker::new(inner);
+    /// let _inner: &_ = svc.get_ref();
+    /// ```
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Gets a mutable reference to the inner service.
+    ///
+    /// ```
+    /// use tower_fortify::circuit_breaker::GenericCircuitBreaker;
+    ///
+    /// let inner = tower::service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) });
+    /// let mut svc = GenericCircuitBreaker::new(inner);
+    /// let _inner: &mut _ = svc.get_mut();
+    /// ```
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    ///
+    /// ```
+    /// use tower_fortify::circuit_breaker::GenericCircuitBreaker;
+    ///
+    /// let inner = tower::service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) });
+    /// let _inner = GenericCircuitBreaker::new(inner).into_inner();
+    /// ```
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, C, Request> Service<Request> for GenericCircuitBreaker<S, C>
 where
     S: Service<Request>,
     S::Error: Into<BoxError>,
@@ -155,43 +328,6 @@ where
 
     #[inline]
     fn call(&mut self, request: Request) -> Self::Future {
-        let shared = &*self.shared;
-        if let Some(gen) = shared.closed_gen() {
-            // Closed: the ticket is taken after the call, so that it is built in place in
-            // the future rather than kept across the call and copied.
-            let start = shared.started();
-            let future = self.inner.call(request);
-            let ticket = shared.closed_ticket(gen, start);
-            return ResponseFuture::called(future, ticket, self.classifier.clone());
-        }
-        respond(
-            shared.admit_slow(),
-            &mut self.inner,
-            request,
-            &self.classifier,
-        )
-    }
-}
-
-/// Calls `inner` if the call was admitted; otherwise resolves at once without calling it.
-#[inline(always)]
-pub(crate) fn respond<S, C, Request>(
-    admission: Admission,
-    inner: &mut S,
-    request: Request,
-    classifier: &C,
-) -> ResponseFuture<S::Future, C>
-where
-    S: Service<Request>,
-    C: Clone,
-{
-    match admission {
-        Admission::Call(ticket) => {
-            let probe = ticket.is_probe().then(ProbeCall::enter);
-            let future = inner.call(request);
-            drop(probe);
-            ResponseFuture::called(future, ticket, classifier.clone())
-        }
-        Admission::Reject(error) => ResponseFuture::rejected(error, classifier.clone()),
+        future::call(&self.shared, &mut self.inner, request, &self.classifier)
     }
 }

@@ -19,9 +19,9 @@ use std::{
 /// ones the breaker compares with its thresholds.
 ///
 /// ```
-/// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+/// use tower_fortify::circuit_breaker::GenericCircuitBreakerLayer;
 ///
-/// let layer = CircuitBreakerLayer::new();
+/// let layer = GenericCircuitBreakerLayer::new();
 /// let figures = layer.handle().figures();
 /// assert_eq!(figures.calls(), 0);
 /// assert_eq!(figures.failure_rate(), 0.0);
@@ -42,7 +42,7 @@ impl WindowFigures {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// let layer = CircuitBreakerLayer::builder().minimum_calls(4).build().unwrap();
+    /// let layer = CircuitBreakerLayer::builder().minimum_calls(4).build_generic().unwrap();
     /// let svc = layer.layer(tower::service_fn(|status: u16| async move {
     ///     Ok::<_, std::io::Error>(http::Response::builder().status(status).body(()).unwrap())
     /// }));
@@ -60,9 +60,9 @@ impl WindowFigures {
     /// The calls in the window that failed.
     ///
     /// ```
-    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+    /// use tower_fortify::circuit_breaker::GenericCircuitBreakerLayer;
     ///
-    /// assert_eq!(CircuitBreakerLayer::new().handle().figures().failures(), 0);
+    /// assert_eq!(GenericCircuitBreakerLayer::new().handle().figures().failures(), 0);
     /// ```
     pub const fn failures(&self) -> u64 {
         self.failures
@@ -71,9 +71,9 @@ impl WindowFigures {
     /// The calls in the window that were slower than the slow-call duration (failed or not).
     ///
     /// ```
-    /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+    /// use tower_fortify::circuit_breaker::GenericCircuitBreakerLayer;
     ///
-    /// assert_eq!(CircuitBreakerLayer::new().handle().figures().slow_calls(), 0);
+    /// assert_eq!(GenericCircuitBreakerLayer::new().handle().figures().slow_calls(), 0);
     /// ```
     pub const fn slow_calls(&self) -> u64 {
         self.slow_calls

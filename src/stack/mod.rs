@@ -80,8 +80,8 @@
 
 use crate::{
     circuit_breaker::{
-        ByAuthority, CircuitBreakerBuilder, CircuitBreakerLayer, HttpStatus, KeyedCircuitBreaker,
-        KeyedCircuitBreakerHandle, KeyedCircuitBreakerLayer,
+        ByAuthority, CircuitBreaker, CircuitBreakerBuilder, CircuitBreakerHandle,
+        CircuitBreakerLayer, HttpStatus,
     },
     classify::{ErrorClassify, ErrorClassifyLayer},
     pool::{PoolHandle, PoolLimit, PoolLimitLayer, DEFAULT_MAX_POOLS},
@@ -180,8 +180,8 @@ impl ClientConfig {
     }
 
     /// The per-host circuit breakers' settings (default: the builder's defaults). The
-    /// breakers are keyed by the request's authority; the builder's `name` is replaced by
-    /// [`name`](Self::name).
+    /// breakers are keyed by the request URI's authority (with `per_host(false)`, one for
+    /// every request); the builder's `name` is replaced by [`name`](Self::name).
     ///
     /// ```
     /// use std::time::Duration;
@@ -361,7 +361,7 @@ impl ClientConfig {
             ));
         }
         let retry = RetryLayer::new(self.retry.clone())?.name(self.name);
-        let breaker = self.circuit_breaker.clone().name(self.name).build_keyed()?;
+        let breaker = self.circuit_breaker.clone().name(self.name).build()?;
         let pool = PoolLimitLayer::builder(self.pool_maxsize)
             .block(self.pool_block)
             .pool_timeout(
@@ -407,7 +407,7 @@ impl ClientConfig {
 pub struct ClientStackLayer {
     classify: ErrorClassifyLayer,
     retry: RetryLayer,
-    breaker: KeyedCircuitBreakerLayer<ByAuthority, HttpStatus>,
+    breaker: CircuitBreakerLayer<ByAuthority, HttpStatus>,
     pool: PoolLimitLayer,
     timeout: TimeoutLayer,
 }
@@ -431,7 +431,7 @@ impl ClientStackLayer {
     /// assert_eq!(layer.breaker_handle().len(), 0);
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
-    pub fn breaker_handle(&self) -> KeyedCircuitBreakerHandle {
+    pub fn breaker_handle(&self) -> CircuitBreakerHandle {
         self.breaker.handle()
     }
 
@@ -447,7 +447,7 @@ impl ClientStackLayer {
     }
 }
 
-type Inner<S> = ErrorClassify<Retry<KeyedCircuitBreaker<PoolLimit<Timeout<S>>>>>;
+type Inner<S> = ErrorClassify<Retry<CircuitBreaker<PoolLimit<Timeout<S>>>>>;
 
 impl<S> Layer<S> for ClientStackLayer {
     type Service = ClientStack<S>;

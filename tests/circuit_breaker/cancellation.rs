@@ -124,7 +124,7 @@ async fn random_drops_never_leak_probe_slots_nor_exceed_k() {
         .open_duration_jitter(0.5)
         .half_open_max_probes(K)
         .half_open_successes(3)
-        .build()
+        .build_generic()
         .unwrap();
     let handle = layer.handle();
     let probes = Arc::new(Probes::default());

@@ -7,9 +7,9 @@ use std::{task::Poll, time::Duration};
 use tower::{buffer::Buffer, Layer, Service, ServiceExt};
 use tower_fortify::{
     circuit_breaker::{
-        future::ResponseFuture, CircuitBreaker, CircuitBreakerBuilder, CircuitBreakerHandle,
-        CircuitBreakerLayer, ErrorsOnly, HttpStatus, KeyedCircuitBreaker,
-        KeyedCircuitBreakerHandle, KeyedCircuitBreakerLayer, State,
+        future::ResponseFuture, BreakerHandle, CircuitBreaker, CircuitBreakerBuilder,
+        CircuitBreakerHandle, CircuitBreakerLayer, ErrorsOnly, GenericCircuitBreaker,
+        GenericCircuitBreakerLayer, HttpStatus, State,
     },
     BoxError,
 };
@@ -20,9 +20,9 @@ type Mock = mock::Mock<Request<()>, Response<()>>;
 #[tokio::test(start_paused = true)]
 async fn readiness_is_the_inner_services_in_every_state() {
     let (service, mut handle) = mock::pair::<Request<()>, Response<()>>();
-    let layer = CircuitBreakerLayer::new();
+    let layer = GenericCircuitBreakerLayer::new();
     let breaker = layer.handle();
-    let mut svc: CircuitBreaker<Mock> = layer.layer(service);
+    let mut svc: GenericCircuitBreaker<Mock> = layer.layer(service);
 
     handle.allow(0);
     for state in [State::Closed, State::ForcedOpen] {
@@ -59,7 +59,7 @@ async fn readiness_is_the_inner_services_in_every_state() {
     assert!(err.is::<tower_fortify::classify::Failure>(), "{err}");
 }
 
-async fn poll_once(svc: &mut CircuitBreaker<Mock>) -> Poll<Result<(), BoxError>> {
+async fn poll_once(svc: &mut GenericCircuitBreaker<Mock>) -> Poll<Result<(), BoxError>> {
     std::future::poll_fn(|cx| Poll::Ready(svc.poll_ready(cx))).await
 }
 
@@ -68,7 +68,7 @@ async fn buffer_keeps_failing_fast_while_open() {
     let layer = CircuitBreakerLayer::builder()
         .minimum_calls(1)
         .open_duration(Duration::from_secs(60))
-        .build()
+        .build_generic()
         .unwrap();
     let breaker = layer.handle();
     let inner = layer.layer(tower::service_fn(|_: Request<()>| async {
@@ -97,7 +97,7 @@ async fn any_request_type_with_errors_only() {
     let layer = CircuitBreakerLayer::builder()
         .classifier(ErrorsOnly)
         .minimum_calls(2)
-        .build()
+        .build_generic()
         .unwrap();
     let handle = layer.handle();
     let svc = layer.layer(tower::service_fn(|n: u32| async move {
@@ -121,11 +121,11 @@ fn auto_traits() {
     type Inner = tower::util::BoxCloneSyncService<Request<()>, Response<()>, std::io::Error>;
     send_sync::<CircuitBreakerLayer>();
     send_sync::<CircuitBreakerBuilder>();
-    send_sync::<KeyedCircuitBreakerLayer>();
+    send_sync::<CircuitBreakerLayer>();
+    send_sync::<GenericCircuitBreaker<Inner>>();
     send_sync::<CircuitBreaker<Inner>>();
-    send_sync::<KeyedCircuitBreaker<Inner>>();
+    send_sync::<BreakerHandle>();
     send_sync::<CircuitBreakerHandle>();
-    send_sync::<KeyedCircuitBreakerHandle>();
     send_sync::<tower_fortify::circuit_breaker::error::Open>();
     send::<ResponseFuture<<Inner as Service<Request<()>>>::Future, HttpStatus>>();
     send_sync::<ResponseFuture<std::future::Ready<Result<Response<()>, BoxError>>, HttpStatus>>();

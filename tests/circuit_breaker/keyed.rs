@@ -5,7 +5,7 @@ use http::{Request, Response};
 use std::{borrow::Cow, collections::HashSet, sync::Arc, sync::Mutex};
 use tower::{Layer, Service, ServiceExt};
 use tower_fortify::{
-    circuit_breaker::{CircuitBreakerLayer, KeyedCircuitBreaker, State},
+    circuit_breaker::{CircuitBreaker, CircuitBreakerLayer, State},
     BoxError,
 };
 
@@ -41,7 +41,7 @@ async fn one_failing_host_opens_only_its_own_breaker() {
     let down = Arc::new(Mutex::new(HashSet::from(["bad.test".to_owned()])));
     let layer = CircuitBreakerLayer::builder()
         .minimum_calls(5)
-        .build_keyed()
+        .build()
         .unwrap();
     let handle = layer.handle();
     let mut svc = layer.layer(backend(down.clone()));
@@ -78,7 +78,7 @@ async fn spellings_of_one_host_share_its_breaker() {
     let down = Arc::new(Mutex::new(HashSet::from(["bad.test".to_owned()])));
     let layer = CircuitBreakerLayer::builder()
         .minimum_calls(5)
-        .build_keyed()
+        .build()
         .unwrap();
     let handle = layer.handle();
     let mut svc = layer.layer(backend(down));
@@ -117,7 +117,7 @@ async fn the_key_bound_holds_and_open_breakers_are_kept() {
     let layer = CircuitBreakerLayer::builder()
         .minimum_calls(5)
         .max_keys(8)
-        .build_keyed()
+        .build()
         .unwrap();
     let handle = layer.handle();
     let mut svc = layer.layer(backend(down));
@@ -145,10 +145,7 @@ async fn the_key_bound_holds_and_open_breakers_are_kept() {
 
 #[tokio::test(start_paused = true)]
 async fn least_recently_used_keys_are_evicted_first() {
-    let layer = CircuitBreakerLayer::builder()
-        .max_keys(4)
-        .build_keyed()
-        .unwrap();
+    let layer = CircuitBreakerLayer::builder().max_keys(4).build().unwrap();
     let handle = layer.handle();
     let mut svc = layer.layer(backend(Arc::default()));
     for host in ["a", "b", "c", "d"] {
@@ -163,10 +160,7 @@ async fn least_recently_used_keys_are_evicted_first() {
 
 #[tokio::test(start_paused = true)]
 async fn breakers_an_operator_holds_are_never_evicted() {
-    let layer = CircuitBreakerLayer::builder()
-        .max_keys(4)
-        .build_keyed()
-        .unwrap();
+    let layer = CircuitBreakerLayer::builder().max_keys(4).build().unwrap();
     let handle = layer.handle();
     let mut svc = layer.layer(backend(Arc::default()));
     for host in ["held-open", "held-off", "c", "d"] {
@@ -192,7 +186,7 @@ async fn breakers_an_operator_holds_are_never_evicted() {
 async fn a_scan_of_many_hosts_stays_within_max_keys() {
     let layer = CircuitBreakerLayer::builder()
         .max_keys(1024)
-        .build_keyed()
+        .build()
         .unwrap();
     let handle = layer.handle();
     let mut svc = layer.layer(backend(Arc::default()));
@@ -212,11 +206,11 @@ async fn a_scan_of_many_hosts_stays_within_max_keys() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_custom_key_and_the_host_header() {
+async fn a_custom_key_may_read_a_header() {
     // By tenant header.
     let layer = CircuitBreakerLayer::builder()
         .minimum_calls(1)
-        .build_keyed_by(|req: &Request<()>| {
+        .key_fn(|req: &Request<()>| {
             Cow::Borrowed(
                 req.headers()
                     .get("x-tenant")
@@ -224,6 +218,7 @@ async fn a_custom_key_and_the_host_header() {
                     .unwrap_or("none"),
             )
         })
+        .build()
         .unwrap();
     let handle = layer.handle();
     let svc = layer.layer(tower::service_fn(|_req: Request<()>| async {
@@ -236,15 +231,76 @@ async fn a_custom_key_and_the_host_header() {
     svc.clone().oneshot(req).await.unwrap();
     assert_eq!(handle.get("acme").unwrap().state(), State::Open);
     assert!(handle.get("none").is_none());
+}
 
-    // A server sees relative URIs: the Host header is the key.
-    let layer = CircuitBreakerLayer::builder().build_keyed().unwrap();
-    let handle = layer.handle();
-    let svc: KeyedCircuitBreaker<_> = layer.layer(backend(Arc::default()));
-    let req = Request::get("/path")
-        .header("host", "example.org")
-        .body(())
+#[tokio::test(start_paused = true)]
+async fn distinct_host_headers_without_an_authority_share_one_breaker() {
+    // A server sees relative URIs, and a remote client writes the Host header: it must not
+    // be able to create a breaker per request (filling the map, evicting the others).
+    let layer = CircuitBreakerLayer::builder()
+        .max_keys(4096)
+        .build()
         .unwrap();
-    svc.oneshot(req).await.unwrap();
-    assert!(handle.get("example.org").is_some());
+    let handle = layer.handle();
+    let svc: CircuitBreaker<_> = layer.layer(backend(Arc::default()));
+    for i in 0..200 {
+        let req = Request::get("/path")
+            .header("host", format!("client{i}.example"))
+            .body(())
+            .unwrap();
+        svc.clone().oneshot(req).await.unwrap();
+    }
+    assert_eq!(handle.len(), 1, "one breaker per Host header");
+    assert!(handle.get("client0.example").is_none());
+    assert_eq!(handle.get("").unwrap().state(), State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_breaker_for_every_host_with_per_host_false() {
+    let down = Arc::new(Mutex::new(HashSet::from(["bad.test".to_owned()])));
+    let layer = CircuitBreakerLayer::builder()
+        .per_host(false)
+        .minimum_calls(5)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    assert!(!handle.per_host());
+    let mut svc = layer.layer(backend(down));
+    for _ in 0..5 {
+        assert_eq!(send_to(&mut svc, "bad.test").await.unwrap().status(), 503);
+    }
+    // The failing host opened the one breaker: every host is rejected.
+    let err = send_to(&mut svc, "good.test").await.unwrap_err();
+    let open = assert_rejected(&err, State::Open);
+    assert_eq!(open.key(), None);
+    assert_eq!(handle.len(), 1);
+    assert_eq!(handle.states(), [(String::new(), State::Open)]);
+    assert_eq!(handle.get("anything").unwrap().state(), State::Open);
+}
+
+#[test]
+fn settings_that_need_per_host_are_rejected_without_it() {
+    let field = |r: Result<(), tower_fortify::InvalidConfig>| r.unwrap_err().field();
+    let b = CircuitBreakerLayer::builder;
+    assert_eq!(
+        field(b().per_host(false).max_keys(8).build().map(drop)),
+        "max_keys"
+    );
+    fn by_path(req: &Request<()>) -> Cow<'_, str> {
+        Cow::Borrowed(req.uri().path())
+    }
+    assert_eq!(
+        field(b().per_host(false).key_fn(by_path).build().map(drop)),
+        "key_fn"
+    );
+    assert_eq!(
+        field(b().per_host(true).build_generic().map(drop)),
+        "per_host"
+    );
+    assert_eq!(field(b().max_keys(8).build_generic().map(drop)), "max_keys");
+    assert_eq!(
+        field(b().key_fn(by_path).build_generic().map(drop)),
+        "key_fn"
+    );
+    assert!(b().per_host(false).build_generic().is_ok());
 }

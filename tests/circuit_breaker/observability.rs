@@ -47,7 +47,7 @@ async fn state_transitions_rejections_and_calls_by_outcome() {
             .open_duration(Duration::from_secs(5))
             .open_duration_jitter(0.0)
             .half_open_successes(1)
-            .build()
+            .build_generic()
             .unwrap()
     });
     let handle = layer.handle();
@@ -134,7 +134,7 @@ async fn keyed_breakers_count_states_keys_and_evictions_without_hosts() {
             .name("hosts")
             .minimum_calls(1)
             .max_keys(2)
-            .build_keyed()
+            .build()
             .unwrap()
     });
     let svc = layer.layer(tower::service_fn(|req: http::Request<()>| async move {
@@ -198,7 +198,7 @@ async fn each_transition_is_a_tracing_event() {
         .open_duration(Duration::from_secs(5))
         .open_duration_jitter(0.0)
         .half_open_successes(1)
-        .build()
+        .build_generic()
         .unwrap();
     let backend = Backend::new(Mode::Status(503));
     let mut svc = layer.layer(backend.clone());

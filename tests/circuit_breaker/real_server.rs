@@ -72,7 +72,7 @@ async fn a_server_that_goes_down_and_comes_back() {
         .open_duration(open_duration)
         .open_duration_jitter(0.0)
         .half_open_successes(2)
-        .build()
+        .build_generic()
         .unwrap();
     let handle = layer.handle();
     let mut svc = layer.layer(client);

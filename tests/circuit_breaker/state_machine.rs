@@ -7,7 +7,7 @@ use tokio::time::advance;
 use tower::{Layer, Service, ServiceExt};
 use tower_fortify::{
     circuit_breaker::{
-        CircuitBreaker, CircuitBreakerBuilder, CircuitBreakerHandle, CircuitBreakerLayer,
+        BreakerHandle, CircuitBreakerBuilder, CircuitBreakerLayer, GenericCircuitBreaker,
         HttpStatus, State, Window,
     },
     classify::{Failure, FailureKind},
@@ -29,7 +29,7 @@ fn builder() -> CircuitBreakerBuilder {
 }
 
 /// Trips the breaker with 5xx responses.
-async fn trip(svc: &mut CircuitBreaker<Backend>, backend: &Backend) {
+async fn trip(svc: &mut GenericCircuitBreaker<Backend>, backend: &Backend) {
     backend.set(Mode::Status(500));
     let handle = svc.handle();
     while handle.state() == State::Closed {
@@ -375,7 +375,7 @@ async fn retry_after_http_date_opens_for_that_long() {
 #[tokio::test(start_paused = true)]
 async fn operator_states() {
     let (mut svc, backend) = breaker(builder(), Mode::Status(500));
-    let handle: CircuitBreakerHandle = svc.handle();
+    let handle: BreakerHandle = svc.handle();
 
     handle.force_open();
     assert_eq!(handle.state(), State::ForcedOpen);
@@ -429,7 +429,7 @@ async fn what_counts() {
 
     // A predicate changes what counts.
     let classifier = HttpStatus::failure_if(|class| class.status() == 429);
-    let layer = builder().classifier(classifier).build().unwrap();
+    let layer = builder().classifier(classifier).build_generic().unwrap();
     let backend = Backend::new(Mode::Status(429));
     let mut svc = layer.layer(backend.clone());
     send(&mut svc).await.unwrap();
@@ -443,7 +443,7 @@ async fn inner_errors_come_back_classified() {
     let inner = tower::service_fn(|_: Request<()>| async {
         Err::<http::Response<()>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
     });
-    let layer = builder().build().unwrap();
+    let layer = builder().build_generic().unwrap();
     let handle = layer.handle();
     let svc = layer.layer(inner);
     let err = svc.oneshot(request()).await.unwrap_err();

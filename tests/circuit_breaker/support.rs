@@ -15,7 +15,7 @@ use std::{
 };
 use tower::{Layer, Service, ServiceExt};
 use tower_fortify::{
-    circuit_breaker::{error::Open, CircuitBreaker, CircuitBreakerBuilder, State},
+    circuit_breaker::{error::Open, CircuitBreakerBuilder, GenericCircuitBreaker, State},
     classify::{Failure, FailureKind},
     BoxError,
 };
@@ -93,9 +93,12 @@ impl Service<Request<()>> for Backend {
 
 /// A breaker built from `builder` around a fresh `Backend` answering by `mode`, and that
 /// backend (to change its mode).
-pub fn breaker(builder: CircuitBreakerBuilder, mode: Mode) -> (CircuitBreaker<Backend>, Backend) {
+pub fn breaker(
+    builder: CircuitBreakerBuilder,
+    mode: Mode,
+) -> (GenericCircuitBreaker<Backend>, Backend) {
     let backend = Backend::new(mode);
-    let svc = builder.build().unwrap().layer(backend.clone());
+    let svc = builder.build_generic().unwrap().layer(backend.clone());
     (svc, backend)
 }
 

@@ -9,7 +9,9 @@ use std::{
     time::Duration,
 };
 use tower::{Layer, Service};
-use tower_fortify::circuit_breaker::{CircuitBreakerLayer, ErrorsOnly, State, Window};
+use tower_fortify::circuit_breaker::{
+    CircuitBreakerLayer, ErrorsOnly, GenericCircuitBreakerLayer, State, Window,
+};
 
 #[path = "../support/counting_alloc.rs"]
 mod counting_alloc;
@@ -47,19 +49,19 @@ fn the_request_costs_nothing() {
 #[test]
 fn closed_path_allocates_nothing() {
     let layers = [
-        ("count window", CircuitBreakerLayer::new()),
+        ("count window", GenericCircuitBreakerLayer::new()),
         (
             "time window",
             CircuitBreakerLayer::builder()
                 .window(Window::Time(Duration::from_secs(10)))
-                .build()
+                .build_generic()
                 .unwrap(),
         ),
         (
             "slow-call detection",
             CircuitBreakerLayer::builder()
                 .slow_call_duration(Duration::from_secs(1))
-                .build()
+                .build_generic()
                 .unwrap(),
         ),
     ];
@@ -77,12 +79,24 @@ fn closed_path_allocates_nothing() {
 
 #[test]
 fn closed_path_of_a_known_key_allocates_nothing() {
-    let layer = CircuitBreakerLayer::builder().build_keyed().unwrap();
+    let layer = CircuitBreakerLayer::builder().build().unwrap();
     let mut svc = layer.layer(ok_service());
     drive(&mut svc, 10); // the first call inserts the key
     let (ok, allocated) = drive(&mut svc, 10_000);
     assert_eq!((ok, allocated), (10_000, 0));
     assert_eq!(layer.handle().len(), 1);
+}
+
+#[test]
+fn closed_path_of_one_breaker_for_every_host_allocates_nothing() {
+    // `per_host(false)`: no key computed, no map searched.
+    let layer = CircuitBreakerLayer::builder()
+        .per_host(false)
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(ok_service());
+    let (ok, allocated) = drive(&mut svc, 10_000);
+    assert_eq!((ok, allocated), (10_000, 0));
 }
 
 #[test]
@@ -92,7 +106,7 @@ fn a_rejection_allocates_its_error_and_nothing_for_the_key() {
     // rate in an outage does not copy it per call.
     for keyed in [false, true] {
         let (ok, allocated) = if keyed {
-            let layer = CircuitBreakerLayer::builder().build_keyed().unwrap();
+            let layer = CircuitBreakerLayer::builder().build().unwrap();
             let mut svc = layer.layer(ok_service());
             drive(&mut svc, 1); // inserts the key
             let key = layer
@@ -102,7 +116,7 @@ fn a_rejection_allocates_its_error_and_nothing_for_the_key() {
             key.force_open();
             drive(&mut svc, 1_000)
         } else {
-            let layer = CircuitBreakerLayer::new();
+            let layer = GenericCircuitBreakerLayer::new();
             layer.handle().force_open();
             drive(&mut layer.layer(ok_service()), 1_000)
         };
@@ -118,7 +132,7 @@ fn a_rejection_allocates_its_error_and_nothing_for_the_key() {
 fn any_request_type_allocates_nothing() {
     let layer = CircuitBreakerLayer::builder()
         .classifier(ErrorsOnly)
-        .build()
+        .build_generic()
         .unwrap();
     let mut svc = layer.layer(tower::service_fn(|n: u64| ready(Ok::<_, io::Error>(n))));
     // Each call's answer is its own request's.
@@ -131,7 +145,7 @@ fn any_request_type_allocates_nothing() {
 #[test]
 fn the_counter_sees_allocations() {
     // The checks above can fail: a rejection allocates its error.
-    let layer = CircuitBreakerLayer::new();
+    let layer = GenericCircuitBreakerLayer::new();
     layer.handle().force_open();
     let mut svc = layer.layer(ok_service());
     let (ok, allocated) = drive(&mut svc, 100);

@@ -1,0 +1,181 @@
+//! Lanes: a breaker has a few *owned* lanes (one per CPU and one more, up to 16) and one
+//! *shared* lane. A thread claims an owned lane index for its lifetime if one is free (the
+//! same index in every breaker), and uses the shared lane otherwise. Only its owner writes
+//! an owned lane's counter of buffered successes, with plain loads and stores; the shared
+//! lane's is updated with atomic read-modify-writes. Successes enter the count ring from the
+//! lanes in batches; a time window has buckets per lane.
+
+use super::window::Buckets;
+use std::{
+    cell::Cell,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        OnceLock,
+    },
+};
+
+/// The most owned lanes.
+pub(super) const MAX_LANES: usize = 16;
+
+/// The owned lanes of every breaker: one per CPU and one more (a runtime's workers and the
+/// thread that blocks on its main future), up to 16. The shared lane's index is this.
+pub(super) fn lane_count() -> usize {
+    static LANES: OnceLock<usize> = OnceLock::new();
+    *LANES.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .saturating_add(1)
+            .clamp(2, MAX_LANES)
+    })
+}
+
+/// Which owned lane indexes threads have claimed.
+static CLAIMS: [AtomicBool; MAX_LANES] = [const { AtomicBool::new(false) }; MAX_LANES];
+
+/// The lane of the current thread: the owned lane it claimed, or the shared lane.
+pub(super) fn current_lane() -> usize {
+    LOCAL.try_with(claim).unwrap_or_else(|_| lane_count())
+}
+
+#[derive(Debug)]
+pub(super) struct LaneData {
+    /// Successes not yet pushed into the count ring nor reported to the metrics, tagged with
+    /// the generation they belong to: `generation << 32 | count`.
+    pub(super) pending: AtomicU64,
+    /// A time window's buckets, allocated when the lane is first used.
+    pub(super) buckets: OnceLock<Box<Buckets>>,
+}
+
+pub(super) const COUNT_BITS: u64 = 0xFFFF_FFFF;
+
+impl LaneData {
+    /// Adds a success of generation `gen`; returns the successes to push (a full batch, or
+    /// none) and those of an older generation to drop (counted in the metrics only).
+    ///
+    /// `owned`: only the calling thread writes this lane, so a load and a store do.
+    #[inline]
+    pub(super) fn add_success(&self, owned: bool, gen: u32, batch: u64) -> (u64, u64) {
+        let tag = u64::from(gen) << 32;
+        let mut word = self.pending.load(Ordering::Relaxed);
+        loop {
+            let (count, stale) = if word & !COUNT_BITS == tag {
+                ((word & COUNT_BITS) + 1, 0)
+            } else {
+                (1, word & COUNT_BITS)
+            };
+            let (next, full) = if count >= batch {
+                (tag, count)
+            } else {
+                (tag | count, 0)
+            };
+            if owned {
+                self.pending.store(next, Ordering::Relaxed);
+                return (full, stale);
+            }
+            match self.pending.compare_exchange_weak(
+                word,
+                next,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return (full, stale),
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    /// Takes the buffered successes: those of generation `gen`, and older ones.
+    pub(super) fn take(&self, owned: bool, gen: u32) -> (u64, u64) {
+        let tag = u64::from(gen) << 32;
+        let word = if owned {
+            let word = self.pending.load(Ordering::Relaxed);
+            self.pending.store(tag, Ordering::Relaxed);
+            word
+        } else {
+            self.pending.swap(tag, Ordering::AcqRel)
+        };
+        if word & !COUNT_BITS == tag {
+            (word & COUNT_BITS, 0)
+        } else {
+            (0, word & COUNT_BITS)
+        }
+    }
+}
+
+/// The owned lane index the thread claimed, or the shared lane's (`usize::MAX`: not claimed
+/// yet).
+pub(super) struct ThreadLane(Cell<usize>);
+
+thread_local! {
+    static LOCAL: ThreadLane = const { ThreadLane(Cell::new(usize::MAX)) };
+}
+
+impl Drop for ThreadLane {
+    fn drop(&mut self) {
+        // The next thread to claim the index becomes its lanes' only writer.
+        let lane = self.0.get();
+        if lane < lane_count() {
+            CLAIMS[lane].store(false, Ordering::Release);
+        }
+    }
+}
+
+/// The thread's lane: claims a free owned lane index on the thread's first call. `None`
+/// while the thread exits (its lane is gone; the shared one is left).
+#[inline]
+pub(super) fn try_current_lane() -> Option<usize> {
+    LOCAL.try_with(claim).ok()
+}
+
+#[inline]
+pub(super) fn claim(local: &ThreadLane) -> usize {
+    let lane = local.0.get();
+    if lane != usize::MAX {
+        return lane;
+    }
+    let owned = lane_count();
+    let lane = (0..owned)
+        .find(|&i| {
+            CLAIMS[i]
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        })
+        .unwrap_or(owned);
+    local.0.set(lane);
+    lane
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    pub(super) fn live_threads_never_share_an_owned_lane() {
+        let owned = lane_count();
+        assert!((1..=MAX_LANES).contains(&owned));
+        let here = current_lane();
+        assert_eq!(current_lane(), here, "a thread keeps its lane");
+        assert!(here <= owned);
+        // Threads alive at the same time: distinct owned lanes, or the shared one (other
+        // tests claim lanes too, so which ones is not known).
+        let barrier = Arc::new(std::sync::Barrier::new(12));
+        let threads: Vec<_> = (0..12)
+            .map(|_| {
+                let barrier = Arc::clone(&barrier);
+                std::thread::spawn(move || {
+                    let lane = current_lane();
+                    barrier.wait();
+                    lane
+                })
+            })
+            .collect();
+        let mut lanes: Vec<usize> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        lanes.push(here);
+        let mut claimed: Vec<usize> = lanes.into_iter().filter(|&l| l < owned).collect();
+        let count = claimed.len();
+        claimed.sort_unstable();
+        claimed.dedup();
+        assert_eq!(claimed.len(), count, "two live threads own one lane");
+    }
+}

@@ -1,0 +1,321 @@
+//! Every change of a breaker's state: a trip, the move to half-open, a probe's result, a
+//! `Retry-After`, the operator's actions. Each runs under the breaker's `control` mutex
+//! (never touched by the closed path) and moves the state word to the next generation.
+
+use super::{
+    breaker::{micros, Breaker, Control},
+    state::{
+        gen_of, open_belongs_to, pack, pack_open, slots_epoch, slots_in_flight, state_of,
+        successes_of, State, ONE_SUCCESS, UNTIL_MASK,
+    },
+    window::{TimeWindow, WindowFigures},
+    Outcome,
+};
+use std::{sync::atomic::Ordering, time::Duration};
+
+/// Growth steps beyond this are never needed: `multiplier >= 1`, so `2^64` times any
+/// duration exceeds the 100-year cap unless the multiplier is 1.
+pub(super) const MAX_LEVEL: u32 = 64;
+
+pub(super) fn draw() -> f64 {
+    rand::RngExt::random::<f64>(&mut rand::rng())
+}
+
+impl Breaker {
+    /// Trips the breaker if the window's rates have reached a threshold.
+    pub(super) fn evaluate(&self, gen: u32) {
+        let config = &self.settings.config;
+        let figures = self.figures(false);
+        if figures.calls < u64::from(config.minimum_calls) {
+            return;
+        }
+        let reason = if figures.failure_rate() >= config.failure_rate_threshold {
+            "failure_rate"
+        } else if config.slow_call_duration.is_some()
+            && figures.slow_call_rate() >= config.slow_call_rate_threshold
+        {
+            "slow_call_rate"
+        } else {
+            return;
+        };
+        let mut ctl = self.control();
+        let now = self.now_micros();
+        ctl.level = self.recovered_level(&ctl, now);
+        let wait = self.jittered(config.nominal_open_duration(ctl.level));
+        self.set_state(
+            &mut ctl,
+            |w| gen_of(w) == gen && state_of(w) == State::Closed,
+            State::Open,
+            now,
+            Some(wait),
+            reason,
+            Some(figures),
+        );
+    }
+
+    pub(super) fn jittered(&self, nominal: Duration) -> Duration {
+        let jitter = self.settings.config.open_duration_jitter;
+        if jitter == 0.0 {
+            return nominal;
+        }
+        nominal.mul_f64(1.0 - jitter * draw())
+    }
+
+    // ===== half-open =====
+
+    pub(super) fn enter_half_open(&self, gen: u32, now: u64) {
+        let mut ctl = self.control();
+        self.set_state(
+            &mut ctl,
+            |w| {
+                gen_of(w) == gen && state_of(w) == State::Open && {
+                    let info = self.open_info.load(Ordering::Acquire);
+                    open_belongs_to(info, gen) && now >= info & UNTIL_MASK
+                }
+            },
+            State::HalfOpen,
+            now,
+            None,
+            "open_duration_elapsed",
+            None,
+        );
+    }
+
+    /// Acts on a probe's result (its slot is already free).
+    pub(super) fn probe_result(&self, gen: u32, outcome: Outcome, slow: bool) {
+        let config = &self.settings.config;
+        loop {
+            let word = self.word.load(Ordering::Acquire);
+            if gen_of(word) != gen || state_of(word) != State::HalfOpen {
+                return;
+            }
+            match outcome {
+                Outcome::Ignored => return,
+                Outcome::Failure => return self.probe_failed(gen, "probe_failed", false),
+                Outcome::Success if slow => return self.probe_failed(gen, "probe_slow", false),
+                Outcome::Success => {}
+            }
+            if successes_of(word) + 1 >= config.half_open_successes {
+                let mut ctl = self.control();
+                let now = self.now_micros();
+                self.set_state(
+                    &mut ctl,
+                    |w| gen_of(w) == gen && state_of(w) == State::HalfOpen,
+                    State::Closed,
+                    now,
+                    None,
+                    "probes_succeeded",
+                    None,
+                );
+                return;
+            }
+            if self
+                .word
+                .compare_exchange(
+                    word,
+                    word + ONE_SUCCESS,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+            {
+                return;
+            }
+        }
+    }
+
+    /// Reopens for longer after a failed probe; with `reclaim`, only if every probe slot is
+    /// still taken and the newest probe started `probe_timeout` ago, and then the slots are
+    /// taken back from those probes.
+    pub(super) fn probe_failed(&self, gen: u32, reason: &'static str, reclaim: bool) {
+        let mut ctl = self.control();
+        if gen_of(self.word.load(Ordering::Acquire)) != gen {
+            return;
+        }
+        let now = self.now_micros();
+        if reclaim {
+            let config = &self.settings.config;
+            let slots = self.probe_slots.load(Ordering::Acquire);
+            let since = now.saturating_sub(self.last_probe_at.load(Ordering::Acquire));
+            if slots_in_flight(slots) < config.half_open_max_probes
+                || since < micros(config.probe_timeout)
+            {
+                return;
+            }
+            // A new epoch: the stuck probes' late releases no longer count.
+            let mut slots = slots;
+            while let Err(actual) = self.probe_slots.compare_exchange(
+                slots,
+                u64::from(slots_epoch(slots).wrapping_add(1)) << 32,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                slots = actual;
+            }
+        }
+        let level = (ctl.level + 1).min(MAX_LEVEL);
+        let wait = self.jittered(self.settings.config.nominal_open_duration(level));
+        if self
+            .set_state(
+                &mut ctl,
+                |w| gen_of(w) == gen && state_of(w) == State::HalfOpen,
+                State::Open,
+                now,
+                Some(wait),
+                reason,
+                None,
+            )
+            .is_some()
+        {
+            ctl.level = level;
+        }
+    }
+
+    pub(super) fn release_probe(&self, epoch: u32) {
+        let mut slots = self.probe_slots.load(Ordering::Acquire);
+        while slots_epoch(slots) == epoch && slots_in_flight(slots) > 0 {
+            match self.probe_slots.compare_exchange(
+                slots,
+                slots - 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(actual) => slots = actual,
+            }
+        }
+    }
+
+    /// Opens for a `Retry-After` wait, from closed or half-open.
+    pub(super) fn open_for(&self, gen: u32, wait: Duration) -> bool {
+        let mut ctl = self.control();
+        let now = self.now_micros();
+        self.set_state(
+            &mut ctl,
+            |w| gen_of(w) == gen && matches!(state_of(w), State::Closed | State::HalfOpen),
+            State::Open,
+            now,
+            Some(wait),
+            "retry_after",
+            None,
+        )
+        .is_some()
+    }
+
+    // ===== operator actions =====
+
+    pub(crate) fn force_open(&self) {
+        self.hold(State::ForcedOpen, "forced_open");
+    }
+
+    pub(crate) fn disable(&self) {
+        self.hold(State::Disabled, "disabled");
+    }
+
+    /// Moves to an operator's state `to`, unless the breaker is in it already.
+    pub(super) fn hold(&self, to: State, reason: &'static str) {
+        let mut ctl = self.control();
+        let now = self.now_micros();
+        self.set_state(&mut ctl, |w| state_of(w) != to, to, now, None, reason, None);
+    }
+
+    pub(crate) fn reset(&self) {
+        let mut ctl = self.control();
+        let now = self.now_micros();
+        ctl.level = 0;
+        self.set_state(&mut ctl, |_| true, State::Closed, now, None, "reset", None);
+    }
+
+    // ===== transitions =====
+
+    /// Moves to `to` with the next generation if `expect` holds for the current word, and
+    /// reports the transition. Called with `control` held, so no other transition runs.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn set_state(
+        &self,
+        ctl: &mut Control,
+        expect: impl Fn(u64) -> bool,
+        to: State,
+        now: u64,
+        open_for: Option<Duration>,
+        reason: &'static str,
+        figures: Option<WindowFigures>,
+    ) -> Option<State> {
+        if !expect(self.word.load(Ordering::Acquire)) {
+            return None;
+        }
+        // What readers of the new state need is ready before they can see it.
+        match to {
+            State::Closed | State::Disabled => self.reset_window(),
+            State::HalfOpen => self.last_probe_at.store(now, Ordering::Release),
+            _ => {}
+        }
+        loop {
+            let word = self.word.load(Ordering::Acquire);
+            if !expect(word) {
+                return None;
+            }
+            let gen = gen_of(word).wrapping_add(1);
+            if let Some(wait) = open_for {
+                let until = now.saturating_add(micros(wait)).min(UNTIL_MASK);
+                self.open_info
+                    .store(pack_open(gen, until), Ordering::Release);
+            }
+            // Only probe successes change outside the lock: a failed exchange is retried.
+            if self
+                .word
+                .compare_exchange(word, pack(to, gen), Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                let from = state_of(word);
+                if to == State::Closed {
+                    ctl.closed_at = now;
+                }
+                if from != to {
+                    #[cfg(feature = "metrics")]
+                    self.settings.instruments.transition(from, to, !ctl.retired);
+                    self.trace_transition(from, to, reason, open_for, figures);
+                }
+                return Some(from);
+            }
+        }
+    }
+
+    pub(super) fn reset_window(&self) {
+        // Buffered successes are tagged with their generation: those of the old one will be
+        // dropped by their lane's writer, which only it may touch.
+        for lane in self.lanes.iter() {
+            if let Some(buckets) = lane.buckets.get() {
+                TimeWindow::reset(buckets);
+            }
+        }
+        if let Some(ring) = &self.ring {
+            ring.reset();
+        }
+    }
+
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    pub(super) fn trace_transition(
+        &self,
+        from: State,
+        to: State,
+        reason: &'static str,
+        open_for: Option<Duration>,
+        figures: Option<WindowFigures>,
+    ) {
+        #[cfg(feature = "tracing")]
+        tracing::info!(
+            target: "tower_fortify::circuit_breaker",
+            name = self.settings.name,
+            key = self.key.as_deref().unwrap_or(""),
+            from = from.as_str(),
+            to = to.as_str(),
+            reason,
+            open_ms = open_for.map(|d| d.as_secs_f64() * 1e3),
+            calls = figures.map(|f| f.calls),
+            failure_rate = figures.map(|f| f.failure_rate()),
+            slow_call_rate = figures.map(|f| f.slow_call_rate()),
+            "circuit breaker state changed"
+        );
+    }
+}
