@@ -371,7 +371,7 @@ fn main() {
     );
     let breaker = CircuitBreakerLayer::builder()
         .classifier(tower_fortify::circuit_breaker::ErrorsOnly)
-        .build()
+        .build_generic()
         .expect("valid");
     scaling(
         "fortify CircuitBreaker (count window)",
