@@ -50,6 +50,9 @@
 //!   [`ClientConfig`](stack::ClientConfig) whose defaults follow production practice, for a
 //!   hyper-util client or any HTTP service; [`ServiceBuilderExt`] adds each layer to a
 //!   `ServiceBuilder`.
+//! - `client` (feature `client`): the fortified HTTPS client in one call,
+//!   `ClientConfig::default().https()?`, with each connection phase (resolve, connect,
+//!   TLS handshake) classified, bounded and timed.
 //!
 #![cfg_attr(
     feature = "stack",
@@ -70,7 +73,10 @@
 //! | `metrics` (default) | `fortify_*` metrics through the [`metrics`](https://docs.rs/metrics) facade |
 //! | `tracing` (default) | [`tracing`](https://docs.rs/tracing) events |
 //! | `stack` (default) | the [`stack`] module: the preset client stack of every layer (needs `retry`, `circuit-breaker`, `pool`) |
-//! | `full` | all of the above |
+//! | `client` | the [`client`] module: the fortified HTTPS client in one call (rustls with `ring`, hyper-rustls, webpki roots, hyper-util's legacy client; implies `stack`) |
+//! | `native-roots` | the operating system's root certificates for the client |
+//! | `http2` | HTTP/2 through ALPN for the client |
+//! | `full` | the default features |
 //!
 //! [hyper]: https://docs.rs/hyper
 
@@ -88,6 +94,9 @@ mod builder;
 #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
 pub mod circuit_breaker;
 pub mod classify;
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+pub mod client;
 mod config;
 mod internal;
 #[cfg(feature = "pool")]
