@@ -8,5 +8,7 @@ mod recorded;
 mod servers;
 
 mod failures;
+#[cfg(feature = "http2")]
+mod http2;
 mod support;
 mod telemetry;

@@ -29,8 +29,8 @@ use tower_fortify::{
 };
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
-pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_millis(300);
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1000);
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_millis(500);
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1200);
 
 /// A certificate authority made for one test.
 pub struct Ca {
@@ -111,8 +111,9 @@ pub struct TlsServer {
     pub accepted: Arc<AtomicUsize>,
 }
 
-pub async fn tls_server(cert: &SelfSigned, after: After) -> TlsServer {
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+/// A TLS acceptor presenting `cert` and offering the ALPN protocols `alpn`.
+pub fn acceptor(cert: &SelfSigned, alpn: &[&[u8]]) -> tokio_rustls::TlsAcceptor {
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
@@ -120,7 +121,12 @@ pub async fn tls_server(cert: &SelfSigned, after: After) -> TlsServer {
     .with_no_client_auth()
     .with_single_cert(vec![cert.cert.clone()], cert.key.clone_key())
     .expect("server certificate");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+pub async fn tls_server(cert: &SelfSigned, after: After) -> TlsServer {
+    let acceptor = acceptor(cert, &[]);
     let accepted = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&accepted);
     let addr = servers::spawn_server(move |stream| {

@@ -3,7 +3,7 @@
 
 use crate::recorded::{has_labels, snapshot, Labels};
 use crate::servers;
-use crate::support::{config, failure_kind, get, tls_server, After, Ca};
+use crate::support::{config, failure_kind, get, tls_server, After, Ca, ATTEMPT_TIMEOUT};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use tower_fortify::classify::FailureKind;
 
@@ -75,7 +75,8 @@ async fn phases_of_a_reused_connection_and_connections_per_request() {
         ),
         4
     );
-    // Handshake durations are real: above zero, below the handshake timeout.
+    // Handshake durations are real: above zero, below the attempt's timeout (the
+    // handshake's own may be overrun by a late wake-up on a busy machine).
     let handshake = recorded
         .iter()
         .find(|(n, labels, _)| {
@@ -89,7 +90,12 @@ async fn phases_of_a_reused_connection_and_connections_per_request() {
     let DebugValue::Histogram(values) = &handshake.2 else {
         panic!("not a histogram")
     };
-    assert!(values.iter().all(|v| v.0 > 0.0 && v.0 < 0.3), "{values:?}");
+    assert!(
+        values
+            .iter()
+            .all(|v| v.0 > 0.0 && v.0 < ATTEMPT_TIMEOUT.as_secs_f64()),
+        "{values:?}"
+    );
 }
 
 #[tokio::test]
