@@ -63,6 +63,7 @@ impl ClientConfig {
     /// How long an idle connection stays in the client's pool before it is closed (default
     /// 90 s, hyper-util's); `None` keeps it until the server closes it. How many stay is
     /// [`pool_maxsize`](Self::pool_maxsize) per host, urllib3's meaning of `maxsize`.
+    /// A timeout longer than a year saturates to `None` (hyper-util adds it to the clock).
     ///
     /// ```
     /// use std::time::Duration;
@@ -233,7 +234,7 @@ impl ClientConfig {
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .pool_max_idle_per_host(self.pool_maxsize)
-            .pool_idle_timeout(settings.pool_idle_timeout)
+            .pool_idle_timeout(saturate_idle(settings.pool_idle_timeout))
             .pool_timer(TokioTimer::new());
         Ok(HttpsClient {
             pool: layer.pool_handle(),
@@ -241,5 +242,66 @@ impl ClientConfig {
             stack: layer.layer(builder.build(connector.clone())),
             connector,
         })
+    }
+}
+
+/// Idle timeouts longer than this mean "never": hyper-util adds the timeout to the clock,
+/// which would overflow for `Duration::MAX`.
+const IDLE_NEVER: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+fn saturate_idle(timeout: Option<Duration>) -> Option<Duration> {
+    timeout.filter(|t| *t <= IDLE_NEVER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn duration() -> impl Strategy<Value = Duration> {
+        prop_oneof![
+            Just(Duration::ZERO),
+            Just(Duration::MAX),
+            any::<u64>().prop_map(Duration::from_nanos),
+            (any::<u64>(), 0..1_000_000_000u32).prop_map(|(s, n)| Duration::new(s, n)),
+        ]
+    }
+
+    proptest! {
+        // Every duration setting of the client either builds or names itself; none panics.
+        #[test]
+        fn durations_build_or_name_their_field(
+            connect in duration(),
+            handshake in duration(),
+            attempt in duration(),
+            idle in proptest::option::of(duration()),
+        ) {
+            let result = ClientConfig::default()
+                .connect_timeout(connect)
+                .tls_handshake_timeout(handshake)
+                .attempt_timeout(attempt)
+                .pool_idle_timeout(idle)
+                .https::<String>();
+            if let Err(err) = result {
+                prop_assert!(
+                    ["connect_timeout", "tls_handshake_timeout", "attempt_timeout", "pool_idle_timeout"]
+                        .contains(&err.field()),
+                    "{err}"
+                );
+            } else {
+                prop_assert!(!connect.is_zero() && !handshake.is_zero() && idle != Some(Duration::ZERO));
+                prop_assert!(connect.saturating_add(handshake) < attempt);
+            }
+        }
+
+        #[test]
+        fn idle_timeouts_saturate_to_never(idle in duration()) {
+            let saturated = saturate_idle(Some(idle));
+            prop_assert_eq!(saturated, (idle <= IDLE_NEVER).then_some(idle));
+            if let Some(idle) = saturated {
+                // hyper-util's `now + timeout` stays representable.
+                prop_assert!(std::time::Instant::now().checked_add(idle).is_some());
+            }
+        }
     }
 }

@@ -207,3 +207,12 @@ fn settings_are_validated_by_name() {
         assert_eq!(err.field(), field);
     }
 }
+
+#[tokio::test]
+async fn a_scheme_other_than_http_or_https_is_refused_before_any_socket() {
+    let ca = Ca::new();
+    let client = config(&ca).https().expect("valid config");
+    let (kind, err) = failure_kind(&client, "ftp://127.0.0.1/").await;
+    assert_eq!(kind, FailureKind::Other);
+    assert!(format!("{err:#}").contains("scheme"), "{err:#}");
+}

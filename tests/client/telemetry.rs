@@ -146,3 +146,34 @@ async fn failed_phases_are_recorded_by_kind_and_open_nothing() {
     );
     assert_eq!(counted(&recorded, OPENED, &[name]), 0);
 }
+
+#[tokio::test]
+async fn plain_http_has_no_handshake_phase() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let ca = Ca::new();
+    let client = metrics::with_local_recorder(&recorder, || config(&ca).name("plain").https())
+        .expect("valid config");
+    let addr = servers::ok().await;
+    let status = get(&client, &format!("http://127.0.0.1:{}/", addr.port()))
+        .await
+        .expect("200");
+    assert_eq!(status, 200);
+
+    let recorded = snapshot(&snapshotter);
+    let name = ("name", "plain");
+    assert_eq!(samples(&recorded, SETUP, &[name, ("stage", "resolve")]), 0);
+    assert_eq!(
+        samples(
+            &recorded,
+            SETUP,
+            &[name, ("stage", "connect"), ("outcome", "ok")]
+        ),
+        1
+    );
+    assert_eq!(
+        samples(&recorded, SETUP, &[name, ("stage", "tls_handshake")]),
+        0
+    );
+    assert_eq!(counted(&recorded, OPENED, &[name]), 1);
+}
