@@ -27,6 +27,22 @@ use tower_service::Service;
 /// A connection the [`Connector`] opened: plain TCP for `http://` URIs, TLS over TCP for
 /// `https://` ones (hyper-rustls's stream type, which tells hyper-util whether ALPN chose
 /// HTTP/2).
+///
+/// ```
+/// use hyper_rustls::MaybeHttpsStream;
+/// use tower::ServiceExt;
+/// use tower_fortify::client::Connection;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower_fortify::BoxError> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let uri = format!("http://{}/", listener.local_addr()?).parse()?;
+/// let client = tower_fortify::stack::ClientConfig::default().https::<String>()?;
+/// let connection: Connection = client.connector().clone().oneshot(uri).await?;
+/// assert!(matches!(connection, MaybeHttpsStream::Http(_)));
+/// # Ok(())
+/// # }
+/// ```
 pub type Connection = MaybeHttpsStream<TokioIo<TcpStream>>;
 
 /// The connector of the [`HttpsClient`](super::HttpsClient): a `Service<Uri>` that opens
@@ -169,6 +185,20 @@ impl Service<Uri> for Connector {
 ///
 /// Dropping it abandons the set-up: the socket, if one was opened, is closed, and nothing
 /// is recorded for the unfinished phase.
+///
+/// ```
+/// use tower::{Service, ServiceExt};
+/// use tower_fortify::client::Connecting;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower_fortify::BoxError> {
+/// let client = tower_fortify::stack::ClientConfig::default().https::<String>()?;
+/// let mut connector = client.connector().clone();
+/// let connecting: Connecting = connector.ready().await?.call("http://127.0.0.1:1/".parse()?);
+/// assert!(connecting.await.is_err()); // nothing listens on port 1
+/// # Ok(())
+/// # }
+/// ```
 pub struct Connecting {
     inner: Pin<Box<dyn Future<Output = Result<Connection, BoxError>> + Send>>,
 }

@@ -268,3 +268,21 @@ where
         self.stack.call(request)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+
+    #[test]
+    fn auto_traits() {
+        send_sync::<HttpsClient>();
+        send_sync::<HttpsClient<String>>();
+        send_sync::<Connector>();
+        send_sync::<TlsRoots>();
+        send::<Connecting>();
+        send::<<HttpsClient as Service<http::Request<Full<Bytes>>>>::Future>();
+    }
+}

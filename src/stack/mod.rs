@@ -17,6 +17,12 @@
 //! innermost, so that a slow attempt is abandoned and retried while the whole call stays
 //! bounded by the retry policy's `deadline`.
 //!
+//! # The HTTPS client in one call
+//!
+//! With the `client` feature, `ClientConfig::default().https()?` builds this stack around
+//! hyper-util's client over a classified, timed rustls connector: see the `client` module.
+//! The sections below are for a client or service of your own.
+//!
 //! # Defaults
 //!
 //! [`ClientConfig::default`] follows production practice; each default and why:
