@@ -1,5 +1,5 @@
 //! End-to-end throughput over loopback: a bare hyper-util client vs the same client wrapped
-//! in the preset client stack (`ClientConfig::default().layer()`), in one run.
+//! in the preset client stack (`ClientConfig::default().build()`), in one run.
 //!
 //! A hyper HTTP/1.1 server on 127.0.0.1 (keep-alive on) answers every request with `200`
 //! and a 2-byte body. Each iteration sends `REQUESTS` GETs from `CONCURRENCY` tasks, each
@@ -65,7 +65,9 @@ async fn start_server() -> SocketAddr {
 fn hyper_client() -> Client<HttpConnector, Full<Bytes>> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(ClientConfig::default().get_connect_timeout()));
+    connector.set_connect_timeout(Some(
+        ClientConfig::default().build().unwrap().connect_timeout(),
+    ));
     Client::builder(TokioExecutor::new()).build(connector)
 }
 
@@ -137,7 +139,7 @@ fn e2e(c: &mut Criterion) {
     let stack = {
         let _entered = runtime.enter();
         ClientConfig::default()
-            .layer()
+            .build()
             .expect("the defaults are valid")
             .layer(hyper_client())
     };

@@ -339,7 +339,7 @@ fn main() {
                 Some("tower Retry + ConcurrencyLimit + Timeout"),
                 variant(
                     ClientConfig::default()
-                        .layer()
+                        .build()
                         .expect("valid")
                         .layer(ok_http()),
                     request,

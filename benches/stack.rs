@@ -21,7 +21,7 @@
 //! - `stack/pool`: our `PoolLimit` per host, block mode (as in the stack) vs tower's
 //!   `ConcurrencyLimit` vs tower-resilience's bulkhead (backpressure mode);
 //! - `stack/timeout`: `tower::timeout::Timeout`, the stack's per-attempt timeout;
-//! - `stack/preset`: `ClientConfig::default().layer()` vs a tower-only composition of the
+//! - `stack/preset`: `ClientConfig::default().build()` vs a tower-only composition of the
 //!   same jobs (Retry + ConcurrencyLimit + Timeout) vs a tower-resilience one (retry +
 //!   circuit breaker + bulkhead + tower's Timeout).
 //!
@@ -192,7 +192,7 @@ fn layers(c: &mut Criterion) {
     bench(
         &mut group,
         "fortify_retry_production",
-        RetryLayer::new(ClientConfig::default().get_retry().clone())
+        RetryLayer::new(ClientConfig::default().build().unwrap().retry().clone())
             .unwrap()
             .layer(ok_service()),
     );
@@ -269,7 +269,7 @@ fn layers(c: &mut Criterion) {
     bench(
         &mut group,
         "fortify_client_stack",
-        ClientConfig::default().layer().unwrap().layer(ok_service()),
+        ClientConfig::default().build().unwrap().layer(ok_service()),
     );
     group.finish();
 }

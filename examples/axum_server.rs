@@ -266,9 +266,9 @@ async fn main() -> Result<(), BoxError> {
             .open_duration(OPEN_FOR)
             .open_duration_jitter(0.0),
     );
+    let layer = config.build()?;
     let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(config.get_connect_timeout()));
-    let layer = config.layer()?;
+    connector.set_connect_timeout(Some(layer.connect_timeout()));
     let client = layer.layer(Client::builder(TokioExecutor::new()).build(connector));
     let addr = start_server(client, format!("http://{}/price", downstream.addr)).await?;
     let key = downstream.addr.to_string();

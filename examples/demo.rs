@@ -97,11 +97,17 @@ const OPEN_DURATION_MAX: Duration = Duration::from_secs(1);
 /// Both clients use the stack's default connect timeout, and its per-attempt timeout as
 /// the bare client's per-request timeout.
 fn connect_timeout() -> Duration {
-    ClientConfig::default().get_connect_timeout()
+    ClientConfig::default()
+        .build()
+        .expect("the default configuration is valid")
+        .connect_timeout()
 }
 
 fn request_timeout() -> Duration {
-    ClientConfig::default().get_attempt_timeout()
+    ClientConfig::default()
+        .build()
+        .expect("the default configuration is valid")
+        .attempt_timeout()
 }
 /// The target of the fortified client's steady-state failure rate.
 const TARGET: f64 = 0.0002;
@@ -409,7 +415,7 @@ async fn run(kind: Kind, options: &Options, snapshotter: &Snapshotter) -> Run {
         .layer(client)
     };
     let config = fortified_config();
-    let stack = config.layer().expect("a valid configuration");
+    let stack = config.build().expect("a valid configuration");
     let pool = stack.pool_handle();
     let breakers = stack.breaker_handle();
     let before = metrics_of(snapshotter);

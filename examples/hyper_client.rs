@@ -1,12 +1,11 @@
-//! The one-line fortification of a hyper-util legacy client.
+//! The fortified HTTPS client in one call: `ClientConfig::default().https()?`.
 //!
-//! Builds an `HttpConnector` with the preset's connect timeout, a
-//! `Client<HttpConnector, Full<Bytes>>`, wraps it in the preset client stack
-//! (`ClientConfig::default().layer()?`) and keeps it in a struct field of its named type,
-//! `ClientStack<Client<HttpConnector, Full<Bytes>>>`. Then it talks to a tiny hyper server
-//! on 127.0.0.1 that misbehaves once per scenario, and prints what the stack did: the
-//! retry history from the response's extensions (or from the `RetryError`, or from a
-//! failure returned as it is), the per-host pool snapshot and the per-host breaker state.
+//! Starts an HTTPS server on 127.0.0.1 with a certificate from a certificate authority
+//! made at start-up (rcgen), builds the client with that CA as its only root, keeps it in
+//! a struct field of its named type (`HttpsClient`), and sends it through scenarios in
+//! which the server misbehaves once, printing what the stack did: the retry history from
+//! the response's extensions (or from the `RetryError`, or from a failure returned as it
+//! is), the per-host pool snapshot and the per-host breaker state.
 //!
 //! - a GET answered `503` with `Retry-After: 1`, then `200`: retried after the 1 s the
 //!   server asked for;
@@ -17,17 +16,17 @@
 //! - a GET to a refused port: five immediate connect retries, then `RetryError`.
 //!
 //! ```text
-//! cargo run --example hyper_client
+//! cargo run --example hyper_client --features client
 //! ```
+
+#[path = "support/local_tls.rs"]
+mod local_tls;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::{body::Incoming, service::service_fn};
-use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
-    rt::{TokioExecutor, TokioIo},
-};
+use local_tls::LocalTls;
 use std::{
     collections::HashMap,
     io,
@@ -39,32 +38,29 @@ use std::{
     time::Instant,
 };
 use tokio::net::TcpListener;
-use tower::{Layer, ServiceExt};
+use tower::ServiceExt;
 use tower_fortify::{
     classify::Failure,
+    client::{HttpsClient, TlsRoots},
     pool::PoolBody,
     retry::{Idempotent, RetryCause, RetryError, RetryHistory},
-    stack::{ClientConfig, ClientStack, ClientStackLayer},
+    stack::ClientConfig,
     BoxError,
 };
 
-/// A backend of the application: the fortified client and the handles of its layer.
+/// A backend of the application: the fortified HTTPS client.
 struct Backend {
-    http: ClientStack<Client<HttpConnector, Full<Bytes>>>,
-    layer: ClientStackLayer,
+    http: HttpsClient,
 }
 
 impl Backend {
-    fn new() -> Result<Self, BoxError> {
-        let config = ClientConfig::default().name("orders");
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.get_connect_timeout()));
-        let client = Client::builder(TokioExecutor::new()).build(connector);
-        let layer = config.layer()?;
-        // The one line (or `ServiceBuilder::new().client_stack(layer).service(client)`
-        // with `tower_fortify::ServiceBuilderExt`):
-        let http = layer.layer(client);
-        Ok(Backend { http, layer })
+    fn new(roots: TlsRoots) -> Result<Self, BoxError> {
+        // The one call (with the default roots, `ClientConfig::default().https()?`):
+        let http = ClientConfig::default()
+            .name("orders")
+            .tls_roots(roots)
+            .https()?;
+        Ok(Backend { http })
     }
 
     async fn send(
@@ -75,7 +71,7 @@ impl Backend {
     }
 
     fn report(&self) {
-        let pools = self.layer.pool_handle().snapshot();
+        let pools = self.http.pool_handle().snapshot();
         for pool in &pools.pools {
             println!(
                 "    pool {}: {} in use of {}, {} waiting",
@@ -85,7 +81,7 @@ impl Backend {
                 pool.waiting
             );
         }
-        let breakers = self.layer.breaker_handle();
+        let breakers = self.http.breaker_handle();
         for (key, state) in breakers.states() {
             let figures = breakers.get(&key).map(|b| b.figures()).unwrap_or_default();
             println!(
@@ -217,22 +213,11 @@ async fn handle(
     }
 }
 
-async fn start_server() -> io::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
+/// The misbehaving server, over HTTPS with a certificate of the local CA.
+async fn start_server(tls: &LocalTls) -> io::Result<SocketAddr> {
     let state = Arc::new(ServerState::default());
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let state = Arc::clone(&state);
-            tokio::spawn(async move {
-                let service = service_fn(move |req| handle(Arc::clone(&state), req));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    Ok(addr)
+    tls.serve(service_fn(move |req| handle(Arc::clone(&state), req)))
+        .await
 }
 
 async fn refused_addr() -> io::Result<SocketAddr> {
@@ -255,17 +240,19 @@ fn post(uri: &str, key: Option<&str>) -> Result<Request<Full<Bytes>>, http::Erro
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let addr = start_server().await?;
+    let tls = LocalTls::new()?;
+    let addr = start_server(&tls).await?;
     let refused = refused_addr().await?;
-    let backend = Backend::new()?;
+    let backend = Backend::new(tls.roots())?;
     println!(
-        "server on http://{addr}; preset stack: classify -> retry -> breaker -> pool -> timeout\n"
+        "server on https://{addr} (local CA); connector: resolve -> connect -> TLS handshake; \
+         stack: classify -> retry -> breaker -> pool -> timeout\n"
     );
 
     // 1. 503 + Retry-After, then 200.
     println!("GET /flaky (503 with Retry-After: 1 once, then 200)");
     let started = Instant::now();
-    let request = Request::get(format!("http://{addr}/flaky")).body(Full::new(Bytes::new()))?;
+    let request = Request::get(format!("https://{addr}/flaky")).body(Full::new(Bytes::new()))?;
     let response = backend.send(request).await?;
     println!(
         "    {} after {} ms",
@@ -282,7 +269,7 @@ async fn main() -> Result<(), BoxError> {
     // 2. A POST whose response is lost, without an idempotency key: not retried.
     println!("\nPOST /orders without idempotency key (response lost once)");
     match backend
-        .send(post(&format!("http://{addr}/orders"), None)?)
+        .send(post(&format!("https://{addr}/orders"), None)?)
         .await
     {
         Ok(response) => println!("    unexpected {}", response.status()),
@@ -293,7 +280,7 @@ async fn main() -> Result<(), BoxError> {
     println!("\nPOST /orders with idempotency-key and the Idempotent marker (response lost once)");
     let response = backend
         .send(post(
-            &format!("http://{addr}/orders"),
+            &format!("https://{addr}/orders"),
             Some("5f1c2e7a-order-42"),
         )?)
         .await?;
@@ -304,9 +291,9 @@ async fn main() -> Result<(), BoxError> {
     print_history(history.as_ref());
 
     // 4. A refused port: connect failures are retried at once, then the call gives up.
-    println!("\nGET http://{refused}/ (nothing listens)");
+    println!("\nGET https://{refused}/ (nothing listens)");
     let started = Instant::now();
-    let request = Request::get(format!("http://{refused}/")).body(Full::new(Bytes::new()))?;
+    let request = Request::get(format!("https://{refused}/")).body(Full::new(Bytes::new()))?;
     match backend.send(request).await {
         Ok(response) => println!("    unexpected {}", response.status()),
         Err(err) => {

@@ -3,27 +3,30 @@
 //! Installs `metrics-exporter-prometheus` with its HTTP listener on 127.0.0.1 (a free port,
 //! found by binding 127.0.0.1:0 first), with histogram buckets for the `_seconds`
 //! histograms so that they are rendered as Prometheus histograms (`_bucket` series) rather
-//! than summaries. Then it builds the preset client stack (after the recorder: the layers
-//! register their metric handles when they are built), runs traffic through it against a
-//! local flaky server (503s, slow answers that hit the per-attempt timeout) and a refused
-//! port (a port bound, then closed), fetches `/metrics` from the exporter over loopback
-//! with a hyper client, prints the `fortify_*` samples and the PromQL of each dashboard
-//! panel: error rate by kind, retry rate, pool utilisation, breaker state, p99 latency.
+//! than summaries. Then it builds the fortified HTTPS client in one call (after the
+//! recorder: the layers register their metric handles when they are built), runs traffic
+//! through it against a local flaky HTTPS server (a certificate authority made at start-up;
+//! 503s, slow answers that hit the per-attempt timeout) and a refused port (a port bound,
+//! then closed), fetches `/metrics` from the exporter over loopback with a hyper client,
+//! prints the `fortify_*` samples and the PromQL of each dashboard panel: error rate by
+//! kind, retry rate, pool utilisation, breaker state, p99 latency, TLS handshake p99 and
+//! connections opened per request.
 //!
 //! It checks that every metric a query uses is in the scraped output, and fails if not.
 //!
 //! ```text
-//! cargo run --example prometheus
+//! cargo run --example prometheus --features client
 //! ```
+
+#[path = "support/local_tls.rs"]
+mod local_tls;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::service::service_fn;
-use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
-    rt::{TokioExecutor, TokioIo},
-};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use local_tls::LocalTls;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -36,8 +39,8 @@ use std::{
     time::Duration,
 };
 use tokio::net::TcpListener;
-use tower::{Layer, ServiceExt};
-use tower_fortify::{classify::Failure, stack::ClientConfig, BoxError};
+use tower::ServiceExt;
+use tower_fortify::{classify::Failure, client::HttpsClient, stack::ClientConfig, BoxError};
 
 /// Requests sent to the flaky server, and how many at once.
 const REQUESTS: u32 = 120;
@@ -81,6 +84,18 @@ const PANELS: &[(&str, &str)] = &[
         r#"sum(rate(fortify_circuit_rejected_total{name="api"}[5m]))"#,
     ),
     (
+        "TLS handshake p99 (seconds)",
+        r#"histogram_quantile(0.99, sum by (le) (rate(fortify_connection_setup_seconds_bucket{name="api", stage="tls_handshake", outcome="ok"}[5m])))"#,
+    ),
+    (
+        "Connection set-up failures by phase and kind",
+        r#"sum by (stage, outcome) (rate(fortify_connection_setup_seconds_count{name="api", outcome!="ok"}[5m]))"#,
+    ),
+    (
+        "Connections opened per request (connection reuse)",
+        r#"sum(rate(fortify_connections_opened_total{name="api"}[5m])) / sum(rate(fortify_request_duration_seconds_count{name="api", stage="request"}[5m]))"#,
+    ),
+    (
         "p99 latency (seconds)",
         r#"histogram_quantile(0.99, sum by (le) (rate(fortify_request_duration_seconds_bucket{name="api", stage="request"}[5m])))"#,
     ),
@@ -88,39 +103,27 @@ const PANELS: &[(&str, &str)] = &[
 
 // ===== the flaky server =====
 
-/// Answers by request number: every 4th a 503, every 9th after 400 ms (longer than the
-/// stack's per-attempt timeout), the rest a 200.
-async fn start_flaky() -> io::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
+/// Answers by request number over HTTPS: every 4th a 503, every 9th after 1.5 s (longer
+/// than the stack's per-attempt timeout), the rest a 200.
+async fn start_flaky(tls: &LocalTls) -> io::Result<SocketAddr> {
     let counter = Arc::new(AtomicU32::new(0));
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let counter = Arc::clone(&counter);
-            tokio::spawn(async move {
-                let service = service_fn(move |_req: Request<hyper::body::Incoming>| {
-                    let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
-                    async move {
-                        if n.is_multiple_of(9) {
-                            tokio::time::sleep(Duration::from_millis(400)).await;
-                        }
-                        let status = if n.is_multiple_of(4) {
-                            StatusCode::SERVICE_UNAVAILABLE
-                        } else {
-                            StatusCode::OK
-                        };
-                        Response::builder()
-                            .status(status)
-                            .body(Full::new(Bytes::from_static(b"{}")))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+    let service = service_fn(move |_req: Request<hyper::body::Incoming>| {
+        let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        async move {
+            if n.is_multiple_of(9) {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+            }
+            let status = if n.is_multiple_of(4) {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
+            };
+            Response::builder()
+                .status(status)
+                .body(Full::new(Bytes::from_static(b"{}")))
         }
     });
-    Ok(addr)
+    tls.serve(service).await
 }
 
 /// A loopback address nothing listens on.
@@ -160,25 +163,26 @@ async fn main() -> Result<(), BoxError> {
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)?
         .install()?;
 
-    // 2. The preset stack, with a short per-attempt timeout so that slow answers show.
-    let config = ClientConfig::default()
+    // 2. The HTTPS client in one call, trusting the local CA, with a short per-attempt
+    // timeout so that slow answers show (it must exceed the connection set-up's two).
+    let tls = LocalTls::new()?;
+    let client: HttpsClient = ClientConfig::default()
         .name("api")
-        .attempt_timeout(Duration::from_millis(250));
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(config.get_connect_timeout()));
-    let client = config
-        .layer()?
-        .layer(Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector));
+        .connect_timeout(Duration::from_millis(250))
+        .tls_handshake_timeout(Duration::from_millis(500))
+        .attempt_timeout(Duration::from_millis(1000))
+        .tls_roots(tls.roots())
+        .https()?;
 
     // 3. Traffic.
-    let flaky = start_flaky().await?;
+    let flaky = start_flaky(&tls).await?;
     let refused = free_addr().await?;
     println!("exporter on http://{exporter_addr}/metrics, flaky server on {flaky}, refused port {refused}");
     let mut outcomes: BTreeMap<String, u32> = BTreeMap::new();
     let mut uris: Vec<String> = (0..REQUESTS)
-        .map(|n| format!("http://{flaky}/items/{n}"))
+        .map(|n| format!("https://{flaky}/items/{n}"))
         .collect();
-    uris.extend((0..REFUSED_REQUESTS).map(|_| format!("http://{refused}/items")));
+    uris.extend((0..REFUSED_REQUESTS).map(|_| format!("https://{refused}/items")));
     let mut tasks = tokio::task::JoinSet::new();
     let mut pending = uris.into_iter();
     loop {

@@ -95,7 +95,7 @@ async fn main() -> Result<(), tower_fortify::BoxError> {
         .no_proxy()
         .build()?;
     // The whole preset around reqwest: a nameable, cloneable service.
-    let http: ClientStack<ReqwestService> = config.layer()?.layer(ReqwestService::new(client));
+    let http: ClientStack<ReqwestService> = config.build()?.layer(ReqwestService::new(client));
 
     for (what, port) in [
         ("healthy", healthy),

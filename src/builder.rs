@@ -172,7 +172,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     /// use tower_fortify::ServiceBuilderExt;
     ///
     /// let svc = ServiceBuilder::new()
-    ///     .client_stack(ClientConfig::default().layer()?)
+    ///     .client_stack(ClientConfig::default().build()?)
     ///     .service_fn(|_req: http::Request<String>| async {
     ///         Ok::<_, std::io::Error>(http::Response::new(String::new()))
     ///     });

@@ -50,6 +50,9 @@
 //!   [`ClientConfig`](stack::ClientConfig) whose defaults follow production practice, for a
 //!   hyper-util client or any HTTP service; [`ServiceBuilderExt`] adds each layer to a
 //!   `ServiceBuilder`.
+//! - `client` (feature `client`): the fortified HTTPS client in one call,
+//!   `ClientConfig::default().https()?`, with each connection phase (resolve, connect,
+//!   TLS handshake) classified, bounded and timed.
 //!
 #![cfg_attr(
     feature = "stack",
@@ -71,7 +74,10 @@
 //! | `tracing` (default) | [`tracing`](https://docs.rs/tracing) events |
 //! | `reqwest` | the [`reqwest`](mod@reqwest) module: a `reqwest::Client` as an `http::Request` service for every layer, a classified resolver, classification of `reqwest::Error` |
 //! | `stack` (default) | the [`stack`] module: the preset client stack of every layer (needs `retry`, `circuit-breaker`, `pool`) |
-//! | `full` | all of the above |
+//! | `client` | the [`client`] module: the fortified HTTPS client in one call (rustls with `ring`, hyper-rustls, webpki roots, hyper-util's legacy client; implies `stack`) |
+//! | `native-roots` | the operating system's root certificates for the client |
+//! | `http2` | HTTP/2 through ALPN for the client |
+//! | `full` | the default features |
 //!
 //! [hyper]: https://docs.rs/hyper
 
@@ -89,6 +95,9 @@ mod builder;
 #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
 pub mod circuit_breaker;
 pub mod classify;
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+pub mod client;
 mod config;
 mod internal;
 #[cfg(any(feature = "pool", feature = "circuit-breaker"))]
@@ -118,9 +127,11 @@ pub use config::InvalidConfig;
 /// ```
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-// The README's examples are compiled and run as doc tests (they use every layer).
+// The README's examples are compiled and run as doc tests (they use every layer, and the
+// HTTPS client).
 #[cfg(all(
     doctest,
+    feature = "client",
     feature = "stack",
     feature = "hyper",
     feature = "rustls",

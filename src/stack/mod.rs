@@ -17,6 +17,12 @@
 //! innermost, so that a slow attempt is abandoned and retried while the whole call stays
 //! bounded by the retry policy's `deadline`.
 //!
+//! # The HTTPS client in one call
+//!
+//! With the `client` feature, `ClientConfig::default().https()?` builds this stack around
+//! hyper-util's client over a classified, timed rustls connector: see the `client` module.
+//! The sections below are for a client or service of your own.
+//!
 //! # Defaults
 //!
 //! [`ClientConfig::default`] follows production practice; each default and why:
@@ -26,7 +32,7 @@
 //! | [`pool_maxsize`](ClientConfig::pool_maxsize) | 64 per host | enough concurrency for a busy service, bounded so a slow host cannot take every socket |
 //! | [`pool_block`](ClientConfig::pool_block) | `true` | a full pool makes callers wait (backpressure) instead of opening unbounded connections |
 //! | [`pool_timeout`](ClientConfig::pool_timeout) | 5 s (when blocking) | a caller never waits for a permit forever: it fails with `PoolTimeout`, which is not retried |
-//! | [`connect_timeout`](ClientConfig::connect_timeout) | 3 s | a loopback or LAN connect takes milliseconds; a black-holed address must fail fast (apply it to your connector) |
+//! | [`connect_timeout`](ClientConfig::connect_timeout) | 3 s | a loopback or LAN connect takes milliseconds; a black-holed address must fail fast (the HTTPS client applies it; apply it to your own connector) |
 //! | [`attempt_timeout`](ClientConfig::attempt_timeout) | 10 s | the read timeout: a stalled attempt is abandoned (`ReadTimeout`) and retried if safe |
 //! | [`retry`](ClientConfig::retry) | [`RetryPolicy::production`] with a 30 s `deadline` | 5 retries, connect failures at once, full-jitter exponential backoff, 502/503/504, `Retry-After` capped at 60 s, a budget of 20% of requests plus 10 retries/s |
 //! | [`circuit_breaker`](ClientConfig::circuit_breaker) | one breaker per host, the builder's defaults | opens at 50% failures over the last 100 calls (10 at least), 5 s open, growing x2 up to 2 min with 20% jitter |
@@ -37,7 +43,7 @@
 //! use tower::ServiceBuilder;
 //! use tower_fortify::stack::ClientConfig;
 //!
-//! let layer = ClientConfig::default().layer()?;
+//! let layer = ClientConfig::default().build()?;
 //! let client = ServiceBuilder::new().layer(layer).service_fn(|_req: http::Request<String>| async {
 //!     Ok::<_, std::io::Error>(http::Response::new(String::from("ok")))
 //! });
@@ -61,11 +67,11 @@
 //!     http: ClientStack<Client<HttpConnector, Full<Bytes>>>,
 //! }
 //!
-//! let config = ClientConfig::default();
+//! let layer = ClientConfig::default().build()?;
 //! let mut connector = HttpConnector::new();
-//! connector.set_connect_timeout(Some(config.get_connect_timeout()));
+//! connector.set_connect_timeout(Some(layer.connect_timeout()));
 //! let client = Client::builder(TokioExecutor::new()).build(connector);
-//! let backend = Backend { http: tower::Layer::layer(&config.layer()?, client) };
+//! let backend = Backend { http: tower::Layer::layer(&layer, client) };
 //!
 //! // A `Service` for requests with a `Full<Bytes>` body, `Send`, `Sync` and `Clone`:
 //! fn check<S>(_: &S)
@@ -102,8 +108,9 @@ const DEFAULT_POOL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The configuration of the preset client stack; see the [module docs](self) for the stack
 /// and a table of the defaults.
 ///
-/// Settings are `self`-returning setters; [`layer`](Self::layer) validates them together and
-/// builds the [`ClientStackLayer`].
+/// Settings are `self`-returning setters; [`build`](Self::build) validates them together and
+/// builds the [`ClientStackLayer`]. With the `client` feature, `https` builds the whole
+/// fortified HTTPS client instead (see [`client`](crate::client)).
 ///
 /// ```
 /// use std::time::Duration;
@@ -115,7 +122,7 @@ const DEFAULT_POOL_TIMEOUT: Duration = Duration::from_secs(5);
 ///     .pool_maxsize(100)
 ///     .attempt_timeout(Duration::from_secs(2))
 ///     .retry(RetryPolicy::production().total(Some(3)))
-///     .layer()?;
+///     .build()?;
 /// assert_eq!(layer.pool_handle().snapshot().total.in_use, 0);
 /// # Ok::<(), tower_fortify::InvalidConfig>(())
 /// ```
@@ -124,7 +131,7 @@ pub struct ClientConfig {
     name: &'static str,
     retry: RetryPolicy,
     circuit_breaker: CircuitBreakerBuilder,
-    pool_maxsize: usize,
+    pub(crate) pool_maxsize: usize,
     pool_block: bool,
     /// `None`: not set, the default applies (5 s when blocking, none otherwise).
     pool_timeout: Option<Option<Duration>>,
@@ -132,6 +139,9 @@ pub struct ClientConfig {
     leak_threshold: Option<Duration>,
     attempt_timeout: Duration,
     connect_timeout: Duration,
+    /// The HTTPS client's own settings (`https`).
+    #[cfg(feature = "client")]
+    pub(crate) client: crate::client::Settings,
 }
 
 impl Default for ClientConfig {
@@ -147,6 +157,8 @@ impl Default for ClientConfig {
             leak_threshold: None,
             attempt_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),
+            #[cfg(feature = "client")]
+            client: crate::client::Settings::default(),
         }
     }
 }
@@ -155,8 +167,9 @@ impl ClientConfig {
     /// The `name` label of every layer's metrics and tracing events (default `"client"`).
     ///
     /// ```
-    /// let config = tower_fortify::stack::ClientConfig::default().name("search");
-    /// assert_eq!(config.get_name(), "search");
+    /// let layer = tower_fortify::stack::ClientConfig::default().name("search").build()?;
+    /// assert_eq!(layer.name(), "search");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn name(mut self, name: &'static str) -> Self {
         self.name = name;
@@ -170,7 +183,7 @@ impl ClientConfig {
     ///
     /// let layer = tower_fortify::stack::ClientConfig::default()
     ///     .retry(RetryPolicy::production().status_forcelist([429, 502, 503, 504]))
-    ///     .layer()?;
+    ///     .build()?;
     /// # let _ = layer;
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
@@ -191,7 +204,7 @@ impl ClientConfig {
     ///     .circuit_breaker(
     ///         CircuitBreakerLayer::builder().open_duration(Duration::from_secs(1)),
     ///     )
-    ///     .layer()?;
+    ///     .build()?;
     /// # let _ = layer;
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
@@ -203,7 +216,7 @@ impl ClientConfig {
     /// urllib3's `maxsize`: calls in flight per host (default 64).
     ///
     /// ```
-    /// let layer = tower_fortify::stack::ClientConfig::default().pool_maxsize(8).layer()?;
+    /// let layer = tower_fortify::stack::ClientConfig::default().pool_maxsize(8).build()?;
     /// # let _ = layer;
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
@@ -221,12 +234,12 @@ impl ClientConfig {
     /// use std::time::Duration;
     /// use tower_fortify::stack::ClientConfig;
     ///
-    /// let layer = ClientConfig::default().pool_block(false).layer()?;
+    /// let layer = ClientConfig::default().pool_block(false).build()?;
     /// # let _ = layer;
     /// let err = ClientConfig::default()
     ///     .pool_block(false)
     ///     .pool_timeout(Some(Duration::from_secs(1)))
-    ///     .layer()
+    ///     .build()
     ///     .unwrap_err();
     /// assert_eq!(err.field(), "pool_timeout");
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
@@ -244,7 +257,7 @@ impl ClientConfig {
     ///
     /// let err = tower_fortify::stack::ClientConfig::default()
     ///     .pool_timeout(Some(Duration::ZERO))
-    ///     .layer()
+    ///     .build()
     ///     .unwrap_err();
     /// assert_eq!(err.field(), "pool_timeout");
     /// ```
@@ -257,7 +270,7 @@ impl ClientConfig {
     /// pools are evicted.
     ///
     /// ```
-    /// let layer = tower_fortify::stack::ClientConfig::default().max_pools(100).layer()?;
+    /// let layer = tower_fortify::stack::ClientConfig::default().max_pools(100).build()?;
     /// # let _ = layer;
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
@@ -290,7 +303,7 @@ impl ClientConfig {
     ///
     /// let err = tower_fortify::stack::ClientConfig::default()
     ///     .attempt_timeout(Duration::ZERO)
-    ///     .layer()
+    ///     .build()
     ///     .unwrap_err();
     /// assert_eq!(err.field(), "attempt_timeout");
     /// ```
@@ -299,40 +312,24 @@ impl ClientConfig {
         self
     }
 
-    /// The connect timeout (default 3 s). The stack cannot reach into a connector: apply it
-    /// with hyper-util's `HttpConnector::set_connect_timeout(Some(config.get_connect_timeout()))`
-    /// (see the [module docs](self)); it is validated with the rest.
+    /// urllib3's `Timeout(connect=...)` (default 3 s): how long the TCP connect may take.
+    /// The HTTPS client (`https`, feature `client`) applies it itself; the stack alone
+    /// cannot reach into a connector, so apply it to yours with hyper-util's
+    /// `HttpConnector::set_connect_timeout(Some(layer.connect_timeout()))` (see the
+    /// [module docs](self)). It is validated with the rest.
     ///
     /// ```
     /// use std::time::Duration;
     ///
-    /// let config = tower_fortify::stack::ClientConfig::default()
-    ///     .connect_timeout(Duration::from_secs(5));
-    /// assert_eq!(config.get_connect_timeout(), Duration::from_secs(5));
+    /// let layer = tower_fortify::stack::ClientConfig::default()
+    ///     .connect_timeout(Duration::from_secs(5))
+    ///     .build()?;
+    /// assert_eq!(layer.connect_timeout(), Duration::from_secs(5));
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
-    }
-
-    /// The `name` setting.
-    pub fn get_name(&self) -> &'static str {
-        self.name
-    }
-
-    /// The retry policy.
-    pub fn get_retry(&self) -> &RetryPolicy {
-        &self.retry
-    }
-
-    /// The connect timeout, for the connector.
-    pub fn get_connect_timeout(&self) -> Duration {
-        self.connect_timeout
-    }
-
-    /// The per-attempt timeout.
-    pub fn get_attempt_timeout(&self) -> Duration {
-        self.attempt_timeout
     }
 
     /// Validates the settings and builds the stack's layer.
@@ -344,10 +341,10 @@ impl ClientConfig {
     /// `pool_timeout`, `max_pools`, `status_forcelist`, ...).
     ///
     /// ```
-    /// let err = tower_fortify::stack::ClientConfig::default().pool_maxsize(0).layer().unwrap_err();
+    /// let err = tower_fortify::stack::ClientConfig::default().pool_maxsize(0).build().unwrap_err();
     /// assert_eq!(err.field(), "maxsize");
     /// ```
-    pub fn layer(&self) -> Result<ClientStackLayer, InvalidConfig> {
+    pub fn build(&self) -> Result<ClientStackLayer, InvalidConfig> {
         if self.attempt_timeout.is_zero() {
             return Err(InvalidConfig::new(
                 "attempt_timeout",
@@ -373,6 +370,9 @@ impl ClientConfig {
             .name(self.name)
             .build()?;
         Ok(ClientStackLayer {
+            name: self.name,
+            connect_timeout: self.connect_timeout,
+            attempt_timeout: self.attempt_timeout,
             classify: ErrorClassifyLayer::new().name(self.name),
             retry,
             breaker,
@@ -382,7 +382,7 @@ impl ClientConfig {
     }
 }
 
-/// The preset client stack as a layer, built by [`ClientConfig::layer`].
+/// The preset client stack as a layer, built by [`ClientConfig::build`].
 ///
 /// # Clone
 ///
@@ -394,7 +394,7 @@ impl ClientConfig {
 /// use tower::ServiceBuilder;
 /// use tower_fortify::stack::ClientConfig;
 ///
-/// let layer = ClientConfig::default().layer()?;
+/// let layer = ClientConfig::default().build()?;
 /// let svc = ServiceBuilder::new().layer(layer.clone()).service_fn(|_req: http::Request<()>| async {
 ///     Ok::<_, std::io::Error>(http::Response::new(String::new()))
 /// });
@@ -405,6 +405,9 @@ impl ClientConfig {
 /// ```
 #[derive(Clone, Debug)]
 pub struct ClientStackLayer {
+    name: &'static str,
+    connect_timeout: Duration,
+    attempt_timeout: Duration,
     classify: ErrorClassifyLayer,
     retry: RetryLayer,
     breaker: CircuitBreakerLayer<ByAuthority, HttpStatus>,
@@ -413,10 +416,24 @@ pub struct ClientStackLayer {
 }
 
 impl ClientStackLayer {
+    /// The stack's configuration with its defaults, to set and then
+    /// [`build`](ClientConfig::build): the same as [`ClientConfig::default`].
+    ///
+    /// ```
+    /// use tower_fortify::stack::ClientStackLayer;
+    ///
+    /// let layer = ClientStackLayer::builder().name("search").pool_maxsize(16).build()?;
+    /// assert_eq!(layer.name(), "search");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn builder() -> ClientConfig {
+        ClientConfig::default()
+    }
+
     /// A handle on the per-host pools: in use, waiting, overflow, timeouts, leaks.
     ///
     /// ```
-    /// let layer = tower_fortify::stack::ClientConfig::default().layer()?;
+    /// let layer = tower_fortify::stack::ClientConfig::default().build()?;
     /// assert_eq!(layer.pool_handle().snapshot().total.in_use, 0);
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
@@ -427,7 +444,7 @@ impl ClientStackLayer {
     /// A handle on the per-host circuit breakers: state, figures, probes in flight.
     ///
     /// ```
-    /// let layer = tower_fortify::stack::ClientConfig::default().layer()?;
+    /// let layer = tower_fortify::stack::ClientConfig::default().build()?;
     /// assert_eq!(layer.breaker_handle().len(), 0);
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
@@ -438,12 +455,61 @@ impl ClientStackLayer {
     /// The retry policy in force.
     ///
     /// ```
-    /// let layer = tower_fortify::stack::ClientConfig::default().layer()?;
-    /// println!("{:?}", layer.retry_policy());
+    /// use tower_fortify::retry::RetryPolicy;
+    ///
+    /// let layer = tower_fortify::stack::ClientConfig::default()
+    ///     .retry(RetryPolicy::production().total(Some(2)))
+    ///     .build()?;
+    /// println!("{:?}", layer.retry());
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
-    pub fn retry_policy(&self) -> &RetryPolicy {
+    pub fn retry(&self) -> &RetryPolicy {
         self.retry.policy()
+    }
+
+    /// The `name` label of every layer's metrics and tracing events.
+    ///
+    /// ```
+    /// let layer = tower_fortify::stack::ClientConfig::default().name("search").build()?;
+    /// assert_eq!(layer.name(), "search");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The connect timeout, for a connector built by hand (the HTTPS client of
+    /// `ClientConfig::https` applies it itself).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hyper_util::client::legacy::connect::HttpConnector;
+    ///
+    /// let layer = tower_fortify::stack::ClientConfig::default()
+    ///     .connect_timeout(Duration::from_secs(5))
+    ///     .build()?;
+    /// let mut connector = HttpConnector::new();
+    /// connector.set_connect_timeout(Some(layer.connect_timeout()));
+    /// assert_eq!(layer.connect_timeout(), Duration::from_secs(5));
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// The timeout of each attempt (the read timeout).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let layer = tower_fortify::stack::ClientConfig::default()
+    ///     .attempt_timeout(Duration::from_secs(2))
+    ///     .build()?;
+    /// assert_eq!(layer.attempt_timeout(), Duration::from_secs(2));
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn attempt_timeout(&self) -> Duration {
+        self.attempt_timeout
     }
 }
 
@@ -485,7 +551,7 @@ impl<S> Layer<S> for ClientStackLayer {
 /// let refused = tower::service_fn(|_req: http::Request<String>| async {
 ///     Err::<http::Response<String>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
 /// });
-/// let client = ClientConfig::default().layer()?.layer(refused);
+/// let client = ClientConfig::default().build()?.layer(refused);
 /// let request = http::Request::get("http://127.0.0.1/").body(String::new())?;
 /// let err = client.oneshot(request).await.unwrap_err();
 ///
@@ -510,7 +576,7 @@ impl<S> Layer<S> for ClientStackLayer {
 /// let backend = tower::service_fn(|_req: http::Request<String>| async {
 ///     Ok::<_, std::io::Error>(http::Response::new(String::from("pong")))
 /// });
-/// let client: ClientStack<_> = ClientConfig::default().layer()?.layer(backend);
+/// let client: ClientStack<_> = ClientConfig::default().build()?.layer(backend);
 /// let request = http::Request::get("http://127.0.0.1/ping").body(String::new())?;
 /// let response = client.oneshot(request).await?;
 /// assert_eq!(response.status(), 200);
@@ -528,7 +594,7 @@ impl<S> ClientStack<S> {
     /// ```
     /// use tower::Layer;
     ///
-    /// let layer = tower_fortify::stack::ClientConfig::default().layer()?;
+    /// let layer = tower_fortify::stack::ClientConfig::default().build()?;
     /// let svc = layer.layer(42_u8);
     /// assert_eq!(*svc.get_ref(), 42);
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
@@ -542,7 +608,7 @@ impl<S> ClientStack<S> {
     /// ```
     /// use tower::Layer;
     ///
-    /// let layer = tower_fortify::stack::ClientConfig::default().layer()?;
+    /// let layer = tower_fortify::stack::ClientConfig::default().build()?;
     /// let mut svc = layer.layer(42_u8);
     /// *svc.get_mut() = 7;
     /// assert_eq!(*svc.get_ref(), 7);
@@ -557,7 +623,7 @@ impl<S> ClientStack<S> {
     /// ```
     /// use tower::Layer;
     ///
-    /// let layer = tower_fortify::stack::ClientConfig::default().layer()?;
+    /// let layer = tower_fortify::stack::ClientConfig::default().build()?;
     /// assert_eq!(layer.layer(42_u8).into_inner(), 42);
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```

@@ -81,14 +81,14 @@ fn config() -> ClientConfig {
 fn hyper_client(backend: &FlakyBackend, config: &ClientConfig) -> Hyper {
     Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(0)
-        .build(backend.connector(config.get_connect_timeout()))
+        .build(backend.connector(config.build().expect("valid config").connect_timeout()))
 }
 
 fn harness(backend: &FlakyBackend, config: ClientConfig) -> Harness {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     // The layers register their metric handles when they are built.
-    let layer = metrics::with_local_recorder(&recorder, || config.layer()).expect("valid config");
+    let layer = metrics::with_local_recorder(&recorder, || config.build()).expect("valid config");
     let stack = layer.layer(hyper_client(backend, &config));
     Harness {
         layer,

@@ -315,11 +315,11 @@ async fn server(keep_alive: bool) -> (u16, Arc<Received>) {
 type Fortified = ClientStack<Client<HttpConnector, Full<Bytes>>>;
 
 fn fortified(config: ClientConfig) -> (Fortified, tower_fortify::stack::ClientStackLayer) {
+    let layer = config.build().expect("a valid configuration");
     let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(config.get_connect_timeout()));
+    connector.set_connect_timeout(Some(layer.connect_timeout()));
     connector.set_nodelay(true);
     let client = Client::builder(TokioExecutor::new()).build(connector);
-    let layer = config.layer().expect("a valid configuration");
     (tower::Layer::layer(&layer, client), layer)
 }
 

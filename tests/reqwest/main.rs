@@ -208,7 +208,7 @@ async fn preset_stack_retries_by_urllib3_rules() {
                 .total(Some(2))
                 .backoff_factor(Duration::ZERO),
         )
-        .layer()
+        .build()
         .unwrap();
     type Stack = tower_fortify::stack::ClientStack<ReqwestService>;
     let stack = |client: reqwest::Client| -> Stack {
