@@ -70,6 +70,7 @@
 //! | `metrics` (default) | `fortify_*` metrics through the [`metrics`](https://docs.rs/metrics) facade |
 //! | `tracing` (default) | [`tracing`](https://docs.rs/tracing) events |
 //! | `stack` (default) | the [`stack`] module: the preset client stack of every layer (needs `retry`, `circuit-breaker`, `pool`) |
+//! | `diagnose` | the [`diagnose`] probe (DNS, TCP, TLS with the certificate chain, HTTP) and its report; pulls in rustls with ring, `x509-parser` and the webpki roots |
 //! | `full` | all of the above |
 //!
 //! [hyper]: https://docs.rs/hyper
@@ -89,6 +90,9 @@ mod builder;
 pub mod circuit_breaker;
 pub mod classify;
 mod config;
+#[cfg(feature = "diagnose")]
+#[cfg_attr(docsrs, doc(cfg(feature = "diagnose")))]
+pub mod diagnose;
 mod internal;
 #[cfg(feature = "pool")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
