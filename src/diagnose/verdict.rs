@@ -420,3 +420,52 @@ impl Failed {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_like_prose() {
+        assert_eq!(thousands(2_163), "2,163");
+        assert_eq!(thousands(-1_234_567), "-1,234,567");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(days(1), "1 day");
+        assert_eq!(days(-1), "-1 day");
+        assert_eq!(days(2_163), "2,163 days");
+        assert_eq!(human_duration(Duration::from_secs(5)), "5 s");
+        assert_eq!(human_duration(Duration::from_millis(1_200)), "1.2 s");
+        assert_eq!(human_duration(Duration::from_millis(300)), "300 ms");
+        assert_eq!(human_duration(Duration::from_micros(650)), "0.7 ms");
+    }
+
+    #[test]
+    fn statuses_and_the_presets() {
+        let mut headers = HeaderMap::new();
+        assert!(Failed::status(StatusCode::OK, &headers).is_none());
+        let not_found = Failed::status(StatusCode::NOT_FOUND, &headers).unwrap();
+        assert_eq!(not_found.into_verdict().retried_by_production_preset, false);
+        let gateway = Failed::status(StatusCode::BAD_GATEWAY, &headers)
+            .unwrap()
+            .into_verdict();
+        assert_eq!(
+            (
+                gateway.retried_by_default_policy,
+                gateway.retried_by_production_preset
+            ),
+            (false, true)
+        );
+        headers.insert(http::header::RETRY_AFTER, "3".parse().unwrap());
+        let busy = Failed::status(StatusCode::TOO_MANY_REQUESTS, &headers)
+            .unwrap()
+            .into_verdict();
+        assert_eq!(
+            (
+                busy.retried_by_default_policy,
+                busy.retried_by_production_preset
+            ),
+            (true, true)
+        );
+        assert!(busy.hint.contains("Retry-After"));
+    }
+}

@@ -8,11 +8,21 @@ mod openssl;
 mod pki;
 
 use pki::{Case, OK};
-use std::{io, net::SocketAddr, time::Duration};
+use std::{
+    io,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tower::ServiceExt;
 use tower_fortify::{
-    classify::{FailureKind, Stage},
+    classify::{Failure, FailureKind, Stage},
     diagnose::{diagnose, ChainProblem, DnsSource, Options, Report},
+    retry::{RetryLayer, RetryPolicy},
 };
 
 /// Options trusting only `root`.
@@ -46,6 +56,56 @@ async fn probe_case(case: Case, response: &'static [u8]) -> Report {
     probe(addr, trusting(&root)).await
 }
 
+/// Whether the real retry layer with `policy` calls again after a `GET` that ends as
+/// `report` did (a failure of its kind, or its response). Runs on a paused clock in a
+/// runtime of its own, so that backoff and `Retry-After` sleeps take no real time.
+fn real_layer_retries(policy: RetryPolicy, report: &Report) -> bool {
+    let kind = report.verdict.kind;
+    let http = report.http.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let counted = calls.clone();
+            let svc = tower::ServiceBuilder::new()
+                .layer(RetryLayer::new(policy).expect("policy"))
+                .service_fn(move |_req: http::Request<String>| {
+                    let first = counted.fetch_add(1, Ordering::SeqCst) == 0;
+                    let kind = kind;
+                    let http = http.clone();
+                    async move {
+                        let mut response = http::Response::new(String::new());
+                        if first {
+                            if let Some(kind) = kind {
+                                return Err(Failure::new(kind, "as the probe met it"));
+                            }
+                            let http = http.expect("a response");
+                            *response.status_mut() =
+                                http::StatusCode::from_u16(http.status.expect("status")).unwrap();
+                            if let Some(value) = http.retry_after {
+                                response
+                                    .headers_mut()
+                                    .insert("retry-after", value.parse().unwrap());
+                            }
+                        }
+                        Ok(response)
+                    }
+                });
+            let request = http::Request::get("https://localhost/")
+                .body(String::new())
+                .unwrap();
+            let _ = svc.oneshot(request).await;
+            calls.load(Ordering::SeqCst) > 1
+        })
+    })
+    .join()
+    .expect("retry check")
+}
+
 /// Asserts the stage and kind of the verdict, the retry decisions, and that the
 /// explanation and hint hold `words` (case-insensitive).
 #[track_caller]
@@ -63,6 +123,15 @@ fn assert_verdict(
         (v.retried_by_default_policy, v.retried_by_production_preset),
         retried,
         "retry decisions; report:\n{report}"
+    );
+    // The report's answer is the retry layer's own.
+    assert_eq!(
+        (
+            real_layer_retries(RetryPolicy::default(), report),
+            real_layer_retries(RetryPolicy::production(), report)
+        ),
+        retried,
+        "the retry layer disagrees with the report:\n{report}"
     );
     let text = format!("{} / {}", v.explanation, v.hint).to_lowercase();
     for word in words {
