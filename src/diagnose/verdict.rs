@@ -444,7 +444,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         assert!(Failed::status(StatusCode::OK, &headers).is_none());
         let not_found = Failed::status(StatusCode::NOT_FOUND, &headers).unwrap();
-        assert_eq!(not_found.into_verdict().retried_by_production_preset, false);
+        assert!(!not_found.into_verdict().retried_by_production_preset);
         let gateway = Failed::status(StatusCode::BAD_GATEWAY, &headers)
             .unwrap()
             .into_verdict();
