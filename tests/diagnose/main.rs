@@ -506,3 +506,57 @@ async fn invalid_options_are_rejected() {
         "resolve"
     );
 }
+
+/// Probes `http://localhost:PORT/` (no TLS stage) with `localhost` resolved to `addr`.
+async fn probe_plain(addr: SocketAddr, options: Options) -> Report {
+    let options = options
+        .resolve(&format!("localhost:{}:{}", addr.port(), addr.ip()))
+        .expect("resolve entry");
+    diagnose(&format!("http://localhost:{}/", addr.port()), &options)
+        .await
+        .expect("valid options")
+}
+
+#[tokio::test]
+async fn full_accept_queue() {
+    let stalled = servers::stalled_connect().await;
+    let options = Options::new().connect_timeout(Duration::from_millis(300));
+    let report = probe(stalled.addr, options).await;
+    assert_verdict(
+        &report,
+        Stage::Connect,
+        Some(FailureKind::ConnectTimeout),
+        (true, true),
+        &[
+            &format!("no answer from {} in 300 ms", stalled.addr),
+            "firewall",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn reset_after_the_request() {
+    let addr = servers::close_after_request().await;
+    let report = probe_plain(addr, Options::new()).await;
+    assert!(report.tls.is_none(), "http:// has no TLS stage");
+    assert_verdict(
+        &report,
+        Stage::Request,
+        Some(FailureKind::ConnectionClosed),
+        (true, true),
+        &["closed the connection without a response", "logs"],
+    );
+}
+
+#[tokio::test]
+async fn not_http() {
+    let addr = servers::garbage().await;
+    let report = probe_plain(addr, Options::new()).await;
+    assert_verdict(
+        &report,
+        Stage::Request,
+        Some(FailureKind::Protocol),
+        (true, true),
+        &["not valid HTTP/1.1", "another protocol"],
+    );
+}
