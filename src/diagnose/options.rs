@@ -291,3 +291,62 @@ impl Options {
             .find(|o| o.port == port && o.host.eq_ignore_ascii_case(host))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Every timeout is accepted unless it is zero; a huge one saturates in
+        /// `tokio::time::timeout` (no `Instant + Duration` overflow).
+        #[test]
+        fn timeouts_are_rejected_only_at_zero(secs in any::<u64>(), nanos in 0u32..1_000_000_000, which in 0usize..4) {
+            let d = Duration::new(secs, nanos);
+            let options = match which {
+                0 => Options::new().dns_timeout(d),
+                1 => Options::new().connect_timeout(d),
+                2 => Options::new().tls_timeout(d),
+                _ => Options::new().read_timeout(d),
+            };
+            let field = ["dns_timeout", "connect_timeout", "tls_timeout", "read_timeout"][which];
+            match options.validate() {
+                Ok(()) => prop_assert!(!d.is_zero()),
+                Err(err) => {
+                    prop_assert!(d.is_zero());
+                    prop_assert_eq!(err.field(), field);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn resolve_entries_parse_like_curl() {
+        let options = Options::new()
+            .resolve("Example.COM:8443:127.0.0.1,[::1]")
+            .unwrap();
+        let entry = options.override_for("example.com", 8443).unwrap();
+        assert_eq!(
+            entry.addrs,
+            vec![
+                IpAddr::from([127, 0, 0, 1]),
+                IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+            ]
+        );
+        assert!(options.override_for("example.com", 443).is_none());
+        for bad in [
+            "",
+            "host",
+            "host:1",
+            ":1:127.0.0.1",
+            "host:x:127.0.0.1",
+            "host:1:nope",
+        ] {
+            assert_eq!(
+                Options::new().resolve(bad).unwrap_err().field(),
+                "resolve",
+                "{bad}"
+            );
+        }
+    }
+}

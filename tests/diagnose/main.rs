@@ -560,3 +560,15 @@ async fn not_http() {
         &["not valid HTTP/1.1", "another protocol"],
     );
 }
+
+#[tokio::test]
+async fn huge_timeouts_saturate() {
+    let addr = servers::refused().await;
+    let options = Options::new()
+        .dns_timeout(Duration::MAX)
+        .connect_timeout(Duration::MAX)
+        .tls_timeout(Duration::MAX)
+        .read_timeout(Duration::MAX);
+    let report = probe(addr, options).await;
+    assert_eq!(report.verdict.kind, Some(FailureKind::ConnectRefused));
+}
