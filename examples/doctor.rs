@@ -15,19 +15,24 @@
 #[path = "../tests/diagnose/pki.rs"]
 mod pki;
 
-use std::{io::IsTerminal, process::ExitCode};
+use std::{
+    io::{IsTerminal, Write},
+    process::ExitCode,
+};
 use tower_fortify::diagnose::{diagnose, Options, Report};
 
 const USAGE: &str =
     "usage: doctor https://host[:port]/path [--ca FILE] [--resolve host:port:addr]... [--json]";
 
 fn print(report: &Report, json: bool) {
-    if json {
-        println!("{}", report.to_json());
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`doctor ... | head`) is not an error worth a panic.
+    let _ = if json {
+        writeln!(out, "{}", report.to_json())
     } else {
         let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        println!("{}", report.table(color));
-    }
+        writeln!(out, "{}", report.table(color))
+    };
 }
 
 /// The demo: a healthy server and an expired certificate, both on 127.0.0.1.
@@ -44,10 +49,7 @@ async fn demo(json: bool) -> Result<(), Box<dyn std::error::Error>> {
             .resolve(&format!("localhost:{}:127.0.0.1", addr.port()))?;
         let url = format!("https://localhost:{}/health", addr.port());
         if !json {
-            println!(
-                "# {note}: doctor {url} --ca demo-root.pem --resolve localhost:{}:127.0.0.1\n",
-                addr.port()
-            );
+            println!("# {note} (the demo CA trusted, localhost resolved by an override)\n");
         }
         print(&diagnose(&url, &options).await?, json);
         if !json {

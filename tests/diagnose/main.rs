@@ -25,11 +25,12 @@ use tower_fortify::{
     retry::{RetryLayer, RetryPolicy},
 };
 
-/// Options trusting only `root`.
+/// Options trusting only `root`, given as PEM as `doctor --ca FILE` gives it.
 fn trusting(root: &pki::Ca) -> Options {
     Options::new()
         .webpki_roots(false)
-        .root_certificate(root.der().clone())
+        .ca_pem(root.pem())
+        .expect("the root's PEM")
         .tls_timeout(Duration::from_secs(5))
         .read_timeout(Duration::from_secs(5))
 }
