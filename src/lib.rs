@@ -77,7 +77,8 @@
 //! | `client` | the [`client`] module: the fortified HTTPS client in one call (rustls with `ring`, hyper-rustls, webpki roots, hyper-util's legacy client; implies `stack`) |
 //! | `native-roots` | the operating system's root certificates for the client |
 //! | `http2` | HTTP/2 through ALPN for the client |
-//! | `full` | the default features |
+//! | `diagnose` | the [`diagnose`] probe (DNS, TCP, TLS with the certificate chain, HTTP) and its report; pulls in rustls with ring, `x509-parser` and the webpki roots |
+//! | `full` | all of the above |
 //!
 //! [hyper]: https://docs.rs/hyper
 
@@ -99,6 +100,9 @@ pub mod classify;
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
 mod config;
+#[cfg(feature = "diagnose")]
+#[cfg_attr(docsrs, doc(cfg(feature = "diagnose")))]
+pub mod diagnose;
 mod internal;
 #[cfg(any(feature = "pool", feature = "circuit-breaker"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "pool", feature = "circuit-breaker"))))]
