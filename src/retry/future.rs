@@ -96,8 +96,11 @@ where
         shared: SharedRef,
         now: Option<Instant>,
     ) -> Self {
-        let limit = shared.policy.deadline;
-        let deadline_at = limit.map(|limit| now.unwrap_or_else(Instant::now) + limit);
+        // A deadline too far to represent is no deadline.
+        let deadline_at = shared
+            .policy
+            .deadline
+            .and_then(|limit| now.unwrap_or_else(Instant::now).checked_add(limit));
         ResponseFuture {
             state: State::Calling { future },
             timer: None,
@@ -203,7 +206,7 @@ where
                                     if sleep.is_zero() {
                                         this.state.set(State::Ready);
                                     } else {
-                                        let wake = now + sleep;
+                                        let wake = saturating_add(now, sleep);
                                         match this.timer.as_mut().as_pin_mut() {
                                             Some(timer) => timer.reset(wake),
                                             None => {
@@ -302,6 +305,20 @@ fn may_retry<ResB>(policy: &super::RetryPolicy, response: &Response<ResB>) -> bo
             && crate::classify::ResponseClass::new(status, response.headers()).asks_retry_after())
 }
 
+/// `now + sleep`, or the farthest instant a sleep can reach when that overflows: a sleep
+/// too long to represent is a wake that never comes (tokio caps any timer at about two
+/// years anyway).
+fn saturating_add(now: Instant, sleep: Duration) -> Instant {
+    let mut sleep = sleep;
+    loop {
+        if let Some(wake) = now.checked_add(sleep) {
+            return wake;
+        }
+        // Halving ends: `now + 0` cannot overflow.
+        sleep /= 2;
+    }
+}
+
 /// Checks what the decision alone could not (deadline, replay, budget) and copies the
 /// request for the retry.
 fn prepare<B: TryCloneBody>(
@@ -312,7 +329,11 @@ fn prepare<B: TryCloneBody>(
     sleep: Duration,
 ) -> Result<Request<B>, Stop> {
     if let Some(deadline_at) = deadline_at {
-        if now + sleep >= deadline_at {
+        // A wake too far to represent is after any deadline.
+        if now
+            .checked_add(sleep)
+            .is_none_or(|wake| wake >= deadline_at)
+        {
             return Err(Stop::Deadline);
         }
     }

@@ -3,6 +3,7 @@
 mod capture;
 mod conformance;
 mod contract;
+mod durations;
 #[cfg(feature = "metrics")]
 mod observability;
 mod real_server;
