@@ -100,6 +100,8 @@ pub use layer::ErrorClassifyLayer;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use response::{is_idempotent, is_retry_after_status, ResponseClass};
 #[cfg(feature = "http")]
+pub(crate) use retry_after::retry_after_of;
+#[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use retry_after::{parse_retry_after, InvalidRetryAfter};
 pub use service::ErrorClassify;

@@ -33,10 +33,7 @@ pub struct ResponseClass {
 impl ResponseClass {
     /// Reads a response's status and headers.
     pub fn new(status: StatusCode, headers: &HeaderMap) -> Self {
-        let retry_after = is_retry_after_status(status)
-            && headers
-                .get(RETRY_AFTER)
-                .is_some_and(|value| !value.as_bytes().trim_ascii().is_empty());
+        let retry_after = is_retry_after_status(status) && has_retry_after(headers);
         ResponseClass {
             status,
             retry_after,
@@ -86,6 +83,18 @@ impl ResponseClass {
             5 => "5xx",
             _ => "other",
         }
+    }
+}
+
+/// Whether `headers` hold a non-empty `Retry-After`, as urllib3 reads it: several fields
+/// are joined with `", "`, which is never empty (and never valid: see
+/// [`parse_retry_after`](super::parse_retry_after)).
+fn has_retry_after(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(RETRY_AFTER).iter();
+    match (values.next(), values.next()) {
+        (None, _) => false,
+        (Some(value), None) => !value.as_bytes().trim_ascii().is_empty(),
+        (Some(_), Some(_)) => true,
     }
 }
 
@@ -154,6 +163,18 @@ mod tests {
         for (status, value, expected) in rows {
             let class = ResponseClass::new(StatusCode::from_u16(status).unwrap(), &headers(value));
             assert_eq!(class.asks_retry_after(), expected, "{status} {value:?}");
+        }
+    }
+
+    #[test]
+    fn several_retry_after_fields_ask_like_urllib3s_joined_value() {
+        for values in [["", ""], ["", "1"], ["5", "1"]] {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(RETRY_AFTER, HeaderValue::from_static(v));
+            }
+            let class = ResponseClass::new(StatusCode::SERVICE_UNAVAILABLE, &h);
+            assert!(class.asks_retry_after(), "{values:?}");
         }
     }
 

@@ -65,6 +65,22 @@ pub fn parse_retry_after(
     Ok(date.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// Reads the `Retry-After` of a response's headers: `None` when there is none, an error
+/// when it is malformed. Several `Retry-After` fields are malformed: urllib3 joins them
+/// (`"5, 1"`), which parses as neither delta-seconds nor a date, and neither value can be
+/// trusted over the other.
+pub(crate) fn retry_after_of(
+    headers: &http::HeaderMap,
+    now: impl FnOnce() -> SystemTime,
+) -> Option<Result<Duration, InvalidRetryAfter>> {
+    let mut values = headers.get_all(http::header::RETRY_AFTER).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return Some(Err(InvalidRetryAfter::new()));
+    }
+    Some(parse_retry_after(first, now()))
+}
+
 /// ASCII digits as a number of seconds, saturating at `u64::MAX`.
 fn saturating_seconds(digits: &[u8]) -> u64 {
     digits

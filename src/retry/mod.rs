@@ -46,8 +46,23 @@
 //! [`Backoff`]: the first retry is immediate, then `backoff_factor * 2^(k-1)` capped by
 //! `backoff_max`, with urllib3's additive jitter or a [`Jitter`] strategy that keeps the
 //! randomness below the cap. A `Retry-After` on a retried response replaces the backoff
-//! ([`parse_retry_after`]), capped by `retry_after_max`; a malformed one is treated as absent
-//! and counted. Sleeps use tokio's clock.
+//! ([`parse_retry_after`](crate::classify::parse_retry_after)), capped by `retry_after_max`;
+//! a malformed one is treated as absent and counted. A response with several `Retry-After`
+//! fields is read as urllib3 reads it: it joins them (`"5, 1"`), which is malformed, so the
+//! retry backs off as if there were none (neither value can be trusted over the other).
+//! Sleeps use tokio's clock. A sleep or a `deadline` too long to represent as an instant
+//! saturates: the wake (or the deadline) never comes, nothing panics.
+//!
+//! # Deliberate deviations from urllib3
+//!
+//! | # | urllib3 | here |
+//! |---|---|---|
+//! | D1 | a malformed or empty `Retry-After` on a retried response (several fields included, joined as `"5, 1"`) raises `InvalidHeader` | treated as absent (backoff), counted in `fortify_retry_after_invalid_total` |
+//! | D2 | follows redirects, with a `redirect` counter | a 3xx is an ordinary response (put tower-http's `FollowRedirectLayer` outside) |
+//! | D3 | certificate failures are `other` and retried | `TlsCertificate` is never retried |
+//! | D4 | a stalled TLS handshake is a read error | `TlsHandshake`, category other, retried for any method |
+//! | D5 | `False` for a counter re-raises the raw error | `Some(0)` ends with a `RetryError` |
+//! | D6 | no budget across requests | a [`RetryBudget`] shared by the layer's clones |
 //!
 //! # Beyond urllib3
 //!

@@ -6,7 +6,7 @@ use super::{
     error::{RetryCategory, RetryCause, RetryHistory, RetryRecord, Stop},
 };
 use crate::{
-    classify::{parse_retry_after, Category, FailureKind, ResponseClass},
+    classify::{retry_after_of, Category, FailureKind, ResponseClass},
     InvalidConfig,
 };
 use http::{HeaderMap, Method, StatusCode};
@@ -174,7 +174,7 @@ impl RetryPolicy {
     /// | read failures and statuses | 500 ms factor, full jitter, 30 s cap | exponential, spread below the cap |
     /// | `status_forcelist` | 502, 503, 504 | the gateway statuses a retry can fix |
     /// | `retry_after_max` | 60 s | a server cannot park the client for hours |
-    /// | budget | 10 s window, 10 retries/s reserve, 20% of requests | retries cannot multiply load in an outage |
+    /// | budget | 10 s window, 10 retries/s reserve, 20% of requests | an outage adds 20% of the requests plus 10 retries/s: from 1.2x the load at high traffic to 1.7x for a burst of 200 ([`RetryBudget`](super::RetryBudget#how-much-load-an-outage-adds)) |
     ///
     /// ```
     /// use tower_fortify::retry::{RetryLayer, RetryPolicy};
@@ -496,8 +496,8 @@ impl Attempts {
         }
         let mut sleep = None;
         if policy.respect_retry_after_header {
-            if let Some(value) = headers.get(http::header::RETRY_AFTER) {
-                match parse_retry_after(value, now()) {
+            if let Some(parsed) = retry_after_of(headers, now) {
+                match parsed {
                     Ok(delay) if delay.is_zero() => {}
                     Ok(delay) if delay > policy.retry_after_max => {
                         match policy.retry_after_over_max {
@@ -509,7 +509,7 @@ impl Attempts {
                         }
                     }
                     Ok(delay) => sleep = Some(delay),
-                    // D1: a malformed header is treated as absent, and counted.
+                    // D1: a malformed header (or several) is treated as absent, and counted.
                     Err(_) => self.invalid_retry_after += 1,
                 }
             }

@@ -361,6 +361,44 @@ async fn retry_after_over_the_max() {
     assert_eq!(script.calls(), 1);
 }
 
+/// Several `Retry-After` fields: urllib3 joins them (`"5, 1"`), which is malformed, so
+/// (deviation D1) the retry backs off as if there were none, whatever order they come in.
+#[tokio::test(start_paused = true)]
+async fn several_retry_after_fields_are_malformed_and_back_off() {
+    for (values, status) in [(["5", "1"], 503), (["1", "5"], 503), (["", "2"], 429)] {
+        let script = Script::new(&[OK]);
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = calls.clone();
+        let inner = tower::service_fn(move |req: Request<String>| {
+            let script = script.clone();
+            let first = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            async move {
+                if !first {
+                    return script.oneshot(req).await;
+                }
+                let mut response = Response::new(());
+                *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                for value in values {
+                    response
+                        .headers_mut()
+                        .append(http::header::RETRY_AFTER, value.parse().unwrap());
+                }
+                Ok(response)
+            }
+        });
+        let policy = RetryPolicy::default().backoff_factor(Duration::from_secs(1));
+        let svc = RetryLayer::new(policy).unwrap().layer(inner);
+        let started = tokio::time::Instant::now();
+        let response = call(svc, request(Method::GET)).await.unwrap();
+        assert_eq!(response.status(), 200, "{values:?}");
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // The first retry's backoff is zero: neither value was waited for.
+        assert_eq!(started.elapsed(), Duration::ZERO, "{values:?}");
+        let history = response.extensions().get::<RetryHistory>().unwrap();
+        assert_eq!(history.sleeps().collect::<Vec<_>>(), [Duration::ZERO]);
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn hostile_retry_after_values_never_wait_past_the_cap() {
     for value in [
