@@ -1,6 +1,7 @@
 #[cfg(feature = "tracing")]
 #[path = "../support/capture.rs"]
 mod capture;
+mod amplification;
 mod conformance;
 mod contract;
 mod durations;
