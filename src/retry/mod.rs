@@ -71,6 +71,33 @@
 //! the result carries a [`RetryHistory`] (in a response's extensions, in every
 //! [`RetryError`]) that says what was retried, after what, how long the layer slept and why it
 //! stopped ([`Stop`]).
+//!
+//! # Metrics
+//!
+//! With the `metrics` feature, the layer records through the `metrics` facade. Its
+//! handles are registered once, when the layer is built, so install the recorder before
+//! building it. Names and labels are part of the API:
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `fortify_retry_requests_total` | counter | `name` (the layer's, static) |
+//! | `fortify_retry_retried_requests_total` | counter | `name`: requests retried at least once |
+//! | `fortify_retries_total` | counter | `name`, `category` (`connect`, `read`, `other`, `status`) |
+//! | `fortify_retry_stopped_total` | counter | `name`, `stop` ([`Stop::as_str`]: `exhausted`, `budget`, `deadline`, `retry_after_too_long`, `not_replayable`) |
+//! | `fortify_retry_after_invalid_total` | counter | `name`: malformed `Retry-After` headers treated as absent (D1) |
+//!
+//! Retries per request are `fortify_retries_total / fortify_retry_requests_total`; the
+//! load an outage adds is bounded by the budget (see [`RetryBudget`]).
+//!
+//! # Tracing
+//!
+//! With the `tracing` feature, the layer emits `DEBUG` events with target
+//! `tower_fortify::retry`:
+//!
+//! - `retrying`, before each retry, with fields `name`, `retry` (1 for the first retry),
+//!   `category`, `cause` (the failure kind or the status) and `sleep_ms`;
+//! - `stopped retrying`, when the layer stops before a result it could return as it is,
+//!   with fields `name` and `stop` ([`Stop::as_str`]).
 
 mod backoff;
 mod body;
