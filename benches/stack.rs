@@ -188,7 +188,9 @@ fn layers(c: &mut Criterion) {
     bench(
         &mut group,
         "fortify_retry_production",
-        RetryLayer::new(ClientConfig::default().get_retry().clone())
+        RetryLayer::builder()
+            .policy(ClientConfig::default().get_retry().clone())
+            .build()
             .unwrap()
             .layer(ok_service()),
     );

@@ -1,4 +1,4 @@
-use http::{header::RETRY_AFTER, HeaderMap, Method, StatusCode};
+use http::{header::RETRY_AFTER, HeaderMap, StatusCode};
 
 /// What an HTTP response says about the health of the server and whether to come back.
 ///
@@ -113,24 +113,6 @@ pub fn is_retry_after_status(status: StatusCode) -> bool {
         StatusCode::PAYLOAD_TOO_LARGE
             | StatusCode::TOO_MANY_REQUESTS
             | StatusCode::SERVICE_UNAVAILABLE
-    )
-}
-
-/// Whether `method` is idempotent by urllib3's default `allowed_methods`: HEAD, GET, PUT,
-/// DELETE, OPTIONS and TRACE. Read failures and status retries are only retried for these.
-///
-/// ```
-/// use http::Method;
-/// use tower_fortify::classify::is_idempotent;
-///
-/// assert!(is_idempotent(&Method::PUT));
-/// assert!(!is_idempotent(&Method::POST));
-/// assert!(!is_idempotent(&Method::PATCH));
-/// ```
-pub fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::HEAD | Method::GET | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
     )
 }
 

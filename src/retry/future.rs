@@ -2,9 +2,10 @@
 
 use super::{
     body::TryCloneBody,
-    error::{RetryError, RetryHistory, RetryReason, Stop},
-    policy::{Attempts, Decision},
+    decision::{may_retry, Attempts, Decision},
+    error::{DeadlineElapsed, RetryError, RetryReason},
     service::{Kept, Shared, SharedRef},
+    RetryHistory, Stop,
 };
 use crate::{
     classify::{Failure, FailureKind, Stage},
@@ -114,18 +115,6 @@ where
     }
 }
 
-/// The whole call's deadline passed while an attempt was running.
-#[derive(Debug)]
-pub struct DeadlineElapsed(());
-
-impl fmt::Display for DeadlineElapsed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("retry deadline elapsed during an attempt")
-    }
-}
-
-impl std::error::Error for DeadlineElapsed {}
-
 fn draw() -> f64 {
     rand::RngExt::random::<f64>(&mut rand::rng())
 }
@@ -155,7 +144,10 @@ where
                     let result = match result {
                         // A response no rule could retry, before any retry: the common case,
                         // returned at once.
-                        Ok(response) if this.retry.is_none() && !may_retry(policy, &response) => {
+                        Ok(response)
+                            if this.retry.is_none()
+                                && !may_retry(policy, response.status(), response.headers()) =>
+                        {
                             return Poll::Ready(Ok(response));
                         }
                         other => other,
@@ -292,19 +284,6 @@ fn deadline_passed(
         .is_some_and(|timer| timer.poll(cx).is_ready())
 }
 
-/// Whether any rule could retry `response` (a cheap superset of the decision).
-fn may_retry<ResB>(policy: &super::RetryPolicy, response: &Response<ResB>) -> bool {
-    let status = response.status();
-    // The forcelist holds no status below 300 (the layer rejects one), and Retry-After is
-    // honoured on 413, 429 and 503 only: a success or a redirect is never retried.
-    if status.as_u16() < 300 {
-        return false;
-    }
-    policy.status_forcelist.contains(&status.as_u16())
-        || (policy.respect_retry_after_header
-            && crate::classify::ResponseClass::new(status, response.headers()).asks_retry_after())
-}
-
 /// `now + sleep`, or the farthest instant a sleep can reach when that overflows: a sleep
 /// too long to represent is a wake that never comes (tokio caps any timer at about two
 /// years anyway).
@@ -376,7 +355,7 @@ fn finish<ResB>(
                 Some(stop) if raise => Err(Box::new(RetryError::new(
                     RetryReason::Status(status),
                     history,
-                    stop,
+                    Some(stop),
                 ))),
                 _ => {
                     history.stop = stop;
@@ -391,7 +370,7 @@ fn finish<ResB>(
             Some(stop) => Err(Box::new(RetryError::new(
                 RetryReason::Failure(*failure),
                 history,
-                stop,
+                Some(stop),
             ))),
             None => Err(with_history(failure, history)),
         },
@@ -414,16 +393,21 @@ fn deadline_error<B>(retry: &mut Option<Box<RetryState<B>>>, shared: &Shared) ->
     Box::new(RetryError::new(
         RetryReason::Failure(failure),
         history,
-        Stop::Deadline,
+        Some(Stop::Deadline),
     ))
 }
 
-/// A failure returned as it is after earlier retries carries their history.
-fn with_history(mut failure: Box<Failure>, history: RetryHistory) -> BoxError {
-    if !history.records.is_empty() {
-        failure.set_retry_history(history);
+/// A failure the layer does not retry: the failure itself when no retry was made, else a
+/// [`RetryError`] that holds it and the history, with no stop.
+fn with_history(failure: Box<Failure>, history: RetryHistory) -> BoxError {
+    if history.records.is_empty() {
+        return failure;
     }
-    failure
+    Box::new(RetryError::new(
+        RetryReason::Failure(*failure),
+        history,
+        None,
+    ))
 }
 
 impl Shared {

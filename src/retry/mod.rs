@@ -9,12 +9,15 @@
 //! use tower::ServiceBuilder;
 //! use tower_fortify::retry::{RetryLayer, RetryPolicy};
 //!
-//! let layer = RetryLayer::new(
-//!     RetryPolicy::default()
-//!         .total(Some(5))
-//!         .backoff_factor(Duration::from_millis(500))
-//!         .status_forcelist([502, 503]),
-//! )?;
+//! let layer = RetryLayer::builder()
+//!     .policy(
+//!         RetryPolicy::default()
+//!             .total(Some(5))
+//!             .backoff_factor(Duration::from_millis(500))
+//!             .status_forcelist([502, 503]),
+//!     )
+//!     .name("search")
+//!     .build()?;
 //! let svc = ServiceBuilder::new().layer(layer).service_fn(|req: http::Request<String>| async move {
 //!     Ok::<_, std::io::Error>(http::Response::new(req.into_body()))
 //! });
@@ -26,15 +29,23 @@
 //!
 //! Failures are classified through the crate's taxonomy
 //! ([`FailureKind`](crate::classify::FailureKind)); each retry decrements `total` and the
-//! counter of its category, and a retry that would take a counter below zero is not made.
+//! counter of its [`Category`](crate::classify::Category), and a retry that would take a
+//! counter below zero is not made. The whole decision lives in one private file
+//! (`decision.rs`); [`RetryPolicy`] only holds the settings.
+//!
+//! A failure the layer did not retry at all comes back as the classified
+//! [`Failure`](crate::classify::Failure) itself; any failure after at least one retry comes
+//! back as a [`RetryError`](error::RetryError) holding that failure and the
+//! [`RetryHistory`], with [`stop`](error::RetryError::stop) saying why the layer stopped, if
+//! it did. A response carries its history in its extensions.
 //!
 //! | what happened | counter | idempotent request | POST, PATCH (not marked) | counter exhausted |
 //! |---|---|---|---|---|
-//! | connect failure (`Dns`, `ConnectRefused`, `ConnectTimeout`) | `connect` | retried | retried | [`RetryError`] |
-//! | other failure (`TlsHandshake`, `Other`) | `other` | retried | retried | [`RetryError`] |
-//! | read failure (`ReadTimeout`, `ConnectionClosed`, `Protocol`) | `read` | retried | the failure itself | [`RetryError`] |
+//! | connect failure (`Dns`, `ConnectRefused`, `ConnectTimeout`) | `connect` | retried | retried | [`RetryError`](error::RetryError) |
+//! | other failure (`TlsHandshake`, `Other`) | `other` | retried | retried | [`RetryError`](error::RetryError) |
+//! | read failure (`ReadTimeout`, `ConnectionClosed`, `Protocol`) | `read` | retried | the failure itself | [`RetryError`](error::RetryError) |
 //! | `TlsCertificate`, `PoolTimeout`, `PoolFull`, `CircuitOpen` | none | the failure itself | the failure itself | |
-//! | status in `status_forcelist` | `status` | retried | returned | [`RetryError`] or, with `raise_on_status(false)`, the response |
+//! | status in `status_forcelist` | `status` | retried | returned | [`RetryError`](error::RetryError) or, with `raise_on_status(false)`, the response |
 //! | 413/429/503 with `Retry-After` while `total > 0` | `status` | retried | returned | the response |
 //!
 //! "Idempotent" means the method is in `allowed_methods` (HEAD, GET, PUT, DELETE, OPTIONS,
@@ -69,7 +80,7 @@
 //! A [`RetryBudget`] shared by the layer's clones caps retries as a share of traffic; a
 //! `deadline` bounds the whole call; [`ReplayBody`] makes any body replayable up to a limit;
 //! the result carries a [`RetryHistory`] (in a response's extensions, in every
-//! [`RetryError`]) that says what was retried, after what, how long the layer slept and why it
+//! [`RetryError`](error::RetryError)) that says what was retried, after what, how long the layer slept and why it
 //! stopped ([`Stop`]).
 //!
 //! # Metrics
@@ -102,8 +113,10 @@
 mod backoff;
 mod body;
 mod budget;
-mod error;
+mod decision;
+pub mod error;
 pub mod future;
+mod history;
 mod layer;
 #[cfg(feature = "metrics")]
 mod metrics;
@@ -113,11 +126,7 @@ mod service;
 pub use backoff::{Backoff, Jitter};
 pub use body::{BodyNotReplayable, ReplayBody, TryCloneBody};
 pub use budget::RetryBudget;
-pub use error::{
-    RetryCategory, RetryCause, RetryError, RetryHistory, RetryReason, RetryRecord, Stop,
-};
-pub use layer::RetryLayer;
+pub use history::{RetryCause, RetryHistory, RetryRecord, Stop};
+pub use layer::{RetryBuilder, RetryLayer};
 pub use policy::{Idempotent, NoRetry, RetryAfterOverMax, RetryPolicy};
-// The parser lives with the response classification that every layer shares.
-pub use crate::classify::{parse_retry_after, InvalidRetryAfter};
 pub use service::Retry;

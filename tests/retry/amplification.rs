@@ -30,7 +30,9 @@ async fn amplification(requests: u64, interval: Duration) -> f64 {
             "connection refused",
         ))))
     });
-    let svc = RetryLayer::new(RetryPolicy::production())
+    let svc = RetryLayer::builder()
+        .policy(RetryPolicy::production())
+        .build()
         .unwrap()
         .layer(backend);
     for i in 0..requests {

@@ -8,10 +8,8 @@ use proptest::prelude::*;
 use std::time::Duration;
 use tower::{Layer, ServiceExt};
 use tower_fortify::{
-    classify::FailureKind,
-    retry::{
-        Backoff, Jitter, RetryCategory, RetryError, RetryHistory, RetryLayer, RetryPolicy, Stop,
-    },
+    classify::{Category, FailureKind},
+    retry::{error::RetryError, Backoff, Jitter, RetryHistory, RetryLayer, RetryPolicy, Stop},
     BoxError,
 };
 
@@ -30,7 +28,11 @@ async fn run(policy: RetryPolicy, events: &[Ev]) -> (Result<Response<()>, BoxErr
 }
 
 async fn run_on(policy: RetryPolicy, script: Script) -> Result<Response<()>, BoxError> {
-    let svc = RetryLayer::new(policy).unwrap().layer(script.clone());
+    let svc = RetryLayer::builder()
+        .policy(policy)
+        .build()
+        .unwrap()
+        .layer(script.clone());
     let request = Request::builder()
         .method(Method::GET)
         .uri("http://127.0.0.1/")
@@ -126,7 +128,7 @@ proptest! {
             .backoff_max(max)
             .backoff_jitter(jitter)
             .jitter(Jitter::Additive)
-            .backoff_for(RetryCategory::Read, Backoff::new(category).max(category_max).jitter(Jitter::Full))
+            .backoff_for(Category::Read, Backoff::new(category).max(category_max).jitter(Jitter::Full))
             .retry_after_max(retry_after_max)
             .deadline(deadline.filter(|d| !d.is_zero()));
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -160,7 +162,7 @@ proptest! {
             }
             Ok(Err(err)) => {
                 let err = err.downcast_ref::<RetryError>().expect("a RetryError");
-                prop_assert_eq!(err.stop(), Stop::Deadline);
+                prop_assert_eq!(err.stop(), Some(Stop::Deadline));
             }
         }
     }

@@ -1,7 +1,7 @@
+mod amplification;
 #[cfg(feature = "tracing")]
 #[path = "../support/capture.rs"]
 mod capture;
-mod amplification;
 mod conformance;
 mod contract;
 mod durations;
