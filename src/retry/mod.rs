@@ -30,8 +30,7 @@
 //! Failures are classified through the crate's taxonomy
 //! ([`FailureKind`](crate::classify::FailureKind)); each retry decrements `total` and the
 //! counter of its [`Category`](crate::classify::Category), and a retry that would take a
-//! counter below zero is not made. The whole decision lives in one private file
-//! (`decision.rs`); [`RetryPolicy`] only holds the settings.
+//! counter below zero is not made.
 //!
 //! A failure the layer did not retry at all comes back as the classified
 //! [`Failure`](crate::classify::Failure) itself; any failure after at least one retry comes
@@ -47,6 +46,9 @@
 //! | `TlsCertificate`, `PoolTimeout`, `PoolFull`, `CircuitOpen` | none | the failure itself | the failure itself | |
 //! | status in `status_forcelist` | `status` | retried | returned | [`RetryError`](error::RetryError) or, with `raise_on_status(false)`, the response |
 //! | 413/429/503 with `Retry-After` while `total > 0` | `status` | retried | returned | the response |
+//!
+//! "The failure itself" is the bare [`Failure`](crate::classify::Failure) when no retry was
+//! made, else a [`RetryError`](error::RetryError) with no stop.
 //!
 //! "Idempotent" means the method is in `allowed_methods` (HEAD, GET, PUT, DELETE, OPTIONS,
 //! TRACE by default; empty means every method) or the request carries the [`Idempotent`]

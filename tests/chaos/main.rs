@@ -269,7 +269,7 @@ impl Outcome {
 }
 
 /// The kind, status and history of a stack error: a `RetryError` (inside the stack's
-/// `Failure`), or a `Failure` returned as it is, with the retries made before it.
+/// `Failure`) whenever a retry was made, or a `Failure` never retried (no history).
 fn describe(
     err: &BoxError,
 ) -> (
