@@ -1,6 +1,6 @@
 //! Errors of the retry layer.
 
-use super::{RetryHistory, Stop};
+use super::{body::Lost, RetryHistory, Stop};
 use crate::classify::Failure;
 use http::StatusCode;
 use std::{error::Error, fmt};
@@ -149,3 +149,44 @@ impl fmt::Display for DeadlineElapsed {
 }
 
 impl Error for DeadlineElapsed {}
+
+/// A copy of a [`ReplayBody`](super::ReplayBody) could not replay bytes it had not yet yielded, because they
+/// were no longer kept.
+///
+/// Copies are made with [`try_clone_body`](super::TryCloneBody::try_clone_body), which refuses once
+/// the body went past its limit (or the original body failed). A copy made *before* that,
+/// and polled only after, yields this error instead of wrong bytes.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::{BodyExt, Full};
+/// use tower_fortify::retry::{error::BodyNotReplayable, ReplayBody, TryCloneBody};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let body = ReplayBody::with_limit(Full::new(Bytes::from_static(b"too long")), 4);
+/// let stale = body.try_clone_body().unwrap();
+///
+/// // The original is sent whole, but keeping its bytes would go past the limit.
+/// assert_eq!(body.collect().await.unwrap().to_bytes(), "too long");
+///
+/// let err = stale.collect().await.unwrap_err();
+/// assert!(err.is::<BodyNotReplayable>());
+/// assert_eq!(err.to_string(), "body exceeded the replay limit");
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyNotReplayable {
+    pub(crate) reason: Lost,
+}
+
+impl fmt::Display for BodyNotReplayable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.reason {
+            Lost::Capped => f.pad("body exceeded the replay limit"),
+            Lost::Failed => f.pad("body failed before it could be replayed"),
+        }
+    }
+}
+
+impl Error for BodyNotReplayable {}

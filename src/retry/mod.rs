@@ -126,7 +126,7 @@ mod policy;
 mod service;
 
 pub use backoff::{Backoff, Jitter};
-pub use body::{BodyNotReplayable, ReplayBody, TryCloneBody};
+pub use body::{ReplayBody, TryCloneBody};
 pub use budget::RetryBudget;
 pub use history::{RetryCause, RetryHistory, RetryRecord, Stop};
 pub use layer::{RetryBuilder, RetryLayer};
