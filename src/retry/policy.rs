@@ -311,7 +311,9 @@ impl RetryPolicy {
         self
     }
 
-    /// The longest wait a `Retry-After` can ask for. Default 6 hours (urllib3 2.6.3).
+    /// The longest wait a `Retry-After` can ask for. Default 6 hours (urllib3 2.6.3). With
+    /// `Duration::MAX` any wait is honoured; one too long to represent as an instant is a
+    /// wait that never ends (or, with a `deadline`, a retry not made).
     pub fn retry_after_max(mut self, max: Duration) -> Self {
         self.retry_after_max = max;
         self
@@ -348,7 +350,8 @@ impl RetryPolicy {
     /// readiness) still pending at the deadline is dropped, and no retry is sent once it has
     /// passed. An answer ready when the call is polled is taken even if the deadline has just
     /// passed, as tower's `Timeout` does; the deadline's timer is only made once the call has
-    /// to wait. Default: none.
+    /// to wait. A deadline too long to represent as an instant (`Duration::MAX`) is no deadline.
+    /// Default: none.
     pub fn deadline(mut self, deadline: Option<Duration>) -> Self {
         self.deadline = deadline;
         self
