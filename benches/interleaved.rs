@@ -317,7 +317,9 @@ fn main() {
                 "fortify Retry (default policy)",
                 Some("tower Retry (cloning policy)"),
                 variant(
-                    RetryLayer::new(RetryPolicy::default())
+                    RetryLayer::builder()
+                        .policy(RetryPolicy::default())
+                        .build()
                         .expect("valid")
                         .layer(ok_http()),
                     request,

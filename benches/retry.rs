@@ -115,14 +115,17 @@ fn bench(c: &mut Criterion) {
         b.iter(|| call_once(&mut svc, black_box(&req).clone()))
     });
     group.bench_function("fortify_retry_default", |b| {
-        let layer = RetryLayer::new(RetryPolicy::default()).unwrap();
+        let layer = RetryLayer::builder().build().unwrap();
         let mut svc = layer.layer(ok_service());
         assert!(call_once(&mut svc, req.clone()));
         b.iter(|| call_once(&mut svc, black_box(&req).clone()))
     });
     group.bench_function("fortify_retry_production", |b| {
         // The production preset has a budget: each call deposits into it.
-        let layer = RetryLayer::new(RetryPolicy::production()).unwrap();
+        let layer = RetryLayer::builder()
+            .policy(RetryPolicy::production())
+            .build()
+            .unwrap();
         let mut svc = layer.layer(ok_service());
         assert!(call_once(&mut svc, req.clone()));
         b.iter(|| call_once(&mut svc, black_box(&req).clone()))
@@ -219,18 +222,16 @@ fn bench_paired(c: &mut Criterion) {
     paired(
         &mut group,
         "fortify_default_vs_tower_retry",
-        caller(
-            RetryLayer::new(RetryPolicy::default())
-                .unwrap()
-                .layer(ok_service()),
-        ),
+        caller(RetryLayer::builder().build().unwrap().layer(ok_service())),
         caller(tower::retry::RetryLayer::new(CopyRequest).layer(ok_service())),
     );
     paired(
         &mut group,
         "fortify_production_vs_tower_retry_budget",
         caller(
-            RetryLayer::new(RetryPolicy::production())
+            RetryLayer::builder()
+                .policy(RetryPolicy::production())
+                .build()
                 .unwrap()
                 .layer(ok_service()),
         ),
@@ -239,11 +240,7 @@ fn bench_paired(c: &mut Criterion) {
     paired(
         &mut group,
         "fortify_default_vs_tower_resilience",
-        caller(
-            RetryLayer::new(RetryPolicy::default())
-                .unwrap()
-                .layer(ok_service()),
-        ),
+        caller(RetryLayer::builder().build().unwrap().layer(ok_service())),
         caller(tower_resilience_retry().layer(ok_service())),
     );
     group.finish();

@@ -192,7 +192,9 @@ fn layers(c: &mut Criterion) {
     bench(
         &mut group,
         "fortify_retry_production",
-        RetryLayer::new(ClientConfig::default().build().unwrap().retry().clone())
+        RetryLayer::builder()
+            .policy(ClientConfig::default().build().unwrap().retry().clone())
+            .build()
             .unwrap()
             .layer(ok_service()),
     );

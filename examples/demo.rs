@@ -83,7 +83,7 @@ use tower::{Layer, Service, ServiceExt};
 use tower_fortify::{
     circuit_breaker::{CircuitBreakerLayer, State},
     classify::Failure,
-    retry::{Idempotent, RetryError, Stop},
+    retry::{error::RetryError, Idempotent, Stop},
     stack::ClientConfig,
     BoxError,
 };
@@ -339,8 +339,8 @@ fn failure_name(err: BoxError) -> String {
                 (None, None) => "other".to_string(),
             };
             return match retry.stop() {
-                Stop::Budget => format!("{what} (budget)"),
-                Stop::Deadline => format!("{what} (deadline)"),
+                Some(Stop::Budget) => format!("{what} (budget)"),
+                Some(Stop::Deadline) => format!("{what} (deadline)"),
                 _ => what,
             };
         }
@@ -349,7 +349,7 @@ fn failure_name(err: BoxError) -> String {
     // The bare client's errors are classified here, as `ErrorClassifyLayer` would.
     let kind = match err.downcast::<Failure>() {
         Ok(failure) => failure.kind(),
-        Err(err) => Failure::classify(err).kind(),
+        Err(err) => Failure::classify(err, tower_fortify::classify::Stage::Request).kind(),
     };
     kind.as_str().to_string()
 }
@@ -1225,7 +1225,7 @@ mod diagnose {
     use super::servers;
     use std::time::{Duration, Instant};
     use tower_fortify::{
-        classify::{is_idempotent, Failure, ResponseClass},
+        classify::{Failure, ResponseClass},
         BoxError,
     };
 
@@ -1255,7 +1255,7 @@ mod diagnose {
                 // A response is retried (by status) when the server asks to come back later,
                 // and only for methods allowed to be retried.
                 let retried =
-                    |method: &http::Method| class.asks_retry_after() && is_idempotent(method);
+                    |method: &http::Method| class.asks_retry_after() && method.is_idempotent();
                 Row {
                     scenario,
                     outcome: format!("HTTP {}", response.status().as_u16()),
@@ -1277,7 +1277,8 @@ mod diagnose {
                         let kind = failure.kind();
                         (
                             format!("{kind:?}"),
-                            kind.category().to_string(),
+                            kind.category()
+                                .map_or("never retried".to_owned(), |c| c.to_string()),
                             kind.retried_by_default(true),
                             kind.retried_by_default(false),
                             format!("{failure:#}"),

@@ -43,7 +43,7 @@ use tower_fortify::{
     classify::Failure,
     client::{HttpsClient, TlsRoots},
     pool::PoolBody,
-    retry::{Idempotent, RetryCause, RetryError, RetryHistory},
+    retry::{error::RetryError, Idempotent, RetryCause, RetryHistory},
     stack::ClientConfig,
     BoxError,
 };
@@ -131,26 +131,20 @@ fn print_error(err: &BoxError) {
         Some(failure) => println!(
             "    error kind {} ({} category)",
             failure.kind(),
-            failure.kind().category()
+            failure
+                .kind()
+                .category()
+                .map_or("never retried", |c| c.as_str())
         ),
         None => println!("    error (unclassified): {err}"),
     }
     match retry_error(err) {
+        // Stopped, or not retryable itself (a POST after it was sent, say) after retries.
         Some(retry) => {
             println!("    gave up: {retry}");
             print_history(Some(retry.history()));
         }
-        None => match err
-            .downcast_ref::<Failure>()
-            .and_then(Failure::retry_history)
-        {
-            // Not retryable itself (a POST after it was sent, say), after earlier retries.
-            Some(history) => {
-                println!("    returned as it is after retries: {err}");
-                print_history(Some(history));
-            }
-            None => println!("    not retried: {err}"),
-        },
+        None => println!("    not retried: {err}"),
     }
 }
 

@@ -25,7 +25,7 @@ use tower_fortify::ServiceBuilderExt;
 
 let client = ServiceBuilder::new()
     .classify_errors()
-    .retries(RetryLayer::new(RetryPolicy::production())?)
+    .retries(RetryLayer::builder().policy(RetryPolicy::production()).build()?)
     .circuit_breaker(CircuitBreakerLayer::builder().build()?)
     .pool_limit(PoolLimitLayer::builder(64).block(true).build()?)
     .timeout(Duration::from_secs(10))
@@ -61,7 +61,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     /// use tower_fortify::ServiceBuilderExt;
     ///
     /// let svc = ServiceBuilder::new()
-    ///     .retries(RetryLayer::new(RetryPolicy::default().total(Some(5)))?)
+    ///     .retries(RetryLayer::builder().policy(RetryPolicy::default().total(Some(5))).build()?)
     ///     .service_fn(|_req: http::Request<String>| async {
     ///         Ok::<_, std::io::Error>(http::Response::new(String::new()))
     ///     });

@@ -263,7 +263,7 @@ impl Resolve for ClassifiedResolver {
         Box::pin(async move {
             resolving
                 .await
-                .map_err(|err| Failure::classify_at(err, Stage::Resolve).into())
+                .map_err(|err| Failure::classify(err, Stage::Resolve).into())
         })
     }
 }

@@ -1,4 +1,4 @@
-use super::{classify_error_at, FailureKind, Stage};
+use super::{classify_error, FailureKind, Stage};
 use crate::BoxError;
 use std::{error::Error, fmt};
 
@@ -24,9 +24,6 @@ use std::{error::Error, fmt};
 pub struct Failure {
     kind: FailureKind,
     source: BoxError,
-    /// The retries made before the retry layer returned this failure as it is.
-    #[cfg(feature = "retry")]
-    retry_history: Option<Box<crate::retry::RetryHistory>>,
 }
 
 impl Failure {
@@ -42,12 +39,11 @@ impl Failure {
         Failure {
             kind,
             source: source.into(),
-            #[cfg(feature = "retry")]
-            retry_history: None,
         }
     }
 
-    /// Classifies `error` as a failure during a request (see [`classify_error`]).
+    /// Classifies `error` as a failure at `stage` (see [`classify_error`]):
+    /// [`Stage::Request`] for an error met sending a request or reading its response.
     ///
     /// If `error` already is a `Failure`, it is returned as it is.
     ///
@@ -55,29 +51,17 @@ impl Failure {
     ///
     /// ```
     /// use std::io;
-    /// use tower_fortify::classify::{Failure, FailureKind};
-    ///
-    /// let failure = Failure::classify(io::Error::from(io::ErrorKind::UnexpectedEof));
-    /// assert_eq!(failure.kind(), FailureKind::ConnectionClosed);
-    /// ```
-    pub fn classify(error: impl Into<BoxError>) -> Self {
-        Self::classify_at(error, Stage::Request)
-    }
-
-    /// Classifies `error` as a failure at `stage` (see [`classify_error_at`]).
-    ///
-    /// If `error` already is a `Failure`, it is returned as it is.
-    ///
-    /// ```
     /// use tower_fortify::classify::{Failure, FailureKind, Stage};
     ///
+    /// let eof = io::Error::from(io::ErrorKind::UnexpectedEof);
+    /// assert_eq!(Failure::classify(eof, Stage::Request).kind(), FailureKind::ConnectionClosed);
     /// let elapsed = tower::timeout::error::Elapsed::new();
-    /// assert_eq!(Failure::classify_at(elapsed, Stage::Connect).kind(), FailureKind::ConnectTimeout);
+    /// assert_eq!(Failure::classify(elapsed, Stage::Connect).kind(), FailureKind::ConnectTimeout);
     /// ```
-    pub fn classify_at(error: impl Into<BoxError>, stage: Stage) -> Self {
+    pub fn classify(error: impl Into<BoxError>, stage: Stage) -> Self {
         match error.into().downcast::<Failure>() {
             Ok(failure) => *failure,
-            Err(source) => Failure::new(classify_error_at(&*source, stage), source),
+            Err(source) => Failure::new(classify_error(&*source, stage), source),
         }
     }
 
@@ -94,7 +78,7 @@ impl Failure {
     pub(crate) fn boxed_failure_at(error: BoxError, stage: Stage) -> Box<Failure> {
         match error.downcast::<Failure>() {
             Ok(failure) => failure,
-            Err(error) => Box::new(Failure::new(classify_error_at(&*error, stage), error)),
+            Err(error) => Box::new(Failure::new(classify_error(&*error, stage), error)),
         }
     }
 
@@ -113,28 +97,6 @@ impl Failure {
     /// ```
     pub fn get_ref(&self) -> &(dyn Error + Send + Sync + 'static) {
         &*self.source
-    }
-
-    /// The retries made before this failure, when the [retry layer](crate::retry) returned
-    /// it as it is after retrying earlier ones: a POST whose first attempt was refused and
-    /// whose second timed out after it was sent comes back as that read timeout, and the
-    /// history holds the refused attempt. `None` when the call was not retried (a
-    /// [`RetryError`](crate::retry::RetryError) carries its own history).
-    ///
-    /// ```
-    /// use tower_fortify::classify::{Failure, FailureKind};
-    ///
-    /// let failure = Failure::new(FailureKind::ReadTimeout, "no answer in 10s");
-    /// assert!(failure.retry_history().is_none());
-    /// ```
-    #[cfg(feature = "retry")]
-    pub fn retry_history(&self) -> Option<&crate::retry::RetryHistory> {
-        self.retry_history.as_deref()
-    }
-
-    #[cfg(feature = "retry")]
-    pub(crate) fn set_retry_history(&mut self, history: crate::retry::RetryHistory) {
-        self.retry_history = Some(Box::new(history));
     }
 
     /// Consumes the failure, returning the original error.

@@ -4,7 +4,8 @@ use std::fmt;
 ///
 /// The variants follow the taxonomy of the crate's design: each names a failure an HTTP
 /// client meets in production, at the stage where it happens. Each kind belongs to one of
-/// urllib3's retry [`Category`]s, which decides whether and for which methods it is retried.
+/// urllib3's retry [`Category`]s, which decides whether and for which methods it is retried,
+/// or to none: those kinds are never retried.
 ///
 /// | kind | when | category |
 /// |---|---|---|
@@ -24,7 +25,7 @@ use std::fmt;
 /// ```
 /// use tower_fortify::classify::{Category, FailureKind};
 ///
-/// assert_eq!(FailureKind::ReadTimeout.category(), Category::Read);
+/// assert_eq!(FailureKind::ReadTimeout.category(), Some(Category::Read));
 /// assert_eq!(FailureKind::ReadTimeout.as_str(), "read_timeout");
 /// assert_eq!(FailureKind::ReadTimeout.to_string(), "read timeout");
 /// ```
@@ -83,17 +84,19 @@ impl FailureKind {
         FailureKind::Other,
     ];
 
-    /// The urllib3 retry category of this kind.
+    /// The urllib3 retry category of this kind: the counter a retry after it decrements, or
+    /// `None` for the kinds never retried (a rejected certificate, which retrying cannot fix,
+    /// and this crate's own decisions to shed load: pool timeout, pool full, circuit open).
     ///
     /// ```
     /// use tower_fortify::classify::{Category, FailureKind};
     ///
-    /// assert_eq!(FailureKind::Dns.category(), Category::Connect);
-    /// assert_eq!(FailureKind::TlsHandshake.category(), Category::Other);
-    /// assert_eq!(FailureKind::TlsCertificate.category(), Category::NotRetried);
+    /// assert_eq!(FailureKind::Dns.category(), Some(Category::Connect));
+    /// assert_eq!(FailureKind::TlsHandshake.category(), Some(Category::Other));
+    /// assert_eq!(FailureKind::TlsCertificate.category(), None);
     /// ```
-    pub const fn category(self) -> Category {
-        match self {
+    pub const fn category(self) -> Option<Category> {
+        Some(match self {
             FailureKind::Dns | FailureKind::ConnectRefused | FailureKind::ConnectTimeout => {
                 Category::Connect
             }
@@ -104,7 +107,17 @@ impl FailureKind {
             FailureKind::TlsCertificate
             | FailureKind::PoolTimeout
             | FailureKind::PoolFull
-            | FailureKind::CircuitOpen => Category::NotRetried,
+            | FailureKind::CircuitOpen => return None,
+        })
+    }
+
+    /// The `category` label of this kind's metrics and events: its category's name, or
+    /// `"not_retried"`.
+    #[cfg_attr(not(any(feature = "metrics", feature = "tracing")), allow(dead_code))]
+    pub(crate) const fn category_label(self) -> &'static str {
+        match self.category() {
+            Some(category) => category.as_str(),
+            None => "not_retried",
         }
     }
 
@@ -125,9 +138,9 @@ impl FailureKind {
     /// ```
     pub const fn retried_by_default(self, idempotent: bool) -> bool {
         match self.category() {
-            Category::Connect | Category::Other => true,
-            Category::Read => idempotent,
-            Category::NotRetried => false,
+            Some(Category::Connect | Category::Other) => true,
+            Some(Category::Read) => idempotent,
+            Some(Category::Status) | None => false,
         }
     }
 
@@ -186,13 +199,18 @@ impl fmt::Display for FailureKind {
     }
 }
 
-/// urllib3's retry categories: which counter a retry of a failure decrements, and for
-/// which methods the failure is retried.
+/// urllib3's retry categories: the counter a retry decrements (`Retry.connect`, `read`,
+/// `other`, `status`), and for a failure, for which methods it is retried.
+///
+/// A failure's category is [`FailureKind::category`]; a retried response is
+/// [`Status`](Self::Status). The retry layer sets a backoff per category with
+/// [`RetryPolicy::backoff_for`](crate::retry::RetryPolicy::backoff_for) and counts retries by
+/// category.
 ///
 /// ```
 /// use tower_fortify::classify::{Category, FailureKind};
 ///
-/// assert_eq!(FailureKind::ConnectionClosed.category(), Category::Read);
+/// assert_eq!(FailureKind::ConnectionClosed.category(), Some(Category::Read));
 /// assert_eq!(Category::Read.as_str(), "read");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -205,26 +223,40 @@ pub enum Category {
     Read,
     /// Neither connect nor read: retried for any method (`Retry.other`).
     Other,
-    /// Never retried: retrying cannot help (a rejected certificate) or the failure is this
-    /// crate's own decision to shed load (pool timeout, pool full, circuit open).
-    NotRetried,
+    /// A response judged retryable by its status (`Retry.status`).
+    Status,
 }
 
 impl Category {
+    /// Every category, in declaration order.
+    #[cfg_attr(not(all(feature = "metrics", feature = "retry")), allow(dead_code))]
+    pub(crate) const ALL: [Category; 4] = [
+        Category::Connect,
+        Category::Read,
+        Category::Other,
+        Category::Status,
+    ];
+
     /// A stable `snake_case` name, used as a metrics label value.
     ///
     /// ```
     /// use tower_fortify::classify::Category;
     ///
-    /// assert_eq!(Category::NotRetried.as_str(), "not_retried");
+    /// assert_eq!(Category::Status.as_str(), "status");
     /// ```
     pub const fn as_str(self) -> &'static str {
         match self {
             Category::Connect => "connect",
             Category::Read => "read",
             Category::Other => "other",
-            Category::NotRetried => "not_retried",
+            Category::Status => "status",
         }
+    }
+
+    /// The category's place in [`ALL`](Self::ALL).
+    #[cfg_attr(not(feature = "retry"), allow(dead_code))]
+    pub(crate) const fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -264,22 +296,29 @@ mod tests {
         use Category::*;
         use FailureKind::*;
         let table = [
-            (Dns, Connect),
-            (ConnectRefused, Connect),
-            (ConnectTimeout, Connect),
-            (TlsHandshake, Category::Other),
-            (TlsCertificate, NotRetried),
-            (ReadTimeout, Read),
-            (ConnectionClosed, Read),
-            (Protocol, Read),
-            (PoolTimeout, NotRetried),
-            (PoolFull, NotRetried),
-            (CircuitOpen, NotRetried),
-            (FailureKind::Other, Category::Other),
+            (Dns, Some(Connect)),
+            (ConnectRefused, Some(Connect)),
+            (ConnectTimeout, Some(Connect)),
+            (TlsHandshake, Some(Category::Other)),
+            (TlsCertificate, None),
+            (ReadTimeout, Some(Read)),
+            (ConnectionClosed, Some(Read)),
+            (Protocol, Some(Read)),
+            (PoolTimeout, None),
+            (PoolFull, None),
+            (CircuitOpen, None),
+            (FailureKind::Other, Some(Category::Other)),
         ];
         assert_eq!(table.len(), FailureKind::ALL.len());
         for (kind, category) in table {
             assert_eq!(kind.category(), category, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn every_category_is_at_its_index() {
+        for (i, category) in Category::ALL.iter().enumerate() {
+            assert_eq!(category.index(), i);
         }
     }
 }

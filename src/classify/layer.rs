@@ -1,4 +1,5 @@
 use super::{ErrorClassify, Stage};
+use crate::InvalidConfig;
 use tower_layer::Layer;
 
 /// Applies [`ErrorClassify`] to a service: every error it returns becomes a classified
@@ -17,10 +18,12 @@ use tower_layer::Layer;
 /// use tower::ServiceBuilder;
 /// use tower_fortify::classify::ErrorClassifyLayer;
 ///
+/// let layer = ErrorClassifyLayer::builder().name("payments").build()?;
 /// let svc = ServiceBuilder::new()
-///     .layer(ErrorClassifyLayer::new().name("payments"))
+///     .layer(layer)
 ///     .service(tower::service_fn(|req: u32| async move { Ok::<_, std::io::Error>(req) }));
 /// # let _ = svc;
+/// # Ok::<(), tower_fortify::InvalidConfig>(())
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorClassifyLayer {
@@ -29,21 +32,41 @@ pub struct ErrorClassifyLayer {
 }
 
 impl ErrorClassifyLayer {
-    /// A layer for a service that sends requests ([`Stage::Request`]).
+    /// A layer for a service that sends requests ([`Stage::Request`]), with the default
+    /// name.
     pub const fn new() -> Self {
         Self::at(Stage::Request)
     }
 
-    /// A layer for a service at the given stage.
+    /// A builder, to set the stage and the name.
     ///
     /// ```
     /// use tower_fortify::classify::{ErrorClassifyLayer, Stage};
     ///
-    /// let layer = ErrorClassifyLayer::at(Stage::Connect);
-    /// # let _ = layer;
+    /// let layer = ErrorClassifyLayer::builder().stage(Stage::Connect).name("inventory").build()?;
+    /// assert_eq!(layer.stage(), Stage::Connect);
+    /// assert_eq!(layer.name(), "inventory");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
-    pub const fn at(stage: Stage) -> Self {
+    pub const fn builder() -> ErrorClassifyBuilder {
+        ErrorClassifyBuilder { layer: Self::new() }
+    }
+
+    const fn at(stage: Stage) -> Self {
         ErrorClassifyLayer { stage, name: None }
+    }
+
+    /// The stage of the services this layer builds.
+    pub const fn stage(&self) -> Stage {
+        self.stage
+    }
+
+    /// The `name` label of the metrics and tracing events: the one set, or the stage's name.
+    pub const fn name(&self) -> &'static str {
+        match self.name {
+            Some(name) => name,
+            None => self.stage.as_str(),
+        }
     }
 
     /// A layer for a resolver (a `Service<Name>` such as hyper-util's `GaiResolver`):
@@ -94,19 +117,38 @@ impl ErrorClassifyLayer {
     pub const fn tls_handshake() -> Self {
         Self::at(Stage::TlsHandshake)
     }
+}
 
-    /// Sets the `name` label of this layer's metrics and tracing events (default: the
-    /// stage's name). It must be a static string, so that labels stay bounded.
-    ///
-    /// ```
-    /// use tower_fortify::classify::ErrorClassifyLayer;
-    ///
-    /// let layer = ErrorClassifyLayer::new().name("inventory");
-    /// # let _ = layer;
-    /// ```
-    pub const fn name(mut self, name: &'static str) -> Self {
-        self.name = Some(name);
+/// Builds an [`ErrorClassifyLayer`]: [`ErrorClassifyLayer::builder`].
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorClassifyBuilder {
+    layer: ErrorClassifyLayer,
+}
+
+impl ErrorClassifyBuilder {
+    /// The stage of the wrapped service (default [`Stage::Request`]); see
+    /// [`ErrorClassifyLayer::resolver`], [`connector`](ErrorClassifyLayer::connector) and
+    /// [`tls_handshake`](ErrorClassifyLayer::tls_handshake) for the usual ones.
+    pub const fn stage(mut self, stage: Stage) -> Self {
+        self.layer.stage = stage;
         self
+    }
+
+    /// The `name` label of the layer's metrics and tracing events (default: the stage's
+    /// name). It must be a static string, so that labels stay bounded.
+    pub const fn name(mut self, name: &'static str) -> Self {
+        self.layer.name = Some(name);
+        self
+    }
+
+    /// Builds the layer.
+    ///
+    /// # Errors
+    ///
+    /// None today: every stage and name is valid. The `Result` keeps the crate's one
+    /// configuration grammar (`builder()...build()?`).
+    pub const fn build(self) -> Result<ErrorClassifyLayer, InvalidConfig> {
+        Ok(self.layer)
     }
 }
 
@@ -120,6 +162,6 @@ impl<S> Layer<S> for ErrorClassifyLayer {
     type Service = ErrorClassify<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ErrorClassify::with_settings(inner, self.stage, self.name.unwrap_or(self.stage.as_str()))
+        ErrorClassify::with_settings(inner, self.stage, self.name())
     }
 }

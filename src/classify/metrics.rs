@@ -51,7 +51,7 @@ impl Instruments {
                     "name" => name,
                     "stage" => stage,
                     "kind" => kind.as_str(),
-                    "category" => kind.category().as_str()
+                    "category" => kind.category_label()
                 )
             }),
         }

@@ -63,7 +63,7 @@
 //! | metric | type | labels |
 //! |---|---|---|
 //! | `fortify_request_duration_seconds` | histogram | `name` (the layer's, static), `stage`, `outcome` (`ok` or a [`FailureKind::as_str`]) |
-//! | `fortify_errors_total` | counter | `name`, `stage`, `kind` ([`FailureKind::as_str`]), `category` ([`Category::as_str`]) |
+//! | `fortify_errors_total` | counter | `name`, `stage`, `kind` ([`FailureKind::as_str`]), `category` ([`Category::as_str`], or `not_retried` for a kind [never retried](FailureKind::category)) |
 //!
 //! Around a connector, `fortify_request_duration_seconds{stage="tls_handshake"}` is the
 //! connect-plus-handshake duration.
@@ -78,7 +78,8 @@
 //! `tower_fortify::classify` and fields `name`, `stage`, `kind`, `category`, `elapsed_ms`
 //! and `error` (the whole `source()` chain).
 
-mod error;
+mod chain;
+pub mod error;
 mod failure;
 pub mod future;
 mod kind;
@@ -91,15 +92,17 @@ mod response;
 mod retry_after;
 mod service;
 
-pub(crate) use error::MAX_DEPTH;
-pub use error::{classify_error, classify_error_at, Stage};
+pub(crate) use chain::MAX_DEPTH;
+pub use chain::{classify_error, Stage};
 pub use failure::Failure;
 pub use kind::{Category, FailureKind};
-pub use layer::ErrorClassifyLayer;
+pub use layer::{ErrorClassifyBuilder, ErrorClassifyLayer};
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-pub use response::{is_idempotent, is_retry_after_status, ResponseClass};
+pub use response::{is_retry_after_status, ResponseClass};
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-pub use retry_after::{parse_retry_after, InvalidRetryAfter};
+pub use retry_after::parse_retry_after;
+#[cfg(feature = "retry")]
+pub(crate) use retry_after::retry_after_of;
 pub use service::ErrorClassify;

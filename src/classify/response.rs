@@ -1,4 +1,4 @@
-use http::{header::RETRY_AFTER, HeaderMap, Method, StatusCode};
+use http::{header::RETRY_AFTER, HeaderMap, StatusCode};
 
 /// What an HTTP response says about the health of the server and whether to come back.
 ///
@@ -33,10 +33,7 @@ pub struct ResponseClass {
 impl ResponseClass {
     /// Reads a response's status and headers.
     pub fn new(status: StatusCode, headers: &HeaderMap) -> Self {
-        let retry_after = is_retry_after_status(status)
-            && headers
-                .get(RETRY_AFTER)
-                .is_some_and(|value| !value.as_bytes().trim_ascii().is_empty());
+        let retry_after = is_retry_after_status(status) && has_retry_after(headers);
         ResponseClass {
             status,
             retry_after,
@@ -89,6 +86,18 @@ impl ResponseClass {
     }
 }
 
+/// Whether `headers` hold a non-empty `Retry-After`, as urllib3 reads it: several fields
+/// are joined with `", "`, which is never empty (and never valid: see
+/// [`parse_retry_after`](super::parse_retry_after)).
+fn has_retry_after(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(RETRY_AFTER).iter();
+    match (values.next(), values.next()) {
+        (None, _) => false,
+        (Some(value), None) => !value.as_bytes().trim_ascii().is_empty(),
+        (Some(_), Some(_)) => true,
+    }
+}
+
 /// The statuses on which urllib3 honours `Retry-After`: 413, 429 and 503.
 ///
 /// ```
@@ -104,24 +113,6 @@ pub fn is_retry_after_status(status: StatusCode) -> bool {
         StatusCode::PAYLOAD_TOO_LARGE
             | StatusCode::TOO_MANY_REQUESTS
             | StatusCode::SERVICE_UNAVAILABLE
-    )
-}
-
-/// Whether `method` is idempotent by urllib3's default `allowed_methods`: HEAD, GET, PUT,
-/// DELETE, OPTIONS and TRACE. Read failures and status retries are only retried for these.
-///
-/// ```
-/// use http::Method;
-/// use tower_fortify::classify::is_idempotent;
-///
-/// assert!(is_idempotent(&Method::PUT));
-/// assert!(!is_idempotent(&Method::POST));
-/// assert!(!is_idempotent(&Method::PATCH));
-/// ```
-pub fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::HEAD | Method::GET | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
     )
 }
 
@@ -154,6 +145,18 @@ mod tests {
         for (status, value, expected) in rows {
             let class = ResponseClass::new(StatusCode::from_u16(status).unwrap(), &headers(value));
             assert_eq!(class.asks_retry_after(), expected, "{status} {value:?}");
+        }
+    }
+
+    #[test]
+    fn several_retry_after_fields_ask_like_urllib3s_joined_value() {
+        for values in [["", ""], ["", "1"], ["5", "1"]] {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(RETRY_AFTER, HeaderValue::from_static(v));
+            }
+            let class = ResponseClass::new(StatusCode::SERVICE_UNAVAILABLE, &h);
+            assert!(class.asks_retry_after(), "{values:?}");
         }
     }
 

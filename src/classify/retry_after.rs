@@ -1,6 +1,6 @@
 //! Reading a server's `Retry-After` header, as urllib3's `Retry.parse_retry_after` does.
 
-use std::fmt;
+use super::error::InvalidRetryAfter;
 use std::time::{Duration, SystemTime};
 
 use http::HeaderValue;
@@ -19,7 +19,7 @@ use http::HeaderValue;
 ///
 /// # Errors
 ///
-/// [`InvalidRetryAfter`] when the value is empty or blank, or neither of the above: a sign,
+/// [`InvalidRetryAfter`](super::error::InvalidRetryAfter) when the value is empty or blank, or neither of the above: a sign,
 /// a fraction, a unit, free text, or bytes that are not ASCII. urllib3 ends the call on such
 /// a header; this crate's retry layer treats it as absent and backs off as usual, so that a
 /// server bug cannot turn a retryable response into a hard failure.
@@ -65,6 +65,23 @@ pub fn parse_retry_after(
     Ok(date.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// Reads the `Retry-After` of a response's headers: `None` when there is none, an error
+/// when it is malformed. Several `Retry-After` fields are malformed: urllib3 joins them
+/// (`"5, 1"`), which parses as neither delta-seconds nor a date, and neither value can be
+/// trusted over the other.
+#[cfg(feature = "retry")]
+pub(crate) fn retry_after_of(
+    headers: &http::HeaderMap,
+    now: impl FnOnce() -> SystemTime,
+) -> Option<Result<Duration, InvalidRetryAfter>> {
+    let mut values = headers.get_all(http::header::RETRY_AFTER).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return Some(Err(InvalidRetryAfter::new()));
+    }
+    Some(parse_retry_after(first, now()))
+}
+
 /// ASCII digits as a number of seconds, saturating at `u64::MAX`.
 fn saturating_seconds(digits: &[u8]) -> u64 {
     digits
@@ -74,40 +91,6 @@ fn saturating_seconds(digits: &[u8]) -> u64 {
         })
         .unwrap_or(u64::MAX)
 }
-
-/// The `Retry-After` header was neither delta-seconds nor an HTTP-date.
-///
-/// Returned by [`parse_retry_after`]. The retry layer treats such a header as absent.
-///
-/// ```
-/// use std::time::SystemTime;
-/// use http::HeaderValue;
-/// use tower_fortify::classify::parse_retry_after;
-///
-/// let err = parse_retry_after(&HeaderValue::from_static("soon"), SystemTime::now()).unwrap_err();
-/// assert_eq!(err.to_string(), "invalid retry-after header");
-/// let _: &dyn std::error::Error = &err;
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidRetryAfter {
-    _priv: (),
-}
-
-// ===== impl InvalidRetryAfter =====
-
-impl InvalidRetryAfter {
-    const fn new() -> Self {
-        Self { _priv: () }
-    }
-}
-
-impl fmt::Display for InvalidRetryAfter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("invalid retry-after header")
-    }
-}
-
-impl std::error::Error for InvalidRetryAfter {}
 
 #[cfg(test)]
 mod tests {

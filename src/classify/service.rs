@@ -10,7 +10,7 @@ use tower_service::Service;
 ///
 /// Responses pass through untouched. Errors the inner service returns, from `poll_ready`
 /// or from its response future, are classified at the service's [`Stage`] (see
-/// [`classify_error_at`](super::classify_error_at)); an error that already is a `Failure`
+/// [`classify_error`](super::classify_error)); an error that already is a `Failure`
 /// keeps its kind and is not boxed again.
 ///
 /// With the `metrics` feature, each call's duration and each error's kind are recorded (see
@@ -92,7 +92,8 @@ impl<S> ErrorClassify<S> {
     /// use tower_fortify::classify::ErrorClassifyLayer;
     ///
     /// assert_eq!(ErrorClassifyLayer::connector().layer(()).name(), "connect");
-    /// assert_eq!(ErrorClassifyLayer::new().name("search").layer(()).name(), "search");
+    /// let layer = ErrorClassifyLayer::builder().name("search").build().unwrap();
+    /// assert_eq!(layer.layer(()).name(), "search");
     /// ```
     pub fn name(&self) -> &'static str {
         self.shared.name
@@ -168,7 +169,7 @@ impl Shared {
             name = self.name,
             stage = self.stage.as_str(),
             kind = kind.as_str(),
-            category = kind.category().as_str(),
+            category = kind.category_label(),
             elapsed_ms = elapsed.map(|d| d.as_secs_f64() * 1e3),
             error = %format_args!("{failure:#}"),
             "call failed"

@@ -261,8 +261,8 @@ async fn connect(shared: Arc<Shared>, uri: Uri) -> Result<Connection, BoxError> 
     let start = Instant::now();
     let tcp = match tokio::time::timeout(shared.connect_timeout, connect_any(&addrs)).await {
         Ok(Ok(tcp)) => Ok(tcp),
-        Ok(Err(err)) => Err(Failure::classify_at(err, Stage::Connect)),
-        Err(elapsed) => Err(Failure::classify_at(elapsed, Stage::Connect)),
+        Ok(Err(err)) => Err(Failure::classify(err, Stage::Connect)),
+        Err(elapsed) => Err(Failure::classify(elapsed, Stage::Connect)),
     };
     timings.connect = Some(shared.finish(Stage::Connect, start, tcp.as_ref().err()));
     let tcp = tcp?;
@@ -281,8 +281,8 @@ async fn connect(shared: Arc<Shared>, uri: Uri) -> Result<Connection, BoxError> 
     let handshake = shared.tls.connect(server_name, TokioIo::new(tcp));
     let tls = match tokio::time::timeout(shared.tls_handshake_timeout, handshake).await {
         Ok(Ok(tls)) => Ok(tls),
-        Ok(Err(err)) => Err(Failure::classify_at(err, Stage::TlsHandshake)),
-        Err(elapsed) => Err(Failure::classify_at(elapsed, Stage::TlsHandshake)),
+        Ok(Err(err)) => Err(Failure::classify(err, Stage::TlsHandshake)),
+        Err(elapsed) => Err(Failure::classify(elapsed, Stage::TlsHandshake)),
     };
     timings.tls_handshake = Some(shared.finish(Stage::TlsHandshake, start, tls.as_ref().err()));
     let tls = tls?;
@@ -301,7 +301,7 @@ async fn resolve(shared: &Shared, host: &str, port: u16) -> Result<Vec<SocketAdd
         .clone()
         .oneshot(name)
         .await
-        .map_err(|err| Failure::classify_at(err, Stage::Resolve))?;
+        .map_err(|err| Failure::classify(err, Stage::Resolve))?;
     let addrs: Vec<SocketAddr> = resolved
         .into_iter()
         .map(|mut addr| {

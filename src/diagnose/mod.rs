@@ -12,7 +12,7 @@
 //!
 //! and a [`Verdict`]: the stage that failed, the [`FailureKind`](crate::classify::FailureKind)
 //! this crate's classifier gives the real error (the same walk as
-//! [`classify_error_at`](crate::classify::classify_error_at) at that stage), whether
+//! [`classify_error`](crate::classify::classify_error) at that stage), whether
 //! `RetryPolicy::default()` and `RetryPolicy::production()` would retry a `GET` that ends so,
 //! and one line on what to fix.
 //!

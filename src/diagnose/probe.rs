@@ -7,7 +7,7 @@ use super::{
     verdict::{self, Failed},
 };
 use crate::{
-    classify::{classify_error_at, Stage},
+    classify::{classify_error, Stage},
     InvalidConfig,
 };
 use http::Uri;
@@ -194,7 +194,7 @@ async fn resolve(host: &str, port: u16, options: &Options) -> (DnsReport, Option
     let (addresses, error, failed) = match result {
         Ok(addrs) => (addrs, None, None),
         Err(error) => {
-            let kind = classify_error_at(&error, Stage::Resolve);
+            let kind = classify_error(&error, Stage::Resolve);
             let failed = Failed::dns(kind, host, &error);
             (Vec::new(), Some(error.to_string()), Some(failed))
         }
@@ -222,13 +222,13 @@ async fn connect(
     let (error, result) = match result {
         Ok(Ok(stream)) => (None, Ok(stream)),
         Ok(Err(error)) => {
-            let kind = classify_error_at(&error, Stage::Connect);
+            let kind = classify_error(&error, Stage::Connect);
             let text = verdict::io_text(&error);
             let failed = Failed::tcp(kind, address, &error, None);
             (Some(text), Err(failed))
         }
         Err(elapsed_error) => {
-            let kind = classify_error_at(&elapsed_error, Stage::Connect);
+            let kind = classify_error(&elapsed_error, Stage::Connect);
             let error = io::Error::new(io::ErrorKind::TimedOut, timed_out(connect_timeout));
             let failed = Failed::tcp(kind, address, &error, Some(connect_timeout));
             (Some(error.to_string()), Err(failed))
@@ -347,7 +347,7 @@ async fn handshake(
                     let problem = cert::problem(&error, &report.chain);
                     report.problem = Some(problem);
                     report.error = Some(error.to_string());
-                    let kind = classify_error_at(&error, Stage::TlsHandshake);
+                    let kind = classify_error(&error, Stage::TlsHandshake);
                     let failed = Failed::certificate(kind, problem, host, &report, &error);
                     // Nothing is sent over a connection whose chain did not verify.
                     drop(stream);
@@ -356,12 +356,12 @@ async fn handshake(
             }
         }
         Ok(Err(error)) => {
-            let kind = classify_error_at(&error, Stage::TlsHandshake);
+            let kind = classify_error(&error, Stage::TlsHandshake);
             report.error = Some(verdict::io_text(&error));
             (report, Err(Failed::handshake(kind, peer, &error)))
         }
         Err(elapsed) => {
-            let kind = classify_error_at(&elapsed, Stage::TlsHandshake);
+            let kind = classify_error(&elapsed, Stage::TlsHandshake);
             report.error = Some(timed_out(tls_timeout));
             (
                 report,
@@ -432,12 +432,12 @@ where
             (report, failed)
         }
         Ok(Err(error)) => {
-            let kind = classify_error_at(&error, Stage::Request);
+            let kind = classify_error(&error, Stage::Request);
             report.error = Some(verdict::chain_text(&error));
             (report, Some(Failed::http(kind, &error, None)))
         }
         Err(elapsed) => {
-            let kind = classify_error_at(&elapsed, Stage::Request);
+            let kind = classify_error(&elapsed, Stage::Request);
             report.error = Some(timed_out(read_timeout));
             (
                 report,

@@ -146,10 +146,11 @@ impl Backoff {
     /// use tower_fortify::retry::{Backoff, Jitter};
     ///
     /// const BACKOFF: Backoff = Backoff::new(Duration::from_secs(1));
-    /// assert_eq!(BACKOFF.factor_value(), Duration::from_secs(1));
-    /// assert_eq!(BACKOFF.max_value(), Duration::from_secs(120));
-    /// assert_eq!(BACKOFF.additive_jitter_value(), Duration::ZERO);
-    /// assert_eq!(BACKOFF.jitter_value(), Jitter::Additive);
+    /// let urllib3 = Backoff::new(Duration::from_secs(1))
+    ///     .max(Duration::from_secs(120))
+    ///     .additive_jitter(Duration::ZERO)
+    ///     .jitter(Jitter::Additive);
+    /// assert_eq!(BACKOFF, urllib3);
     /// // factor * 2^(k-1): 1 s * 2^2 before the third retry.
     /// assert_eq!(BACKOFF.sleep(3, Duration::ZERO, 0.5), Duration::from_secs(4));
     /// ```
@@ -184,7 +185,6 @@ impl Backoff {
     /// use tower_fortify::retry::Backoff;
     ///
     /// let backoff = Backoff::new(Duration::from_secs(1)).max(Duration::from_secs(5));
-    /// assert_eq!(backoff.max_value(), Duration::from_secs(5));
     /// // min(5 s, 1 s * 2^9)
     /// assert_eq!(backoff.sleep(10, Duration::ZERO, 0.5), Duration::from_secs(5));
     /// ```
@@ -216,7 +216,6 @@ impl Backoff {
     /// use tower_fortify::retry::{Backoff, Jitter};
     ///
     /// let backoff = Backoff::new(Duration::from_secs(1)).jitter(Jitter::Full);
-    /// assert_eq!(backoff.jitter_value(), Jitter::Full);
     /// // u * min(120 s, 1 s * 2^2)
     /// assert_eq!(backoff.sleep(3, Duration::ZERO, 0.25), Duration::from_secs(1));
     /// ```
@@ -225,51 +224,21 @@ impl Backoff {
         self
     }
 
-    /// The backoff factor (urllib3's `backoff_factor`).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use tower_fortify::retry::Backoff;
-    ///
-    /// assert_eq!(Backoff::none().factor_value(), Duration::ZERO);
-    /// ```
-    pub const fn factor_value(&self) -> Duration {
+    // Read by the policy; a backoff is a configuration value, with setters only.
+
+    pub(crate) const fn factor_value(&self) -> Duration {
         self.factor
     }
 
-    /// The cap on every sleep (urllib3's `backoff_max`).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use tower_fortify::retry::Backoff;
-    ///
-    /// assert_eq!(Backoff::none().max_value(), Duration::from_secs(120));
-    /// ```
-    pub const fn max_value(&self) -> Duration {
+    pub(crate) const fn max_value(&self) -> Duration {
         self.max
     }
 
-    /// The additive jitter (urllib3's `backoff_jitter`).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use tower_fortify::retry::Backoff;
-    ///
-    /// let backoff = Backoff::none().additive_jitter(Duration::from_millis(250));
-    /// assert_eq!(backoff.additive_jitter_value(), Duration::from_millis(250));
-    /// ```
-    pub const fn additive_jitter_value(&self) -> Duration {
+    pub(crate) const fn additive_jitter_value(&self) -> Duration {
         self.additive_jitter
     }
 
-    /// The [`Jitter`] strategy.
-    ///
-    /// ```
-    /// use tower_fortify::retry::{Backoff, Jitter};
-    ///
-    /// assert_eq!(Backoff::none().jitter_value(), Jitter::Additive);
-    /// ```
-    pub const fn jitter_value(&self) -> Jitter {
+    pub(crate) const fn jitter_value(&self) -> Jitter {
         self.jitter
     }
 
@@ -281,7 +250,7 @@ impl Backoff {
     /// NaN counts as 0.
     ///
     /// `retry <= 1` gives zero for every strategy: urllib3 makes the first retry at once.
-    /// The result never exceeds [`max_value`](Self::max_value), and no input overflows or
+    /// The result never exceeds the cap ([`max`](Self::max)), and no input overflows or
     /// panics: an exponential part too large for a [`Duration`] counts as "at least `max`".
     ///
     /// ```

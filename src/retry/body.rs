@@ -6,7 +6,6 @@
 //! so that a copy can yield it again and then go on where the original stream is.
 
 use std::{
-    error::Error,
     fmt,
     pin::Pin,
     sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError},
@@ -17,6 +16,7 @@ use bytes::{Buf, Bytes};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 
+use super::error::BodyNotReplayable;
 use crate::BoxError;
 
 /// A body the retry layer can copy for another attempt.
@@ -56,50 +56,9 @@ impl<B: Clone> TryCloneBody for B {
     }
 }
 
-/// A copy of a [`ReplayBody`] could not replay bytes it had not yet yielded, because they
-/// were no longer kept.
-///
-/// Copies are made with [`try_clone_body`](TryCloneBody::try_clone_body), which refuses once
-/// the body went past its limit (or the original body failed). A copy made *before* that,
-/// and polled only after, yields this error instead of wrong bytes.
-///
-/// ```
-/// use bytes::Bytes;
-/// use http_body_util::{BodyExt, Full};
-/// use tower_fortify::retry::{BodyNotReplayable, ReplayBody, TryCloneBody};
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() {
-/// let body = ReplayBody::with_limit(Full::new(Bytes::from_static(b"too long")), 4);
-/// let stale = body.try_clone_body().unwrap();
-///
-/// // The original is sent whole, but keeping its bytes would go past the limit.
-/// assert_eq!(body.collect().await.unwrap().to_bytes(), "too long");
-///
-/// let err = stale.collect().await.unwrap_err();
-/// assert!(err.is::<BodyNotReplayable>());
-/// assert_eq!(err.to_string(), "body exceeded the replay limit");
-/// # }
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BodyNotReplayable {
-    reason: Lost,
-}
-
-impl fmt::Display for BodyNotReplayable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.reason {
-            Lost::Capped => f.pad("body exceeded the replay limit"),
-            Lost::Failed => f.pad("body failed before it could be replayed"),
-        }
-    }
-}
-
-impl Error for BodyNotReplayable {}
-
 /// Why the buffer was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Lost {
+pub(crate) enum Lost {
     /// More than `limit` bytes went through.
     Capped,
     /// The original body returned an error: its bytes cannot be reproduced.
@@ -156,7 +115,7 @@ enum Lost {
 ///
 /// The original body's errors, boxed. A copy that must yield bytes that were already freed
 /// (it was made before the body went past its limit, or before the original body failed)
-/// yields [`BodyNotReplayable`], never wrong bytes.
+/// yields [`BodyNotReplayable`](super::error::BodyNotReplayable), never wrong bytes.
 ///
 /// # Memory
 ///

@@ -47,10 +47,31 @@ const MAX_RATIO: f32 = 1000.0;
 /// load to the backend that is already struggling, which makes it fail more and brings more
 /// retries. This is a retry storm, and clients of clients that also retry multiply it. A
 /// budget caps retries as a share of the traffic instead: with a `retry_ratio` of 0.2,
-/// retries add at most 20% (plus the small reserve) however bad the failures get. Finagle's
+/// retries add at most 20% of the requests plus the reserve, however bad the failures get.
+/// Finagle's
 /// `RetryBudget`, Envoy's `retry_budget`, gRPC's `retryThrottling` and the AWS SDKs' retry
 /// quotas all work this way. Use both: the maximum for each request, the budget for the
 /// whole client.
+///
+/// # How much load an outage adds
+///
+/// The reserve dominates at low traffic: it is a fixed number of retries per window, so
+/// the fewer the requests, the larger the share it adds. With the
+/// [production preset](super::RetryPolicy::production) (10 s window, 10 retries per
+/// second, 0.2) and only the retry layer, a total outage (every attempt fails) makes the
+/// backend see, per request sent:
+///
+/// | traffic during the outage | calls per request |
+/// |---|---|
+/// | a burst of 200 requests | 1.70 (40 earned + 100 reserve retries) |
+/// | 200 req/s for 2 s | 1.45 |
+/// | 200 req/s for 30 s | 1.25 |
+/// | 20,000 req/s for 2 s | 1.20 |
+///
+/// So 1.2x (one plus `retry_ratio`) is the bound at high traffic only; at `r` requests
+/// per second sustained, the bound is `1 + retry_ratio + min_per_sec / r`. The figures
+/// are measured on tokio's paused clock by `tests/retry/amplification.rs`, which fails if
+/// they change.
 ///
 /// ```
 /// use std::time::Duration;

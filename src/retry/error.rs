@@ -1,221 +1,9 @@
-//! Error types, and the record of the retries a call made.
+//! Errors of the retry layer.
 
-use crate::classify::{Failure, FailureKind};
+use super::{body::Lost, RetryHistory, Stop};
+use crate::classify::Failure;
 use http::StatusCode;
-use std::{error::Error, fmt, time::Duration};
-
-/// The counter a retry decrements: urllib3's `connect`, `read`, `other` and `status`.
-///
-/// ```
-/// use tower_fortify::retry::RetryCategory;
-///
-/// assert_eq!(RetryCategory::Status.as_str(), "status");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum RetryCategory {
-    /// A connect failure (`Dns`, `ConnectRefused`, `ConnectTimeout`).
-    Connect,
-    /// A read failure (`ReadTimeout`, `ConnectionClosed`, `Protocol`).
-    Read,
-    /// Any other retryable failure (`TlsHandshake`, `Other`).
-    Other,
-    /// A response judged retryable by its status.
-    Status,
-}
-
-impl RetryCategory {
-    /// Every category, in declaration order.
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-    pub(crate) const ALL: [RetryCategory; 4] = [
-        RetryCategory::Connect,
-        RetryCategory::Read,
-        RetryCategory::Other,
-        RetryCategory::Status,
-    ];
-
-    /// A stable `snake_case` name, used as a metrics label value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            RetryCategory::Connect => "connect",
-            RetryCategory::Read => "read",
-            RetryCategory::Other => "other",
-            RetryCategory::Status => "status",
-        }
-    }
-
-    pub(crate) const fn index(self) -> usize {
-        self as usize
-    }
-}
-
-/// What a retry was made after.
-///
-/// ```
-/// use tower_fortify::{classify::FailureKind, retry::RetryCause};
-///
-/// let cause = RetryCause::Failure(FailureKind::ConnectRefused);
-/// assert_eq!(cause.failure_kind(), Some(FailureKind::ConnectRefused));
-/// assert_eq!(cause.status(), None);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RetryCause {
-    /// A failure of this kind.
-    Failure(FailureKind),
-    /// A response with this status.
-    Status(StatusCode),
-}
-
-impl RetryCause {
-    /// The failure kind, for a failure.
-    pub const fn failure_kind(&self) -> Option<FailureKind> {
-        match self {
-            RetryCause::Failure(kind) => Some(*kind),
-            RetryCause::Status(_) => None,
-        }
-    }
-
-    /// The status, for a response.
-    pub const fn status(&self) -> Option<StatusCode> {
-        match self {
-            RetryCause::Failure(_) => None,
-            RetryCause::Status(status) => Some(*status),
-        }
-    }
-}
-
-/// One retry: what it was made after, the counter it took, and the sleep before it.
-///
-/// ```
-/// use std::time::Duration;
-/// use tower_fortify::retry::RetryHistory;
-///
-/// let history = RetryHistory::default();
-/// assert!(history.records().is_empty());
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryRecord {
-    pub(crate) category: RetryCategory,
-    pub(crate) cause: RetryCause,
-    pub(crate) sleep: Duration,
-}
-
-impl RetryRecord {
-    /// The counter this retry decremented.
-    pub const fn category(&self) -> RetryCategory {
-        self.category
-    }
-
-    /// What the retry was made after.
-    pub const fn cause(&self) -> RetryCause {
-        self.cause
-    }
-
-    /// How long the layer slept before the retry.
-    pub const fn sleep(&self) -> Duration {
-        self.sleep
-    }
-}
-
-/// Why the layer stopped retrying before it had a result it could return as it is.
-///
-/// ```
-/// use tower_fortify::retry::Stop;
-///
-/// assert_eq!(Stop::Budget.as_str(), "budget");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Stop {
-    /// A counter (`total`, `connect`, `read`, `status`, `other`) ran out.
-    Exhausted,
-    /// The retry budget refused the retry.
-    Budget,
-    /// The retry would have ended after the call's deadline, or the deadline passed.
-    Deadline,
-    /// The server asked to wait longer than `retry_after_max`, and the policy says to stop.
-    RetryAfterTooLong(Duration),
-    /// The request's body could no longer be replayed (it went past the replay limit).
-    NotReplayable,
-}
-
-impl Stop {
-    /// Every kind of stop, in [`index`](Self::index) order (the delay of
-    /// `RetryAfterTooLong` is a placeholder).
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-    pub(crate) const ALL: [Stop; 5] = [
-        Stop::Exhausted,
-        Stop::Budget,
-        Stop::Deadline,
-        Stop::RetryAfterTooLong(Duration::ZERO),
-        Stop::NotReplayable,
-    ];
-
-    /// The kind's place in [`ALL`](Self::ALL), whatever its delay.
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-    pub(crate) const fn index(&self) -> usize {
-        match self {
-            Stop::Exhausted => 0,
-            Stop::Budget => 1,
-            Stop::Deadline => 2,
-            Stop::RetryAfterTooLong(_) => 3,
-            Stop::NotReplayable => 4,
-        }
-    }
-
-    /// A stable `snake_case` name, used as a metrics label value.
-    pub const fn as_str(&self) -> &'static str {
-        match self {
-            Stop::Exhausted => "exhausted",
-            Stop::Budget => "budget",
-            Stop::Deadline => "deadline",
-            Stop::RetryAfterTooLong(_) => "retry_after_too_long",
-            Stop::NotReplayable => "not_replayable",
-        }
-    }
-}
-
-/// The retries a call made, in order, and why it stopped retrying if it did.
-///
-/// The layer puts it in the extensions of a response it returns after at least one retry
-/// (or after a retry it refused), in every [`RetryError`], and in a failure it returns as it
-/// is after at least one retry ([`Failure::retry_history`](crate::classify::Failure::retry_history)).
-/// A response without one was not retried.
-///
-/// ```
-/// use tower_fortify::retry::RetryHistory;
-///
-/// let response = http::Response::new(());
-/// assert!(response.extensions().get::<RetryHistory>().is_none());
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RetryHistory {
-    pub(crate) records: Vec<RetryRecord>,
-    pub(crate) stop: Option<Stop>,
-}
-
-impl RetryHistory {
-    /// One record per retry made, in order.
-    pub fn records(&self) -> &[RetryRecord] {
-        &self.records
-    }
-
-    /// Why retrying stopped before a result that could be returned as it is, if it did.
-    pub const fn stop(&self) -> Option<Stop> {
-        self.stop
-    }
-
-    /// The sleeps before each retry, in order.
-    ///
-    /// ```
-    /// let history = tower_fortify::retry::RetryHistory::default();
-    /// assert_eq!(history.sleeps().count(), 0);
-    /// ```
-    pub fn sleeps(&self) -> impl Iterator<Item = Duration> + '_ {
-        self.records.iter().map(|r| r.sleep)
-    }
-}
+use std::{error::Error, fmt};
 
 /// What the call met last when retries stopped.
 #[derive(Debug)]
@@ -227,19 +15,23 @@ pub enum RetryReason {
     Status(StatusCode),
 }
 
-/// The call failed and the layer stopped retrying: urllib3's `MaxRetryError`.
+/// The call failed after the layer retried it, or the layer stopped retrying: urllib3's
+/// `MaxRetryError`, and the one place a failed call's [`RetryHistory`] is.
 ///
 /// It says what the last attempt met ([`reason`](Self::reason)), why the layer stopped
 /// ([`stop`](Self::stop): counters exhausted, budget, deadline, a `Retry-After` above the cap,
-/// a body that cannot be replayed) and every retry made before ([`history`](Self::history)).
-/// Its `source()` is the last [`Failure`], so an outer classification sees the real kind.
+/// a body that cannot be replayed; `None` when the last failure is simply not retried, such
+/// as a POST's read timeout after a retried refused connect) and every retry made before
+/// ([`history`](Self::history)). A failure the layer returns without any retry is the bare
+/// [`Failure`]. Its `source()` is the last [`Failure`], so an outer classification sees the
+/// real kind.
 ///
 /// ```
-/// use tower_fortify::{classify::{Failure, FailureKind}, retry::{RetryError, Stop}};
+/// use tower_fortify::retry::{error::RetryError, Stop};
 ///
 /// fn explain(err: &tower_fortify::BoxError) -> String {
 ///     match err.downcast_ref::<RetryError>() {
-///         Some(err) if err.stop() == Stop::Budget => "retry budget exhausted".into(),
+///         Some(err) if err.stop() == Some(Stop::Budget) => "retry budget exhausted".into(),
 ///         Some(err) => format!("gave up after {} retries", err.history().records().len()),
 ///         None => err.to_string(),
 ///     }
@@ -253,8 +45,8 @@ pub struct RetryError {
 }
 
 impl RetryError {
-    pub(crate) fn new(reason: RetryReason, mut history: RetryHistory, stop: Stop) -> Self {
-        history.stop = Some(stop);
+    pub(crate) fn new(reason: RetryReason, mut history: RetryHistory, stop: Option<Stop>) -> Self {
+        history.stop = stop;
         RetryError { reason, history }
     }
 
@@ -279,9 +71,10 @@ impl RetryError {
         }
     }
 
-    /// Why the layer stopped retrying.
-    pub fn stop(&self) -> Stop {
-        self.history.stop.unwrap_or(Stop::Exhausted)
+    /// Why the layer stopped retrying; `None` when the last failure is not retried (its kind
+    /// or the request's method says so), after earlier retries.
+    pub fn stop(&self) -> Option<Stop> {
+        self.history.stop
     }
 
     /// The retries made before the layer stopped.
@@ -301,15 +94,20 @@ impl RetryError {
 impl fmt::Display for RetryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.stop() {
-            Stop::Exhausted => f.write_str("max retries exceeded")?,
-            Stop::Budget => f.write_str("retry budget exhausted")?,
-            Stop::Deadline => f.write_str("retry deadline exceeded")?,
-            Stop::RetryAfterTooLong(delay) => write!(
+            Some(Stop::Exhausted) => f.write_str("max retries exceeded")?,
+            Some(Stop::Budget) => f.write_str("retry budget exhausted")?,
+            Some(Stop::Deadline) => f.write_str("retry deadline exceeded")?,
+            Some(Stop::RetryAfterTooLong(delay)) => write!(
                 f,
                 "server asked to retry after {}s, more than retry_after_max",
                 delay.as_secs()
             )?,
-            Stop::NotReplayable => f.write_str("request body cannot be replayed")?,
+            Some(Stop::NotReplayable) => f.write_str("request body cannot be replayed")?,
+            None => write!(
+                f,
+                "failed after {} retries, not retryable",
+                self.history.records.len()
+            )?,
         }
         match &self.reason {
             RetryReason::Failure(failure) => write!(f, " (caused by {failure})"),
@@ -329,15 +127,66 @@ impl Error for RetryError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The whole call's deadline passed while an attempt (or the wait for the service's
+/// readiness) was running: the reason of the [`RetryError`] the layer then returns, as the
+/// source of a [`ReadTimeout`](crate::classify::FailureKind::ReadTimeout) failure.
+///
+/// ```
+/// use tower_fortify::retry::error::{DeadlineElapsed, RetryError};
+///
+/// fn is_deadline(err: &RetryError) -> bool {
+///     err.failure().is_some_and(|f| f.get_ref().is::<DeadlineElapsed>())
+/// }
+/// # let _ = is_deadline;
+/// ```
+#[derive(Debug)]
+pub struct DeadlineElapsed(pub(crate) ());
 
-    #[test]
-    fn every_stop_is_at_its_index() {
-        for (i, stop) in Stop::ALL.iter().enumerate() {
-            assert_eq!(stop.index(), i, "{stop:?}");
-        }
-        assert_eq!(Stop::RetryAfterTooLong(Duration::from_secs(9)).index(), 3);
+impl fmt::Display for DeadlineElapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("retry deadline elapsed during an attempt")
     }
 }
+
+impl Error for DeadlineElapsed {}
+
+/// A copy of a [`ReplayBody`](super::ReplayBody) could not replay bytes it had not yet yielded, because they
+/// were no longer kept.
+///
+/// Copies are made with [`try_clone_body`](super::TryCloneBody::try_clone_body), which refuses once
+/// the body went past its limit (or the original body failed). A copy made *before* that,
+/// and polled only after, yields this error instead of wrong bytes.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::{BodyExt, Full};
+/// use tower_fortify::retry::{error::BodyNotReplayable, ReplayBody, TryCloneBody};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let body = ReplayBody::with_limit(Full::new(Bytes::from_static(b"too long")), 4);
+/// let stale = body.try_clone_body().unwrap();
+///
+/// // The original is sent whole, but keeping its bytes would go past the limit.
+/// assert_eq!(body.collect().await.unwrap().to_bytes(), "too long");
+///
+/// let err = stale.collect().await.unwrap_err();
+/// assert!(err.is::<BodyNotReplayable>());
+/// assert_eq!(err.to_string(), "body exceeded the replay limit");
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyNotReplayable {
+    pub(crate) reason: Lost,
+}
+
+impl fmt::Display for BodyNotReplayable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.reason {
+            Lost::Capped => f.pad("body exceeded the replay limit"),
+            Lost::Failed => f.pad("body failed before it could be replayed"),
+        }
+    }
+}
+
+impl Error for BodyNotReplayable {}

@@ -2,9 +2,10 @@
 
 use super::{
     body::TryCloneBody,
-    error::{RetryError, RetryHistory, RetryReason, Stop},
-    policy::{Attempts, Decision},
+    decision::{may_retry, Attempts, Decision},
+    error::{DeadlineElapsed, RetryError, RetryReason},
     service::{Kept, Shared, SharedRef},
+    RetryHistory, Stop,
 };
 use crate::{
     classify::{Failure, FailureKind, Stage},
@@ -96,8 +97,11 @@ where
         shared: SharedRef,
         now: Option<Instant>,
     ) -> Self {
-        let limit = shared.policy.deadline;
-        let deadline_at = limit.map(|limit| now.unwrap_or_else(Instant::now) + limit);
+        // A deadline too far to represent is no deadline.
+        let deadline_at = shared
+            .policy
+            .deadline
+            .and_then(|limit| now.unwrap_or_else(Instant::now).checked_add(limit));
         ResponseFuture {
             state: State::Calling { future },
             timer: None,
@@ -110,18 +114,6 @@ where
         }
     }
 }
-
-/// The whole call's deadline passed while an attempt was running.
-#[derive(Debug)]
-pub struct DeadlineElapsed(());
-
-impl fmt::Display for DeadlineElapsed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("retry deadline elapsed during an attempt")
-    }
-}
-
-impl std::error::Error for DeadlineElapsed {}
 
 fn draw() -> f64 {
     rand::RngExt::random::<f64>(&mut rand::rng())
@@ -152,7 +144,10 @@ where
                     let result = match result {
                         // A response no rule could retry, before any retry: the common case,
                         // returned at once.
-                        Ok(response) if this.retry.is_none() && !may_retry(policy, &response) => {
+                        Ok(response)
+                            if this.retry.is_none()
+                                && !may_retry(policy, response.status(), response.headers()) =>
+                        {
                             return Poll::Ready(Ok(response));
                         }
                         other => other,
@@ -203,7 +198,7 @@ where
                                     if sleep.is_zero() {
                                         this.state.set(State::Ready);
                                     } else {
-                                        let wake = now + sleep;
+                                        let wake = saturating_add(now, sleep);
                                         match this.timer.as_mut().as_pin_mut() {
                                             Some(timer) => timer.reset(wake),
                                             None => {
@@ -289,17 +284,18 @@ fn deadline_passed(
         .is_some_and(|timer| timer.poll(cx).is_ready())
 }
 
-/// Whether any rule could retry `response` (a cheap superset of the decision).
-fn may_retry<ResB>(policy: &super::RetryPolicy, response: &Response<ResB>) -> bool {
-    let status = response.status();
-    // The forcelist holds no status below 300 (the layer rejects one), and Retry-After is
-    // honoured on 413, 429 and 503 only: a success or a redirect is never retried.
-    if status.as_u16() < 300 {
-        return false;
+/// `now + sleep`, or the farthest instant a sleep can reach when that overflows: a sleep
+/// too long to represent is a wake that never comes (tokio caps any timer at about two
+/// years anyway).
+fn saturating_add(now: Instant, sleep: Duration) -> Instant {
+    let mut sleep = sleep;
+    loop {
+        if let Some(wake) = now.checked_add(sleep) {
+            return wake;
+        }
+        // Halving ends: `now + 0` cannot overflow.
+        sleep /= 2;
     }
-    policy.status_forcelist.contains(&status.as_u16())
-        || (policy.respect_retry_after_header
-            && crate::classify::ResponseClass::new(status, response.headers()).asks_retry_after())
 }
 
 /// Checks what the decision alone could not (deadline, replay, budget) and copies the
@@ -312,7 +308,11 @@ fn prepare<B: TryCloneBody>(
     sleep: Duration,
 ) -> Result<Request<B>, Stop> {
     if let Some(deadline_at) = deadline_at {
-        if now + sleep >= deadline_at {
+        // A wake too far to represent is after any deadline.
+        if now
+            .checked_add(sleep)
+            .is_none_or(|wake| wake >= deadline_at)
+        {
             return Err(Stop::Deadline);
         }
     }
@@ -355,7 +355,7 @@ fn finish<ResB>(
                 Some(stop) if raise => Err(Box::new(RetryError::new(
                     RetryReason::Status(status),
                     history,
-                    stop,
+                    Some(stop),
                 ))),
                 _ => {
                     history.stop = stop;
@@ -370,7 +370,7 @@ fn finish<ResB>(
             Some(stop) => Err(Box::new(RetryError::new(
                 RetryReason::Failure(*failure),
                 history,
-                stop,
+                Some(stop),
             ))),
             None => Err(with_history(failure, history)),
         },
@@ -393,16 +393,21 @@ fn deadline_error<B>(retry: &mut Option<Box<RetryState<B>>>, shared: &Shared) ->
     Box::new(RetryError::new(
         RetryReason::Failure(failure),
         history,
-        Stop::Deadline,
+        Some(Stop::Deadline),
     ))
 }
 
-/// A failure returned as it is after earlier retries carries their history.
-fn with_history(mut failure: Box<Failure>, history: RetryHistory) -> BoxError {
-    if !history.records.is_empty() {
-        failure.set_retry_history(history);
+/// A failure the layer does not retry: the failure itself when no retry was made, else a
+/// [`RetryError`] that holds it and the history, with no stop.
+fn with_history(failure: Box<Failure>, history: RetryHistory) -> BoxError {
+    if history.records.is_empty() {
+        return failure;
     }
-    failure
+    Box::new(RetryError::new(
+        RetryReason::Failure(*failure),
+        history,
+        None,
+    ))
 }
 
 impl Shared {

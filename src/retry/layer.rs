@@ -3,7 +3,8 @@ use crate::InvalidConfig;
 use std::sync::Arc;
 use tower_layer::Layer;
 
-/// Applies [`Retry`] to a service, with a validated [`RetryPolicy`].
+/// Applies [`Retry`] to a service, with a validated [`RetryPolicy`]: built by
+/// [`RetryLayer::builder`].
 ///
 /// # Clone
 ///
@@ -14,7 +15,11 @@ use tower_layer::Layer;
 /// use tower::ServiceBuilder;
 /// use tower_fortify::retry::{RetryLayer, RetryPolicy};
 ///
-/// let layer = RetryLayer::new(RetryPolicy::production())?.name("payments");
+/// let layer = RetryLayer::builder()
+///     .policy(RetryPolicy::production())
+///     .name("payments")
+///     .build()?;
+/// assert_eq!(layer.name(), "payments");
 /// let svc = ServiceBuilder::new()
 ///     .layer(layer)
 ///     .service_fn(|req: http::Request<String>| async move {
@@ -28,40 +33,80 @@ pub struct RetryLayer {
     shared: Arc<Shared>,
 }
 
-impl RetryLayer {
-    /// Creates the layer.
-    ///
-    /// # Errors
-    ///
-    /// [`InvalidConfig`] naming the field, when the policy's settings do not hold together:
-    /// a `status_forcelist` code that is not an error status, a `backoff_jitter` with a
-    /// strategy other than `Jitter::Additive`, a zero `deadline`.
-    ///
-    /// ```
-    /// use tower_fortify::retry::{RetryLayer, RetryPolicy};
-    ///
-    /// let err = RetryLayer::new(RetryPolicy::default().status_forcelist([200])).unwrap_err();
-    /// assert_eq!(err.field(), "status_forcelist");
-    /// ```
-    pub fn new(policy: RetryPolicy) -> Result<Self, InvalidConfig> {
-        policy.validate()?;
-        Ok(RetryLayer {
-            shared: Arc::new(Shared::new(policy, "retry")),
-        })
-    }
+/// Builds a [`RetryLayer`]: [`RetryLayer::builder`].
+///
+/// ```
+/// use tower_fortify::retry::RetryLayer;
+///
+/// // urllib3's `Retry.DEFAULT`, named "retry".
+/// let layer = RetryLayer::builder().build()?;
+/// assert_eq!(layer.name(), "retry");
+/// # Ok::<(), tower_fortify::InvalidConfig>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct RetryBuilder {
+    policy: RetryPolicy,
+    name: &'static str,
+}
 
-    /// Sets the `name` label of the metrics and tracing events (default `"retry"`). It must
-    /// be a static string, so that labels stay bounded.
-    pub fn name(self, name: &'static str) -> Self {
-        let policy = self.shared.policy.clone();
-        RetryLayer {
-            shared: Arc::new(Shared::new(policy, name)),
+impl RetryLayer {
+    /// A builder with urllib3's default policy ([`RetryPolicy::default`]) and the name
+    /// `"retry"`.
+    pub fn builder() -> RetryBuilder {
+        RetryBuilder {
+            policy: RetryPolicy::default(),
+            name: "retry",
         }
     }
 
     /// The policy.
     pub fn policy(&self) -> &RetryPolicy {
         &self.shared.policy
+    }
+
+    /// The `name` label of the metrics and tracing events.
+    pub fn name(&self) -> &'static str {
+        self.shared.name
+    }
+}
+
+impl RetryBuilder {
+    /// The retry settings (default [`RetryPolicy::default`], urllib3's `Retry.DEFAULT`).
+    pub fn policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The `name` label of the metrics and tracing events (default `"retry"`). It must be a
+    /// static string, so that labels stay bounded.
+    pub fn name(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
+    }
+
+    /// Builds the layer, registering its metric handles (with the `metrics` feature).
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidConfig`] naming the field, when the policy's settings do not hold together:
+    /// a `status_forcelist` code that is not an error status, a `backoff_jitter` with a
+    /// strategy other than `Jitter::Additive`, a zero `deadline`. Durations are not
+    /// bounded: one too long to represent as an instant saturates to "never".
+    ///
+    /// ```
+    /// use tower_fortify::retry::{RetryLayer, RetryPolicy};
+    ///
+    /// let err = RetryLayer::builder()
+    ///     .policy(RetryPolicy::default().status_forcelist([200]))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.field(), "status_forcelist");
+    /// ```
+    pub fn build(self) -> Result<RetryLayer, InvalidConfig> {
+        self.policy.validate()?;
+        Ok(RetryLayer {
+            shared: Arc::new(Shared::new(self.policy, self.name)),
+        })
     }
 }
 

@@ -1,6 +1,7 @@
 //! Metric handles of `Retry`, registered once per layer.
 
-use super::error::{RetryCategory, Stop};
+use super::Stop;
+use crate::classify::Category;
 use metrics::Counter;
 
 pub(crate) const REQUESTS: &str = "fortify_retry_requests_total";
@@ -37,7 +38,7 @@ impl Instruments {
         Instruments {
             requests: metrics::counter!(REQUESTS, "name" => name),
             retried_requests: metrics::counter!(RETRIED_REQUESTS, "name" => name),
-            retries: RetryCategory::ALL
+            retries: Category::ALL
                 .map(|c| metrics::counter!(RETRIES, "name" => name, "category" => c.as_str())),
             stopped: Stop::ALL
                 .map(|stop| metrics::counter!(STOPPED, "name" => name, "stop" => stop.as_str())),
@@ -50,7 +51,7 @@ impl Instruments {
         self.requests.increment(1);
     }
 
-    pub(crate) fn retry(&self, category: RetryCategory, first: bool) {
+    pub(crate) fn retry(&self, category: Category, first: bool) {
         self.retries[category.index()].increment(1);
         if first {
             self.retried_requests.increment(1);

@@ -9,12 +9,15 @@
 //! use tower::ServiceBuilder;
 //! use tower_fortify::retry::{RetryLayer, RetryPolicy};
 //!
-//! let layer = RetryLayer::new(
-//!     RetryPolicy::default()
-//!         .total(Some(5))
-//!         .backoff_factor(Duration::from_millis(500))
-//!         .status_forcelist([502, 503]),
-//! )?;
+//! let layer = RetryLayer::builder()
+//!     .policy(
+//!         RetryPolicy::default()
+//!             .total(Some(5))
+//!             .backoff_factor(Duration::from_millis(500))
+//!             .status_forcelist([502, 503]),
+//!     )
+//!     .name("search")
+//!     .build()?;
 //! let svc = ServiceBuilder::new().layer(layer).service_fn(|req: http::Request<String>| async move {
 //!     Ok::<_, std::io::Error>(http::Response::new(req.into_body()))
 //! });
@@ -26,16 +29,26 @@
 //!
 //! Failures are classified through the crate's taxonomy
 //! ([`FailureKind`](crate::classify::FailureKind)); each retry decrements `total` and the
-//! counter of its category, and a retry that would take a counter below zero is not made.
+//! counter of its [`Category`](crate::classify::Category), and a retry that would take a
+//! counter below zero is not made.
+//!
+//! A failure the layer did not retry at all comes back as the classified
+//! [`Failure`](crate::classify::Failure) itself; any failure after at least one retry comes
+//! back as a [`RetryError`](error::RetryError) holding that failure and the
+//! [`RetryHistory`], with [`stop`](error::RetryError::stop) saying why the layer stopped, if
+//! it did. A response carries its history in its extensions.
 //!
 //! | what happened | counter | idempotent request | POST, PATCH (not marked) | counter exhausted |
 //! |---|---|---|---|---|
-//! | connect failure (`Dns`, `ConnectRefused`, `ConnectTimeout`) | `connect` | retried | retried | [`RetryError`] |
-//! | other failure (`TlsHandshake`, `Other`) | `other` | retried | retried | [`RetryError`] |
-//! | read failure (`ReadTimeout`, `ConnectionClosed`, `Protocol`) | `read` | retried | the failure itself | [`RetryError`] |
+//! | connect failure (`Dns`, `ConnectRefused`, `ConnectTimeout`) | `connect` | retried | retried | [`RetryError`](error::RetryError) |
+//! | other failure (`TlsHandshake`, `Other`) | `other` | retried | retried | [`RetryError`](error::RetryError) |
+//! | read failure (`ReadTimeout`, `ConnectionClosed`, `Protocol`) | `read` | retried | the failure itself | [`RetryError`](error::RetryError) |
 //! | `TlsCertificate`, `PoolTimeout`, `PoolFull`, `CircuitOpen` | none | the failure itself | the failure itself | |
-//! | status in `status_forcelist` | `status` | retried | returned | [`RetryError`] or, with `raise_on_status(false)`, the response |
+//! | status in `status_forcelist` | `status` | retried | returned | [`RetryError`](error::RetryError) or, with `raise_on_status(false)`, the response |
 //! | 413/429/503 with `Retry-After` while `total > 0` | `status` | retried | returned | the response |
+//!
+//! "The failure itself" is the bare [`Failure`](crate::classify::Failure) when no retry was
+//! made, else a [`RetryError`](error::RetryError) with no stop.
 //!
 //! "Idempotent" means the method is in `allowed_methods` (HEAD, GET, PUT, DELETE, OPTIONS,
 //! TRACE by default; empty means every method) or the request carries the [`Idempotent`]
@@ -46,22 +59,66 @@
 //! [`Backoff`]: the first retry is immediate, then `backoff_factor * 2^(k-1)` capped by
 //! `backoff_max`, with urllib3's additive jitter or a [`Jitter`] strategy that keeps the
 //! randomness below the cap. A `Retry-After` on a retried response replaces the backoff
-//! ([`parse_retry_after`]), capped by `retry_after_max`; a malformed one is treated as absent
-//! and counted. Sleeps use tokio's clock.
+//! ([`parse_retry_after`](crate::classify::parse_retry_after)), capped by `retry_after_max`;
+//! a malformed one is treated as absent and counted. A response with several `Retry-After`
+//! fields is read as urllib3 reads it: it joins them (`"5, 1"`), which is malformed, so the
+//! retry backs off as if there were none (neither value can be trusted over the other).
+//! Sleeps use tokio's clock. A sleep or a `deadline` too long to represent as an instant
+//! saturates: the wake (or the deadline) never comes, nothing panics.
+//!
+//! # Deliberate deviations from urllib3
+//!
+//! | # | urllib3 | here |
+//! |---|---|---|
+//! | D1 | a malformed or empty `Retry-After` on a retried response (several fields included, joined as `"5, 1"`) raises `InvalidHeader` | treated as absent (backoff), counted in `fortify_retry_after_invalid_total` |
+//! | D2 | follows redirects, with a `redirect` counter | a 3xx is an ordinary response (put tower-http's `FollowRedirectLayer` outside) |
+//! | D3 | certificate failures are `other` and retried | `TlsCertificate` is never retried |
+//! | D4 | a stalled TLS handshake is a read error | `TlsHandshake`, category other, retried for any method |
+//! | D5 | `False` for a counter re-raises the raw error | `Some(0)` ends with a `RetryError` |
+//! | D6 | no budget across requests | a [`RetryBudget`] shared by the layer's clones |
 //!
 //! # Beyond urllib3
 //!
 //! A [`RetryBudget`] shared by the layer's clones caps retries as a share of traffic; a
 //! `deadline` bounds the whole call; [`ReplayBody`] makes any body replayable up to a limit;
 //! the result carries a [`RetryHistory`] (in a response's extensions, in every
-//! [`RetryError`]) that says what was retried, after what, how long the layer slept and why it
+//! [`RetryError`](error::RetryError)) that says what was retried, after what, how long the layer slept and why it
 //! stopped ([`Stop`]).
+//!
+//! # Metrics
+//!
+//! With the `metrics` feature, the layer records through the `metrics` facade. Its
+//! handles are registered once, when the layer is built, so install the recorder before
+//! building it. Names and labels are part of the API:
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `fortify_retry_requests_total` | counter | `name` (the layer's, static) |
+//! | `fortify_retry_retried_requests_total` | counter | `name`: requests retried at least once |
+//! | `fortify_retries_total` | counter | `name`, `category` (`connect`, `read`, `other`, `status`) |
+//! | `fortify_retry_stopped_total` | counter | `name`, `stop` ([`Stop::as_str`]: `exhausted`, `budget`, `deadline`, `retry_after_too_long`, `not_replayable`) |
+//! | `fortify_retry_after_invalid_total` | counter | `name`: malformed `Retry-After` headers treated as absent (D1) |
+//!
+//! Retries per request are `fortify_retries_total / fortify_retry_requests_total`; the
+//! load an outage adds is bounded by the budget (see [`RetryBudget`]).
+//!
+//! # Tracing
+//!
+//! With the `tracing` feature, the layer emits `DEBUG` events with target
+//! `tower_fortify::retry`:
+//!
+//! - `retrying`, before each retry, with fields `name`, `retry` (1 for the first retry),
+//!   `category`, `cause` (the failure kind or the status) and `sleep_ms`;
+//! - `stopped retrying`, when the layer stops before a result it could return as it is,
+//!   with fields `name` and `stop` ([`Stop::as_str`]).
 
 mod backoff;
 mod body;
 mod budget;
-mod error;
+mod decision;
+pub mod error;
 pub mod future;
+mod history;
 mod layer;
 #[cfg(feature = "metrics")]
 mod metrics;
@@ -69,13 +126,9 @@ mod policy;
 mod service;
 
 pub use backoff::{Backoff, Jitter};
-pub use body::{BodyNotReplayable, ReplayBody, TryCloneBody};
+pub use body::{ReplayBody, TryCloneBody};
 pub use budget::RetryBudget;
-pub use error::{
-    RetryCategory, RetryCause, RetryError, RetryHistory, RetryReason, RetryRecord, Stop,
-};
-pub use layer::RetryLayer;
+pub use history::{RetryCause, RetryHistory, RetryRecord, Stop};
+pub use layer::{RetryBuilder, RetryLayer};
 pub use policy::{Idempotent, NoRetry, RetryAfterOverMax, RetryPolicy};
-// The parser lives with the response classification that every layer shares.
-pub use crate::classify::{parse_retry_after, InvalidRetryAfter};
 pub use service::Retry;

@@ -13,7 +13,7 @@ use tower_service::Service;
 ///
 /// See the [module docs](super) for the decision matrix. Errors come back as a classified
 /// [`Failure`](crate::classify::Failure) when the failure is not retried, or as a
-/// [`RetryError`](super::RetryError) when retries stop.
+/// [`RetryError`](super::error::RetryError) when retries stop.
 ///
 /// Each retry waits for the inner service to be ready again, then sends a copy of the
 /// original request (method, URI, version, headers, extensions and body, through
@@ -75,9 +75,9 @@ impl<S> Retry<S> {
     ///
     /// # Errors
     ///
-    /// As [`RetryLayer::new`].
+    /// As [`RetryBuilder::build`](super::RetryBuilder::build).
     pub fn new(inner: S, policy: RetryPolicy) -> Result<Self, InvalidConfig> {
-        let layer = RetryLayer::new(policy)?;
+        let layer = RetryLayer::builder().policy(policy).build()?;
         Ok(tower_layer::Layer::layer(&layer, inner))
     }
 
@@ -96,7 +96,7 @@ impl<S> Retry<S> {
     /// use tower::Layer;
     /// use tower_fortify::retry::{RetryLayer, RetryPolicy};
     ///
-    /// let svc = RetryLayer::new(RetryPolicy::default())?.name("search").layer(());
+    /// let svc = RetryLayer::builder().name("search").build()?.layer(());
     /// assert_eq!(svc.name(), "search");
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```

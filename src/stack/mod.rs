@@ -357,7 +357,10 @@ impl ClientConfig {
                 "must be greater than zero",
             ));
         }
-        let retry = RetryLayer::new(self.retry.clone())?.name(self.name);
+        let retry = RetryLayer::builder()
+            .policy(self.retry.clone())
+            .name(self.name)
+            .build()?;
         let breaker = self.circuit_breaker.clone().name(self.name).build()?;
         let pool = PoolLimitLayer::builder(self.pool_maxsize)
             .block(self.pool_block)
@@ -373,7 +376,7 @@ impl ClientConfig {
             name: self.name,
             connect_timeout: self.connect_timeout,
             attempt_timeout: self.attempt_timeout,
-            classify: ErrorClassifyLayer::new().name(self.name),
+            classify: ErrorClassifyLayer::builder().name(self.name).build()?,
             retry,
             breaker,
             pool,
@@ -536,14 +539,14 @@ impl<S> Layer<S> for ClientStackLayer {
 /// holds the host's pool permit until it ends) and `Error = BoxError`, always a
 /// [`Failure`](crate::classify::Failure) (the outermost layer classifies): its kind says
 /// what ended the call. When retries ran out, the failure wraps the
-/// [`RetryError`](crate::retry::RetryError) with the history of every attempt (see the
+/// [`RetryError`](crate::retry::error::RetryError) with the history of every attempt (see the
 /// example below). The request body must be replayable: `B: Clone` (`Full<Bytes>`,
 /// `String`, ...) or a [`ReplayBody`](crate::retry::ReplayBody).
 ///
 /// ```
 /// use tower::{Layer, ServiceExt};
 /// use tower_fortify::classify::{Failure, FailureKind};
-/// use tower_fortify::retry::RetryError;
+/// use tower_fortify::retry::error::RetryError;
 /// use tower_fortify::stack::ClientConfig;
 ///
 /// # #[tokio::main(flavor = "current_thread")]

@@ -48,7 +48,7 @@ mod retry {
         atomic::{AtomicU32, Ordering},
         Arc,
     };
-    use tower_fortify::retry::{NoRetry, RetryLayer, RetryPolicy};
+    use tower_fortify::retry::{NoRetry, RetryLayer};
 
     /// `n` calls, each with a copy of `request` made by `copy`: the successes and the
     /// allocations (the copies' included).
@@ -97,9 +97,7 @@ mod retry {
         let _copy = copy(&request);
         assert_eq!(allocations() - before, 0, "the caller's copy");
 
-        let mut svc = RetryLayer::new(RetryPolicy::default())
-            .unwrap()
-            .layer(inner());
+        let mut svc = RetryLayer::builder().build().unwrap().layer(inner());
         drive_requests(&mut svc, &request, 10);
         let (ok, allocated) = drive_requests(&mut svc, &request, 1000);
         assert_eq!(ok, 1000);
@@ -123,9 +121,7 @@ mod retry {
         let caller_copy = allocations() - before;
         assert_eq!(caller_copy, 2);
 
-        let mut svc = RetryLayer::new(RetryPolicy::default())
-            .unwrap()
-            .layer(inner());
+        let mut svc = RetryLayer::builder().build().unwrap().layer(inner());
         drive_requests(&mut svc, &request, 10);
         let (ok, allocated) = drive_requests(&mut svc, &request, 1000);
         assert_eq!(ok, 1000);
@@ -173,7 +169,7 @@ mod retry {
     async fn a_retry_allocates_its_history() {
         // The checks above can fail: a retried call allocates more than the same failing
         // call not retried (its retry state and history, and the request the retry sends).
-        let layer = RetryLayer::new(RetryPolicy::default()).unwrap();
+        let layer = RetryLayer::builder().build().unwrap();
         let calls = Arc::new(AtomicU32::new(0));
         let mut retried = layer.layer(fails_then_succeeds(&calls));
         // A first retried call sets up what a thread does once (the RNG of the jitter).

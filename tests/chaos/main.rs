@@ -45,7 +45,9 @@ use tower::{Layer, ServiceExt};
 use tower_fortify::{
     circuit_breaker::{CircuitBreakerLayer, State, Window},
     classify::{Category, Failure, FailureKind},
-    retry::{Idempotent, RetryBudget, RetryCause, RetryError, RetryHistory, RetryPolicy, Stop},
+    retry::{
+        error::RetryError, Idempotent, RetryBudget, RetryCause, RetryHistory, RetryPolicy, Stop,
+    },
     stack::{ClientConfig, ClientStack, ClientStackLayer},
     BoxError,
 };
@@ -267,7 +269,7 @@ impl Outcome {
 }
 
 /// The kind, status and history of a stack error: a `RetryError` (inside the stack's
-/// `Failure`), or a `Failure` returned as it is, with the retries made before it.
+/// `Failure`) whenever a retry was made, or a `Failure` never retried (no history).
 fn describe(
     err: &BoxError,
 ) -> (
@@ -287,11 +289,7 @@ fn describe(
         );
     }
     let failure = err.downcast_ref::<Failure>();
-    (
-        failure.map(Failure::kind),
-        None,
-        failure.and_then(Failure::retry_history).cloned(),
-    )
+    (failure.map(Failure::kind), None, None)
 }
 
 /// Sends one call through the stack and reads (or drops) the response body.
@@ -317,7 +315,9 @@ async fn execute(stack: Stack, backend: FlakyBackend, call: Call) -> Outcome {
                 let end = match body {
                     Ok(()) => End::Response(status),
                     Err(err) => End::Failed {
-                        kind: Some(Failure::classify(err).kind()),
+                        kind: Some(
+                            Failure::classify(err, tower_fortify::classify::Stage::Request).kind(),
+                        ),
                         status: None,
                         message: "response body failed".to_owned(),
                     },
@@ -549,13 +549,12 @@ async fn transient_faults_are_absorbed() {
             async move {
                 let op = if id % 2 == 0 { Op::Get } else { Op::KeyedPost };
                 match bare.request(request(&backend, op, id)).await {
-                    Ok(response) => response
-                        .into_body()
-                        .collect()
-                        .await
-                        .map(drop)
-                        .map_err(|e| Failure::classify(e).kind()),
-                    Err(err) => Err(Failure::classify(err).kind()),
+                    Ok(response) => response.into_body().collect().await.map(drop).map_err(|e| {
+                        Failure::classify(e, tower_fortify::classify::Stage::Request).kind()
+                    }),
+                    Err(err) => {
+                        Err(Failure::classify(err, tower_fortify::classify::Stage::Request).kind())
+                    }
                 }
             }
         })
@@ -667,7 +666,7 @@ async fn unkeyed_posts_are_never_sent_twice() {
         .filter(|(label, _)| label.starts_with("failed"))
         .collect();
     let not_read = count(&posts, |o| {
-        o.failed() && o.kind().map(FailureKind::category) != Some(Category::Read)
+        o.failed() && o.kind().and_then(FailureKind::category) != Some(Category::Read)
     });
     assert_eq!(
         not_read,
@@ -691,7 +690,7 @@ async fn unkeyed_posts_are_never_sent_twice() {
             .iter()
             .chain(&keyed)
             .flat_map(|o| o.retries.iter())
-            .filter(|c| c.failure_kind().map(FailureKind::category) == Some(category))
+            .filter(|c| c.failure_kind().and_then(FailureKind::category) == Some(category))
             .count() as u64
     };
     assert_eq!(
@@ -716,7 +715,7 @@ async fn unkeyed_posts_are_never_sent_twice() {
     let bad_retries: Vec<_> = posts
         .iter()
         .flat_map(|o| o.retries.iter())
-        .filter(|c| c.failure_kind().map(FailureKind::category) != Some(Category::Connect))
+        .filter(|c| c.failure_kind().and_then(FailureKind::category) != Some(Category::Connect))
         .collect();
     assert!(
         bad_retries.is_empty(),

@@ -1,7 +1,7 @@
 //! The chain walk on errors built by hand: the rules, one by one.
 
 use std::{error::Error, fmt, io};
-use tower_fortify::classify::{classify_error, classify_error_at, Failure, FailureKind, Stage};
+use tower_fortify::classify::{classify_error, Failure, FailureKind, Stage};
 
 /// An error with an optional source, to build chains.
 #[derive(Debug)]
@@ -81,26 +81,26 @@ fn io_kinds_by_stage() {
     for (kind, request, connect, tls) in rows {
         let err = io(kind);
         assert_eq!(
-            classify_error_at(&err, Stage::Request),
+            classify_error(&err, Stage::Request),
             request,
             "{kind:?} request"
         );
         assert_eq!(
-            classify_error_at(&err, Stage::Connect),
+            classify_error(&err, Stage::Connect),
             connect,
             "{kind:?} connect"
         );
         assert_eq!(
-            classify_error_at(&err, Stage::TlsHandshake),
+            classify_error(&err, Stage::TlsHandshake),
             tls,
             "{kind:?} tls"
         );
         assert_eq!(
-            classify_error_at(&err, Stage::Resolve),
+            classify_error(&err, Stage::Resolve),
             Dns,
             "{kind:?} resolve"
         );
-        assert_eq!(classify_error(&err), request);
+        assert_eq!(classify_error(&err, Stage::Request), request);
     }
 }
 
@@ -113,9 +113,9 @@ fn timeouts_by_stage() {
         (Stage::TlsHandshake, FailureKind::TlsHandshake),
         (Stage::Resolve, FailureKind::Dns),
     ] {
-        assert_eq!(classify_error_at(&tower, stage), kind);
+        assert_eq!(classify_error(&tower, stage), kind);
         assert_eq!(
-            classify_error_at(&wrap(tower::timeout::error::Elapsed::new()), stage),
+            classify_error(&wrap(tower::timeout::error::Elapsed::new()), stage),
             kind
         );
     }
@@ -129,15 +129,18 @@ async fn tokio_elapsed_is_a_timeout() {
     )
     .await
     .unwrap_err();
-    assert_eq!(classify_error(&elapsed), FailureKind::ReadTimeout);
     assert_eq!(
-        classify_error_at(&elapsed, Stage::Connect),
+        classify_error(&elapsed, Stage::Request),
+        FailureKind::ReadTimeout
+    );
+    assert_eq!(
+        classify_error(&elapsed, Stage::Connect),
         FailureKind::ConnectTimeout
     );
     // hyper-util's connect timeout wraps tokio's Elapsed in an io::Error of kind TimedOut.
     let io = io::Error::new(io::ErrorKind::TimedOut, elapsed);
     assert_eq!(
-        classify_error_at(&io, Stage::Connect),
+        classify_error(&io, Stage::Connect),
         FailureKind::ConnectTimeout
     );
 }
@@ -145,7 +148,10 @@ async fn tokio_elapsed_is_a_timeout() {
 #[test]
 fn walks_nested_sources() {
     let err = wrap(wrap(wrap(io(io::ErrorKind::ConnectionRefused))));
-    assert_eq!(classify_error(&err), FailureKind::ConnectRefused);
+    assert_eq!(
+        classify_error(&err, Stage::Request),
+        FailureKind::ConnectRefused
+    );
 }
 
 #[test]
@@ -153,10 +159,16 @@ fn looks_inside_io_errors() {
     // io::Error::source skips the error it wraps; the walk must not.
     let inner = Failure::new(FailureKind::CircuitOpen, "open");
     let err = io::Error::other(inner);
-    assert_eq!(classify_error(&err), FailureKind::CircuitOpen);
+    assert_eq!(
+        classify_error(&err, Stage::Request),
+        FailureKind::CircuitOpen
+    );
     // An io::Error whose inner error says nothing falls back to its own kind.
     let err = io::Error::new(io::ErrorKind::ConnectionReset, wrap(Wrap(None)));
-    assert_eq!(classify_error(&err), FailureKind::ConnectionClosed);
+    assert_eq!(
+        classify_error(&err, Stage::Request),
+        FailureKind::ConnectionClosed
+    );
 }
 
 #[test]
@@ -169,14 +181,11 @@ fn an_existing_failure_is_kept() {
             Stage::TlsHandshake,
             Stage::Resolve,
         ] {
-            assert_eq!(classify_error_at(&failure, stage), kind);
-            assert_eq!(
-                classify_error_at(&wrap(Failure::new(kind, "x")), stage),
-                kind
-            );
+            assert_eq!(classify_error(&failure, stage), kind);
+            assert_eq!(classify_error(&wrap(Failure::new(kind, "x")), stage), kind);
         }
         // Classifying a Failure again returns it as it is.
-        let again = Failure::classify_at(Failure::new(kind, "x"), Stage::Resolve);
+        let again = Failure::classify(Failure::new(kind, "x"), Stage::Resolve);
         assert_eq!(again.kind(), kind);
         assert_eq!(again.get_ref().to_string(), "x");
     }
@@ -186,19 +195,22 @@ fn an_existing_failure_is_kept() {
 fn the_outermost_failure_wins() {
     let inner = Failure::new(FailureKind::ConnectTimeout, "inner");
     let outer = Failure::new(FailureKind::PoolTimeout, inner);
-    assert_eq!(classify_error(&outer), FailureKind::PoolTimeout);
+    assert_eq!(
+        classify_error(&outer, Stage::Request),
+        FailureKind::PoolTimeout
+    );
 }
 
 #[test]
 fn unknown_errors_are_other_or_the_stage() {
     let err = wrap(Wrap(None));
-    assert_eq!(classify_error(&err), FailureKind::Other);
-    assert_eq!(classify_error_at(&err, Stage::Connect), FailureKind::Other);
+    assert_eq!(classify_error(&err, Stage::Request), FailureKind::Other);
+    assert_eq!(classify_error(&err, Stage::Connect), FailureKind::Other);
     assert_eq!(
-        classify_error_at(&err, Stage::TlsHandshake),
+        classify_error(&err, Stage::TlsHandshake),
         FailureKind::TlsHandshake
     );
-    assert_eq!(classify_error_at(&err, Stage::Resolve), FailureKind::Dns);
+    assert_eq!(classify_error(&err, Stage::Resolve), FailureKind::Dns);
 }
 
 /// An error that is its own source: the walk must end.
@@ -219,8 +231,8 @@ impl Error for Cycle {
 
 #[test]
 fn cyclic_chains_end() {
-    assert_eq!(classify_error(&Cycle), FailureKind::Other);
-    assert_eq!(classify_error_at(&Cycle, Stage::Resolve), FailureKind::Dns);
+    assert_eq!(classify_error(&Cycle, Stage::Request), FailureKind::Other);
+    assert_eq!(classify_error(&Cycle, Stage::Resolve), FailureKind::Dns);
     let failure = Failure::new(FailureKind::Other, Cycle);
     // Display with the whole chain ends too.
     assert!(format!("{failure:#}").starts_with("other failure: cycle: cycle"));
@@ -243,12 +255,12 @@ fn rustls_certificate_errors_are_tls_certificate() {
         let wrapped = io::Error::other(io::Error::new(io::ErrorKind::InvalidData, err.clone()));
         for stage in [Stage::Request, Stage::Connect, Stage::TlsHandshake] {
             assert_eq!(
-                classify_error_at(&err, stage),
+                classify_error(&err, stage),
                 FailureKind::TlsCertificate,
                 "{err:?}"
             );
             assert_eq!(
-                classify_error_at(&wrapped, stage),
+                classify_error(&wrapped, stage),
                 FailureKind::TlsCertificate,
                 "{err:?}"
             );
@@ -263,9 +275,13 @@ fn rustls_certificate_errors_are_tls_certificate() {
     ];
     for err in handshake {
         let wrapped = io::Error::new(io::ErrorKind::InvalidData, err.clone());
-        assert_eq!(classify_error(&err), FailureKind::TlsHandshake, "{err:?}");
         assert_eq!(
-            classify_error(&wrapped),
+            classify_error(&err, Stage::Request),
+            FailureKind::TlsHandshake,
+            "{err:?}"
+        );
+        assert_eq!(
+            classify_error(&wrapped, Stage::Request),
             FailureKind::TlsHandshake,
             "{err:?}"
         );
@@ -275,7 +291,7 @@ fn rustls_certificate_errors_are_tls_certificate() {
 #[test]
 fn failure_classify_does_not_box_twice() {
     let err: tower_fortify::BoxError = Box::new(Failure::new(FailureKind::PoolFull, "full"));
-    let failure = Failure::classify(err);
+    let failure = Failure::classify(err, Stage::Request);
     assert_eq!(failure.kind(), FailureKind::PoolFull);
     assert!(!failure.get_ref().is::<Failure>());
 }
@@ -331,9 +347,9 @@ mod properties {
         ) {
             let stage = STAGES[stage];
             let bare = io(KINDS[kind]);
-            let expected = classify_error_at(&bare, stage);
+            let expected = classify_error(&bare, stage);
             let nested = nest(Box::new(io(KINDS[kind])), &layers);
-            prop_assert_eq!(classify_error_at(&*nested, stage), expected);
+            prop_assert_eq!(classify_error(&*nested, stage), expected);
         }
 
         #[test]
@@ -347,14 +363,14 @@ mod properties {
             let failure = FailureKind::ALL[failure];
             let chain = nest(Box::new(io(KINDS[kind])), &inner);
             let chain = nest(Box::new(Failure::new(failure, chain)), &outer);
-            prop_assert_eq!(classify_error_at(&*chain, STAGES[stage]), failure);
+            prop_assert_eq!(classify_error(&*chain, STAGES[stage]), failure);
         }
 
         #[test]
         fn any_depth_terminates(depth in 0usize..200, stage in 0..STAGES.len()) {
             let layers = vec![false; depth];
             let chain = nest(Box::new(io(io::ErrorKind::ConnectionRefused)), &layers);
-            let kind = classify_error_at(&*chain, STAGES[stage]);
+            let kind = classify_error(&*chain, STAGES[stage]);
             // Past the depth guard the cause is not reached: the stage's fallback answers.
             prop_assert!(FailureKind::ALL.contains(&kind));
             if depth < 30 && STAGES[stage] != Stage::Resolve {

@@ -72,8 +72,11 @@ async fn an_inner_failure_is_not_wrapped_again() {
 
 #[test]
 fn accessors_and_stage() {
-    let mut svc = ErrorClassifyLayer::at(Stage::Resolve)
+    let mut svc = ErrorClassifyLayer::builder()
+        .stage(Stage::Resolve)
         .name("dns")
+        .build()
+        .unwrap()
         .layer(7u8);
     assert_eq!(svc.stage(), Stage::Resolve);
     assert_eq!(*svc.get_ref(), 7);
@@ -213,8 +216,10 @@ mod metrics {
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
         let svc = ::metrics::with_local_recorder(&recorder, || {
-            ErrorClassifyLayer::new()
+            ErrorClassifyLayer::builder()
                 .name("slow")
+                .build()
+                .unwrap()
                 .layer(tower::service_fn(|_: ()| async {
                     tokio::time::sleep(Duration::from_secs(2)).await;
                     Err::<(), _>(tower::timeout::error::Elapsed::new())
@@ -307,7 +312,12 @@ mod counters_only {
         let recorder = CountersOnly(DebuggingRecorder::new());
         let snapshotter = recorder.0.snapshotter();
         let (mut svc, mut handle) = ::metrics::with_local_recorder(&recorder, || {
-            mock::spawn_layer::<(), (), _>(ErrorClassifyLayer::new().name("counters-only"))
+            mock::spawn_layer::<(), (), _>(
+                ErrorClassifyLayer::builder()
+                    .name("counters-only")
+                    .build()
+                    .unwrap(),
+            )
         });
 
         // An error of the response future...

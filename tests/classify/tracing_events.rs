@@ -11,8 +11,11 @@ use tower_fortify::classify::ErrorClassifyLayer;
 async fn each_failure_is_an_event() {
     let capture = Capture::global("tower_fortify::classify");
 
-    let svc = ErrorClassifyLayer::connector()
+    let svc = ErrorClassifyLayer::builder()
+        .stage(tower_fortify::classify::Stage::Connect)
         .name("traced-backend")
+        .build()
+        .unwrap()
         .layer(tower::service_fn(|ok: bool| async move {
             if ok {
                 Ok(())

@@ -176,7 +176,7 @@ async fn connect_failures_are_retried_by_the_default_policy() {
         .unwrap();
     let retry = failure
         .get_ref()
-        .downcast_ref::<tower_fortify::retry::RetryError>()
+        .downcast_ref::<tower_fortify::retry::error::RetryError>()
         .expect("retries ran out");
     assert_eq!(retry.history().records().len(), 5);
 }

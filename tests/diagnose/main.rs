@@ -73,7 +73,12 @@ fn real_layer_retries(policy: RetryPolicy, report: &Report) -> bool {
             let calls = Arc::new(AtomicUsize::new(0));
             let counted = calls.clone();
             let svc = tower::ServiceBuilder::new()
-                .layer(RetryLayer::new(policy).expect("policy"))
+                .layer(
+                    RetryLayer::builder()
+                        .policy(policy)
+                        .build()
+                        .expect("policy"),
+                )
                 .service_fn(move |_req: http::Request<String>| {
                     let first = counted.fetch_add(1, Ordering::SeqCst) == 0;
                     let kind = kind;

@@ -141,7 +141,12 @@ async fn urllib3_block_pool_timeout_is_not_retried() {
         .unwrap();
     let handle = pool.handle();
     let svc = ServiceBuilder::new()
-        .layer(RetryLayer::new(RetryPolicy::default()).unwrap())
+        .layer(
+            RetryLayer::builder()
+                .policy(RetryPolicy::default())
+                .build()
+                .unwrap(),
+        )
         .layer(pool)
         .service(inner.clone());
 

@@ -13,9 +13,9 @@ use reqwest::dns::{Name, Resolve, Resolving};
 use tower::{Service, ServiceExt};
 
 use tower_fortify::{
-    classify::{classify_error, Failure, FailureKind},
+    classify::{classify_error, Failure, FailureKind, Stage},
     reqwest::{ClassifiedResolver, ReqwestService},
-    retry::{RetryError, RetryPolicy},
+    retry::{error::RetryError, RetryPolicy},
     stack::ClientConfig,
 };
 
@@ -76,7 +76,7 @@ async fn kind_with(client: reqwest::Client, uri: &str) -> FailureKind {
         .oneshot(get(uri))
         .await
         .expect_err("the request must fail");
-    classify_error(&err)
+    classify_error(&err, Stage::Request)
 }
 
 /// A certificate for `names` that expired on 2021-01-01.
@@ -223,15 +223,15 @@ async fn preset_stack_retries_by_urllib3_rules() {
             .expect_err("the request must fail")
     }
 
-    // The kind, and the retries made: from the retry layer's error when it gave up, or
-    // from the failure it returned as it was.
+    // The kind, and the retries made: any failure after a retry comes as the retry
+    // layer's error, which holds the history.
     let failure = |err: tower_fortify::BoxError| -> (FailureKind, usize) {
         let failure = err.downcast_ref::<Failure>().expect("a classified failure");
-        let history = match failure.get_ref().downcast_ref::<RetryError>() {
-            Some(retry) => Some(retry.history()),
-            None => failure.retry_history(),
-        };
-        (failure.kind(), history.map_or(0, |h| h.records().len()))
+        let retries = failure
+            .get_ref()
+            .downcast_ref::<RetryError>()
+            .map_or(0, |retry| retry.history().records().len());
+        (failure.kind(), retries)
     };
 
     let refused = servers::refused().await;

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 use tower_fortify::{
     classify::{Failure, FailureKind},
-    retry::{RetryError, RetryHistory, RetryLayer, RetryPolicy, Stop},
+    retry::{error::RetryError, RetryHistory, RetryLayer, RetryPolicy, Stop},
     BoxError,
 };
 
@@ -176,7 +176,10 @@ fn with_method(mut row: Row, method: Method) -> Row {
 
 pub async fn run(row: Row) -> (Result<Response<()>, BoxError>, Script) {
     let script = Script::new(&row.events);
-    let layer = RetryLayer::new(row.policy).unwrap_or_else(|e| panic!("{}: {e}", row.id));
+    let layer = RetryLayer::builder()
+        .policy(row.policy)
+        .build()
+        .unwrap_or_else(|e| panic!("{}: {e}", row.id));
     let svc = layer.layer(script.clone());
     let request = Request::builder()
         .method(row.method)
@@ -597,14 +600,14 @@ async fn retry_error_history_and_display() {
     let err = result.unwrap_err();
     let err = err.downcast_ref::<RetryError>().unwrap();
     assert_eq!(err.history().records().len(), 2);
-    assert_eq!(err.stop(), Stop::Exhausted);
+    assert_eq!(err.stop(), Some(Stop::Exhausted));
     assert_eq!(
         err.to_string(),
         "max retries exceeded (caused by connect refused: scripted)"
     );
     // The last failure is the error's source, so an outer classification sees its kind.
     assert_eq!(
-        tower_fortify::classify::classify_error(err),
+        tower_fortify::classify::classify_error(err, tower_fortify::classify::Stage::Request),
         FailureKind::ConnectRefused
     );
 }

@@ -25,7 +25,10 @@ fn spawn_get(
 }
 
 fn layer() -> RetryLayer {
-    RetryLayer::new(RetryPolicy::default().backoff_factor(Duration::from_secs(1))).unwrap()
+    RetryLayer::builder()
+        .policy(RetryPolicy::default().backoff_factor(Duration::from_secs(1)))
+        .build()
+        .unwrap()
 }
 
 #[tokio::test(start_paused = true)]
@@ -135,14 +138,18 @@ fn auto_traits() {
     send_sync::<
         Retry<tower::util::BoxCloneSyncService<Request<String>, Response<()>, std::io::Error>>,
     >();
-    send_sync::<tower_fortify::retry::RetryError>();
+    send_sync::<tower_fortify::retry::error::RetryError>();
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_deadline_bounds_the_wait_for_readiness_before_a_retry() {
     let (service, mut handle): (Mock, _) = mock::pair();
     let policy = RetryPolicy::default().deadline(Some(Duration::from_secs(5)));
-    let svc = RetryLayer::new(policy).unwrap().layer(service);
+    let svc = RetryLayer::builder()
+        .policy(policy)
+        .build()
+        .unwrap()
+        .layer(service);
     handle.allow(1);
 
     let started = tokio::time::Instant::now();
@@ -153,9 +160,9 @@ async fn the_deadline_bounds_the_wait_for_readiness_before_a_retry() {
     let err = fut.await.unwrap().unwrap_err();
     assert_eq!(started.elapsed(), Duration::from_secs(5));
     let err = err
-        .downcast_ref::<tower_fortify::retry::RetryError>()
+        .downcast_ref::<tower_fortify::retry::error::RetryError>()
         .unwrap();
-    assert_eq!(err.stop(), tower_fortify::retry::Stop::Deadline);
+    assert_eq!(err.stop(), Some(tower_fortify::retry::Stop::Deadline));
     assert_eq!(
         err.history().records().len(),
         1,

@@ -1,8 +1,10 @@
+mod amplification;
 #[cfg(feature = "tracing")]
 #[path = "../support/capture.rs"]
 mod capture;
 mod conformance;
 mod contract;
+mod durations;
 #[cfg(feature = "metrics")]
 mod observability;
 mod real_server;

@@ -30,8 +30,13 @@ async fn retries_by_category_retry_rate_budget_and_stops() {
     let policy = RetryPolicy::default()
         .status_forcelist([503])
         .budget(budget);
-    let layer =
-        metrics::with_local_recorder(&recorder, || RetryLayer::new(policy).unwrap().name("api"));
+    let layer = metrics::with_local_recorder(&recorder, || {
+        RetryLayer::builder()
+            .policy(policy)
+            .name("api")
+            .build()
+            .unwrap()
+    });
 
     let c = Ev::Fail(FailureKind::ConnectRefused);
     let r = Ev::Fail(FailureKind::ReadTimeout);
@@ -126,9 +131,11 @@ async fn retries_by_category_retry_rate_budget_and_stops() {
 async fn each_retry_is_a_tracing_event() {
     let capture = crate::capture::Capture::global("tower_fortify::retry");
     let policy = RetryPolicy::default().backoff_factor(Duration::from_secs(1));
-    let svc = RetryLayer::new(policy)
-        .unwrap()
+    let svc = RetryLayer::builder()
+        .policy(policy)
         .name("traced")
+        .build()
+        .unwrap()
         .layer(Script::new(&[
             Ev::Fail(FailureKind::ConnectRefused),
             Ev::Fail(FailureKind::ConnectRefused),

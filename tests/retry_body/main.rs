@@ -19,7 +19,7 @@ use hyper_util::{
 };
 use proptest::prelude::*;
 use tower_fortify::{
-    retry::{BodyNotReplayable, ReplayBody, TryCloneBody},
+    retry::{error::BodyNotReplayable, ReplayBody, TryCloneBody},
     BoxError,
 };
 
