@@ -60,6 +60,21 @@
            example)."
 )]
 //!
+//! # Compared with tower and tower-resilience
+//!
+//! - **tower** has building blocks, not policies: no failure classification (errors are
+//!   `BoxError`, and a `Policy` you write decides); `ConcurrencyLimit` waits without a
+//!   timeout, frees its slot when the response head arrives, and has one limit for all
+//!   hosts; no circuit breaker. Timeout, rate limit, load shed, buffer and balance are not
+//!   duplicated here: the preset stack uses tower's `Timeout`.
+//! - **tower-resilience** is a broad, protocol-agnostic toolkit (bulkhead, breaker, retry,
+//!   rate limiter, cache, fallback, hedging, time limiter, coalescing, outlier detection,
+//!   health checks, adaptive concurrency) with many patterns this crate lacks. It knows
+//!   nothing of HTTP: no idempotency rules, no `Retry-After`, no taxonomy (its classifiers
+//!   are closures over your error type), no per-host breakers or pools. Its services box
+//!   every call and its breaker locks a mutex per call; the layers here allocate nothing
+//!   per call on the success path, and the single breaker's closed path takes no lock.
+//!
 //! # Feature flags
 //!
 //! | feature | enables |

@@ -114,9 +114,17 @@
 //! `held_ms`), an `INFO` when a leaked permit comes back, a `DEBUG` per pool timeout and per
 //! rejection.
 //!
+//! # Differences from urllib3
+//!
+//! urllib3 owns its connections; here hyper-util's client does, and `PoolLimit` limits the
+//! calls in flight per host (the same effect on a server, counted the same way). urllib3's
+//! `block=False` opens and then discards an extra connection; here the extra call goes
+//! through and is counted as overflow.
+//!
 //! # Cost
 //!
-//! On the uncontended path, a call costs one compare-and-swap to take the permit and one
+//! With no metrics recorder, publishing the pool gauges costs one branch. On the
+//! uncontended path, a call costs one compare-and-swap to take the permit and one
 //! to give it back, and allocates nothing: the semaphore here is FIFO-fair like tokio's,
 //! but takes a lock only when a call waits or a waiter is served (tokio's takes one on
 //! every release). A per-host call adds its key (scheme, host and port, sharing the URI's
