@@ -1,4 +1,4 @@
-//! The layers around a [`reqwest::Client`](::reqwest::Client): an adapter that makes it an
+//! The layers around a [`reqwest::Client`]: an adapter that makes it an
 //! `http::Request` service, and a resolver whose failures are classified as DNS failures.
 //!
 //! Every layer of this crate, and the preset stack, wrap services of `http::Request<B>`:
@@ -37,7 +37,7 @@
 //! ([`classify_error`](crate::classify::classify_error)): refused connects, resets, TLS
 //! certificate and handshake errors come from the io, hyper and rustls errors inside it.
 //! reqwest's own timers are read from the error itself, since their error type is private:
-//! a timeout with [`is_connect`](::reqwest::Error::is_connect) is a
+//! a timeout with [`is_connect`](reqwest::Error::is_connect) is a
 //! [`ConnectTimeout`](crate::classify::FailureKind::ConnectTimeout) (reqwest's
 //! `connect_timeout`, which covers the TLS handshake too: a stalled handshake is a connect
 //! timeout here, not a `TlsHandshake`), any other a
@@ -65,7 +65,7 @@ use std::{
 };
 use tower_service::Service;
 
-/// A [`reqwest::Client`](::reqwest::Client) as a service of `http::Request<B>` for any body
+/// A [`reqwest::Client`] as a service of `http::Request<B>` for any body
 /// `B`, answering `http::Response<reqwest::Body>`; see the [module docs](self).
 ///
 /// # Clone
