@@ -51,6 +51,7 @@
 //! ```
 
 mod cert;
+mod format;
 mod options;
 mod probe;
 mod report;

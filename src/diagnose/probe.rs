@@ -142,7 +142,7 @@ fn unix_now() -> i64 {
 }
 
 fn timed_out(after: Duration) -> String {
-    format!("timed out after {}", verdict::human_duration(after))
+    format!("timed out after {}", super::format::human_duration(after))
 }
 
 // ===== DNS =====

@@ -1,6 +1,6 @@
 //! The report: one section per stage, then the verdict.
 
-use super::verdict::days;
+use super::format::days;
 use crate::classify::{FailureKind, Stage};
 use serde::{Serialize, Serializer};
 use std::{fmt, net::SocketAddr, time::Duration};

@@ -16,7 +16,7 @@ use bytes::{Buf, Bytes};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 
-use super::error::BodyNotReplayable;
+use super::error::{BodyNotReplayable, Lost};
 use crate::BoxError;
 
 /// A body the retry layer can copy for another attempt.
@@ -54,15 +54,6 @@ impl<B: Clone> TryCloneBody for B {
     fn try_clone_body(&self) -> Option<Self> {
         Some(self.clone())
     }
-}
-
-/// Why the buffer was dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Lost {
-    /// More than `limit` bytes went through.
-    Capped,
-    /// The original body returned an error: its bytes cannot be reproduced.
-    Failed,
 }
 
 /// Makes any [`Body`] replayable, by keeping up to a limit of the bytes read from it.

@@ -1,6 +1,6 @@
 //! Errors of the retry layer.
 
-use super::{body::Lost, RetryHistory, Stop};
+use super::{RetryHistory, Stop};
 use crate::classify::Failure;
 use http::StatusCode;
 use std::{error::Error, fmt};
@@ -149,6 +149,15 @@ impl fmt::Display for DeadlineElapsed {
 }
 
 impl Error for DeadlineElapsed {}
+
+/// Why a replay body dropped its buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lost {
+    /// More than `limit` bytes went through.
+    Capped,
+    /// The original body returned an error: its bytes cannot be reproduced.
+    Failed,
+}
 
 /// A copy of a [`ReplayBody`](super::ReplayBody) could not replay bytes it had not yet yielded, because they
 /// were no longer kept.
