@@ -9,8 +9,9 @@ use std::{
     time::Duration,
 };
 use tower::{Layer, Service};
-use tower_fortify::circuit_breaker::{
-    CircuitBreakerLayer, ErrorsOnly, GenericCircuitBreakerLayer, State, Window,
+use tower_fortify::{
+    circuit_breaker::{CircuitBreakerLayer, ErrorsOnly, GenericCircuitBreakerLayer, State, Window},
+    key::{ByAuthority, RequestKey},
 };
 
 #[path = "../support/counting_alloc.rs"]
@@ -111,7 +112,7 @@ fn a_rejection_allocates_its_error_and_nothing_for_the_key() {
             drive(&mut svc, 1); // inserts the key
             let key = layer
                 .handle()
-                .get("api.example.com")
+                .get(&ByAuthority.key(&request()))
                 .expect("the request's key");
             key.force_open();
             drive(&mut svc, 1_000)
