@@ -120,6 +120,13 @@
 //! | [`per_host`](CircuitBreakerBuilder::per_host) | `true` (for [`build`](CircuitBreakerBuilder::build)) | one failing host must not open the circuit for the others |
 //! | [`max_keys`](CircuitBreakerBuilder::max_keys) (per host) | 1024 | |
 //!
+//! Durations never overflow a clock. `open_duration_max` and `retry_after_open` over 100
+//! years, and a time window over 500 years, are refused by `build` (an
+//! [`InvalidConfig`](crate::InvalidConfig) naming the field); a `probe_timeout`,
+//! `recovery_period` or `slow_call_duration` too long for the clock means "never" (no probe
+//! times out, no step is undone, no call is slow). The breaker keeps time in microseconds:
+//! an open duration or probe timeout under a microsecond counts as one.
+//!
 //! # What counts
 //!
 //! A [`Classify`] implementation decides; the default, [`HttpStatus`], works for
