@@ -56,6 +56,7 @@ use tower::{Layer, ServiceBuilder, ServiceExt};
 use tower_fortify::{
     circuit_breaker::{error::Open, CircuitBreakerLayer, State as BreakerState},
     classify::{Failure, FailureKind},
+    key::HostKey,
     pool::PoolLimitLayer,
     stack::{ClientConfig, ClientStack, ClientStackLayer},
     BoxError,
@@ -242,7 +243,7 @@ async fn get_status(client: &Driver, uri: &str) -> Result<(StatusCode, Duration)
     Ok((status, started.elapsed()))
 }
 
-fn breaker_state(layer: &ClientStackLayer, key: &str) -> String {
+fn breaker_state(layer: &ClientStackLayer, key: &HostKey) -> String {
     match layer.breaker_handle().get(key) {
         Some(breaker) => {
             let figures = breaker.figures();
@@ -272,6 +273,8 @@ async fn main() -> Result<(), BoxError> {
     let client = layer.layer(Client::builder(TokioExecutor::new()).build(connector));
     let addr = start_server(client, format!("http://{}/price", downstream.addr)).await?;
     let key = downstream.addr.to_string();
+    // The downstream's breaker: one per scheme, host and port, as the pools.
+    let host_key = HostKey::from_uri(&format!("http://{key}").parse()?);
     println!("axum server on http://{addr}, downstream on http://{key}\n");
 
     let driver: Driver = Client::builder(TokioExecutor::new()).build_http();
@@ -316,7 +319,7 @@ async fn main() -> Result<(), BoxError> {
         }
     }
     println!("\ndownstream healthy: {healthy}/5 GET /quote answered 200");
-    println!("    breaker {key}: {}", breaker_state(&layer, &key));
+    println!("    breaker {key}: {}", breaker_state(&layer, &host_key));
 
     // 3. The downstream fails: the breaker opens, and calls stop reaching it.
     downstream.set_failing(true);
@@ -333,7 +336,7 @@ async fn main() -> Result<(), BoxError> {
         println!(
             "    request {n:>2}: {status} in {:>5.2} ms, breaker {}",
             took.as_secs_f64() * 1e3,
-            breaker_state(&layer, &key)
+            breaker_state(&layer, &host_key)
         );
     }
     let reached = downstream.calls() - reached_before;
@@ -347,17 +350,17 @@ async fn main() -> Result<(), BoxError> {
     let (status, _) = get_status(&driver, &quote_uri).await?;
     println!(
         "    at once: {status}, breaker {}",
-        breaker_state(&layer, &key)
+        breaker_state(&layer, &host_key)
     );
     tokio::time::sleep(OPEN_FOR + Duration::from_millis(100)).await;
     let mut recovered_after = None;
     for n in 1..=5 {
         let (status, _) = get_status(&driver, &quote_uri).await?;
-        let state = layer.breaker_handle().get(&key).map(|b| b.state());
+        let state = layer.breaker_handle().get(&host_key).map(|b| b.state());
         println!(
             "    after {} ms, request {n}: {status}, breaker {}",
             OPEN_FOR.as_millis() + 100,
-            breaker_state(&layer, &key)
+            breaker_state(&layer, &host_key)
         );
         if state == Some(BreakerState::Closed) {
             recovered_after = Some(n);

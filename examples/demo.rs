@@ -467,7 +467,10 @@ async fn run(kind: Kind, options: &Options, snapshotter: &Snapshotter) -> Run {
                 max_in_flight = max_in_flight.max(progress.in_flight.load(Relaxed));
                 let now = started.elapsed();
                 if let Some(end) = outage_end {
-                    let closed = breakers.states().iter().all(|(_, s)| *s == State::Closed);
+                    let closed = breakers
+                        .breakers()
+                        .iter()
+                        .all(|b| b.state() == State::Closed);
                     if now < end || !closed {
                         recovered = None;
                     } else if recovered.is_none() {

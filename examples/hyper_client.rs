@@ -81,11 +81,12 @@ impl Backend {
                 pool.waiting
             );
         }
-        let breakers = self.http.breaker_handle();
-        for (key, state) in breakers.states() {
-            let figures = breakers.get(&key).map(|b| b.figures()).unwrap_or_default();
+        for breaker in self.http.breaker_handle().breakers() {
+            let figures = breaker.figures();
             println!(
-                "    breaker {key}: {state}, {} failures in {} calls",
+                "    breaker {}: {}, {} failures in {} calls",
+                breaker.key().unwrap_or("-"),
+                breaker.state(),
                 figures.failures(),
                 figures.calls()
             );

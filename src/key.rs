@@ -1,5 +1,6 @@
 //! Which per-key state a request belongs to: one key trait, [`RequestKey`], for the
-//! per-host pools (and the per-host breakers).
+//! per-host pools and the per-host circuit breakers, so that a request maps to the same key
+//! in both.
 //!
 //! The default, [`ByAuthority`], keys a request by the scheme, host and port of its URI's
 //! **authority** ([`HostKey`]), as urllib3's `PoolManager` keys its pools. It never reads
@@ -21,12 +22,16 @@
 //! assert_eq!(ByAuthority.key(&a), ByAuthority.key(&b));
 //! ```
 
-use crate::internal::host::{default_port, split_host_port};
+use crate::internal::{
+    host::{default_port, split_host_port},
+    lru::Lookup,
+};
 use http::{
     uri::{Authority, Scheme},
-    Request,
+    Request, Uri,
 };
 use std::{
+    any::Any,
     fmt,
     hash::{Hash, Hasher},
 };
@@ -98,8 +103,7 @@ impl<B> RequestKey<B> for ByAuthority {
 
     #[inline]
     fn key(&self, request: &Request<B>) -> HostKey {
-        let uri = request.uri();
-        HostKey::new(uri.scheme().cloned(), uri.authority().cloned())
+        HostKey::from_uri(request.uri())
     }
 }
 
@@ -141,6 +145,22 @@ impl HostKey {
             host,
             port,
         }
+    }
+
+    /// The key of a URI, as [`ByAuthority`] computes it for a request to that URI: to find
+    /// a host's state by its address (for example with a circuit breaker handle's `get`).
+    ///
+    /// ```
+    /// use http::Uri;
+    /// use tower_fortify::key::{ByAuthority, HostKey, RequestKey};
+    ///
+    /// let request = http::Request::get("https://api.example.com/v1").body(()).unwrap();
+    /// let key = HostKey::from_uri(&Uri::from_static("https://API.example.com:443"));
+    /// assert_eq!(key, ByAuthority.key(&request));
+    /// ```
+    #[inline]
+    pub fn from_uri(uri: &Uri) -> Self {
+        HostKey::new(uri.scheme().cloned(), uri.authority().cloned())
     }
 
     /// The scheme, if the URI had one.
@@ -296,6 +316,77 @@ where
     }
 }
 
+// ===== keys, their type erased =====
+
+/// A key of any type, as the per-key maps (pools, breakers) store it: a layer is built before
+/// the request type (and so the key type) is known. Every key of one map has the same type.
+pub(crate) trait ErasedKey: Any + Send + Sync {
+    fn hash_erased(&self, state: &mut dyn Hasher);
+    fn eq_erased(&self, other: &dyn ErasedKey) -> bool;
+    fn as_any(&self) -> &dyn Any;
+    fn debug(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+}
+
+impl<K: Hash + Eq + fmt::Debug + Send + Sync + 'static> ErasedKey for K {
+    #[inline]
+    fn hash_erased(&self, mut state: &mut dyn Hasher) {
+        self.hash(&mut state);
+    }
+
+    #[inline]
+    fn eq_erased(&self, other: &dyn ErasedKey) -> bool {
+        other.as_any().downcast_ref::<K>() == Some(self)
+    }
+
+    #[inline]
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn debug(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+impl Hash for dyn ErasedKey {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.hash_erased(state);
+    }
+}
+
+impl PartialEq for dyn ErasedKey {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        self.eq_erased(other)
+    }
+}
+
+impl Eq for dyn ErasedKey {}
+
+impl fmt::Debug for dyn ErasedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.debug(f)
+    }
+}
+
+/// A request's key, looked up as it is (borrowed: nothing is boxed on a hit), and boxed
+/// only when its entry (a pool, a breaker) is created.
+pub(crate) struct ByValue<K>(pub(crate) K);
+
+impl<K: ErasedKey> Lookup<Box<dyn ErasedKey>> for ByValue<K> {
+    type Borrowed = dyn ErasedKey;
+
+    #[inline]
+    fn borrowed(&self) -> &dyn ErasedKey {
+        &self.0
+    }
+
+    fn into_key(self) -> Box<dyn ErasedKey> {
+        Box::new(self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,5 +445,25 @@ mod tests {
             .body(())
             .unwrap();
         assert_eq!(ByAuthority.key(&both).host(), Some("uri.example"));
+    }
+
+    #[test]
+    fn erased_keys_hash_and_compare_as_their_type() {
+        let (a, b) = (key("http://a.example/"), key("http://A.EXAMPLE:80/"));
+        let erased = |key: &dyn ErasedKey| {
+            let mut h = DefaultHasher::new();
+            key.hash(&mut h);
+            h.finish()
+        };
+        let boxed: Box<dyn ErasedKey> = Box::new(a.clone());
+        assert!(*boxed == *(&b as &dyn ErasedKey));
+        assert_eq!(erased(&*boxed), erased(&b));
+        assert_eq!(erased(&b), hash(&b));
+        assert!(*boxed != *(&key("http://b.example/") as &dyn ErasedKey));
+        assert!(
+            *boxed != *(&"http://a.example:80" as &dyn ErasedKey),
+            "another type"
+        );
+        assert_eq!(format!("{boxed:?}"), "http://a.example:80");
     }
 }

@@ -166,7 +166,7 @@ impl Shared {
                     }
                     let now = b.now_micros();
                     let since = now.saturating_sub(b.last_probe_at.load(Ordering::Acquire));
-                    if since < micros(config.probe_timeout) {
+                    if since < micros(config.probe_timeout).max(1) {
                         return reject(b, State::HalfOpen, None);
                     }
                     b.probe_failed(gen, "probe_timeout", true);

@@ -2,12 +2,15 @@
 
 use super::{
     config::{Config, Window, DEFAULT_NAME},
-    keyed::{Breakers, ByAuthority, KeyBy},
+    keyed::Breakers,
     settings::Settings,
     CircuitBreakerLayer, GenericCircuitBreakerLayer, HttpStatus,
 };
-use crate::InvalidConfig;
-use std::{borrow::Cow, sync::Arc, time::Duration};
+use crate::{
+    key::{ByAuthority, KeyBy},
+    InvalidConfig,
+};
+use std::{fmt, hash::Hash, sync::Arc, time::Duration};
 
 /// Builds a [`CircuitBreakerLayer`] (or a [`GenericCircuitBreakerLayer`]), validating its
 /// settings together.
@@ -382,8 +385,11 @@ impl<K, C> CircuitBreakerBuilder<K, C> {
         self
     }
 
-    /// Keeps one breaker per key that `key` computes from each request, instead of per
-    /// host. A key function may read headers; the default key never does.
+    /// Keeps one breaker per key that a closure computes from each request (a [`KeyBy`]),
+    /// instead of per host. The closure's request type must be written out. A key function
+    /// may read headers; the default key never does: on a server, a key from a header a
+    /// remote client controls lets that client create a breaker per value (up to
+    /// `max_keys`, evicting the others).
     ///
     /// # Errors
     ///
@@ -391,41 +397,40 @@ impl<K, C> CircuitBreakerBuilder<K, C> {
     /// [`build_generic`](Self::build_generic): `key_fn`.
     ///
     /// ```
-    /// use std::borrow::Cow;
     /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
     ///
     /// // One breaker per tenant, from a header.
     /// let layer = CircuitBreakerLayer::builder()
-    ///     .key_fn(|req: &http::Request<()>| {
-    ///         let tenant = req.headers().get("x-tenant").and_then(|v| v.to_str().ok());
-    ///         Cow::Borrowed(tenant.unwrap_or(""))
-    ///     })
+    ///     .key_fn(|req: &http::Request<()>| req.headers().get("x-tenant").cloned())
     ///     .build()?;
     /// # let _ = layer;
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
-    pub fn key_fn<Req, F>(self, key: F) -> CircuitBreakerBuilder<KeyBy<F>, C>
+    pub fn key_fn<F, B, Key>(self, f: F) -> CircuitBreakerBuilder<KeyBy<F>, C>
     where
-        F: for<'a> Fn(&'a Req) -> Cow<'a, str>,
+        F: Fn(&http::Request<B>) -> Key,
+        Key: Hash + Eq + fmt::Debug + Send + Sync + 'static,
     {
-        self.with_key(KeyBy::new(key), "key_fn")
+        self.with_key(KeyBy::new(f), "key_fn")
     }
 
-    /// Keeps one breaker per key of a [`BreakerKey`](super::BreakerKey), instead of per host.
+    /// Keeps one breaker per key of a [`RequestKey`](crate::key::RequestKey), instead of per
+    /// host ([`ByAuthority`], the default). The per-host pools take the same keys (the pool
+    /// builder's `key`), so a request maps to the same key in both.
     ///
     /// # Errors
     ///
-    /// As [`key_fn`](Self::key_fn), naming `breaker_key`.
+    /// As [`key_fn`](Self::key_fn), naming `key`.
     ///
     /// ```
-    /// use tower_fortify::circuit_breaker::{ByAuthority, CircuitBreakerLayer};
+    /// use tower_fortify::{circuit_breaker::CircuitBreakerLayer, key::ByAuthority};
     ///
-    /// let layer = CircuitBreakerLayer::builder().breaker_key(ByAuthority).build()?;
+    /// let layer = CircuitBreakerLayer::builder().key(ByAuthority).build()?;
     /// # let _ = layer;
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
-    pub fn breaker_key<K2>(self, key: K2) -> CircuitBreakerBuilder<K2, C> {
-        self.with_key(key, "breaker_key")
+    pub fn key<K2>(self, key: K2) -> CircuitBreakerBuilder<K2, C> {
+        self.with_key(key, "key")
     }
 
     fn with_key<K2>(self, key: K2, setter: &'static str) -> CircuitBreakerBuilder<K2, C> {
@@ -463,14 +468,14 @@ impl<K, C> CircuitBreakerBuilder<K, C> {
     }
 
     /// Builds the HTTP layer: one breaker per host (by [`ByAuthority`], or by the key
-    /// set with [`key_fn`](Self::key_fn) / [`breaker_key`](Self::breaker_key)), at most
+    /// set with [`key_fn`](Self::key_fn) / [`key`](Self::key)), at most
     /// [`max_keys`](Self::max_keys) of them; with [`per_host(false)`](Self::per_host), one
     /// breaker for every request.
     ///
     /// # Errors
     ///
     /// [`InvalidConfig`] naming the first setting that is out of range (see each setter),
-    /// or `max_keys`, `key_fn` or `breaker_key` with `per_host(false)`.
+    /// or `max_keys`, `key_fn` or `key` with `per_host(false)`.
     ///
     /// ```
     /// use std::time::Duration;
@@ -522,7 +527,7 @@ impl<K, C> CircuitBreakerBuilder<K, C> {
     /// # Errors
     ///
     /// As [`build`](Self::build), and [`InvalidConfig`] naming a setting that only applies
-    /// per host: `per_host(true)`, `max_keys`, `key_fn`, `breaker_key`.
+    /// per host: `per_host(true)`, `max_keys`, `key_fn`, `key`.
     ///
     /// ```
     /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, ErrorsOnly};

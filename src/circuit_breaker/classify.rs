@@ -1,8 +1,8 @@
 //! What counts as a failure: the [`Classify`] trait and its implementations.
 
-use crate::classify::{Failure, FailureKind, ResponseClass};
-use http::{header::RETRY_AFTER, StatusCode};
-use std::time::Duration;
+use crate::classify::{retry_after_of, Failure, FailureKind, ResponseClass};
+use http::StatusCode;
+use std::time::{Duration, SystemTime};
 
 /// What a call counts as in the breaker's window.
 ///
@@ -219,7 +219,9 @@ impl<B> Classify<http::Response<B>> for HttpStatus {
 
     /// A 503 or 429 with a valid `Retry-After` (delta-seconds or an HTTP-date, through
     /// [`parse_retry_after`](crate::classify::parse_retry_after)). A malformed value is
-    /// treated as absent.
+    /// treated as absent, and so are several `Retry-After` fields, as the retry layer reads
+    /// them: urllib3 joins them (`"5, 1"`), which is malformed, and neither value can be
+    /// trusted over the other.
     fn retry_after(&self, response: &http::Response<B>) -> Option<Duration> {
         if !matches!(
             response.status(),
@@ -227,13 +229,8 @@ impl<B> Classify<http::Response<B>> for HttpStatus {
         ) {
             return None;
         }
-        let value = response.headers().get(RETRY_AFTER)?;
-        parse_retry_after(value)
+        retry_after_of(response.headers(), SystemTime::now)?.ok()
     }
-}
-
-fn parse_retry_after(value: &http::HeaderValue) -> Option<Duration> {
-    crate::classify::parse_retry_after(value, std::time::SystemTime::now()).ok()
 }
 
 /// A classifier for any response type: every response is a success, only errors count
@@ -300,7 +297,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::{header::RETRY_AFTER, HeaderValue};
 
     fn response(status: u16, retry_after: Option<&'static str>) -> http::Response<()> {
         let mut r = http::Response::builder().status(status).body(()).unwrap();
@@ -334,6 +331,25 @@ mod tests {
                 "{status} {ra:?}"
             );
         }
+    }
+
+    #[test]
+    fn several_retry_after_fields_are_ignored_as_the_retry_layer_does() {
+        let c = HttpStatus::new();
+        for values in [&["5", "1"][..], &["1", "5"], &["3", "3"], &["3", "soon"]] {
+            let mut r = response(503, None);
+            for v in values {
+                r.headers_mut()
+                    .append(RETRY_AFTER, HeaderValue::from_static(v));
+            }
+            // urllib3 joins them ("5, 1"): malformed, so no `Retry-After` at all.
+            assert_eq!(c.retry_after(&r), None, "{values:?}");
+        }
+        // One field still counts.
+        let mut r = response(503, None);
+        r.headers_mut()
+            .append(RETRY_AFTER, HeaderValue::from_static("5"));
+        assert_eq!(c.retry_after(&r), Some(Duration::from_secs(5)));
     }
 
     #[test]

@@ -99,11 +99,14 @@ impl Open {
         self.retry_in
     }
 
-    /// The key of the breaker that rejected the call, for a per-host breaker.
+    /// The key of the breaker that rejected the call, for a per-host breaker, as its `Debug`
+    /// form prints it (`scheme://host:port` for the default per-host key). It is shared with
+    /// the breaker: a rejection does not copy it.
     ///
     /// ```
     /// # use tower_fortify::circuit_breaker::{error::Open, CircuitBreakerLayer};
     /// # use tower_fortify::classify::Failure;
+    /// # use tower_fortify::key::HostKey;
     /// # use tower::{Layer, ServiceExt};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), tower_fortify::BoxError> {
@@ -112,11 +115,12 @@ impl Open {
     ///     Ok::<_, std::io::Error>(http::Response::new(()))
     /// }));
     /// svc.clone().oneshot(http::Request::get("http://down.test/").body(())?).await?;
-    /// layer.handle().get("down.test").unwrap().force_open();
+    /// let key = HostKey::from_uri(&http::Uri::from_static("http://down.test"));
+    /// layer.handle().get(&key).unwrap().force_open();
     /// let err = svc.oneshot(http::Request::get("http://down.test/").body(())?).await.unwrap_err();
     /// let open = err.downcast_ref::<Failure>().unwrap().get_ref().downcast_ref::<Open>().unwrap();
-    /// assert_eq!(open.key(), Some("down.test"));
-    /// assert_eq!(err.to_string(), "circuit open: forced open (key \"down.test\")");
+    /// assert_eq!(open.key(), Some("http://down.test:80"));
+    /// assert_eq!(err.to_string(), "circuit open: forced open (key \"http://down.test:80\")");
     /// # Ok(())
     /// # }
     /// ```

@@ -1,5 +1,5 @@
 use super::{breaker::Breaker, keyed::Breakers, State, WindowFigures};
-use std::{fmt, sync::Arc, time::Duration};
+use std::{fmt, hash::Hash, sync::Arc, time::Duration};
 
 /// Reads and steers one breaker from outside the service: its state, its window, and the
 /// operator states.
@@ -144,7 +144,9 @@ impl BreakerHandle {
         self.breaker.next_open_duration()
     }
 
-    /// The key of this breaker, when it is one of a per-host layer's.
+    /// The key of this breaker, when it is one of a per-host layer's, as its `Debug` form
+    /// prints it (`scheme://host:port` for the default per-host key): the text of
+    /// [`Open::key`](super::error::Open::key) and of the tracing events' `key` field.
     ///
     /// ```
     /// use tower_fortify::circuit_breaker::GenericCircuitBreakerLayer;
@@ -219,7 +221,7 @@ impl fmt::Debug for BreakerHandle {
 /// let handle = CircuitBreakerLayer::builder().max_keys(100).build()?.handle();
 /// assert_eq!(handle.len(), 0);
 /// assert_eq!(handle.max_keys(), 100);
-/// assert!(handle.states().is_empty());
+/// assert!(handle.breakers().is_empty());
 /// # Ok::<(), tower_fortify::InvalidConfig>(())
 /// ```
 #[derive(Clone)]
@@ -246,9 +248,20 @@ impl CircuitBreakerHandle {
     /// A handle on the breaker of `key`, if it is tracked. With `per_host(false)`, the one
     /// breaker, whatever the key.
     ///
+    /// `key` is a key as the layer's [`RequestKey`](crate::key::RequestKey) computes it: a
+    /// [`HostKey`](crate::key::HostKey) for the default per-host key
+    /// ([`HostKey::from_uri`](crate::key::HostKey::from_uri) makes one from an address, and
+    /// `ByAuthority.key(&request)` from a request), your own key type for a
+    /// [`key_fn`](super::CircuitBreakerBuilder::key_fn). Keys compare as their type does
+    /// (a host's case does not matter); a key of another type finds nothing, and so does
+    /// the text a key prints (a `String` is a key of another type): to go through every
+    /// breaker by its printed key, use [`breakers`](Self::breakers).
+    ///
     /// ```
+    /// use http::Uri;
     /// use tower::{Layer, ServiceExt};
     /// use tower_fortify::circuit_breaker::{CircuitBreakerLayer, State};
+    /// use tower_fortify::key::HostKey;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), tower_fortify::BoxError> {
@@ -261,16 +274,24 @@ impl CircuitBreakerHandle {
     ///     let request = http::Request::get(format!("http://{host}/")).body(())?;
     ///     svc.clone().oneshot(request).await?;
     /// }
+    /// let key = |uri: &'static str| HostKey::from_uri(&Uri::from_static(uri));
     /// // "a.test" was the least recently used when "c.test" came.
-    /// assert!(handle.get("a.test").is_none());
-    /// assert_eq!(handle.get("c.test").unwrap().state(), State::Closed);
+    /// assert!(handle.get(&key("http://a.test")).is_none());
+    /// let c = handle.get(&key("http://C.test:80")).unwrap();
+    /// assert_eq!(c.state(), State::Closed);
+    /// assert_eq!(c.key(), Some("http://c.test:80"));
+    /// // Another scheme is another key (as it is another pool).
+    /// assert!(handle.get(&key("https://c.test")).is_none());
     ///
     /// let one = CircuitBreakerLayer::builder().per_host(false).build()?.handle();
-    /// assert_eq!(one.get("any.test").unwrap().state(), State::Closed);
+    /// assert_eq!(one.get(&key("http://any.test")).unwrap().state(), State::Closed);
     /// # Ok(())
     /// # }
     /// ```
-    pub fn get(&self, key: &str) -> Option<BreakerHandle> {
+    pub fn get<Q>(&self, key: &Q) -> Option<BreakerHandle>
+    where
+        Q: Hash + Eq + fmt::Debug + Send + Sync + 'static,
+    {
         match &self.breakers {
             Breakers::Single(shared) => Some(BreakerHandle::new(Arc::clone(&shared.breaker))),
             Breakers::Keyed(map) => map.get(key).map(BreakerHandle::new),
@@ -330,8 +351,9 @@ impl CircuitBreakerHandle {
         }
     }
 
-    /// Every tracked key with its breaker's state, sorted by key (the key `""` with
-    /// `per_host(false)`).
+    /// A handle on every tracked breaker (the one breaker with `per_host(false)`), sorted by
+    /// [`key`](BreakerHandle::key): each reads its key as printed, its state and figures, and
+    /// steers its breaker.
     ///
     /// ```
     /// use tower::{Layer, ServiceExt};
@@ -344,20 +366,23 @@ impl CircuitBreakerHandle {
     /// let svc = layer.layer(tower::service_fn(|_: http::Request<()>| async {
     ///     Ok::<_, std::io::Error>(http::Response::new(()))
     /// }));
-    /// for host in ["a.test", "b.test", "c.test"] {
-    ///     let request = http::Request::get(format!("http://{host}/")).body(())?;
-    ///     svc.clone().oneshot(request).await?;
+    /// for uri in ["http://a.test/", "http://b.test/", "https://b.test/"] {
+    ///     svc.clone().oneshot(http::Request::get(uri).body(())?).await?;
     /// }
-    /// let states = handle.states();
-    /// let closed = |key: &str| (key.to_owned(), State::Closed);
-    /// assert_eq!(states, [closed("b.test"), closed("c.test")]);
+    /// let breakers = handle.breakers();
+    /// let keys: Vec<_> = breakers.iter().map(|b| b.key().unwrap()).collect();
+    /// assert_eq!(keys, ["http://b.test:80", "https://b.test:443"]);
+    /// assert!(breakers.iter().all(|b| b.state() == State::Closed));
+    ///
+    /// let one = CircuitBreakerLayer::builder().per_host(false).build()?.handle();
+    /// assert_eq!(one.breakers()[0].key(), None);
     /// # Ok(())
     /// # }
     /// ```
-    pub fn states(&self) -> Vec<(String, State)> {
+    pub fn breakers(&self) -> Vec<BreakerHandle> {
         match &self.breakers {
-            Breakers::Single(shared) => vec![(String::new(), shared.breaker.state())],
-            Breakers::Keyed(map) => map.states(),
+            Breakers::Single(shared) => vec![BreakerHandle::new(Arc::clone(&shared.breaker))],
+            Breakers::Keyed(map) => map.breakers().into_iter().map(BreakerHandle::new).collect(),
         }
     }
 }

@@ -1,9 +1,8 @@
 use super::{
-    admission::Shared,
-    keyed::{Breakers, ByAuthority},
-    settings::Settings,
-    BreakerHandle, CircuitBreaker, CircuitBreakerHandle, GenericCircuitBreaker, HttpStatus, Window,
+    admission::Shared, keyed::Breakers, settings::Settings, BreakerHandle, CircuitBreaker,
+    CircuitBreakerHandle, GenericCircuitBreaker, HttpStatus, Window,
 };
+use crate::key::ByAuthority;
 use std::{sync::Arc, time::Duration};
 use tower_layer::Layer;
 
@@ -13,7 +12,7 @@ use tower_layer::Layer;
 /// Build it with [`builder`](Self::builder) (`...build()`): one breaker per request URI
 /// authority ([`ByAuthority`]), per key of your own
 /// ([`key_fn`](super::CircuitBreakerBuilder::key_fn),
-/// [`breaker_key`](super::CircuitBreakerBuilder::breaker_key)), or with
+/// [`key`](super::CircuitBreakerBuilder::key)), or with
 /// [`per_host(false)`](super::CircuitBreakerBuilder::per_host) one for every request. Every
 /// key's breaker has the builder's settings; at most
 /// [`max_keys`](super::CircuitBreakerBuilder::max_keys) keys are tracked. For a request type

@@ -15,6 +15,7 @@
 //! use tower::{Layer, ServiceExt};
 //! use tower_fortify::circuit_breaker::{error::Open, CircuitBreakerLayer, State};
 //! use tower_fortify::classify::{Failure, FailureKind};
+//! use tower_fortify::key::HostKey;
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), tower_fortify::BoxError> {
@@ -35,7 +36,8 @@
 //!     let response = svc.clone().oneshot(request()?).await?;
 //!     assert_eq!(response.status(), 503);
 //! }
-//! assert_eq!(handle.get("inventory.test").unwrap().state(), State::Open);
+//! let key = HostKey::from_uri(&http::Uri::from_static("http://inventory.test"));
+//! assert_eq!(handle.get(&key).unwrap().state(), State::Open);
 //!
 //! // Now calls to that host fail fast, without reaching the service.
 //! let err = svc.clone().oneshot(request()?).await.unwrap_err();
@@ -53,7 +55,7 @@
 //! |---|---|---|
 //! | one breaker per host (HTTP) | `CircuitBreakerLayer::builder()...build()` or [`CircuitBreakerLayer::new`] | [`CircuitBreakerLayer`], [`CircuitBreakerHandle`] |
 //! | one breaker for every HTTP request | `...per_host(false).build()` | the same types; no key is computed, no map searched |
-//! | one breaker per key of your own | `...key_fn(f).build()` or `...breaker_key(k).build()` | the same types |
+//! | one breaker per key of your own | `...key_fn(f).build()` or `...key(k).build()` | the same types |
 //! | one breaker, any request type | `...build_generic()` or [`GenericCircuitBreakerLayer::new`] | [`GenericCircuitBreakerLayer`], [`BreakerHandle`] |
 //!
 //! # States
@@ -118,6 +120,13 @@
 //! | [`per_host`](CircuitBreakerBuilder::per_host) | `true` (for [`build`](CircuitBreakerBuilder::build)) | one failing host must not open the circuit for the others |
 //! | [`max_keys`](CircuitBreakerBuilder::max_keys) (per host) | 1024 | |
 //!
+//! Durations never overflow a clock. `open_duration_max` and `retry_after_open` over 100
+//! years, and a time window over 500 years, are refused by `build` (an
+//! [`InvalidConfig`](crate::InvalidConfig) naming the field); a `probe_timeout`,
+//! `recovery_period` or `slow_call_duration` too long for the clock means "never" (no probe
+//! times out, no step is undone, no call is slow). The breaker keeps time in microseconds:
+//! an open duration or probe timeout under a microsecond counts as one.
+//!
 //! # What counts
 //!
 //! A [`Classify`] implementation decides; the default, [`HttpStatus`], works for
@@ -171,15 +180,23 @@
 //! # Per host
 //!
 //! [`CircuitBreakerLayer`] (from [`CircuitBreakerBuilder::build`]) keeps one breaker per
-//! request URI authority ([`ByAuthority`]), or per key of your [`BreakerKey`] or
-//! [`key_fn`](CircuitBreakerBuilder::key_fn), so that one failing host does not open the
-//! circuit for the others. It tracks at most `max_keys` keys, evicting least recently used
+//! scheme, host and port of the request URI's authority
+//! ([`key::ByAuthority`](crate::key::ByAuthority), a [`HostKey`](crate::key::HostKey) per
+//! request), or per key of your own [`RequestKey`](crate::key::RequestKey)
+//! ([`key`](CircuitBreakerBuilder::key)) or [`key_fn`](CircuitBreakerBuilder::key_fn), so
+//! that one failing host does not open the circuit for the others. The per-host pools key
+//! their pools with the same trait and the same default, so one request maps to the same key
+//! in both. As urllib3 keeps one pool per scheme too, `http://h` and `https://h` are two
+//! keys: two breakers, which trip apart (a TLS fault on `https://h` does not open
+//! `http://h`). Handles and rejections name a key by its `Debug` form
+//! (`https://h:443`); [`CircuitBreakerHandle::get`] takes the key itself
+//! ([`HostKey::from_uri`](crate::key::HostKey::from_uri)). It tracks at most `max_keys` keys, evicting least recently used
 //! closed breakers first, so a scan of a million hosts cannot exhaust memory. Finding a
 //! key's breaker takes a read lock on one of up to 16 shards of the map.
 //!
 //! The default key never reads the `Host` header: on a server, where URIs have no
 //! authority, a remote client writes it, and could otherwise create a breaker per request.
-//! Requests without an authority share one breaker (key `""`); on a server, use
+//! Requests without an authority share one breaker (printed `(no host)`); on a server, use
 //! [`per_host(false)`](CircuitBreakerBuilder::per_host) or a key function of your own.
 //!
 //! # Cost
@@ -222,8 +239,8 @@
 //! # Tracing
 //!
 //! With the `tracing` feature, every transition is an `INFO` event with target
-//! `tower_fortify::circuit_breaker` and fields `name`, `key` (the per-host breaker's key, or
-//! empty), `from`, `to`, `reason` (`failure_rate`, `slow_call_rate`,
+//! `tower_fortify::circuit_breaker` and fields `name`, `key` (the per-host breaker's key as its
+//! `Debug` form prints it, `scheme://host:port` by default; empty for a single breaker), `from`, `to`, `reason` (`failure_rate`, `slow_call_rate`,
 //! `open_duration_elapsed`, `probes_succeeded`, `probe_failed`, `probe_slow`,
 //! `probe_timeout`, `retry_after`, `forced_open`, `disabled`, `reset`), `open_ms`, and for a
 //! trip `calls`, `failure_rate` and `slow_call_rate`.
@@ -253,7 +270,6 @@ pub use builder::CircuitBreakerBuilder;
 pub use classify::{Classify, ClassifyFn, ErrorsOnly, HttpStatus, Outcome};
 pub use config::Window;
 pub use handle::{BreakerHandle, CircuitBreakerHandle};
-pub use keyed::{BreakerKey, ByAuthority, KeyBy};
 pub use layer::{CircuitBreakerLayer, GenericCircuitBreakerLayer};
 pub use service::{CircuitBreaker, GenericCircuitBreaker};
 pub use state::State;

@@ -1,12 +1,13 @@
 use super::{
     admission::Shared,
     future::{self, ResponseFuture},
-    keyed::{Breakers, ByAuthority},
+    keyed::Breakers,
     settings::Settings,
-    BreakerHandle, BreakerKey, CircuitBreakerHandle, Classify, HttpStatus,
+    BreakerHandle, CircuitBreakerHandle, Classify, HttpStatus,
 };
 use crate::{
     classify::{Failure, Stage},
+    key::{ByAuthority, RequestKey},
     BoxError,
 };
 use std::{
@@ -53,6 +54,7 @@ use tower_service::Service;
 /// ```
 /// use tower::{Service, ServiceExt};
 /// use tower_fortify::circuit_breaker::{CircuitBreaker, State};
+/// use tower_fortify::key::HostKey;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), tower_fortify::BoxError> {
@@ -63,8 +65,9 @@ use tower_service::Service;
 /// let request = http::Request::get("http://a.example/").body(())?;
 /// let response = svc.ready().await?.call(request).await?;
 /// assert_eq!(*response.body(), "ok");
-/// assert_eq!(svc.handle().get("a.example").unwrap().state(), State::Closed);
-/// assert!(svc.handle().get("b.example").is_none());
+/// let key = |uri| HostKey::from_uri(&http::Uri::from_static(uri));
+/// assert_eq!(svc.handle().get(&key("http://a.example")).unwrap().state(), State::Closed);
+/// assert!(svc.handle().get(&key("http://b.example")).is_none());
 /// # Ok(())
 /// # }
 /// ```
@@ -164,11 +167,11 @@ impl<S, K, C> CircuitBreaker<S, K, C> {
     }
 }
 
-impl<S, K, C, Request> Service<Request> for CircuitBreaker<S, K, C>
+impl<S, K, C, B> Service<http::Request<B>> for CircuitBreaker<S, K, C>
 where
-    S: Service<Request>,
+    S: Service<http::Request<B>>,
     S::Error: Into<BoxError>,
-    K: BreakerKey<Request>,
+    K: RequestKey<B>,
     C: Classify<S::Response> + Clone,
 {
     type Response = S::Response;
@@ -182,13 +185,13 @@ where
     }
 
     #[inline]
-    fn call(&mut self, request: Request) -> Self::Future {
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
         match &self.breakers {
             Breakers::Single(shared) => {
                 future::call(shared, &mut self.inner, request, &self.classifier)
             }
             Breakers::Keyed(map) => {
-                // The key borrows the request until its breaker is found.
+                // The key is looked up borrowed: a known key allocates nothing.
                 let admission = map.admit(self.key.key(&request));
                 future::admitted(admission, &mut self.inner, request, &self.classifier)
             }

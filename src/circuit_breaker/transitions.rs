@@ -138,7 +138,7 @@ impl Breaker {
             let slots = self.probe_slots.load(Ordering::Acquire);
             let since = now.saturating_sub(self.last_probe_at.load(Ordering::Acquire));
             if slots_in_flight(slots) < config.half_open_max_probes
-                || since < micros(config.probe_timeout)
+                || since < micros(config.probe_timeout).max(1)
             {
                 return;
             }
@@ -257,7 +257,9 @@ impl Breaker {
             }
             let gen = gen_of(word).wrapping_add(1);
             if let Some(wait) = open_for {
-                let until = now.saturating_add(micros(wait)).min(UNTIL_MASK);
+                // At least a microsecond (the clock's unit): an open breaker rejects the calls of
+                // its instant, however short its open duration.
+                let until = now.saturating_add(micros(wait).max(1)).min(UNTIL_MASK);
                 self.open_info
                     .store(pack_open(gen, until), Ordering::Release);
             }

@@ -103,6 +103,6 @@ pub use response::{is_retry_after_status, ResponseClass};
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use retry_after::parse_retry_after;
-#[cfg(feature = "retry")]
+#[cfg(any(feature = "retry", feature = "circuit-breaker"))]
 pub(crate) use retry_after::retry_after_of;
 pub use service::ErrorClassify;

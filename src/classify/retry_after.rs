@@ -69,7 +69,7 @@ pub fn parse_retry_after(
 /// when it is malformed. Several `Retry-After` fields are malformed: urllib3 joins them
 /// (`"5, 1"`), which parses as neither delta-seconds nor a date, and neither value can be
 /// trusted over the other.
-#[cfg(feature = "retry")]
+#[cfg(any(feature = "retry", feature = "circuit-breaker"))]
 pub(crate) fn retry_after_of(
     headers: &http::HeaderMap,
     now: impl FnOnce() -> SystemTime,

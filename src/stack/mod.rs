@@ -98,10 +98,11 @@
 
 use crate::{
     circuit_breaker::{
-        ByAuthority, CircuitBreaker, CircuitBreakerBuilder, CircuitBreakerHandle,
-        CircuitBreakerLayer, HttpStatus,
+        CircuitBreaker, CircuitBreakerBuilder, CircuitBreakerHandle, CircuitBreakerLayer,
+        HttpStatus,
     },
     classify::{ErrorClassify, ErrorClassifyLayer},
+    key::ByAuthority,
     pool::{PoolHandle, PoolLimit, PoolLimitLayer, DEFAULT_MAX_POOLS},
     retry::{Retry, RetryLayer, RetryPolicy},
     InvalidConfig,

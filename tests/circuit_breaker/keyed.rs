@@ -2,12 +2,34 @@
 
 use crate::support::{assert_rejected, request_to, response};
 use http::{Request, Response};
-use std::{borrow::Cow, collections::HashSet, sync::Arc, sync::Mutex};
+use std::{collections::HashSet, sync::Arc, sync::Mutex};
 use tower::{Layer, Service, ServiceExt};
 use tower_fortify::{
-    circuit_breaker::{CircuitBreaker, CircuitBreakerLayer, State},
+    circuit_breaker::{CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer, State},
+    key::{ByAuthority, HostKey, RequestKey},
     BoxError,
 };
+
+/// The key of `http://{host}/`, as the layer computes it.
+fn key(host: &str) -> HostKey {
+    HostKey::from_uri(&format!("http://{host}/").parse().unwrap())
+}
+
+/// Every tracked key as printed, sorted.
+fn keys(handle: &CircuitBreakerHandle) -> Vec<String> {
+    let breakers = handle.breakers();
+    breakers
+        .iter()
+        .map(|b| b.key().unwrap().to_owned())
+        .collect()
+}
+
+/// Every tracked key as printed with its state.
+fn states(handle: &CircuitBreakerHandle) -> Vec<(String, State)> {
+    let breakers = handle.breakers();
+    let key = |b: &tower_fortify::circuit_breaker::BreakerHandle| b.key().unwrap_or("").to_owned();
+    breakers.iter().map(|b| (key(b), b.state())).collect()
+}
 
 /// A backend on which the hosts in `down` answer 503.
 fn backend(
@@ -49,32 +71,41 @@ async fn one_failing_host_opens_only_its_own_breaker() {
         assert_eq!(send_to(&mut svc, "bad.test").await.unwrap().status(), 503);
         assert_eq!(send_to(&mut svc, "good.test").await.unwrap().status(), 200);
     }
-    assert_eq!(handle.get("bad.test").unwrap().state(), State::Open);
-    assert_eq!(handle.get("good.test").unwrap().state(), State::Closed);
+    assert_eq!(handle.get(&key("bad.test")).unwrap().state(), State::Open);
+    assert_eq!(
+        handle.get(&key("good.test")).unwrap().state(),
+        State::Closed
+    );
 
     let err = send_to(&mut svc, "bad.test").await.unwrap_err();
     let open = assert_rejected(&err, State::Open);
-    assert_eq!(open.key(), Some("bad.test"));
-    assert!(err.to_string().contains("bad.test"), "{err}");
+    assert_eq!(open.key(), Some("http://bad.test:80"));
+    assert!(err.to_string().contains("http://bad.test:80"), "{err}");
     assert_eq!(send_to(&mut svc, "good.test").await.unwrap().status(), 200);
     assert_eq!(
-        handle.states(),
+        states(&handle),
         [
-            ("bad.test".to_owned(), State::Open),
-            ("good.test".to_owned(), State::Closed)
+            ("http://bad.test:80".to_owned(), State::Open),
+            ("http://good.test:80".to_owned(), State::Closed)
         ]
     );
     assert_eq!(
-        handle.get("bad.test").unwrap().key(),
-        Some("bad.test"),
+        handle.get(&key("bad.test")).unwrap().key(),
+        Some("http://bad.test:80"),
         "a keyed breaker's handle knows its key"
     );
+    // The key of a request, as the pool computes it, finds the same breaker.
+    let request = request_to("BAD.test");
+    let by_request = handle.get(&ByAuthority.key(&request)).unwrap();
+    assert_eq!(by_request.key(), Some("http://bad.test:80"));
+    // A key's printed text is not a key.
+    assert!(handle.get(&"http://bad.test:80".to_owned()).is_none());
 }
 
 #[tokio::test(start_paused = true)]
 async fn spellings_of_one_host_share_its_breaker() {
-    // As the pool's per-host key reads them: host case-insensitive, the default port
-    // implied, a port written with leading zeros the same port.
+    // The pool's per-host key: host case-insensitive, the default port implied, a port
+    // written with leading zeros the same port.
     let down = Arc::new(Mutex::new(HashSet::from(["bad.test".to_owned()])));
     let layer = CircuitBreakerLayer::builder()
         .minimum_calls(5)
@@ -93,12 +124,11 @@ async fn spellings_of_one_host_share_its_breaker() {
         let response = svc.ready().await.unwrap().call(request).await.unwrap();
         assert_eq!(response.status(), 503, "{uri}");
     }
-    assert_eq!(handle.states(), [("bad.test".to_owned(), State::Open)]);
-    // The scheme is not part of the key: https to its default port is the same host.
-    let request = Request::get("https://bad.test/").body(()).unwrap();
-    let err = svc.ready().await.unwrap().call(request).await.unwrap_err();
-    assert_rejected(&err, State::Open);
-    // Another port (however written), or another scheme's default port, is another key.
+    assert_eq!(
+        states(&handle),
+        [("http://bad.test:80".to_owned(), State::Open)]
+    );
+    // Another port (however written), or another scheme, is another key.
     for uri in [
         "http://bad.test:8080/",
         "http://bad.test:08080/",
@@ -107,8 +137,76 @@ async fn spellings_of_one_host_share_its_breaker() {
         let request = Request::get(uri).body(()).unwrap();
         let _ = svc.ready().await.unwrap().call(request).await;
     }
-    let keys: Vec<String> = handle.states().into_iter().map(|(k, _)| k).collect();
-    assert_eq!(keys, ["bad.test", "bad.test:80", "bad.test:8080"]);
+    assert_eq!(
+        keys(&handle),
+        [
+            "http://bad.test:80",
+            "http://bad.test:8080",
+            "https://bad.test:80"
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn http_and_https_of_one_host_are_two_breakers_as_they_are_two_pools() {
+    // urllib3 keys its pools by scheme, host and port, and so do the breakers: a host down
+    // on https (say, a TLS fault) does not open its http breaker.
+    let layer = CircuitBreakerLayer::builder()
+        .minimum_calls(5)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(tower::service_fn(|req: Request<()>| {
+        let status = if req.uri().scheme_str() == Some("https") {
+            503
+        } else {
+            200
+        };
+        std::future::ready(Ok::<_, std::io::Error>(response(status)))
+    }));
+    let mut send = |uri: &'static str| {
+        let request = Request::get(uri).body(()).unwrap();
+        svc.call(request)
+    };
+    for _ in 0..5 {
+        assert_eq!(send("https://h.test/").await.unwrap().status(), 503);
+    }
+    let err = send("https://h.test/").await.unwrap_err();
+    assert_eq!(
+        assert_rejected(&err, State::Open).key(),
+        Some("https://h.test:443")
+    );
+    assert_eq!(send("http://h.test/").await.unwrap().status(), 200);
+    assert_eq!(
+        states(&handle),
+        [
+            ("http://h.test:80".to_owned(), State::Closed),
+            ("https://h.test:443".to_owned(), State::Open)
+        ]
+    );
+    // The same keys as the per-host pools'.
+    let pool = tower_fortify::pool::PoolLimitLayer::builder(1)
+        .build()
+        .unwrap();
+    let pool_svc = pool.layer(tower::service_fn(|_: Request<()>| async {
+        Ok::<_, std::io::Error>(Response::new(String::new()))
+    }));
+    for uri in ["https://h.test/", "http://h.test:80/x"] {
+        pool_svc
+            .clone()
+            .oneshot(Request::get(uri).body(()).unwrap())
+            .await
+            .unwrap();
+    }
+    let mut pool_keys: Vec<_> = pool
+        .handle()
+        .snapshot()
+        .pools
+        .into_iter()
+        .map(|p| p.key.unwrap())
+        .collect();
+    pool_keys.sort();
+    assert_eq!(pool_keys, keys(&handle));
 }
 
 #[tokio::test(start_paused = true)]
@@ -124,7 +222,7 @@ async fn the_key_bound_holds_and_open_breakers_are_kept() {
     for _ in 0..5 {
         send_to(&mut svc, "bad.test").await.unwrap();
     }
-    assert_eq!(handle.get("bad.test").unwrap().state(), State::Open);
+    assert_eq!(handle.get(&key("bad.test")).unwrap().state(), State::Open);
 
     for i in 0..1_000 {
         send_to(&mut svc, &format!("host{i}.test")).await.unwrap();
@@ -132,13 +230,13 @@ async fn the_key_bound_holds_and_open_breakers_are_kept() {
     }
     assert_eq!(handle.len(), 8);
     // Closed breakers went first: the open one is still there, still open.
-    assert_eq!(handle.get("bad.test").unwrap().state(), State::Open);
+    assert_eq!(handle.get(&key("bad.test")).unwrap().state(), State::Open);
     assert!(
-        handle.get("host999.test").is_some(),
+        handle.get(&key("host999.test")).is_some(),
         "the newest key is tracked"
     );
     assert!(
-        handle.get("host0.test").is_none(),
+        handle.get(&key("host0.test")).is_none(),
         "the oldest closed key was evicted"
     );
 }
@@ -154,8 +252,8 @@ async fn least_recently_used_keys_are_evicted_first() {
     // Use "a" again: "b" is now the least recently used.
     send_to(&mut svc, "a").await.unwrap();
     send_to(&mut svc, "e").await.unwrap();
-    let keys: Vec<String> = handle.states().into_iter().map(|(k, _)| k).collect();
-    assert_eq!(keys, ["a", "c", "d", "e"]);
+    let expected = ["a", "c", "d", "e"].map(|h| format!("http://{h}:80"));
+    assert_eq!(keys(&handle), expected);
 }
 
 #[tokio::test(start_paused = true)]
@@ -166,15 +264,21 @@ async fn breakers_an_operator_holds_are_never_evicted() {
     for host in ["held-open", "held-off", "c", "d"] {
         send_to(&mut svc, host).await.unwrap();
     }
-    handle.get("held-open").unwrap().force_open();
-    handle.get("held-off").unwrap().disable();
+    handle.get(&key("held-open")).unwrap().force_open();
+    handle.get(&key("held-off")).unwrap().disable();
     // Eight new hosts through a full map: the held breakers are the least recently used,
     // yet only the closed ones go.
     for i in 0..8 {
         send_to(&mut svc, &format!("new{i}")).await.unwrap();
     }
-    assert_eq!(handle.get("held-open").unwrap().state(), State::ForcedOpen);
-    assert_eq!(handle.get("held-off").unwrap().state(), State::Disabled);
+    assert_eq!(
+        handle.get(&key("held-open")).unwrap().state(),
+        State::ForcedOpen
+    );
+    assert_eq!(
+        handle.get(&key("held-off")).unwrap().state(),
+        State::Disabled
+    );
     assert_rejected(
         &send_to(&mut svc, "held-open").await.unwrap_err(),
         State::ForcedOpen,
@@ -211,12 +315,8 @@ async fn a_custom_key_may_read_a_header() {
     let layer = CircuitBreakerLayer::builder()
         .minimum_calls(1)
         .key_fn(|req: &Request<()>| {
-            Cow::Borrowed(
-                req.headers()
-                    .get("x-tenant")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("none"),
-            )
+            let tenant = req.headers().get("x-tenant").and_then(|v| v.to_str().ok());
+            tenant.unwrap_or("none").to_owned()
         })
         .build()
         .unwrap();
@@ -229,8 +329,10 @@ async fn a_custom_key_may_read_a_header() {
         .body(())
         .unwrap();
     svc.clone().oneshot(req).await.unwrap();
-    assert_eq!(handle.get("acme").unwrap().state(), State::Open);
-    assert!(handle.get("none").is_none());
+    assert_eq!(handle.get(&"acme".to_owned()).unwrap().state(), State::Open);
+    assert!(handle.get(&"none".to_owned()).is_none());
+    assert!(handle.get(&key("x")).is_none(), "a key of another type");
+    assert_eq!(keys(&handle), ["\"acme\""], "printed with Debug");
 }
 
 #[tokio::test(start_paused = true)]
@@ -251,8 +353,10 @@ async fn distinct_host_headers_without_an_authority_share_one_breaker() {
         svc.clone().oneshot(req).await.unwrap();
     }
     assert_eq!(handle.len(), 1, "one breaker per Host header");
-    assert!(handle.get("client0.example").is_none());
-    assert_eq!(handle.get("").unwrap().state(), State::Closed);
+    assert!(handle.get(&key("client0.example")).is_none());
+    let no_host = ByAuthority.key(&Request::get("/").body(()).unwrap());
+    assert_eq!(handle.get(&no_host).unwrap().state(), State::Closed);
+    assert_eq!(keys(&handle), ["(no host)"]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -274,8 +378,8 @@ async fn one_breaker_for_every_host_with_per_host_false() {
     let open = assert_rejected(&err, State::Open);
     assert_eq!(open.key(), None);
     assert_eq!(handle.len(), 1);
-    assert_eq!(handle.states(), [(String::new(), State::Open)]);
-    assert_eq!(handle.get("anything").unwrap().state(), State::Open);
+    assert_eq!(states(&handle), [(String::new(), State::Open)]);
+    assert_eq!(handle.get(&key("anything")).unwrap().state(), State::Open);
 }
 
 #[test]
@@ -286,8 +390,8 @@ fn settings_that_need_per_host_are_rejected_without_it() {
         field(b().per_host(false).max_keys(8).build().map(drop)),
         "max_keys"
     );
-    fn by_path(req: &Request<()>) -> Cow<'_, str> {
-        Cow::Borrowed(req.uri().path())
+    fn by_path(req: &Request<()>) -> String {
+        req.uri().path().to_owned()
     }
     assert_eq!(
         field(b().per_host(false).key_fn(by_path).build().map(drop)),

@@ -3,6 +3,7 @@ mod cancellation;
 #[path = "../support/capture.rs"]
 mod capture;
 mod contract;
+mod durations;
 mod keyed;
 #[cfg(feature = "metrics")]
 mod observability;

@@ -373,6 +373,33 @@ async fn retry_after_http_date_opens_for_that_long() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn several_retry_after_fields_open_nothing_as_the_retry_layer_reads_them() {
+    // urllib3 joins them ("30, 1"): malformed, so treated as absent, as the retry layer does.
+    for (values, opens) in [(&["30", "1"][..], false), (&["30"], true)] {
+        let layer = builder()
+            .retry_after_open(Duration::from_secs(60))
+            .build_generic()
+            .unwrap();
+        let handle = layer.handle();
+        let svc = layer.layer(tower::service_fn(move |_: Request<()>| async move {
+            let mut response = http::Response::builder().status(503);
+            for value in values {
+                response = response.header(http::header::RETRY_AFTER, *value);
+            }
+            Ok::<_, std::io::Error>(response.body(()).unwrap())
+        }));
+        let response = svc.oneshot(Request::new(())).await.unwrap();
+        assert_eq!(
+            response.headers().get_all("retry-after").iter().count(),
+            values.len()
+        );
+        assert_eq!(handle.state() == State::Open, opens, "{values:?}");
+        let expected = opens.then_some(Duration::from_secs(30));
+        assert_eq!(handle.retry_in(), expected, "{values:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn operator_states() {
     let (mut svc, backend) = breaker(builder(), Mode::Status(500));
     let handle: BreakerHandle = svc.handle();

@@ -9,8 +9,9 @@ use std::{
     time::Duration,
 };
 use tower::{Layer, Service};
-use tower_fortify::circuit_breaker::{
-    CircuitBreakerLayer, ErrorsOnly, GenericCircuitBreakerLayer, State, Window,
+use tower_fortify::{
+    circuit_breaker::{CircuitBreakerLayer, ErrorsOnly, GenericCircuitBreakerLayer, State, Window},
+    key::{ByAuthority, RequestKey},
 };
 
 #[path = "../support/counting_alloc.rs"]
@@ -88,6 +89,28 @@ fn closed_path_of_a_known_key_allocates_nothing() {
 }
 
 #[test]
+fn closed_path_of_a_known_key_from_a_parsed_uri_allocates_nothing() {
+    // A URI parsed at run time (not a static one): the key shares its bytes (a reference
+    // count), as the per-host pools' key does, and is looked up borrowed.
+    let uri: Uri = String::from("https://API.example.com:8443/items")
+        .parse()
+        .unwrap();
+    let layer = CircuitBreakerLayer::builder().build().unwrap();
+    let mut svc = layer.layer(ok_service());
+    let request = |_| {
+        let mut request = Request::new(());
+        *request.uri_mut() = uri.clone();
+        request
+    };
+    counting_alloc::drive(&mut svc, 10, request); // the first call inserts the key
+    let (ok, allocated) = counting_alloc::drive(&mut svc, 10_000, request);
+    assert_eq!((ok, allocated), (10_000, 0));
+    let breakers = layer.handle().breakers();
+    let keys: Vec<_> = breakers.iter().map(|b| b.key()).collect();
+    assert_eq!(keys, [Some("https://API.example.com:8443")]);
+}
+
+#[test]
 fn closed_path_of_one_breaker_for_every_host_allocates_nothing() {
     // `per_host(false)`: no key computed, no map searched.
     let layer = CircuitBreakerLayer::builder()
@@ -111,7 +134,7 @@ fn a_rejection_allocates_its_error_and_nothing_for_the_key() {
             drive(&mut svc, 1); // inserts the key
             let key = layer
                 .handle()
-                .get("api.example.com")
+                .get(&ByAuthority.key(&request()))
                 .expect("the request's key");
             key.force_open();
             drive(&mut svc, 1_000)
