@@ -4,6 +4,8 @@ mod servers;
 
 mod chain;
 mod layer;
+#[cfg(all(feature = "hyper", feature = "rustls", feature = "retry"))]
+mod negotiation;
 #[cfg(all(feature = "hyper", feature = "rustls"))]
 mod real_failures;
 #[cfg(feature = "metrics")]

@@ -33,6 +33,8 @@ const C: Ev = Fail(FailureKind::ConnectRefused);
 const R: Ev = Fail(FailureKind::ReadTimeout);
 const X: Ev = Fail(FailureKind::ConnectionClosed);
 const O: Ev = Fail(FailureKind::TlsHandshake);
+/// A failed TLS negotiation (D7): never retried.
+const N: Ev = Fail(FailureKind::TlsNegotiation);
 
 fn s(status: u16) -> Ev {
     Status(status, None)
@@ -357,6 +359,40 @@ fn table() -> Vec<Row> {
             1,
             vec![],
             Failure(FailureKind::TlsCertificate),
+        ),
+        // D7: a failed negotiation is never retried, for any method; a stalled or reset
+        // handshake (V06, V12) still is.
+        row(
+            "D7a",
+            d(),
+            vec![N, OK],
+            1,
+            vec![],
+            Failure(FailureKind::TlsNegotiation),
+        ),
+        post(row(
+            "D7b",
+            d(),
+            vec![N, OK],
+            1,
+            vec![],
+            Failure(FailureKind::TlsNegotiation),
+        )),
+        row(
+            "D7c",
+            d().total(Some(10)).other(Some(5)),
+            vec![O, N, OK],
+            2,
+            vec![ms(0)],
+            RetryFailure(FailureKind::TlsNegotiation),
+        ),
+        row(
+            "D7d",
+            d().allowed_methods([]),
+            vec![N, OK],
+            1,
+            vec![],
+            Failure(FailureKind::TlsNegotiation),
         ),
         row(
             "V17",
