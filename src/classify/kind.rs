@@ -316,6 +316,7 @@ mod tests {
             (ConnectRefused, Some(Connect)),
             (ConnectTimeout, Some(Connect)),
             (TlsHandshake, Some(Category::Other)),
+            (TlsNegotiation, None),
             (TlsCertificate, None),
             (ReadTimeout, Some(Read)),
             (ConnectionClosed, Some(Read)),

@@ -3,6 +3,8 @@
 mod servers;
 
 mod chain;
+#[cfg(all(feature = "hyper", feature = "rustls", feature = "retry"))]
+mod explain;
 mod layer;
 #[cfg(all(feature = "hyper", feature = "rustls", feature = "retry"))]
 mod negotiation;
