@@ -119,8 +119,12 @@ impl fmt::Display for Stage {
 ///   stage (feature `hyper`);
 /// - `reqwest::Error` with `is_connect()` moves the walk to [`Stage::Connect`]; its
 ///   `is_timeout()` is a timeout at the stage (feature `reqwest`);
-/// - rustls errors: certificate problems are [`TlsCertificate`](FailureKind::TlsCertificate),
-///   every other TLS error [`TlsHandshake`](FailureKind::TlsHandshake) (feature `rustls`);
+/// - rustls errors: certificate problems are [`TlsCertificate`](FailureKind::TlsCertificate);
+///   a failed negotiation [`TlsNegotiation`](FailureKind::TlsNegotiation): rustls found no
+///   common version, suite, group or protocol (`PeerIncompatible`), the peer sent a fatal
+///   `protocol_version`, `handshake_failure`, `insufficient_security`, `illegal_parameter`
+///   or `no_application_protocol` alert, or its first bytes were not a TLS record; every
+///   other TLS error [`TlsHandshake`](FailureKind::TlsHandshake) (feature `rustls`);
 /// - `tower::timeout::error::Elapsed` and `tokio::time::error::Elapsed`: a timeout at the
 ///   stage (see [`Stage`]);
 /// - `std::io::Error`: the error it wraps (`get_ref`) first, then its kind:
@@ -270,7 +274,7 @@ fn hyper_kind(err: &hyper::Error, stage: Stage) -> Option<FailureKind> {
 
 #[cfg(feature = "rustls")]
 fn rustls_kind(err: &rustls::Error) -> FailureKind {
-    use rustls::{AlertDescription as A, Error as E};
+    use rustls::{AlertDescription as A, Error as E, InvalidMessage};
     match err {
         E::InvalidCertificate(_)
         | E::InvalidCertRevocationList(_)
@@ -286,6 +290,23 @@ fn rustls_kind(err: &rustls::Error) -> FailureKind {
             | A::UnknownCA
             | A::CertificateRequired,
         ) => FailureKind::TlsCertificate,
+        // Negotiation: what one side offers and the other accepts do not meet, and a retry
+        // offers the same again. rustls found it (`PeerIncompatible`), or the peer said so
+        // with a fatal alert.
+        E::PeerIncompatible(_)
+        | E::NoApplicationProtocol
+        | E::AlertReceived(
+            A::ProtocolVersion
+            | A::HandshakeFailure
+            | A::InsufficientSecurity
+            | A::IllegalParameter
+            | A::NoApplicationProtocol,
+        ) => FailureKind::TlsNegotiation,
+        // The first bytes the peer sent are not a TLS record: it speaks another protocol
+        // (plain HTTP on the port). rustls reads the record header before anything else.
+        E::InvalidMessage(
+            InvalidMessage::InvalidContentType | InvalidMessage::UnknownProtocolVersion,
+        ) => FailureKind::TlsNegotiation,
         _ => FailureKind::TlsHandshake,
     }
 }

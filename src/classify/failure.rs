@@ -1,6 +1,6 @@
 use super::{classify_error, FailureKind, Stage};
 use crate::BoxError;
-use std::{error::Error, fmt};
+use std::{error::Error, fmt, net::SocketAddr};
 
 /// A classified failure: the error type the layers of this crate return.
 ///
@@ -23,6 +23,8 @@ use std::{error::Error, fmt};
 #[derive(Debug)]
 pub struct Failure {
     kind: FailureKind,
+    stage: Stage,
+    peer: Option<SocketAddr>,
     source: BoxError,
 }
 
@@ -36,10 +38,82 @@ impl Failure {
     /// assert_eq!(failure.to_string(), "pool timeout: no free slot in 1s");
     /// ```
     pub fn new(kind: FailureKind, source: impl Into<BoxError>) -> Self {
+        Self::at(kind, Stage::Request, source.into())
+    }
+
+    /// A failure of `kind` met at `stage`: the kind's own stage when it has one.
+    fn at(kind: FailureKind, stage: Stage, source: BoxError) -> Self {
+        let stage = match kind {
+            FailureKind::Dns => Stage::Resolve,
+            FailureKind::ConnectRefused | FailureKind::ConnectTimeout => Stage::Connect,
+            FailureKind::TlsHandshake
+            | FailureKind::TlsNegotiation
+            | FailureKind::TlsCertificate => Stage::TlsHandshake,
+            FailureKind::ReadTimeout | FailureKind::ConnectionClosed | FailureKind::Protocol => {
+                Stage::Request
+            }
+            _ => stage,
+        };
         Failure {
             kind,
-            source: source.into(),
+            stage,
+            peer: None,
+            source,
         }
+    }
+
+    /// Records the address of the peer the failure happened with (the connector knows it).
+    ///
+    /// ```
+    /// use std::io;
+    /// use tower_fortify::classify::{Failure, FailureKind};
+    ///
+    /// let addr = "127.0.0.1:8443".parse().unwrap();
+    /// let failure = Failure::new(FailureKind::ConnectRefused, io::Error::from(io::ErrorKind::ConnectionRefused))
+    ///     .with_peer_addr(addr);
+    /// assert_eq!(failure.peer_addr(), Some(addr));
+    /// assert_eq!(
+    ///     failure.to_string(),
+    ///     "connect refused: connection refused by 127.0.0.1:8443 (nothing listening)"
+    /// );
+    /// ```
+    #[must_use]
+    pub fn with_peer_addr(mut self, addr: SocketAddr) -> Self {
+        self.peer = Some(addr);
+        self
+    }
+
+    /// The address of the peer, when the code that met the failure knew it (this failure
+    /// or one classified further in, in its `source()` chain). hyper-util's connector keeps
+    /// it private, so its failures have none; the crate's HTTPS client records it.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        let mut next: Option<&(dyn Error + 'static)> = Some(self);
+        let mut depth = 0;
+        while let Some(err) = next {
+            depth += 1;
+            if depth > super::MAX_DEPTH {
+                break;
+            }
+            if let Some(peer) = err.downcast_ref::<Failure>().and_then(|f| f.peer) {
+                return Some(peer);
+            }
+            next = err.source();
+        }
+        None
+    }
+
+    /// Where the failure happened: the kind's own stage (`Dns` resolving, `ConnectRefused`
+    /// connecting, a TLS kind in the handshake, a read kind after the request was sent),
+    /// else the stage it was classified at ([`Stage::Request`] for [`Failure::new`]).
+    ///
+    /// ```
+    /// use tower_fortify::classify::{Failure, FailureKind, Stage};
+    ///
+    /// let failure = Failure::new(FailureKind::TlsNegotiation, "no shared cipher suite");
+    /// assert_eq!(failure.stage(), Stage::TlsHandshake);
+    /// ```
+    pub const fn stage(&self) -> Stage {
+        self.stage
     }
 
     /// Classifies `error` as a failure at `stage` (see [`classify_error`]):
@@ -61,7 +135,7 @@ impl Failure {
     pub fn classify(error: impl Into<BoxError>, stage: Stage) -> Self {
         match error.into().downcast::<Failure>() {
             Ok(failure) => *failure,
-            Err(source) => Failure::new(classify_error(&*source, stage), source),
+            Err(source) => Failure::at(classify_error(&*source, stage), stage, source),
         }
     }
 
@@ -78,7 +152,7 @@ impl Failure {
     pub(crate) fn boxed_failure_at(error: BoxError, stage: Stage) -> Box<Failure> {
         match error.downcast::<Failure>() {
             Ok(failure) => failure,
-            Err(error) => Box::new(Failure::new(classify_error(&*error, stage), error)),
+            Err(error) => Box::new(Failure::at(classify_error(&*error, stage), stage, error)),
         }
     }
 
@@ -112,9 +186,11 @@ impl Failure {
     }
 }
 
-/// `{}` names the kind and the immediate cause; the alternate form `{:#}` follows the whole
-/// `source()` chain, which is what a log line usually wants. In the chain, a nested
-/// `Failure` of the same kind is not repeated.
+/// `{}` says in one line what failed and why: the kind, then the cause in human terms,
+/// read from the `source()` chain (a certificate's dates and names from rustls's error,
+/// the peer address when known, the root cause's text without the wrappers' text). The
+/// alternate form `{:#}` follows the whole `source()` chain, which is what a debugging log
+/// line may want. In the chain, a nested `Failure` of the same kind is not repeated.
 ///
 /// ```
 /// use std::io;
@@ -123,13 +199,16 @@ impl Failure {
 /// let io = io::Error::new(io::ErrorKind::TimedOut, tower::timeout::error::Elapsed::new());
 /// let inner = Failure::new(FailureKind::ConnectTimeout, io);
 /// let failure = Failure::new(FailureKind::ConnectTimeout, inner);
-/// assert_eq!(failure.to_string(), "connect timeout: connect timeout: request timed out");
+/// assert_eq!(
+///     failure.to_string(),
+///     "connect timeout: no answer to the TCP connect in time (packets dropped, or the host is down)"
+/// );
 /// assert_eq!(format!("{failure:#}"), "connect timeout: request timed out");
 /// ```
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if !f.alternate() {
-            return write!(f, "{}: {}", self.kind, self.source);
+            return super::explain::explain(self, f);
         }
         write!(f, "{}", self.kind)?;
         let mut last_kind = self.kind;

@@ -12,7 +12,8 @@ use std::fmt;
 /// | [`Dns`](Self::Dns) | name resolution failed | connect |
 /// | [`ConnectRefused`](Self::ConnectRefused) | refused, unreachable, or reset during connect | connect |
 /// | [`ConnectTimeout`](Self::ConnectTimeout) | TCP connect did not finish in time | connect |
-/// | [`TlsHandshake`](Self::TlsHandshake) | TLS handshake failed or stalled (request not yet sent) | other |
+/// | [`TlsHandshake`](Self::TlsHandshake) | TLS handshake stalled, or the connection was reset or closed during it (request not yet sent) | other |
+/// | [`TlsNegotiation`](Self::TlsNegotiation) | client and server cannot agree: no common TLS version, cipher suite or ALPN protocol, a fatal alert no retry can change, or a peer that does not speak TLS | never retried |
 /// | [`TlsCertificate`](Self::TlsCertificate) | certificate or hostname verification failed | never retried |
 /// | [`ReadTimeout`](Self::ReadTimeout) | request sent, response did not arrive in time | read |
 /// | [`ConnectionClosed`](Self::ConnectionClosed) | reset, EOF or incomplete message after the request was sent | read |
@@ -39,8 +40,17 @@ pub enum FailureKind {
     ConnectRefused,
     /// The TCP connection was not established in time.
     ConnectTimeout,
-    /// The TLS handshake failed or stalled. The request was not sent.
+    /// The TLS handshake stalled, or the connection was reset or closed (or a TLS error
+    /// no one can call permanent happened) during it. The request was not sent; a retry may
+    /// succeed.
     TlsHandshake,
+    /// Client and server cannot agree on how to speak TLS: no common protocol version, no
+    /// shared cipher suite, key exchange group or ALPN protocol, a fatal alert that says so
+    /// (`protocol_version`, `handshake_failure`, `insufficient_security`,
+    /// `illegal_parameter`, `no_application_protocol`), or a peer that answers the TLS hello
+    /// with something that is not TLS (plain HTTP on the port). The same configurations
+    /// meet again on a retry, so it is never retried: it is a configuration to fix.
+    TlsNegotiation,
     /// The peer's certificate or host name failed verification.
     TlsCertificate,
     /// The request was sent but the response did not arrive in time.
@@ -66,14 +76,15 @@ impl FailureKind {
     /// ```
     /// use tower_fortify::classify::FailureKind;
     ///
-    /// assert_eq!(FailureKind::ALL.len(), 12);
+    /// assert_eq!(FailureKind::ALL.len(), 13);
     /// assert_eq!(FailureKind::ALL[0], FailureKind::Dns);
     /// ```
-    pub const ALL: [FailureKind; 12] = [
+    pub const ALL: [FailureKind; 13] = [
         FailureKind::Dns,
         FailureKind::ConnectRefused,
         FailureKind::ConnectTimeout,
         FailureKind::TlsHandshake,
+        FailureKind::TlsNegotiation,
         FailureKind::TlsCertificate,
         FailureKind::ReadTimeout,
         FailureKind::ConnectionClosed,
@@ -85,8 +96,9 @@ impl FailureKind {
     ];
 
     /// The urllib3 retry category of this kind: the counter a retry after it decrements, or
-    /// `None` for the kinds never retried (a rejected certificate, which retrying cannot fix,
-    /// and this crate's own decisions to shed load: pool timeout, pool full, circuit open).
+    /// `None` for the kinds never retried (a rejected certificate or a failed TLS
+    /// negotiation, which retrying cannot fix, and this crate's own decisions to shed load:
+    /// pool timeout, pool full, circuit open).
     ///
     /// ```
     /// use tower_fortify::classify::{Category, FailureKind};
@@ -94,6 +106,7 @@ impl FailureKind {
     /// assert_eq!(FailureKind::Dns.category(), Some(Category::Connect));
     /// assert_eq!(FailureKind::TlsHandshake.category(), Some(Category::Other));
     /// assert_eq!(FailureKind::TlsCertificate.category(), None);
+    /// assert_eq!(FailureKind::TlsNegotiation.category(), None);
     /// ```
     pub const fn category(self) -> Option<Category> {
         Some(match self {
@@ -105,6 +118,7 @@ impl FailureKind {
             }
             FailureKind::TlsHandshake | FailureKind::Other => Category::Other,
             FailureKind::TlsCertificate
+            | FailureKind::TlsNegotiation
             | FailureKind::PoolTimeout
             | FailureKind::PoolFull
             | FailureKind::CircuitOpen => return None,
@@ -158,6 +172,7 @@ impl FailureKind {
             FailureKind::ConnectRefused => "connect_refused",
             FailureKind::ConnectTimeout => "connect_timeout",
             FailureKind::TlsHandshake => "tls_handshake",
+            FailureKind::TlsNegotiation => "tls_negotiation",
             FailureKind::TlsCertificate => "tls_certificate",
             FailureKind::ReadTimeout => "read_timeout",
             FailureKind::ConnectionClosed => "connection_closed",
@@ -181,6 +196,7 @@ impl FailureKind {
             FailureKind::ConnectRefused => "connect refused",
             FailureKind::ConnectTimeout => "connect timeout",
             FailureKind::TlsHandshake => "tls handshake failed",
+            FailureKind::TlsNegotiation => "tls negotiation failed",
             FailureKind::TlsCertificate => "tls certificate rejected",
             FailureKind::ReadTimeout => "read timeout",
             FailureKind::ConnectionClosed => "connection closed",
@@ -300,6 +316,7 @@ mod tests {
             (ConnectRefused, Some(Connect)),
             (ConnectTimeout, Some(Connect)),
             (TlsHandshake, Some(Category::Other)),
+            (TlsNegotiation, None),
             (TlsCertificate, None),
             (ReadTimeout, Some(Read)),
             (ConnectionClosed, Some(Read)),

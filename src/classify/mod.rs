@@ -80,6 +80,7 @@
 
 mod chain;
 pub mod error;
+mod explain;
 mod failure;
 pub mod future;
 mod kind;
@@ -94,6 +95,13 @@ mod service;
 
 pub(crate) use chain::MAX_DEPTH;
 pub use chain::{classify_error, Stage};
+#[cfg_attr(
+    not(any(feature = "diagnose", feature = "retry")),
+    allow(unused_imports)
+)]
+pub(crate) use explain::human_duration;
+#[cfg_attr(not(feature = "diagnose"), allow(unused_imports))]
+pub(crate) use explain::thousands;
 pub use failure::Failure;
 pub use kind::{Category, FailureKind};
 pub use layer::{ErrorClassifyBuilder, ErrorClassifyLayer};

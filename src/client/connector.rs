@@ -259,15 +259,21 @@ async fn connect(shared: Arc<Shared>, uri: Uri) -> Result<Connection, BoxError> 
     };
 
     let start = Instant::now();
+    // The peer a failure names: the address tried, when there was only one.
+    let with_peer = |failure: Failure| match addrs.as_slice() {
+        [addr] => failure.with_peer_addr(*addr),
+        _ => failure,
+    };
     let tcp = match tokio::time::timeout(shared.connect_timeout, connect_any(&addrs)).await {
         Ok(Ok(tcp)) => Ok(tcp),
-        Ok(Err(err)) => Err(Failure::classify(err, Stage::Connect)),
-        Err(elapsed) => Err(Failure::classify(elapsed, Stage::Connect)),
+        Ok(Err(err)) => Err(with_peer(Failure::classify(err, Stage::Connect))),
+        Err(elapsed) => Err(with_peer(Failure::classify(elapsed, Stage::Connect))),
     };
     timings.connect = Some(shared.finish(Stage::Connect, start, tcp.as_ref().err()));
     let tcp = tcp?;
     // Nagle's delay would hold back small requests; hyper-util's connector sets it too.
     let _ = tcp.set_nodelay(true);
+    let peer = tcp.peer_addr().ok();
     let tcp = TokioIo::new(tcp);
 
     if !https {
@@ -283,7 +289,11 @@ async fn connect(shared: Arc<Shared>, uri: Uri) -> Result<Connection, BoxError> 
         Ok(Ok(tls)) => Ok(tls),
         Ok(Err(err)) => Err(Failure::classify(err, Stage::TlsHandshake)),
         Err(elapsed) => Err(Failure::classify(elapsed, Stage::TlsHandshake)),
-    };
+    }
+    .map_err(|failure| match peer {
+        Some(peer) => failure.with_peer_addr(peer),
+        None => failure,
+    });
     timings.tls_handshake = Some(shared.finish(Stage::TlsHandshake, start, tls.as_ref().err()));
     let tls = tls?;
     shared.opened(&timings);

@@ -1,9 +1,9 @@
 //! Errors of the retry layer.
 
 use super::{RetryHistory, Stop};
-use crate::classify::Failure;
+use crate::classify::{human_duration, Failure};
 use http::StatusCode;
-use std::{error::Error, fmt};
+use std::{error::Error, fmt, time::Duration};
 
 /// What the call met last when retries stopped.
 #[derive(Debug)]
@@ -91,6 +91,29 @@ impl RetryError {
     }
 }
 
+/// One line: why the layer stopped, the attempts made (and the backoff slept between
+/// them), then the last failure's own one-line explanation (see [`Failure`]'s `Display`)
+/// or the status.
+///
+/// ```
+/// use std::io;
+/// use tower::{Layer, ServiceExt};
+/// use tower_fortify::{classify::{Failure, FailureKind}, retry::{error::RetryError, RetryLayer}};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let svc = RetryLayer::builder().build().unwrap().layer(tower::service_fn(|_: http::Request<String>| async {
+///     let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+///     Err::<http::Response<()>, _>(Failure::new(FailureKind::ConnectRefused, refused))
+/// }));
+/// let err = svc.oneshot(http::Request::new(String::new())).await.unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "max retries exceeded: 4 attempts; last: connect refused: connection refused (nothing listening)"
+/// );
+/// # let _ = err.downcast_ref::<RetryError>().unwrap();
+/// # }
+/// ```
 impl fmt::Display for RetryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.stop() {
@@ -103,16 +126,23 @@ impl fmt::Display for RetryError {
                 delay.as_secs()
             )?,
             Some(Stop::NotReplayable) => f.write_str("request body cannot be replayed")?,
-            None => write!(
-                f,
-                "failed after {} retries, not retryable",
-                self.history.records.len()
-            )?,
+            None => f.write_str("last failure not retryable")?,
+        }
+        // Every retry recorded was made; the first attempt was not a retry.
+        let attempts = self.history.records.len() + 1;
+        write!(
+            f,
+            ": {attempts} attempt{}",
+            if attempts == 1 { "" } else { "s" }
+        )?;
+        let slept: Duration = self.history.sleeps().sum();
+        if !slept.is_zero() {
+            write!(f, " over {} of backoff", human_duration(slept))?;
         }
         match &self.reason {
-            RetryReason::Failure(failure) => write!(f, " (caused by {failure})"),
+            RetryReason::Failure(failure) => write!(f, "; last: {failure}"),
             RetryReason::Status(status) => {
-                write!(f, " (too many {} error responses)", status.as_u16())
+                write!(f, "; last: too many {} error responses", status.as_u16())
             }
         }
     }

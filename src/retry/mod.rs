@@ -43,7 +43,7 @@
 //! | connect failure (`Dns`, `ConnectRefused`, `ConnectTimeout`) | `connect` | retried | retried | [`RetryError`](error::RetryError) |
 //! | other failure (`TlsHandshake`, `Other`) | `other` | retried | retried | [`RetryError`](error::RetryError) |
 //! | read failure (`ReadTimeout`, `ConnectionClosed`, `Protocol`) | `read` | retried | the failure itself | [`RetryError`](error::RetryError) |
-//! | `TlsCertificate`, `PoolTimeout`, `PoolFull`, `CircuitOpen` | none | the failure itself | the failure itself | |
+//! | `TlsCertificate`, `TlsNegotiation`, `PoolTimeout`, `PoolFull`, `CircuitOpen` | none | the failure itself | the failure itself | |
 //! | status in `status_forcelist` | `status` | retried | returned | [`RetryError`](error::RetryError) or, with `raise_on_status(false)`, the response |
 //! | 413/429/503 with `Retry-After` while `total > 0` | `status` | retried | returned | the response |
 //!
@@ -76,6 +76,11 @@
 //! | D4 | a stalled TLS handshake is a read error | `TlsHandshake`, category other, retried for any method |
 //! | D5 | `False` for a counter re-raises the raw error | `Some(0)` ends with a `RetryError` |
 //! | D6 | no budget across requests | a [`RetryBudget`] shared by the layer's clones |
+//! | D7 | a failed TLS negotiation (no common version or cipher suite, a fatal `protocol_version` or `handshake_failure` alert, plain HTTP on a TLS port) is an `SSLError`, category other, retried | `TlsNegotiation` is never retried; a stalled or reset handshake stays `TlsHandshake` and is retried |
+//!
+//! D7 because a retry sends the same hello to the same server, which gives the same answer:
+//! retrying only delays the alarm (five times, with the production preset), as for a
+//! certificate (D3). The circuit breaker still counts it as a failure of that host.
 //!
 //! # Beyond urllib3
 //!

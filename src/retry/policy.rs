@@ -222,7 +222,8 @@ impl RetryPolicy {
         self
     }
 
-    /// Retries after other failures (`TlsHandshake`, `Other`).
+    /// Retries after other failures (`TlsHandshake`, `Other`). `TlsNegotiation` is never
+    /// retried.
     pub fn other(mut self, other: Option<u32>) -> Self {
         self.other = other;
         self

@@ -266,25 +266,42 @@ fn rustls_certificate_errors_are_tls_certificate() {
             );
         }
     }
+    // Transient, or not known to be permanent: retried.
     let handshake = [
         E::HandshakeNotComplete,
         E::DecryptError,
+        E::AlertReceived(AlertDescription::DecodeError),
+        E::AlertReceived(AlertDescription::InternalError),
+        E::InvalidMessage(rustls::InvalidMessage::MessageTooShort),
+        E::PeerMisbehaved(rustls::PeerMisbehaved::MissingKeyShare),
+    ];
+    // What the two sides offer does not meet: never retried.
+    let negotiation = [
         E::AlertReceived(AlertDescription::HandshakeFailure),
         E::AlertReceived(AlertDescription::ProtocolVersion),
+        E::AlertReceived(AlertDescription::InsufficientSecurity),
+        E::AlertReceived(AlertDescription::IllegalParameter),
+        E::AlertReceived(AlertDescription::NoApplicationProtocol),
         E::NoApplicationProtocol,
+        E::PeerIncompatible(rustls::PeerIncompatible::NoCipherSuitesInCommon),
+        E::PeerIncompatible(rustls::PeerIncompatible::ServerDoesNotSupportTls12Or13),
+        E::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+        E::InvalidMessage(rustls::InvalidMessage::UnknownProtocolVersion),
     ];
-    for err in handshake {
+    let rows = handshake
+        .into_iter()
+        .map(|e| (e, FailureKind::TlsHandshake))
+        .chain(
+            negotiation
+                .into_iter()
+                .map(|e| (e, FailureKind::TlsNegotiation)),
+        );
+    for (err, kind) in rows {
         let wrapped = io::Error::new(io::ErrorKind::InvalidData, err.clone());
-        assert_eq!(
-            classify_error(&err, Stage::Request),
-            FailureKind::TlsHandshake,
-            "{err:?}"
-        );
-        assert_eq!(
-            classify_error(&wrapped, Stage::Request),
-            FailureKind::TlsHandshake,
-            "{err:?}"
-        );
+        for stage in [Stage::Request, Stage::Connect, Stage::TlsHandshake] {
+            assert_eq!(classify_error(&err, stage), kind, "{err:?}");
+            assert_eq!(classify_error(&wrapped, stage), kind, "{err:?}");
+        }
     }
 }
 

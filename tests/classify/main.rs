@@ -3,7 +3,11 @@
 mod servers;
 
 mod chain;
+#[cfg(all(feature = "hyper", feature = "rustls", feature = "retry"))]
+mod explain;
 mod layer;
+#[cfg(all(feature = "hyper", feature = "rustls", feature = "retry"))]
+mod negotiation;
 #[cfg(all(feature = "hyper", feature = "rustls"))]
 mod real_failures;
 #[cfg(feature = "metrics")]

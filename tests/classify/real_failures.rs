@@ -128,7 +128,7 @@ async fn stalled_handshake_is_tls_handshake() {
 }
 
 #[tokio::test]
-async fn plain_http_answer_to_tls_hello_is_tls_handshake() {
+async fn plain_http_answer_to_tls_hello_is_tls_negotiation() {
     // Speaking TLS to a plain HTTP server: the handshake reads an HTTP response and fails,
     // at once rather than by the handshake timeout.
     let addr = servers::speaks_http_first().await;
@@ -157,7 +157,8 @@ async fn plain_http_answer_to_tls_hello_is_tls_handshake() {
         source = e.source();
     }
     assert!(saw_rustls, "no rustls error in {err:?}");
-    assert_eq!(kind_of(result), FailureKind::TlsHandshake);
+    // The peer does not speak TLS: a retry meets the same port, never retried.
+    assert_eq!(kind_of(result), FailureKind::TlsNegotiation);
 }
 
 #[tokio::test]

@@ -30,8 +30,20 @@ async fn refused() {
     let ca = Ca::new();
     let addr = servers::refused().await;
     let client = config(&ca).https().expect("valid config");
-    let (kind, _) = failure_kind(&client, &format!("https://127.0.0.1:{}/", addr.port())).await;
+    let (kind, err) = failure_kind(&client, &format!("https://127.0.0.1:{}/", addr.port())).await;
     assert_eq!(kind, FailureKind::ConnectRefused);
+    // The client's connector knows the address it tried: the failure names it.
+    let failure = err
+        .downcast_ref::<tower_fortify::classify::Failure>()
+        .unwrap();
+    assert_eq!(failure.peer_addr(), Some(addr));
+    let line = failure.to_string();
+    assert!(
+        line.ends_with(&format!(
+            "connect refused: connection refused by {addr} (nothing listening)"
+        )),
+        "{line}"
+    );
 }
 
 #[tokio::test]
@@ -179,6 +191,15 @@ async fn connect_failures_are_retried_by_the_default_policy() {
         .downcast_ref::<tower_fortify::retry::error::RetryError>()
         .expect("retries ran out");
     assert_eq!(retry.history().records().len(), 5);
+    // One line: why it stopped, the attempts, the last failure with the address.
+    let line = failure.to_string();
+    assert!(
+        line.starts_with("max retries exceeded: 6 attempts")
+            && line.ends_with(&format!(
+                "; last: connect refused: connection refused by {addr} (nothing listening)"
+            )),
+        "{line}"
+    );
 }
 
 #[test]

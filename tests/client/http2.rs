@@ -88,5 +88,6 @@ async fn without_the_option_an_h2_only_server_is_refused_by_alpn() {
     let client = config(&ca).https().expect("valid config");
     let (kind, _) =
         crate::support::failure_kind(&client, &format!("https://localhost:{}/", addr.port())).await;
-    assert_eq!(kind, tower_fortify::classify::FailureKind::TlsHandshake);
+    // No common ALPN protocol: a failed negotiation, never retried.
+    assert_eq!(kind, tower_fortify::classify::FailureKind::TlsNegotiation);
 }

@@ -386,8 +386,8 @@ async fn plain_http_on_a_tls_port() {
     assert_verdict(
         &report,
         Stage::TlsHandshake,
-        Some(FailureKind::TlsHandshake),
-        (true, true),
+        Some(FailureKind::TlsNegotiation),
+        (false, false),
         &["not TLS", "plain HTTP", "http://"],
     );
     assert!(report.tls.as_ref().unwrap().chain.is_empty());

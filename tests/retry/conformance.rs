@@ -33,6 +33,8 @@ const C: Ev = Fail(FailureKind::ConnectRefused);
 const R: Ev = Fail(FailureKind::ReadTimeout);
 const X: Ev = Fail(FailureKind::ConnectionClosed);
 const O: Ev = Fail(FailureKind::TlsHandshake);
+/// A failed TLS negotiation (D7): never retried.
+const N: Ev = Fail(FailureKind::TlsNegotiation);
 
 fn s(status: u16) -> Ev {
     Status(status, None)
@@ -223,10 +225,11 @@ pub fn check(id: &str, result: &Result<Response<()>, BoxError>, outcome: &Outcom
                 Some(*status),
                 "{id}: reason"
             );
-            assert_eq!(
-                err.to_string(),
-                format!("max retries exceeded (too many {status} error responses)"),
-                "{id}: display"
+            let display = err.to_string();
+            assert!(
+                display.starts_with("max retries exceeded: ")
+                    && display.ends_with(&format!("; last: too many {status} error responses")),
+                "{id}: display {display}"
             );
         }
         (outcome, result) => panic!("{id}: expected {outcome:?}, got {result:?}"),
@@ -357,6 +360,40 @@ fn table() -> Vec<Row> {
             1,
             vec![],
             Failure(FailureKind::TlsCertificate),
+        ),
+        // D7: a failed negotiation is never retried, for any method; a stalled or reset
+        // handshake (V06, V12) still is.
+        row(
+            "D7a",
+            d(),
+            vec![N, OK],
+            1,
+            vec![],
+            Failure(FailureKind::TlsNegotiation),
+        ),
+        post(row(
+            "D7b",
+            d(),
+            vec![N, OK],
+            1,
+            vec![],
+            Failure(FailureKind::TlsNegotiation),
+        )),
+        row(
+            "D7c",
+            d().total(Some(10)).other(Some(5)),
+            vec![O, N, OK],
+            2,
+            vec![ms(0)],
+            RetryFailure(FailureKind::TlsNegotiation),
+        ),
+        row(
+            "D7d",
+            d().allowed_methods([]),
+            vec![N, OK],
+            1,
+            vec![],
+            Failure(FailureKind::TlsNegotiation),
         ),
         row(
             "V17",
@@ -603,7 +640,7 @@ async fn retry_error_history_and_display() {
     assert_eq!(err.stop(), Some(Stop::Exhausted));
     assert_eq!(
         err.to_string(),
-        "max retries exceeded (caused by connect refused: scripted)"
+        "max retries exceeded: 3 attempts; last: connect refused: scripted"
     );
     // The last failure is the error's source, so an outer classification sees its kind.
     assert_eq!(

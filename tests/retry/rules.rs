@@ -91,7 +91,7 @@ async fn a_failure_returned_after_retries_carries_their_history() {
     assert_eq!(err.stop(), None);
     assert_eq!(
         err.to_string(),
-        "failed after 2 retries, not retryable (caused by circuit open: scripted)"
+        "last failure not retryable: 3 attempts; last: circuit open: scripted"
     );
     let history = err.history();
     let causes: Vec<_> = history.records().iter().map(|r| r.cause()).collect();
@@ -150,7 +150,7 @@ async fn budget_refusal_is_distinguishable() {
     );
     assert_eq!(
         err.to_string(),
-        "retry budget exhausted (caused by connect refused: scripted)"
+        "retry budget exhausted: 1 attempt; last: connect refused: scripted"
     );
     assert_eq!(script.calls(), 1);
 

@@ -229,6 +229,11 @@ pub async fn tls_server(cert: &SelfSigned) -> SocketAddr {
         .with_no_client_auth()
         .with_single_cert(vec![cert.cert.clone()], cert.key.clone_key())
         .expect("server certificate");
+    tls_server_with(config).await
+}
+
+/// A TLS server with `config` that answers `200 OK` once the handshake succeeds.
+pub async fn tls_server_with(config: rustls::ServerConfig) -> SocketAddr {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     spawn_server(move |stream| {
         let acceptor = acceptor.clone();

@@ -1,0 +1,223 @@
+//! The one-line `Display` of a `Failure` and of a `RetryError`, for real failures from
+//! sockets on 127.0.0.1: the key words of each line, and no wrapper text.
+
+use tower::{Layer, ServiceExt};
+use tower_fortify::{
+    classify::{Failure, FailureKind, Stage},
+    retry::{RetryLayer, RetryPolicy},
+    BoxError,
+};
+
+use crate::servers::{self, SelfSigned, Timeouts};
+
+/// The failure of a GET to `uri` through `stack`, and its one-line display.
+async fn failure(stack: &servers::Stack, uri: &str) -> (FailureKind, Stage, String) {
+    let err = match servers::get(stack, uri).await {
+        Ok(response) => panic!("expected a failure, got {}", response.status()),
+        Err(err) => err,
+    };
+    let failure = err
+        .downcast_ref::<Failure>()
+        .unwrap_or_else(|| panic!("not classified: {err:?}"));
+    let line = failure.to_string();
+    assert!(!line.contains('\n'), "{line}");
+    // The wrappers' text (hyper-util's client error, its connect error) is not repeated.
+    assert!(!line.contains("client error"), "{line}");
+    assert!(!line.contains("tcp connect error"), "{line}");
+    (failure.kind(), failure.stage(), line)
+}
+
+#[track_caller]
+fn assert_words(line: &str, words: &[&str]) {
+    for word in words {
+        assert!(line.contains(word), "{word:?} not in {line:?}");
+    }
+}
+
+/// A self-signed certificate for `names` made from `params`.
+fn certificate(mut params: rcgen::CertificateParams, names: &[&str]) -> SelfSigned {
+    params.subject_alt_names = names
+        .iter()
+        .map(|n| rcgen::SanType::DnsName((*n).try_into().expect("DNS name")))
+        .collect();
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("certificate");
+    SelfSigned {
+        cert: cert.der().clone(),
+        key: rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    }
+}
+
+#[tokio::test]
+async fn refused() {
+    let addr = servers::refused().await;
+    let stack = servers::default_stack(&[]);
+    let (kind, stage, line) = failure(&stack, &format!("http://{addr}/")).await;
+    assert_eq!((kind, stage), (FailureKind::ConnectRefused, Stage::Connect));
+    // hyper-util keeps the address private: the line says so without it.
+    assert_eq!(
+        line,
+        "connect refused: connection refused (nothing listening)"
+    );
+}
+
+#[tokio::test]
+async fn dns() {
+    let timeouts = Timeouts::default();
+    let stack = servers::stack(
+        servers::connector(
+            servers::failing_resolver(),
+            servers::client_tls(&[]),
+            timeouts,
+        ),
+        timeouts,
+    );
+    let (kind, stage, line) = failure(&stack, "http://api.example.test/").await;
+    assert_eq!((kind, stage), (FailureKind::Dns, Stage::Resolve));
+    assert_words(&line, &["DNS: ", "no such host", "api.example.test"]);
+}
+
+#[tokio::test]
+async fn expired_certificate() {
+    let mut params = rcgen::CertificateParams::default();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let cert = certificate(params, &["localhost"]);
+    let addr = servers::tls_server(&cert).await;
+    let stack = servers::default_stack(std::slice::from_ref(&cert.cert));
+    let (kind, _, line) = failure(&stack, &format!("https://localhost:{}/", addr.port())).await;
+    assert_eq!(kind, FailureKind::TlsCertificate);
+    let days = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1_609_459_200)
+        / 86_400;
+    assert_words(
+        &line,
+        &["certificate expired on 2021-01-01 (", " days ago)"],
+    );
+    // The count of days, with thousands separated, within a day of now.
+    let count: String = line
+        .split('(')
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == ',')
+        .filter(|c| *c != ',')
+        .collect();
+    let count: u64 = count.parse().expect("a day count");
+    assert!(count.abs_diff(days) <= 1, "{count} vs {days}: {line}");
+}
+
+#[tokio::test]
+async fn wrong_host() {
+    let cert = certificate(rcgen::CertificateParams::default(), &["other.example"]);
+    let addr = servers::tls_server(&cert).await;
+    let stack = servers::default_stack(std::slice::from_ref(&cert.cert));
+    let (kind, _, line) = failure(&stack, &format!("https://localhost:{}/", addr.port())).await;
+    assert_eq!(kind, FailureKind::TlsCertificate);
+    assert_words(
+        &line,
+        &["certificate is valid for other.example, not localhost"],
+    );
+}
+
+#[tokio::test]
+async fn self_signed_ca_certificate() {
+    // What `openssl req -x509` makes: a CA certificate served as the server's own.
+    let mut params = rcgen::CertificateParams::default();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let cert = certificate(params, &["localhost"]);
+    let addr = servers::tls_server(&cert).await;
+    let stack = servers::default_stack(&[]);
+    let (kind, _, line) = failure(&stack, &format!("https://localhost:{}/", addr.port())).await;
+    assert_eq!(kind, FailureKind::TlsCertificate);
+    assert_words(&line, &["server certificate is self-signed"]);
+}
+
+#[tokio::test]
+async fn untrusted_issuer() {
+    // Not a CA certificate: webpki says only "unknown issuer", and the line says so.
+    let cert = servers::self_signed(&["localhost"]);
+    let addr = servers::tls_server(&cert).await;
+    let stack = servers::default_stack(&[]);
+    let (kind, _, line) = failure(&stack, &format!("https://localhost:{}/", addr.port())).await;
+    assert_eq!(kind, FailureKind::TlsCertificate);
+    assert_words(&line, &["CA this client does not trust", "self-signed"]);
+}
+
+#[tokio::test]
+async fn no_common_tls_version() {
+    let cert = servers::self_signed(&["localhost"]);
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.clone()], cert.key.clone_key())
+        .expect("certificate");
+    let addr = servers::tls_server_with(config).await;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("versions")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let timeouts = Timeouts::default();
+    let stack = servers::stack(
+        servers::connector(servers::loopback_resolver(), tls, timeouts),
+        timeouts,
+    );
+    let (kind, _, line) = failure(&stack, &format!("https://localhost:{}/", addr.port())).await;
+    assert_eq!(kind, FailureKind::TlsNegotiation);
+    assert_words(
+        &line,
+        &[
+            "speaks no TLS version this client enables",
+            "does not report",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn plain_http_on_a_tls_port() {
+    let addr = servers::speaks_http_first().await;
+    let stack = servers::default_stack(&[]);
+    let (kind, _, line) = failure(&stack, &format!("https://localhost:{}/", addr.port())).await;
+    assert_eq!(kind, FailureKind::TlsNegotiation);
+    assert_words(&line, &["not TLS", "plain HTTP"]);
+}
+
+#[tokio::test]
+async fn stalled_handshake() {
+    let addr = servers::tls_stalls().await;
+    let stack = servers::default_stack(&[]);
+    let (kind, _, line) = failure(&stack, &format!("https://localhost:{}/", addr.port())).await;
+    assert_eq!(kind, FailureKind::TlsHandshake);
+    assert_words(&line, &["did not finish the TLS handshake in time"]);
+}
+
+#[tokio::test]
+async fn retry_error_names_the_attempts_and_the_last_failure() {
+    let addr = servers::refused().await;
+    let svc = RetryLayer::builder()
+        .policy(
+            RetryPolicy::default()
+                .total(Some(2))
+                .backoff_factor(std::time::Duration::from_millis(50)),
+        )
+        .build()
+        .expect("policy")
+        .layer(servers::default_stack(&[]));
+    let request = http::Request::get(format!("http://{addr}/"))
+        .body(http_body_util::Empty::new())
+        .expect("request");
+    let err: BoxError = svc.oneshot(request).await.map(|_| ()).unwrap_err();
+    // Sleeps 0 then 100 ms (factor * 2^1).
+    assert_eq!(
+        err.to_string(),
+        "max retries exceeded: 3 attempts over 100 ms of backoff; last: connect refused: \
+         connection refused (nothing listening)"
+    );
+}
