@@ -1,6 +1,6 @@
 //! The chaos suite: the preset client stack ([`ClientConfig`] around hyper-util's legacy
 //! `Client` with `HttpConnector::new_with_resolver(backend.resolver())`) against the
-//! fault-injecting loopback backend of `tests/support/flaky.rs` (real refused connects,
+//! fault-injecting loopback backend of `fortify_test_support::flaky` (real refused connects,
 //! real RSTs after the request head was read, 503s, slow answers, total outages).
 //!
 //! | test | scenario | bounds asserted |
@@ -16,10 +16,7 @@
 //! Assertions are on counts and rates, never on speed; the only time bound is scenario 4's
 //! recovery window, which the issue asks for.
 
-#[path = "../support/flaky.rs"]
-mod flaky;
-#[path = "../support/recorded.rs"]
-mod recorded;
+use fortify_test_support::{flaky, recorded};
 
 use std::{
     collections::{BTreeMap, HashMap},

@@ -13,8 +13,10 @@ use tower_fortify::circuit_breaker::{
     CircuitBreakerLayer, ErrorsOnly, GenericCircuitBreakerLayer, State, Window,
 };
 
-#[path = "../support/counting_alloc.rs"]
-mod counting_alloc;
+use fortify_test_support::counting_alloc::{self, Counting};
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 fn request() -> Request<()> {
     let mut request = Request::new(());

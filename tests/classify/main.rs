@@ -1,13 +1,11 @@
-#[cfg(all(feature = "hyper", feature = "rustls"))]
-#[path = "../support/servers.rs"]
-mod servers;
-
 mod chain;
 mod layer;
 #[cfg(all(feature = "hyper", feature = "rustls"))]
 mod real_failures;
-#[cfg(feature = "metrics")]
-#[path = "../support/recorded.rs"]
-mod recorded;
 #[cfg(feature = "tracing")]
 mod tracing_events;
+
+#[cfg(feature = "metrics")]
+use fortify_test_support::recorded;
+#[cfg(all(feature = "hyper", feature = "rustls"))]
+use fortify_test_support::servers;

@@ -10,7 +10,7 @@ use rcgen::{
 use rustls::pki_types::PrivateKeyDer;
 use std::{io, net::SocketAddr, sync::Arc};
 use tokio::net::TcpListener;
-use tower_fortify::{client::TlsRoots, BoxError};
+use tower::BoxError;
 
 /// The local certificate authority and a server certificate for 127.0.0.1 and localhost.
 pub struct LocalTls {
@@ -54,9 +54,10 @@ impl LocalTls {
         })
     }
 
-    /// The roots a client of these servers trusts: the local CA only.
-    pub fn roots(&self) -> TlsRoots {
-        TlsRoots::Custom(self.roots.clone())
+    /// The roots a client of these servers trusts: the local CA only (for
+    /// `TlsRoots::Custom`).
+    pub fn roots(&self) -> rustls::RootCertStore {
+        self.roots.clone()
     }
 
     /// Serves `service` over HTTPS (HTTP/1.1, a clone of `service` per connection) on a

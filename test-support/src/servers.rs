@@ -1,9 +1,7 @@
 //! Misbehaving servers on 127.0.0.1, and a client stack that classifies every stage.
 //!
-//! Shared by the integration tests and the demo (`#[path]`-included), so that both meet
-//! the same real failures.
-
-#![allow(dead_code, unreachable_pub)]
+//! Shared by the integration tests, the benches and the demo, so that all meet the same
+//! real failures.
 
 use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 
