@@ -69,12 +69,6 @@ impl From<&Vec<Answer>> for Plan {
     }
 }
 
-impl From<Vec<Answer>> for Plan {
-    fn from(answers: Vec<Answer>) -> Self {
-        Plan::Once(answers)
-    }
-}
-
 /// A request body the backend records as text.
 pub trait RecordBody {
     /// The body as the backend records it.
