@@ -37,12 +37,21 @@ where
         .await
         .expect("bind 127.0.0.1");
     let addr = listener.local_addr().expect("local addr");
+    spawn_accepting(listener, serve);
+    addr
+}
+
+/// Spawns `serve(stream)` for every connection accepted on `listener`.
+pub fn spawn_accepting<F, Fut>(listener: TcpListener, serve: F)
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(serve(stream));
         }
     });
-    addr
 }
 
 /// Serves `service` over HTTP/1.1 (hyper's http1 server, a clone of `service` per
