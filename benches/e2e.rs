@@ -20,8 +20,7 @@
 
 #[path = "support/estimates.rs"]
 mod estimates;
-#[path = "../tests/support/servers.rs"]
-mod servers;
+use fortify_test_support::servers;
 
 use bytes::Bytes;
 use criterion::{criterion_group, Criterion, Throughput};

@@ -1,6 +1,6 @@
 //! The tower-fortify case study: one flaky backend, two clients, side by side.
 //!
-//! A [`FlakyBackend`](../tests/support/flaky.rs) on 127.0.0.1 fails the way real backends do,
+//! A [`FlakyBackend`](../test-support/src/flaky.rs) on 127.0.0.1 fails the way real backends do,
 //! with real socket errors: about 3% of connections fail (2% refused by the "load balancer",
 //! 1% reset by the server after it read the request), 1% of requests get `503` with
 //! `Retry-After: 1`, 1% are answered 1 s late, and in the middle of the run the backend
@@ -58,10 +58,7 @@
 //! | `--diagnose` | | print the diagnosis table instead: one request into each kind of failure, from TCP to HTTP |
 //! | `--help` | | this list |
 
-#[path = "../tests/support/flaky.rs"]
-mod flaky;
-#[path = "../tests/support/servers.rs"]
-mod servers;
+use fortify_test_support::{flaky, servers};
 
 use bytes::Bytes;
 use flaky::{BackendStats, Faults, FlakyBackend, Outage};

@@ -12,9 +12,7 @@
 //! With no arguments it diagnoses two servers it starts on 127.0.0.1 with certificates
 //! from its own test CA: a healthy one, and one whose certificate expired.
 
-#[path = "../tests/diagnose/pki.rs"]
-mod pki;
-
+use fortify_test_support::pki;
 use std::{
     io::{IsTerminal, Write},
     process::ExitCode,

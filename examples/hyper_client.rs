@@ -19,14 +19,11 @@
 //! cargo run --example hyper_client --features client
 //! ```
 
-#[path = "support/local_tls.rs"]
-mod local_tls;
-
 use bytes::Bytes;
+use fortify_test_support::local_tls::LocalTls;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::{body::Incoming, service::service_fn};
-use local_tls::LocalTls;
 use std::{
     collections::HashMap,
     io,
@@ -238,7 +235,7 @@ async fn main() -> Result<(), BoxError> {
     let tls = LocalTls::new()?;
     let addr = start_server(&tls).await?;
     let refused = refused_addr().await?;
-    let backend = Backend::new(tls.roots())?;
+    let backend = Backend::new(TlsRoots::Custom(tls.roots()))?;
     println!(
         "server on https://{addr} (local CA); connector: resolve -> connect -> TLS handshake; \
          stack: classify -> retry -> breaker -> pool -> timeout\n"

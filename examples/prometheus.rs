@@ -18,15 +18,12 @@
 //! cargo run --example prometheus --features client
 //! ```
 
-#[path = "support/local_tls.rs"]
-mod local_tls;
-
 use bytes::Bytes;
+use fortify_test_support::local_tls::LocalTls;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::service::service_fn;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
-use local_tls::LocalTls;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -40,7 +37,12 @@ use std::{
 };
 use tokio::net::TcpListener;
 use tower::ServiceExt;
-use tower_fortify::{classify::Failure, client::HttpsClient, stack::ClientConfig, BoxError};
+use tower_fortify::{
+    classify::Failure,
+    client::{HttpsClient, TlsRoots},
+    stack::ClientConfig,
+    BoxError,
+};
 
 /// Requests sent to the flaky server, and how many at once.
 const REQUESTS: u32 = 120;
@@ -171,7 +173,7 @@ async fn main() -> Result<(), BoxError> {
         .connect_timeout(Duration::from_millis(250))
         .tls_handshake_timeout(Duration::from_millis(500))
         .attempt_timeout(Duration::from_millis(1000))
-        .tls_roots(tls.roots())
+        .tls_roots(TlsRoots::Custom(tls.roots()))
         .https()?;
 
     // 3. Traffic.

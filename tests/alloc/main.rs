@@ -4,8 +4,10 @@ use std::io;
 use tower::{Layer, Service};
 use tower_fortify::classify::ErrorClassifyLayer;
 
-#[path = "../support/counting_alloc.rs"]
-mod counting_alloc;
+use fortify_test_support::counting_alloc::{self, Counting};
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 use counting_alloc::allocations;
 

@@ -1,18 +1,10 @@
-//! A scripted backend and helpers shared by the tests.
+//! The scripted backend as the breaker tests drive it, and helpers shared by the tests.
 
 #![allow(dead_code)]
 
+use fortify_test_support::scripted::{Answer, Plan, Scripted};
 use http::{Request, Response};
-use std::{
-    future::Future,
-    pin::Pin,
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc, Mutex,
-    },
-    task::{Context, Poll},
-    time::Duration,
-};
+use std::time::Duration;
 use tower::{Layer, Service, ServiceExt};
 use tower_fortify::{
     circuit_breaker::{error::Open, CircuitBreakerBuilder, GenericCircuitBreaker, State},
@@ -20,7 +12,8 @@ use tower_fortify::{
     BoxError,
 };
 
-/// What the backend does with the next calls.
+/// What the backend does with the next calls: the breaker tests' shorthand for the
+/// scripted backend's [`Answer`]s.
 #[derive(Clone, Debug)]
 pub enum Mode {
     /// Answer at once with this status.
@@ -35,61 +28,27 @@ pub enum Mode {
     Hang,
 }
 
-/// A backend whose behaviour the test switches, counting the calls that reach it.
-#[derive(Clone)]
-pub struct Backend {
-    mode: Arc<Mutex<Mode>>,
-    calls: Arc<AtomicUsize>,
-}
-
-impl Backend {
-    pub fn new(mode: Mode) -> Self {
-        Backend {
-            mode: Arc::new(Mutex::new(mode)),
-            calls: Arc::new(AtomicUsize::new(0)),
+impl From<Mode> for Answer {
+    fn from(mode: Mode) -> Answer {
+        match mode {
+            Mode::Status(status) => Answer::Status(status, None),
+            Mode::RetryAfter(status, value) => Answer::Status(status, Some(value.to_owned())),
+            Mode::Fail(kind) => Answer::Fail(kind),
+            Mode::Slow(delay, status) => Answer::Slow(delay, status),
+            Mode::Hang => Answer::Hang,
         }
     }
+}
 
-    pub fn set(&self, mode: Mode) {
-        *self.mode.lock().unwrap() = mode;
-    }
-
-    pub fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
+/// The same answer to every call, until the test switches it.
+impl From<Mode> for Plan {
+    fn from(mode: Mode) -> Plan {
+        Plan::Always(mode.into())
     }
 }
 
-impl Service<Request<()>> for Backend {
-    type Response = Response<()>;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<()>, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: Request<()>) -> Self::Future {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        let mode = self.mode.lock().unwrap().clone();
-        Box::pin(async move {
-            match mode {
-                Mode::Status(status) => Ok(response(status)),
-                Mode::RetryAfter(status, value) => {
-                    let mut r = response(status);
-                    r.headers_mut()
-                        .insert(http::header::RETRY_AFTER, value.parse().unwrap());
-                    Ok(r)
-                }
-                Mode::Fail(kind) => Err(Failure::new(kind, "scripted failure").into()),
-                Mode::Slow(delay, status) => {
-                    tokio::time::sleep(delay).await;
-                    Ok(response(status))
-                }
-                Mode::Hang => std::future::pending().await,
-            }
-        })
-    }
-}
+/// A backend whose behaviour the test switches, counting the calls that reach it.
+pub type Backend = Scripted;
 
 /// A breaker built from `builder` around a fresh `Backend` answering by `mode`, and that
 /// backend (to change its mode).

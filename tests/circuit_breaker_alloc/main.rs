@@ -14,8 +14,10 @@ use tower_fortify::{
     key::{ByAuthority, RequestKey},
 };
 
-#[path = "../support/counting_alloc.rs"]
-mod counting_alloc;
+use fortify_test_support::counting_alloc::{self, Counting};
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 fn request() -> Request<()> {
     let mut request = Request::new(());

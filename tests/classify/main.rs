@@ -1,7 +1,3 @@
-#[cfg(all(feature = "hyper", feature = "rustls"))]
-#[path = "../support/servers.rs"]
-mod servers;
-
 mod chain;
 #[cfg(all(feature = "hyper", feature = "rustls", feature = "retry"))]
 mod explain;
@@ -10,8 +6,10 @@ mod layer;
 mod negotiation;
 #[cfg(all(feature = "hyper", feature = "rustls"))]
 mod real_failures;
-#[cfg(feature = "metrics")]
-#[path = "../support/recorded.rs"]
-mod recorded;
 #[cfg(feature = "tracing")]
 mod tracing_events;
+
+#[cfg(feature = "metrics")]
+use fortify_test_support::recorded;
+#[cfg(all(feature = "hyper", feature = "rustls"))]
+use fortify_test_support::servers;

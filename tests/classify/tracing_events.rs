@@ -1,7 +1,6 @@
 //! A tracing event per failure, with the fields the module docs promise.
 
-#[path = "../support/capture.rs"]
-mod capture;
+use fortify_test_support::capture;
 
 use capture::Capture;
 use tower::{Layer, ServiceExt};

@@ -2,13 +2,10 @@
 //! misbehaving servers on 127.0.0.1: every failure kind of a connection's life, and the
 //! connection-phase telemetry.
 
-#[path = "../support/recorded.rs"]
-mod recorded;
-#[path = "../support/servers.rs"]
-mod servers;
-
 mod failures;
 #[cfg(feature = "http2")]
 mod http2;
 mod support;
 mod telemetry;
+
+use fortify_test_support::{recorded, servers};

@@ -1,11 +1,9 @@
 //! The diagnose probe against real servers on 127.0.0.1: rustls servers presenting
 //! rcgen-made chains, misbehaving TCP servers, and a real `openssl s_server`.
 
-#[path = "../support/servers.rs"]
-mod servers;
-
 mod openssl;
-mod pki;
+
+use fortify_test_support::{pki, servers};
 
 use pki::{Case, OK};
 use std::{

@@ -1,18 +1,13 @@
 //! The tower contract (reserve in `poll_ready`, take in `call`, `Clone` drops the
 //! reservation, nothing lost on drop) and the permit's lifetime.
 
-use crate::util::{get, kind, poll_ready_now, waiting, Req, Slow};
+use crate::support::{get, kind, poll_ready_now, slow, waiting, Req};
 use bytes::Bytes;
+use fortify_test_support::bodies::Chunked;
 use http::Response;
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use http_body_util::{BodyExt, Empty, Full};
-use std::{
-    convert::Infallible,
-    io,
-    pin::Pin,
-    task::{Context, Poll},
-    time::Duration,
-};
+use std::{convert::Infallible, io, time::Duration};
 use tower::{Layer, Service, ServiceExt};
 use tower_fortify::{
     classify::FailureKind,
@@ -131,7 +126,7 @@ async fn generic_call_without_poll_ready_panics() {
 async fn dropping_a_waiting_service_loses_no_permit() {
     let layer = one_pool(1);
     let handle = layer.handle();
-    let svc = layer.layer(Slow::new(Duration::ZERO));
+    let svc = layer.layer(slow(Duration::ZERO));
     let held = svc.clone().oneshot(get("a")).await.unwrap();
 
     let mut waiter = svc.clone();
@@ -167,7 +162,7 @@ async fn dropping_a_call_while_it_waits_or_runs_loses_no_permit() {
             .build()
             .unwrap();
         let handle = layer.handle();
-        let svc = layer.layer(Slow::new(Duration::from_secs(5)));
+        let svc = layer.layer(slow(Duration::from_secs(5)));
 
         // Running: dropped while the inner future is pending.
         let running = tokio::spawn(svc.clone().oneshot(get("a")));
@@ -188,49 +183,26 @@ async fn dropping_a_call_while_it_waits_or_runs_loses_no_permit() {
 
 // ===== permit lifetime =====
 
-/// A body of `n` one-byte frames, that may fail at the end.
-struct Frames {
-    left: usize,
-    fail: bool,
-}
-
-impl Body for Frames {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        if self.left == 0 {
-            return Poll::Ready(None);
-        }
-        self.left -= 1;
-        if self.left == 0 && self.fail {
-            return Poll::Ready(Some(Err(io::Error::from(io::ErrorKind::ConnectionReset))));
-        }
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"x")))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.left == 0
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.left as u64)
-    }
-}
-
+/// A backend answering a body of `left` one-byte frames with an exact size hint, whose last
+/// frame is an error when `fail`.
 fn frames(
     left: usize,
     fail: bool,
 ) -> impl Service<
     Req,
-    Response = Response<Frames>,
+    Response = Response<Chunked>,
     Error = io::Error,
-    Future = std::future::Ready<Result<Response<Frames>, io::Error>>,
+    Future = std::future::Ready<Result<Response<Chunked>, io::Error>>,
 > + Clone {
-    tower::service_fn(move |_: Req| std::future::ready(Ok(Response::new(Frames { left, fail }))))
+    tower::service_fn(move |_: Req| {
+        let body = Chunked::bytes(left).exact();
+        let body = if fail {
+            body.then_error(io::ErrorKind::ConnectionReset)
+        } else {
+            body
+        };
+        std::future::ready(Ok(Response::new(body)))
+    })
 }
 
 #[tokio::test]

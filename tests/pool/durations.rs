@@ -1,7 +1,7 @@
 //! Every `Duration` setting of the pool limit, over arbitrary values up to
 //! `Duration::MAX`: no overflow, no panic, and each still means what it says (issue 16).
 
-use crate::util::{kind, Req, Res};
+use crate::support::{kind, Req, Res};
 use proptest::prelude::*;
 use std::{io, time::Duration};
 use tower::{Layer, Service, ServiceExt};
@@ -49,8 +49,8 @@ fn second_call_waits(timeout: Duration, per_host: bool) -> Result<(), TestCaseEr
             .ready()
             .await
             .unwrap()
-            .call(crate::util::get("a.example"));
-        let second = svc.oneshot(crate::util::get("a.example"));
+            .call(crate::support::get("a.example"));
+        let second = svc.oneshot(crate::support::get("a.example"));
         let outcome: Result<Result<_, BoxError>, _> = tokio::time::timeout(DAY, second).await;
         match outcome {
             Ok(Err(err)) => {
@@ -88,10 +88,10 @@ proptest! {
                 .unwrap();
             let handle = layer.handle();
             let mut svc = layer.layer(stuck());
-            let held = svc.ready().await.unwrap().call(crate::util::get("a.example"));
+            let held = svc.ready().await.unwrap().call(crate::support::get("a.example"));
             tokio::time::advance(DAY).await;
             // A call that takes a permit runs the check too, then a snapshot does.
-            let other = svc.ready().await.unwrap().call(crate::util::get("a.example"));
+            let other = svc.ready().await.unwrap().call(crate::support::get("a.example"));
             let total = handle.snapshot().total;
             prop_assert_eq!(total.leaked, u64::from(threshold < DAY), "{:?}", threshold);
             prop_assert_eq!(total.oldest_in_use, Some(DAY));

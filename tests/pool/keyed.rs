@@ -1,6 +1,6 @@
 //! Per-host pools (urllib3's `PoolManager`): isolation, the bound on tracked pools, keys.
 
-use crate::util::{get, kind, Slow};
+use crate::support::{get, kind, slow};
 use std::{collections::BTreeSet, time::Duration};
 use tokio::time::Instant;
 use tower::{Layer, ServiceExt};
@@ -28,7 +28,7 @@ async fn hosts_are_isolated() {
         .build()
         .unwrap();
     let handle = layer.handle();
-    let svc = layer.layer(Slow::new(Duration::ZERO));
+    let svc = layer.layer(slow(Duration::ZERO));
 
     let a = svc.clone().oneshot(get("a.example")).await.unwrap();
     // Another host has its own pool: no wait.
@@ -60,7 +60,7 @@ async fn hosts_are_isolated() {
 #[tokio::test(start_paused = true)]
 async fn idle_pools_are_evicted_least_recently_used_first() {
     let layer = PoolLimitLayer::builder(1).max_pools(2).build().unwrap();
-    let svc = layer.layer(Slow::new(Duration::ZERO));
+    let svc = layer.layer(slow(Duration::ZERO));
     for host in ["a", "b", "a"] {
         drop(svc.clone().oneshot(get(host)).await.unwrap());
     }
@@ -78,7 +78,7 @@ async fn busy_pools_are_never_evicted() {
         .build()
         .unwrap();
     let handle = layer.handle();
-    let svc = layer.layer(Slow::new(Duration::ZERO));
+    let svc = layer.layer(slow(Duration::ZERO));
 
     // Three hosts busy at once: three pools, beyond the bound, each limit intact.
     let held: Vec<_> = hold_all(&svc, &["a", "b", "c"]).await;
@@ -114,7 +114,7 @@ async fn a_scan_of_many_hosts_stays_within_max_pools_and_keeps_a_busy_pool() {
         .build()
         .unwrap();
     let handle = layer.handle();
-    let svc = layer.layer(Slow::new(Duration::ZERO));
+    let svc = layer.layer(slow(Duration::ZERO));
     // A host kept busy throughout must keep its pool (and its limit) however many come.
     let busy = svc.clone().oneshot(get("busy.example")).await.unwrap();
     for i in 0..2_000 {
@@ -143,7 +143,7 @@ async fn a_scan_of_many_hosts_stays_within_max_pools_and_keeps_a_busy_pool() {
 
 async fn hold_all<S>(svc: &S, hosts: &[&str]) -> Vec<S::Response>
 where
-    S: tower::Service<crate::util::Req> + Clone,
+    S: tower::Service<crate::support::Req> + Clone,
     S::Error: std::fmt::Debug,
 {
     let mut out = Vec::new();
@@ -158,7 +158,7 @@ where
 async fn a_scan_of_many_hosts_stays_bounded() {
     let layer = PoolLimitLayer::builder(4).max_pools(10).build().unwrap();
     let handle = layer.handle();
-    let svc = layer.layer(Slow::new(Duration::ZERO));
+    let svc = layer.layer(slow(Duration::ZERO));
     for i in 0..5_000 {
         let host = format!("host-{i}.example");
         drop(svc.clone().oneshot(get(&host)).await.unwrap());
@@ -190,7 +190,7 @@ async fn a_key_function_chooses_the_pool() {
         .build()
         .unwrap();
     let handle = layer.handle();
-    let svc = layer.layer(Slow::new(Duration::ZERO));
+    let svc = layer.layer(slow(Duration::ZERO));
     let tenant = |name: &'static str| {
         http::Request::get("http://shared.example/")
             .header("x-tenant", name)
@@ -216,7 +216,7 @@ async fn a_key_function_chooses_the_pool() {
 #[tokio::test(start_paused = true)]
 async fn a_server_shares_one_pool_whatever_the_host_header() {
     let layer = PoolLimitLayer::builder(1).fail_fast().build().unwrap();
-    let svc = layer.layer(Slow::new(Duration::ZERO));
+    let svc = layer.layer(slow(Duration::ZERO));
     let request = |host: &'static str| {
         http::Request::get("/index.html")
             .header("host", host)

@@ -1,7 +1,7 @@
 //! The three modes at the limit, urllib3's pool cases, and FIFO order, on tokio's paused
 //! clock.
 
-use crate::util::{get, kind, waiting, Slow};
+use crate::support::{get, kind, slow, waiting};
 use std::{
     sync::{Arc, Mutex},
     time::Duration,
@@ -73,7 +73,7 @@ async fn each_mode_at_the_limit() {
         for per_host in [false, true] {
             let layer = (row.builder)().per_host(per_host).build().unwrap();
             let handle = layer.handle();
-            let inner = Slow::new(Duration::from_secs(10));
+            let inner = slow(Duration::from_secs(10));
             let svc = layer.layer(inner.clone());
             let what = format!("{} (per_host {per_host})", row.name);
 
@@ -132,7 +132,7 @@ async fn each_mode_at_the_limit() {
 /// concurrent request raises `EmptyPoolError` after one second; `Retry` does not retry it.
 #[tokio::test(start_paused = true)]
 async fn urllib3_block_pool_timeout_is_not_retried() {
-    let inner = Slow::new(Duration::from_secs(30));
+    let inner = slow(Duration::from_secs(30));
     let pool = PoolLimitLayer::builder(1)
         .block(true)
         .pool_timeout(Some(SECOND))
@@ -180,7 +180,7 @@ async fn urllib3_block_pool_timeout_is_not_retried() {
 async fn urllib3_no_block_two_concurrent_calls_both_succeed() {
     let layer = PoolLimitLayer::builder(1).per_host(false).build().unwrap();
     let handle = layer.handle();
-    let svc = layer.layer(Slow::new(SECOND));
+    let svc = layer.layer(slow(SECOND));
 
     let start = Instant::now();
     let (a, b) = tokio::join!(svc.clone().oneshot(get("a")), svc.oneshot(get("a")));
@@ -206,7 +206,7 @@ async fn block_without_timeout_waits_as_long_as_it_takes() {
             .build()
             .unwrap();
         let handle = layer.handle();
-        let svc = layer.layer(Slow::new(Duration::ZERO));
+        let svc = layer.layer(slow(Duration::ZERO));
         let held = svc.clone().oneshot(get("a")).await.unwrap();
 
         let second = tokio::spawn(svc.oneshot(get("a")));
@@ -238,7 +238,7 @@ async fn waiters_are_served_first_come_first_served() {
             .build()
             .unwrap();
         let handle = layer.handle();
-        let svc = layer.layer(Slow::new(Duration::ZERO));
+        let svc = layer.layer(slow(Duration::ZERO));
         let held = svc.clone().oneshot(get("a")).await.unwrap();
 
         let order = Arc::new(Mutex::new(Vec::new()));
@@ -279,7 +279,7 @@ async fn a_newcomer_does_not_overtake_waiters() {
         .build()
         .unwrap();
     let handle = layer.handle();
-    let mut svc = layer.layer(Slow::new(Duration::ZERO));
+    let mut svc = layer.layer(slow(Duration::ZERO));
     let held = svc.clone().oneshot(get("a")).await.unwrap();
     let mut waiter = svc.clone();
     let queued = tokio::spawn(async move {
@@ -288,7 +288,7 @@ async fn a_newcomer_does_not_overtake_waiters() {
     });
     waiting(&handle, 1).await;
     drop(held); // the permit goes to the waiter, not to whoever polls first
-    assert!(crate::util::poll_ready_now(&mut svc).is_pending());
+    assert!(crate::support::poll_ready_now(&mut svc).is_pending());
     let mut waiter = queued.await.unwrap();
     let response = waiter.call(get("a")).await.unwrap();
     drop(response);
@@ -305,7 +305,7 @@ async fn a_pool_timeout_leaves_the_service_usable() {
         .per_host(false)
         .build()
         .unwrap();
-    let mut svc = layer.layer(Slow::new(Duration::ZERO));
+    let mut svc = layer.layer(slow(Duration::ZERO));
     let held = svc.clone().oneshot(get("a")).await.unwrap();
     // poll_ready resolves Ok after the timeout; the call carries the failure.
     svc.ready().await.unwrap();

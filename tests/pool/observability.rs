@@ -1,6 +1,6 @@
 //! Metrics through the `metrics` facade, and tracing events, as the module docs promise.
 
-use crate::util::{get, Slow};
+use crate::support::{get, slow, Backend};
 use std::time::Duration;
 use tower::{Layer, ServiceExt};
 use tower_fortify::pool::PoolLimitLayer;
@@ -71,12 +71,12 @@ mod metrics_ {
         })
     }
 
-    /// A response of the pool limit around `Slow`: its body holds the permit.
+    /// A response of the pool limit around `Backend`: its body holds the permit.
     type Held = http::Response<PoolBody<Full<Bytes>>>;
 
     /// A layer's pool made full by four unread bodies, with a fifth call waiting.
     struct FullPool {
-        svc: PoolLimit<Slow>,
+        svc: PoolLimit<Backend>,
         handle: PoolHandle,
         held: Vec<Held>,
         waiter: tokio::task::JoinHandle<Result<Held, BoxError>>,
@@ -85,13 +85,13 @@ mod metrics_ {
     async fn full(recorder: &DebuggingRecorder) -> FullPool {
         let layer = layer(recorder);
         let handle = layer.handle();
-        let svc = layer.layer(Slow::new(Duration::ZERO));
+        let svc = layer.layer(slow(Duration::ZERO));
         let mut held = Vec::new();
         for _ in 0..4 {
             held.push(svc.clone().oneshot(get("a")).await.unwrap());
         }
         let waiter = tokio::spawn(svc.clone().oneshot(get("a")));
-        crate::util::waiting(&handle, 1).await;
+        crate::support::waiting(&handle, 1).await;
         FullPool {
             svc,
             handle,
@@ -158,7 +158,7 @@ mod metrics_ {
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
         let layer = layer(&recorder);
-        let svc = layer.layer(Slow::new(Duration::ZERO));
+        let svc = layer.layer(slow(Duration::ZERO));
         let leaked = svc.clone().oneshot(get("a")).await.unwrap();
         tokio::time::sleep(Duration::from_secs(3)).await;
         let late = svc.clone().oneshot(get("a")).await.unwrap();
@@ -197,7 +197,7 @@ mod metrics_ {
                     .unwrap(),
             )
         });
-        let svc = overflow.layer(Slow::new(Duration::ZERO));
+        let svc = overflow.layer(slow(Duration::ZERO));
         let a1 = svc.clone().oneshot(get("a")).await.unwrap();
         let a2 = svc.clone().oneshot(get("a")).await.unwrap();
         let b1 = svc.clone().oneshot(get("b")).await.unwrap();
@@ -211,7 +211,7 @@ mod metrics_ {
         let recorded = Recorded::take(&snapshotter);
         assert_eq!(recorded.gauge("fortify_pool_in_use"), 0.0);
 
-        let svc = reject.layer(Slow::new(Duration::ZERO));
+        let svc = reject.layer(slow(Duration::ZERO));
         let held = svc.clone().oneshot(get("a")).await.unwrap();
         svc.clone().oneshot(get("a")).await.unwrap_err();
         let recorded = Recorded::take(&snapshotter);
@@ -237,7 +237,7 @@ async fn overflow_timeout_and_leak_events() {
         .name("traced-pool")
         .build()
         .unwrap()
-        .layer(Slow::new(Duration::ZERO));
+        .layer(slow(Duration::ZERO));
     let a = svc.clone().oneshot(get("a")).await.unwrap();
     let b = svc.clone().oneshot(get("a")).await.unwrap();
     assert_eq!(mine().len(), 0);
@@ -257,7 +257,7 @@ async fn overflow_timeout_and_leak_events() {
         .leak_threshold(Some(Duration::from_secs(10)))
         .build()
         .unwrap();
-    let svc = layer.layer(Slow::new(Duration::ZERO));
+    let svc = layer.layer(slow(Duration::ZERO));
     let leaked = svc.clone().oneshot(get("a")).await.unwrap();
     svc.clone().oneshot(get("a")).await.unwrap_err();
     assert!(message(1).starts_with("pool timeout"), "{}", message(1));

@@ -2,8 +2,8 @@
 //! hyper-util client behind the pool limit: the permit follows the connection.
 
 use bytes::Bytes;
+use fortify_test_support::bodies::Chunked;
 use http::{Request, Response};
-use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Empty};
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::{
@@ -13,9 +13,7 @@ use hyper_util::{
 use std::{
     convert::Infallible,
     net::SocketAddr,
-    pin::Pin,
     sync::{Arc, Mutex},
-    task::{Context, Poll},
     time::Duration,
 };
 use tokio::sync::mpsc;
@@ -24,23 +22,6 @@ use tower_fortify::{
     classify::FailureKind,
     pool::{PoolHandle, PoolLimit, PoolLimitLayer},
 };
-
-/// A response body fed by the test, chunk by chunk; it ends when its sender is dropped.
-struct Fed(mpsc::Receiver<Bytes>);
-
-impl Body for Fed {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
-    }
-}
 
 /// The senders of the bodies being streamed, in request order.
 type Feeds = Arc<Mutex<Vec<mpsc::Sender<Bytes>>>>;
@@ -51,10 +32,11 @@ async fn streaming_server() -> (SocketAddr, Feeds) {
     let feeds = Feeds::default();
     let server_feeds = feeds.clone();
     let addr = crate::servers::serve_http(service_fn(move |_req: Request<Incoming>| {
-        let (tx, rx) = mpsc::channel(8);
+        // A response body fed by the test, chunk by chunk; it ends when its sender is dropped.
+        let (tx, body) = Chunked::fed(8);
         tx.try_send(Bytes::from_static(b"first ")).unwrap();
         server_feeds.lock().unwrap().push(tx);
-        async move { Ok::<_, Infallible>(Response::new(Fed(rx))) }
+        async move { Ok::<_, Infallible>(Response::new(body)) }
     }))
     .await;
     (addr, feeds)
@@ -110,7 +92,7 @@ async fn the_permit_is_held_until_the_body_is_read() {
 
     // A second request to the same host waits for the connection.
     let second = tokio::spawn(svc.clone().oneshot(get(addr)));
-    crate::util::waiting(&handle, 1).await;
+    crate::support::waiting(&handle, 1).await;
 
     let tx = feed(&feeds, 0);
     tx.send(Bytes::from_static(b"rest")).await.unwrap();
@@ -171,7 +153,7 @@ async fn a_body_never_read_shows_up_as_a_leak() {
 
     // What the leak does: every later request to that host waits pool_timeout in vain.
     let err = svc.clone().oneshot(get(addr)).await.unwrap_err();
-    assert_eq!(crate::util::kind(&err), FailureKind::PoolTimeout);
+    assert_eq!(crate::support::kind(&err), FailureKind::PoolTimeout);
     tokio::time::resume();
 
     drop(forgotten);

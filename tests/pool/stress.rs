@@ -1,7 +1,7 @@
 //! Cancellation stress: thousands of calls dropped at random while they wait or run, from
 //! many tasks on a multi-threaded runtime. Nothing may be lost, doubled, or left hanging.
 
-use crate::util::{get, Req, Res};
+use crate::support::{get, Req, Res};
 use bytes::Bytes;
 use http::Response;
 use http_body_util::{BodyExt, Full};

@@ -12,8 +12,10 @@ use std::{
 use tower::{Layer, Service};
 use tower_fortify::pool::{PoolLimitBuilder, PoolLimitLayer};
 
-#[path = "../support/counting_alloc.rs"]
-mod counting_alloc;
+use fortify_test_support::counting_alloc::{self, Counting};
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 type Req = http::Request<()>;
 type Res = http::Response<Full<Bytes>>;

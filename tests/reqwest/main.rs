@@ -2,8 +2,7 @@
 //! classified from the `reqwest::Error` it comes as, and the preset stack's retry decisions
 //! around a `reqwest::Client`.
 
-#[path = "../support/servers.rs"]
-mod servers;
+use fortify_test_support::servers;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 

@@ -2,16 +2,9 @@
 //! layer on tokio's paused clock, plus rows of our own for the rules and deviations the
 //! table does not cover.
 
-use http::{Method, Request, Response, StatusCode};
-use std::{
-    collections::VecDeque,
-    future::Ready,
-    sync::{Arc, Mutex},
-    task::{Context, Poll},
-    time::Duration,
-};
-use tokio::time::Instant;
-use tower::{Layer, Service, ServiceExt};
+use http::{Method, Request, Response};
+use std::time::Duration;
+use tower::{Layer, ServiceExt};
 use tower_fortify::{
     classify::{Failure, FailureKind},
     retry::{error::RetryError, RetryHistory, RetryLayer, RetryPolicy, Stop},
@@ -19,12 +12,7 @@ use tower_fortify::{
 };
 
 /// One outcome of the scripted inner service.
-#[derive(Clone, Debug)]
-pub enum Ev {
-    Fail(FailureKind),
-    Status(u16, Option<String>),
-    Success,
-}
+pub use fortify_test_support::scripted::Answer as Ev;
 
 use Ev::*;
 
@@ -45,76 +33,7 @@ fn ra(status: u16, value: &str) -> Ev {
 }
 
 /// An inner service that plays a script and records when it was called, and with what.
-#[derive(Clone, Default)]
-pub struct Script {
-    events: Arc<Mutex<VecDeque<Ev>>>,
-    calls: Arc<Mutex<Vec<(Instant, Method, String)>>>,
-}
-
-impl Script {
-    pub fn new(events: &[Ev]) -> Self {
-        Script {
-            events: Arc::new(Mutex::new(events.iter().cloned().collect())),
-            calls: Arc::default(),
-        }
-    }
-
-    pub fn calls(&self) -> usize {
-        self.calls.lock().unwrap().len()
-    }
-
-    /// The waits between consecutive calls.
-    pub fn sleeps(&self) -> Vec<Duration> {
-        let calls = self.calls.lock().unwrap();
-        calls.windows(2).map(|w| w[1].0 - w[0].0).collect()
-    }
-
-    pub fn bodies(&self) -> Vec<String> {
-        self.calls
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|c| c.2.clone())
-            .collect()
-    }
-}
-
-impl Service<Request<String>> for Script {
-    type Response = Response<()>;
-    type Error = BoxError;
-    type Future = Ready<Result<Response<()>, BoxError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<String>) -> Self::Future {
-        self.calls
-            .lock()
-            .unwrap()
-            .push((Instant::now(), req.method().clone(), req.body().clone()));
-        let event = self
-            .events
-            .lock()
-            .unwrap()
-            .pop_front()
-            .expect("the script ran out: more calls than the row expects");
-        std::future::ready(match event {
-            Fail(kind) => Err(Box::new(Failure::new(kind, "scripted")) as BoxError),
-            Status(status, retry_after) => {
-                let mut response = Response::new(());
-                *response.status_mut() = StatusCode::from_u16(status).unwrap();
-                if let Some(value) = retry_after {
-                    response
-                        .headers_mut()
-                        .insert(http::header::RETRY_AFTER, value.parse().unwrap());
-                }
-                Ok(response)
-            }
-            Success => Ok(Response::new(())),
-        })
-    }
-}
+pub type Script = fortify_test_support::scripted::Scripted<String>;
 
 /// What a row expects the call to end with.
 #[derive(Debug, Clone)]

@@ -1,16 +1,14 @@
 mod amplification;
-#[cfg(feature = "tracing")]
-#[path = "../support/capture.rs"]
-mod capture;
 mod conformance;
 mod contract;
 mod durations;
 #[cfg(feature = "metrics")]
 mod observability;
 mod real_server;
-#[cfg(feature = "metrics")]
-#[path = "../support/recorded.rs"]
-mod recorded;
 mod rules;
-#[path = "../support/servers.rs"]
-mod servers;
+
+#[cfg(feature = "tracing")]
+use fortify_test_support::capture;
+#[cfg(feature = "metrics")]
+use fortify_test_support::recorded;
+use fortify_test_support::servers;

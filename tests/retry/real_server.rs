@@ -1,8 +1,9 @@
 //! The retry layer around a hyper-util client, against real servers on 127.0.0.1.
 
 use bytes::Bytes;
+use fortify_test_support::bodies::{pattern, Chunked};
 use http::{Method, Request, Response, StatusCode};
-use http_body::{Body, Frame};
+use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::{
@@ -10,15 +11,11 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 use std::{
-    collections::VecDeque,
-    convert::Infallible,
     net::SocketAddr,
-    pin::Pin,
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc, Mutex,
     },
-    task::{Context, Poll},
     time::Duration,
 };
 use tower::{Layer, ServiceExt};
@@ -87,26 +84,9 @@ async fn handle(
     }
 }
 
-/// A streamed body: one frame per chunk, not `Clone`.
-struct Chunks(VecDeque<Bytes>);
-
-impl Body for Chunks {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.0.pop_front().map(|chunk| Ok(Frame::data(chunk))))
-    }
-}
-
-fn chunks(total: usize) -> (Chunks, Bytes) {
-    let data: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
-    let data = Bytes::from(data);
-    let parts = data.chunks(4096).map(Bytes::copy_from_slice).collect();
-    (Chunks(parts), data)
+fn chunks(total: usize) -> (Chunked, Bytes) {
+    let (data, body) = pattern(total, 4096);
+    (body, Bytes::from(data))
 }
 
 fn client<B>() -> Client<HttpConnector, B>
@@ -190,7 +170,7 @@ async fn streamed_body_under_the_limit_arrives_intact_on_every_attempt() {
     let svc = RetryLayer::builder()
         .build()
         .unwrap()
-        .layer(client::<ReplayBody<Chunks>>());
+        .layer(client::<ReplayBody<Chunked>>());
     let (body, data) = chunks(32 * 1024);
     let request = Request::put(format!("http://{}/blob", server.addr))
         .body(ReplayBody::new(body))
@@ -210,7 +190,7 @@ async fn streamed_body_over_the_limit_is_sent_exactly_once() {
     let svc = RetryLayer::builder()
         .build()
         .unwrap()
-        .layer(client::<ReplayBody<Chunks>>());
+        .layer(client::<ReplayBody<Chunked>>());
     let (body, data) = chunks(200 * 1024);
     let request = Request::builder()
         .method(Method::PUT)

@@ -1,8 +1,6 @@
 //! `ReplayBody` over real hyper connections, and property tests of what every copy yields.
 
 use std::{
-    collections::VecDeque,
-    convert::Infallible,
     net::SocketAddr,
     pin::Pin,
     sync::{Arc, Mutex},
@@ -10,7 +8,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::{
@@ -23,41 +21,10 @@ use tower_fortify::{
     BoxError,
 };
 
-#[path = "../support/servers.rs"]
-mod servers;
-
-/// A streamed body: its chunks one frame at a time, with no size hint, like a proxied
-/// request body.
-struct Chunks(VecDeque<Bytes>);
-
-impl Chunks {
-    fn new(chunks: impl IntoIterator<Item = Vec<u8>>) -> Self {
-        Chunks(chunks.into_iter().map(Bytes::from).collect())
-    }
-}
-
-impl Body for Chunks {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.0.pop_front().map(|c| Ok(Frame::data(c))))
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
-    }
-}
-
-/// `len` bytes of a pattern that shows any reordering, in chunks of `chunk` bytes.
-fn pattern(len: usize, chunk: usize) -> (Vec<u8>, Chunks) {
-    let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-    let chunks = Chunks::new(data.chunks(chunk).map(<[u8]>::to_vec));
-    (data, chunks)
-}
+use fortify_test_support::{
+    bodies::{pattern, Chunked},
+    servers,
+};
 
 /// A server on 127.0.0.1 that records every request body it receives.
 async fn recording_server() -> (SocketAddr, Arc<Mutex<Vec<Bytes>>>) {
@@ -75,9 +42,9 @@ async fn recording_server() -> (SocketAddr, Arc<Mutex<Vec<Bytes>>>) {
     (addr, received)
 }
 
-type ReplayClient = Client<HttpConnector, ReplayBody<Chunks>>;
+type ReplayClient = Client<HttpConnector, ReplayBody<Chunked>>;
 
-async fn send(client: &ReplayClient, addr: SocketAddr, body: ReplayBody<Chunks>) {
+async fn send(client: &ReplayClient, addr: SocketAddr, body: ReplayBody<Chunked>) {
     let req = http::Request::post(format!("http://{addr}/upload"))
         .body(body)
         .expect("request");
@@ -172,7 +139,7 @@ proptest! {
         let total = input.len();
 
         // A first attempt that stops part-way, then the rest read by a copy.
-        let mut first = ReplayBody::with_limit(Chunks::new(chunks.clone()), limit);
+        let mut first = ReplayBody::with_limit(Chunked::new(chunks.clone()), limit);
         let template = first.try_clone_body().expect("fresh body");
         let mut cx = Context::from_waker(Waker::noop());
         let mut partial = Vec::new();
@@ -196,7 +163,7 @@ proptest! {
         }
 
         // The original alone always yields exactly the input.
-        let mut original = ReplayBody::with_limit(Chunks::new(chunks), limit);
+        let mut original = ReplayBody::with_limit(Chunked::new(chunks), limit);
         let copy = original.try_clone_body().expect("fresh body");
         prop_assert_eq!(read_all(&mut original).unwrap(), input.clone());
         if total <= limit {
@@ -215,6 +182,6 @@ proptest! {
 fn auto_traits() {
     fn send_sync_unpin<T: Send + Sync + Unpin + 'static>() {}
     send_sync_unpin::<ReplayBody<Full<Bytes>>>();
-    send_sync_unpin::<ReplayBody<Chunks>>();
+    send_sync_unpin::<ReplayBody<Chunked>>();
     send_sync_unpin::<BodyNotReplayable>();
 }

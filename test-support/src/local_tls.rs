@@ -10,7 +10,9 @@ use rcgen::{
 use rustls::pki_types::PrivateKeyDer;
 use std::{io, net::SocketAddr, sync::Arc};
 use tokio::net::TcpListener;
-use tower_fortify::{client::TlsRoots, BoxError};
+use tower::BoxError;
+
+use crate::servers;
 
 /// The local certificate authority and a server certificate for 127.0.0.1 and localhost.
 pub struct LocalTls {
@@ -54,9 +56,10 @@ impl LocalTls {
         })
     }
 
-    /// The roots a client of these servers trusts: the local CA only.
-    pub fn roots(&self) -> TlsRoots {
-        TlsRoots::Custom(self.roots.clone())
+    /// The roots a client of these servers trusts: the local CA only (for
+    /// `TlsRoots::Custom`).
+    pub fn roots(&self) -> rustls::RootCertStore {
+        self.roots.clone()
     }
 
     /// Serves `service` over HTTPS (HTTP/1.1, a clone of `service` per connection) on a
@@ -78,18 +81,16 @@ impl LocalTls {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let acceptor = self.acceptor.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let acceptor = acceptor.clone();
-                let service = service.clone();
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(stream).await else {
-                        return;
-                    };
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), service)
-                        .await;
-                });
+        servers::spawn_accepting(listener, move |stream| {
+            let acceptor = acceptor.clone();
+            let service = service.clone();
+            async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
             }
         });
         Ok(addr)

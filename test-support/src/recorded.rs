@@ -1,7 +1,4 @@
-//! A `metrics` snapshot as a list to search, for the tests of the layers' metrics
-//! (`#[path]`-included).
-
-#![allow(dead_code, unreachable_pub)]
+//! A `metrics` snapshot as a list to search, for the tests of the layers' metrics.
 
 use metrics_util::{
     debugging::{DebugValue, Snapshotter},

@@ -1,8 +1,6 @@
 //! Certificates made with rcgen, TLS servers on 127.0.0.1 that present them (rustls, and a
 //! real `openssl s_server`), for the diagnose tests and the doctor example.
 
-#![allow(dead_code, unreachable_pub)]
-
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, CertifiedIssuer, CustomExtension, DnType,
     IsCa, Issuer, KeyPair, KeyUsagePurpose,

@@ -1,8 +1,15 @@
 //! A global allocator that counts the allocations of each thread, for exact per-call
-//! allocation tests. Include it once per test binary: it installs itself as the binary's
-//! global allocator.
-
-#![allow(dead_code)]
+//! allocation tests. A test binary installs it itself (a library cannot choose the
+//! allocator of every binary that links it):
+//!
+//! ```ignore
+//! use fortify_test_support::counting_alloc::Counting;
+//!
+//! #[global_allocator]
+//! static GLOBAL: Counting = Counting;
+//! ```
+//!
+//! [`allocations`] counts only in a binary that did so.
 
 use std::{
     alloc::{GlobalAlloc, Layout, System},
@@ -13,7 +20,8 @@ use std::{
 };
 use tower::Service;
 
-struct Counting;
+/// The counting allocator: every call forwarded to the system allocator.
+pub struct Counting;
 
 thread_local! {
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
@@ -37,9 +45,6 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 /// The allocations (and reallocations) the current thread made so far.
 pub fn allocations() -> u64 {

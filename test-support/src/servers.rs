@@ -1,9 +1,7 @@
 //! Misbehaving servers on 127.0.0.1, and a client stack that classifies every stage.
 //!
-//! Shared by the integration tests and the demo (`#[path]`-included), so that both meet
-//! the same real failures.
-
-#![allow(dead_code, unreachable_pub)]
+//! Shared by the integration tests, the benches and the demo, so that all meet the same
+//! real failures.
 
 use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -39,12 +37,21 @@ where
         .await
         .expect("bind 127.0.0.1");
     let addr = listener.local_addr().expect("local addr");
+    spawn_accepting(listener, serve);
+    addr
+}
+
+/// Spawns `serve(stream)` for every connection accepted on `listener`.
+pub fn spawn_accepting<F, Fut>(listener: TcpListener, serve: F)
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(serve(stream));
         }
     });
-    addr
 }
 
 /// Serves `service` over HTTP/1.1 (hyper's http1 server, a clone of `service` per

@@ -1,17 +1,12 @@
-//! Services and helpers shared by the pool tests.
+//! The backend and helpers shared by the pool tests.
 
 #![allow(dead_code)]
 
 use bytes::Bytes;
+use fortify_test_support::scripted::{Answer, Scripted};
 use http::{Request, Response};
 use http_body_util::Full;
 use std::{
-    future::Future,
-    io,
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc,
-    },
     task::{Context, Poll, Waker},
     time::Duration,
 };
@@ -32,45 +27,17 @@ pub fn get(host: &str) -> Req {
         .expect("a valid request")
 }
 
-/// A service whose calls take `delay` (tokio time) and answer with a one-chunk body; it
-/// counts its calls.
-#[derive(Clone)]
-pub struct Slow {
-    pub delay: Duration,
-    pub calls: Arc<AtomicUsize>,
-}
+/// The pool tests' backend: the scripted backend with a one-chunk body (`ok`), which holds
+/// its permit until it is read.
+pub type Backend = Scripted<(), Full<Bytes>>;
 
-impl Slow {
-    pub fn new(delay: Duration) -> Self {
-        Slow {
-            delay,
-            calls: Arc::default(),
-        }
-    }
-
-    pub fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
-}
-
-impl Service<Req> for Slow {
-    type Response = Res;
-    type Error = io::Error;
-    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Res, io::Error>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: Req) -> Self::Future {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        let delay = self.delay;
-        Box::pin(async move {
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))
-        })
+/// A backend whose calls take `delay` (tokio time, none at all for zero) and answer `200`;
+/// it counts its calls.
+pub fn slow(delay: Duration) -> Backend {
+    if delay.is_zero() {
+        Backend::new(Answer::Success)
+    } else {
+        Backend::new(Answer::Slow(delay, 200))
     }
 }
 

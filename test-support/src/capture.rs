@@ -1,7 +1,5 @@
 //! A tracing subscriber that records the events of one target, for assertions.
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::sync::{Arc, Mutex, OnceLock};
 use tracing::{
     field::{Field, Visit},

@@ -1,0 +1,26 @@
+//! Test support shared by tower-fortify's integration tests, benches and examples, one
+//! module per concern. Not published: tower-fortify names it as a path dev-dependency,
+//! which `cargo publish` strips. Unit tests inside `src/` must not use it (they build
+//! another copy of the library, whose types do not match).
+//!
+//! | module | what |
+//! |---|---|
+//! | [`servers`] | misbehaving servers on 127.0.0.1 and a client stack classifying every stage |
+//! | [`bodies`] | one chunked body: streamed, fed by the test, with an exact size, failing |
+//! | [`scripted`] | one scripted backend: answers by script, records its calls |
+//! | [`flaky`] | the fault-injecting backend of the demo and the chaos suite |
+//! | [`recorded`] | a `metrics` snapshot as a list to search |
+//! | [`capture`] | a tracing subscriber recording the events of one target |
+//! | [`counting_alloc`] | an allocator counting each thread's allocations |
+//! | [`pki`] | certificates made with rcgen and TLS servers presenting them |
+//! | [`local_tls`] | a local CA and HTTPS servers for the examples |
+
+pub mod bodies;
+pub mod capture;
+pub mod counting_alloc;
+pub mod flaky;
+pub mod local_tls;
+pub mod pki;
+pub mod recorded;
+pub mod scripted;
+pub mod servers;
