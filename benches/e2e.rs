@@ -18,10 +18,13 @@
 //!
 //! Run with `cargo bench --bench e2e`.
 
+#[path = "support/batches.rs"]
+mod batches;
 #[path = "support/estimates.rs"]
 mod estimates;
 use fortify_test_support::servers;
 
+use batches::time_batches;
 use bytes::Bytes;
 use criterion::{criterion_group, Criterion, Throughput};
 use http::{Request, Response, Uri};
@@ -33,11 +36,10 @@ use hyper_util::{
 };
 use std::{
     convert::Infallible,
-    future::Future,
     net::SocketAddr,
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, SystemTime},
 };
-use tokio::{net::TcpStream, runtime::Runtime};
+use tokio::net::TcpStream;
 use tower::{Layer, Service, ServiceExt};
 use tower_fortify::{stack::ClientConfig, BoxError};
 
@@ -108,21 +110,6 @@ where
         REQUESTS / CONCURRENCY * CONCURRENCY,
         "every request answered 200"
     );
-}
-
-/// The time `iters` runs of `batch` take on `runtime`.
-fn time_batches<F: Future<Output = ()>>(
-    runtime: &Runtime,
-    iters: u64,
-    mut batch: impl FnMut() -> F,
-) -> Duration {
-    runtime.block_on(async {
-        let started = Instant::now();
-        for _ in 0..iters {
-            batch().await;
-        }
-        started.elapsed()
-    })
 }
 
 fn e2e(c: &mut Criterion) {

@@ -1,24 +1,36 @@
-//! The tower-fortify case study: one flaky backend, two clients, side by side.
+//! The tower-fortify case study: one flaky HTTPS backend, two clients, side by side.
 //!
 //! A [`FlakyBackend`](../test-support/src/flaky.rs) on 127.0.0.1 fails the way real backends do,
-//! with real socket errors: about 3% of connections fail (2% refused by the "load balancer",
-//! 1% reset by the server after it read the request), 1% of requests get `503` with
-//! `Retry-After: 1`, 1% are answered 1 s late, and in the middle of the run the backend
-//! has a total outage of 1.5 s (every request answered `503`).
+//! with real socket errors. It speaks HTTPS with keep-alive, with a certificate issued by a
+//! certificate authority made at start-up, which both clients trust (and nothing else). Its
+//! faults: 1% of requests reset by the server after it read them, 1% answered `503` with
+//! `Retry-After: 1`, 1% answered 1 s late (about 3% of requests in all); per new
+//! connection, 2% refused by the "load balancer" (the resolver answers `[::1]`, where nothing
+//! listens), and the TLS layer's: 1% of handshakes stall (the server never answers the
+//! client's hello) and 1% are reset during the handshake. In the middle of the run the
+//! backend has a total outage of 1.5 s (every request answered `503`). `--plain` runs the
+//! same case over plain HTTP without keep-alive instead (every request a new connection, so
+//! 2% refused and 1% reset per request).
 //!
 //! The same workload (10,000 requests at 1,000 requests/s, at most 48 in flight: 79.8% GET,
 //! 20% POST with an `idempotency-key`, 0.2% POST without one) goes through two clients, one after
 //! the other, each against a fresh backend with the same seed and the outage at the same
 //! moment:
 //!
-//! 1. **bare**: hyper-util's legacy `Client` (3 s connect timeout, 10 s request timeout);
-//! 2. **fortified**: the same client inside `tower_fortify::stack::ClientConfig::default()`
-//!    (classify -> retry -> per-host breaker -> per-host pool -> per-attempt timeout), with
-//!    only the breaker's open duration shortened so that its recovery shows within the run.
+//! 1. **bare**: hyper-util's legacy `Client` over hyper-rustls (the same roots; 3 s connect
+//!    timeout, 10 s request timeout, no handshake timeout of its own);
+//! 2. **fortified**: the crate's HTTPS client in one call,
+//!    `ClientConfig::default().tls_roots(..).resolver(..).https()` (classified resolve,
+//!    connect and TLS handshake under their own timeouts, then classify -> retry -> per-host
+//!    breaker -> per-host pool -> per-attempt timeout), with only the breaker's open duration
+//!    shortened so that its recovery shows within the run. With `--plain`, the stack of
+//!    `ClientConfig::default()` around the bare client.
 //!
 //! It prints a side-by-side table: success rate, failures by kind, the steady-state failure
 //! rate apart from the outage, latency percentiles, attempts per request, retry budget,
-//! breaker transitions, pool use, and what the backend saw (its load, and duplicated POSTs),
+//! breaker transitions, pool use, connections (TLS handshakes performed, connections opened
+//! per request, handshake p50/p99, all measured at the backend, the same way for both
+//! clients), and what the backend saw (its load, and duplicated POSTs),
 //! then a few conclusions computed from the numbers and a verdict against the target
 //! (fortified steady-state failures at most 0.02%).
 //!
@@ -36,6 +48,7 @@
 //!
 //! ```text
 //! cargo run --release --example demo                       # the case study (CI runs this)
+//! cargo run --release --example demo -- --plain            # the same over plain HTTP
 //! cargo run --release --example demo -- --requests 20000 --seed 7
 //! cargo run --release --example demo -- --diagnose         # what each failure looks like
 //! ```
@@ -47,8 +60,11 @@
 //! | `--requests N` | 10000 | logical requests per client |
 //! | `--concurrency N` | 48 | requests in flight at most |
 //! | `--rate N` | 1000 | requests started per second (0: as fast as the concurrency allows) |
-//! | `--refuse R` | 0.02 | share of connections refused |
-//! | `--reset R` | 0.01 | share of connections reset after the request was read |
+//! | `--plain` | | plain HTTP without keep-alive instead of HTTPS |
+//! | `--refuse R` | 0.02 | share of new connections refused |
+//! | `--reset R` | 0.01 | share of requests reset after they were read (of connections with `--plain`) |
+//! | `--tls-stall R` | 0.01 | share of TLS handshakes that stall |
+//! | `--tls-reset R` | 0.01 | share of TLS handshakes reset by the server |
 //! | `--unavailable R` | 0.01 | share of requests answered `503` with `Retry-After: 1` |
 //! | `--slow R` | 0.01 | share of requests answered 1 s late |
 //! | `--unkeyed R` | 0.002 | share of the workload that is POST without idempotency key (20% are keyed POSTs, the rest GETs) |
@@ -61,8 +77,8 @@
 use fortify_test_support::{flaky, servers};
 
 use bytes::Bytes;
-use flaky::{BackendStats, Faults, FlakyBackend, Outage};
-use http_body_util::{BodyExt, Full};
+use flaky::{BackendStats, Faults, FlakyBackend, Outage, TlsFaults};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use std::{
@@ -70,16 +86,18 @@ use std::{
     io::{IsTerminal, Write},
     process::ExitCode,
     sync::{
-        atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed},
+        atomic::{AtomicUsize, Ordering::Relaxed},
         Arc,
     },
     time::{Duration, Instant},
 };
 use tokio::sync::Semaphore;
-use tower::{Layer, Service, ServiceExt};
+use tower::{util::BoxCloneService, Layer, Service, ServiceExt};
 use tower_fortify::{
-    circuit_breaker::{CircuitBreakerLayer, State},
+    circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer, State},
     classify::Failure,
+    client::TlsRoots,
+    pool::PoolHandle,
     retry::{error::RetryError, Idempotent, Stop},
     stack::ClientConfig,
     BoxError,
@@ -118,8 +136,11 @@ struct Options {
     requests: usize,
     concurrency: usize,
     rate: f64,
+    plain: bool,
     refuse: f64,
     reset: f64,
+    tls_stall: f64,
+    tls_reset: f64,
     unavailable: f64,
     slow: f64,
     unkeyed: f64,
@@ -135,8 +156,11 @@ impl Default for Options {
             requests: 10_000,
             concurrency: 48,
             rate: 1000.0,
+            plain: false,
             refuse: 0.02,
             reset: 0.01,
+            tls_stall: 0.01,
+            tls_reset: 0.01,
             unavailable: 0.01,
             slow: 0.01,
             unkeyed: 0.002,
@@ -154,8 +178,12 @@ usage: cargo run --release --example demo -- [flags]
   --requests N        logical requests per client (default 10000)
   --concurrency N     requests in flight at most (default 48)
   --rate N            requests started per second, 0 = unpaced (default 1000)
-  --refuse R          share of connections refused (default 0.02)
-  --reset R           share of connections reset after the request was read (default 0.01)
+  --plain             plain HTTP without keep-alive instead of HTTPS
+  --refuse R          share of new connections refused (default 0.02)
+  --reset R           share of requests reset after they were read (default 0.01; of
+                      connections with --plain)
+  --tls-stall R       share of TLS handshakes that stall (default 0.01)
+  --tls-reset R       share of TLS handshakes reset by the server (default 0.01)
   --unavailable R     share of requests answered 503 + Retry-After: 1 (default 0.01)
   --slow R            share of requests answered 1 s late (default 0.01)
   --unkeyed R         share of the workload that is POST without idempotency key (default 0.002;
@@ -182,6 +210,10 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
                 options.diagnose = true;
                 continue;
             }
+            "--plain" => {
+                options.plain = true;
+                continue;
+            }
             _ => {}
         }
         let mut value = || -> Result<String, String> {
@@ -196,6 +228,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
             "--rate" => options.rate = parse_number(&flag, &value()?, 0.0, 1e6)?,
             "--refuse" => options.refuse = parse_number(&flag, &value()?, 0.0, 1.0)?,
             "--reset" => options.reset = parse_number(&flag, &value()?, 0.0, 1.0)?,
+            "--tls-stall" => options.tls_stall = parse_number(&flag, &value()?, 0.0, 1.0)?,
+            "--tls-reset" => options.tls_reset = parse_number(&flag, &value()?, 0.0, 1.0)?,
             "--unavailable" => options.unavailable = parse_number(&flag, &value()?, 0.0, 1.0)?,
             "--slow" => options.slow = parse_number(&flag, &value()?, 0.0, 1.0)?,
             "--unkeyed" => options.unkeyed = parse_number(&flag, &value()?, 0.0, 0.8)?,
@@ -222,6 +256,9 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
     }
     if options.refuse + options.reset > 1.0 {
         return Err("--refuse plus --reset cannot exceed 1".into());
+    }
+    if options.tls_stall + options.tls_reset > 1.0 {
+        return Err("--tls-stall plus --tls-reset cannot exceed 1".into());
     }
     Ok(Some(options))
 }
@@ -314,7 +351,7 @@ struct Record {
     end: Duration,
     /// `None` for a 2xx answer, else the failure's name.
     failure: Option<String>,
-    /// Attempts that reached the hyper client (connects included).
+    /// Attempts that reached the backend (its arrivals of this request id).
     attempts: u32,
 }
 
@@ -366,6 +403,8 @@ struct Run {
     /// When the breaker was last seen closed again after the outage ended.
     recovered: Option<Duration>,
     backend: BackendStats,
+    /// How long each TLS handshake took at the backend (empty with `--plain`).
+    handshakes: Vec<Duration>,
     max_in_flight: usize,
     pool_max_in_use: usize,
     pool_max: usize,
@@ -390,31 +429,16 @@ async fn run(kind: Kind, options: &Options, snapshotter: &Snapshotter) -> Run {
         slow_delay: Duration::from_secs(1),
         seed: options.seed,
     };
-    let backend = FlakyBackend::start(faults).await;
-    let attempts: Arc<Vec<AtomicU32>> =
-        Arc::new((0..=options.requests).map(|_| AtomicU32::new(0)).collect());
-    let client = Client::builder(TokioExecutor::new())
-        .build::<_, Full<Bytes>>(backend.connector(connect_timeout()));
-    // Counts every attempt that reaches the hyper client, by request id.
-    let counted = {
-        let attempts = attempts.clone();
-        tower::util::MapRequestLayer::new(move |request: http::Request<Full<Bytes>>| {
-            let id = request
-                .headers()
-                .get(flaky::REQUEST_ID)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<usize>().ok());
-            if let Some(counter) = id.and_then(|id| attempts.get(id)) {
-                counter.fetch_add(1, Relaxed);
-            }
-            request
-        })
-        .layer(client)
+    let backend = if options.plain {
+        FlakyBackend::start(faults).await
+    } else {
+        let tls = TlsFaults {
+            stall: options.tls_stall,
+            reset: options.tls_reset,
+        };
+        FlakyBackend::start_tls(faults, tls).await
     };
-    let config = fortified_config();
-    let stack = config.build().expect("a valid configuration");
-    let pool = stack.pool_handle();
-    let breakers = stack.breaker_handle();
+    let (service, pool, breakers) = client(kind, options.plain, &backend);
     let before = metrics_of(snapshotter);
 
     let progress = Arc::new(Progress {
@@ -499,8 +523,6 @@ async fn run(kind: Kind, options: &Options, snapshotter: &Snapshotter) -> Run {
 
     let semaphore = Arc::new(Semaphore::new(options.concurrency));
     let mut tasks = Vec::with_capacity(options.requests);
-    let fortified = stack.layer(counted.clone());
-    let bare = tower::timeout::TimeoutLayer::new(request_timeout()).layer(counted);
     for i in 0..options.requests {
         let id = i as u64 + 1;
         if options.rate > 0.0 {
@@ -516,30 +538,20 @@ async fn run(kind: Kind, options: &Options, snapshotter: &Snapshotter) -> Run {
         let request = request(&backend, id, class);
         let progress = progress.clone();
         progress.in_flight.fetch_add(1, Relaxed);
-        let task = match kind {
-            Kind::Bare => tokio::spawn(send(
-                bare.clone(),
-                request,
-                class,
-                started,
-                progress,
-                permit,
-            )),
-            Kind::Fortified => tokio::spawn(send(
-                fortified.clone(),
-                request,
-                class,
-                started,
-                progress,
-                permit,
-            )),
-        };
+        let task = tokio::spawn(send(
+            service.clone(),
+            request,
+            class,
+            started,
+            progress,
+            permit,
+        ));
         tasks.push((id, task));
     }
     let mut records = Vec::with_capacity(tasks.len());
     for (id, task) in tasks {
         let mut record = task.await.expect("request task");
-        record.attempts = attempts[id as usize].load(Relaxed);
+        record.attempts = backend.arrivals(id);
         records.push(record);
     }
     let elapsed = started.elapsed();
@@ -568,6 +580,7 @@ async fn run(kind: Kind, options: &Options, snapshotter: &Snapshotter) -> Run {
         outage,
         recovered: if fortified_run { recovered } else { None },
         backend: backend.stats(),
+        handshakes: backend.handshake_times(),
         max_in_flight,
         pool_max_in_use,
         pool_max: snapshot.pools.iter().map(|p| p.max).max().unwrap_or(0),
@@ -619,6 +632,73 @@ where
         end: started.elapsed(),
         failure,
         attempts: 0,
+    }
+}
+
+/// What one request goes through: either client, its response body boxed, so that one
+/// loop drives both (the same cost for both).
+type DemoClient = BoxCloneService<
+    http::Request<Full<Bytes>>,
+    http::Response<UnsyncBoxBody<Bytes, BoxError>>,
+    BoxError,
+>;
+
+fn boxed<S, B>(service: S) -> DemoClient
+where
+    S: Service<http::Request<Full<Bytes>>, Response = http::Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    BoxCloneService::new(
+        service
+            .map_response(|response| response.map(|body| body.map_err(Into::into).boxed_unsync()))
+            .map_err(Into::into),
+    )
+}
+
+/// The client of this run, and the fortified client's pool and breaker handles (an unused
+/// stack's for the bare client, whose pool stays empty).
+fn client(
+    kind: Kind,
+    plain: bool,
+    backend: &FlakyBackend,
+) -> (DemoClient, PoolHandle, CircuitBreakerHandle) {
+    let config = fortified_config();
+    if plain {
+        let http = backend.connector(connect_timeout());
+        let stack = config.build().expect("a valid configuration");
+        let (pool, breakers) = (stack.pool_handle(), stack.breaker_handle());
+        let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(http);
+        let service = match kind {
+            Kind::Bare => boxed(tower::timeout::TimeoutLayer::new(request_timeout()).layer(client)),
+            Kind::Fortified => boxed(stack.layer(client)),
+        };
+        return (service, pool, breakers);
+    }
+    match kind {
+        Kind::Bare => {
+            // hyper-util over hyper-rustls, trusting the backend's authority only.
+            let https = backend.https_connector(connect_timeout());
+            let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(https);
+            let stack = config.build().expect("a valid configuration");
+            (
+                boxed(tower::timeout::TimeoutLayer::new(request_timeout()).layer(client)),
+                stack.pool_handle(),
+                stack.breaker_handle(),
+            )
+        }
+        Kind::Fortified => {
+            // The crate's HTTPS client in one call.
+            let client = config
+                .tls_roots(TlsRoots::Custom(backend.roots()))
+                .resolver(backend.resolver())
+                .https::<Full<Bytes>>()
+                .expect("a valid configuration");
+            let (pool, breakers) = (client.pool_handle(), client.breaker_handle());
+            (boxed(client), pool, breakers)
+        }
     }
 }
 
@@ -767,6 +847,28 @@ fn count_pct(n: usize, of: usize) -> String {
     format!("{n} ({})", pct(n, of))
 }
 
+fn per_request(n: u64, requests: usize) -> String {
+    format!("{:.3}", n as f64 / requests.max(1) as f64)
+}
+
+fn row2(t: &mut Table, label: &str, bare: u64, fort: u64) {
+    t.row(label, bare.to_string(), fort.to_string());
+}
+
+/// p50 and p99 of `times`, in ms (`-` if empty).
+fn percentiles(times: &[Duration]) -> (String, String) {
+    if times.is_empty() {
+        return ("-".into(), "-".into());
+    }
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    let pct = |p: f64| {
+        let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len());
+        ms(sorted[i - 1])
+    };
+    (pct(0.50), pct(0.99))
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
@@ -879,12 +981,12 @@ fn report(options: &Options, bare: &Run, fort: &Run) -> bool {
     );
     t.section("client");
     t.row(
-        "attempts sent per request: mean / max",
+        "attempts that reached the backend per request: mean / max",
         format!("{:.3} / {}", b.attempts_mean, b.attempts_max),
         format!("{:.3} / {}", f.attempts_mean, f.attempts_max),
     );
     t.row(
-        "attempts sent in all",
+        "attempts that reached the backend in all",
         b.attempts_total.to_string(),
         f.attempts_total.to_string(),
     );
@@ -956,8 +1058,56 @@ fn report(options: &Options, bare: &Run, fort: &Run) -> bool {
             fort.pool_timed_out, fort.pool_overflowed, fort.pool_rejected
         ),
     );
-    t.section("backend");
     let (sb, sf) = (&bare.backend, &fort.backend);
+    t.section("connections (measured at the backend, the same way for both)");
+    t.row(
+        "connections accepted",
+        sb.connections.to_string(),
+        sf.connections.to_string(),
+    );
+    if options.plain {
+        t.row(
+            "connections opened per request",
+            per_request(sb.connections, b.total),
+            per_request(sf.connections, f.total),
+        );
+    } else {
+        t.row(
+            "TLS handshakes performed",
+            sb.handshakes.to_string(),
+            sf.handshakes.to_string(),
+        );
+        t.row(
+            "connections opened per request (handshakes / requests)",
+            per_request(sb.handshakes, b.total),
+            per_request(sf.handshakes, f.total),
+        );
+        let (b50, b99) = percentiles(&bare.handshakes);
+        let (f50, f99) = percentiles(&fort.handshakes);
+        t.row(
+            "handshake p50 / p99",
+            format!("{b50} / {b99}"),
+            format!("{f50} / {f99}"),
+        );
+        row2(
+            &mut t,
+            "handshakes stalled (injected)",
+            sb.handshake_stalls,
+            sf.handshake_stalls,
+        );
+        row2(
+            &mut t,
+            "handshakes reset (injected)",
+            sb.handshake_resets,
+            sf.handshake_resets,
+        );
+        t.row(
+            "  the client's own count (fortify_connections_opened_total)",
+            "-",
+            m("fortify_connections_opened_total").to_string(),
+        );
+    }
+    t.section("backend");
     let row = |t: &mut Table, label: &str, get: fn(&BackendStats) -> u64| {
         t.row(label, get(sb).to_string(), get(sf).to_string());
     };
@@ -966,6 +1116,11 @@ fn report(options: &Options, bare: &Run, fort: &Run) -> bool {
     row(&mut t, "connections reset after the request", |s| s.resets);
     row(&mut t, "503 with Retry-After", |s| s.unavailable);
     row(&mut t, "503 during the outage", |s| s.outage_requests);
+    if !options.plain && options.outage_kind == Outage::Refused {
+        row(&mut t, "requests reset unread by the outage", |s| {
+            s.outage_resets
+        });
+    }
     row(&mut t, "slow answers", |s| s.slow);
     row(
         &mut t,
@@ -1156,11 +1311,23 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         let started = Instant::now();
         println!("tower-fortify demo: a flaky backend, a bare client and a fortified one\n");
+        let tls = if options.plain {
+            "plain HTTP, one connection per request".to_string()
+        } else {
+            format!(
+                "HTTPS with keep-alive (a certificate authority made at start-up); per \
+                 handshake: stalled {:.1}%, reset {:.1}%",
+                options.tls_stall * 100.0,
+                options.tls_reset * 100.0
+            )
+        };
         println!(
-            "backend (127.0.0.1, real socket errors): refused {:.1}%, reset after the request \
-             {:.1}%, 503 + Retry-After: 1 {:.1}%, slow (1 s) {:.1}%, outage {}",
+            "backend (127.0.0.1, real socket errors): {tls}; refused {:.1}% of new connections, \
+             reset after the request {:.1}% of {}, 503 + Retry-After: 1 {:.1}%, slow (1 s) \
+             {:.1}%, outage {}",
             options.refuse * 100.0,
             options.reset * 100.0,
+            if options.plain { "connections" } else { "requests" },
             options.unavailable * 100.0,
             options.slow * 100.0,
             if options.outage > 0.0 {
@@ -1192,15 +1359,21 @@ fn main() -> ExitCode {
             options.seed
         );
         println!(
-            "bare: hyper-util legacy Client, connect timeout {:?}, request timeout {:?}",
+            "bare: hyper-util legacy Client{}, connect timeout {:?}, request timeout {:?}",
+            if options.plain { "" } else { " over hyper-rustls (the same roots)" },
             connect_timeout(),
             request_timeout()
         );
         println!(
-            "fortified: ClientConfig::default() around the same client; changed: \
-             circuit_breaker open_duration {:?} (default 5 s), open_duration_max {:?} \
-             (default 120 s)\n",
-            OPEN_DURATION, OPEN_DURATION_MAX
+            "fortified: {}; changed: circuit_breaker open_duration {:?} (default 5 s), \
+             open_duration_max {:?} (default 120 s)\n",
+            if options.plain {
+                "ClientConfig::default() around the same client"
+            } else {
+                "ClientConfig::default().https(), the one-call HTTPS client (the same roots and resolver)"
+            },
+            OPEN_DURATION,
+            OPEN_DURATION_MAX
         );
         let bare = run(Kind::Bare, &options, &snapshotter).await;
         let fortified = run(Kind::Fortified, &options, &snapshotter).await;

@@ -34,6 +34,26 @@
 //! from the ~28k ephemeral ports (`ip_local_port_range` 32768-60999, and `tcp_tw_reuse` = 2
 //! reuses TIME_WAIT ports on loopback).
 //!
+//! **Over TLS** ([`FlakyBackend::start_tls`]): the server speaks HTTPS with a certificate for
+//! `backend.test` issued by a certificate authority made at start-up ([`FlakyBackend::roots`]
+//! is the only root a client needs), keeps connections alive (a client that reuses them
+//! performs one handshake per connection, not per request), and gains the TLS layer's faults,
+//! drawn per new connection from `(seed, n-th connection)` ([`TlsFaults`]):
+//!
+//! - **handshake stall**: the server accepts and never answers the client's hello; the client
+//!   waits until its own handshake timeout, if it has one;
+//! - **handshake reset**: the server reads the client's hello, then resets (`SO_LINGER` 0).
+//!
+//! With keep-alive, **reset** is drawn per request instead of per connection (the connection
+//! dies with the request on it), so its rate stays a per-request rate; **refuse** stays per
+//! new connection. URIs carry the port (`https://backend.test:<port>/`), as a connector that
+//! takes the port from the URI needs, so the dead address is `[::1]:<port>`, bound and never
+//! listening (if `::1` is unusable, refusals are off and `refused` stays 0). During
+//! [`Outage::Refused`] a request arriving on a connection opened before is reset unread
+//! (`outage_resets`), as a backend that went away would. The server records how long each
+//! handshake took, from accept to the end of the handshake ([`FlakyBackend::handshake_times`]):
+//! the same measure whatever the client.
+//!
 //! Requests: `GET /item/<n>` answers `200` with a small body; `POST /orders` reads the body and
 //! answers `201`; anything else `404`. The workload sets `x-request-id: <n>` (the same on
 //! every attempt of one logical request) and `idempotency-key` on keyed POSTs. Every arrival
@@ -157,6 +177,26 @@ impl Faults {
     }
 }
 
+/// The TLS layer's faults of [`FlakyBackend::start_tls`], per new connection; rates are
+/// probabilities in `0.0..=1.0` (drawn with the seed of [`Faults`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TlsFaults {
+    /// The server never answers the client's hello.
+    pub stall: f64,
+    /// The server reads the client's hello, then resets the connection.
+    pub reset: f64,
+}
+
+impl TlsFaults {
+    /// No TLS faults.
+    pub fn none() -> Self {
+        TlsFaults {
+            stall: 0.0,
+            reset: 0.0,
+        }
+    }
+}
+
 /// A total outage of the backend, on top of the fault rates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Outage {
@@ -211,6 +251,14 @@ pub struct BackendStats {
     pub keyed_post_duplicates: u64,
     /// Requests answered `503` during [`Outage::Unavailable`].
     pub outage_requests: u64,
+    /// TLS handshakes the server completed.
+    pub handshakes: u64,
+    /// TLS handshakes the server stalled ([`TlsFaults::stall`]).
+    pub handshake_stalls: u64,
+    /// TLS handshakes the server reset ([`TlsFaults::reset`]).
+    pub handshake_resets: u64,
+    /// Requests on a connection opened before an [`Outage::Refused`], reset unread.
+    pub outage_resets: u64,
 }
 
 /// `later - earlier`, field by field: what the backend saw and did in between.
@@ -230,6 +278,10 @@ impl std::ops::Sub for BackendStats {
                 - earlier.posts_without_key_duplicates,
             keyed_post_duplicates: self.keyed_post_duplicates - earlier.keyed_post_duplicates,
             outage_requests: self.outage_requests - earlier.outage_requests,
+            handshakes: self.handshakes - earlier.handshakes,
+            handshake_stalls: self.handshake_stalls - earlier.handshake_stalls,
+            handshake_resets: self.handshake_resets - earlier.handshake_resets,
+            outage_resets: self.outage_resets - earlier.outage_resets,
         }
     }
 }
@@ -254,6 +306,8 @@ const STREAM_REFUSE: u64 = 1;
 const STREAM_RESET: u64 = 2;
 const STREAM_UNAVAILABLE: u64 = 3;
 const STREAM_SLOW: u64 = 4;
+const STREAM_TLS_STALL: u64 = 5;
+const STREAM_TLS_RESET: u64 = 6;
 
 // ===== shared state =====
 
@@ -269,12 +323,27 @@ struct Counters {
     posts_without_key_duplicates: AtomicU64,
     keyed_post_duplicates: AtomicU64,
     outage_requests: AtomicU64,
+    handshakes: AtomicU64,
+    handshake_stalls: AtomicU64,
+    handshake_resets: AtomicU64,
+    outage_resets: AtomicU64,
+}
+
+/// The server side of [`FlakyBackend::start_tls`].
+struct Tls {
+    acceptor: tokio_rustls::TlsAcceptor,
+    roots: rustls::RootCertStore,
+    faults: TlsFaults,
+    /// How long each completed handshake took at the server.
+    handshake_times: Mutex<Vec<Duration>>,
 }
 
 struct Shared {
     live: SocketAddr,
-    dead: SocketAddr,
+    /// `None` when no dead address could be bound (refusals are off).
+    dead: Option<SocketAddr>,
     faults: Faults,
+    tls: Option<Tls>,
     outage: AtomicU8,
     resolutions: AtomicU64,
     anonymous: AtomicU64,
@@ -293,11 +362,12 @@ impl Shared {
         let n = self.resolutions.fetch_add(1, Relaxed);
         let refuse = self.outage() == Outage::Refused
             || unit(self.faults.seed, STREAM_REFUSE, n, 0) < self.faults.refuse;
-        if refuse {
-            self.counters.refused.fetch_add(1, Relaxed);
-            self.dead
-        } else {
-            self.live
+        match self.dead {
+            Some(dead) if refuse => {
+                self.counters.refused.fetch_add(1, Relaxed);
+                dead
+            }
+            _ => self.live,
         }
     }
 }
@@ -319,7 +389,7 @@ pub struct FlakyBackend {
     shared: Arc<Shared>,
     server: Arc<AbortOnDrop>,
     // The dead port stays bound (never listening) as long as a clone lives.
-    _dead: Arc<TcpSocket>,
+    _dead: Option<Arc<TcpSocket>>,
 }
 
 impl std::fmt::Debug for FlakyBackend {
@@ -340,20 +410,66 @@ impl FlakyBackend {
     ///
     /// If a rate is not in `0.0..=1.0`, or binding 127.0.0.1 fails.
     pub async fn start(faults: Faults) -> FlakyBackend {
+        FlakyBackend::launch(faults, None).await
+    }
+
+    /// Starts the backend on 127.0.0.1, speaking HTTPS with keep-alive, with the TLS layer's
+    /// faults on top of `faults` (see the module docs).
+    ///
+    /// # Panics
+    ///
+    /// If a rate is not in `0.0..=1.0`, binding 127.0.0.1 fails, or the certificates cannot
+    /// be made.
+    pub async fn start_tls(faults: Faults, tls: TlsFaults) -> FlakyBackend {
+        for (name, rate) in [("stall", tls.stall), ("reset", tls.reset)] {
+            assert!(
+                (0.0..=1.0).contains(&rate),
+                "TlsFaults::{name} must be a probability in 0.0..=1.0, got {rate}"
+            );
+        }
+        FlakyBackend::launch(faults, Some(tls)).await
+    }
+
+    async fn launch(faults: Faults, tls: Option<TlsFaults>) -> FlakyBackend {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1");
         let live = listener.local_addr().expect("local addr");
-        let dead_socket = TcpSocket::new_v4().expect("socket");
-        dead_socket
-            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .expect("bind the dead port");
-        let dead = dead_socket.local_addr().expect("dead local addr");
+        // Over TLS the URI carries the live port, so the dead address differs in its IP.
+        let dead_socket = match tls {
+            None => {
+                let socket = TcpSocket::new_v4().expect("socket");
+                socket
+                    .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+                    .expect("bind the dead port");
+                Some(socket)
+            }
+            Some(_) => TcpSocket::new_v6().ok().filter(|socket| {
+                socket
+                    .bind(SocketAddr::from((
+                        std::net::Ipv6Addr::LOCALHOST,
+                        live.port(),
+                    )))
+                    .is_ok()
+            }),
+        };
+        let dead = dead_socket
+            .as_ref()
+            .map(|socket| socket.local_addr().expect("dead local addr"));
         faults.check();
         let shared = Arc::new(Shared {
             live,
             dead,
             faults,
+            tls: tls.map(|faults| {
+                let (acceptor, roots) = local_ca();
+                Tls {
+                    acceptor,
+                    roots,
+                    faults,
+                    handshake_times: Mutex::new(Vec::new()),
+                }
+            }),
             outage: AtomicU8::new(0),
             resolutions: AtomicU64::new(0),
             anonymous: AtomicU64::new(0),
@@ -377,16 +493,50 @@ impl FlakyBackend {
         FlakyBackend {
             shared,
             server: Arc::new(AbortOnDrop(server)),
-            _dead: Arc::new(dead_socket),
+            _dead: dead_socket.map(Arc::new),
         }
     }
 
-    /// `http://backend.test/<path_and_query>` (no explicit port: the resolver gives it).
+    /// `http://backend.test/<path_and_query>` (no explicit port: the resolver gives it), or
+    /// over TLS `https://backend.test:<port>/<path_and_query>`.
     pub fn uri(&self, path_and_query: &str) -> http::Uri {
         let path = path_and_query.trim_start_matches('/');
-        format!("http://{HOST}/{path}")
-            .parse()
-            .expect("a valid path and query")
+        match self.shared.tls {
+            None => format!("http://{HOST}/{path}"),
+            Some(_) => format!("https://{HOST}:{}/{path}", self.shared.live.port()),
+        }
+        .parse()
+        .expect("a valid path and query")
+    }
+
+    /// The roots a client of a [`start_tls`](Self::start_tls) backend trusts: its own
+    /// certificate authority only (empty for a plain backend).
+    pub fn roots(&self) -> rustls::RootCertStore {
+        self.shared
+            .tls
+            .as_ref()
+            .map_or_else(rustls::RootCertStore::empty, |tls| tls.roots.clone())
+    }
+
+    /// Whether refused connects can happen (a dead address could be bound).
+    pub fn can_refuse(&self) -> bool {
+        self.shared.dead.is_some()
+    }
+
+    /// How long each completed TLS handshake took at the server, in completion order.
+    pub fn handshake_times(&self) -> Vec<Duration> {
+        self.shared.tls.as_ref().map_or_else(Vec::new, |tls| {
+            tls.handshake_times
+                .lock()
+                .expect("handshake times lock")
+                .clone()
+        })
+    }
+
+    /// How many times a request with `x-request-id: id` reached the backend.
+    pub fn arrivals(&self, id: u64) -> u32 {
+        let arrivals = self.shared.arrivals.lock().expect("arrivals lock");
+        arrivals.get(&id).copied().unwrap_or(0)
     }
 
     /// The backend's resolver, for `HttpConnector::new_with_resolver`.
@@ -401,6 +551,29 @@ impl FlakyBackend {
         let mut http = HttpConnector::new_with_resolver(self.resolver());
         http.set_connect_timeout(Some(connect_timeout));
         http
+    }
+
+    /// A bare client's HTTPS connector for a [`start_tls`](Self::start_tls) backend:
+    /// hyper-rustls (ring) trusting [`roots`](Self::roots) only, over
+    /// [`connector`](Self::connector).
+    pub fn https_connector(
+        &self,
+        connect_timeout: Duration,
+    ) -> hyper_rustls::HttpsConnector<HttpConnector<FlakyResolver>> {
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(self.roots())
+        .with_no_client_auth();
+        let mut http = self.connector(connect_timeout);
+        http.enforce_http(false);
+        hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http)
     }
 
     /// Starts or ends an outage.
@@ -427,6 +600,10 @@ impl FlakyBackend {
             posts_without_key_duplicates: c.posts_without_key_duplicates.load(Relaxed),
             keyed_post_duplicates: c.keyed_post_duplicates.load(Relaxed),
             outage_requests: c.outage_requests.load(Relaxed),
+            handshakes: c.handshakes.load(Relaxed),
+            handshake_stalls: c.handshake_stalls.load(Relaxed),
+            handshake_resets: c.handshake_resets.load(Relaxed),
+            outage_resets: c.outage_resets.load(Relaxed),
         }
     }
 }
@@ -474,25 +651,77 @@ impl tower::Service<Name> for FlakyResolver {
 
 async fn serve(shared: Arc<Shared>, stream: TcpStream) {
     let n = shared.counters.connections.fetch_add(1, Relaxed);
+    let _ = stream.set_nodelay(true);
+    if shared.tls.is_some() {
+        return serve_tls(shared, stream, n).await;
+    }
     let reset = unit(shared.faults.seed, STREAM_RESET, n, 0) < shared.faults.reset;
     if reset {
         // Dropping the socket now sends RST instead of FIN.
         let _ = stream.set_zero_linger();
     }
-    let _ = stream.set_nodelay(true);
+    serve_http(shared, TokioIo::new(stream), Some(reset)).await;
+}
+
+/// Serves HTTP/1.1 on one connection; `reset` is the connection's draw, or `None` to draw
+/// per request (keep-alive).
+async fn serve_http<I>(shared: Arc<Shared>, io: I, reset: Option<bool>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     let abort = Arc::new(Notify::new());
     let service = {
         let abort = abort.clone();
         service_fn(move |request| handle(shared.clone(), request, reset, abort.clone()))
     };
     let mut builder = http1::Builder::new();
-    builder.keep_alive(false).timer(TokioTimer::new());
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    builder.keep_alive(reset.is_none()).timer(TokioTimer::new());
+    let connection = builder.serve_connection(io, service);
     tokio::select! {
         _ = connection => {}
         // The connection (and its socket, with SO_LINGER 0) is dropped: RST.
         _ = abort.notified() => {}
     }
+}
+
+/// One TLS connection: the handshake's faults, the handshake (timed), then HTTP/1.1 with
+/// keep-alive.
+async fn serve_tls(shared: Arc<Shared>, mut stream: TcpStream, n: u64) {
+    use tokio::io::AsyncReadExt;
+    let tls = shared.tls.as_ref().expect("a TLS backend");
+    let seed = shared.faults.seed;
+    // Every close of a TLS connection is a reset, so that a request's reset (drawn per
+    // request) is one; a client that closed first does not see it.
+    let _ = stream.set_zero_linger();
+    let mut buf = [0u8; 4096];
+    if unit(seed, STREAM_TLS_STALL, n, 0) < tls.faults.stall {
+        shared.counters.handshake_stalls.fetch_add(1, Relaxed);
+        // Read and ignore until the client gives up (bounded, so no task outlives a run).
+        let _ = tokio::time::timeout(Duration::from_secs(60), async {
+            while matches!(stream.read(&mut buf).await, Ok(1..)) {}
+        })
+        .await;
+        return;
+    }
+    if unit(seed, STREAM_TLS_RESET, n, 0) < tls.faults.reset {
+        shared.counters.handshake_resets.fetch_add(1, Relaxed);
+        // The client's hello arrives, then the reset (the socket dropped with SO_LINGER 0).
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+        return;
+    }
+    let started = tokio::time::Instant::now();
+    let Ok(Ok(stream)) =
+        tokio::time::timeout(Duration::from_secs(10), tls.acceptor.accept(stream)).await
+    else {
+        return;
+    };
+    let took = started.elapsed();
+    shared.counters.handshakes.fetch_add(1, Relaxed);
+    tls.handshake_times
+        .lock()
+        .expect("handshake times lock")
+        .push(took);
+    serve_http(shared.clone(), TokioIo::new(stream), None).await;
 }
 
 fn response(status: u16, body: &'static str) -> http::Response<Full<Bytes>> {
@@ -506,11 +735,20 @@ fn response(status: u16, body: &'static str) -> http::Response<Full<Bytes>> {
 async fn handle(
     shared: Arc<Shared>,
     request: http::Request<Incoming>,
-    reset: bool,
+    reset: Option<bool>,
     abort: Arc<Notify>,
 ) -> Result<http::Response<Full<Bytes>>, Infallible> {
     let counters = &shared.counters;
-    counters.requests.fetch_add(1, Relaxed);
+    if reset.is_none() && shared.outage() == Outage::Refused {
+        // A backend that went away: a connection opened before dies, the request unread.
+        counters.outage_resets.fetch_add(1, Relaxed);
+        abort.notify_one();
+        return std::future::pending().await;
+    }
+    let n = counters.requests.fetch_add(1, Relaxed);
+    // Keep-alive (TLS): the reset is drawn per request, so its rate stays per request.
+    let reset =
+        reset.unwrap_or_else(|| unit(shared.faults.seed, STREAM_RESET, n, 1) < shared.faults.reset);
     let id = request
         .headers()
         .get(REQUEST_ID)
@@ -581,4 +819,49 @@ async fn handle(
     };
     counters.ok.fetch_add(1, Relaxed);
     Ok(answer)
+}
+
+// ===== the certificate authority =====
+
+/// A certificate authority made now, and an acceptor presenting a certificate it issued for
+/// [`HOST`]; the roots hold that authority only.
+fn local_ca() -> (tokio_rustls::TlsAcceptor, rustls::RootCertStore) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    ca.distinguished_name
+        .push(DnType::CommonName, "flaky backend CA");
+    let ca_key = KeyPair::generate().expect("CA key");
+    let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca, ca_key);
+
+    let mut leaf = CertificateParams::new(vec![HOST.to_owned()]).expect("leaf parameters");
+    leaf.use_authority_key_identifier_extension = true;
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let leaf_cert = leaf
+        .signed_by(&leaf_key, &issuer)
+        .expect("leaf certificate");
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(ca_cert.der().clone())
+        .expect("the CA is a valid root");
+    let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf_cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+    )
+    .expect("the server certificate");
+    (tokio_rustls::TlsAcceptor::from(Arc::new(server)), roots)
 }
