@@ -306,6 +306,18 @@ mod loom {
         ::loom::future::block_on(poll_fn(|cx| sem.poll_acquire(&mut wait, cx)));
     }
 
+    /// Acquires, holds (counted in `holders`, which must be zero before) and releases.
+    fn use_permit(sem: &Semaphore, holders: &AtomicUsize) {
+        acquire(sem);
+        assert_eq!(
+            holders.fetch_add(1, Ordering::SeqCst),
+            0,
+            "a doubled permit"
+        );
+        holders.fetch_sub(1, Ordering::SeqCst);
+        sem.release();
+    }
+
     /// Permits held at once never exceed the semaphore's, and every permit comes back:
     /// with one permit and three threads that each acquire (waiting if they must), hold
     /// and release it, no two hold it together, every waiter is woken (a lost wake-up is a
@@ -318,26 +330,10 @@ mod loom {
             let threads: Vec<_> = (0..2)
                 .map(|_| {
                     let (sem, holders) = (Arc::clone(&sem), Arc::clone(&holders));
-                    thread::spawn(move || {
-                        acquire(&sem);
-                        assert_eq!(
-                            holders.fetch_add(1, Ordering::SeqCst),
-                            0,
-                            "a doubled permit"
-                        );
-                        holders.fetch_sub(1, Ordering::SeqCst);
-                        sem.release();
-                    })
+                    thread::spawn(move || use_permit(&sem, &holders))
                 })
                 .collect();
-            acquire(&sem);
-            assert_eq!(
-                holders.fetch_add(1, Ordering::SeqCst),
-                0,
-                "a doubled permit"
-            );
-            holders.fetch_sub(1, Ordering::SeqCst);
-            sem.release();
+            use_permit(&sem, &holders);
             for t in threads {
                 t.join().unwrap();
             }
