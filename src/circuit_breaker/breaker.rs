@@ -27,13 +27,13 @@ use super::{
     window::{CountRing, TimeWindow, WindowFigures},
     Outcome, Window,
 };
-use crate::internal::padded::Padded;
+use crate::internal::{
+    padded::Padded,
+    sync::{AtomicU64, Mutex, MutexGuard, Ordering},
+};
 use std::{
     fmt,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, Mutex, OnceLock, PoisonError,
-    },
+    sync::{Arc, OnceLock, PoisonError},
     time::Duration,
 };
 use tokio::time::Instant;
@@ -128,7 +128,7 @@ impl Breaker {
         nanos(Instant::now().saturating_duration_since(self.start))
     }
 
-    pub(super) fn control(&self) -> std::sync::MutexGuard<'_, Control> {
+    pub(super) fn control(&self) -> MutexGuard<'_, Control> {
         // The bookkeeping stays consistent even if a holder panicked (metrics recorder,
         // tracing subscriber): every write is a plain assignment.
         self.control.lock().unwrap_or_else(PoisonError::into_inner)

@@ -6,10 +6,11 @@
 //! lanes in batches; a time window has buckets per lane.
 
 use super::window::Buckets;
+use crate::internal::sync::{thread_local_const, AtomicU64};
 use std::{
     cell::Cell,
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
         OnceLock,
     },
 };
@@ -106,7 +107,7 @@ impl LaneData {
 /// yet).
 pub(super) struct ThreadLane(Cell<usize>);
 
-thread_local! {
+thread_local_const! {
     static LOCAL: ThreadLane = const { ThreadLane(Cell::new(usize::MAX)) };
 }
 

@@ -321,3 +321,157 @@ impl Breaker {
         );
     }
 }
+
+/// Loom models of the breaker's transitions (see `internal::sync` for how to run them).
+/// They drive the synchronous core (`Shared::admit`, `Ticket::finish`, a ticket's drop) from
+/// loom threads. The open duration is zero and the probe timeout long, so the real clock
+/// the breaker reads decides nothing: an open breaker lets the next call in as a probe, and
+/// no probe slot is reclaimed. The lanes' and spare references' thread-locals are loom's
+/// (`internal::sync::thread_local`), so each model thread has its own, as a real thread.
+#[cfg(all(test, fortify_loom))]
+mod loom {
+    use super::*;
+    use crate::circuit_breaker::{
+        admission::{Admission, Shared},
+        config::Config,
+        settings::Settings,
+        ticket::Ticket,
+        Window,
+    };
+    use crate::internal::sync::{AtomicUsize, Ordering as SeqOrdering};
+    use std::sync::Arc;
+
+    /// A breaker over the last two calls that trips when both failed, with `probes` probe
+    /// slots and `successes` probe successes to close.
+    fn breaker(probes: u32, successes: u32) -> Arc<Shared> {
+        let config = Config {
+            window: Window::Count(2),
+            minimum_calls: 2,
+            open_duration: Duration::ZERO,
+            open_duration_jitter: 0.0,
+            half_open_max_probes: probes,
+            half_open_successes: successes,
+            probe_timeout: Duration::from_secs(3600),
+            ..Config::DEFAULT
+        };
+        Arc::new(Shared::new(
+            Arc::new(Settings::new(config, "loom", false)),
+            None,
+        ))
+    }
+
+    fn call(shared: &Shared) -> Option<Ticket> {
+        match shared.admit() {
+            Admission::Call(ticket) => Some(ticket),
+            Admission::Reject(_) => None,
+        }
+    }
+
+    /// Trips `shared` (two failures) and lets one call in, which moves it to half-open and
+    /// holds a probe slot.
+    fn half_open_with_probe(shared: &Shared) -> Ticket {
+        for _ in 0..2 {
+            call(shared).unwrap().finish(Outcome::Failure, None);
+        }
+        assert_eq!(shared.breaker.state(), State::Open);
+        let probe = call(shared).unwrap();
+        assert!(probe.is_probe());
+        probe
+    }
+
+    /// Closed to open exactly once: two calls fail at the same time, each result may see
+    /// the window full of failures and try to trip; the breaker ends open, one generation
+    /// later (a second trip would be a second generation).
+    #[test]
+    fn loom_closed_to_open_exactly_once() {
+        ::loom::model(|| {
+            let shared = breaker(1, 1);
+            let (a, b) = (call(&shared).unwrap(), call(&shared).unwrap());
+            let other = ::loom::thread::spawn(move || {
+                let mut a = a;
+                a.finish(Outcome::Failure, None);
+            });
+            let mut b = b;
+            b.finish(Outcome::Failure, None);
+            other.join().unwrap();
+            let word = shared.breaker.word.load(Ordering::Acquire);
+            assert_eq!(state_of(word), State::Open);
+            assert_eq!(gen_of(word), 1, "the breaker tripped more than once");
+        });
+    }
+
+    /// At most K probes, and a dropped probe frees its slot: an open breaker with one
+    /// probe slot, two threads call at once (each may move it to half-open and race for
+    /// the slot); never two probes at a time. One drops its probe unanswered, the other
+    /// answers with a failure; at the end no slot is held.
+    #[test]
+    fn loom_at_most_k_probes_and_dropped_probes_free_their_slot() {
+        ::loom::model(|| {
+            let shared = breaker(1, 1);
+            for _ in 0..2 {
+                call(&shared).unwrap().finish(Outcome::Failure, None);
+            }
+            let probes = Arc::new(AtomicUsize::new(0));
+            let other = {
+                let (shared, probes) = (Arc::clone(&shared), Arc::clone(&probes));
+                ::loom::thread::spawn(move || {
+                    if let Some(ticket) = call(&shared).filter(Ticket::is_probe) {
+                        assert_eq!(probes.fetch_add(1, SeqOrdering::SeqCst), 0, "two probes");
+                        probes.fetch_sub(1, SeqOrdering::SeqCst);
+                        drop(ticket);
+                    }
+                })
+            };
+            if let Some(mut ticket) = call(&shared).filter(Ticket::is_probe) {
+                assert_eq!(probes.fetch_add(1, SeqOrdering::SeqCst), 0, "two probes");
+                probes.fetch_sub(1, SeqOrdering::SeqCst);
+                ticket.finish(Outcome::Failure, None);
+            }
+            other.join().unwrap();
+            assert_eq!(
+                shared.breaker.probes_in_flight(),
+                0,
+                "a probe slot was lost"
+            );
+        });
+    }
+
+    /// A late result never acts on a newer generation: two probes of one half-open period
+    /// (two slots, two successes to close); one fails, which reopens the breaker, and the
+    /// next call moves it to a new half-open period, while the other probe's success comes
+    /// in. That success belongs to the old period: it must not count towards closing the
+    /// new one.
+    #[test]
+    fn loom_a_late_probe_result_never_acts_on_a_newer_generation() {
+        ::loom::model(|| {
+            let shared = breaker(2, 2);
+            let mut first = half_open_with_probe(&shared);
+            let second = call(&shared).unwrap();
+            assert!(second.is_probe());
+            let old = gen_of(shared.breaker.word.load(Ordering::Acquire));
+            let late = ::loom::thread::spawn(move || {
+                let mut second = second;
+                second.finish(Outcome::Success, None);
+            });
+            first.finish(Outcome::Failure, None);
+            // The next call starts a new half-open period (a probe of its own, if a slot is
+            // free: the late probe may still hold one).
+            let next = call(&shared);
+            late.join().unwrap();
+            let word = shared.breaker.word.load(Ordering::Acquire);
+            if gen_of(word) != old && state_of(word) == State::HalfOpen {
+                assert_eq!(
+                    successes_of(word),
+                    0,
+                    "a success of an older half-open period counted in a newer one"
+                );
+            }
+            drop(next);
+            assert_eq!(
+                shared.breaker.probes_in_flight(),
+                0,
+                "a probe slot was lost"
+            );
+        });
+    }
+}

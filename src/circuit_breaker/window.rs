@@ -7,11 +7,9 @@
 use crate::{
     internal::buckets::{Epochs, Ring},
     internal::padded::Padded,
+    internal::sync::{AtomicI64, AtomicU64, Ordering},
 };
-use std::{
-    fmt,
-    sync::atomic::{AtomicI64, AtomicU64, Ordering},
-};
+use std::fmt;
 
 /// What a window holds: its calls, and how many of them failed or were slow.
 ///
@@ -292,7 +290,10 @@ impl TimeWindow {
     /// Counts one call at `now_nanos` in `buckets` (the caller's lane). A thread whose clock
     /// reading is older than the bucket's epoch counts in the newer one.
     pub(crate) fn record(&self, buckets: &Buckets, now_nanos: u64, failed: bool, slow: bool) {
-        let (bucket, _) = buckets.claim(self.epochs.at(now_nanos));
+        // Lost while another thread of the lane resets the bucket.
+        let Some((bucket, _)) = buckets.claim(self.epochs.at(now_nanos)) else {
+            return;
+        };
         bucket.add_one(CALLS);
         if failed {
             bucket.add_one(FAILURES);

@@ -3,18 +3,21 @@
 //!
 //! Time is cut into epochs of a tenth of the window each; the counts of epoch `e` are in
 //! bucket `e % BUCKETS`, which is tagged with the epoch it counts for. A bucket still tagged
-//! with an older epoch is reset by the first thread that needs it, with a compare-and-swap
-//! on its tag, so no call ever waits for another; readers skip the buckets whose tag is
-//! outside the window. A count that races with the reset at a bucket boundary may be lost:
-//! both users document that inaccuracy.
+//! with an older epoch is reset by the first thread that needs it: a compare-and-swap marks
+//! the tag `RESETTING`, the counts are zeroed, and only then the tag names the new epoch, so
+//! no count of the new epoch is wiped by the reset and no call ever waits for another. A
+//! call that finds the bucket being reset gets no bucket: the budget then refuses the
+//! retry (it never overspends), a deposit or a breaker's count is lost (both users document
+//! that inaccuracy). Readers skip the buckets whose tag is outside the window.
 
-use std::{
-    num::NonZeroU64,
-    sync::atomic::{AtomicU64, Ordering},
-};
+use super::sync::{AtomicU64, Ordering};
+use std::num::NonZeroU64;
 
 /// The number of buckets a window is counted in: it slides in steps of a tenth.
 pub(crate) const BUCKETS: usize = 10;
+
+/// The tag of a bucket whose counts are being zeroed for a new epoch.
+const RESETTING: u64 = u64::MAX;
 
 /// Which epoch a time falls in.
 #[derive(Debug)]
@@ -110,27 +113,29 @@ impl<const K: usize> Ring<K> {
     /// Makes `epoch`'s bucket count for `epoch`, resetting it when it still holds the counts
     /// of an older epoch. Returns the bucket and the epoch it counts for: a later one than
     /// `epoch` when a thread with a later clock reading got there first, and then the caller
-    /// counts at that epoch.
+    /// counts at that epoch. `None` while another thread resets the bucket.
     #[inline]
-    pub(crate) fn claim(&self, epoch: u64) -> (&Bucket<K>, u64) {
+    pub(crate) fn claim(&self, epoch: u64) -> Option<(&Bucket<K>, u64)> {
         let bucket = &self.buckets[index(epoch)];
         let mut tag = bucket.epoch.load(Ordering::Acquire);
         while tag < epoch {
             match bucket.epoch.compare_exchange_weak(
                 tag,
-                epoch,
+                RESETTING,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    // A thread that sees the new tag before these stores loses its count.
+                    // Zeroed before any thread can see the new tag (the store below
+                    // releases these stores to the tag's acquiring loads).
                     bucket.clear();
-                    return (bucket, epoch);
+                    bucket.epoch.store(epoch, Ordering::Release);
+                    return Some((bucket, epoch));
                 }
                 Err(actual) => tag = actual,
             }
         }
-        (bucket, tag)
+        (tag != RESETTING).then_some((bucket, tag))
     }
 
     /// The buckets in the window that ends with `epoch`, each with the epoch it counts for
@@ -172,15 +177,15 @@ mod tests {
     fn counts_leave_the_window_a_bucket_at_a_time() {
         let ring = Ring::<2>::default();
         for epoch in [0, 0, 3, 9] {
-            let (bucket, tag) = ring.claim(epoch);
+            let (bucket, tag) = ring.claim(epoch).unwrap();
             assert_eq!(tag, epoch);
             bucket.add_one(0);
         }
-        ring.claim(9).0.add_one(1);
+        ring.claim(9).unwrap().0.add_one(1);
         assert_eq!(totals(&ring, 9), [4, 1]);
         // Epoch 10 reuses epoch 0's bucket: its two counts leave, and only then.
         assert_eq!(totals(&ring, 10), [2, 1]);
-        ring.claim(10).0.add_one(0);
+        ring.claim(10).unwrap().0.add_one(0);
         assert_eq!(totals(&ring, 10), [3, 1]);
         assert_eq!(totals(&ring, 13), [2, 1]);
         assert_eq!(totals(&ring, 19), [1, 0]);
@@ -190,9 +195,9 @@ mod tests {
     #[test]
     fn a_late_reading_counts_in_the_newer_epoch() {
         let ring = Ring::<2>::default();
-        ring.claim(12).0.add_one(0);
+        ring.claim(12).unwrap().0.add_one(0);
         // Epoch 2 shares the bucket of epoch 12, which a later reading already claimed.
-        let (bucket, tag) = ring.claim(2);
+        let (bucket, tag) = ring.claim(2).unwrap();
         assert_eq!(tag, 12);
         bucket.add_one(0);
         assert_eq!(totals(&ring, 12), [2, 0]);
@@ -201,8 +206,8 @@ mod tests {
     #[test]
     fn clear_zeroes_every_count() {
         let ring = Ring::<2>::default();
-        ring.claim(1).0.add_one(0);
-        ring.claim(2).0.add_one(1);
+        ring.claim(1).unwrap().0.add_one(0);
+        ring.claim(2).unwrap().0.add_one(1);
         ring.clear();
         assert_eq!(totals(&ring, 2), [0, 0]);
     }

@@ -11,3 +11,4 @@ pub(crate) mod lru;
 #[cfg(any(feature = "pool", feature = "circuit-breaker"))]
 pub(crate) mod padded;
 pub(crate) mod spare;
+pub(crate) mod sync;

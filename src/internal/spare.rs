@@ -5,7 +5,8 @@
 //! circuit breaker its lanes ([`take`]). A thread keeps at most one spare per slot alive,
 //! until it calls another layer or exits.
 
-use std::{cell::Cell, sync::Arc, thread::AccessError};
+use super::sync::AccessError;
+use std::{cell::Cell, sync::Arc};
 
 /// A reference to `want`: the thread's spare if that is the one, a new one otherwise (the
 /// spare, if it is another, stays). Give the reference back with `spare.replace(Some(..))`.
@@ -33,8 +34,8 @@ macro_rules! spare_slot {
             #[inline]
             fn with_slot<R>(
                 f: impl FnOnce(&::std::cell::Cell<Option<::std::sync::Arc<Self>>>) -> R,
-            ) -> Result<R, ::std::thread::AccessError> {
-                thread_local! {
+            ) -> Result<R, $crate::internal::sync::AccessError> {
+                $crate::internal::sync::thread_local_const! {
                     static SPARE: ::std::cell::Cell<Option<::std::sync::Arc<$ty>>> =
                         const { ::std::cell::Cell::new(None) };
                 }

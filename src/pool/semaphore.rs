@@ -11,12 +11,10 @@
 //! lock). While it is set, neither fast path applies: a new caller cannot overtake the
 //! queue, and a released permit goes straight to the first waiter.
 
+use crate::internal::sync::{Arc, AtomicBool, AtomicUsize, Mutex, MutexGuard, Ordering};
 use std::{
     collections::VecDeque,
-    sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-        Arc, Mutex, MutexGuard, PoisonError,
-    },
+    sync::PoisonError,
     task::{Context, Poll, Waker},
 };
 
@@ -286,5 +284,121 @@ mod tests {
         assert_eq!(sem.waiting(), 0);
         sem.release();
         assert!(sem.try_acquire(), "the permit is free for newcomers again");
+    }
+}
+
+/// Loom models of the semaphore (see `internal::sync` for how to run them). tokio's
+/// runtime cannot run under loom, so the models call what a task's poll calls from loom
+/// threads; a wait is polled with `loom::future::block_on`, which parks the thread until
+/// it is woken, so a lost wake-up is a deadlock loom reports. A permit's drop is
+/// `release`, an `Acquire`'s drop is `cancel` then `release` when the permit had been
+/// handed over (as in `permit.rs`).
+#[cfg(all(test, fortify_loom))]
+mod loom {
+    use super::{Semaphore, Wait};
+    use crate::internal::sync::{Arc, AtomicUsize, Ordering};
+    use ::loom::thread;
+    use std::future::poll_fn;
+
+    /// Waits for a permit as `Acquire::poll` does: parked until the semaphore wakes it.
+    fn acquire(sem: &Semaphore) {
+        let mut wait = Wait::Start;
+        ::loom::future::block_on(poll_fn(|cx| sem.poll_acquire(&mut wait, cx)));
+    }
+
+    /// Acquires, holds (counted in `holders`, which must be zero before) and releases.
+    fn use_permit(sem: &Semaphore, holders: &AtomicUsize) {
+        acquire(sem);
+        assert_eq!(
+            holders.fetch_add(1, Ordering::SeqCst),
+            0,
+            "a doubled permit"
+        );
+        holders.fetch_sub(1, Ordering::SeqCst);
+        sem.release();
+    }
+
+    /// Permits held at once never exceed the semaphore's, and every permit comes back:
+    /// with one permit and three threads that each acquire (waiting if they must), hold
+    /// and release it, no two hold it together, every waiter is woken (a lost wake-up is a
+    /// deadlock), and the permit is free at the end.
+    #[test]
+    fn loom_permits_are_neither_lost_nor_doubled() {
+        ::loom::model(|| {
+            let sem = Arc::new(Semaphore::new(1));
+            let holders = Arc::new(AtomicUsize::new(0));
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let (sem, holders) = (Arc::clone(&sem), Arc::clone(&holders));
+                    thread::spawn(move || use_permit(&sem, &holders))
+                })
+                .collect();
+            use_permit(&sem, &holders);
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert_eq!(sem.available(), 1, "a lost permit");
+            assert_eq!(sem.waiting(), 0);
+            assert!(sem.try_acquire());
+        });
+    }
+
+    /// A waiter that leaves (its `Acquire` dropped) racing the release that hands it the
+    /// permit: the permit is then either still in the semaphore or passed on by the leaver
+    /// (as `Acquire`'s drop does), never lost and never given twice.
+    #[test]
+    fn loom_a_cancelled_wait_racing_a_release_loses_no_permit() {
+        ::loom::model(|| {
+            let sem = Arc::new(Semaphore::new(1));
+            assert!(sem.try_acquire());
+            // Queued before the race starts, as a waiter that was polled once.
+            let mut wait = Wait::Start;
+            let waker = futures_noop();
+            let mut cx = std::task::Context::from_waker(&waker);
+            assert!(sem.poll_acquire(&mut wait, &mut cx).is_pending());
+            let releaser = {
+                let sem = Arc::clone(&sem);
+                // A permit's drop (a response body ending) gives the permit back.
+                thread::spawn(move || sem.release())
+            };
+            if sem.cancel(&mut wait) {
+                sem.release();
+            }
+            releaser.join().unwrap();
+            assert_eq!(sem.available(), 1, "a lost or doubled permit");
+            assert_eq!(sem.waiting(), 0);
+        });
+    }
+
+    /// FIFO hand-off: a permit released while a caller waits goes to that caller, never to
+    /// a newcomer that arrives meanwhile. One permit is held, `first` waits for it; a
+    /// release and a newcomer's `try_acquire` race: if the newcomer got a permit, `first`
+    /// was not queued yet when it was released (then `first` takes it only after the
+    /// newcomer gives it back); otherwise `first` gets it.
+    #[test]
+    fn loom_a_released_permit_goes_to_the_first_waiter() {
+        ::loom::model(|| {
+            let sem = Arc::new(Semaphore::new(1));
+            assert!(sem.try_acquire());
+            let waker = futures_noop();
+            let mut cx = std::task::Context::from_waker(&waker);
+            let mut first = Wait::Start;
+            assert!(sem.poll_acquire(&mut first, &mut cx).is_pending());
+            let newcomer = {
+                let sem = Arc::clone(&sem);
+                thread::spawn(move || sem.try_acquire())
+            };
+            sem.release();
+            let overtaken = newcomer.join().unwrap();
+            assert!(!overtaken, "a newcomer overtook a queued waiter");
+            assert!(sem.poll_acquire(&mut first, &mut cx).is_ready());
+            assert_eq!(sem.available(), 0);
+            sem.release();
+            assert_eq!(sem.available(), 1);
+        });
+    }
+
+    fn futures_noop() -> std::task::Waker {
+        std::task::Waker::noop().clone()
     }
 }
