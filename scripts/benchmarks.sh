@@ -21,7 +21,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-all_benches=(stack e2e circuit_breaker pool retry classify)
+all_benches=(stack e2e circuit_breaker pool retry classify tls interleaved)
 quick=false
 runs=
 output="$root/BENCHMARKS.md"
@@ -110,6 +110,14 @@ paired_rows() {
 }
 
 for bench in "${benches[@]}"; do
+  if [ "$bench" = interleaved ]; then
+    # Not criterion: it prints its own tables (rounds, medians).
+    echo "==> cargo bench --bench interleaved" >&2
+    if $quick; then export FORTIFY_BENCH_QUICK=1; fi
+    cargo bench --bench interleaved 2>&1 | tee "$work/$bench.1.log"
+    unset FORTIFY_BENCH_QUICK
+    continue
+  fi
   marker="$work/$bench.marker"
   touch "$marker"
   sleep 1 # estimates written in the same second as the marker still count as newer
@@ -135,6 +143,8 @@ describe() {
     circuit_breaker) echo "The breaker's closed path on a trivial service, beside tower-resilience's breaker. \`closed/2_threads\`: two threads share one breaker, ns per call of their combined throughput." ;;
     pool) echo "The pool limit's uncontended path on a trivial service (no group: each variant is its own criterion function), beside tower's \`ConcurrencyLimit\` and tower-resilience's bulkhead." ;;
     retry) echo "The retry layer's success path, beside tower's \`Retry\` (with a policy that copies every field of the request, alone and with \`TpsBudget\`), each copy alone, and tower-resilience's retry; every call a clone of one GET with three headers." ;;
+    tls) echo "The HTTPS client in one call (\`ClientConfig::https\`) against a bare hyper-util + hyper-rustls client with the same roots, over loopback TLS: keep-alive requests, and a new connection per request (the handshake and the connection-phase telemetry)." ;;
+    interleaved) echo "The plain view beside the paired one: no criterion, no pairing; every variant once per round, medians of the rounds; requests built in every call; \`u64\` and \`http::Request\` requests; one shared instance on two threads. The tables are the bench's own output." ;;
     classify) echo "\`ErrorClassify\` on a service that answers at once, beside tower's \`MapErr\` boxing the error, on the success and the error path." ;;
   esac
 }
@@ -253,6 +263,11 @@ paired_table() {
     echo "## \`cargo bench --bench $bench\`"
     echo
     describe "$bench"
+    if [ "$bench" = interleaved ]; then
+      echo
+      awk '/^### /{on=1} on' "$work/$bench.1.log" | sed 's/^### /### /'
+      continue
+    fi
     estimate_tables "$bench"
     if [ -s "$work/$bench.1.paired" ]; then
       paired_table "$bench"
