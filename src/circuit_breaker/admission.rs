@@ -2,7 +2,7 @@
 //! the open and half-open decisions. Single and per-host breakers admit through here alike.
 
 use super::{
-    breaker::{micros, Breaker},
+    breaker::{micros_at_least_one, Breaker},
     error::Open,
     lanes::current_lane,
     settings::Settings,
@@ -166,7 +166,7 @@ impl Shared {
                     }
                     let now = b.now_micros();
                     let since = now.saturating_sub(b.last_probe_at.load(Ordering::Acquire));
-                    if since < micros(config.probe_timeout).max(1) {
+                    if since < micros_at_least_one(config.probe_timeout) {
                         return reject(b, State::HalfOpen, None);
                     }
                     b.probe_failed(gen, "probe_timeout", true);

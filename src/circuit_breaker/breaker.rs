@@ -78,6 +78,17 @@ pub(super) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
+/// `d` in microseconds, a sub-microsecond duration counting as one (the clock's unit: an open
+/// breaker rejects the calls of its instant, however short its open duration). Zero stays
+/// zero: the builder refuses it, and only a test's internal configuration uses it.
+pub(super) fn micros_at_least_one(d: Duration) -> u64 {
+    if d.is_zero() {
+        0
+    } else {
+        micros(d).max(1)
+    }
+}
+
 pub(super) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

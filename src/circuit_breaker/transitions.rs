@@ -3,7 +3,7 @@
 //! (never touched by the closed path) and moves the state word to the next generation.
 
 use super::{
-    breaker::{micros, Breaker, Control},
+    breaker::{micros_at_least_one, Breaker, Control},
     state::{
         gen_of, open_belongs_to, pack, pack_open, slots_epoch, slots_in_flight, state_of,
         successes_of, State, ONE_SUCCESS, UNTIL_MASK,
@@ -138,7 +138,7 @@ impl Breaker {
             let slots = self.probe_slots.load(Ordering::Acquire);
             let since = now.saturating_sub(self.last_probe_at.load(Ordering::Acquire));
             if slots_in_flight(slots) < config.half_open_max_probes
-                || since < micros(config.probe_timeout).max(1)
+                || since < micros_at_least_one(config.probe_timeout)
             {
                 return;
             }
@@ -257,9 +257,9 @@ impl Breaker {
             }
             let gen = gen_of(word).wrapping_add(1);
             if let Some(wait) = open_for {
-                // At least a microsecond (the clock's unit): an open breaker rejects the calls of
-                // its instant, however short its open duration.
-                let until = now.saturating_add(micros(wait).max(1)).min(UNTIL_MASK);
+                let until = now
+                    .saturating_add(micros_at_least_one(wait))
+                    .min(UNTIL_MASK);
                 self.open_info
                     .store(pack_open(gen, until), Ordering::Release);
             }
