@@ -166,6 +166,7 @@ fn explain_tls(
     match err {
         E::InvalidCertificate(C::ExpiredContext { time, not_after }) => {
             let ago = time.as_secs().saturating_sub(not_after.as_secs()) / 86_400;
+            let ago = i64::try_from(ago).unwrap_or(i64::MAX);
             write!(
                 f,
                 "certificate expired on {} ({} ago)",
@@ -176,6 +177,7 @@ fn explain_tls(
         E::InvalidCertificate(C::Expired) => f.write_str("certificate expired")?,
         E::InvalidCertificate(C::NotValidYetContext { time, not_before }) => {
             let ahead = not_before.as_secs().saturating_sub(time.as_secs()) / 86_400;
+            let ahead = i64::try_from(ahead).unwrap_or(i64::MAX);
             write!(
                 f,
                 "certificate is not valid before {} ({} from now: clock skew?)",
@@ -284,12 +286,11 @@ pub(crate) fn human_duration(d: std::time::Duration) -> String {
     }
 }
 
-/// `2,163 days`, `1 day`.
-#[cfg_attr(not(feature = "rustls"), allow(dead_code))]
-pub(crate) fn days(n: u64) -> String {
-    let n = i64::try_from(n).unwrap_or(i64::MAX);
-    if n == 1 {
-        "1 day".to_owned()
+/// `2,163 days`, `1 day`, `-1 day`.
+#[cfg_attr(not(any(feature = "rustls", feature = "diagnose")), allow(dead_code))]
+pub(crate) fn days(n: i64) -> String {
+    if n.abs() == 1 {
+        format!("{n} day")
     } else {
         format!("{} days", thousands(n))
     }

@@ -95,12 +95,15 @@ mod service;
 
 pub(crate) use chain::MAX_DEPTH;
 pub use chain::{classify_error, Stage};
+#[cfg_attr(not(feature = "diagnose"), allow(unused_imports))]
+pub(crate) use explain::days;
 #[cfg_attr(
     not(any(feature = "diagnose", feature = "retry")),
     allow(unused_imports)
 )]
 pub(crate) use explain::human_duration;
-#[cfg_attr(not(feature = "diagnose"), allow(unused_imports))]
+// Only the diagnose module's tests use it directly.
+#[cfg_attr(not(all(test, feature = "diagnose")), allow(unused_imports))]
 pub(crate) use explain::thousands;
 pub use failure::Failure;
 pub use kind::{Category, FailureKind};

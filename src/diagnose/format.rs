@@ -1,19 +1,12 @@
 //! Numbers as the report prints them.
 
 // The same numbers as a `Failure`'s one-line explanation.
-pub(crate) use crate::classify::{human_duration, thousands};
-
-pub(crate) fn days(n: i64) -> String {
-    if n.abs() == 1 {
-        format!("{} day", thousands(n))
-    } else {
-        format!("{} days", thousands(n))
-    }
-}
+pub(crate) use crate::classify::{days, human_duration};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::classify::thousands;
     use std::time::Duration;
 
     #[test]
