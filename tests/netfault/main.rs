@@ -734,7 +734,7 @@ fn total_outage(
         check(
             !late.is_empty() && late_failures == 0,
             format!(
-                "the breaker closed again: {late_failures} failures among {} requests sent 2 s after healing",
+                "the host is served again (an opened breaker closed): {late_failures} failures among {} requests sent 2 s after healing",
                 late.len()
             ),
         )?;
