@@ -219,6 +219,25 @@ fn nft(script: &str) {
     );
 }
 
+/// Loads the scenario's table: named `counters`, and `rules` in an input chain that accepts
+/// everything else.
+fn table(counters: &[&str], rules: &[String]) {
+    let counters: String = counters
+        .iter()
+        .map(|name| format!("counter {name} {{}}\n"))
+        .collect();
+    let rules = rules.join("\n");
+    nft(&format!(
+        "table inet {TABLE} {{
+           {counters}
+           chain input {{
+             type filter hook input priority 0; policy accept;
+             {rules}
+           }}
+         }}"
+    ));
+}
+
 /// The packets a named counter has seen.
 fn counter(name: &str) -> u64 {
     let out = run("nft", &["list", "counter", "inet", TABLE, name]).expect("nft list counter");
@@ -539,19 +558,14 @@ fn base_config() -> ClientConfig {
 fn connect_faults(rt: &Rt) -> Result<(), String> {
     rt.0.block_on(async {
         let (port, received) = server(false).await;
-        nft(&format!(
-            "table inet {TABLE} {{
-               counter syns {{}}
-               counter refused {{}}
-               counter dropped {{}}
-               chain input {{
-                 type filter hook input priority 0; policy accept;
-                 tcp dport {port} tcp flags syn counter name syns
-                 tcp dport {port} tcp flags syn numgen random mod 1000 < 15 counter name refused reject with tcp reset
-                 tcp dport {port} tcp flags syn numgen random mod 1000 < 15 counter name dropped drop
-               }}
-             }}"
-        ));
+        table(
+            &["syns", "refused", "dropped"],
+            &[
+            format!("tcp dport {port} tcp flags syn counter name syns"),
+            format!("tcp dport {port} tcp flags syn numgen random mod 1000 < 15 counter name refused reject with tcp reset"),
+            format!("tcp dport {port} tcp flags syn numgen random mod 1000 < 15 counter name dropped drop"),
+            ],
+        );
         let (client, layer) = fortified(base_config());
         let outcomes = send_all(&client, port, 0..3000, 16).await;
         let tally = Tally::of(&outcomes);
@@ -579,15 +593,12 @@ fn connect_faults(rt: &Rt) -> Result<(), String> {
 fn established_resets(rt: &Rt) -> Result<(), String> {
     rt.0.block_on(async {
         let (port, received) = server(true).await;
-        nft(&format!(
-            "table inet {TABLE} {{
-               counter resets {{}}
-               chain input {{
-                 type filter hook input priority 0; policy accept;
-                 tcp dport {port} ct state established meta length > 120 numgen random mod 1000 < 20 counter name resets reject with tcp reset
-               }}
-             }}"
-        ));
+        table(
+            &["resets"],
+            &[
+            format!("tcp dport {port} ct state established meta length > 120 numgen random mod 1000 < 20 counter name resets reject with tcp reset"),
+            ],
+        );
         let (client, layer) = fortified(base_config());
         let outcomes = send_all(&client, port, 0..3000, 16).await;
         let tally = Tally::of(&outcomes);
@@ -608,15 +619,12 @@ fn established_resets(rt: &Rt) -> Result<(), String> {
 fn lost_responses(rt: &Rt) -> Result<(), String> {
     rt.0.block_on(async {
         let (port, received) = server(true).await;
-        nft(&format!(
-            "table inet {TABLE} {{
-               counter lost {{}}
-               chain input {{
-                 type filter hook input priority 0; policy accept;
-                 tcp sport {port} meta length > 400 numgen random mod 1000 < 20 counter name lost drop
-               }}
-             }}"
-        ));
+        table(
+            &["lost"],
+            &[
+            format!("tcp sport {port} meta length > 400 numgen random mod 1000 < 20 counter name lost drop"),
+            ],
+        );
         let config = base_config().attempt_timeout(Duration::from_millis(120));
         let (client, layer) = fortified(config);
         let outcomes = send_all(&client, port, 0..3000, 16).await;
@@ -658,15 +666,12 @@ fn total_outage(
 ) -> Result<(), String> {
     rt.0.block_on(async {
         let (port, received) = server(false).await;
-        nft(&format!(
-            "table inet {TABLE} {{
-               counter syns {{}}
-               chain input {{
-                 type filter hook input priority 0; policy accept;
-                 tcp dport {port} tcp flags syn counter name syns
-               }}
-             }}"
-        ));
+        table(
+            &["syns"],
+            &[
+            format!("tcp dport {port} tcp flags syn counter name syns"),
+            ],
+        );
         let config = base_config().circuit_breaker(breaker);
         let (client, layer) = fortified(config);
         let rate = Duration::from_millis(5); // 200 requests a second
