@@ -24,9 +24,9 @@ mod batches;
 mod estimates;
 use fortify_test_support::servers;
 
-use batches::time_batches;
+use batches::keep_alive_pair;
 use bytes::Bytes;
-use criterion::{criterion_group, Criterion, Throughput};
+use criterion::{criterion_group, Criterion};
 use http::{Request, Response, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::{body::Body, service::service_fn};
@@ -129,23 +129,14 @@ fn e2e(c: &mut Criterion) {
             .expect("the defaults are valid")
             .layer(hyper_client())
     };
-    // Warm both clients' connections up outside the timing.
-    runtime.block_on(async {
-        batch(&bare, &uri).await;
-        batch(&stack, &uri).await;
-    });
-
-    let mut group = c.benchmark_group("e2e/loopback");
-    group
-        .throughput(Throughput::Elements(REQUESTS as u64))
-        .sample_size(10);
-    group.bench_function("hyper_client", |b| {
-        b.iter_custom(|iters| time_batches(&runtime, iters, || batch(&bare, &uri)))
-    });
-    group.bench_function("fortify_client_stack", |b| {
-        b.iter_custom(|iters| time_batches(&runtime, iters, || batch(&stack, &uri)))
-    });
-    group.finish();
+    keep_alive_pair(
+        c,
+        &runtime,
+        "e2e/loopback",
+        REQUESTS as u64,
+        ("hyper_client", || batch(&bare, &uri)),
+        ("fortify_client_stack", || batch(&stack, &uri)),
+    );
 }
 
 criterion_group! {

@@ -30,9 +30,9 @@ mod batches;
 mod estimates;
 use fortify_test_support::flaky;
 
-use batches::time_batches;
+use batches::{keep_alive_pair, time_batches};
 use bytes::Bytes;
-use criterion::{criterion_group, Criterion, Throughput};
+use criterion::{criterion_group, Criterion};
 use flaky::{Faults, FlakyBackend, TlsFaults};
 use http::{Request, Response, Uri};
 use http_body_util::{BodyExt, Full};
@@ -134,23 +134,14 @@ fn tls(c: &mut Criterion) {
         (fortified, silent)
     };
 
-    // Warm both clients' connections up outside the timing.
-    runtime.block_on(async {
-        batch(&bare, &uri).await;
-        batch(&fortified, &uri).await;
-    });
-
-    let mut group = c.benchmark_group("tls/keep_alive");
-    group
-        .throughput(Throughput::Elements(REQUESTS as u64))
-        .sample_size(10);
-    group.bench_function("bare", |b| {
-        b.iter_custom(|iters| time_batches(&runtime, iters, || batch(&bare, &uri)))
-    });
-    group.bench_function("fortified", |b| {
-        b.iter_custom(|iters| time_batches(&runtime, iters, || batch(&fortified, &uri)))
-    });
-    group.finish();
+    keep_alive_pair(
+        c,
+        &runtime,
+        "tls/keep_alive",
+        REQUESTS as u64,
+        ("bare", || batch(&bare, &uri)),
+        ("fortified", || batch(&fortified, &uri)),
+    );
 
     let mut group = c.benchmark_group("tls/connection_per_request");
     group.sample_size(10);

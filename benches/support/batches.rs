@@ -1,6 +1,7 @@
 //! Timing for criterion's `iter_custom` over a tokio runtime: the benches that send whole
 //! batches of requests over loopback (`#[path = "support/batches.rs"] mod batches;`).
 
+use criterion::{Criterion, Throughput};
 use std::{
     future::Future,
     time::{Duration, Instant},
@@ -20,4 +21,37 @@ pub(crate) fn time_batches<F: Future<Output = ()>>(
         }
         started.elapsed()
     })
+}
+
+/// Two clients' keep-alive batches side by side in one criterion group: both warmed up
+/// outside the timing (their connections opened), then each measured in requests per
+/// second (`requests` per batch).
+pub(crate) fn keep_alive_pair<A, FA, B, FB>(
+    c: &mut Criterion,
+    runtime: &Runtime,
+    group: &str,
+    requests: u64,
+    (name_a, mut a): (&str, A),
+    (name_b, mut b): (&str, B),
+) where
+    A: FnMut() -> FA,
+    FA: Future<Output = ()>,
+    B: FnMut() -> FB,
+    FB: Future<Output = ()>,
+{
+    runtime.block_on(async {
+        a().await;
+        b().await;
+    });
+    let mut group = c.benchmark_group(group);
+    group
+        .throughput(Throughput::Elements(requests))
+        .sample_size(10);
+    group.bench_function(name_a, |bench| {
+        bench.iter_custom(|iters| time_batches(runtime, iters, &mut a))
+    });
+    group.bench_function(name_b, |bench| {
+        bench.iter_custom(|iters| time_batches(runtime, iters, &mut b))
+    });
+    group.finish();
 }
