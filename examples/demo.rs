@@ -71,7 +71,7 @@
 //! | `--outage SECONDS` | 1.5 | length of the outage, which starts 40% into the run (0 disables) |
 //! | `--outage-kind K` | `unavailable` | `unavailable` (every request `503`) or `refused` (every connection refused) |
 //! | `--seed N` | 42 | seed of the faults and of the workload mix |
-//! | `--diagnose` | | print the diagnosis table instead: one request into each kind of failure, from TCP to HTTP |
+//! | `--diagnose` | | print the diagnosis table instead: the `doctor` probe (DNS, TCP, TLS, HTTP) against each kind of failure |
 //! | `--help` | | this list |
 
 use fortify_test_support::{flaky, servers};
@@ -191,7 +191,7 @@ usage: cargo run --release --example demo -- [flags]
   --outage SECONDS    outage length, starting 40% into the run; 0 disables (default 1.5)
   --outage-kind K     unavailable (every request 503) or refused (every connect refused)
   --seed N            seed of the faults and of the workload mix (default 42)
-  --diagnose          print the diagnosis table (one request into each kind of failure)
+  --diagnose          print the diagnosis table (the doctor's probe against each kind of failure)
   --help              this text";
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
@@ -1388,94 +1388,37 @@ fn main() -> ExitCode {
     })
 }
 
-// ===== --diagnose: what a request meets, from TCP to HTTP =====
+// ===== --diagnose: what a request meets, from DNS to HTTP =====
 
-/// The diagnosis table: misbehaving servers on 127.0.0.1, one GET to each through a
-/// hyper-util client whose resolver, TCP connector, TLS connector and requests are each
-/// wrapped in `ErrorClassifyLayer`; prints the failure kind, its urllib3 retry category,
-/// whether it is retried by default, and how long it took.
+/// The diagnosis table: misbehaving servers on 127.0.0.1 (and a resolver that fails), each
+/// walked by the crate's own probe, [`tower_fortify::diagnose::diagnose`] (the `doctor`
+/// example's probe): DNS, TCP, TLS with the certificate chain, then one `GET`. Prints the
+/// stage that failed, the failure kind, its urllib3 retry category, whether a `GET` and a
+/// `POST` are retried by default, how long the probe took, and the probe's one-line
+/// explanation and hint.
 mod diagnose {
     use super::servers;
-    use std::time::{Duration, Instant};
-    use tower_fortify::{
-        classify::{Failure, ResponseClass},
-        BoxError,
+    use fortify_test_support::pki;
+    use std::{
+        io,
+        net::SocketAddr,
+        time::{Duration, Instant},
     };
+    use tower_fortify::diagnose::{diagnose, Options, Report};
 
     struct Row {
         scenario: &'static str,
-        outcome: String,
-        category: String,
-        get: bool,
-        post: bool,
+        report: Report,
         took: Duration,
-        chain: Option<String>,
     }
 
-    async fn probe(
+    /// Where a probe goes: a URL, the options (roots, resolver) and what must live as long
+    /// as the probe (a listener whose accept queue is full).
+    struct Probe {
         scenario: &'static str,
-        stack: servers::Stack,
-        uri: String,
+        url: String,
+        options: Options,
         keep: Option<Box<dyn std::any::Any + Send>>,
-    ) -> Row {
-        let started = Instant::now();
-        let result: Result<servers::Response, BoxError> = servers::get(&stack, &uri).await;
-        let took = started.elapsed();
-        drop(keep);
-        match result {
-            Ok(response) => {
-                let class = ResponseClass::of(&response);
-                // A response is retried (by status) when the server asks to come back later,
-                // and only for methods allowed to be retried.
-                let retried =
-                    |method: &http::Method| class.asks_retry_after() && method.is_idempotent();
-                Row {
-                    scenario,
-                    outcome: format!("HTTP {}", response.status().as_u16()),
-                    category: if class.asks_retry_after() {
-                        "status"
-                    } else {
-                        "-"
-                    }
-                    .into(),
-                    get: retried(&http::Method::GET),
-                    post: retried(&http::Method::POST),
-                    took,
-                    chain: None,
-                }
-            }
-            Err(err) => {
-                let (outcome, category, get, post, chain) = match err.downcast_ref::<Failure>() {
-                    Some(failure) => {
-                        let kind = failure.kind();
-                        (
-                            format!("{kind:?}"),
-                            kind.category()
-                                .map_or("never retried".to_owned(), |c| c.to_string()),
-                            kind.retried_by_default(true),
-                            kind.retried_by_default(false),
-                            format!("{failure:#}"),
-                        )
-                    }
-                    None => (
-                        "unclassified".into(),
-                        "?".into(),
-                        false,
-                        false,
-                        err.to_string(),
-                    ),
-                };
-                Row {
-                    scenario,
-                    outcome,
-                    category,
-                    get,
-                    post,
-                    took,
-                    chain: Some(chain),
-                }
-            }
-        }
     }
 
     fn yes(b: bool) -> &'static str {
@@ -1488,21 +1431,25 @@ mod diagnose {
 
     pub(super) async fn run() {
         let timeouts = servers::Timeouts::default();
-        let trusted = servers::self_signed(&["localhost"]);
-        let other_name = servers::self_signed(&["api.example.test"]);
+        let root = pki::ca("Demo Root CA", None);
+        let base = Options::new()
+            .webpki_roots(false)
+            .root_certificate(root.der().clone())
+            .connect_timeout(timeouts.connect)
+            .tls_timeout(timeouts.handshake)
+            .read_timeout(timeouts.request);
+        // `localhost` on a server's port, through the probe's override (no real DNS).
+        let https = |addr: SocketAddr| {
+            let options = base
+                .clone()
+                .resolve(&format!("localhost:{}:127.0.0.1", addr.port()))
+                .expect("a valid override");
+            (format!("https://localhost:{}/", addr.port()), options)
+        };
+        let root = &root;
+        let tls = |case| async move { pki::tls_server(&pki::served(case, root), pki::OK).await };
 
-        let plain = servers::default_stack(&[]);
-        let trusting = servers::default_stack(&[trusted.cert.clone(), other_name.cert.clone()]);
-        let no_dns = servers::stack(
-            servers::connector(
-                servers::failing_resolver(),
-                servers::client_tls(&[]),
-                timeouts,
-            ),
-            timeouts,
-        );
-
-        let ok = servers::ok().await;
+        let http_ok = servers::ok().await;
         let busy = servers::answers(
             b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 2\r\ncontent-length: 0\r\n\r\n",
         )
@@ -1510,129 +1457,139 @@ mod diagnose {
         let refused = servers::refused().await;
         let stalled = servers::stalled_connect().await;
         let stalled_addr = stalled.addr;
-        let tls_ok = servers::tls_server(&trusted).await;
-        let tls_untrusted = servers::tls_server(&trusted).await;
-        let tls_wrong_name = servers::tls_server(&other_name).await;
-        let tls_stall = servers::tls_stalls().await;
         let closes = servers::close_after_request().await;
         let silent = servers::never_answers().await;
         let garbage = servers::garbage().await;
-        let http_first = servers::speaks_http_first().await;
+        let plain = |scenario, addr: SocketAddr| Probe {
+            scenario,
+            url: format!("http://{addr}/"),
+            options: base.clone(),
+            keep: None,
+        };
+        let secure = |scenario, addr: SocketAddr| {
+            let (url, options) = https(addr);
+            Probe {
+                scenario,
+                url,
+                options,
+                keep: None,
+            }
+        };
 
         let probes = vec![
-            (
-                "healthy server",
-                trusting.clone(),
-                format!("http://{ok}/"),
-                None,
-            ),
-            (
-                "healthy TLS server",
-                trusting.clone(),
-                format!("https://localhost:{}/", tls_ok.port()),
-                None,
-            ),
-            (
-                "503 with Retry-After",
-                plain.clone(),
-                format!("http://{busy}/"),
-                None,
-            ),
-            (
-                "unknown host (resolver fails)",
-                no_dns,
-                "http://no-such-host.invalid/".to_string(),
-                None,
-            ),
-            (
-                "port with no listener",
-                plain.clone(),
-                format!("http://{refused}/"),
-                None,
-            ),
-            (
-                "accept queue full (SYN dropped)",
-                plain.clone(),
-                format!("http://{stalled_addr}/"),
-                Some(Box::new(stalled) as Box<dyn std::any::Any + Send>),
-            ),
-            (
+            plain("healthy server", http_ok),
+            secure("healthy TLS server", tls(pki::Case::Valid).await),
+            plain("503 with Retry-After", busy),
+            Probe {
+                scenario: "unknown host (resolver fails)",
+                url: "http://no-such-host.invalid/".to_owned(),
+                options: base.clone().resolver(|host, _port| async move {
+                    Err(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("{host}: NXDOMAIN (the demo's resolver)"),
+                    ))
+                }),
+                keep: None,
+            },
+            plain("port with no listener", refused),
+            Probe {
+                keep: Some(Box::new(stalled) as Box<dyn std::any::Any + Send>),
+                ..plain("accept queue full (SYN dropped)", stalled_addr)
+            },
+            secure(
                 "TLS server never answers hello",
-                plain.clone(),
-                format!("https://localhost:{}/", tls_stall.port()),
-                None,
+                servers::tls_stalls().await,
             ),
-            (
+            secure(
                 "TLS to a plain HTTP server",
-                plain.clone(),
-                format!("https://localhost:{}/", http_first.port()),
-                None,
+                servers::speaks_http_first().await,
             ),
-            (
-                "self-signed certificate",
-                plain.clone(),
-                format!("https://localhost:{}/", tls_untrusted.port()),
-                None,
-            ),
-            (
+            secure("expired certificate", tls(pki::Case::Expired).await),
+            secure(
                 "certificate for another name",
-                trusting.clone(),
-                format!("https://localhost:{}/", tls_wrong_name.port()),
-                None,
+                tls(pki::Case::WrongHost).await,
             ),
-            (
-                "closes after reading request",
-                plain.clone(),
-                format!("http://{closes}/"),
-                None,
-            ),
-            (
-                "reads request, never answers",
-                plain.clone(),
-                format!("http://{silent}/"),
-                None,
-            ),
-            (
-                "answers with non-HTTP bytes",
-                plain.clone(),
-                format!("http://{garbage}/"),
-                None,
-            ),
+            secure("self-signed certificate", tls(pki::Case::SelfSigned).await),
+            secure("unknown CA", tls(pki::Case::UnknownCa).await),
+            plain("closes after reading request", closes),
+            plain("reads request, never answers", silent),
+            plain("answers with non-HTTP bytes", garbage),
         ];
 
         let started = Instant::now();
         let handles: Vec<_> = probes
             .into_iter()
-            .map(|(scenario, stack, uri, keep)| tokio::spawn(probe(scenario, stack, uri, keep)))
+            .map(|probe| {
+                tokio::spawn(async move {
+                    let begun = Instant::now();
+                    let report = diagnose(&probe.url, &probe.options)
+                        .await
+                        .expect("the demo's URLs and options are valid");
+                    let took = begun.elapsed();
+                    drop(probe.keep);
+                    Row {
+                        scenario: probe.scenario,
+                        report,
+                        took,
+                    }
+                })
+            })
             .collect();
         let mut rows = Vec::with_capacity(handles.len());
         for handle in handles {
             rows.push(handle.await.expect("probe task"));
         }
 
-        println!("tower-fortify: what a request through ErrorClassifyLayer met, from TCP to HTTP");
+        println!("tower-fortify: what a request meets, from DNS to HTTP (the doctor's probe)");
         println!(
             "(timeouts: connect {:?}, TLS handshake {:?}, request {:?}; all servers on 127.0.0.1)\n",
             timeouts.connect, timeouts.handshake, timeouts.request
         );
         let header = [
             "scenario",
+            "failed at",
             "outcome",
             "category",
             "retry GET",
             "retry POST",
             "took",
         ];
-        let cells: Vec<[String; 6]> = rows
+        let cells: Vec<[String; 7]> = rows
             .iter()
-            .map(|r| {
+            .map(|row| {
+                let verdict = &row.report.verdict;
+                let status = row.report.http.as_ref().and_then(|http| http.status);
+                let (outcome, category, post) = match (verdict.kind, status) {
+                    (Some(kind), _) => (
+                        kind.to_string(),
+                        kind.category()
+                            .map_or("never retried".to_owned(), |c| c.to_string()),
+                        kind.retried_by_default(false),
+                    ),
+                    // A response: retried by status only when the server asks to come back
+                    // later, and only for methods allowed to be retried.
+                    (None, Some(status)) => (
+                        format!("HTTP {status}"),
+                        if verdict.retried_by_default_policy {
+                            "status"
+                        } else {
+                            "-"
+                        }
+                        .to_owned(),
+                        false,
+                    ),
+                    (None, None) => ("-".to_owned(), "-".to_owned(), false),
+                };
                 [
-                    r.scenario.to_string(),
-                    r.outcome.clone(),
-                    r.category.clone(),
-                    yes(r.get).to_string(),
-                    yes(r.post).to_string(),
-                    format!("{:.1} ms", r.took.as_secs_f64() * 1e3),
+                    row.scenario.to_owned(),
+                    verdict
+                        .stage
+                        .map_or("-".to_owned(), |stage| stage.to_string()),
+                    outcome,
+                    category,
+                    yes(verdict.retried_by_default_policy).to_owned(),
+                    yes(post).to_owned(),
+                    format!("{:.1} ms", row.took.as_secs_f64() * 1e3),
                 ]
             })
             .collect();
@@ -1642,7 +1599,7 @@ mod diagnose {
                 *w = (*w).max(cell.len());
             }
         }
-        let line = |cols: [&str; 6]| {
+        let line = |cols: [&str; 7]| {
             let parts: Vec<String> = cols
                 .iter()
                 .zip(widths)
@@ -1654,13 +1611,15 @@ mod diagnose {
         let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
         println!("|-{}-|", rule.join("-|-"));
         for row in &cells {
-            line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]]);
+            line(std::array::from_fn(|i| row[i].as_str()));
         }
 
-        println!("\nThe chain behind each failure (Failure's `{{:#}}`):");
+        println!("\nWhat the probe says about each (`doctor` prints the whole report):");
         for row in &rows {
-            if let Some(chain) = &row.chain {
-                println!("  {:<32} {chain}", row.scenario);
+            let verdict = &row.report.verdict;
+            println!("  {:<32} {}", row.scenario, verdict.explanation);
+            if !verdict.hint.is_empty() {
+                println!("  {:<32} fix: {}", "", verdict.hint);
             }
         }
         println!(
