@@ -2,7 +2,7 @@
 //! stage at a time, with the failure kind this crate gives it and what to fix.
 //!
 //! ```text
-//! cargo run --features diagnose --example doctor -- https://host[:port]/path \
+//! cargo run --example doctor -- https://host[:port]/path \
 //!     [--ca FILE] [--resolve host:port:addr]... [--json]
 //! ```
 //!

@@ -32,8 +32,8 @@
 //!
 //! # Example
 //!
-//! `examples/doctor.rs` prints the report for a URL (`cargo run --features diagnose --example
-//! doctor -- https://host/`).
+//! `examples/doctor.rs` prints the report for a URL (`cargo run --example doctor --
+//! https://host/` in a clone of the repository).
 //!
 //! ```no_run
 //! use std::time::Duration;
