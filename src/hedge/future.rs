@@ -52,22 +52,26 @@ pin_project! {
 }
 
 /// What a hedge is sent with: the service (driven to readiness again when the delay is
-/// over), the request copy, and the delay.
+/// over), the request, and the delay.
 pub(crate) struct Spare<S, B> {
     pub(crate) service: S,
-    kept: Kept<B>,
+    request: SpareRequest<B>,
     delay: Duration,
-    /// The hedge's request, made when the delay is over, while the service gets ready.
-    request: Option<Request<B>>,
+}
+
+/// The hedge's request: the copy until the delay is over, then the request made from it
+/// while the service gets ready (one or the other: the future holds the larger only).
+enum SpareRequest<B> {
+    Kept(Kept<B>),
+    Made(Request<B>),
 }
 
 impl<S, B> Spare<S, B> {
     pub(crate) fn new(service: S, kept: Kept<B>, delay: Duration) -> Self {
         Spare {
             service,
-            kept,
+            request: SpareRequest::Kept(kept),
             delay,
-            request: None,
         }
     }
 }
@@ -288,7 +292,7 @@ where
     let (Some(spare), Some(shared)) = (spare_slot.as_mut(), shared) else {
         return false;
     };
-    if spare.request.is_none() {
+    if let SpareRequest::Kept(kept) = &spare.request {
         if timer.is_none() {
             // The first attempt is pending: `started` is set. A delay too long to represent
             // is a hedge never sent.
@@ -304,9 +308,9 @@ where
             }
         }
         timer.set(None);
-        match shared.decide(slot, &spare.kept) {
+        match shared.decide(slot, kept) {
             Ok((request, place)) => {
-                spare.request = Some(request);
+                spare.request = SpareRequest::Made(request);
                 *in_flight = Some(place);
             }
             Err(skip) => {
@@ -325,14 +329,17 @@ where
             false
         }
         Poll::Ready(Ok(())) => {
-            let request = spare
-                .request
-                .take()
-                .expect("a hedge's request is made before its service is readied");
-            shared.sent(&request, spare.delay);
+            let Some(Spare {
+                mut service,
+                request: SpareRequest::Made(request),
+                delay,
+            }) = spare_slot.take()
+            else {
+                unreachable!("a hedge's request is made before its service is readied");
+            };
+            shared.sent(&request, delay);
             *hedge_started = Some(Instant::now());
-            hedge.set(Some(spare.service.call(request)));
-            *spare_slot = None;
+            hedge.set(Some(service.call(request)));
             true
         }
     }

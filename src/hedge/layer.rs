@@ -1,5 +1,5 @@
 use super::{
-    tracker::{DelayRule, Tracker, WINDOW},
+    tracker::{DelayRule, SlotHasher, Tracker, WINDOW},
     Hedge,
 };
 use crate::{
@@ -9,7 +9,7 @@ use crate::{
 };
 use http::{Method, Request, Uri};
 use std::{
-    hash::{BuildHasher, RandomState},
+    hash::{BuildHasher, Hash, Hasher, RandomState},
     sync::Arc,
     time::Duration,
 };
@@ -84,7 +84,8 @@ pub(crate) struct Shared {
     pub(crate) name: &'static str,
     pub(crate) tracker: Arc<Tracker>,
     per_host: bool,
-    hasher: RandomState,
+    /// The seed of the tracker's hasher, random per layer.
+    seed: u64,
     pub(crate) allowed_methods: AllowedMethods,
     pub(crate) max_in_flight: u32,
     pub(crate) budget: Option<RetryBudget>,
@@ -101,9 +102,12 @@ pub(crate) type SharedRef = crate::internal::spare::SpareRef<Shared>;
 crate::internal::spare::spare_slot!(Shared);
 
 impl Shared {
-    /// The host of `uri` as the tracker hashes it: its [`HostKey`](crate::key::HostKey).
-    fn hash(&self, uri: &Uri) -> u64 {
-        self.hasher.hash_one(crate::key::HostKey::from_uri(uri))
+    /// The hash of a host's [`HostKey`](crate::key::HostKey), as the tracker keys it.
+    #[inline]
+    fn hash(&self, key: &crate::key::HostKey) -> u64 {
+        let mut hasher = SlotHasher::new(self.seed);
+        key.hash(&mut hasher);
+        hasher.finish()
     }
 
     /// The tracker's slot of the request's host (of every request, with `per_host(false)`).
@@ -112,8 +116,7 @@ impl Shared {
         if !self.per_host {
             return Some(0);
         }
-        let key = ByAuthority.key(request);
-        self.tracker.slot_of(self.hasher.hash_one(&key))
+        self.tracker.slot_of(self.hash(&ByAuthority.key(request)))
     }
 }
 
@@ -166,7 +169,9 @@ impl HedgeLayer {
     pub fn hedge_delay(&self, uri: &Uri) -> Option<Duration> {
         let shared = &self.shared;
         let slot = if shared.per_host {
-            shared.tracker.find(shared.hash(uri))?
+            shared
+                .tracker
+                .find(shared.hash(&crate::key::HostKey::from_uri(uri)))?
         } else {
             0
         };
@@ -400,7 +405,7 @@ impl HedgeBuilder {
                 name: self.name,
                 tracker: Arc::new(Tracker::new(slots, rule)),
                 per_host: self.per_host,
-                hasher: RandomState::new(),
+                seed: RandomState::new().hash_one(0u64),
                 allowed_methods: self.allowed_methods,
                 max_in_flight: self.max_in_flight,
                 budget: self.budget,

@@ -71,10 +71,15 @@ async fn no_hedge_before_min_samples() {
     backend.script([Step::Ok(Duration::from_secs(1))]);
     svc.clone().oneshot(get("a.test")).await.unwrap();
     assert_eq!(backend.calls(), 6, "five samples: no hedge");
-    // The sixth sample gives the host its delay.
+    // The sixth sample gives the host its delay; the host's key is the pool's: its case
+    // and a default port written out make no other host.
     assert!(layer
         .hedge_delay(&"http://a.test/".parse().unwrap())
         .is_some());
+    assert!(layer
+        .hedge_delay(&"http://A.TEST:80/x".parse().unwrap())
+        .is_some());
+    assert_eq!(layer.hedge_delay(&"https://a.test/".parse().unwrap()), None);
 }
 
 #[tokio::test(start_paused = true)]
