@@ -9,6 +9,7 @@ use fortify_test_support::counting_alloc::Counting;
 static GLOBAL: Counting = Counting;
 
 mod alloc;
+mod contract;
 mod durations;
 #[cfg(any(feature = "metrics", feature = "tracing"))]
 mod observability;
