@@ -7,7 +7,7 @@
 //! `backend.test` through the backend's resolver. Server and clients share one tokio runtime
 //! of two workers.
 //!
-//! Three groups:
+//! Four groups:
 //! - `tls/keep_alive`: `REQUESTS` GETs from `CONCURRENCY` tasks over kept-alive connections
 //!   (handshakes happen once, at warm-up, outside the timing): the request path, as a
 //!   throughput ratio (target: `fortified` ≥ 0.95 of `bare`). Four clients, each adding one
@@ -22,32 +22,35 @@
 //!     would install): the recording's cost on top;
 //! - `tls/connection_per_request`: one GET at a time with `connection: close`, so that each
 //!   request opens a new connection and performs a TLS handshake, through `bare` and
-//!   `fortified`;
-//! - `tls/new_connection`: the connectors alone, one new TLS connection per iteration: the
+//!   `fortified`. Each client reads the server's session ticket with the response, so
+//!   these handshakes resume a session (no certificate to verify);
+//! - `tls/new_connection`: the connectors alone, one new TLS connection per iteration
+//!   (closed before a session ticket is read: every handshake is a full one): the
 //!   bare hyper-rustls connector (`bare_handshake`: resolve, TCP, the handshake's own
 //!   time), the fortified connector with its telemetry recorded into the Prometheus recorder
 //!   (`fortified_with_telemetry`), and the same connector with no recorder
 //!   (`fortified_without_recorder`, its metric handles do nothing): the difference of the
 //!   last two is the telemetry's cost per new connection, reported against the handshake's
-//!   time.
-//!
+//!   time;
 //! - `tls/paired`: the comparisons that carry a claim measured again, each pair in
 //!   alternating calls (`support/paired.rs`), so that the ratio compares calls made in the
 //!   same moments: keep-alive `fortified` against `bare` (the target), the same harness on
 //!   `bare` against itself (a control: 1.000 or the harness favours a side), and a new
 //!   connection with telemetry against none (per connection; the ratio's excess over 1 is
 //!   the telemetry's share of the handshake). Sequential criterion functions a few
-//!   percent apart trade places from run to run; these ratios do not drift with the machine.
+//!   percent apart trade places from run to run as the machine drifts; alternating calls
+//!   share the drift, so that it cancels out of the ratio.
 //!
 //! After criterion's report, the ratios are printed from criterion's estimates of this run.
 //! Figures from a loaded machine are noise; only the same run's ratios mean something.
 //!
 //! Run with `cargo bench --bench tls`. For a profiler (instruction counts under callgrind,
 //! which hold whatever the load), `FORTIFY_BENCH_PROFILE=<group>/<function>` runs one
-//! variant alone, without criterion, on a current-thread runtime: one warm-up batch, then `FORTIFY_BENCH_BATCHES`
-//! batches (default 10) in `profiled`. Counted alone (callgrind's `--toggle-collect`), the
-//! total divided by the batches (and by `REQUESTS` for a keep-alive variant) is the
-//! variant's cost per batch (per request), server side included:
+//! variant alone, without criterion, on a current-thread runtime: one warm-up batch, then
+//! `FORTIFY_BENCH_BATCHES` batches (default 10) in `profiled`. Counted alone (callgrind's
+//! `--toggle-collect`), the total divided by the batches (and by `REQUESTS` for a
+//! keep-alive variant) is the variant's cost per batch (per request), server side
+//! included; two runs of the same variant differ by about half a percent:
 //!
 //! ```text
 //! cargo bench --no-run --bench tls
