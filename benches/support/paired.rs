@@ -37,12 +37,29 @@ static TOTALS: Mutex<Vec<(String, Totals)>> = Mutex::new(Vec::new());
 pub(crate) fn paired(
     group: &mut BenchmarkGroup<'_, WallTime>,
     name: &str,
+    ours: impl FnMut(),
+    baseline: impl FnMut(),
+) {
+    paired_in_batches(group, name, BATCH, ours, baseline);
+}
+
+/// [`paired`] with `batch` calls per batch instead of `BATCH`: calls that take
+/// milliseconds (a batch of requests over loopback) alternate every call or few calls,
+/// or criterion's few iterations per sample would all run in one batch of each side.
+pub(crate) fn paired_in_batches(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    batch: u64,
     mut ours: impl FnMut(),
     mut baseline: impl FnMut(),
 ) {
+    // Which side goes first carries over from one sample to the next, so that samples
+    // shorter than two batches do not always start with the same side.
+    let mut ours_first = true;
     group.bench_function(name, |b| {
         b.iter_custom(|iters| {
-            let (ours_time, baseline_time) = alternate(iters, &mut ours, &mut baseline);
+            let (ours_time, baseline_time) =
+                alternate(iters, batch, &mut ours_first, &mut ours, &mut baseline);
             let mut totals = TOTALS.lock().unwrap();
             let index = match totals.iter().position(|(n, _)| n == name) {
                 Some(index) => index,
@@ -60,25 +77,26 @@ pub(crate) fn paired(
     });
 }
 
-/// `iters` calls of each side in alternating batches: the time each side took.
+/// `iters` calls of each side in alternating batches of `batch`: the time each side took.
 fn alternate(
     iters: u64,
+    batch_size: u64,
+    ours_first: &mut bool,
     ours: &mut impl FnMut(),
     baseline: &mut impl FnMut(),
 ) -> (Duration, Duration) {
     let (mut ours_time, mut baseline_time) = (Duration::ZERO, Duration::ZERO);
     let mut left = iters;
-    let mut ours_first = true;
     while left > 0 {
-        let n = left.min(BATCH);
-        if ours_first {
+        let n = left.min(batch_size);
+        if *ours_first {
             ours_time += batch(n, ours);
             baseline_time += batch(n, baseline);
         } else {
             baseline_time += batch(n, baseline);
             ours_time += batch(n, ours);
         }
-        ours_first = !ours_first;
+        *ours_first = !*ours_first;
         left -= n;
     }
     (ours_time, baseline_time)
@@ -92,6 +110,14 @@ fn batch(n: u64, call: &mut impl FnMut()) -> Duration {
         call();
     }
     start.elapsed()
+}
+
+/// The ratio of our time to the baseline's for pair `name` in this run, if it was measured.
+#[allow(dead_code)] // for the benches whose summary states a target from a pair
+pub(crate) fn ratio(name: &str) -> Option<f64> {
+    let totals = TOTALS.lock().unwrap();
+    let (_, t) = totals.iter().find(|(n, _)| n == name)?;
+    Some(t.ours.as_secs_f64() / t.baseline.as_secs_f64())
 }
 
 /// Prints each pair measured in this run: both sides' time per call and their ratio.

@@ -236,12 +236,12 @@ impl ClientConfig {
             .pool_max_idle_per_host(self.pool_maxsize)
             .pool_idle_timeout(saturate_idle(settings.pool_idle_timeout))
             .pool_timer(TokioTimer::new());
-        Ok(HttpsClient {
-            pool: layer.pool_handle(),
-            breakers: layer.breaker_handle(),
-            stack: layer.layer(builder.build(connector.clone())),
+        Ok(HttpsClient::new(
+            layer.layer(builder.build(connector.clone())),
             connector,
-        })
+            layer.pool_handle(),
+            layer.breaker_handle(),
+        ))
     }
 }
 

@@ -112,6 +112,7 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use std::{
     fmt,
+    sync::Arc,
     task::{Context, Poll},
 };
 use tower_service::Service;
@@ -156,12 +157,35 @@ use tower_service::Service;
 /// ```
 pub struct HttpsClient<B = Full<Bytes>> {
     stack: ClientStack<Client<Connector, B>>,
+    // Behind one `Arc`: callers clone the client per request or per task, and each
+    // reference count is an atomic write on a cache line every worker shares.
+    handles: Arc<Handles>,
+}
+
+/// What the client's getters hand out; the stack holds its own references.
+struct Handles {
     connector: Connector,
     pool: PoolHandle,
     breakers: CircuitBreakerHandle,
 }
 
 impl<B> HttpsClient<B> {
+    pub(crate) fn new(
+        stack: ClientStack<Client<Connector, B>>,
+        connector: Connector,
+        pool: PoolHandle,
+        breakers: CircuitBreakerHandle,
+    ) -> Self {
+        HttpsClient {
+            stack,
+            handles: Arc::new(Handles {
+                connector,
+                pool,
+                breakers,
+            }),
+        }
+    }
+
     /// A handle on the per-host pool limits: in use, waiting, overflow, timeouts, leaks.
     ///
     /// ```
@@ -170,7 +194,7 @@ impl<B> HttpsClient<B> {
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn pool_handle(&self) -> PoolHandle {
-        self.pool.clone()
+        self.handles.pool.clone()
     }
 
     /// A handle on the per-host circuit breakers.
@@ -181,7 +205,7 @@ impl<B> HttpsClient<B> {
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn breaker_handle(&self) -> CircuitBreakerHandle {
-        self.breakers.clone()
+        self.handles.breakers.clone()
     }
 
     /// The connector that opens the client's connections.
@@ -192,7 +216,7 @@ impl<B> HttpsClient<B> {
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn connector(&self) -> &Connector {
-        &self.connector
+        &self.handles.connector
     }
 
     /// The stack around hyper-util's client.
@@ -235,9 +259,7 @@ impl<B> Clone for HttpsClient<B> {
     fn clone(&self) -> Self {
         HttpsClient {
             stack: self.stack.clone(),
-            connector: self.connector.clone(),
-            pool: self.pool.clone(),
-            breakers: self.breakers.clone(),
+            handles: Arc::clone(&self.handles),
         }
     }
 }
