@@ -332,9 +332,9 @@ impl Breaker {
 
 /// Loom models of the breaker's transitions (see `internal::sync` for how to run them).
 /// They drive the synchronous core (`Shared::admit`, `Ticket::finish`, a ticket's drop) from
-/// loom threads. The open duration is zero and the probe timeout long, so the real clock
-/// the breaker reads decides nothing: an open breaker lets the next call in as a probe, and
-/// no probe slot is reclaimed. The lanes' and spare references' thread-locals are loom's
+/// loom threads. The breaker reads the model clock (`internal::sync::model_clock`), which
+/// these models leave at zero; the open duration is zero and the probe timeout long, so an
+/// open breaker lets the next call in as a probe, and no probe slot is reclaimed. The lanes' and spare references' thread-locals are loom's
 /// (`internal::sync::thread_local`), so each model thread has its own, as a real thread.
 #[cfg(all(test, fortify_loom))]
 mod loom {
