@@ -132,11 +132,24 @@ impl Breaker {
     }
 
     pub(super) fn now_micros(&self) -> u64 {
-        micros(Instant::now().saturating_duration_since(self.start))
+        micros(self.elapsed())
     }
 
     pub(super) fn now_nanos(&self) -> u64 {
-        nanos(Instant::now().saturating_duration_since(self.start))
+        nanos(self.elapsed())
+    }
+
+    /// Time since the breaker's start: under loom, the model thread's clock, which the
+    /// models set (`internal::sync::model_clock`).
+    #[inline]
+    fn elapsed(&self) -> Duration {
+        #[cfg(all(test, fortify_loom))]
+        return {
+            let _ = self.start;
+            crate::internal::sync::model_clock::elapsed()
+        };
+        #[cfg(not(all(test, fortify_loom)))]
+        Instant::now().saturating_duration_since(self.start)
     }
 
     pub(super) fn control(&self) -> MutexGuard<'_, Control> {

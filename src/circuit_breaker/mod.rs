@@ -264,6 +264,8 @@ mod state;
 mod ticket;
 mod transitions;
 mod window;
+#[cfg(all(test, fortify_loom))]
+mod window_loom;
 
 pub use admission::is_probe_call;
 pub use builder::CircuitBreakerBuilder;

@@ -11,7 +11,8 @@ use super::{
     window::{TimeWindow, WindowFigures},
     Outcome,
 };
-use std::{sync::atomic::Ordering, time::Duration};
+use crate::internal::sync::{fence, Ordering};
+use std::time::Duration;
 
 /// Growth steps beyond this are never needed: `multiplier >= 1`, so `2^64` times any
 /// duration exceeds the 100-year cap unless the multiplier is 1.
@@ -25,6 +26,13 @@ impl Breaker {
     /// Trips the breaker if the window's rates have reached a threshold.
     pub(super) fn evaluate(&self, gen: u32) {
         let config = &self.settings.config;
+        if self.time.is_some() {
+            // The result was just counted in this thread's lane, and the other lanes are
+            // read next: without a full fence, two results counted at once in two lanes
+            // may each miss the other (store buffering), and neither trip on the pair
+            // that crosses the threshold (the loom model in `window_loom.rs`).
+            fence(Ordering::SeqCst);
+        }
         let figures = self.figures(false);
         if figures.calls < u64::from(config.minimum_calls) {
             return;
@@ -324,9 +332,9 @@ impl Breaker {
 
 /// Loom models of the breaker's transitions (see `internal::sync` for how to run them).
 /// They drive the synchronous core (`Shared::admit`, `Ticket::finish`, a ticket's drop) from
-/// loom threads. The open duration is zero and the probe timeout long, so the real clock
-/// the breaker reads decides nothing: an open breaker lets the next call in as a probe, and
-/// no probe slot is reclaimed. The lanes' and spare references' thread-locals are loom's
+/// loom threads. The breaker reads the model clock (`internal::sync::model_clock`), which
+/// these models leave at zero; the open duration is zero and the probe timeout long, so an
+/// open breaker lets the next call in as a probe, and no probe slot is reclaimed. The lanes' and spare references' thread-locals are loom's
 /// (`internal::sync::thread_local`), so each model thread has its own, as a real thread.
 #[cfg(all(test, fortify_loom))]
 mod loom {

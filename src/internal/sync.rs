@@ -16,14 +16,14 @@
 #[cfg(all(test, fortify_loom))]
 #[allow(unused_imports)]
 pub(crate) use loom::sync::{
-    atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize},
+    atomic::{fence, AtomicBool, AtomicI64, AtomicU64, AtomicUsize},
     Arc, Mutex, MutexGuard, RwLock,
 };
 
 #[cfg(not(all(test, fortify_loom)))]
 #[allow(unused_imports)]
 pub(crate) use std::sync::{
-    atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize},
+    atomic::{fence, AtomicBool, AtomicI64, AtomicU64, AtomicUsize},
     Arc, Mutex, MutexGuard, RwLock,
 };
 
@@ -53,3 +53,27 @@ macro_rules! thread_local_const {
     };
 }
 pub(crate) use thread_local_const;
+
+/// The models' clock: each model thread's own reading of the time since a breaker's start,
+/// which the thread sets (`set`) before it calls. Per thread, as loom runs its threads on one
+/// OS thread: a model gives each its own reading, older or newer than another's, as real
+/// threads read the clock at different moments. Zero until set, so that a model that sets
+/// none sees a clock that stands still.
+#[cfg(all(test, fortify_loom))]
+pub(crate) mod model_clock {
+    use std::{cell::Cell, time::Duration};
+
+    ::loom::thread_local! {
+        static NOW: Cell<Duration> = Cell::new(Duration::ZERO);
+    }
+
+    /// Sets the current model thread's clock.
+    pub(crate) fn set(now: Duration) {
+        NOW.with(|n| n.set(now));
+    }
+
+    /// The current model thread's clock.
+    pub(crate) fn elapsed() -> Duration {
+        NOW.with(Cell::get)
+    }
+}

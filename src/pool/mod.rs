@@ -141,6 +141,8 @@ pub mod future;
 mod handle;
 mod keyed;
 mod layer;
+#[cfg(all(test, fortify_loom))]
+mod loom_tests;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod permit;

@@ -6,10 +6,8 @@
 //! the slots; a slot reported as leaked carries a flag, so that each permit is reported
 //! once.
 
-use std::{
-    sync::atomic::{AtomicU64, AtomicUsize, Ordering},
-    time::Duration,
-};
+use crate::internal::sync::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// Slots are indexed by `u32`, and a pool's table is `maxsize * 8` bytes: tracking is
