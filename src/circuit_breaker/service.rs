@@ -7,7 +7,7 @@ use super::{
 };
 use crate::{
     classify::{Failure, Stage},
-    key::{ByAuthority, RequestKey},
+    key::{ByAuthority, RequestKey, RequestLookup},
     BoxError,
 };
 use std::{
@@ -192,7 +192,7 @@ where
             }
             Breakers::Keyed(map) => {
                 // The key is looked up borrowed: a known key allocates nothing.
-                let admission = map.admit(self.key.key(&request));
+                let admission = map.admit(RequestLookup::of(&self.key, &request));
                 future::admitted(admission, &mut self.inner, request, &self.classifier)
             }
         }

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::{
     classify::{Failure, Stage},
-    key::{ByAuthority, RequestKey},
+    key::{ByAuthority, RequestKey, RequestLookup},
     BoxError, InvalidConfig,
 };
 use http::{Request, Response};
@@ -260,7 +260,7 @@ where
             }
             Pools::Keyed { key, pools } => (key, pools),
         };
-        let pool = match pools.try_acquire(key.key(&request), &self.shared.core) {
+        let pool = match pools.try_acquire(RequestLookup::of(key, &request), &self.shared.core) {
             Ok(permit) => return ResponseFuture::called(self.inner.call(request), permit, release),
             Err(pool) => pool,
         };
