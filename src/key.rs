@@ -490,7 +490,7 @@ impl<K: Hash + Eq + fmt::Debug + Send + Sync + 'static> Probe<MapKey> for Reques
     #[inline]
     fn hash_with(&self, hasher: &MapHasher) -> u64 {
         match self {
-            RequestLookup::Host(host) => hasher.hash_one(host),
+            RequestLookup::Host(host) => host.hash_with(hasher),
             RequestLookup::Other(key) => hasher.hash_one(key),
         }
     }
@@ -498,7 +498,7 @@ impl<K: Hash + Eq + fmt::Debug + Send + Sync + 'static> Probe<MapKey> for Reques
     #[inline]
     fn matches(&self, stored: &MapKey) -> bool {
         match (self, stored) {
-            (RequestLookup::Host(host), MapKey::Host(stored)) => *host == stored.as_ref(),
+            (RequestLookup::Host(host), stored) => host.matches(stored),
             (RequestLookup::Other(key), MapKey::Other(stored)) => {
                 stored.as_any().downcast_ref::<K>() == Some(key)
             }
@@ -510,9 +510,27 @@ impl<K: Hash + Eq + fmt::Debug + Send + Sync + 'static> Probe<MapKey> for Reques
 impl<K: Hash + Eq + fmt::Debug + Send + Sync + 'static> Lookup<MapKey> for RequestLookup<'_, K> {
     fn into_key(self) -> MapKey {
         match self {
-            RequestLookup::Host(host) => MapKey::Host(host.to_owned()),
+            RequestLookup::Host(host) => host.into_key(),
             RequestLookup::Other(key) => MapKey::Other(Box::new(key)),
         }
+    }
+}
+
+impl Probe<MapKey> for HostRef<'_> {
+    #[inline]
+    fn hash_with(&self, hasher: &MapHasher) -> u64 {
+        hasher.hash_one(self)
+    }
+
+    #[inline]
+    fn matches(&self, stored: &MapKey) -> bool {
+        matches!(stored, MapKey::Host(stored) if *self == stored.as_ref())
+    }
+}
+
+impl Lookup<MapKey> for HostRef<'_> {
+    fn into_key(self) -> MapKey {
+        MapKey::Host(self.to_owned())
     }
 }
 

@@ -41,9 +41,56 @@ use std::{
     sync::PoisonError,
 };
 
-/// The hasher of the per-key maps: foldhash, fast on short keys (a host name), seeded per
-/// map so that keys made to collide cannot be chosen in advance.
+/// The hasher of the per-key maps: foldhash, fast on short keys (a host name), seeded at
+/// random so that keys made to collide cannot be chosen in advance. One seed for the
+/// process ([`map_hasher`]): a request hashed once is looked up in several maps (the
+/// preset's breakers and pools) with that one hash.
 pub(crate) type MapHasher = foldhash::fast::RandomState;
+
+/// The hasher of every per-key map.
+#[inline]
+pub(crate) fn map_hasher() -> &'static MapHasher {
+    static HASHER: std::sync::OnceLock<MapHasher> = std::sync::OnceLock::new();
+    HASHER.get_or_init(MapHasher::default)
+}
+
+/// A probe hashed once, to be looked up in several maps.
+#[derive(Clone)]
+pub(crate) struct Hashed<P> {
+    hash: u64,
+    probe: P,
+}
+
+impl<P> Hashed<P> {
+    #[inline]
+    pub(crate) fn new<K>(probe: P) -> Self
+    where
+        P: Probe<K>,
+    {
+        Hashed {
+            hash: probe.hash_with(map_hasher()),
+            probe,
+        }
+    }
+}
+
+impl<K, P: Probe<K>> Probe<K> for Hashed<P> {
+    #[inline]
+    fn hash_with(&self, _: &MapHasher) -> u64 {
+        self.hash
+    }
+
+    #[inline]
+    fn matches(&self, key: &K) -> bool {
+        self.probe.matches(key)
+    }
+}
+
+impl<K, P: Lookup<K>> Lookup<K> for Hashed<P> {
+    fn into_key(self) -> K {
+        self.probe.into_key()
+    }
+}
 
 /// Whether a value may be evicted (the breaker's are `Idle` or `Busy`, the pool's `Idle`
 /// or `Never`).
@@ -84,7 +131,6 @@ pub(crate) struct LruMap<K, V> {
     shards: Box<[Padded<Shard<K, V>>]>,
     len: AtomicUsize,
     capacity: usize,
-    hasher: MapHasher,
 }
 
 struct Shard<K, V> {
@@ -209,7 +255,6 @@ impl<K, V: Evict> LruMap<K, V> {
             shards,
             len: AtomicUsize::new(0),
             capacity,
-            hasher: MapHasher::default(),
         }
     }
 
@@ -234,7 +279,7 @@ impl<K, V: Evict> LruMap<K, V> {
     where
         L: Lookup<K>,
     {
-        let hash = key.hash_with(&self.hasher);
+        let hash = key.hash_with(map_hasher());
         let shard = self.shard(hash);
         {
             let table = shard.table.read().unwrap_or_else(PoisonError::into_inner);
@@ -297,7 +342,7 @@ impl<K, V: Evict> LruMap<K, V> {
     /// `f` applied to `key`'s value, if it is tracked (without stamping it as used).
     #[cfg(any(test, feature = "circuit-breaker"))]
     pub(crate) fn get<R>(&self, key: &impl Probe<K>, f: impl FnOnce(&V) -> R) -> Option<R> {
-        let hash = key.hash_with(&self.hasher);
+        let hash = key.hash_with(map_hasher());
         let table = self
             .shard(hash)
             .table
