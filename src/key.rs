@@ -274,9 +274,10 @@ impl<'a> HostRef<'a> {
         }
     }
 
+    /// The host's bytes (a byte range needs no check of character boundaries).
     #[inline]
-    fn host(&self) -> Option<&'a str> {
-        self.authority?.as_str().get(self.host.clone())
+    fn host_bytes(&self) -> Option<&'a [u8]> {
+        self.authority?.as_str().as_bytes().get(self.host.clone())
     }
 }
 
@@ -287,9 +288,9 @@ impl PartialEq for HostRef<'_> {
             && self.tag == other.tag
             // The tag tells `http` and `https` apart: only other schemes are compared.
             && (self.tag != OTHER || self.scheme == other.scheme)
-            && match (self.host(), other.host()) {
+            && match (self.host_bytes(), other.host_bytes()) {
                 // The same spelling first: a byte comparison is cheaper.
-                (Some(a), Some(b)) => a == b || a.eq_ignore_ascii_case(b),
+                (Some(a), Some(b)) => a.len() == b.len() && (a == b || a.eq_ignore_ascii_case(b)),
                 (None, None) => true,
                 _ => false,
             }
@@ -302,7 +303,7 @@ impl Hash for HostRef<'_> {
         // Consistent with `eq`: the host lower-cased in 64-byte writes (one for most
         // hosts, copied only when it has upper-case letters), then in one word its length,
         // the scheme as a tag and the port.
-        let host = self.host().map_or(&[][..], str::as_bytes);
+        let host = self.host_bytes().unwrap_or_default();
         if has_upper(host) {
             let mut buf = [0u8; 64];
             for chunk in host.chunks(buf.len()) {
@@ -536,8 +537,10 @@ impl Lookup<MapKey> for HostRef<'_> {
 
 /// A key a handle looks up (`CircuitBreakerHandle::get`): any type, a [`HostKey`] found
 /// among [`ByAuthority`]'s keys.
+#[cfg(feature = "circuit-breaker")]
 pub(crate) struct ByRef<'a, Q: ?Sized>(pub(crate) &'a Q);
 
+#[cfg(feature = "circuit-breaker")]
 impl<Q: Hash + Eq + Any> Probe<MapKey> for ByRef<'_, Q> {
     fn hash_with(&self, hasher: &MapHasher) -> u64 {
         // A `HostKey` hashes as the `HostRef` it was looked up with.
@@ -628,6 +631,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "circuit-breaker")]
     fn lookups_match_their_own_keys_only() {
         let hasher = MapHasher::default();
         let request = Request::get("http://A.example/x").body(()).unwrap();

@@ -54,13 +54,15 @@ pub(crate) fn map_hasher() -> &'static MapHasher {
     HASHER.get_or_init(MapHasher::default)
 }
 
-/// A probe hashed once, to be looked up in several maps.
+/// A probe hashed once, to be looked up in several maps (the preset's breaker and pool).
+#[cfg(feature = "stack")]
 #[derive(Clone)]
 pub(crate) struct Hashed<P> {
     hash: u64,
     probe: P,
 }
 
+#[cfg(feature = "stack")]
 impl<P> Hashed<P> {
     #[inline]
     pub(crate) fn new<K>(probe: P) -> Self
@@ -74,6 +76,7 @@ impl<P> Hashed<P> {
     }
 }
 
+#[cfg(feature = "stack")]
 impl<K, P: Probe<K>> Probe<K> for Hashed<P> {
     #[inline]
     fn hash_with(&self, _: &MapHasher) -> u64 {
@@ -86,6 +89,7 @@ impl<K, P: Probe<K>> Probe<K> for Hashed<P> {
     }
 }
 
+#[cfg(feature = "stack")]
 impl<K, P: Lookup<K>> Lookup<K> for Hashed<P> {
     fn into_key(self) -> K {
         self.probe.into_key()
