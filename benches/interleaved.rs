@@ -306,6 +306,17 @@ fn main() {
                 ),
             ),
             (
+                "fortify CircuitBreaker (per host)",
+                None,
+                variant(
+                    CircuitBreakerLayer::builder()
+                        .build()
+                        .expect("valid")
+                        .layer(ok_http()),
+                    request,
+                ),
+            ),
+            (
                 "tower Retry (cloning policy)",
                 None,
                 variant(

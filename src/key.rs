@@ -24,7 +24,7 @@
 
 use crate::internal::{
     host::{default_port, split_host_port},
-    lru::Lookup,
+    lru::{Lookup, MapHasher, Probe},
 };
 use http::{
     uri::{Authority, Scheme},
@@ -33,7 +33,7 @@ use http::{
 use std::{
     any::Any,
     fmt,
-    hash::{Hash, Hasher},
+    hash::{BuildHasher, Hash, Hasher},
 };
 
 /// Computes the key of a request: requests with equal keys share per-key state (a pool, a
@@ -74,6 +74,15 @@ pub trait RequestKey<B> {
     /// assert_eq!(ByAuthority.key(&request).port(), Some(80));
     /// ```
     fn key(&self, request: &Request<B>) -> Self::Key;
+
+    /// Whether this is [`ByAuthority`]: the per-key maps then read the request's authority
+    /// in place instead of making its key (no copy, no reference count touched). Not part
+    /// of the API: the default (`false`) is right for every key of your own.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn by_authority(&self) -> bool {
+        false
+    }
 }
 
 /// The default [`RequestKey`]: one key per scheme, host and port of the request URI's
@@ -105,6 +114,11 @@ impl<B> RequestKey<B> for ByAuthority {
     fn key(&self, request: &Request<B>) -> HostKey {
         HostKey::from_uri(request.uri())
     }
+
+    #[inline(always)]
+    fn by_authority(&self) -> bool {
+        true
+    }
 }
 
 /// A key of [`ByAuthority`]: scheme, host (case-insensitive) and port (the scheme's default
@@ -126,6 +140,8 @@ impl<B> RequestKey<B> for ByAuthority {
 #[derive(Clone)]
 pub struct HostKey {
     scheme: Option<Scheme>,
+    /// The scheme's [`tag`].
+    tag: u8,
     authority: Option<Authority>,
     /// Where the host is in the authority (parsed once: keys are hashed and compared often).
     host: std::ops::Range<usize>,
@@ -133,17 +149,15 @@ pub struct HostKey {
 }
 
 impl HostKey {
+    /// The key as [`ByAuthority`] looks it up (borrowed).
     #[inline]
-    fn new(scheme: Option<Scheme>, authority: Option<Authority>) -> Self {
-        let (host, explicit) = authority.as_ref().map_or((0..0, None), |authority| {
-            split_host_port(authority.as_str())
-        });
-        let port = explicit.or_else(|| default_port(scheme.as_ref()?.as_str()));
-        HostKey {
-            scheme,
-            authority,
-            host,
-            port,
+    fn as_ref(&self) -> HostRef<'_> {
+        HostRef {
+            scheme: self.scheme.as_ref(),
+            tag: self.tag,
+            authority: self.authority.as_ref(),
+            host: self.host.clone(),
+            port: self.port,
         }
     }
 
@@ -160,7 +174,7 @@ impl HostKey {
     /// ```
     #[inline]
     pub fn from_uri(uri: &Uri) -> Self {
-        HostKey::new(uri.scheme().cloned(), uri.authority().cloned())
+        HostRef::of(uri).to_owned()
     }
 
     /// The scheme, if the URI had one.
@@ -203,14 +217,7 @@ impl HostKey {
 
 impl PartialEq for HostKey {
     fn eq(&self, other: &Self) -> bool {
-        self.scheme == other.scheme
-            && match (self.host(), other.host()) {
-                // The same spelling first: a byte comparison is cheaper.
-                (Some(a), Some(b)) => a == b || a.eq_ignore_ascii_case(b),
-                (None, None) => true,
-                _ => false,
-            }
-            && self.port == other.port
+        self.as_ref() == other.as_ref()
     }
 }
 
@@ -218,41 +225,145 @@ impl Eq for HostKey {}
 
 impl Hash for HostKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        // Consistent with `eq`: the scheme as a case-insensitive tag, the host lower-cased,
-        // the port. Hashing is per call: a host of up to 59 bytes takes one `write`.
-        let host = self.host().map_or(&[][..], str::as_bytes);
-        let scheme = match self.scheme() {
-            None => 0,
-            Some(s) if s.eq_ignore_ascii_case("http") => 1,
-            Some(s) if s.eq_ignore_ascii_case("https") => 2,
-            Some(_) => 3,
-        };
-        let [hi, lo] = self.port.unwrap_or(0).to_be_bytes();
-        // The host's length mod 256, the scheme and the port.
-        let trailer = [
-            host.len() as u8,
+        self.as_ref().hash(state);
+    }
+}
+
+/// A [`HostKey`] read in place from a URI: what the per-key maps look a request up with
+/// (its scheme and authority are copied only for a new entry).
+#[derive(Clone)]
+pub(crate) struct HostRef<'a> {
+    scheme: Option<&'a Scheme>,
+    /// The scheme's [`tag`].
+    tag: u8,
+    authority: Option<&'a Authority>,
+    host: std::ops::Range<usize>,
+    port: Option<u16>,
+}
+
+impl<'a> HostRef<'a> {
+    #[inline]
+    pub(crate) fn of(uri: &'a Uri) -> Self {
+        let scheme = uri.scheme();
+        let authority = uri.authority();
+        let (host, explicit) = authority.map_or((0..0, None), |authority| {
+            split_host_port(authority.as_str())
+        });
+        let tag = tag(scheme);
+        let port = explicit.or(match tag {
+            HTTP => Some(80),
+            HTTPS => Some(443),
+            _ => None,
+        });
+        HostRef {
             scheme,
-            u8::from(self.port.is_some()),
-            hi,
-            lo,
-        ];
-        let mut buf = [0u8; 64];
-        let n = host.len();
-        if n <= buf.len() - trailer.len() {
-            buf[..n].copy_from_slice(host);
-            buf[..n].make_ascii_lowercase();
-            buf[n..n + trailer.len()].copy_from_slice(&trailer);
-            state.write(&buf[..n + trailer.len()]);
-        } else {
+            tag,
+            authority,
+            host,
+            port,
+        }
+    }
+
+    fn to_owned(&self) -> HostKey {
+        HostKey {
+            scheme: self.scheme.cloned(),
+            tag: self.tag,
+            authority: self.authority.cloned(),
+            host: self.host.clone(),
+            port: self.port,
+        }
+    }
+
+    /// The host's bytes (a byte range needs no check of character boundaries).
+    #[inline]
+    fn host_bytes(&self) -> Option<&'a [u8]> {
+        self.authority?.as_str().as_bytes().get(self.host.clone())
+    }
+}
+
+impl PartialEq for HostRef<'_> {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        self.port == other.port
+            && self.tag == other.tag
+            // The tag tells `http` and `https` apart: only other schemes are compared.
+            && (self.tag != OTHER || self.scheme == other.scheme)
+            && match (self.host_bytes(), other.host_bytes()) {
+                // The same spelling first: a byte comparison is cheaper.
+                (Some(a), Some(b)) => a.len() == b.len() && (a == b || a.eq_ignore_ascii_case(b)),
+                (None, None) => true,
+                _ => false,
+            }
+    }
+}
+
+impl Hash for HostRef<'_> {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Consistent with `eq`: the host lower-cased in 64-byte writes (one for most
+        // hosts, copied only when it has upper-case letters), then in one word its length,
+        // the scheme as a tag and the port.
+        let host = self.host_bytes().unwrap_or_default();
+        if has_upper(host) {
+            let mut buf = [0u8; 64];
             for chunk in host.chunks(buf.len()) {
                 let buf = &mut buf[..chunk.len()];
                 buf.copy_from_slice(chunk);
                 buf.make_ascii_lowercase();
                 state.write(buf);
             }
-            state.write(&trailer);
+        } else {
+            for chunk in host.chunks(64) {
+                state.write(chunk);
+            }
+        }
+        let port = self.port.map_or(0, |port| 0x1_0000 | u64::from(port));
+        state.write_u64((host.len() as u64) << 32 | u64::from(self.tag) << 24 | port);
+    }
+}
+
+/// [`HostRef::tag`]: no scheme, `http`, `https` (in any case), another.
+const NONE: u8 = 0;
+const HTTP: u8 = 1;
+const HTTPS: u8 = 2;
+const OTHER: u8 = 3;
+
+/// A scheme as a tag: the schemes `http` parses first (an enum compare), then any other
+/// spelling of them.
+#[inline]
+fn tag(scheme: Option<&Scheme>) -> u8 {
+    match scheme {
+        None => NONE,
+        Some(s) if *s == Scheme::HTTP => HTTP,
+        Some(s) if *s == Scheme::HTTPS => HTTPS,
+        Some(s) => match default_port(s.as_str()) {
+            Some(80) => HTTP,
+            Some(_) => HTTPS,
+            None => OTHER,
+        },
+    }
+}
+
+/// Whether `bytes` may hold an upper-case ASCII letter (also for any byte not ASCII, which
+/// a parsed authority never holds), eight bytes at a time.
+#[inline]
+fn has_upper(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    let upper = |word: u64| {
+        // For an ASCII byte `b`, `b + 0x3f` has its top bit set from `A` on, `b + 0x25`
+        // from after `Z` on; no sum carries into the next byte.
+        word & (ONES * 0x80) != 0
+            || (word + ONES * 0x3f) & !(word + ONES * 0x25) & (ONES * 0x80) != 0
+    };
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        if upper(u64::from_ne_bytes(chunk.try_into().expect("8 bytes"))) {
+            return true;
         }
     }
+    let mut last = [0u8; 8];
+    last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    upper(u64::from_ne_bytes(last))
 }
 
 impl fmt::Debug for HostKey {
@@ -316,28 +427,18 @@ where
     }
 }
 
-// ===== keys, their type erased =====
+// ===== the keys of the per-key maps =====
 
-/// A key of any type, as the per-key maps (pools, breakers) store it: a layer is built before
-/// the request type (and so the key type) is known. Every key of one map has the same type.
+/// A key of any type, as the per-key maps (pools, breakers) store a key of your own: a layer
+/// is built before the request type (and so the key type) is known. Every key of one map
+/// has the same type. Only a new key and a handle's lookup go through it: a call compares
+/// its own key with [`as_any`](Self::as_any).
 pub(crate) trait ErasedKey: Any + Send + Sync {
-    fn hash_erased(&self, state: &mut dyn Hasher);
-    fn eq_erased(&self, other: &dyn ErasedKey) -> bool;
     fn as_any(&self) -> &dyn Any;
     fn debug(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
 }
 
-impl<K: Hash + Eq + fmt::Debug + Send + Sync + 'static> ErasedKey for K {
-    #[inline]
-    fn hash_erased(&self, mut state: &mut dyn Hasher) {
-        self.hash(&mut state);
-    }
-
-    #[inline]
-    fn eq_erased(&self, other: &dyn ErasedKey) -> bool {
-        other.as_any().downcast_ref::<K>() == Some(self)
-    }
-
+impl<K: fmt::Debug + Send + Sync + 'static> ErasedKey for K {
     #[inline]
     fn as_any(&self) -> &dyn Any {
         self
@@ -348,42 +449,109 @@ impl<K: Hash + Eq + fmt::Debug + Send + Sync + 'static> ErasedKey for K {
     }
 }
 
-impl Hash for dyn ErasedKey {
-    #[inline]
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.hash_erased(state);
-    }
+/// The key of a per-key map: [`ByAuthority`]'s own (compared without an indirect call), or
+/// any other key, its type erased.
+pub(crate) enum MapKey {
+    Host(HostKey),
+    Other(Box<dyn ErasedKey>),
 }
 
-impl PartialEq for dyn ErasedKey {
-    #[inline]
-    fn eq(&self, other: &Self) -> bool {
-        self.eq_erased(other)
-    }
-}
-
-impl Eq for dyn ErasedKey {}
-
-impl fmt::Debug for dyn ErasedKey {
+impl fmt::Debug for MapKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.debug(f)
+        match self {
+            MapKey::Host(key) => fmt::Debug::fmt(key, f),
+            MapKey::Other(key) => key.debug(f),
+        }
     }
 }
 
-/// A request's key, looked up as it is (borrowed: nothing is boxed on a hit), and boxed
-/// only when its entry (a pool, a breaker) is created.
-pub(crate) struct ByValue<K>(pub(crate) K);
+/// How a request is looked up in a per-key map: by its authority read in place (the
+/// default key), or by the key a [`RequestKey`] of your own made for it.
+pub(crate) enum RequestLookup<'a, K> {
+    Host(HostRef<'a>),
+    Other(K),
+}
 
-impl<K: ErasedKey> Lookup<Box<dyn ErasedKey>> for ByValue<K> {
-    type Borrowed = dyn ErasedKey;
+impl<'a, K> RequestLookup<'a, K> {
+    /// The lookup of `request` with `key`: for [`ByAuthority`], its URI read in place.
+    #[inline(always)]
+    pub(crate) fn of<B, R>(key: &R, request: &'a Request<B>) -> Self
+    where
+        R: RequestKey<B, Key = K>,
+    {
+        if key.by_authority() {
+            RequestLookup::Host(HostRef::of(request.uri()))
+        } else {
+            RequestLookup::Other(key.key(request))
+        }
+    }
+}
 
+impl<K: Hash + Eq + fmt::Debug + Send + Sync + 'static> Probe<MapKey> for RequestLookup<'_, K> {
     #[inline]
-    fn borrowed(&self) -> &dyn ErasedKey {
-        &self.0
+    fn hash_with(&self, hasher: &MapHasher) -> u64 {
+        match self {
+            RequestLookup::Host(host) => host.hash_with(hasher),
+            RequestLookup::Other(key) => hasher.hash_one(key),
+        }
     }
 
-    fn into_key(self) -> Box<dyn ErasedKey> {
-        Box::new(self.0)
+    #[inline]
+    fn matches(&self, stored: &MapKey) -> bool {
+        match (self, stored) {
+            (RequestLookup::Host(host), stored) => host.matches(stored),
+            (RequestLookup::Other(key), MapKey::Other(stored)) => {
+                stored.as_any().downcast_ref::<K>() == Some(key)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl<K: Hash + Eq + fmt::Debug + Send + Sync + 'static> Lookup<MapKey> for RequestLookup<'_, K> {
+    fn into_key(self) -> MapKey {
+        match self {
+            RequestLookup::Host(host) => host.into_key(),
+            RequestLookup::Other(key) => MapKey::Other(Box::new(key)),
+        }
+    }
+}
+
+impl Probe<MapKey> for HostRef<'_> {
+    #[inline]
+    fn hash_with(&self, hasher: &MapHasher) -> u64 {
+        hasher.hash_one(self)
+    }
+
+    #[inline]
+    fn matches(&self, stored: &MapKey) -> bool {
+        matches!(stored, MapKey::Host(stored) if *self == stored.as_ref())
+    }
+}
+
+impl Lookup<MapKey> for HostRef<'_> {
+    fn into_key(self) -> MapKey {
+        MapKey::Host(self.to_owned())
+    }
+}
+
+/// A key a handle looks up (`CircuitBreakerHandle::get`): any type, a [`HostKey`] found
+/// among [`ByAuthority`]'s keys.
+#[cfg(feature = "circuit-breaker")]
+pub(crate) struct ByRef<'a, Q: ?Sized>(pub(crate) &'a Q);
+
+#[cfg(feature = "circuit-breaker")]
+impl<Q: Hash + Eq + Any> Probe<MapKey> for ByRef<'_, Q> {
+    fn hash_with(&self, hasher: &MapHasher) -> u64 {
+        // A `HostKey` hashes as the `HostRef` it was looked up with.
+        hasher.hash_one(self.0)
+    }
+
+    fn matches(&self, stored: &MapKey) -> bool {
+        match stored {
+            MapKey::Host(stored) => (self.0 as &dyn Any).downcast_ref::<HostKey>() == Some(stored),
+            MapKey::Other(stored) => stored.as_any().downcast_ref::<Q>() == Some(self.0),
+        }
     }
 }
 
@@ -400,6 +568,21 @@ mod tests {
         let mut h = DefaultHasher::new();
         key.hash(&mut h);
         h.finish()
+    }
+
+    #[test]
+    fn upper_case_letters_are_found_in_any_byte() {
+        for len in 0..20 {
+            for at in 0..len {
+                for (b, upper) in [(b'A', true), (b'Z', true), (b'@', false), (b'[', false)] {
+                    let mut host = vec![b'a'; len];
+                    host[at] = b;
+                    assert_eq!(has_upper(&host), upper, "{len} {at} {b}");
+                }
+            }
+            assert!(!has_upper(&vec![b'z'; len]));
+        }
+        assert!(has_upper(&[0xc3, 0xa9]), "not ASCII: copied");
     }
 
     #[test]
@@ -448,22 +631,34 @@ mod tests {
     }
 
     #[test]
-    fn erased_keys_hash_and_compare_as_their_type() {
+    #[cfg(feature = "circuit-breaker")]
+    fn lookups_match_their_own_keys_only() {
+        let hasher = MapHasher::default();
+        let request = Request::get("http://A.example/x").body(()).unwrap();
+        let host = RequestLookup::<HostKey>::of(&ByAuthority, &request);
+        let stored = RequestLookup::<HostKey>::of(&ByAuthority, &request).into_key();
+        assert!(host.matches(&stored));
         let (a, b) = (key("http://a.example/"), key("http://A.EXAMPLE:80/"));
-        let erased = |key: &dyn ErasedKey| {
-            let mut h = DefaultHasher::new();
-            key.hash(&mut h);
-            h.finish()
-        };
-        let boxed: Box<dyn ErasedKey> = Box::new(a.clone());
-        assert!(*boxed == *(&b as &dyn ErasedKey));
-        assert_eq!(erased(&*boxed), erased(&b));
-        assert_eq!(erased(&b), hash(&b));
-        assert!(*boxed != *(&key("http://b.example/") as &dyn ErasedKey));
+        // A request's lookup, a handle's and the key's own hash alike.
+        assert_eq!(host.hash_with(&hasher), hasher.hash_one(&a));
+        assert_eq!(ByRef(&b).hash_with(&hasher), host.hash_with(&hasher));
+        assert!(ByRef(&b).matches(&stored));
+        assert!(!ByRef(&key("http://b.example/")).matches(&stored));
         assert!(
-            *boxed != *(&"http://a.example:80" as &dyn ErasedKey),
+            !ByRef(&"http://a.example:80").matches(&stored),
             "another type"
         );
-        assert_eq!(format!("{boxed:?}"), "http://a.example:80");
+        // A key of your own is erased, and compared as its type.
+        let by_path = KeyBy::new(|r: &Request<()>| r.uri().path().to_owned());
+        let other = RequestLookup::of(&by_path, &request);
+        assert!(!other.matches(&stored));
+        let erased = RequestLookup::of(&by_path, &request).into_key();
+        assert!(other.matches(&erased) && !host.matches(&erased));
+        assert!(ByRef(&String::from("/x")).matches(&erased));
+        assert!(!ByRef(&"/x").matches(&erased), "another type");
+        assert_eq!(
+            format!("{stored:?} {erased:?}"),
+            "http://A.example:80 \"/x\""
+        );
     }
 }

@@ -111,10 +111,23 @@ where
     S: Service<Request>,
     C: Clone,
 {
+    admitted_with(admission, request, classifier, |request| {
+        inner.call(request)
+    })
+}
+
+/// [`admitted`], the call made by `call`.
+#[inline(always)]
+pub(crate) fn admitted_with<R, F, C: Clone>(
+    admission: Admission,
+    request: R,
+    classifier: &C,
+    call: impl FnOnce(R) -> F,
+) -> ResponseFuture<F, C> {
     match admission {
         Admission::Call(ticket) => {
             let probe = ticket.is_probe().then(ProbeCall::enter);
-            let future = inner.call(request);
+            let future = call(request);
             drop(probe);
             ResponseFuture::called(future, ticket, classifier.clone())
         }

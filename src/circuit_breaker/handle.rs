@@ -1,4 +1,5 @@
 use super::{breaker::Breaker, keyed::Breakers, State, WindowFigures};
+use crate::key::ByRef;
 use std::{fmt, hash::Hash, sync::Arc, time::Duration};
 
 /// Reads and steers one breaker from outside the service: its state, its window, and the
@@ -294,7 +295,7 @@ impl CircuitBreakerHandle {
     {
         match &self.breakers {
             Breakers::Single(shared) => Some(BreakerHandle::new(Arc::clone(&shared.breaker))),
-            Breakers::Keyed(map) => map.get(key).map(BreakerHandle::new),
+            Breakers::Keyed(map) => map.get(&ByRef(key)).map(BreakerHandle::new),
         }
     }
 

@@ -1,6 +1,6 @@
 //! One breaker per key (per host by default, [`ByAuthority`](crate::key::ByAuthority)): the
 //! map with a bound on the keys tracked. Keys are [`RequestKey`](crate::key::RequestKey)'s,
-//! stored and looked up as the per-host pools' are ([`ErasedKey`]).
+//! stored and looked up as the per-host pools' are ([`MapKey`]).
 
 use super::{
     admission::{Admission, Shared},
@@ -9,8 +9,8 @@ use super::{
     State,
 };
 use crate::{
-    internal::lru::{Evict, Eviction, LruMap},
-    key::{ByValue, ErasedKey},
+    internal::lru::{Evict, Eviction, Lookup, LruMap, Probe},
+    key::MapKey,
 };
 use std::{fmt, sync::Arc};
 
@@ -22,7 +22,7 @@ use std::{fmt, sync::Arc};
 /// state must hold).
 pub(crate) struct KeyedMap {
     pub(crate) settings: Arc<Settings>,
-    map: LruMap<Box<dyn ErasedKey>, Shared>,
+    map: LruMap<MapKey, Shared>,
 }
 
 impl Evict for Shared {
@@ -44,9 +44,9 @@ impl KeyedMap {
     /// Admits a call through `key`'s breaker, created if needed. The key is looked up
     /// borrowed, and boxed only for a new breaker.
     #[inline]
-    pub(crate) fn admit<K: ErasedKey>(&self, key: K) -> Admission {
+    pub(crate) fn admit(&self, key: impl Lookup<MapKey>) -> Admission {
         self.map.get_or_insert(
-            ByValue(key),
+            key,
             Shared::admit,
             // The key as printed, once per breaker: its rejections and events share it.
             |key| Shared::new(Arc::clone(&self.settings), Some(format!("{key:?}").into())),
@@ -61,7 +61,7 @@ impl KeyedMap {
         )
     }
 
-    pub(crate) fn get(&self, key: &dyn ErasedKey) -> Option<Arc<Breaker>> {
+    pub(crate) fn get(&self, key: &impl Probe<MapKey>) -> Option<Arc<Breaker>> {
         self.map.get(key, |shared| Arc::clone(&shared.breaker))
     }
 

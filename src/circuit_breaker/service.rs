@@ -1,3 +1,5 @@
+#[cfg(feature = "stack")]
+use super::admission::Admission;
 use super::{
     admission::Shared,
     future::{self, ResponseFuture},
@@ -7,9 +9,11 @@ use super::{
 };
 use crate::{
     classify::{Failure, Stage},
-    key::{ByAuthority, RequestKey},
+    key::{ByAuthority, RequestKey, RequestLookup},
     BoxError,
 };
+#[cfg(feature = "stack")]
+use crate::{internal::lru::Hashed, key::HostRef};
 use std::{
     sync::Arc,
     task::{Context, Poll},
@@ -192,10 +196,40 @@ where
             }
             Breakers::Keyed(map) => {
                 // The key is looked up borrowed: a known key allocates nothing.
-                let admission = map.admit(self.key.key(&request));
+                let admission = map.admit(RequestLookup::of(&self.key, &request));
                 future::admitted(admission, &mut self.inner, request, &self.classifier)
             }
         }
+    }
+}
+
+/// The preset's call through a per-host breaker and pool, in two halves around the pool's
+/// acquisition, with one lookup of the request hashed for both maps
+/// ([`stack`](crate::stack)).
+#[cfg(feature = "stack")]
+impl<S, C: Clone> CircuitBreaker<S, ByAuthority, C> {
+    /// Whether the call goes through: the breaker of `lookup`'s host admits it (or rejects
+    /// it).
+    #[inline(always)]
+    pub(crate) fn admit_hashed(&self, lookup: Hashed<HostRef<'_>>) -> Admission {
+        match &self.breakers {
+            Breakers::Single(shared) => shared.admit(),
+            Breakers::Keyed(map) => map.admit(lookup),
+        }
+    }
+
+    /// The inner call `call` makes, if `admission` lets it through.
+    #[inline(always)]
+    pub(crate) fn call_admitted<R, F>(
+        &mut self,
+        admission: Admission,
+        request: R,
+        call: impl FnOnce(&mut S, R) -> F,
+    ) -> ResponseFuture<F, C> {
+        let inner = &mut self.inner;
+        future::admitted_with(admission, request, &self.classifier, |request| {
+            call(inner, request)
+        })
     }
 }
 

@@ -1,6 +1,10 @@
 //! A bounded map of per-key state, least recently used first out: the keyed breaker's
 //! breakers and the per-host pool limit's pools.
 //!
+//! Keys are hashed once per lookup, with [`MapHasher`] (foldhash, seeded per map): the hash
+//! picks the shard and is the shard's own key, and the lookup compares itself with the keys
+//! of that hash ([`Probe`]), so that a request is looked up as it is, without making a key.
+//!
 //! Each shard is a hash map under a read-write lock: a call finds its value under the read
 //! lock; only a new key takes the write lock, to insert, and to evict when the shard is
 //! full. The pool limit keeps one shard (its bound and its recency are exact, as urllib3's
@@ -31,12 +35,66 @@ use super::{
     sync::{AtomicU64, AtomicUsize, Ordering, RwLock},
 };
 use std::{
-    borrow::Borrow,
     collections::HashMap,
     fmt,
-    hash::{Hash, Hasher},
+    hash::{BuildHasher, Hash, Hasher},
     sync::PoisonError,
 };
+
+/// The hasher of the per-key maps: foldhash, fast on short keys (a host name), seeded at
+/// random so that keys made to collide cannot be chosen in advance. One seed for the
+/// process ([`map_hasher`]): a request hashed once is looked up in several maps (the
+/// preset's breakers and pools) with that one hash.
+pub(crate) type MapHasher = foldhash::fast::RandomState;
+
+/// The hasher of every per-key map.
+#[inline]
+pub(crate) fn map_hasher() -> &'static MapHasher {
+    static HASHER: std::sync::OnceLock<MapHasher> = std::sync::OnceLock::new();
+    HASHER.get_or_init(MapHasher::default)
+}
+
+/// A probe hashed once, to be looked up in several maps (the preset's breaker and pool).
+#[cfg(feature = "stack")]
+#[derive(Clone)]
+pub(crate) struct Hashed<P> {
+    hash: u64,
+    probe: P,
+}
+
+#[cfg(feature = "stack")]
+impl<P> Hashed<P> {
+    #[inline]
+    pub(crate) fn new<K>(probe: P) -> Self
+    where
+        P: Probe<K>,
+    {
+        Hashed {
+            hash: probe.hash_with(map_hasher()),
+            probe,
+        }
+    }
+}
+
+#[cfg(feature = "stack")]
+impl<K, P: Probe<K>> Probe<K> for Hashed<P> {
+    #[inline]
+    fn hash_with(&self, _: &MapHasher) -> u64 {
+        self.hash
+    }
+
+    #[inline]
+    fn matches(&self, key: &K) -> bool {
+        self.probe.matches(key)
+    }
+}
+
+#[cfg(feature = "stack")]
+impl<K, P: Lookup<K>> Lookup<K> for Hashed<P> {
+    fn into_key(self) -> K {
+        self.probe.into_key()
+    }
+}
 
 /// Whether a value may be evicted (the breaker's are `Idle` or `Busy`, the pool's `Idle`
 /// or `Never`).
@@ -60,13 +118,16 @@ pub(crate) trait Evict {
     fn eviction(&self) -> Eviction;
 }
 
-/// A key to look up, which becomes the map's own key `K` when it is inserted.
-pub(crate) trait Lookup<K> {
-    /// What the map is searched with: `K` borrows as it.
-    type Borrowed: Hash + Eq + ?Sized;
+/// What a map of keys `K` is searched with: hashed with the map's hasher, then compared with
+/// the keys of that hash.
+pub(crate) trait Probe<K> {
+    fn hash_with(&self, hasher: &MapHasher) -> u64;
 
-    fn borrowed(&self) -> &Self::Borrowed;
+    fn matches(&self, key: &K) -> bool;
+}
 
+/// A [`Probe`] that becomes the map's own key `K` when it is inserted.
+pub(crate) trait Lookup<K>: Probe<K> {
     fn into_key(self) -> K;
 }
 
@@ -77,7 +138,7 @@ pub(crate) struct LruMap<K, V> {
 }
 
 struct Shard<K, V> {
-    map: RwLock<HashMap<K, Slot<V>>>,
+    table: RwLock<Table<K, V>>,
     /// The clock of least-recent use.
     clock: AtomicU64,
     capacity: usize,
@@ -89,12 +150,79 @@ struct Shard<K, V> {
     scanned: AtomicUsize,
 }
 
-struct Slot<V> {
+/// A shard's entries by their keys' hash (hashed again by nothing: [`Identity`]); the keys
+/// of one hash (almost always one) in a bucket.
+struct Table<K, V> {
+    buckets: HashMap<u64, Bucket<K, V>, BuildIdentity>,
+    len: usize,
+}
+
+struct Bucket<K, V> {
+    first: Slot<K, V>,
+    /// Other keys of the same hash.
+    more: Vec<Slot<K, V>>,
+}
+
+struct Slot<K, V> {
+    key: K,
     value: V,
     last_used: AtomicU64,
 }
 
-impl<K: Hash + Eq, V: Evict> LruMap<K, V> {
+impl<K, V> Table<K, V> {
+    #[inline]
+    fn find(&self, hash: u64, probe: &impl Probe<K>) -> Option<&Slot<K, V>> {
+        let bucket = self.buckets.get(&hash)?;
+        if probe.matches(&bucket.first.key) {
+            return Some(&bucket.first);
+        }
+        bucket.more.iter().find(|slot| probe.matches(&slot.key))
+    }
+
+    fn slots(&self) -> impl Iterator<Item = &Slot<K, V>> {
+        self.buckets
+            .values()
+            .flat_map(|bucket| std::iter::once(&bucket.first).chain(&bucket.more))
+    }
+
+    fn insert(&mut self, hash: u64, slot: Slot<K, V>) -> &Slot<K, V> {
+        self.len += 1;
+        match self.buckets.entry(hash) {
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                &entry
+                    .insert(Bucket {
+                        first: slot,
+                        more: Vec::new(),
+                    })
+                    .first
+            }
+            std::collections::hash_map::Entry::Occupied(entry) => {
+                let more = &mut entry.into_mut().more;
+                more.push(slot);
+                more.last().expect("just pushed")
+            }
+        }
+    }
+
+    /// Keeps the slots `keep` says to keep.
+    fn retain(&mut self, mut keep: impl FnMut(&Slot<K, V>) -> bool) {
+        let mut len = 0;
+        self.buckets.retain(|_, bucket| {
+            bucket.more.retain(&mut keep);
+            if !keep(&bucket.first) {
+                match bucket.more.pop() {
+                    Some(last) => bucket.first = last,
+                    None => return false,
+                }
+            }
+            len += 1 + bucket.more.len();
+            true
+        });
+        self.len = len;
+    }
+}
+
+impl<K, V: Evict> LruMap<K, V> {
     /// A map of at most `capacity` entries (beyond it only by entries that must stay), in
     /// one shard.
     #[cfg(any(test, feature = "pool"))]
@@ -115,7 +243,10 @@ impl<K: Hash + Eq, V: Evict> LruMap<K, V> {
                 // The capacities add up to `capacity` exactly.
                 let capacity = capacity / count + usize::from(i < capacity % count);
                 Padded(Shard {
-                    map: RwLock::new(HashMap::new()),
+                    table: RwLock::new(Table {
+                        buckets: HashMap::default(),
+                        len: 0,
+                    }),
                     clock: AtomicU64::new(0),
                     capacity,
                     scan_at: AtomicUsize::new(capacity),
@@ -131,15 +262,11 @@ impl<K: Hash + Eq, V: Evict> LruMap<K, V> {
         }
     }
 
-    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> &Shard<K, V> {
-        if self.shards.len() == 1 {
-            return &self.shards[0];
-        }
-        // FNV-1a: only spreads keys over shards; the maps themselves use SipHash, so keys
-        // chosen to collide slow down no more than one shard's lock.
-        let mut hasher = Fnv(0xcbf2_9ce4_8422_2325);
-        key.hash(&mut hasher);
-        &self.shards[(hasher.0 as usize) & (self.shards.len() - 1)]
+    #[inline]
+    fn shard(&self, hash: u64) -> &Shard<K, V> {
+        // Bits the shard's table uses least (it takes the low ones for its index and the
+        // top seven for its tags).
+        &self.shards[(hash >> 32) as usize & (self.shards.len() - 1)]
     }
 
     /// `found` applied to `key`'s value, inserted first (made by `make` from the key) if
@@ -155,18 +282,18 @@ impl<K: Hash + Eq, V: Evict> LruMap<K, V> {
     ) -> R
     where
         L: Lookup<K>,
-        K: Borrow<L::Borrowed>,
     {
-        let shard = self.shard(key.borrowed());
+        let hash = key.hash_with(map_hasher());
+        let shard = self.shard(hash);
         {
-            let map = shard.map.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(slot) = map.get(key.borrowed()) {
+            let table = shard.table.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(slot) = table.find(hash, &key) {
                 // `found` by value here, not through a reference: it inlines.
                 shard.touch(slot);
                 return found(&slot.value);
             }
         }
-        self.insert(shard, key, found, make, inserted)
+        self.insert(shard, hash, key, found, make, inserted)
     }
 
     /// [`get_or_insert`](Self::get_or_insert) past the read lock: under the write lock.
@@ -175,6 +302,7 @@ impl<K: Hash + Eq, V: Evict> LruMap<K, V> {
     fn insert<L, R>(
         &self,
         shard: &Shard<K, V>,
+        hash: u64,
         key: L,
         found: impl FnOnce(&V) -> R,
         make: impl FnOnce(&K) -> V,
@@ -182,10 +310,9 @@ impl<K: Hash + Eq, V: Evict> LruMap<K, V> {
     ) -> R
     where
         L: Lookup<K>,
-        K: Borrow<L::Borrowed>,
     {
-        let mut map = shard.map.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(slot) = map.get(key.borrowed()) {
+        let mut table = shard.table.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(slot) = table.find(hash, &key) {
             shard.touch(slot);
             return found(&slot.value);
         }
@@ -193,16 +320,17 @@ impl<K: Hash + Eq, V: Evict> LruMap<K, V> {
         // was evicted and the count is right.
         let key = key.into_key();
         let value = make(&key);
-        let evicted = if map.len() >= shard.scan_at.load(Ordering::Relaxed) {
-            shard.scan(&mut map)
+        let evicted = if table.len >= shard.scan_at.load(Ordering::Relaxed) {
+            shard.scan(&mut table)
         } else {
             0
         };
         let slot = Slot {
+            key,
             value,
             last_used: AtomicU64::new(shard.clock.fetch_add(1, Ordering::Relaxed) + 1),
         };
-        let slot = map.entry(key).or_insert(slot);
+        let slot = table.insert(hash, slot);
         // Under the shard's lock: the total never counts an entry twice or misses one.
         if evicted == 0 {
             self.len.fetch_add(1, Ordering::Relaxed);
@@ -210,24 +338,21 @@ impl<K: Hash + Eq, V: Evict> LruMap<K, V> {
             self.len.fetch_sub(evicted - 1, Ordering::Relaxed);
         }
         let r = found(&slot.value);
-        drop(map);
+        drop(table);
         inserted(evicted);
         r
     }
 
     /// `f` applied to `key`'s value, if it is tracked (without stamping it as used).
     #[cfg(any(test, feature = "circuit-breaker"))]
-    pub(crate) fn get<Q, R>(&self, key: &Q, f: impl FnOnce(&V) -> R) -> Option<R>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let map = self
-            .shard(key)
-            .map
+    pub(crate) fn get<R>(&self, key: &impl Probe<K>, f: impl FnOnce(&V) -> R) -> Option<R> {
+        let hash = key.hash_with(map_hasher());
+        let table = self
+            .shard(hash)
+            .table
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        map.get(key).map(|slot| f(&slot.value))
+        table.find(hash, key).map(|slot| f(&slot.value))
     }
 
     /// The entries tracked.
@@ -239,26 +364,26 @@ impl<K: Hash + Eq, V: Evict> LruMap<K, V> {
     pub(crate) fn collect<T>(&self, mut f: impl FnMut(&K, &V) -> T) -> Vec<T> {
         let mut out = Vec::with_capacity(self.len());
         for shard in self.shards.iter() {
-            let map = shard.map.read().unwrap_or_else(PoisonError::into_inner);
-            out.extend(map.iter().map(|(key, slot)| f(key, &slot.value)));
+            let table = shard.table.read().unwrap_or_else(PoisonError::into_inner);
+            out.extend(table.slots().map(|slot| f(&slot.key, &slot.value)));
         }
         out
     }
 }
 
-impl<K: Hash + Eq, V: Evict> Shard<K, V> {
+impl<K, V: Evict> Shard<K, V> {
     /// Evicts from a shard about to take a new key (under its write lock), and sets when
     /// the next scan is due: at `capacity` if this one made room, else once the shard has
     /// grown by half (entries that must stay are not scanned again for every new key).
     /// Returns how many entries were evicted.
-    fn scan(&self, map: &mut HashMap<K, Slot<V>>) -> usize {
+    fn scan(&self, table: &mut Table<K, V>) -> usize {
         #[cfg(test)]
-        self.scanned.fetch_add(map.len(), Ordering::Relaxed);
-        let evicted = evict(map, self.capacity);
-        let scan_at = if map.len() < self.capacity {
+        self.scanned.fetch_add(table.len, Ordering::Relaxed);
+        let evicted = evict(table, self.capacity);
+        let scan_at = if table.len < self.capacity {
             self.capacity
         } else {
-            let len = map.len() + 1;
+            let len = table.len + 1;
             len.saturating_add(len / 2).max(self.capacity)
         };
         self.scan_at.store(scan_at, Ordering::Relaxed);
@@ -270,7 +395,7 @@ impl<K, V> Shard<K, V> {
     /// Stamps a slot found under either lock (eviction cannot pick it meanwhile) as the most
     /// recently used, unless it already is.
     #[inline]
-    fn touch(&self, slot: &Slot<V>) {
+    fn touch(&self, slot: &Slot<K, V>) {
         if slot.last_used.load(Ordering::Relaxed) != self.clock.load(Ordering::Relaxed) {
             let stamp = self.clock.fetch_add(1, Ordering::Relaxed) + 1;
             slot.last_used.fetch_max(stamp, Ordering::Relaxed);
@@ -282,13 +407,13 @@ impl<K, V> Shard<K, V> {
 /// (at least enough to make room for one more entry), busy ones only as far as room is
 /// still needed, never an entry that must stay. Batches keep the cost per new key constant
 /// while a scan of hosts fills the map again and again. Returns how many were evicted.
-fn evict<K: Hash + Eq, V: Evict>(map: &mut HashMap<K, Slot<V>>, capacity: usize) -> usize {
-    let needed = (map.len() + 1).saturating_sub(capacity).max(1);
+fn evict<K, V: Evict>(table: &mut Table<K, V>, capacity: usize) -> usize {
+    let needed = (table.len + 1).saturating_sub(capacity).max(1);
     // Under the write lock nobody stamps an entry, so stamps identify entries (they are
     // distinct). Whether a value may go is asked once: it can change meanwhile (a call on
     // a breaker ends), and asking again could evict fewer or more than chosen.
     let (mut idle, mut busy) = (Vec::new(), Vec::new());
-    for slot in map.values() {
+    for slot in table.slots() {
         let stamp = slot.last_used.load(Ordering::Relaxed);
         match slot.value.eviction() {
             Eviction::Idle => idle.push(stamp),
@@ -303,12 +428,12 @@ fn evict<K: Hash + Eq, V: Evict>(map: &mut HashMap<K, Slot<V>>, capacity: usize)
         return 0;
     }
     idle.sort_unstable();
-    let before = map.len();
-    map.retain(|_, slot| {
+    let before = table.len;
+    table.retain(|slot| {
         idle.binary_search(&slot.last_used.load(Ordering::Relaxed))
             .is_err()
     });
-    before - map.len()
+    before - table.len
 }
 
 /// Keeps the `n` smallest of `stamps`.
@@ -331,29 +456,51 @@ impl<K, V> fmt::Debug for LruMap<K, V> {
     }
 }
 
-/// FNV-1a, to pick a shard.
-struct Fnv(u64);
+/// The hasher of a shard's table, whose keys are hashes already.
+#[derive(Default, Clone, Copy)]
+struct BuildIdentity;
 
-impl Hasher for Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
+struct Identity(u64);
+
+impl BuildHasher for BuildIdentity {
+    type Hasher = Identity;
+
+    #[inline]
+    fn build_hasher(&self) -> Identity {
+        Identity(0)
+    }
+}
+
+impl Hasher for Identity {
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("a shard's table hashes only its `u64` keys")
     }
 
+    #[inline]
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+
+    #[inline]
     fn finish(&self) -> u64 {
         self.0
     }
 }
 
 /// A key looked up as itself.
-impl<K: Hash + Eq> Lookup<K> for K {
-    type Borrowed = K;
-
-    fn borrowed(&self) -> &K {
-        self
+impl<K: Hash + Eq> Probe<K> for K {
+    #[inline]
+    fn hash_with(&self, hasher: &MapHasher) -> u64 {
+        hasher.hash_one(self)
     }
 
+    #[inline]
+    fn matches(&self, key: &K) -> bool {
+        self == key
+    }
+}
+
+impl<K: Hash + Eq> Lookup<K> for K {
     fn into_key(self) -> K {
         self
     }
@@ -560,11 +707,15 @@ mod tests {
     #[test]
     fn borrowed_lookups_find_owned_keys() {
         struct Str<'a>(&'a str);
-        impl Lookup<Arc<str>> for Str<'_> {
-            type Borrowed = str;
-            fn borrowed(&self) -> &str {
-                self.0
+        impl Probe<Arc<str>> for Str<'_> {
+            fn hash_with(&self, hasher: &MapHasher) -> u64 {
+                hasher.hash_one(self.0)
             }
+            fn matches(&self, key: &Arc<str>) -> bool {
+                **key == *self.0
+            }
+        }
+        impl Lookup<Arc<str>> for Str<'_> {
             fn into_key(self) -> Arc<str> {
                 self.0.into()
             }
@@ -583,7 +734,52 @@ mod tests {
             );
         }
         assert_eq!(made.get(), 1);
-        assert!(map.get("a", |_| ()).is_some());
+        assert!(map.get(&Str("a"), |_| ()).is_some());
+        assert!(map.get(&Str("b"), |_| ()).is_none());
+    }
+
+    /// Keys of one hash share a bucket: each is found, and eviction keeps the others.
+    #[test]
+    fn keys_of_one_hash_are_told_apart() {
+        #[derive(PartialEq, Eq)]
+        struct Colliding(u32);
+        impl Probe<Colliding> for Colliding {
+            fn hash_with(&self, _: &MapHasher) -> u64 {
+                7
+            }
+            fn matches(&self, key: &Colliding) -> bool {
+                self == key
+            }
+        }
+        impl Lookup<Colliding> for Colliding {
+            fn into_key(self) -> Colliding {
+                self
+            }
+        }
+        let map: LruMap<Colliding, Value> = LruMap::new(3);
+        let made = std::cell::Cell::new(0);
+        let use_key = |key| {
+            map.get_or_insert(
+                Colliding(key),
+                |_| (),
+                |_| {
+                    made.set(made.get() + 1);
+                    Value::new()
+                },
+                |_| (),
+            )
+        };
+        for key in [1, 2, 3, 1, 2, 3] {
+            use_key(key);
+        }
+        assert_eq!(made.get(), 3, "each key made once");
+        use_key(4); // evicts 1, the least recently used (the bucket's first)
+        let mut keys = map.collect(|k, _| k.0);
+        keys.sort_unstable();
+        assert_eq!(keys, [2, 3, 4]);
+        assert_eq!(map.len(), 3);
+        assert!(map.get(&Colliding(1), |_| ()).is_none());
+        assert!(map.get(&Colliding(3), |_| ()).is_some());
     }
 }
 

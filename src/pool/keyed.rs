@@ -3,8 +3,8 @@
 
 use super::permit::{Core, Permit, Pool};
 use crate::{
-    internal::lru::{Evict, Eviction, LruMap},
-    key::{ByValue, ErasedKey},
+    internal::lru::{Evict, Eviction, Lookup, LruMap},
+    key::MapKey,
 };
 use std::{fmt, sync::Arc};
 
@@ -18,7 +18,7 @@ use std::{fmt, sync::Arc};
 /// than `max_pools` keys are busy at once the map holds one pool per busy key: it is bounded
 /// by the calls in flight, never by the keys ever seen.
 pub(crate) struct Keyed {
-    map: LruMap<Box<dyn ErasedKey>, Arc<Pool>>,
+    map: LruMap<MapKey, Arc<Pool>>,
 }
 
 /// Under the map's write lock nobody can take a new reference: a pool only the map holds
@@ -48,28 +48,23 @@ impl Keyed {
 
     /// A permit of `key`'s pool (created if needed), or the pool if it has none free.
     #[inline]
-    pub(crate) fn try_acquire<K: ErasedKey>(
+    pub(crate) fn try_acquire(
         &self,
-        key: K,
+        key: impl Lookup<MapKey>,
         core: &Arc<Core>,
     ) -> Result<Permit, Arc<Pool>> {
         // Under the shard's lock, eviction cannot pick the pool meanwhile.
         let found = |pool: &Arc<Pool>| pool.try_acquire().ok_or_else(|| Arc::clone(pool));
-        let make = |key: &dyn ErasedKey| {
+        let make = |key: &MapKey| {
             Arc::new(Pool::new(
                 Arc::clone(core),
                 Some(format!("{key:?}").into_boxed_str()),
             ))
         };
-        self.map.get_or_insert(
-            ByValue(key),
-            found,
-            |key| make(&**key),
-            |_| {
-                #[cfg(feature = "metrics")]
-                core.pools_changed(|| self.map.len());
-            },
-        )
+        self.map.get_or_insert(key, found, make, |_| {
+            #[cfg(feature = "metrics")]
+            core.pools_changed(|| self.map.len());
+        })
     }
 
     /// Every pool tracked now.

@@ -3,13 +3,13 @@ use super::{
     future::{GenericResponseFuture, ResponseFuture},
     handle::{PoolHandle, PoolSnapshot, PoolStats, Source},
     keyed::Keyed,
-    permit::{deadline, Core, Mode, Pool},
+    permit::{deadline, Core, Mode, Permit, Pool},
     reserve::Reserver,
     PoolLimitLayer,
 };
 use crate::{
     classify::{Failure, Stage},
-    key::{ByAuthority, RequestKey},
+    key::{ByAuthority, RequestKey, RequestLookup},
     BoxError, InvalidConfig,
 };
 use http::{Request, Response};
@@ -250,19 +250,64 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        let acquired = match &self.shared.pools {
+            Pools::Single(_) => Acquired(None),
+            Pools::Keyed { key, pools } => Acquired(Some(
+                pools.try_acquire(RequestLookup::of(key, &request), &self.shared.core),
+            )),
+        };
+        self.call_acquired(request, acquired)
+    }
+}
+
+/// A per-host call's permit (or its full pool) once its pool was looked up; nothing for a
+/// single pool, whose permit was reserved by `poll_ready`.
+pub(crate) struct Acquired(Option<Result<Permit, Arc<Pool>>>);
+
+impl<S, K> PoolLimit<S, K> {
+    /// The permit of `lookup`'s pool, for the preset: its breaker and pool look the request
+    /// up with one hash ([`stack`](crate::stack)).
+    #[cfg(feature = "stack")]
+    #[inline(always)]
+    pub(crate) fn acquire_hashed(
+        &self,
+        lookup: crate::internal::lru::Hashed<crate::key::HostRef<'_>>,
+    ) -> Acquired {
+        match &self.shared.pools {
+            Pools::Single(_) => Acquired(None),
+            Pools::Keyed { pools, .. } => {
+                Acquired(Some(pools.try_acquire(lookup, &self.shared.core)))
+            }
+        }
+    }
+
+    /// The call, once its pool was looked up: with the permit, or as the pool's mode says
+    /// when it is full.
+    #[inline(always)]
+    pub(crate) fn call_acquired<B, ResB>(
+        &mut self,
+        request: Request<B>,
+        acquired: Acquired,
+    ) -> ResponseFuture<S, B>
+    where
+        S: Service<Request<B>, Response = Response<ResB>> + Clone,
+        S::Error: Into<BoxError>,
+    {
         let release = self.shared.core.release_on_body_end;
-        let (key, pools) = match &self.shared.pools {
-            Pools::Single(pool) => {
+        let pool = match acquired.0 {
+            None => {
+                let Pools::Single(pool) = &self.shared.pools else {
+                    unreachable!("a keyed call has looked its pool up");
+                };
                 return match self.reserver.take(pool) {
                     Ok(permit) => ResponseFuture::called(self.inner.call(request), permit, release),
                     Err(error) => ResponseFuture::failed(error),
                 };
             }
-            Pools::Keyed { key, pools } => (key, pools),
-        };
-        let pool = match pools.try_acquire(key.key(&request), &self.shared.core) {
-            Ok(permit) => return ResponseFuture::called(self.inner.call(request), permit, release),
-            Err(pool) => pool,
+            Some(Ok(permit)) => {
+                return ResponseFuture::called(self.inner.call(request), permit, release)
+            }
+            Some(Err(pool)) => pool,
         };
         pool.on_full();
         match self.shared.core.mode {

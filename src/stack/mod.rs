@@ -57,11 +57,12 @@
 //! The preset does more than a tower-only composition (`Retry` + `ConcurrencyLimit` +
 //! `Timeout`): classification with metrics, a breaker per host, a pool per host, an overall
 //! deadline, a retry budget. Its time goes to one clock read shared by the budget and the
-//! deadline, the host's key read and looked up by the breaker and by the pool, the inner
-//! stack cloned for the retry, and five nested futures. The deadline's timer is made only
-//! when an attempt or the wait for readiness is pending. `benches/stack.rs` and
-//! `benches/interleaved.rs` measure it beside tower's and tower-resilience's compositions;
-//! the figures are in `BENCHMARKS.md`.
+//! deadline, the host's key read and hashed once for both the breaker's and the pool's map,
+//! the inner stack cloned for the retry, and the nested futures. The attempt timeout makes
+//! its timer (and reads the clock) only when an attempt is pending at its first poll, and
+//! the deadline's timer only when an attempt or the wait for readiness is pending.
+//! `benches/stack.rs` and `benches/interleaved.rs` measure it beside tower's and
+//! tower-resilience's compositions; the figures are in `BENCHMARKS.md`.
 //!
 //! # With hyper-util's client
 //!
@@ -96,22 +97,25 @@
 //! # Ok::<(), tower_fortify::InvalidConfig>(())
 //! ```
 
+mod gate;
+mod timeout;
+
 use crate::{
     circuit_breaker::{
-        CircuitBreaker, CircuitBreakerBuilder, CircuitBreakerHandle, CircuitBreakerLayer,
-        HttpStatus,
+        CircuitBreakerBuilder, CircuitBreakerHandle, CircuitBreakerLayer, HttpStatus,
     },
     classify::{ErrorClassify, ErrorClassifyLayer},
     key::ByAuthority,
-    pool::{PoolHandle, PoolLimit, PoolLimitLayer, DEFAULT_MAX_POOLS},
+    pool::{PoolHandle, PoolLimitLayer, DEFAULT_MAX_POOLS},
     retry::{Retry, RetryLayer, RetryPolicy},
     InvalidConfig,
 };
+use gate::HostGate;
 use std::{
     task::{Context, Poll},
     time::Duration,
 };
-use tower::timeout::{Timeout, TimeoutLayer};
+use timeout::AttemptTimeout;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -307,9 +311,9 @@ impl ClientConfig {
         self
     }
 
-    /// The timeout of each attempt, from the call to the response head (default 10 s): the
-    /// read timeout. An attempt that takes longer fails with `ReadTimeout`, which is retried
-    /// for idempotent requests.
+    /// The timeout of each attempt, from its start (its first poll, right after the call)
+    /// to the response head (default 10 s): the read timeout. An attempt that takes longer
+    /// fails with `ReadTimeout`, which is retried for idempotent requests.
     ///
     /// ```
     /// use std::time::Duration;
@@ -393,7 +397,6 @@ impl ClientConfig {
             retry,
             breaker,
             pool,
-            timeout: TimeoutLayer::new(self.attempt_timeout),
         })
     }
 }
@@ -428,7 +431,6 @@ pub struct ClientStackLayer {
     retry: RetryLayer,
     breaker: CircuitBreakerLayer<ByAuthority, HttpStatus>,
     pool: PoolLimitLayer,
-    timeout: TimeoutLayer,
 }
 
 impl ClientStackLayer {
@@ -529,15 +531,17 @@ impl ClientStackLayer {
     }
 }
 
-type Inner<S> = ErrorClassify<Retry<CircuitBreaker<PoolLimit<Timeout<S>>>>>;
+type Inner<S> = ErrorClassify<Retry<HostGate<AttemptTimeout<S>>>>;
 
 impl<S> Layer<S> for ClientStackLayer {
     type Service = ClientStack<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let inner = self.timeout.layer(inner);
+        let inner = AttemptTimeout::new(inner, self.attempt_timeout);
         let inner = self.pool.layer(inner);
-        let inner = self.breaker.layer(inner);
+        let inner = HostGate {
+            inner: self.breaker.layer(inner),
+        };
         let inner = self.retry.layer(inner);
         ClientStack {
             inner: self.classify.layer(inner),
@@ -616,7 +620,14 @@ impl<S> ClientStack<S> {
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn get_ref(&self) -> &S {
-        self.inner.get_ref().get_ref().get_ref().get_ref().get_ref()
+        &self
+            .inner
+            .get_ref()
+            .get_ref()
+            .inner
+            .get_ref()
+            .get_ref()
+            .inner
     }
 
     /// The wrapped client, mutably.
@@ -631,7 +642,14 @@ impl<S> ClientStack<S> {
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn get_mut(&mut self) -> &mut S {
-        self.inner.get_mut().get_mut().get_mut().get_mut().get_mut()
+        &mut self
+            .inner
+            .get_mut()
+            .get_mut()
+            .inner
+            .get_mut()
+            .get_mut()
+            .inner
     }
 
     /// Unwraps the client.
@@ -647,9 +665,10 @@ impl<S> ClientStack<S> {
         self.inner
             .into_inner()
             .into_inner()
+            .inner
             .into_inner()
             .into_inner()
-            .into_inner()
+            .inner
     }
 }
 
