@@ -306,6 +306,29 @@ fn main() {
                 ),
             ),
             (
+                "fortify PoolLimit (one pool)",
+                Some("tower ConcurrencyLimit"),
+                variant(
+                    PoolLimitLayer::builder(LIMIT)
+                        .per_host(false)
+                        .build()
+                        .expect("valid")
+                        .layer(ok_http()),
+                    request,
+                ),
+            ),
+            (
+                "fortify GenericPoolLimit, http",
+                Some("tower ConcurrencyLimit"),
+                variant(
+                    PoolLimitLayer::builder(LIMIT)
+                        .build_generic()
+                        .expect("valid")
+                        .layer(ok_http()),
+                    request,
+                ),
+            ),
+            (
                 "fortify CircuitBreaker (per host)",
                 None,
                 variant(

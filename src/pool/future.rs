@@ -69,16 +69,27 @@ pin_project! {
             future: F,
             permit: Option<Permit>,
         },
+        // Boxed: a request and a timer are large, and every call's future would carry their
+        // room (and move it) for the rare per-host call that waits, which allocates its
+        // place in the queue anyway.
         Waiting {
-            acquire: Acquire,
-            #[pin]
-            timer: Option<Sleep>,
-            service: Option<S>,
-            request: Option<Request<B>>,
+            waiting: Pin<Box<Waiting<S, B>>>,
         },
         Failed {
             error: Option<BoxError>,
         },
+    }
+}
+
+pin_project! {
+    /// A per-host call waiting for its host's permit, with what it calls once it has it.
+    #[project = WaitingProj]
+    struct Waiting<S, B> {
+        acquire: Acquire,
+        #[pin]
+        timer: Option<Sleep>,
+        service: Option<S>,
+        request: Option<Request<B>>,
     }
 }
 
@@ -105,10 +116,12 @@ where
     ) -> Self {
         ResponseFuture {
             state: State::Waiting {
-                acquire,
-                timer,
-                service: Some(service),
-                request: Some(request),
+                waiting: Box::pin(Waiting {
+                    acquire,
+                    timer,
+                    service: Some(service),
+                    request: Some(request),
+                }),
             },
             release_on_body_end,
         }
@@ -164,12 +177,7 @@ where
                         response.map(|body| PoolBody::with_permit(body, permit))
                     ));
                 }
-                StateProj::Waiting {
-                    acquire,
-                    timer,
-                    service,
-                    request,
-                } => ready!(poll_waiting(acquire, timer, service, request, cx)),
+                StateProj::Waiting { waiting } => ready!(poll_waiting(waiting.as_mut(), cx)),
                 StateProj::Failed { error } => {
                     return Poll::Ready(Err(error.take().expect("polled after completion")));
                 }
@@ -183,15 +191,18 @@ where
 /// permit came (the inner service called) or the timeout passed.
 #[cold]
 fn poll_waiting<S, B>(
-    acquire: &mut Acquire,
-    timer: Pin<&mut Option<Sleep>>,
-    service: &mut Option<S>,
-    request: &mut Option<Request<B>>,
+    waiting: Pin<&mut Waiting<S, B>>,
     cx: &mut Context<'_>,
 ) -> Poll<State<S, B, S::Future>>
 where
     S: Service<Request<B>>,
 {
+    let WaitingProj {
+        acquire,
+        timer,
+        service,
+        request,
+    } = waiting.project();
     if let Poll::Ready(permit) = acquire.poll(cx) {
         let mut service = service.take().expect("polled after completion");
         let request = request.take().expect("polled after completion");

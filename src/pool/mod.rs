@@ -127,11 +127,12 @@
 //! uncontended path, a call costs one compare-and-swap to take the permit and one
 //! to give it back, and allocates nothing: the semaphore here is FIFO-fair like tokio's,
 //! but takes a lock only when a call waits or a waiter is served (tokio's takes one on
-//! every release). A per-host call adds its key (scheme, host and port, sharing the URI's
+//! every release). With one pool, those two are the only shared memory a call writes: its
+//! permit references the pool through the thread's spare reference, not a shared count. A per-host call adds its key (scheme, host and port, sharing the URI's
 //! bytes: a reference count taken and dropped, no allocation), read from the request in
 //! place, and a map lookup with that key, borrowed, under a read lock (a write lock and
 //! one boxed key only for a new host). A call that has to wait allocates
-//! its place in the queue. A `leak_threshold` adds a clock read per call. The
+//! its place in the queue (per host, also a box for its request and timer). A `leak_threshold` adds a clock read per call. The
 //! `benches/pool.rs` benchmark compares it with tower's `ConcurrencyLimit` and
 //! tower-resilience's bulkhead.
 

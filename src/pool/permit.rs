@@ -9,6 +9,7 @@ use super::{
 };
 use crate::{
     classify::{Failure, FailureKind},
+    internal::spare::{self, Spared},
     BoxError,
 };
 use std::{
@@ -99,6 +100,10 @@ impl Counts {
 /// One pool: `maxsize` permits.
 pub(crate) struct Pool {
     semaphore: Semaphore,
+    /// Whether the gauges reach a recorder (`core.instruments.live()`, which never changes),
+    /// kept here so that a permit's fast paths read one line of the pool, not the core's.
+    #[cfg(feature = "metrics")]
+    live: bool,
     overflowing: AtomicUsize,
     counts: Counts,
     tracker: Option<Tracker>,
@@ -106,6 +111,11 @@ pub(crate) struct Pool {
     pub(crate) key: Option<Box<str>>,
     pub(crate) core: Arc<Core>,
 }
+
+// A layer's only pool is referenced by its permits through the thread's spare (see
+// `Pool::reference`). Not a per-host pool: its map evicts it only when the map holds
+// its only reference.
+crate::internal::spare::spare_slot!(Pool);
 
 impl fmt::Debug for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -122,6 +132,8 @@ impl Pool {
     pub(crate) fn new(core: Arc<Core>, key: Option<Box<str>>) -> Self {
         Pool {
             semaphore: Semaphore::new(core.maxsize),
+            #[cfg(feature = "metrics")]
+            live: core.instruments.live(),
             overflowing: AtomicUsize::new(0),
             counts: Counts::default(),
             tracker: core.leak_threshold.map(|_| Tracker::new(core.maxsize)),
@@ -155,8 +167,31 @@ impl Pool {
         };
         self.publish(1);
         Permit {
-            pool: Arc::clone(self),
-            kind: Kind::Pooled(slot),
+            pool: Some(self.reference()),
+            slot,
+        }
+    }
+
+    /// A reference to this pool for a permit. A layer's only pool is called from the same
+    /// threads again and again: its permits move one reference between a call and the
+    /// thread's spare slot instead of writing the pool's shared reference count twice per
+    /// call (the line other threads' calls write too). A per-host pool's permit clones:
+    /// its map tells an idle pool by the map holding its only reference.
+    #[inline]
+    fn reference(self: &Arc<Self>) -> Arc<Self> {
+        if self.key.is_none() {
+            Pool::with_slot(|slot| spare::take(slot, self)).unwrap_or_else(|_| Arc::clone(self))
+        } else {
+            Arc::clone(self)
+        }
+    }
+
+    /// Gives back a permit's reference: to the thread's spare slot for a layer's only pool.
+    #[inline]
+    fn unreference(self: Arc<Self>) {
+        if self.key.is_none() {
+            // While the thread exits, its slot is gone: the reference is dropped instead.
+            let _ = Pool::with_slot(move |slot| slot.set(Some(self)));
         }
     }
 
@@ -180,8 +215,8 @@ impl Pool {
         self.core.instruments.overflow.increment(1);
         self.publish(1);
         Permit {
-            pool: Arc::clone(self),
-            kind: Kind::Overflow,
+            pool: Some(self.reference()),
+            slot: OVERFLOW,
         }
     }
 
@@ -305,9 +340,20 @@ impl Pool {
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     fn publish(&self, delta: isize) {
         #[cfg(feature = "metrics")]
-        if self.core.instruments.live() {
+        if self.live {
             self.publish_live(delta);
         }
+    }
+
+    /// Whether giving back a permit of `slot` is just the semaphore's release: a pooled
+    /// permit, untracked, and no gauges to update.
+    #[inline]
+    fn plain(&self, slot: u32) -> bool {
+        #[cfg(feature = "metrics")]
+        if self.live {
+            return false;
+        }
+        slot == UNTRACKED
     }
 
     #[cfg(feature = "metrics")]
@@ -333,35 +379,35 @@ impl Pool {
         }
     }
 
-    fn release(&self, kind: Kind) {
-        match kind {
-            Kind::Pooled(slot) => {
-                // The slot is freed before the permit, so that every holder finds one.
-                #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
-                if let Some(held) = self.tracker.as_ref().and_then(|t| t.free(slot)) {
-                    #[cfg(feature = "tracing")]
-                    tracing::info!(
-                        target: "tower_fortify::pool",
-                        name = self.core.name,
-                        pool = self.key.as_deref(),
-                        held_ms = held.as_secs_f64() * 1e3,
-                        "a permit reported as leaked was given back"
-                    );
-                }
-                self.semaphore.release();
-            }
-            Kind::Overflow => {
-                self.overflowing.fetch_sub(1, Ordering::Relaxed);
-                // urllib3 logs this when an extra connection comes back to a full pool.
+    /// Gives back a permit that is not [`plain`](Self::plain): tracked, overflowing, or
+    /// with gauges to update.
+    #[inline(never)]
+    fn release(&self, slot: u32) {
+        if slot == OVERFLOW {
+            self.overflowing.fetch_sub(1, Ordering::Relaxed);
+            // urllib3 logs this when an extra connection comes back to a full pool.
+            #[cfg(feature = "tracing")]
+            tracing::warn!(
+                target: "tower_fortify::pool",
+                name = self.core.name,
+                pool = self.key.as_deref(),
+                maxsize = self.core.maxsize,
+                "Connection pool is full, discarding connection"
+            );
+        } else {
+            // The slot is freed before the permit, so that every holder finds one.
+            #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+            if let Some(held) = self.tracker.as_ref().and_then(|t| t.free(slot)) {
                 #[cfg(feature = "tracing")]
-                tracing::warn!(
+                tracing::info!(
                     target: "tower_fortify::pool",
                     name = self.core.name,
                     pool = self.key.as_deref(),
-                    maxsize = self.core.maxsize,
-                    "Connection pool is full, discarding connection"
+                    held_ms = held.as_secs_f64() * 1e3,
+                    "a permit reported as leaked was given back"
                 );
             }
+            self.semaphore.release();
         }
         self.publish(-1);
     }
@@ -402,34 +448,41 @@ impl Core {
     }
 }
 
+/// The slot of a permit whose age is not tracked (no `leak_threshold`).
 const UNTRACKED: u32 = u32::MAX;
-
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    /// A permit of the pool, and its slot in the tracker.
-    Pooled(u32),
-    /// A call over `maxsize` (`block=False`).
-    Overflow,
-}
+/// The slot of a call over `maxsize` (`block=False`): it holds no permit of the semaphore.
+/// Tracked slots are below `MAX_TRACKED`.
+const OVERFLOW: u32 = u32::MAX - 1;
 
 /// A call's place in a pool: given back when dropped.
+///
+/// Two words: the pool and the permit's slot in its tracker (or `UNTRACKED`, or
+/// `OVERFLOW`), so that moving it copies two aligned words.
 pub(crate) struct Permit {
-    pool: Arc<Pool>,
-    kind: Kind,
+    /// `None` only while it is dropped.
+    pool: Option<Arc<Pool>>,
+    slot: u32,
 }
 
 impl fmt::Debug for Permit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Permit")
-            .field("pool", &self.pool.key)
-            .field("overflow", &matches!(self.kind, Kind::Overflow))
+            .field("pool", &self.pool.as_ref().map(|pool| &pool.key))
+            .field("overflow", &(self.slot == OVERFLOW))
             .finish()
     }
 }
 
 impl Drop for Permit {
+    #[inline]
     fn drop(&mut self) {
-        self.pool.release(self.kind);
+        let Some(pool) = self.pool.take() else { return };
+        if pool.plain(self.slot) {
+            pool.semaphore.release();
+        } else {
+            pool.release(self.slot);
+        }
+        pool.unreference();
     }
 }
 

@@ -6,12 +6,20 @@
 //! box it. Here the fast paths touch one atomic word; the mutex is taken only when a call
 //! must wait, or when a permit is handed to a waiter.
 //!
+//! The state word is the only memory every call writes (a layer's only pool is shared by
+//! every thread that calls it; its permits do not even write its reference count, see
+//! `Pool::reference`), so it has a cache line of its own: calls on other threads that read
+//! the pool's settings do not pull the line away from the thread that writes it.
+//!
 //! The state word holds the available permits shifted left by one, and a `WAITERS` bit
 //! that is set exactly while the queue is not empty (it changes only under the queue's
 //! lock). While it is set, neither fast path applies: a new caller cannot overtake the
 //! queue, and a released permit goes straight to the first waiter.
 
-use crate::internal::sync::{Arc, AtomicBool, AtomicUsize, Mutex, MutexGuard, Ordering};
+use crate::internal::{
+    padded::Padded,
+    sync::{Arc, AtomicBool, AtomicUsize, Mutex, MutexGuard, Ordering},
+};
 use std::{
     collections::VecDeque,
     sync::PoisonError,
@@ -26,7 +34,7 @@ pub(crate) const MAX_PERMITS: usize = usize::MAX >> 2;
 
 #[derive(Debug)]
 pub(crate) struct Semaphore {
-    state: AtomicUsize,
+    state: Padded<AtomicUsize>,
     queue: Mutex<VecDeque<Arc<Waiter>>>,
     /// The queue's length, for snapshots (written under the lock).
     waiting: AtomicUsize,
@@ -55,7 +63,7 @@ impl Semaphore {
     pub(crate) fn new(permits: usize) -> Self {
         assert!(permits <= MAX_PERMITS, "too many permits");
         Semaphore {
-            state: AtomicUsize::new(permits * ONE),
+            state: Padded(AtomicUsize::new(permits * ONE)),
             queue: Mutex::new(VecDeque::new()),
             waiting: AtomicUsize::new(0),
         }
