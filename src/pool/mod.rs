@@ -135,6 +135,7 @@
 //! `benches/pool.rs` benchmark compares it with tower's `ConcurrencyLimit` and
 //! tower-resilience's bulkhead.
 
+mod adaptive;
 mod body;
 pub mod error;
 pub mod future;
@@ -149,6 +150,7 @@ mod semaphore;
 mod service;
 mod tracker;
 
+pub use adaptive::AdaptiveLimit;
 pub use body::PoolBody;
 pub use handle::{PoolHandle, PoolSnapshot, PoolStats};
 pub use layer::{GenericPoolLimitLayer, PoolLimitBuilder, PoolLimitLayer, DEFAULT_MAX_POOLS};
