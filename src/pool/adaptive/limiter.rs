@@ -15,11 +15,17 @@ use std::{
         atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
+    time::Duration,
 };
 use tokio::time::Instant;
 
 /// A window closes when it has lasted `window` and holds at least this many calls.
-pub(super) const MIN_SAMPLES: u64 = 10;
+pub(super) const MIN_SAMPLES: u64 = 8;
+
+/// Successes check whether their window is due once every this many (failures always do):
+/// the check converts the clock to the window's scale, which costs as much as measuring
+/// the latency.
+const CHECK_EVERY: u64 = 8;
 
 /// `samples` packs the successes' count (high bits) over the sum of their latencies in
 /// microseconds (low bits), so that recording a success is one `fetch_add`.
@@ -77,27 +83,38 @@ impl Outcome {
     }
 }
 
-/// When a call took its permit (nanoseconds since its limiter's epoch, plus one), or zero:
-/// not measured (a fixed pool, an overflowing call, or recorded already).
+/// When a call took its permit, or `None`: not measured (a fixed pool, an overflowing
+/// call, or recorded already).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Stamp(u64);
+pub(crate) struct Stamp(Option<Instant>);
 
 impl Stamp {
-    pub(crate) const NONE: Stamp = Stamp(0);
+    pub(crate) const NONE: Stamp = Stamp(None);
 
     /// Now, if the pool adapts its limit (one clock read); else nothing.
     #[inline]
     pub(crate) fn start(limiter: Option<&Limiter>) -> Self {
         match limiter {
-            Some(limiter) => Stamp(limiter.nanos(Instant::now()).max(1)),
+            Some(_) => Stamp(Some(Instant::now())),
             None => Stamp::NONE,
         }
     }
 
     #[inline]
     pub(crate) fn is_set(self) -> bool {
-        self.0 != 0
+        self.0.is_some()
     }
+}
+
+/// A latency in whole microseconds, rounded up (a call faster than a microsecond still
+/// counts one), at most `MAX_SAMPLE_MICROS`.
+#[inline]
+fn micros(latency: Duration) -> u64 {
+    latency
+        .as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(latency.subsec_nanos().div_ceil(1_000)))
+        .clamp(1, MAX_SAMPLE_MICROS)
 }
 
 /// What every pool's limiter of one layer shares: the settings, the sum of the limits and
@@ -293,46 +310,42 @@ impl Limiter {
         semaphore: &Semaphore,
         busy: impl FnOnce() -> usize,
     ) {
-        let started = std::mem::take(stamp).0;
-        if started == 0 {
+        let Some(started) = stamp.0.take() else {
             return;
-        }
-        let now = self.nanos(Instant::now());
-        let full = match outcome {
+        };
+        let now = Instant::now();
+        match outcome {
             Outcome::Success => {
-                // Rounded up: a call faster than a microsecond still counts one.
-                let micros = now
-                    .saturating_sub(started)
-                    .div_ceil(1_000)
-                    .clamp(1, MAX_SAMPLE_MICROS);
-                let before = self
-                    .samples
-                    .fetch_add(ONE_SAMPLE + micros, Ordering::Relaxed);
-                before >> SUM_BITS >= FULL_WINDOW - 1
+                let sample = ONE_SAMPLE + micros(now.saturating_duration_since(started));
+                let count = self.samples.fetch_add(sample, Ordering::Relaxed) >> SUM_BITS;
+                let full = count >= FULL_WINDOW - 1;
+                if count % CHECK_EVERY == CHECK_EVERY - 1 || full {
+                    self.maybe_close(now, full, semaphore, busy);
+                }
             }
             Outcome::Overload => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
-                false
+                self.maybe_close(now, false, semaphore, busy);
             }
-            Outcome::Ignore => return,
-        };
-        self.maybe_close(now, full, semaphore, busy);
+            Outcome::Ignore => {}
+        }
     }
 
     /// A call waited `pool_timeout` for a permit in vain: an overload sign.
     pub(crate) fn timed_out(&self, semaphore: &Semaphore, busy: impl FnOnce() -> usize) {
         self.failures.fetch_add(1, Ordering::Relaxed);
-        self.maybe_close(self.nanos(Instant::now()), false, semaphore, busy);
+        self.maybe_close(Instant::now(), false, semaphore, busy);
     }
 
     #[inline]
     fn maybe_close(
         &self,
-        now: u64,
+        now: Instant,
         full: bool,
         semaphore: &Semaphore,
         busy: impl FnOnce() -> usize,
     ) {
+        let now = self.nanos(now);
         let opened = self.opened.load(Ordering::Relaxed);
         if full || now.saturating_sub(opened) >= self.shared.window_nanos {
             self.close(opened, now, semaphore, busy);
@@ -401,7 +414,6 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn limiter(config: AdaptiveLimit, maxsize: usize) -> (Limiter, Semaphore) {
         let shared = Shared::new(config, maxsize, "test");

@@ -89,8 +89,8 @@ pub(crate) const LIMIT: &str = "fortify_pool_limit";
 ///
 /// Each call of an adaptive pool reads the clock when it takes its permit and when its
 /// response (or error) arrives, adds its latency to the window with one `fetch_add`
-/// (count and sum share a word), and its permit's return loads two atomics (the limit and
-/// the parked count). No lock and no allocation; once per window, one call claims the
+/// (count and sum share a word; every eighth success also checks whether the window is
+/// due), and its permit's return loads two atomics (the limit and the parked count). No lock and no allocation; once per window, one call claims the
 /// window with a compare-and-swap and computes the next limit. A fixed pool pays one
 /// branch per call.
 ///
@@ -200,8 +200,9 @@ impl AdaptiveLimit {
     }
 
     /// How often the limit moves (default 100 ms): a window closes when it has lasted this
-    /// long and seen at least 10 calls (or half a million, however short). Shorter
-    /// windows react faster and measure noisier means.
+    /// long and seen at least 8 calls (or half a million, however short), checked at every
+    /// failure and every eighth success. Shorter windows react faster and measure noisier
+    /// means.
     ///
     /// Rejected when zero; a longer window than the clock can count saturates (the
     /// window then closes by its count only).
