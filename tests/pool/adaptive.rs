@@ -162,6 +162,18 @@ impl MakeRequest for InProcess {
     }
 }
 
+/// `GET http://{host}/` for the in-process backend.
+#[derive(Clone)]
+struct To(&'static str);
+
+impl MakeRequest for To {
+    type Request = Request<()>;
+    type Body = Full<Bytes>;
+    fn make(&self) -> Request<()> {
+        get(self.0)
+    }
+}
+
 /// The limit of the layer's only host pool (`maxsize` until its first call).
 fn limit(handle: &PoolHandle) -> Option<usize> {
     handle.snapshot().pools.first().map(|pool| pool.limit)
@@ -337,15 +349,6 @@ async fn each_host_has_its_own_limit() {
             }
         }
     }));
-    #[derive(Clone)]
-    struct To(&'static str);
-    impl MakeRequest for To {
-        type Request = Request<()>;
-        type Body = Full<Bytes>;
-        fn make(&self) -> Request<()> {
-            get(self.0)
-        }
-    }
     let a = Callers::start(8, svc.clone(), To("sick"));
     let b = Callers::start(8, svc.clone(), To("healthy"));
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -406,6 +409,48 @@ async fn a_generic_pool_adapts_to_connection_failures() {
     // A fixed pool's limit is its maxsize.
     let fixed = PoolLimitLayer::builder(10).build_generic().unwrap();
     assert_eq!(fixed.handle().snapshot().total.limit, 10);
+}
+
+#[cfg(feature = "metrics")]
+#[tokio::test(start_paused = true)]
+async fn the_limit_gauge_is_the_sum_of_the_pools_limits() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let layer = metrics::with_local_recorder(&recorder, || {
+        PoolLimitLayer::builder(10)
+            .block(true)
+            .adaptive(AdaptiveLimit::gradient().min_limit(2))
+            .name("api")
+            .build()
+            .unwrap()
+    });
+    let handle = layer.handle();
+    let gauge = || {
+        let recorded = crate::recorded::snapshot(&snapshotter);
+        let (_, labels, value) = recorded
+            .iter()
+            .find(|(name, _, _)| name == "fortify_pool_limit")
+            .expect("fortify_pool_limit recorded");
+        assert_eq!(labels, &[("name".to_owned(), "api".to_owned())]);
+        match value {
+            DebugValue::Gauge(v) => v.into_inner(),
+            other => panic!("{other:?}"),
+        }
+    };
+    let backend = Congested::new(usize::MAX / 2, Duration::from_millis(10));
+    backend.0.status.store(503, Ordering::SeqCst);
+    let svc = layer.layer(backend.service());
+    let a = Callers::start(5, svc.clone(), To("a"));
+    let b = Callers::start(5, svc.clone(), To("b"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    a.stop().await;
+    b.stop().await;
+    let total = handle.snapshot().total;
+    assert_eq!(total.max, 20);
+    assert!(total.limit < 20, "{total:?}");
+    assert_eq!(gauge(), total.limit as f64);
 }
 
 // ===== real sockets =====

@@ -57,7 +57,7 @@ pub(super) fn next(config: &AdaptiveLimit, maxsize: usize, state: State, window:
         next.limit = (state.limit * config.backoff_ratio).clamp(floor, ceiling);
         return next;
     }
-    if window.successes == 0 || !(window.mean_latency > 0.0) {
+    if window.successes == 0 || window.mean_latency.is_nan() || window.mean_latency <= 0.0 {
         return next;
     }
     let latency = window.mean_latency;
