@@ -513,6 +513,52 @@ mod tests {
         assert_eq!(limiter.limit(), 9, "the tenth call closes the window");
     }
 
+    /// Callers taking and giving back permits on four threads while the limit moves: no
+    /// more than `maxsize` permits are ever held at once, and once the callers are done,
+    /// every permit is either free or parked, as the limit says.
+    #[test]
+    fn parking_under_concurrent_releases_loses_no_permit() {
+        use std::sync::atomic::AtomicBool;
+
+        let (limiter, semaphore) = limiter(AdaptiveLimit::gradient(), 8);
+        let (limiter, semaphore) = (Arc::new(limiter), Arc::new(semaphore));
+        let holders = Arc::new(AtomicUsize::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let callers: Vec<_> = (0..4)
+            .map(|_| {
+                let (limiter, semaphore) = (Arc::clone(&limiter), Arc::clone(&semaphore));
+                let (holders, done) = (Arc::clone(&holders), Arc::clone(&done));
+                std::thread::spawn(move || {
+                    while !done.load(Ordering::Relaxed) {
+                        if semaphore.try_acquire() {
+                            let held = holders.fetch_add(1, Ordering::SeqCst) + 1;
+                            assert!(held <= 8, "{held} permits held");
+                            holders.fetch_sub(1, Ordering::SeqCst);
+                            if !limiter.park() {
+                                semaphore.release();
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for i in 0..20_000 {
+            limiter.limit.store(1 + i % 8, Ordering::SeqCst);
+            limiter.rebalance(&semaphore);
+        }
+        done.store(true, Ordering::Relaxed);
+        for caller in callers {
+            caller.join().unwrap();
+        }
+        for limit in [3, 8, 1] {
+            limiter.limit.store(limit, Ordering::SeqCst);
+            limiter.rebalance(&semaphore);
+            assert_eq!(semaphore.available(), limit);
+            assert_eq!(limiter.parked(), 8 - limit);
+        }
+        limiter.limit.store(8, Ordering::SeqCst);
+    }
+
     #[test]
     fn outcomes() {
         assert_eq!(Outcome::of_status(http::StatusCode::OK), Outcome::Success);
