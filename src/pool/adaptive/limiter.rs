@@ -120,6 +120,8 @@ fn micros(latency: Duration) -> u64 {
 /// What every pool's limiter of one layer shares: the settings, the sum of the limits and
 /// its gauge.
 pub(crate) struct Shared {
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    name: &'static str,
     config: AdaptiveLimit,
     maxsize: usize,
     window_nanos: u64,
@@ -140,7 +142,6 @@ impl fmt::Debug for Shared {
 
 impl Shared {
     /// Registers the gauge (once per layer).
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     pub(crate) fn new(config: AdaptiveLimit, maxsize: usize, name: &'static str) -> Arc<Self> {
         #[cfg(feature = "metrics")]
         metrics::describe_gauge!(
@@ -148,6 +149,7 @@ impl Shared {
             "Adaptive limits of the layer's pools, summed (between min_limit and maxsize each)"
         );
         Arc::new(Shared {
+            name,
             config,
             maxsize,
             // Saturates: a window of 584 years or more never closes by time.
@@ -397,6 +399,7 @@ impl Limiter {
             #[cfg(feature = "tracing")]
             tracing::debug!(
                 target: "tower_fortify::pool",
+                name = self.shared.name,
                 limit,
                 before,
                 baseline_ms = next.baseline / 1e3,

@@ -104,7 +104,7 @@ pub(crate) const LIMIT: &str = "fortify_pool_limit";
 ///
 /// Each pool's own limit is in the [snapshot](super::PoolStats::limit). With the `tracing`
 /// feature, a `DEBUG` event per change of a limit (target `tower_fortify::pool`, fields
-/// `limit`, `before`, `baseline_ms`, `latency_ms`, `failures`).
+/// `name`, `limit`, `before`, `baseline_ms`, `latency_ms`, `failures`).
 ///
 /// # Settings
 ///
