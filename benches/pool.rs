@@ -31,16 +31,12 @@
 //!
 //! Run with `cargo bench --bench pool`; criterion prints ns per call for each.
 
-use bytes::Bytes;
 use criterion::{criterion_group, Criterion};
-use http::{Request, Response, Uri};
-use http_body_util::Full;
 use std::{
     future::{ready, Future, Ready},
     hint::black_box,
     io,
     pin::pin,
-    sync::OnceLock,
     task::{Context, Poll, Waker},
     time::{Duration, SystemTime},
 };
@@ -54,11 +50,11 @@ use tower_resilience::bulkhead::BulkheadLayer;
 mod estimates;
 #[path = "support/paired.rs"]
 mod paired;
+#[path = "support/pool_calls.rs"]
+mod pool_calls;
 
 use paired::paired_overhead;
-
-type Req = Request<()>;
-type Res = Response<Full<Bytes>>;
+use pool_calls::{ok_service, request, Req};
 
 const MAX: usize = 64;
 
@@ -76,26 +72,6 @@ fn call_once<Q, S: Service<Q>>(svc: &mut S, req: Q) -> bool {
         }
         _ => false,
     }
-}
-
-fn ok_service(
-) -> impl Service<Req, Response = Res, Error = io::Error, Future = Ready<Result<Res, io::Error>>>
-       + Clone
-       + Send
-       + 'static {
-    tower::service_fn(|_: Req| ready(Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))))
-}
-
-fn request() -> Req {
-    // Parsed once: `Uri::from_static` parses on every call (about 38 ns, which was in every
-    // figure here, the bare one included). A clone of a URI made of static bytes copies
-    // pointers.
-    static URI: OnceLock<Uri> = OnceLock::new();
-    let mut request = Request::new(());
-    *request.uri_mut() = URI
-        .get_or_init(|| Uri::from_static("http://api.example.com/v1/items"))
-        .clone();
-    request
 }
 
 fn bench<S: Service<Req>>(c: &mut Criterion, name: &str, mut svc: S) {

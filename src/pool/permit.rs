@@ -2,6 +2,7 @@
 //! settings and metric handles every pool of a layer shares.
 
 use super::{
+    adaptive::{Limiter, Outcome, Stamp},
     error::{EmptyPool, PoolFull},
     handle::PoolStats,
     semaphore::{Semaphore, Wait},
@@ -53,6 +54,8 @@ pub(crate) struct Core {
     pub(crate) mode: Mode,
     pub(crate) release_on_body_end: bool,
     pub(crate) leak_threshold: Option<Duration>,
+    /// The adaptive limit's settings, shared by the pools' limiters.
+    pub(crate) adaptive: Option<Arc<super::adaptive::Shared>>,
     /// Counters of the whole layer, evicted pools included.
     pub(crate) totals: Counts,
     /// Permits in use over all pools, and pools tracked: the gauges of a keyed layer.
@@ -107,6 +110,7 @@ pub(crate) struct Pool {
     overflowing: AtomicUsize,
     counts: Counts,
     tracker: Option<Tracker>,
+    adaptive: Option<Limiter>,
     /// The pool's key as printed (`None` for a layer's only pool).
     pub(crate) key: Option<Box<str>>,
     pub(crate) core: Arc<Core>,
@@ -130,8 +134,10 @@ impl fmt::Debug for Pool {
 
 impl Pool {
     pub(crate) fn new(core: Arc<Core>, key: Option<Box<str>>) -> Self {
+        let adaptive = core.adaptive.as_ref().map(Limiter::new);
         Pool {
-            semaphore: Semaphore::new(core.maxsize),
+            semaphore: Semaphore::new(core.maxsize - adaptive.as_ref().map_or(0, Limiter::parked)),
+            adaptive,
             #[cfg(feature = "metrics")]
             live: core.instruments.live(),
             overflowing: AtomicUsize::new(0),
@@ -144,8 +150,8 @@ impl Pool {
 
     /// Calls holding a permit, or overflowing.
     pub(crate) fn in_use(&self) -> usize {
-        self.core.maxsize - self.semaphore.available().min(self.core.maxsize)
-            + self.overflowing.load(Ordering::Relaxed)
+        let permits = self.core.maxsize - self.adaptive.as_ref().map_or(0, Limiter::parked);
+        permits - self.semaphore.available().min(permits) + self.overflowing.load(Ordering::Relaxed)
     }
 
     /// A permit, if one is free and nobody waits (FIFO: no overtaking).
@@ -169,6 +175,7 @@ impl Pool {
         Permit {
             pool: Some(self.reference()),
             slot,
+            stamp: Stamp::start(self.adaptive.as_ref()),
         }
     }
 
@@ -217,6 +224,7 @@ impl Pool {
         Permit {
             pool: Some(self.reference()),
             slot: OVERFLOW,
+            stamp: Stamp::NONE,
         }
     }
 
@@ -233,6 +241,9 @@ impl Pool {
     /// The error of a call that waited `pool_timeout` in vain (counted here).
     pub(crate) fn timed_out(&self, waited: Duration) -> BoxError {
         self.count(|c| &c.timed_out);
+        if let Some(limiter) = &self.adaptive {
+            limiter.timed_out(&self.semaphore, || self.in_use() + self.semaphore.waiting());
+        }
         #[cfg(feature = "metrics")]
         self.core.instruments.timeouts.increment(1);
         #[cfg(feature = "tracing")]
@@ -323,6 +334,10 @@ impl Pool {
             key: self.key.as_deref().map(str::to_owned),
             in_use: self.in_use(),
             max: self.core.maxsize,
+            limit: self
+                .adaptive
+                .as_ref()
+                .map_or(self.core.maxsize, Limiter::limit),
             waiting: self.semaphore.waiting(),
             overflowing: self.overflowing.load(Ordering::Relaxed),
             overflowed: load(&self.counts.overflowed),
@@ -346,14 +361,14 @@ impl Pool {
     }
 
     /// Whether giving back a permit of `slot` is just the semaphore's release: a pooled
-    /// permit, untracked, and no gauges to update.
+    /// permit, untracked, of a fixed limit, and no gauges to update.
     #[inline]
     fn plain(&self, slot: u32) -> bool {
         #[cfg(feature = "metrics")]
         if self.live {
             return false;
         }
-        slot == UNTRACKED
+        slot == UNTRACKED && self.adaptive.is_none()
     }
 
     #[cfg(feature = "metrics")]
@@ -407,7 +422,9 @@ impl Pool {
                     "a permit reported as leaked was given back"
                 );
             }
-            self.semaphore.release();
+            if !self.adaptive.as_ref().is_some_and(Limiter::park) {
+                self.semaphore.release();
+            }
         }
         self.publish(-1);
     }
@@ -456,12 +473,33 @@ const OVERFLOW: u32 = u32::MAX - 1;
 
 /// A call's place in a pool: given back when dropped.
 ///
-/// Two words: the pool and the permit's slot in its tracker (or `UNTRACKED`, or
-/// `OVERFLOW`), so that moving it copies two aligned words.
+/// Aligned words only: the pool, the permit's slot in its tracker (or `UNTRACKED`, or
+/// `OVERFLOW`) and the adaptive limit's start stamp, so that moving it copies whole
+/// words (an unaligned field once made every move stall on store forwarding).
 pub(crate) struct Permit {
     /// `None` only while it is dropped.
     pool: Option<Arc<Pool>>,
     slot: u32,
+    /// When the call took the permit, for an adaptive limit (`Stamp::NONE` otherwise).
+    stamp: Stamp,
+}
+
+impl Permit {
+    /// Records how the call ended, for an adaptive limit (once; a permit dropped without
+    /// a record, as by a cancelled call, records nothing).
+    #[inline]
+    pub(crate) fn record(&mut self, outcome: impl FnOnce() -> Outcome) {
+        if !self.stamp.is_set() {
+            return;
+        }
+        if let Some(pool) = &self.pool {
+            if let Some(limiter) = &pool.adaptive {
+                limiter.record(&mut self.stamp, outcome(), &pool.semaphore, || {
+                    pool.in_use() + pool.semaphore.waiting()
+                });
+            }
+        }
+    }
 }
 
 impl fmt::Debug for Permit {

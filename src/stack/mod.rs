@@ -39,6 +39,7 @@
 //! | [`max_pools`](ClientConfig::max_pools) | 10 hosts | urllib3's `num_pools`; only idle pools are evicted |
 //! | [`name`](ClientConfig::name) | `"client"` | the `name` label of every layer's metrics |
 //! | [`leak_threshold`](ClientConfig::leak_threshold) | off | a client that streams long downloads would report false leaks; set it where bodies are short |
+//! | [`pool_adaptive`](ClientConfig::pool_adaptive) | off | a fixed `pool_maxsize` is what urllib3 users expect; turn it on to let each host's limit follow its latency and failures |
 //!
 //! ```
 //! use tower::ServiceBuilder;
@@ -106,7 +107,7 @@ use crate::{
     },
     classify::{ErrorClassify, ErrorClassifyLayer},
     key::ByAuthority,
-    pool::{PoolHandle, PoolLimitLayer, DEFAULT_MAX_POOLS},
+    pool::{AdaptiveLimit, PoolHandle, PoolLimitLayer, DEFAULT_MAX_POOLS},
     retry::{Retry, RetryLayer, RetryPolicy},
     InvalidConfig,
 };
@@ -154,6 +155,7 @@ pub struct ClientConfig {
     pool_timeout: Option<Option<Duration>>,
     max_pools: usize,
     leak_threshold: Option<Duration>,
+    pool_adaptive: Option<AdaptiveLimit>,
     attempt_timeout: Duration,
     connect_timeout: Duration,
     /// The HTTPS client's own settings (`https`).
@@ -172,6 +174,7 @@ impl Default for ClientConfig {
             pool_timeout: None,
             max_pools: DEFAULT_MAX_POOLS,
             leak_threshold: None,
+            pool_adaptive: None,
             attempt_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),
             #[cfg(feature = "client")]
@@ -311,6 +314,36 @@ impl ClientConfig {
         self
     }
 
+    /// An adaptive limit for each host's pool (default `None`: a fixed `pool_maxsize`):
+    /// its limit moves between the [`AdaptiveLimit`]'s `min_limit` and `pool_maxsize` by
+    /// the host's latency and failures. It needs `pool_block(true)` (the default).
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::{pool::AdaptiveLimit, stack::ClientConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// let layer = ClientConfig::default()
+    ///     .pool_maxsize(50)
+    ///     .pool_adaptive(Some(AdaptiveLimit::gradient().min_limit(4).initial_limit(8)))
+    ///     .build()?;
+    /// let handle = layer.pool_handle();
+    /// let client = layer.layer(tower::service_fn(|_req: http::Request<String>| async {
+    ///     Ok::<_, std::io::Error>(http::Response::new(String::from("ok")))
+    /// }));
+    /// let request = http::Request::get("http://api.example.com/").body(String::new())?;
+    /// client.oneshot(request).await?;
+    /// // The host's pool starts at its initial limit, and moves between 4 and 50.
+    /// assert_eq!(handle.snapshot().total.limit, 8);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn pool_adaptive(mut self, adaptive: Option<AdaptiveLimit>) -> Self {
+        self.pool_adaptive = adaptive;
+        self
+    }
+
     /// The timeout of each attempt, from its start (its first poll, right after the call)
     /// to the response head (default 10 s): the read timeout. An attempt that takes longer
     /// fails with `ReadTimeout`, which is retried for idempotent requests.
@@ -379,7 +412,11 @@ impl ClientConfig {
             .name(self.name)
             .build()?;
         let breaker = self.circuit_breaker.clone().name(self.name).build()?;
-        let pool = PoolLimitLayer::builder(self.pool_maxsize)
+        let mut pool = PoolLimitLayer::builder(self.pool_maxsize);
+        if let Some(adaptive) = self.pool_adaptive {
+            pool = pool.adaptive(adaptive);
+        }
+        let pool = pool
             .block(self.pool_block)
             .pool_timeout(
                 self.pool_timeout

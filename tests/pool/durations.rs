@@ -5,7 +5,11 @@ use crate::support::{kind, Req, Res};
 use proptest::prelude::*;
 use std::{io, time::Duration};
 use tower::{Layer, Service, ServiceExt};
-use tower_fortify::{classify::FailureKind, pool::PoolLimitLayer, BoxError};
+use tower_fortify::{
+    classify::FailureKind,
+    pool::{AdaptiveLimit, PoolLimitLayer},
+    BoxError,
+};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -76,6 +80,35 @@ proptest! {
     #[test]
     fn pool_timeout_per_host(timeout in durations()) {
         second_call_waits(timeout, true)?;
+    }
+
+    /// An adaptive limit's `window`: eight failed calls, a day, one more; the limit falls
+    /// then if the window is a day or shorter, and not otherwise.
+    #[test]
+    fn adaptive_window(window in durations(), per_host in any::<bool>()) {
+        paused().block_on(async {
+            let layer = PoolLimitLayer::builder(4)
+                .fail_fast()
+                .adaptive(AdaptiveLimit::gradient().window(window))
+                .per_host(per_host)
+                .build()
+                .unwrap();
+            let handle = layer.handle();
+            let svc = layer.layer(tower::service_fn(|_: Req| async {
+                let mut response = Res::default();
+                *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                Ok::<_, io::Error>(response)
+            }));
+            for _ in 0..8 {
+                svc.clone().oneshot(crate::support::get("a.example")).await.unwrap();
+            }
+            prop_assert_eq!(handle.snapshot().total.limit, 4);
+            tokio::time::advance(DAY).await;
+            svc.oneshot(crate::support::get("a.example")).await.unwrap();
+            let expected = if window <= DAY { 3 } else { 4 };
+            prop_assert_eq!(handle.snapshot().total.limit, expected, "{:?}", window);
+            Ok(())
+        })?;
     }
 
     #[test]
