@@ -22,17 +22,9 @@
 //!
 //! Run with `cargo bench --bench pool`; criterion prints ns per call for each.
 
-use bytes::Bytes;
 use criterion::{criterion_group, Criterion};
-use http::{Request, Response, Uri};
-use http_body_util::Full;
 use std::{
-    future::{ready, Future, Ready},
     hint::black_box,
-    io,
-    pin::pin,
-    sync::OnceLock,
-    task::{Context, Poll, Waker},
     time::{Duration, SystemTime},
 };
 use tower::{limit::ConcurrencyLimit, Layer, Service};
@@ -45,49 +37,13 @@ use tower_resilience::bulkhead::BulkheadLayer;
 mod estimates;
 #[path = "support/paired.rs"]
 mod paired;
+#[path = "support/pool_calls.rs"]
+mod pool_calls;
 
 use paired::paired;
-
-type Req = Request<()>;
-type Res = Response<Full<Bytes>>;
+use pool_calls::{call_once, caller, ok_service, request, Req};
 
 const MAX: usize = 64;
-
-/// One call; `true` on `Ready(Ok)`.
-fn call_once<S: Service<Req>>(svc: &mut S, req: Req) -> bool {
-    let mut cx = Context::from_waker(Waker::noop());
-    if !matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))) {
-        return false;
-    }
-    let fut = pin!(svc.call(req));
-    match fut.poll(&mut cx) {
-        Poll::Ready(Ok(response)) => {
-            drop(black_box(response));
-            true
-        }
-        _ => false,
-    }
-}
-
-fn ok_service(
-) -> impl Service<Req, Response = Res, Error = io::Error, Future = Ready<Result<Res, io::Error>>>
-       + Clone
-       + Send
-       + 'static {
-    tower::service_fn(|_: Req| ready(Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))))
-}
-
-fn request() -> Req {
-    // Parsed once: `Uri::from_static` parses on every call (about 38 ns, which was in every
-    // figure here, the bare one included). A clone of a URI made of static bytes copies
-    // pointers.
-    static URI: OnceLock<Uri> = OnceLock::new();
-    let mut request = Request::new(());
-    *request.uri_mut() = URI
-        .get_or_init(|| Uri::from_static("http://api.example.com/v1/items"))
-        .clone();
-    request
-}
 
 fn bench<S: Service<Req>>(c: &mut Criterion, name: &str, mut svc: S) {
     assert!(call_once(&mut svc, request()), "{name}: a call succeeds");
@@ -170,14 +126,6 @@ fn overhead(c: &mut Criterion) {
         "PoolLimit per host, block=False",
         ours(PoolLimitLayer::builder(MAX)),
     );
-}
-
-/// A call closure over its own service, for the paired group.
-fn caller<S: Service<Req>>(mut svc: S) -> impl FnMut() {
-    assert!(call_once(&mut svc, request()), "a call succeeds");
-    move || {
-        black_box(call_once(&mut svc, black_box(request())));
-    }
 }
 
 /// The target's comparisons, each pair timed in alternating batches, its ratio printed in

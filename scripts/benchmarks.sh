@@ -21,7 +21,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-all_benches=(stack e2e circuit_breaker pool retry classify tls interleaved)
+all_benches=(stack e2e circuit_breaker pool adaptive retry classify tls interleaved)
 quick=false
 runs=
 output="$root/BENCHMARKS.md"
@@ -142,6 +142,7 @@ describe() {
     e2e) echo "A hyper-util client against a hyper server on 127.0.0.1 (keep-alive), bare and inside the preset stack; each iteration sends its requests from 64 tasks at once. Server and clients share the machine: the ratio says more than either figure." ;;
     circuit_breaker) echo "The breaker's closed path on a trivial service, beside tower-resilience's breaker. \`closed/2_threads\`: two threads share one breaker, ns per call of their combined throughput." ;;
     pool) echo "The pool limit's uncontended path on a trivial service (no group: each variant is its own criterion function), beside tower's \`ConcurrencyLimit\` and tower-resilience's bulkhead." ;;
+    adaptive) echo "The pool limit in adaptive mode (\`AdaptiveLimit::gradient()\`) beside the same pool with a fixed limit, one pool and per host, on the uncontended path (a trivial service, one call at a time): two clock reads and a window sample per call." ;;
     retry) echo "The retry layer's success path, beside tower's \`Retry\` (with a policy that copies every field of the request, alone and with \`TpsBudget\`), each copy alone, and tower-resilience's retry; every call a clone of one GET with three headers." ;;
     tls) echo "The HTTPS client in one call (\`ClientConfig::https\`) against a bare hyper-util + hyper-rustls client with the same roots, over loopback TLS: keep-alive requests, and a new connection per request (the handshake and the connection-phase telemetry)." ;;
     interleaved) echo "The plain view beside the paired one: no criterion, no pairing; every variant once per round, medians of the rounds; requests built in every call; \`u64\` and \`http::Request\` requests; one shared instance on two threads. The tables are the bench's own output." ;;

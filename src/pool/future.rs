@@ -1,6 +1,7 @@
 //! [`Future`] types.
 
 use super::{
+    adaptive::Outcome,
     body::PoolBody,
     permit::{Acquire, Permit},
 };
@@ -155,10 +156,17 @@ where
                     let response = match ready!(future.poll(cx)) {
                         Ok(response) => response,
                         Err(err) => {
+                            let err = Failure::boxed_at(err.into(), Stage::Request);
+                            if let Some(permit) = permit {
+                                permit.record(|| Outcome::of_error(&*err));
+                            }
                             *permit = None;
-                            return Poll::Ready(Err(Failure::boxed_at(err.into(), Stage::Request)));
+                            return Poll::Ready(Err(err));
                         }
                     };
+                    if let Some(permit) = permit {
+                        permit.record(|| Outcome::of_status(response.status()));
+                    }
                     let permit = permit.take().filter(|_| *this.release_on_body_end);
                     return Poll::Ready(Ok(
                         response.map(|body| PoolBody::with_permit(body, permit))
@@ -277,8 +285,15 @@ where
         let Some(future) = this.future.as_pin_mut() else {
             return Poll::Ready(Err(this.error.take().expect("polled after completion")));
         };
-        let result = ready!(future.poll(cx));
+        let result =
+            ready!(future.poll(cx)).map_err(|err| Failure::boxed_at(err.into(), Stage::Request));
+        if let Some(permit) = this.permit {
+            permit.record(|| match &result {
+                Ok(_) => Outcome::Success,
+                Err(err) => Outcome::of_error(&**err),
+            });
+        }
         *this.permit = None;
-        Poll::Ready(result.map_err(|err| Failure::boxed_at(err.into(), Stage::Request)))
+        Poll::Ready(result)
     }
 }

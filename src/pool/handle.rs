@@ -125,6 +125,9 @@ pub struct PoolStats {
     pub in_use: usize,
     /// `maxsize`.
     pub max: usize,
+    /// The limit in force: `maxsize`, or in adaptive mode the current adaptive limit
+    /// (between its `min_limit` and `maxsize`; see [`AdaptiveLimit`](super::AdaptiveLimit)).
+    pub limit: usize,
     /// Calls waiting for a permit (`block=True`).
     pub waiting: usize,
     /// Calls in flight over `maxsize` now (`block=False`).
@@ -147,6 +150,7 @@ impl PoolStats {
     pub(crate) fn add_current(&mut self, pool: &PoolStats) {
         self.in_use += pool.in_use;
         self.max += pool.max;
+        self.limit += pool.limit;
         self.waiting += pool.waiting;
         self.overflowing += pool.overflowing;
         self.oldest_in_use = self.oldest_in_use.max(pool.oldest_in_use);

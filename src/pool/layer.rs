@@ -1,4 +1,5 @@
 use super::{
+    adaptive::{self, AdaptiveLimit},
     handle::{PoolHandle, Source},
     keyed::Keyed,
     permit::{Core, Counts, Mode, Pool, NEVER},
@@ -105,6 +106,7 @@ impl PoolLimitLayer {
             max_pools: None,
             release_on_body_end: None,
             leak_threshold: None,
+            adaptive: None,
             name: "pool",
         }
     }
@@ -273,6 +275,7 @@ pub struct PoolLimitBuilder<K = ByAuthority> {
     max_pools: Option<usize>,
     release_on_body_end: Option<bool>,
     leak_threshold: Option<Duration>,
+    adaptive: Option<AdaptiveLimit>,
     name: &'static str,
 }
 
@@ -287,6 +290,7 @@ impl<K> fmt::Debug for PoolLimitBuilder<K> {
             .field("max_pools", &self.max_pools)
             .field("release_on_body_end", &self.release_on_body_end)
             .field("leak_threshold", &self.leak_threshold)
+            .field("adaptive", &self.adaptive)
             .field("name", &self.name)
             .finish_non_exhaustive()
     }
@@ -460,6 +464,7 @@ impl<K> PoolLimitBuilder<K> {
             max_pools: self.max_pools,
             release_on_body_end: self.release_on_body_end,
             leak_threshold: self.leak_threshold,
+            adaptive: self.adaptive,
             name: self.name,
         }
     }
@@ -504,6 +509,35 @@ impl<K> PoolLimitBuilder<K> {
     /// ```
     pub fn leak_threshold(mut self, threshold: Option<Duration>) -> Self {
         self.leak_threshold = threshold;
+        self
+    }
+
+    /// Lets each pool's limit move between a floor and `maxsize` by what its calls measure:
+    /// down when its latency rises over the no-load latency or its calls fail (timeouts,
+    /// refused or dropped connections, pool timeouts, 5xx, 429), up again while the latency
+    /// stays normal. See [`AdaptiveLimit`] for the estimator, its settings and its cost.
+    ///
+    /// The limit must hold, so it needs `block(true)` or `fail_fast()`: `build` rejects it
+    /// in overflow mode (the default, `block=False`), where calls over it would go through.
+    /// The current limit of each pool is [`PoolStats::limit`](super::PoolStats::limit) in
+    /// the snapshot, and their sum the gauge `fortify_pool_limit`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::pool::{AdaptiveLimit, PoolLimitLayer};
+    ///
+    /// let layer = PoolLimitLayer::builder(50)
+    ///     .block(true)
+    ///     .pool_timeout(Some(Duration::from_secs(2)))
+    ///     .adaptive(AdaptiveLimit::gradient().min_limit(4))
+    ///     .build()?;
+    /// # let _ = layer;
+    /// let overflow = PoolLimitLayer::builder(50).adaptive(AdaptiveLimit::gradient()).build();
+    /// assert_eq!(overflow.unwrap_err().field(), "adaptive");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn adaptive(mut self, adaptive: AdaptiveLimit) -> Self {
+        self.adaptive = Some(adaptive);
         self
     }
 
@@ -561,6 +595,15 @@ impl<K> PoolLimitBuilder<K> {
                 "tracks pools of at most 65536 permits (lower maxsize or disable leak detection)",
             ));
         }
+        if let Some(adaptive) = &self.adaptive {
+            if !self.block && !self.fail_fast {
+                return Err(InvalidConfig::new(
+                    "adaptive",
+                    "needs block(true) or fail_fast(): with block(false), calls over the limit go through",
+                ));
+            }
+            adaptive.validate(self.maxsize)?;
+        }
         Ok(if self.fail_fast {
             Mode::FailFast
         } else if self.block {
@@ -580,6 +623,9 @@ impl<K> PoolLimitBuilder<K> {
             mode,
             release_on_body_end: self.release_on_body_end.unwrap_or(true),
             leak_threshold: self.leak_threshold,
+            adaptive: self
+                .adaptive
+                .map(|adaptive| adaptive::Shared::new(adaptive, self.maxsize, self.name)),
             totals: Counts::default(),
             #[cfg(feature = "metrics")]
             keyed: keyed.then(Default::default),
@@ -653,7 +699,9 @@ impl<K: Send + Sync + 'static> PoolLimitBuilder<K> {
     /// [`InvalidConfig`] naming the first invalid setting: `maxsize` zero; `pool_timeout`
     /// zero or without `block(true)`; `fail_fast` with `block(true)`; `max_pools` zero or
     /// with `per_host(false)`; `key` / `key_fn` with `per_host(false)`;
-    /// `leak_threshold` zero or with `maxsize` over 65 536.
+    /// `leak_threshold` zero or with `maxsize` over 65 536; `adaptive` without `block(true)`
+    /// or `fail_fast()`, or one of its settings out of range (named as its setter on
+    /// [`AdaptiveLimit`]).
     ///
     /// ```
     /// use tower_fortify::pool::PoolLimitLayer;

@@ -74,6 +74,30 @@
 //! before the inner service is called. That is honest backpressure per host, but not
 //! through `poll_ready`.
 //!
+//! # Adaptive limit
+//!
+//! A fixed `maxsize` is a guess. With [`adaptive`](PoolLimitBuilder::adaptive), each pool
+//! (each host) moves its limit between a floor and `maxsize` by what its calls measure:
+//! down when their latency rises over the no-load latency (a queue builds at the backend)
+//! or when they time out, find the connection refused or dropped, wait `pool_timeout` in
+//! vain, or are answered 5xx or 429; up again, one permit per window, while the latency
+//! stays normal. [`AdaptiveLimit`] describes the estimator (Netflix's Gradient2, driven as
+//! AIMD) and its settings; the limit needs `block(true)` or `fail_fast()`, and each pool's
+//! limit in force is [`PoolStats::limit`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_fortify::pool::{AdaptiveLimit, PoolLimitLayer};
+//!
+//! let layer = PoolLimitLayer::builder(50)
+//!     .block(true)
+//!     .pool_timeout(Some(Duration::from_secs(2)))
+//!     .adaptive(AdaptiveLimit::gradient().min_limit(4))
+//!     .build()?;
+//! # let _ = layer;
+//! # Ok::<(), tower_fortify::InvalidConfig>(())
+//! ```
+//!
 //! # Leak detection
 //!
 //! A body that is neither read to its end nor dropped keeps its permit: the classic
@@ -105,6 +129,7 @@
 //! | `fortify_pool_overflow_total` | counter | calls let through over `maxsize` |
 //! | `fortify_pool_rejected_total` | counter | calls a full pool rejected (fail fast) |
 //! | `fortify_pool_leaks_total` | counter | permits held longer than `leak_threshold` |
+//! | `fortify_pool_limit` | gauge | with [`adaptive`](PoolLimitBuilder::adaptive) only: the limits in force, summed over the pools (between `min_limit` and `maxsize` each) |
 //!
 //! # Tracing
 //!
@@ -131,10 +156,12 @@
 //! bytes: a reference count taken and dropped, no allocation), read from the request in
 //! place, and a map lookup with that key, borrowed, under a read lock (a write lock and
 //! one boxed key only for a new host). A call that has to wait allocates
-//! its place in the queue. A `leak_threshold` adds a clock read per call. The
+//! its place in the queue. A `leak_threshold` adds a clock read per call; an
+//! [adaptive limit](AdaptiveLimit) two, and a sample added to its window. The
 //! `benches/pool.rs` benchmark compares it with tower's `ConcurrencyLimit` and
 //! tower-resilience's bulkhead.
 
+mod adaptive;
 mod body;
 pub mod error;
 pub mod future;
@@ -149,6 +176,7 @@ mod semaphore;
 mod service;
 mod tracker;
 
+pub use adaptive::AdaptiveLimit;
 pub use body::PoolBody;
 pub use handle::{PoolHandle, PoolSnapshot, PoolStats};
 pub use layer::{GenericPoolLimitLayer, PoolLimitBuilder, PoolLimitLayer, DEFAULT_MAX_POOLS};

@@ -2,6 +2,7 @@
 //! settings and metric handles every pool of a layer shares.
 
 use super::{
+    adaptive::{Limiter, Outcome, Stamp},
     error::{EmptyPool, PoolFull},
     handle::PoolStats,
     semaphore::{Semaphore, Wait},
@@ -52,6 +53,8 @@ pub(crate) struct Core {
     pub(crate) mode: Mode,
     pub(crate) release_on_body_end: bool,
     pub(crate) leak_threshold: Option<Duration>,
+    /// The adaptive limit's settings, shared by the pools' limiters.
+    pub(crate) adaptive: Option<Arc<super::adaptive::Shared>>,
     /// Counters of the whole layer, evicted pools included.
     pub(crate) totals: Counts,
     /// Permits in use over all pools, and pools tracked: the gauges of a keyed layer.
@@ -102,6 +105,7 @@ pub(crate) struct Pool {
     overflowing: AtomicUsize,
     counts: Counts,
     tracker: Option<Tracker>,
+    adaptive: Option<Limiter>,
     /// The pool's key as printed (`None` for a layer's only pool).
     pub(crate) key: Option<Box<str>>,
     pub(crate) core: Arc<Core>,
@@ -120,8 +124,10 @@ impl fmt::Debug for Pool {
 
 impl Pool {
     pub(crate) fn new(core: Arc<Core>, key: Option<Box<str>>) -> Self {
+        let adaptive = core.adaptive.as_ref().map(Limiter::new);
         Pool {
-            semaphore: Semaphore::new(core.maxsize),
+            semaphore: Semaphore::new(core.maxsize - adaptive.as_ref().map_or(0, Limiter::parked)),
+            adaptive,
             overflowing: AtomicUsize::new(0),
             counts: Counts::default(),
             tracker: core.leak_threshold.map(|_| Tracker::new(core.maxsize)),
@@ -132,8 +138,8 @@ impl Pool {
 
     /// Calls holding a permit, or overflowing.
     pub(crate) fn in_use(&self) -> usize {
-        self.core.maxsize - self.semaphore.available().min(self.core.maxsize)
-            + self.overflowing.load(Ordering::Relaxed)
+        let permits = self.core.maxsize - self.adaptive.as_ref().map_or(0, Limiter::parked);
+        permits - self.semaphore.available().min(permits) + self.overflowing.load(Ordering::Relaxed)
     }
 
     /// A permit, if one is free and nobody waits (FIFO: no overtaking).
@@ -157,6 +163,7 @@ impl Pool {
         Permit {
             pool: Arc::clone(self),
             kind: Kind::Pooled(slot),
+            stamp: Stamp::start(self.adaptive.as_ref()),
         }
     }
 
@@ -182,6 +189,7 @@ impl Pool {
         Permit {
             pool: Arc::clone(self),
             kind: Kind::Overflow,
+            stamp: Stamp::NONE,
         }
     }
 
@@ -198,6 +206,9 @@ impl Pool {
     /// The error of a call that waited `pool_timeout` in vain (counted here).
     pub(crate) fn timed_out(&self, waited: Duration) -> BoxError {
         self.count(|c| &c.timed_out);
+        if let Some(limiter) = &self.adaptive {
+            limiter.timed_out(&self.semaphore, || self.in_use() + self.semaphore.waiting());
+        }
         #[cfg(feature = "metrics")]
         self.core.instruments.timeouts.increment(1);
         #[cfg(feature = "tracing")]
@@ -288,6 +299,10 @@ impl Pool {
             key: self.key.as_deref().map(str::to_owned),
             in_use: self.in_use(),
             max: self.core.maxsize,
+            limit: self
+                .adaptive
+                .as_ref()
+                .map_or(self.core.maxsize, Limiter::limit),
             waiting: self.semaphore.waiting(),
             overflowing: self.overflowing.load(Ordering::Relaxed),
             overflowed: load(&self.counts.overflowed),
@@ -348,7 +363,9 @@ impl Pool {
                         "a permit reported as leaked was given back"
                     );
                 }
-                self.semaphore.release();
+                if !self.adaptive.as_ref().is_some_and(Limiter::park) {
+                    self.semaphore.release();
+                }
             }
             Kind::Overflow => {
                 self.overflowing.fetch_sub(1, Ordering::Relaxed);
@@ -416,6 +433,21 @@ enum Kind {
 pub(crate) struct Permit {
     pool: Arc<Pool>,
     kind: Kind,
+    stamp: Stamp,
+}
+
+impl Permit {
+    /// Records how the call ended, for an adaptive limit (once; a permit dropped without
+    /// a record, as by a cancelled call, records nothing).
+    #[inline]
+    pub(crate) fn record(&mut self, outcome: impl FnOnce() -> Outcome) {
+        if let (true, Some(limiter)) = (self.stamp.is_set(), &self.pool.adaptive) {
+            let pool = &self.pool;
+            limiter.record(&mut self.stamp, outcome(), &pool.semaphore, || {
+                pool.in_use() + pool.semaphore.waiting()
+            });
+        }
+    }
 }
 
 impl fmt::Debug for Permit {

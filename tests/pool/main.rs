@@ -1,6 +1,7 @@
 //! `PoolLimitLayer`: urllib3's pool semantics, permits held until the body ends, per-host
 //! pools, leak detection, the tower contract, metrics.
 
+mod adaptive;
 mod contract;
 mod durations;
 mod keyed;

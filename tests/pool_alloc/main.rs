@@ -10,7 +10,7 @@ use std::{
     task::{Context, Poll, Waker},
 };
 use tower::{Layer, Service};
-use tower_fortify::pool::{PoolLimitBuilder, PoolLimitLayer};
+use tower_fortify::pool::{AdaptiveLimit, PoolLimitBuilder, PoolLimitLayer};
 
 use fortify_test_support::counting_alloc::{self, Counting};
 
@@ -141,6 +141,35 @@ fn overflowing_allocates_nothing_either() {
     assert_eq!(drive(&mut svc, 1000), (1000, 0));
     assert_eq!(layer.handle().snapshot().total.overflowed, 1010);
     drop(held);
+}
+
+#[test]
+fn an_adaptive_pool_allocates_nothing_even_when_its_limit_moves() {
+    // Windows of a microsecond close every few calls: the samples, the window's close, and
+    // (with 503s) the limit's fall and the parked permits, all without allocating.
+    let adaptive = || AdaptiveLimit::gradient().window(std::time::Duration::from_micros(1));
+    let modes: [Mode; 2] = [
+        ("block", || PoolLimitLayer::builder(8).block(true)),
+        ("fail fast", || PoolLimitLayer::builder(8).fail_fast()),
+    ];
+    for (name, builder) in modes {
+        assert_eq!(
+            per_call(builder().adaptive(adaptive())),
+            0.0,
+            "per host, {name}"
+        );
+        let one = builder().per_host(false).adaptive(adaptive());
+        assert_eq!(per_call(one), 0.0, "one pool, {name}");
+        let layer = builder().adaptive(adaptive()).build().unwrap();
+        let mut svc = layer.layer(tower::service_fn(|_: Req| {
+            let mut response = http::Response::new(Full::new(Bytes::from_static(b"busy")));
+            *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+            std::future::ready(Ok::<_, io::Error>(response))
+        }));
+        drive(&mut svc, 10);
+        assert_eq!(drive(&mut svc, 1000), (1000, 0), "503s, {name}");
+        assert_eq!(layer.handle().snapshot().total.limit, 1, "503s, {name}");
+    }
 }
 
 #[test]

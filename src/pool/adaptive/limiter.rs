@@ -1,0 +1,584 @@
+//! One pool's adaptive limit: its sample window in atomics, the permits it holds back, and
+//! the layer-wide state every pool's limiter shares.
+
+use super::{
+    gradient::{self, State, Window},
+    AdaptiveLimit,
+};
+use crate::{
+    classify::{Failure, FailureKind},
+    pool::semaphore::Semaphore,
+};
+use std::{
+    fmt,
+    sync::{
+        atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+use tokio::time::Instant;
+
+/// A window closes when it has lasted `window` and holds at least this many calls.
+pub(super) const MIN_SAMPLES: u64 = 8;
+
+/// Successes check whether their window is due once every this many (failures always do):
+/// the check converts the clock to the window's scale, which costs as much as measuring
+/// the latency.
+const CHECK_EVERY: u64 = 8;
+
+/// `samples` packs the successes' count (high bits) over the sum of their latencies in
+/// microseconds (low bits), so that recording a success is one `fetch_add`.
+const SUM_BITS: u32 = 44;
+const ONE_SAMPLE: u64 = 1 << SUM_BITS;
+const SUM_MASK: u64 = ONE_SAMPLE - 1;
+/// One latency counts at most this (16.7 s): `2^20` samples of it fill the sum exactly.
+const MAX_SAMPLE_MICROS: u64 = (1 << 24) - 1;
+/// A window closes once it holds this many successes, however short it is, so that the
+/// count (20 bits) never overflows.
+const FULL_WINDOW: u64 = 1 << 19;
+// Calls past `FULL_WINDOW` each try to close the window, so the count stays far below
+// twice it; just under twice it, the count and the sum still fit.
+const _: () = assert!((2 * FULL_WINDOW - 1) * MAX_SAMPLE_MICROS <= SUM_MASK);
+const _: () = assert!(2 * FULL_WINDOW - 1 <= u64::MAX >> SUM_BITS);
+
+/// What a call's end says about the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// A success: its latency is a sample.
+    Success,
+    /// A sign of overload: a timeout, a refused or dropped connection, a 5xx or a 429.
+    Overload,
+    /// Neither (a 4xx, a certificate error, ...): not counted.
+    Ignore,
+}
+
+impl Outcome {
+    /// The outcome of an HTTP response: 5xx and 429 (the backend asks for less) are
+    /// overload, anything else a success.
+    #[inline]
+    pub(crate) fn of_status(status: http::StatusCode) -> Self {
+        if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
+            Outcome::Overload
+        } else {
+            Outcome::Success
+        }
+    }
+
+    /// The outcome of an error (classified already, or classified now).
+    pub(crate) fn of_error(error: &(dyn std::error::Error + 'static)) -> Self {
+        let kind = match error.downcast_ref::<Failure>() {
+            Some(failure) => failure.kind(),
+            None => crate::classify::classify_error(error, crate::classify::Stage::Request),
+        };
+        match kind {
+            FailureKind::ConnectRefused
+            | FailureKind::ConnectTimeout
+            | FailureKind::ReadTimeout
+            | FailureKind::ConnectionClosed
+            | FailureKind::TlsHandshake
+            | FailureKind::PoolTimeout => Outcome::Overload,
+            _ => Outcome::Ignore,
+        }
+    }
+}
+
+/// When a call took its permit, or `None`: not measured (a fixed pool, an overflowing
+/// call, or recorded already).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Stamp(Option<Instant>);
+
+impl Stamp {
+    pub(crate) const NONE: Stamp = Stamp(None);
+
+    /// Now, if the pool adapts its limit (one clock read); else nothing.
+    #[inline]
+    pub(crate) fn start(limiter: Option<&Limiter>) -> Self {
+        match limiter {
+            Some(_) => Stamp(Some(Instant::now())),
+            None => Stamp::NONE,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn is_set(self) -> bool {
+        self.0.is_some()
+    }
+}
+
+/// A latency in whole microseconds, rounded up (a call faster than a microsecond still
+/// counts one), at most `MAX_SAMPLE_MICROS`.
+#[inline]
+fn micros(latency: Duration) -> u64 {
+    latency
+        .as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(latency.subsec_nanos().div_ceil(1_000)))
+        .clamp(1, MAX_SAMPLE_MICROS)
+}
+
+/// What every pool's limiter of one layer shares: the settings, the sum of the limits and
+/// its gauge.
+pub(crate) struct Shared {
+    config: AdaptiveLimit,
+    maxsize: usize,
+    window_nanos: u64,
+    /// The sum of the limits of the pools alive.
+    total: AtomicUsize,
+    #[cfg(feature = "metrics")]
+    gauge: metrics::Gauge,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .field("total", &self.total)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Registers the gauge (once per layer).
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn new(config: AdaptiveLimit, maxsize: usize, name: &'static str) -> Arc<Self> {
+        #[cfg(feature = "metrics")]
+        metrics::describe_gauge!(
+            super::LIMIT,
+            "Adaptive limits of the layer's pools, summed (between min_limit and maxsize each)"
+        );
+        Arc::new(Shared {
+            config,
+            maxsize,
+            // Saturates: a window of 584 years or more never closes by time.
+            window_nanos: u64::try_from(config.window.as_nanos()).unwrap_or(u64::MAX),
+            total: AtomicUsize::new(0),
+            #[cfg(feature = "metrics")]
+            gauge: metrics::gauge!(super::LIMIT, "name" => name),
+        })
+    }
+
+    /// The sum of the limits moved from `from` to `to` (a pool's limit changed, a pool was
+    /// created (`from` 0) or dropped (`to` 0)).
+    fn moved(&self, from: usize, to: usize) {
+        if to > from {
+            self.total.fetch_add(to - from, Ordering::Relaxed);
+        } else {
+            self.total.fetch_sub(from - to, Ordering::Relaxed);
+        }
+        // Publish, and again if another pool moved the sum meanwhile: the last writer
+        // publishes a sum it read after its own change.
+        #[cfg(feature = "metrics")]
+        loop {
+            let total = self.total.load(Ordering::Relaxed);
+            self.gauge.set(total as f64);
+            if self.total.load(Ordering::Relaxed) == total {
+                break;
+            }
+        }
+    }
+}
+
+/// One pool's adaptive limit.
+///
+/// The pool's semaphore keeps `maxsize` permits; the limiter holds back (parks)
+/// `maxsize - limit` of them. To lower the limit it parks free permits, and keeps permits
+/// given back until enough are parked; to raise it, it gives parked permits back to the
+/// semaphore (to the first waiter, if any). So the fast paths of the semaphore stay as they
+/// are, and the permits a caller can hold never exceed the limit once it has settled, nor
+/// `maxsize` ever.
+pub(crate) struct Limiter {
+    shared: Arc<Shared>,
+    epoch: Instant,
+    /// The limit in force (whole permits).
+    limit: AtomicUsize,
+    parked: AtomicUsize,
+    /// The open window: successes and their latency sum (see `SUM_BITS`), failures, and
+    /// when it opened (nanoseconds since `epoch`).
+    samples: AtomicU64,
+    failures: AtomicU64,
+    opened: AtomicU64,
+    /// The estimator's state, written only by the call that closes a window (it claims the
+    /// window with a compare-and-swap on `opened`).
+    estimate: AtomicU64,
+    baseline: AtomicU64,
+    warmup: AtomicU32,
+}
+
+impl fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Limiter")
+            .field("limit", &self.limit)
+            .field("parked", &self.parked)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Limiter {
+    fn drop(&mut self) {
+        self.shared.moved(self.limit.load(Ordering::Relaxed), 0);
+    }
+}
+
+impl Limiter {
+    /// A pool's limiter, starting at `initial_limit`: its pool's semaphore must be created
+    /// with `maxsize - parked()` permits.
+    pub(crate) fn new(shared: &Arc<Shared>) -> Self {
+        let maxsize = shared.maxsize;
+        let limit = shared.config.initial_limit.unwrap_or(maxsize).min(maxsize);
+        shared.moved(0, limit);
+        Limiter {
+            shared: Arc::clone(shared),
+            epoch: Instant::now(),
+            limit: AtomicUsize::new(limit),
+            parked: AtomicUsize::new(maxsize - limit),
+            samples: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            opened: AtomicU64::new(0),
+            estimate: AtomicU64::new((limit as f64).to_bits()),
+            baseline: AtomicU64::new(0f64.to_bits()),
+            warmup: AtomicU32::new(0),
+        }
+    }
+
+    /// The limit in force.
+    pub(crate) fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Permits held back from the semaphore.
+    pub(crate) fn parked(&self) -> usize {
+        self.parked.load(Ordering::Relaxed)
+    }
+
+    fn nanos(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// A permit is being given back: keeps it (returns `true`) if the limit wants more
+    /// permits parked. Two loads when it does not.
+    #[inline]
+    pub(crate) fn park(&self) -> bool {
+        let keep = self.shared.maxsize - self.limit.load(Ordering::SeqCst);
+        let mut parked = self.parked.load(Ordering::SeqCst);
+        while parked < keep {
+            match self.parked.compare_exchange_weak(
+                parked,
+                parked + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => parked = actual,
+            }
+        }
+        false
+    }
+
+    /// Parks or gives back permits until `maxsize - limit` are parked (or no free permit
+    /// is left to park: permits given back later are kept, by `park`).
+    fn rebalance(&self, semaphore: &Semaphore) {
+        loop {
+            let keep = self.shared.maxsize - self.limit.load(Ordering::SeqCst);
+            let parked = self.parked.load(Ordering::SeqCst);
+            if parked > keep {
+                if self
+                    .parked
+                    .compare_exchange(parked, parked - 1, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+                {
+                    semaphore.release();
+                }
+            } else if parked < keep && semaphore.try_acquire() {
+                if !self.park() {
+                    semaphore.release();
+                }
+            } else {
+                return;
+            }
+        }
+    }
+
+    /// Records the end of a call that took its permit at `stamp` (then cleared, so that a
+    /// call is recorded once), and closes the window if it is due. `busy` counts the calls
+    /// holding or waiting for a permit.
+    #[inline]
+    pub(crate) fn record(
+        &self,
+        stamp: &mut Stamp,
+        outcome: Outcome,
+        semaphore: &Semaphore,
+        busy: impl FnOnce() -> usize,
+    ) {
+        let Some(started) = stamp.0.take() else {
+            return;
+        };
+        let now = Instant::now();
+        match outcome {
+            Outcome::Success => {
+                let sample = ONE_SAMPLE + micros(now.saturating_duration_since(started));
+                let count = self.samples.fetch_add(sample, Ordering::Relaxed) >> SUM_BITS;
+                let full = count >= FULL_WINDOW - 1;
+                if count % CHECK_EVERY == CHECK_EVERY - 1 || full {
+                    self.maybe_close(now, full, semaphore, busy);
+                }
+            }
+            Outcome::Overload => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                self.maybe_close(now, false, semaphore, busy);
+            }
+            Outcome::Ignore => {}
+        }
+    }
+
+    /// A call waited `pool_timeout` for a permit in vain: an overload sign.
+    pub(crate) fn timed_out(&self, semaphore: &Semaphore, busy: impl FnOnce() -> usize) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.maybe_close(Instant::now(), false, semaphore, busy);
+    }
+
+    #[inline]
+    fn maybe_close(
+        &self,
+        now: Instant,
+        full: bool,
+        semaphore: &Semaphore,
+        busy: impl FnOnce() -> usize,
+    ) {
+        let now = self.nanos(now);
+        let opened = self.opened.load(Ordering::Relaxed);
+        if full || now.saturating_sub(opened) >= self.shared.window_nanos {
+            self.close(opened, now, semaphore, busy);
+        }
+    }
+
+    #[cold]
+    fn close(&self, opened: u64, now: u64, semaphore: &Semaphore, busy: impl FnOnce() -> usize) {
+        let samples = self.samples.load(Ordering::Relaxed);
+        let calls = (samples >> SUM_BITS) + self.failures.load(Ordering::Relaxed);
+        if calls < MIN_SAMPLES {
+            return;
+        }
+        // One call closes the window; it alone writes the estimator's state.
+        if self
+            .opened
+            .compare_exchange(opened, now, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let samples = self.samples.swap(0, Ordering::Relaxed);
+        let failures = self.failures.swap(0, Ordering::Relaxed);
+        let successes = samples >> SUM_BITS;
+        let window = Window {
+            successes,
+            mean_latency: if successes == 0 {
+                0.0
+            } else {
+                (samples & SUM_MASK) as f64 / successes as f64
+            },
+            failures,
+            busy: busy(),
+        };
+        let state = State {
+            limit: f64::from_bits(self.estimate.load(Ordering::Relaxed)),
+            baseline: f64::from_bits(self.baseline.load(Ordering::Relaxed)),
+            warmup: self.warmup.load(Ordering::Relaxed),
+        };
+        let next = gradient::next(&self.shared.config, self.shared.maxsize, state, window);
+        self.estimate.store(next.limit.to_bits(), Ordering::Relaxed);
+        self.baseline
+            .store(next.baseline.to_bits(), Ordering::Relaxed);
+        self.warmup.store(next.warmup, Ordering::Relaxed);
+        let limit = next.limit as usize;
+        let before = self.limit.swap(limit, Ordering::SeqCst);
+        if before != limit {
+            self.shared.moved(before, limit);
+            #[cfg(feature = "tracing")]
+            tracing::debug!(
+                target: "tower_fortify::pool",
+                limit,
+                before,
+                baseline_ms = next.baseline / 1e3,
+                latency_ms = window.mean_latency / 1e3,
+                failures,
+                "adaptive pool limit changed"
+            );
+        }
+        // Every window, not only on a change: a permit parked against a limit that had
+        // just risen is given back here.
+        self.rebalance(semaphore);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(config: AdaptiveLimit, maxsize: usize) -> (Limiter, Semaphore) {
+        let shared = Shared::new(config, maxsize, "test");
+        let limiter = Limiter::new(&shared);
+        let semaphore = Semaphore::new(maxsize - limiter.parked());
+        (limiter, semaphore)
+    }
+
+    fn calls(limiter: &Limiter, semaphore: &Semaphore, n: usize, outcome: Outcome, busy: usize) {
+        for _ in 0..n {
+            let mut stamp = Stamp::start(Some(limiter));
+            limiter.record(&mut stamp, outcome, semaphore, || busy);
+            assert!(!stamp.is_set(), "recorded once");
+        }
+    }
+
+    #[test]
+    fn a_fixed_pool_stamps_nothing() {
+        assert_eq!(Stamp::start(None), Stamp::NONE);
+    }
+
+    #[test]
+    fn the_initial_limit_parks_the_rest() {
+        let (limiter, semaphore) = limiter(AdaptiveLimit::gradient().initial_limit(3), 10);
+        assert_eq!((limiter.limit(), limiter.parked()), (3, 7));
+        assert_eq!(semaphore.available(), 3);
+        assert_eq!(limiter.shared.total.load(Ordering::Relaxed), 3);
+        drop(limiter);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_lower_the_limit_and_park_permits_as_they_come_back() {
+        let (limiter, semaphore) = limiter(AdaptiveLimit::gradient(), 10);
+        // Four permits in use, six free.
+        for _ in 0..4 {
+            assert!(semaphore.try_acquire());
+        }
+        tokio::time::advance(Duration::from_millis(100)).await;
+        calls(&limiter, &semaphore, 10, Outcome::Overload, 4);
+        assert_eq!(limiter.limit(), 9, "10 * 0.9");
+        assert_eq!(limiter.parked(), 1, "a free permit parked at once");
+        assert_eq!(semaphore.available(), 5);
+        // Not yet due: the window is 100 ms.
+        calls(&limiter, &semaphore, 10, Outcome::Overload, 4);
+        assert_eq!(limiter.limit(), 9);
+        let mut estimate = 9.0f64;
+        for _ in 0..30 {
+            estimate = (estimate * 0.9).max(1.0);
+            tokio::time::advance(Duration::from_millis(100)).await;
+            calls(&limiter, &semaphore, 10, Outcome::Overload, 4);
+            assert_eq!(limiter.limit(), estimate as usize);
+        }
+        assert_eq!(limiter.limit(), 1, "down to the floor, never under it");
+        // Four permits are still out: nine parked, one short, kept when one comes back.
+        assert_eq!(limiter.parked(), 6);
+        assert_eq!(semaphore.available(), 0);
+        for parked in 7..=9 {
+            assert!(limiter.park());
+            assert_eq!(limiter.parked(), parked);
+        }
+        assert!(
+            !limiter.park(),
+            "the floor's permit goes back to the semaphore"
+        );
+        assert_eq!(limiter.shared.total.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rising_limit_gives_parked_permits_back() {
+        let (limiter, semaphore) = limiter(AdaptiveLimit::gradient().initial_limit(2), 6);
+        for limit in 3..=6 {
+            tokio::time::advance(Duration::from_millis(100)).await;
+            calls(&limiter, &semaphore, 10, Outcome::Success, limit);
+            assert_eq!(limiter.limit(), limit);
+            assert_eq!(semaphore.available(), limit);
+        }
+        tokio::time::advance(Duration::from_millis(100)).await;
+        calls(&limiter, &semaphore, 10, Outcome::Success, 6);
+        assert_eq!(limiter.limit(), 6, "never above maxsize");
+        assert_eq!(limiter.parked(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ignored_outcomes_and_short_windows_change_nothing() {
+        let (limiter, semaphore) = limiter(AdaptiveLimit::gradient(), 10);
+        tokio::time::advance(Duration::from_millis(100)).await;
+        calls(&limiter, &semaphore, 50, Outcome::Ignore, 10);
+        calls(
+            &limiter,
+            &semaphore,
+            (MIN_SAMPLES - 1) as usize,
+            Outcome::Overload,
+            10,
+        );
+        assert_eq!(limiter.limit(), 10);
+        calls(&limiter, &semaphore, 1, Outcome::Overload, 10);
+        assert_eq!(limiter.limit(), 9, "the tenth call closes the window");
+    }
+
+    /// Callers taking and giving back permits on four threads while the limit moves: no
+    /// more than `maxsize` permits are ever held at once, and once the callers are done,
+    /// every permit is either free or parked, as the limit says.
+    #[test]
+    fn parking_under_concurrent_releases_loses_no_permit() {
+        use std::sync::atomic::AtomicBool;
+
+        let (limiter, semaphore) = limiter(AdaptiveLimit::gradient(), 8);
+        let (limiter, semaphore) = (Arc::new(limiter), Arc::new(semaphore));
+        let holders = Arc::new(AtomicUsize::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let callers: Vec<_> = (0..4)
+            .map(|_| {
+                let (limiter, semaphore) = (Arc::clone(&limiter), Arc::clone(&semaphore));
+                let (holders, done) = (Arc::clone(&holders), Arc::clone(&done));
+                std::thread::spawn(move || {
+                    while !done.load(Ordering::Relaxed) {
+                        if semaphore.try_acquire() {
+                            let held = holders.fetch_add(1, Ordering::SeqCst) + 1;
+                            assert!(held <= 8, "{held} permits held");
+                            holders.fetch_sub(1, Ordering::SeqCst);
+                            if !limiter.park() {
+                                semaphore.release();
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for i in 0..20_000 {
+            limiter.limit.store(1 + i % 8, Ordering::SeqCst);
+            limiter.rebalance(&semaphore);
+        }
+        done.store(true, Ordering::Relaxed);
+        for caller in callers {
+            caller.join().unwrap();
+        }
+        for limit in [3, 8, 1] {
+            limiter.limit.store(limit, Ordering::SeqCst);
+            limiter.rebalance(&semaphore);
+            assert_eq!(semaphore.available(), limit);
+            assert_eq!(limiter.parked(), 8 - limit);
+        }
+        limiter.limit.store(8, Ordering::SeqCst);
+    }
+
+    #[test]
+    fn outcomes() {
+        assert_eq!(Outcome::of_status(http::StatusCode::OK), Outcome::Success);
+        assert_eq!(
+            Outcome::of_status(http::StatusCode::NOT_FOUND),
+            Outcome::Success
+        );
+        assert_eq!(
+            Outcome::of_status(http::StatusCode::TOO_MANY_REQUESTS),
+            Outcome::Overload
+        );
+        assert_eq!(
+            Outcome::of_status(http::StatusCode::BAD_GATEWAY),
+            Outcome::Overload
+        );
+        let timeout = Failure::new(FailureKind::ReadTimeout, std::io::Error::other("slow"));
+        assert_eq!(Outcome::of_error(&timeout), Outcome::Overload);
+        let certificate = Failure::new(FailureKind::TlsCertificate, std::io::Error::other("bad"));
+        assert_eq!(Outcome::of_error(&certificate), Outcome::Ignore);
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(Outcome::of_error(&refused), Outcome::Overload);
+    }
+}
