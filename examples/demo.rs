@@ -44,17 +44,21 @@
 //! backend keeps receiving the bare client's whole load while the fortified client sheds it;
 //! `--outage-kind refused` shows the other case.
 //!
-//! **The overload phase** follows (`--overload SECONDS`, 2 by default; 0 skips it;
+//! **The overload phase** follows (`--overload SECONDS`, 3 by default; 0 skips it;
 //! `--overload-only` runs it alone): a backend without random faults whose processing
-//! capacity drops, then heals. It has 16 workers taking 5 ms per request (3,200 answers/s);
-//! 1 s into the run they drop to 2 (400/s) for the overload, then come back, 0.5 s before
-//! the end. The same workload (the main mix at `--rate`, at most 128 in flight: twice the
-//! default `pool_maxsize`) goes through the bare client and the fortified one with a fixed
-//! pool of `maxsize`, each against a fresh backend. The table shows, for the requests of
-//! the overload window: the callers' throughput, latency p50/p99 and failures, and the load
-//! on the backend (requests in flight at it, max and p99, and its own time per request,
-//! the wait for a worker included, p50 and p99). It takes about 4 s per client and does
-//! not count in the verdict.
+//! capacity drops, then heals. It has 16 workers taking 5 ms per request (nominally 3,200
+//! answers/s; tokio's timer rounds each wait up, so somewhat fewer); 2 s into the run (the
+//! adaptive limit learns the no-load latency meanwhile) they drop to 2 (400/s) for the
+//! overload, then come back for the last second. The same workload (the main mix at
+//! `--rate`, at most 128 in flight: twice the default `pool_maxsize`) goes through three
+//! clients at once, each against its own backend: the bare client, the fortified one with
+//! its fixed pool of `maxsize`, and the fortified one with an adaptive pool
+//! (`ClientConfig::pool_adaptive(AdaptiveLimit::gradient())`). The table shows, for the
+//! overload window: the callers' throughput, latency p50/p99 and failures, the pool's limit,
+//! and the load on the backend (requests in flight at it, max and p99, and its own time per
+//! request, the wait for a worker included, p50 and p99), over the whole overload and over
+//! its last second, once the adaptive limit has come down. It takes about 7 s and does not
+//! count in the verdict.
 //!
 //! The exit status is 1 only if a POST without an idempotency key reached the backend twice
 //! (a real bug: the order would be created twice). A steady-state failure rate above target
@@ -115,7 +119,7 @@ use tower_fortify::{
     circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer, State},
     classify::Failure,
     client::TlsRoots,
-    pool::PoolHandle,
+    pool::{AdaptiveLimit, PoolHandle},
     retry::{error::RetryError, Idempotent, Stop},
     stack::ClientConfig,
     BoxError,
@@ -190,7 +194,7 @@ impl Default for Options {
             outage_kind: Outage::Unavailable,
             seed: 42,
             diagnose: false,
-            overload: 2.0,
+            overload: 3.0,
             overload_only: false,
         }
     }
@@ -539,7 +543,7 @@ async fn run(kind: Kind, options: &Options, snapshotter: &Snapshotter) -> Run {
     };
 
     let records = drive(
-        &service,
+        service,
         &backend,
         &Workload::of(options),
         started,
@@ -613,7 +617,7 @@ impl Workload {
 /// Sends the workload through `service`, request `i` due `i / rate` after `started`, at
 /// most `concurrency` in flight; returns what happened to each request, in order.
 async fn drive(
-    service: &DemoClient,
+    service: DemoClient,
     backend: &FlakyBackend,
     workload: &Workload,
     started: Instant,
@@ -1542,8 +1546,8 @@ const WORKERS: usize = 16;
 const WORKERS_LOW: usize = 2;
 /// Normal service before the overload (the adaptive limit learns the no-load latency) and
 /// after it.
-const OVERLOAD_BEFORE: Duration = Duration::from_secs(1);
-const OVERLOAD_AFTER: Duration = Duration::from_millis(500);
+const OVERLOAD_BEFORE: Duration = Duration::from_secs(2);
+const OVERLOAD_AFTER: Duration = Duration::from_secs(1);
 /// Requests in flight at most during the overload phase: twice the default `pool_maxsize`
 /// (64), so that a fixed pool of `maxsize` holds.
 const OVERLOAD_CONCURRENCY: usize = 128;
@@ -1555,27 +1559,26 @@ enum Limit {
     Bare,
     /// The fortified client with its fixed pool of `pool_maxsize`.
     Fixed,
+    /// The fortified client with an adaptive pool (`AdaptiveLimit::gradient()`).
+    Adaptive,
 }
 
 impl Limit {
-    const ALL: [Limit; 2] = [Limit::Bare, Limit::Fixed];
-
-    fn label(self) -> &'static str {
-        match self {
-            Limit::Bare => "bare     ",
-            Limit::Fixed => "fixed    ",
-        }
-    }
+    const ALL: [Limit; 3] = [Limit::Bare, Limit::Fixed, Limit::Adaptive];
 
     fn column(self, maxsize: usize) -> String {
         match self {
             Limit::Bare => "bare".into(),
             Limit::Fixed => format!("fixed pool ({maxsize})"),
+            Limit::Adaptive => "adaptive pool".into(),
         }
     }
 
     fn config(self) -> ClientConfig {
-        fortified_config()
+        match self {
+            Limit::Bare | Limit::Fixed => fortified_config(),
+            Limit::Adaptive => fortified_config().pool_adaptive(AdaptiveLimit::gradient()),
+        }
     }
 }
 
@@ -1590,6 +1593,9 @@ struct OverloadRun {
     elapsed: Duration,
     /// During the overload (fortified clients).
     pool_max_in_use: usize,
+    /// The pool's limit: the lowest during the overload, and at the end of the run.
+    limit_min: usize,
+    limit_end: usize,
     pool_timed_out: u64,
     /// `maxsize` (0 for the bare client).
     pool_max: usize,
@@ -1613,7 +1619,35 @@ fn overload_workload(options: &Options) -> Workload {
     }
 }
 
-async fn overload_run(limit: Limit, options: &Options) -> OverloadRun {
+/// Runs the overload phase for every client at once, each against its own backend (the
+/// clients and backends mostly wait: they share the machine's cores, not their queues).
+async fn overload_phase(options: &Options) -> Vec<(Limit, OverloadRun)> {
+    let workload = overload_workload(options);
+    let progress = Arc::new(Progress {
+        done: AtomicUsize::new(0),
+        in_flight: AtomicUsize::new(0),
+    });
+    let started = Instant::now();
+    let runs: Vec<_> = Limit::ALL
+        .iter()
+        .map(|&limit| {
+            let (options, progress) = (options.clone(), progress.clone());
+            tokio::spawn(async move { (limit, overload_run(limit, &options, progress).await) })
+        })
+        .collect();
+    let mut ticker = Ticker::new("overload ", workload.requests * runs.len());
+    while !ticker.tick(&progress, started.elapsed()) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut out = Vec::with_capacity(runs.len());
+    for run in runs {
+        out.push(run.await.expect("overload run"));
+    }
+    out
+}
+
+/// One client's overload run; `progress` counts the requests of every client.
+async fn overload_run(limit: Limit, options: &Options, progress: Arc<Progress>) -> OverloadRun {
     let faults = Faults {
         seed: options.seed,
         ..Faults::none()
@@ -1638,10 +1672,6 @@ async fn overload_run(limit: Limit, options: &Options) -> OverloadRun {
         OVERLOAD_BEFORE,
         OVERLOAD_BEFORE + Duration::from_secs_f64(options.overload),
     );
-    let progress = Arc::new(Progress {
-        done: AtomicUsize::new(0),
-        in_flight: AtomicUsize::new(0),
-    });
     let started = Instant::now();
     let overload = {
         let backend = backend.clone();
@@ -1655,27 +1685,26 @@ async fn overload_run(limit: Limit, options: &Options) -> OverloadRun {
             backend.set_capacity(Some(normal));
         })
     };
-    // Watches the pool every 5 ms.
+    // Watches the pool every 5 ms during the overload.
     let watcher = {
-        let (pool, progress) = (pool.clone(), progress.clone());
-        let mut ticker = Ticker::new(limit.label(), workload.requests);
+        let pool = pool.clone();
         tokio::spawn(async move {
-            let mut max_in_use = 0;
-            loop {
-                let now = started.elapsed();
-                if (window.0..window.1).contains(&now) {
-                    max_in_use = max_in_use.max(pool.snapshot().total.in_use);
-                }
-                if ticker.tick(&progress, now) {
-                    return max_in_use;
+            let (mut max_in_use, mut limit_min) = (0, usize::MAX);
+            tokio::time::sleep_until((started + window.0).into()).await;
+            while started.elapsed() < window.1 {
+                let total = pool.snapshot().total;
+                max_in_use = max_in_use.max(total.in_use);
+                if total.max > 0 {
+                    limit_min = limit_min.min(total.limit);
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
+            (max_in_use, limit_min)
         })
     };
-    let records = drive(&service, &backend, &workload, started, &progress).await;
+    let records = drive(service, &backend, &workload, started, &progress).await;
     let elapsed = started.elapsed();
-    let pool_max_in_use = watcher.await.expect("watcher");
+    let (pool_max_in_use, limit_min) = watcher.await.expect("watcher");
     overload.abort();
     let load = backend
         .load()
@@ -1696,6 +1725,12 @@ async fn overload_run(limit: Limit, options: &Options) -> OverloadRun {
         window,
         elapsed,
         pool_max_in_use,
+        limit_min: if limit_min == usize::MAX {
+            0
+        } else {
+            limit_min
+        },
+        limit_end: snapshot.total.limit,
         pool_timed_out: snapshot.total.timed_out,
     }
 }
@@ -1709,12 +1744,57 @@ struct OverloadSummary {
     throughput: f64,
     p50: Option<Duration>,
     p99: Option<Duration>,
-    /// At the backend, over the requests that arrived during the overload.
-    backend_requests: usize,
+    /// At the backend, over the requests that arrived during the overload, then during
+    /// its last second (the adaptive limit has settled).
+    backend: BackendLoad,
+    settled: BackendLoad,
+}
+
+/// The load on the backend from the requests that arrived in a window.
+struct BackendLoad {
+    requests: usize,
     in_flight_max: u32,
     in_flight_p99: Option<u32>,
     took_p50: Option<Duration>,
     took_p99: Option<Duration>,
+}
+
+impl BackendLoad {
+    fn of(run: &OverloadRun, from: Duration, to: Duration) -> BackendLoad {
+        let arrived: Vec<&(Duration, u32, Duration)> = run
+            .load
+            .iter()
+            .filter(|(at, _, _)| (from..to).contains(at))
+            .collect();
+        let mut in_flight: Vec<u32> = arrived.iter().map(|s| s.1).collect();
+        in_flight.sort_unstable();
+        let mut took: Vec<Duration> = arrived.iter().map(|s| s.2).collect();
+        took.sort_unstable();
+        BackendLoad {
+            requests: arrived.len(),
+            in_flight_max: in_flight.last().copied().unwrap_or(0),
+            in_flight_p99: quantile(&in_flight, 0.99),
+            took_p50: quantile(&took, 0.50),
+            took_p99: quantile(&took, 0.99),
+        }
+    }
+
+    fn in_flight(&self) -> String {
+        format!(
+            "{} / {}",
+            self.in_flight_max,
+            self.in_flight_p99
+                .map_or_else(|| "-".into(), |n| n.to_string())
+        )
+    }
+
+    fn took(&self) -> String {
+        format!(
+            "{} / {}",
+            ms_or_dash(self.took_p50),
+            ms_or_dash(self.took_p99)
+        )
+    }
 }
 
 fn summarize_overload(run: &OverloadRun) -> OverloadSummary {
@@ -1728,23 +1808,14 @@ fn summarize_overload(run: &OverloadRun) -> OverloadSummary {
         .iter()
         .filter(|r| r.failure.is_none() && during(r.end))
         .count();
-    let arrived: Vec<&(Duration, u32, Duration)> =
-        run.load.iter().filter(|(at, _, _)| during(*at)).collect();
-    let mut in_flight: Vec<u32> = arrived.iter().map(|s| s.1).collect();
-    in_flight.sort_unstable();
-    let mut took: Vec<Duration> = arrived.iter().map(|s| s.2).collect();
-    took.sort_unstable();
     OverloadSummary {
         requests: started.len(),
         failures: started.iter().filter(|r| r.failure.is_some()).count(),
         throughput: answered as f64 / (to - from).as_secs_f64().max(1e-9),
         p50: quantile(&latencies, 0.50),
         p99: quantile(&latencies, 0.99),
-        backend_requests: arrived.len(),
-        in_flight_max: in_flight.last().copied().unwrap_or(0),
-        in_flight_p99: quantile(&in_flight, 0.99),
-        took_p50: quantile(&took, 0.50),
-        took_p99: quantile(&took, 0.99),
+        backend: BackendLoad::of(run, from, to),
+        settled: BackendLoad::of(run, to.saturating_sub(Duration::from_secs(1)).max(from), to),
     }
 }
 
@@ -1756,10 +1827,11 @@ fn report_overload(options: &Options, runs: &[(Limit, OverloadRun)]) {
     let maxsize = runs.iter().map(|(_, r)| r.pool_max).max().unwrap_or(0);
     let workload = overload_workload(options);
     println!(
-        "\nOverload: a backend of {WORKERS} workers taking {SERVICE:?} per request ({:.0} \
-         answers/s) drops to {WORKERS_LOW} ({:.0}/s) for {:.1} s, {:.1} s into the run, then heals; \
+        "\nOverload: a backend of {WORKERS} workers taking {SERVICE:?} per request (nominally \
+         {:.0} answers/s) drops to {WORKERS_LOW} ({:.0}/s) for {:.1} s, {:.1} s into the run, then heals; \
          no other fault. The same workload ({} requests at {} req/s, at most {} in flight) \
-         through each client, against a fresh backend. Figures of the overload window: \
+         through each client at once, each against its own backend; the adaptive pool is \
+         `ClientConfig::pool_adaptive(AdaptiveLimit::gradient())`. Figures of the overload window: \
          requests started in it, answers completed in it, and at the backend requests that \
          arrived in it.\n",
         Capacity {
@@ -1800,24 +1872,27 @@ fn report_overload(options: &Options, runs: &[(Limit, OverloadRun)]) {
     row(&mut t, "pool: max in use", &|_, r| {
         r.pool_max_in_use.to_string()
     });
-    t.section("the backend, during the overload");
-    row(&mut t, "requests received", &|s, _| {
-        s.backend_requests.to_string()
-    });
     row(
         &mut t,
-        "requests in flight at the backend: max / p99",
-        &|s, _| {
-            format!(
-                "{} / {}",
-                s.in_flight_max,
-                s.in_flight_p99
-                    .map_or_else(|| "-".into(), |n| n.to_string())
-            )
-        },
+        "pool: limit, lowest / at the end of the run",
+        &|_, r| format!("{} / {}", r.limit_min, r.limit_end),
     );
-    row(&mut t, "its time per request p50 / p99", &|s, _| {
-        format!("{} / {}", ms_or_dash(s.took_p50), ms_or_dash(s.took_p99))
+    t.section("the backend, during the overload");
+    row(&mut t, "requests received", &|s, _| {
+        s.backend.requests.to_string()
+    });
+    row(&mut t, "requests in flight at it: max / p99", &|s, _| {
+        s.backend.in_flight()
+    });
+    row(&mut t, "its own time per request: p50 / p99", &|s, _| {
+        s.backend.took()
+    });
+    t.section("the backend, in the last second of the overload");
+    row(&mut t, "requests in flight at it: max / p99", &|s, _| {
+        s.settled.in_flight()
+    });
+    row(&mut t, "its own time per request: p50 / p99", &|s, _| {
+        s.settled.took()
     });
     t.section("the whole run");
     row(&mut t, "failures", &|_, r| {
@@ -1842,14 +1917,41 @@ fn report_overload(options: &Options, runs: &[(Limit, OverloadRun)]) {
             .join(", ")
     };
     println!("\nConclusions (overload):");
+    let p99 = |s: &OverloadSummary| s.backend.took_p99.unwrap_or_default();
+    let settled_p99 = |s: &OverloadSummary| s.settled.took_p99.unwrap_or_default();
+    let n = |n: Option<u32>| n.map_or_else(|| "-".into(), |n| n.to_string());
     println!(
-        "- Load on the backend during the overload: requests in flight at it, p99: {}; its \
-         own time per request, p99: {}.",
-        each(&|s| s
-            .in_flight_p99
-            .map_or_else(|| "-".into(), |n| n.to_string())),
-        each(&|s| ms_or_dash(s.took_p99)),
+        "- Load on the backend during the overload: requests in flight at it, p99: {} (in \
+         its last second: {}); its own time per request, p99: {} (in its last second: {}).",
+        each(&|s| n(s.backend.in_flight_p99)),
+        each(&|s| n(s.settled.in_flight_p99)),
+        each(&|s| ms_or_dash(s.backend.took_p99)),
+        each(&|s| ms_or_dash(s.settled.took_p99)),
     );
+    let find = |limit: Limit| {
+        runs.iter()
+            .zip(&sums)
+            .find(|((l, _), _)| *l == limit)
+            .map(|((_, r), s)| (r, s))
+    };
+    if let (Some((_, fixed)), Some((adaptive_run, adaptive))) =
+        (find(Limit::Fixed), find(Limit::Adaptive))
+    {
+        let held = |a: Duration, f: Duration| if a < f { "lower" } else { "NOT lower" };
+        println!(
+            "- The adaptive pool held the backend's p99 {} than the fixed pool of {maxsize} \
+             over the overload ({} against {}) and {} in its last second, its limit down \
+             to {} at the lowest ({} against {}); the limit came back to {} by the end.",
+            held(p99(adaptive), p99(fixed)),
+            ms(p99(adaptive)),
+            ms(p99(fixed)),
+            held(settled_p99(adaptive), settled_p99(fixed)),
+            adaptive_run.limit_min,
+            ms(settled_p99(adaptive)),
+            ms(settled_p99(fixed)),
+            adaptive_run.limit_end,
+        );
+    }
     println!(
         "- The callers: successful answers per second: {}; latency p99: {}; failures: {}. \
          The backend's capacity sets the throughput whatever the client; what a pool holds \
@@ -1976,10 +2078,7 @@ fn main() -> ExitCode {
             (ok, verdict) = report(&options, &bare, &fortified);
         }
         if options.overload > 0.0 {
-            let mut runs = Vec::new();
-            for limit in Limit::ALL {
-                runs.push((limit, overload_run(limit, &options).await));
-            }
+            let runs = overload_phase(&options).await;
             report_overload(&options, &runs);
         }
         for line in verdict {
