@@ -12,7 +12,7 @@
 #   --runs N       how many times the paired groups are measured (default 3, quick 1): the
 #                  whole bench once, then `cargo bench --bench X -- paired` N-1 more times
 #   --output FILE  where to write (default BENCHMARKS.md at the repository root)
-#   BENCH...       which benches (default: stack e2e circuit_breaker pool retry classify)
+#   BENCH...       which benches (default: stack e2e circuit_breaker pool retry hedge classify)
 #
 # Needs cargo, git, jq and awk. Run it on an otherwise idle machine: the figures of a loaded
 # one say little (the file records the load average before the run).
@@ -21,7 +21,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-all_benches=(stack e2e circuit_breaker pool adaptive retry classify tls interleaved)
+all_benches=(stack e2e circuit_breaker pool adaptive retry hedge classify tls interleaved)
 quick=false
 runs=
 output="$root/BENCHMARKS.md"
@@ -144,6 +144,7 @@ describe() {
     pool) echo "The pool limit's uncontended path on a trivial service (no group: each variant is its own criterion function), beside tower's \`ConcurrencyLimit\` and tower-resilience's bulkhead." ;;
     adaptive) echo "The pool limit in adaptive mode (\`AdaptiveLimit::gradient()\`) beside the same pool with a fixed limit, one pool and per host, on the uncontended path (a trivial service, one call at a time): two clock reads and a window sample per call." ;;
     retry) echo "The retry layer's success path, beside tower's \`Retry\` (with a policy that copies every field of the request, alone and with \`TpsBudget\`), each copy alone, and tower-resilience's retry; every call a clone of one GET with three headers." ;;
+    hedge) echo "The hedge layer on a call answered before its hedge delay (a trivial service answering at once), beside the bare service and the retry layer (which keeps the same request copy); \`hedge_warm\` keeps the copy a hedge would be sent from, \`hedge_cold\` (no delay yet) and \`hedge_post\` (never hedged) do not; every call a clone of one request with three headers." ;;
     tls) echo "The HTTPS client in one call (\`ClientConfig::https\`) against a bare hyper-util + hyper-rustls client with the same roots, over loopback TLS: keep-alive requests, and a new connection per request (the handshake and the connection-phase telemetry)." ;;
     interleaved) echo "The plain view beside the paired one: no criterion, no pairing; every variant once per round, medians of the rounds; requests built in every call; \`u64\` and \`http::Request\` requests; one shared instance on two threads. The tables are the bench's own output." ;;
     classify) echo "\`ErrorClassify\` on a service that answers at once, beside tower's \`MapErr\` boxing the error, on the success and the error path." ;;

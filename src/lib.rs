@@ -43,6 +43,9 @@
 //!   bodies.
 //! - [`circuit_breaker`]: count and time windows, slow calls, bounded half-open probes, a
 //!   growing jittered open time, one breaker per host; the closed path takes no lock.
+//! - [`hedge`]: a second attempt of an idempotent request after its host's latency
+//!   percentile, the first answer taken, paid from the retry budget, never to an open
+//!   breaker.
 //! - [`pool`]: urllib3's pool semantics (`maxsize`, `block`, `pool_timeout`, overflow or
 //!   fail fast), one pool per host, permits held until the response body ends, leak
 //!   detection.
@@ -82,6 +85,7 @@
 //! | `circuit-breaker` (default) | the [`circuit_breaker`] module |
 //! | `pool` (default) | the [`pool`] module |
 //! | `retry` (default) | the [`retry`] module: backoff strategies, `Retry-After` parsing, the retry budget |
+//! | `hedge` (default) | the [`hedge`] module: hedged requests after a per-host latency percentile, paid from the retry budget (needs `retry` and `pool`) |
 //! | `http` (default) | classification of HTTP responses by status and `Retry-After` |
 //! | `hyper` (default) | classification of `hyper::Error` and hyper-util's legacy client errors |
 //! | `rustls` (default) | classification of rustls errors (certificate vs handshake); no crypto provider is pulled in |
@@ -118,6 +122,9 @@ mod config;
 #[cfg(feature = "diagnose")]
 #[cfg_attr(docsrs, doc(cfg(feature = "diagnose")))]
 pub mod diagnose;
+#[cfg(feature = "hedge")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hedge")))]
+pub mod hedge;
 mod internal;
 #[cfg(any(feature = "pool", feature = "circuit-breaker"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "pool", feature = "circuit-breaker"))))]

@@ -137,3 +137,9 @@ pub use history::{RetryCause, RetryHistory, RetryRecord, Stop};
 pub use layer::{RetryBuilder, RetryLayer};
 pub use policy::{Idempotent, NoRetry, RetryAfterOverMax, RetryPolicy};
 pub use service::Retry;
+// What the hedge layer shares with the retry layer: the rule for sending a request more
+// than once, and the copy of a request it is sent again from.
+#[cfg(feature = "hedge")]
+pub(crate) use policy::AllowedMethods;
+#[cfg(feature = "hedge")]
+pub(crate) use service::Kept;

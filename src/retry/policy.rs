@@ -5,8 +5,8 @@ use super::{
     budget::RetryBudget,
 };
 use crate::{classify::Category, InvalidConfig};
-use http::{Method, StatusCode};
-use std::time::Duration;
+use http::{Method, Request, StatusCode};
+use std::{fmt, time::Duration};
 
 /// What to do when a server's `Retry-After` asks for a longer wait than `retry_after_max`.
 ///
@@ -86,8 +86,7 @@ pub struct RetryPolicy {
     pub(crate) read: Option<u32>,
     pub(crate) status: Option<u32>,
     pub(crate) other: Option<u32>,
-    pub(crate) allowed_methods: Vec<Method>,
-    allowed_mask: u16,
+    pub(crate) allowed_methods: AllowedMethods,
     pub(crate) status_forcelist: Vec<u16>,
     pub(crate) backoff: Backoff,
     pub(crate) category_backoff: [Option<Backoff>; 4],
@@ -99,7 +98,66 @@ pub struct RetryPolicy {
     pub(crate) deadline: Option<Duration>,
 }
 
-/// The bit of a standard method in `RetryPolicy::allowed_mask`.
+/// The methods a layer may send more than once (`allowed_methods`): the retry layer's,
+/// and the hedge layer's, which follows the same rule ([`may_resend`](Self::may_resend)).
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct AllowedMethods {
+    methods: Vec<Method>,
+    /// A bit per standard method in `methods`, checked on every call.
+    mask: u16,
+}
+
+impl AllowedMethods {
+    pub(crate) fn new(methods: impl IntoIterator<Item = Method>) -> Self {
+        let methods: Vec<Method> = methods.into_iter().collect();
+        AllowedMethods {
+            mask: mask_of(&methods),
+            methods,
+        }
+    }
+
+    /// urllib3's `Retry.DEFAULT_ALLOWED_METHODS`: the idempotent methods.
+    pub(crate) fn idempotent() -> Self {
+        Self::new([
+            Method::HEAD,
+            Method::GET,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+            Method::TRACE,
+        ])
+    }
+
+    /// Whether `method` is allowed (every method is when the list is empty).
+    #[inline]
+    pub(crate) fn allows(&self, method: &Method) -> bool {
+        if self.methods.is_empty() {
+            return true;
+        }
+        // The standard methods by a bit each, checked on every call; others by comparison.
+        match method_bit(method) {
+            Some(bit) => self.mask & bit != 0,
+            None => self.methods.contains(method),
+        }
+    }
+
+    /// Whether `request` may be sent again after it may have reached the server: its
+    /// method is allowed, or it carries the [`Idempotent`] marker. (`Retry::call` spells
+    /// the same rule out with `is_method_allowed`; it can call this instead.)
+    #[cfg_attr(not(feature = "hedge"), allow(dead_code))]
+    #[inline]
+    pub(crate) fn may_resend<B>(&self, request: &Request<B>) -> bool {
+        self.allows(request.method()) || request.extensions().get::<Idempotent>().is_some()
+    }
+}
+
+impl fmt::Debug for AllowedMethods {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(&self.methods).finish()
+    }
+}
+
+/// The bit of a standard method in `AllowedMethods::mask`.
 fn method_bit(method: &Method) -> Option<u16> {
     let bit = match *method {
         Method::GET => 0,
@@ -125,22 +183,13 @@ fn mask_of(methods: &[Method]) -> u16 {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        let allowed_methods = vec![
-            Method::HEAD,
-            Method::GET,
-            Method::PUT,
-            Method::DELETE,
-            Method::OPTIONS,
-            Method::TRACE,
-        ];
         RetryPolicy {
             total: Some(3),
             connect: None,
             read: None,
             status: None,
             other: None,
-            allowed_mask: mask_of(&allowed_methods),
-            allowed_methods,
+            allowed_methods: AllowedMethods::idempotent(),
             status_forcelist: Vec::new(),
             backoff: Backoff::new(Duration::ZERO),
             category_backoff: [None; 4],
@@ -241,8 +290,7 @@ impl RetryPolicy {
     /// # let _ = (any_method, only_get);
     /// ```
     pub fn allowed_methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
-        self.allowed_methods = methods.into_iter().collect();
-        self.allowed_mask = mask_of(&self.allowed_methods);
+        self.allowed_methods = AllowedMethods::new(methods);
         self
     }
 
@@ -394,14 +442,7 @@ impl RetryPolicy {
     /// Whether read failures and retryable statuses of `method` are retried.
     #[inline]
     pub(crate) fn is_method_allowed(&self, method: &Method) -> bool {
-        if self.allowed_methods.is_empty() {
-            return true;
-        }
-        // The standard methods by a bit each, checked on every call; others by comparison.
-        match method_bit(method) {
-            Some(bit) => self.allowed_mask & bit != 0,
-            None => self.allowed_methods.contains(method),
-        }
+        self.allowed_methods.allows(method)
     }
 
     pub(crate) fn backoff_of(&self, category: Category) -> &Backoff {

@@ -1,0 +1,416 @@
+//! [`Future`] types.
+
+use super::{layer::SharedRef, tracker::Tracker};
+use crate::retry::{Kept, TryCloneBody};
+use http::Request;
+use pin_project_lite::pin_project;
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+
+pin_project! {
+    /// Response future of [`Hedge`](super::Hedge).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it drops both attempts, the timer and the request copy, and gives back the
+    /// hedge's place in its host's `max_in_flight`; it records no latency. A hedge taken
+    /// from the budget is not given back.
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        // The first attempt, until it answers or loses.
+        #[pin]
+        primary: Option<S::Future>,
+        // The hedge, once sent, until it answers or loses.
+        #[pin]
+        hedge: Option<S::Future>,
+        // The hedge delay, made when the first attempt is first pending.
+        #[pin]
+        timer: Option<Sleep>,
+        // What a hedge is sent with, until it is sent or can no longer be.
+        spare: Option<Spare<S, B>>,
+        // The first attempt's failure, kept while the hedge runs.
+        failed: Option<S::Error>,
+        // The hedge's place in its host's `max_in_flight`.
+        in_flight: Option<InFlight>,
+        // When the first attempt was first pending (not read for an answer at once).
+        started: Option<Instant>,
+        hedge_started: Option<Instant>,
+        // The host's slot in the tracker, and the layer (`None`: not tracked).
+        slot: usize,
+        shared: Option<SharedRef>,
+    }
+}
+
+/// What a hedge is sent with: the service (driven to readiness again when the delay is
+/// over), the request, and the delay.
+pub(crate) struct Spare<S, B> {
+    pub(crate) service: S,
+    request: SpareRequest<B>,
+    delay: Duration,
+}
+
+/// The hedge's request: the copy until the delay is over, then the request made from it
+/// while the service gets ready (one or the other: the future holds the larger only).
+enum SpareRequest<B> {
+    Kept(Kept<B>),
+    Made(Request<B>),
+}
+
+impl<S, B> Spare<S, B> {
+    pub(crate) fn new(service: S, kept: Kept<B>, delay: Duration) -> Self {
+        Spare {
+            service,
+            request: SpareRequest::Kept(kept),
+            delay,
+        }
+    }
+}
+
+/// A hedge counted in its host's `max_in_flight`, given back when dropped.
+struct InFlight {
+    tracker: Arc<Tracker>,
+    slot: usize,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.tracker.release(self.slot);
+    }
+}
+
+/// Why a hedge was not sent, for the tracing event.
+#[derive(Debug, Clone, Copy)]
+enum Skip {
+    InFlight,
+    NotReplayable,
+    #[cfg(feature = "circuit-breaker")]
+    Breaker,
+    Budget,
+    NotReady,
+}
+
+impl Skip {
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    fn as_str(self) -> &'static str {
+        match self {
+            Skip::InFlight => "max_in_flight",
+            Skip::NotReplayable => "not_replayable",
+            #[cfg(feature = "circuit-breaker")]
+            Skip::Breaker => "breaker",
+            Skip::Budget => "budget",
+            Skip::NotReady => "not_ready",
+        }
+    }
+}
+
+impl<S, B> fmt::Debug for ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("tracked", &self.shared.is_some())
+            .field("hedge_sent", &self.hedge_started.is_some())
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    /// A call the layer leaves alone.
+    pub(crate) fn untracked(future: S::Future) -> Self {
+        Self::new(future, 0, None, None)
+    }
+
+    /// A call whose latency is recorded, and that may be hedged when `spare` is some.
+    pub(crate) fn tracked(
+        future: S::Future,
+        slot: usize,
+        spare: Option<Spare<S, B>>,
+        shared: SharedRef,
+    ) -> Self {
+        Self::new(future, slot, spare, Some(shared))
+    }
+
+    #[inline(always)]
+    fn new(
+        future: S::Future,
+        slot: usize,
+        spare: Option<Spare<S, B>>,
+        shared: Option<SharedRef>,
+    ) -> Self {
+        ResponseFuture {
+            primary: Some(future),
+            hedge: None,
+            timer: None,
+            spare,
+            failed: None,
+            in_flight: None,
+            started: None,
+            hedge_started: None,
+            slot,
+            shared,
+        }
+    }
+}
+
+impl<S, B> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+    B: TryCloneBody,
+{
+    type Output = Result<S::Response, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let mut poll_primary = true;
+        loop {
+            if poll_primary {
+                if let Some(primary) = this.primary.as_mut().as_pin_mut() {
+                    match primary.poll(cx) {
+                        Poll::Ready(Ok(response)) => {
+                            if let Some(shared) = this.shared.as_deref() {
+                                // An answer at the first poll took no measurable time: no
+                                // clock read for it.
+                                let latency = this.started.map_or(Duration::ZERO, |s| s.elapsed());
+                                shared.tracker.record(*this.slot, latency);
+                            }
+                            // The hedge, if any, lost: cancelled now.
+                            this.hedge.set(None);
+                            *this.in_flight = None;
+                            return Poll::Ready(Ok(response));
+                        }
+                        Poll::Ready(Err(err)) => {
+                            this.primary.set(None);
+                            // No hedge after a failure: trying again is the retry layer's
+                            // decision.
+                            *this.spare = None;
+                            this.timer.set(None);
+                            if this.hedge.is_none() {
+                                *this.in_flight = None;
+                                return Poll::Ready(Err(err));
+                            }
+                            *this.failed = Some(err);
+                        }
+                        Poll::Pending => {
+                            if this.started.is_none() && this.shared.is_some() {
+                                *this.started = Some(Instant::now());
+                            }
+                        }
+                    }
+                }
+            }
+
+            if let Some(hedge) = this.hedge.as_mut().as_pin_mut() {
+                match hedge.poll(cx) {
+                    Poll::Ready(Ok(response)) => {
+                        if let Some(shared) = this.shared.as_deref() {
+                            let now = Instant::now();
+                            let since = |at: &Option<Instant>| {
+                                at.map_or(Duration::ZERO, |at| now.saturating_duration_since(at))
+                            };
+                            shared.tracker.record(*this.slot, since(this.hedge_started));
+                            if this.primary.is_some() {
+                                // The first attempt ran at least this long: its latency as
+                                // far as it is known, so that slow answers stay in the tail.
+                                shared.tracker.record(*this.slot, since(this.started));
+                            }
+                            shared.won();
+                        }
+                        // The first attempt lost: cancelled now.
+                        this.primary.set(None);
+                        this.hedge.set(None);
+                        *this.in_flight = None;
+                        return Poll::Ready(Ok(response));
+                    }
+                    Poll::Ready(Err(err)) => {
+                        this.hedge.set(None);
+                        *this.in_flight = None;
+                        if this.primary.is_none() {
+                            // Both failed: the first attempt's failure.
+                            return Poll::Ready(Err(this.failed.take().unwrap_or(err)));
+                        }
+                    }
+                    Poll::Pending => {}
+                }
+            }
+
+            if this.primary.is_some() && this.spare.is_some() {
+                let sent = send_hedge(
+                    this.spare,
+                    this.timer.as_mut(),
+                    this.hedge.as_mut(),
+                    this.in_flight,
+                    *this.started,
+                    this.hedge_started,
+                    *this.slot,
+                    this.shared.as_deref(),
+                    cx,
+                );
+                if sent {
+                    // Poll the hedge once, not the first attempt again.
+                    poll_primary = false;
+                    continue;
+                }
+            }
+            return Poll::Pending;
+        }
+    }
+}
+
+/// Waits for the hedge delay, decides, waits for the service's readiness and sends the
+/// hedge: `true` once it is sent. The spare is dropped when no hedge will be sent.
+#[allow(clippy::too_many_arguments)]
+fn send_hedge<S, B>(
+    spare_slot: &mut Option<Spare<S, B>>,
+    mut timer: Pin<&mut Option<Sleep>>,
+    mut hedge: Pin<&mut Option<S::Future>>,
+    in_flight: &mut Option<InFlight>,
+    started: Option<Instant>,
+    hedge_started: &mut Option<Instant>,
+    slot: usize,
+    shared: Option<&super::layer::Shared>,
+    cx: &mut Context<'_>,
+) -> bool
+where
+    S: Service<Request<B>>,
+    B: TryCloneBody,
+{
+    let (Some(spare), Some(shared)) = (spare_slot.as_mut(), shared) else {
+        return false;
+    };
+    if let SpareRequest::Kept(kept) = &spare.request {
+        if timer.is_none() {
+            // The first attempt is pending: `started` is set. A delay too long to represent
+            // is a hedge never sent.
+            let Some(at) = started.and_then(|s| s.checked_add(spare.delay)) else {
+                *spare_slot = None;
+                return false;
+            };
+            timer.set(Some(tokio::time::sleep_until(at)));
+        }
+        if let Some(sleep) = timer.as_mut().as_pin_mut() {
+            if sleep.poll(cx).is_pending() {
+                return false;
+            }
+        }
+        timer.set(None);
+        match shared.decide(slot, kept) {
+            Ok((request, place)) => {
+                spare.request = SpareRequest::Made(request);
+                *in_flight = Some(place);
+            }
+            Err(skip) => {
+                shared.skipped(skip, spare.delay);
+                *spare_slot = None;
+                return false;
+            }
+        }
+    }
+    match spare.service.poll_ready(cx) {
+        Poll::Pending => false,
+        Poll::Ready(Err(_)) => {
+            shared.skipped(Skip::NotReady, spare.delay);
+            *spare_slot = None;
+            *in_flight = None;
+            false
+        }
+        Poll::Ready(Ok(())) => {
+            let Some(Spare {
+                mut service,
+                request: SpareRequest::Made(request),
+                delay,
+            }) = spare_slot.take()
+            else {
+                unreachable!("a hedge's request is made before its service is readied");
+            };
+            shared.sent(&request, delay);
+            *hedge_started = Some(Instant::now());
+            hedge.set(Some(service.call(request)));
+            true
+        }
+    }
+}
+
+impl super::layer::Shared {
+    /// Whether the hedge due now may be sent, checked in this order: room in the host's
+    /// `max_in_flight`, a request copy, the host's breaker, the budget (last: it spends).
+    fn decide<B: TryCloneBody>(
+        &self,
+        slot: usize,
+        kept: &Kept<B>,
+    ) -> Result<(Request<B>, InFlight), Skip> {
+        if !self.tracker.try_acquire(slot, self.max_in_flight) {
+            return Err(Skip::InFlight);
+        }
+        // Given back if a later check refuses.
+        let place = InFlight {
+            tracker: Arc::clone(&self.tracker),
+            slot,
+        };
+        let request = kept.request().ok_or(Skip::NotReplayable)?;
+        #[cfg(feature = "circuit-breaker")]
+        if let Some(breakers) = &self.breaker {
+            use crate::circuit_breaker::State;
+            use crate::key::RequestKey;
+            let key = crate::key::ByAuthority.key(&request);
+            if let Some(breaker) = breakers.get(&key) {
+                if !matches!(breaker.state(), State::Closed | State::Disabled) {
+                    return Err(Skip::Breaker);
+                }
+            }
+        }
+        if let Some(budget) = &self.budget {
+            if !budget.withdraw() {
+                return Err(Skip::Budget);
+            }
+        }
+        Ok((request, place))
+    }
+
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    fn sent<B>(&self, request: &Request<B>, delay: Duration) {
+        #[cfg(feature = "metrics")]
+        self.instruments.sent();
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            target: "tower_fortify::hedge",
+            name = self.name,
+            key = ?crate::key::HostKey::from_uri(request.uri()),
+            delay_ms = delay.as_secs_f64() * 1e3,
+            "hedging"
+        );
+    }
+
+    fn won(&self) {
+        #[cfg(feature = "metrics")]
+        self.instruments.won();
+        #[cfg(feature = "tracing")]
+        tracing::debug!(target: "tower_fortify::hedge", name = self.name, "hedge won");
+    }
+
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    fn skipped(&self, skip: Skip, delay: Duration) {
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            target: "tower_fortify::hedge",
+            name = self.name,
+            reason = skip.as_str(),
+            delay_ms = delay.as_secs_f64() * 1e3,
+            "hedge not sent"
+        );
+    }
+}

@@ -1,0 +1,140 @@
+use super::{
+    future::{ResponseFuture, Spare},
+    layer::{Shared, SharedRef},
+    HedgeLayer,
+};
+use crate::{
+    retry::{Kept, NoRetry, TryCloneBody},
+    InvalidConfig,
+};
+use http::Request;
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
+use tower_service::Service;
+
+/// Sends a second attempt of an idempotent request when the first has not answered after
+/// its host's latency percentile, and takes the first answer.
+///
+/// See the [module docs](super). Errors are the inner service's: the layer adds no failure
+/// of its own (a hedge that cannot be sent is not sent).
+///
+/// # Clone
+///
+/// Clones share the latency tracker, the hedges in flight per host, the budget and the
+/// breaker handle.
+///
+/// ```
+/// use tower::{Service, ServiceExt};
+/// use tower_fortify::hedge::Hedge;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower_fortify::BoxError> {
+/// let inner = tower::service_fn(|_req: http::Request<String>| async {
+///     Ok::<_, std::io::Error>(http::Response::new("ok"))
+/// });
+/// let mut svc = Hedge::new(inner)?;
+/// let response = svc.ready().await?.call(http::Request::new(String::new())).await?;
+/// assert_eq!(*response.body(), "ok");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Hedge<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> Hedge<S> {
+    /// Wraps `inner` with the default settings ([`HedgeLayer::builder`]).
+    ///
+    /// # Errors
+    ///
+    /// None with the defaults; the `Result` is the builder's.
+    pub fn new(inner: S) -> Result<Self, InvalidConfig> {
+        let layer = HedgeLayer::builder().build()?;
+        Ok(tower_layer::Layer::layer(&layer, inner))
+    }
+
+    pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
+        Hedge { inner, shared }
+    }
+
+    /// The `name` label of this service's metrics and tracing events.
+    ///
+    /// ```
+    /// use tower::Layer;
+    /// use tower_fortify::hedge::HedgeLayer;
+    ///
+    /// let svc = HedgeLayer::builder().name("search").build()?.layer(());
+    /// assert_eq!(svc.name(), "search");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn name(&self) -> &'static str {
+        self.shared.name
+    }
+
+    /// Gets a reference to the inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Gets a mutable reference to the inner service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B> Service<Request<B>> for Hedge<S>
+where
+    S: Service<Request<B>> + Clone,
+    B: TryCloneBody,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let shared = &self.shared;
+        // The retry layer's rule: only a request that may be sent again is tracked and
+        // hedged; any other goes through untouched.
+        let may_resend = request.extensions().get::<NoRetry>().is_none()
+            && shared.allowed_methods.may_resend(&request);
+        let Some(slot) = may_resend.then(|| shared.slot_of(&request)).flatten() else {
+            return ResponseFuture::untracked(self.inner.call(request));
+        };
+        // A copy of the request, and a service to send it with, only when a hedge may
+        // follow: the host has its delay, and room for one more hedge.
+        let tracker = &shared.tracker;
+        let spare = tracker
+            .delay(slot)
+            .filter(|_| tracker.in_flight(slot) < shared.max_in_flight)
+            .and_then(|delay| {
+                let kept = Kept::of(&request)?;
+                // The service that was driven to readiness serves this call; the hedge is
+                // sent with it once it is ready again (tower-service's "be careful when
+                // cloning inner services").
+                let clone = self.inner.clone();
+                let service = std::mem::replace(&mut self.inner, clone);
+                Some(Spare::new(service, kept, delay))
+            });
+        let future = match spare {
+            Some(mut spare) => {
+                let future = spare.service.call(request);
+                return ResponseFuture::tracked(future, slot, Some(spare), SharedRef::of(shared));
+            }
+            None => self.inner.call(request),
+        };
+        ResponseFuture::tracked(future, slot, None, SharedRef::of(shared))
+    }
+}

@@ -1,0 +1,45 @@
+//! Heap allocations per call, counted exactly (the binary's counting allocator): a call
+//! answered before its hedge delay allocates nothing, unless its request has header fields
+//! to copy (one allocation: the copy a hedge would be sent from, as the retry layer's).
+
+use fortify_test_support::counting_alloc;
+use http::{Method, Request, Response, Uri};
+use std::{future::ready, io};
+use tower::Layer;
+use tower_fortify::hedge::HedgeLayer;
+
+fn request(method: Method) -> Request<()> {
+    let mut request = Request::new(());
+    *request.method_mut() = method;
+    *request.uri_mut() = Uri::from_static("http://api.test/items");
+    request
+}
+
+#[test]
+fn a_call_answered_before_its_delay_allocates_nothing() {
+    let layer = HedgeLayer::builder().min_samples(5).build().unwrap();
+    let inner = tower::service_fn(|_: Request<()>| ready(Ok::<_, io::Error>(Response::new(()))));
+    let mut svc = layer.layer(inner);
+    // Warm: the host gets its slot and its delay (the floor: every answer took no time).
+    counting_alloc::drive(&mut svc, 10, |_| request(Method::GET));
+    let uri = Uri::from_static("http://api.test/");
+    assert!(layer.hedge_delay(&uri).is_some());
+
+    for method in [Method::GET, Method::POST] {
+        let (ok, allocated) = counting_alloc::drive(&mut svc, 10_000, |_| request(method.clone()));
+        assert_eq!(ok, 10_000);
+        assert_eq!(allocated, 0, "{method}");
+    }
+
+    // The counter sees the copy of a request with header fields: one per hedgeable call.
+    let (ok, allocated) = counting_alloc::drive(&mut svc, 100, |_| {
+        let mut request = request(Method::GET);
+        request
+            .headers_mut()
+            .insert("accept", http::HeaderValue::from_static("*/*"));
+        request
+    });
+    assert_eq!(ok, 100);
+    // Each request's own header map (its index and its entries), and the copy's one.
+    assert_eq!(allocated, 3 * 100);
+}
