@@ -44,6 +44,15 @@
 //! backend keeps receiving the bare client's whole load while the fortified client sheds it;
 //! `--outage-kind refused` shows the other case.
 //!
+//! `--hedge` gives the fortified client hedged requests: the preset's layers with the demo's
+//! settings and a `HedgeLayer` between retry and breaker (where the hedge module places it;
+//! the preset stack has no place for it yet), over the connector of `ClientConfig::https()`.
+//! A request not answered after the host's p95 latency (at least 10 ms) is sent again, paid
+//! from the retry budget; the slow answers then leave its tail, and the table shows hedges
+//! sent and won. The `503`s with `Retry-After: 1` are still waited out (a hedge only races
+//! an attempt in flight), so its mean over its own successes stays about the bare
+//! client's; over the requests both answered, it is far lower.
+//!
 //! **The overload phase** follows (`--overload SECONDS`, 3 by default; 0 skips it;
 //! `--overload-only` runs it alone): a backend without random faults whose processing
 //! capacity drops, then heals. It has 16 workers taking 5 ms per request (nominally 3,200
@@ -70,6 +79,7 @@
 //! cargo run --release --example demo -- --plain            # the same over plain HTTP
 //! cargo run --release --example demo -- --requests 20000 --seed 7
 //! cargo run --release --example demo -- --overload-only    # the overload phase alone
+//! cargo run --release --example demo -- --hedge            # the fortified client hedges
 //! cargo run --release --example demo -- --diagnose         # what each failure looks like
 //! ```
 //!
@@ -93,6 +103,7 @@
 //! | `--seed N` | 42 | seed of the faults and of the workload mix |
 //! | `--overload SECONDS` | 2 | the overload phase's capacity drop (0 skips the phase) |
 //! | `--overload-only` | | the overload phase only |
+//! | `--hedge` | | the main run's fortified client hedges (HTTPS; see below) |
 //! | `--diagnose` | | print the diagnosis table instead: the `doctor` probe (DNS, TCP, TLS, HTTP) against each kind of failure |
 //! | `--help` | | this list |
 
@@ -101,7 +112,10 @@ use fortify_test_support::{flaky, servers};
 use bytes::Bytes;
 use flaky::{BackendStats, Capacity, Faults, FlakyBackend, Outage, TlsFaults};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use hyper_util::{
+    client::legacy::Client,
+    rt::{TokioExecutor, TokioTimer},
+};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use std::{
     collections::BTreeMap,
@@ -114,13 +128,14 @@ use std::{
     time::{Duration, Instant},
 };
 use tokio::sync::Semaphore;
-use tower::{util::BoxCloneService, Layer, Service, ServiceExt};
+use tower::{util::BoxCloneService, Layer, Service, ServiceBuilder, ServiceExt};
 use tower_fortify::{
     circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer, State},
-    classify::Failure,
+    classify::{ErrorClassifyLayer, Failure},
     client::TlsRoots,
-    pool::{AdaptiveLimit, PoolHandle},
-    retry::{error::RetryError, Idempotent, Stop},
+    hedge::HedgeLayer,
+    pool::{AdaptiveLimit, PoolHandle, PoolLimitLayer},
+    retry::{error::RetryError, Idempotent, RetryBudget, RetryLayer, RetryPolicy, Stop},
     stack::ClientConfig,
     BoxError,
 };
@@ -174,6 +189,8 @@ struct Options {
     overload: f64,
     /// The overload phase only.
     overload_only: bool,
+    /// The fortified client of the main run hedges.
+    hedge: bool,
 }
 
 impl Default for Options {
@@ -196,6 +213,7 @@ impl Default for Options {
             diagnose: false,
             overload: 3.0,
             overload_only: false,
+            hedge: false,
         }
     }
 }
@@ -221,6 +239,7 @@ usage: cargo run --release --example demo -- [flags]
   --seed N            seed of the faults and of the workload mix (default 42)
   --overload SECONDS  the overload phase's capacity drop; 0 skips the phase (default 2)
   --overload-only     the overload phase only
+  --hedge             the main run's fortified client hedges (HTTPS only; see the docs)
   --diagnose          print the diagnosis table (the doctor's probe against each kind of failure)
   --help              this text";
 
@@ -246,6 +265,10 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
             }
             "--overload-only" => {
                 options.overload_only = true;
+                continue;
+            }
+            "--hedge" => {
+                options.hedge = true;
                 continue;
             }
             _ => {}
@@ -476,7 +499,11 @@ async fn run(kind: Kind, options: &Options, snapshotter: &Snapshotter) -> Run {
         };
         FlakyBackend::start_tls(faults, tls).await
     };
-    let (service, pool, breakers) = client(kind, fortified_config(), options.plain, &backend);
+    let (service, pool, breakers) = if kind == Kind::Fortified && options.hedge && !options.plain {
+        hedged_client(&backend)
+    } else {
+        client(kind, fortified_config(), options.plain, &backend)
+    };
     let before = metrics_of(snapshotter);
 
     let progress = Arc::new(Progress {
@@ -764,6 +791,68 @@ fn client(
             (boxed(client), pool, breakers)
         }
     }
+}
+
+/// The fortified client with hedging (`--hedge`): the preset stack's layers, with the
+/// demo's settings, and a `HedgeLayer` where the hedge module places it, inside the retry
+/// layer and outside the breaker (the preset stack has no place for it), over the connector
+/// and hyper-util client settings of `ClientConfig::https()`. Hedges and retries share one
+/// budget, the production policy's (20% of requests plus 10 retries/s); no hedge goes to a
+/// host whose breaker is not closed.
+fn hedged_client(backend: &FlakyBackend) -> (DemoClient, PoolHandle, CircuitBreakerHandle) {
+    const NAME: &str = "demo";
+    let budget = RetryBudget::new(Duration::from_secs(10), 10, 0.2).expect("valid budget");
+    let policy = RetryPolicy::production()
+        .deadline(Some(Duration::from_secs(30)))
+        .budget(budget.clone());
+    let https = fortified_config()
+        .tls_roots(TlsRoots::Custom(backend.roots()))
+        .resolver(backend.resolver())
+        .https::<Full<Bytes>>()
+        .expect("a valid configuration");
+    let http = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(64)
+        .pool_timer(TokioTimer::new())
+        .build(https.connector().clone());
+    let breaker = CircuitBreakerLayer::builder()
+        .open_duration(OPEN_DURATION)
+        .open_duration_max(OPEN_DURATION_MAX)
+        .name(NAME)
+        .build()
+        .expect("valid breaker settings");
+    let pool = PoolLimitLayer::builder(64)
+        .block(true)
+        .pool_timeout(Some(Duration::from_secs(5)))
+        .name(NAME)
+        .build()
+        .expect("valid pool settings");
+    let hedge = HedgeLayer::builder()
+        .name(NAME)
+        .budget(budget)
+        .breaker(breaker.handle())
+        .build()
+        .expect("valid hedge settings");
+    let (pool_handle, breakers) = (pool.handle(), breaker.handle());
+    let service = ServiceBuilder::new()
+        .layer(
+            ErrorClassifyLayer::builder()
+                .name(NAME)
+                .build()
+                .expect("valid"),
+        )
+        .layer(
+            RetryLayer::builder()
+                .policy(policy)
+                .name(NAME)
+                .build()
+                .expect("valid"),
+        )
+        .layer(hedge)
+        .layer(breaker)
+        .layer(pool)
+        .layer(tower::timeout::TimeoutLayer::new(request_timeout()))
+        .service(http);
+    (boxed(service), pool_handle, breakers)
 }
 
 fn fortified_config() -> ClientConfig {
@@ -1213,6 +1302,17 @@ fn report(options: &Options, bare: &Run, fort: &Run) -> (bool, Vec<String>) {
             m("fortify_retries_total{category=status}")
         ),
     );
+    if options.hedge {
+        t.row(
+            "hedges sent / won",
+            "-",
+            format!(
+                "{} / {}",
+                m("fortify_hedges_sent_total"),
+                m("fortify_hedges_won_total")
+            ),
+        );
+    }
     t.row(
         "retries refused by the budget",
         "-",
@@ -2031,6 +2131,10 @@ fn print_setup(options: &Options) {
          open_duration_max {:?} (default 120 s)\n",
         if options.plain {
             "ClientConfig::default() around the same client"
+        } else if options.hedge {
+            "the preset's layers with a HedgeLayer (p95 of the host's latency, at least 10 ms) \
+             between retry and breaker, over the connector of ClientConfig::default().https() \
+             (the same roots and resolver)"
         } else {
             "ClientConfig::default().https(), the one-call HTTPS client (the same roots and resolver)"
         },
