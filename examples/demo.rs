@@ -27,7 +27,10 @@
 //!    `ClientConfig::default()` around the bare client.
 //!
 //! It prints a side-by-side table: success rate, failures by kind, the steady-state failure
-//! rate apart from the outage, latency percentiles, attempts per request, retry budget,
+//! rate apart from the outage, latency percentiles, the steady-state mean and p99 of
+//! successful requests (each client's own, and over the requests both answered, the fair
+//! comparison: the fortified client also answers requests the bare one fails, some after
+//! waiting out `Retry-After`), attempts per request, retry budget,
 //! breaker transitions, pool use, connections (TLS handshakes performed, connections opened
 //! per request, handshake p50/p99, all measured at the backend, the same way for both
 //! clients), and what the backend saw (its load, and duplicated POSTs),
@@ -41,6 +44,31 @@
 //! backend keeps receiving the bare client's whole load while the fortified client sheds it;
 //! `--outage-kind refused` shows the other case.
 //!
+//! `--hedge` gives the fortified client hedged requests: the preset's layers with the demo's
+//! settings and a `HedgeLayer` between retry and breaker (where the hedge module places it;
+//! the preset stack has no place for it yet), over the connector of `ClientConfig::https()`.
+//! A request not answered after the host's p95 latency (at least 10 ms) is sent again, paid
+//! from the retry budget; the slow answers then leave its tail, and the table shows hedges
+//! sent and won. The `503`s with `Retry-After: 1` are still waited out (a hedge only races
+//! an attempt in flight), so its mean over its own successes stays about the bare
+//! client's; over the requests both answered, it is far lower.
+//!
+//! **The overload phase** follows (`--overload SECONDS`, 3 by default; 0 skips it;
+//! `--overload-only` runs it alone): a backend without random faults whose processing
+//! capacity drops, then heals. It has 16 workers taking 5 ms per request (nominally 3,200
+//! answers/s; tokio's timer rounds each wait up, so somewhat fewer); 2 s into the run (the
+//! adaptive limit learns the no-load latency meanwhile) they drop to 2 (400/s) for the
+//! overload, then come back for the last second. The same workload (the main mix at
+//! `--rate`, at most 128 in flight: twice the default `pool_maxsize`) goes through three
+//! clients at once, each against its own backend: the bare client, the fortified one with
+//! its fixed pool of `maxsize`, and the fortified one with an adaptive pool
+//! (`ClientConfig::pool_adaptive(AdaptiveLimit::gradient())`). The table shows, for the
+//! overload window: the callers' throughput, latency p50/p99 and failures, the pool's limit,
+//! and the load on the backend (requests in flight at it, max and p99, and its own time per
+//! request, the wait for a worker included, p50 and p99), over the whole overload and over
+//! its last second, once the adaptive limit has come down. It takes about 7 s and does not
+//! count in the verdict.
+//!
 //! The exit status is 1 only if a POST without an idempotency key reached the backend twice
 //! (a real bug: the order would be created twice). A steady-state failure rate above target
 //! prints a clear verdict but exits 0: with one failure in 5,000 requests being 0.02%, it can
@@ -50,6 +78,8 @@
 //! cargo run --release --example demo                       # the case study (CI runs this)
 //! cargo run --release --example demo -- --plain            # the same over plain HTTP
 //! cargo run --release --example demo -- --requests 20000 --seed 7
+//! cargo run --release --example demo -- --overload-only    # the overload phase alone
+//! cargo run --release --example demo -- --hedge            # the fortified client hedges
 //! cargo run --release --example demo -- --diagnose         # what each failure looks like
 //! ```
 //!
@@ -71,15 +101,21 @@
 //! | `--outage SECONDS` | 1.5 | length of the outage, which starts 40% into the run (0 disables) |
 //! | `--outage-kind K` | `unavailable` | `unavailable` (every request `503`) or `refused` (every connection refused) |
 //! | `--seed N` | 42 | seed of the faults and of the workload mix |
+//! | `--overload SECONDS` | 2 | the overload phase's capacity drop (0 skips the phase) |
+//! | `--overload-only` | | the overload phase only |
+//! | `--hedge` | | the main run's fortified client hedges (HTTPS; see below) |
 //! | `--diagnose` | | print the diagnosis table instead: the `doctor` probe (DNS, TCP, TLS, HTTP) against each kind of failure |
 //! | `--help` | | this list |
 
 use fortify_test_support::{flaky, servers};
 
 use bytes::Bytes;
-use flaky::{BackendStats, Faults, FlakyBackend, Outage, TlsFaults};
+use flaky::{BackendStats, Capacity, Faults, FlakyBackend, Outage, TlsFaults};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use hyper_util::{
+    client::legacy::Client,
+    rt::{TokioExecutor, TokioTimer},
+};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use std::{
     collections::BTreeMap,
@@ -92,13 +128,14 @@ use std::{
     time::{Duration, Instant},
 };
 use tokio::sync::Semaphore;
-use tower::{util::BoxCloneService, Layer, Service, ServiceExt};
+use tower::{util::BoxCloneService, Layer, Service, ServiceBuilder, ServiceExt};
 use tower_fortify::{
     circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer, State},
-    classify::Failure,
+    classify::{ErrorClassifyLayer, Failure},
     client::TlsRoots,
-    pool::PoolHandle,
-    retry::{error::RetryError, Idempotent, Stop},
+    hedge::HedgeLayer,
+    pool::{AdaptiveLimit, PoolHandle, PoolLimitLayer},
+    retry::{error::RetryError, Idempotent, RetryBudget, RetryLayer, RetryPolicy, Stop},
     stack::ClientConfig,
     BoxError,
 };
@@ -148,6 +185,12 @@ struct Options {
     outage_kind: Outage,
     seed: u64,
     diagnose: bool,
+    /// Length of the overload phase's capacity drop (0: no overload phase).
+    overload: f64,
+    /// The overload phase only.
+    overload_only: bool,
+    /// The fortified client of the main run hedges.
+    hedge: bool,
 }
 
 impl Default for Options {
@@ -168,6 +211,9 @@ impl Default for Options {
             outage_kind: Outage::Unavailable,
             seed: 42,
             diagnose: false,
+            overload: 3.0,
+            overload_only: false,
+            hedge: false,
         }
     }
 }
@@ -191,6 +237,9 @@ usage: cargo run --release --example demo -- [flags]
   --outage SECONDS    outage length, starting 40% into the run; 0 disables (default 1.5)
   --outage-kind K     unavailable (every request 503) or refused (every connect refused)
   --seed N            seed of the faults and of the workload mix (default 42)
+  --overload SECONDS  the overload phase's capacity drop; 0 skips the phase (default 2)
+  --overload-only     the overload phase only
+  --hedge             the main run's fortified client hedges (HTTPS only; see the docs)
   --diagnose          print the diagnosis table (the doctor's probe against each kind of failure)
   --help              this text";
 
@@ -214,6 +263,14 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
                 options.plain = true;
                 continue;
             }
+            "--overload-only" => {
+                options.overload_only = true;
+                continue;
+            }
+            "--hedge" => {
+                options.hedge = true;
+                continue;
+            }
             _ => {}
         }
         let mut value = || -> Result<String, String> {
@@ -234,6 +291,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
             "--slow" => options.slow = parse_number(&flag, &value()?, 0.0, 1.0)?,
             "--unkeyed" => options.unkeyed = parse_number(&flag, &value()?, 0.0, 0.8)?,
             "--outage" => options.outage = parse_number(&flag, &value()?, 0.0, 3600.0)?,
+            "--overload" => options.overload = parse_number(&flag, &value()?, 0.0, 3600.0)?,
             "--outage-kind" => {
                 options.outage_kind = match value()?.as_str() {
                     "unavailable" => Outage::Unavailable,
@@ -256,6 +314,9 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
     }
     if options.refuse + options.reset > 1.0 {
         return Err("--refuse plus --reset cannot exceed 1".into());
+    }
+    if options.overload_only && options.overload == 0.0 {
+        return Err("--overload-only needs an --overload longer than 0".into());
     }
     if options.tls_stall + options.tls_reset > 1.0 {
         return Err("--tls-stall plus --tls-reset cannot exceed 1".into());
@@ -438,7 +499,11 @@ async fn run(kind: Kind, options: &Options, snapshotter: &Snapshotter) -> Run {
         };
         FlakyBackend::start_tls(faults, tls).await
     };
-    let (service, pool, breakers) = client(kind, options.plain, &backend);
+    let (service, pool, breakers) = if kind == Kind::Fortified && options.hedge && !options.plain {
+        hedged_client(&backend)
+    } else {
+        client(kind, fortified_config(), options.plain, &backend)
+    };
     let before = metrics_of(snapshotter);
 
     let progress = Arc::new(Progress {
@@ -480,9 +545,7 @@ async fn run(kind: Kind, options: &Options, snapshotter: &Snapshotter) -> Run {
         let outage_end = outage.map(|(_, to)| to);
         tokio::spawn(async move {
             let (mut max_in_use, mut max_in_flight, mut recovered) = (0, 0, None);
-            let mut last_draw = Instant::now() - Duration::from_secs(1);
-            let mut printed_quarter = 0;
-            let tty = std::io::stderr().is_terminal();
+            let mut ticker = Ticker::new(label, total);
             loop {
                 max_in_use = max_in_use.max(pool.snapshot().total.in_use);
                 max_in_flight = max_in_flight.max(progress.in_flight.load(Relaxed));
@@ -498,22 +561,7 @@ async fn run(kind: Kind, options: &Options, snapshotter: &Snapshotter) -> Run {
                         recovered = Some(now);
                     }
                 }
-                let done = progress.done.load(Relaxed);
-                if tty && last_draw.elapsed() >= Duration::from_millis(100) {
-                    last_draw = Instant::now();
-                    draw(label, done, total, now, progress.in_flight.load(Relaxed));
-                } else if !tty && done * 4 >= (printed_quarter + 1) * total {
-                    printed_quarter += 1;
-                    eprintln!(
-                        "{label} {done}/{total} requests, {:.1} s",
-                        now.as_secs_f64()
-                    );
-                }
-                if done == total {
-                    if tty {
-                        draw(label, done, total, now, 0);
-                        eprintln!();
-                    }
+                if ticker.tick(&progress, now) {
                     return (max_in_use, max_in_flight, recovered);
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -521,39 +569,14 @@ async fn run(kind: Kind, options: &Options, snapshotter: &Snapshotter) -> Run {
         })
     };
 
-    let semaphore = Arc::new(Semaphore::new(options.concurrency));
-    let mut tasks = Vec::with_capacity(options.requests);
-    for i in 0..options.requests {
-        let id = i as u64 + 1;
-        if options.rate > 0.0 {
-            let due = started + Duration::from_secs_f64(i as f64 / options.rate);
-            tokio::time::sleep_until(due.into()).await;
-        }
-        let permit = semaphore
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("never closed");
-        let class = Class::of(options.seed, id, options.unkeyed);
-        let request = request(&backend, id, class);
-        let progress = progress.clone();
-        progress.in_flight.fetch_add(1, Relaxed);
-        let task = tokio::spawn(send(
-            service.clone(),
-            request,
-            class,
-            started,
-            progress,
-            permit,
-        ));
-        tasks.push((id, task));
-    }
-    let mut records = Vec::with_capacity(tasks.len());
-    for (id, task) in tasks {
-        let mut record = task.await.expect("request task");
-        record.attempts = backend.arrivals(id);
-        records.push(record);
-    }
+    let records = drive(
+        service,
+        &backend,
+        &Workload::of(options),
+        started,
+        &progress,
+    )
+    .await;
     let elapsed = started.elapsed();
     let (pool_max_in_use, max_in_flight, recovered) = watcher.await.expect("watcher");
     if let Some(task) = outage_task {
@@ -593,6 +616,74 @@ async fn run(kind: Kind, options: &Options, snapshotter: &Snapshotter) -> Run {
             BTreeMap::new()
         },
     }
+}
+
+/// The workload: how many requests, how fast, how many in flight at most, and its mix.
+#[derive(Clone, Copy, Debug)]
+struct Workload {
+    requests: usize,
+    /// Requests started per second (0: as fast as the concurrency allows).
+    rate: f64,
+    concurrency: usize,
+    seed: u64,
+    unkeyed: f64,
+}
+
+impl Workload {
+    fn of(options: &Options) -> Workload {
+        Workload {
+            requests: options.requests,
+            rate: options.rate,
+            concurrency: options.concurrency,
+            seed: options.seed,
+            unkeyed: options.unkeyed,
+        }
+    }
+}
+
+/// Sends the workload through `service`, request `i` due `i / rate` after `started`, at
+/// most `concurrency` in flight; returns what happened to each request, in order.
+async fn drive(
+    service: DemoClient,
+    backend: &FlakyBackend,
+    workload: &Workload,
+    started: Instant,
+    progress: &Arc<Progress>,
+) -> Vec<Record> {
+    let semaphore = Arc::new(Semaphore::new(workload.concurrency));
+    let mut tasks = Vec::with_capacity(workload.requests);
+    for i in 0..workload.requests {
+        let id = i as u64 + 1;
+        if workload.rate > 0.0 {
+            let due = started + Duration::from_secs_f64(i as f64 / workload.rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let permit = semaphore
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        let class = Class::of(workload.seed, id, workload.unkeyed);
+        let request = request(backend, id, class);
+        let progress = progress.clone();
+        progress.in_flight.fetch_add(1, Relaxed);
+        let task = tokio::spawn(send(
+            service.clone(),
+            request,
+            class,
+            started,
+            progress,
+            permit,
+        ));
+        tasks.push((id, task));
+    }
+    let mut records = Vec::with_capacity(tasks.len());
+    for (id, task) in tasks {
+        let mut record = task.await.expect("request task");
+        record.attempts = backend.arrivals(id);
+        records.push(record);
+    }
+    records
 }
 
 /// Sends one logical request and reads the whole answer; `permit` is the request's place
@@ -658,14 +749,14 @@ where
     )
 }
 
-/// The client of this run, and the fortified client's pool and breaker handles (an unused
-/// stack's for the bare client, whose pool stays empty).
+/// The client of this run (the fortified one with `config`), and the fortified client's
+/// pool and breaker handles (an unused stack's for the bare client, whose pool stays empty).
 fn client(
     kind: Kind,
+    config: ClientConfig,
     plain: bool,
     backend: &FlakyBackend,
 ) -> (DemoClient, PoolHandle, CircuitBreakerHandle) {
-    let config = fortified_config();
     if plain {
         let http = backend.connector(connect_timeout());
         let stack = config.build().expect("a valid configuration");
@@ -702,6 +793,68 @@ fn client(
     }
 }
 
+/// The fortified client with hedging (`--hedge`): the preset stack's layers, with the
+/// demo's settings, and a `HedgeLayer` where the hedge module places it, inside the retry
+/// layer and outside the breaker (the preset stack has no place for it), over the connector
+/// and hyper-util client settings of `ClientConfig::https()`. Hedges and retries share one
+/// budget, the production policy's (20% of requests plus 10 retries/s); no hedge goes to a
+/// host whose breaker is not closed.
+fn hedged_client(backend: &FlakyBackend) -> (DemoClient, PoolHandle, CircuitBreakerHandle) {
+    const NAME: &str = "demo";
+    let budget = RetryBudget::new(Duration::from_secs(10), 10, 0.2).expect("valid budget");
+    let policy = RetryPolicy::production()
+        .deadline(Some(Duration::from_secs(30)))
+        .budget(budget.clone());
+    let https = fortified_config()
+        .tls_roots(TlsRoots::Custom(backend.roots()))
+        .resolver(backend.resolver())
+        .https::<Full<Bytes>>()
+        .expect("a valid configuration");
+    let http = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(64)
+        .pool_timer(TokioTimer::new())
+        .build(https.connector().clone());
+    let breaker = CircuitBreakerLayer::builder()
+        .open_duration(OPEN_DURATION)
+        .open_duration_max(OPEN_DURATION_MAX)
+        .name(NAME)
+        .build()
+        .expect("valid breaker settings");
+    let pool = PoolLimitLayer::builder(64)
+        .block(true)
+        .pool_timeout(Some(Duration::from_secs(5)))
+        .name(NAME)
+        .build()
+        .expect("valid pool settings");
+    let hedge = HedgeLayer::builder()
+        .name(NAME)
+        .budget(budget)
+        .breaker(breaker.handle())
+        .build()
+        .expect("valid hedge settings");
+    let (pool_handle, breakers) = (pool.handle(), breaker.handle());
+    let service = ServiceBuilder::new()
+        .layer(
+            ErrorClassifyLayer::builder()
+                .name(NAME)
+                .build()
+                .expect("valid"),
+        )
+        .layer(
+            RetryLayer::builder()
+                .policy(policy)
+                .name(NAME)
+                .build()
+                .expect("valid"),
+        )
+        .layer(hedge)
+        .layer(breaker)
+        .layer(pool)
+        .layer(tower::timeout::TimeoutLayer::new(request_timeout()))
+        .service(http);
+    (boxed(service), pool_handle, breakers)
+}
+
 fn fortified_config() -> ClientConfig {
     ClientConfig::default().name("demo").circuit_breaker(
         CircuitBreakerLayer::builder()
@@ -710,18 +863,66 @@ fn fortified_config() -> ClientConfig {
     )
 }
 
-fn draw(label: &str, done: usize, total: usize, now: Duration, in_flight: usize) {
-    const WIDTH: usize = 30;
-    let filled = done * WIDTH / total.max(1);
-    let mut err = std::io::stderr().lock();
-    let _ = write!(
-        err,
-        "\r{label} [{}{}] {done:>6}/{total} {:>5.1} s  in flight {in_flight:>3} ",
-        "#".repeat(filled),
-        "-".repeat(WIDTH - filled),
-        now.as_secs_f64()
-    );
-    let _ = err.flush();
+/// Shows a run's progress on stderr: a bar redrawn every 100 ms on a terminal, else a line
+/// per quarter of the requests.
+struct Ticker {
+    label: &'static str,
+    total: usize,
+    tty: bool,
+    last_draw: Option<Instant>,
+    printed_quarter: usize,
+}
+
+impl Ticker {
+    fn new(label: &'static str, total: usize) -> Ticker {
+        Ticker {
+            label,
+            total,
+            tty: std::io::stderr().is_terminal(),
+            last_draw: None,
+            printed_quarter: 0,
+        }
+    }
+
+    /// Shows the progress if it is time to; true once every request is done.
+    fn tick(&mut self, progress: &Progress, now: Duration) -> bool {
+        let (label, total) = (self.label, self.total);
+        let done = progress.done.load(Relaxed);
+        if self.tty
+            && self
+                .last_draw
+                .is_none_or(|last| last.elapsed() >= Duration::from_millis(100))
+        {
+            self.last_draw = Some(Instant::now());
+            self.draw(done, now, progress.in_flight.load(Relaxed));
+        } else if !self.tty && done * 4 >= (self.printed_quarter + 1) * total {
+            self.printed_quarter += 1;
+            eprintln!(
+                "{label} {done}/{total} requests, {:.1} s",
+                now.as_secs_f64()
+            );
+        }
+        if done == total && self.tty {
+            self.draw(done, now, 0);
+            eprintln!();
+        }
+        done == total
+    }
+
+    fn draw(&self, done: usize, now: Duration, in_flight: usize) {
+        const WIDTH: usize = 30;
+        let (label, total) = (self.label, self.total);
+        let filled = done * WIDTH / total.max(1);
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r{label} [{}{}] {done:>6}/{total} {:>5.1} s  in flight {in_flight:>3} ",
+            "#".repeat(filled),
+            "-".repeat(WIDTH - filled),
+            now.as_secs_f64()
+        );
+        let _ = err.flush();
+    }
 }
 
 /// Every counter of the recorder, as `name{label=value,...}` without the `name` label.
@@ -767,6 +968,8 @@ struct Summary {
     classes: Vec<(Class, usize, usize, usize, usize)>,
     /// Steady-state failures of unkeyed POSTs, by kind.
     unkeyed_steady_kinds: BTreeMap<String, usize>,
+    /// Per request, in workload order: its latency if it succeeded in steady state.
+    steady_ok: Vec<Option<Duration>>,
 }
 
 fn summarize(run: &Run) -> Summary {
@@ -778,10 +981,7 @@ fn summarize(run: &Run) -> Summary {
     let in_window = |r: &Record| window.is_some_and(|(from, to)| r.start < to && r.end > from);
     let mut latencies: Vec<Duration> = run.records.iter().map(Record::latency).collect();
     latencies.sort();
-    let pct = |p: f64| {
-        let i = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len());
-        latencies[i - 1]
-    };
+    let pct = |p: f64| quantile(&latencies, p).unwrap_or_default();
     let mut by_kind = BTreeMap::new();
     for r in &run.records {
         if let Some(f) = &r.failure {
@@ -824,7 +1024,63 @@ fn summarize(run: &Run) -> Summary {
         attempts_total,
         classes,
         unkeyed_steady_kinds,
+        steady_ok: run
+            .records
+            .iter()
+            .map(|r| (!in_window(r) && r.failure.is_none()).then(|| r.latency()))
+            .collect(),
     }
+}
+
+/// The mean and the p99 of a set of latencies.
+#[derive(Clone, Copy)]
+struct MeanP99 {
+    n: usize,
+    mean: Duration,
+    p99: Duration,
+    /// How many took a second or more.
+    over_1s: usize,
+}
+
+impl MeanP99 {
+    fn of(latencies: impl IntoIterator<Item = Duration>) -> MeanP99 {
+        let mut sorted: Vec<Duration> = latencies.into_iter().collect();
+        sorted.sort();
+        let n = sorted.len();
+        let total: Duration = sorted.iter().sum();
+        MeanP99 {
+            n,
+            mean: total / u32::try_from(n.max(1)).unwrap_or(u32::MAX),
+            p99: quantile(&sorted, 0.99).unwrap_or_default(),
+            over_1s: sorted
+                .iter()
+                .filter(|d| **d >= Duration::from_secs(1))
+                .count(),
+        }
+    }
+
+    fn cell(&self) -> String {
+        format!("{} / {}", ms(self.mean), ms(self.p99))
+    }
+}
+
+/// The steady-state latency of successful requests: (bare, fortified) over each client's
+/// own successes, then over the requests both answered.
+fn steady_latency(b: &Summary, f: &Summary) -> [(MeanP99, MeanP99); 2] {
+    let own = |s: &Summary| MeanP99::of(s.steady_ok.iter().flatten().copied());
+    let both: Vec<(Duration, Duration)> = b
+        .steady_ok
+        .iter()
+        .zip(&f.steady_ok)
+        .filter_map(|(b, f)| Some(((*b)?, (*f)?)))
+        .collect();
+    [
+        (own(b), own(f)),
+        (
+            MeanP99::of(both.iter().map(|p| p.0)),
+            MeanP99::of(both.iter().map(|p| p.1)),
+        ),
+    ]
 }
 
 fn pct(n: usize, of: usize) -> String {
@@ -855,17 +1111,17 @@ fn row2(t: &mut Table, label: &str, bare: u64, fort: u64) {
     t.row(label, bare.to_string(), fort.to_string());
 }
 
+/// The `p` quantile (`0.0..=1.0`) of `sorted`, by the nearest rank (`None` if empty).
+fn quantile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len().max(1));
+    sorted.get(i - 1).copied()
+}
+
 /// p50 and p99 of `times`, in ms (`-` if empty).
 fn percentiles(times: &[Duration]) -> (String, String) {
-    if times.is_empty() {
-        return ("-".into(), "-".into());
-    }
     let mut sorted = times.to_vec();
     sorted.sort();
-    let pct = |p: f64| {
-        let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len());
-        ms(sorted[i - 1])
-    };
+    let pct = |p: f64| quantile(&sorted, p).map_or_else(|| "-".into(), ms);
     (pct(0.50), pct(0.99))
 }
 
@@ -873,52 +1129,81 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
+/// A table: a label column, then one column per client.
 struct Table {
-    rows: Vec<[String; 3]>,
+    columns: Vec<String>,
+    rows: Vec<Vec<String>>,
 }
 
 impl Table {
+    fn new(columns: &[&str]) -> Table {
+        Table {
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// A row of a two-client table.
     fn row(&mut self, label: impl Into<String>, bare: impl Into<String>, fort: impl Into<String>) {
-        self.rows.push([label.into(), bare.into(), fort.into()]);
+        self.rows.push(vec![label.into(), bare.into(), fort.into()]);
+    }
+
+    /// A row with one cell per column.
+    fn row_n(&mut self, label: impl Into<String>, cells: impl IntoIterator<Item = String>) {
+        self.rows
+            .push(std::iter::once(label.into()).chain(cells).collect());
     }
 
     fn section(&mut self, title: &str) {
-        self.rows
-            .push([format!("# {title}"), String::new(), String::new()]);
+        self.rows.push(vec![format!("# {title}")]);
     }
 
     fn print(&self) {
-        let w0 = self.rows.iter().map(|r| r[0].len()).max().unwrap_or(0);
-        let w1 = self
-            .rows
-            .iter()
-            .map(|r| r[1].len())
-            .max()
-            .unwrap_or(0)
-            .max(4);
-        let w2 = self
-            .rows
-            .iter()
-            .map(|r| r[2].len())
-            .max()
-            .unwrap_or(0)
-            .max(9);
-        println!("  {:<w0$} | {:>w1$} | {:>w2$}", "", "bare", "fortified");
-        println!("  {:-<w0$}-+-{:-<w1$}-+-{:-<w2$}", "", "", "");
-        for [a, b, c] in &self.rows {
-            if let Some(title) = a.strip_prefix("# ") {
-                println!("  {title}");
-            } else {
-                println!("  {a:<w0$} | {b:>w1$} | {c:>w2$}");
+        let width = |i: usize, min: usize| {
+            self.rows
+                .iter()
+                .filter(|r| r.len() > 1)
+                .filter_map(|r| r.get(i))
+                .map(String::len)
+                .max()
+                .unwrap_or(0)
+                .max(min)
+        };
+        let widths: Vec<usize> = std::iter::once(width(0, 0))
+            .chain(
+                self.columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| width(i + 1, c.len())),
+            )
+            .collect();
+        let line = |cells: &[String]| {
+            let mut out = format!("  {:<w$}", cells[0], w = widths[0]);
+            for (cell, w) in cells[1..].iter().zip(&widths[1..]) {
+                out.push_str(&format!(" | {cell:>w$}"));
+            }
+            println!("{out}");
+        };
+        let mut header = vec![String::new()];
+        header.extend(self.columns.iter().cloned());
+        line(&header);
+        let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+        println!("  {}", rule.join("-+-"));
+        for row in &self.rows {
+            match row[0].strip_prefix("# ") {
+                Some(title) if row.len() == 1 => println!("  {title}"),
+                _ => line(row),
             }
         }
     }
 }
 
-fn report(options: &Options, bare: &Run, fort: &Run) -> bool {
+/// Prints the table and the conclusions; returns whether no unkeyed POST was duplicated,
+/// and the verdict's lines, to print last.
+fn report(options: &Options, bare: &Run, fort: &Run) -> (bool, Vec<String>) {
     let b = summarize(bare);
     let f = summarize(fort);
-    let mut t = Table { rows: Vec::new() };
+    let mut t = Table::new(&["bare", "fortified"]);
 
     t.section("requests");
     t.row("logical requests", b.total.to_string(), f.total.to_string());
@@ -974,6 +1259,22 @@ fn report(options: &Options, bare: &Run, fort: &Run) -> bool {
     t.row("p50", ms(b.p50), ms(f.p50));
     t.row("p95", ms(b.p95), ms(f.p95));
     t.row("p99", ms(b.p99), ms(f.p99));
+    let [(own_b, own_f), (both_b, both_f)] = steady_latency(&b, &f);
+    t.row(
+        "steady state, successful requests: mean / p99",
+        own_b.cell(),
+        own_f.cell(),
+    );
+    t.row(
+        "  of them, a second or more",
+        own_b.over_1s.to_string(),
+        own_f.over_1s.to_string(),
+    );
+    t.row(
+        format!("  the {} both clients answered: mean / p99", both_b.n),
+        both_b.cell(),
+        both_f.cell(),
+    );
     t.row(
         "run time",
         format!("{:.1} s", bare.elapsed.as_secs_f64()),
@@ -1001,6 +1302,17 @@ fn report(options: &Options, bare: &Run, fort: &Run) -> bool {
             m("fortify_retries_total{category=status}")
         ),
     );
+    if options.hedge {
+        t.row(
+            "hedges sent / won",
+            "-",
+            format!(
+                "{} / {}",
+                m("fortify_hedges_sent_total"),
+                m("fortify_hedges_won_total")
+            ),
+        );
+    }
     t.row(
         "retries refused by the budget",
         "-",
@@ -1173,6 +1485,46 @@ fn report(options: &Options, bare: &Run, fort: &Run) -> bool {
             ""
         },
     );
+    let change = |f: Duration, b: Duration| {
+        let ratio = f.as_secs_f64() / b.as_secs_f64().max(1e-9) - 1.0;
+        if ratio <= 0.0 {
+            format!("{:.0}% lower", -ratio * 100.0)
+        } else {
+            format!("{:.0}% higher", ratio * 100.0)
+        }
+    };
+    println!(
+        "- Latency of successful steady-state requests (the seed's claim: the fortified client \
+         lowered the average by 15%): mean {} fortified against {} bare ({}: {}), p99 {} \
+         against {}. Its successes include {} requests the bare client failed; {} of its \
+         successes took a second or more (a 503 whose `Retry-After: 1` it waited out, a slow \
+         answer{}), against {} of the bare client's. Over the {} requests both answered: mean \
+         {} against {} ({}), p99 {} against {}.",
+        ms(own_f.mean),
+        ms(own_b.mean),
+        change(own_f.mean, own_b.mean),
+        if own_f.mean <= own_b.mean {
+            "reproduced"
+        } else {
+            "not reproduced"
+        },
+        ms(own_f.p99),
+        ms(own_b.p99),
+        own_f.n.saturating_sub(both_f.n),
+        own_f.over_1s,
+        if m("fortify_hedges_won_total") > 0 {
+            " its hedge did not beat"
+        } else {
+            ""
+        },
+        own_b.over_1s,
+        both_b.n,
+        ms(both_f.mean),
+        ms(both_b.mean),
+        change(both_f.mean, both_b.mean),
+        ms(both_f.p99),
+        ms(both_b.p99),
+    );
     println!(
         "- Load: the backend received {} requests from the fortified client and {} from the \
          bare one ({:+.1}%).",
@@ -1244,18 +1596,19 @@ fn report(options: &Options, bare: &Run, fort: &Run) -> bool {
     // attempts that meet a reset or a 503 (neither may be retried for them).
     let unkeyed_share = f.classes[2].1 as f64 / f.total.max(1) as f64;
     let floor = unkeyed_share * (options.reset + options.unavailable) * 100.0;
-    println!(
+    let mut lines = Vec::new();
+    lines.push(format!(
         "\nVerdict (target: fortified steady-state failure rate <= {:.2}%):",
         TARGET * 100.0
-    );
-    println!(
+    ));
+    lines.push(format!(
         "  requests the stack may retry (GET, keyed POST): {}/{} = {} -> {}",
         retryable_failures,
         retryable,
         pct3(retryable_failures, retryable),
         verdict(retryable_failures, retryable)
-    );
-    println!(
+    ));
+    lines.push(format!(
         "  all requests: {}/{} = {} -> {}{}",
         f.steady_failures,
         f.steady,
@@ -1275,12 +1628,519 @@ fn report(options: &Options, bare: &Run, fort: &Run) -> bool {
         } else {
             String::new()
         },
-    );
-    println!(
+    ));
+    lines.push(format!(
         "  POSTs without key received twice by the backend: {duplicates} -> {}",
         if duplicates == 0 { "PASS" } else { "BUG" }
+    ));
+    (duplicates == 0, lines)
+}
+
+// ===== the overload phase =====
+
+/// The overload phase's backend: each request it answers holds one of its workers for
+/// `SERVICE`; it has `WORKERS` of them (3,200 answers/s), then `WORKERS_LOW` (400/s) during
+/// the overload, then `WORKERS` again.
+const SERVICE: Duration = Duration::from_millis(5);
+const WORKERS: usize = 16;
+const WORKERS_LOW: usize = 2;
+/// Normal service before the overload (the adaptive limit learns the no-load latency) and
+/// after it.
+const OVERLOAD_BEFORE: Duration = Duration::from_secs(2);
+const OVERLOAD_AFTER: Duration = Duration::from_secs(1);
+/// Requests in flight at most during the overload phase: twice the default `pool_maxsize`
+/// (64), so that a fixed pool of `maxsize` holds.
+const OVERLOAD_CONCURRENCY: usize = 128;
+
+/// The clients of the overload phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Limit {
+    /// The bare client: as many in flight as the callers send.
+    Bare,
+    /// The fortified client with its fixed pool of `pool_maxsize`.
+    Fixed,
+    /// The fortified client with an adaptive pool (`AdaptiveLimit::gradient()`).
+    Adaptive,
+}
+
+impl Limit {
+    const ALL: [Limit; 3] = [Limit::Bare, Limit::Fixed, Limit::Adaptive];
+
+    fn column(self, maxsize: usize) -> String {
+        match self {
+            Limit::Bare => "bare".into(),
+            Limit::Fixed => format!("fixed pool ({maxsize})"),
+            Limit::Adaptive => "adaptive pool".into(),
+        }
+    }
+
+    fn config(self) -> ClientConfig {
+        match self {
+            Limit::Bare | Limit::Fixed => fortified_config(),
+            Limit::Adaptive => fortified_config().pool_adaptive(AdaptiveLimit::gradient()),
+        }
+    }
+}
+
+/// What one client of the overload phase did.
+struct OverloadRun {
+    records: Vec<Record>,
+    /// The backend's samples: when each request arrived (since the start), the requests in
+    /// flight at the backend then, and how long the backend took with it.
+    load: Vec<(Duration, u32, Duration)>,
+    /// The overload: from, to.
+    window: (Duration, Duration),
+    elapsed: Duration,
+    /// During the overload (fortified clients).
+    pool_max_in_use: usize,
+    /// The pool's limit: the lowest during the overload, and at the end of the run.
+    limit_min: usize,
+    limit_end: usize,
+    pool_timed_out: u64,
+    /// `maxsize` (0 for the bare client).
+    pool_max: usize,
+}
+
+/// The overload phase's workload: the main run's mix and rate, for the length of the
+/// phase, at most `OVERLOAD_CONCURRENCY` in flight.
+fn overload_workload(options: &Options) -> Workload {
+    let rate = if options.rate > 0.0 {
+        options.rate
+    } else {
+        1000.0
+    };
+    let planned = OVERLOAD_BEFORE.as_secs_f64() + options.overload + OVERLOAD_AFTER.as_secs_f64();
+    Workload {
+        requests: (planned * rate).ceil() as usize,
+        rate,
+        concurrency: OVERLOAD_CONCURRENCY,
+        seed: options.seed,
+        unkeyed: options.unkeyed,
+    }
+}
+
+/// Runs the overload phase for every client at once, each against its own backend (the
+/// clients and backends mostly wait: they share the machine's cores, not their queues).
+async fn overload_phase(options: &Options) -> Vec<(Limit, OverloadRun)> {
+    let workload = overload_workload(options);
+    let progress = Arc::new(Progress {
+        done: AtomicUsize::new(0),
+        in_flight: AtomicUsize::new(0),
+    });
+    let started = Instant::now();
+    let runs: Vec<_> = Limit::ALL
+        .iter()
+        .map(|&limit| {
+            let (options, progress) = (options.clone(), progress.clone());
+            tokio::spawn(async move { (limit, overload_run(limit, &options, progress).await) })
+        })
+        .collect();
+    let mut ticker = Ticker::new("overload ", workload.requests * runs.len());
+    while !ticker.tick(&progress, started.elapsed()) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut out = Vec::with_capacity(runs.len());
+    for run in runs {
+        out.push(run.await.expect("overload run"));
+    }
+    out
+}
+
+/// One client's overload run; `progress` counts the requests of every client.
+async fn overload_run(limit: Limit, options: &Options, progress: Arc<Progress>) -> OverloadRun {
+    let faults = Faults {
+        seed: options.seed,
+        ..Faults::none()
+    };
+    let backend = if options.plain {
+        FlakyBackend::start(faults).await
+    } else {
+        FlakyBackend::start_tls(faults, TlsFaults::none()).await
+    };
+    let normal = Capacity {
+        workers: WORKERS,
+        service: SERVICE,
+    };
+    backend.set_capacity(Some(normal));
+    let kind = match limit {
+        Limit::Bare => Kind::Bare,
+        _ => Kind::Fortified,
+    };
+    let (service, pool, _) = client(kind, limit.config(), options.plain, &backend);
+    let workload = overload_workload(options);
+    let window = (
+        OVERLOAD_BEFORE,
+        OVERLOAD_BEFORE + Duration::from_secs_f64(options.overload),
     );
-    duplicates == 0
+    let started = Instant::now();
+    let overload = {
+        let backend = backend.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until((started + window.0).into()).await;
+            backend.set_capacity(Some(Capacity {
+                workers: WORKERS_LOW,
+                ..normal
+            }));
+            tokio::time::sleep_until((started + window.1).into()).await;
+            backend.set_capacity(Some(normal));
+        })
+    };
+    // Watches the pool every 5 ms during the overload.
+    let watcher = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let (mut max_in_use, mut limit_min) = (0, usize::MAX);
+            tokio::time::sleep_until((started + window.0).into()).await;
+            while started.elapsed() < window.1 {
+                let total = pool.snapshot().total;
+                max_in_use = max_in_use.max(total.in_use);
+                if total.max > 0 {
+                    limit_min = limit_min.min(total.limit);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (max_in_use, limit_min)
+        })
+    };
+    let records = drive(service, &backend, &workload, started, &progress).await;
+    let elapsed = started.elapsed();
+    let (pool_max_in_use, limit_min) = watcher.await.expect("watcher");
+    overload.abort();
+    let load = backend
+        .load()
+        .into_iter()
+        .map(|s| {
+            (
+                s.arrived.saturating_duration_since(started),
+                s.in_flight,
+                s.took,
+            )
+        })
+        .collect();
+    let snapshot = pool.snapshot();
+    OverloadRun {
+        pool_max: snapshot.pools.iter().map(|p| p.max).max().unwrap_or(0),
+        records,
+        load,
+        window,
+        elapsed,
+        pool_max_in_use,
+        limit_min: if limit_min == usize::MAX {
+            0
+        } else {
+            limit_min
+        },
+        limit_end: snapshot.total.limit,
+        pool_timed_out: snapshot.total.timed_out,
+    }
+}
+
+/// The figures of one client during the overload.
+struct OverloadSummary {
+    /// Requests started during the overload, and those that failed.
+    requests: usize,
+    failures: usize,
+    /// Successful answers completed during the overload, per second.
+    throughput: f64,
+    p50: Option<Duration>,
+    p99: Option<Duration>,
+    /// At the backend, over the requests that arrived during the overload, then during
+    /// its last second (the adaptive limit has settled).
+    backend: BackendLoad,
+    settled: BackendLoad,
+}
+
+/// The load on the backend from the requests that arrived in a window.
+struct BackendLoad {
+    requests: usize,
+    in_flight_max: u32,
+    in_flight_p99: Option<u32>,
+    took_p50: Option<Duration>,
+    took_p99: Option<Duration>,
+}
+
+impl BackendLoad {
+    fn of(run: &OverloadRun, from: Duration, to: Duration) -> BackendLoad {
+        let arrived: Vec<&(Duration, u32, Duration)> = run
+            .load
+            .iter()
+            .filter(|(at, _, _)| (from..to).contains(at))
+            .collect();
+        let mut in_flight: Vec<u32> = arrived.iter().map(|s| s.1).collect();
+        in_flight.sort_unstable();
+        let mut took: Vec<Duration> = arrived.iter().map(|s| s.2).collect();
+        took.sort_unstable();
+        BackendLoad {
+            requests: arrived.len(),
+            in_flight_max: in_flight.last().copied().unwrap_or(0),
+            in_flight_p99: quantile(&in_flight, 0.99),
+            took_p50: quantile(&took, 0.50),
+            took_p99: quantile(&took, 0.99),
+        }
+    }
+
+    fn in_flight(&self) -> String {
+        format!(
+            "{} / {}",
+            self.in_flight_max,
+            self.in_flight_p99
+                .map_or_else(|| "-".into(), |n| n.to_string())
+        )
+    }
+
+    fn took(&self) -> String {
+        format!(
+            "{} / {}",
+            ms_or_dash(self.took_p50),
+            ms_or_dash(self.took_p99)
+        )
+    }
+}
+
+fn summarize_overload(run: &OverloadRun) -> OverloadSummary {
+    let (from, to) = run.window;
+    let during = |t: Duration| (from..to).contains(&t);
+    let started: Vec<&Record> = run.records.iter().filter(|r| during(r.start)).collect();
+    let mut latencies: Vec<Duration> = started.iter().map(|r| r.latency()).collect();
+    latencies.sort();
+    let answered = run
+        .records
+        .iter()
+        .filter(|r| r.failure.is_none() && during(r.end))
+        .count();
+    OverloadSummary {
+        requests: started.len(),
+        failures: started.iter().filter(|r| r.failure.is_some()).count(),
+        throughput: answered as f64 / (to - from).as_secs_f64().max(1e-9),
+        p50: quantile(&latencies, 0.50),
+        p99: quantile(&latencies, 0.99),
+        backend: BackendLoad::of(run, from, to),
+        settled: BackendLoad::of(run, to.saturating_sub(Duration::from_secs(1)).max(from), to),
+    }
+}
+
+fn ms_or_dash(d: Option<Duration>) -> String {
+    d.map_or_else(|| "-".into(), ms)
+}
+
+fn report_overload(options: &Options, runs: &[(Limit, OverloadRun)]) {
+    let maxsize = runs.iter().map(|(_, r)| r.pool_max).max().unwrap_or(0);
+    let workload = overload_workload(options);
+    println!(
+        "\nOverload: a backend of {WORKERS} workers taking {SERVICE:?} per request (nominally \
+         {:.0} answers/s) drops to {WORKERS_LOW} ({:.0}/s) for {:.1} s, {:.1} s into the run, then heals; \
+         no other fault. The same workload ({} requests at {} req/s, at most {} in flight) \
+         through each client at once, each against its own backend; the adaptive pool is \
+         `ClientConfig::pool_adaptive(AdaptiveLimit::gradient())`. Figures of the overload window: \
+         requests started in it, answers completed in it, and at the backend requests that \
+         arrived in it.\n",
+        Capacity {
+            workers: WORKERS,
+            service: SERVICE
+        }
+        .per_second(),
+        Capacity {
+            workers: WORKERS_LOW,
+            service: SERVICE
+        }
+        .per_second(),
+        options.overload,
+        OVERLOAD_BEFORE.as_secs_f64(),
+        workload.requests,
+        workload.rate,
+        workload.concurrency,
+    );
+    let columns: Vec<String> = runs.iter().map(|(l, _)| l.column(maxsize)).collect();
+    let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+    let mut t = Table::new(&columns);
+    let sums: Vec<OverloadSummary> = runs.iter().map(|(_, r)| summarize_overload(r)).collect();
+    let row =
+        |t: &mut Table, label: &str, cell: &dyn Fn(&OverloadSummary, &OverloadRun) -> String| {
+            t.row_n(label, sums.iter().zip(runs).map(|(s, (_, r))| cell(s, r)));
+        };
+    t.section("the client, during the overload");
+    row(&mut t, "requests started", &|s, _| s.requests.to_string());
+    row(&mut t, "successful answers per second", &|s, _| {
+        format!("{:.0}", s.throughput)
+    });
+    row(&mut t, "failures", &|s, _| {
+        count_pct(s.failures, s.requests)
+    });
+    row(&mut t, "latency p50 / p99", &|s, _| {
+        format!("{} / {}", ms_or_dash(s.p50), ms_or_dash(s.p99))
+    });
+    row(&mut t, "pool: max in use", &|_, r| {
+        r.pool_max_in_use.to_string()
+    });
+    row(
+        &mut t,
+        "pool: limit, lowest / at the end of the run",
+        &|_, r| format!("{} / {}", r.limit_min, r.limit_end),
+    );
+    t.section("the backend, during the overload");
+    row(&mut t, "requests received", &|s, _| {
+        s.backend.requests.to_string()
+    });
+    row(&mut t, "requests in flight at it: max / p99", &|s, _| {
+        s.backend.in_flight()
+    });
+    row(&mut t, "its own time per request: p50 / p99", &|s, _| {
+        s.backend.took()
+    });
+    t.section("the backend, in the last second of the overload");
+    row(&mut t, "requests in flight at it: max / p99", &|s, _| {
+        s.settled.in_flight()
+    });
+    row(&mut t, "its own time per request: p50 / p99", &|s, _| {
+        s.settled.took()
+    });
+    t.section("the whole run");
+    row(&mut t, "failures", &|_, r| {
+        count_pct(
+            r.records.iter().filter(|r| r.failure.is_some()).count(),
+            r.records.len(),
+        )
+    });
+    row(&mut t, "pool timeouts", &|_, r| {
+        r.pool_timed_out.to_string()
+    });
+    row(&mut t, "run time", &|_, r| {
+        format!("{:.1} s", r.elapsed.as_secs_f64())
+    });
+    t.print();
+
+    let each = |cell: &dyn Fn(&OverloadSummary) -> String| {
+        runs.iter()
+            .zip(&sums)
+            .map(|((l, _), s)| format!("{} {}", l.column(maxsize), cell(s)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("\nConclusions (overload):");
+    let p99 = |s: &OverloadSummary| s.backend.took_p99.unwrap_or_default();
+    let settled_p99 = |s: &OverloadSummary| s.settled.took_p99.unwrap_or_default();
+    let n = |n: Option<u32>| n.map_or_else(|| "-".into(), |n| n.to_string());
+    println!(
+        "- Load on the backend during the overload: requests in flight at it, p99: {} (in \
+         its last second: {}); its own time per request, p99: {} (in its last second: {}).",
+        each(&|s| n(s.backend.in_flight_p99)),
+        each(&|s| n(s.settled.in_flight_p99)),
+        each(&|s| ms_or_dash(s.backend.took_p99)),
+        each(&|s| ms_or_dash(s.settled.took_p99)),
+    );
+    let find = |limit: Limit| {
+        runs.iter()
+            .zip(&sums)
+            .find(|((l, _), _)| *l == limit)
+            .map(|((_, r), s)| (r, s))
+    };
+    if let (Some((_, fixed)), Some((adaptive_run, adaptive))) =
+        (find(Limit::Fixed), find(Limit::Adaptive))
+    {
+        let held = |a: Duration, f: Duration| if a < f { "lower" } else { "NOT lower" };
+        println!(
+            "- The adaptive pool held the backend's p99 {} than the fixed pool of {maxsize} \
+             over the overload ({} against {}) and {} in its last second, its limit down \
+             to {} at the lowest ({} against {}); the limit came back to {} by the end.",
+            held(p99(adaptive), p99(fixed)),
+            ms(p99(adaptive)),
+            ms(p99(fixed)),
+            held(settled_p99(adaptive), settled_p99(fixed)),
+            adaptive_run.limit_min,
+            ms(settled_p99(adaptive)),
+            ms(settled_p99(fixed)),
+            adaptive_run.limit_end,
+        );
+    }
+    println!(
+        "- The callers: successful answers per second: {}; latency p99: {}; failures: {}. \
+         The backend's capacity sets the throughput whatever the client; what a pool holds \
+         back waits in the client instead of in the backend's queue, where the backend's \
+         other callers wait too.",
+        each(&|s| format!("{:.0}", s.throughput)),
+        each(&|s| ms_or_dash(s.p99)),
+        each(&|s| s.failures.to_string()),
+    );
+}
+
+/// The main comparison's set-up, printed before it runs.
+fn print_setup(options: &Options) {
+    let tls = if options.plain {
+        "plain HTTP, one connection per request".to_string()
+    } else {
+        format!(
+            "HTTPS with keep-alive (a certificate authority made at start-up); per \
+             handshake: stalled {:.1}%, reset {:.1}%",
+            options.tls_stall * 100.0,
+            options.tls_reset * 100.0
+        )
+    };
+    println!(
+        "backend (127.0.0.1, real socket errors): {tls}; refused {:.1}% of new connections, \
+         reset after the request {:.1}% of {}, 503 + Retry-After: 1 {:.1}%, slow (1 s) \
+         {:.1}%, outage {}",
+        options.refuse * 100.0,
+        options.reset * 100.0,
+        if options.plain {
+            "connections"
+        } else {
+            "requests"
+        },
+        options.unavailable * 100.0,
+        options.slow * 100.0,
+        if options.outage > 0.0 {
+            format!(
+                "{:.1} s of {} starting {:.0}% into the run",
+                options.outage,
+                match options.outage_kind {
+                    Outage::Refused => "refused connections",
+                    _ => "503 for every request",
+                },
+                OUTAGE_AT * 100.0
+            )
+        } else {
+            "none".into()
+        }
+    );
+    println!(
+        "workload: {} requests at {} req/s, at most {} in flight; {:.1}% GET, 20% POST with \
+         idempotency-key (marked Idempotent), {:.1}% POST without key; seed {}",
+        options.requests,
+        if options.rate > 0.0 {
+            format!("{}", options.rate)
+        } else {
+            "unpaced".into()
+        },
+        options.concurrency,
+        (0.8 - options.unkeyed) * 100.0,
+        options.unkeyed * 100.0,
+        options.seed
+    );
+    println!(
+        "bare: hyper-util legacy Client{}, connect timeout {:?}, request timeout {:?}",
+        if options.plain {
+            ""
+        } else {
+            " over hyper-rustls (the same roots)"
+        },
+        connect_timeout(),
+        request_timeout()
+    );
+    println!(
+        "fortified: {}; changed: circuit_breaker open_duration {:?} (default 5 s), \
+         open_duration_max {:?} (default 120 s)\n",
+        if options.plain {
+            "ClientConfig::default() around the same client"
+        } else if options.hedge {
+            "the preset's layers with a HedgeLayer (p95 of the host's latency, at least 10 ms) \
+             between retry and breaker, over the connector of ClientConfig::default().https() \
+             (the same roots and resolver)"
+        } else {
+            "ClientConfig::default().https(), the one-call HTTPS client (the same roots and resolver)"
+        },
+        OPEN_DURATION,
+        OPEN_DURATION_MAX
+    );
 }
 
 // ===== main =====
@@ -1311,74 +2171,23 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         let started = Instant::now();
         println!("tower-fortify demo: a flaky backend, a bare client and a fortified one\n");
-        let tls = if options.plain {
-            "plain HTTP, one connection per request".to_string()
-        } else {
-            format!(
-                "HTTPS with keep-alive (a certificate authority made at start-up); per \
-                 handshake: stalled {:.1}%, reset {:.1}%",
-                options.tls_stall * 100.0,
-                options.tls_reset * 100.0
-            )
-        };
-        println!(
-            "backend (127.0.0.1, real socket errors): {tls}; refused {:.1}% of new connections, \
-             reset after the request {:.1}% of {}, 503 + Retry-After: 1 {:.1}%, slow (1 s) \
-             {:.1}%, outage {}",
-            options.refuse * 100.0,
-            options.reset * 100.0,
-            if options.plain { "connections" } else { "requests" },
-            options.unavailable * 100.0,
-            options.slow * 100.0,
-            if options.outage > 0.0 {
-                format!(
-                    "{:.1} s of {} starting {:.0}% into the run",
-                    options.outage,
-                    match options.outage_kind {
-                        Outage::Refused => "refused connections",
-                        _ => "503 for every request",
-                    },
-                    OUTAGE_AT * 100.0
-                )
-            } else {
-                "none".into()
-            }
-        );
-        println!(
-            "workload: {} requests at {} req/s, at most {} in flight; {:.1}% GET, 20% POST with \
-             idempotency-key (marked Idempotent), {:.1}% POST without key; seed {}",
-            options.requests,
-            if options.rate > 0.0 {
-                format!("{}", options.rate)
-            } else {
-                "unpaced".into()
-            },
-            options.concurrency,
-            (0.8 - options.unkeyed) * 100.0,
-            options.unkeyed * 100.0,
-            options.seed
-        );
-        println!(
-            "bare: hyper-util legacy Client{}, connect timeout {:?}, request timeout {:?}",
-            if options.plain { "" } else { " over hyper-rustls (the same roots)" },
-            connect_timeout(),
-            request_timeout()
-        );
-        println!(
-            "fortified: {}; changed: circuit_breaker open_duration {:?} (default 5 s), \
-             open_duration_max {:?} (default 120 s)\n",
-            if options.plain {
-                "ClientConfig::default() around the same client"
-            } else {
-                "ClientConfig::default().https(), the one-call HTTPS client (the same roots and resolver)"
-            },
-            OPEN_DURATION,
-            OPEN_DURATION_MAX
-        );
-        let bare = run(Kind::Bare, &options, &snapshotter).await;
-        let fortified = run(Kind::Fortified, &options, &snapshotter).await;
-        println!();
-        let ok = report(&options, &bare, &fortified);
+        if !options.overload_only {
+            print_setup(&options);
+        }
+        let (mut ok, mut verdict) = (true, Vec::new());
+        if !options.overload_only {
+            let bare = run(Kind::Bare, &options, &snapshotter).await;
+            let fortified = run(Kind::Fortified, &options, &snapshotter).await;
+            println!();
+            (ok, verdict) = report(&options, &bare, &fortified);
+        }
+        if options.overload > 0.0 {
+            let runs = overload_phase(&options).await;
+            report_overload(&options, &runs);
+        }
+        for line in verdict {
+            println!("{line}");
+        }
         println!("(demo ran in {:.1} s)", started.elapsed().as_secs_f64());
         if ok {
             ExitCode::SUCCESS

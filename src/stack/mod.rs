@@ -32,6 +32,7 @@
 //! | [`pool_maxsize`](ClientConfig::pool_maxsize) | 64 per host | enough concurrency for a busy service, bounded so a slow host cannot take every socket |
 //! | [`pool_block`](ClientConfig::pool_block) | `true` | a full pool makes callers wait (backpressure) instead of opening unbounded connections |
 //! | [`pool_timeout`](ClientConfig::pool_timeout) | 5 s (when blocking) | a caller never waits for a permit forever: it fails with `PoolTimeout`, which is not retried |
+//! | [`pool_adaptive`](ClientConfig::pool_adaptive) | off: a fixed `pool_maxsize` | a fixed limit is predictable; an adaptive one sends a slowing host fewer calls at once |
 //! | [`connect_timeout`](ClientConfig::connect_timeout) | 3 s | a loopback or LAN connect takes milliseconds; a black-holed address must fail fast (the HTTPS client applies it; apply it to your own connector) |
 //! | [`attempt_timeout`](ClientConfig::attempt_timeout) | 10 s | the read timeout: a stalled attempt is abandoned (`ReadTimeout`) and retried if safe |
 //! | [`retry`](ClientConfig::retry) | [`RetryPolicy::production`] with a 30 s `deadline` | 5 retries, connect failures at once, full-jitter exponential backoff, 502/503/504, `Retry-After` capped at 60 s, a budget of 20% of requests plus 10 retries/s |
@@ -155,6 +156,7 @@ pub struct ClientConfig {
     pool_timeout: Option<Option<Duration>>,
     max_pools: usize,
     leak_threshold: Option<Duration>,
+    /// `None`: a fixed pool of `pool_maxsize`.
     pool_adaptive: Option<AdaptiveLimit>,
     attempt_timeout: Duration,
     connect_timeout: Duration,
@@ -286,6 +288,33 @@ impl ClientConfig {
         self
     }
 
+    /// An adaptive limit for each host's pool (default none: a fixed limit of
+    /// [`pool_maxsize`](Self::pool_maxsize)): the limit moves between the floor and
+    /// `pool_maxsize` with the host's measured latency and failures, so that a slowing host
+    /// gets fewer calls at once (see [`AdaptiveLimit`]). Needs a blocking pool (the
+    /// default); with [`pool_block(false)`](Self::pool_block) `build` rejects it.
+    ///
+    /// ```
+    /// use tower_fortify::pool::AdaptiveLimit;
+    /// use tower_fortify::stack::ClientConfig;
+    ///
+    /// let layer = ClientConfig::default()
+    ///     .pool_maxsize(64)
+    ///     .pool_adaptive(AdaptiveLimit::gradient().min_limit(4))
+    ///     .build()?;
+    /// # let _ = layer;
+    /// let err = ClientConfig::default()
+    ///     .pool_adaptive(AdaptiveLimit::gradient().min_limit(100))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.field(), "min_limit");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    pub fn pool_adaptive(mut self, adaptive: AdaptiveLimit) -> Self {
+        self.pool_adaptive = Some(adaptive);
+        self
+    }
+
     /// urllib3's `num_pools`: how many per-host pools are tracked (default 10); only idle
     /// pools are evicted.
     ///
@@ -311,36 +340,6 @@ impl ClientConfig {
     /// ```
     pub fn leak_threshold(mut self, threshold: Option<Duration>) -> Self {
         self.leak_threshold = threshold;
-        self
-    }
-
-    /// An adaptive limit for each host's pool (default `None`: a fixed `pool_maxsize`):
-    /// its limit moves between the [`AdaptiveLimit`]'s `min_limit` and `pool_maxsize` by
-    /// the host's latency and failures. It needs `pool_block(true)` (the default).
-    ///
-    /// ```
-    /// use tower::{Layer, ServiceExt};
-    /// use tower_fortify::{pool::AdaptiveLimit, stack::ClientConfig};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
-    /// let layer = ClientConfig::default()
-    ///     .pool_maxsize(50)
-    ///     .pool_adaptive(Some(AdaptiveLimit::gradient().min_limit(4).initial_limit(8)))
-    ///     .build()?;
-    /// let handle = layer.pool_handle();
-    /// let client = layer.layer(tower::service_fn(|_req: http::Request<String>| async {
-    ///     Ok::<_, std::io::Error>(http::Response::new(String::from("ok")))
-    /// }));
-    /// let request = http::Request::get("http://api.example.com/").body(String::new())?;
-    /// client.oneshot(request).await?;
-    /// // The host's pool starts at its initial limit, and moves between 4 and 50.
-    /// assert_eq!(handle.snapshot().total.limit, 8);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn pool_adaptive(mut self, adaptive: Option<AdaptiveLimit>) -> Self {
-        self.pool_adaptive = adaptive;
         self
     }
 

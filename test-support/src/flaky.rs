@@ -27,6 +27,13 @@
 //! - **slow** (per request): a normal answer, delayed by `slow_delay`.
 //! - [`Outage::Unavailable`]: every request is answered `503` without `Retry-After` (counted
 //!   in `outage_requests`, not in `unavailable`).
+//! - **overload** ([`FlakyBackend::set_capacity`]): a request the backend answers `200`/`201`
+//!   first waits for one of `workers` and holds it for `service` (a [`Capacity`]); the others
+//!   queue, first come first served, so the backend answers slower as the requests in flight
+//!   at it rise. Off by default (unlimited and instant); it can be set, lowered and raised
+//!   while requests run. Every request the backend reads leaves a [`LoadSample`] (requests in
+//!   flight at the backend when it arrived, and how long the backend took with it):
+//!   [`FlakyBackend::load`].
 //!
 //! The server is hyper 1's http1 server with keep-alive off: every response closes its
 //! connection, so every request opens a new connection and the connection-level rates are
@@ -94,6 +101,8 @@ use std::{
     time::Duration,
 };
 
+pub use crate::capacity::{Capacity, LoadSample};
+use crate::capacity::{Load, Workers};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
@@ -350,6 +359,10 @@ struct Shared {
     counters: Counters,
     /// Arrivals per `x-request-id`.
     arrivals: Mutex<HashMap<u64, u32>>,
+    /// The processing capacity (overload mode).
+    workers: Workers,
+    /// Requests in flight at the backend, and every request's sample.
+    load: Load,
 }
 
 impl Shared {
@@ -475,6 +488,8 @@ impl FlakyBackend {
             anonymous: AtomicU64::new(0),
             counters: Counters::default(),
             arrivals: Mutex::new(HashMap::new()),
+            workers: Workers::new(),
+            load: Load::default(),
         });
         let accept_shared = shared.clone();
         let server = tokio::spawn(async move {
@@ -584,6 +599,30 @@ impl FlakyBackend {
     /// The outage in force.
     pub fn outage(&self) -> Outage {
         self.shared.outage()
+    }
+
+    /// Sets the processing capacity (`None`, the default: unlimited and instant): from now
+    /// on a request the backend answers `200`/`201` waits for one of `workers`, then holds it
+    /// for `service`. A drop of `workers` takes effect as busy workers finish; a rise, at
+    /// once. Faults come first: a reset, a `503` or an outage takes no worker.
+    ///
+    /// # Panics
+    ///
+    /// If `workers` is 0.
+    pub fn set_capacity(&self, capacity: Option<Capacity>) {
+        self.shared.workers.set(capacity);
+    }
+
+    /// The processing capacity in force (`None`: unlimited and instant).
+    pub fn capacity(&self) -> Option<Capacity> {
+        self.shared.workers.get()
+    }
+
+    /// One sample per request the backend read (including reset and `503`-answered ones),
+    /// in the order they ended: when it arrived, the requests in flight at the backend then
+    /// (itself included), how long the backend took with it.
+    pub fn load(&self) -> Vec<LoadSample> {
+        self.shared.load.samples()
     }
 
     /// What the backend saw and did so far.
@@ -746,6 +785,7 @@ async fn handle(
         return std::future::pending().await;
     }
     let n = counters.requests.fetch_add(1, Relaxed);
+    let _in_flight = shared.load.enter();
     // Keep-alive (TLS): the reset is drawn per request, so its rate stays per request.
     let reset =
         reset.unwrap_or_else(|| unit(shared.faults.seed, STREAM_RESET, n, 1) < shared.faults.reset);
@@ -801,6 +841,7 @@ async fn handle(
         );
         return Ok(busy);
     }
+    shared.workers.process().await;
     if unit(seed, STREAM_SLOW, a, b) < slow {
         counters.slow.fetch_add(1, Relaxed);
         tokio::time::sleep(slow_delay).await;

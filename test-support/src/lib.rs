@@ -9,6 +9,7 @@
 //! | [`bodies`] | one chunked body: streamed, fed by the test, with an exact size, failing |
 //! | [`scripted`] | one scripted backend: answers by script, records its calls |
 //! | [`flaky`] | the fault-injecting backend of the demo and the chaos suite |
+//! | [`capacity`] | a backend's processing capacity (the flaky backend's overload mode) and its load |
 //! | [`recorded`] | a `metrics` snapshot as a list to search |
 //! | [`capture`] | a tracing subscriber recording the events of one target |
 //! | [`counting_alloc`] | an allocator counting each thread's allocations |
@@ -16,6 +17,7 @@
 //! | [`local_tls`] | a local CA and HTTPS servers for the examples |
 
 pub mod bodies;
+pub mod capacity;
 pub mod capture;
 pub mod counting_alloc;
 pub mod flaky;
