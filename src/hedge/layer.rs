@@ -1,5 +1,5 @@
 use super::{
-    tracker::{DelayRule, SlotHasher, Tracker, WINDOW},
+    tracker::{DelayRule, Tracker, WINDOW},
     Hedge,
 };
 use crate::{
@@ -8,11 +8,7 @@ use crate::{
     InvalidConfig,
 };
 use http::{Method, Request, Uri};
-use std::{
-    hash::{BuildHasher, Hash, Hasher, RandomState},
-    sync::Arc,
-    time::Duration,
-};
+use std::{hash::BuildHasher, sync::Arc, time::Duration};
 use tower_layer::Layer;
 
 /// Applies [`Hedge`] to a service: built by [`HedgeLayer::builder`].
@@ -84,8 +80,8 @@ pub(crate) struct Shared {
     pub(crate) name: &'static str,
     pub(crate) tracker: Arc<Tracker>,
     per_host: bool,
-    /// The seed of the tracker's hasher, random per layer.
-    seed: u64,
+    /// The tracker's hasher: foldhash, seeded at random (the maps' own, `internal::lru`).
+    hasher: crate::internal::lru::MapHasher,
     pub(crate) allowed_methods: AllowedMethods,
     pub(crate) max_in_flight: u32,
     pub(crate) budget: Option<RetryBudget>,
@@ -105,9 +101,7 @@ impl Shared {
     /// The hash of a host's [`HostKey`](crate::key::HostKey), as the tracker keys it.
     #[inline]
     fn hash(&self, key: &crate::key::HostKey) -> u64 {
-        let mut hasher = SlotHasher::new(self.seed);
-        key.hash(&mut hasher);
-        hasher.finish()
+        self.hasher.hash_one(key)
     }
 
     /// The tracker's slot of the request's host (of every request, with `per_host(false)`).
@@ -405,7 +399,7 @@ impl HedgeBuilder {
                 name: self.name,
                 tracker: Arc::new(Tracker::new(slots, rule)),
                 per_host: self.per_host,
-                seed: RandomState::new().hash_one(0u64),
+                hasher: crate::internal::lru::MapHasher::default(),
                 allowed_methods: self.allowed_methods,
                 max_in_flight: self.max_in_flight,
                 budget: self.budget,

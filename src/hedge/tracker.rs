@@ -69,51 +69,6 @@ pub(crate) fn bucket_max(bucket: usize) -> u64 {
     ((SUB as u64 + sub + 1) << (exp - SUB_BITS)) - 1
 }
 
-/// The hasher of the table's tags: FxHash's multiply-rotate over 8-byte words, seeded per
-/// layer, with murmur3's finalizer so that every bit of the hash depends on every byte (the
-/// slot is picked by the high bits). Much cheaper than SipHash for a host key of a few
-/// dozen bytes; the hosts are the application's own, and a collision only makes two hosts
-/// share or take each other's slot.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct SlotHasher(u64);
-
-impl SlotHasher {
-    pub(crate) fn new(seed: u64) -> Self {
-        SlotHasher(seed)
-    }
-
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-}
-
-impl std::hash::Hasher for SlotHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut words = bytes.chunks_exact(8);
-        for word in &mut words {
-            self.add(u64::from_le_bytes(word.try_into().expect("8 bytes")));
-        }
-        let rest = words.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
-        }
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        let mut h = self.0;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^ (h >> 33)
-    }
-}
-
 /// The settings the delay is computed with.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct DelayRule {
