@@ -11,6 +11,8 @@ static GLOBAL: Counting = Counting;
 
 use counting_alloc::allocations;
 
+mod mutants_decision;
+
 /// `n` calls with the requests `0..n`: the successes and the allocations.
 fn drive<S: Service<u32>>(svc: &mut S, n: u32) -> (u32, u64) {
     counting_alloc::drive(svc, n, |i| i)

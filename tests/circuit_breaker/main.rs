@@ -2,6 +2,7 @@ mod cancellation;
 mod contract;
 mod durations;
 mod keyed;
+mod mutants_transitions;
 #[cfg(feature = "metrics")]
 mod observability;
 mod real_server;

@@ -2,6 +2,9 @@ mod amplification;
 mod conformance;
 mod contract;
 mod durations;
+mod mutants_backoff;
+mod mutants_decision;
+mod mutants_policy;
 #[cfg(feature = "metrics")]
 mod observability;
 mod real_server;

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Mutation testing of the decision code (issue 16, item 3) with cargo-mutants.
+#
+#   cargo install cargo-mutants --version 27.1.0 --locked
+#   scripts/mutants.sh            # every group below
+#   scripts/mutants.sh retry      # one group: retry, breaker or pool
+#   MUTANTS_ITERATE=1 scripts/mutants.sh retry   # only the mutants not caught last time
+#   python3 scripts/mutants-summary.py            # the table of MUTANTS.md, from mutants.out/
+#
+# Each file runs with only the test targets that cover it (the library's unit tests, the
+# integration suite of its layer, and for the retry decision the allocation tests of its fast
+# path), one mutant at a time, in place (`--in-place`: the tree is mutated and restored, so
+# build nothing else in it while it runs; it reuses ./target instead of copying it). A test
+# run taking over 30 s counts as a timeout: the suites take a few seconds, and a mutant that
+# loops (a retry that never stops) is caught that way. Results go to mutants.out/<file>/
+# (git-ignored); MUTANTS.md summarises them. The loom models (`mod loom`, test code built only
+# with `--cfg fortify_loom`) are left out: `--exclude-re` drops their functions, and the
+# summary the field deletions in their struct literals (which `--exclude-re` does not match).
+# CI does not run this: a full run takes hours on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_version="27.1.0"
+have_version="$(cargo mutants --version 2>/dev/null | awk '{print $2}')"
+if [ "$have_version" != "$want_version" ]; then
+    echo "cargo-mutants $want_version expected, found '${have_version:-none}':" >&2
+    echo "  cargo install cargo-mutants --version $want_version --locked" >&2
+    exit 1
+fi
+
+# The unit tests of other modules that take seconds (proptests, stress loops) and cannot
+# catch a mutant of these files are skipped.
+skip_for_retry="--skip retry::budget --skip circuit_breaker:: --skip internal:: --skip pool::"
+skip_for_breaker="--skip retry:: --skip classify:: --skip internal:: --skip pool:: --skip key::"
+# The window's model tests take seconds and drive only the window.
+skip_for_breaker_core="$skip_for_breaker --skip circuit_breaker::window"
+skip_for_pool="--skip retry:: --skip classify:: --skip circuit_breaker:: --skip internal::"
+
+# file | cargo test targets | test binary arguments
+retry=(
+    "src/retry/backoff.rs|--lib --test retry|$skip_for_retry"
+    "src/classify/retry_after.rs|--lib --test retry|$skip_for_retry"
+    "src/retry/decision.rs|--lib --test retry --test alloc|$skip_for_retry"
+    "src/retry/policy.rs|--lib --test retry --test alloc|$skip_for_retry"
+)
+breaker=(
+    "src/circuit_breaker/transitions.rs|--lib --test circuit_breaker|$skip_for_breaker_core"
+    "src/circuit_breaker/state.rs|--lib --test circuit_breaker|$skip_for_breaker_core"
+    "src/circuit_breaker/window.rs|--lib --test circuit_breaker|$skip_for_breaker"
+    "src/circuit_breaker/admission.rs|--lib --test circuit_breaker|$skip_for_breaker_core"
+    "src/circuit_breaker/lanes.rs|--lib --test circuit_breaker|$skip_for_breaker_core"
+)
+pool=(
+    "src/pool/semaphore.rs|--lib --test pool|$skip_for_pool"
+    "src/pool/permit.rs|--lib --test pool|$skip_for_pool"
+)
+
+run() {
+    local file args test_args
+    IFS='|' read -r file args test_args <<<"$1"
+    local out="mutants.out/$(basename "$(dirname "$file")")-$(basename "$file" .rs)"
+    mkdir -p "$out"
+    echo "== $file (cargo test $args -- $test_args) -> $out"
+    # Exit codes 2 (some mutants missed) and 3 (some timed out) are results, not failures.
+    local rc=0 cargo_args="" arg
+    # `--cargo-arg`, not `-- args`: the build phase (`cargo test --no-run`) then builds only
+    # these targets too, not every test target of the crate.
+    for arg in $args; do cargo_args="$cargo_args --cargo-arg=$arg"; done
+    # shellcheck disable=SC2086
+    cargo mutants --in-place --baseline skip ${MUTANTS_ITERATE:+--iterate} \
+        --timeout "${MUTANTS_TIMEOUT:-30}" --build-timeout "${MUTANTS_BUILD_TIMEOUT:-300}" \
+        --exclude-re 'loom::' --file "$file" --output "$out" $cargo_args -- -- $test_args || rc=$?
+    case "$rc" in 0 | 2 | 3) ;; *) exit "$rc" ;; esac
+}
+
+[ $# -gt 0 ] || set -- retry breaker pool
+for group in "$@"; do
+    case "$group" in
+        retry) for f in "${retry[@]}"; do run "$f"; done ;;
+        breaker) for f in "${breaker[@]}"; do run "$f"; done ;;
+        pool) for f in "${pool[@]}"; do run "$f"; done ;;
+        *) echo "unknown group $group (retry, breaker, pool)" >&2; exit 1 ;;
+    esac
+done
