@@ -96,16 +96,18 @@ estimates_since() {
     done
 }
 
-# The paired summary of a bench's output: pair, ours ns, baseline ns, ratio, calls each.
+# The paired summary of a bench's output (`print_ratios` in benches/support/paired.rs: pair,
+# ours, baseline, ratio, bare, overhead ratio, calls each): pair, ours ns, baseline ns, ratio,
+# calls each, ratio of overheads over bare ("-" when the pair timed no bare side).
 paired_rows() {
   awk '
     /^paired \(both sides/ { on = 1; header = 1; next }
     on && header { header = 0; next }
     on && NF == 0 { on = 0; next }
-    on && NF >= 5 {
+    on && NF >= 7 {
       name = $1
-      for (i = 2; i <= NF - 4; i++) name = name " " $i
-      printf "%s\t%s\t%s\t%s\t%s\n", name, $(NF - 3), $(NF - 2), $(NF - 1), $NF
+      for (i = 2; i <= NF - 6; i++) name = name " " $i
+      printf "%s\t%s\t%s\t%s\t%s\t%s\n", name, $(NF - 5), $(NF - 4), $(NF - 3), $NF, $(NF - 1)
     }' "$1"
 }
 
@@ -216,15 +218,16 @@ paired_table() {
     {
       if (!($1 in seen)) { seen[$1] = 1; order[++pairs] = $1 }
       ratio[$1, run] = $4
+      if ($6 != "-") overhead[$1, run] = $6
       if (run == 1) { ours[$1] = $2; baseline[$1] = $3; calls[$1] = $5 }
     }
     END {
       printf "\n### Paired (both sides timed in alternating batches, in the same moments)\n\n"
       printf "| pair | ours / baseline"
       if (runs > 1) printf ", %d runs | median", runs
-      printf " | ours, baseline per call (run 1) | calls each (run 1) |\n|---|---|"
+      printf " | ratio of overheads over bare | ours, baseline per call (run 1) | calls each (run 1) |\n|---|---|"
       if (runs > 1) printf "---|"
-      printf "---|---|\n"
+      printf "---|---|---|\n"
       for (p = 1; p <= pairs; p++) {
         name = order[p]; n = 0; list = ""
         for (r = 1; r <= runs; r++) if ((name, r) in ratio) { v[++n] = ratio[name, r]; list = list (n > 1 ? ", " : "") ratio[name, r] }
@@ -232,6 +235,9 @@ paired_table() {
         median = (n % 2) ? v[(n + 1) / 2] : sprintf("%.3f", (v[n / 2] + v[n / 2 + 1]) / 2)
         printf "| %s | %s", name, list
         if (runs > 1) printf " | %s", median
+        m = 0; olist = ""
+        for (r = 1; r <= runs; r++) if ((name, r) in overhead) olist = olist (++m > 1 ? ", " : "") overhead[name, r]
+        printf " | %s", (m ? olist : "-")
         printf " | %s ns, %s ns | %s |\n", ours[name], baseline[name], thousands(calls[name])
       }
     }' "${files[@]}"
