@@ -101,7 +101,7 @@
 //! | `--outage SECONDS` | 1.5 | length of the outage, which starts 40% into the run (0 disables) |
 //! | `--outage-kind K` | `unavailable` | `unavailable` (every request `503`) or `refused` (every connection refused) |
 //! | `--seed N` | 42 | seed of the faults and of the workload mix |
-//! | `--overload SECONDS` | 2 | the overload phase's capacity drop (0 skips the phase) |
+//! | `--overload SECONDS` | 3 | the overload phase's capacity drop (0 skips the phase) |
 //! | `--overload-only` | | the overload phase only |
 //! | `--hedge` | | the main run's fortified client hedges (HTTPS; see below) |
 //! | `--diagnose` | | print the diagnosis table instead: the `doctor` probe (DNS, TCP, TLS, HTTP) against each kind of failure |
@@ -237,7 +237,7 @@ usage: cargo run --release --example demo -- [flags]
   --outage SECONDS    outage length, starting 40% into the run; 0 disables (default 1.5)
   --outage-kind K     unavailable (every request 503) or refused (every connect refused)
   --seed N            seed of the faults and of the workload mix (default 42)
-  --overload SECONDS  the overload phase's capacity drop; 0 skips the phase (default 2)
+  --overload SECONDS  the overload phase's capacity drop; 0 skips the phase (default 3)
   --overload-only     the overload phase only
   --hedge             the main run's fortified client hedges (HTTPS only; see the docs)
   --diagnose          print the diagnosis table (the doctor's probe against each kind of failure)
