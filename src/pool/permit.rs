@@ -174,8 +174,7 @@ impl Pool {
         self.publish(1);
         Permit {
             pool: Some(self.reference()),
-            slot,
-            stamp: Stamp::start(self.adaptive.as_ref()),
+            word: Permit::word(slot, Stamp::start(self.adaptive.as_ref())),
         }
     }
 
@@ -223,8 +222,7 @@ impl Pool {
         self.publish(1);
         Permit {
             pool: Some(self.reference()),
-            slot: OVERFLOW,
-            stamp: Stamp::NONE,
+            word: Permit::word(OVERFLOW, Stamp::NONE),
         }
     }
 
@@ -473,15 +471,17 @@ const OVERFLOW: u32 = u32::MAX - 1;
 
 /// A call's place in a pool: given back when dropped.
 ///
-/// Aligned words only: the pool, the permit's slot in its tracker (or `UNTRACKED`, or
-/// `OVERFLOW`) and the adaptive limit's start stamp, so that moving it copies whole
-/// words (an unaligned field once made every move stall on store forwarding).
+/// Two words, each always written whole: the pool, and the permit's slot in its tracker
+/// (or `UNTRACKED`, or `OVERFLOW`) with the adaptive limit's start stamp. Moving it copies
+/// two words; a narrower field read back across a wider load (an unaligned enum once, a
+/// 16-byte stamp written as its 4-byte niche after) made every call stall on store
+/// forwarding.
 pub(crate) struct Permit {
     /// `None` only while it is dropped.
     pool: Option<Arc<Pool>>,
-    slot: u32,
-    /// When the call took the permit, for an adaptive limit (`Stamp::NONE` otherwise).
-    stamp: Stamp,
+    /// The permit's slot in its tracker (low half) and, for an adaptive limit, the
+    /// [`Stamp`] of when the call took it (high half): one word, always written whole.
+    word: u64,
 }
 
 impl Permit {
@@ -489,16 +489,28 @@ impl Permit {
     /// a record, as by a cancelled call, records nothing).
     #[inline]
     pub(crate) fn record(&mut self, outcome: impl FnOnce() -> Outcome) {
-        if !self.stamp.is_set() {
+        let mut stamp = Stamp::from_bits((self.word >> 32) as u32);
+        if !stamp.is_set() {
             return;
         }
         if let Some(pool) = &self.pool {
             if let Some(limiter) = &pool.adaptive {
-                limiter.record(&mut self.stamp, outcome(), &pool.semaphore, || {
+                limiter.record(&mut stamp, outcome(), &pool.semaphore, || {
                     pool.in_use() + pool.semaphore.waiting()
                 });
             }
         }
+        self.word = Permit::word(self.slot(), stamp);
+    }
+
+    #[inline]
+    const fn word(slot: u32, stamp: Stamp) -> u64 {
+        (stamp.bits() as u64) << 32 | slot as u64
+    }
+
+    #[inline]
+    const fn slot(&self) -> u32 {
+        self.word as u32
     }
 }
 
@@ -506,7 +518,7 @@ impl fmt::Debug for Permit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Permit")
             .field("pool", &self.pool.as_ref().map(|pool| &pool.key))
-            .field("overflow", &(self.slot == OVERFLOW))
+            .field("overflow", &(self.slot() == OVERFLOW))
             .finish()
     }
 }
@@ -515,10 +527,10 @@ impl Drop for Permit {
     #[inline]
     fn drop(&mut self) {
         let Some(pool) = self.pool.take() else { return };
-        if pool.plain(self.slot) {
+        if pool.plain(self.slot()) {
             pool.semaphore.release();
         } else {
-            pool.release(self.slot);
+            pool.release(self.slot());
         }
         pool.unreference();
     }

@@ -83,26 +83,45 @@ impl Outcome {
     }
 }
 
-/// When a call took its permit, or `None`: not measured (a fixed pool, an overflowing
-/// call, or recorded already).
+/// When a call took its permit, as microseconds since its limiter's epoch (modulo 2^32,
+/// the lowest bit set), or 0: not measured (a fixed pool, an overflowing call, or recorded
+/// already).
+///
+/// Half a word, so that a permit stays two words: the permit keeps it beside its tracker
+/// slot in one `u64`, always written whole. A larger stamp of its own (an
+/// `Option<Instant>`, written as its 4-byte niche alone for a fixed pool) made every pool's
+/// calls stall on store forwarding when the permit was read back. The latency of a call
+/// taking 2^32 µs (71 minutes) or longer wraps; the lowest bit costs at most 1 µs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Stamp(Option<Instant>);
+pub(crate) struct Stamp(u32);
 
 impl Stamp {
-    pub(crate) const NONE: Stamp = Stamp(None);
+    pub(crate) const NONE: Stamp = Stamp(0);
 
     /// Now, if the pool adapts its limit (one clock read); else nothing.
     #[inline]
     pub(crate) fn start(limiter: Option<&Limiter>) -> Self {
         match limiter {
-            Some(_) => Stamp(Some(Instant::now())),
+            Some(limiter) => Stamp(limiter.micros(Instant::now()) | 1),
             None => Stamp::NONE,
         }
     }
 
     #[inline]
     pub(crate) fn is_set(self) -> bool {
-        self.0.is_some()
+        self.0 != 0
+    }
+
+    /// The stamp as the permit keeps it.
+    #[inline]
+    pub(crate) const fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// A stamp from [`bits`](Self::bits).
+    #[inline]
+    pub(crate) const fn from_bits(bits: u32) -> Self {
+        Stamp(bits)
     }
 }
 
@@ -257,6 +276,12 @@ impl Limiter {
         u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
+    /// Microseconds since the epoch, modulo 2^32 (a [`Stamp`]'s clock).
+    #[inline]
+    fn micros(&self, now: Instant) -> u32 {
+        (self.nanos(now) / 1_000) as u32
+    }
+
     /// A permit is being given back: keeps it (returns `true`) if the limit wants more
     /// permits parked. Two loads when it does not.
     #[inline]
@@ -312,13 +337,15 @@ impl Limiter {
         semaphore: &Semaphore,
         busy: impl FnOnce() -> usize,
     ) {
-        let Some(started) = stamp.0.take() else {
+        let started = std::mem::take(stamp).0;
+        if started == 0 {
             return;
-        };
+        }
         let now = Instant::now();
         match outcome {
             Outcome::Success => {
-                let sample = ONE_SAMPLE + micros(now.saturating_duration_since(started));
+                let took = self.micros(now).wrapping_sub(started & !1);
+                let sample = ONE_SAMPLE + micros(Duration::from_micros(u64::from(took)));
                 let count = self.samples.fetch_add(sample, Ordering::Relaxed) >> SUM_BITS;
                 let full = count >= FULL_WINDOW - 1;
                 if count % CHECK_EVERY == CHECK_EVERY - 1 || full {
