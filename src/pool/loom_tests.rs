@@ -35,6 +35,7 @@ fn pool(maxsize: usize) -> Arc<Pool> {
         mode: Mode::Block(None),
         release_on_body_end: true,
         leak_threshold: Some(Duration::from_secs(3600)),
+        adaptive: None,
         totals: Counts::default(),
         #[cfg(feature = "metrics")]
         keyed: None,
