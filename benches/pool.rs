@@ -33,11 +33,9 @@
 
 use criterion::{criterion_group, Criterion};
 use std::{
-    future::{ready, Future, Ready},
+    future::{ready, Ready},
     hint::black_box,
     io,
-    pin::pin,
-    task::{Context, Poll, Waker},
     time::{Duration, SystemTime},
 };
 use tower::{limit::ConcurrencyLimit, Layer, Service, ServiceExt};
@@ -54,25 +52,9 @@ mod paired;
 mod pool_calls;
 
 use paired::paired_overhead;
-use pool_calls::{ok_service, request, Req};
+use pool_calls::{call_once, ok_service, request, Req};
 
 const MAX: usize = 64;
-
-/// One call; `true` on `Ready(Ok)`.
-fn call_once<Q, S: Service<Q>>(svc: &mut S, req: Q) -> bool {
-    let mut cx = Context::from_waker(Waker::noop());
-    if !matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))) {
-        return false;
-    }
-    let fut = pin!(svc.call(req));
-    match fut.poll(&mut cx) {
-        Poll::Ready(Ok(response)) => {
-            drop(black_box(response));
-            true
-        }
-        _ => false,
-    }
-}
 
 fn bench<S: Service<Req>>(c: &mut Criterion, name: &str, mut svc: S) {
     assert!(call_once(&mut svc, request()), "{name}: a call succeeds");

@@ -19,8 +19,8 @@ use tower::Service;
 pub(crate) type Req = Request<()>;
 pub(crate) type Res = Response<Full<Bytes>>;
 
-/// One call; `true` on `Ready(Ok)`.
-pub(crate) fn call_once<S: Service<Req>>(svc: &mut S, req: Req) -> bool {
+/// One call, polled once by hand; `true` on `Ready(Ok)`.
+pub(crate) fn call_once<Q, S: Service<Q>>(svc: &mut S, req: Q) -> bool {
     let mut cx = Context::from_waker(Waker::noop());
     if !matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))) {
         return false;
