@@ -2,13 +2,13 @@
 //! bare service, in the same run.
 //!
 //! The service answers at the first poll, as a call answered before its delay does as far
-//! as the layer can tell: no clock is read and no timer armed for it (a call that is
-//! pending first reads the clock twice and arms tokio's timer, as a timeout does). Each
+//! as the layer can tell: no clock is read and no slot taken among the calls waiting for
+//! their delay (a call that is pending first reads the clock twice and takes one). Each
 //! call is driven by one poll with `Waker::noop()` and no runtime.
 //!
 //! - `bare`: the service alone;
-//! - `hedge_cold`: a GET to a host with fewer than `min_samples` answers (no hedge possible:
-//!   its latency recorded, no copy kept);
+//! - `hedge_cold`: a GET to a host with fewer than `min_samples` (1024) answers (no hedge
+//!   possible: its latency recorded, no copy kept), until its 1024th answer: warm after;
 //! - `hedge_warm`: a GET to a host with its delay (a copy of the request kept for the
 //!   hedge, then dropped);
 //! - `hedge_post`: a POST (never hedged: passed through);
@@ -18,8 +18,9 @@
 //! against the retry alone, and a real call answered before its delay: a hyper-util client
 //! (keep-alive) to a hyper server on 127.0.0.1, with and without the hedge layer (warmed:
 //! its delay is the 10 ms floor, the loopback answers in microseconds), one request at a
-//! time on a current-thread runtime; there the layer also reads the clock twice and arms
-//! its timer. Each pair is timed in alternating batches (`support/paired.rs`); the summary
+//! time on a current-thread runtime; there the layer also reads the clock twice and waits
+//! in the layer's table of pending calls (the runtime's timer holds the layer's one
+//! deadline meanwhile). Each pair is timed in alternating batches (`support/paired.rs`); the summary
 //! prints their ratios.
 //!
 //! For instruction counts (repeatable on a loaded machine), `FORTIFY_BENCH_CALLS=n` with
