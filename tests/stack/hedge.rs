@@ -188,3 +188,42 @@ async fn no_hedge_when_the_hosts_breaker_is_open() {
     // Not even one the breaker would have rejected: nothing was withdrawn for it.
     assert_eq!(budget.available(), available);
 }
+
+/// The HTTPS client (`ClientConfig::https`) gets the same hedging from the same setting
+/// (here to a plain `http://` URI: the same connector, client and stack).
+#[cfg(feature = "client")]
+#[tokio::test]
+async fn the_https_client_hedges_through_the_same_setting() {
+    use tower_fortify::client::HttpsClient;
+
+    let (addr, server) = delayed().await;
+    let client: HttpsClient<Full<Bytes>, Hedged> = ClientConfig::default()
+        .hedge(HedgeLayer::builder().min_delay(DELAY).min_samples(5))
+        .https()
+        .unwrap();
+    for _ in 0..5 {
+        let response = client
+            .clone()
+            .oneshot(request(Method::GET, addr))
+            .await
+            .unwrap();
+        response.into_body().collect().await.unwrap();
+    }
+    server.slow_after(5, Duration::from_secs(60));
+
+    let start = Instant::now();
+    let response = client
+        .clone()
+        .oneshot(request(Method::GET, addr))
+        .await
+        .unwrap();
+    let elapsed = start.elapsed();
+    assert!(
+        (DELAY..Duration::from_secs(5)).contains(&elapsed),
+        "{elapsed:?}"
+    );
+    assert_eq!(server.arrivals().len(), 7);
+    assert_eq!(client.pool_handle().snapshot().total.in_use, 1);
+    response.into_body().collect().await.unwrap();
+    assert_eq!(client.pool_handle().snapshot().total.in_use, 0);
+}
