@@ -2,13 +2,13 @@
 //! bare service, in the same run.
 //!
 //! The service answers at the first poll, as a call answered before its delay does as far
-//! as the layer can tell: no clock is read and no timer armed for it (a call that is
-//! pending first reads the clock twice and arms tokio's timer, as a timeout does). Each
+//! as the layer can tell: no clock is read and no slot taken among the calls waiting for
+//! their delay (a call that is pending first reads the clock twice and takes one). Each
 //! call is driven by one poll with `Waker::noop()` and no runtime.
 //!
 //! - `bare`: the service alone;
-//! - `hedge_cold`: a GET to a host with fewer than `min_samples` answers (no hedge possible:
-//!   its latency recorded, no copy kept);
+//! - `hedge_cold`: a GET to a host with fewer than `min_samples` (1024) answers (no hedge
+//!   possible: its latency recorded, no copy kept), until its 1024th answer: warm after;
 //! - `hedge_warm`: a GET to a host with its delay (a copy of the request kept for the
 //!   hedge, then dropped);
 //! - `hedge_post`: a POST (never hedged: passed through);
@@ -18,9 +18,16 @@
 //! against the retry alone, and a real call answered before its delay: a hyper-util client
 //! (keep-alive) to a hyper server on 127.0.0.1, with and without the hedge layer (warmed:
 //! its delay is the 10 ms floor, the loopback answers in microseconds), one request at a
-//! time on a current-thread runtime; there the layer also reads the clock twice and arms
-//! its timer. Each pair is timed in alternating batches (`support/paired.rs`); the summary
+//! time on a current-thread runtime; there the layer also reads the clock twice and waits
+//! in the layer's table of pending calls (the runtime's timer holds the layer's one
+//! deadline meanwhile). Each pair is timed in alternating batches (`support/paired.rs`); the summary
 //! prints their ratios.
+//!
+//! For instruction counts (repeatable on a loaded machine), `FORTIFY_BENCH_CALLS=n` with
+//! `FORTIFY_BENCH_ONLY=name` runs `n` calls of one variant without criterion (`bare`,
+//! `hedge_warm`, ... or `loopback_hedge` / `loopback_bare`): run it under
+//! `valgrind --tool=callgrind` with two values of `n`, and divide the difference of the
+//! totals by the difference of the calls.
 //!
 //! Run with `cargo bench --bench hedge`.
 
@@ -31,11 +38,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use std::{
     convert::Infallible,
-    future::{ready, Future},
     hint::black_box,
     io,
-    pin::pin,
-    task::{Context, Poll, Waker},
     time::{Duration, SystemTime},
 };
 use tower::{Layer, Service, ServiceExt};
@@ -44,6 +48,8 @@ use tower_fortify::{
     retry::RetryLayer,
 };
 
+#[path = "support/calls.rs"]
+mod calls;
 // Only its `main` helper: the ratios here come from `paired`, not criterion's estimates.
 #[allow(dead_code)]
 #[path = "support/estimates.rs"]
@@ -51,27 +57,10 @@ mod estimates;
 #[path = "support/paired.rs"]
 mod paired;
 
+use calls::{call_once, caller, ok_service, Req};
 use paired::paired;
 
-type Req = Request<Full<Bytes>>;
-
 const URI: &str = "https://api.example.com/v1/items?page=2";
-
-/// One call: `poll_ready`, `call`, one poll of the future; `true` on `Ready(Ok)`.
-fn call_once<S: Service<Req, Response = Response<()>>>(svc: &mut S, req: Req) -> bool {
-    let mut cx = Context::from_waker(Waker::noop());
-    if !matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))) {
-        return false;
-    }
-    let fut = pin!(svc.call(req));
-    matches!(fut.poll(&mut cx), Poll::Ready(Ok(_)))
-}
-
-fn ok_service(
-) -> impl Service<Req, Response = Response<()>, Error = io::Error, Future: Send> + Clone + Send + 'static
-{
-    tower::service_fn(|_: Req| ready(Ok::<_, io::Error>(Response::new(()))))
-}
 
 /// A request a client would send.
 fn request(method: Method) -> Req {
@@ -106,52 +95,36 @@ fn hedged(
     hedge_layer(warm).layer(ok_service())
 }
 
-/// Registers `name`: calls of `svc` with a copy of `req` made in the loop (in every
-/// variant alike, the bare one included, so it cancels out of the differences).
-fn bench_one<S>(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    name: &str,
-    mut svc: S,
-    req: Req,
-) where
-    S: Service<Req, Response = Response<()>>,
-{
-    assert!(call_once(&mut svc, req.clone()));
-    group.bench_function(name, |b| {
-        b.iter(|| call_once(&mut svc, black_box(&req).clone()))
-    });
-}
-
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("hedge/success");
     group
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    let get = request(Method::GET);
-    bench_one(&mut group, "bare", ok_service(), get.clone());
-    bench_one(&mut group, "hedge_cold", hedged(false), get.clone());
-    bench_one(&mut group, "hedge_warm", hedged(true), get.clone());
-    bench_one(
-        &mut group,
-        "hedge_post",
-        hedged(true),
-        request(Method::POST),
-    );
-    let retry = RetryLayer::builder().build().unwrap().layer(ok_service());
-    bench_one(&mut group, "retry_default", retry, get);
+    for (name, mut call) in in_process() {
+        group.bench_function(name, |b| b.iter(&mut call));
+    }
     group.finish();
 }
 
-/// A call closure over its own service, for the paired group.
-fn caller<S>(mut svc: S) -> impl FnMut()
-where
-    S: Service<Req, Response = Response<()>>,
-{
-    let req = request(Method::GET);
-    assert!(call_once(&mut svc, req.clone()));
-    move || {
-        black_box(call_once(&mut svc, black_box(&req).clone()));
-    }
+/// One call of a variant, on its own service.
+type Call = Box<dyn FnMut()>;
+
+/// The variants of `hedge/success`: each a call closure over its own service, with a copy
+/// of the request made in the closure (in every variant alike, the bare one included, so
+/// that it cancels out of the differences).
+fn in_process() -> Vec<(&'static str, Call)> {
+    let get = || request(Method::GET);
+    let retry = RetryLayer::builder().build().unwrap().layer(ok_service());
+    vec![
+        ("bare", Box::new(caller(ok_service(), get()))),
+        ("hedge_cold", Box::new(caller(hedged(false), get()))),
+        ("hedge_warm", Box::new(caller(hedged(true), get()))),
+        (
+            "hedge_post",
+            Box::new(caller(hedged(true), request(Method::POST))),
+        ),
+        ("retry_default", Box::new(caller(retry, get()))),
+    ]
 }
 
 /// The comparisons, each pair timed in alternating batches, its ratio printed in the
@@ -161,59 +134,119 @@ fn bench_paired(c: &mut Criterion) {
     group
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
+    let get = || request(Method::GET);
     paired(
         &mut group,
         "hedge_warm_vs_bare",
-        caller(hedged(true)),
-        caller(ok_service()),
+        caller(hedged(true), get()),
+        caller(ok_service(), get()),
     );
     let retry = || RetryLayer::builder().build().unwrap();
     paired(
         &mut group,
         "retry_hedge_vs_retry",
-        caller(retry().layer(hedge_layer(true).layer(ok_service()))),
-        caller(retry().layer(ok_service())),
+        caller(retry().layer(hedge_layer(true).layer(ok_service())), get()),
+        caller(retry().layer(ok_service()), get()),
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let addr = rt.block_on(fortify_test_support::servers::serve_http(
-        hyper::service::service_fn(|_req: Request<hyper::body::Incoming>| async {
-            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
-        }),
-    ));
-    let uri: Uri = format!("http://{addr}/").parse().unwrap();
-    let client = || Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let hedged = HedgeLayer::builder().min_samples(10).build().unwrap();
-    let mut with_hedge = hedged.layer(client());
-    for _ in 0..10 {
-        rt.block_on(loopback_call(&mut with_hedge, &uri));
-    }
-    assert!(hedged.hedge_delay(&uri).is_some());
-    let mut bare = client();
+    let loopback = Loopback::start();
+    let (mut with_hedge, mut bare) = (loopback.hedged(), loopback.bare());
     paired(
         &mut group,
         "loopback_hedge_vs_bare",
-        || rt.block_on(loopback_call(&mut with_hedge, &uri)),
-        || rt.block_on(loopback_call(&mut bare, &uri)),
+        || loopback.call(&mut with_hedge),
+        || loopback.call(&mut bare),
     );
     group.finish();
 }
 
-/// One GET to `uri` through `svc`, its body read to the end.
-async fn loopback_call<S, B>(svc: &mut S, uri: &Uri)
-where
-    S: Service<Req, Response = Response<B>>,
-    S::Error: std::fmt::Debug,
-    B: http_body::Body,
-    B::Error: std::fmt::Debug,
-{
-    let request = Request::get(uri.clone())
-        .body(Full::new(Bytes::from_static(b"")))
-        .unwrap();
-    let response = svc.ready().await.unwrap().call(request).await.unwrap();
-    black_box(response.into_body().collect().await.unwrap());
+/// A hyper server on 127.0.0.1 and a current-thread runtime that serves it and drives the
+/// client's calls.
+struct Loopback {
+    rt: tokio::runtime::Runtime,
+    uri: Uri,
+}
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+impl Loopback {
+    fn start() -> Self {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let addr = rt.block_on(fortify_test_support::servers::serve_http(
+            hyper::service::service_fn(|_req: Request<hyper::body::Incoming>| async {
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+            }),
+        ));
+        let uri = format!("http://{addr}/").parse().unwrap();
+        Loopback { rt, uri }
+    }
+
+    /// The client alone (keep-alive), its connection made.
+    fn bare(&self) -> HttpClient {
+        let mut client = Client::builder(TokioExecutor::new()).build_http();
+        self.call(&mut client);
+        client
+    }
+
+    /// The hedge layer around the client, warmed: its delay is the 10 ms floor.
+    fn hedged(&self) -> Hedge<HttpClient> {
+        let layer = HedgeLayer::builder().min_samples(10).build().unwrap();
+        let mut svc = layer.layer(Client::builder(TokioExecutor::new()).build_http());
+        for _ in 0..10 {
+            self.call(&mut svc);
+        }
+        assert!(layer.hedge_delay(&self.uri).is_some());
+        svc
+    }
+
+    /// One GET through `svc`, its body read to the end.
+    fn call<S, B>(&self, svc: &mut S)
+    where
+        S: Service<Req, Response = Response<B>>,
+        S::Error: std::fmt::Debug,
+        B: http_body::Body,
+        B::Error: std::fmt::Debug,
+    {
+        self.rt.block_on(async {
+            let request = Request::get(self.uri.clone())
+                .body(Full::new(Bytes::from_static(b"")))
+                .unwrap();
+            let response = svc.ready().await.unwrap().call(request).await.unwrap();
+            black_box(response.into_body().collect().await.unwrap());
+        })
+    }
+}
+
+/// `FORTIFY_BENCH_CALLS=n FORTIFY_BENCH_ONLY=name`: `n` calls of one variant without
+/// criterion, for callgrind: one of `in_process`'s names, or `loopback_hedge` /
+/// `loopback_bare`. Run it with two values of `n` and divide the difference of the totals
+/// by the difference of the calls.
+fn counted(calls: &str) {
+    let calls: u64 = calls.parse().expect("FORTIFY_BENCH_CALLS is a number");
+    let only = std::env::var("FORTIFY_BENCH_ONLY").unwrap_or_default();
+    if let Some(side) = only.strip_prefix("loopback_") {
+        let loopback = Loopback::start();
+        let mut call: Call = match side {
+            "hedge" => {
+                let mut svc = loopback.hedged();
+                Box::new(move || loopback.call(&mut svc))
+            }
+            "bare" => {
+                let mut svc = loopback.bare();
+                Box::new(move || loopback.call(&mut svc))
+            }
+            _ => panic!("FORTIFY_BENCH_ONLY={only}: loopback_hedge or loopback_bare"),
+        };
+        (0..calls).for_each(|_| call());
+        return;
+    }
+    let (_, mut call) = in_process()
+        .into_iter()
+        .find(|(name, _)| *name == only)
+        .unwrap_or_else(|| panic!("FORTIFY_BENCH_ONLY={only}: no such variant"));
+    (0..calls).for_each(|_| call());
 }
 
 /// The ratios of the paired group.
@@ -224,5 +257,8 @@ fn summary(_since: SystemTime) {
 criterion_group!(benches, bench, bench_paired);
 
 fn main() {
-    estimates::main_with_summary(benches, summary);
+    match std::env::var("FORTIFY_BENCH_CALLS") {
+        Ok(calls) => counted(&calls),
+        Err(_) => estimates::main_with_summary(benches, summary),
+    }
 }

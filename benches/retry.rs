@@ -24,16 +24,16 @@ use criterion::{criterion_group, Criterion};
 use http::{header, Method, Request, Response};
 use http_body_util::Full;
 use std::{
-    future::{ready, Future},
     hint::black_box,
     io,
-    pin::pin,
-    task::{Context, Poll, Waker},
+    task::{Context, Poll},
     time::{Duration, SystemTime},
 };
 use tower::{Layer, Service};
 use tower_fortify::retry::{RetryLayer, RetryPolicy};
 
+#[path = "support/calls.rs"]
+mod calls;
 // Only its `main` helper: the ratios here come from `paired`, not criterion's estimates.
 #[allow(dead_code)]
 #[path = "support/estimates.rs"]
@@ -43,26 +43,9 @@ mod paired;
 #[path = "support/tower_policy.rs"]
 mod tower_policy;
 
+use calls::{call_once, caller, ok_service, Req};
 use paired::paired;
 use tower_policy::{CopyRequest, CopyRequestWithBudget};
-
-type Req = Request<Full<Bytes>>;
-
-/// One call: `poll_ready`, `call`, one poll of the future; `true` on `Ready(Ok)`.
-fn call_once<S: Service<Req, Response = Response<()>>>(svc: &mut S, req: Req) -> bool {
-    let mut cx = Context::from_waker(Waker::noop());
-    if !matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))) {
-        return false;
-    }
-    let fut = pin!(svc.call(req));
-    matches!(fut.poll(&mut cx), Poll::Ready(Ok(_)))
-}
-
-fn ok_service(
-) -> impl Service<Req, Response = Response<()>, Error = io::Error, Future: Send> + Clone + Send + 'static
-{
-    tower::service_fn(|_: Req| ready(Ok::<_, io::Error>(Response::new(()))))
-}
 
 /// A GET a client would send: idempotent, so every retry layer keeps a copy.
 fn request() -> Req {
@@ -200,18 +183,6 @@ fn tower_resilience_retry() -> tower_resilience::retry::RetryLayer<Req, Response
         .build()
 }
 
-/// A call closure over its own service, for the paired group.
-fn caller<S>(mut svc: S) -> impl FnMut()
-where
-    S: Service<Req, Response = Response<()>>,
-{
-    let req = request();
-    assert!(call_once(&mut svc, req.clone()));
-    move || {
-        black_box(call_once(&mut svc, black_box(&req).clone()));
-    }
-}
-
 /// The targets' comparisons, each pair timed in alternating batches, its ratio printed in
 /// the summary (see `support/paired.rs`).
 fn bench_paired(c: &mut Criterion) {
@@ -222,8 +193,14 @@ fn bench_paired(c: &mut Criterion) {
     paired(
         &mut group,
         "fortify_default_vs_tower_retry",
-        caller(RetryLayer::builder().build().unwrap().layer(ok_service())),
-        caller(tower::retry::RetryLayer::new(CopyRequest).layer(ok_service())),
+        caller(
+            RetryLayer::builder().build().unwrap().layer(ok_service()),
+            request(),
+        ),
+        caller(
+            tower::retry::RetryLayer::new(CopyRequest).layer(ok_service()),
+            request(),
+        ),
     );
     paired(
         &mut group,
@@ -234,14 +211,21 @@ fn bench_paired(c: &mut Criterion) {
                 .build()
                 .unwrap()
                 .layer(ok_service()),
+            request(),
         ),
-        caller(tower::retry::RetryLayer::new(CopyRequestWithBudget::new()).layer(ok_service())),
+        caller(
+            tower::retry::RetryLayer::new(CopyRequestWithBudget::new()).layer(ok_service()),
+            request(),
+        ),
     );
     paired(
         &mut group,
         "fortify_default_vs_tower_resilience",
-        caller(RetryLayer::builder().build().unwrap().layer(ok_service())),
-        caller(tower_resilience_retry().layer(ok_service())),
+        caller(
+            RetryLayer::builder().build().unwrap().layer(ok_service()),
+            request(),
+        ),
+        caller(tower_resilience_retry().layer(ok_service()), request()),
     );
     group.finish();
 }

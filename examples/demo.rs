@@ -44,9 +44,9 @@
 //! backend keeps receiving the bare client's whole load while the fortified client sheds it;
 //! `--outage-kind refused` shows the other case.
 //!
-//! `--hedge` gives the fortified client hedged requests: the preset's layers with the demo's
-//! settings and a `HedgeLayer` between retry and breaker (where the hedge module places it;
-//! the preset stack has no place for it yet), over the connector of `ClientConfig::https()`.
+//! `--hedge` gives the fortified client hedged requests: the preset's hedge option
+//! (`ClientConfig::hedge(HedgeLayer::builder())`, a `HedgeLayer` between retry and
+//! breaker) on the same one-call HTTPS client.
 //! A request not answered after the host's p95 latency (at least 10 ms) is sent again, paid
 //! from the retry budget; the slow answers then leave its tail, and the table shows hedges
 //! sent and won. The `503`s with `Retry-After: 1` are still waited out (a hedge only races
@@ -112,10 +112,7 @@ use fortify_test_support::{flaky, servers};
 use bytes::Bytes;
 use flaky::{BackendStats, Capacity, Faults, FlakyBackend, Outage, TlsFaults};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
-use hyper_util::{
-    client::legacy::Client,
-    rt::{TokioExecutor, TokioTimer},
-};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use std::{
     collections::BTreeMap,
@@ -128,15 +125,15 @@ use std::{
     time::{Duration, Instant},
 };
 use tokio::sync::Semaphore;
-use tower::{util::BoxCloneService, Layer, Service, ServiceBuilder, ServiceExt};
+use tower::{util::BoxCloneService, Layer, Service, ServiceExt};
 use tower_fortify::{
     circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer, State},
-    classify::{ErrorClassifyLayer, Failure},
+    classify::Failure,
     client::TlsRoots,
     hedge::HedgeLayer,
-    pool::{AdaptiveLimit, PoolHandle, PoolLimitLayer},
-    retry::{error::RetryError, Idempotent, RetryBudget, RetryLayer, RetryPolicy, Stop},
-    stack::ClientConfig,
+    pool::{AdaptiveLimit, PoolHandle},
+    retry::{error::RetryError, Idempotent, Stop},
+    stack::{ClientConfig, HedgeMode},
     BoxError,
 };
 
@@ -782,77 +779,32 @@ fn client(
         }
         Kind::Fortified => {
             // The crate's HTTPS client in one call.
-            let client = config
-                .tls_roots(TlsRoots::Custom(backend.roots()))
-                .resolver(backend.resolver())
-                .https::<Full<Bytes>>()
-                .expect("a valid configuration");
+            let client = for_backend(config, backend).https::<Full<Bytes>>();
+            let client = client.expect("a valid configuration");
             let (pool, breakers) = (client.pool_handle(), client.breaker_handle());
             (boxed(client), pool, breakers)
         }
     }
 }
 
-/// The fortified client with hedging (`--hedge`): the preset stack's layers, with the
-/// demo's settings, and a `HedgeLayer` where the hedge module places it, inside the retry
-/// layer and outside the breaker (the preset stack has no place for it), over the connector
-/// and hyper-util client settings of `ClientConfig::https()`. Hedges and retries share one
-/// budget, the production policy's (20% of requests plus 10 retries/s); no hedge goes to a
-/// host whose breaker is not closed.
-fn hedged_client(backend: &FlakyBackend) -> (DemoClient, PoolHandle, CircuitBreakerHandle) {
-    const NAME: &str = "demo";
-    let budget = RetryBudget::new(Duration::from_secs(10), 10, 0.2).expect("valid budget");
-    let policy = RetryPolicy::production()
-        .deadline(Some(Duration::from_secs(30)))
-        .budget(budget.clone());
-    let https = fortified_config()
+/// `config` trusting the backend's authority and resolving its name.
+fn for_backend<H: HedgeMode>(config: ClientConfig<H>, backend: &FlakyBackend) -> ClientConfig<H> {
+    config
         .tls_roots(TlsRoots::Custom(backend.roots()))
         .resolver(backend.resolver())
-        .https::<Full<Bytes>>()
-        .expect("a valid configuration");
-    let http = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(64)
-        .pool_timer(TokioTimer::new())
-        .build(https.connector().clone());
-    let breaker = CircuitBreakerLayer::builder()
-        .open_duration(OPEN_DURATION)
-        .open_duration_max(OPEN_DURATION_MAX)
-        .name(NAME)
-        .build()
-        .expect("valid breaker settings");
-    let pool = PoolLimitLayer::builder(64)
-        .block(true)
-        .pool_timeout(Some(Duration::from_secs(5)))
-        .name(NAME)
-        .build()
-        .expect("valid pool settings");
-    let hedge = HedgeLayer::builder()
-        .name(NAME)
-        .budget(budget)
-        .breaker(breaker.handle())
-        .build()
-        .expect("valid hedge settings");
-    let (pool_handle, breakers) = (pool.handle(), breaker.handle());
-    let service = ServiceBuilder::new()
-        .layer(
-            ErrorClassifyLayer::builder()
-                .name(NAME)
-                .build()
-                .expect("valid"),
-        )
-        .layer(
-            RetryLayer::builder()
-                .policy(policy)
-                .name(NAME)
-                .build()
-                .expect("valid"),
-        )
-        .layer(hedge)
-        .layer(breaker)
-        .layer(pool)
-        .layer(tower::timeout::TimeoutLayer::new(request_timeout()))
-        .service(http);
-    (boxed(service), pool_handle, breakers)
+}
+
+/// The fortified client with hedging (`--hedge`): the crate's HTTPS client with the demo's
+/// settings and the preset's hedge layer (`ClientConfig::hedge`, between retry and breaker;
+/// p95 of the host's latency, at least 10 ms). Hedges and retries share the production
+/// policy's budget (20% of requests plus 10 retries/s); no hedge goes to a host whose
+/// breaker is not closed.
+fn hedged_client(backend: &FlakyBackend) -> (DemoClient, PoolHandle, CircuitBreakerHandle) {
+    let config = fortified_config().hedge(HedgeLayer::builder());
+    let client = for_backend(config, backend).https::<Full<Bytes>>();
+    let client = client.expect("a valid configuration");
+    let (pool, breakers) = (client.pool_handle(), client.breaker_handle());
+    (boxed(client), pool, breakers)
 }
 
 fn fortified_config() -> ClientConfig {
@@ -2132,9 +2084,9 @@ fn print_setup(options: &Options) {
         if options.plain {
             "ClientConfig::default() around the same client"
         } else if options.hedge {
-            "the preset's layers with a HedgeLayer (p95 of the host's latency, at least 10 ms) \
-             between retry and breaker, over the connector of ClientConfig::default().https() \
-             (the same roots and resolver)"
+            "ClientConfig::default().hedge(HedgeLayer::builder()).https(): the one-call HTTPS \
+             client hedging after p95 of the host's latency, at least 10 ms (the same roots and \
+             resolver)"
         } else {
             "ClientConfig::default().https(), the one-call HTTPS client (the same roots and resolver)"
         },

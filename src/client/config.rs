@@ -5,7 +5,10 @@ use super::{
     resolve::Resolver,
     tls, HttpsClient, TlsRoots,
 };
-use crate::{stack::ClientConfig, BoxError, InvalidConfig};
+use crate::{
+    stack::{ClientConfig, HedgeMode},
+    BoxError, InvalidConfig,
+};
 use hyper_util::{
     client::legacy::{connect::dns::Name, Client},
     rt::{TokioExecutor, TokioTimer},
@@ -38,7 +41,7 @@ impl Default for Settings {
     }
 }
 
-impl ClientConfig {
+impl<H: HedgeMode> ClientConfig<H> {
     /// How long the TLS handshake of a new connection may take (default 3 s), apart from
     /// the TCP [`connect_timeout`](Self::connect_timeout). A handshake that stalls longer
     /// fails with [`TlsHandshake`](crate::classify::FailureKind::TlsHandshake), which is
@@ -159,8 +162,9 @@ impl ClientConfig {
     /// under [`connect_timeout`](Self::connect_timeout), the rustls handshake under
     /// [`tls_handshake_timeout`](Self::tls_handshake_timeout), hyper-util's legacy client
     /// keeping up to [`pool_maxsize`](Self::pool_maxsize) idle connections per host, then
-    /// the preset stack (see the [`client`](crate::client) module). `B` is the request
-    /// body (default `Full<Bytes>`); it must be replayable for retries (`Clone`, or a
+    /// the preset stack, with the hedge layer when `hedge` set one (see the
+    /// [`client`](crate::client) module). `B` is the request body (default `Full<Bytes>`);
+    /// it must be replayable for retries (`Clone`, or a
     /// [`ReplayBody`](crate::retry::ReplayBody)).
     ///
     /// Install the metrics recorder first: the client registers its handles here.
@@ -188,7 +192,7 @@ impl ClientConfig {
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
-    pub fn https<B>(&self) -> Result<HttpsClient<B>, InvalidConfig>
+    pub fn https<B>(&self) -> Result<HttpsClient<B, H>, InvalidConfig>
     where
         B: http_body::Body + Send + 'static,
         B::Data: Send,

@@ -106,7 +106,11 @@ pub(crate) use config::Settings;
 pub use connector::{Connecting, Connection, Connector};
 pub use tls::TlsRoots;
 
-use crate::{circuit_breaker::CircuitBreakerHandle, pool::PoolHandle, stack::ClientStack};
+use crate::{
+    circuit_breaker::CircuitBreakerHandle,
+    pool::PoolHandle,
+    stack::{ClientStack, HedgeMode, NoHedge},
+};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
@@ -119,7 +123,8 @@ use tower_service::Service;
 
 /// The fortified HTTPS client built by [`ClientConfig::https`](crate::stack::ClientConfig::https):
 /// the preset stack around hyper-util's legacy client over the classified [`Connector`],
-/// for request bodies `B` (default `Full<Bytes>`).
+/// for request bodies `B` (default `Full<Bytes>`), with the hedge layer when `H` is
+/// `Hedged` (`ClientConfig::hedge`, feature `hedge`; see [`HedgeMode`]).
 ///
 /// A `Service<http::Request<B>>` with `Response = http::Response<PoolBody<Incoming>>` (the
 /// body holds the host's pool permit until it ends) and `Error = BoxError`, always a
@@ -155,8 +160,8 @@ use tower_service::Service;
 /// # Ok(())
 /// # }
 /// ```
-pub struct HttpsClient<B = Full<Bytes>> {
-    stack: ClientStack<Client<Connector, B>>,
+pub struct HttpsClient<B = Full<Bytes>, H: HedgeMode = NoHedge> {
+    stack: ClientStack<Client<Connector, B>, H>,
     // Behind one `Arc`: callers clone the client per request or per task, and each
     // reference count is an atomic write on a cache line every worker shares.
     handles: Arc<Handles>,
@@ -169,9 +174,9 @@ struct Handles {
     breakers: CircuitBreakerHandle,
 }
 
-impl<B> HttpsClient<B> {
+impl<B, H: HedgeMode> HttpsClient<B, H> {
     pub(crate) fn new(
-        stack: ClientStack<Client<Connector, B>>,
+        stack: ClientStack<Client<Connector, B>, H>,
         connector: Connector,
         pool: PoolHandle,
         breakers: CircuitBreakerHandle,
@@ -226,7 +231,7 @@ impl<B> HttpsClient<B> {
     /// let _legacy: &hyper_util::client::legacy::Client<_, String> = client.get_ref().get_ref();
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
-    pub fn get_ref(&self) -> &ClientStack<Client<Connector, B>> {
+    pub fn get_ref(&self) -> &ClientStack<Client<Connector, B>, H> {
         &self.stack
     }
 
@@ -237,7 +242,7 @@ impl<B> HttpsClient<B> {
     /// let _stack = client.get_mut();
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
-    pub fn get_mut(&mut self) -> &mut ClientStack<Client<Connector, B>> {
+    pub fn get_mut(&mut self) -> &mut ClientStack<Client<Connector, B>, H> {
         &mut self.stack
     }
 
@@ -249,13 +254,16 @@ impl<B> HttpsClient<B> {
     /// # let _ = legacy;
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
-    pub fn into_inner(self) -> ClientStack<Client<Connector, B>> {
+    pub fn into_inner(self) -> ClientStack<Client<Connector, B>, H> {
         self.stack
     }
 }
 
 // hyper-util's client is `Clone` for any body type: no `B: Clone` bound.
-impl<B> Clone for HttpsClient<B> {
+impl<B, H: HedgeMode> Clone for HttpsClient<B, H>
+where
+    ClientStack<Client<Connector, B>, H>: Clone,
+{
     fn clone(&self) -> Self {
         HttpsClient {
             stack: self.stack.clone(),
@@ -264,7 +272,7 @@ impl<B> Clone for HttpsClient<B> {
     }
 }
 
-impl<B> fmt::Debug for HttpsClient<B> {
+impl<B, H: HedgeMode> fmt::Debug for HttpsClient<B, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpsClient")
             .field("connector", self.connector())
@@ -272,13 +280,13 @@ impl<B> fmt::Debug for HttpsClient<B> {
     }
 }
 
-impl<B> Service<http::Request<B>> for HttpsClient<B>
+impl<B, H: HedgeMode> Service<http::Request<B>> for HttpsClient<B, H>
 where
-    ClientStack<Client<Connector, B>>: Service<http::Request<B>>,
+    ClientStack<Client<Connector, B>, H>: Service<http::Request<B>>,
 {
-    type Response = <ClientStack<Client<Connector, B>> as Service<http::Request<B>>>::Response;
-    type Error = <ClientStack<Client<Connector, B>> as Service<http::Request<B>>>::Error;
-    type Future = <ClientStack<Client<Connector, B>> as Service<http::Request<B>>>::Future;
+    type Response = <ClientStack<Client<Connector, B>, H> as Service<http::Request<B>>>::Response;
+    type Error = <ClientStack<Client<Connector, B>, H> as Service<http::Request<B>>>::Error;
+    type Future = <ClientStack<Client<Connector, B>, H> as Service<http::Request<B>>>::Future;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -302,6 +310,13 @@ mod tests {
     fn auto_traits() {
         send_sync::<HttpsClient>();
         send_sync::<HttpsClient<String>>();
+        #[cfg(feature = "hedge")]
+        {
+            use crate::stack::Hedged;
+            send_sync::<HttpsClient<Full<Bytes>, Hedged>>();
+            send::<<HttpsClient<Full<Bytes>, Hedged> as Service<http::Request<Full<Bytes>>>>::Future>(
+            );
+        }
         send_sync::<Connector>();
         send_sync::<TlsRoots>();
         send::<Connecting>();

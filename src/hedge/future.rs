@@ -12,7 +12,7 @@ use std::{
     task::{Context, Poll},
     time::Duration,
 };
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tower_service::Service;
 
 pin_project! {
@@ -20,9 +20,10 @@ pin_project! {
     ///
     /// # Cancel safety
     ///
-    /// Dropping it drops both attempts, the timer and the request copy, and gives back the
-    /// hedge's place in its host's `max_in_flight`; it records no latency. A hedge taken
-    /// from the budget is not given back.
+    /// Dropping it drops both attempts and the request copy, gives back its place among the
+    /// calls waiting for their hedge delay and the hedge's place in its host's
+    /// `max_in_flight`; it records no latency. A hedge taken from the budget is not given
+    /// back.
     pub struct ResponseFuture<S, B>
     where
         S: Service<Request<B>>,
@@ -30,12 +31,12 @@ pin_project! {
         // The first attempt, until it answers or loses.
         #[pin]
         primary: Option<S::Future>,
-        // The hedge, once sent, until it answers or loses.
-        #[pin]
-        hedge: Option<S::Future>,
-        // The hedge delay, made when the first attempt is first pending.
-        #[pin]
-        timer: Option<Sleep>,
+        // The hedge, once sent, until it answers or loses: on the heap, so that a call
+        // never hedged carries one attempt's future, not two.
+        hedge: Option<Pin<Box<S::Future>>>,
+        // The call's slot among the layer's calls waiting for their hedge delay, taken when
+        // the first attempt is first pending (see `ticker`).
+        wait: Option<u32>,
         // What a hedge is sent with, until it is sent or can no longer be.
         spare: Option<Spare<S, B>>,
         // The first attempt's failure, kept while the hedge runs.
@@ -49,25 +50,48 @@ pin_project! {
         slot: usize,
         shared: Option<SharedRef>,
     }
+
+    impl<S, B> PinnedDrop for ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            stop_waiting(this.wait, this.shared.as_deref());
+        }
+    }
 }
 
-/// What a hedge is sent with: the service (driven to readiness again when the delay is
-/// over), the request, and the delay.
+/// Gives back the call's slot among the waiting calls, if it has one.
+#[inline]
+fn stop_waiting(wait: &mut Option<u32>, shared: Option<&super::layer::Shared>) {
+    if let (Some(index), Some(shared)) = (wait.take(), shared) {
+        shared.ticker.release(index);
+    }
+}
+
+/// What a hedge is sent with: the service it is cloned from when the delay is over, the
+/// request, and the delay.
 pub(crate) struct Spare<S, B> {
-    pub(crate) service: S,
-    request: SpareRequest<B>,
+    service: super::service::Template<S>,
+    request: SpareRequest<S, B>,
     delay: Duration,
 }
 
 /// The hedge's request: the copy until the delay is over, then the request made from it
-/// while the service gets ready (one or the other: the future holds the larger only).
-enum SpareRequest<B> {
+/// and the service's clone while that gets ready, on the heap (a call hedged pays for it,
+/// one answered before its delay does not carry it).
+enum SpareRequest<S, B> {
     Kept(Kept<B>),
-    Made(Request<B>),
+    Made(Box<(S, Request<B>)>),
 }
 
 impl<S, B> Spare<S, B> {
-    pub(crate) fn new(service: S, kept: Kept<B>, delay: Duration) -> Self {
+    pub(crate) fn new(
+        service: super::service::Template<S>,
+        kept: Kept<B>,
+        delay: Duration,
+    ) -> Self {
         Spare {
             service,
             request: SpareRequest::Kept(kept),
@@ -155,7 +179,7 @@ where
         ResponseFuture {
             primary: Some(future),
             hedge: None,
-            timer: None,
+            wait: None,
             spare,
             failed: None,
             in_flight: None,
@@ -169,7 +193,7 @@ where
 
 impl<S, B> Future for ResponseFuture<S, B>
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>> + Clone,
     B: TryCloneBody,
 {
     type Output = Result<S::Response, S::Error>;
@@ -189,8 +213,9 @@ where
                                 shared.tracker.record(*this.slot, latency);
                             }
                             // The hedge, if any, lost: cancelled now.
-                            this.hedge.set(None);
+                            *this.hedge = None;
                             *this.in_flight = None;
+                            stop_waiting(this.wait, this.shared.as_deref());
                             return Poll::Ready(Ok(response));
                         }
                         Poll::Ready(Err(err)) => {
@@ -198,7 +223,7 @@ where
                             // No hedge after a failure: trying again is the retry layer's
                             // decision.
                             *this.spare = None;
-                            this.timer.set(None);
+                            stop_waiting(this.wait, this.shared.as_deref());
                             if this.hedge.is_none() {
                                 *this.in_flight = None;
                                 return Poll::Ready(Err(err));
@@ -214,8 +239,8 @@ where
                 }
             }
 
-            if let Some(hedge) = this.hedge.as_mut().as_pin_mut() {
-                match hedge.poll(cx) {
+            if let Some(hedge) = this.hedge.as_mut() {
+                match hedge.as_mut().poll(cx) {
                     Poll::Ready(Ok(response)) => {
                         if let Some(shared) = this.shared.as_deref() {
                             let now = Instant::now();
@@ -232,12 +257,12 @@ where
                         }
                         // The first attempt lost: cancelled now.
                         this.primary.set(None);
-                        this.hedge.set(None);
+                        *this.hedge = None;
                         *this.in_flight = None;
                         return Poll::Ready(Ok(response));
                     }
                     Poll::Ready(Err(err)) => {
-                        this.hedge.set(None);
+                        *this.hedge = None;
                         *this.in_flight = None;
                         if this.primary.is_none() {
                             // Both failed: the first attempt's failure.
@@ -251,8 +276,8 @@ where
             if this.primary.is_some() && this.spare.is_some() {
                 let sent = send_hedge(
                     this.spare,
-                    this.timer.as_mut(),
-                    this.hedge.as_mut(),
+                    this.wait,
+                    this.hedge,
                     this.in_flight,
                     *this.started,
                     this.hedge_started,
@@ -276,8 +301,8 @@ where
 #[allow(clippy::too_many_arguments)]
 fn send_hedge<S, B>(
     spare_slot: &mut Option<Spare<S, B>>,
-    mut timer: Pin<&mut Option<Sleep>>,
-    mut hedge: Pin<&mut Option<S::Future>>,
+    wait: &mut Option<u32>,
+    hedge: &mut Option<Pin<Box<S::Future>>>,
     in_flight: &mut Option<InFlight>,
     started: Option<Instant>,
     hedge_started: &mut Option<Instant>,
@@ -286,31 +311,41 @@ fn send_hedge<S, B>(
     cx: &mut Context<'_>,
 ) -> bool
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>> + Clone,
     B: TryCloneBody,
 {
     let (Some(spare), Some(shared)) = (spare_slot.as_mut(), shared) else {
         return false;
     };
     if let SpareRequest::Kept(kept) = &spare.request {
-        if timer.is_none() {
-            // The first attempt is pending: `started` is set. A delay too long to represent
-            // is a hedge never sent.
-            let Some(at) = started.and_then(|s| s.checked_add(spare.delay)) else {
-                *spare_slot = None;
-                return false;
-            };
-            timer.set(Some(tokio::time::sleep_until(at)));
-        }
-        if let Some(sleep) = timer.as_mut().as_pin_mut() {
-            if sleep.poll(cx).is_pending() {
+        match *wait {
+            None => {
+                // The first attempt is pending: `started` is set. A delay too long to
+                // represent is a hedge never sent, as is one no slot is left to wait in.
+                let at = started.and_then(|s| s.checked_add(spare.delay));
+                match at.and_then(|at| shared.ticker.register(at, cx.waker())) {
+                    Some(index) => *wait = Some(index),
+                    None => *spare_slot = None,
+                }
                 return false;
             }
+            Some(index) => {
+                if !shared.ticker.poll_due(index, cx.waker()) {
+                    return false;
+                }
+                stop_waiting(wait, Some(shared));
+            }
         }
-        timer.set(None);
         match shared.decide(slot, kept) {
             Ok((request, place)) => {
-                spare.request = SpareRequest::Made(request);
+                let service = spare
+                    .service
+                    .get()
+                    .expect("a spare's template is made before the spare")
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                spare.request = SpareRequest::Made(Box::new((service, request)));
                 *in_flight = Some(place);
             }
             Err(skip) => {
@@ -320,7 +355,10 @@ where
             }
         }
     }
-    match spare.service.poll_ready(cx) {
+    let SpareRequest::Made(made) = &mut spare.request else {
+        unreachable!("a hedge's request is made before its service is readied");
+    };
+    match made.0.poll_ready(cx) {
         Poll::Pending => false,
         Poll::Ready(Err(_)) => {
             shared.skipped(Skip::NotReady, spare.delay);
@@ -330,16 +368,17 @@ where
         }
         Poll::Ready(Ok(())) => {
             let Some(Spare {
-                mut service,
-                request: SpareRequest::Made(request),
+                request: SpareRequest::Made(made),
                 delay,
+                ..
             }) = spare_slot.take()
             else {
                 unreachable!("a hedge's request is made before its service is readied");
             };
+            let (mut service, request) = *made;
             shared.sent(&request, delay);
             *hedge_started = Some(Instant::now());
-            hedge.set(Some(service.call(request)));
+            *hedge = Some(Box::pin(service.call(request)));
             true
         }
     }

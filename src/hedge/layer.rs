@@ -1,9 +1,9 @@
 use super::{
+    ticker::Ticker,
     tracker::{DelayRule, Tracker, WINDOW},
     Hedge,
 };
 use crate::{
-    key::{ByAuthority, RequestKey},
     retry::{AllowedMethods, RetryBudget},
     InvalidConfig,
 };
@@ -79,6 +79,8 @@ pub struct HedgeBuilder {
 pub(crate) struct Shared {
     pub(crate) name: &'static str,
     pub(crate) tracker: Arc<Tracker>,
+    /// The hedge delays of the pending calls, on one timer.
+    pub(crate) ticker: Arc<Ticker>,
     per_host: bool,
     /// The tracker's hasher: foldhash, seeded at random (the maps' own, `internal::lru`).
     hasher: crate::internal::lru::MapHasher,
@@ -105,12 +107,14 @@ impl Shared {
     }
 
     /// The tracker's slot of the request's host (of every request, with `per_host(false)`).
+    /// The host is hashed in place: a `HostKey` hashes as the `HostRef` it is read from.
     #[inline]
     pub(crate) fn slot_of<B>(&self, request: &Request<B>) -> Option<usize> {
         if !self.per_host {
             return Some(0);
         }
-        self.tracker.slot_of(self.hash(&ByAuthority.key(request)))
+        let host = crate::key::HostRef::of(request.uri());
+        self.tracker.slot_of(self.hasher.hash_one(host))
     }
 }
 
@@ -398,6 +402,7 @@ impl HedgeBuilder {
             shared: Arc::new(Shared {
                 name: self.name,
                 tracker: Arc::new(Tracker::new(slots, rule)),
+                ticker: Arc::new(Ticker::new()),
                 per_host: self.per_host,
                 hasher: crate::internal::lru::MapHasher::default(),
                 allowed_methods: self.allowed_methods,

@@ -95,12 +95,22 @@
 //! # Cost
 //!
 //! A request that may not be hedged costs a few branches. One that may costs its host's
-//! key (the URI's scheme and authority, reference-counted) and a hash, a slot lookup
-//! (atomic loads) and, once the host has its delay, a copy of the request (the retry
-//! layer's copy: one allocation for the header fields when there are any) and a clone of
-//! the inner service. An answer ready at the first poll reads no clock and arms no timer;
-//! one that is pending reads the clock when first pending and when it answers, and arms
-//! the hedge's timer (tokio's, as a timeout does). `benches/hedge.rs` measures it.
+//! key, read and hashed in place from the URI, a slot lookup (atomic loads) and, once the
+//! host has its delay, a copy of the request (the retry layer's copy: one allocation for
+//! the header fields when there are any) and a reference to the service hedges are cloned
+//! from (the clone is made for a hedge only, as is the room for the hedge's future). An
+//! answer ready at the first poll reads no clock and waits for no timer; one that is
+//! pending reads the clock when first pending and when it answers, and takes a slot among
+//! the layer's waiting calls until then.
+//!
+//! No call arms a timer of its own: the layer's pending calls share one, a task (the
+//! ticker) spawned on the runtime of the first call that waits, which sleeps until the
+//! earliest deadline among them, wakes the calls that are due and sleeps again; a call
+//! answered first gives its slot back and never touches tokio's timer wheel. The ticker
+//! sleeps on tokio's timer, so a hedge goes out at its delay as precisely as with a timer
+//! per call (tokio's millisecond). At most 4096 calls of a layer wait at once; a call that
+//! finds them all taken, or runs outside a tokio runtime, is not hedged.
+//! `benches/hedge.rs` measures the cost.
 //!
 //! # Metrics
 //!
@@ -129,15 +139,16 @@
 //!
 //! # Cancel safety
 //!
-//! Dropping the [response future](future::ResponseFuture) drops both attempts and the
-//! timer, and gives back the hedge's place in `max_in_flight`; no latency is recorded for
-//! it. A hedge taken from the budget is not given back, as a retry's is not.
+//! Dropping the [response future](future::ResponseFuture) drops both attempts, gives back
+//! its place among the waiting calls and the hedge's place in `max_in_flight`; no latency
+//! is recorded for it. A hedge taken from the budget is not given back, as a retry's is not.
 
 pub mod future;
 mod layer;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod service;
+mod ticker;
 mod tracker;
 
 pub use layer::{HedgeBuilder, HedgeLayer};

@@ -9,7 +9,7 @@ use crate::{
 };
 use http::Request;
 use std::{
-    sync::Arc,
+    sync::{Arc, Mutex, OnceLock},
     task::{Context, Poll},
 };
 use tower_service::Service;
@@ -44,7 +44,15 @@ use tower_service::Service;
 pub struct Hedge<S> {
     inner: S,
     shared: Arc<Shared>,
+    /// What hedges are sent with (a clone of it each), made at the first call that may be
+    /// hedged and shared by every clone of this service: the calls carry a reference to
+    /// it, not a clone of the service. Behind a lock, only taken to clone it for a hedge,
+    /// so that it needs no `Sync`.
+    template: Template<S>,
 }
+
+/// The service hedges are cloned from (see [`Hedge`]'s field).
+pub(crate) type Template<S> = Arc<OnceLock<Mutex<S>>>;
 
 impl<S> Hedge<S> {
     /// Wraps `inner` with the default settings ([`HedgeLayer::builder`]).
@@ -58,7 +66,11 @@ impl<S> Hedge<S> {
     }
 
     pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
-        Hedge { inner, shared }
+        Hedge {
+            inner,
+            shared,
+            template: Arc::new(OnceLock::new()),
+        }
     }
 
     /// The `name` label of this service's metrics and tracing events.
@@ -81,6 +93,9 @@ impl<S> Hedge<S> {
     }
 
     /// Gets a mutable reference to the inner service.
+    ///
+    /// Hedges are sent with clones of the service as it was at the first call that could be
+    /// hedged: a change made through this reference later reaches the first attempts only.
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
@@ -116,25 +131,18 @@ where
         // A copy of the request, and a service to send it with, only when a hedge may
         // follow: the host has its delay, and room for one more hedge.
         let tracker = &shared.tracker;
+        let (inner, template) = (&self.inner, &self.template);
         let spare = tracker
             .delay(slot)
             .filter(|_| tracker.in_flight(slot) < shared.max_in_flight)
             .and_then(|delay| {
                 let kept = Kept::of(&request)?;
-                // The service that was driven to readiness serves this call; the hedge is
-                // sent with it once it is ready again (tower-service's "be careful when
-                // cloning inner services").
-                let clone = self.inner.clone();
-                let service = std::mem::replace(&mut self.inner, clone);
-                Some(Spare::new(service, kept, delay))
+                // The hedge is sent with a clone of the template, made when the delay is
+                // over and driven to readiness then.
+                template.get_or_init(|| Mutex::new(inner.clone()));
+                Some(Spare::new(Arc::clone(template), kept, delay))
             });
-        let future = match spare {
-            Some(mut spare) => {
-                let future = spare.service.call(request);
-                return ResponseFuture::tracked(future, slot, Some(spare), SharedRef::of(shared));
-            }
-            None => self.inner.call(request),
-        };
-        ResponseFuture::tracked(future, slot, None, SharedRef::of(shared))
+        let future = self.inner.call(request);
+        ResponseFuture::tracked(future, slot, spare, SharedRef::of(shared))
     }
 }

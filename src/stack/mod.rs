@@ -10,6 +10,11 @@
 //!           -> your client   hyper_util's legacy `Client`, or any HTTP service
 //! ```
 //!
+//! With [`hedge`](ClientConfig::hedge) (feature `hedge`), a `Hedge` layer sits between
+//! `Retry` and `CircuitBreaker`: each attempt of an idempotent request not answered after
+//! its host's latency percentile is sent again, paid from the retry budget, never to an
+//! open breaker, each copy with its own pool permit.
+//!
 //! The order matters. The breaker sits *inside* the retry layer so that every attempt is
 //! counted by the breaker of its host and a retry never goes to a host whose breaker is
 //! open (the retry layer stops at once on `CircuitOpen`). The pool sits inside the breaker
@@ -41,6 +46,7 @@
 //! | [`name`](ClientConfig::name) | `"client"` | the `name` label of every layer's metrics |
 //! | [`leak_threshold`](ClientConfig::leak_threshold) | off | a client that streams long downloads would report false leaks; set it where bodies are short |
 //! | [`pool_adaptive`](ClientConfig::pool_adaptive) | off | a fixed `pool_maxsize` is what urllib3 users expect; turn it on to let each host's limit follow its latency and failures |
+//! | `hedge` (feature `hedge`) | off | a hedge is a second request to the backend; turn it on for idempotent calls whose tail latency matters, with the retry budget bounding the extra load |
 //!
 //! ```
 //! use tower::ServiceBuilder;
@@ -100,6 +106,7 @@
 //! ```
 
 mod gate;
+mod hedge;
 mod timeout;
 
 use crate::{
@@ -113,6 +120,9 @@ use crate::{
     InvalidConfig,
 };
 use gate::HostGate;
+#[cfg(feature = "hedge")]
+pub use hedge::Hedged;
+pub use hedge::{HedgeMode, NoHedge};
 use std::{
     task::{Context, Poll},
     time::Duration,
@@ -146,7 +156,7 @@ const DEFAULT_POOL_TIMEOUT: Duration = Duration::from_secs(5);
 /// # Ok::<(), tower_fortify::InvalidConfig>(())
 /// ```
 #[derive(Debug, Clone)]
-pub struct ClientConfig {
+pub struct ClientConfig<H: HedgeMode = NoHedge> {
     name: &'static str,
     retry: RetryPolicy,
     circuit_breaker: CircuitBreakerBuilder,
@@ -163,6 +173,8 @@ pub struct ClientConfig {
     /// The HTTPS client's own settings (`https`).
     #[cfg(feature = "client")]
     pub(crate) client: crate::client::Settings,
+    /// The hedge layer's settings (`hedge`), or `()`.
+    hedge: H::Config,
 }
 
 impl Default for ClientConfig {
@@ -181,11 +193,12 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(3),
             #[cfg(feature = "client")]
             client: crate::client::Settings::default(),
+            hedge: (),
         }
     }
 }
 
-impl ClientConfig {
+impl<H: HedgeMode> ClientConfig<H> {
     /// The `name` label of every layer's metrics and tracing events (default `"client"`).
     ///
     /// ```
@@ -315,6 +328,56 @@ impl ClientConfig {
         self
     }
 
+    /// Hedged requests (default off): a [`HedgeLayer`](crate::hedge::HedgeLayer) with
+    /// `builder`'s settings between the retry layer and the per-host breaker, so that each
+    /// attempt of an idempotent request not answered after its host's latency percentile
+    /// is sent again and the first answer taken (see the [`hedge`](crate::hedge) module).
+    /// Hedges withdraw from the retry policy's budget (when it has one: the default
+    /// policy's; otherwise the builder's own, if any), never go to a host whose breaker is
+    /// not closed (the preset's breakers), and each takes its own pool permit, given back
+    /// when it loses. The builder's `name` is replaced by [`name`](Self::name). Feature
+    /// `hedge`.
+    ///
+    /// The choice is made in the types ([`Hedged`]): a stack without hedging has no trace
+    /// of the hedge layer, not even a branch.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::hedge::HedgeLayer;
+    /// use tower_fortify::stack::{ClientConfig, ClientStackLayer, Hedged};
+    ///
+    /// let layer: ClientStackLayer<Hedged> = ClientConfig::default()
+    ///     .hedge(HedgeLayer::builder().percentile(99.0).min_delay(Duration::from_millis(20)))
+    ///     .build()?;
+    /// assert_eq!(layer.hedge().name(), "client");
+    /// let err = ClientConfig::default()
+    ///     .hedge(HedgeLayer::builder().percentile(0.95))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.field(), "percentile");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    #[cfg(feature = "hedge")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "hedge")))]
+    pub fn hedge(self, builder: crate::hedge::HedgeBuilder) -> ClientConfig<Hedged> {
+        ClientConfig {
+            name: self.name,
+            retry: self.retry,
+            circuit_breaker: self.circuit_breaker,
+            pool_maxsize: self.pool_maxsize,
+            pool_block: self.pool_block,
+            pool_timeout: self.pool_timeout,
+            max_pools: self.max_pools,
+            leak_threshold: self.leak_threshold,
+            pool_adaptive: self.pool_adaptive,
+            attempt_timeout: self.attempt_timeout,
+            connect_timeout: self.connect_timeout,
+            #[cfg(feature = "client")]
+            client: self.client,
+            hedge: builder,
+        }
+    }
+
     /// urllib3's `num_pools`: how many per-host pools are tracked (default 10); only idle
     /// pools are evicted.
     ///
@@ -386,14 +449,14 @@ impl ClientConfig {
     /// # Errors
     ///
     /// [`InvalidConfig`] naming the first invalid field: a zero `attempt_timeout` or
-    /// `connect_timeout`, or a field the retry, breaker or pool layer rejects (`maxsize`,
-    /// `pool_timeout`, `max_pools`, `status_forcelist`, ...).
+    /// `connect_timeout`, or a field the retry, breaker, pool or hedge layer rejects
+    /// (`maxsize`, `pool_timeout`, `max_pools`, `status_forcelist`, `percentile`, ...).
     ///
     /// ```
     /// let err = tower_fortify::stack::ClientConfig::default().pool_maxsize(0).build().unwrap_err();
     /// assert_eq!(err.field(), "maxsize");
     /// ```
-    pub fn build(&self) -> Result<ClientStackLayer, InvalidConfig> {
+    pub fn build(&self) -> Result<ClientStackLayer<H>, InvalidConfig> {
         if self.attempt_timeout.is_zero() {
             return Err(InvalidConfig::new(
                 "attempt_timeout",
@@ -425,12 +488,20 @@ impl ClientConfig {
             .leak_threshold(self.leak_threshold)
             .name(self.name)
             .build()?;
+        // Hedges draw from the retry layer's budget and respect the preset's breakers.
+        let hedge = H::build(
+            &self.hedge,
+            self.name,
+            retry.policy().budget.as_ref(),
+            breaker.handle(),
+        )?;
         Ok(ClientStackLayer {
             name: self.name,
             connect_timeout: self.connect_timeout,
             attempt_timeout: self.attempt_timeout,
             classify: ErrorClassifyLayer::builder().name(self.name).build()?,
             retry,
+            hedge,
             breaker,
             pool,
         })
@@ -459,12 +530,13 @@ impl ClientConfig {
 /// # Ok::<(), tower_fortify::InvalidConfig>(())
 /// ```
 #[derive(Clone, Debug)]
-pub struct ClientStackLayer {
+pub struct ClientStackLayer<H: HedgeMode = NoHedge> {
     name: &'static str,
     connect_timeout: Duration,
     attempt_timeout: Duration,
     classify: ErrorClassifyLayer,
     retry: RetryLayer,
+    hedge: H::Layer,
     breaker: CircuitBreakerLayer<ByAuthority, HttpStatus>,
     pool: PoolLimitLayer,
 }
@@ -483,7 +555,28 @@ impl ClientStackLayer {
     pub fn builder() -> ClientConfig {
         ClientConfig::default()
     }
+}
 
+#[cfg(feature = "hedge")]
+impl ClientStackLayer<Hedged> {
+    /// The hedge layer ([`ClientConfig::hedge`]): its name, and each host's hedge delay.
+    ///
+    /// ```
+    /// use tower_fortify::hedge::HedgeLayer;
+    /// use tower_fortify::stack::ClientConfig;
+    ///
+    /// let layer = ClientConfig::default().hedge(HedgeLayer::builder()).build()?;
+    /// let uri = http::Uri::from_static("http://api.test/");
+    /// assert_eq!(layer.hedge().hedge_delay(&uri), None); // no latency measured yet
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "hedge")))]
+    pub fn hedge(&self) -> &crate::hedge::HedgeLayer {
+        &self.hedge
+    }
+}
+
+impl<H: HedgeMode> ClientStackLayer<H> {
     /// A handle on the per-host pools: in use, waiting, overflow, timeouts, leaks.
     ///
     /// ```
@@ -567,10 +660,10 @@ impl ClientStackLayer {
     }
 }
 
-type Inner<S> = ErrorClassify<Retry<HostGate<AttemptTimeout<S>>>>;
+type Inner<S, H> = ErrorClassify<Retry<<H as HedgeMode>::Service<HostGate<AttemptTimeout<S>>>>>;
 
-impl<S> Layer<S> for ClientStackLayer {
-    type Service = ClientStack<S>;
+impl<S, H: HedgeMode> Layer<S> for ClientStackLayer<H> {
+    type Service = ClientStack<S, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
         let inner = AttemptTimeout::new(inner, self.attempt_timeout);
@@ -578,6 +671,7 @@ impl<S> Layer<S> for ClientStackLayer {
         let inner = HostGate {
             inner: self.breaker.layer(inner),
         };
+        let inner = H::layer(&self.hedge, inner);
         let inner = self.retry.layer(inner);
         ClientStack {
             inner: self.classify.layer(inner),
@@ -639,12 +733,34 @@ impl<S> Layer<S> for ClientStackLayer {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone, Debug)]
-pub struct ClientStack<S> {
-    inner: Inner<S>,
+pub struct ClientStack<S, H: HedgeMode = NoHedge> {
+    inner: Inner<S, H>,
 }
 
-impl<S> ClientStack<S> {
+// By hand: the hedge mode's service type is `Clone` and `Debug` when `S` is.
+impl<S, H: HedgeMode> Clone for ClientStack<S, H>
+where
+    Inner<S, H>: Clone,
+{
+    fn clone(&self) -> Self {
+        ClientStack {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<S, H: HedgeMode> std::fmt::Debug for ClientStack<S, H>
+where
+    Inner<S, H>: std::fmt::Debug,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientStack")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl<S, H: HedgeMode> ClientStack<S, H> {
     /// The wrapped client.
     ///
     /// ```
@@ -656,10 +772,7 @@ impl<S> ClientStack<S> {
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn get_ref(&self) -> &S {
-        &self
-            .inner
-            .get_ref()
-            .get_ref()
+        &H::get_ref(self.inner.get_ref().get_ref())
             .inner
             .get_ref()
             .get_ref()
@@ -678,10 +791,7 @@ impl<S> ClientStack<S> {
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn get_mut(&mut self) -> &mut S {
-        &mut self
-            .inner
-            .get_mut()
-            .get_mut()
+        &mut H::get_mut(self.inner.get_mut().get_mut())
             .inner
             .get_mut()
             .get_mut()
@@ -698,9 +808,7 @@ impl<S> ClientStack<S> {
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn into_inner(self) -> S {
-        self.inner
-            .into_inner()
-            .into_inner()
+        H::into_inner(self.inner.into_inner().into_inner())
             .inner
             .into_inner()
             .into_inner()
@@ -708,13 +816,13 @@ impl<S> ClientStack<S> {
     }
 }
 
-impl<S, Request> Service<Request> for ClientStack<S>
+impl<S, H: HedgeMode, Request> Service<Request> for ClientStack<S, H>
 where
-    Inner<S>: Service<Request>,
+    Inner<S, H>: Service<Request>,
 {
-    type Response = <Inner<S> as Service<Request>>::Response;
-    type Error = <Inner<S> as Service<Request>>::Error;
-    type Future = <Inner<S> as Service<Request>>::Future;
+    type Response = <Inner<S, H> as Service<Request>>::Response;
+    type Error = <Inner<S, H> as Service<Request>>::Error;
+    type Future = <Inner<S, H> as Service<Request>>::Future;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {

@@ -8,6 +8,7 @@
 //! | [`servers`] | misbehaving servers on 127.0.0.1 and a client stack classifying every stage |
 //! | [`bodies`] | one chunked body: streamed, fed by the test, with an exact size, failing |
 //! | [`scripted`] | one scripted backend: answers by script, records its calls |
+//! | [`delayed`] | a server answering each request after a scripted delay, recording methods |
 //! | [`flaky`] | the fault-injecting backend of the demo and the chaos suite |
 //! | [`capacity`] | a backend's processing capacity (the flaky backend's overload mode) and its load |
 //! | [`recorded`] | a `metrics` snapshot as a list to search |
@@ -20,6 +21,7 @@ pub mod bodies;
 pub mod capacity;
 pub mod capture;
 pub mod counting_alloc;
+pub mod delayed;
 pub mod flaky;
 pub mod local_tls;
 pub mod pki;

@@ -43,3 +43,34 @@ fn a_call_answered_before_its_delay_allocates_nothing() {
     // Each request's own header map (its index and its entries), and the copy's one.
     assert_eq!(allocated, 3 * 100);
 }
+
+/// In the preset, whose retry layer clones the inner stack for every call, a call answered
+/// before its hedge delay allocates no more with hedging than without.
+#[cfg(feature = "stack")]
+#[test]
+fn the_preset_allocates_no_more_with_hedging() {
+    use tower_fortify::stack::ClientConfig;
+
+    let inner = || {
+        tower::service_fn(|_: Request<()>| ready(Ok::<_, io::Error>(Response::new(String::new()))))
+    };
+    let hedged = ClientConfig::default()
+        .hedge(HedgeLayer::builder().min_samples(5))
+        .build()
+        .unwrap();
+    let mut with_hedge = hedged.layer(inner());
+    let mut without = ClientConfig::default().build().unwrap().layer(inner());
+    // Warm: the host gets its delay, the services their per-host state.
+    counting_alloc::drive(&mut with_hedge, 10, |_| request(Method::GET));
+    counting_alloc::drive(&mut without, 10, |_| request(Method::GET));
+    assert!(hedged
+        .hedge()
+        .hedge_delay(&Uri::from_static("http://api.test/"))
+        .is_some());
+
+    let (ok, hedging) = counting_alloc::drive(&mut with_hedge, 1_000, |_| request(Method::GET));
+    assert_eq!(ok, 1_000);
+    let (ok, plain) = counting_alloc::drive(&mut without, 1_000, |_| request(Method::GET));
+    assert_eq!(ok, 1_000);
+    assert_eq!(hedging, plain);
+}

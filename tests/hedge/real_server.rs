@@ -4,17 +4,15 @@
 //! never duplicated.
 
 use bytes::Bytes;
-use http::{Method, Request, Response};
+use fortify_test_support::delayed::delayed;
+use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
-use hyper::{body::Incoming, service::service_fn};
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::TokioExecutor,
 };
 use std::{
-    convert::Infallible,
     net::SocketAddr,
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 use tower::{Layer, ServiceExt};
@@ -23,43 +21,6 @@ use tower_fortify::{
     pool::{PoolHandle, PoolLimit, PoolLimitLayer},
     retry::Idempotent,
 };
-
-/// The server's record: each request's method, in order of arrival, and the delays it
-/// answers the next requests after (none: at once).
-#[derive(Default)]
-struct Record {
-    arrivals: Vec<Method>,
-    delays: Vec<Duration>,
-}
-
-type Shared = Arc<Mutex<Record>>;
-
-async fn server() -> (SocketAddr, Shared) {
-    let record = Shared::default();
-    let server_record = record.clone();
-    let addr =
-        fortify_test_support::servers::serve_http(service_fn(move |request: Request<Incoming>| {
-            let delay = {
-                let mut record = server_record.lock().unwrap();
-                record.arrivals.push(request.method().clone());
-                let n = record.arrivals.len();
-                record.delays.get(n - 1).copied().unwrap_or_default()
-            };
-            async move {
-                tokio::time::sleep(delay).await;
-                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
-            }
-        }))
-        .await;
-    (addr, record)
-}
-
-/// The request after the first `answered` is answered after `delay`.
-fn slow_after(record: &Shared, answered: usize, delay: Duration) {
-    let mut delays = vec![Duration::ZERO; answered];
-    delays.push(delay);
-    record.lock().unwrap().delays = delays;
-}
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -106,12 +67,12 @@ async fn warm(svc: &Hedge<PoolLimit<HttpClient>>, addr: SocketAddr, hedge: &Hedg
 
 #[tokio::test]
 async fn a_stalled_request_is_hedged_and_the_losers_permit_comes_back() {
-    let (addr, record) = server().await;
+    let (addr, server) = delayed().await;
     let (hedge, pool, svc) = stack();
     warm(&svc, addr, &hedge).await;
 
     // The sixth request stalls for a minute; its hedge is answered at once.
-    slow_after(&record, 5, Duration::from_secs(60));
+    server.slow_after(5, Duration::from_secs(60));
     let start = Instant::now();
     let response = svc
         .clone()
@@ -124,7 +85,7 @@ async fn a_stalled_request_is_hedged_and_the_losers_permit_comes_back() {
         elapsed < Duration::from_secs(30),
         "the hedge answered: {elapsed:?}"
     );
-    assert_eq!(record.lock().unwrap().arrivals.len(), 7);
+    assert_eq!(server.arrivals().len(), 7);
 
     // The stalled request was dropped: only the winner's body holds a permit.
     assert_eq!(pool.snapshot().total.in_use, 1);
@@ -137,7 +98,7 @@ async fn a_stalled_request_is_hedged_and_the_losers_permit_comes_back() {
 
 #[tokio::test]
 async fn a_fast_answer_sends_no_hedge() {
-    let (addr, record) = server().await;
+    let (addr, server) = delayed().await;
     let (hedge, pool, svc) = stack();
     warm(&svc, addr, &hedge).await;
     for _ in 0..5 {
@@ -149,18 +110,18 @@ async fn a_fast_answer_sends_no_hedge() {
         response.into_body().collect().await.unwrap();
     }
     // Each answered long before its 100 ms delay: once each.
-    assert_eq!(record.lock().unwrap().arrivals.len(), 10);
+    assert_eq!(server.arrivals().len(), 10);
     assert_eq!(pool.snapshot().total.in_use, 0);
 }
 
 #[tokio::test]
 async fn a_post_is_never_duplicated_unless_marked() {
-    let (addr, record) = server().await;
+    let (addr, server) = delayed().await;
     let (hedge, _pool, svc) = stack();
     warm(&svc, addr, &hedge).await;
 
     // A POST that takes three hedge delays: sent once.
-    slow_after(&record, 5, Duration::from_millis(300));
+    server.slow_after(5, Duration::from_millis(300));
     let response = svc
         .clone()
         .oneshot(request(Method::POST, addr))
@@ -168,15 +129,15 @@ async fn a_post_is_never_duplicated_unless_marked() {
         .unwrap();
     response.into_body().collect().await.unwrap();
     assert_eq!(
-        record.lock().unwrap().arrivals,
+        server.arrivals(),
         [vec![Method::GET; 5], vec![Method::POST]].concat()
     );
 
     // Marked idempotent (the server deduplicates it by its key): hedged.
-    slow_after(&record, 6, Duration::from_secs(60));
+    server.slow_after(6, Duration::from_secs(60));
     let mut marked = request(Method::POST, addr);
     marked.extensions_mut().insert(Idempotent);
     let response = svc.oneshot(marked).await.unwrap();
     response.into_body().collect().await.unwrap();
-    assert_eq!(record.lock().unwrap().arrivals.len(), 8);
+    assert_eq!(server.arrivals().len(), 8);
 }
