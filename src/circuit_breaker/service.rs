@@ -203,33 +203,27 @@ where
     }
 }
 
-/// The preset's call through a per-host breaker and pool, in two halves around the pool's
-/// acquisition, with one lookup of the request hashed for both maps
-/// ([`stack`](crate::stack)).
+/// The preset's call through a per-host breaker and pool, with one lookup of the request
+/// hashed for both maps ([`stack`](crate::stack)): the gate holds the breakers and calls
+/// through them itself.
 #[cfg(feature = "stack")]
-impl<S, C: Clone> CircuitBreaker<S, ByAuthority, C> {
+impl<S, C> CircuitBreaker<S, ByAuthority, C> {
+    /// The inner service, the breakers and the classifier.
+    pub(crate) fn into_parts(self) -> (S, Breakers, C) {
+        (self.inner, self.breakers, self.classifier)
+    }
+}
+
+#[cfg(feature = "stack")]
+impl Breakers {
     /// Whether the call goes through: the breaker of `lookup`'s host admits it (or rejects
     /// it).
     #[inline(always)]
     pub(crate) fn admit_hashed(&self, lookup: Hashed<HostRef<'_>>) -> Admission {
-        match &self.breakers {
+        match self {
             Breakers::Single(shared) => shared.admit(),
             Breakers::Keyed(map) => map.admit(lookup),
         }
-    }
-
-    /// The inner call `call` makes, if `admission` lets it through.
-    #[inline(always)]
-    pub(crate) fn call_admitted<R, F>(
-        &mut self,
-        admission: Admission,
-        request: R,
-        call: impl FnOnce(&mut S, R) -> F,
-    ) -> ResponseFuture<F, C> {
-        let inner = &mut self.inner;
-        future::admitted_with(admission, request, &self.classifier, |request| {
-            call(inner, request)
-        })
     }
 }
 

@@ -100,6 +100,8 @@
 //! ```
 
 mod gate;
+#[cfg(test)]
+mod sizes;
 mod timeout;
 
 use crate::{
@@ -575,9 +577,7 @@ impl<S> Layer<S> for ClientStackLayer {
     fn layer(&self, inner: S) -> Self::Service {
         let inner = AttemptTimeout::new(inner, self.attempt_timeout);
         let inner = self.pool.layer(inner);
-        let inner = HostGate {
-            inner: self.breaker.layer(inner),
-        };
+        let inner = HostGate::new(self.breaker.layer(inner));
         let inner = self.retry.layer(inner);
         ClientStack {
             inner: self.classify.layer(inner),
@@ -656,14 +656,7 @@ impl<S> ClientStack<S> {
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn get_ref(&self) -> &S {
-        &self
-            .inner
-            .get_ref()
-            .get_ref()
-            .inner
-            .get_ref()
-            .get_ref()
-            .inner
+        &self.inner.get_ref().get_ref().inner.inner
     }
 
     /// The wrapped client, mutably.
@@ -678,14 +671,7 @@ impl<S> ClientStack<S> {
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn get_mut(&mut self) -> &mut S {
-        &mut self
-            .inner
-            .get_mut()
-            .get_mut()
-            .inner
-            .get_mut()
-            .get_mut()
-            .inner
+        &mut self.inner.get_mut().get_mut().inner.inner
     }
 
     /// Unwraps the client.
@@ -698,13 +684,7 @@ impl<S> ClientStack<S> {
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn into_inner(self) -> S {
-        self.inner
-            .into_inner()
-            .into_inner()
-            .inner
-            .into_inner()
-            .into_inner()
-            .inner
+        self.inner.into_inner().into_inner().inner.inner
     }
 }
 
