@@ -7,13 +7,14 @@ use super::{
     settings::Settings,
     BreakerHandle, CircuitBreakerHandle, Classify, HttpStatus,
 };
+#[cfg(feature = "stack")]
+use crate::internal::lru::Hashed;
+use crate::key::HostRef;
 use crate::{
     classify::{Failure, Stage},
     key::{ByAuthority, RequestKey, RequestLookup},
     BoxError,
 };
-#[cfg(feature = "stack")]
-use crate::{internal::lru::Hashed, key::HostRef};
 use std::{
     sync::Arc,
     task::{Context, Poll},
@@ -196,7 +197,12 @@ where
             }
             Breakers::Keyed(map) => {
                 // The key is looked up borrowed: a known key allocates nothing.
-                let admission = map.admit(RequestLookup::of(&self.key, &request));
+                let admission = if self.key.by_authority() {
+                    let uri = request.uri();
+                    map.admit_recent(uri, || HostRef::of(uri))
+                } else {
+                    map.admit(RequestLookup::of(&self.key, &request))
+                };
                 future::admitted(admission, &mut self.inner, request, &self.classifier)
             }
         }
@@ -216,13 +222,17 @@ impl<S, C> CircuitBreaker<S, ByAuthority, C> {
 
 #[cfg(feature = "stack")]
 impl Breakers {
-    /// Whether the call goes through: the breaker of `lookup`'s host admits it (or rejects
-    /// it).
+    /// Whether the call goes through: the breaker of `uri`'s host admits it (or rejects
+    /// it), the thread's last one or found with `lookup`.
     #[inline(always)]
-    pub(crate) fn admit_hashed(&self, lookup: Hashed<HostRef<'_>>) -> Admission {
+    pub(crate) fn admit_host<'a>(
+        &self,
+        uri: &http::Uri,
+        lookup: impl FnOnce() -> Hashed<HostRef<'a>>,
+    ) -> Admission {
         match self {
             Breakers::Single(shared) => shared.admit(),
-            Breakers::Keyed(map) => map.admit(lookup),
+            Breakers::Keyed(map) => map.admit_recent(uri, lookup),
         }
     }
 }

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::{
     classify::{Failure, Stage},
-    key::{ByAuthority, RequestKey, RequestLookup},
+    key::{ByAuthority, HostRef, RequestKey, RequestLookup},
     BoxError, InvalidConfig,
 };
 use http::{Request, Response};
@@ -259,8 +259,13 @@ where
                 }
             }
             Pools::Keyed { key, pools } => {
-                let acquired =
-                    pools.try_acquire(RequestLookup::of(key, &request), &self.shared.core);
+                let core = &self.shared.core;
+                let acquired = if key.by_authority() {
+                    let uri = request.uri();
+                    pools.try_acquire_recent(uri, || HostRef::of(uri), core)
+                } else {
+                    pools.try_acquire(RequestLookup::of(key, &request), core)
+                };
                 self.shared.call_keyed(&mut self.inner, request, acquired)
             }
         }
@@ -268,17 +273,19 @@ where
 }
 
 impl<K> Shared<K> {
-    /// The permit of `lookup`'s pool, for the preset: its breaker and pool look the request
-    /// up with one hash ([`stack`](crate::stack)). The preset's pools are per host.
+    /// The permit of the pool of `uri`'s host, for the preset: the thread's last pool, or
+    /// `lookup` (hashed once for its breaker and pool, [`stack`](crate::stack)). The
+    /// preset's pools are per host.
     #[cfg(feature = "stack")]
     #[inline(always)]
-    pub(crate) fn acquire_hashed(
+    pub(crate) fn acquire_host<'a>(
         &self,
-        lookup: crate::internal::lru::Hashed<crate::key::HostRef<'_>>,
+        uri: &http::Uri,
+        lookup: impl FnOnce() -> crate::internal::lru::Hashed<HostRef<'a>>,
     ) -> Result<Permit, Arc<Pool>> {
         match &self.pools {
             Pools::Single(_) => unreachable!("the preset's pools are per host"),
-            Pools::Keyed { pools, .. } => pools.try_acquire(lookup, &self.core),
+            Pools::Keyed { pools, .. } => pools.try_acquire_recent(uri, lookup, &self.core),
         }
     }
 

@@ -14,6 +14,7 @@ use crate::{
 use http::{Request, Response};
 use http_body::Body;
 use std::{
+    cell::OnceCell,
     fmt,
     sync::Arc,
     task::{Context, Poll},
@@ -83,12 +84,16 @@ where
 
     #[inline]
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let lookup = Hashed::new(HostRef::of(request.uri()));
-        let admission = self.breakers.admit_hashed(lookup.clone());
+        // The host is read and hashed at most once, and only if a map must be searched (the
+        // thread's last breaker and pool are another host's, or gone).
+        let uri = request.uri();
+        let hashed = OnceCell::new();
+        let lookup = || hashed.get_or_init(|| Hashed::new(HostRef::of(uri))).clone();
+        let admission = self.breakers.admit_host(uri, lookup);
         // A rejected call never waits for a permit: the pool sits inside the breaker.
         let acquired = admission
             .is_call()
-            .then(|| self.pools.acquire_hashed(lookup));
+            .then(|| self.pools.acquire_host(uri, lookup));
         let (inner, pools) = (&mut self.inner, &self.pools);
         breaker_future::admitted_with(admission, request, &self.classifier, |request| {
             pools.call_keyed(inner, request, acquired.expect("admitted calls acquire"))
