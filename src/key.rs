@@ -330,18 +330,6 @@ const OTHER: u8 = 3;
 
 /// A scheme as a tag: the schemes `http` parses first (an enum compare), then any other
 /// spelling of them.
-/// The tag of a scheme a thread's cache of its last host keeps ([`recent`]): `None` for a
-/// scheme other than `http` and `https` (keys of those compare the scheme itself).
-///
-/// [`recent`]: crate::internal::recent
-#[inline(always)]
-pub(crate) fn scheme_tag(scheme: Option<&Scheme>) -> Option<u8> {
-    match tag(scheme) {
-        OTHER => None,
-        tag => Some(tag),
-    }
-}
-
 #[inline]
 fn tag(scheme: Option<&Scheme>) -> u8 {
     match scheme {

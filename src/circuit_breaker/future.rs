@@ -137,7 +137,7 @@ pub(crate) fn admitted_with<R, F, C: Clone>(
 
 impl<F, C> ResponseFuture<F, C> {
     #[inline(always)]
-    fn called(future: F, ticket: Ticket, classifier: C) -> Self {
+    pub(crate) fn called(future: F, ticket: Ticket, classifier: C) -> Self {
         ResponseFuture {
             kind: Kind::Called { future },
             ticket,
@@ -145,7 +145,7 @@ impl<F, C> ResponseFuture<F, C> {
         }
     }
 
-    fn rejected(error: BoxError, classifier: C) -> Self {
+    pub(crate) fn rejected(error: BoxError, classifier: C) -> Self {
         ResponseFuture {
             kind: Kind::Rejected { error: Some(error) },
             ticket: Ticket::none(),

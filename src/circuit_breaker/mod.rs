@@ -275,9 +275,12 @@ pub use builder::CircuitBreakerBuilder;
 pub use classify::{Classify, ClassifyFn, ErrorsOnly, HttpStatus, Outcome};
 pub use config::Window;
 pub use handle::{BreakerHandle, CircuitBreakerHandle};
-#[cfg(feature = "stack")]
-pub(crate) use keyed::Breakers;
 pub use layer::{CircuitBreakerLayer, GenericCircuitBreakerLayer};
 pub use service::{CircuitBreaker, GenericCircuitBreaker};
 pub use state::State;
 pub use window::WindowFigures;
+#[cfg(feature = "stack")]
+pub(crate) use {
+    admission::{Admission, ProbeCall},
+    keyed::Breakers,
+};

@@ -11,7 +11,6 @@
 //! back to the map (which stamps it as used, for the order of eviction) every
 //! [`REFRESH`] calls.
 
-use crate::key::scheme_tag;
 use http::Uri;
 use std::cell::{Cell, RefCell};
 
@@ -23,7 +22,19 @@ pub(crate) const REFRESH: u32 = 64;
 /// The longest authority kept (a longer one is never cached).
 const MAX: usize = 62;
 
-/// A URI's scheme (as the key's tag) and authority, as bytes.
+/// The schemes whose hosts are cached, each its own tag (`None` for another scheme): read
+/// as `&str`, so that nothing but the URI's bytes is compared.
+#[inline(always)]
+fn scheme_tag(uri: &Uri) -> Option<u8> {
+    match uri.scheme_str() {
+        None => Some(0),
+        Some("http") => Some(1),
+        Some("https") => Some(2),
+        Some(_) => None,
+    }
+}
+
+/// A URI's scheme (as a tag) and authority, as bytes.
 #[derive(Clone)]
 pub(crate) struct RecentHost {
     tag: u8,
@@ -36,7 +47,7 @@ impl RecentHost {
     /// other than `http` and `https`).
     #[inline]
     pub(crate) fn of(uri: &Uri) -> Option<Self> {
-        let tag = scheme_tag(uri.scheme())?;
+        let tag = scheme_tag(uri)?;
         let authority = uri.authority().map_or("", |a| a.as_str()).as_bytes();
         if authority.len() > MAX {
             return None;
@@ -55,7 +66,7 @@ impl RecentHost {
     pub(crate) fn is(&self, uri: &Uri) -> bool {
         let authority = uri.authority().map_or("", |a| a.as_str()).as_bytes();
         authority.len() == usize::from(self.len)
-            && scheme_tag(uri.scheme()) == Some(self.tag)
+            && scheme_tag(uri) == Some(self.tag)
             && authority == &self.bytes[..authority.len()]
     }
 }

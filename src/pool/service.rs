@@ -289,6 +289,13 @@ impl<K> Shared<K> {
         }
     }
 
+    /// Whether a response's body holds the permit until it ends.
+    #[cfg(feature = "stack")]
+    #[inline(always)]
+    pub(crate) fn release_on_body_end(&self) -> bool {
+        self.core.release_on_body_end
+    }
+
     /// A per-host call once its pool was looked up: with the permit, or as the pool's mode
     /// says when it is full.
     #[inline(always)]
@@ -312,7 +319,7 @@ impl<K> Shared<K> {
 
     /// [`call_keyed`](Self::call_keyed) when the host's pool is full.
     #[inline(never)]
-    fn call_full<S, B, ResB>(
+    pub(crate) fn call_full<S, B, ResB>(
         &self,
         inner: &mut S,
         request: Request<B>,

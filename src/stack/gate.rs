@@ -3,8 +3,8 @@
 
 use crate::{
     circuit_breaker::{
-        future::{self as breaker_future, ResponseFuture as BreakerFuture},
-        Breakers, CircuitBreaker, HttpStatus,
+        future::ResponseFuture as BreakerFuture, Admission, Breakers, CircuitBreaker, HttpStatus,
+        ProbeCall,
     },
     internal::lru::Hashed,
     key::{ByAuthority, HostRef},
@@ -94,9 +94,23 @@ where
         let acquired = admission
             .is_call()
             .then(|| self.pools.acquire_host(uri, lookup));
-        let (inner, pools) = (&mut self.inner, &self.pools);
-        breaker_future::admitted_with(admission, request, &self.classifier, |request| {
-            pools.call_keyed(inner, request, acquired.expect("admitted calls acquire"))
-        })
+        // The request is moved straight into the inner call (a closure per layer would
+        // copy it once more each).
+        match admission {
+            Admission::Call(ticket) => {
+                let probe = ticket.is_probe().then(ProbeCall::enter);
+                let future = match acquired.expect("admitted calls acquire") {
+                    Ok(permit) => PoolFuture::called(
+                        self.inner.call(request),
+                        permit,
+                        self.pools.release_on_body_end(),
+                    ),
+                    Err(pool) => self.pools.call_full(&mut self.inner, request, pool),
+                };
+                drop(probe);
+                BreakerFuture::called(future, ticket, self.classifier.clone())
+            }
+            Admission::Reject(error) => BreakerFuture::rejected(error, self.classifier.clone()),
+        }
     }
 }
