@@ -102,6 +102,8 @@
 mod gate;
 #[cfg(test)]
 mod sizes;
+#[cfg(test)]
+mod tests;
 mod timeout;
 
 use crate::{
@@ -408,9 +410,13 @@ impl ClientConfig {
                 "must be greater than zero",
             ));
         }
+        let pool_timeout = self
+            .pool_timeout
+            .unwrap_or_else(|| self.pool_block.then_some(DEFAULT_POOL_TIMEOUT));
         let retry = RetryLayer::builder()
             .policy(self.retry.clone())
             .name(self.name)
+            .attempt_bound(self.attempt_bound(pool_timeout))
             .build()?;
         let breaker = self.circuit_breaker.clone().name(self.name).build()?;
         let mut pool = PoolLimitLayer::builder(self.pool_maxsize);
@@ -419,10 +425,7 @@ impl ClientConfig {
         }
         let pool = pool
             .block(self.pool_block)
-            .pool_timeout(
-                self.pool_timeout
-                    .unwrap_or_else(|| self.pool_block.then_some(DEFAULT_POOL_TIMEOUT)),
-            )
+            .pool_timeout(pool_timeout)
             .max_pools(self.max_pools)
             .leak_threshold(self.leak_threshold)
             .name(self.name)
@@ -436,6 +439,22 @@ impl ClientConfig {
             breaker,
             pool,
         })
+    }
+}
+
+impl ClientConfig {
+    /// The longest an attempt can last from its first pending poll below the retry layer:
+    /// the wait for the host's pool permit (when it blocks), then the attempt timeout. The
+    /// retry layer watches the deadline with a timer only for an attempt that could
+    /// outlast it. Any layer added between the retry layer and the attempt timeout that
+    /// delays an attempt (or starts another one later) must add its delay here.
+    fn attempt_bound(&self, pool_timeout: Option<Duration>) -> Option<Duration> {
+        let wait = if self.pool_block {
+            pool_timeout?
+        } else {
+            Duration::ZERO
+        };
+        wait.checked_add(self.attempt_timeout)
     }
 }
 

@@ -56,3 +56,23 @@ fn the_presets_futures_stay_small() {
         size_of_val(&future)
     );
 }
+
+#[cfg(feature = "client")]
+#[tokio::test]
+async fn the_https_clients_future_stays_small() {
+    let mut client = ClientConfig::default().https().unwrap();
+    let future = client.call(request_to("https://127.0.0.1:1/"));
+    let stack = client.get_ref();
+    println!(
+        "https client service {}, stack service {}, inner client {}, future {}",
+        size_of_val(&client),
+        size_of_val(stack),
+        size_of_val(stack.get_ref()),
+        size_of_val(&future),
+    );
+    assert!(
+        size_of_val(&future) <= 936,
+        "future {}",
+        size_of_val(&future)
+    );
+}

@@ -1,0 +1,58 @@
+//! The preset's deadline with attempts its attempt timeout bounds: an attempt that must end
+//! before the deadline is watched by its own timer alone, and the deadline still cuts one
+//! that could outlast it.
+
+use super::ClientConfig;
+use crate::{
+    classify::{Failure, FailureKind},
+    retry::{error::RetryError, RetryPolicy},
+};
+use std::{convert::Infallible, time::Duration};
+use tokio::time::Instant;
+use tower::ServiceExt;
+use tower_layer::Layer;
+
+async fn stalled_call(attempt_timeout: u64, deadline: u64) -> (Duration, crate::BoxError) {
+    let layer = ClientConfig::default()
+        .attempt_timeout(Duration::from_secs(attempt_timeout))
+        .retry(
+            RetryPolicy::production()
+                .deadline(Some(Duration::from_secs(deadline)))
+                .backoff_factor(Duration::ZERO),
+        )
+        .build()
+        .unwrap();
+    let stalled = tower::service_fn(|_: http::Request<String>| {
+        std::future::pending::<Result<http::Response<String>, Infallible>>()
+    });
+    let start = Instant::now();
+    let request = http::Request::get("http://a.example/")
+        .body(String::new())
+        .unwrap();
+    let err = layer.layer(stalled).oneshot(request).await.unwrap_err();
+    (start.elapsed(), err)
+}
+
+fn retries(err: &crate::BoxError) -> &RetryError {
+    let failure = err.downcast_ref::<Failure>().unwrap();
+    assert_eq!(failure.kind(), FailureKind::ReadTimeout);
+    failure.get_ref().downcast_ref::<RetryError>().unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_cuts_an_attempt_that_could_outlast_it() {
+    // Attempts at 0 s (ends by its timeout at 10 s, before the deadline: no timer for the
+    // deadline) and 10 s (could last to 20 s): the deadline ends the call at 15 s.
+    let (elapsed, err) = stalled_call(10, 15).await;
+    assert_eq!(elapsed, Duration::from_secs(15));
+    // The history holds the attempts retried: the first.
+    assert_eq!(retries(&err).history().records().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn attempts_that_end_in_time_are_cut_by_their_own_timeout() {
+    // Attempts at 0, 10 and 20 s, each ended by its timeout; the third ends at the deadline.
+    let (elapsed, err) = stalled_call(10, 30).await;
+    assert_eq!(elapsed, Duration::from_secs(30));
+    assert_eq!(retries(&err).history().records().len(), 2);
+}
