@@ -108,9 +108,9 @@ where
                     Err(pool) => self.pools.call_full(&mut self.inner, request, pool),
                 };
                 drop(probe);
-                BreakerFuture::called(future, ticket, self.classifier.clone())
+                BreakerFuture::called(future, ticket, self.classifier)
             }
-            Admission::Reject(error) => BreakerFuture::rejected(error, self.classifier.clone()),
+            Admission::Reject(error) => BreakerFuture::rejected(error, self.classifier),
         }
     }
 }
