@@ -59,10 +59,13 @@
 //! The preset does more than a tower-only composition (`Retry` + `ConcurrencyLimit` +
 //! `Timeout`): classification with metrics, a breaker per host, a pool per host, an overall
 //! deadline, a retry budget. Its time goes to one clock read shared by the budget and the
-//! deadline, the host's key read and hashed once for both the breaker's and the pool's map,
+//! deadline, the host's breaker and pool (a thread's calls to the host it called last find
+//! both without a lookup; otherwise the host's key is read and hashed once for both maps),
 //! the inner stack cloned for the retry, and the nested futures. The attempt timeout makes
-//! its timer (and reads the clock) only when an attempt is pending at its first poll, and
-//! the deadline's timer only when an attempt or the wait for readiness is pending.
+//! its timer (and reads the clock) only when an attempt is pending at its first poll; the
+//! deadline's timer is made only when the wait for readiness is pending, or an attempt is
+//! pending that its attempt timeout (after the longest wait for a pool permit) would not
+//! end before the deadline.
 //! `benches/stack.rs` and `benches/interleaved.rs` measure it beside tower's and
 //! tower-resilience's compositions; the figures are in `BENCHMARKS.md`.
 //!
