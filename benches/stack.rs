@@ -34,7 +34,17 @@
 //! estimates of this run (`<target>/criterion/<group>/<function>/new/estimates.json`).
 //!
 //! Run with `cargo bench --bench stack` (`-- --warm-up-time 1 --measurement-time 2` for a
-//! quicker run).
+//! quicker run). For a profiler (instruction counts under callgrind, which hold whatever
+//! the load), `FORTIFY_BENCH_PROFILE=<group>/<function>` builds every variant, calls each
+//! once, then calls the one named `FORTIFY_BENCH_CALLS` times (default 100 000) in
+//! `profiled`, without criterion; counted alone, the total over the calls is its cost per
+//! call:
+//!
+//! ```text
+//! cargo bench --no-run --bench stack
+//! FORTIFY_BENCH_PROFILE=stack/preset/fortify_client_stack FORTIFY_BENCH_CALLS=10000 \
+//!   valgrind --tool=callgrind --toggle-collect='stack::profiled*' target/release/deps/stack-<hash>
+//! ```
 
 #[path = "support/estimates.rs"]
 mod estimates;
@@ -143,17 +153,58 @@ fn resilience_bulkhead() -> BulkheadLayer {
 
 // ===== the benches =====
 
-/// Benches `svc` as `group/name`, after checking that a call succeeds.
-fn bench<S: Service<Req>>(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    name: &str,
-    mut svc: S,
-) {
-    let req = request();
-    assert!(call_once(&mut svc, req.clone()), "{name}: a call succeeds");
-    group.bench_function(name, |b| {
-        b.iter(|| call_once(&mut svc, black_box(&req).clone()))
-    });
+/// A criterion group and its name.
+struct Group<'a> {
+    name: &'static str,
+    inner: criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>,
+}
+
+impl<'a> Group<'a> {
+    fn new(c: &'a mut Criterion, name: &'static str) -> Self {
+        Group {
+            name,
+            inner: c.benchmark_group(name),
+        }
+    }
+
+    /// Benches `svc` as `group/name`, after checking that a call succeeds; under
+    /// `FORTIFY_BENCH_PROFILE`, runs it alone for a profiler if it is the one named.
+    fn bench<S: Service<Req>>(&mut self, name: &str, mut svc: S) {
+        let req = request();
+        assert!(call_once(&mut svc, req.clone()), "{name}: a call succeeds");
+        if let Some(profile) = profile() {
+            if profile == format!("{}/{name}", self.name) {
+                profiled(&mut svc, &req, profile_calls());
+            }
+            return;
+        }
+        self.inner.bench_function(name, |b| {
+            b.iter(|| call_once(&mut svc, black_box(&req).clone()))
+        });
+    }
+
+    fn finish(self) {
+        self.inner.finish();
+    }
+}
+
+/// `FORTIFY_BENCH_PROFILE=<group>/<function>`: the variant to run alone, for a profiler.
+fn profile() -> Option<String> {
+    std::env::var("FORTIFY_BENCH_PROFILE").ok()
+}
+
+/// `FORTIFY_BENCH_CALLS`: how many profiled calls (default 100 000).
+fn profile_calls() -> u64 {
+    std::env::var("FORTIFY_BENCH_CALLS").map_or(100_000, |n| n.parse().expect("a number"))
+}
+
+/// The profiled calls, apart from building the services and their first call: never
+/// inlined, so that callgrind counts them alone (`--toggle-collect='stack::profiled*'`).
+#[inline(never)]
+fn profiled<S: Service<Req>>(svc: &mut S, req: &Req, calls: u64) {
+    for _ in 0..calls {
+        assert!(call_once(svc, black_box(req).clone()));
+    }
 }
 
 fn layers(c: &mut Criterion) {
@@ -163,34 +214,26 @@ fn layers(c: &mut Criterion) {
         .expect("a runtime");
     let _entered = runtime.enter();
 
-    let mut group = c.benchmark_group("stack/classify");
-    bench(&mut group, "bare", ok_service());
-    bench(
-        &mut group,
-        "tower_map_err_boxed",
-        ok_service().map_err(BoxError::from),
-    );
-    bench(
-        &mut group,
+    let mut group = Group::new(c, "stack/classify");
+    group.bench("bare", ok_service());
+    group.bench("tower_map_err_boxed", ok_service().map_err(BoxError::from));
+    group.bench(
         "fortify_error_classify",
         ErrorClassifyLayer::new().layer(ok_service()),
     );
     group.finish();
 
-    let mut group = c.benchmark_group("stack/retry");
-    bench(&mut group, "bare", ok_service());
-    bench(
-        &mut group,
+    let mut group = Group::new(c, "stack/retry");
+    group.bench("bare", ok_service());
+    group.bench(
         "tower_retry",
         tower::retry::RetryLayer::new(CopyRequest).layer(ok_service()),
     );
-    bench(
-        &mut group,
+    group.bench(
         "tower_resilience_retry",
         resilience_retry::<io::Error>().layer(ok_service()),
     );
-    bench(
-        &mut group,
+    group.bench(
         "fortify_retry_production",
         RetryLayer::builder()
             .policy(ClientConfig::default().build().unwrap().retry().clone())
@@ -200,39 +243,33 @@ fn layers(c: &mut Criterion) {
     );
     group.finish();
 
-    let mut group = c.benchmark_group("stack/circuit_breaker");
-    bench(&mut group, "bare", ok_service());
-    bench(
-        &mut group,
+    let mut group = Group::new(c, "stack/circuit_breaker");
+    group.bench("bare", ok_service());
+    group.bench(
         "tower_resilience_breaker",
         resilience_breaker().layer(ok_service()),
     );
-    bench(
-        &mut group,
+    group.bench(
         "fortify_breaker_single",
         GenericCircuitBreakerLayer::new().layer(ok_service()),
     );
-    bench(
-        &mut group,
+    group.bench(
         "fortify_breaker_per_host",
         CircuitBreakerLayer::new().layer(ok_service()),
     );
     group.finish();
 
-    let mut group = c.benchmark_group("stack/pool");
-    bench(&mut group, "bare", ok_service());
-    bench(
-        &mut group,
+    let mut group = Group::new(c, "stack/pool");
+    group.bench("bare", ok_service());
+    group.bench(
         "tower_concurrency_limit",
         ConcurrencyLimit::new(ok_service(), MAXSIZE),
     );
-    bench(
-        &mut group,
+    group.bench(
         "tower_resilience_bulkhead",
         resilience_bulkhead().layer(ok_service()),
     );
-    bench(
-        &mut group,
+    group.bench(
         "fortify_pool_per_host_block",
         PoolLimitLayer::builder(MAXSIZE)
             .block(true)
@@ -243,19 +280,14 @@ fn layers(c: &mut Criterion) {
     );
     group.finish();
 
-    let mut group = c.benchmark_group("stack/timeout");
-    bench(&mut group, "bare", ok_service());
-    bench(
-        &mut group,
-        "tower_timeout",
-        Timeout::new(ok_service(), ATTEMPT_TIMEOUT),
-    );
+    let mut group = Group::new(c, "stack/timeout");
+    group.bench("bare", ok_service());
+    group.bench("tower_timeout", Timeout::new(ok_service(), ATTEMPT_TIMEOUT));
     group.finish();
 
-    let mut group = c.benchmark_group("stack/preset");
-    bench(&mut group, "bare", ok_service());
-    bench(
-        &mut group,
+    let mut group = Group::new(c, "stack/preset");
+    group.bench("bare", ok_service());
+    group.bench(
         "tower_only",
         tower::ServiceBuilder::new()
             .layer(tower::retry::RetryLayer::new(CopyRequest))
@@ -267,9 +299,8 @@ fn layers(c: &mut Criterion) {
     let bulkhead = resilience_bulkhead().layer(timeout);
     let breaker = resilience_breaker().layer(bulkhead);
     let resilience = resilience_retry().layer(breaker);
-    bench(&mut group, "tower_resilience", resilience);
-    bench(
-        &mut group,
+    group.bench("tower_resilience", resilience);
+    group.bench(
         "fortify_client_stack",
         ClientConfig::default().build().unwrap().layer(ok_service()),
     );
@@ -363,5 +394,9 @@ fn summary(since: SystemTime) {
 }
 
 fn main() {
+    if profile().is_some() {
+        layers(&mut Criterion::default());
+        return;
+    }
     estimates::main_with_summary(benches, summary);
 }

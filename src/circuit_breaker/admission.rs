@@ -251,12 +251,24 @@ impl Drop for ProbeCall {
     }
 }
 
-impl Drop for Shared {
-    fn drop(&mut self) {
+impl Shared {
+    /// Marks the breaker as gone from its map (or its layer): its transitions no longer
+    /// move the state gauge, and it leaves it. Once: a per-host breaker retires when its
+    /// map lets it go, though a thread's cache may hold it a little longer.
+    pub(crate) fn retire(&self) {
         let mut ctl = self.breaker.control();
+        if ctl.retired {
+            return;
+        }
         ctl.retired = true;
         #[cfg(feature = "metrics")]
         self.breaker.settings.instruments.left(self.breaker.state());
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.retire();
     }
 }
 

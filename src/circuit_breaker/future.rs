@@ -99,7 +99,8 @@ where
 }
 
 /// Calls `inner` if the call was admitted (as a probe, if it is one); otherwise resolves at
-/// once without calling it.
+/// once without calling it. The request goes straight into the inner call: through a
+/// closure, it would be copied once more.
 #[inline(always)]
 pub(crate) fn admitted<S, C, Request>(
     admission: Admission,
@@ -111,23 +112,10 @@ where
     S: Service<Request>,
     C: Clone,
 {
-    admitted_with(admission, request, classifier, |request| {
-        inner.call(request)
-    })
-}
-
-/// [`admitted`], the call made by `call`.
-#[inline(always)]
-pub(crate) fn admitted_with<R, F, C: Clone>(
-    admission: Admission,
-    request: R,
-    classifier: &C,
-    call: impl FnOnce(R) -> F,
-) -> ResponseFuture<F, C> {
     match admission {
         Admission::Call(ticket) => {
             let probe = ticket.is_probe().then(ProbeCall::enter);
-            let future = call(request);
+            let future = inner.call(request);
             drop(probe);
             ResponseFuture::called(future, ticket, classifier.clone())
         }
@@ -137,7 +125,7 @@ pub(crate) fn admitted_with<R, F, C: Clone>(
 
 impl<F, C> ResponseFuture<F, C> {
     #[inline(always)]
-    fn called(future: F, ticket: Ticket, classifier: C) -> Self {
+    pub(crate) fn called(future: F, ticket: Ticket, classifier: C) -> Self {
         ResponseFuture {
             kind: Kind::Called { future },
             ticket,
@@ -145,7 +133,7 @@ impl<F, C> ResponseFuture<F, C> {
         }
     }
 
-    fn rejected(error: BoxError, classifier: C) -> Self {
+    pub(crate) fn rejected(error: BoxError, classifier: C) -> Self {
         ResponseFuture {
             kind: Kind::Rejected { error: Some(error) },
             ticket: Ticket::none(),

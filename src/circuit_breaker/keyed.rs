@@ -9,10 +9,15 @@ use super::{
     State,
 };
 use crate::{
-    internal::lru::{Evict, Eviction, Lookup, LruMap, Probe},
+    internal::{
+        lru::{Evict, Eviction, Lookup, LruMap, Probe},
+        recent::Recent,
+        sync::thread_local_const,
+    },
     key::MapKey,
 };
-use std::{fmt, sync::Arc};
+use http::Uri;
+use std::{cell::RefCell, fmt, sync::Arc};
 
 // ===== the map =====
 
@@ -22,12 +27,22 @@ use std::{fmt, sync::Arc};
 /// state must hold).
 pub(crate) struct KeyedMap {
     pub(crate) settings: Arc<Settings>,
-    map: LruMap<MapKey, Shared>,
+    map: LruMap<MapKey, Entry>,
 }
 
-impl Evict for Shared {
+/// A breaker in the map, shared with the threads that keep it as their last one: it
+/// retires when the map lets it go.
+pub(crate) struct Entry(Arc<Shared>);
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        self.0.retire();
+    }
+}
+
+impl Evict for Entry {
     fn eviction(&self) -> Eviction {
-        match self.breaker.state() {
+        match self.0.breaker.state() {
             State::Closed => Eviction::Idle,
             State::Open | State::HalfOpen => Eviction::Busy,
             State::ForcedOpen | State::Disabled => Eviction::Never,
@@ -47,22 +62,73 @@ impl KeyedMap {
     pub(crate) fn admit(&self, key: impl Lookup<MapKey>) -> Admission {
         self.map.get_or_insert(
             key,
-            Shared::admit,
-            // The key as printed, once per breaker: its rejections and events share it.
-            |key| Shared::new(Arc::clone(&self.settings), Some(format!("{key:?}").into())),
-            |_evicted| {
-                #[cfg(feature = "metrics")]
-                {
-                    let instruments = &self.settings.instruments;
-                    instruments.evicted(_evicted as u64);
-                    instruments.keys(1.0 - _evicted as f64);
-                }
-            },
+            |entry| entry.0.admit(),
+            |key| self.make(key),
+            |evicted| self.inserted(evicted),
         )
     }
 
+    /// [`admit`](Self::admit) for a request to `uri` keyed by its authority (`lookup` is
+    /// its key, made only if needed): through the thread's last breaker of this map if it
+    /// is `uri`'s host's and still in the map, without a lookup.
+    #[inline]
+    pub(crate) fn admit_recent<L: Lookup<MapKey>>(
+        &self,
+        uri: &Uri,
+        lookup: impl FnOnce() -> L,
+    ) -> Admission {
+        let recent = RECENT.try_with(|recent| {
+            let recent = recent.try_borrow().ok()?;
+            let recent = recent.as_ref()?;
+            // An evicted breaker's calls would not count (as those in flight when it
+            // goes): the count of eviction scans tells it apart.
+            if self.map.evictions() != recent.evictions() || !recent.hit(self.map.id(), uri) {
+                return None;
+            }
+            // Under a shared borrow: if a transition's events run a user's code that calls
+            // again, that call finds the slot borrowed and leaves it as it is.
+            Some(recent.entry.admit())
+        });
+        match recent.ok().flatten() {
+            Some(admission) => admission,
+            None => self.admit_caching(uri, lookup()),
+        }
+    }
+
+    /// [`admit`](Self::admit), then the breaker kept as the thread's last.
+    #[inline(never)]
+    fn admit_caching(&self, uri: &Uri, key: impl Lookup<MapKey>) -> Admission {
+        let found = |entry: &Entry, evictions| (entry.0.admit(), Arc::clone(&entry.0), evictions);
+        let (admission, shared, evictions) = self.map.get_or_insert_counted(
+            key,
+            found,
+            |key| self.make(key),
+            |evicted| self.inserted(evicted),
+        );
+        let recent = Recent::new(self.map.id(), evictions, uri, shared);
+        let _ = RECENT.try_with(|slot| Recent::keep(slot, recent));
+        admission
+    }
+
+    fn make(&self, key: &MapKey) -> Entry {
+        // The key as printed, once per breaker: its rejections and events share it.
+        Entry(Arc::new(Shared::new(
+            Arc::clone(&self.settings),
+            Some(format!("{key:?}").into()),
+        )))
+    }
+
+    fn inserted(&self, _evicted: usize) {
+        #[cfg(feature = "metrics")]
+        {
+            let instruments = &self.settings.instruments;
+            instruments.evicted(_evicted as u64);
+            instruments.keys(1.0 - _evicted as f64);
+        }
+    }
+
     pub(crate) fn get(&self, key: &impl Probe<MapKey>) -> Option<Arc<Breaker>> {
-        self.map.get(key, |shared| Arc::clone(&shared.breaker))
+        self.map.get(key, |entry| Arc::clone(&entry.0.breaker))
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -71,7 +137,7 @@ impl KeyedMap {
 
     /// Every breaker tracked now, sorted by its key's text.
     pub(crate) fn breakers(&self) -> Vec<Arc<Breaker>> {
-        let mut breakers = self.map.collect(|_, shared| Arc::clone(&shared.breaker));
+        let mut breakers = self.map.collect(|_, entry| Arc::clone(&entry.0.breaker));
         breakers.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
         breakers
     }
@@ -85,6 +151,14 @@ impl fmt::Debug for KeyedMap {
             .field("max_keys", &self.settings.config.max_keys)
             .finish()
     }
+}
+
+// ===== the thread's last breaker =====
+
+thread_local_const! {
+    /// A thread's last breaker (see [`recent`](crate::internal::recent)). It may outlive its
+    /// place in the map until the thread's next call (its `Entry` retired it already).
+    static RECENT: RefCell<Option<Recent<Arc<Shared>>>> = const { RefCell::new(None) };
 }
 
 // ===== one breaker, or one per key =====

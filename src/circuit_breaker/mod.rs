@@ -192,7 +192,10 @@
 //! (`https://h:443`); [`CircuitBreakerHandle::get`] takes the key itself
 //! ([`HostKey::from_uri`](crate::key::HostKey::from_uri)). It tracks at most `max_keys` keys, evicting least recently used
 //! closed breakers first, so a scan of a million hosts cannot exhaust memory. Finding a
-//! key's breaker takes a read lock on one of up to 16 shards of the map.
+//! key's breaker takes a read lock on one of up to 16 shards of the map; a thread's calls
+//! to the host it called last skip the lookup (it keeps that host's breaker, compared by
+//! the URI's scheme and authority bytes, while no eviction has run since), and go through
+//! the map once every 64 calls to stay recently used.
 //!
 //! The default key never reads the `Host` header: on a server, where URIs have no
 //! authority, a remote client writes it, and could otherwise create a breaker per request.
@@ -276,3 +279,8 @@ pub use layer::{CircuitBreakerLayer, GenericCircuitBreakerLayer};
 pub use service::{CircuitBreaker, GenericCircuitBreaker};
 pub use state::State;
 pub use window::WindowFigures;
+#[cfg(feature = "stack")]
+pub(crate) use {
+    admission::{Admission, ProbeCall},
+    keyed::Breakers,
+};

@@ -7,13 +7,14 @@ use super::{
     settings::Settings,
     BreakerHandle, CircuitBreakerHandle, Classify, HttpStatus,
 };
+#[cfg(feature = "stack")]
+use crate::internal::lru::Hashed;
+use crate::key::HostRef;
 use crate::{
     classify::{Failure, Stage},
     key::{ByAuthority, RequestKey, RequestLookup},
     BoxError,
 };
-#[cfg(feature = "stack")]
-use crate::{internal::lru::Hashed, key::HostRef};
 use std::{
     sync::Arc,
     task::{Context, Poll},
@@ -196,40 +197,43 @@ where
             }
             Breakers::Keyed(map) => {
                 // The key is looked up borrowed: a known key allocates nothing.
-                let admission = map.admit(RequestLookup::of(&self.key, &request));
+                let admission = if self.key.by_authority() {
+                    let uri = request.uri();
+                    map.admit_recent(uri, || HostRef::of(uri))
+                } else {
+                    map.admit(RequestLookup::of(&self.key, &request))
+                };
                 future::admitted(admission, &mut self.inner, request, &self.classifier)
             }
         }
     }
 }
 
-/// The preset's call through a per-host breaker and pool, in two halves around the pool's
-/// acquisition, with one lookup of the request hashed for both maps
-/// ([`stack`](crate::stack)).
+/// The preset's call through a per-host breaker and pool, with one lookup of the request
+/// hashed for both maps ([`stack`](crate::stack)): the gate holds the breakers and calls
+/// through them itself.
 #[cfg(feature = "stack")]
-impl<S, C: Clone> CircuitBreaker<S, ByAuthority, C> {
-    /// Whether the call goes through: the breaker of `lookup`'s host admits it (or rejects
-    /// it).
-    #[inline(always)]
-    pub(crate) fn admit_hashed(&self, lookup: Hashed<HostRef<'_>>) -> Admission {
-        match &self.breakers {
-            Breakers::Single(shared) => shared.admit(),
-            Breakers::Keyed(map) => map.admit(lookup),
-        }
+impl<S, C> CircuitBreaker<S, ByAuthority, C> {
+    /// The inner service, the breakers and the classifier.
+    pub(crate) fn into_parts(self) -> (S, Breakers, C) {
+        (self.inner, self.breakers, self.classifier)
     }
+}
 
-    /// The inner call `call` makes, if `admission` lets it through.
+#[cfg(feature = "stack")]
+impl Breakers {
+    /// Whether the call goes through: the breaker of `uri`'s host admits it (or rejects
+    /// it), the thread's last one or found with `lookup`.
     #[inline(always)]
-    pub(crate) fn call_admitted<R, F>(
-        &mut self,
-        admission: Admission,
-        request: R,
-        call: impl FnOnce(&mut S, R) -> F,
-    ) -> ResponseFuture<F, C> {
-        let inner = &mut self.inner;
-        future::admitted_with(admission, request, &self.classifier, |request| {
-            call(inner, request)
-        })
+    pub(crate) fn admit_host<'a>(
+        &self,
+        uri: &http::Uri,
+        lookup: impl FnOnce() -> Hashed<HostRef<'a>>,
+    ) -> Admission {
+        match self {
+            Breakers::Single(shared) => shared.admit(),
+            Breakers::Keyed(map) => map.admit_recent(uri, lookup),
+        }
     }
 }
 

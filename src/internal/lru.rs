@@ -22,6 +22,10 @@
 //! must stay never go, so a shard may then hold more than its share (the pool limit's pools
 //! with calls in flight, a breaker an operator holds open or disabled).
 //!
+//! A thread may keep the entry it found last, to find it again without a lookup
+//! ([`recent`](super::recent)): [`LruMap::evictions`] tells it whether a scan began since,
+//! and so whether the entry may have left the map.
+//!
 //! Choosing what to evict scans the shard. When the scan cannot bring the shard back within
 //! its share (too many entries must stay), the next scan waits until the shard has grown by
 //! half: new keys are then admitted without a scan, so that admission costs a constant
@@ -32,7 +36,7 @@
 
 use super::{
     padded::Padded,
-    sync::{AtomicU64, AtomicUsize, Ordering, RwLock},
+    sync::{fence, AtomicU64, AtomicUsize, Ordering, RwLock},
 };
 use std::{
     collections::HashMap,
@@ -135,6 +139,12 @@ pub(crate) struct LruMap<K, V> {
     shards: Box<[Padded<Shard<K, V>>]>,
     len: AtomicUsize,
     capacity: usize,
+    /// This map among all others, for a thread's cache of its last entry
+    /// ([`recent`](super::recent)).
+    id: u64,
+    /// Bumped before every eviction scan (before it asks a value whether it may go): a
+    /// thread's cached entry is valid while this has not moved.
+    evictions: AtomicU64,
 }
 
 struct Shard<K, V> {
@@ -255,11 +265,30 @@ impl<K, V: Evict> LruMap<K, V> {
                 })
             })
             .collect();
+        // Statics keep `std`'s atomics (see `internal::sync`).
+        static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         LruMap {
             shards,
             len: AtomicUsize::new(0),
             capacity,
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+            evictions: AtomicU64::new(0),
         }
+    }
+
+    /// This map's identity (never 0, never reused).
+    #[inline(always)]
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// How many eviction scans began. A thread that took a reference to an entry and then
+    /// (after a `SeqCst` fence) reads the same count as when it found the entry in the
+    /// map, knows that no scan since could have missed its reference: the scan's count
+    /// comes first, then a `SeqCst` fence, then its questions to the values.
+    #[inline(always)]
+    pub(crate) fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::SeqCst)
     }
 
     #[inline]
@@ -321,6 +350,9 @@ impl<K, V: Evict> LruMap<K, V> {
         let key = key.into_key();
         let value = make(&key);
         let evicted = if table.len >= shard.scan_at.load(Ordering::Relaxed) {
+            // Before the scan asks any value whether it may go (see `evictions`).
+            self.evictions.fetch_add(1, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
             shard.scan(&mut table)
         } else {
             0
@@ -341,6 +373,27 @@ impl<K, V: Evict> LruMap<K, V> {
         drop(table);
         inserted(evicted);
         r
+    }
+
+    /// [`get_or_insert`](Self::get_or_insert), with [`evictions`](Self::evictions) as read
+    /// while the entry was found (under its shard's lock: no scan of that shard runs).
+    #[inline]
+    pub(crate) fn get_or_insert_counted<L, R>(
+        &self,
+        key: L,
+        found: impl FnOnce(&V, u64) -> R,
+        make: impl FnOnce(&K) -> V,
+        inserted: impl FnOnce(usize),
+    ) -> R
+    where
+        L: Lookup<K>,
+    {
+        self.get_or_insert(
+            key,
+            |value| found(value, self.evictions.load(Ordering::SeqCst)),
+            make,
+            inserted,
+        )
     }
 
     /// `f` applied to `key`'s value, if it is tracked (without stamping it as used).

@@ -10,5 +10,7 @@ pub(crate) mod lazy;
 pub(crate) mod lru;
 #[cfg(any(feature = "pool", feature = "circuit-breaker"))]
 pub(crate) mod padded;
+#[cfg(any(feature = "pool", feature = "circuit-breaker"))]
+pub(crate) mod recent;
 pub(crate) mod spare;
 pub(crate) mod sync;

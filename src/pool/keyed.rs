@@ -3,10 +3,19 @@
 
 use super::permit::{Core, Permit, Pool};
 use crate::{
-    internal::lru::{Evict, Eviction, Lookup, LruMap},
+    internal::{
+        lru::{Evict, Eviction, Lookup, LruMap},
+        recent::Recent,
+        sync::{fence, thread_local_const, Ordering},
+    },
     key::MapKey,
 };
-use std::{fmt, sync::Arc};
+use http::Uri;
+use std::{
+    cell::RefCell,
+    fmt,
+    sync::{Arc, Weak},
+};
 
 // ===== the map of pools =====
 
@@ -55,20 +64,100 @@ impl Keyed {
     ) -> Result<Permit, Arc<Pool>> {
         // Under the shard's lock, eviction cannot pick the pool meanwhile.
         let found = |pool: &Arc<Pool>| pool.try_acquire().ok_or_else(|| Arc::clone(pool));
-        let make = |key: &MapKey| {
-            Arc::new(Pool::new(
-                Arc::clone(core),
-                Some(format!("{key:?}").into_boxed_str()),
-            ))
-        };
+        let make = |key: &MapKey| Self::make(key, core);
         self.map.get_or_insert(key, found, make, |_| {
             #[cfg(feature = "metrics")]
             core.pools_changed(|| self.map.len());
         })
     }
 
+    /// [`try_acquire`](Self::try_acquire) for a request to `uri` keyed by its authority
+    /// (`lookup` is its key, made only if needed): the thread's last pool of this map, if
+    /// it is `uri`'s host's and still in the map, without a lookup.
+    #[inline]
+    pub(crate) fn try_acquire_recent<L: Lookup<MapKey>>(
+        &self,
+        uri: &Uri,
+        lookup: impl FnOnce() -> L,
+        core: &Arc<Core>,
+    ) -> Result<Permit, Arc<Pool>> {
+        if let Some(acquired) = self.recent(uri) {
+            return acquired;
+        }
+        self.try_acquire_caching(uri, lookup(), core)
+    }
+
+    /// The thread's last pool, if it is `uri`'s and still in the map.
+    #[inline(always)]
+    fn recent(&self, uri: &Uri) -> Option<Result<Permit, Arc<Pool>>> {
+        RECENT
+            .try_with(|recent| {
+                let recent = recent.try_borrow().ok()?;
+                let recent = recent.as_ref()?;
+                if !recent.hit(self.map.id(), uri) {
+                    return None;
+                }
+                // A reference first, then the map's count of eviction scans: either a scan
+                // saw the reference (and kept the pool), or this sees the scan (see
+                // `LruMap::evictions`).
+                let pool = recent.entry.upgrade()?;
+                fence(Ordering::SeqCst);
+                if self.map.evictions() != recent.evictions() {
+                    return None;
+                }
+                Some(match pool.try_acquire() {
+                    Some(permit) => Ok(permit),
+                    None => Err(pool),
+                })
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// [`try_acquire`](Self::try_acquire), then the pool kept as the thread's last.
+    #[inline(never)]
+    fn try_acquire_caching(
+        &self,
+        uri: &Uri,
+        key: impl Lookup<MapKey>,
+        core: &Arc<Core>,
+    ) -> Result<Permit, Arc<Pool>> {
+        let found = |pool: &Arc<Pool>, evictions| {
+            let acquired = pool.try_acquire().ok_or_else(|| Arc::clone(pool));
+            (acquired, Arc::downgrade(pool), evictions)
+        };
+        let (acquired, pool, evictions) = self.map.get_or_insert_counted(
+            key,
+            found,
+            |key| Self::make(key, core),
+            |_| {
+                #[cfg(feature = "metrics")]
+                core.pools_changed(|| self.map.len());
+            },
+        );
+        let recent = Recent::new(self.map.id(), evictions, uri, pool);
+        let _ = RECENT.try_with(|slot| Recent::keep(slot, recent));
+        acquired
+    }
+
+    fn make(key: &MapKey, core: &Arc<Core>) -> Arc<Pool> {
+        Arc::new(Pool::new(
+            Arc::clone(core),
+            Some(format!("{key:?}").into_boxed_str()),
+        ))
+    }
+
     /// Every pool tracked now.
     pub(crate) fn pools(&self) -> Vec<Arc<Pool>> {
         self.map.collect(|_, pool| Arc::clone(pool))
     }
+}
+
+// ===== the thread's last pool =====
+
+thread_local_const! {
+    /// A thread's last pool (see [`recent`](crate::internal::recent)): a weak reference, so
+    /// that it never keeps a pool in the map (a pool is evicted only when the map alone holds
+    /// it) nor alive once evicted.
+    static RECENT: RefCell<Option<Recent<Weak<Pool>>>> = const { RefCell::new(None) };
 }

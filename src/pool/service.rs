@@ -9,7 +9,7 @@ use super::{
 };
 use crate::{
     classify::{Failure, Stage},
-    key::{ByAuthority, RequestKey, RequestLookup},
+    key::{ByAuthority, HostRef, RequestKey, RequestLookup},
     BoxError, InvalidConfig,
 };
 use http::{Request, Response};
@@ -250,84 +250,114 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let acquired = match &self.shared.pools {
-            Pools::Single(_) => Acquired(None),
-            Pools::Keyed { key, pools } => Acquired(Some(
-                pools.try_acquire(RequestLookup::of(key, &request), &self.shared.core),
-            )),
-        };
-        self.call_acquired(request, acquired)
-    }
-}
-
-/// A per-host call's permit (or its full pool) once its pool was looked up; nothing for a
-/// single pool, whose permit was reserved by `poll_ready`.
-pub(crate) struct Acquired(Option<Result<Permit, Arc<Pool>>>);
-
-impl<S, K> PoolLimit<S, K> {
-    /// The permit of `lookup`'s pool, for the preset: its breaker and pool look the request
-    /// up with one hash ([`stack`](crate::stack)).
-    #[cfg(feature = "stack")]
-    #[inline(always)]
-    pub(crate) fn acquire_hashed(
-        &self,
-        lookup: crate::internal::lru::Hashed<crate::key::HostRef<'_>>,
-    ) -> Acquired {
         match &self.shared.pools {
-            Pools::Single(_) => Acquired(None),
-            Pools::Keyed { pools, .. } => {
-                Acquired(Some(pools.try_acquire(lookup, &self.shared.core)))
+            Pools::Single(pool) => {
+                let release = self.shared.core.release_on_body_end;
+                match self.reserver.take(pool) {
+                    Ok(permit) => ResponseFuture::called(self.inner.call(request), permit, release),
+                    Err(error) => ResponseFuture::failed(error),
+                }
+            }
+            Pools::Keyed { key, pools } => {
+                let core = &self.shared.core;
+                let acquired = if key.by_authority() {
+                    let uri = request.uri();
+                    pools.try_acquire_recent(uri, || HostRef::of(uri), core)
+                } else {
+                    pools.try_acquire(RequestLookup::of(key, &request), core)
+                };
+                self.shared.call_keyed(&mut self.inner, request, acquired)
             }
         }
     }
+}
 
-    /// The call, once its pool was looked up: with the permit, or as the pool's mode says
-    /// when it is full.
+impl<K> Shared<K> {
+    /// The permit of the pool of `uri`'s host, for the preset: the thread's last pool, or
+    /// `lookup` (hashed once for its breaker and pool, [`stack`](crate::stack)). The
+    /// preset's pools are per host.
+    #[cfg(feature = "stack")]
     #[inline(always)]
-    pub(crate) fn call_acquired<B, ResB>(
-        &mut self,
+    pub(crate) fn acquire_host<'a>(
+        &self,
+        uri: &http::Uri,
+        lookup: impl FnOnce() -> crate::internal::lru::Hashed<HostRef<'a>>,
+    ) -> Result<Permit, Arc<Pool>> {
+        match &self.pools {
+            Pools::Single(_) => unreachable!("the preset's pools are per host"),
+            Pools::Keyed { pools, .. } => pools.try_acquire_recent(uri, lookup, &self.core),
+        }
+    }
+
+    /// Whether a response's body holds the permit until it ends.
+    #[cfg(feature = "stack")]
+    #[inline(always)]
+    pub(crate) fn release_on_body_end(&self) -> bool {
+        self.core.release_on_body_end
+    }
+
+    /// A per-host call once its pool was looked up: with the permit, or as the pool's mode
+    /// says when it is full.
+    #[inline(always)]
+    pub(crate) fn call_keyed<S, B, ResB>(
+        &self,
+        inner: &mut S,
         request: Request<B>,
-        acquired: Acquired,
+        acquired: Result<Permit, Arc<Pool>>,
     ) -> ResponseFuture<S, B>
     where
         S: Service<Request<B>, Response = Response<ResB>> + Clone,
         S::Error: Into<BoxError>,
     {
-        let release = self.shared.core.release_on_body_end;
-        let pool = match acquired.0 {
-            None => {
-                let Pools::Single(pool) = &self.shared.pools else {
-                    unreachable!("a keyed call has looked its pool up");
-                };
-                return match self.reserver.take(pool) {
-                    Ok(permit) => ResponseFuture::called(self.inner.call(request), permit, release),
-                    Err(error) => ResponseFuture::failed(error),
-                };
+        match acquired {
+            Ok(permit) => {
+                ResponseFuture::called(inner.call(request), permit, self.core.release_on_body_end)
             }
-            Some(Ok(permit)) => {
-                return ResponseFuture::called(self.inner.call(request), permit, release)
-            }
-            Some(Err(pool)) => pool,
-        };
+            Err(pool) => self.call_full(inner, request, pool),
+        }
+    }
+
+    /// [`call_keyed`](Self::call_keyed) when the host's pool is full.
+    #[inline(never)]
+    pub(crate) fn call_full<S, B, ResB>(
+        &self,
+        inner: &mut S,
+        request: Request<B>,
+        pool: Arc<Pool>,
+    ) -> ResponseFuture<S, B>
+    where
+        S: Service<Request<B>, Response = Response<ResB>> + Clone,
+        S::Error: Into<BoxError>,
+    {
+        let release = self.core.release_on_body_end;
         pool.on_full();
-        match self.shared.core.mode {
+        match self.core.mode {
             Mode::Overflow => {
                 let permit = pool.overflow();
-                ResponseFuture::called(self.inner.call(request), permit, release)
+                ResponseFuture::called(inner.call(request), permit, release)
             }
             Mode::FailFast => ResponseFuture::failed(pool.rejected()),
             Mode::Block(timeout) => {
                 // Wait for the host's permit in the future, then call the service that was
                 // driven to readiness; keep a clone for the next call.
                 let now = Instant::now();
-                let clone = self.inner.clone();
-                let service = std::mem::replace(&mut self.inner, clone);
+                let clone = inner.clone();
+                let service = std::mem::replace(inner, clone);
                 let timer = timeout
                     .and_then(|timeout| deadline(now, timeout))
                     .map(tokio::time::sleep_until);
                 ResponseFuture::waiting(pool.acquire(now), timer, service, request, release)
             }
         }
+    }
+}
+
+impl<S, K> PoolLimit<S, K> {
+    /// The inner service and the pools, for the preset's gate (which calls through
+    /// [`Shared::call_keyed`] itself).
+    #[cfg(feature = "stack")]
+    pub(crate) fn into_parts(self) -> (S, Arc<Shared<K>>) {
+        (self.inner, self.shared)
     }
 }
 

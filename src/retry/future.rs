@@ -49,6 +49,9 @@ pin_project! {
         // or a retryable response first needs them, so a call answered at once never pays.
         retry: Option<Box<RetryState<B>>>,
         idempotent: bool,
+        // Whether the attempt in flight ends by its own timeout before the deadline, so that
+        // no timer watches the deadline meanwhile (see `Shared::attempt_bound`).
+        covered: bool,
         shared: SharedRef,
     }
 }
@@ -110,6 +113,7 @@ where
             kept,
             retry: None,
             idempotent,
+            covered: false,
             shared,
         }
     }
@@ -134,8 +138,15 @@ where
                 StateProj::Calling { future } => {
                     let policy = &this.shared.policy;
                     let Poll::Ready(result) = future.poll(cx) else {
-                        // An attempt still pending at the deadline is dropped.
-                        return if deadline_passed(this.timer.as_mut(), *this.deadline_at, cx) {
+                        // An attempt still pending at the deadline is dropped; one that ends
+                        // by its own timeout before the deadline needs no timer for it.
+                        if !*this.covered && this.timer.is_none() {
+                            *this.covered =
+                                ends_in_time(this.shared.attempt_bound, *this.deadline_at);
+                        }
+                        return if !*this.covered
+                            && deadline_passed(this.timer.as_mut(), *this.deadline_at, cx)
+                        {
                             Poll::Ready(Err(deadline_error(this.retry, this.shared)))
                         } else {
                             Poll::Pending
@@ -257,6 +268,7 @@ where
                         .expect("a retry always prepares its request");
                     let future = this.service.call(request);
                     this.state.set(State::Calling { future });
+                    *this.covered = false;
                 }
             }
         }
@@ -282,6 +294,19 @@ fn deadline_passed(
     timer
         .as_pin_mut()
         .is_some_and(|timer| timer.poll(cx).is_ready())
+}
+
+/// Whether an attempt pending now ends, by the inner layers' own bound on it (the preset's
+/// attempt timeout, started at the attempt's first pending poll, before this one), before
+/// the deadline. Asked once per attempt, when it is first pending and no timer exists yet:
+/// one clock read instead of a timer registered and cancelled.
+fn ends_in_time(bound: Option<Duration>, deadline_at: Option<Instant>) -> bool {
+    match (bound, deadline_at) {
+        (Some(bound), Some(deadline_at)) => Instant::now()
+            .checked_add(bound)
+            .is_some_and(|end| end <= deadline_at),
+        _ => false,
+    }
 }
 
 /// `now + sleep`, or the farthest instant a sleep can reach when that overflows: a sleep

@@ -47,6 +47,7 @@ pub struct RetryLayer {
 pub struct RetryBuilder {
     policy: RetryPolicy,
     name: &'static str,
+    attempt_bound: Option<std::time::Duration>,
 }
 
 impl RetryLayer {
@@ -56,6 +57,7 @@ impl RetryLayer {
         RetryBuilder {
             policy: RetryPolicy::default(),
             name: "retry",
+            attempt_bound: None,
         }
     }
 
@@ -84,6 +86,14 @@ impl RetryBuilder {
         self
     }
 
+    /// For the preset: the longest an attempt can last from its first pending poll, as the
+    /// layers inside bound it (see `Shared::attempt_bound`).
+    #[cfg(feature = "stack")]
+    pub(crate) fn attempt_bound(mut self, bound: Option<std::time::Duration>) -> Self {
+        self.attempt_bound = bound;
+        self
+    }
+
     /// Builds the layer, registering its metric handles (with the `metrics` feature).
     ///
     /// # Errors
@@ -104,8 +114,10 @@ impl RetryBuilder {
     /// ```
     pub fn build(self) -> Result<RetryLayer, InvalidConfig> {
         self.policy.validate()?;
+        let mut shared = Shared::new(self.policy, self.name);
+        shared.attempt_bound = self.attempt_bound;
         Ok(RetryLayer {
-            shared: Arc::new(Shared::new(self.policy, self.name)),
+            shared: Arc::new(shared),
         })
     }
 }

@@ -49,6 +49,11 @@ pub struct Retry<S> {
 pub(crate) struct Shared {
     pub(crate) policy: RetryPolicy,
     pub(crate) name: &'static str,
+    /// How long an attempt can last at most from its first pending poll, when the layers
+    /// inside bound it (the preset: its attempt timeout, plus the longest wait for a pool
+    /// permit): an attempt that must end before the call's deadline needs no timer for the
+    /// deadline. It must count every delay before the inner timeout starts.
+    pub(crate) attempt_bound: Option<std::time::Duration>,
     #[cfg(feature = "metrics")]
     pub(crate) instruments: super::metrics::Instruments,
 }
@@ -64,6 +69,7 @@ impl Shared {
         Shared {
             policy,
             name,
+            attempt_bound: None,
             #[cfg(feature = "metrics")]
             instruments: super::metrics::Instruments::register(name),
         }

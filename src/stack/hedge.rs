@@ -33,6 +33,10 @@ pub trait HedgeMode: sealed::Sealed + Clone + fmt::Debug + Send + Sync + 'static
     /// The hedge layer's service around `S`.
     #[doc(hidden)]
     type Service<S>;
+    /// Whether the mode starts second attempts (their delay is a measured percentile, so
+    /// an attempt with a hedge has no fixed bound: the retry layer keeps its deadline timer).
+    #[doc(hidden)]
+    const HEDGES: bool;
 
     /// Builds the layer with the preset's name, the retry policy's budget and the
     /// breakers' handle.
@@ -74,6 +78,7 @@ impl HedgeMode for NoHedge {
     type Config = ();
     type Layer = ();
     type Service<S> = S;
+    const HEDGES: bool = false;
 
     #[inline]
     fn build(
@@ -132,6 +137,7 @@ impl HedgeMode for Hedged {
     type Config = crate::hedge::HedgeBuilder;
     type Layer = crate::hedge::HedgeLayer;
     type Service<S> = crate::hedge::Hedge<S>;
+    const HEDGES: bool = true;
 
     fn build(
         config: &Self::Config,

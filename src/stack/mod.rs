@@ -65,10 +65,13 @@
 //! The preset does more than a tower-only composition (`Retry` + `ConcurrencyLimit` +
 //! `Timeout`): classification with metrics, a breaker per host, a pool per host, an overall
 //! deadline, a retry budget. Its time goes to one clock read shared by the budget and the
-//! deadline, the host's key read and hashed once for both the breaker's and the pool's map,
+//! deadline, the host's breaker and pool (a thread's calls to the host it called last find
+//! both without a lookup; otherwise the host's key is read and hashed once for both maps),
 //! the inner stack cloned for the retry, and the nested futures. The attempt timeout makes
-//! its timer (and reads the clock) only when an attempt is pending at its first poll, and
-//! the deadline's timer only when an attempt or the wait for readiness is pending.
+//! its timer (and reads the clock) only when an attempt is pending at its first poll; the
+//! deadline's timer is made only when the wait for readiness is pending, or an attempt is
+//! pending that its attempt timeout (after the longest wait for a pool permit) would not
+//! end before the deadline.
 //! `benches/stack.rs` and `benches/interleaved.rs` measure it beside tower's and
 //! tower-resilience's compositions; the figures are in `BENCHMARKS.md`.
 //!
@@ -107,6 +110,10 @@
 
 mod gate;
 mod hedge;
+#[cfg(test)]
+mod sizes;
+#[cfg(test)]
+mod tests;
 mod timeout;
 
 use crate::{
@@ -469,9 +476,13 @@ impl<H: HedgeMode> ClientConfig<H> {
                 "must be greater than zero",
             ));
         }
+        let pool_timeout = self
+            .pool_timeout
+            .unwrap_or_else(|| self.pool_block.then_some(DEFAULT_POOL_TIMEOUT));
         let retry = RetryLayer::builder()
             .policy(self.retry.clone())
             .name(self.name)
+            .attempt_bound(self.attempt_bound(pool_timeout))
             .build()?;
         let breaker = self.circuit_breaker.clone().name(self.name).build()?;
         let mut pool = PoolLimitLayer::builder(self.pool_maxsize);
@@ -480,10 +491,7 @@ impl<H: HedgeMode> ClientConfig<H> {
         }
         let pool = pool
             .block(self.pool_block)
-            .pool_timeout(
-                self.pool_timeout
-                    .unwrap_or_else(|| self.pool_block.then_some(DEFAULT_POOL_TIMEOUT)),
-            )
+            .pool_timeout(pool_timeout)
             .max_pools(self.max_pools)
             .leak_threshold(self.leak_threshold)
             .name(self.name)
@@ -505,6 +513,26 @@ impl<H: HedgeMode> ClientConfig<H> {
             breaker,
             pool,
         })
+    }
+}
+
+impl<H: HedgeMode> ClientConfig<H> {
+    /// The longest an attempt can last from its first pending poll below the retry layer:
+    /// the wait for the host's pool permit (when it blocks), then the attempt timeout. The
+    /// retry layer watches the deadline with a timer only for an attempt that could
+    /// outlast it. Any layer added between the retry layer and the attempt timeout that
+    /// delays an attempt (or starts another one later) must add its delay here: a hedge
+    /// starts a second attempt after a measured delay, so with hedging there is no bound.
+    fn attempt_bound(&self, pool_timeout: Option<Duration>) -> Option<Duration> {
+        if H::HEDGES {
+            return None;
+        }
+        let wait = if self.pool_block {
+            pool_timeout?
+        } else {
+            Duration::ZERO
+        };
+        wait.checked_add(self.attempt_timeout)
     }
 }
 
@@ -668,9 +696,7 @@ impl<S, H: HedgeMode> Layer<S> for ClientStackLayer<H> {
     fn layer(&self, inner: S) -> Self::Service {
         let inner = AttemptTimeout::new(inner, self.attempt_timeout);
         let inner = self.pool.layer(inner);
-        let inner = HostGate {
-            inner: self.breaker.layer(inner),
-        };
+        let inner = HostGate::new(self.breaker.layer(inner));
         let inner = H::layer(&self.hedge, inner);
         let inner = self.retry.layer(inner);
         ClientStack {
@@ -772,11 +798,7 @@ impl<S, H: HedgeMode> ClientStack<S, H> {
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn get_ref(&self) -> &S {
-        &H::get_ref(self.inner.get_ref().get_ref())
-            .inner
-            .get_ref()
-            .get_ref()
-            .inner
+        &H::get_ref(self.inner.get_ref().get_ref()).inner.inner
     }
 
     /// The wrapped client, mutably.
@@ -791,11 +813,7 @@ impl<S, H: HedgeMode> ClientStack<S, H> {
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn get_mut(&mut self) -> &mut S {
-        &mut H::get_mut(self.inner.get_mut().get_mut())
-            .inner
-            .get_mut()
-            .get_mut()
-            .inner
+        &mut H::get_mut(self.inner.get_mut().get_mut()).inner.inner
     }
 
     /// Unwraps the client.
@@ -810,8 +828,6 @@ impl<S, H: HedgeMode> ClientStack<S, H> {
     pub fn into_inner(self) -> S {
         H::into_inner(self.inner.into_inner().into_inner())
             .inner
-            .into_inner()
-            .into_inner()
             .inner
     }
 }

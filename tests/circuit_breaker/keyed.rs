@@ -408,3 +408,40 @@ fn settings_that_need_per_host_are_rejected_without_it() {
     );
     assert!(b().per_host(false).build_generic().is_ok());
 }
+
+/// A thread keeps its last breaker to find it without a lookup; once another thread's call
+/// evicted it, the thread's next call to that host goes to a breaker in the map again (the
+/// evicted one counts nothing more).
+#[test]
+fn a_threads_last_breaker_is_left_once_evicted() {
+    let layer = CircuitBreakerLayer::builder().max_keys(1).build().unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(backend(Arc::default()));
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let here = runtime();
+    // This thread's last breaker is `a`'s (the second call finds it kept).
+    for _ in 0..2 {
+        here.block_on(send_to(&mut svc.clone(), "a")).unwrap();
+    }
+    let evicted = handle.get(&key("a")).unwrap();
+    assert_eq!(evicted.figures().calls(), 2);
+    // Another thread's call to `b` evicts `a`'s closed breaker (the bound is one key).
+    let mut other = svc.clone();
+    std::thread::spawn(move || runtime().block_on(send_to(&mut other, "b")).unwrap())
+        .join()
+        .unwrap();
+    assert_eq!(keys(&handle), ["http://b:80"]);
+    here.block_on(send_to(&mut svc.clone(), "a")).unwrap();
+    assert_eq!(keys(&handle), ["http://a:80"], "a breaker in the map again");
+    assert_eq!(handle.get(&key("a")).unwrap().figures().calls(), 1);
+    assert_eq!(
+        evicted.figures().calls(),
+        2,
+        "the evicted one counts nothing more"
+    );
+}

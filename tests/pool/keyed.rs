@@ -234,3 +234,46 @@ async fn a_server_shares_one_pool_whatever_the_host_header() {
     assert_eq!(keys(&layer), set(&["(no host)"]));
     drop(a);
 }
+
+/// A thread keeps its last pool to find it without a lookup; that never keeps the pool in
+/// the map, and once another thread's call evicted it, the thread's next call to that host
+/// takes a permit of the pool the map holds, not of the evicted one.
+#[test]
+fn a_threads_last_pool_never_outlives_its_place_in_the_map() {
+    let layer = PoolLimitLayer::builder(1)
+        .max_pools(1)
+        .fail_fast()
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(slow(Duration::ZERO));
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let here = runtime();
+    // This thread's last pool is `a`'s (twice: the second call finds it kept).
+    for _ in 0..2 {
+        drop(here.block_on(svc.clone().oneshot(get("a"))).unwrap());
+    }
+    // Another thread's call to `b` evicts `a`'s idle pool (the bound is one pool).
+    let other = svc.clone();
+    std::thread::spawn(move || drop(runtime().block_on(other.oneshot(get("b"))).unwrap()))
+        .join()
+        .unwrap();
+    assert_eq!(keys(&layer), set(&["http://b:80"]));
+    // `a` again: a new pool in the map, whose permit this call holds.
+    let held = here.block_on(svc.clone().oneshot(get("a"))).unwrap();
+    assert_eq!(keys(&layer), set(&["http://a:80"]));
+    assert_eq!(
+        handle.snapshot().total.in_use,
+        1,
+        "the map's pool holds the call"
+    );
+    let err = here.block_on(svc.clone().oneshot(get("a"))).unwrap_err();
+    assert_eq!(kind(&err), FailureKind::PoolFull, "one pool, one limit");
+    drop(held);
+    assert_eq!(handle.snapshot().total.in_use, 0);
+}

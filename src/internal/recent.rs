@@ -1,0 +1,145 @@
+//! A thread's last host, for the per-host maps' caches of their last entry: the pools' and
+//! the breakers' keyed maps ([`LruMap`](super::lru::LruMap)) keep, per thread, the entry of
+//! the host that thread looked up last, so that the calls of a thread to one host find
+//! their pool or breaker without reading the host's key, hashing it, or taking the map's
+//! read lock (an atomic write to a line every thread's calls write).
+//!
+//! A cached entry is found again by the request's scheme and authority, compared as bytes:
+//! equal bytes make an equal key (the key is a function of them), and different spellings
+//! of one key (`Example.com`, `example.com:80`) only miss the cache. It stays valid while
+//! its map's [`evictions`](super::lru::LruMap::evictions) count has not moved, and it goes
+//! back to the map (which stamps it as used, for the order of eviction) every
+//! [`REFRESH`] calls.
+
+use http::Uri;
+use std::cell::{Cell, RefCell};
+
+/// The calls served from a cached entry before one goes through the map again, to stamp
+/// the entry as recently used: a host that one thread calls without pause must not look
+/// idle to the map's least-recently-used order.
+pub(crate) const REFRESH: u32 = 64;
+
+/// The longest authority kept (a longer one is never cached).
+const MAX: usize = 62;
+
+/// The schemes whose hosts are cached, each its own tag (`None` for another scheme): read
+/// as `&str`, so that nothing but the URI's bytes is compared.
+#[inline(always)]
+fn scheme_tag(uri: &Uri) -> Option<u8> {
+    match uri.scheme_str() {
+        None => Some(0),
+        Some("http") => Some(1),
+        Some("https") => Some(2),
+        Some(_) => None,
+    }
+}
+
+/// A URI's scheme (as a tag) and authority, as bytes.
+#[derive(Clone)]
+pub(crate) struct RecentHost {
+    tag: u8,
+    len: u8,
+    bytes: [u8; MAX],
+}
+
+impl RecentHost {
+    /// `uri`'s host, or `None` if it cannot be cached (an authority too long, a scheme
+    /// other than `http` and `https`).
+    #[inline]
+    pub(crate) fn of(uri: &Uri) -> Option<Self> {
+        let tag = scheme_tag(uri)?;
+        let authority = uri.authority().map_or("", |a| a.as_str()).as_bytes();
+        if authority.len() > MAX {
+            return None;
+        }
+        let mut bytes = [0; MAX];
+        bytes[..authority.len()].copy_from_slice(authority);
+        Some(RecentHost {
+            tag,
+            len: authority.len() as u8,
+            bytes,
+        })
+    }
+
+    /// Whether `uri` has this scheme and authority.
+    #[inline(always)]
+    pub(crate) fn is(&self, uri: &Uri) -> bool {
+        let authority = uri.authority().map_or("", |a| a.as_str()).as_bytes();
+        authority.len() == usize::from(self.len)
+            && scheme_tag(uri) == Some(self.tag)
+            && authority == &self.bytes[..authority.len()]
+    }
+}
+
+/// A thread's last entry of a map: `T` is what the thread keeps of it (a reference).
+pub(crate) struct Recent<T> {
+    map: u64,
+    /// The map's eviction scans when the entry was found in it.
+    evictions: u64,
+    host: RecentHost,
+    pub(crate) entry: T,
+    /// Calls left before the next goes through the map (to stamp the entry as used).
+    hits: Cell<u32>,
+}
+
+impl<T> Recent<T> {
+    /// Whether this is the entry of map `map` for `uri`'s host, and not due to go through
+    /// the map; counted as a hit if so.
+    #[inline(always)]
+    pub(crate) fn hit(&self, map: u64, uri: &Uri) -> bool {
+        let hits = self.hits.get();
+        let hit = self.map == map && hits != 0 && self.host.is(uri);
+        if hit {
+            self.hits.set(hits - 1);
+        }
+        hit
+    }
+
+    /// The map's count of eviction scans when the entry was found.
+    #[inline(always)]
+    pub(crate) fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    /// `entry`, of map `map` for `uri`'s host, found when the map's count of eviction
+    /// scans was `evictions`; `None` if the host cannot be cached.
+    #[inline]
+    pub(crate) fn new(map: u64, evictions: u64, uri: &Uri, entry: T) -> Option<Self> {
+        Some(Recent {
+            map,
+            evictions,
+            host: RecentHost::of(uri)?,
+            entry,
+            hits: Cell::new(REFRESH),
+        })
+    }
+
+    /// Keeps `recent` in a thread's `slot`, unless a call further up this thread's stack is
+    /// using the slot.
+    pub(crate) fn keep(slot: &RefCell<Option<Self>>, recent: Option<Self>) {
+        if let (Ok(mut slot), Some(recent)) = (slot.try_borrow_mut(), recent) {
+            *slot = Some(recent);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_bytes_only() {
+        let uri = |s: &str| s.parse::<Uri>().unwrap();
+        let host = RecentHost::of(&uri("http://a.example:81/x")).unwrap();
+        assert!(host.is(&uri("http://a.example:81/y?z")));
+        assert!(!host.is(&uri("https://a.example:81/")));
+        assert!(!host.is(&uri("http://a.example:8/")));
+        assert!(!host.is(&uri("http://b.example:81/")));
+        assert!(!host.is(&uri("/x")));
+        let none = RecentHost::of(&uri("/x")).unwrap();
+        assert!(none.is(&uri("/y")) && !none.is(&uri("http://a/")));
+        assert!(RecentHost::of(&uri("ftp://a.example/")).is_none());
+        let long = format!("http://{}.example/", "a".repeat(60));
+        assert!(RecentHost::of(&uri(&long)).is_none());
+    }
+}

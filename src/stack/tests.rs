@@ -1,0 +1,84 @@
+//! The preset's deadline with attempts its attempt timeout bounds: an attempt that must end
+//! before the deadline is watched by its own timer alone, and the deadline still cuts one
+//! that could outlast it.
+
+use super::ClientConfig;
+use crate::{
+    classify::{Failure, FailureKind},
+    retry::{error::RetryError, RetryPolicy},
+};
+use std::{convert::Infallible, time::Duration};
+use tokio::time::Instant;
+use tower::ServiceExt;
+use tower_layer::Layer;
+
+async fn stalled_call(attempt_timeout: u64, deadline: u64) -> (Duration, crate::BoxError) {
+    let layer = ClientConfig::default()
+        .attempt_timeout(Duration::from_secs(attempt_timeout))
+        .retry(
+            RetryPolicy::production()
+                .deadline(Some(Duration::from_secs(deadline)))
+                .backoff_factor(Duration::ZERO),
+        )
+        .build()
+        .unwrap();
+    let stalled = tower::service_fn(|_: http::Request<String>| {
+        std::future::pending::<Result<http::Response<String>, Infallible>>()
+    });
+    let start = Instant::now();
+    let request = http::Request::get("http://a.example/")
+        .body(String::new())
+        .unwrap();
+    let err = layer.layer(stalled).oneshot(request).await.unwrap_err();
+    (start.elapsed(), err)
+}
+
+fn retries(err: &crate::BoxError) -> &RetryError {
+    let failure = err.downcast_ref::<Failure>().unwrap();
+    assert_eq!(failure.kind(), FailureKind::ReadTimeout);
+    failure.get_ref().downcast_ref::<RetryError>().unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_cuts_an_attempt_that_could_outlast_it() {
+    // Attempts at 0 s (ends by its timeout at 10 s, before the deadline: no timer for the
+    // deadline) and 10 s (could last to 20 s): the deadline ends the call at 15 s.
+    let (elapsed, err) = stalled_call(10, 15).await;
+    assert_eq!(elapsed, Duration::from_secs(15));
+    // The history holds the attempts retried: the first.
+    assert_eq!(retries(&err).history().records().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn attempts_that_end_in_time_are_cut_by_their_own_timeout() {
+    // Attempts at 0, 10 and 20 s, each ended by its timeout; the third ends at the deadline.
+    let (elapsed, err) = stalled_call(10, 30).await;
+    assert_eq!(elapsed, Duration::from_secs(30));
+    assert_eq!(retries(&err).history().records().len(), 2);
+}
+
+#[test]
+fn an_attempt_is_bounded_by_the_pool_wait_and_its_timeout() {
+    let config = ClientConfig::default().attempt_timeout(Duration::from_secs(10));
+    assert_eq!(
+        config.attempt_bound(Some(Duration::from_secs(5))),
+        Some(Duration::from_secs(15))
+    );
+    // A pool that never blocks adds no wait; one that blocks without a timeout, no bound.
+    assert_eq!(
+        config.clone().pool_block(false).attempt_bound(None),
+        Some(Duration::from_secs(10))
+    );
+    assert_eq!(config.attempt_bound(None), None);
+}
+
+#[cfg(feature = "hedge")]
+#[test]
+fn a_hedged_stack_keeps_its_deadline_timer() {
+    // A hedge starts a second attempt after a measured delay: no fixed bound, so the retry
+    // layer must keep watching the deadline with its timer.
+    let config = ClientConfig::default()
+        .attempt_timeout(Duration::from_secs(10))
+        .hedge(crate::hedge::HedgeLayer::builder());
+    assert_eq!(config.attempt_bound(Some(Duration::from_secs(5))), None);
+}
