@@ -68,7 +68,7 @@ pin_project! {
         Called {
             #[pin]
             future: F,
-            permit: Option<Permit>,
+            permit: Permit,
         },
         // Boxed: a request and a timer are large, and every call's future would carry their
         // room (and move it) for the rare per-host call that waits, which allocates its
@@ -100,10 +100,7 @@ where
 {
     pub(crate) fn called(future: S::Future, permit: Permit, release_on_body_end: bool) -> Self {
         ResponseFuture {
-            state: State::Called {
-                future,
-                permit: Some(permit),
-            },
+            state: State::Called { future, permit },
             release_on_body_end,
         }
     }
@@ -170,17 +167,18 @@ where
                         Ok(response) => response,
                         Err(err) => {
                             let err = Failure::boxed_at(err.into(), Stage::Request);
-                            if let Some(permit) = permit {
-                                permit.record(|| Outcome::of_error(&*err));
-                            }
-                            *permit = None;
+                            permit.record(|| Outcome::of_error(&*err));
+                            *permit = Permit::NONE;
                             return Poll::Ready(Err(err));
                         }
                     };
-                    if let Some(permit) = permit {
-                        permit.record(|| Outcome::of_status(response.status()));
-                    }
-                    let permit = permit.take().filter(|_| *this.release_on_body_end);
+                    permit.record(|| Outcome::of_status(response.status()));
+                    let permit = if *this.release_on_body_end {
+                        permit.take()
+                    } else {
+                        *permit = Permit::NONE;
+                        Permit::NONE
+                    };
                     return Poll::Ready(Ok(
                         response.map(|body| PoolBody::with_permit(body, permit))
                     ));
@@ -216,7 +214,7 @@ where
         let request = request.take().expect("polled after completion");
         return Poll::Ready(State::Called {
             future: service.call(request),
-            permit: Some(permit),
+            permit,
         });
     }
     let Some(timer) = timer.as_pin_mut() else {
@@ -252,7 +250,7 @@ pin_project! {
     pub struct GenericResponseFuture<F> {
         #[pin]
         future: Option<F>,
-        permit: Option<Permit>,
+        permit: Permit,
         error: Option<BoxError>,
     }
 }
@@ -261,7 +259,7 @@ impl<F> GenericResponseFuture<F> {
     pub(crate) fn called(future: F, permit: Permit) -> Self {
         GenericResponseFuture {
             future: Some(future),
-            permit: Some(permit),
+            permit,
             error: None,
         }
     }
@@ -269,7 +267,7 @@ impl<F> GenericResponseFuture<F> {
     pub(crate) fn failed(error: BoxError) -> Self {
         GenericResponseFuture {
             future: None,
-            permit: None,
+            permit: Permit::NONE,
             error: Some(error),
         }
     }
@@ -298,13 +296,11 @@ where
         };
         let result =
             ready!(future.poll(cx)).map_err(|err| Failure::boxed_at(err.into(), Stage::Request));
-        if let Some(permit) = this.permit {
-            permit.record(|| match &result {
-                Ok(_) => Outcome::Success,
-                Err(err) => Outcome::of_error(&**err),
-            });
-        }
-        *this.permit = None;
+        this.permit.record(|| match &result {
+            Ok(_) => Outcome::Success,
+            Err(err) => Outcome::of_error(&**err),
+        });
+        *this.permit = Permit::NONE;
         Poll::Ready(result)
     }
 }

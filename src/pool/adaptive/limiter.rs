@@ -107,9 +107,11 @@ impl Stamp {
         }
     }
 
+    /// Whether it holds a time (stamps are odd: a permit's word keeps an even value in
+    /// their place once recorded).
     #[inline]
     pub(crate) fn is_set(self) -> bool {
-        self.0 != 0
+        self.0 & 1 == 1
     }
 
     /// The stamp as the permit keeps it.
@@ -337,10 +339,11 @@ impl Limiter {
         semaphore: &Semaphore,
         busy: impl FnOnce() -> usize,
     ) {
-        let started = std::mem::take(stamp).0;
-        if started == 0 {
+        let started = std::mem::take(stamp);
+        if !started.is_set() {
             return;
         }
+        let started = started.0;
         let now = Instant::now();
         match outcome {
             Outcome::Success => {
