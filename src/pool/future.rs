@@ -249,36 +249,46 @@ pin_project! {
     /// ```
     pub struct GenericResponseFuture<F> {
         #[pin]
-        future: Option<F>,
-        permit: Permit,
-        error: Option<BoxError>,
+        state: GenericState<F>,
+    }
+}
+
+pin_project! {
+    #[project = GenericStateProj]
+    enum GenericState<F> {
+        Called {
+            #[pin]
+            future: F,
+            permit: Permit,
+        },
+        Failed {
+            error: Option<BoxError>,
+        },
     }
 }
 
 impl<F> GenericResponseFuture<F> {
     pub(crate) fn called(future: F, permit: Permit) -> Self {
         GenericResponseFuture {
-            future: Some(future),
-            permit,
-            error: None,
+            state: GenericState::Called { future, permit },
         }
     }
 
     pub(crate) fn failed(error: BoxError) -> Self {
         GenericResponseFuture {
-            future: None,
-            permit: Permit::NONE,
-            error: Some(error),
+            state: GenericState::Failed { error: Some(error) },
         }
     }
 }
 
 impl<F> fmt::Debug for GenericResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GenericResponseFuture")
-            .field("permit", &self.permit)
-            .field("failed", &self.error.is_some())
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("GenericResponseFuture");
+        match &self.state {
+            GenericState::Called { permit, .. } => d.field("permit", permit),
+            GenericState::Failed { .. } => d.field("failed", &true),
+        };
+        d.finish_non_exhaustive()
     }
 }
 
@@ -289,18 +299,25 @@ where
 {
     type Output = Result<T, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let Some(future) = this.future.as_pin_mut() else {
-            return Poll::Ready(Err(this.error.take().expect("polled after completion")));
-        };
-        let result =
-            ready!(future.poll(cx)).map_err(|err| Failure::boxed_at(err.into(), Stage::Request));
-        this.permit.record(|| match &result {
-            Ok(_) => Outcome::Success,
-            Err(err) => Outcome::of_error(&**err),
-        });
-        *this.permit = Permit::NONE;
-        Poll::Ready(result)
+        match self.project().state.project() {
+            GenericStateProj::Called { future, permit } => match ready!(future.poll(cx)) {
+                Ok(response) => {
+                    permit.record(|| Outcome::Success);
+                    *permit = Permit::NONE;
+                    Poll::Ready(Ok(response))
+                }
+                Err(err) => {
+                    let err = Failure::boxed_at(err.into(), Stage::Request);
+                    permit.record(|| Outcome::of_error(&*err));
+                    *permit = Permit::NONE;
+                    Poll::Ready(Err(err))
+                }
+            },
+            GenericStateProj::Failed { error } => {
+                Poll::Ready(Err(error.take().expect("polled after completion")))
+            }
+        }
     }
 }
