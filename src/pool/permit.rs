@@ -666,3 +666,31 @@ impl Drop for Acquire {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Held or not, a permit is two words (its `Option` lives in the pool reference's
+    /// niche), so that moving one never copies a third word or a narrower tag.
+    #[test]
+    fn a_permit_is_two_words_held_or_not() {
+        assert_eq!(
+            std::mem::size_of::<Permit>(),
+            2 * std::mem::size_of::<usize>()
+        );
+        assert_eq!(std::mem::size_of::<Held>(), std::mem::size_of::<Permit>());
+    }
+
+    /// A plain word is neither a tracked slot, an overflow, nor a stamped or recorded
+    /// adaptive permit's word.
+    #[test]
+    fn only_an_untracked_unstamped_word_is_plain() {
+        assert_ne!(Permit::word(0, 0), PLAIN);
+        assert_ne!(Permit::word(OVERFLOW, RETURNED), PLAIN);
+        assert_ne!(Permit::word(UNTRACKED, RETURNED), PLAIN);
+        assert_ne!(Permit::word(UNTRACKED, Stamp::UNTIMED.bits()), PLAIN);
+        assert!(!Stamp::from_bits(RETURNED).is_set());
+        assert_eq!(Permit::word(UNTRACKED, 0), PLAIN);
+    }
+}
