@@ -480,8 +480,8 @@ const UNTRACKED: u32 = u32::MAX;
 const OVERFLOW: u32 = u32::MAX - 1;
 /// The word of a permit of a [`plain`](Pool::plain) pool: untracked, nothing else to do
 /// when it comes back than the semaphore's release.
-const PLAIN: u64 = UNTRACKED as u64;
-/// The high half of a word whose return is not plain and that has no adaptive stamp (or
+const PLAIN: u64 = (UNTRACKED as u64) << 32;
+/// The low half of a word whose return is not plain and that has no adaptive stamp (or
 /// no more: a [`Stamp`] is odd, and recorded once): even, and not zero, so that the word
 /// is never [`PLAIN`].
 const RETURNED: u32 = 2;
@@ -496,8 +496,10 @@ const RETURNED: u32 = 2;
 /// forwarding.
 ///
 /// The word tells its return: [`PLAIN`] is the semaphore's release alone, anything else
-/// goes through [`Pool::release`]; its high half is a [`Stamp`] (odd) until the call's end
-/// is recorded, then [`RETURNED`].
+/// goes through [`Pool::release`]. Its low half is a [`Stamp`] (odd) until the call's end
+/// is recorded, then [`RETURNED`]; the high half is the slot. The stamp is the low half so
+/// that the test every response makes (its lowest bit) reads the word's first byte, where
+/// a store of the whole word forwards to it on every processor.
 pub(crate) struct Permit(Option<Held>);
 
 struct Held {
@@ -533,29 +535,29 @@ impl Permit {
     #[inline]
     pub(crate) fn record(&mut self, outcome: impl FnOnce() -> Outcome) {
         if let Some(held) = &mut self.0 {
-            if Stamp::from_bits((held.word >> 32) as u32).is_set() {
+            if Stamp::from_bits(held.word as u32).is_set() {
                 held.record(outcome());
             }
         }
     }
 
     #[inline]
-    const fn word(slot: u32, high: u32) -> u64 {
-        (high as u64) << 32 | slot as u64
+    const fn word(slot: u32, stamp: u32) -> u64 {
+        (slot as u64) << 32 | stamp as u64
     }
 }
 
 impl Held {
     #[inline(never)]
     fn record(&mut self, outcome: Outcome) {
-        let mut stamp = Stamp::from_bits((self.word >> 32) as u32);
+        let mut stamp = Stamp::from_bits(self.word as u32);
         let pool = &self.pool;
         if let Some(limiter) = &pool.adaptive {
             limiter.record(&mut stamp, outcome, &pool.semaphore, || {
                 pool.in_use() + pool.semaphore.waiting()
             });
         }
-        self.word = Permit::word(self.word as u32, RETURNED);
+        self.word = Permit::word((self.word >> 32) as u32, RETURNED);
     }
 
     /// Gives the permit back.
@@ -565,7 +567,7 @@ impl Held {
         if word == PLAIN {
             pool.semaphore.release();
         } else {
-            pool.release(word as u32);
+            pool.release((word >> 32) as u32);
         }
         pool.unreference();
     }
@@ -578,7 +580,7 @@ impl fmt::Debug for Permit {
             Some(held) => f
                 .debug_struct("Permit")
                 .field("pool", &held.pool.key)
-                .field("overflow", &(held.word as u32 == OVERFLOW))
+                .field("overflow", &((held.word >> 32) as u32 == OVERFLOW))
                 .finish(),
         }
     }
