@@ -5,9 +5,9 @@
 //! Every call is `poll_ready`, `call`, one poll of the response future (ready at once),
 //! then the response is dropped (its body holds the permit). The pools never fill (64
 //! permits, one call at a time). No runtime: each call is driven with `Waker::noop()`. The
-//! adaptive pool reads the clock twice per call (when the permit is taken and when the
-//! response arrives: tokio's clock, which checks for a paused test clock since the
-//! dev-dependencies enable `test-util`), adds a sample to its window, and once per window
+//! adaptive pool reads the clock twice in every other call (when the permit is taken and
+//! when the response arrives: tokio's clock, which checks for a paused test clock since
+//! the dev-dependencies enable `test-util`), adds every call to its window, and once per window
 //! (100 ms) closes it; its limit stays at `maxsize` (one call at a time leaves it
 //! app-limited, so it never moves).
 //!

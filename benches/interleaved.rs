@@ -8,7 +8,9 @@
 //! Three tables:
 //! - `u64` requests: the pool against tower's `ConcurrencyLimit`;
 //! - `http::Request` (a GET with two headers): each layer and the preset against tower's and
-//!   tower-resilience's equivalents;
+//!   tower-resilience's equivalents, and the adaptive pools against their fixed twins (issue
+//!   17's target: at most 1.5 times the fixed pool's cost; `block(true)`, which an adaptive
+//!   limit needs, and the twins' `block=False` take the same path while the pool is not full);
 //! - one shared instance, calls per second from two tasks on a two-worker runtime against one
 //!   task on a one-worker runtime (the scaling of a shared limit or breaker).
 //!
@@ -17,7 +19,9 @@
 //! in both views. Run with `cargo bench --bench interleaved` (about a minute); set
 //! `FORTIFY_BENCH_QUICK=1` for a short run that only checks that it works, and
 //! `FORTIFY_BENCH_ONLY=text` to run only the variants whose name holds `text` (with the bare
-//! one and their baselines), for a profiler.
+//! one and their baselines), for a profiler; with `FORTIFY_BENCH_ALONE=1` too, without their
+//! baselines (callgrind counts a closure per type: a variant and a baseline of the same type,
+//! as the adaptive pools and their fixed twins, would be counted together).
 
 #[allow(dead_code)]
 #[path = "support/tower_policy.rs"]
@@ -43,7 +47,7 @@ use tower::{
 };
 use tower_fortify::{
     circuit_breaker::CircuitBreakerLayer,
-    pool::PoolLimitLayer,
+    pool::{AdaptiveLimit, PoolLimitLayer},
     retry::{RetryLayer, RetryPolicy},
     stack::ClientConfig,
 };
@@ -140,10 +144,16 @@ fn table(title: &str, plan: &Plan, mut variants: Vec<(&str, Option<&str>, Run)>)
     // `FORTIFY_BENCH_ONLY=text`: the bare variant and those whose name holds `text`, with
     // their baselines (for a profiler such as callgrind).
     if let Ok(only) = std::env::var("FORTIFY_BENCH_ONLY") {
+        let alone = std::env::var_os("FORTIFY_BENCH_ALONE").is_some();
         let keep: Vec<String> = variants
             .iter()
             .filter(|(name, _, _)| name.contains(only.as_str()))
-            .flat_map(|(name, baseline, _)| [Some(name.to_string()), baseline.map(String::from)])
+            .flat_map(|(name, baseline, _)| {
+                [
+                    Some(name.to_string()),
+                    baseline.filter(|_| !alone).map(String::from),
+                ]
+            })
             .flatten()
             .collect();
         let mut first = true;
@@ -170,15 +180,15 @@ fn table(title: &str, plan: &Plan, mut variants: Vec<(&str, Option<&str>, Run)>)
     let medians: Vec<f64> = samples.into_iter().map(median).collect();
     let bare = medians[0];
     let overhead = |name: &str| {
-        let i = variants.iter().position(|(n, _, _)| *n == name).unwrap();
-        medians[i] - bare
+        let i = variants.iter().position(|(n, _, _)| *n == name)?;
+        Some(medians[i] - bare)
     };
     println!("\n### {title}\n");
     println!("| variant | ns per call | over bare | ratio of overheads |");
     println!("|---|---|---|---|");
     for (i, (name, baseline, _)) in variants.iter().enumerate() {
-        let ratio = match baseline {
-            Some(b) => format!("{:.2}x {b}", (medians[i] - bare) / overhead(b)),
+        let ratio = match baseline.and_then(|b| Some((b, overhead(b)?))) {
+            Some((b, overhead)) => format!("{:.2}x {b}", (medians[i] - bare) / overhead),
             None => String::new(),
         };
         println!(
@@ -323,6 +333,33 @@ fn main() {
                 variant(
                     PoolLimitLayer::builder(LIMIT)
                         .build_generic()
+                        .expect("valid")
+                        .layer(ok_http()),
+                    request,
+                ),
+            ),
+            (
+                "fortify PoolLimit adaptive (one pool)",
+                Some("fortify PoolLimit (one pool)"),
+                variant(
+                    PoolLimitLayer::builder(LIMIT)
+                        .per_host(false)
+                        .block(true)
+                        .adaptive(AdaptiveLimit::gradient())
+                        .build()
+                        .expect("valid")
+                        .layer(ok_http()),
+                    request,
+                ),
+            ),
+            (
+                "fortify PoolLimit adaptive (per host)",
+                Some("fortify PoolLimit (per host)"),
+                variant(
+                    PoolLimitLayer::builder(LIMIT)
+                        .block(true)
+                        .adaptive(AdaptiveLimit::gradient())
+                        .build()
                         .expect("valid")
                         .layer(ok_http()),
                     request,

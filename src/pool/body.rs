@@ -45,7 +45,7 @@ pin_project! {
     pub struct PoolBody<B> {
         #[pin]
         inner: B,
-        permit: Option<Permit>,
+        permit: Permit,
     }
 }
 
@@ -61,16 +61,18 @@ impl<B> PoolBody<B> {
     pub const fn new(inner: B) -> Self {
         PoolBody {
             inner,
-            permit: None,
+            permit: Permit::NONE,
         }
     }
 
-    pub(crate) fn with_permit(inner: B, permit: Option<Permit>) -> Self
+    pub(crate) fn with_permit(inner: B, mut permit: Permit) -> Self
     where
         B: Body,
     {
         // An empty body (HEAD, 204, `Content-Length: 0`) is done already.
-        let permit = permit.filter(|_| !inner.is_end_stream());
+        if inner.is_end_stream() {
+            permit = Permit::NONE;
+        }
         PoolBody { inner, permit }
     }
 
@@ -81,7 +83,7 @@ impl<B> PoolBody<B> {
     /// assert!(!body.holds_permit());
     /// ```
     pub fn holds_permit(&self) -> bool {
-        self.permit.is_some()
+        self.permit.is_held()
     }
 
     /// Gets a reference to the inner body.
@@ -139,13 +141,13 @@ impl<B: Body> Body for PoolBody<B> {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
         let frame = ready!(this.inner.as_mut().poll_frame(cx));
-        if this.permit.is_some() {
+        if this.permit.is_held() {
             let done = match &frame {
                 None | Some(Err(_)) => true,
                 Some(Ok(_)) => this.inner.is_end_stream(),
             };
             if done {
-                *this.permit = None;
+                *this.permit = Permit::NONE;
             }
         }
         Poll::Ready(frame)

@@ -68,7 +68,7 @@ pin_project! {
         Called {
             #[pin]
             future: F,
-            permit: Option<Permit>,
+            permit: Permit,
         },
         // Boxed: a request and a timer are large, and every call's future would carry their
         // room (and move it) for the rare per-host call that waits, which allocates its
@@ -100,10 +100,7 @@ where
 {
     pub(crate) fn called(future: S::Future, permit: Permit, release_on_body_end: bool) -> Self {
         ResponseFuture {
-            state: State::Called {
-                future,
-                permit: Some(permit),
-            },
+            state: State::Called { future, permit },
             release_on_body_end,
         }
     }
@@ -170,17 +167,18 @@ where
                         Ok(response) => response,
                         Err(err) => {
                             let err = Failure::boxed_at(err.into(), Stage::Request);
-                            if let Some(permit) = permit {
-                                permit.record(|| Outcome::of_error(&*err));
-                            }
-                            *permit = None;
+                            permit.record(|| Outcome::of_error(&*err));
+                            *permit = Permit::NONE;
                             return Poll::Ready(Err(err));
                         }
                     };
-                    if let Some(permit) = permit {
-                        permit.record(|| Outcome::of_status(response.status()));
-                    }
-                    let permit = permit.take().filter(|_| *this.release_on_body_end);
+                    permit.record(|| Outcome::of_status(response.status()));
+                    let permit = if *this.release_on_body_end {
+                        permit.take()
+                    } else {
+                        *permit = Permit::NONE;
+                        Permit::NONE
+                    };
                     return Poll::Ready(Ok(
                         response.map(|body| PoolBody::with_permit(body, permit))
                     ));
@@ -216,7 +214,7 @@ where
         let request = request.take().expect("polled after completion");
         return Poll::Ready(State::Called {
             future: service.call(request),
-            permit: Some(permit),
+            permit,
         });
     }
     let Some(timer) = timer.as_pin_mut() else {
@@ -251,36 +249,46 @@ pin_project! {
     /// ```
     pub struct GenericResponseFuture<F> {
         #[pin]
-        future: Option<F>,
-        permit: Option<Permit>,
-        error: Option<BoxError>,
+        state: GenericState<F>,
+    }
+}
+
+pin_project! {
+    #[project = GenericStateProj]
+    enum GenericState<F> {
+        Called {
+            #[pin]
+            future: F,
+            permit: Permit,
+        },
+        Failed {
+            error: Option<BoxError>,
+        },
     }
 }
 
 impl<F> GenericResponseFuture<F> {
     pub(crate) fn called(future: F, permit: Permit) -> Self {
         GenericResponseFuture {
-            future: Some(future),
-            permit: Some(permit),
-            error: None,
+            state: GenericState::Called { future, permit },
         }
     }
 
     pub(crate) fn failed(error: BoxError) -> Self {
         GenericResponseFuture {
-            future: None,
-            permit: None,
-            error: Some(error),
+            state: GenericState::Failed { error: Some(error) },
         }
     }
 }
 
 impl<F> fmt::Debug for GenericResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GenericResponseFuture")
-            .field("permit", &self.permit)
-            .field("failed", &self.error.is_some())
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("GenericResponseFuture");
+        match &self.state {
+            GenericState::Called { permit, .. } => d.field("permit", permit),
+            GenericState::Failed { .. } => d.field("failed", &true),
+        };
+        d.finish_non_exhaustive()
     }
 }
 
@@ -291,20 +299,25 @@ where
 {
     type Output = Result<T, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let Some(future) = this.future.as_pin_mut() else {
-            return Poll::Ready(Err(this.error.take().expect("polled after completion")));
-        };
-        let result =
-            ready!(future.poll(cx)).map_err(|err| Failure::boxed_at(err.into(), Stage::Request));
-        if let Some(permit) = this.permit {
-            permit.record(|| match &result {
-                Ok(_) => Outcome::Success,
-                Err(err) => Outcome::of_error(&**err),
-            });
+        match self.project().state.project() {
+            GenericStateProj::Called { future, permit } => match ready!(future.poll(cx)) {
+                Ok(response) => {
+                    permit.record(|| Outcome::Success);
+                    *permit = Permit::NONE;
+                    Poll::Ready(Ok(response))
+                }
+                Err(err) => {
+                    let err = Failure::boxed_at(err.into(), Stage::Request);
+                    permit.record(|| Outcome::of_error(&*err));
+                    *permit = Permit::NONE;
+                    Poll::Ready(Err(err))
+                }
+            },
+            GenericStateProj::Failed { error } => {
+                Poll::Ready(Err(error.take().expect("polled after completion")))
+            }
         }
-        *this.permit = None;
-        Poll::Ready(result)
     }
 }

@@ -60,7 +60,7 @@ fn queued(pool: &Arc<Pool>) -> Acquire {
 
 /// A response body holding its call's permit, as the service returns it.
 fn body(permit: Permit) -> PoolBody<Full<Bytes>> {
-    let body = PoolBody::with_permit(Full::new(Bytes::from_static(b"x")), Some(permit));
+    let body = PoolBody::with_permit(Full::new(Bytes::from_static(b"x")), permit);
     assert!(body.holds_permit());
     body
 }

@@ -107,6 +107,10 @@ pub(crate) struct Pool {
     /// kept here so that a permit's fast paths read one line of the pool, not the core's.
     #[cfg(feature = "metrics")]
     live: bool,
+    /// Whether a permit's grant and return are just the semaphore's: no tracker, no
+    /// adaptive limit, no gauges (fixed when the pool is made). Read once per grant; the
+    /// permit's word then says it for the return.
+    plain: bool,
     overflowing: AtomicUsize,
     counts: Counts,
     tracker: Option<Tracker>,
@@ -135,11 +139,16 @@ impl fmt::Debug for Pool {
 impl Pool {
     pub(crate) fn new(core: Arc<Core>, key: Option<Box<str>>) -> Self {
         let adaptive = core.adaptive.as_ref().map(Limiter::new);
+        #[cfg(feature = "metrics")]
+        let live = core.instruments.live();
+        #[cfg(not(feature = "metrics"))]
+        let live = false;
         Pool {
+            plain: adaptive.is_none() && core.leak_threshold.is_none() && !live,
             semaphore: Semaphore::new(core.maxsize - adaptive.as_ref().map_or(0, Limiter::parked)),
             adaptive,
             #[cfg(feature = "metrics")]
-            live: core.instruments.live(),
+            live,
             overflowing: AtomicUsize::new(0),
             counts: Counts::default(),
             tracker: core.leak_threshold.map(|_| Tracker::new(core.maxsize)),
@@ -167,14 +176,29 @@ impl Pool {
     /// Wraps a permit just taken from the semaphore.
     #[inline]
     fn granted(self: &Arc<Self>) -> Permit {
+        let word = if self.plain {
+            PLAIN
+        } else {
+            self.granted_word()
+        };
+        Permit::held(self.reference(), word)
+    }
+
+    /// The word of a permit of a pool that is not [`plain`](Self::plain): its tracker slot
+    /// (the leak check run when due), its adaptive stamp, the gauges updated. Out of line:
+    /// a fixed pool's grant stays one test.
+    #[inline(never)]
+    fn granted_word(&self) -> u64 {
         let slot = match &self.tracker {
             Some(tracker) => self.track(tracker),
             None => UNTRACKED,
         };
         self.publish(1);
-        Permit {
-            pool: Some(self.reference()),
-            word: Permit::word(slot, Stamp::start(self.adaptive.as_ref())),
+        let stamp = Stamp::start(self.adaptive.as_ref());
+        if stamp.is_set() {
+            Permit::word(slot, stamp.bits())
+        } else {
+            Permit::word(slot, RETURNED)
         }
     }
 
@@ -220,10 +244,7 @@ impl Pool {
         #[cfg(feature = "metrics")]
         self.core.instruments.overflow.increment(1);
         self.publish(1);
-        Permit {
-            pool: Some(self.reference()),
-            word: Permit::word(OVERFLOW, Stamp::NONE),
-        }
+        Permit::held(self.reference(), Permit::word(OVERFLOW, RETURNED))
     }
 
     /// Starts a wait for a permit, begun at `since`.
@@ -358,17 +379,6 @@ impl Pool {
         }
     }
 
-    /// Whether giving back a permit of `slot` is just the semaphore's release: a pooled
-    /// permit, untracked, of a fixed limit, and no gauges to update.
-    #[inline]
-    fn plain(&self, slot: u32) -> bool {
-        #[cfg(feature = "metrics")]
-        if self.live {
-            return false;
-        }
-        slot == UNTRACKED && self.adaptive.is_none()
-    }
-
     #[cfg(feature = "metrics")]
     #[inline(never)]
     fn publish_live(&self, delta: isize) {
@@ -392,8 +402,8 @@ impl Pool {
         }
     }
 
-    /// Gives back a permit that is not [`plain`](Self::plain): tracked, overflowing, or
-    /// with gauges to update.
+    /// Gives back a permit that is not [`PLAIN`]: tracked, overflowing, of an adaptive
+    /// limit, or with gauges to update.
     #[inline(never)]
     fn release(&self, slot: u32) {
         if slot == OVERFLOW {
@@ -468,71 +478,120 @@ const UNTRACKED: u32 = u32::MAX;
 /// The slot of a call over `maxsize` (`block=False`): it holds no permit of the semaphore.
 /// Tracked slots are below `MAX_TRACKED`.
 const OVERFLOW: u32 = u32::MAX - 1;
+/// The word of a permit of a [`plain`](Pool::plain) pool: untracked, nothing else to do
+/// when it comes back than the semaphore's release.
+const PLAIN: u64 = (UNTRACKED as u64) << 32;
+/// The low half of a word whose return is not plain and that has no adaptive stamp (or
+/// no more: a [`Stamp`] is odd, and recorded once): even, and not zero, so that the word
+/// is never [`PLAIN`].
+const RETURNED: u32 = 2;
 
-/// A call's place in a pool: given back when dropped.
+/// A call's place in a pool, or none (taken, given back): given back when dropped.
 ///
-/// Two words, each always written whole: the pool, and the permit's slot in its tracker
+/// Two words, each always written whole: the pool (none is the null niche of its `Arc`,
+/// so holding a permit or not costs no third word), and the permit's slot in its tracker
 /// (or `UNTRACKED`, or `OVERFLOW`) with the adaptive limit's start stamp. Moving it copies
 /// two words; a narrower field read back across a wider load (an unaligned enum once, a
 /// 16-byte stamp written as its 4-byte niche after) made every call stall on store
 /// forwarding.
-pub(crate) struct Permit {
-    /// `None` only while it is dropped.
-    pool: Option<Arc<Pool>>,
-    /// The permit's slot in its tracker (low half) and, for an adaptive limit, the
-    /// [`Stamp`] of when the call took it (high half): one word, always written whole.
+///
+/// The word tells its return: [`PLAIN`] is the semaphore's release alone, anything else
+/// goes through [`Pool::release`]. Its low half is a [`Stamp`] (odd) until the call's end
+/// is recorded, then [`RETURNED`]; the high half is the slot. The stamp is the low half so
+/// that the test every response makes (its lowest bit) reads the word's first byte, where
+/// a store of the whole word forwards to it on every processor.
+pub(crate) struct Permit(Option<Held>);
+
+struct Held {
+    pool: Arc<Pool>,
     word: u64,
 }
 
 impl Permit {
+    /// No permit.
+    pub(crate) const NONE: Permit = Permit(None);
+
+    #[inline]
+    fn held(pool: Arc<Pool>, word: u64) -> Self {
+        Permit(Some(Held { pool, word }))
+    }
+
+    /// Whether it holds a permit.
+    #[inline]
+    pub(crate) fn is_held(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The permit, leaving none in its place.
+    #[inline]
+    pub(crate) fn take(&mut self) -> Permit {
+        Permit(self.0.take())
+    }
+
     /// Records how the call ended, for an adaptive limit (once; a permit dropped without
-    /// a record, as by a cancelled call, records nothing).
+    /// a record, as by a cancelled call, records nothing). Only a stamped permit (of an
+    /// adaptive pool) goes further than one test of its word: the rest is out of line, so
+    /// that a fixed pool's response future stays as small as it was without the limit.
     #[inline]
     pub(crate) fn record(&mut self, outcome: impl FnOnce() -> Outcome) {
-        let mut stamp = Stamp::from_bits((self.word >> 32) as u32);
-        if !stamp.is_set() {
-            return;
-        }
-        if let Some(pool) = &self.pool {
-            if let Some(limiter) = &pool.adaptive {
-                limiter.record(&mut stamp, outcome(), &pool.semaphore, || {
-                    pool.in_use() + pool.semaphore.waiting()
-                });
+        if let Some(held) = &mut self.0 {
+            if Stamp::from_bits(held.word as u32).is_set() {
+                held.record(outcome());
             }
         }
-        self.word = Permit::word(self.slot(), stamp);
     }
 
     #[inline]
-    const fn word(slot: u32, stamp: Stamp) -> u64 {
-        (stamp.bits() as u64) << 32 | slot as u64
+    const fn word(slot: u32, stamp: u32) -> u64 {
+        (slot as u64) << 32 | stamp as u64
+    }
+}
+
+impl Held {
+    #[inline(never)]
+    fn record(&mut self, outcome: Outcome) {
+        let mut stamp = Stamp::from_bits(self.word as u32);
+        let pool = &self.pool;
+        if let Some(limiter) = &pool.adaptive {
+            limiter.record(&mut stamp, outcome, &pool.semaphore, || {
+                pool.in_use() + pool.semaphore.waiting()
+            });
+        }
+        self.word = Permit::word((self.word >> 32) as u32, RETURNED);
     }
 
+    /// Gives the permit back.
     #[inline]
-    const fn slot(&self) -> u32 {
-        self.word as u32
+    fn release(self) {
+        let Held { pool, word } = self;
+        if word == PLAIN {
+            pool.semaphore.release();
+        } else {
+            pool.release((word >> 32) as u32);
+        }
+        pool.unreference();
     }
 }
 
 impl fmt::Debug for Permit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Permit")
-            .field("pool", &self.pool.as_ref().map(|pool| &pool.key))
-            .field("overflow", &(self.slot() == OVERFLOW))
-            .finish()
+        match &self.0 {
+            None => f.write_str("Permit(None)"),
+            Some(held) => f
+                .debug_struct("Permit")
+                .field("pool", &held.pool.key)
+                .field("overflow", &((held.word >> 32) as u32 == OVERFLOW))
+                .finish(),
+        }
     }
 }
 
 impl Drop for Permit {
     #[inline]
     fn drop(&mut self) {
-        let Some(pool) = self.pool.take() else { return };
-        if pool.plain(self.slot()) {
-            pool.semaphore.release();
-        } else {
-            pool.release(self.slot());
+        if let Some(held) = self.0.take() {
+            held.release();
         }
-        pool.unreference();
     }
 }
 
@@ -607,5 +666,33 @@ impl Drop for Acquire {
             self.pool.semaphore.release();
             self.pool.publish(0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Held or not, a permit is two words (its `Option` lives in the pool reference's
+    /// niche), so that moving one never copies a third word or a narrower tag.
+    #[test]
+    fn a_permit_is_two_words_held_or_not() {
+        assert_eq!(
+            std::mem::size_of::<Permit>(),
+            2 * std::mem::size_of::<usize>()
+        );
+        assert_eq!(std::mem::size_of::<Held>(), std::mem::size_of::<Permit>());
+    }
+
+    /// A plain word is neither a tracked slot, an overflow, nor a stamped or recorded
+    /// adaptive permit's word.
+    #[test]
+    fn only_an_untracked_unstamped_word_is_plain() {
+        assert_ne!(Permit::word(0, 0), PLAIN);
+        assert_ne!(Permit::word(OVERFLOW, RETURNED), PLAIN);
+        assert_ne!(Permit::word(UNTRACKED, RETURNED), PLAIN);
+        assert_ne!(Permit::word(UNTRACKED, Stamp::UNTIMED.bits()), PLAIN);
+        assert!(!Stamp::from_bits(RETURNED).is_set());
+        assert_eq!(Permit::word(UNTRACKED, 0), PLAIN);
     }
 }

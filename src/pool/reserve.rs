@@ -44,7 +44,7 @@ impl Decision {
 /// The reserved permit has a field of its own, apart from the rarer decisions, so that
 /// `call` takes it with one test and moves two words.
 pub(crate) struct Reserver {
-    permit: Option<Permit>,
+    permit: Permit,
     decided: Option<Decision>,
     waiting: Option<Acquire>,
     /// The `pool_timeout` timer: allocated at the first wait of this service, then reset in
@@ -56,13 +56,13 @@ pub(crate) struct Reserver {
 
 impl fmt::Debug for Reserver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match (&self.permit, &self.decided, &self.waiting) {
-            (Some(_), _, _) => "permit",
-            (None, Some(Decision::Overflow), _) => "overflow",
-            (None, Some(Decision::Fail(_)), _) => "timed out",
-            (None, Some(Decision::Reject), _) => "rejected",
-            (None, None, Some(_)) => "waiting",
-            (None, None, None) => "idle",
+        let state = match (self.permit.is_held(), &self.decided, &self.waiting) {
+            (true, _, _) => "permit",
+            (false, Some(Decision::Overflow), _) => "overflow",
+            (false, Some(Decision::Fail(_)), _) => "timed out",
+            (false, Some(Decision::Reject), _) => "rejected",
+            (false, None, Some(_)) => "waiting",
+            (false, None, None) => "idle",
         };
         f.debug_struct("Reserver")
             .field("state", &state)
@@ -73,7 +73,7 @@ impl fmt::Debug for Reserver {
 impl Reserver {
     pub(crate) const fn new() -> Self {
         Reserver {
-            permit: None,
+            permit: Permit::NONE,
             decided: None,
             waiting: None,
             timer: None,
@@ -84,7 +84,7 @@ impl Reserver {
     /// Whether the next call may call the inner service (so `poll_ready` must drive it).
     #[inline]
     fn calls_inner(&self) -> bool {
-        self.permit.is_some() || matches!(self.decided, Some(Decision::Overflow))
+        self.permit.is_held() || matches!(self.decided, Some(Decision::Overflow))
     }
 
     /// The `poll_ready` of a service with one pool: reserves a permit of `pool`, then, if
@@ -109,7 +109,7 @@ impl Reserver {
         // An error of the inner service ends the reservation (the service is done).
         // (After a reservation nothing waits: `waiting` is already empty.)
         inner.poll_ready(cx).map_err(|err| {
-            self.permit = None;
+            self.permit = Permit::NONE;
             self.decided = None;
             Failure::boxed_at(err.into(), Stage::Request)
         })
@@ -122,9 +122,10 @@ impl Reserver {
     /// When `poll_ready` did not reserve first.
     #[inline]
     pub(crate) fn take(&mut self, pool: &Arc<Pool>) -> Result<Permit, BoxError> {
-        match self.permit.take() {
-            Some(permit) => Ok(permit),
-            None => self.take_decided(pool),
+        if self.permit.is_held() {
+            Ok(self.permit.take())
+        } else {
+            self.take_decided(pool)
         }
     }
 
@@ -139,12 +140,12 @@ impl Reserver {
     /// Reserves a permit of `pool`, or decides what the next call gets instead.
     #[inline]
     fn poll_reserve(&mut self, pool: &Arc<Pool>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.permit.is_some() || self.decided.is_some() {
+        if self.permit.is_held() || self.decided.is_some() {
             return Poll::Ready(());
         }
         if self.waiting.is_none() {
             if let Some(permit) = pool.try_acquire() {
-                self.permit = Some(permit);
+                self.permit = permit;
                 return Poll::Ready(());
             }
         }
@@ -183,7 +184,7 @@ impl Reserver {
         };
         if let Poll::Ready(permit) = acquire.poll(cx) {
             self.waiting = None;
-            self.permit = Some(permit);
+            self.permit = permit;
             return Poll::Ready(());
         }
         if !self.timed {

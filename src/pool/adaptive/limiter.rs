@@ -15,7 +15,6 @@ use std::{
         atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
-    time::Duration,
 };
 use tokio::time::Instant;
 
@@ -27,19 +26,27 @@ pub(super) const MIN_SAMPLES: u64 = 8;
 /// the latency.
 const CHECK_EVERY: u64 = 8;
 
+/// One call in this many, on each thread, has its latency measured (a clock read when it
+/// takes its permit and one when it ends, which cost a fixed pool's whole call); each
+/// measured latency counts this many times, so that the window's mean stays the mean of
+/// its successes.
+pub(super) const TIME_EVERY: u32 = 2;
+
 /// `samples` packs the successes' count (high bits) over the sum of their latencies in
-/// microseconds (low bits), so that recording a success is one `fetch_add`.
+/// microseconds (low bits, each measured one counted `TIME_EVERY` times), so that recording
+/// a success is one `fetch_add`.
 const SUM_BITS: u32 = 44;
 const ONE_SAMPLE: u64 = 1 << SUM_BITS;
 const SUM_MASK: u64 = ONE_SAMPLE - 1;
-/// One latency counts at most this (16.7 s): `2^20` samples of it fill the sum exactly.
-const MAX_SAMPLE_MICROS: u64 = (1 << 24) - 1;
+/// One latency counts at most this (8.4 s): `2^20` samples of it, each counted
+/// `TIME_EVERY` times, fill the sum exactly.
+const MAX_SAMPLE_MICROS: u64 = (1 << 23) - 1;
 /// A window closes once it holds this many successes, however short it is, so that the
 /// count (20 bits) never overflows.
 const FULL_WINDOW: u64 = 1 << 19;
 // Calls past `FULL_WINDOW` each try to close the window, so the count stays far below
 // twice it; just under twice it, the count and the sum still fit.
-const _: () = assert!((2 * FULL_WINDOW - 1) * MAX_SAMPLE_MICROS <= SUM_MASK);
+const _: () = assert!((2 * FULL_WINDOW - 1) * TIME_EVERY as u64 * MAX_SAMPLE_MICROS <= SUM_MASK);
 const _: () = assert!(2 * FULL_WINDOW - 1 <= u64::MAX >> SUM_BITS);
 
 /// What a call's end says about the backend.
@@ -84,8 +91,9 @@ impl Outcome {
 }
 
 /// When a call took its permit, as microseconds since its limiter's epoch (modulo 2^32,
-/// the lowest bit set), or 0: not measured (a fixed pool, an overflowing call, or recorded
-/// already).
+/// the lowest bit set), [`UNTIMED`](Self::UNTIMED) for a call whose latency is not measured
+/// (see `TIME_EVERY`), or even: nothing to record (a fixed pool, an overflowing call, or
+/// recorded already).
 ///
 /// Half a word, so that a permit stays two words: the permit keeps it beside its tracker
 /// slot in one `u64`, always written whole. A larger stamp of its own (an
@@ -98,18 +106,31 @@ pub(crate) struct Stamp(u32);
 impl Stamp {
     pub(crate) const NONE: Stamp = Stamp(0);
 
-    /// Now, if the pool adapts its limit (one clock read); else nothing.
+    /// A call of an adaptive pool whose latency is not measured: counted as a success
+    /// without a latency.
+    pub(crate) const UNTIMED: Stamp = Stamp(1);
+
+    /// For a pool that adapts its limit: now (one clock read) for one call in
+    /// `TIME_EVERY` on this thread, else [`UNTIMED`](Self::UNTIMED). Nothing for a fixed
+    /// pool.
     #[inline]
     pub(crate) fn start(limiter: Option<&Limiter>) -> Self {
-        match limiter {
-            Some(limiter) => Stamp(limiter.micros(Instant::now()) | 1),
-            None => Stamp::NONE,
+        let Some(limiter) = limiter else {
+            return Stamp::NONE;
+        };
+        if !timed_turn() {
+            return Stamp::UNTIMED;
         }
+        // The first two microseconds of every 71 minutes would read as `UNTIMED`: they
+        // count as the third.
+        Stamp((limiter.micros(Instant::now()) | 1).max(3))
     }
 
+    /// Whether it holds a time (stamps are odd: a permit's word keeps an even value in
+    /// their place once recorded).
     #[inline]
     pub(crate) fn is_set(self) -> bool {
-        self.0 != 0
+        self.0 & 1 == 1
     }
 
     /// The stamp as the permit keeps it.
@@ -125,15 +146,20 @@ impl Stamp {
     }
 }
 
-/// A latency in whole microseconds, rounded up (a call faster than a microsecond still
-/// counts one), at most `MAX_SAMPLE_MICROS`.
+thread_local! {
+    /// This thread's calls of adaptive pools, counted to time one in `TIME_EVERY`.
+    static TURN: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether this thread's next call of an adaptive pool is timed (one in `TIME_EVERY`).
 #[inline]
-fn micros(latency: Duration) -> u64 {
-    latency
-        .as_secs()
-        .saturating_mul(1_000_000)
-        .saturating_add(u64::from(latency.subsec_nanos().div_ceil(1_000)))
-        .clamp(1, MAX_SAMPLE_MICROS)
+fn timed_turn() -> bool {
+    TURN.try_with(|turn| {
+        let n = turn.get();
+        turn.set(n.wrapping_add(1));
+        n % TIME_EVERY == 0
+    })
+    .unwrap_or(true)
 }
 
 /// What every pool's limiter of one layer shares: the settings, the sum of the limits and
@@ -276,10 +302,15 @@ impl Limiter {
         u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// Microseconds since the epoch, modulo 2^32 (a [`Stamp`]'s clock).
+    /// Microseconds since the epoch, modulo 2^32 (a [`Stamp`]'s clock): computed in 32
+    /// bits, without the 128-bit nanoseconds of a `Duration`, since every call pays it
+    /// twice.
     #[inline]
     fn micros(&self, now: Instant) -> u32 {
-        (self.nanos(now) / 1_000) as u32
+        let since = now.saturating_duration_since(self.epoch);
+        (since.as_secs() as u32)
+            .wrapping_mul(1_000_000)
+            .wrapping_add(since.subsec_micros())
     }
 
     /// A permit is being given back: keeps it (returns `true`) if the limit wants more
@@ -337,24 +368,32 @@ impl Limiter {
         semaphore: &Semaphore,
         busy: impl FnOnce() -> usize,
     ) {
-        let started = std::mem::take(stamp).0;
-        if started == 0 {
+        let started = std::mem::take(stamp);
+        if !started.is_set() {
             return;
         }
-        let now = Instant::now();
         match outcome {
             Outcome::Success => {
-                let took = self.micros(now).wrapping_sub(started & !1);
-                let sample = ONE_SAMPLE + micros(Duration::from_micros(u64::from(took)));
+                let (sample, now) = if started == Stamp::UNTIMED {
+                    (ONE_SAMPLE, None)
+                } else {
+                    // Whole microseconds already: at least one, at most `MAX_SAMPLE_MICROS`,
+                    // counted for the calls not timed.
+                    let now = Instant::now();
+                    let took = self.micros(now).wrapping_sub(started.0 & !1);
+                    let took = u64::from(took).clamp(1, MAX_SAMPLE_MICROS);
+                    (ONE_SAMPLE + took * u64::from(TIME_EVERY), Some(now))
+                };
                 let count = self.samples.fetch_add(sample, Ordering::Relaxed) >> SUM_BITS;
                 let full = count >= FULL_WINDOW - 1;
                 if count % CHECK_EVERY == CHECK_EVERY - 1 || full {
+                    let now = now.unwrap_or_else(Instant::now);
                     self.maybe_close(now, full, semaphore, busy);
                 }
             }
             Outcome::Overload => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
-                self.maybe_close(now, false, semaphore, busy);
+                self.maybe_close(Instant::now(), false, semaphore, busy);
             }
             Outcome::Ignore => {}
         }
@@ -444,6 +483,7 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn limiter(config: AdaptiveLimit, maxsize: usize) -> (Limiter, Semaphore) {
         let shared = Shared::new(config, maxsize, "test");
@@ -458,6 +498,35 @@ mod tests {
             limiter.record(&mut stamp, outcome, semaphore, || busy);
             assert!(!stamp.is_set(), "recorded once");
         }
+    }
+
+    /// One call in `TIME_EVERY` on a thread is timed; its latency counts for the others,
+    /// so that the window's mean is the timed latency, and every call counts.
+    #[tokio::test(start_paused = true)]
+    async fn timed_latencies_count_for_the_untimed_calls() {
+        let (limiter, semaphore) = limiter(AdaptiveLimit::gradient(), 4);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let mut stamps: Vec<Stamp> = (0..TIME_EVERY)
+            .map(|_| Stamp::start(Some(&limiter)))
+            .collect();
+        assert!(stamps.iter().all(|stamp| stamp.is_set()));
+        let timed = stamps.iter().filter(|s| **s != Stamp::UNTIMED).count();
+        assert_eq!(timed, 1, "one call in TIME_EVERY is timed");
+        tokio::time::advance(Duration::from_millis(10)).await;
+        for stamp in &mut stamps {
+            limiter.record(stamp, Outcome::Success, &semaphore, || 0);
+        }
+        let samples = limiter.samples.load(Ordering::Relaxed);
+        assert_eq!(
+            samples >> SUM_BITS,
+            u64::from(TIME_EVERY),
+            "every call counts"
+        );
+        assert_eq!(
+            (samples & SUM_MASK) / u64::from(TIME_EVERY),
+            10_000,
+            "the mean is the timed call's latency, in microseconds"
+        );
     }
 
     #[test]
