@@ -1,6 +1,7 @@
 use super::{
+    host_cache,
     ticker::Ticker,
-    tracker::{DelayRule, Tracker, WINDOW},
+    tracker::{self, DelayRule, Tracker, WINDOW},
     Hedge,
 };
 use crate::{
@@ -8,7 +9,14 @@ use crate::{
     InvalidConfig,
 };
 use http::{Method, Request, Uri};
-use std::{hash::BuildHasher, sync::Arc, time::Duration};
+use std::{
+    hash::BuildHasher,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 use tower_layer::Layer;
 
 /// Applies [`Hedge`] to a service: built by [`HedgeLayer::builder`].
@@ -78,6 +86,8 @@ pub struct HedgeBuilder {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) name: &'static str,
+    /// Unique per layer built (from 1), never reused: the key of the threads' `host_cache`.
+    id: u64,
     pub(crate) tracker: Arc<Tracker>,
     /// The hedge delays of the pending calls, on one timer.
     pub(crate) ticker: Arc<Ticker>,
@@ -93,6 +103,9 @@ pub(crate) struct Shared {
     pub(crate) instruments: super::metrics::Instruments,
 }
 
+/// The next layer's `Shared::id`.
+static LAYERS: AtomicU64 = AtomicU64::new(1);
+
 /// A response future's reference to its layer's [`Shared`], taken from and given back to
 /// the thread's spare (see `crate::internal::spare`).
 pub(crate) type SharedRef = crate::internal::spare::SpareRef<Shared>;
@@ -106,15 +119,23 @@ impl Shared {
         self.hasher.hash_one(key)
     }
 
-    /// The tracker's slot of the request's host (of every request, with `per_host(false)`).
-    /// The host is hashed in place: a `HostKey` hashes as the `HostRef` it is read from.
+    /// The tracker's slot of the request's host (of every request, with `per_host(false)`):
+    /// the thread's last one if it is this host's (`host_cache`), else the host hashed in
+    /// place (a `HostKey` hashes as the `HostRef` it is read from) and looked up.
     #[inline]
     pub(crate) fn slot_of<B>(&self, request: &Request<B>) -> Option<usize> {
         if !self.per_host {
             return Some(0);
         }
-        let host = crate::key::HostRef::of(request.uri());
-        self.tracker.slot_of(self.hasher.hash_one(host))
+        let uri = request.uri();
+        let tracker = &self.tracker;
+        if let Some(slot) = host_cache::get(self.id, uri, |slot, tag| tracker.holds(slot, tag)) {
+            return Some(slot);
+        }
+        let hash = self.hasher.hash_one(crate::key::HostRef::of(uri));
+        let slot = tracker.slot_of(hash)?;
+        host_cache::put(self.id, uri, slot, tracker::tag(hash));
+        Some(slot)
     }
 }
 
@@ -401,6 +422,7 @@ impl HedgeBuilder {
         Ok(HedgeLayer {
             shared: Arc::new(Shared {
                 name: self.name,
+                id: LAYERS.fetch_add(1, Ordering::Relaxed),
                 tracker: Arc::new(Tracker::new(slots, rule)),
                 ticker: Arc::new(Ticker::new()),
                 per_host: self.per_host,

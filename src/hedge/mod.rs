@@ -95,10 +95,12 @@
 //! # Cost
 //!
 //! A request that may not be hedged costs a few branches. One that may costs its host's
-//! key, read and hashed in place from the URI, a slot lookup (atomic loads) and, once the
-//! host has its delay, a copy of the request (the retry layer's copy: one allocation for
-//! the header fields when there are any) and a reference to the service hedges are cloned
-//! from (the clone is made for a hedge only, as is the room for the hedge's future). An
+//! slot: the thread's last one when the URI's scheme and authority are the last call's
+//! (a byte comparison and one atomic load to check the slot still holds the host), else
+//! the host's key, read and hashed in place from the URI, and a slot lookup (atomic
+//! loads). Once the host has its delay, it costs a copy of the request (the retry layer's
+//! copy: one allocation for the header fields when there are any) and a reference to the
+//! service hedges are cloned from (the clone is made for a hedge only, as is the room for the hedge's future). An
 //! answer ready at the first poll reads no clock and waits for no timer; one that is
 //! pending reads the clock when first pending and when it answers, and takes a slot among
 //! the layer's waiting calls until then.
@@ -144,6 +146,7 @@
 //! is recorded for it. A hedge taken from the budget is not given back, as a retry's is not.
 
 pub mod future;
+mod host_cache;
 mod layer;
 #[cfg(feature = "metrics")]
 mod metrics;

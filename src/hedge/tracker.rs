@@ -69,6 +69,12 @@ pub(crate) fn bucket_max(bucket: usize) -> u64 {
     ((SUB as u64 + sub + 1) << (exp - SUB_BITS)) - 1
 }
 
+/// The tag a slot holds for the host whose hash is `hash` (never 0, a free slot's).
+#[inline]
+pub(crate) fn tag(hash: u64) -> u64 {
+    hash | 1
+}
+
 /// The settings the delay is computed with.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct DelayRule {
@@ -151,7 +157,7 @@ impl Tracker {
     /// when the slot to evict was claimed by another host at the same moment.
     #[inline]
     pub(crate) fn slot_of(&self, hash: u64) -> Option<usize> {
-        let tag = hash | 1;
+        let tag = tag(hash);
         let mask = self.slots.len() - 1;
         let start = (hash >> 32) as usize;
         let probes = PROBES.min(self.slots.len());
@@ -175,6 +181,15 @@ impl Tracker {
             }
         }
         self.evict(start, probes, tag)
+    }
+
+    /// Whether `slot` holds the host whose [`tag`] is `tag` (a slot found before, checked
+    /// again: it may have been given to another host since).
+    #[inline]
+    pub(crate) fn holds(&self, slot: usize, tag: u64) -> bool {
+        self.slots
+            .get(slot)
+            .is_some_and(|s| s.tag.load(Ordering::Acquire) == tag)
     }
 
     /// Gives the probed slot with the oldest stamp to the host `tag`.
@@ -261,7 +276,7 @@ impl Tracker {
 
     /// The slot of `hash` if the host is tracked now (for reading, never claims one).
     pub(crate) fn find(&self, hash: u64) -> Option<usize> {
-        let tag = hash | 1;
+        let tag = tag(hash);
         let mask = self.slots.len() - 1;
         let start = (hash >> 32) as usize;
         (0..PROBES.min(self.slots.len()))
@@ -413,6 +428,10 @@ mod tests {
         }
         let c = tracker.slot_of(0xCCCC_0000_0000).unwrap();
         assert_eq!(c, a, "the oldest slot");
+        // A slot remembered for a (the threads' `host_cache`) no longer holds it.
+        assert!(!tracker.holds(a, tag(0xAAAA_0000_0000)));
+        assert!(tracker.holds(c, tag(0xCCCC_0000_0000)));
+        assert!(tracker.holds(b, tag(0xBBBB_0000_0000)));
         assert_eq!(tracker.delay(c), None, "a's latencies are not c's");
         assert_eq!(tracker.find(0xAAAA_0000_0000), None);
         assert_eq!(tracker.find(0xCCCC_0000_0000), Some(c));
