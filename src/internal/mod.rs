@@ -14,3 +14,5 @@ pub(crate) mod padded;
 pub(crate) mod recent;
 pub(crate) mod spare;
 pub(crate) mod sync;
+#[cfg(feature = "retry")]
+pub(crate) mod template;

@@ -9,6 +9,7 @@ use super::{
 };
 use crate::{
     classify::{Failure, FailureKind, Stage},
+    internal::template::Template,
     BoxError,
 };
 use http::{Request, Response};
@@ -42,12 +43,13 @@ pin_project! {
         #[pin]
         timer: Option<Sleep>,
         deadline_at: Option<Instant>,
-        service: S,
+        // What a retry's service is cloned from.
+        template: Template<S>,
         // The copy every retry is copied from.
         kept: Option<Kept<B>>,
         // Counters, history and the copy the next retry sends: boxed, made when a failure
         // or a retryable response first needs them, so a call answered at once never pays.
-        retry: Option<Box<RetryState<B>>>,
+        retry: Option<Box<RetryState<S, B>>>,
         idempotent: bool,
         // Whether the attempt in flight ends by its own timeout before the deadline, so that
         // no timer watches the deadline meanwhile (see `Shared::attempt_bound`).
@@ -57,9 +59,11 @@ pin_project! {
 }
 
 /// What a call carries once it met a failure or a retryable response.
-struct RetryState<B> {
+struct RetryState<S, B> {
     attempts: Attempts,
     next: Option<Request<B>>,
+    /// The service retries are sent with, cloned from the template for the first one.
+    service: Option<S>,
 }
 
 pin_project! {
@@ -94,7 +98,7 @@ where
     #[inline(always)]
     pub(crate) fn new(
         future: S::Future,
-        service: S,
+        template: Template<S>,
         kept: Option<Kept<B>>,
         idempotent: bool,
         shared: SharedRef,
@@ -109,7 +113,7 @@ where
             state: State::Calling { future },
             timer: None,
             deadline_at,
-            service,
+            template,
             kept,
             retry: None,
             idempotent,
@@ -125,7 +129,7 @@ fn draw() -> f64 {
 
 impl<S, B, ResB> Future for ResponseFuture<S, B>
 where
-    S: Service<Request<B>, Response = Response<ResB>>,
+    S: Service<Request<B>, Response = Response<ResB>> + Clone,
     S::Error: Into<BoxError>,
     B: TryCloneBody,
 {
@@ -173,6 +177,7 @@ where
                         Box::new(RetryState {
                             attempts: Attempts::new(policy),
                             next: None,
+                            service: None,
                         })
                     });
                     let attempts = &mut state.attempts;
@@ -205,6 +210,9 @@ where
                             ) {
                                 Ok(next) => {
                                     state.next = Some(next);
+                                    if state.service.is_none() {
+                                        state.service = Some(this.template.service());
+                                    }
                                     this.shared.retried(&state.attempts);
                                     if sleep.is_zero() {
                                         this.state.set(State::Ready);
@@ -243,7 +251,12 @@ where
                     this.state.set(State::Ready);
                 }
                 StateProj::Ready => {
-                    let Poll::Ready(ready) = this.service.poll_ready(cx) else {
+                    let service = this
+                        .retry
+                        .as_mut()
+                        .and_then(|r| r.service.as_mut())
+                        .expect("a retry always has its service");
+                    let Poll::Ready(ready) = service.poll_ready(cx) else {
                         // So is the wait for readiness.
                         return if deadline_passed(this.timer.as_mut(), *this.deadline_at, cx) {
                             Poll::Ready(Err(deadline_error(this.retry, this.shared)))
@@ -261,12 +274,16 @@ where
                     if this.deadline_at.is_some_and(|at| Instant::now() >= at) {
                         return Poll::Ready(Err(deadline_error(this.retry, this.shared)));
                     }
-                    let request = this
-                        .retry
-                        .as_mut()
-                        .and_then(|r| r.next.take())
+                    let state = this.retry.as_deref_mut().expect("a retry has its state");
+                    let request = state
+                        .next
+                        .take()
                         .expect("a retry always prepares its request");
-                    let future = this.service.call(request);
+                    let future = state
+                        .service
+                        .as_mut()
+                        .expect("a retry always has its service")
+                        .call(request);
                     this.state.set(State::Calling { future });
                     *this.covered = false;
                 }
@@ -403,7 +420,7 @@ fn finish<ResB>(
 }
 
 /// The retries made so far (none if the call was not retried).
-fn take_history<B>(retry: &mut Option<Box<RetryState<B>>>) -> RetryHistory {
+fn take_history<S, B>(retry: &mut Option<Box<RetryState<S, B>>>) -> RetryHistory {
     retry
         .as_mut()
         .map(|r| std::mem::take(&mut r.attempts.history))
@@ -411,7 +428,7 @@ fn take_history<B>(retry: &mut Option<Box<RetryState<B>>>) -> RetryHistory {
 }
 
 /// The error of a call stopped by its deadline, with the history of its retries.
-fn deadline_error<B>(retry: &mut Option<Box<RetryState<B>>>, shared: &Shared) -> BoxError {
+fn deadline_error<S, B>(retry: &mut Option<Box<RetryState<S, B>>>, shared: &Shared) -> BoxError {
     let failure = Failure::new(FailureKind::ReadTimeout, DeadlineElapsed(()));
     shared.stopped(Stop::Deadline);
     let history = take_history(retry);

@@ -1,7 +1,7 @@
 use super::{
     body::TryCloneBody, future::ResponseFuture, Idempotent, NoRetry, RetryLayer, RetryPolicy,
 };
-use crate::{BoxError, InvalidConfig};
+use crate::{internal::template::Template, BoxError, InvalidConfig};
 use http::{header::HeaderName, Extensions, HeaderValue, Method, Request, Response, Uri, Version};
 use std::{
     sync::Arc,
@@ -41,6 +41,9 @@ use tower_service::Service;
 #[derive(Debug, Clone)]
 pub struct Retry<S> {
     inner: S,
+    /// What retries are sent with: a clone of the service as it was at the first call,
+    /// made only when a call is retried.
+    template: Template<S>,
     shared: Arc<Shared>,
 }
 
@@ -88,7 +91,11 @@ impl<S> Retry<S> {
     }
 
     pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
-        Retry { inner, shared }
+        Retry {
+            inner,
+            template: Template::new(),
+            shared,
+        }
     }
 
     /// The policy.
@@ -116,6 +123,10 @@ impl<S> Retry<S> {
     }
 
     /// Gets a mutable reference to the inner service.
+    ///
+    /// Retries are sent with clones of the service as it was at the first call (shared by
+    /// this service's clones): a change made through this reference later reaches the first
+    /// attempts only.
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
@@ -157,14 +168,13 @@ where
         #[cfg(feature = "metrics")]
         self.shared.instruments.request();
 
-        // The service that was driven to readiness serves this call; keep a clone for the
-        // next one (tower-service's "be careful when cloning inner services").
-        let clone = self.inner.clone();
-        let mut service = std::mem::replace(&mut self.inner, clone);
-        let future = service.call(request);
+        // The service that was driven to readiness serves this call; a retry is sent with a
+        // clone of the template, made and driven to readiness when the retry is due.
+        let template = self.template.share(&self.inner);
+        let future = self.inner.call(request);
         ResponseFuture::new(
             future,
-            service,
+            template,
             kept,
             idempotent,
             SharedRef::of(&self.shared),

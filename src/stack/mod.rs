@@ -67,7 +67,8 @@
 //! deadline, a retry budget. Its time goes to one clock read shared by the budget and the
 //! deadline, the host's breaker and pool (a thread's calls to the host it called last find
 //! both without a lookup; otherwise the host's key is read and hashed once for both maps),
-//! the inner stack cloned for the retry, and the nested futures. The attempt timeout makes
+//! and the nested futures (the inner stack is cloned, from a template the retry layer
+//! keeps, only for a call that is retried). The attempt timeout makes
 //! its timer (and reads the clock) only when an attempt is pending at its first poll; the
 //! deadline's timer is made only when the wait for readiness is pending, or an attempt is
 //! pending that its attempt timeout (after the longest wait for a pool permit) would not

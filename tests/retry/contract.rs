@@ -2,7 +2,7 @@
 
 use http::{Request, Response};
 use std::time::Duration;
-use tower::{Layer, ServiceExt};
+use tower::{Layer, Service, ServiceExt};
 use tower_fortify::{
     classify::{Failure, FailureKind},
     retry::{Retry, RetryLayer, RetryPolicy},
@@ -167,5 +167,85 @@ async fn the_deadline_bounds_the_wait_for_readiness_before_a_retry() {
         err.history().records().len(),
         1,
         "the retry it was waiting to make"
+    );
+}
+
+/// A service that counts its clones and fails its first `fail` calls (shared by clones).
+#[derive(Debug)]
+struct Counted {
+    clones: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    fail: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        self.clones
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Counted {
+            clones: self.clones.clone(),
+            fail: self.fail.clone(),
+        }
+    }
+}
+
+impl tower::Service<Request<String>> for Counted {
+    type Response = Response<()>;
+    type Error = Failure;
+    type Future = std::future::Ready<Result<Response<()>, Failure>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Failure>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<String>) -> Self::Future {
+        let failing = self
+            .fail
+            .fetch_update(
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+                |n| n.checked_sub(1),
+            )
+            .is_ok();
+        std::future::ready(if failing {
+            Err(Failure::new(FailureKind::ConnectRefused, "refused"))
+        } else {
+            Ok(Response::new(()))
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_inner_service_is_cloned_only_for_a_retry() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let clones = std::sync::Arc::new(AtomicUsize::new(0));
+    let fail = std::sync::Arc::new(AtomicUsize::new(0));
+    let inner = Counted {
+        clones: clones.clone(),
+        fail: fail.clone(),
+    };
+    let mut svc = layer().layer(inner);
+    let get = || {
+        Request::get("http://127.0.0.1/")
+            .body("x".to_owned())
+            .unwrap()
+    };
+    for _ in 0..3 {
+        svc.ready().await.unwrap().call(get()).await.unwrap();
+    }
+    assert_eq!(
+        clones.load(Ordering::Relaxed),
+        1,
+        "one clone, the template, for calls answered at once"
+    );
+    fail.store(1, Ordering::Relaxed);
+    let response = svc.ready().await.unwrap().call(get()).await.unwrap();
+    assert!(response.status().is_success());
+    assert_eq!(
+        clones.load(Ordering::Relaxed),
+        2,
+        "the retry is sent with one clone of the template"
     );
 }
