@@ -338,13 +338,7 @@ where
         }
         match shared.decide(slot, kept) {
             Ok((request, place)) => {
-                let service = spare
-                    .service
-                    .get()
-                    .expect("a spare's template is made before the spare")
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
+                let service = spare.service.service();
                 spare.request = SpareRequest::Made(Box::new((service, request)));
                 *in_flight = Some(place);
             }

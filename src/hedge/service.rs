@@ -9,7 +9,7 @@ use crate::{
 };
 use http::Request;
 use std::{
-    sync::{Arc, Mutex, OnceLock},
+    sync::Arc,
     task::{Context, Poll},
 };
 use tower_service::Service;
@@ -52,7 +52,7 @@ pub struct Hedge<S> {
 }
 
 /// The service hedges are cloned from (see [`Hedge`]'s field).
-pub(crate) type Template<S> = Arc<OnceLock<Mutex<S>>>;
+pub(crate) use crate::internal::template::Template;
 
 impl<S> Hedge<S> {
     /// Wraps `inner` with the default settings ([`HedgeLayer::builder`]).
@@ -69,7 +69,7 @@ impl<S> Hedge<S> {
         Hedge {
             inner,
             shared,
-            template: Arc::new(OnceLock::new()),
+            template: Template::new(),
         }
     }
 
@@ -139,8 +139,7 @@ where
                 let kept = Kept::of(&request)?;
                 // The hedge is sent with a clone of the template, made when the delay is
                 // over and driven to readiness then.
-                template.get_or_init(|| Mutex::new(inner.clone()));
-                Some(Spare::new(Arc::clone(template), kept, delay))
+                Some(Spare::new(template.share(inner), kept, delay))
             });
         let future = self.inner.call(request);
         ResponseFuture::tracked(future, slot, spare, SharedRef::of(shared))
