@@ -105,10 +105,7 @@ impl Keyed {
                 if self.map.evictions() != recent.evictions() {
                     return None;
                 }
-                Some(match pool.try_acquire() {
-                    Some(permit) => Ok(permit),
-                    None => Err(pool),
-                })
+                Some(pool.try_acquire_owned())
             })
             .ok()
             .flatten()

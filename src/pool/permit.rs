@@ -173,6 +173,26 @@ impl Pool {
         }
     }
 
+    /// [`try_acquire`](Self::try_acquire) with a reference the caller already holds (a
+    /// per-host pool's upgraded last entry): the permit keeps it, instead of cloning one
+    /// and the caller dropping its own (two writes fewer on the pool's reference count).
+    #[inline]
+    pub(crate) fn try_acquire_owned(self: Arc<Self>) -> Result<Permit, Arc<Self>> {
+        if !self.semaphore.try_acquire() {
+            return Err(self);
+        }
+        if self.key.is_none() {
+            // A layer's only pool: its permits go through the thread's spare slot.
+            return Ok(self.granted());
+        }
+        let word = if self.plain {
+            PLAIN
+        } else {
+            self.granted_word()
+        };
+        Ok(Permit::held(self, word))
+    }
+
     /// Wraps a permit just taken from the semaphore.
     #[inline]
     fn granted(self: &Arc<Self>) -> Permit {
