@@ -4,6 +4,7 @@
 #   cargo install cargo-mutants --version 27.1.0 --locked
 #   scripts/mutants.sh            # every group below
 #   scripts/mutants.sh retry      # one group: retry, breaker or pool
+#   scripts/mutants.sh src/circuit_breaker/window.rs   # one file of a group
 #   MUTANTS_ITERATE=1 scripts/mutants.sh retry   # only the mutants not caught last time
 #   python3 scripts/mutants-summary.py            # the table of MUTANTS.md, from mutants.out/
 #
@@ -79,6 +80,13 @@ for group in "$@"; do
         retry) for f in "${retry[@]}"; do run "$f"; done ;;
         breaker) for f in "${breaker[@]}"; do run "$f"; done ;;
         pool) for f in "${pool[@]}"; do run "$f"; done ;;
-        *) echo "unknown group $group (retry, breaker, pool)" >&2; exit 1 ;;
+        src/*.rs)
+            found=""
+            for f in "${retry[@]}" "${breaker[@]}" "${pool[@]}"; do
+                if [ "${f%%|*}" = "$group" ]; then run "$f"; found=1; fi
+            done
+            [ -n "$found" ] || { echo "no entry for $group" >&2; exit 1; }
+            ;;
+        *) echo "unknown group $group (retry, breaker, pool, or one file such as src/retry/backoff.rs)" >&2; exit 1 ;;
     esac
 done

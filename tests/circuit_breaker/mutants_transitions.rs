@@ -1,8 +1,9 @@
 //! Probe rules the other tests left open (mutation testing, MUTANTS.md).
 
-use crate::support::{breaker, send, Backend, Mode};
+use crate::support::{assert_rejected, breaker, request, send, Backend, Mode};
 use std::time::Duration;
 use tokio::time::advance;
+use tower::{Service, ServiceExt};
 use tower_fortify::circuit_breaker::{
     CircuitBreakerBuilder, CircuitBreakerLayer, GenericCircuitBreaker, State, Window,
 };
@@ -64,4 +65,48 @@ async fn each_probe_success_counts_once_until_the_last_closes() {
     }
     send(&mut svc).await.unwrap();
     assert_eq!(handle.state(), State::Closed);
+}
+
+/// A probe stuck past `probe_timeout` is reclaimed by the next call, however long after
+/// (here 45 s into a 30 s timeout, not exactly at it), and its late release belongs to the
+/// old slots: it frees nothing of the probe of the next half-open period. The reclaim
+/// starts a new epoch of the slots; a stuck probe that came back in the same epoch would
+/// free the new probe's slot and let a second probe in.
+#[tokio::test(start_paused = true)]
+async fn a_reclaimed_probe_coming_back_frees_no_newer_slot() {
+    let builder = builder(1).probe_timeout(Duration::from_secs(30));
+    let (mut svc, backend) = breaker(builder, Mode::Status(200));
+    trip_and_wait(&mut svc, &backend).await;
+    let handle = svc.handle();
+    backend.set(Mode::Hang);
+    svc.ready().await.unwrap();
+    let stuck = tokio::spawn(svc.call(request()));
+    tokio::task::yield_now().await;
+    assert_eq!(
+        (handle.state(), handle.probes_in_flight()),
+        (State::HalfOpen, 1)
+    );
+
+    advance(Duration::from_secs(45)).await;
+    assert_rejected(&send(&mut svc).await.unwrap_err(), State::Open);
+    assert_eq!(handle.probes_in_flight(), 0, "reclaimed");
+    advance(handle.retry_in().expect("open for a while")).await;
+
+    // A new probe hangs too, then the stuck one is cancelled: its slot was reclaimed.
+    svc.ready().await.unwrap();
+    let probe = svc.call(request());
+    assert_eq!(
+        (handle.state(), handle.probes_in_flight()),
+        (State::HalfOpen, 1)
+    );
+    stuck.abort();
+    assert!(stuck.await.unwrap_err().is_cancelled());
+    assert_eq!(
+        handle.probes_in_flight(),
+        1,
+        "the new probe still holds its slot"
+    );
+    assert_rejected(&send(&mut svc).await.unwrap_err(), State::HalfOpen);
+    drop(probe);
+    assert_eq!(handle.probes_in_flight(), 0);
 }
