@@ -258,6 +258,8 @@ mod lanes;
 mod layer;
 #[cfg(feature = "metrics")]
 mod metrics;
+#[cfg(test)]
+mod mutants_tests;
 mod service;
 mod settings;
 mod state;
