@@ -4,14 +4,17 @@
 #   cargo install cargo-mutants --version 27.1.0 --locked
 #   scripts/mutants.sh            # every group below
 #   scripts/mutants.sh retry      # one group: retry, breaker or pool
+#   scripts/mutants.sh src/circuit_breaker/window.rs   # one file of a group
 #   MUTANTS_ITERATE=1 scripts/mutants.sh retry   # only the mutants not caught last time
+#   MUTANTS_RE='transitions.rs:(97:36|157:63):' scripts/mutants.sh src/circuit_breaker/transitions.rs
+#                                 # only the mutants whose names match (cargo-mutants --re)
 #   python3 scripts/mutants-summary.py            # the table of MUTANTS.md, from mutants.out/
 #
 # Each file runs with only the test targets that cover it (the library's unit tests, the
 # integration suite of its layer, and for the retry decision the allocation tests of its fast
 # path), one mutant at a time, in place (`--in-place`: the tree is mutated and restored, so
 # build nothing else in it while it runs; it reuses ./target instead of copying it). A test
-# run taking over 30 s counts as a timeout: the suites take a few seconds, and a mutant that
+# run taking over 20 s counts as a timeout (`MUTANTS_TIMEOUT`): the suites take a few seconds, and a mutant that
 # loops (a retry that never stops) is caught that way. Results go to mutants.out/<file>/
 # (git-ignored); MUTANTS.md summarises them. The loom models (`mod loom`, test code built only
 # with `--cfg fortify_loom`) are left out: `--exclude-re` drops their functions, and the
@@ -67,8 +70,8 @@ run() {
     # these targets too, not every test target of the crate.
     for arg in $args; do cargo_args="$cargo_args --cargo-arg=$arg"; done
     # shellcheck disable=SC2086
-    cargo mutants --in-place --baseline skip ${MUTANTS_ITERATE:+--iterate} \
-        --timeout "${MUTANTS_TIMEOUT:-30}" --build-timeout "${MUTANTS_BUILD_TIMEOUT:-300}" \
+    cargo mutants --in-place --baseline skip ${MUTANTS_ITERATE:+--iterate} ${MUTANTS_RE:+--re "$MUTANTS_RE"} \
+        --timeout "${MUTANTS_TIMEOUT:-20}" --build-timeout "${MUTANTS_BUILD_TIMEOUT:-300}" \
         --exclude-re 'loom::' --file "$file" --output "$out" $cargo_args -- -- $test_args || rc=$?
     case "$rc" in 0 | 2 | 3) ;; *) exit "$rc" ;; esac
 }
@@ -79,6 +82,13 @@ for group in "$@"; do
         retry) for f in "${retry[@]}"; do run "$f"; done ;;
         breaker) for f in "${breaker[@]}"; do run "$f"; done ;;
         pool) for f in "${pool[@]}"; do run "$f"; done ;;
-        *) echo "unknown group $group (retry, breaker, pool)" >&2; exit 1 ;;
+        src/*.rs)
+            found=""
+            for f in "${retry[@]}" "${breaker[@]}" "${pool[@]}"; do
+                if [ "${f%%|*}" = "$group" ]; then run "$f"; found=1; fi
+            done
+            [ -n "$found" ] || { echo "no entry for $group" >&2; exit 1; }
+            ;;
+        *) echo "unknown group $group (retry, breaker, pool, or one file such as src/retry/backoff.rs)" >&2; exit 1 ;;
     esac
 done

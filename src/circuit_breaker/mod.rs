@@ -261,6 +261,8 @@ mod lanes;
 mod layer;
 #[cfg(feature = "metrics")]
 mod metrics;
+#[cfg(test)]
+mod mutants_tests;
 mod service;
 mod settings;
 mod state;

@@ -16,14 +16,14 @@
 #[cfg(all(test, fortify_loom))]
 #[allow(unused_imports)]
 pub(crate) use loom::sync::{
-    atomic::{fence, AtomicBool, AtomicI64, AtomicU64, AtomicUsize},
+    atomic::{fence, AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize},
     Arc, Mutex, MutexGuard, RwLock,
 };
 
 #[cfg(not(all(test, fortify_loom)))]
 #[allow(unused_imports)]
 pub(crate) use std::sync::{
-    atomic::{fence, AtomicBool, AtomicI64, AtomicU64, AtomicUsize},
+    atomic::{fence, AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize},
     Arc, Mutex, MutexGuard, RwLock,
 };
 

@@ -46,12 +46,12 @@ fn pool(maxsize: usize) -> Arc<Pool> {
 }
 
 /// Waits for a permit as the service's `poll_ready` does, parked until woken.
-fn wait(acquire: &mut Acquire) -> Permit {
+pub(super) fn wait(acquire: &mut Acquire) -> Permit {
     ::loom::future::block_on(poll_fn(|cx| acquire.poll(cx)))
 }
 
 /// A wait polled once: queued behind the holders (the pool is full).
-fn queued(pool: &Arc<Pool>) -> Acquire {
+pub(super) fn queued(pool: &Arc<Pool>) -> Acquire {
     let mut acquire = pool.acquire(Instant::now());
     let mut cx = Context::from_waker(Waker::noop());
     assert!(acquire.poll(&mut cx).is_pending(), "the pool is full");

@@ -2,6 +2,8 @@ mod cancellation;
 mod contract;
 mod durations;
 mod keyed;
+mod mutants_admission;
+mod mutants_state;
 mod mutants_transitions;
 #[cfg(feature = "metrics")]
 mod observability;

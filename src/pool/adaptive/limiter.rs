@@ -7,15 +7,12 @@ use super::{
 };
 use crate::{
     classify::{Failure, FailureKind},
+    // loom's atomics in the models (`loom_tests`), so that they see the limit and the
+    // parked count; `Shared` stays in a `std` `Arc`, as `internal::sync` explains.
+    internal::sync::{AtomicU32, AtomicU64, AtomicUsize, Ordering},
     pool::semaphore::Semaphore,
 };
-use std::{
-    fmt,
-    sync::{
-        atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering},
-        Arc,
-    },
-};
+use std::{fmt, sync::Arc};
 use tokio::time::Instant;
 
 /// A window closes when it has lasted `window` and holds at least this many calls.

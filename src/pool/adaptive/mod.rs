@@ -3,6 +3,8 @@
 
 mod gradient;
 mod limiter;
+#[cfg(all(test, fortify_loom))]
+mod loom_tests;
 
 pub(crate) use limiter::{Limiter, Outcome, Shared, Stamp};
 
