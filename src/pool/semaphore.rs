@@ -410,3 +410,6 @@ mod loom {
         std::task::Waker::noop().clone()
     }
 }
+
+#[cfg(test)]
+mod mutants;

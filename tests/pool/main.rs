@@ -6,6 +6,7 @@ mod contract;
 mod durations;
 mod keyed;
 mod modes;
+mod mutants;
 #[cfg(any(feature = "metrics", feature = "tracing"))]
 mod observability;
 mod real_server;
