@@ -2,64 +2,30 @@
 //! and again (most do) compares the URI's scheme and authority with the thread's last ones
 //! instead of parsing, hashing and probing them (about five times cheaper).
 //!
-//! An entry is valid for one layer (its `id`, unique per layer built, never reused) and one
+//! The scheme and authority are kept and compared as the per-host maps' caches keep theirs
+//! ([`RecentHost`]). An entry is valid for one layer (its `id`, unique per layer built, never reused) and one
 //! spelling of the scheme and authority (compared byte for byte: the same bytes make the
 //! same [`HostKey`](crate::key::HostKey), so the same hash and slot). It is checked against
 //! the tracker on every use: the slot still holds the host's tag (one atomic load), or the
 //! host was evicted and the slot is looked up again. A thread keeps one entry: two layers
 //! or hosts called in turn look theirs up as without it.
 
-use crate::internal::sync::thread_local_const;
-use std::cell::Cell;
+use crate::internal::{recent::RecentHost, sync::thread_local_const};
+use std::cell::RefCell;
 
-/// Authorities cached up to this length (a longer one is looked up every time).
-const MAX: usize = 42;
-
-/// The scheme, as far as the cache tells schemes apart.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Scheme {
-    None,
-    Http,
-    Https,
-}
-
-/// One thread's last host (64 bytes).
-#[derive(Clone, Copy)]
+/// One thread's last host.
 struct Entry {
-    /// The layer's id (0: no entry; ids start at 1).
+    /// The layer's id.
     layer: u64,
     /// The host's tag in the tracker slot.
     tag: u64,
     slot: u32,
-    scheme: Scheme,
-    len: u8,
-    authority: [u8; MAX],
+    /// The scheme and authority, compared as bytes (the per-host maps' caches do the same).
+    host: RecentHost,
 }
-
-const EMPTY: Entry = Entry {
-    layer: 0,
-    tag: 0,
-    slot: 0,
-    scheme: Scheme::None,
-    len: 0,
-    authority: [0; MAX],
-};
 
 thread_local_const! {
-    static LAST: Cell<Entry> = const { Cell::new(EMPTY) };
-}
-
-/// The URI's scheme and authority as the cache keys them, if it may cache them.
-#[inline]
-fn key(uri: &http::Uri) -> Option<(Scheme, &[u8])> {
-    let scheme = match uri.scheme_str() {
-        None => Scheme::None,
-        Some("http") => Scheme::Http,
-        Some("https") => Scheme::Https,
-        Some(_) => return None,
-    };
-    let authority = uri.authority().map_or("", |a| a.as_str()).as_bytes();
-    (authority.len() <= MAX).then_some((scheme, authority))
+    static LAST: RefCell<Option<Entry>> = const { RefCell::new(None) };
 }
 
 /// The slot of `uri`'s host in layer `layer`'s tracker, if the thread's last lookup was
@@ -70,34 +36,33 @@ pub(crate) fn get(
     uri: &http::Uri,
     holds: impl FnOnce(usize, u64) -> bool,
 ) -> Option<usize> {
-    let (scheme, authority) = key(uri)?;
-    let entry = LAST.try_with(Cell::get).ok()?;
-    (entry.layer == layer
-        && entry.scheme == scheme
-        && usize::from(entry.len) == authority.len()
-        && entry.authority[..authority.len()] == *authority
-        && holds(entry.slot as usize, entry.tag))
-    .then_some(entry.slot as usize)
+    LAST.try_with(|last| {
+        let last = last.try_borrow().ok()?;
+        let entry = last.as_ref()?;
+        (entry.layer == layer && entry.host.is(uri) && holds(entry.slot as usize, entry.tag))
+            .then_some(entry.slot as usize)
+    })
+    .ok()
+    .flatten()
 }
 
 /// Remembers `slot` (holding `tag`) as the thread's last lookup of `uri`'s host.
 #[inline]
 pub(crate) fn put(layer: u64, uri: &http::Uri, slot: usize, tag: u64) {
-    let (Some((scheme, bytes)), Ok(slot)) = (key(uri), u32::try_from(slot)) else {
+    let (Some(host), Ok(slot)) = (RecentHost::of(uri), u32::try_from(slot)) else {
         return;
     };
-    let mut authority = [0; MAX];
-    authority[..bytes.len()].copy_from_slice(bytes);
     let entry = Entry {
         layer,
         tag,
         slot,
-        scheme,
-        // At most `MAX`.
-        len: bytes.len() as u8,
-        authority,
+        host,
     };
-    let _ = LAST.try_with(|last| last.set(entry));
+    let _ = LAST.try_with(|last| {
+        if let Ok(mut last) = last.try_borrow_mut() {
+            *last = Some(entry);
+        }
+    });
 }
 
 #[cfg(test)]
@@ -134,7 +99,7 @@ mod tests {
         let ws = Uri::from_static("ws://a.example/");
         put(1, &ws, 2, 5);
         assert_eq!(get(1, &ws, |_, _| true), None);
-        let long = format!("http://{}.example/", "a".repeat(MAX))
+        let long = format!("http://{}.example/", "a".repeat(60))
             .parse()
             .unwrap();
         put(1, &long, 2, 5);
