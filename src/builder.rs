@@ -164,7 +164,8 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
         layer: crate::pool::GenericPoolLimitLayer,
     ) -> ServiceBuilder<Stack<crate::pool::GenericPoolLimitLayer, L>>;
 
-    /// Adds the whole preset client stack (see [`stack`](crate::stack)).
+    /// Adds the whole preset client stack (see [`stack`](crate::stack)), with or without
+    /// hedging (the layer's [`HedgeMode`](crate::stack::HedgeMode)).
     ///
     /// ```
     /// use tower::ServiceBuilder;
@@ -181,10 +182,10 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     /// ```
     #[cfg(feature = "stack")]
     #[cfg_attr(docsrs, doc(cfg(feature = "stack")))]
-    fn client_stack(
+    fn client_stack<H: crate::stack::HedgeMode>(
         self,
-        layer: crate::stack::ClientStackLayer,
-    ) -> ServiceBuilder<Stack<crate::stack::ClientStackLayer, L>>;
+        layer: crate::stack::ClientStackLayer<H>,
+    ) -> ServiceBuilder<Stack<crate::stack::ClientStackLayer<H>, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
@@ -233,10 +234,10 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     }
 
     #[cfg(feature = "stack")]
-    fn client_stack(
+    fn client_stack<H: crate::stack::HedgeMode>(
         self,
-        layer: crate::stack::ClientStackLayer,
-    ) -> ServiceBuilder<Stack<crate::stack::ClientStackLayer, L>> {
+        layer: crate::stack::ClientStackLayer<H>,
+    ) -> ServiceBuilder<Stack<crate::stack::ClientStackLayer<H>, L>> {
         self.layer(layer)
     }
 }

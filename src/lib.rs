@@ -50,7 +50,7 @@
 //!   fail fast), one pool per host, permits held until the response body ends, leak
 //!   detection.
 //! - [`stack`]: all of them in the order that makes them work together, from one
-//!   [`ClientConfig`](stack::ClientConfig) whose defaults follow production practice, for a
+//!   [`ClientConfig`][stack-config] whose defaults follow production practice, for a
 //!   hyper-util client or any HTTP service; [`ServiceBuilderExt`] adds each layer to a
 //!   `ServiceBuilder`.
 //! - `client` (feature `client`): the fortified HTTPS client in one call,
@@ -91,7 +91,7 @@
 //! | `rustls` (default) | classification of rustls errors (certificate vs handshake); no crypto provider is pulled in |
 //! | `metrics` (default) | `fortify_*` metrics through the [`metrics`](https://docs.rs/metrics) facade |
 //! | `tracing` (default) | [`tracing`](https://docs.rs/tracing) events |
-//! | `reqwest` | the [`reqwest`](mod@reqwest) module: a `reqwest::Client` as an `http::Request` service for every layer, a classified resolver, classification of `reqwest::Error` |
+//! | `reqwest` | the [`reqwest`] module: a `reqwest::Client` as an `http::Request` service for every layer, a classified resolver, classification of `reqwest::Error` |
 //! | `stack` (default) | the [`stack`] module: the preset client stack of every layer (needs `retry`, `circuit-breaker`, `pool`) |
 //! | `client` | the [`client`] module: the fortified HTTPS client in one call (rustls with `ring`, hyper-rustls, webpki roots, hyper-util's legacy client; implies `stack`) |
 //! | `native-roots` | the operating system's root certificates for the client |
@@ -100,7 +100,54 @@
 //! | `full` | all of the above |
 //!
 //! [hyper]: https://docs.rs/hyper
-
+#![cfg_attr(feature = "retry", doc = "[`retry`]: mod@retry")]
+#![cfg_attr(
+    not(feature = "retry"),
+    doc = "[`retry`]: https://docs.rs/tower-fortify/latest/tower_fortify/retry/index.html"
+)]
+#![cfg_attr(
+    feature = "circuit-breaker",
+    doc = "[`circuit_breaker`]: mod@circuit_breaker"
+)]
+#![cfg_attr(
+    not(feature = "circuit-breaker"),
+    doc = "[`circuit_breaker`]: https://docs.rs/tower-fortify/latest/tower_fortify/circuit_breaker/index.html"
+)]
+#![cfg_attr(feature = "hedge", doc = "[`hedge`]: mod@hedge")]
+#![cfg_attr(
+    not(feature = "hedge"),
+    doc = "[`hedge`]: https://docs.rs/tower-fortify/latest/tower_fortify/hedge/index.html"
+)]
+#![cfg_attr(feature = "pool", doc = "[`pool`]: mod@pool")]
+#![cfg_attr(
+    not(feature = "pool"),
+    doc = "[`pool`]: https://docs.rs/tower-fortify/latest/tower_fortify/pool/index.html"
+)]
+#![cfg_attr(feature = "stack", doc = "[`stack`]: mod@stack")]
+#![cfg_attr(
+    not(feature = "stack"),
+    doc = "[`stack`]: https://docs.rs/tower-fortify/latest/tower_fortify/stack/index.html"
+)]
+#![cfg_attr(feature = "reqwest", doc = "[`reqwest`]: mod@reqwest")]
+#![cfg_attr(
+    not(feature = "reqwest"),
+    doc = "[`reqwest`]: https://docs.rs/tower-fortify/latest/tower_fortify/reqwest/index.html"
+)]
+#![cfg_attr(feature = "client", doc = "[`client`]: mod@client")]
+#![cfg_attr(
+    not(feature = "client"),
+    doc = "[`client`]: https://docs.rs/tower-fortify/latest/tower_fortify/client/index.html"
+)]
+#![cfg_attr(feature = "diagnose", doc = "[`diagnose`]: mod@diagnose")]
+#![cfg_attr(
+    not(feature = "diagnose"),
+    doc = "[`diagnose`]: https://docs.rs/tower-fortify/latest/tower_fortify/diagnose/index.html"
+)]
+#![cfg_attr(feature = "stack", doc = "[stack-config]: stack::ClientConfig")]
+#![cfg_attr(
+    not(feature = "stack"),
+    doc = "[stack-config]: https://docs.rs/tower-fortify/latest/tower_fortify/stack/struct.ClientConfig.html"
+)]
 #![warn(
     missing_docs,
     missing_debug_implementations,

@@ -220,7 +220,7 @@ impl fmt::Display for FailureKind {
 ///
 /// A failure's category is [`FailureKind::category`]; a retried response is
 /// [`Status`](Self::Status). The retry layer sets a backoff per category with
-/// [`RetryPolicy::backoff_for`](crate::retry::RetryPolicy::backoff_for) and counts retries by
+/// [`RetryPolicy::backoff_for`][backoff_for] and counts retries by
 /// category.
 ///
 /// ```
@@ -229,6 +229,14 @@ impl fmt::Display for FailureKind {
 /// assert_eq!(FailureKind::ConnectionClosed.category(), Some(Category::Read));
 /// assert_eq!(Category::Read.as_str(), "read");
 /// ```
+#[cfg_attr(
+    feature = "retry",
+    doc = "[backoff_for]: crate::retry::RetryPolicy::backoff_for"
+)]
+#[cfg_attr(
+    not(feature = "retry"),
+    doc = "[backoff_for]: https://docs.rs/tower-fortify/latest/tower_fortify/retry/struct.RetryPolicy.html#method.backoff_for"
+)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Category {

@@ -51,7 +51,7 @@
 //!
 //! # Responses
 //!
-//! [`ResponseClass`] (feature `http`) reads a response's status and `Retry-After` header the
+//! [`ResponseClass`][response-class] (feature `http`) reads a response's status and `Retry-After` header the
 //! way the retry layer and the circuit breaker need it.
 //!
 //! # Metrics
@@ -77,6 +77,12 @@
 //! With the `tracing` feature, every failure is reported as a `DEBUG` event with target
 //! `tower_fortify::classify` and fields `name`, `stage`, `kind`, `category`, `elapsed_ms`
 //! and `error` (the whole `source()` chain).
+//!
+#![cfg_attr(feature = "http", doc = "[response-class]: ResponseClass")]
+#![cfg_attr(
+    not(feature = "http"),
+    doc = "[response-class]: https://docs.rs/tower-fortify/latest/tower_fortify/classify/struct.ResponseClass.html"
+)]
 
 mod chain;
 pub mod error;

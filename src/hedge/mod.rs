@@ -50,7 +50,7 @@
 //!   one retry from the [`budget`](HedgeBuilder::budget), the one the retry layer's policy
 //!   uses; no hedge when it refuses.
 //! - **Never to a breaker that is not closed**: with the breaker layer's
-//!   [handle](HedgeBuilder::breaker), no hedge goes to a host whose breaker is open,
+//!   [handle][hedge-breaker], no hedge goes to a host whose breaker is open,
 //!   half-open or forced open.
 //!
 //! The first answer (a response, whatever its status) is taken and the other attempt is
@@ -144,6 +144,15 @@
 //! Dropping the [response future](future::ResponseFuture) drops both attempts, gives back
 //! its place among the waiting calls and the hedge's place in `max_in_flight`; no latency
 //! is recorded for it. A hedge taken from the budget is not given back, as a retry's is not.
+//!
+#![cfg_attr(
+    feature = "circuit-breaker",
+    doc = "[hedge-breaker]: HedgeBuilder::breaker"
+)]
+#![cfg_attr(
+    not(feature = "circuit-breaker"),
+    doc = "[hedge-breaker]: https://docs.rs/tower-fortify/latest/tower_fortify/hedge/struct.HedgeBuilder.html#method.breaker"
+)]
 
 pub mod future;
 mod host_cache;

@@ -36,7 +36,7 @@
 //! | block | `block(true)`, `pool_timeout(Some(t))` | `block=True`, `pool_timeout=t` | waits for a permit, first come first served; after `t`, a [`Failure`](crate::classify::Failure) of kind [`PoolTimeout`](crate::classify::FailureKind::PoolTimeout) ([`EmptyPool`](error::EmptyPool): urllib3's `EmptyPoolError`) |
 //! | fail fast | `fail_fast()` | (none) | fails at once: kind [`PoolFull`](crate::classify::FailureKind::PoolFull) ([`error::PoolFull`]); load shedding for servers |
 //!
-//! Neither failure is retried by [`RetryLayer`](crate::retry::RetryLayer): waiting longer
+//! Neither failure is retried by [`RetryLayer`][retry-layer]: waiting longer
 //! is the pool timeout's job, and a full pool is this layer's decision to shed load.
 //! Overflow is urllib3's default because it never fails a call; its counter tells a
 //! dashboard that the pool is too small.
@@ -165,6 +165,12 @@
 //! a sample added to its window. The
 //! `benches/pool.rs` benchmark compares it with tower's `ConcurrencyLimit` and
 //! tower-resilience's bulkhead.
+//!
+#![cfg_attr(feature = "retry", doc = "[retry-layer]: crate::retry::RetryLayer")]
+#![cfg_attr(
+    not(feature = "retry"),
+    doc = "[retry-layer]: https://docs.rs/tower-fortify/latest/tower_fortify/retry/struct.RetryLayer.html"
+)]
 
 mod adaptive;
 mod body;

@@ -1,6 +1,12 @@
 //! Whether the preset hedges, chosen in the types: [`NoHedge`] (the default) or [`Hedged`]
-//! ([`ClientConfig::hedge`](super::ClientConfig::hedge)). A stack without hedging has the
+//! ([`ClientConfig::hedge`][config-hedge]). A stack without hedging has the
 //! hedge layer's service, future and work nowhere in it, not even a branch.
+//!
+#![cfg_attr(feature = "hedge", doc = "[config-hedge]: super::ClientConfig::hedge")]
+#![cfg_attr(
+    not(feature = "hedge"),
+    doc = "[config-hedge]: https://docs.rs/tower-fortify/latest/tower_fortify/stack/struct.ClientConfig.html#method.hedge"
+)]
 
 use crate::{circuit_breaker::CircuitBreakerHandle, retry::RetryBudget, InvalidConfig};
 use std::fmt;
@@ -9,8 +15,8 @@ mod sealed {
     pub trait Sealed {}
 }
 
-/// Whether the preset stack hedges: [`NoHedge`] (the default) or [`Hedged`], chosen by
-/// [`ClientConfig::hedge`](super::ClientConfig::hedge). The second type parameter of
+/// Whether the preset stack hedges: [`NoHedge`] (the default) or [`Hedged`][hedged], chosen by
+/// [`ClientConfig::hedge`][config-hedge]. The second type parameter of
 /// [`ClientConfig`](super::ClientConfig), [`ClientStackLayer`](super::ClientStackLayer) and
 /// [`ClientStack`](super::ClientStack) (and of the HTTPS client, feature `client`). Sealed:
 /// the crate's two modes are the only ones.
@@ -23,6 +29,16 @@ mod sealed {
 /// let _same: ClientStackLayer = layer;
 /// # Ok::<(), tower_fortify::InvalidConfig>(())
 /// ```
+#[cfg_attr(feature = "hedge", doc = "[hedged]: Hedged")]
+#[cfg_attr(
+    not(feature = "hedge"),
+    doc = "[hedged]: https://docs.rs/tower-fortify/latest/tower_fortify/stack/struct.Hedged.html"
+)]
+#[cfg_attr(feature = "hedge", doc = "[config-hedge]: super::ClientConfig::hedge")]
+#[cfg_attr(
+    not(feature = "hedge"),
+    doc = "[config-hedge]: https://docs.rs/tower-fortify/latest/tower_fortify/stack/struct.ClientConfig.html#method.hedge"
+)]
 pub trait HedgeMode: sealed::Sealed + Clone + fmt::Debug + Send + Sync + 'static {
     /// The hedge layer's settings in a [`ClientConfig`](super::ClientConfig).
     #[doc(hidden)]

@@ -10,7 +10,7 @@
 //!           -> your client   hyper_util's legacy `Client`, or any HTTP service
 //! ```
 //!
-//! With [`hedge`](ClientConfig::hedge) (feature `hedge`), a `Hedge` layer sits between
+//! With [`hedge`][config-hedge] (feature `hedge`), a `Hedge` layer sits between
 //! `Retry` and `CircuitBreaker`: each attempt of an idempotent request not answered after
 //! its host's latency percentile is sent again, paid from the retry budget, never to an
 //! open breaker, each copy with its own pool permit.
@@ -108,6 +108,12 @@
 //! check(&backend.http);
 //! # Ok::<(), tower_fortify::InvalidConfig>(())
 //! ```
+//!
+#![cfg_attr(feature = "hedge", doc = "[config-hedge]: ClientConfig::hedge")]
+#![cfg_attr(
+    not(feature = "hedge"),
+    doc = "[config-hedge]: https://docs.rs/tower-fortify/latest/tower_fortify/stack/struct.ClientConfig.html#method.hedge"
+)]
 
 mod gate;
 mod hedge;
@@ -147,7 +153,7 @@ const DEFAULT_POOL_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// Settings are `self`-returning setters; [`build`](Self::build) validates them together and
 /// builds the [`ClientStackLayer`]. With the `client` feature, `https` builds the whole
-/// fortified HTTPS client instead (see [`client`](crate::client)).
+/// fortified HTTPS client instead (see [`client`][client-mod]).
 ///
 /// ```
 /// use std::time::Duration;
@@ -163,6 +169,11 @@ const DEFAULT_POOL_TIMEOUT: Duration = Duration::from_secs(5);
 /// assert_eq!(layer.pool_handle().snapshot().total.in_use, 0);
 /// # Ok::<(), tower_fortify::InvalidConfig>(())
 /// ```
+#[cfg_attr(feature = "client", doc = "[client-mod]: crate::client")]
+#[cfg_attr(
+    not(feature = "client"),
+    doc = "[client-mod]: https://docs.rs/tower-fortify/latest/tower_fortify/client/index.html"
+)]
 #[derive(Debug, Clone)]
 pub struct ClientConfig<H: HedgeMode = NoHedge> {
     name: &'static str,

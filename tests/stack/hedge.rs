@@ -16,12 +16,13 @@ use std::{
     net::SocketAddr,
     time::{Duration, Instant},
 };
-use tower::{Layer, ServiceExt};
+use tower::{ServiceBuilder, ServiceExt};
 use tower_fortify::{
     hedge::HedgeLayer,
     key::HostKey,
     retry::{Idempotent, RetryBudget, RetryPolicy},
     stack::{ClientConfig, ClientStack, ClientStackLayer, Hedged},
+    ServiceBuilderExt,
 };
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -31,14 +32,17 @@ type Preset = ClientStack<HttpClient, Hedged>;
 const DELAY: Duration = Duration::from_millis(100);
 
 /// The preset with `config`'s settings and a hedge after p95, at least 100 ms, from the
-/// fifth answer on, around hyper-util's client.
+/// fifth answer on, around hyper-util's client (through `ServiceBuilder::client_stack`,
+/// which takes the hedged layer as it takes the plain one).
 fn preset(config: ClientConfig) -> (ClientStackLayer<Hedged>, Preset) {
     let layer = config
         .hedge(HedgeLayer::builder().min_delay(DELAY).min_samples(5))
         .build()
         .unwrap();
     let client = Client::builder(TokioExecutor::new()).build_http();
-    let svc = layer.layer(client);
+    let svc = ServiceBuilder::new()
+        .client_stack(layer.clone())
+        .service(client);
     (layer, svc)
 }
 
