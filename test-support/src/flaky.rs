@@ -1,6 +1,6 @@
 //! A fault-injecting HTTP backend on 127.0.0.1, with its own "DNS/load balancer" resolver.
 //!
-//! Shared by `examples/demo.rs` and the chaos suite (`tests/chaos`). Every fault
+//! Shared by the demo (`examples/demo/`) and the chaos suite (`tests/chaos`). Every fault
 //! is a real socket event that the client's OS reports, never a hand-built error:
 //!
 //! - **refuse** (per new connection): the [`FlakyResolver`] answers `backend.test` with the
