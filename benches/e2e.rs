@@ -13,15 +13,33 @@
 //! for the server's host, a retry budget that every request deposits into, a 10 s timeout
 //! per attempt.
 //!
-//! After criterion's report, the requests per second of both variants and their ratio are
-//! printed, from criterion's estimates of this run.
+//! Two groups:
+//! - `e2e/loopback`: each client measured on its own, one after the other (criterion's
+//!   view: requests per second of each);
+//! - `e2e/paired`: the same two clients in alternating batches (`support/paired.rs`,
+//!   `paired_per_pair`), one batch of `REQUESTS` of each side per pair, which side goes
+//!   first alternating, so that both sides of a pair meet the same moment of the machine.
+//!   Measured one after the other, the bare client alone moved by half its throughput
+//!   between runs on a shared 2-core machine, and the ratio with it: the drift lands on
+//!   one side. The figure is the median of the pairs' ratios (our
+//!   batch's time over the bare batch's beside it), which a burst of load on a few batches
+//!   moves by a few pairs of many; the ratio of totals is printed too. A control pair of two
+//!   bare clients (each with its own connections) must come out at 1.000, or the harness
+//!   favours one side.
 //!
-//! Run with `cargo bench --bench e2e`.
+//! After criterion's report, the requests per second of both variants and their ratio are
+//! printed, from criterion's estimates of this run, then the paired ratios (the target:
+//! the fortified client's throughput ≥ 0.97 of the bare client's).
+//!
+//! Run with `cargo bench --bench e2e`; `cargo bench --bench e2e -- paired` runs the paired
+//! group alone.
 
 #[path = "support/batches.rs"]
 mod batches;
 #[path = "support/estimates.rs"]
 mod estimates;
+#[path = "support/paired.rs"]
+mod paired;
 use fortify_test_support::servers;
 
 use batches::keep_alive_pair;
@@ -137,7 +155,40 @@ fn e2e(c: &mut Criterion) {
         ("hyper_client", || batch(&bare, &uri)),
         ("fortify_client_stack", || batch(&stack, &uri)),
     );
+
+    // The paired view: every client's connections opened before the timing starts.
+    let control = hyper_client();
+    runtime.block_on(async {
+        batch(&bare, &uri).await;
+        batch(&stack, &uri).await;
+        batch(&control, &uri).await;
+    });
+    let mut group = c.benchmark_group("e2e/paired");
+    // Criterion counts our side's time alone, so the group runs about twice its
+    // measurement time: some hundreds of pairs on an idle machine, fewer on a loaded one.
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
+    paired::paired_per_pair(
+        &mut group,
+        PAIR,
+        1,
+        || runtime.block_on(batch(&stack, &uri)),
+        || runtime.block_on(batch(&bare, &uri)),
+    );
+    paired::paired_per_pair(
+        &mut group,
+        CONTROL,
+        1,
+        || runtime.block_on(batch(&control, &uri)),
+        || runtime.block_on(batch(&bare, &uri)),
+    );
+    group.finish();
 }
+
+/// The paired group's pairs: ours, then the baseline.
+const PAIR: &str = "fortify_client_stack vs hyper_client";
+const CONTROL: &str = "control: hyper_client vs hyper_client";
 
 criterion_group! {
     name = benches;
@@ -168,6 +219,16 @@ fn summary(since: SystemTime) {
             "stack / bare throughput: {:.3}; {:+.2} us per request",
             bare / stack,
             (stack - bare) / REQUESTS as f64 / 1e3
+        );
+    }
+    paired::print_ratios();
+    // Throughput is the inverse of time (as BENCHMARKS.md writes it: 1 / the median).
+    let throughput =
+        |name| paired::pair_ratios(name).map(|pairs| (1.0 / paired::median(&pairs), pairs.len()));
+    if let Some((ratio, pairs)) = throughput(PAIR) {
+        println!(
+            "\npaired: fortified / bare throughput {ratio:.3}, median of {pairs} pairs (target >= 0.97); control {}",
+            throughput(CONTROL).map_or("not run".into(), |(r, _)| format!("{r:.3}"))
         );
     }
 }

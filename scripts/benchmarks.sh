@@ -111,6 +111,21 @@ paired_rows() {
     }' "$1"
 }
 
+# The per-pair medians of a bench's output (the `paired, per pair` section of
+# `print_ratios`: pair, median, q1, q3, pairs): pair, median, q1, q3, pairs (the paired
+# table shows the median).
+per_pair_rows() {
+  awk '
+    /^paired, per pair/ { on = 1; header = 1; next }
+    on && header { header = 0; next }
+    on && NF == 0 { on = 0; next }
+    on && NF >= 5 && $(NF - 3) ~ /^[0-9.]+$/ && $NF ~ /^[0-9]+$/ {
+      name = $1
+      for (i = 2; i <= NF - 4; i++) name = name " " $i
+      printf "%s\t%s\t%s\t%s\t%s\n", name, $(NF - 3), $(NF - 2), $(NF - 1), $NF
+    }' "$1"
+}
+
 for bench in "${benches[@]}"; do
   if [ "$bench" = interleaved ]; then
     # Not criterion: it prints its own tables (rounds, medians).
@@ -127,11 +142,13 @@ for bench in "${benches[@]}"; do
   cargo bench --bench "$bench" -- "${criterion_args[@]}" 2>&1 | tee "$work/$bench.1.log"
   estimates_since "$marker" >"$work/$bench.estimates"
   paired_rows "$work/$bench.1.log" >"$work/$bench.1.paired"
+  per_pair_rows "$work/$bench.1.log" >"$work/$bench.1.per_pair"
   if [ -s "$work/$bench.1.paired" ]; then
     for ((run = 2; run <= runs; run++)); do
       echo "==> cargo bench --bench $bench -- paired ${criterion_args[*]} (run $run of $runs)" >&2
       cargo bench --bench "$bench" -- paired "${criterion_args[@]}" 2>&1 | tee "$work/$bench.$run.log"
       paired_rows "$work/$bench.$run.log" >"$work/$bench.$run.paired"
+      per_pair_rows "$work/$bench.$run.log" >"$work/$bench.$run.per_pair"
     done
   fi
 done
@@ -141,7 +158,7 @@ done
 describe() {
   case "$1" in
     stack) echo "Each layer of the preset client stack and the whole stack, beside their tower and tower-resilience equivalents; a trivial service answering at once, every call a clone of one GET with three headers (in every figure, \`bare\` included). \"÷ ours\" divides by the group's \`fortify_\` variant." ;;
-    e2e) echo "A hyper-util client against a hyper server on 127.0.0.1 (keep-alive), bare and inside the preset stack; each iteration sends its requests from 64 tasks at once. Server and clients share the machine: the ratio says more than either figure." ;;
+    e2e) echo "A hyper-util client against a hyper server on 127.0.0.1 (keep-alive), bare and inside the preset stack; each iteration sends its requests from 64 tasks at once. Server and clients share the machine: the ratio says more than either figure. \`e2e/loopback\` times each client on its own, one after the other; \`e2e/paired\` alternates one batch of each (which goes first alternating) and takes the median of the pairs' ratios, in time (the fortified client's throughput over the bare client's is its inverse, in the throughput column), with a control pair of two bare clients." ;;
     circuit_breaker) echo "The breaker's closed path on a trivial service, beside tower-resilience's breaker. \`closed/2_threads\`: two threads share one breaker, ns per call of their combined throughput." ;;
     pool) echo "The pool limit's uncontended path on a trivial service (no group: each variant is its own criterion function), beside tower's \`ConcurrencyLimit\` and tower-resilience's bulkhead." ;;
     adaptive) echo "The pool limit in adaptive mode (\`AdaptiveLimit::gradient()\`) beside the same pool with a fixed limit, one pool and per host, on the uncontended path (a trivial service, one call at a time): two clock reads and a window sample per call." ;;
@@ -202,19 +219,27 @@ estimate_tables() {
     }' "$work/$1.estimates"
 }
 
-# The paired ratios of every run of a bench, one row per pair.
+# The paired ratios of every run of a bench, one row per pair, with the median of the pairs'
+# ratios for the pairs that print one.
 paired_table() {
   local files=()
   for ((run = 1; run <= runs; run++)); do
     [ -f "$work/$1.$run.paired" ] && files+=("$work/$1.$run.paired")
+    [ -s "$work/$1.$run.per_pair" ] && files+=("$work/$1.$run.per_pair")
   done
-  awk -F'\t' -v runs="${#files[@]}" '
+  awk -F'\t' '
     function thousands(x,   s, out) {
       s = sprintf("%.0f", x); out = ""
       while (length(s) > 3) { out = "," substr(s, length(s) - 2) out; s = substr(s, 1, length(s) - 3) }
       return s out
     }
-    FNR == 1 { run++ }
+    # The median of v[1..n] (sorts v).
+    function median(v, n,   i, j, t) {
+      for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+      return (n % 2) ? v[(n + 1) / 2] : sprintf("%.3f", (v[n / 2] + v[n / 2 + 1]) / 2)
+    }
+    FNR == 1 && FILENAME !~ /per_pair$/ { run++ }
+    FILENAME ~ /per_pair$/ { per_pair[$1, run] = $2; any_per_pair = 1; next }
     {
       if (!($1 in seen)) { seen[$1] = 1; order[++pairs] = $1 }
       ratio[$1, run] = $4
@@ -222,19 +247,27 @@ paired_table() {
       if (run == 1) { ours[$1] = $2; baseline[$1] = $3; calls[$1] = $5 }
     }
     END {
+      runs = run
       printf "\n### Paired (both sides timed in alternating batches, in the same moments)\n\n"
       printf "| pair | ours / baseline"
       if (runs > 1) printf ", %d runs | median", runs
+      if (any_per_pair) printf " | median of the pairs%s | throughput ours / baseline (1 / median)", (runs > 1 ? ", per run; median" : "")
       printf " | ratio of overheads over bare | ours, baseline per call (run 1) | calls each (run 1) |\n|---|---|"
       if (runs > 1) printf "---|"
+      if (any_per_pair) printf "---|---|"
       printf "---|---|---|\n"
       for (p = 1; p <= pairs; p++) {
         name = order[p]; n = 0; list = ""
         for (r = 1; r <= runs; r++) if ((name, r) in ratio) { v[++n] = ratio[name, r]; list = list (n > 1 ? ", " : "") ratio[name, r] }
-        for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
-        median = (n % 2) ? v[(n + 1) / 2] : sprintf("%.3f", (v[n / 2] + v[n / 2 + 1]) / 2)
         printf "| %s | %s", name, list
-        if (runs > 1) printf " | %s", median
+        if (runs > 1) printf " | %s", median(v, n)
+        if (any_per_pair) {
+          n = 0; list = ""
+          for (r = 1; r <= runs; r++) if ((name, r) in per_pair) { v[++n] = per_pair[name, r]; list = list (n > 1 ? ", " : "") per_pair[name, r] }
+          if (n == 0) printf " | - | -"
+          else if (runs > 1) { m = median(v, n); printf " | %s; %s | %.3f", list, m, 1 / m }
+          else printf " | %s | %.3f", list, 1 / list
+        }
         m = 0; olist = ""
         for (r = 1; r <= runs; r++) if ((name, r) in overhead) olist = olist (++m > 1 ? ", " : "") overhead[name, r]
         printf " | %s", (m ? olist : "-")

@@ -18,6 +18,12 @@
 //! A target stated as a ratio of overheads (the plain view's, `benches/interleaved.rs`) is
 //! measured with [`paired_overhead`], which times the bare service in the same batches and
 //! prints the ratio of both sides' overheads over it.
+//!
+//! For calls that take milliseconds (a batch of requests over loopback), a burst of the
+//! other tenants' load that lands on a few batches moves the ratio of totals; a pair
+//! registered with [`paired_per_pair`] also keeps each pair's own ratio (our batch over the
+//! baseline's batch next to it), and the summary prints their median, which such a burst
+//! moves by one pair of many.
 
 use criterion::{measurement::WallTime, BenchmarkGroup};
 use std::{
@@ -38,6 +44,8 @@ struct Totals {
     /// The bare service's time, for a pair timed with [`paired_overhead`].
     bare: Option<Duration>,
     calls: u64,
+    /// Each pair's ratio, ours over the baseline, for a pair timed with [`paired_per_pair`].
+    per_pair: Option<Vec<f64>>,
 }
 
 static TOTALS: Mutex<Vec<(String, Totals)>> = Mutex::new(Vec::new());
@@ -57,21 +65,59 @@ pub(crate) fn paired(
 /// [`paired`] with `batch` calls per batch instead of `BATCH`: calls that take
 /// milliseconds (a batch of requests over loopback) alternate every call or few calls,
 /// or criterion's few iterations per sample would all run in one batch of each side.
+#[allow(dead_code)]
 pub(crate) fn paired_in_batches(
     group: &mut BenchmarkGroup<'_, WallTime>,
     name: &str,
     batch: u64,
+    ours: impl FnMut(),
+    baseline: impl FnMut(),
+) {
+    alternating(group, name, batch, false, ours, baseline);
+}
+
+/// [`paired_in_batches`], keeping each pair's ratio too (our batch's time over the
+/// baseline's batch beside it): the summary prints their median ([`pair_ratios`]) beside
+/// the ratio of totals.
+#[allow(dead_code)]
+pub(crate) fn paired_per_pair(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    batch: u64,
+    ours: impl FnMut(),
+    baseline: impl FnMut(),
+) {
+    alternating(group, name, batch, true, ours, baseline);
+}
+
+fn alternating(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    batch: u64,
+    keep_pairs: bool,
     mut ours: impl FnMut(),
     mut baseline: impl FnMut(),
 ) {
     // Which side goes first carries over from one sample to the next, so that samples
     // shorter than two batches do not always start with the same side.
     let mut ours_first = true;
+    let mut pairs = Vec::new();
     group.bench_function(name, |b| {
         b.iter_custom(|iters| {
-            let (ours_time, baseline_time) =
-                alternate(iters, batch, &mut ours_first, &mut ours, &mut baseline);
+            pairs.clear();
+            let kept = keep_pairs.then_some(&mut pairs);
+            let (ours_time, baseline_time) = alternate(
+                iters,
+                batch,
+                &mut ours_first,
+                &mut ours,
+                &mut baseline,
+                kept,
+            );
             record(name, ours_time, baseline_time, None, iters);
+            if keep_pairs {
+                record_pairs(name, &pairs);
+            }
             ours_time
         });
     });
@@ -119,6 +165,17 @@ fn record(name: &str, ours: Duration, baseline: Duration, bare: Option<Duration>
     entry.calls += calls;
 }
 
+/// Adds each pair's ratio to the pair's list (registered by [`record`] first).
+fn record_pairs(name: &str, pairs: &[f64]) {
+    let mut totals = TOTALS.lock().unwrap();
+    if let Some((_, entry)) = totals.iter_mut().find(|(n, _)| n == name) {
+        entry
+            .per_pair
+            .get_or_insert_with(Vec::new)
+            .extend_from_slice(pairs);
+    }
+}
+
 /// `iters` calls of each of three sides in batches, the side that goes first rotating: the
 /// time each side took.
 #[allow(dead_code)]
@@ -149,7 +206,8 @@ fn rotate(
     times
 }
 
-/// `iters` calls of each side in alternating batches of `batch`: the time each side took.
+/// `iters` calls of each side in alternating batches of `batch`: the time each side took;
+/// each pair's ratio (ours over the baseline) pushed to `pairs` if given.
 #[allow(dead_code)]
 fn alternate(
     iters: u64,
@@ -157,17 +215,23 @@ fn alternate(
     ours_first: &mut bool,
     ours: &mut impl FnMut(),
     baseline: &mut impl FnMut(),
+    mut pairs: Option<&mut Vec<f64>>,
 ) -> (Duration, Duration) {
     let (mut ours_time, mut baseline_time) = (Duration::ZERO, Duration::ZERO);
     let mut left = iters;
     while left > 0 {
         let n = left.min(batch_size);
-        if *ours_first {
-            ours_time += batch(n, ours);
-            baseline_time += batch(n, baseline);
+        let (ours_batch, baseline_batch) = if *ours_first {
+            let ours_batch = batch(n, ours);
+            (ours_batch, batch(n, baseline))
         } else {
-            baseline_time += batch(n, baseline);
-            ours_time += batch(n, ours);
+            let baseline_batch = batch(n, baseline);
+            (batch(n, ours), baseline_batch)
+        };
+        ours_time += ours_batch;
+        baseline_time += baseline_batch;
+        if let Some(pairs) = pairs.as_deref_mut() {
+            pairs.push(ours_batch.as_secs_f64() / baseline_batch.as_secs_f64());
         }
         *ours_first = !*ours_first;
         left -= n;
@@ -193,7 +257,29 @@ pub(crate) fn ratio(name: &str) -> Option<f64> {
     Some(t.ours.as_secs_f64() / t.baseline.as_secs_f64())
 }
 
-/// Prints each pair measured in this run: both sides' time per call and their ratio.
+/// Each pair's ratio (ours over the baseline) for pair `name` in this run, if it was
+/// measured with [`paired_per_pair`], in the order measured.
+#[allow(dead_code)]
+pub(crate) fn pair_ratios(name: &str) -> Option<Vec<f64>> {
+    let totals = TOTALS.lock().unwrap();
+    let (_, t) = totals.iter().find(|(n, _)| n == name)?;
+    t.per_pair.clone().filter(|pairs| !pairs.is_empty())
+}
+
+/// The median of `xs` (the mean of the two middle values for an even count); `NaN` if empty.
+#[allow(dead_code)]
+pub(crate) fn median(xs: &[f64]) -> f64 {
+    let mut xs = xs.to_vec();
+    xs.sort_by(|a, b| a.total_cmp(b));
+    match xs.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => xs[n / 2],
+        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
+}
+
+/// Prints each pair measured in this run: both sides' time per call and their ratio; then,
+/// for the pairs timed with [`paired_per_pair`], the median of their pairs' ratios.
 pub(crate) fn print_ratios() {
     let totals = TOTALS.lock().unwrap();
     if totals.is_empty() {
@@ -219,6 +305,32 @@ pub(crate) fn print_ratios() {
             "{name:<48} {ours:>9.1} {baseline:>9.1} {:>7.3} {bare:>9} {overhead:>9} {:>12}",
             ours / baseline,
             t.calls
+        );
+    }
+    let per_pair: Vec<_> = totals
+        .iter()
+        .filter_map(|(name, t)| Some((name, t.per_pair.as_ref().filter(|p| !p.is_empty())?)))
+        .collect();
+    if per_pair.is_empty() {
+        return;
+    }
+    println!(
+        "\npaired, per pair (ours over the baseline in each pair of batches; median, quartiles):"
+    );
+    println!(
+        "{:<48} {:>7} {:>7} {:>7} {:>7}",
+        "pair", "median", "q1", "q3", "pairs"
+    );
+    for (name, pairs) in per_pair {
+        let mut sorted = pairs.clone();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        let quartile = |q: usize| sorted[(sorted.len() - 1) * q / 4];
+        println!(
+            "{name:<48} {:>7.3} {:>7.3} {:>7.3} {:>7}",
+            median(pairs),
+            quartile(1),
+            quartile(3),
+            pairs.len()
         );
     }
 }
