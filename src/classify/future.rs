@@ -26,11 +26,16 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, shared: &Arc<Shared>) -> Self {
+    /// The observer is started before the inner call, so that the inner future is
+    /// written straight into this one (made after it, it would be moved in: two copies of
+    /// the whole inner future per call).
+    #[inline(always)]
+    pub(crate) fn new(shared: &Arc<Shared>, call: impl FnOnce() -> F) -> Self {
+        let observer = Observer::start(shared);
         ResponseFuture {
-            inner,
+            inner: call(),
             stage: shared.stage,
-            observer: Observer::start(shared),
+            observer,
         }
     }
 }
@@ -131,7 +136,7 @@ mod tests {
     }
 
     fn call(shared: &Arc<Shared>) -> ResponseFuture<Ready<Result<(), io::Error>>> {
-        ResponseFuture::new(std::future::ready(Ok(())), shared)
+        ResponseFuture::new(shared, || std::future::ready(Ok(())))
     }
 
     #[test]

@@ -133,7 +133,7 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        ResponseFuture::new(self.inner.call(request), &self.shared)
+        ResponseFuture::new(&self.shared, || self.inner.call(request))
     }
 }
 
