@@ -7,7 +7,7 @@ use std::{
     future::Future,
     pin::Pin,
     sync::Arc,
-    task::{ready, Context, Poll},
+    task::{Context, Poll},
 };
 
 pin_project! {
@@ -49,25 +49,26 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = ready!(this.inner.poll(cx));
+        // The inner poll's result is looked at in place and handed on whole: bound and
+        // rebuilt, the response would be copied once more for each binding.
+        let poll = this.inner.poll(cx);
+        if poll.is_pending() {
+            return Poll::Pending;
+        }
         // Taken, so that the reference goes back to the thread's spare now.
         let observer = this.observer.take();
-        match result {
-            Ok(response) => {
-                #[cfg(feature = "metrics")]
-                if let Some(observer) = &observer {
-                    observer.shared.instruments.ok(observer.elapsed());
-                }
-                Poll::Ready(Ok(response))
-            }
-            Err(err) => {
-                let failure = Failure::boxed_failure_at(err.into(), *this.stage);
-                if let Some(observer) = &observer {
-                    observer.shared.record_error(&failure, observer.elapsed());
-                }
-                Poll::Ready(Err(failure))
-            }
+        #[cfg(feature = "metrics")]
+        if let (Poll::Ready(Ok(_)), Some(observer)) = (&poll, &observer) {
+            observer.shared.instruments.ok(observer.elapsed());
         }
+        let stage = *this.stage;
+        poll.map_err(|err| {
+            let failure = Failure::boxed_failure_at(err.into(), stage);
+            if let Some(observer) = &observer {
+                observer.shared.record_error(&failure, observer.elapsed());
+            }
+            failure as BoxError
+        })
     }
 }
 

@@ -141,31 +141,36 @@ where
             match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
                     let policy = &this.shared.policy;
-                    let Poll::Ready(result) = future.poll(cx) else {
-                        // An attempt still pending at the deadline is dropped; one that ends
-                        // by its own timeout before the deadline needs no timer for it.
-                        if !*this.covered && this.timer.is_none() {
-                            *this.covered =
-                                ends_in_time(this.shared.attempt_bound, *this.deadline_at);
-                        }
-                        return if !*this.covered
-                            && deadline_passed(this.timer.as_mut(), *this.deadline_at, cx)
-                        {
-                            Poll::Ready(Err(deadline_error(this.retry, this.shared)))
-                        } else {
-                            Poll::Pending
-                        };
-                    };
-                    let result = match result {
+                    let poll = future.poll(cx);
+                    let answered = match &poll {
                         // A response no rule could retry, before any retry: the common case,
-                        // returned at once.
-                        Ok(response)
-                            if this.retry.is_none()
-                                && !may_retry(policy, response.status(), response.headers()) =>
-                        {
-                            return Poll::Ready(Ok(response));
+                        // handed on whole (bound and rebuilt, it would be copied again).
+                        Poll::Ready(Ok(response)) => {
+                            this.retry.is_none()
+                                && !may_retry(policy, response.status(), response.headers())
                         }
-                        other => other,
+                        Poll::Ready(Err(_)) => false,
+                        Poll::Pending => {
+                            // An attempt still pending at the deadline is dropped; one that
+                            // ends by its own timeout before the deadline needs no timer.
+                            if !*this.covered && this.timer.is_none() {
+                                *this.covered =
+                                    ends_in_time(this.shared.attempt_bound, *this.deadline_at);
+                            }
+                            return if !*this.covered
+                                && deadline_passed(this.timer.as_mut(), *this.deadline_at, cx)
+                            {
+                                Poll::Ready(Err(deadline_error(this.retry, this.shared)))
+                            } else {
+                                Poll::Pending
+                            };
+                        }
+                    };
+                    if answered {
+                        return poll.map_err(Into::into);
+                    }
+                    let Poll::Ready(result) = poll else {
+                        unreachable!("a pending attempt returned above");
                     };
                     let result =
                         result.map_err(|err| Failure::boxed_failure_at(err.into(), Stage::Request));
