@@ -26,14 +26,19 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    /// The observer is started before the inner call, so that the inner future is
-    /// written straight into this one (made after it, it would be moved in: two copies of
-    /// the whole inner future per call).
-    #[inline(always)]
-    pub(crate) fn new(shared: &Arc<Shared>, call: impl FnOnce() -> F) -> Self {
+    #[cfg(test)]
+    fn new(shared: &Arc<Shared>, call: impl FnOnce() -> F) -> Self {
         let observer = Observer::start(shared);
+        Self::started(shared, observer, call())
+    }
+
+    /// The future of a call whose observer was started before the call: so that the inner
+    /// future is written straight into this one (with the observer started after the
+    /// call, it would be moved in: two copies of the whole inner future per call).
+    #[inline(always)]
+    pub(super) fn started(shared: &Shared, observer: Option<Observer>, inner: F) -> Self {
         ResponseFuture {
-            inner: call(),
+            inner,
             stage: shared.stage,
             observer,
         }
@@ -82,7 +87,7 @@ where
 /// wants the failure events; the handles come from the thread's spare reference
 /// ([`SharedRef`]), so that a call touches no shared reference count either.
 #[derive(Debug)]
-struct Observer {
+pub(super) struct Observer {
     shared: SharedRef,
     #[cfg(any(feature = "metrics", feature = "tracing"))]
     start: Option<tokio::time::Instant>,
@@ -93,7 +98,7 @@ impl Observer {
         not(any(feature = "metrics", feature = "tracing")),
         allow(unused_variables)
     )]
-    fn start(shared: &Arc<Shared>) -> Option<Self> {
+    pub(super) fn start(shared: &Arc<Shared>) -> Option<Self> {
         #[cfg(feature = "metrics")]
         return Some(Observer {
             shared: SharedRef::of(shared),

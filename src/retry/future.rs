@@ -102,13 +102,8 @@ where
         kept: Option<Kept<B>>,
         idempotent: bool,
         shared: SharedRef,
-        now: Option<Instant>,
+        deadline_at: Option<Instant>,
     ) -> Self {
-        // A deadline too far to represent is no deadline.
-        let deadline_at = shared
-            .policy
-            .deadline
-            .and_then(|limit| now.unwrap_or_else(Instant::now).checked_add(limit));
         ResponseFuture {
             state: State::Calling { future },
             timer: None,
@@ -121,6 +116,18 @@ where
             shared,
         }
     }
+}
+
+/// The call's deadline, from `now` (read here if the caller has not): made before the
+/// first attempt's call, so that nothing but the future's own fields is written between
+/// that call and the future (its future is then moved into place once, not twice).
+#[inline]
+pub(crate) fn deadline_at(shared: &Shared, now: Option<Instant>) -> Option<Instant> {
+    // A deadline too far to represent is no deadline.
+    shared
+        .policy
+        .deadline
+        .and_then(|limit| now.unwrap_or_else(Instant::now).checked_add(limit))
 }
 
 fn draw() -> f64 {
