@@ -26,7 +26,7 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    #[cfg(test)]
+    #[cfg(all(test, feature = "metrics"))]
     fn new(shared: &Arc<Shared>, call: impl FnOnce() -> F) -> Self {
         let observer = Observer::start(shared);
         Self::started(shared, observer, call())
