@@ -210,7 +210,9 @@ impl<B: TryCloneBody> Kept<B> {
             headers: {
                 let headers = request.headers();
                 let mut kept = Vec::with_capacity(headers.len());
-                kept.extend(headers.iter().map(|(n, v)| (n.clone(), v.clone())));
+                for (name, value) in headers {
+                    kept.push((name.clone(), value.clone()));
+                }
                 kept
             },
             names: request.headers().keys_len(),
