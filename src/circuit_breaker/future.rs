@@ -14,7 +14,7 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    task::{ready, Context, Poll},
+    task::{Context, Poll},
 };
 use tower_service::Service;
 
@@ -157,29 +157,32 @@ where
                 .take()
                 .expect("ResponseFuture polled after completion"))),
             KindProj::Called { future } => {
-                let result = ready!(future.poll(cx));
+                // The result is looked at in place and handed on whole: bound and rebuilt,
+                // the response would be copied once more.
+                let poll = future.poll(cx);
                 let ticket = this.ticket;
-                match result {
-                    Ok(response) => {
+                match &poll {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(response)) => {
                         if ticket.is_pending() {
-                            let outcome = this.classifier.classify_response(&response);
+                            let outcome = this.classifier.classify_response(response);
                             let retry_after = if ticket.wants_retry_after() {
-                                this.classifier.retry_after(&response)
+                                this.classifier.retry_after(response)
                             } else {
                                 None
                             };
                             ticket.finish(outcome, retry_after);
                         }
-                        Poll::Ready(Ok(response))
                     }
-                    Err(err) => {
-                        let failure = Failure::boxed_failure_at(err.into(), Stage::Request);
-                        if ticket.is_pending() {
-                            ticket.finish(this.classifier.classify_failure(&failure), None);
-                        }
-                        Poll::Ready(Err(failure))
-                    }
+                    Poll::Ready(Err(_)) => {}
                 }
+                poll.map_err(|err| {
+                    let failure = Failure::boxed_failure_at(err.into(), Stage::Request);
+                    if ticket.is_pending() {
+                        ticket.finish(this.classifier.classify_failure(&failure), None);
+                    }
+                    failure as BoxError
+                })
             }
         }
     }

@@ -7,7 +7,7 @@ use std::{
     future::Future,
     pin::Pin,
     sync::Arc,
-    task::{ready, Context, Poll},
+    task::{Context, Poll},
 };
 
 pin_project! {
@@ -26,11 +26,21 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, shared: &Arc<Shared>) -> Self {
+    #[cfg(all(test, feature = "metrics"))]
+    fn new(shared: &Arc<Shared>, call: impl FnOnce() -> F) -> Self {
+        let observer = Observer::start(shared);
+        Self::started(shared, observer, call())
+    }
+
+    /// The future of a call whose observer was started before the call: so that the inner
+    /// future is written straight into this one (with the observer started after the
+    /// call, it would be moved in: two copies of the whole inner future per call).
+    #[inline(always)]
+    pub(super) fn started(shared: &Shared, observer: Option<Observer>, inner: F) -> Self {
         ResponseFuture {
             inner,
             stage: shared.stage,
-            observer: Observer::start(shared),
+            observer,
         }
     }
 }
@@ -44,25 +54,26 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = ready!(this.inner.poll(cx));
+        // The inner poll's result is looked at in place and handed on whole: bound and
+        // rebuilt, the response would be copied once more for each binding.
+        let poll = this.inner.poll(cx);
+        if poll.is_pending() {
+            return Poll::Pending;
+        }
         // Taken, so that the reference goes back to the thread's spare now.
         let observer = this.observer.take();
-        match result {
-            Ok(response) => {
-                #[cfg(feature = "metrics")]
-                if let Some(observer) = &observer {
-                    observer.shared.instruments.ok(observer.elapsed());
-                }
-                Poll::Ready(Ok(response))
-            }
-            Err(err) => {
-                let failure = Failure::boxed_failure_at(err.into(), *this.stage);
-                if let Some(observer) = &observer {
-                    observer.shared.record_error(&failure, observer.elapsed());
-                }
-                Poll::Ready(Err(failure))
-            }
+        #[cfg(feature = "metrics")]
+        if let (Poll::Ready(Ok(_)), Some(observer)) = (&poll, &observer) {
+            observer.shared.instruments.ok(observer.elapsed());
         }
+        let stage = *this.stage;
+        poll.map_err(|err| {
+            let failure = Failure::boxed_failure_at(err.into(), stage);
+            if let Some(observer) = &observer {
+                observer.shared.record_error(&failure, observer.elapsed());
+            }
+            failure as BoxError
+        })
     }
 }
 
@@ -76,7 +87,7 @@ where
 /// wants the failure events; the handles come from the thread's spare reference
 /// ([`SharedRef`]), so that a call touches no shared reference count either.
 #[derive(Debug)]
-struct Observer {
+pub(super) struct Observer {
     shared: SharedRef,
     #[cfg(any(feature = "metrics", feature = "tracing"))]
     start: Option<tokio::time::Instant>,
@@ -87,7 +98,7 @@ impl Observer {
         not(any(feature = "metrics", feature = "tracing")),
         allow(unused_variables)
     )]
-    fn start(shared: &Arc<Shared>) -> Option<Self> {
+    pub(super) fn start(shared: &Arc<Shared>) -> Option<Self> {
         #[cfg(feature = "metrics")]
         return Some(Observer {
             shared: SharedRef::of(shared),
@@ -131,7 +142,7 @@ mod tests {
     }
 
     fn call(shared: &Arc<Shared>) -> ResponseFuture<Ready<Result<(), io::Error>>> {
-        ResponseFuture::new(std::future::ready(Ok(())), shared)
+        ResponseFuture::new(shared, || std::future::ready(Ok(())))
     }
 
     #[test]

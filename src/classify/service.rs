@@ -1,4 +1,7 @@
-use super::{future::ResponseFuture, ErrorClassifyLayer, Failure, Stage};
+use super::{
+    future::{Observer, ResponseFuture},
+    ErrorClassifyLayer, Failure, Stage,
+};
 use crate::BoxError;
 use std::{
     sync::Arc,
@@ -133,7 +136,8 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        ResponseFuture::new(self.inner.call(request), &self.shared)
+        let observer = Observer::start(&self.shared);
+        ResponseFuture::started(&self.shared, observer, self.inner.call(request))
     }
 }
 

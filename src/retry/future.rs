@@ -102,13 +102,8 @@ where
         kept: Option<Kept<B>>,
         idempotent: bool,
         shared: SharedRef,
-        now: Option<Instant>,
+        deadline_at: Option<Instant>,
     ) -> Self {
-        // A deadline too far to represent is no deadline.
-        let deadline_at = shared
-            .policy
-            .deadline
-            .and_then(|limit| now.unwrap_or_else(Instant::now).checked_add(limit));
         ResponseFuture {
             state: State::Calling { future },
             timer: None,
@@ -121,6 +116,18 @@ where
             shared,
         }
     }
+}
+
+/// The call's deadline, from `now` (read here if the caller has not): made before the
+/// first attempt's call, so that nothing but the future's own fields is written between
+/// that call and the future (its future is then moved into place once, not twice).
+#[inline]
+pub(crate) fn deadline_at(shared: &Shared, now: Option<Instant>) -> Option<Instant> {
+    // A deadline too far to represent is no deadline.
+    shared
+        .policy
+        .deadline
+        .and_then(|limit| now.unwrap_or_else(Instant::now).checked_add(limit))
 }
 
 fn draw() -> f64 {
@@ -141,31 +148,36 @@ where
             match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
                     let policy = &this.shared.policy;
-                    let Poll::Ready(result) = future.poll(cx) else {
-                        // An attempt still pending at the deadline is dropped; one that ends
-                        // by its own timeout before the deadline needs no timer for it.
-                        if !*this.covered && this.timer.is_none() {
-                            *this.covered =
-                                ends_in_time(this.shared.attempt_bound, *this.deadline_at);
-                        }
-                        return if !*this.covered
-                            && deadline_passed(this.timer.as_mut(), *this.deadline_at, cx)
-                        {
-                            Poll::Ready(Err(deadline_error(this.retry, this.shared)))
-                        } else {
-                            Poll::Pending
-                        };
-                    };
-                    let result = match result {
+                    let poll = future.poll(cx);
+                    let answered = match &poll {
                         // A response no rule could retry, before any retry: the common case,
-                        // returned at once.
-                        Ok(response)
-                            if this.retry.is_none()
-                                && !may_retry(policy, response.status(), response.headers()) =>
-                        {
-                            return Poll::Ready(Ok(response));
+                        // handed on whole (bound and rebuilt, it would be copied again).
+                        Poll::Ready(Ok(response)) => {
+                            this.retry.is_none()
+                                && !may_retry(policy, response.status(), response.headers())
                         }
-                        other => other,
+                        Poll::Ready(Err(_)) => false,
+                        Poll::Pending => {
+                            // An attempt still pending at the deadline is dropped; one that
+                            // ends by its own timeout before the deadline needs no timer.
+                            if !*this.covered && this.timer.is_none() {
+                                *this.covered =
+                                    ends_in_time(this.shared.attempt_bound, *this.deadline_at);
+                            }
+                            return if !*this.covered
+                                && deadline_passed(this.timer.as_mut(), *this.deadline_at, cx)
+                            {
+                                Poll::Ready(Err(deadline_error(this.retry, this.shared)))
+                            } else {
+                                Poll::Pending
+                            };
+                        }
+                    };
+                    if answered {
+                        return poll.map_err(Into::into);
+                    }
+                    let Poll::Ready(result) = poll else {
+                        unreachable!("a pending attempt returned above");
                     };
                     let result =
                         result.map_err(|err| Failure::boxed_failure_at(err.into(), Stage::Request));

@@ -170,16 +170,11 @@ where
 
         // The service that was driven to readiness serves this call; a retry is sent with a
         // clone of the template, made and driven to readiness when the retry is due.
+        let shared = SharedRef::of(&self.shared);
+        let deadline_at = super::future::deadline_at(&shared, now);
         let template = self.template.share(&self.inner);
         let future = self.inner.call(request);
-        ResponseFuture::new(
-            future,
-            template,
-            kept,
-            idempotent,
-            SharedRef::of(&self.shared),
-            now,
-        )
+        ResponseFuture::new(future, template, kept, idempotent, shared, deadline_at)
     }
 }
 
@@ -215,7 +210,9 @@ impl<B: TryCloneBody> Kept<B> {
             headers: {
                 let headers = request.headers();
                 let mut kept = Vec::with_capacity(headers.len());
-                kept.extend(headers.iter().map(|(n, v)| (n.clone(), v.clone())));
+                for (name, value) in headers {
+                    kept.push((name.clone(), value.clone()));
+                }
                 kept
             },
             names: request.headers().keys_len(),
