@@ -29,12 +29,22 @@ use tokio::time::Instant;
 /// A pool of `maxsize` permits that waits for one (`block=True`, no timeout) and tracks
 /// their ages.
 fn pool(maxsize: usize) -> Arc<Pool> {
+    pool_with(maxsize, Some(Duration::from_secs(3600)))
+}
+
+/// A pool of `maxsize` permits that waits for one and tracks nothing: its permits are
+/// plain, so, as a layer's only pool, it parks free permits per thread (`semaphore::lease`).
+fn plain_pool(maxsize: usize) -> Arc<Pool> {
+    pool_with(maxsize, None)
+}
+
+fn pool_with(maxsize: usize, leak_threshold: Option<Duration>) -> Arc<Pool> {
     let core = Arc::new(Core {
         name: "loom",
         maxsize,
         mode: Mode::Block(None),
         release_on_body_end: true,
-        leak_threshold: Some(Duration::from_secs(3600)),
+        leak_threshold,
         adaptive: None,
         totals: Counts::default(),
         #[cfg(feature = "metrics")]
@@ -102,7 +112,25 @@ fn call(pool: &Arc<Pool>, holders: &AtomicUsize, maxsize: usize) {
 /// nobody wakes.
 #[test]
 fn loom_pool_permits_are_neither_lost_nor_doubled() {
-    ::loom::model(|| {
+    permits_are_neither_lost_nor_doubled(pool);
+}
+
+/// [`loom_pool_permits_are_neither_lost_nor_doubled`] on a pool whose free permits are
+/// parked per thread: a release may park the permit while a caller starts to wait (the
+/// waiter's sweep or the releaser's re-check must give it over), a caller may take the one
+/// parked in its own slot or steal it from another.
+///
+/// Seeded bug it caught: `Semaphore::poll_acquire` without its sweep of the slots after
+/// the caller joined the queue: loom reported the deadlock of a waiter left while the
+/// permit sat parked (parked before the release saw the waiters bit, and no release
+/// followed).
+#[test]
+fn loom_pool_with_leases_permits_are_neither_lost_nor_doubled() {
+    permits_are_neither_lost_nor_doubled(plain_pool);
+}
+
+fn permits_are_neither_lost_nor_doubled(pool: fn(usize) -> Arc<Pool>) {
+    ::loom::model(move || {
         let pool = pool(1);
         let holders = Arc::new(AtomicUsize::new(0));
         let threads: Vec<_> = (0..2)
@@ -160,7 +188,25 @@ fn loom_pool_a_cancelled_waiter_passes_its_permit_on() {
 /// takes it): loom reported the deadlock of the waiter left in the queue.
 #[test]
 fn loom_pool_a_body_drop_racing_a_release_and_an_acquire_hands_off_fifo() {
-    ::loom::model(|| {
+    a_body_drop_racing_a_release_and_an_acquire_hands_off_fifo(pool);
+}
+
+/// [`loom_pool_a_body_drop_racing_a_release_and_an_acquire_hands_off_fifo`] on a pool
+/// whose free permits are parked per thread: while a caller waits, a release parks
+/// nothing and a newcomer takes no parked permit, so the waiter is still served first.
+///
+/// Seeded bugs it caught: a waiter's sweep that keeps the first permit it finds for
+/// itself (leaving the queue) instead of giving it to the semaphore: loom reported "a
+/// newcomer overtook a queued waiter" (the newcomer, queued second, swept the permit a
+/// release had parked before it saw the bit); and `Semaphore::poll_acquire` without its
+/// sweep: loom reported the deadlock of a waiter left with the permit parked.
+#[test]
+fn loom_pool_with_leases_hands_off_fifo() {
+    a_body_drop_racing_a_release_and_an_acquire_hands_off_fifo(plain_pool);
+}
+
+fn a_body_drop_racing_a_release_and_an_acquire_hands_off_fifo(pool: fn(usize) -> Arc<Pool>) {
+    ::loom::model(move || {
         let pool = pool(2);
         let held = body(pool.try_acquire().unwrap());
         let call = pool.try_acquire().unwrap();

@@ -153,7 +153,12 @@
 //! to give it back, and allocates nothing: the semaphore here is FIFO-fair like tokio's,
 //! but takes a lock only when a call waits or a waiter is served (tokio's takes one on
 //! every release). With one pool, those two are the only shared memory a call writes: its
-//! permit references the pool through the thread's spare reference, not a shared count. A per-host call adds its key (scheme, host and port, sharing the URI's
+//! permit references the pool through the thread's spare reference, not a shared count.
+//! A layer's only fixed pool (no adaptive limit, `leak_threshold` or metrics recorder)
+//! does not even write the semaphore's word while nobody waits: a permit given back is
+//! parked in a slot of the thread's own, where the thread's next call takes it, so calls
+//! on several threads each write their own cache line (a caller that has to wait takes
+//! the parked permits back for the queue). A per-host call adds its key (scheme, host and port, sharing the URI's
 //! bytes: a reference count taken and dropped, no allocation), read from the request in
 //! place, and a map lookup with that key, borrowed, under a read lock (a write lock and
 //! one boxed key only for a new host). A thread's calls to the host it called last skip

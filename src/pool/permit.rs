@@ -5,7 +5,7 @@ use super::{
     adaptive::{Limiter, Outcome, Stamp},
     error::{EmptyPool, PoolFull},
     handle::PoolStats,
-    semaphore::{Semaphore, Wait},
+    semaphore::{lease::Leases, Semaphore, Wait},
     tracker::Tracker,
 };
 use crate::{
@@ -143,9 +143,18 @@ impl Pool {
         let live = core.instruments.live();
         #[cfg(not(feature = "metrics"))]
         let live = false;
+        let plain = adaptive.is_none() && core.leak_threshold.is_none() && !live;
+        let permits = core.maxsize - adaptive.as_ref().map_or(0, Limiter::parked);
+        // A layer's only pool, shared by every thread that calls the layer, parks its free
+        // permits per thread (see `semaphore::lease`); per-host pools are many and small.
+        let semaphore = if plain && key.is_none() {
+            Semaphore::with_leases(permits, Leases::per_machine())
+        } else {
+            Semaphore::new(permits)
+        };
         Pool {
-            plain: adaptive.is_none() && core.leak_threshold.is_none() && !live,
-            semaphore: Semaphore::new(core.maxsize - adaptive.as_ref().map_or(0, Limiter::parked)),
+            plain,
+            semaphore,
             adaptive,
             #[cfg(feature = "metrics")]
             live,

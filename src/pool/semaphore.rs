@@ -15,11 +15,16 @@
 //! that is set exactly while the queue is not empty (it changes only under the queue's
 //! lock). While it is set, neither fast path applies: a new caller cannot overtake the
 //! queue, and a released permit goes straight to the first waiter.
+//!
+//! A layer's only fixed pool also parks free permits in per-thread slots ([`lease`]), so
+//! that its calls on several threads do not all write the state word: the word is then
+//! only read while nobody waits.
 
 use crate::internal::{
     padded::Padded,
     sync::{Arc, AtomicBool, AtomicUsize, Mutex, MutexGuard, Ordering},
 };
+use lease::Leases;
 use std::{
     collections::VecDeque,
     sync::PoisonError,
@@ -35,6 +40,8 @@ pub(crate) const MAX_PERMITS: usize = usize::MAX >> 2;
 #[derive(Debug)]
 pub(crate) struct Semaphore {
     state: Padded<AtomicUsize>,
+    /// Per-thread parked permits, if this semaphore has them: free, not in `state`.
+    leases: Option<Leases>,
     queue: Mutex<VecDeque<Arc<Waiter>>>,
     /// The queue's length, for snapshots (written under the lock).
     waiting: AtomicUsize,
@@ -64,14 +71,25 @@ impl Semaphore {
         assert!(permits <= MAX_PERMITS, "too many permits");
         Semaphore {
             state: Padded(AtomicUsize::new(permits * ONE)),
+            leases: None,
             queue: Mutex::new(VecDeque::new()),
             waiting: AtomicUsize::new(0),
         }
     }
 
-    /// Permits not taken (zero while callers wait).
+    /// A semaphore whose free permits may be parked in `slots` per-thread slots (see
+    /// [`lease`]).
+    pub(crate) fn with_leases(permits: usize, slots: usize) -> Self {
+        Semaphore {
+            leases: Some(Leases::new(slots)),
+            ..Semaphore::new(permits)
+        }
+    }
+
+    /// Permits not taken, parked ones included (zero while callers wait; a snapshot, which
+    /// may count a permit that moved between a slot and the word twice or not at all).
     pub(crate) fn available(&self) -> usize {
-        self.state.load(Ordering::Relaxed) / ONE
+        self.state.load(Ordering::Relaxed) / ONE + self.leases.as_ref().map_or(0, Leases::parked)
     }
 
     /// Callers queued for a permit.
@@ -79,13 +97,24 @@ impl Semaphore {
         self.waiting.load(Ordering::Relaxed)
     }
 
-    /// Takes a permit if one is free and nobody waits.
+    /// Takes a permit if one is free and nobody waits: the thread's parked one first.
     #[inline]
     pub(crate) fn try_acquire(&self) -> bool {
         let mut state = self.state.load(Ordering::Relaxed);
+        if state & WAITERS != 0 {
+            return false;
+        }
+        if let Some(leases) = &self.leases {
+            if leases.take() {
+                return true;
+            }
+        }
         loop {
-            if state & WAITERS != 0 || state < ONE {
+            if state & WAITERS != 0 {
                 return false;
+            }
+            if state < ONE {
+                return self.try_steal();
             }
             match self.state.compare_exchange_weak(
                 state,
@@ -99,9 +128,34 @@ impl Semaphore {
         }
     }
 
-    /// Gives a permit back: to the first waiter if there is one.
+    /// The word holds no permit and nobody waits: takes one parked in another thread's
+    /// slot, if there is one.
+    #[cold]
+    fn try_steal(&self) -> bool {
+        self.leases.as_ref().is_some_and(Leases::steal)
+    }
+
+    /// Gives a permit back: to the thread's slot if it has one and it is empty and nobody
+    /// waits, else to the first waiter if there is one, else to the state word.
     #[inline]
     pub(crate) fn release(&self) {
+        if let Some(leases) = &self.leases {
+            if let Some(slot) = leases.park() {
+                // Parked first, the bit read after: a waiter whose sweep came before the
+                // park's write to the slot is seen here (the park read from the sweep's
+                // write), one whose sweep came after finds the permit (see `lease`).
+                if self.state.load(Ordering::Relaxed) & WAITERS == 0 {
+                    return;
+                }
+                return self.unpark(slot);
+            }
+        }
+        self.release_shared();
+    }
+
+    /// Gives a permit back to the first waiter if there is one, else to the state word.
+    #[inline]
+    fn release_shared(&self) {
         let mut state = self.state.load(Ordering::Relaxed);
         while state & WAITERS == 0 {
             match self.state.compare_exchange_weak(
@@ -115,6 +169,15 @@ impl Semaphore {
             }
         }
         self.release_slow();
+    }
+
+    /// A waiter came while this thread parked a permit: gives it to the semaphore, unless
+    /// a sweep (which gives it to the semaphore) or the slot's thread took it first.
+    #[cold]
+    fn unpark(&self, slot: &AtomicUsize) {
+        if Leases::unpark(slot) {
+            self.release_shared();
+        }
     }
 
     #[cold]
@@ -173,6 +236,18 @@ impl Semaphore {
                 });
                 queue.push_back(Arc::clone(&waiter));
                 self.waiting.store(queue.len(), Ordering::Relaxed);
+                if let Some(leases) = &self.leases {
+                    drop(queue);
+                    // Permits parked before the bit: to the semaphore, which hands them to
+                    // the queue's first waiters (this one, if it was the first).
+                    for _ in 0..leases.sweep() {
+                        self.release_shared();
+                    }
+                    if waiter.assigned.load(Ordering::Acquire) {
+                        *wait = Wait::Done;
+                        return Poll::Ready(());
+                    }
+                }
                 *wait = Wait::Queued(waiter);
                 Poll::Pending
             }
@@ -309,7 +384,7 @@ mod loom {
     use std::future::poll_fn;
 
     /// Waits for a permit as `Acquire::poll` does: parked until the semaphore wakes it.
-    fn acquire(sem: &Semaphore) {
+    pub(super) fn acquire(sem: &Semaphore) {
         let mut wait = Wait::Start;
         ::loom::future::block_on(poll_fn(|cx| sem.poll_acquire(&mut wait, cx)));
     }
@@ -413,3 +488,5 @@ mod loom {
 
 #[cfg(test)]
 mod mutants;
+
+pub(crate) mod lease;
