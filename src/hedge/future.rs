@@ -35,7 +35,7 @@ pin_project! {
         // never hedged carries one attempt's future, not two.
         hedge: Option<Pin<Box<S::Future>>>,
         // The call's slot among the layer's calls waiting for their hedge delay, taken when
-        // the first attempt is first pending (see `ticker`).
+        // the first attempt is first pending (see `internal::ticker`).
         wait: Option<u32>,
         // What a hedge is sent with, until it is sent or can no longer be.
         spare: Option<Spare<S, B>>,

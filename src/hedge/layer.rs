@@ -1,10 +1,10 @@
 use super::{
     host_cache,
-    ticker::Ticker,
     tracker::{self, DelayRule, Tracker, WINDOW},
     Hedge,
 };
 use crate::{
+    internal::ticker::Ticker,
     retry::{AllowedMethods, RetryBudget},
     InvalidConfig,
 };

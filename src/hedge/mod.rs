@@ -111,7 +111,10 @@
 //! answered first gives its slot back and never touches tokio's timer wheel. The ticker
 //! sleeps on tokio's timer, so a hedge goes out at its delay as precisely as with a timer
 //! per call (tokio's millisecond). At most 4096 calls of a layer wait at once; a call that
-//! finds them all taken, or runs outside a tokio runtime, is not hedged.
+//! finds them all taken, or runs outside a tokio runtime, is not hedged. The runtime must
+//! have its timer enabled (as for tokio's `sleep`: the first call that waits panics
+//! otherwise). If the ticker's runtime shuts down, the calls waiting on it are woken and
+//! the next one polled starts a ticker on its own runtime.
 //! `benches/hedge.rs` measures the cost.
 //!
 //! # Metrics
@@ -160,7 +163,6 @@ mod layer;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod service;
-mod ticker;
 mod tracker;
 
 pub use layer::{HedgeBuilder, HedgeLayer};

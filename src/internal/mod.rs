@@ -16,3 +16,5 @@ pub(crate) mod spare;
 pub(crate) mod sync;
 #[cfg(feature = "retry")]
 pub(crate) mod template;
+#[cfg(any(feature = "hedge", feature = "stack"))]
+pub(crate) mod ticker;

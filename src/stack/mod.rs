@@ -68,9 +68,12 @@
 //! deadline, the host's breaker and pool (a thread's calls to the host it called last find
 //! both without a lookup; otherwise the host's key is read and hashed once for both maps),
 //! and the nested futures (the inner stack is cloned, from a template the retry layer
-//! keeps, only for a call that is retried). The attempt timeout makes
-//! its timer (and reads the clock) only when an attempt is pending at its first poll; the
-//! deadline's timer is made only when the wait for readiness is pending, or an attempt is
+//! keeps, only for a call that is retried). The attempt timeout reads the clock only when
+//! an attempt is pending at its first poll, and then takes a slot in the layer's one timer
+//! (a task that wakes the attempts whose timeout has passed, shared by every service the
+//! layer builds) instead of a tokio `Sleep` of its own: an attempt answered in time never
+//! touches the runtime's timer wheel. It times out at most one tokio timer tick (1 ms)
+//! after its timeout, never before, as with a `Sleep`. The deadline's timer is made only when the wait for readiness is pending, or an attempt is
 //! pending that its attempt timeout (after the longest wait for a pool permit) would not
 //! end before the deadline.
 //! `benches/stack.rs` and `benches/interleaved.rs` measure it beside tower's and
@@ -128,6 +131,7 @@ use crate::{
         CircuitBreakerBuilder, CircuitBreakerHandle, CircuitBreakerLayer, HttpStatus,
     },
     classify::{ErrorClassify, ErrorClassifyLayer},
+    internal::ticker::Ticker,
     key::ByAuthority,
     pool::{AdaptiveLimit, PoolHandle, PoolLimitLayer, DEFAULT_MAX_POOLS},
     retry::{Retry, RetryLayer, RetryPolicy},
@@ -138,6 +142,7 @@ use gate::HostGate;
 pub use hedge::Hedged;
 pub use hedge::{HedgeMode, NoHedge};
 use std::{
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
@@ -519,6 +524,7 @@ impl<H: HedgeMode> ClientConfig<H> {
             name: self.name,
             connect_timeout: self.connect_timeout,
             attempt_timeout: self.attempt_timeout,
+            ticker: Arc::new(Ticker::with_delay(self.attempt_timeout)),
             classify: ErrorClassifyLayer::builder().name(self.name).build()?,
             retry,
             hedge,
@@ -574,6 +580,8 @@ pub struct ClientStackLayer<H: HedgeMode = NoHedge> {
     name: &'static str,
     connect_timeout: Duration,
     attempt_timeout: Duration,
+    /// The attempt timeouts' one timer, shared by every service the layer builds.
+    ticker: Arc<Ticker>,
     classify: ErrorClassifyLayer,
     retry: RetryLayer,
     hedge: H::Layer,
@@ -706,7 +714,7 @@ impl<S, H: HedgeMode> Layer<S> for ClientStackLayer<H> {
     type Service = ClientStack<S, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let inner = AttemptTimeout::new(inner, self.attempt_timeout);
+        let inner = AttemptTimeout::new(inner, Arc::clone(&self.ticker));
         let inner = self.pool.layer(inner);
         let inner = HostGate::new(self.breaker.layer(inner));
         let inner = H::layer(&self.hedge, inner);

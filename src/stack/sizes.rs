@@ -41,17 +41,17 @@ fn the_presets_futures_stay_small() {
     );
     // The retry layer clones the gate (from its template) for each call it retries.
     assert!(
-        size_of_val(gate) <= 48,
+        size_of_val(gate) <= 40,
         "gate service {}",
         size_of_val(gate)
     );
     assert!(
-        size_of_val(&gated) <= 336,
+        size_of_val(&gated) <= 224,
         "gate future {}",
         size_of_val(&gated)
     );
     assert!(
-        size_of_val(&future) <= 720,
+        size_of_val(&future) <= 608,
         "preset future {}",
         size_of_val(&future)
     );
@@ -71,7 +71,7 @@ async fn the_https_clients_future_stays_small() {
         size_of_val(&future),
     );
     assert!(
-        size_of_val(&future) <= 592,
+        size_of_val(&future) <= 480,
         "future {}",
         size_of_val(&future)
     );

@@ -1,16 +1,24 @@
-//! The preset's per-attempt timeout: tower's `Timeout`, with its timer made at the attempt's
-//! first pending poll instead of at the call, so that an attempt answered at once reads no
-//! clock and makes no timer.
+//! The preset's per-attempt timeout: tower's `Timeout`, with its timer taken at the
+//! attempt's first pending poll instead of at the call, so that an attempt answered at once
+//! reads no clock and waits for no timer; and with the layer's pending attempts sharing one
+//! timer (`internal::ticker`) instead of a tokio `Sleep` each, so that an attempt answered
+//! before its timeout takes a slot in a table and gives it back, and never touches the
+//! runtime's timer wheel.
+//!
+//! An attempt times out no earlier than its timeout after its first pending poll, and at
+//! most one tokio timer tick (a millisecond) after it, as with a `Sleep` of its own (see
+//! the ticker's precision). An attempt that finds no slot (more than 4096 of the layer's
+//! attempts pending at once, or a timeout of centuries) makes its own `Sleep`, on the heap.
 
-use crate::BoxError;
+use crate::{internal::ticker::Ticker, BoxError};
 use pin_project_lite::pin_project;
 use std::{
     future::Future,
     pin::Pin,
-    task::{ready, Context, Poll},
-    time::Duration,
+    sync::Arc,
+    task::{Context, Poll},
 };
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tower::timeout::error::Elapsed;
 use tower_service::Service;
 
@@ -18,16 +26,22 @@ use tower_service::Service;
 ///
 /// `pub` in a private module: it is part of [`ClientStack`](super::ClientStack)'s service
 /// and future types, never nameable from outside.
+///
+/// # Clone
+///
+/// Clones share the layer's timer (its table of pending attempts and its ticker task).
 #[allow(unreachable_pub)]
 #[derive(Clone, Debug)]
 pub struct AttemptTimeout<S> {
     pub(crate) inner: S,
-    timeout: Duration,
+    /// The layer's timer; its delay is the timeout.
+    ticker: Arc<Ticker>,
 }
 
 impl<S> AttemptTimeout<S> {
-    pub(crate) fn new(inner: S, timeout: Duration) -> Self {
-        AttemptTimeout { inner, timeout }
+    /// `ticker`'s [`delay`](Ticker::delay) is the timeout.
+    pub(crate) fn new(inner: S, ticker: Arc<Ticker>) -> Self {
+        AttemptTimeout { inner, ticker }
     }
 }
 
@@ -49,8 +63,10 @@ where
     fn call(&mut self, request: R) -> Self::Future {
         TimeoutFuture {
             inner: self.inner.call(request),
-            sleep: None,
-            timeout: self.timeout,
+            timer: Timer {
+                ticker: Arc::clone(&self.ticker),
+                wait: Wait::Idle,
+            },
         }
     }
 }
@@ -62,9 +78,78 @@ pin_project! {
     pub struct TimeoutFuture<F> {
         #[pin]
         inner: F,
-        #[pin]
-        sleep: Option<Sleep>,
-        timeout: Duration,
+        timer: Timer,
+    }
+}
+
+/// An attempt's timer: the layer's, with the attempt's slot in its table once pending.
+#[derive(Debug)]
+struct Timer {
+    ticker: Arc<Ticker>,
+    wait: Wait,
+}
+
+#[derive(Debug)]
+enum Wait {
+    /// Not pending yet (or answered).
+    Idle,
+    /// Pending: the slot in the ticker's table.
+    Slot(u32),
+    /// Pending, with no slot: a timer of its own.
+    Own(Pin<Box<Sleep>>),
+}
+
+impl Timer {
+    /// Whether the attempt, pending, has timed out; starts the timer at the first call.
+    #[inline]
+    fn elapsed(&mut self, cx: &mut Context<'_>) -> bool {
+        match &mut self.wait {
+            Wait::Idle => {
+                let at = Instant::now().checked_add(self.ticker.delay());
+                match at.and_then(|at| self.ticker.register(at, cx.waker())) {
+                    Some(index) => self.wait = Wait::Slot(index),
+                    None => self.own(at, cx),
+                }
+                // The deadline lies ahead: a timeout is greater than zero.
+                false
+            }
+            Wait::Slot(index) => {
+                let due = self.ticker.poll_due(*index, cx.waker());
+                if due {
+                    self.stop();
+                }
+                due
+            }
+            Wait::Own(sleep) => sleep.as_mut().poll(cx).is_ready(),
+        }
+    }
+
+    /// A `Sleep` of the attempt's own, until `at` (`None`: too far to represent, which
+    /// `sleep` saturates).
+    #[cold]
+    fn own(&mut self, at: Option<Instant>, cx: &mut Context<'_>) {
+        let sleep = match at {
+            Some(at) => tokio::time::sleep_until(at),
+            None => tokio::time::sleep(self.ticker.delay()),
+        };
+        let mut sleep = Box::pin(sleep);
+        // Registers the waker; a timeout is greater than zero, so not ready yet.
+        let _ = sleep.as_mut().poll(cx);
+        self.wait = Wait::Own(sleep);
+    }
+
+    /// Gives the slot back, if the attempt holds one.
+    #[inline]
+    fn stop(&mut self) {
+        if let Wait::Slot(index) = std::mem::replace(&mut self.wait, Wait::Idle) {
+            self.ticker.release(index);
+        }
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -76,38 +161,73 @@ where
     type Output = Result<T, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let this = self.project();
         if let Poll::Ready(result) = this.inner.poll(cx) {
+            this.timer.stop();
             return Poll::Ready(result.map_err(Into::into));
         }
-        if this.sleep.is_none() {
-            // `sleep` saturates a deadline too far to represent.
-            this.sleep.set(Some(tokio::time::sleep(*this.timeout)));
+        if this.timer.elapsed(cx) {
+            return Poll::Ready(Err(Elapsed::new().into()));
         }
-        let sleep = this.sleep.as_pin_mut().expect("set above");
-        ready!(sleep.poll(cx));
-        Poll::Ready(Err(Elapsed::new().into()))
+        Poll::Pending
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::{convert::Infallible, time::Duration};
     use tower::ServiceExt;
+
+    /// An attempt that answers after `after`, behind `ticker`'s timer.
+    fn answering(
+        ticker: &Arc<Ticker>,
+        after: Duration,
+    ) -> AttemptTimeout<impl Service<(), Response = (), Error = Infallible, Future: Send> + Clone>
+    {
+        let slow = tower::service_fn(move |()| async move {
+            tokio::time::sleep(after).await;
+            Ok::<_, Infallible>(())
+        });
+        AttemptTimeout::new(slow, Arc::clone(ticker))
+    }
+
+    fn timer(timeout: Duration) -> Arc<Ticker> {
+        Arc::new(Ticker::with_delay(timeout))
+    }
+
+    /// How long an attempt of `svc` took to fail with `Elapsed`; fails the test if it did
+    /// not time out within an hour (a shared timer that never fires).
+    async fn times_out<S>(svc: S) -> Duration
+    where
+        S: Service<(), Error = BoxError>,
+    {
+        let start = Instant::now();
+        let result = tokio::time::timeout(Duration::from_secs(3_600), svc.oneshot(()))
+            .await
+            .expect("the attempt's timeout never fired");
+        assert!(result.err().is_some_and(|e| e.is::<Elapsed>()));
+        start.elapsed()
+    }
+
+    /// Within tokio's timer tick of its timeout, never before.
+    fn on_time(elapsed: Duration, timeout: Duration) {
+        assert!(elapsed >= timeout, "early: {elapsed:?} < {timeout:?}");
+        assert!(
+            elapsed <= timeout + Duration::from_millis(1),
+            "late: {elapsed:?} for {timeout:?}"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_pending_attempt_times_out_and_a_ready_one_makes_no_timer() {
-        let slow = tower::service_fn(|()| async {
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            Ok::<_, std::io::Error>(())
-        });
-        let err = AttemptTimeout::new(slow, Duration::from_secs(2))
-            .oneshot(())
-            .await
-            .unwrap_err();
-        assert!(err.is::<Elapsed>());
+        let ticker = timer(Duration::from_secs(2));
+        let elapsed = times_out(answering(&ticker, Duration::from_secs(3))).await;
+        on_time(elapsed, Duration::from_secs(2));
+        assert_eq!(ticker.waiting(), 0);
+
         let at_once = tower::service_fn(|()| async { Ok::<_, std::io::Error>(1) });
-        let mut svc = AttemptTimeout::new(at_once, Duration::from_secs(2));
+        let mut svc = AttemptTimeout::new(at_once, Arc::clone(&ticker));
         let mut future = std::pin::pin!(svc.call(()));
         assert!(matches!(
             future
@@ -115,12 +235,70 @@ mod tests {
                 .poll(&mut Context::from_waker(std::task::Waker::noop())),
             Poll::Ready(Ok(1))
         ));
-        assert!(future.sleep.is_none());
-        let fast = tower::service_fn(|()| async {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            Ok::<_, std::io::Error>(2)
-        });
-        let svc = AttemptTimeout::new(fast, Duration::from_secs(2));
-        assert_eq!(svc.oneshot(()).await.unwrap(), 2);
+        assert!(matches!(future.timer.wait, Wait::Idle));
+
+        // Answered before its timeout: its slot is given back.
+        let fast = answering(&ticker, Duration::from_secs(1));
+        fast.oneshot(()).await.unwrap();
+        assert_eq!(ticker.waiting(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn attempts_sharing_the_timer_each_time_out_at_their_own_deadline() {
+        let timeout = Duration::from_millis(1_000);
+        let ticker = timer(timeout);
+        let stalled = Duration::from_secs(3_600);
+        let mut tasks = Vec::new();
+        // Started 0, 300, 301 and 700 ms in, with one answered in time (451 ms in) among
+        // them: after the first times out, the ticker sleeps until the next deadline, and
+        // so on; at 1,300 ms the one due 1 ms later is not due yet.
+        for pause in [0, 300, 1, 150, 249] {
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            if pause == 150 {
+                let answered = answering(&ticker, Duration::from_millis(900));
+                tasks.push(tokio::spawn(async move {
+                    answered.oneshot(()).await.unwrap();
+                    None
+                }));
+            } else {
+                let stalled = answering(&ticker, stalled);
+                tasks.push(tokio::spawn(async move { Some(times_out(stalled).await) }));
+            }
+        }
+        let mut timed_out = 0;
+        for task in tasks {
+            if let Some(elapsed) = task.await.unwrap() {
+                on_time(elapsed, timeout);
+                timed_out += 1;
+            }
+        }
+        assert_eq!(timed_out, 4);
+        assert_eq!(ticker.waiting(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_that_finds_the_table_full_times_out_on_its_own_timer() {
+        let ticker = timer(Duration::from_secs(2));
+        let far = Instant::now() + Duration::from_secs(3_600);
+        let taken: Vec<u32> =
+            std::iter::from_fn(|| ticker.register(far, std::task::Waker::noop())).collect();
+        assert_eq!(taken.len(), 4096);
+        let elapsed = times_out(answering(&ticker, Duration::from_secs(3_600))).await;
+        on_time(elapsed, Duration::from_secs(2));
+        for index in taken {
+            ticker.release(index);
+        }
+        assert_eq!(ticker.waiting(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timeout_beyond_any_deadline_waits_like_tokios_own() {
+        // `Instant + Duration::MAX` overflows: no slot, its own `sleep`, which saturates.
+        let ticker = timer(Duration::MAX);
+        answering(&ticker, Duration::from_secs(10))
+            .oneshot(())
+            .await
+            .unwrap();
+        assert_eq!(ticker.waiting(), 0);
     }
 }

@@ -2,3 +2,4 @@
 //! the layers it composes working together.
 
 mod hedge;
+mod timeout;

@@ -1,0 +1,680 @@
+//! The deadlines of one layer's pending calls, all on one tokio timer: the hedge layer's
+//! hedge delays, the preset's attempt timeouts.
+//!
+//! A call pending at its first poll waits for a deadline (its hedge delay, its attempt
+//! timeout). A tokio `Sleep` per call would put each of them in the runtime's timer wheel
+//! (under its lock) and take it out again when the call answers, which is nearly always
+//! before its deadline: most of a layer's cost for a call that answers in time. Here a call
+//! only takes a slot in a table (one compare-and-swap), leaves its waker and deadline
+//! there, and gives the slot back when it answers. One task per layer (the ticker, spawned
+//! on the runtime of the first call that waits) sleeps until the earliest deadline in the
+//! table, marks the calls whose deadline has passed as due and wakes them, then sleeps
+//! until the next one; with no call waiting it sleeps until one comes.
+//!
+//! Precision: deadlines are kept exactly (nanoseconds). A call is marked due only when the
+//! ticker has read the clock at or after its deadline: never early. The ticker sleeps on
+//! tokio's timer until the earliest deadline, and tokio fires a timer at the first tick of
+//! its wheel (a millisecond) at or after the deadline, as a `Sleep` of the call's own would;
+//! so a call is due at most one tokio timer tick (1 ms) after its deadline, plus the time
+//! the ticker task waits to be polled. A call registered with a deadline earlier than the
+//! one the ticker sleeps until wakes the ticker, which sleeps again until the new earliest.
+//!
+//! Cost: a call that waits pays a claim and a release of its slot (two atomic
+//! read-modify-writes on the table's bit words), a waker clone, and a lock of its own
+//! slot's waker (uncontended: only the ticker, when the call is due, takes it too). The
+//! ticker wakes about once per deadline's length while calls keep coming, whatever their
+//! number.
+//!
+//! At most 4096 calls of a layer wait at once; [`register`](Ticker::register) gives no
+//! slot to a call that finds the table full or runs outside a tokio runtime, and the layer
+//! decides what that call does (the hedge sends no hedge, the attempt timeout makes its own
+//! `Sleep`).
+//!
+//! Runtimes: the ticker runs on the runtime of the call that started it, and wakes calls
+//! of any runtime. When that runtime shuts down (dropping the task), the waiting calls are
+//! woken, and the next of them to be polled starts a ticker on its own runtime. A ticker
+//! on a current-thread runtime runs only while that runtime is driven (`block_on`): a
+//! layer shared with calls on another runtime while the first stands idle waits for it.
+//! The ticker's timer is made in the calling context: a runtime without time enabled
+//! panics there, as tokio's `sleep` does.
+
+use crate::internal::{
+    padded::Padded,
+    sync::{fence, AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering},
+};
+use std::{
+    future::{poll_fn, Future},
+    pin::pin,
+    sync::{Arc, OnceLock, Weak},
+    task::{Poll, Waker},
+    time::Duration,
+};
+use tokio::time::{Instant, Sleep};
+
+/// Slots per word of the table's bit map (and per chunk of slots).
+const WORD: usize = 64;
+/// Words of the bit map: at most 4096 calls of a layer wait at once (one word, 64 calls,
+/// in the loom models, which read every word).
+#[cfg(not(all(test, fortify_loom)))]
+const WORDS: usize = 64;
+#[cfg(all(test, fortify_loom))]
+const WORDS: usize = 1;
+/// A slot's deadline once the ticker found it due.
+const DUE: u64 = 0;
+/// A slot's deadline while it has none (free, or being filled).
+const NONE: u64 = u64::MAX;
+/// `Ticker::armed` while the ticker has no deadline to sleep until.
+const IDLE: u64 = u64::MAX;
+
+/// One waiting call. Its deadline changes (set, due, cleared) under the waker's lock, so
+/// that the ticker never takes the waker of the slot's next call.
+struct Slot {
+    /// Nanoseconds since the ticker's `base`, plus one (never `DUE`), `DUE` once due, or
+    /// `NONE`.
+    deadline: AtomicU64,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Slot {
+    fn new() -> Self {
+        Slot {
+            deadline: AtomicU64::new(NONE),
+            waker: Mutex::new(None),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Waker>> {
+        self.waker.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The waiting calls of one layer, and its ticker's state.
+pub(crate) struct Ticker {
+    /// Bit `i` of word `w`: slot `w * 64 + i` is taken.
+    taken: Padded<[AtomicU64; WORDS]>,
+    /// The slots, allocated 64 at a time when a word is first used.
+    chunks: [OnceLock<Box<[Slot]>>; WORDS],
+    /// The deadline the ticker sleeps until (as `Slot::deadline`), or `IDLE`.
+    armed: Padded<AtomicU64>,
+    /// Set when a call needs the ticker to look at the table before its `armed` deadline.
+    wake: AtomicBool,
+    /// The ticker task's waker, while it sleeps.
+    ticker: Mutex<Option<Waker>>,
+    /// Whether a ticker task runs (cleared when its runtime drops it).
+    running: AtomicBool,
+    base: Instant,
+    /// The delay every call of the layer waits, for a layer that has one (the attempt
+    /// timeout): kept here so that the layer's services and futures hold only the ticker.
+    delay: Duration,
+}
+
+impl std::fmt::Debug for Ticker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticker")
+            .field("running", &self.running.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ticker {
+    /// A ticker for calls that each wait their own delay.
+    #[cfg_attr(not(feature = "hedge"), allow(dead_code))]
+    pub(crate) fn new() -> Self {
+        Self::with_delay(Duration::ZERO)
+    }
+
+    /// A ticker for calls that all wait `delay` ([`delay`](Self::delay)).
+    pub(crate) fn with_delay(delay: Duration) -> Self {
+        Ticker {
+            taken: Padded(std::array::from_fn(|_| AtomicU64::new(0))),
+            chunks: std::array::from_fn(|_| OnceLock::new()),
+            armed: Padded(AtomicU64::new(IDLE)),
+            wake: AtomicBool::new(false),
+            ticker: Mutex::new(None),
+            running: AtomicBool::new(false),
+            base: Instant::now(),
+            delay,
+        }
+    }
+
+    /// The delay given to [`with_delay`](Self::with_delay).
+    #[cfg_attr(not(feature = "stack"), allow(dead_code))]
+    pub(crate) fn delay(&self) -> Duration {
+        self.delay
+    }
+
+    #[inline]
+    fn slot(&self, index: usize) -> &Slot {
+        match self.chunks[index / WORD].get() {
+            Some(chunk) => &chunk[index % WORD],
+            None => self.first_slot(index),
+        }
+    }
+
+    /// A slot of a chunk not made yet: makes it.
+    #[cold]
+    fn first_slot(&self, index: usize) -> &Slot {
+        &self.chunks[index / WORD].get_or_init(|| (0..WORD).map(|_| Slot::new()).collect())
+            [index % WORD]
+    }
+
+    /// Waits for `deadline` with `waker`: the slot taken, to give back with
+    /// [`release`](Self::release); `None` when the deadline is too far to represent (about
+    /// 584 years), the table is full or no runtime can run the ticker.
+    #[inline]
+    pub(crate) fn register(self: &Arc<Self>, deadline: Instant, waker: &Waker) -> Option<u32> {
+        let nanos = u64::try_from(deadline.saturating_duration_since(self.base).as_nanos())
+            .ok()?
+            .checked_add(1)
+            .filter(|&n| n != NONE)?;
+        if !self.running.load(Ordering::Acquire) && !self.spawn() {
+            return None;
+        }
+        self.register_at(nanos, waker)
+    }
+
+    /// The table's part of [`register`](Self::register): `nanos` as `Slot::deadline`.
+    fn register_at(&self, nanos: u64, waker: &Waker) -> Option<u32> {
+        let index = self.claim()?;
+        let slot = self.slot(index);
+        {
+            let mut held = slot.lock();
+            *held = Some(waker.clone());
+            slot.deadline.store(nanos, Ordering::Release);
+        }
+        // Paired with the fence in `pass`: either the ticker's next read of the table sees
+        // this deadline, or this read of `armed` sees what the ticker announced before it.
+        fence(Ordering::SeqCst);
+        // The ticker sleeps until a later deadline, or is about to look again (`IDLE`):
+        // it must look at this one.
+        if nanos < self.armed.load(Ordering::Relaxed) {
+            self.wake_ticker();
+        }
+        Some(index as u32)
+    }
+
+    /// Whether the call in `index` is due; if not, its waker is updated to `waker`, and a
+    /// ticker is started if the one it waited on is gone (its runtime shut down).
+    #[inline]
+    pub(crate) fn poll_due(self: &Arc<Self>, index: u32, waker: &Waker) -> bool {
+        if self.due_or_wait(index, waker) {
+            return true;
+        }
+        if !self.running.load(Ordering::Acquire) {
+            // Outside a runtime, nothing can time the call: it waits to be polled on one.
+            self.spawn();
+        }
+        false
+    }
+
+    /// The table's part of [`poll_due`](Self::poll_due).
+    fn due_or_wait(&self, index: u32, waker: &Waker) -> bool {
+        let slot = self.slot(index as usize);
+        if slot.deadline.load(Ordering::Acquire) == DUE {
+            return true;
+        }
+        let mut held = slot.lock();
+        // Due meanwhile: its waker was taken.
+        if slot.deadline.load(Ordering::Acquire) == DUE {
+            return true;
+        }
+        if !held.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *held = Some(waker.clone());
+        }
+        false
+    }
+
+    /// Gives back the slot taken by [`register`](Self::register).
+    #[inline]
+    pub(crate) fn release(&self, index: u32) {
+        let index = index as usize;
+        let slot = self.slot(index);
+        let waker = {
+            let mut held = slot.lock();
+            slot.deadline.store(NONE, Ordering::Release);
+            held.take()
+        };
+        self.taken[index / WORD].fetch_and(!(1 << (index % WORD)), Ordering::Release);
+        drop(waker);
+    }
+
+    /// Takes a free slot.
+    fn claim(&self) -> Option<usize> {
+        for (w, word) in self.taken.iter().enumerate() {
+            let mut bits = word.load(Ordering::Relaxed);
+            while bits != u64::MAX {
+                let bit = (!bits).trailing_zeros() as usize;
+                // Ordered before `armed`'s load by the fence in `register_at`.
+                match word.compare_exchange_weak(
+                    bits,
+                    bits | 1 << bit,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return Some(w * WORD + bit),
+                    Err(now) => bits = now,
+                }
+            }
+        }
+        None
+    }
+
+    fn wake_ticker(&self) {
+        self.wake.store(true, Ordering::SeqCst);
+        let waker = self.ticker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Starts the ticker on the current runtime; `false` outside one.
+    #[cold]
+    fn spawn(self: &Arc<Self>) -> bool {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        if self
+            .running
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            // Made here: a runtime without time panics in the caller, as with a `Sleep`
+            // of its own, not in a task that would be started again and again.
+            let sleep = tokio::time::sleep(Duration::ZERO);
+            runtime.spawn(run(Running(Arc::downgrade(self)), sleep));
+        }
+        true
+    }
+
+    /// Marks the calls due at `now` and wakes them; the earliest deadline still ahead.
+    fn tick(&self, now: u64) -> Option<u64> {
+        let mut next = None::<u64>;
+        for (w, word) in self.taken.iter().enumerate() {
+            let mut bits = word.load(Ordering::Acquire);
+            while bits != 0 {
+                let bit = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let slot = self.slot(w * WORD + bit);
+                let deadline = slot.deadline.load(Ordering::Acquire);
+                if deadline == DUE || deadline == NONE {
+                    continue;
+                }
+                if deadline > now {
+                    next = Some(next.map_or(deadline, |n| n.min(deadline)));
+                    continue;
+                }
+                let waker = {
+                    let mut held = slot.lock();
+                    // Still this call's deadline: not released (and taken again) meanwhile.
+                    if slot.deadline.load(Ordering::Acquire) != deadline {
+                        continue;
+                    }
+                    slot.deadline.store(DUE, Ordering::Release);
+                    held.take()
+                };
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            }
+        }
+        next
+    }
+
+    /// One pass of the ticker at `now`: marks the calls due and wakes them; the earliest
+    /// deadline ahead, which the ticker then sleeps until (unless a call wakes it first).
+    fn pass(&self, now: u64) -> Option<u64> {
+        // Announced before the table is read: a call that registers after the read sees
+        // `IDLE` (or the deadline armed below, if its own is later) and wakes the ticker.
+        self.armed.store(IDLE, Ordering::Relaxed);
+        self.wake.store(false, Ordering::Relaxed);
+        // Paired with the fence in `register_at` (a store, a fence and a load on each side:
+        // sequentially consistent fences, which loom models, rather than sequentially
+        // consistent accesses, which it treats as acquire-release).
+        fence(Ordering::SeqCst);
+        let next = self.tick(now);
+        if let Some(next) = next {
+            self.armed.store(next, Ordering::Relaxed);
+        }
+        next
+    }
+
+    /// Wakes every waiting call (not due): their ticker is gone, and the next of them
+    /// polled starts another.
+    fn wake_all(&self) {
+        for (w, word) in self.taken.iter().enumerate() {
+            let mut bits = word.load(Ordering::SeqCst);
+            while bits != 0 {
+                let bit = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let waker = self.slot(w * WORD + bit).lock().take();
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            }
+        }
+    }
+
+    /// How many calls hold a slot.
+    #[cfg(test)]
+    pub(crate) fn waiting(&self) -> usize {
+        self.taken
+            .iter()
+            .map(|w| w.load(Ordering::SeqCst).count_ones() as usize)
+            .sum()
+    }
+
+    /// Now, as a deadline.
+    fn now(&self) -> u64 {
+        let since = Instant::now().saturating_duration_since(self.base);
+        u64::try_from(since.as_nanos())
+            .unwrap_or(NONE - 1)
+            .saturating_add(1)
+    }
+
+    /// The instant of a deadline.
+    fn instant(&self, deadline: u64) -> Instant {
+        self.base + Duration::from_nanos(deadline - 1)
+    }
+}
+
+/// Clears `running` when the ticker task ends (its runtime dropped it, or the layer is
+/// gone) and wakes the calls that waited on it, so that the next of them starts another.
+struct Running(Weak<Ticker>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(ticker) = self.0.upgrade() {
+            ticker.running.store(false, Ordering::SeqCst);
+            ticker.wake_all();
+        }
+    }
+}
+
+/// The ticker task: until the layer is gone, sleeps until the earliest deadline (or until
+/// a call needs it), then wakes the calls that are due.
+/// `running` comes in whole, so that a task dropped before its first poll (spawned on a
+/// runtime shutting down) clears it too.
+async fn run(running: Running, sleep: Sleep) {
+    let ticker = running.0.clone();
+    let mut sleep = pin!(sleep);
+    loop {
+        let next = {
+            let Some(ticker) = ticker.upgrade() else {
+                return;
+            };
+            let next = ticker.pass(ticker.now());
+            if let Some(next) = next {
+                sleep.as_mut().reset(ticker.instant(next));
+            }
+            next
+        };
+        // Until the deadline, a call's wake-up, or the layer's end.
+        poll_fn(|cx| {
+            let Some(ticker) = ticker.upgrade() else {
+                return Poll::Ready(());
+            };
+            if ticker.wake.swap(false, Ordering::SeqCst) {
+                return Poll::Ready(());
+            }
+            if next.is_some() && sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            *ticker.ticker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+            // A wake-up between the check and the waker's store.
+            if ticker.wake.swap(false, Ordering::SeqCst) {
+                return Poll::Ready(());
+            }
+            Poll::Pending
+        })
+        .await;
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        // The task holds no reference: woken, it finds the layer gone and ends.
+        let waker = self.ticker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    /// A waker counting its wake-ups (a `std` atomic: the loom models use it too, and
+    /// their threads run on one OS thread).
+    #[derive(Default)]
+    pub(super) struct Count(pub(super) AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    pub(super) fn counter() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count::default());
+        (count.clone(), Waker::from(count))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_are_woken_at_their_deadline_and_not_before() {
+        let ticker = Arc::new(Ticker::new());
+        let start = Instant::now();
+        let (late, late_waker) = counter();
+        let (soon, soon_waker) = counter();
+        let a = ticker
+            .register(start + Duration::from_millis(30), &late_waker)
+            .unwrap();
+        let b = ticker
+            .register(start + Duration::from_millis(10), &soon_waker)
+            .unwrap();
+        assert_ne!(a, b);
+
+        tokio::time::sleep(Duration::from_millis(9)).await;
+        assert_eq!(soon.0.load(Ordering::SeqCst), 0);
+        assert!(!ticker.poll_due(b, &soon_waker));
+        // Woken at the millisecond after the deadline, as tokio's own timer.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert_eq!(soon.0.load(Ordering::SeqCst), 1);
+        assert!(ticker.poll_due(b, &soon_waker));
+        assert_eq!(late.0.load(Ordering::SeqCst), 0);
+        assert!(!ticker.poll_due(a, &late_waker));
+        ticker.release(b);
+
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(late.0.load(Ordering::SeqCst), 1);
+        assert!(ticker.poll_due(a, &late_waker));
+        ticker.release(a);
+        // Each slot given back: the next calls take them again.
+        let (_, waker) = counter();
+        let c = ticker
+            .register(start + Duration::from_secs(1), &waker)
+            .unwrap();
+        assert!(c == a || c == b);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_released_call_is_not_woken() {
+        let ticker = Arc::new(Ticker::new());
+        let (count, waker) = counter();
+        let a = ticker
+            .register(Instant::now() + Duration::from_millis(10), &waker)
+            .unwrap();
+        ticker.release(a);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_table_or_a_deadline_too_far_takes_no_slot() {
+        let ticker = Arc::new(Ticker::new());
+        let (_, waker) = counter();
+        let at = Instant::now() + Duration::from_secs(1);
+        let taken: Vec<u32> = (0..WORD * WORDS)
+            .map(|_| ticker.register(at, &waker).expect("a free slot"))
+            .collect();
+        assert_eq!(ticker.register(at, &waker), None);
+        ticker.release(taken[100]);
+        assert_eq!(ticker.register(at, &waker), Some(taken[100]));
+        // More nanoseconds than a `u64` holds: about 634 years.
+        let never = Instant::now() + Duration::from_secs(20_000_000_000);
+        assert_eq!(Arc::new(Ticker::new()).register(never, &waker), None);
+    }
+
+    fn paused_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn calls_whose_ticker_shut_down_with_its_runtime_are_woken_and_a_new_one_times_them() {
+        let ticker = Arc::new(Ticker::new());
+        let (count, waker) = counter();
+        // The ticker is spawned on the first runtime, which shuts down before polling it.
+        let slot = paused_runtime().block_on(async {
+            ticker
+                .register(Instant::now() + Duration::from_millis(50), &waker)
+                .unwrap()
+        });
+        assert!(!ticker.running.load(Ordering::SeqCst));
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "not woken: it would wait forever"
+        );
+        paused_runtime().block_on(async {
+            // Polled again on another runtime: a ticker starts there and times the call.
+            assert!(!ticker.poll_due(slot, &waker));
+            assert!(ticker.running.load(Ordering::SeqCst));
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            assert_eq!(count.0.load(Ordering::SeqCst), 2);
+            assert!(ticker.poll_due(slot, &waker));
+        });
+        ticker.release(slot);
+    }
+
+    #[test]
+    fn outside_a_runtime_no_call_waits_and_another_runtime_takes_over() {
+        let ticker = Arc::new(Ticker::new());
+        let (count, waker) = counter();
+        assert_eq!(ticker.register(Instant::now(), &waker), None);
+        // A ticker started on a runtime that is gone: the next runtime starts another.
+        for _ in 0..2 {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let slot = ticker
+                    .register(Instant::now() + Duration::from_millis(5), &waker)
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                assert!(ticker.poll_due(slot, &waker));
+                ticker.release(slot);
+            });
+            drop(runtime);
+            assert!(!ticker.running.load(Ordering::SeqCst));
+        }
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+    }
+}
+
+/// Loom models of the table (see `internal::sync` for how to run them). Deadlines and the
+/// ticker's clock are passed in (`register_at`, `pass`), so the models choose them; a
+/// model thread plays the waiting call, the model's main thread the ticker task.
+#[cfg(all(test, fortify_loom))]
+mod loom {
+    use super::tests::counter;
+    use super::*;
+
+    fn ticker() -> Arc<Ticker> {
+        let ticker = Arc::new(Ticker::new());
+        // The slots' chunk, made before the threads race (a `std` `OnceLock`).
+        ticker.slot(0);
+        ticker
+    }
+
+    /// Register, expire and cancel racing: a call waits for deadline 5, looks whether it
+    /// is due, gives its slot back (answered, or timed out), and the slot's next call
+    /// waits for deadline 20; meanwhile the ticker passes at 10.
+    ///
+    /// Invariant: the ticker never marks due, nor wakes, a call whose deadline is ahead of
+    /// its clock (a timeout never fires early), even when the slot it read changed hands
+    /// under it; the first call is woken at most once. Seeded bug caught: `tick` without
+    /// its second look at the deadline under the slot's lock ("the slot's next call was
+    /// marked due at 10, its deadline 20").
+    #[test]
+    fn loom_a_slot_that_changes_hands_is_never_expired_early() {
+        ::loom::model(|| {
+            let ticker = ticker();
+            let (first, first_waker) = counter();
+            let (next, next_waker) = counter();
+            let call = {
+                let ticker = Arc::clone(&ticker);
+                let next_waker = next_waker.clone();
+                ::loom::thread::spawn(move || {
+                    let a = ticker.register_at(5, &first_waker).expect("a free slot");
+                    ticker.due_or_wait(a, &first_waker);
+                    ticker.release(a);
+                    ticker.register_at(20, &next_waker).expect("a free slot")
+                })
+            };
+            ticker.pass(10);
+            let b = call.join().unwrap();
+            assert!(
+                !ticker.due_or_wait(b, &next_waker),
+                "the slot's next call was marked due at 10, its deadline 20"
+            );
+            assert_eq!(next.0.load(Ordering::SeqCst), 0, "the next call was woken");
+            assert!(first.0.load(Ordering::SeqCst) <= 1, "woken twice");
+            ticker.release(b);
+        });
+    }
+
+    /// Register racing the ticker's pass: a call waits for deadline 5 while the ticker,
+    /// woken for deadline 3, passes at 10 and then sleeps, unless asked to look again
+    /// (`wake`), which it does.
+    ///
+    /// Invariant: no lost wake-up. A call whose deadline has passed at the ticker's clock
+    /// is, once the ticker sleeps, either found due at its own look or woken. Seeded bug
+    /// caught: `pass` announcing `IDLE` after reading the table instead of before ("a due
+    /// call was neither woken nor found due").
+    #[test]
+    fn loom_a_call_registered_during_a_pass_is_not_lost() {
+        ::loom::model(|| {
+            let ticker = ticker();
+            // The ticker slept until deadline 3 (of a call answered since): a call that
+            // waits for a later one needs not wake it, unless it is about to sleep longer.
+            ticker.armed.store(3, Ordering::SeqCst);
+            let (count, waker) = counter();
+            let call = {
+                let ticker = Arc::clone(&ticker);
+                ::loom::thread::spawn(move || {
+                    let a = ticker.register_at(5, &waker).expect("a free slot");
+                    (a, ticker.due_or_wait(a, &waker))
+                })
+            };
+            ticker.pass(10);
+            let (a, due) = call.join().unwrap();
+            // Asked to look again: the ticker task was woken, and passes again.
+            if ticker.wake.swap(false, Ordering::SeqCst) {
+                ticker.pass(10);
+            }
+            assert!(
+                due || count.0.load(Ordering::SeqCst) == 1,
+                "a due call was neither woken nor found due"
+            );
+            ticker.release(a);
+        });
+    }
+}
