@@ -44,3 +44,19 @@ fn a_breaker_debugs_as_its_state() {
     assert!(forced.contains("state: ForcedOpen"), "{forced}");
     assert!(forced.contains("generation: 1"), "{forced}");
 }
+
+/// A count ring's `Debug` shows its size and what it holds (crate-private: a breaker's own
+/// `Debug` prints the figures, this is for a ring printed alone while debugging the window).
+#[test]
+fn a_count_ring_debugs_as_its_size_and_figures() {
+    let ring = super::window::CountRing::new(5);
+    ring.push(true, false);
+    ring.push(false, true);
+    let shown = format!("{ring:?}");
+    assert!(shown.starts_with("CountRing"), "{shown}");
+    assert!(shown.contains("size: 5"), "{shown}");
+    assert!(
+        shown.contains("calls: 2, failures: 1, slow_calls: 1"),
+        "{shown}"
+    );
+}
