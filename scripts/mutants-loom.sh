@@ -19,21 +19,21 @@ cd "$(dirname "$0")/.."
 tl="circuit_breaker::transitions::loom"
 wl="circuit_breaker::window_loom"
 sl="pool::semaphore::loom"
-# expected | mutant (as cargo-mutants names it) | loom models (cargo test filters)
+# expected ; mutant (as cargo-mutants names it) ; loom models (cargo test filters)
 cases=(
-    "killed|src/circuit_breaker/transitions.rs:55:34: replace && with || in Breaker::evaluate|$tl"
-    "equivalent|src/circuit_breaker/transitions.rs:79:34: replace && with || in Breaker::enter_half_open|$tl"
-    "killed|src/circuit_breaker/transitions.rs:79:64: replace && with || in Breaker::enter_half_open|$tl"
-    "equivalent|src/circuit_breaker/transitions.rs:81:48: replace && with || in Breaker::enter_half_open|$tl"
-    "killed|src/circuit_breaker/transitions.rs:111:42: replace && with || in Breaker::probe_result|$tl"
-    "killed|src/circuit_breaker/transitions.rs:148:39: replace < with > in Breaker::probe_failed|$tl"
-    "killed|src/circuit_breaker/transitions.rs:149:17: replace || with && in Breaker::probe_failed|$tl"
-    "killed|src/circuit_breaker/admission.rs:140:34: replace == with != in Shared::admit_cold|$tl"
-    "killed|src/circuit_breaker/admission.rs:169:49: replace && with || in Shared::admit_cold|$tl"
-    "equivalent|src/circuit_breaker/window.rs:216:44: replace & with | in assign|$wl"
-    "killed|src/circuit_breaker/window.rs:217:52: replace & with | in assign|$wl"
-    "killed|src/pool/semaphore.rs:166:46: replace + with - in Semaphore::poll_acquire|$sl"
-    "equivalent|src/pool/semaphore.rs:166:46: replace + with * in Semaphore::poll_acquire|$sl"
+    "killed;src/circuit_breaker/transitions.rs:55:34: replace && with || in Breaker::evaluate;$tl"
+    "equivalent;src/circuit_breaker/transitions.rs:79:34: replace && with || in Breaker::enter_half_open;$tl"
+    "killed;src/circuit_breaker/transitions.rs:79:64: replace && with || in Breaker::enter_half_open;$tl"
+    "equivalent;src/circuit_breaker/transitions.rs:81:48: replace && with || in Breaker::enter_half_open;$tl"
+    "killed;src/circuit_breaker/transitions.rs:111:42: replace && with || in Breaker::probe_result;$tl"
+    "killed;src/circuit_breaker/transitions.rs:148:39: replace < with > in Breaker::probe_failed;$tl"
+    "killed;src/circuit_breaker/transitions.rs:149:17: replace || with && in Breaker::probe_failed;$tl"
+    "killed;src/circuit_breaker/admission.rs:140:34: replace == with != in Shared::admit_cold;$tl"
+    "killed;src/circuit_breaker/admission.rs:169:49: replace && with || in Shared::admit_cold;$tl"
+    "equivalent;src/circuit_breaker/window.rs:216:44: replace & with | in assign;$wl"
+    "killed;src/circuit_breaker/window.rs:217:52: replace & with | in assign;$wl"
+    "killed;src/pool/semaphore.rs:166:46: replace + with - in Semaphore::poll_acquire;$sl"
+    "equivalent;src/pool/semaphore.rs:166:46: replace + with * in Semaphore::poll_acquire;$sl"
 )
 
 restore=""
@@ -41,7 +41,7 @@ trap '[ -z "$restore" ] || git checkout -- "$restore"' EXIT
 
 failed=0
 for case in "${cases[@]}"; do
-    IFS='|' read -r expected name models <<<"$case"
+    IFS=';' read -r expected name models <<<"$case"
     if [ $# -gt 0 ] && [[ "$name" != *"$1"* ]]; then continue; fi
     file="${name%%:*}"
     if ! git diff --quiet -- "$file"; then
@@ -50,7 +50,7 @@ for case in "${cases[@]}"; do
     fi
     # The one mutant's diff: its block of the listing, from its name to the next name.
     diff="$(cargo mutants --list --diff --file "$file" --exclude-re 'loom::' |
-        awk -v name="$name" '$0 == name { on = 1; next } on && /^src\/.*:[0-9]+:[0-9]+: / { exit } on')"
+        awk -v name="$name" '$0 == name { on = 1; next } /^src\/.*:[0-9]+:[0-9]+: / { on = 0 } on')"
     if [ -z "$diff" ]; then
         echo "no mutant named: $name" >&2
         exit 1

@@ -4,7 +4,9 @@
 use super::{
     admission::{Admission, Shared},
     config::Config,
+    lanes::{current_lane, lane_count, MAX_LANES},
     settings::Settings,
+    Window,
 };
 use std::sync::Arc;
 
@@ -58,5 +60,48 @@ fn a_count_ring_debugs_as_its_size_and_figures() {
     assert!(
         shown.contains("calls: 2, failures: 1, slow_calls: 1"),
         "{shown}"
+    );
+}
+
+/// A thread's successes are held back in its lane and enter the count ring a batch at a
+/// time, so that a healthy breaker's shared window is not written per call: a batch less
+/// one leaves the ring empty (read without flushing the lane), the last one of the batch
+/// moves them all in.
+#[test]
+fn successes_enter_the_count_ring_a_batch_at_a_time() {
+    let config = Config {
+        window: Window::Count(10_000),
+        ..Config::DEFAULT
+    };
+    let shared = Shared::new(Arc::new(Settings::new(config, "mutants", false)), None);
+    let breaker = &shared.breaker;
+    // 10 000 calls over at most 17 lanes: a lane holds back up to 32 successes.
+    assert_eq!(breaker.batch, 32);
+    // Lane 0: this breaker is the test's own, so the test thread is its only writer.
+    for _ in 0..31 {
+        breaker.record_success(0, 0, None);
+    }
+    assert_eq!(
+        breaker.figures(false).calls,
+        0,
+        "a success entered the ring alone"
+    );
+    breaker.record_success(0, 0, None);
+    assert_eq!(breaker.figures(false).calls, 32);
+}
+
+/// A thread that exits gives its owned lane back, and a later thread claims it: of many
+/// threads made one after another, more get an owned lane than there are owned lanes
+/// (other tests' threads hold lanes only while they run).
+#[test]
+fn an_exited_threads_owned_lane_is_claimed_again() {
+    let owned = lane_count();
+    let claimed = (0..4 * MAX_LANES)
+        .filter(|_| std::thread::spawn(current_lane).join().unwrap() < owned)
+        .count();
+    assert!(
+        claimed > owned,
+        "{claimed} of {} threads got one of the {owned} owned lanes",
+        4 * MAX_LANES
     );
 }
