@@ -4,7 +4,7 @@
 use super::{
     admission::{Admission, Shared},
     config::Config,
-    lanes::{current_lane, lane_count, MAX_LANES},
+    lanes::{current_lane, lane_count, try_current_lane, MAX_LANES},
     settings::Settings,
     Window,
 };
@@ -104,4 +104,22 @@ fn an_exited_threads_owned_lane_is_claimed_again() {
         "{claimed} of {} threads got one of the {owned} owned lanes",
         4 * MAX_LANES
     );
+}
+
+/// Every breaker has one owned lane per CPU and one more (a runtime's workers and the thread
+/// that blocks on its main future), at least two and at most `MAX_LANES`.
+#[test]
+fn there_is_an_owned_lane_per_cpu_and_one_more() {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    assert_eq!(lane_count(), (cpus + 1).clamp(2, MAX_LANES));
+}
+
+/// A live thread's lane, as a result is recorded with it, is the lane it claimed (`None`
+/// only while the thread exits and its lane is gone).
+#[test]
+fn a_live_thread_records_in_its_own_lane() {
+    let lane = std::thread::spawn(|| (try_current_lane(), current_lane()))
+        .join()
+        .unwrap();
+    assert_eq!(lane.0, Some(lane.1));
 }
