@@ -115,11 +115,23 @@ fn there_is_an_owned_lane_per_cpu_and_one_more() {
 }
 
 /// A live thread's lane, as a result is recorded with it, is the lane it claimed (`None`
-/// only while the thread exits and its lane is gone).
+/// only while the thread exits and its lane is gone): three threads alive at once, so at
+/// most one of them can hold any one owned lane.
 #[test]
 fn a_live_thread_records_in_its_own_lane() {
-    let lane = std::thread::spawn(|| (try_current_lane(), current_lane()))
-        .join()
-        .unwrap();
-    assert_eq!(lane.0, Some(lane.1));
+    let barrier = Arc::new(std::sync::Barrier::new(3));
+    let threads: Vec<_> = (0..3)
+        .map(|_| {
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                let recorded = try_current_lane();
+                barrier.wait();
+                (recorded, current_lane())
+            })
+        })
+        .collect();
+    for thread in threads {
+        let (recorded, claimed) = thread.join().unwrap();
+        assert_eq!(recorded, Some(claimed));
+    }
 }
