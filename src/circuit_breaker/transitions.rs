@@ -333,25 +333,40 @@ impl Breaker {
 /// Loom models of the breaker's transitions (see `internal::sync` for how to run them).
 /// They drive the synchronous core (`Shared::admit`, `Ticket::finish`, a ticket's drop) from
 /// loom threads. The breaker reads the model clock (`internal::sync::model_clock`), which
-/// these models leave at zero; the open duration is zero and the probe timeout long, so an
-/// open breaker lets the next call in as a probe, and no probe slot is reclaimed. The lanes' and spare references' thread-locals are loom's
-/// (`internal::sync::thread_local`), so each model thread has its own, as a real thread.
+/// these models leave at zero (but for the reclaim model, whose caller reads a later time);
+/// the open duration is zero and the probe timeout long, so an open breaker lets the next
+/// call in as a probe, a rejection is always for full probe slots, and no probe slot is
+/// reclaimed (but in the reclaim model). The lanes' and spare references' thread-locals are
+/// loom's (`internal::sync::thread_local`), so each model thread has its own, as a real
+/// thread.
 #[cfg(all(test, fortify_loom))]
 mod loom {
     use super::*;
     use crate::circuit_breaker::{
         admission::{Admission, Shared},
         config::Config,
+        error::Open,
         settings::Settings,
         ticket::Ticket,
         Window,
     };
+    use crate::classify::Failure;
     use crate::internal::sync::{AtomicUsize, Ordering as SeqOrdering};
     use std::sync::Arc;
 
     /// A breaker over the last two calls that trips when both failed, with `probes` probe
     /// slots and `successes` probe successes to close.
     fn breaker(probes: u32, successes: u32) -> Arc<Shared> {
+        breaker_with_probe_timeout(probes, successes, Duration::from_secs(3600))
+    }
+
+    /// As [`breaker`], with the time after which the slots of probes that never answered
+    /// are taken back.
+    fn breaker_with_probe_timeout(
+        probes: u32,
+        successes: u32,
+        probe_timeout: Duration,
+    ) -> Arc<Shared> {
         let config = Config {
             window: Window::Count(2),
             minimum_calls: 2,
@@ -359,7 +374,7 @@ mod loom {
             open_duration_jitter: 0.0,
             half_open_max_probes: probes,
             half_open_successes: successes,
-            probe_timeout: Duration::from_secs(3600),
+            probe_timeout,
             ..Config::DEFAULT
         };
         Arc::new(Shared::new(
@@ -368,10 +383,19 @@ mod loom {
         ))
     }
 
+    /// Admits a call, `None` if rejected. Every model's open duration is zero: an open
+    /// breaker lets its next call in, so a rejection is always for full probe slots
+    /// (half-open), never as open. A call that saw the breaker open in a generation that
+    /// moved on before it read the deadline must look again, not reject.
     fn call(shared: &Shared) -> Option<Ticket> {
         match shared.admit() {
             Admission::Call(ticket) => Some(ticket),
-            Admission::Reject(_) => None,
+            Admission::Reject(error) => {
+                let failure = error.downcast_ref::<Failure>().unwrap();
+                let open = failure.get_ref().downcast_ref::<Open>().unwrap();
+                assert_eq!(open.state(), State::HalfOpen, "rejected as open");
+                None
+            }
         }
     }
 
@@ -444,6 +468,27 @@ mod loom {
         });
     }
 
+    /// Two probes of one half-open period (two slots, `successes` to close): the first
+    /// fails, which reopens the breaker, and the next call (returned, with the generation
+    /// of the first period) moves it to a new half-open period, a probe of its own if a slot
+    /// is free (the late probe may still hold one), while the second probe's success comes
+    /// in from another thread.
+    fn late_success_racing_a_new_period(successes: u32) -> (Arc<Shared>, u32, Option<Ticket>) {
+        let shared = breaker(2, successes);
+        let mut first = half_open_with_probe(&shared);
+        let second = call(&shared).unwrap();
+        assert!(second.is_probe());
+        let old = gen_of(shared.breaker.word.load(Ordering::Acquire));
+        let late = ::loom::thread::spawn(move || {
+            let mut second = second;
+            second.finish(Outcome::Success, None);
+        });
+        first.finish(Outcome::Failure, None);
+        let next = call(&shared);
+        late.join().unwrap();
+        (shared, old, next)
+    }
+
     /// A late result never acts on a newer generation: two probes of one half-open period
     /// (two slots, two successes to close); one fails, which reopens the breaker, and the
     /// next call moves it to a new half-open period, while the other probe's success comes
@@ -452,20 +497,7 @@ mod loom {
     #[test]
     fn loom_a_late_probe_result_never_acts_on_a_newer_generation() {
         ::loom::model(|| {
-            let shared = breaker(2, 2);
-            let mut first = half_open_with_probe(&shared);
-            let second = call(&shared).unwrap();
-            assert!(second.is_probe());
-            let old = gen_of(shared.breaker.word.load(Ordering::Acquire));
-            let late = ::loom::thread::spawn(move || {
-                let mut second = second;
-                second.finish(Outcome::Success, None);
-            });
-            first.finish(Outcome::Failure, None);
-            // The next call starts a new half-open period (a probe of its own, if a slot is
-            // free: the late probe may still hold one).
-            let next = call(&shared);
-            late.join().unwrap();
+            let (shared, old, next) = late_success_racing_a_new_period(2);
             let word = shared.breaker.word.load(Ordering::Acquire);
             if gen_of(word) != old && state_of(word) == State::HalfOpen {
                 assert_eq!(
@@ -475,6 +507,159 @@ mod loom {
                 );
             }
             drop(next);
+            assert_eq!(
+                shared.breaker.probes_in_flight(),
+                0,
+                "a probe slot was lost"
+            );
+        });
+    }
+
+    /// A reset is final: a failure that crosses the threshold races an operator's reset.
+    /// The result belongs to the generation before the reset, so it may trip the breaker
+    /// only before the reset (which then closes it again), never after: the breaker ends
+    /// closed.
+    #[test]
+    fn loom_a_result_racing_a_reset_never_trips_the_newer_generation() {
+        ::loom::model(|| {
+            let shared = breaker(1, 1);
+            call(&shared).unwrap().finish(Outcome::Failure, None);
+            let last = call(&shared).unwrap();
+            let result = ::loom::thread::spawn(move || {
+                let mut last = last;
+                last.finish(Outcome::Failure, None);
+            });
+            shared.breaker.reset();
+            result.join().unwrap();
+            assert_eq!(
+                shared.breaker.state(),
+                State::Closed,
+                "a result of the generation before a reset tripped the breaker after it"
+            );
+        });
+    }
+
+    /// Open to half-open exactly once: two calls reach an open breaker whose open duration
+    /// has passed, each may try to move it to half-open; one moves it, one generation
+    /// later, and the other takes a probe slot of that half-open period or is rejected.
+    /// With no result given, the breaker ends half-open in the generation after the open one.
+    #[test]
+    fn loom_open_to_half_open_exactly_once() {
+        ::loom::model(|| {
+            let shared = breaker(1, 1);
+            for _ in 0..2 {
+                call(&shared).unwrap().finish(Outcome::Failure, None);
+            }
+            let open = gen_of(shared.breaker.word.load(Ordering::Acquire));
+            let other = {
+                let shared = Arc::clone(&shared);
+                ::loom::thread::spawn(move || drop(call(&shared)))
+            };
+            drop(call(&shared));
+            other.join().unwrap();
+            let word = shared.breaker.word.load(Ordering::Acquire);
+            assert_eq!(state_of(word), State::HalfOpen);
+            assert_eq!(gen_of(word), open + 1, "moved to half-open more than once");
+            assert_eq!(
+                shared.breaker.probes_in_flight(),
+                0,
+                "a probe slot was lost"
+            );
+        });
+    }
+
+    /// A late probe success never closes a newer half-open period: two probes of one
+    /// period (two slots, one success closes); one fails, which reopens the breaker, and
+    /// the next call moves it to a new half-open period as its probe, while the other
+    /// probe's success comes in. If that next call is a probe of the new period, the
+    /// breaker is still in that period at the end: only its own probes decide it.
+    #[test]
+    fn loom_a_late_probe_success_never_closes_a_newer_period() {
+        ::loom::model(|| {
+            let (shared, _, next) = late_success_racing_a_new_period(1);
+            if let Some(next) = next.as_ref().filter(|t| t.is_probe()) {
+                let word = shared.breaker.word.load(Ordering::Acquire);
+                assert_eq!(
+                    (state_of(word), gen_of(word)),
+                    (State::HalfOpen, next.gen),
+                    "a success of an older half-open period closed a newer one"
+                );
+            }
+            drop(next);
+            assert_eq!(
+                shared.breaker.probes_in_flight(),
+                0,
+                "a probe slot was lost"
+            );
+        });
+    }
+
+    /// Slots are taken back only from probes that still hold them: a probe that never
+    /// answered is dropped (its slot freed) while a call, its clock past `probe_timeout`,
+    /// finds every slot taken and goes to reclaim them. The reclaim (which reopens the
+    /// breaker for longer, one growth step) happens only if the slot is still taken when
+    /// it decides, under the breaker's lock: once the dropped probe's thread has seen the
+    /// growth level under that lock, the level does not grow.
+    #[test]
+    fn loom_a_slot_freed_before_a_reclaim_is_not_taken_back() {
+        ::loom::model(|| {
+            let shared = breaker_with_probe_timeout(1, 1, Duration::from_secs(1));
+            let stuck = half_open_with_probe(&shared);
+            let dropper = {
+                let shared = Arc::clone(&shared);
+                ::loom::thread::spawn(move || {
+                    drop(stuck);
+                    shared.breaker.control().level
+                })
+            };
+            crate::internal::sync::model_clock::set(Duration::from_secs(2));
+            let next = call(&shared);
+            let seen = dropper.join().unwrap();
+            let level = shared.breaker.control().level;
+            assert_eq!(
+                level, seen,
+                "slots taken back after their probe had freed its own"
+            );
+            drop(next);
+            assert_eq!(
+                shared.breaker.probes_in_flight(),
+                0,
+                "a probe slot was lost"
+            );
+        });
+    }
+
+    /// A probe's slot is taken while its half-open period is current: a call that took a
+    /// slot after its period ended (another probe failed and a third call started a new
+    /// period) gives the slot back and is decided again in the new period. Two slots; probe
+    /// `x` of the first period fails and a call `z` starts the next period, while the main
+    /// thread's call races them. If that call is a probe of the first period, it took its
+    /// slot before the period ended, so `z` saw both slots taken.
+    #[test]
+    fn loom_a_probe_slot_is_taken_within_its_half_open_period() {
+        ::loom::model(|| {
+            let shared = breaker(2, 1);
+            let x = half_open_with_probe(&shared);
+            let period = x.gen;
+            let other = {
+                let shared = Arc::clone(&shared);
+                ::loom::thread::spawn(move || {
+                    let mut x = x;
+                    x.finish(Outcome::Failure, None);
+                    let z = call(&shared);
+                    let seen = shared.breaker.probes_in_flight();
+                    (z, seen)
+                })
+            };
+            let mine = call(&shared);
+            let (z, seen) = other.join().unwrap();
+            if mine
+                .as_ref()
+                .is_some_and(|t| t.is_probe() && t.gen == period)
+            {
+                assert_eq!(seen, 2, "a probe of a half-open period that had ended");
+            }
+            drop((mine, z));
             assert_eq!(
                 shared.breaker.probes_in_flight(),
                 0,

@@ -8,6 +8,8 @@
 //! window is one second in ten buckets of 100 ms; the first results are recorded at 50 ms
 //! (epoch 0, bucket 0), the racing ones at 1 050 ms (epoch 10, bucket 0 again), when the
 //! first ones have left the window.
+//!
+//! One model drives the count ring alone: two results racing to replace the same call.
 
 use super::{
     admission::{Admission, Shared},
@@ -15,7 +17,7 @@ use super::{
     settings::Settings,
     state::{gen_of, state_of, State},
     ticket::Completion,
-    window::WindowFigures,
+    window::{CountRing, WindowFigures},
     Outcome, Window,
 };
 use crate::internal::sync::{model_clock, Ordering};
@@ -163,5 +165,27 @@ fn loom_the_shared_lane_counts_no_result_twice_and_trips_once() {
             let word = shared.breaker.word.load(Ordering::Acquire);
             assert_eq!((state_of(word), gen_of(word)), (State::Closed, 0));
         }
+    });
+}
+
+/// The count ring's failure counter stays the number of set bits when two results race to
+/// replace the same failure: a ring of one call holds a failure, and two threads each push
+/// a success into its one position (both may see the bit set; only the one that clears it
+/// uncounts the failure). The ring then holds no failure, and after one more failure
+/// exactly one.
+#[test]
+fn loom_two_results_replacing_one_failure_uncount_it_once() {
+    ::loom::model(|| {
+        let ring = Arc::new(CountRing::new(1));
+        ring.push(true, false);
+        let other = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || ring.push(false, false))
+        };
+        ring.push(false, false);
+        other.join().unwrap();
+        assert_eq!(ring.figures().failures, 0);
+        ring.push(true, false);
+        assert_eq!(ring.figures().failures, 1, "a failure uncounted twice");
     });
 }

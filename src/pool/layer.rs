@@ -740,3 +740,24 @@ impl<K: Send + Sync + 'static> PoolLimitBuilder<K> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A wait for a permit debugs as its pool's key, its start and whether it is queued.
+    /// Crate-private: the layer's futures print only a state name (mutation testing,
+    /// MUTANTS.md).
+    #[test]
+    fn a_wait_for_a_permit_debugs_as_its_pool_and_queue() {
+        let layer = PoolLimitLayer::builder(1).build_generic().unwrap();
+        let Pools::Single(pool) = &layer.shared.pools else {
+            panic!("a generic layer has one pool")
+        };
+        let acquire = pool.acquire(tokio::time::Instant::now());
+        let shown = format!("{acquire:?}");
+        assert!(shown.starts_with("Acquire {"), "{shown}");
+        assert!(shown.contains("pool: None"), "{shown}");
+        assert!(shown.contains("queued: false"), "{shown}");
+    }
+}

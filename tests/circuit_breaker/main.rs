@@ -3,6 +3,7 @@ mod contract;
 mod durations;
 mod keyed;
 mod mutants_admission;
+mod mutants_lanes;
 mod mutants_state;
 mod mutants_transitions;
 #[cfg(feature = "metrics")]
