@@ -451,3 +451,55 @@ impl RetryPolicy {
             .unwrap_or(&self.backoff)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `allows` runs on every call: every standard method is checked by its bit in the
+    /// mask, each by a bit of its own, and only other methods fall back to comparing
+    /// against the list. (A method without its bit would get the same answer, more slowly:
+    /// this pins the fast path, not the answer.)
+    #[test]
+    fn every_standard_method_has_a_bit_of_its_own() {
+        let standard = [
+            Method::GET,
+            Method::HEAD,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+            Method::TRACE,
+            Method::POST,
+            Method::PATCH,
+            Method::CONNECT,
+        ];
+        let mut seen = 0u16;
+        for method in &standard {
+            let bit = method_bit(method).unwrap_or_else(|| panic!("{method} has no bit"));
+            assert_eq!(bit.count_ones(), 1, "{method}'s bit");
+            assert_eq!(seen & bit, 0, "{method} shares a bit");
+            seen |= bit;
+        }
+        assert_eq!(method_bit(&Method::from_bytes(b"PURGE").unwrap()), None);
+    }
+
+    /// The rule for sending a request again after it may have reached the server: an
+    /// allowed method, or the `Idempotent` marker on any other.
+    #[test]
+    fn may_resend_an_allowed_method_or_a_marked_request_only() {
+        let allowed = AllowedMethods::idempotent();
+        let request = |method: Method| Request::builder().method(method).body(()).unwrap();
+        assert!(allowed.may_resend(&request(Method::GET)));
+        assert!(!allowed.may_resend(&request(Method::POST)));
+        let mut marked = request(Method::POST);
+        marked.extensions_mut().insert(Idempotent);
+        assert!(allowed.may_resend(&marked));
+    }
+
+    /// The methods' list, as a policy's `Debug` shows it.
+    #[test]
+    fn allowed_methods_debug_lists_the_methods() {
+        let allowed = AllowedMethods::new([Method::GET, Method::PUT]);
+        assert_eq!(format!("{allowed:?}"), "[GET, PUT]");
+    }
+}
