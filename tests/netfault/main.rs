@@ -11,8 +11,11 @@
 //! per scenario and runs this same binary inside it (`ip netns exec`), where the scenario
 //! runs and can change its rules as it goes. It needs root, `ip` (iproute2) and `nft`
 //! (nftables); `.ci/run` installs them. Without them it fails under CI (`CI` set) and skips,
-//! saying why, elsewhere. The kernel's `netem` qdisc (delay, reordering) is not used: the
-//! kernels this runs on are built without it, so loss comes from nftables' `drop`.
+//! saying why, elsewhere. The kernel's `netem` qdisc (delay, loss, reordering) is not used:
+//! the kernels this runs on are built without it (`CONFIG_NET_SCH_NETEM` is not set), so
+//! loss comes from nftables' `drop` and delay from the token-bucket shaper (`tc` qdisc
+//! `tbf`, which they have): a slow link, where packets wait in the kernel's queue.
+//! Reordering has no other source in the kernel and is not injected.
 //!
 //! Arguments: a scenario name (or part of one) runs only the matching scenarios; flags
 //! that `cargo test` passes (`--nocapture`, ...) are ignored.
@@ -64,6 +67,10 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "lost_responses",
         run: lost_responses,
+    },
+    Scenario {
+        name: "slow_link",
+        run: slow_link,
     },
     Scenario {
         name: "outage",
@@ -140,7 +147,7 @@ fn main() -> ExitCode {
 
 /// Whether namespaces and nftables can be used here.
 fn can_run() -> Result<(), String> {
-    for (tool, arg) in [("ip", "-V"), ("nft", "--version")] {
+    for (tool, arg) in [("ip", "-V"), ("nft", "--version"), ("tc", "-V")] {
         match Command::new(tool).arg(arg).output() {
             Ok(out) if out.status.success() => {}
             Ok(out) => {
@@ -394,11 +401,14 @@ fn request(port: u16, id: u64) -> http::Request<Full<Bytes>> {
 #[derive(Debug)]
 struct Outcome {
     id: u64,
+    /// When the call ended, and how long it took.
     at: Instant,
+    took: Duration,
     result: Result<(), FailureKind>,
 }
 
 async fn send(client: &Fortified, port: u16, id: u64) -> Outcome {
+    let start = Instant::now();
     let mut client = client.clone();
     let result = async {
         let response = client.ready().await?.call(request(port, id)).await?;
@@ -414,6 +424,7 @@ async fn send(client: &Fortified, port: u16, id: u64) -> Outcome {
     Outcome {
         id,
         at: Instant::now(),
+        took: start.elapsed(),
         result,
     }
 }
@@ -634,6 +645,70 @@ fn lost_responses(rt: &Rt) -> Result<(), String> {
         check(counter("lost") > 0, "losses were injected".into())?;
         verdict(&tally, &received, &outcomes, &layer)
     })
+}
+
+/// A slow link: the namespace's loopback shaped by the kernel's token bucket (`tc qdisc add
+/// dev lo root tbf rate 2mbit`, packets of at most 1,500 bytes), so that the 16 concurrent
+/// calls queue behind each other's packets in the kernel and every answer comes tens of
+/// milliseconds late, where the unshaped loopback answers in well under one. No attempt
+/// times out (the attempt timeout is 2 s): nothing fails, nothing is sent twice, and the
+/// shaper's own statistics show that it held packets back (`overlimits`).
+fn slow_link(rt: &Rt) -> Result<(), String> {
+    run("ip", &["link", "set", "lo", "mtu", "1500"])?;
+    run(
+        "tc",
+        &[
+            "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "2mbit", "burst", "16kb",
+            "latency", "1s",
+        ],
+    )?;
+    rt.0.block_on(async {
+        let (port, received) = server(true).await;
+        let (client, layer) = fortified(base_config());
+        let outcomes = send_all(&client, port, 0..600, 16).await;
+        let tally = Tally::of(&outcomes);
+        let stats = run("tc", &["-s", "qdisc", "show", "dev", "lo"])?;
+        let overlimits = tc_stat(&stats, "overlimits");
+        let mut took: Vec<Duration> = outcomes.iter().map(|o| o.took).collect();
+        took.sort();
+        let median = took[took.len() / 2];
+        println!(
+            "  kernel: {overlimits} packets held back by the shaper ({} dropped)",
+            tc_stat(&stats, "dropped")
+        );
+        println!(
+            "  calls: median {:.1} ms, slowest {:.1} ms",
+            median.as_secs_f64() * 1e3,
+            took[took.len() - 1].as_secs_f64() * 1e3
+        );
+        tally.print();
+        check(
+            overlimits > 0,
+            format!("the shaper held packets back: {overlimits}"),
+        )?;
+        check(
+            median >= Duration::from_millis(10),
+            format!(
+                "the link was slow: median call {:.1} ms (at least 10 ms)",
+                median.as_secs_f64() * 1e3
+            ),
+        )?;
+        check(
+            tally.failed.iter().sum::<u64>() == 0,
+            format!("no call failed: {:?}", tally.kinds),
+        )?;
+        verdict(&tally, &received, &outcomes, &layer)
+    })
+}
+
+/// A counter from `tc -s qdisc show`'s first statistics line: `(dropped 0, overlimits 12 ...`.
+fn tc_stat(stats: &str, name: &str) -> u64 {
+    stats
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
+        .skip_while(|w| *w != name)
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no `{name}` in {stats}"))
 }
 
 /// A total outage: every connect is refused for 2 s, at 200 requests a second, through the
