@@ -882,6 +882,10 @@ mod loom {
     /// the eviction of that key by the other thread), and an entry a thread holds never
     /// leaves the map while it holds it. Otherwise a second entry (a second pool, with its
     /// own permits) could be made for a key whose first is still in use.
+    ///
+    /// Seeded bug it caught: `LruMap::insert` without its second search under the write
+    /// lock (two threads that both missed under the read lock each insert the key: the map
+    /// holds more entries than keys).
     #[test]
     fn loom_no_entry_in_use_is_evicted() {
         ::loom::model(|| {

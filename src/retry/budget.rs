@@ -841,6 +841,11 @@ mod loom {
     /// and a third deposits, racing the reset of the stale bucket. The old withdrawal has
     /// aged out, so two retries may be taken (the deposit adds half of one) and no more;
     /// the balance is never negative.
+    ///
+    /// What it caught: a real bug, not a seeded one. The ring published a bucket's new tag
+    /// before it zeroed the counts, so a withdrawal made in between was wiped by the reset
+    /// and the budget allowed three withdrawals where two fit; a bucket being reset is now
+    /// marked as such and a call that finds it so is refused.
     #[test]
     fn loom_the_budget_is_never_overspent_across_a_roll_over() {
         ::loom::model(|| {
