@@ -100,30 +100,25 @@
 //! | `full` | all of the above |
 //!
 //! [hyper]: https://docs.rs/hyper
-#![cfg_attr(feature = "retry", doc = "[`retry`]: mod@retry")]
+// A module behind a feature that is off is linked on docs.rs instead (a plain `cargo doc` stays
+// warning-free); one that is on resolves by its name, `reqwest` by `mod@` (the crate has the
+// same name).
 #![cfg_attr(
     not(feature = "retry"),
     doc = "[`retry`]: https://docs.rs/tower-fortify/latest/tower_fortify/retry/index.html"
 )]
 #![cfg_attr(
-    feature = "circuit-breaker",
-    doc = "[`circuit_breaker`]: mod@circuit_breaker"
-)]
-#![cfg_attr(
     not(feature = "circuit-breaker"),
     doc = "[`circuit_breaker`]: https://docs.rs/tower-fortify/latest/tower_fortify/circuit_breaker/index.html"
 )]
-#![cfg_attr(feature = "hedge", doc = "[`hedge`]: mod@hedge")]
 #![cfg_attr(
     not(feature = "hedge"),
     doc = "[`hedge`]: https://docs.rs/tower-fortify/latest/tower_fortify/hedge/index.html"
 )]
-#![cfg_attr(feature = "pool", doc = "[`pool`]: mod@pool")]
 #![cfg_attr(
     not(feature = "pool"),
     doc = "[`pool`]: https://docs.rs/tower-fortify/latest/tower_fortify/pool/index.html"
 )]
-#![cfg_attr(feature = "stack", doc = "[`stack`]: mod@stack")]
 #![cfg_attr(
     not(feature = "stack"),
     doc = "[`stack`]: https://docs.rs/tower-fortify/latest/tower_fortify/stack/index.html"
@@ -133,12 +128,10 @@
     not(feature = "reqwest"),
     doc = "[`reqwest`]: https://docs.rs/tower-fortify/latest/tower_fortify/reqwest/index.html"
 )]
-#![cfg_attr(feature = "client", doc = "[`client`]: mod@client")]
 #![cfg_attr(
     not(feature = "client"),
     doc = "[`client`]: https://docs.rs/tower-fortify/latest/tower_fortify/client/index.html"
 )]
-#![cfg_attr(feature = "diagnose", doc = "[`diagnose`]: mod@diagnose")]
 #![cfg_attr(
     not(feature = "diagnose"),
     doc = "[`diagnose`]: https://docs.rs/tower-fortify/latest/tower_fortify/diagnose/index.html"
