@@ -302,6 +302,11 @@ def resolve(module, segs, depth=0):
     if at is None:
         if first in module.imports and module.imports[first] != segs[:1]:
             return resolve(module, module.imports[first] + rest, depth + 1)
+        for glob in module.globs:  # `use super::*` and the like
+            source = resolve(module, glob, depth + 1)
+            if source is not None and source is not module and (
+                    first in source.defined or first in source.children or first in source.imports):
+                return follow(source, segs, depth + 1)
         return None
     while rest and rest[0] == "super":
         at, rest = MODULES.get(at.path[:-1]), rest[1:]
@@ -441,7 +446,8 @@ def main():
         else:
             print(f"allowed: {parent_name}: {{{members}}} (a layer's service and future)")
     for key in KNOWN:
-        if key not in seen_known:
+        grew = any(name(p) == key[0] and key[1] < comp for p, comp, _ in bad)
+        if key not in seen_known and not grew:
             print(f"note: the known cycle {key[0]}: {{{', '.join(sorted(key[1]))}}} is gone; "
                   "remove it from KNOWN in scripts/module-cycles.py")
     for parent, comp, pairs in bad:
