@@ -559,13 +559,20 @@ impl Permit {
 
     /// Records how the call ended, for an adaptive limit (once; a permit dropped without
     /// a record, as by a cancelled call, records nothing). Only a stamped permit (of an
-    /// adaptive pool) goes further than one test of its word: the rest is out of line, so
-    /// that a fixed pool's response future stays as small as it was without the limit.
+    /// adaptive pool) goes further than one test of its word, and only a timed call or a
+    /// failure further than a second test: the rest is out of line, so that a fixed pool's
+    /// response future stays as small as it was without the limit.
     #[inline]
     pub(crate) fn record(&mut self, outcome: impl FnOnce() -> Outcome) {
         if let Some(held) = &mut self.0 {
-            if Stamp::from_bits(held.word as u32).is_set() {
-                held.record(outcome());
+            let stamp = Stamp::from_bits(held.word as u32);
+            if stamp.is_set() {
+                let outcome = outcome();
+                if stamp.records(outcome) {
+                    held.record(outcome);
+                } else {
+                    held.word = Permit::word((held.word >> 32) as u32, RETURNED);
+                }
             }
         }
     }
