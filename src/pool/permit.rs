@@ -111,6 +111,10 @@ pub(crate) struct Pool {
     /// adaptive limit, no gauges (fixed when the pool is made). Read once per grant; the
     /// permit's word then says it for the return.
     plain: bool,
+    /// Whether a permit's grant and return are the semaphore's and the adaptive limit's
+    /// alone: an adaptive pool without tracker or gauges (fixed when the pool is made).
+    /// Its permits take short paths of their own, out of line.
+    adaptive_only: bool,
     overflowing: AtomicUsize,
     counts: Counts,
     tracker: Option<Tracker>,
@@ -144,6 +148,7 @@ impl Pool {
         #[cfg(not(feature = "metrics"))]
         let live = false;
         let plain = adaptive.is_none() && core.leak_threshold.is_none() && !live;
+        let adaptive_only = adaptive.is_some() && core.leak_threshold.is_none() && !live;
         let permits = core.maxsize - adaptive.as_ref().map_or(0, Limiter::parked);
         // A layer's only pool, shared by every thread that calls the layer, parks its free
         // permits per thread (see `semaphore::lease`); per-host pools are many and small.
@@ -154,6 +159,7 @@ impl Pool {
         };
         Pool {
             plain,
+            adaptive_only,
             semaphore,
             adaptive,
             #[cfg(feature = "metrics")]
@@ -218,6 +224,16 @@ impl Pool {
     /// a fixed pool's grant stays one test.
     #[inline(never)]
     fn granted_word(&self) -> u64 {
+        if self.adaptive_only {
+            // The stamp alone (always set for an adaptive pool).
+            return Permit::word(UNTRACKED, Stamp::start(self.adaptive.as_ref()).bits());
+        }
+        self.granted_tracked()
+    }
+
+    /// [`granted_word`](Self::granted_word) for a pool with a tracker or gauges.
+    #[inline(never)]
+    fn granted_tracked(&self) -> u64 {
         let slot = match &self.tracker {
             Some(tracker) => self.track(tracker),
             None => UNTRACKED,
@@ -435,6 +451,26 @@ impl Pool {
     /// limit, or with gauges to update.
     #[inline(never)]
     fn release(&self, slot: u32) {
+        if self.adaptive_only {
+            // Untracked, never overflowing (an adaptive pool does not overflow).
+            self.give_back();
+        } else {
+            self.release_tracked(slot);
+        }
+    }
+
+    /// Gives a permit back to the semaphore, or to the adaptive limit if it keeps it.
+    #[inline]
+    fn give_back(&self) {
+        if !self.adaptive.as_ref().is_some_and(Limiter::park) {
+            self.semaphore.release();
+        }
+    }
+
+    /// [`release`](Self::release) for a pool with a tracker or gauges, or an overflowing
+    /// call.
+    #[inline(never)]
+    fn release_tracked(&self, slot: u32) {
         if slot == OVERFLOW {
             self.overflowing.fetch_sub(1, Ordering::Relaxed);
             // urllib3 logs this when an extra connection comes back to a full pool.
@@ -459,9 +495,7 @@ impl Pool {
                     "a permit reported as leaked was given back"
                 );
             }
-            if !self.adaptive.as_ref().is_some_and(Limiter::park) {
-                self.semaphore.release();
-            }
+            self.give_back();
         }
         self.publish(-1);
     }
@@ -559,13 +593,20 @@ impl Permit {
 
     /// Records how the call ended, for an adaptive limit (once; a permit dropped without
     /// a record, as by a cancelled call, records nothing). Only a stamped permit (of an
-    /// adaptive pool) goes further than one test of its word: the rest is out of line, so
-    /// that a fixed pool's response future stays as small as it was without the limit.
+    /// adaptive pool) goes further than one test of its word, and only a timed call or a
+    /// failure further than a second test: the rest is out of line, so that a fixed pool's
+    /// response future stays as small as it was without the limit.
     #[inline]
     pub(crate) fn record(&mut self, outcome: impl FnOnce() -> Outcome) {
         if let Some(held) = &mut self.0 {
-            if Stamp::from_bits(held.word as u32).is_set() {
-                held.record(outcome());
+            let stamp = Stamp::from_bits(held.word as u32);
+            if stamp.is_set() {
+                let outcome = outcome();
+                if stamp.records(outcome) {
+                    held.record(outcome);
+                } else {
+                    held.word = Permit::word((held.word >> 32) as u32, RETURNED);
+                }
             }
         }
     }

@@ -16,7 +16,8 @@ const BASELINE_DECAY: f64 = 0.9;
 /// What a window saw.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Window {
-    /// Calls that succeeded, and their mean latency (microseconds; meaningless when none).
+    /// Calls that succeeded (counted from the timed ones, each standing for `TIME_EVERY`),
+    /// and their mean latency (of the timed ones; microseconds, meaningless when none).
     pub(super) successes: u64,
     pub(super) mean_latency: f64,
     /// Calls that failed in a way that says the backend is overloaded.

@@ -12,38 +12,40 @@ use crate::{
     internal::sync::{AtomicU32, AtomicU64, AtomicUsize, Ordering},
     pool::semaphore::Semaphore,
 };
-use std::{fmt, sync::Arc};
+use std::{fmt, sync::Arc, time::Duration};
 use tokio::time::Instant;
 
 /// A window closes when it has lasted `window` and holds at least this many calls.
 pub(super) const MIN_SAMPLES: u64 = 8;
 
-/// Successes check whether their window is due once every this many (failures always do):
-/// the check converts the clock to the window's scale, which costs as much as measuring
-/// the latency.
-const CHECK_EVERY: u64 = 8;
+/// One call in this many, on average, has its latency measured (a clock read when it takes
+/// its permit and one when it ends, which cost about a fixed pool's whole call). Calls are
+/// drawn at random on each thread (see [`sampled`]), so that a thread calling several
+/// pools in turn times each of them alike; a timed success stands for this many
+/// successes, and only timed successes touch the window's atomics. Failures are all
+/// counted (see `Limiter::record`). One in every call in the loom models, whose threads
+/// share the thread-local draw and must run the same way every time.
+#[cfg(not(fortify_loom))]
+pub(super) const TIME_EVERY: u32 = 8;
+#[cfg(fortify_loom)]
+pub(super) const TIME_EVERY: u32 = 1;
 
-/// One call in this many, on each thread, has its latency measured (a clock read when it
-/// takes its permit and one when it ends, which cost a fixed pool's whole call); each
-/// measured latency counts this many times, so that the window's mean stays the mean of
-/// its successes.
-pub(super) const TIME_EVERY: u32 = 2;
+/// A draw under this is a timed call: one in `TIME_EVERY` of the 2^32 draws.
+const TIMED_BELOW: u64 = (1 << 32) / TIME_EVERY as u64;
 
-/// `samples` packs the successes' count (high bits) over the sum of their latencies in
-/// microseconds (low bits, each measured one counted `TIME_EVERY` times), so that recording
-/// a success is one `fetch_add`.
+/// `samples` packs the timed successes' count (high bits) over the sum of their latencies
+/// in microseconds (low bits), so that recording one is one `fetch_add`.
 const SUM_BITS: u32 = 44;
 const ONE_SAMPLE: u64 = 1 << SUM_BITS;
 const SUM_MASK: u64 = ONE_SAMPLE - 1;
-/// One latency counts at most this (8.4 s): `2^20` samples of it, each counted
-/// `TIME_EVERY` times, fill the sum exactly.
-const MAX_SAMPLE_MICROS: u64 = (1 << 23) - 1;
-/// A window closes once it holds this many successes, however short it is, so that the
-/// count (20 bits) never overflows.
+/// One latency counts at most this (16.7 s).
+const MAX_SAMPLE_MICROS: u64 = (1 << 24) - 1;
+/// A window closes once it holds this many timed successes, however short it is, so that
+/// the count (20 bits) never overflows.
 const FULL_WINDOW: u64 = 1 << 19;
 // Calls past `FULL_WINDOW` each try to close the window, so the count stays far below
 // twice it; just under twice it, the count and the sum still fit.
-const _: () = assert!((2 * FULL_WINDOW - 1) * TIME_EVERY as u64 * MAX_SAMPLE_MICROS <= SUM_MASK);
+const _: () = assert!((2 * FULL_WINDOW - 1) * MAX_SAMPLE_MICROS <= SUM_MASK);
 const _: () = assert!(2 * FULL_WINDOW - 1 <= u64::MAX >> SUM_BITS);
 
 /// What a call's end says about the backend.
@@ -103,24 +105,28 @@ pub(crate) struct Stamp(u32);
 impl Stamp {
     pub(crate) const NONE: Stamp = Stamp(0);
 
-    /// A call of an adaptive pool whose latency is not measured: counted as a success
-    /// without a latency.
+    /// A call of an adaptive pool whose latency is not measured: only a failure of it is
+    /// recorded (a success counts through the timed ones).
     pub(crate) const UNTIMED: Stamp = Stamp(1);
 
     /// For a pool that adapts its limit: now (one clock read) for one call in
-    /// `TIME_EVERY` on this thread, else [`UNTIMED`](Self::UNTIMED). Nothing for a fixed
-    /// pool.
+    /// `TIME_EVERY`, drawn on this thread, else [`UNTIMED`](Self::UNTIMED). Nothing for a
+    /// fixed pool.
     #[inline]
     pub(crate) fn start(limiter: Option<&Limiter>) -> Self {
-        let Some(limiter) = limiter else {
-            return Stamp::NONE;
-        };
-        if !timed_turn() {
-            return Stamp::UNTIMED;
+        match limiter {
+            None => Stamp::NONE,
+            Some(limiter) if sampled() => Stamp::now(limiter),
+            Some(_) => Stamp::UNTIMED,
         }
+    }
+
+    /// Now, for a timed call of `limiter`.
+    #[inline]
+    fn now(limiter: &Limiter) -> Self {
         // The first two microseconds of every 71 minutes would read as `UNTIMED`: they
         // count as the third.
-        Stamp((limiter.micros(Instant::now()) | 1).max(3))
+        Stamp((micros(limiter.since(Instant::now())) | 1).max(3))
     }
 
     /// Whether it holds a time (stamps are odd: a permit's word keeps an even value in
@@ -128,6 +134,12 @@ impl Stamp {
     #[inline]
     pub(crate) fn is_set(self) -> bool {
         self.0 & 1 == 1
+    }
+
+    /// Whether a call that ends with `outcome` is recorded: a timed one, or a failure.
+    #[inline]
+    pub(crate) fn records(self, outcome: Outcome) -> bool {
+        self != Stamp::UNTIMED || outcome == Outcome::Overload
     }
 
     /// The stamp as the permit keeps it.
@@ -144,19 +156,38 @@ impl Stamp {
 }
 
 thread_local! {
-    /// This thread's calls of adaptive pools, counted to time one in `TIME_EVERY`.
-    static TURN: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// This thread's draws for `sampled`: a linear congruential generator (its high bits),
+    /// the same sequence on every thread.
+    static DRAW: std::cell::Cell<u32> = const { std::cell::Cell::new(0x2545_f491) };
 }
 
-/// Whether this thread's next call of an adaptive pool is timed (one in `TIME_EVERY`).
+/// Whether this thread's next call of an adaptive pool is timed: one in `TIME_EVERY`, at
+/// random. A counter (every n-th call) would time none of one pool's calls on a thread
+/// that calls two pools in turn; a draw times each pool's calls at the same rate.
 #[inline]
-fn timed_turn() -> bool {
-    TURN.try_with(|turn| {
-        let n = turn.get();
-        turn.set(n.wrapping_add(1));
-        n % TIME_EVERY == 0
+fn sampled() -> bool {
+    if TIME_EVERY == 1 {
+        return true;
+    }
+    DRAW.try_with(|draw| {
+        // Numerical Recipes' constants; the high bits decide (the low ones are periodic).
+        let next = draw
+            .get()
+            .wrapping_mul(1_664_525)
+            .wrapping_add(1_013_904_223);
+        draw.set(next);
+        u64::from(next) < TIMED_BELOW
     })
     .unwrap_or(true)
+}
+
+/// A time since a limiter's epoch in microseconds, modulo 2^32 (a [`Stamp`]'s clock):
+/// computed in 32 bits, without the 128-bit nanoseconds of a `Duration`.
+#[inline]
+fn micros(since: Duration) -> u32 {
+    (since.as_secs() as u32)
+        .wrapping_mul(1_000_000)
+        .wrapping_add(since.subsec_micros())
 }
 
 /// What every pool's limiter of one layer shares: the settings, the sum of the limits and
@@ -295,19 +326,10 @@ impl Limiter {
         self.parked.load(Ordering::Relaxed)
     }
 
-    fn nanos(&self, now: Instant) -> u64 {
-        u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
-    }
-
-    /// Microseconds since the epoch, modulo 2^32 (a [`Stamp`]'s clock): computed in 32
-    /// bits, without the 128-bit nanoseconds of a `Duration`, since every call pays it
-    /// twice.
+    /// `now` since the epoch (zero before it).
     #[inline]
-    fn micros(&self, now: Instant) -> u32 {
-        let since = now.saturating_duration_since(self.epoch);
-        (since.as_secs() as u32)
-            .wrapping_mul(1_000_000)
-            .wrapping_add(since.subsec_micros())
+    fn since(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.epoch)
     }
 
     /// A permit is being given back: keeps it (returns `true`) if the limit wants more
@@ -370,47 +392,41 @@ impl Limiter {
             return;
         }
         match outcome {
-            Outcome::Success => {
-                let (sample, now) = if started == Stamp::UNTIMED {
-                    (ONE_SAMPLE, None)
-                } else {
-                    // Whole microseconds already: at least one, at most `MAX_SAMPLE_MICROS`,
-                    // counted for the calls not timed.
-                    let now = Instant::now();
-                    let took = self.micros(now).wrapping_sub(started.0 & !1);
-                    let took = u64::from(took).clamp(1, MAX_SAMPLE_MICROS);
-                    (ONE_SAMPLE + took * u64::from(TIME_EVERY), Some(now))
-                };
+            // Untimed successes are not recorded (see `Stamp::records`).
+            Outcome::Success if started != Stamp::UNTIMED => {
+                // Whole microseconds already: at least one, at most `MAX_SAMPLE_MICROS`.
+                let since = self.since(Instant::now());
+                let took = micros(since).wrapping_sub(started.0 & !1);
+                let took = u64::from(took).clamp(1, MAX_SAMPLE_MICROS);
+                let sample = ONE_SAMPLE + took;
                 let count = self.samples.fetch_add(sample, Ordering::Relaxed) >> SUM_BITS;
-                let full = count >= FULL_WINDOW - 1;
-                if count % CHECK_EVERY == CHECK_EVERY - 1 || full {
-                    let now = now.unwrap_or_else(Instant::now);
-                    self.maybe_close(now, full, semaphore, busy);
-                }
+                self.maybe_close(since, count >= FULL_WINDOW - 1, semaphore, busy);
             }
             Outcome::Overload => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
-                self.maybe_close(Instant::now(), false, semaphore, busy);
+                self.maybe_close(self.since(Instant::now()), false, semaphore, busy);
             }
-            Outcome::Ignore => {}
+            Outcome::Success | Outcome::Ignore => {}
         }
     }
 
     /// A call waited `pool_timeout` for a permit in vain: an overload sign.
     pub(crate) fn timed_out(&self, semaphore: &Semaphore, busy: impl FnOnce() -> usize) {
         self.failures.fetch_add(1, Ordering::Relaxed);
-        self.maybe_close(Instant::now(), false, semaphore, busy);
+        self.maybe_close(self.since(Instant::now()), false, semaphore, busy);
     }
 
+    /// Closes the window if it is due (`since`: now, since the epoch) or `full`.
     #[inline]
     fn maybe_close(
         &self,
-        now: Instant,
+        since: Duration,
         full: bool,
         semaphore: &Semaphore,
         busy: impl FnOnce() -> usize,
     ) {
-        let now = self.nanos(now);
+        // Saturates: 584 years.
+        let now = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX);
         let opened = self.opened.load(Ordering::Relaxed);
         if full || now.saturating_sub(opened) >= self.shared.window_nanos {
             self.close(opened, now, semaphore, busy);
@@ -420,7 +436,8 @@ impl Limiter {
     #[cold]
     fn close(&self, opened: u64, now: u64, semaphore: &Semaphore, busy: impl FnOnce() -> usize) {
         let samples = self.samples.load(Ordering::Relaxed);
-        let calls = (samples >> SUM_BITS) + self.failures.load(Ordering::Relaxed);
+        let calls =
+            (samples >> SUM_BITS) * u64::from(TIME_EVERY) + self.failures.load(Ordering::Relaxed);
         if calls < MIN_SAMPLES {
             return;
         }
@@ -434,13 +451,13 @@ impl Limiter {
         }
         let samples = self.samples.swap(0, Ordering::Relaxed);
         let failures = self.failures.swap(0, Ordering::Relaxed);
-        let successes = samples >> SUM_BITS;
+        let timed = samples >> SUM_BITS;
         let window = Window {
-            successes,
-            mean_latency: if successes == 0 {
+            successes: timed * u64::from(TIME_EVERY),
+            mean_latency: if timed == 0 {
                 0.0
             } else {
-                (samples & SUM_MASK) as f64 / successes as f64
+                (samples & SUM_MASK) as f64 / timed as f64
             },
             failures,
             busy: busy(),
@@ -489,41 +506,66 @@ mod tests {
         (limiter, semaphore)
     }
 
+    /// `n` calls ending with `outcome`, each of them timed (each success stands for
+    /// `TIME_EVERY` calls in the window).
     fn calls(limiter: &Limiter, semaphore: &Semaphore, n: usize, outcome: Outcome, busy: usize) {
         for _ in 0..n {
-            let mut stamp = Stamp::start(Some(limiter));
+            let mut stamp = Stamp::now(limiter);
             limiter.record(&mut stamp, outcome, semaphore, || busy);
             assert!(!stamp.is_set(), "recorded once");
         }
     }
 
-    /// One call in `TIME_EVERY` on a thread is timed; its latency counts for the others,
-    /// so that the window's mean is the timed latency, and every call counts.
+    /// About one call in `TIME_EVERY` on a thread is timed; a timed success stands for
+    /// `TIME_EVERY` of them, and the window's mean is the timed calls' latency.
     #[tokio::test(start_paused = true)]
-    async fn timed_latencies_count_for_the_untimed_calls() {
+    async fn one_call_in_time_every_is_timed_and_stands_for_the_others() {
         let (limiter, semaphore) = limiter(AdaptiveLimit::gradient(), 4);
         tokio::time::advance(Duration::from_millis(1)).await;
-        let mut stamps: Vec<Stamp> = (0..TIME_EVERY)
-            .map(|_| Stamp::start(Some(&limiter)))
-            .collect();
+        let n = 4_000 * TIME_EVERY as usize;
+        let mut stamps: Vec<Stamp> = (0..n).map(|_| Stamp::start(Some(&limiter))).collect();
         assert!(stamps.iter().all(|stamp| stamp.is_set()));
         let timed = stamps.iter().filter(|s| **s != Stamp::UNTIMED).count();
-        assert_eq!(timed, 1, "one call in TIME_EVERY is timed");
+        assert!((3_600..=4_400).contains(&timed), "{timed} of {n} timed");
         tokio::time::advance(Duration::from_millis(10)).await;
         for stamp in &mut stamps {
             limiter.record(stamp, Outcome::Success, &semaphore, || 0);
         }
         let samples = limiter.samples.load(Ordering::Relaxed);
+        assert_eq!(samples >> SUM_BITS, timed as u64, "timed successes only");
         assert_eq!(
-            samples >> SUM_BITS,
-            u64::from(TIME_EVERY),
-            "every call counts"
-        );
-        assert_eq!(
-            (samples & SUM_MASK) / u64::from(TIME_EVERY),
+            (samples & SUM_MASK) / timed as u64,
             10_000,
-            "the mean is the timed call's latency, in microseconds"
+            "the mean is the timed calls' latency, in microseconds"
         );
+        // An untimed failure counts.
+        let mut untimed = Stamp::UNTIMED;
+        limiter.record(&mut untimed, Outcome::Overload, &semaphore, || 0);
+        assert_eq!(limiter.failures.load(Ordering::Relaxed), 1);
+        assert!(!untimed.is_set(), "recorded once");
+    }
+
+    /// A thread that calls two pools in turn times both alike: the draw is random, not
+    /// every `TIME_EVERY`-th call (which would time one pool's calls only).
+    #[test]
+    fn a_thread_calling_two_pools_in_turn_times_both() {
+        let (a, _) = limiter(AdaptiveLimit::gradient(), 4);
+        let (b, _) = limiter(AdaptiveLimit::gradient(), 4);
+        let mut timed = [0usize; 2];
+        for _ in 0..4_000 {
+            for (i, limiter) in [&a, &b].into_iter().enumerate() {
+                if Stamp::start(Some(limiter)) != Stamp::UNTIMED {
+                    timed[i] += 1;
+                }
+            }
+        }
+        let expected = 4_000 / TIME_EVERY as usize;
+        for count in timed {
+            assert!(
+                count * 10 >= expected * 8 && count * 10 <= expected * 12,
+                "{timed:?}, expected about {expected} each"
+            );
+        }
     }
 
     #[test]

@@ -24,13 +24,13 @@ pub(crate) const LIMIT: &str = "fortify_pool_limit";
 /// ([`min_limit`](Self::min_limit)) and `maxsize`, once per sample window:
 ///
 /// - **latency**: the window's mean latency (of successful calls, from permit to response
-///   head; every other call on each thread is timed, each timed latency counting twice)
-///   against a baseline, the *no-load latency*: a long-window exponential average of
-///   the windows' latencies. While the latency stays within `tolerance` times the
-///   baseline, the limit grows by one per window (additive increase), if the callers use
-///   at least half of it. When it rises beyond, a queue is building at the backend: the
-///   limit shrinks in proportion, by `smoothing * (1 - gradient)` with
-///   `gradient = tolerance * baseline / latency`, at most halved (`[0.5, 1]`);
+///   head; one call in 8 is timed, drawn at random on each thread) against a baseline,
+///   the *no-load latency*: a long-window exponential average of the windows' latencies.
+///   While the latency stays within `tolerance` times the baseline, the limit grows by one
+///   per window (additive increase), if the callers use at least half of it. When it
+///   rises beyond, a queue is building at the backend: the limit shrinks in proportion, by
+///   `smoothing * (1 - gradient)` with `gradient = tolerance * baseline / latency`, at
+///   most halved (`[0.5, 1]`);
 /// - **failures**: when at least `failure_rate_threshold` of a window's calls timed out,
 ///   found the connection refused or dropped, waited `pool_timeout` in vain, or were
 ///   answered 5xx or 429, the limit is multiplied by `backoff_ratio` (multiplicative
@@ -90,16 +90,21 @@ pub(crate) const LIMIT: &str = "fortify_pool_limit";
 ///
 /// # Cost
 ///
-/// Every other call of an adaptive pool on a thread is timed: it reads the clock when it
+/// One call in 8 of an adaptive pool, on average, is timed: it reads the clock when it
 /// takes its permit and when its response (or error) arrives (two clock reads cost about
-/// as much as a fixed pool's whole call, so timing half the calls halves the adaptive
-/// limit's cost; the mean over a window's timed calls, of a hundred calls or more, moves
-/// little). Each call adds itself to the window with one `fetch_add` (count and latency
-/// sum share a word; every eighth success also checks whether the window is due), and its
-/// permit's return loads two atomics (the limit and the parked count). No lock and no
-/// allocation; once per window, one call claims the window with a compare-and-swap and
-/// computes the next limit. A latency counts at most 8.4 s. A fixed pool pays nothing of
-/// this: its permits are marked at the pool's creation as needing only the semaphore.
+/// as much as a fixed pool's whole call). Each thread draws which of its calls are timed
+/// (a cheap pseudo-random sequence of its own, not every eighth call, so that a thread
+/// calling several hosts in turn times each of them alike). A timed success adds itself
+/// to the window with one `fetch_add` (count and latency sum share a word), stands for 8
+/// successes in the window's count, and checks whether the window is due; an untimed
+/// success touches nothing shared. Every failure is counted (one `fetch_add`, one clock
+/// read). A window that has lasted `window` closes at its next timed success or failure
+/// once it counts at least 8 calls, so a slow pool's windows last until a timed call
+/// comes (about 8 calls). A permit's return loads two atomics (the limit and the parked
+/// count). No lock and no allocation; once per window, one call claims the window with a
+/// compare-and-swap and computes the next limit. A latency counts at most 16.7 s. A fixed
+/// pool pays nothing of this: its permits are marked at the pool's creation as needing
+/// only the semaphore.
 ///
 /// # Metrics
 ///
@@ -207,9 +212,9 @@ impl AdaptiveLimit {
     }
 
     /// How often the limit moves (default 100 ms): a window closes when it has lasted this
-    /// long and seen at least 8 calls (or half a million, however short), checked at every
-    /// failure and every eighth success. Shorter windows react faster and measure noisier
-    /// means.
+    /// long and seen at least 8 calls (or half a million timed ones, however short),
+    /// checked at every failure and every timed success (one in 8). Shorter windows react
+    /// faster and measure noisier means.
     ///
     /// Rejected when zero; a longer window than the clock can count saturates (the
     /// window then closes by its count only).
