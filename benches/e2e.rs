@@ -33,6 +33,21 @@
 //!
 //! Run with `cargo bench --bench e2e`; `cargo bench --bench e2e -- paired` runs the paired
 //! group alone.
+//!
+//! For a profiler (instruction counts under callgrind, which hold whatever the load),
+//! `FORTIFY_BENCH_PROFILE=<group>/<function>` (`e2e/loopback/hyper_client` or
+//! `e2e/loopback/fortify_client_stack`) runs one client alone, without criterion, on a
+//! current-thread runtime: one warm-up batch (its connections opened), then
+//! `FORTIFY_BENCH_BATCHES` batches (default 10) in `profiled`. Counted alone (callgrind's
+//! `--toggle-collect`), the total divided by the batches and by `REQUESTS` is the client's
+//! cost per request, server side included; the difference of the two is the stack's cost
+//! over a real connection:
+//!
+//! ```text
+//! cargo bench --no-run --bench e2e
+//! FORTIFY_BENCH_PROFILE=e2e/loopback/fortify_client_stack FORTIFY_BENCH_BATCHES=20 \
+//!   valgrind --tool=callgrind --toggle-collect='e2e::profiled*' target/release/deps/e2e-<hash>
+//! ```
 
 #[path = "support/batches.rs"]
 mod batches;
@@ -59,7 +74,10 @@ use std::{
 };
 use tokio::net::TcpStream;
 use tower::{Layer, Service, ServiceExt};
-use tower_fortify::{stack::ClientConfig, BoxError};
+use tower_fortify::{
+    stack::{ClientConfig, ClientStack},
+    BoxError,
+};
 
 /// Requests per iteration, and tasks sending them.
 const REQUESTS: usize = 2048;
@@ -88,6 +106,17 @@ fn hyper_client() -> Client<HttpConnector, Full<Bytes>> {
         ClientConfig::default().build().unwrap().connect_timeout(),
     ));
     Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// The preset stack around a hyper-util client, its timer on `runtime`.
+fn fortified_client(
+    runtime: &tokio::runtime::Runtime,
+) -> ClientStack<Client<HttpConnector, Full<Bytes>>> {
+    let _entered = runtime.enter();
+    ClientConfig::default()
+        .build()
+        .expect("the defaults are valid")
+        .layer(hyper_client())
 }
 
 /// `REQUESTS` GETs from `CONCURRENCY` tasks; panics unless every one answered 200.
@@ -140,13 +169,7 @@ fn e2e(c: &mut Criterion) {
     let uri: Uri = format!("http://{addr}/items").parse().expect("a valid URI");
 
     let bare = hyper_client();
-    let stack = {
-        let _entered = runtime.enter();
-        ClientConfig::default()
-            .build()
-            .expect("the defaults are valid")
-            .layer(hyper_client())
-    };
+    let stack = fortified_client(&runtime);
     keep_alive_pair(
         c,
         &runtime,
@@ -233,6 +256,51 @@ fn summary(since: SystemTime) {
     }
 }
 
+// ===== profile =====
+
+/// `FORTIFY_BENCH_PROFILE=<group>/<function>`: that client alone, for a profiler.
+fn profile(variant: &str) {
+    const VARIANTS: [&str; 2] = [
+        "e2e/loopback/hyper_client",
+        "e2e/loopback/fortify_client_stack",
+    ];
+    assert!(
+        VARIANTS.contains(&variant),
+        "FORTIFY_BENCH_PROFILE={variant}: no such variant; one of {VARIANTS:?}"
+    );
+    let (runtime, batches) = batches::profile_setup();
+    let addr = runtime.block_on(start_server());
+    let uri: Uri = format!("http://{addr}/items").parse().expect("a valid URI");
+    let elapsed = if variant == VARIANTS[0] {
+        let bare = hyper_client();
+        runtime.block_on(batch(&bare, &uri));
+        profiled(&runtime, batches, || batch(&bare, &uri))
+    } else {
+        let stack = fortified_client(&runtime);
+        runtime.block_on(batch(&stack, &uri));
+        profiled(&runtime, batches, || batch(&stack, &uri))
+    };
+    println!(
+        "{variant}: 1 warm-up batch, then {batches} batches of {REQUESTS} requests in {:.3} s",
+        elapsed.as_secs_f64()
+    );
+}
+
+/// The profiled batches, apart from start-up and warm-up: never inlined, so that callgrind
+/// can count its calls alone (`--toggle-collect='e2e::profiled*'`).
+#[inline(never)]
+fn profiled<F: std::future::Future<Output = ()>>(
+    runtime: &tokio::runtime::Runtime,
+    batches: u64,
+    batch: impl FnMut() -> F,
+) -> Duration {
+    batches::time_batches(runtime, batches, batch)
+}
+
 fn main() {
+    if let Ok(variant) = std::env::var("FORTIFY_BENCH_PROFILE") {
+        profile(&variant);
+        return;
+    }
     estimates::main_with_summary(benches, summary);
 }

@@ -8,6 +8,22 @@ use std::{
 };
 use tokio::runtime::Runtime;
 
+/// The runtime and batch count of a `FORTIFY_BENCH_PROFILE` run: one thread (callgrind runs
+/// one thread at a time anyway, and with two workers the order in which tasks are stolen
+/// and parked changes the counts from run to run), and `FORTIFY_BENCH_BATCHES` batches
+/// (default 10).
+#[allow(dead_code)] // not every bench that includes this file has a profile mode
+pub(crate) fn profile_setup() -> (Runtime, u64) {
+    let batches: u64 = std::env::var("FORTIFY_BENCH_BATCHES")
+        .map_or(Ok(10), |n| n.parse())
+        .expect("FORTIFY_BENCH_BATCHES: a number of batches");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    (runtime, batches)
+}
+
 /// The time `iters` runs of `batch` take on `runtime`.
 pub(crate) fn time_batches<F: Future<Output = ()>>(
     runtime: &Runtime,

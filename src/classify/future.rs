@@ -18,29 +18,21 @@ pin_project! {
     /// Dropping it drops the inner future and records nothing.
     #[derive(Debug)]
     pub struct ResponseFuture<F> {
+        // Written by `ErrorClassify::call` in place (see there).
         #[pin]
-        inner: F,
-        stage: Stage,
-        observer: Option<Observer>,
+        pub(super) inner: F,
+        pub(super) stage: Stage,
+        pub(super) observer: Option<Observer>,
     }
 }
 
+#[cfg(all(test, feature = "metrics"))]
 impl<F> ResponseFuture<F> {
-    #[cfg(all(test, feature = "metrics"))]
     fn new(shared: &Arc<Shared>, call: impl FnOnce() -> F) -> Self {
-        let observer = Observer::start(shared);
-        Self::started(shared, observer, call())
-    }
-
-    /// The future of a call whose observer was started before the call: so that the inner
-    /// future is written straight into this one (with the observer started after the
-    /// call, it would be moved in: two copies of the whole inner future per call).
-    #[inline(always)]
-    pub(super) fn started(shared: &Shared, observer: Option<Observer>, inner: F) -> Self {
         ResponseFuture {
-            inner,
+            observer: Observer::start(shared),
             stage: shared.stage,
-            observer,
+            inner: call(),
         }
     }
 }

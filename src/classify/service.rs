@@ -40,10 +40,22 @@ use tower_service::Service;
 /// assert_eq!(err.downcast_ref::<Failure>().unwrap().kind(), FailureKind::ReadTimeout);
 /// # }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ErrorClassify<S> {
     inner: S,
     shared: Arc<Shared>,
+}
+
+impl<S: Clone> Clone for ErrorClassify<S> {
+    /// The inner service cloned last, so that it is written in place (cloned first, it
+    /// would be moved in: a copy of the whole stack below per layer and clone).
+    #[inline]
+    fn clone(&self) -> Self {
+        ErrorClassify {
+            shared: Arc::clone(&self.shared),
+            inner: self.inner.clone(),
+        }
+    }
 }
 
 /// What all clones of one service share: its settings and metric handles.
@@ -136,8 +148,13 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let observer = Observer::start(&self.shared);
-        ResponseFuture::started(&self.shared, observer, self.inner.call(request))
+        // The observer first (the call's start), then the inner call as the last field of
+        // the literal: the inner future is written in place, not moved in.
+        ResponseFuture {
+            observer: Observer::start(&self.shared),
+            stage: self.shared.stage,
+            inner: self.inner.call(request),
+        }
     }
 }
 

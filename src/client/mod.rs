@@ -265,9 +265,10 @@ where
     ClientStack<Client<Connector, B>, H>: Clone,
 {
     fn clone(&self) -> Self {
+        // The stack cloned last, so that it is written in place rather than moved in.
         HttpsClient {
-            stack: self.stack.clone(),
             handles: Arc::clone(&self.handles),
+            stack: self.stack.clone(),
         }
     }
 }

@@ -32,12 +32,25 @@ use tower_service::Service;
 /// `pub` in a private module: it is part of [`ClientStack`](super::ClientStack)'s service
 /// and future types, never nameable from outside.
 #[allow(unreachable_pub)]
-#[derive(Clone)]
 pub struct HostGate<S> {
     pub(crate) inner: S,
     breakers: Breakers,
     pools: Arc<PoolShared<ByAuthority>>,
     classifier: HttpStatus,
+}
+
+impl<S: Clone> Clone for HostGate<S> {
+    /// The inner service cloned last, so that it is written in place (cloned first, it
+    /// would be moved in: a copy of the whole service per clone).
+    #[inline]
+    fn clone(&self) -> Self {
+        HostGate {
+            breakers: self.breakers.clone(),
+            pools: Arc::clone(&self.pools),
+            classifier: self.classifier,
+            inner: self.inner.clone(),
+        }
+    }
 }
 
 impl<S> HostGate<S> {
