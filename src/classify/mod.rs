@@ -87,6 +87,8 @@
 mod chain;
 pub mod error;
 mod explain;
+#[cfg(feature = "retry")]
+pub(crate) use explain::explains_itself;
 mod failure;
 pub mod future;
 mod kind;
@@ -97,10 +99,13 @@ pub(crate) mod metrics;
 mod response;
 #[cfg(feature = "http")]
 mod retry_after;
+mod stage;
 mod service;
 
-pub(crate) use chain::MAX_DEPTH;
-pub use chain::{classify_error, Stage};
+/// Errors nested deeper than this are not inspected (a guard against cyclic chains).
+pub(crate) const MAX_DEPTH: usize = 32;
+pub use chain::classify_error;
+pub use stage::Stage;
 #[cfg_attr(not(feature = "diagnose"), allow(unused_imports))]
 pub(crate) use explain::days;
 #[cfg_attr(
