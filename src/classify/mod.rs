@@ -99,13 +99,12 @@ pub(crate) mod metrics;
 mod response;
 #[cfg(feature = "http")]
 mod retry_after;
-mod stage;
 mod service;
+mod stage;
 
 /// Errors nested deeper than this are not inspected (a guard against cyclic chains).
 pub(crate) const MAX_DEPTH: usize = 32;
 pub use chain::classify_error;
-pub use stage::Stage;
 #[cfg_attr(not(feature = "diagnose"), allow(unused_imports))]
 pub(crate) use explain::days;
 #[cfg_attr(
@@ -113,6 +112,7 @@ pub(crate) use explain::days;
     allow(unused_imports)
 )]
 pub(crate) use explain::human_duration;
+pub use stage::Stage;
 // Only the diagnose module's tests use it directly.
 #[cfg_attr(not(all(test, feature = "diagnose")), allow(unused_imports))]
 pub(crate) use explain::thousands;

@@ -1,6 +1,4 @@
-use super::{
-    body::TryCloneBody, future::ResponseFuture, Idempotent, NoRetry, RetryPolicy,
-};
+use super::{body::TryCloneBody, future::ResponseFuture, Idempotent, NoRetry, RetryPolicy};
 use crate::{internal::template::Template, BoxError};
 use http::{header::HeaderName, Extensions, HeaderValue, Method, Request, Response, Uri, Version};
 use std::{
