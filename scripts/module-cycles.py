@@ -43,21 +43,8 @@ ALLOWED_PAIRS = [frozenset({"service", "future"})]
 # Cycles present when this check was added, in modules other work was changing at the time:
 # (parent module, members) -> why it is tolerated. Remove an entry once its cycle is gone.
 KNOWN = {
-    ("crate", frozenset({"classify", "retry"})):
-        "classify::explain downcasts to retry::error::RetryError (issue 14 item 2: classify "
-        "is the ground floor)",
-    ("crate", frozenset({"client", "stack"})):
-        "stack's ClientConfig holds client::Settings; client builds the preset's ClientStack",
-    ("crate::classify", frozenset({"chain", "explain", "failure"})):
-        "Failure's Display calls explain::explain; chain and explain take a Failure",
-    ("crate::classify", frozenset({"future", "layer", "service"})):
-        "ErrorClassify::layer() makes the layer, which makes the service (with_settings)",
     ("crate::hedge", frozenset({"future", "layer", "service"})):
         "the future holds layer::Shared; Hedge::new builds through HedgeLayer::builder",
-    ("crate::pool", frozenset({"layer", "service"})):
-        "PoolLimit::new builds through PoolLimitLayer::builder; the layer holds service::Shared",
-    ("crate::retry", frozenset({"future", "layer", "service"})):
-        "Retry::new builds through RetryLayer::builder; the layer makes service::Shared",
 }
 
 

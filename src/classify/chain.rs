@@ -1,103 +1,8 @@
 //! The error-chain classifier: the walk down an error's `source()` chain, by [`Stage`].
 
-use super::{Failure, FailureKind};
+use super::{Failure, FailureKind, Stage, MAX_DEPTH};
+use crate::BoxError;
 use std::{error::Error, fmt, io};
-
-/// Errors nested deeper than this are not inspected (a guard against cyclic chains).
-pub(crate) const MAX_DEPTH: usize = 32;
-
-/// Where in the life of a request an error happened, as far as the caller knows.
-///
-/// The same low-level error means different things at different stages: a timeout while
-/// connecting is a [`ConnectTimeout`](FailureKind::ConnectTimeout) (nothing was sent, any
-/// method may be retried), after it a [`ReadTimeout`](FailureKind::ReadTimeout) (the server
-/// may have acted on the request). [`classify_error`] at [`Stage::Request`] moves
-/// to [`Stage::Connect`] when it meets an error that says so (hyper-util's client error
-/// with `is_connect()`); an [`ErrorClassify`](super::ErrorClassify) wrapped around a resolver
-/// or a connector is told its stage.
-///
-/// | signal | `Resolve` | `Connect` | `TlsHandshake` | `Request` |
-/// |---|---|---|---|---|
-/// | timeout (`Elapsed`, `TimedOut`) | `Dns` | `ConnectTimeout` | `TlsHandshake` | `ReadTimeout` |
-/// | reset, aborted, broken pipe | `Dns` | `ConnectRefused` | `TlsHandshake` | `ConnectionClosed` |
-/// | unexpected EOF | `Dns` | `TlsHandshake` | `TlsHandshake` | `ConnectionClosed` |
-/// | invalid data | `Dns` | `TlsHandshake` | `TlsHandshake` | `Protocol` |
-/// | nothing recognised | `Dns` | `Other` | `TlsHandshake` | `Other` |
-///
-/// ```
-/// use tower_fortify::classify::{classify_error, FailureKind, Stage};
-///
-/// let elapsed = tower::timeout::error::Elapsed::new();
-/// assert_eq!(classify_error(&elapsed, Stage::Request), FailureKind::ReadTimeout);
-/// assert_eq!(classify_error(&elapsed, Stage::Connect), FailureKind::ConnectTimeout);
-/// assert_eq!(classify_error(&elapsed, Stage::TlsHandshake), FailureKind::TlsHandshake);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Stage {
-    /// Resolving a host name: every failure is [`FailureKind::Dns`].
-    Resolve,
-    /// Establishing the connection (TCP, and TLS when the connector does both).
-    Connect,
-    /// The TLS handshake, around a TLS connector.
-    TlsHandshake,
-    /// Sending the request and receiving the response, or unknown.
-    Request,
-}
-
-impl Stage {
-    /// A stable `snake_case` name, used as a metrics label value.
-    ///
-    /// ```
-    /// use tower_fortify::classify::Stage;
-    ///
-    /// assert_eq!(Stage::TlsHandshake.as_str(), "tls_handshake");
-    /// ```
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Stage::Resolve => "resolve",
-            Stage::Connect => "connect",
-            Stage::TlsHandshake => "tls_handshake",
-            Stage::Request => "request",
-        }
-    }
-
-    const fn timeout(self) -> FailureKind {
-        match self {
-            Stage::Resolve => FailureKind::Dns,
-            Stage::Connect => FailureKind::ConnectTimeout,
-            Stage::TlsHandshake => FailureKind::TlsHandshake,
-            Stage::Request => FailureKind::ReadTimeout,
-        }
-    }
-
-    /// A connection that broke (reset, aborted, EOF) at this stage.
-    const fn broken(self) -> FailureKind {
-        match self {
-            Stage::Resolve => FailureKind::Dns,
-            Stage::Connect => FailureKind::ConnectRefused,
-            Stage::TlsHandshake => FailureKind::TlsHandshake,
-            Stage::Request => FailureKind::ConnectionClosed,
-        }
-    }
-
-    /// An end of stream or bad bytes at this stage: during connect only a handshake reads.
-    const fn garbled(self, request: FailureKind) -> FailureKind {
-        match self {
-            Stage::Resolve => FailureKind::Dns,
-            Stage::Connect | Stage::TlsHandshake => FailureKind::TlsHandshake,
-            Stage::Request => request,
-        }
-    }
-
-    const fn unrecognised(self) -> FailureKind {
-        match self {
-            Stage::Resolve => FailureKind::Dns,
-            Stage::TlsHandshake => FailureKind::TlsHandshake,
-            Stage::Connect | Stage::Request => FailureKind::Other,
-        }
-    }
-}
 
 impl fmt::Display for Stage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -308,5 +213,48 @@ fn rustls_kind(err: &rustls::Error) -> FailureKind {
             InvalidMessage::InvalidContentType | InvalidMessage::UnknownProtocolVersion,
         ) => FailureKind::TlsNegotiation,
         _ => FailureKind::TlsHandshake,
+    }
+}
+
+/// The constructors that classify: they walk the chain with [`classify_error`].
+impl Failure {
+    /// Classifies `error` as a failure at `stage` (see [`classify_error`]):
+    /// [`Stage::Request`] for an error met sending a request or reading its response.
+    ///
+    /// If `error` already is a `Failure`, it is returned as it is.
+    ///
+    /// [`classify_error`]: classify_error
+    ///
+    /// ```
+    /// use std::io;
+    /// use tower_fortify::classify::{Failure, FailureKind, Stage};
+    ///
+    /// let eof = io::Error::from(io::ErrorKind::UnexpectedEof);
+    /// assert_eq!(Failure::classify(eof, Stage::Request).kind(), FailureKind::ConnectionClosed);
+    /// let elapsed = tower::timeout::error::Elapsed::new();
+    /// assert_eq!(Failure::classify(elapsed, Stage::Connect).kind(), FailureKind::ConnectTimeout);
+    /// ```
+    pub fn classify(error: impl Into<BoxError>, stage: Stage) -> Self {
+        match error.into().downcast::<Failure>() {
+            Ok(failure) => *failure,
+            Err(source) => Failure::at(classify_error(&*source, stage), stage, source),
+        }
+    }
+
+    /// Boxes `error` as a classified [`BoxError`], without boxing it again when it already
+    /// is a boxed `Failure`.
+    #[cfg(any(feature = "retry", feature = "circuit-breaker", feature = "pool"))]
+    pub(crate) fn boxed_at(error: BoxError, stage: Stage) -> BoxError {
+        Self::boxed_failure_at(error, stage)
+    }
+
+    /// Classifies `error` at `stage` as a boxed `Failure`, without boxing it again when it
+    /// already is one: for a caller that reads the failure before it hands it on as a
+    /// [`BoxError`].
+    pub(crate) fn boxed_failure_at(error: BoxError, stage: Stage) -> Box<Failure> {
+        match error.downcast::<Failure>() {
+            Ok(failure) => failure,
+            Err(error) => Box::new(Failure::at(classify_error(&*error, stage), stage, error)),
+        }
     }
 }

@@ -2,7 +2,20 @@
 //! error chain with `downcast_ref` (never from message text).
 
 use super::{Failure, FailureKind};
-use std::{error::Error, fmt, io, net::SocketAddr};
+use std::{error::Error, fmt, io, net::SocketAddr, sync::OnceLock};
+
+/// Recognises the errors, of layers built on this one, whose `Display` already explains a
+/// failure in one line: a `Failure` wrapping one writes that text instead of its own. The
+/// layer above registers it ([`explains_itself`]); `classify` does not know its types.
+static OWN_TEXT: OnceLock<fn(&(dyn Error + 'static)) -> bool> = OnceLock::new();
+
+/// Registers `check` as the recogniser of errors that explain themselves (see [`OWN_TEXT`]).
+/// One layer registers one (the retry layer, when it makes its first error); a second
+/// registration is ignored.
+#[cfg_attr(not(feature = "retry"), allow(dead_code))]
+pub(crate) fn explains_itself(check: fn(&(dyn Error + 'static)) -> bool) {
+    let _ = OWN_TEXT.set(check);
+}
 
 /// What the walk down a failure's chain found.
 struct Facts<'a> {
@@ -81,15 +94,11 @@ impl fmt::Display for Suffix<'_> {
 }
 
 /// Writes `failure`'s kind and the reason, in one line.
-pub(super) fn explain(failure: &Failure, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    // A classification around the retry layer: its error already says it all, with the
-    // attempts and the last failure's kind.
-    #[cfg(feature = "retry")]
-    if let Some(retry) = failure
-        .get_ref()
-        .downcast_ref::<crate::retry::error::RetryError>()
-    {
-        return write!(f, "{retry}");
+fn explain(failure: &Failure, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    // A classification around a layer whose error already says it all (the retry layer's,
+    // with the attempts and the last failure's kind): its own text.
+    if OWN_TEXT.get().is_some_and(|own| own(failure.get_ref())) {
+        return write!(f, "{}", failure.get_ref());
     }
     let facts = facts(failure);
     let peer = failure.peer_addr();
@@ -363,5 +372,53 @@ mod tests {
             let month = months.iter().position(|m| *m == parts[2]).unwrap() + 1;
             proptest::prop_assert_eq!(date, format!("{}-{:02}-{}", parts[3], month, parts[1]));
         }
+    }
+}
+
+/// `{}` says in one line what failed and why: the kind, then the cause in human terms,
+/// read from the `source()` chain (a certificate's dates and names from rustls's error,
+/// the peer address when known, the root cause's text without the wrappers' text). The
+/// alternate form `{:#}` follows the whole `source()` chain, which is what a debugging log
+/// line may want. In the chain, a nested `Failure` of the same kind is not repeated.
+///
+/// ```
+/// use std::io;
+/// use tower_fortify::classify::{Failure, FailureKind};
+///
+/// let io = io::Error::new(io::ErrorKind::TimedOut, tower::timeout::error::Elapsed::new());
+/// let inner = Failure::new(FailureKind::ConnectTimeout, io);
+/// let failure = Failure::new(FailureKind::ConnectTimeout, inner);
+/// assert_eq!(
+///     failure.to_string(),
+///     "connect timeout: no answer to the TCP connect in time (packets dropped, or the host is down)"
+/// );
+/// assert_eq!(format!("{failure:#}"), "connect timeout: request timed out");
+/// ```
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !f.alternate() {
+            return explain(self, f);
+        }
+        write!(f, "{}", self.kind())?;
+        let mut last_kind = self.kind();
+        let mut next: Option<&(dyn Error + 'static)> = Some(self.get_ref());
+        let mut depth = 0;
+        while let Some(err) = next {
+            depth += 1;
+            if depth > super::MAX_DEPTH {
+                break;
+            }
+            match err.downcast_ref::<Failure>() {
+                // A nested failure prints its kind only; its source comes next.
+                Some(failure) if failure.kind() == last_kind => {}
+                Some(failure) => {
+                    last_kind = failure.kind();
+                    write!(f, ": {}", failure.kind())?;
+                }
+                None => write!(f, ": {err}")?,
+            }
+            next = err.source();
+        }
+        Ok(())
     }
 }

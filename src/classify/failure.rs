@@ -1,6 +1,6 @@
-use super::{classify_error, FailureKind, Stage};
+use super::{FailureKind, Stage};
 use crate::BoxError;
-use std::{error::Error, fmt, net::SocketAddr};
+use std::{error::Error, net::SocketAddr};
 
 /// A classified failure: the error type the layers of this crate return.
 ///
@@ -42,7 +42,7 @@ impl Failure {
     }
 
     /// A failure of `kind` met at `stage`: the kind's own stage when it has one.
-    fn at(kind: FailureKind, stage: Stage, source: BoxError) -> Self {
+    pub(super) fn at(kind: FailureKind, stage: Stage, source: BoxError) -> Self {
         let stage = match kind {
             FailureKind::Dns => Stage::Resolve,
             FailureKind::ConnectRefused | FailureKind::ConnectTimeout => Stage::Connect,
@@ -116,46 +116,6 @@ impl Failure {
         self.stage
     }
 
-    /// Classifies `error` as a failure at `stage` (see [`classify_error`]):
-    /// [`Stage::Request`] for an error met sending a request or reading its response.
-    ///
-    /// If `error` already is a `Failure`, it is returned as it is.
-    ///
-    /// [`classify_error`]: super::classify_error
-    ///
-    /// ```
-    /// use std::io;
-    /// use tower_fortify::classify::{Failure, FailureKind, Stage};
-    ///
-    /// let eof = io::Error::from(io::ErrorKind::UnexpectedEof);
-    /// assert_eq!(Failure::classify(eof, Stage::Request).kind(), FailureKind::ConnectionClosed);
-    /// let elapsed = tower::timeout::error::Elapsed::new();
-    /// assert_eq!(Failure::classify(elapsed, Stage::Connect).kind(), FailureKind::ConnectTimeout);
-    /// ```
-    pub fn classify(error: impl Into<BoxError>, stage: Stage) -> Self {
-        match error.into().downcast::<Failure>() {
-            Ok(failure) => *failure,
-            Err(source) => Failure::at(classify_error(&*source, stage), stage, source),
-        }
-    }
-
-    /// Boxes `error` as a classified [`BoxError`], without boxing it again when it already
-    /// is a boxed `Failure`.
-    #[cfg(any(feature = "retry", feature = "circuit-breaker", feature = "pool"))]
-    pub(crate) fn boxed_at(error: BoxError, stage: Stage) -> BoxError {
-        Self::boxed_failure_at(error, stage)
-    }
-
-    /// Classifies `error` at `stage` as a boxed `Failure`, without boxing it again when it
-    /// already is one: for a caller that reads the failure before it hands it on as a
-    /// [`BoxError`].
-    pub(crate) fn boxed_failure_at(error: BoxError, stage: Stage) -> Box<Failure> {
-        match error.downcast::<Failure>() {
-            Ok(failure) => failure,
-            Err(error) => Box::new(Failure::at(classify_error(&*error, stage), stage, error)),
-        }
-    }
-
     /// What went wrong.
     pub const fn kind(&self) -> FailureKind {
         self.kind
@@ -183,54 +143,6 @@ impl Failure {
     /// ```
     pub fn into_inner(self) -> BoxError {
         self.source
-    }
-}
-
-/// `{}` says in one line what failed and why: the kind, then the cause in human terms,
-/// read from the `source()` chain (a certificate's dates and names from rustls's error,
-/// the peer address when known, the root cause's text without the wrappers' text). The
-/// alternate form `{:#}` follows the whole `source()` chain, which is what a debugging log
-/// line may want. In the chain, a nested `Failure` of the same kind is not repeated.
-///
-/// ```
-/// use std::io;
-/// use tower_fortify::classify::{Failure, FailureKind};
-///
-/// let io = io::Error::new(io::ErrorKind::TimedOut, tower::timeout::error::Elapsed::new());
-/// let inner = Failure::new(FailureKind::ConnectTimeout, io);
-/// let failure = Failure::new(FailureKind::ConnectTimeout, inner);
-/// assert_eq!(
-///     failure.to_string(),
-///     "connect timeout: no answer to the TCP connect in time (packets dropped, or the host is down)"
-/// );
-/// assert_eq!(format!("{failure:#}"), "connect timeout: request timed out");
-/// ```
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if !f.alternate() {
-            return super::explain::explain(self, f);
-        }
-        write!(f, "{}", self.kind)?;
-        let mut last_kind = self.kind;
-        let mut next: Option<&(dyn Error + 'static)> = Some(&*self.source);
-        let mut depth = 0;
-        while let Some(err) = next {
-            depth += 1;
-            if depth > super::MAX_DEPTH {
-                break;
-            }
-            match err.downcast_ref::<Failure>() {
-                // A nested failure prints its kind only; its source comes next.
-                Some(failure) if failure.kind == last_kind => {}
-                Some(failure) => {
-                    last_kind = failure.kind;
-                    write!(f, ": {}", failure.kind)?;
-                }
-                None => write!(f, ": {err}")?,
-            }
-            next = err.source();
-        }
-        Ok(())
     }
 }
 

@@ -31,6 +31,18 @@ pub struct ErrorClassifyLayer {
     name: Option<&'static str>,
 }
 
+impl<S> ErrorClassify<S> {
+    /// Returns a layer that wraps services with `ErrorClassify` at [`Stage::Request`].
+    ///
+    /// ```
+    /// let layer = tower_fortify::classify::ErrorClassify::<()>::layer();
+    /// # let _ = layer;
+    /// ```
+    pub const fn layer() -> ErrorClassifyLayer {
+        ErrorClassifyLayer::new()
+    }
+}
+
 impl ErrorClassifyLayer {
     /// A layer for a service that sends requests ([`Stage::Request`]), with the default
     /// name.

@@ -87,6 +87,8 @@
 mod chain;
 pub mod error;
 mod explain;
+#[cfg(feature = "retry")]
+pub(crate) use explain::explains_itself;
 mod failure;
 pub mod future;
 mod kind;
@@ -98,9 +100,11 @@ mod response;
 #[cfg(feature = "http")]
 mod retry_after;
 mod service;
+mod stage;
 
-pub(crate) use chain::MAX_DEPTH;
-pub use chain::{classify_error, Stage};
+/// Errors nested deeper than this are not inspected (a guard against cyclic chains).
+pub(crate) const MAX_DEPTH: usize = 32;
+pub use chain::classify_error;
 #[cfg_attr(not(feature = "diagnose"), allow(unused_imports))]
 pub(crate) use explain::days;
 #[cfg_attr(
@@ -108,6 +112,7 @@ pub(crate) use explain::days;
     allow(unused_imports)
 )]
 pub(crate) use explain::human_duration;
+pub use stage::Stage;
 // Only the diagnose module's tests use it directly.
 #[cfg_attr(not(all(test, feature = "diagnose")), allow(unused_imports))]
 pub(crate) use explain::thousands;

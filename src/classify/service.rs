@@ -1,6 +1,6 @@
 use super::{
     future::{Observer, ResponseFuture},
-    ErrorClassifyLayer, Failure, Stage,
+    Failure, Stage,
 };
 use crate::BoxError;
 use std::{
@@ -71,16 +71,6 @@ impl<S> ErrorClassify<S> {
     /// Wraps `inner`, classifying its errors at [`Stage::Request`].
     pub fn new(inner: S) -> Self {
         Self::with_settings(inner, Stage::Request, Stage::Request.as_str())
-    }
-
-    /// Returns a layer that wraps services with `ErrorClassify` at [`Stage::Request`].
-    ///
-    /// ```
-    /// let layer = tower_fortify::classify::ErrorClassify::<()>::layer();
-    /// # let _ = layer;
-    /// ```
-    pub const fn layer() -> ErrorClassifyLayer {
-        ErrorClassifyLayer::new()
     }
 
     pub(crate) fn with_settings(inner: S, stage: Stage, name: &'static str) -> Self {

@@ -2,11 +2,13 @@
 
 use super::{
     connector::{Connector, Shared},
-    resolve::Resolver,
-    tls, HttpsClient, TlsRoots,
+    tls, HttpsClient,
 };
 use crate::{
-    stack::{ClientConfig, HedgeMode},
+    stack::{
+        https::{Resolver, TlsRoots},
+        ClientConfig, HedgeMode,
+    },
     BoxError, InvalidConfig,
 };
 use hyper_util::{
@@ -16,30 +18,6 @@ use hyper_util::{
 use std::{net::SocketAddr, time::Duration};
 use tower_layer::Layer;
 use tower_service::Service;
-
-/// The settings only the HTTPS client uses.
-#[derive(Clone, Debug)]
-pub(crate) struct Settings {
-    tls_handshake_timeout: Duration,
-    pool_idle_timeout: Option<Duration>,
-    tls_roots: TlsRoots,
-    resolver: Resolver,
-    #[cfg(feature = "http2")]
-    http2: bool,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            tls_handshake_timeout: Duration::from_secs(3),
-            pool_idle_timeout: Some(Duration::from_secs(90)),
-            tls_roots: TlsRoots::default(),
-            resolver: Resolver::default(),
-            #[cfg(feature = "http2")]
-            http2: false,
-        }
-    }
-}
 
 impl<H: HedgeMode> ClientConfig<H> {
     /// How long the TLS handshake of a new connection may take (default 3 s), apart from

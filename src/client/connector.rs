@@ -1,6 +1,6 @@
 //! The connector: resolve, TCP connect, TLS handshake, each classified, timed and bounded.
 
-use super::resolve::Resolver;
+use crate::stack::https::Resolver;
 use crate::{
     classify::{Failure, FailureKind, Stage},
     BoxError,

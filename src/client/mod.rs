@@ -99,12 +99,10 @@ mod config;
 mod connector;
 #[cfg(feature = "metrics")]
 mod metrics;
-mod resolve;
 mod tls;
 
-pub(crate) use config::Settings;
+pub use crate::stack::https::TlsRoots;
 pub use connector::{Connecting, Connection, Connector};
-pub use tls::TlsRoots;
 
 use crate::{
     circuit_breaker::CircuitBreakerHandle,

@@ -76,6 +76,48 @@ impl<K> fmt::Debug for PoolLimitLayer<K> {
     }
 }
 
+impl<S> PoolLimit<S> {
+    /// Wraps `inner` with the defaults of [`PoolLimitLayer::builder`]: `maxsize` permits
+    /// per host, `block=False`.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidConfig`] naming `maxsize` when it is zero.
+    ///
+    /// ```
+    /// use tower_fortify::pool::PoolLimit;
+    ///
+    /// assert!(PoolLimit::new((), 10).is_ok());
+    /// assert_eq!(PoolLimit::new((), 0).unwrap_err().field(), "maxsize");
+    /// ```
+    pub fn new(inner: S, maxsize: usize) -> Result<Self, InvalidConfig> {
+        Ok(tower_layer::Layer::layer(
+            &PoolLimitLayer::builder(maxsize).build()?,
+            inner,
+        ))
+    }
+}
+
+impl<S> GenericPoolLimit<S> {
+    /// Wraps `inner` with one pool of `maxsize` permits, `block=False`.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidConfig`] naming `maxsize` when it is zero.
+    ///
+    /// ```
+    /// use tower_fortify::pool::GenericPoolLimit;
+    ///
+    /// assert_eq!(GenericPoolLimit::new((), 0).unwrap_err().field(), "maxsize");
+    /// ```
+    pub fn new(inner: S, maxsize: usize) -> Result<Self, InvalidConfig> {
+        Ok(tower_layer::Layer::layer(
+            &PoolLimitLayer::builder(maxsize).build_generic()?,
+            inner,
+        ))
+    }
+}
+
 impl PoolLimitLayer {
     /// A builder for a layer with `maxsize` permits per pool (urllib3's `maxsize`); its
     /// defaults are urllib3's: `block=False`, one pool per host, at most

@@ -5,12 +5,11 @@ use super::{
     keyed::Keyed,
     permit::{deadline, Core, Mode, Permit, Pool},
     reserve::Reserver,
-    PoolLimitLayer,
 };
 use crate::{
     classify::{Failure, Stage},
     key::{ByAuthority, HostRef, RequestKey, RequestLookup},
-    BoxError, InvalidConfig,
+    BoxError,
 };
 use http::{Request, Response};
 use http_body::Body;
@@ -73,7 +72,7 @@ impl<K: Send + Sync + 'static> Source for Shared<K> {
 /// pools: `maxsize` permits per pool, one pool per host by default, and at the limit, wait
 /// (`block`), overflow, or fail fast. See the [module docs](super).
 ///
-/// Built by a [`PoolLimitLayer`]; the pools belong to the layer and are **shared by all
+/// Built by a [`PoolLimitLayer`](super::PoolLimitLayer); the pools belong to the layer and are **shared by all
 /// clones** of every service it built.
 ///
 /// A call's permit is held until its response body ends or is dropped ([`PoolBody`]),
@@ -141,28 +140,6 @@ impl<S: Clone, K> Clone for PoolLimit<S, K> {
             shared: Arc::clone(&self.shared),
             reserver: Reserver::new(),
         }
-    }
-}
-
-impl<S> PoolLimit<S> {
-    /// Wraps `inner` with the defaults of [`PoolLimitLayer::builder`]: `maxsize` permits
-    /// per host, `block=False`.
-    ///
-    /// # Errors
-    ///
-    /// [`InvalidConfig`] naming `maxsize` when it is zero.
-    ///
-    /// ```
-    /// use tower_fortify::pool::PoolLimit;
-    ///
-    /// assert!(PoolLimit::new((), 10).is_ok());
-    /// assert_eq!(PoolLimit::new((), 0).unwrap_err().field(), "maxsize");
-    /// ```
-    pub fn new(inner: S, maxsize: usize) -> Result<Self, InvalidConfig> {
-        Ok(tower_layer::Layer::layer(
-            &PoolLimitLayer::builder(maxsize).build()?,
-            inner,
-        ))
     }
 }
 
@@ -423,24 +400,6 @@ impl<S: Clone> Clone for GenericPoolLimit<S> {
 }
 
 impl<S> GenericPoolLimit<S> {
-    /// Wraps `inner` with one pool of `maxsize` permits, `block=False`.
-    ///
-    /// # Errors
-    ///
-    /// [`InvalidConfig`] naming `maxsize` when it is zero.
-    ///
-    /// ```
-    /// use tower_fortify::pool::GenericPoolLimit;
-    ///
-    /// assert_eq!(GenericPoolLimit::new((), 0).unwrap_err().field(), "maxsize");
-    /// ```
-    pub fn new(inner: S, maxsize: usize) -> Result<Self, InvalidConfig> {
-        Ok(tower_layer::Layer::layer(
-            &PoolLimitLayer::builder(maxsize).build_generic()?,
-            inner,
-        ))
-    }
-
     pub(crate) fn from_shared(inner: S, shared: Arc<Shared<ByAuthority>>) -> Self {
         let pool = match &shared.pools {
             Pools::Single(pool) => Arc::clone(pool),

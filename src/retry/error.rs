@@ -47,6 +47,8 @@ pub struct RetryError {
 impl RetryError {
     pub(crate) fn new(reason: RetryReason, mut history: RetryHistory, stop: Option<Stop>) -> Self {
         history.stop = stop;
+        // A `Failure` around this error writes its text (the classify layer outside the retry).
+        crate::classify::explains_itself(|error| error.is::<RetryError>());
         RetryError { reason, history }
     }
 

@@ -50,6 +50,18 @@ pub struct RetryBuilder {
     attempt_bound: Option<std::time::Duration>,
 }
 
+impl<S> Retry<S> {
+    /// Wraps `inner` with `policy`.
+    ///
+    /// # Errors
+    ///
+    /// As [`RetryBuilder::build`](super::RetryBuilder::build).
+    pub fn new(inner: S, policy: RetryPolicy) -> Result<Self, InvalidConfig> {
+        let layer = RetryLayer::builder().policy(policy).build()?;
+        Ok(tower_layer::Layer::layer(&layer, inner))
+    }
+}
+
 impl RetryLayer {
     /// A builder with urllib3's default policy ([`RetryPolicy::default`]) and the name
     /// `"retry"`.

@@ -1,7 +1,5 @@
-use super::{
-    body::TryCloneBody, future::ResponseFuture, Idempotent, NoRetry, RetryLayer, RetryPolicy,
-};
-use crate::{internal::template::Template, BoxError, InvalidConfig};
+use super::{body::TryCloneBody, future::ResponseFuture, Idempotent, NoRetry, RetryPolicy};
+use crate::{internal::template::Template, BoxError};
 use http::{header::HeaderName, Extensions, HeaderValue, Method, Request, Response, Uri, Version};
 use std::{
     sync::Arc,
@@ -80,16 +78,6 @@ impl Shared {
 }
 
 impl<S> Retry<S> {
-    /// Wraps `inner` with `policy`.
-    ///
-    /// # Errors
-    ///
-    /// As [`RetryBuilder::build`](super::RetryBuilder::build).
-    pub fn new(inner: S, policy: RetryPolicy) -> Result<Self, InvalidConfig> {
-        let layer = RetryLayer::builder().policy(policy).build()?;
-        Ok(tower_layer::Layer::layer(&layer, inner))
-    }
-
     pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
         Retry {
             inner,

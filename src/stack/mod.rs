@@ -120,6 +120,8 @@
 
 mod gate;
 mod hedge;
+#[cfg(feature = "client")]
+pub(crate) mod https;
 #[cfg(test)]
 mod sizes;
 #[cfg(test)]
@@ -196,7 +198,7 @@ pub struct ClientConfig<H: HedgeMode = NoHedge> {
     connect_timeout: Duration,
     /// The HTTPS client's own settings (`https`).
     #[cfg(feature = "client")]
-    pub(crate) client: crate::client::Settings,
+    pub(crate) client: https::Settings,
     /// The hedge layer's settings (`hedge`), or `()`.
     hedge: H::Config,
 }
@@ -216,7 +218,7 @@ impl Default for ClientConfig {
             attempt_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),
             #[cfg(feature = "client")]
-            client: crate::client::Settings::default(),
+            client: https::Settings::default(),
             hedge: (),
         }
     }
