@@ -8,7 +8,7 @@ pub(crate) mod host;
 pub(crate) mod lazy;
 #[cfg(any(feature = "pool", feature = "circuit-breaker"))]
 pub(crate) mod lru;
-#[cfg(any(feature = "pool", feature = "circuit-breaker"))]
+#[cfg(any(feature = "pool", feature = "circuit-breaker", feature = "retry"))]
 pub(crate) mod padded;
 #[cfg(any(feature = "pool", feature = "circuit-breaker"))]
 pub(crate) mod recent;
@@ -16,5 +16,5 @@ pub(crate) mod spare;
 pub(crate) mod sync;
 #[cfg(feature = "retry")]
 pub(crate) mod template;
-#[cfg(any(feature = "hedge", feature = "stack"))]
+#[cfg(feature = "retry")]
 pub(crate) mod ticker;

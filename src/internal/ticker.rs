@@ -44,9 +44,9 @@ use crate::internal::{
 };
 use std::{
     future::{poll_fn, Future},
-    pin::pin,
+    pin::{pin, Pin},
     sync::{Arc, OnceLock, Weak},
-    task::{Poll, Waker},
+    task::{Context, Poll, Waker},
     time::Duration,
 };
 use tokio::time::{Instant, Sleep};
@@ -118,7 +118,6 @@ impl std::fmt::Debug for Ticker {
 
 impl Ticker {
     /// A ticker for calls that each wait their own delay.
-    #[cfg_attr(not(feature = "hedge"), allow(dead_code))]
     pub(crate) fn new() -> Self {
         Self::with_delay(Duration::ZERO)
     }
@@ -160,10 +159,12 @@ impl Ticker {
 
     /// Waits for `deadline` with `waker`: the slot taken, to give back with
     /// [`release`](Self::release); `None` when the deadline is too far to represent (about
-    /// 584 years), the table is full or no runtime can run the ticker.
+    /// 584 years) or before the ticker was made (a clock of another runtime, paused
+    /// behind this one's: its deadlines would look due at once), the table is full or no
+    /// runtime can run the ticker.
     #[inline]
     pub(crate) fn register(self: &Arc<Self>, deadline: Instant, waker: &Waker) -> Option<u32> {
-        let nanos = u64::try_from(deadline.saturating_duration_since(self.base).as_nanos())
+        let nanos = u64::try_from(deadline.checked_duration_since(self.base)?.as_nanos())
             .ok()?
             .checked_add(1)
             .filter(|&n| n != NONE)?;
@@ -374,6 +375,91 @@ impl Ticker {
     /// The instant of a deadline.
     fn instant(&self, deadline: u64) -> Instant {
         self.base + Duration::from_nanos(deadline - 1)
+    }
+}
+
+/// One call's wait for one deadline on a ticker (the attempt timeout's, the retry's
+/// deadline and backoff): a slot in the ticker's table, or a `Sleep` of its own on the heap
+/// when the ticker has none for it. Sixteen bytes in the call's future where a `Sleep`
+/// would take more than a hundred, and no timer at all until the call waits.
+///
+/// It does not hold the ticker (the call's future reaches it through its layer's shared
+/// state): its owner gives the slot back with [`stop`](Self::stop) when it stops waiting,
+/// and when it is dropped.
+#[derive(Debug, Default)]
+pub(crate) enum Wait {
+    /// Not waiting.
+    #[default]
+    Idle,
+    /// Waiting: the slot in the ticker's table.
+    Slot(u32),
+    /// Waiting, with no slot: a timer of its own.
+    Own(Pin<Box<Sleep>>),
+}
+
+impl Wait {
+    /// Whether it is not waiting (never started, stopped, or found due).
+    #[inline]
+    pub(crate) fn is_idle(&self) -> bool {
+        matches!(self, Wait::Idle)
+    }
+
+    /// Starts waiting until `at` (`None`: too far to represent; `delay` from now then, which
+    /// a `Sleep` saturates), in place of any wait before; `true` if `at` has passed already
+    /// (then it is not waiting).
+    #[inline]
+    pub(crate) fn until(
+        &mut self,
+        ticker: &Arc<Ticker>,
+        at: Option<Instant>,
+        delay: Duration,
+        cx: &mut Context<'_>,
+    ) -> bool {
+        self.stop(ticker);
+        match at.and_then(|at| ticker.register(at, cx.waker())) {
+            Some(index) => {
+                *self = Wait::Slot(index);
+                false
+            }
+            None => self.own(at, delay, cx),
+        }
+    }
+
+    /// A `Sleep` of its own (see [`until`](Self::until)).
+    #[cold]
+    fn own(&mut self, at: Option<Instant>, delay: Duration, cx: &mut Context<'_>) -> bool {
+        let mut sleep = Box::pin(match at {
+            Some(at) => tokio::time::sleep_until(at),
+            None => tokio::time::sleep(delay),
+        });
+        let due = sleep.as_mut().poll(cx).is_ready();
+        *self = if due { Wait::Idle } else { Wait::Own(sleep) };
+        due
+    }
+
+    /// Whether the deadline it waits for has passed (then it stops waiting); if not, the
+    /// call is woken with `cx` when it does. `false` when idle.
+    #[inline]
+    pub(crate) fn poll_due(&mut self, ticker: &Arc<Ticker>, cx: &mut Context<'_>) -> bool {
+        let due = match self {
+            Wait::Idle => return false,
+            Wait::Slot(index) => ticker.poll_due(*index, cx.waker()),
+            Wait::Own(sleep) => sleep.as_mut().poll(cx).is_ready(),
+        };
+        if due {
+            self.stop(ticker);
+        }
+        due
+    }
+
+    /// Stops waiting: gives the slot back, if it holds one.
+    #[inline]
+    pub(crate) fn stop(&mut self, ticker: &Ticker) {
+        match std::mem::take(self) {
+            Wait::Idle => {}
+            Wait::Slot(index) => ticker.release(index),
+            Wait::Own(sleep) => drop(sleep),
+        }
     }
 }
 

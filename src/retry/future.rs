@@ -9,7 +9,7 @@ use super::{
 };
 use crate::{
     classify::{Failure, FailureKind, Stage},
-    internal::template::Template,
+    internal::{template::Template, ticker::Wait},
     BoxError,
 };
 use http::{Request, Response};
@@ -18,10 +18,10 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    task::{ready, Context, Poll},
+    task::{Context, Poll},
     time::{Duration, SystemTime},
 };
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tower_service::Service;
 
 pin_project! {
@@ -37,11 +37,10 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future>,
-        // One timer, in place, made when first needed: the call's deadline while an attempt
-        // or the wait for readiness is pending, the backoff while sleeping (a retry never
-        // sleeps past the deadline).
-        #[pin]
-        timer: Option<Sleep>,
+        // One wait on the layer's timer, started when first needed: the call's deadline
+        // while an attempt or the wait for readiness is pending, the backoff while sleeping
+        // (a retry never sleeps past the deadline).
+        timer: Wait,
         deadline_at: Option<Instant>,
         // What a retry's service is cloned from.
         template: Template<S>,
@@ -55,6 +54,16 @@ pin_project! {
         // no timer watches the deadline meanwhile (see `Shared::attempt_bound`).
         covered: bool,
         shared: SharedRef,
+    }
+
+    impl<S, B> PinnedDrop for ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            this.timer.stop(&this.shared.ticker);
+        }
     }
 }
 
@@ -106,7 +115,7 @@ where
     ) -> Self {
         ResponseFuture {
             state: State::Calling { future },
-            timer: None,
+            timer: Wait::Idle,
             deadline_at,
             template,
             kept,
@@ -160,12 +169,12 @@ where
                         Poll::Pending => {
                             // An attempt still pending at the deadline is dropped; one that
                             // ends by its own timeout before the deadline needs no timer.
-                            if !*this.covered && this.timer.is_none() {
+                            if !*this.covered && this.timer.is_idle() {
                                 *this.covered =
                                     ends_in_time(this.shared.attempt_bound, *this.deadline_at);
                             }
                             return if !*this.covered
-                                && deadline_passed(this.timer.as_mut(), *this.deadline_at, cx)
+                                && deadline_passed(this.timer, this.shared, *this.deadline_at, cx)
                             {
                                 Poll::Ready(Err(deadline_error(this.retry, this.shared)))
                             } else {
@@ -226,16 +235,17 @@ where
                                         state.service = Some(this.template.service());
                                     }
                                     this.shared.retried(&state.attempts);
-                                    if sleep.is_zero() {
+                                    let wake = saturating_add(now, sleep);
+                                    if sleep.is_zero()
+                                        || this.timer.until(
+                                            &this.shared.ticker,
+                                            Some(wake),
+                                            sleep,
+                                            cx,
+                                        )
+                                    {
                                         this.state.set(State::Ready);
                                     } else {
-                                        let wake = saturating_add(now, sleep);
-                                        match this.timer.as_mut().as_pin_mut() {
-                                            Some(timer) => timer.reset(wake),
-                                            None => {
-                                                this.timer.set(Some(tokio::time::sleep_until(wake)))
-                                            }
-                                        }
                                         this.state.set(State::Sleeping);
                                     }
                                     continue;
@@ -251,14 +261,10 @@ where
                     return Poll::Ready(finish(this.shared, attempts, result, decision));
                 }
                 StateProj::Sleeping => {
-                    if let Some(timer) = this.timer.as_mut().as_pin_mut() {
-                        ready!(timer.poll(cx));
-                    }
-                    // Back to watching the deadline.
-                    if let (Some(deadline_at), Some(timer)) =
-                        (*this.deadline_at, this.timer.as_mut().as_pin_mut())
-                    {
-                        timer.reset(deadline_at);
+                    // Found due, the wait stops: the deadline is watched again when the
+                    // retry waits for readiness, or its attempt is pending.
+                    if !this.timer.is_idle() && !this.timer.poll_due(&this.shared.ticker, cx) {
+                        return Poll::Pending;
                     }
                     this.state.set(State::Ready);
                 }
@@ -270,7 +276,7 @@ where
                         .expect("a retry always has its service");
                     let Poll::Ready(ready) = service.poll_ready(cx) else {
                         // So is the wait for readiness.
-                        return if deadline_passed(this.timer.as_mut(), *this.deadline_at, cx) {
+                        return if deadline_passed(this.timer, this.shared, *this.deadline_at, cx) {
                             Poll::Ready(Err(deadline_error(this.retry, this.shared)))
                         } else {
                             Poll::Pending
@@ -305,24 +311,23 @@ where
 }
 
 /// Whether the call's deadline (if any) has passed, asked while an attempt or the wait for
-/// readiness is pending. The timer is made, and registered with tokio's timer, only then: a
-/// call answered at once (or rejected at once by an open breaker or a full pool) never
-/// pays for one. An answer that is ready is taken even if the deadline has just passed; a
-/// retry is not sent once it has (checked before the retry's call).
+/// readiness is pending. The wait on the layer's timer starts only then: a call answered
+/// at once (or rejected at once by an open breaker or a full pool) never takes a slot. An
+/// answer that is ready is taken even if the deadline has just passed; a retry is not sent
+/// once it has (checked before the retry's call).
 fn deadline_passed(
-    mut timer: Pin<&mut Option<Sleep>>,
+    timer: &mut Wait,
+    shared: &Shared,
     deadline_at: Option<Instant>,
     cx: &mut Context<'_>,
 ) -> bool {
     let Some(deadline_at) = deadline_at else {
         return false;
     };
-    if timer.is_none() {
-        timer.set(Some(tokio::time::sleep_until(deadline_at)));
+    if timer.is_idle() {
+        return timer.until(&shared.ticker, Some(deadline_at), Duration::ZERO, cx);
     }
-    timer
-        .as_pin_mut()
-        .is_some_and(|timer| timer.poll(cx).is_ready())
+    timer.poll_due(&shared.ticker, cx)
 }
 
 /// Whether an attempt pending now ends, by the inner layers' own bound on it (the preset's
@@ -502,5 +507,118 @@ impl Shared {
             stop = stop.as_str(),
             "stopped retrying"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{service::Shared, Retry, RetryPolicy};
+    use crate::internal::ticker::Ticker;
+    use http::{Request, Response, StatusCode};
+    use std::{
+        convert::Infallible,
+        future::Future,
+        pin::pin,
+        sync::{
+            atomic::{AtomicUsize, Ordering},
+            Arc,
+        },
+        task::{Context, Poll},
+        time::Duration,
+    };
+    use tokio::time::Instant;
+    use tower::ServiceExt;
+    use tower_service::Service;
+
+    /// A retry layer's service around `inner`, waiting on `ticker`.
+    fn retrying<S>(inner: S, policy: RetryPolicy, ticker: &Arc<Ticker>) -> Retry<S> {
+        Retry::from_shared(
+            inner,
+            Arc::new(Shared::new(policy, "test", Arc::clone(ticker))),
+        )
+    }
+
+    /// Answers 503 with `Retry-After: 2` first, then 200.
+    fn unavailable_once(
+    ) -> impl Service<Request<String>, Response = Response<String>, Error = Infallible, Future: Send>
+           + Clone {
+        let calls = Arc::new(AtomicUsize::new(0));
+        tower::service_fn(move |_req: Request<String>| {
+            let first = calls.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                let mut response = Response::new(String::new());
+                if first {
+                    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                    response
+                        .headers_mut()
+                        .insert(http::header::RETRY_AFTER, "2".parse().unwrap());
+                }
+                Ok(response)
+            }
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backoff_waits_in_the_layers_timer_exactly_and_gives_its_slot_back() {
+        let ticker = Arc::new(Ticker::new());
+        let svc = retrying(unavailable_once(), RetryPolicy::default(), &ticker);
+        let started = Instant::now();
+        let mut call = pin!(svc.oneshot(Request::new(String::new())));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(call.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(ticker.waiting(), 1, "the backoff takes a slot");
+        let response = call.await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        assert_eq!(ticker.waiting(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_dropped_while_it_waits_gives_its_slot_back() {
+        let ticker = Arc::new(Ticker::new());
+        // Sleeping before its retry.
+        let svc = retrying(unavailable_once(), RetryPolicy::default(), &ticker);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        {
+            let mut call = pin!(svc.oneshot(Request::new(String::new())));
+            assert!(call.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(ticker.waiting(), 1);
+        }
+        assert_eq!(ticker.waiting(), 0, "dropped while sleeping");
+
+        // Watching its deadline while the attempt is pending.
+        let stalled = tower::service_fn(|_req: Request<String>| async {
+            std::future::pending::<Result<Response<String>, Infallible>>().await
+        });
+        let policy = RetryPolicy::default().deadline(Some(Duration::from_secs(5)));
+        let svc = retrying(stalled, policy, &ticker);
+        {
+            let mut call = pin!(svc.oneshot(Request::new(String::new())));
+            assert!(call.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(ticker.waiting(), 1);
+        }
+        assert_eq!(ticker.waiting(), 0, "dropped while its attempt was pending");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_fires_on_the_layers_timer_not_early() {
+        let ticker = Arc::new(Ticker::new());
+        let stalled = tower::service_fn(|_req: Request<String>| async {
+            std::future::pending::<Result<Response<String>, Infallible>>().await
+        });
+        let policy = RetryPolicy::default().deadline(Some(Duration::from_secs(5)));
+        let svc = retrying(stalled, policy, &ticker);
+        let started = Instant::now();
+        let mut call = pin!(svc.oneshot(Request::new(String::new())));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(call.as_mut().poll(&mut cx).is_pending());
+        tokio::time::sleep(Duration::from_millis(4_999)).await;
+        assert!(
+            matches!(call.as_mut().poll(&mut cx), Poll::Pending),
+            "fired early"
+        );
+        assert!(call.await.is_err());
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        assert_eq!(ticker.waiting(), 0);
     }
 }

@@ -1,5 +1,5 @@
 use super::{service::Shared, Retry, RetryPolicy};
-use crate::InvalidConfig;
+use crate::{internal::ticker::Ticker, InvalidConfig};
 use std::sync::Arc;
 use tower_layer::Layer;
 
@@ -48,6 +48,7 @@ pub struct RetryBuilder {
     policy: RetryPolicy,
     name: &'static str,
     attempt_bound: Option<std::time::Duration>,
+    ticker: Option<Arc<Ticker>>,
 }
 
 impl<S> Retry<S> {
@@ -70,6 +71,7 @@ impl RetryLayer {
             policy: RetryPolicy::default(),
             name: "retry",
             attempt_bound: None,
+            ticker: None,
         }
     }
 
@@ -106,6 +108,14 @@ impl RetryBuilder {
         self
     }
 
+    /// For the preset: the timer its calls' deadlines and backoffs share with its attempt
+    /// timeouts (one timer task per stack); by default the layer makes its own.
+    #[cfg(feature = "stack")]
+    pub(crate) fn ticker(mut self, ticker: Arc<Ticker>) -> Self {
+        self.ticker = Some(ticker);
+        self
+    }
+
     /// Builds the layer, registering its metric handles (with the `metrics` feature).
     ///
     /// # Errors
@@ -126,7 +136,8 @@ impl RetryBuilder {
     /// ```
     pub fn build(self) -> Result<RetryLayer, InvalidConfig> {
         self.policy.validate()?;
-        let mut shared = Shared::new(self.policy, self.name);
+        let ticker = self.ticker.unwrap_or_else(|| Arc::new(Ticker::new()));
+        let mut shared = Shared::new(self.policy, self.name, ticker);
         shared.attempt_bound = self.attempt_bound;
         Ok(RetryLayer {
             shared: Arc::new(shared),

@@ -63,8 +63,12 @@
 //! a malformed one is treated as absent and counted. A response with several `Retry-After`
 //! fields is read as urllib3 reads it: it joins them (`"5, 1"`), which is malformed, so the
 //! retry backs off as if there were none (neither value can be trusted over the other).
-//! Sleeps use tokio's clock. A sleep or a `deadline` too long to represent as an instant
-//! saturates: the wake (or the deadline) never comes, nothing panics.
+//! Sleeps use tokio's clock, and a call that sleeps (or waits for its `deadline`) takes a
+//! slot in one timer its layer shares (a task spawned on the runtime of the first call
+//! that waits), woken no earlier than its instant and at most one tokio timer tick (1 ms)
+//! after it, as with a `Sleep` of its own; a call that never waits holds no timer. A
+//! sleep or a `deadline` too long to represent as an instant saturates: the wake (or the
+//! deadline) never comes, nothing panics.
 //!
 //! # Deliberate deviations from urllib3
 //!

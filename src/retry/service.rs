@@ -1,5 +1,8 @@
 use super::{body::TryCloneBody, future::ResponseFuture, Idempotent, NoRetry, RetryPolicy};
-use crate::{internal::template::Template, BoxError};
+use crate::{
+    internal::{template::Template, ticker::Ticker},
+    BoxError,
+};
 use http::{header::HeaderName, Extensions, HeaderValue, Method, Request, Response, Uri, Version};
 use std::{
     sync::Arc,
@@ -55,6 +58,9 @@ pub(crate) struct Shared {
     /// permit): an attempt that must end before the call's deadline needs no timer for the
     /// deadline. It must count every delay before the inner timeout starts.
     pub(crate) attempt_bound: Option<std::time::Duration>,
+    /// The one timer of the layer's calls' deadlines and backoffs (the preset's is also its
+    /// attempt timeouts'): a call that waits takes a slot in its table.
+    pub(crate) ticker: Arc<Ticker>,
     #[cfg(feature = "metrics")]
     pub(crate) instruments: super::metrics::Instruments,
 }
@@ -66,11 +72,12 @@ pub(crate) type SharedRef = crate::internal::spare::SpareRef<Shared>;
 crate::internal::spare::spare_slot!(Shared);
 
 impl Shared {
-    pub(crate) fn new(policy: RetryPolicy, name: &'static str) -> Self {
+    pub(crate) fn new(policy: RetryPolicy, name: &'static str, ticker: Arc<Ticker>) -> Self {
         Shared {
             policy,
             name,
             attempt_bound: None,
+            ticker,
             #[cfg(feature = "metrics")]
             instruments: super::metrics::Instruments::register(name),
         }

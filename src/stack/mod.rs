@@ -73,9 +73,10 @@
 //! (a task that wakes the attempts whose timeout has passed, shared by every service the
 //! layer builds) instead of a tokio `Sleep` of its own: an attempt answered in time never
 //! touches the runtime's timer wheel. It times out at most one tokio timer tick (1 ms)
-//! after its timeout, never before, as with a `Sleep`. The deadline's timer is made only when the wait for readiness is pending, or an attempt is
-//! pending that its attempt timeout (after the longest wait for a pool permit) would not
-//! end before the deadline.
+//! after its timeout, never before, as with a `Sleep`. The retry layer's deadline and
+//! backoffs wait in the same timer; the deadline is watched only when the wait for
+//! readiness is pending, or an attempt is pending that its attempt timeout (after the
+//! longest wait for a pool permit) would not end before the deadline.
 //! `benches/stack.rs` and `benches/interleaved.rs` measure it beside tower's and
 //! tower-resilience's compositions; the figures are in `BENCHMARKS.md`.
 //!
@@ -498,10 +499,13 @@ impl<H: HedgeMode> ClientConfig<H> {
         let pool_timeout = self
             .pool_timeout
             .unwrap_or_else(|| self.pool_block.then_some(DEFAULT_POOL_TIMEOUT));
+        // The attempt timeouts' timer, which the retry layer's waits share.
+        let ticker = Arc::new(Ticker::with_delay(self.attempt_timeout));
         let retry = RetryLayer::builder()
             .policy(self.retry.clone())
             .name(self.name)
             .attempt_bound(self.attempt_bound(pool_timeout))
+            .ticker(Arc::clone(&ticker))
             .build()?;
         let breaker = self.circuit_breaker.clone().name(self.name).build()?;
         let mut pool = PoolLimitLayer::builder(self.pool_maxsize);
@@ -526,7 +530,7 @@ impl<H: HedgeMode> ClientConfig<H> {
             name: self.name,
             connect_timeout: self.connect_timeout,
             attempt_timeout: self.attempt_timeout,
-            ticker: Arc::new(Ticker::with_delay(self.attempt_timeout)),
+            ticker,
             classify: ErrorClassifyLayer::builder().name(self.name).build()?,
             retry,
             hedge,

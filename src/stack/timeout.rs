@@ -10,7 +10,10 @@
 //! the ticker's precision). An attempt that finds no slot (more than 4096 of the layer's
 //! attempts pending at once, or a timeout of centuries) makes its own `Sleep`, on the heap.
 
-use crate::{internal::ticker::Ticker, BoxError};
+use crate::{
+    internal::ticker::{Ticker, Wait},
+    BoxError,
+};
 use pin_project_lite::pin_project;
 use std::{
     future::Future,
@@ -18,7 +21,7 @@ use std::{
     sync::Arc,
     task::{Context, Poll},
 };
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tower::timeout::error::Elapsed;
 use tower_service::Service;
 
@@ -89,61 +92,24 @@ struct Timer {
     wait: Wait,
 }
 
-#[derive(Debug)]
-enum Wait {
-    /// Not pending yet (or answered).
-    Idle,
-    /// Pending: the slot in the ticker's table.
-    Slot(u32),
-    /// Pending, with no slot: a timer of its own.
-    Own(Pin<Box<Sleep>>),
-}
-
 impl Timer {
     /// Whether the attempt, pending, has timed out; starts the timer at the first call.
     #[inline]
     fn elapsed(&mut self, cx: &mut Context<'_>) -> bool {
-        match &mut self.wait {
-            Wait::Idle => {
-                let at = Instant::now().checked_add(self.ticker.delay());
-                match at.and_then(|at| self.ticker.register(at, cx.waker())) {
-                    Some(index) => self.wait = Wait::Slot(index),
-                    None => self.own(at, cx),
-                }
-                // The deadline lies ahead: a timeout is greater than zero.
-                false
-            }
-            Wait::Slot(index) => {
-                let due = self.ticker.poll_due(*index, cx.waker());
-                if due {
-                    self.stop();
-                }
-                due
-            }
-            Wait::Own(sleep) => sleep.as_mut().poll(cx).is_ready(),
+        if self.wait.is_idle() {
+            // A timeout too far to represent waits on a `Sleep` of its own, which
+            // saturates.
+            let delay = self.ticker.delay();
+            let at = Instant::now().checked_add(delay);
+            return self.wait.until(&self.ticker, at, delay, cx);
         }
-    }
-
-    /// A `Sleep` of the attempt's own, until `at` (`None`: too far to represent, which
-    /// `sleep` saturates).
-    #[cold]
-    fn own(&mut self, at: Option<Instant>, cx: &mut Context<'_>) {
-        let sleep = match at {
-            Some(at) => tokio::time::sleep_until(at),
-            None => tokio::time::sleep(self.ticker.delay()),
-        };
-        let mut sleep = Box::pin(sleep);
-        // Registers the waker; a timeout is greater than zero, so not ready yet.
-        let _ = sleep.as_mut().poll(cx);
-        self.wait = Wait::Own(sleep);
+        self.wait.poll_due(&self.ticker, cx)
     }
 
     /// Gives the slot back, if the attempt holds one.
     #[inline]
     fn stop(&mut self) {
-        if let Wait::Slot(index) = std::mem::replace(&mut self.wait, Wait::Idle) {
-            self.ticker.release(index);
-        }
+        self.wait.stop(&self.ticker);
     }
 }
 
