@@ -31,23 +31,19 @@ pin_project! {
         // The first attempt, until it answers or loses.
         #[pin]
         primary: Option<S::Future>,
-        // The hedge, once sent, until it answers or loses: on the heap, so that a call
-        // never hedged carries one attempt's future, not two.
-        hedge: Option<Pin<Box<S::Future>>>,
+        // The hedge and what goes with it, once sent, until it answers or loses: on the
+        // heap, so that a call never hedged carries one attempt's future, not two (and is
+        // moved with fewer bytes).
+        sent: Option<Pin<Box<Sent<S, B>>>>,
+        // What a hedge is sent with, until it is sent or can no longer be.
+        spare: Option<Spare<S, B>>,
+        // When the first attempt was first pending (not read for an answer at once).
+        started: Option<Instant>,
         // The call's slot among the layer's calls waiting for their hedge delay, taken when
         // the first attempt is first pending (see `internal::ticker`).
         wait: Option<u32>,
-        // What a hedge is sent with, until it is sent or can no longer be.
-        spare: Option<Spare<S, B>>,
-        // The first attempt's failure, kept while the hedge runs.
-        failed: Option<S::Error>,
-        // The hedge's place in its host's `max_in_flight`.
-        in_flight: Option<InFlight>,
-        // When the first attempt was first pending (not read for an answer at once).
-        started: Option<Instant>,
-        hedge_started: Option<Instant>,
         // The host's slot in the tracker, and the layer (`None`: not tracked).
-        slot: usize,
+        slot: u32,
         shared: Option<SharedRef>,
     }
 
@@ -59,6 +55,22 @@ pin_project! {
             let this = this.project();
             stop_waiting(this.wait, this.shared.as_deref());
         }
+    }
+}
+
+pin_project! {
+    /// A hedge sent: its attempt, its place in its host's `max_in_flight`, when it was
+    /// sent, and the first attempt's failure, kept while the hedge runs.
+    struct Sent<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        future: S::Future,
+        // Dropped after the attempt (fields drop in order).
+        _in_flight: InFlight,
+        started: Instant,
+        failed: Option<S::Error>,
     }
 }
 
@@ -83,7 +95,7 @@ pub(crate) struct Spare<S, B> {
 /// one answered before its delay does not carry it).
 enum SpareRequest<S, B> {
     Kept(Kept<B>),
-    Made(Box<(S, Request<B>)>),
+    Made(Box<(S, Request<B>, InFlight)>),
 }
 
 impl<S, B> Spare<S, B> {
@@ -144,7 +156,7 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("tracked", &self.shared.is_some())
-            .field("hedge_sent", &self.hedge_started.is_some())
+            .field("hedge_sent", &self.sent.is_some())
             .field("started", &self.started)
             .finish_non_exhaustive()
     }
@@ -162,7 +174,7 @@ where
     /// A call whose latency is recorded, and that may be hedged when `spare` is some.
     pub(crate) fn tracked(
         future: S::Future,
-        slot: usize,
+        slot: u32,
         spare: Option<Spare<S, B>>,
         shared: SharedRef,
     ) -> Self {
@@ -172,19 +184,16 @@ where
     #[inline(always)]
     fn new(
         future: S::Future,
-        slot: usize,
+        slot: u32,
         spare: Option<Spare<S, B>>,
         shared: Option<SharedRef>,
     ) -> Self {
         ResponseFuture {
             primary: Some(future),
-            hedge: None,
-            wait: None,
+            sent: None,
             spare,
-            failed: None,
-            in_flight: None,
             started: None,
-            hedge_started: None,
+            wait: None,
             slot,
             shared,
         }
@@ -200,6 +209,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let slot = *this.slot as usize;
         let mut poll_primary = true;
         loop {
             if poll_primary {
@@ -210,11 +220,11 @@ where
                                 // An answer at the first poll took no measurable time: no
                                 // clock read for it.
                                 let latency = this.started.map_or(Duration::ZERO, |s| s.elapsed());
-                                shared.tracker.record(*this.slot, latency);
+                                shared.tracker.record(slot, latency);
                             }
-                            // The hedge, if any, lost: cancelled now.
-                            *this.hedge = None;
-                            *this.in_flight = None;
+                            // The hedge, if any, lost: cancelled now (its place in
+                            // `max_in_flight` given back after it).
+                            *this.sent = None;
                             stop_waiting(this.wait, this.shared.as_deref());
                             return Poll::Ready(Ok(response));
                         }
@@ -224,11 +234,10 @@ where
                             // decision.
                             *this.spare = None;
                             stop_waiting(this.wait, this.shared.as_deref());
-                            if this.hedge.is_none() {
-                                *this.in_flight = None;
-                                return Poll::Ready(Err(err));
+                            match this.sent.as_mut() {
+                                None => return Poll::Ready(Err(err)),
+                                Some(sent) => *sent.as_mut().project().failed = Some(err),
                             }
-                            *this.failed = Some(err);
                         }
                         Poll::Pending => {
                             if this.started.is_none() && this.shared.is_some() {
@@ -239,34 +248,37 @@ where
                 }
             }
 
-            if let Some(hedge) = this.hedge.as_mut() {
-                match hedge.as_mut().poll(cx) {
+            if let Some(sent) = this.sent.as_mut() {
+                let sent = sent.as_mut().project();
+                match sent.future.poll(cx) {
                     Poll::Ready(Ok(response)) => {
                         if let Some(shared) = this.shared.as_deref() {
                             let now = Instant::now();
-                            let since = |at: &Option<Instant>| {
-                                at.map_or(Duration::ZERO, |at| now.saturating_duration_since(at))
-                            };
-                            shared.tracker.record(*this.slot, since(this.hedge_started));
-                            if this.primary.is_some() {
+                            shared
+                                .tracker
+                                .record(slot, now.saturating_duration_since(*sent.started));
+                            if let (Some(_), Some(started)) =
+                                (this.primary.as_ref().as_pin_ref(), *this.started)
+                            {
                                 // The first attempt ran at least this long: its latency as
                                 // far as it is known, so that slow answers stay in the tail.
-                                shared.tracker.record(*this.slot, since(this.started));
+                                shared
+                                    .tracker
+                                    .record(slot, now.saturating_duration_since(started));
                             }
                             shared.won();
                         }
                         // The first attempt lost: cancelled now.
                         this.primary.set(None);
-                        *this.hedge = None;
-                        *this.in_flight = None;
+                        *this.sent = None;
                         return Poll::Ready(Ok(response));
                     }
                     Poll::Ready(Err(err)) => {
-                        *this.hedge = None;
-                        *this.in_flight = None;
+                        let failed = sent.failed.take();
+                        *this.sent = None;
                         if this.primary.is_none() {
                             // Both failed: the first attempt's failure.
-                            return Poll::Ready(Err(this.failed.take().unwrap_or(err)));
+                            return Poll::Ready(Err(failed.unwrap_or(err)));
                         }
                     }
                     Poll::Pending => {}
@@ -277,11 +289,9 @@ where
                 let sent = send_hedge(
                     this.spare,
                     this.wait,
-                    this.hedge,
-                    this.in_flight,
+                    this.sent,
                     *this.started,
-                    this.hedge_started,
-                    *this.slot,
+                    slot,
                     this.shared.as_deref(),
                     cx,
                 );
@@ -298,14 +308,11 @@ where
 
 /// Waits for the hedge delay, decides, waits for the service's readiness and sends the
 /// hedge: `true` once it is sent. The spare is dropped when no hedge will be sent.
-#[allow(clippy::too_many_arguments)]
 fn send_hedge<S, B>(
     spare_slot: &mut Option<Spare<S, B>>,
     wait: &mut Option<u32>,
-    hedge: &mut Option<Pin<Box<S::Future>>>,
-    in_flight: &mut Option<InFlight>,
+    sent: &mut Option<Pin<Box<Sent<S, B>>>>,
     started: Option<Instant>,
-    hedge_started: &mut Option<Instant>,
     slot: usize,
     shared: Option<&super::layer::Shared>,
     cx: &mut Context<'_>,
@@ -339,8 +346,7 @@ where
         match shared.decide(slot, kept) {
             Ok((request, place)) => {
                 let service = spare.service.service();
-                spare.request = SpareRequest::Made(Box::new((service, request)));
-                *in_flight = Some(place);
+                spare.request = SpareRequest::Made(Box::new((service, request, place)));
             }
             Err(skip) => {
                 shared.skipped(skip, spare.delay);
@@ -356,8 +362,8 @@ where
         Poll::Pending => false,
         Poll::Ready(Err(_)) => {
             shared.skipped(Skip::NotReady, spare.delay);
+            // Its place in `max_in_flight` given back with it.
             *spare_slot = None;
-            *in_flight = None;
             false
         }
         Poll::Ready(Ok(())) => {
@@ -369,10 +375,14 @@ where
             else {
                 unreachable!("a hedge's request is made before its service is readied");
             };
-            let (mut service, request) = *made;
+            let (mut service, request, place) = *made;
             shared.sent(&request, delay);
-            *hedge_started = Some(Instant::now());
-            *hedge = Some(Box::pin(service.call(request)));
+            *sent = Some(Box::pin(Sent {
+                future: service.call(request),
+                _in_flight: place,
+                started: Instant::now(),
+                failed: None,
+            }));
             true
         }
     }

@@ -163,6 +163,8 @@ mod layer;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod service;
+#[cfg(test)]
+mod sizes;
 mod tracker;
 
 pub use layer::{HedgeBuilder, HedgeLayer};

@@ -142,6 +142,7 @@ where
                 Some(Spare::new(template.share(inner), kept, delay))
             });
         let future = self.inner.call(request);
-        ResponseFuture::tracked(future, slot, spare, SharedRef::of(shared))
+        // At most 4096 slots (`max_keys`): an index fits in a `u32`.
+        ResponseFuture::tracked(future, slot as u32, spare, SharedRef::of(shared))
     }
 }

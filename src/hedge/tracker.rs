@@ -49,6 +49,7 @@ const PROBES: usize = 8;
 const NO_DELAY: u64 = u64::MAX;
 
 /// The bucket of a latency of `micros`.
+#[inline]
 pub(crate) fn bucket_of(micros: u64) -> usize {
     if micros < SUB as u64 {
         return micros as usize;
@@ -85,20 +86,27 @@ pub(crate) struct DelayRule {
     pub(crate) min_samples: u32,
 }
 
-/// One host's state.
+/// One host's state: first what every call reads and few write (its host, its delay, its
+/// hedges in flight), then, on lines of their own, what every call writes (the samples),
+/// so that one thread's samples do not evict the line other threads' calls read.
 struct Slot {
     /// The host's hash (never 0), or 0 for a free slot.
     tag: AtomicU64,
     /// The table's rotation count when the slot was claimed or last rotated: the one with
     /// the oldest is evicted first.
     stamp: AtomicU64,
-    /// Samples recorded since the slot was claimed.
-    recorded: AtomicU64,
     /// The hedge delay in nanoseconds, or `NO_DELAY`.
     delay: AtomicU64,
     /// Hedges in flight. Not reset when the slot changes hands: the hedges of an evicted
     /// host still end, and count against the new one until they do.
     in_flight: AtomicU32,
+    samples: Padded<Samples>,
+}
+
+/// A slot's samples.
+struct Samples {
+    /// Samples recorded since the slot was claimed.
+    recorded: AtomicU64,
     /// Two windows of counts: at most `WINDOW` samples each between clears (and a few
     /// racing ones), far below `u16::MAX`.
     counts: [[AtomicU16; BUCKETS]; 2],
@@ -109,19 +117,21 @@ impl Slot {
         Slot {
             tag: AtomicU64::new(0),
             stamp: AtomicU64::new(0),
-            recorded: AtomicU64::new(0),
             delay: AtomicU64::new(NO_DELAY),
             in_flight: AtomicU32::new(0),
-            counts: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU16::new(0))),
+            samples: Padded(Samples {
+                recorded: AtomicU64::new(0),
+                counts: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU16::new(0))),
+            }),
         }
     }
 
     /// Forgets the previous host's latencies.
     fn reset(&self, stamp: u64) {
         self.stamp.store(stamp, Ordering::Relaxed);
-        self.recorded.store(0, Ordering::Relaxed);
+        self.samples.recorded.store(0, Ordering::Relaxed);
         self.delay.store(NO_DELAY, Ordering::Relaxed);
-        for window in &self.counts {
+        for window in &self.samples.counts {
             clear(window);
         }
     }
@@ -224,10 +234,11 @@ impl Tracker {
     #[inline]
     pub(crate) fn record(&self, slot: usize, latency: Duration) {
         let slot_ref = &self.slots[slot];
-        let n = slot_ref.recorded.fetch_add(1, Ordering::Relaxed) + 1;
+        let samples = &slot_ref.samples;
+        let n = samples.recorded.fetch_add(1, Ordering::Relaxed) + 1;
         let window = (((n - 1) / WINDOW) % 2) as usize;
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        slot_ref.counts[window][bucket_of(micros)].fetch_add(1, Ordering::Relaxed);
+        samples.counts[window][bucket_of(micros)].fetch_add(1, Ordering::Relaxed);
         let full = n.is_multiple_of(WINDOW);
         let min = u64::from(self.rule.min_samples);
         if n == min || (n.is_multiple_of(UPDATE) && n >= min) {
@@ -235,7 +246,7 @@ impl Tracker {
         }
         if full {
             // The older window is filled next.
-            clear(&slot_ref.counts[1 - window]);
+            clear(&samples.counts[1 - window]);
             slot_ref.stamp.store(
                 self.clock.fetch_add(1, Ordering::Relaxed),
                 Ordering::Relaxed,
@@ -245,7 +256,7 @@ impl Tracker {
 
     #[cold]
     fn update(&self, slot: &Slot) {
-        let nanos = percentile(&slot.counts, self.rule.percentile)
+        let nanos = percentile(&slot.samples.counts, self.rule.percentile)
             .map(|micros| Duration::from_micros(micros).max(self.rule.min_delay))
             .map_or(NO_DELAY, |delay| {
                 u64::try_from(delay.as_nanos()).map_or(NO_DELAY - 1, |n| n.min(NO_DELAY - 1))
