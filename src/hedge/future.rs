@@ -44,6 +44,8 @@ pin_project! {
         wait: Option<u32>,
         // The host's slot in the tracker, and the layer (`None`: not tracked).
         slot: u32,
+        // Whether and how the first attempt's latency is recorded.
+        timing: Timing,
         shared: Option<SharedRef>,
     }
 
@@ -72,6 +74,81 @@ pin_project! {
         started: Instant,
         failed: Option<S::Error>,
     }
+}
+
+/// One pending call in `TIME_EVERY` on each thread is timed once its host has a delay,
+/// its latency counting `TIME_EVERY` times: the others read the clock once (when first
+/// pending, for their hedge deadline), or not at all when no hedge may follow. The
+/// adaptive pool limit times its calls alike.
+pub(crate) const TIME_EVERY: u16 = 2;
+
+/// How a tracked call's latency is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Timing {
+    /// Its host has no delay yet: every call is timed (a host gets its delay after
+    /// `min_samples` answers, not `TIME_EVERY` times as many).
+    Cold,
+    /// Its host has a delay, and the call has not been pending yet: an answer at the first
+    /// poll counts once as zero (no clock read), a pending call takes its turn.
+    Warm,
+    /// Its turn: timed, counting `TIME_EVERY` times.
+    Timed,
+    /// Not its turn: not recorded.
+    Untimed,
+}
+
+impl Timing {
+    /// The first attempt is pending: whether to read the clock now (`waits`: a hedge may
+    /// follow, whose deadline needs it), once.
+    #[inline]
+    fn pending(&mut self, started: &mut Option<Instant>, waits: bool) {
+        let read = match *self {
+            Timing::Cold => started.is_none(),
+            Timing::Warm => {
+                let timed = timed_turn();
+                *self = if timed {
+                    Timing::Timed
+                } else {
+                    Timing::Untimed
+                };
+                timed || waits
+            }
+            Timing::Timed | Timing::Untimed => false,
+        };
+        if read {
+            *started = Some(Instant::now());
+        }
+    }
+
+    /// The latency of a first attempt that answered, with its weight: `None` when it is
+    /// not recorded.
+    #[inline]
+    fn sample(self, started: Option<Instant>) -> Option<(Duration, u16)> {
+        let weight = match self {
+            // Answered at the first poll (no clock read, `started` is none) or timed.
+            Timing::Cold | Timing::Warm => 1,
+            Timing::Timed => TIME_EVERY,
+            Timing::Untimed => return None,
+        };
+        Some((started.map_or(Duration::ZERO, |s| s.elapsed()), weight))
+    }
+}
+
+crate::internal::sync::thread_local_const! {
+    /// This thread's pending calls of warm hosts (of every hedge layer), counted to time
+    /// one in `TIME_EVERY`.
+    static TURN: std::cell::Cell<u16> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether this thread's next pending call of a warm host is timed.
+#[inline]
+fn timed_turn() -> bool {
+    TURN.try_with(|turn| {
+        let n = turn.get();
+        turn.set(n.wrapping_add(1));
+        n % TIME_EVERY == 0
+    })
+    .unwrap_or(true)
 }
 
 /// Gives back the call's slot among the waiting calls, if it has one.
@@ -168,17 +245,19 @@ where
 {
     /// A call the layer leaves alone.
     pub(crate) fn untracked(future: S::Future) -> Self {
-        Self::new(future, 0, None, None)
+        Self::new(future, 0, None, Timing::Cold, None)
     }
 
-    /// A call whose latency is recorded, and that may be hedged when `spare` is some.
+    /// A call whose latency is recorded (as `timing` says), and that may be hedged when
+    /// `spare` is some.
     pub(crate) fn tracked(
         future: S::Future,
         slot: u32,
         spare: Option<Spare<S, B>>,
+        timing: Timing,
         shared: SharedRef,
     ) -> Self {
-        Self::new(future, slot, spare, Some(shared))
+        Self::new(future, slot, spare, timing, Some(shared))
     }
 
     #[inline(always)]
@@ -186,6 +265,7 @@ where
         future: S::Future,
         slot: u32,
         spare: Option<Spare<S, B>>,
+        timing: Timing,
         shared: Option<SharedRef>,
     ) -> Self {
         ResponseFuture {
@@ -195,6 +275,7 @@ where
             started: None,
             wait: None,
             slot,
+            timing,
             shared,
         }
     }
@@ -219,8 +300,9 @@ where
                             if let Some(shared) = this.shared.as_deref() {
                                 // An answer at the first poll took no measurable time: no
                                 // clock read for it.
-                                let latency = this.started.map_or(Duration::ZERO, |s| s.elapsed());
-                                shared.tracker.record(slot, latency);
+                                if let Some((latency, weight)) = this.timing.sample(*this.started) {
+                                    shared.tracker.record(slot, latency, weight);
+                                }
                             }
                             // The hedge, if any, lost: cancelled now (its place in
                             // `max_in_flight` given back after it).
@@ -240,8 +322,8 @@ where
                             }
                         }
                         Poll::Pending => {
-                            if this.started.is_none() && this.shared.is_some() {
-                                *this.started = Some(Instant::now());
+                            if this.shared.is_some() {
+                                this.timing.pending(this.started, this.spare.is_some());
                             }
                         }
                     }
@@ -254,17 +336,23 @@ where
                     Poll::Ready(Ok(response)) => {
                         if let Some(shared) = this.shared.as_deref() {
                             let now = Instant::now();
-                            shared
-                                .tracker
-                                .record(slot, now.saturating_duration_since(*sent.started));
+                            // A call hedged is always timed (its clock reads are the
+                            // hedge's): each latency counts once.
+                            shared.tracker.record(
+                                slot,
+                                now.saturating_duration_since(*sent.started),
+                                1,
+                            );
                             if let (Some(_), Some(started)) =
                                 (this.primary.as_ref().as_pin_ref(), *this.started)
                             {
                                 // The first attempt ran at least this long: its latency as
                                 // far as it is known, so that slow answers stay in the tail.
-                                shared
-                                    .tracker
-                                    .record(slot, now.saturating_duration_since(started));
+                                shared.tracker.record(
+                                    slot,
+                                    now.saturating_duration_since(started),
+                                    1,
+                                );
                             }
                             shared.won();
                         }
@@ -455,5 +543,45 @@ impl super::layer::Shared {
             delay_ms = delay.as_secs_f64() * 1e3,
             "hedge not sent"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Timing` through a call's life: the first pending poll, then the answer.
+    fn answered(timing: Timing, waits: bool) -> (bool, Option<u16>) {
+        let (mut timing, mut started) = (timing, None);
+        timing.pending(&mut started, waits);
+        // Polled again while pending: no second reading.
+        let first = started;
+        timing.pending(&mut started, waits);
+        assert_eq!(started, first, "the clock is read once, when first pending");
+        (started.is_some(), timing.sample(started).map(|(_, w)| w))
+    }
+
+    #[test]
+    fn a_warm_hosts_pending_calls_are_timed_by_turns() {
+        // A thread of its own: its turns start at the first.
+        std::thread::spawn(|| {
+            // Cold: every pending call timed, counting once.
+            for _ in 0..3 {
+                assert_eq!(answered(Timing::Cold, false), (true, Some(1)));
+            }
+            // Warm: one in `TIME_EVERY` timed, counting `TIME_EVERY` times; the others read
+            // the clock only for a hedge's deadline, and are not recorded.
+            assert_eq!(TIME_EVERY, 2);
+            assert_eq!(answered(Timing::Warm, false), (true, Some(2)));
+            assert_eq!(answered(Timing::Warm, false), (false, None));
+            assert_eq!(answered(Timing::Warm, true), (true, Some(2)));
+            assert_eq!(answered(Timing::Warm, true), (true, None));
+            // Answered at the first poll: counts once, as zero, without a clock read.
+            for timing in [Timing::Cold, Timing::Warm] {
+                assert_eq!(timing.sample(None), Some((Duration::ZERO, 1)));
+            }
+        })
+        .join()
+        .unwrap();
     }
 }

@@ -1,5 +1,5 @@
 use super::{
-    future::{ResponseFuture, Spare},
+    future::{ResponseFuture, Spare, Timing},
     layer::{Shared, SharedRef},
     HedgeLayer,
 };
@@ -132,8 +132,13 @@ where
         // follow: the host has its delay, and room for one more hedge.
         let tracker = &shared.tracker;
         let (inner, template) = (&self.inner, &self.template);
-        let spare = tracker
-            .delay(slot)
+        let delay = tracker.delay(slot);
+        let timing = if delay.is_some() {
+            Timing::Warm
+        } else {
+            Timing::Cold
+        };
+        let spare = delay
             .filter(|_| tracker.in_flight(slot) < shared.max_in_flight)
             .and_then(|delay| {
                 let kept = Kept::of(&request)?;
@@ -143,6 +148,6 @@ where
             });
         let future = self.inner.call(request);
         // At most 4096 slots (`max_keys`): an index fits in a `u32`.
-        ResponseFuture::tracked(future, slot as u32, spare, SharedRef::of(shared))
+        ResponseFuture::tracked(future, slot as u32, spare, timing, SharedRef::of(shared))
     }
 }
