@@ -290,6 +290,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        if this.shared.is_none() {
+            // A call the layer leaves alone: its one attempt, passed through.
+            if let Some(primary) = this.primary.as_mut().as_pin_mut() {
+                return primary.poll(cx);
+            }
+        }
         let slot = *this.slot as usize;
         let mut poll_primary = true;
         loop {
