@@ -249,7 +249,7 @@ impl Tracker {
         let min = u64::from(self.rule.min_samples);
         // At `min_samples`, then every `UPDATE` samples (a weighted sample may step over
         // either count: crossing it is reaching it).
-        if (before < min && n >= min) || (n >= min && before / UPDATE != n / UPDATE) {
+        if n >= min && (before < min || before / UPDATE != n / UPDATE) {
             self.update(slot_ref);
         }
         if full {
