@@ -3,7 +3,7 @@
 //!
 //! The service answers at the first poll, as a call answered before its delay does as far
 //! as the layer can tell: no clock is read and no slot taken among the calls waiting for
-//! their delay (a call that is pending first reads the clock twice and takes one). Each
+//! their delay (a call that is pending reads the clock once or twice and takes one). Each
 //! call is driven by one poll with `Waker::noop()` and no runtime.
 //!
 //! - `bare`: the service alone;
@@ -17,11 +17,13 @@
 //! The group `hedge/paired` times `hedge_warm` against `bare`, a stack of retry and hedge
 //! against the retry alone, and a real call answered before its delay: a hyper-util client
 //! (keep-alive) to a hyper server on 127.0.0.1, with and without the hedge layer (warmed:
-//! its delay is the 10 ms floor, the loopback answers in microseconds), one request at a
-//! time on a current-thread runtime; there the layer also reads the clock twice and waits
-//! in the layer's table of pending calls (the runtime's timer holds the layer's one
-//! deadline meanwhile). Each pair is timed in alternating batches (`support/paired.rs`); the summary
-//! prints their ratios.
+//! its delay is the 10 ms floor, the loopback answers in microseconds), and the preset
+//! with `ClientConfig::hedge` against the preset without, over the same client; one
+//! request at a time on a current-thread runtime; there a call reads the clock when first
+//! pending (and again when it answers, if timed: one call in two), and waits in the
+//! layer's table of pending calls (the runtime's timer holds the layer's one deadline
+//! meanwhile). Each pair is timed in alternating batches (`support/paired.rs`); the
+//! summary prints their ratios.
 //!
 //! For instruction counts (repeatable on a loaded machine), `FORTIFY_BENCH_CALLS=n` with
 //! `FORTIFY_BENCH_ONLY=name` runs `n` calls of one variant without criterion (`bare`,
@@ -168,6 +170,13 @@ fn bench_paired(c: &mut Criterion) {
         "loopback_hedge_vs_bare",
         || loopback.call(&mut with_hedge),
         || loopback.call(&mut bare),
+    );
+    let (mut hedged, mut preset) = (loopback.preset_hedged(FLOOR), loopback.preset());
+    paired(
+        &mut group,
+        "loopback_preset_hedged_vs_preset",
+        || loopback.call(&mut hedged),
+        || loopback.call(&mut preset),
     );
     group.finish();
 }
