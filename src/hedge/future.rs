@@ -40,13 +40,16 @@ pin_project! {
         // When the first attempt was first pending (not read for an answer at once).
         started: Option<Instant>,
         // The call's slot among the layer's calls waiting for their hedge delay, taken when
-        // the first attempt is first pending (see `internal::ticker`).
-        wait: Option<u32>,
-        // The host's slot in the tracker, and the layer (`None`: not tracked).
-        slot: u32,
+        // the first attempt is first pending (see `internal::ticker`), or `NO_WAIT`.
+        wait: u32,
+        // The host's slot in the tracker (at most 4096, `max_keys`; `UNTRACKED`: a call the
+        // layer leaves alone), and the layer. Small fields, so that the future of a call over a boxed inner one
+        // (hyper-util's client) stays within 256 bytes: copied with straight-line moves,
+        // not a loop, each of the several times a call moves it.
+        slot: u16,
         // Whether and how the first attempt's latency is recorded.
         timing: Timing,
-        shared: Option<SharedRef>,
+        shared: SharedRef,
     }
 
     impl<S, B> PinnedDrop for ResponseFuture<S, B>
@@ -55,10 +58,13 @@ pin_project! {
     {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            stop_waiting(this.wait, this.shared.as_deref());
+            stop_waiting(this.wait, Some(&**this.shared));
         }
     }
 }
+
+/// `ResponseFuture::slot` of a call the layer leaves alone.
+const UNTRACKED: u16 = u16::MAX;
 
 pin_project! {
     /// A hedge sent: its attempt, its place in its host's `max_in_flight`, when it was
@@ -151,20 +157,24 @@ fn timed_turn() -> bool {
     .unwrap_or(true)
 }
 
+/// `ResponseFuture::wait` while the call holds no slot among the waiting calls (the ticker
+/// has 4096).
+const NO_WAIT: u32 = u32::MAX;
+
 /// Gives back the call's slot among the waiting calls, if it has one.
 #[inline]
-fn stop_waiting(wait: &mut Option<u32>, shared: Option<&super::layer::Shared>) {
-    if let (Some(index), Some(shared)) = (wait.take(), shared) {
+fn stop_waiting(wait: &mut u32, shared: Option<&super::layer::Shared>) {
+    let index = std::mem::replace(wait, NO_WAIT);
+    if let (true, Some(shared)) = (index != NO_WAIT, shared) {
         shared.ticker.release(index);
     }
 }
 
-/// What a hedge is sent with: the service it is cloned from when the delay is over, the
-/// request, and the delay.
+/// What a hedge is sent with: the service it is cloned from when the delay is over, and
+/// the request. The delay is the host's when the first attempt is first pending.
 pub(crate) struct Spare<S, B> {
     service: super::service::Template<S>,
     request: SpareRequest<S, B>,
-    delay: Duration,
 }
 
 /// The hedge's request: the copy until the delay is over, then the request made from it
@@ -176,15 +186,10 @@ enum SpareRequest<S, B> {
 }
 
 impl<S, B> Spare<S, B> {
-    pub(crate) fn new(
-        service: super::service::Template<S>,
-        kept: Kept<B>,
-        delay: Duration,
-    ) -> Self {
+    pub(crate) fn new(service: super::service::Template<S>, kept: Kept<B>) -> Self {
         Spare {
             service,
             request: SpareRequest::Kept(kept),
-            delay,
         }
     }
 }
@@ -232,7 +237,7 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("tracked", &self.shared.is_some())
+            .field("tracked", &(self.slot != UNTRACKED))
             .field("hedge_sent", &self.sent.is_some())
             .field("started", &self.started)
             .finish_non_exhaustive()
@@ -244,36 +249,36 @@ where
     S: Service<Request<B>>,
 {
     /// A call the layer leaves alone.
-    pub(crate) fn untracked(future: S::Future) -> Self {
-        Self::new(future, 0, None, Timing::Cold, None)
+    pub(crate) fn untracked(future: S::Future, shared: SharedRef) -> Self {
+        Self::new(future, UNTRACKED, None, Timing::Cold, shared)
     }
 
     /// A call whose latency is recorded (as `timing` says), and that may be hedged when
     /// `spare` is some.
     pub(crate) fn tracked(
         future: S::Future,
-        slot: u32,
+        slot: u16,
         spare: Option<Spare<S, B>>,
         timing: Timing,
         shared: SharedRef,
     ) -> Self {
-        Self::new(future, slot, spare, timing, Some(shared))
+        Self::new(future, slot, spare, timing, shared)
     }
 
     #[inline(always)]
     fn new(
         future: S::Future,
-        slot: u32,
+        slot: u16,
         spare: Option<Spare<S, B>>,
         timing: Timing,
-        shared: Option<SharedRef>,
+        shared: SharedRef,
     ) -> Self {
         ResponseFuture {
             primary: Some(future),
             sent: None,
             spare,
             started: None,
-            wait: None,
+            wait: NO_WAIT,
             slot,
             timing,
             shared,
@@ -290,20 +295,21 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if this.shared.is_none() {
+        if *this.slot == UNTRACKED {
             // A call the layer leaves alone: its one attempt, passed through.
             if let Some(primary) = this.primary.as_mut().as_pin_mut() {
                 return primary.poll(cx);
             }
         }
         let slot = *this.slot as usize;
+        let tracked: Option<&super::layer::Shared> = Some(this.shared);
         let mut poll_primary = true;
         loop {
             if poll_primary {
                 if let Some(primary) = this.primary.as_mut().as_pin_mut() {
                     match primary.poll(cx) {
                         Poll::Ready(Ok(response)) => {
-                            if let Some(shared) = this.shared.as_deref() {
+                            if let Some(shared) = tracked {
                                 // An answer at the first poll took no measurable time: no
                                 // clock read for it.
                                 if let Some((latency, weight)) = this.timing.sample(*this.started) {
@@ -313,7 +319,7 @@ where
                             // The hedge, if any, lost: cancelled now (its place in
                             // `max_in_flight` given back after it).
                             *this.sent = None;
-                            stop_waiting(this.wait, this.shared.as_deref());
+                            stop_waiting(this.wait, tracked);
                             return Poll::Ready(Ok(response));
                         }
                         Poll::Ready(Err(err)) => {
@@ -321,17 +327,13 @@ where
                             // No hedge after a failure: trying again is the retry layer's
                             // decision.
                             *this.spare = None;
-                            stop_waiting(this.wait, this.shared.as_deref());
+                            stop_waiting(this.wait, tracked);
                             match this.sent.as_mut() {
                                 None => return Poll::Ready(Err(err)),
                                 Some(sent) => *sent.as_mut().project().failed = Some(err),
                             }
                         }
-                        Poll::Pending => {
-                            if this.shared.is_some() {
-                                this.timing.pending(this.started, this.spare.is_some());
-                            }
-                        }
+                        Poll::Pending => this.timing.pending(this.started, this.spare.is_some()),
                     }
                 }
             }
@@ -340,7 +342,7 @@ where
                 let sent = sent.as_mut().project();
                 match sent.future.poll(cx) {
                     Poll::Ready(Ok(response)) => {
-                        if let Some(shared) = this.shared.as_deref() {
+                        if let Some(shared) = tracked {
                             let now = Instant::now();
                             // A call hedged is always timed (its clock reads are the
                             // hedge's): each latency counts once.
@@ -386,7 +388,7 @@ where
                     this.sent,
                     *this.started,
                     slot,
-                    this.shared.as_deref(),
+                    tracked,
                     cx,
                 );
                 if sent {
@@ -404,7 +406,7 @@ where
 /// hedge: `true` once it is sent. The spare is dropped when no hedge will be sent.
 fn send_hedge<S, B>(
     spare_slot: &mut Option<Spare<S, B>>,
-    wait: &mut Option<u32>,
+    wait: &mut u32,
     sent: &mut Option<Pin<Box<Sent<S, B>>>>,
     started: Option<Instant>,
     slot: usize,
@@ -420,17 +422,22 @@ where
     };
     if let SpareRequest::Kept(kept) = &spare.request {
         match *wait {
-            None => {
-                // The first attempt is pending: `started` is set. A delay too long to
-                // represent is a hedge never sent, as is one no slot is left to wait in.
-                let at = started.and_then(|s| s.checked_add(spare.delay));
+            NO_WAIT => {
+                // The first attempt is pending: `started` is set. The delay is the slot's
+                // now (read again rather than carried: a host evicted since has none). A
+                // delay too long to represent is a hedge never sent, as is one no slot is
+                // left to wait in.
+                let delay = shared.tracker.delay(slot);
+                let at = started
+                    .zip(delay)
+                    .and_then(|(s, delay)| s.checked_add(delay));
                 match at.and_then(|at| shared.ticker.register(at, cx.waker())) {
-                    Some(index) => *wait = Some(index),
+                    Some(index) => *wait = index,
                     None => *spare_slot = None,
                 }
                 return false;
             }
-            Some(index) => {
+            index => {
                 if !shared.ticker.poll_due(index, cx.waker()) {
                     return false;
                 }
@@ -443,7 +450,7 @@ where
                 spare.request = SpareRequest::Made(Box::new((service, request, place)));
             }
             Err(skip) => {
-                shared.skipped(skip, spare.delay);
+                shared.skipped(skip, slot);
                 *spare_slot = None;
                 return false;
             }
@@ -455,7 +462,7 @@ where
     match made.0.poll_ready(cx) {
         Poll::Pending => false,
         Poll::Ready(Err(_)) => {
-            shared.skipped(Skip::NotReady, spare.delay);
+            shared.skipped(Skip::NotReady, slot);
             // Its place in `max_in_flight` given back with it.
             *spare_slot = None;
             false
@@ -463,14 +470,13 @@ where
         Poll::Ready(Ok(())) => {
             let Some(Spare {
                 request: SpareRequest::Made(made),
-                delay,
                 ..
             }) = spare_slot.take()
             else {
                 unreachable!("a hedge's request is made before its service is readied");
             };
             let (mut service, request, place) = *made;
-            shared.sent(&request, delay);
+            shared.sent(&request, slot);
             *sent = Some(Box::pin(Sent {
                 future: service.call(request),
                 _in_flight: place,
@@ -519,7 +525,7 @@ impl super::layer::Shared {
     }
 
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
-    fn sent<B>(&self, request: &Request<B>, delay: Duration) {
+    fn sent<B>(&self, request: &Request<B>, slot: usize) {
         #[cfg(feature = "metrics")]
         self.instruments.sent();
         #[cfg(feature = "tracing")]
@@ -527,9 +533,17 @@ impl super::layer::Shared {
             target: "tower_fortify::hedge",
             name = self.name,
             key = ?crate::key::HostKey::from_uri(request.uri()),
-            delay_ms = delay.as_secs_f64() * 1e3,
+            delay_ms = self.delay_ms(slot),
             "hedging"
         );
+    }
+
+    /// The host's delay (ms), for the tracing events.
+    #[cfg(feature = "tracing")]
+    fn delay_ms(&self, slot: usize) -> f64 {
+        self.tracker
+            .delay(slot)
+            .map_or(0.0, |delay| delay.as_secs_f64() * 1e3)
     }
 
     fn won(&self) {
@@ -540,13 +554,13 @@ impl super::layer::Shared {
     }
 
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
-    fn skipped(&self, skip: Skip, delay: Duration) {
+    fn skipped(&self, skip: Skip, slot: usize) {
         #[cfg(feature = "tracing")]
         tracing::debug!(
             target: "tower_fortify::hedge",
             name = self.name,
             reason = skip.as_str(),
-            delay_ms = delay.as_secs_f64() * 1e3,
+            delay_ms = self.delay_ms(slot),
             "hedge not sent"
         );
     }

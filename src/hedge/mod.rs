@@ -99,7 +99,9 @@
 //!
 //! # Cost
 //!
-//! A request that may not be hedged costs a few branches. One that may costs its host's
+//! A request that may not be hedged costs a few branches and a reference to the layer
+//! (the thread's spare: no shared count written), its one attempt polled straight
+//! through. One that may costs its host's
 //! slot: the thread's last one when the URI's scheme and authority are the last call's
 //! (a byte comparison and one atomic load to check the slot still holds the host), else
 //! the host's key, read and hashed in place from the URI, and a slot lookup (atomic

@@ -126,7 +126,7 @@ where
         let may_resend = request.extensions().get::<NoRetry>().is_none()
             && shared.allowed_methods.may_resend(&request);
         let Some(slot) = may_resend.then(|| shared.slot_of(&request)).flatten() else {
-            return ResponseFuture::untracked(self.inner.call(request));
+            return ResponseFuture::untracked(self.inner.call(request), SharedRef::of(shared));
         };
         // A copy of the request, and a service to send it with, only when a hedge may
         // follow: the host has its delay, and room for one more hedge.
@@ -140,14 +140,14 @@ where
         };
         let spare = delay
             .filter(|_| tracker.in_flight(slot) < shared.max_in_flight)
-            .and_then(|delay| {
+            .and_then(|_| {
                 let kept = Kept::of(&request)?;
                 // The hedge is sent with a clone of the template, made when the delay is
                 // over and driven to readiness then.
-                Some(Spare::new(template.share(inner), kept, delay))
+                Some(Spare::new(template.share(inner), kept))
             });
         let future = self.inner.call(request);
-        // At most 4096 slots (`max_keys`): an index fits in a `u32`.
-        ResponseFuture::tracked(future, slot as u32, spare, timing, SharedRef::of(shared))
+        // At most 4096 slots (`max_keys`): an index fits in a `u16`.
+        ResponseFuture::tracked(future, slot as u16, spare, timing, SharedRef::of(shared))
     }
 }

@@ -38,10 +38,32 @@ fn the_hedge_future_stays_small() {
         size_of_val(&future),
     );
     assert!(
-        size_of_val(&future) <= size_of_val(&inner) + 400,
+        size_of_val(&future) <= size_of_val(&inner) + 240,
         "hedge future {} over an inner one of {}",
         size_of_val(&future),
         size_of_val(&inner),
+    );
+}
+
+/// An inner future on the heap, as hyper-util's client returns.
+type Boxed =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<()>, Infallible>> + Send>>;
+
+#[test]
+fn over_a_boxed_future_it_is_moved_by_straight_line_copies() {
+    let mut svc = HedgeLayer::builder()
+        .build()
+        .unwrap()
+        .layer(tower::service_fn(|_: Req| -> Boxed {
+            Box::pin(async { Ok(Response::new(())) })
+        }));
+    let future = svc.call(get());
+    println!("hedge future over a boxed one {}", size_of_val(&future));
+    // glibc's `memcpy` copies up to 8 vectors (256 bytes with AVX2) without a loop.
+    assert!(
+        size_of_val(&future) <= 256,
+        "hedge future over a boxed one {}",
+        size_of_val(&future)
     );
 }
 
@@ -60,7 +82,7 @@ fn the_hedged_presets_future_stays_small() {
     let future = stack.call(get());
     println!("hedged preset future {}", size_of_val(&future));
     assert!(
-        size_of_val(&future) <= 1000,
+        size_of_val(&future) <= 848,
         "hedged preset future {}",
         size_of_val(&future)
     );
