@@ -34,7 +34,7 @@
 //! totals by the difference of the calls. With `FORTIFY_BENCH_TIMER=1`, the loopback
 //! runtime also holds a timer of its own (an hour's sleep), as an application's usually
 //! does: the bare client's runtime then parks with a timer armed too, which a runtime with
-//! no timer but the hedge layer's does not (about a third of the layer's cost there).
+//! no timer but the hedge layer's does not (about two fifths of the layer's cost there).
 //!
 //! Run with `cargo bench --bench hedge`.
 
