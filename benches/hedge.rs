@@ -3,7 +3,7 @@
 //!
 //! The service answers at the first poll, as a call answered before its delay does as far
 //! as the layer can tell: no clock is read and no slot taken among the calls waiting for
-//! their delay (a call that is pending first reads the clock twice and takes one). Each
+//! their delay (a call that is pending reads the clock once or twice and takes one). Each
 //! call is driven by one poll with `Waker::noop()` and no runtime.
 //!
 //! - `bare`: the service alone;
@@ -17,20 +17,24 @@
 //! The group `hedge/paired` times `hedge_warm` against `bare`, a stack of retry and hedge
 //! against the retry alone, and a real call answered before its delay: a hyper-util client
 //! (keep-alive) to a hyper server on 127.0.0.1, with and without the hedge layer (warmed:
-//! its delay is the 10 ms floor, the loopback answers in microseconds), one request at a
-//! time on a current-thread runtime; there the layer also reads the clock twice and waits
-//! in the layer's table of pending calls (the runtime's timer holds the layer's one
-//! deadline meanwhile). Each pair is timed in alternating batches (`support/paired.rs`); the summary
-//! prints their ratios.
+//! its delay is the 10 ms floor, the loopback answers in microseconds), and the preset
+//! with `ClientConfig::hedge` against the preset without, over the same client; one
+//! request at a time on a current-thread runtime; there a call reads the clock when first
+//! pending (and again when it answers, if timed: one call in two), and waits in the
+//! layer's table of pending calls (the runtime's timer holds the layer's one deadline
+//! meanwhile). Each pair is timed in alternating batches (`support/paired.rs`); the
+//! summary prints their ratios.
 //!
 //! For instruction counts (repeatable on a loaded machine), `FORTIFY_BENCH_CALLS=n` with
 //! `FORTIFY_BENCH_ONLY=name` runs `n` calls of one variant without criterion (`bare`,
-//! `hedge_warm`, ... or `loopback_hedge` / `loopback_bare`): run it under
+//! `hedge_warm`, ... or `loopback_hedge` / `loopback_bare`, or the preset without and with
+//! `ClientConfig::hedge`: `loopback_preset` / `loopback_preset_hedged`; the counted loopback's floor
+//! is 500 ms, not 10 ms, as a call runs about fifty times slower there): run it under
 //! `valgrind --tool=callgrind` with two values of `n`, and divide the difference of the
 //! totals by the difference of the calls. With `FORTIFY_BENCH_TIMER=1`, the loopback
 //! runtime also holds a timer of its own (an hour's sleep), as an application's usually
 //! does: the bare client's runtime then parks with a timer armed too, which a runtime with
-//! no timer but the hedge layer's does not (about a third of the layer's cost there).
+//! no timer but the hedge layer's does not (about two fifths of the layer's cost there).
 //!
 //! Run with `cargo bench --bench hedge`.
 
@@ -49,6 +53,7 @@ use tower::{Layer, Service, ServiceExt};
 use tower_fortify::{
     hedge::{Hedge, HedgeLayer},
     retry::RetryLayer,
+    stack::{ClientConfig, ClientStack, Hedged},
 };
 
 #[path = "support/calls.rs"]
@@ -64,6 +69,13 @@ use calls::{call_once, caller, ok_service, Req};
 use paired::paired;
 
 const URI: &str = "https://api.example.com/v1/items?page=2";
+
+/// The loopback's hedge delay: the default floor (the loopback answers in microseconds).
+const FLOOR: Duration = Duration::from_millis(10);
+/// How much slower a call runs under callgrind: the counted loopback's floor is this many
+/// times `FLOOR`, so that the layer's timer task wakes (and a slow call is hedged) about
+/// as often per call as in a native run, not fifty times as often.
+const COUNTED_SLOWDOWN: u32 = 50;
 
 /// A request a client would send.
 fn request(method: Method) -> Req {
@@ -152,12 +164,19 @@ fn bench_paired(c: &mut Criterion) {
         caller(retry().layer(ok_service()), get()),
     );
     let loopback = Loopback::start();
-    let (mut with_hedge, mut bare) = (loopback.hedged(), loopback.bare());
+    let (mut with_hedge, mut bare) = (loopback.hedged(FLOOR), loopback.bare());
     paired(
         &mut group,
         "loopback_hedge_vs_bare",
         || loopback.call(&mut with_hedge),
         || loopback.call(&mut bare),
+    );
+    let (mut hedged, mut preset) = (loopback.preset_hedged(FLOOR), loopback.preset());
+    paired(
+        &mut group,
+        "loopback_preset_hedged_vs_preset",
+        || loopback.call(&mut hedged),
+        || loopback.call(&mut preset),
     );
     group.finish();
 }
@@ -199,14 +218,43 @@ impl Loopback {
         client
     }
 
-    /// The hedge layer around the client, warmed: its delay is the 10 ms floor.
-    fn hedged(&self) -> Hedge<HttpClient> {
-        let layer = HedgeLayer::builder().min_samples(10).build().unwrap();
+    /// The hedge layer around the client, warmed: its delay is the floor `min_delay`.
+    fn hedged(&self, min_delay: Duration) -> Hedge<HttpClient> {
+        let layer = HedgeLayer::builder()
+            .min_samples(10)
+            .min_delay(min_delay)
+            .build()
+            .unwrap();
         let mut svc = layer.layer(Client::builder(TokioExecutor::new()).build_http());
         for _ in 0..10 {
             self.call(&mut svc);
         }
         assert!(layer.hedge_delay(&self.uri).is_some());
+        svc
+    }
+
+    /// The preset (`ClientConfig::default()`) around the client, its connection made.
+    fn preset(&self) -> ClientStack<HttpClient> {
+        let mut svc = ClientConfig::default()
+            .build()
+            .unwrap()
+            .layer(Client::builder(TokioExecutor::new()).build_http());
+        self.call(&mut svc);
+        svc
+    }
+
+    /// The preset with `ClientConfig::hedge` around the client, warmed: its hedge delay is
+    /// the floor `min_delay`.
+    fn preset_hedged(&self, min_delay: Duration) -> ClientStack<HttpClient, Hedged> {
+        let layer = ClientConfig::default()
+            .hedge(HedgeLayer::builder().min_samples(10).min_delay(min_delay))
+            .build()
+            .unwrap();
+        let mut svc = layer.layer(Client::builder(TokioExecutor::new()).build_http());
+        for _ in 0..10 {
+            self.call(&mut svc);
+        }
+        assert!(layer.hedge().hedge_delay(&self.uri).is_some());
         svc
     }
 
@@ -230,7 +278,8 @@ impl Loopback {
 
 /// `FORTIFY_BENCH_CALLS=n FORTIFY_BENCH_ONLY=name`: `n` calls of one variant without
 /// criterion, for callgrind: one of `in_process`'s names, or `loopback_hedge` /
-/// `loopback_bare`. Run it with two values of `n` and divide the difference of the totals
+/// `loopback_bare`, or the preset over the same client without and with hedging
+/// (`loopback_preset` / `loopback_preset_hedged`). Run it with two values of `n` and divide the difference of the totals
 /// by the difference of the calls.
 fn counted(calls: &str) {
     let calls: u64 = calls.parse().expect("FORTIFY_BENCH_CALLS is a number");
@@ -239,14 +288,25 @@ fn counted(calls: &str) {
         let loopback = Loopback::start();
         let mut call: Call = match side {
             "hedge" => {
-                let mut svc = loopback.hedged();
+                let mut svc = loopback.hedged(FLOOR * COUNTED_SLOWDOWN);
                 Box::new(move || loopback.call(&mut svc))
             }
             "bare" => {
                 let mut svc = loopback.bare();
                 Box::new(move || loopback.call(&mut svc))
             }
-            _ => panic!("FORTIFY_BENCH_ONLY={only}: loopback_hedge or loopback_bare"),
+            "preset" => {
+                let mut svc = loopback.preset();
+                Box::new(move || loopback.call(&mut svc))
+            }
+            "preset_hedged" => {
+                let mut svc = loopback.preset_hedged(FLOOR * COUNTED_SLOWDOWN);
+                Box::new(move || loopback.call(&mut svc))
+            }
+            _ => panic!(
+                "FORTIFY_BENCH_ONLY={only}: loopback_hedge, loopback_bare, loopback_preset or \
+                 loopback_preset_hedged"
+            ),
         };
         (0..calls).for_each(|_| call());
         return;

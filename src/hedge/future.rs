@@ -31,24 +31,25 @@ pin_project! {
         // The first attempt, until it answers or loses.
         #[pin]
         primary: Option<S::Future>,
-        // The hedge, once sent, until it answers or loses: on the heap, so that a call
-        // never hedged carries one attempt's future, not two.
-        hedge: Option<Pin<Box<S::Future>>>,
-        // The call's slot among the layer's calls waiting for their hedge delay, taken when
-        // the first attempt is first pending (see `internal::ticker`).
-        wait: Option<u32>,
+        // The hedge and what goes with it, once sent, until it answers or loses: on the
+        // heap, so that a call never hedged carries one attempt's future, not two (and is
+        // moved with fewer bytes).
+        sent: Option<Pin<Box<Sent<S, B>>>>,
         // What a hedge is sent with, until it is sent or can no longer be.
         spare: Option<Spare<S, B>>,
-        // The first attempt's failure, kept while the hedge runs.
-        failed: Option<S::Error>,
-        // The hedge's place in its host's `max_in_flight`.
-        in_flight: Option<InFlight>,
         // When the first attempt was first pending (not read for an answer at once).
         started: Option<Instant>,
-        hedge_started: Option<Instant>,
-        // The host's slot in the tracker, and the layer (`None`: not tracked).
-        slot: usize,
-        shared: Option<SharedRef>,
+        // The call's slot among the layer's calls waiting for their hedge delay, taken when
+        // the first attempt is first pending (see `internal::ticker`), or `NO_WAIT`.
+        wait: u32,
+        // The host's slot in the tracker (at most 4096, `max_keys`; `UNTRACKED`: a call the
+        // layer leaves alone), and the layer. Small fields, so that the future of a call over a boxed inner one
+        // (hyper-util's client) stays within 256 bytes: copied with straight-line moves,
+        // not a loop, each of the several times a call moves it.
+        slot: u16,
+        // Whether and how the first attempt's latency is recorded.
+        timing: Timing,
+        shared: SharedRef,
     }
 
     impl<S, B> PinnedDrop for ResponseFuture<S, B>
@@ -57,25 +58,123 @@ pin_project! {
     {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            stop_waiting(this.wait, this.shared.as_deref());
+            stop_waiting(this.wait, Some(&**this.shared));
         }
     }
 }
 
+/// `ResponseFuture::slot` of a call the layer leaves alone.
+const UNTRACKED: u16 = u16::MAX;
+
+pin_project! {
+    /// A hedge sent: its attempt, its place in its host's `max_in_flight`, when it was
+    /// sent, and the first attempt's failure, kept while the hedge runs.
+    struct Sent<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        future: S::Future,
+        // Dropped after the attempt (fields drop in order).
+        _in_flight: InFlight,
+        started: Instant,
+        failed: Option<S::Error>,
+    }
+}
+
+/// One pending call in `TIME_EVERY` on each thread is timed once its host has a delay,
+/// its latency counting `TIME_EVERY` times: the others read the clock once (when first
+/// pending, for their hedge deadline), or not at all when no hedge may follow. The
+/// adaptive pool limit times its calls alike.
+pub(crate) const TIME_EVERY: u16 = 2;
+
+/// How a tracked call's latency is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Timing {
+    /// Its host has no delay yet: every call is timed (a host gets its delay after
+    /// `min_samples` answers, not `TIME_EVERY` times as many).
+    Cold,
+    /// Its host has a delay, and the call has not been pending yet: an answer at the first
+    /// poll counts once as zero (no clock read), a pending call takes its turn.
+    Warm,
+    /// Its turn: timed, counting `TIME_EVERY` times.
+    Timed,
+    /// Not its turn: not recorded.
+    Untimed,
+}
+
+impl Timing {
+    /// The first attempt is pending: whether to read the clock now (`waits`: a hedge may
+    /// follow, whose deadline needs it), once.
+    #[inline]
+    fn pending(&mut self, started: &mut Option<Instant>, waits: bool) {
+        let read = match *self {
+            Timing::Cold => started.is_none(),
+            Timing::Warm => {
+                let timed = timed_turn();
+                *self = if timed {
+                    Timing::Timed
+                } else {
+                    Timing::Untimed
+                };
+                timed || waits
+            }
+            Timing::Timed | Timing::Untimed => false,
+        };
+        if read {
+            *started = Some(Instant::now());
+        }
+    }
+
+    /// The latency of a first attempt that answered, with its weight: `None` when it is
+    /// not recorded.
+    #[inline]
+    fn sample(self, started: Option<Instant>) -> Option<(Duration, u16)> {
+        let weight = match self {
+            // Answered at the first poll (no clock read, `started` is none) or timed.
+            Timing::Cold | Timing::Warm => 1,
+            Timing::Timed => TIME_EVERY,
+            Timing::Untimed => return None,
+        };
+        Some((started.map_or(Duration::ZERO, |s| s.elapsed()), weight))
+    }
+}
+
+crate::internal::sync::thread_local_const! {
+    /// This thread's pending calls of warm hosts (of every hedge layer), counted to time
+    /// one in `TIME_EVERY`.
+    static TURN: std::cell::Cell<u16> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether this thread's next pending call of a warm host is timed.
+#[inline]
+fn timed_turn() -> bool {
+    TURN.try_with(|turn| {
+        let n = turn.get();
+        turn.set(n.wrapping_add(1));
+        n % TIME_EVERY == 0
+    })
+    .unwrap_or(true)
+}
+
+/// `ResponseFuture::wait` while the call holds no slot among the waiting calls (the ticker
+/// has 4096).
+const NO_WAIT: u32 = u32::MAX;
+
 /// Gives back the call's slot among the waiting calls, if it has one.
 #[inline]
-fn stop_waiting(wait: &mut Option<u32>, shared: Option<&super::layer::Shared>) {
-    if let (Some(index), Some(shared)) = (wait.take(), shared) {
+fn stop_waiting(wait: &mut u32, shared: Option<&super::layer::Shared>) {
+    let index = std::mem::replace(wait, NO_WAIT);
+    if let (true, Some(shared)) = (index != NO_WAIT, shared) {
         shared.ticker.release(index);
     }
 }
 
-/// What a hedge is sent with: the service it is cloned from when the delay is over, the
-/// request, and the delay.
+/// What a hedge is sent with: the service it is cloned from when the delay is over, and
+/// the request. The delay is the host's when the first attempt is first pending.
 pub(crate) struct Spare<S, B> {
     service: super::service::Template<S>,
     request: SpareRequest<S, B>,
-    delay: Duration,
 }
 
 /// The hedge's request: the copy until the delay is over, then the request made from it
@@ -83,19 +182,14 @@ pub(crate) struct Spare<S, B> {
 /// one answered before its delay does not carry it).
 enum SpareRequest<S, B> {
     Kept(Kept<B>),
-    Made(Box<(S, Request<B>)>),
+    Made(Box<(S, Request<B>, InFlight)>),
 }
 
 impl<S, B> Spare<S, B> {
-    pub(crate) fn new(
-        service: super::service::Template<S>,
-        kept: Kept<B>,
-        delay: Duration,
-    ) -> Self {
+    pub(crate) fn new(service: super::service::Template<S>, kept: Kept<B>) -> Self {
         Spare {
             service,
             request: SpareRequest::Kept(kept),
-            delay,
         }
     }
 }
@@ -143,8 +237,8 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("tracked", &self.shared.is_some())
-            .field("hedge_sent", &self.hedge_started.is_some())
+            .field("tracked", &(self.slot != UNTRACKED))
+            .field("hedge_sent", &self.sent.is_some())
             .field("started", &self.started)
             .finish_non_exhaustive()
     }
@@ -155,37 +249,38 @@ where
     S: Service<Request<B>>,
 {
     /// A call the layer leaves alone.
-    pub(crate) fn untracked(future: S::Future) -> Self {
-        Self::new(future, 0, None, None)
+    pub(crate) fn untracked(future: S::Future, shared: SharedRef) -> Self {
+        Self::new(future, UNTRACKED, None, Timing::Cold, shared)
     }
 
-    /// A call whose latency is recorded, and that may be hedged when `spare` is some.
+    /// A call whose latency is recorded (as `timing` says), and that may be hedged when
+    /// `spare` is some.
     pub(crate) fn tracked(
         future: S::Future,
-        slot: usize,
+        slot: u16,
         spare: Option<Spare<S, B>>,
+        timing: Timing,
         shared: SharedRef,
     ) -> Self {
-        Self::new(future, slot, spare, Some(shared))
+        Self::new(future, slot, spare, timing, shared)
     }
 
     #[inline(always)]
     fn new(
         future: S::Future,
-        slot: usize,
+        slot: u16,
         spare: Option<Spare<S, B>>,
-        shared: Option<SharedRef>,
+        timing: Timing,
+        shared: SharedRef,
     ) -> Self {
         ResponseFuture {
             primary: Some(future),
-            hedge: None,
-            wait: None,
+            sent: None,
             spare,
-            failed: None,
-            in_flight: None,
             started: None,
-            hedge_started: None,
+            wait: NO_WAIT,
             slot,
+            timing,
             shared,
         }
     }
@@ -200,22 +295,31 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        if *this.slot == UNTRACKED {
+            // A call the layer leaves alone: its one attempt, passed through.
+            if let Some(primary) = this.primary.as_mut().as_pin_mut() {
+                return primary.poll(cx);
+            }
+        }
+        let slot = *this.slot as usize;
+        let tracked: Option<&super::layer::Shared> = Some(this.shared);
         let mut poll_primary = true;
         loop {
             if poll_primary {
                 if let Some(primary) = this.primary.as_mut().as_pin_mut() {
                     match primary.poll(cx) {
                         Poll::Ready(Ok(response)) => {
-                            if let Some(shared) = this.shared.as_deref() {
+                            if let Some(shared) = tracked {
                                 // An answer at the first poll took no measurable time: no
                                 // clock read for it.
-                                let latency = this.started.map_or(Duration::ZERO, |s| s.elapsed());
-                                shared.tracker.record(*this.slot, latency);
+                                if let Some((latency, weight)) = this.timing.sample(*this.started) {
+                                    shared.tracker.record(slot, latency, weight);
+                                }
                             }
-                            // The hedge, if any, lost: cancelled now.
-                            *this.hedge = None;
-                            *this.in_flight = None;
-                            stop_waiting(this.wait, this.shared.as_deref());
+                            // The hedge, if any, lost: cancelled now (its place in
+                            // `max_in_flight` given back after it).
+                            *this.sent = None;
+                            stop_waiting(this.wait, tracked);
                             return Poll::Ready(Ok(response));
                         }
                         Poll::Ready(Err(err)) => {
@@ -223,50 +327,54 @@ where
                             // No hedge after a failure: trying again is the retry layer's
                             // decision.
                             *this.spare = None;
-                            stop_waiting(this.wait, this.shared.as_deref());
-                            if this.hedge.is_none() {
-                                *this.in_flight = None;
-                                return Poll::Ready(Err(err));
-                            }
-                            *this.failed = Some(err);
-                        }
-                        Poll::Pending => {
-                            if this.started.is_none() && this.shared.is_some() {
-                                *this.started = Some(Instant::now());
+                            stop_waiting(this.wait, tracked);
+                            match this.sent.as_mut() {
+                                None => return Poll::Ready(Err(err)),
+                                Some(sent) => *sent.as_mut().project().failed = Some(err),
                             }
                         }
+                        Poll::Pending => this.timing.pending(this.started, this.spare.is_some()),
                     }
                 }
             }
 
-            if let Some(hedge) = this.hedge.as_mut() {
-                match hedge.as_mut().poll(cx) {
+            if let Some(sent) = this.sent.as_mut() {
+                let sent = sent.as_mut().project();
+                match sent.future.poll(cx) {
                     Poll::Ready(Ok(response)) => {
-                        if let Some(shared) = this.shared.as_deref() {
+                        if let Some(shared) = tracked {
                             let now = Instant::now();
-                            let since = |at: &Option<Instant>| {
-                                at.map_or(Duration::ZERO, |at| now.saturating_duration_since(at))
-                            };
-                            shared.tracker.record(*this.slot, since(this.hedge_started));
-                            if this.primary.is_some() {
+                            // A call hedged is always timed (its clock reads are the
+                            // hedge's): each latency counts once.
+                            shared.tracker.record(
+                                slot,
+                                now.saturating_duration_since(*sent.started),
+                                1,
+                            );
+                            if let (Some(_), Some(started)) =
+                                (this.primary.as_ref().as_pin_ref(), *this.started)
+                            {
                                 // The first attempt ran at least this long: its latency as
                                 // far as it is known, so that slow answers stay in the tail.
-                                shared.tracker.record(*this.slot, since(this.started));
+                                shared.tracker.record(
+                                    slot,
+                                    now.saturating_duration_since(started),
+                                    1,
+                                );
                             }
                             shared.won();
                         }
                         // The first attempt lost: cancelled now.
                         this.primary.set(None);
-                        *this.hedge = None;
-                        *this.in_flight = None;
+                        *this.sent = None;
                         return Poll::Ready(Ok(response));
                     }
                     Poll::Ready(Err(err)) => {
-                        *this.hedge = None;
-                        *this.in_flight = None;
+                        let failed = sent.failed.take();
+                        *this.sent = None;
                         if this.primary.is_none() {
                             // Both failed: the first attempt's failure.
-                            return Poll::Ready(Err(this.failed.take().unwrap_or(err)));
+                            return Poll::Ready(Err(failed.unwrap_or(err)));
                         }
                     }
                     Poll::Pending => {}
@@ -277,12 +385,10 @@ where
                 let sent = send_hedge(
                     this.spare,
                     this.wait,
-                    this.hedge,
-                    this.in_flight,
+                    this.sent,
                     *this.started,
-                    this.hedge_started,
-                    *this.slot,
-                    this.shared.as_deref(),
+                    slot,
+                    tracked,
                     cx,
                 );
                 if sent {
@@ -298,14 +404,11 @@ where
 
 /// Waits for the hedge delay, decides, waits for the service's readiness and sends the
 /// hedge: `true` once it is sent. The spare is dropped when no hedge will be sent.
-#[allow(clippy::too_many_arguments)]
 fn send_hedge<S, B>(
     spare_slot: &mut Option<Spare<S, B>>,
-    wait: &mut Option<u32>,
-    hedge: &mut Option<Pin<Box<S::Future>>>,
-    in_flight: &mut Option<InFlight>,
+    wait: &mut u32,
+    sent: &mut Option<Pin<Box<Sent<S, B>>>>,
     started: Option<Instant>,
-    hedge_started: &mut Option<Instant>,
     slot: usize,
     shared: Option<&super::layer::Shared>,
     cx: &mut Context<'_>,
@@ -319,17 +422,22 @@ where
     };
     if let SpareRequest::Kept(kept) = &spare.request {
         match *wait {
-            None => {
-                // The first attempt is pending: `started` is set. A delay too long to
-                // represent is a hedge never sent, as is one no slot is left to wait in.
-                let at = started.and_then(|s| s.checked_add(spare.delay));
+            NO_WAIT => {
+                // The first attempt is pending: `started` is set. The delay is the slot's
+                // now (read again rather than carried: a host evicted since has none). A
+                // delay too long to represent is a hedge never sent, as is one no slot is
+                // left to wait in.
+                let delay = shared.tracker.delay(slot);
+                let at = started
+                    .zip(delay)
+                    .and_then(|(s, delay)| s.checked_add(delay));
                 match at.and_then(|at| shared.ticker.register(at, cx.waker())) {
-                    Some(index) => *wait = Some(index),
+                    Some(index) => *wait = index,
                     None => *spare_slot = None,
                 }
                 return false;
             }
-            Some(index) => {
+            index => {
                 if !shared.ticker.poll_due(index, cx.waker()) {
                     return false;
                 }
@@ -339,11 +447,10 @@ where
         match shared.decide(slot, kept) {
             Ok((request, place)) => {
                 let service = spare.service.service();
-                spare.request = SpareRequest::Made(Box::new((service, request)));
-                *in_flight = Some(place);
+                spare.request = SpareRequest::Made(Box::new((service, request, place)));
             }
             Err(skip) => {
-                shared.skipped(skip, spare.delay);
+                shared.skipped(skip, slot);
                 *spare_slot = None;
                 return false;
             }
@@ -355,24 +462,27 @@ where
     match made.0.poll_ready(cx) {
         Poll::Pending => false,
         Poll::Ready(Err(_)) => {
-            shared.skipped(Skip::NotReady, spare.delay);
+            shared.skipped(Skip::NotReady, slot);
+            // Its place in `max_in_flight` given back with it.
             *spare_slot = None;
-            *in_flight = None;
             false
         }
         Poll::Ready(Ok(())) => {
             let Some(Spare {
                 request: SpareRequest::Made(made),
-                delay,
                 ..
             }) = spare_slot.take()
             else {
                 unreachable!("a hedge's request is made before its service is readied");
             };
-            let (mut service, request) = *made;
-            shared.sent(&request, delay);
-            *hedge_started = Some(Instant::now());
-            *hedge = Some(Box::pin(service.call(request)));
+            let (mut service, request, place) = *made;
+            shared.sent(&request, slot);
+            *sent = Some(Box::pin(Sent {
+                future: service.call(request),
+                _in_flight: place,
+                started: Instant::now(),
+                failed: None,
+            }));
             true
         }
     }
@@ -415,7 +525,7 @@ impl super::layer::Shared {
     }
 
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
-    fn sent<B>(&self, request: &Request<B>, delay: Duration) {
+    fn sent<B>(&self, request: &Request<B>, slot: usize) {
         #[cfg(feature = "metrics")]
         self.instruments.sent();
         #[cfg(feature = "tracing")]
@@ -423,9 +533,17 @@ impl super::layer::Shared {
             target: "tower_fortify::hedge",
             name = self.name,
             key = ?crate::key::HostKey::from_uri(request.uri()),
-            delay_ms = delay.as_secs_f64() * 1e3,
+            delay_ms = self.delay_ms(slot),
             "hedging"
         );
+    }
+
+    /// The host's delay (ms), for the tracing events.
+    #[cfg(feature = "tracing")]
+    fn delay_ms(&self, slot: usize) -> f64 {
+        self.tracker
+            .delay(slot)
+            .map_or(0.0, |delay| delay.as_secs_f64() * 1e3)
     }
 
     fn won(&self) {
@@ -436,14 +554,54 @@ impl super::layer::Shared {
     }
 
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
-    fn skipped(&self, skip: Skip, delay: Duration) {
+    fn skipped(&self, skip: Skip, slot: usize) {
         #[cfg(feature = "tracing")]
         tracing::debug!(
             target: "tower_fortify::hedge",
             name = self.name,
             reason = skip.as_str(),
-            delay_ms = delay.as_secs_f64() * 1e3,
+            delay_ms = self.delay_ms(slot),
             "hedge not sent"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Timing` through a call's life: the first pending poll, then the answer.
+    fn answered(timing: Timing, waits: bool) -> (bool, Option<u16>) {
+        let (mut timing, mut started) = (timing, None);
+        timing.pending(&mut started, waits);
+        // Polled again while pending: no second reading.
+        let first = started;
+        timing.pending(&mut started, waits);
+        assert_eq!(started, first, "the clock is read once, when first pending");
+        (started.is_some(), timing.sample(started).map(|(_, w)| w))
+    }
+
+    #[test]
+    fn a_warm_hosts_pending_calls_are_timed_by_turns() {
+        // A thread of its own: its turns start at the first.
+        std::thread::spawn(|| {
+            // Cold: every pending call timed, counting once.
+            for _ in 0..3 {
+                assert_eq!(answered(Timing::Cold, false), (true, Some(1)));
+            }
+            // Warm: one in `TIME_EVERY` timed, counting `TIME_EVERY` times; the others read
+            // the clock only for a hedge's deadline, and are not recorded.
+            assert_eq!(TIME_EVERY, 2);
+            assert_eq!(answered(Timing::Warm, false), (true, Some(2)));
+            assert_eq!(answered(Timing::Warm, false), (false, None));
+            assert_eq!(answered(Timing::Warm, true), (true, Some(2)));
+            assert_eq!(answered(Timing::Warm, true), (true, None));
+            // Answered at the first poll: counts once, as zero, without a clock read.
+            for timing in [Timing::Cold, Timing::Warm] {
+                assert_eq!(timing.sample(None), Some((Duration::ZERO, 1)));
+            }
+        })
+        .join()
+        .unwrap();
     }
 }

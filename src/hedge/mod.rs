@@ -87,23 +87,32 @@
 //! are taken. A percentile is read as the largest latency of its bucket: never below the
 //! true value, at most 12.5% above.
 //!
-//! A latency is recorded for every tracked attempt that answers with a response (failures
-//! are not latencies of the backend's answers). When a hedge wins, the first attempt's
-//! time so far is recorded too: a lower bound of its latency, which keeps slow answers in
-//! the tail.
+//! A latency is recorded for tracked attempts that answer with a response (failures are
+//! not latencies of the backend's answers): for every one until the host has its delay.
+//! After that, an answer at the first poll counts as zero (no clock read), and one
+//! pending call in two on each thread is timed, its latency counting twice (as the
+//! adaptive pool limit times its calls): the other reads the clock only for its hedge
+//! deadline. The counts above (windows of 512, every 128, `min_samples`) count answers so
+//! weighted. When a hedge wins, the hedge's latency and the first attempt's time so far
+//! are recorded once each: the latter a lower bound of its latency, which keeps slow
+//! answers in the tail.
 //!
 //! # Cost
 //!
-//! A request that may not be hedged costs a few branches. One that may costs its host's
+//! A request that may not be hedged costs a few branches and a reference to the layer
+//! (the thread's spare: no shared count written), its one attempt polled straight
+//! through. One that may costs its host's
 //! slot: the thread's last one when the URI's scheme and authority are the last call's
 //! (a byte comparison and one atomic load to check the slot still holds the host), else
 //! the host's key, read and hashed in place from the URI, and a slot lookup (atomic
 //! loads). Once the host has its delay, it costs a copy of the request (the retry layer's
 //! copy: one allocation for the header fields when there are any) and a reference to the
-//! service hedges are cloned from (the clone is made for a hedge only, as is the room for the hedge's future). An
-//! answer ready at the first poll reads no clock and waits for no timer; one that is
-//! pending reads the clock when first pending and when it answers, and takes a slot among
-//! the layer's waiting calls until then.
+//! service hedges are cloned from (the clone is made for a hedge only, as is the room
+//! for the hedge's future and what goes with it). An answer ready at the first poll reads
+//! no clock and waits for no timer; one that is pending reads the clock when first
+//! pending, takes a slot among the layer's waiting calls until it answers, and reads the
+//! clock again then if it is timed (every call of a host without a delay yet, one in two
+//! after: see the latency tracker above).
 //!
 //! No call arms a timer of its own: the layer's pending calls share one, a task (the
 //! ticker) spawned on the runtime of the first call that waits, which sleeps until the
@@ -163,6 +172,8 @@ mod layer;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod service;
+#[cfg(test)]
+mod sizes;
 mod tracker;
 
 pub use layer::{HedgeBuilder, HedgeLayer};

@@ -1,5 +1,5 @@
 use super::{
-    future::{ResponseFuture, Spare},
+    future::{ResponseFuture, Spare, Timing},
     layer::{Shared, SharedRef},
     HedgeLayer,
 };
@@ -126,22 +126,28 @@ where
         let may_resend = request.extensions().get::<NoRetry>().is_none()
             && shared.allowed_methods.may_resend(&request);
         let Some(slot) = may_resend.then(|| shared.slot_of(&request)).flatten() else {
-            return ResponseFuture::untracked(self.inner.call(request));
+            return ResponseFuture::untracked(self.inner.call(request), SharedRef::of(shared));
         };
         // A copy of the request, and a service to send it with, only when a hedge may
         // follow: the host has its delay, and room for one more hedge.
         let tracker = &shared.tracker;
         let (inner, template) = (&self.inner, &self.template);
-        let spare = tracker
-            .delay(slot)
+        let delay = tracker.delay(slot);
+        let timing = if delay.is_some() {
+            Timing::Warm
+        } else {
+            Timing::Cold
+        };
+        let spare = delay
             .filter(|_| tracker.in_flight(slot) < shared.max_in_flight)
-            .and_then(|delay| {
+            .and_then(|_| {
                 let kept = Kept::of(&request)?;
                 // The hedge is sent with a clone of the template, made when the delay is
                 // over and driven to readiness then.
-                Some(Spare::new(template.share(inner), kept, delay))
+                Some(Spare::new(template.share(inner), kept))
             });
         let future = self.inner.call(request);
-        ResponseFuture::tracked(future, slot, spare, SharedRef::of(shared))
+        // At most 4096 slots (`max_keys`): an index fits in a `u16`.
+        ResponseFuture::tracked(future, slot as u16, spare, timing, SharedRef::of(shared))
     }
 }

@@ -49,6 +49,7 @@ const PROBES: usize = 8;
 const NO_DELAY: u64 = u64::MAX;
 
 /// The bucket of a latency of `micros`.
+#[inline]
 pub(crate) fn bucket_of(micros: u64) -> usize {
     if micros < SUB as u64 {
         return micros as usize;
@@ -85,20 +86,27 @@ pub(crate) struct DelayRule {
     pub(crate) min_samples: u32,
 }
 
-/// One host's state.
+/// One host's state: first what every call reads and few write (its host, its delay, its
+/// hedges in flight), then, on lines of their own, what every call writes (the samples),
+/// so that one thread's samples do not evict the line other threads' calls read.
 struct Slot {
     /// The host's hash (never 0), or 0 for a free slot.
     tag: AtomicU64,
     /// The table's rotation count when the slot was claimed or last rotated: the one with
     /// the oldest is evicted first.
     stamp: AtomicU64,
-    /// Samples recorded since the slot was claimed.
-    recorded: AtomicU64,
     /// The hedge delay in nanoseconds, or `NO_DELAY`.
     delay: AtomicU64,
     /// Hedges in flight. Not reset when the slot changes hands: the hedges of an evicted
     /// host still end, and count against the new one until they do.
     in_flight: AtomicU32,
+    samples: Padded<Samples>,
+}
+
+/// A slot's samples.
+struct Samples {
+    /// Samples recorded since the slot was claimed.
+    recorded: AtomicU64,
     /// Two windows of counts: at most `WINDOW` samples each between clears (and a few
     /// racing ones), far below `u16::MAX`.
     counts: [[AtomicU16; BUCKETS]; 2],
@@ -109,19 +117,21 @@ impl Slot {
         Slot {
             tag: AtomicU64::new(0),
             stamp: AtomicU64::new(0),
-            recorded: AtomicU64::new(0),
             delay: AtomicU64::new(NO_DELAY),
             in_flight: AtomicU32::new(0),
-            counts: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU16::new(0))),
+            samples: Padded(Samples {
+                recorded: AtomicU64::new(0),
+                counts: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU16::new(0))),
+            }),
         }
     }
 
     /// Forgets the previous host's latencies.
     fn reset(&self, stamp: u64) {
         self.stamp.store(stamp, Ordering::Relaxed);
-        self.recorded.store(0, Ordering::Relaxed);
+        self.samples.recorded.store(0, Ordering::Relaxed);
         self.delay.store(NO_DELAY, Ordering::Relaxed);
-        for window in &self.counts {
+        for window in &self.samples.counts {
             clear(window);
         }
     }
@@ -220,22 +230,31 @@ impl Tracker {
         }
     }
 
-    /// Records an attempt's latency for the host in `slot`.
+    /// Records an attempt's latency for the host in `slot`, counting `weight` times (the
+    /// latency of one timed call standing for the `weight` calls of its turn, see
+    /// `future::TIME_EVERY`; from 1 to `UPDATE`).
     #[inline]
-    pub(crate) fn record(&self, slot: usize, latency: Duration) {
+    pub(crate) fn record(&self, slot: usize, latency: Duration, weight: u16) {
         let slot_ref = &self.slots[slot];
-        let n = slot_ref.recorded.fetch_add(1, Ordering::Relaxed) + 1;
-        let window = (((n - 1) / WINDOW) % 2) as usize;
+        let samples = &slot_ref.samples;
+        let step = u64::from(weight);
+        let before = samples.recorded.fetch_add(step, Ordering::Relaxed);
+        let n = before + step;
+        // The window of the sample's first count (a weighted sample that crosses into the
+        // next window fills this one a little over `WINDOW`).
+        let window = ((before / WINDOW) % 2) as usize;
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        slot_ref.counts[window][bucket_of(micros)].fetch_add(1, Ordering::Relaxed);
-        let full = n.is_multiple_of(WINDOW);
+        samples.counts[window][bucket_of(micros)].fetch_add(weight, Ordering::Relaxed);
+        let full = before / WINDOW != n / WINDOW;
         let min = u64::from(self.rule.min_samples);
-        if n == min || (n.is_multiple_of(UPDATE) && n >= min) {
+        // At `min_samples`, then every `UPDATE` samples (a weighted sample may step over
+        // either count: crossing it is reaching it).
+        if n >= min && (before < min || before / UPDATE != n / UPDATE) {
             self.update(slot_ref);
         }
         if full {
             // The older window is filled next.
-            clear(&slot_ref.counts[1 - window]);
+            clear(&samples.counts[1 - window]);
             slot_ref.stamp.store(
                 self.clock.fetch_add(1, Ordering::Relaxed),
                 Ordering::Relaxed,
@@ -245,7 +264,7 @@ impl Tracker {
 
     #[cold]
     fn update(&self, slot: &Slot) {
-        let nanos = percentile(&slot.counts, self.rule.percentile)
+        let nanos = percentile(&slot.samples.counts, self.rule.percentile)
             .map(|micros| Duration::from_micros(micros).max(self.rule.min_delay))
             .map_or(NO_DELAY, |delay| {
                 u64::try_from(delay.as_nanos()).map_or(NO_DELAY - 1, |n| n.min(NO_DELAY - 1))
@@ -366,7 +385,7 @@ mod tests {
             for i in 0..100u64 {
                 let ms = (i * 37) % 100 + 1;
                 assert_eq!(tracker.delay(0), None, "fewer than min_samples");
-                tracker.record(0, Duration::from_millis(ms));
+                tracker.record(0, Duration::from_millis(ms), 1);
             }
             let delay = tracker.delay(0).expect("100 samples");
             let want = Duration::from_millis(want_ms);
@@ -387,7 +406,7 @@ mod tests {
             },
         );
         for _ in 0..3 {
-            tracker.record(0, Duration::from_micros(200));
+            tracker.record(0, Duration::from_micros(200), 1);
         }
         assert_eq!(tracker.delay(0), Some(Duration::from_millis(10)));
     }
@@ -396,17 +415,17 @@ mod tests {
     fn old_windows_are_forgotten() {
         let tracker = Tracker::new(1, rule(50.0, 10));
         for _ in 0..WINDOW {
-            tracker.record(0, Duration::from_millis(100));
+            tracker.record(0, Duration::from_millis(100), 1);
         }
         let slow = tracker.delay(0).unwrap();
         assert!(slow >= Duration::from_millis(100));
         // One window of fast answers: half the samples are fast, the median still slow.
         for _ in 0..WINDOW {
-            tracker.record(0, Duration::from_millis(1));
+            tracker.record(0, Duration::from_millis(1), 1);
         }
         // A second: the slow window is gone.
         for _ in 0..WINDOW {
-            tracker.record(0, Duration::from_millis(1));
+            tracker.record(0, Duration::from_millis(1), 1);
         }
         let fast = tracker.delay(0).unwrap();
         assert!(fast < Duration::from_millis(2), "{fast:?}");
@@ -419,7 +438,7 @@ mod tests {
         let b = tracker.slot_of(0xBBBB_0000_0000).unwrap();
         assert_ne!(a, b);
         assert_eq!(tracker.slot_of(0xAAAA_0000_0000), Some(a));
-        tracker.record(a, Duration::from_millis(5));
+        tracker.record(a, Duration::from_millis(5), 1);
         assert!(tracker.delay(a).is_some());
         assert_eq!(tracker.delay(b), None);
         // Fill the table: the next host evicts the slot claimed first (a's).
@@ -449,9 +468,36 @@ mod tests {
     }
 
     #[test]
+    fn weighted_samples_count_as_that_many_answers() {
+        // `min_samples` 5, reached by a sample of weight 2 stepping from 4 to 6.
+        let tracker = Tracker::new(1, rule(50.0, 5));
+        tracker.record(0, Duration::from_millis(1), 2);
+        tracker.record(0, Duration::from_millis(1), 2);
+        assert_eq!(tracker.delay(0), None, "4 of 5");
+        tracker.record(0, Duration::from_millis(8), 2);
+        let first = tracker.delay(0).expect("6 counts: past min_samples");
+        // The median of 1, 1, 1, 1, 8, 8 (ms) is 1 ms.
+        assert!(first < Duration::from_millis(2), "{first:?}");
+        // Every `UPDATE` counts the delay is computed again, a weighted sample stepping
+        // over the count: 128 samples of 8 ms by twos (6 -> 262) cross 128 and 256.
+        for _ in 0..128 {
+            tracker.record(0, Duration::from_millis(8), 2);
+        }
+        let later = tracker.delay(0).unwrap();
+        assert!(later >= Duration::from_millis(8), "{later:?}");
+        // Windows rotate every `WINDOW` counts: 1024 counts more of 1 ms, by twos, fill the
+        // second window, then the first again once cleared of its 8 ms ones: only 1 ms left.
+        for _ in 0..WINDOW {
+            tracker.record(0, Duration::from_millis(1), 2);
+        }
+        let fast = tracker.delay(0).unwrap();
+        assert!(fast < Duration::from_millis(2), "{fast:?}");
+    }
+
+    #[test]
     fn a_latency_too_long_for_the_buckets_saturates() {
         let tracker = Tracker::new(1, rule(50.0, 1));
-        tracker.record(0, Duration::MAX);
+        tracker.record(0, Duration::MAX, 1);
         assert_eq!(tracker.delay(0), Some(Duration::from_micros((1 << 26) - 1)));
     }
 }
