@@ -1,6 +1,6 @@
 //! [`Future`] types.
 
-use super::{layer::SharedRef, tracker::Tracker};
+use super::{shared::SharedRef, tracker::Tracker};
 use crate::retry::{Kept, TryCloneBody};
 use http::Request;
 use pin_project_lite::pin_project;
@@ -163,7 +163,7 @@ const NO_WAIT: u32 = u32::MAX;
 
 /// Gives back the call's slot among the waiting calls, if it has one.
 #[inline]
-fn stop_waiting(wait: &mut u32, shared: Option<&super::layer::Shared>) {
+fn stop_waiting(wait: &mut u32, shared: Option<&super::shared::Shared>) {
     let index = std::mem::replace(wait, NO_WAIT);
     if let (true, Some(shared)) = (index != NO_WAIT, shared) {
         shared.ticker.release(index);
@@ -302,7 +302,7 @@ where
             }
         }
         let slot = *this.slot as usize;
-        let tracked: Option<&super::layer::Shared> = Some(this.shared);
+        let tracked: Option<&super::shared::Shared> = Some(this.shared);
         let mut poll_primary = true;
         loop {
             if poll_primary {
@@ -410,7 +410,7 @@ fn send_hedge<S, B>(
     sent: &mut Option<Pin<Box<Sent<S, B>>>>,
     started: Option<Instant>,
     slot: usize,
-    shared: Option<&super::layer::Shared>,
+    shared: Option<&super::shared::Shared>,
     cx: &mut Context<'_>,
 ) -> bool
 where
@@ -488,7 +488,7 @@ where
     }
 }
 
-impl super::layer::Shared {
+impl super::shared::Shared {
     /// Whether the hedge due now may be sent, checked in this order: room in the host's
     /// `max_in_flight`, a request copy, the host's breaker, the budget (last: it spends).
     fn decide<B: TryCloneBody>(

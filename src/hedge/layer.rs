@@ -1,6 +1,6 @@
 use super::{
-    host_cache,
-    tracker::{self, DelayRule, Tracker, WINDOW},
+    shared::{Shared, LAYERS},
+    tracker::{DelayRule, Tracker, WINDOW},
     Hedge,
 };
 use crate::{
@@ -8,13 +8,9 @@ use crate::{
     retry::{AllowedMethods, RetryBudget},
     InvalidConfig,
 };
-use http::{Method, Request, Uri};
+use http::{Method, Uri};
 use std::{
-    hash::BuildHasher,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
+    sync::{atomic::Ordering, Arc},
     time::Duration,
 };
 use tower_layer::Layer;
@@ -82,60 +78,15 @@ pub struct HedgeBuilder {
     breaker: Option<crate::circuit_breaker::CircuitBreakerHandle>,
 }
 
-/// What every clone of a layer's services shares.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) name: &'static str,
-    /// Unique per layer built (from 1), never reused: the key of the threads' `host_cache`.
-    id: u64,
-    pub(crate) tracker: Arc<Tracker>,
-    /// The hedge delays of the pending calls, on one timer.
-    pub(crate) ticker: Arc<Ticker>,
-    per_host: bool,
-    /// The tracker's hasher: foldhash, seeded at random (the maps' own, `internal::lru`).
-    hasher: crate::internal::lru::MapHasher,
-    pub(crate) allowed_methods: AllowedMethods,
-    pub(crate) max_in_flight: u32,
-    pub(crate) budget: Option<RetryBudget>,
-    #[cfg(feature = "circuit-breaker")]
-    pub(crate) breaker: Option<crate::circuit_breaker::CircuitBreakerHandle>,
-    #[cfg(feature = "metrics")]
-    pub(crate) instruments: super::metrics::Instruments,
-}
-
-/// The next layer's `Shared::id`.
-static LAYERS: AtomicU64 = AtomicU64::new(1);
-
-/// A response future's reference to its layer's [`Shared`], taken from and given back to
-/// the thread's spare (see `crate::internal::spare`).
-pub(crate) type SharedRef = crate::internal::spare::SpareRef<Shared>;
-
-crate::internal::spare::spare_slot!(Shared);
-
-impl Shared {
-    /// The hash of a host's [`HostKey`](crate::key::HostKey), as the tracker keys it.
-    #[inline]
-    fn hash(&self, key: &crate::key::HostKey) -> u64 {
-        self.hasher.hash_one(key)
-    }
-
-    /// The tracker's slot of the request's host (of every request, with `per_host(false)`):
-    /// the thread's last one if it is this host's (`host_cache`), else the host hashed in
-    /// place (a `HostKey` hashes as the `HostRef` it is read from) and looked up.
-    #[inline]
-    pub(crate) fn slot_of<B>(&self, request: &Request<B>) -> Option<usize> {
-        if !self.per_host {
-            return Some(0);
-        }
-        let uri = request.uri();
-        let tracker = &self.tracker;
-        if let Some(slot) = host_cache::get(self.id, uri, |slot, tag| tracker.holds(slot, tag)) {
-            return Some(slot);
-        }
-        let hash = self.hasher.hash_one(crate::key::HostRef::of(uri));
-        let slot = tracker.slot_of(hash)?;
-        host_cache::put(self.id, uri, slot, tracker::tag(hash));
-        Some(slot)
+impl<S> Hedge<S> {
+    /// Wraps `inner` with the default settings ([`HedgeLayer::builder`]).
+    ///
+    /// # Errors
+    ///
+    /// None with the defaults; the `Result` is the builder's.
+    pub fn new(inner: S) -> Result<Self, InvalidConfig> {
+        let layer = HedgeLayer::builder().build()?;
+        Ok(tower_layer::Layer::layer(&layer, inner))
     }
 }
 

@@ -172,6 +172,7 @@ mod layer;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod service;
+mod shared;
 #[cfg(test)]
 mod sizes;
 mod tracker;

@@ -1,12 +1,8 @@
 use super::{
     future::{ResponseFuture, Spare, Timing},
-    layer::{Shared, SharedRef},
-    HedgeLayer,
+    shared::{Shared, SharedRef},
 };
-use crate::{
-    retry::{Kept, NoRetry, TryCloneBody},
-    InvalidConfig,
-};
+use crate::retry::{Kept, NoRetry, TryCloneBody};
 use http::Request;
 use std::{
     sync::Arc,
@@ -55,16 +51,6 @@ pub struct Hedge<S> {
 pub(crate) use crate::internal::template::Template;
 
 impl<S> Hedge<S> {
-    /// Wraps `inner` with the default settings ([`HedgeLayer::builder`]).
-    ///
-    /// # Errors
-    ///
-    /// None with the defaults; the `Result` is the builder's.
-    pub fn new(inner: S) -> Result<Self, InvalidConfig> {
-        let layer = HedgeLayer::builder().build()?;
-        Ok(tower_layer::Layer::layer(&layer, inner))
-    }
-
     pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
         Hedge {
             inner,
