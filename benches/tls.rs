@@ -408,15 +408,7 @@ fn profile(variant: &str) {
             .collect();
         panic!("FORTIFY_BENCH_PROFILE={variant}: no such variant; one of {names:?}");
     };
-    let batches: u64 = std::env::var("FORTIFY_BENCH_BATCHES")
-        .map_or(Ok(10), |n| n.parse())
-        .expect("FORTIFY_BENCH_BATCHES: a number of batches");
-    // One thread: callgrind runs one thread at a time anyway, and with two workers the
-    // order in which tasks are stolen and parked changes the counts from run to run.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let (runtime, batches) = batches::profile_setup();
     let bench = Bench::start(runtime);
     bench.runtime.block_on(bench.run(batch));
     let elapsed = profiled(&bench, batch, batches);
