@@ -19,6 +19,8 @@ cd "$(dirname "$0")/.."
 tl="circuit_breaker::transitions::loom"
 wl="circuit_breaker::window_loom"
 sl="pool::semaphore::loom"
+# The leases' own models and the pool's models on a leased pool.
+ll="pool::semaphore::lease::loom pool::loom_tests::loom_pool_with_leases"
 # expected ; mutant (as cargo-mutants names it) ; loom models (cargo test filters)
 cases=(
     "killed;src/circuit_breaker/transitions.rs:55:34: replace && with || in Breaker::evaluate;$tl"
@@ -34,6 +36,7 @@ cases=(
     "killed;src/circuit_breaker/window.rs:217:52: replace & with | in assign;$wl"
     "killed;src/pool/semaphore.rs:166:46: replace + with - in Semaphore::poll_acquire;$sl"
     "equivalent;src/pool/semaphore.rs:166:46: replace + with * in Semaphore::poll_acquire;$sl"
+    "killed;src/pool/semaphore/lease.rs:130:9: replace Leases::sweep -> usize with 0;$ll"
 )
 
 restore=""

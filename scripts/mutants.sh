@@ -55,6 +55,7 @@ breaker=(
 )
 pool=(
     "src/pool/semaphore.rs|--lib --test pool|$skip_for_pool"
+    "src/pool/semaphore/lease.rs|--lib --test pool|$skip_for_pool"
     "src/pool/permit.rs|--lib --test pool|$skip_for_pool"
 )
 

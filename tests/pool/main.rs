@@ -5,6 +5,7 @@ mod adaptive;
 mod contract;
 mod durations;
 mod keyed;
+mod leases;
 mod modes;
 mod mutants;
 #[cfg(any(feature = "metrics", feature = "tracing"))]

@@ -1,7 +1,7 @@
 //! Cancellation stress: thousands of calls dropped at random while they wait or run, from
 //! many tasks on a multi-threaded runtime. Nothing may be lost, doubled, or left hanging.
 
-use crate::support::{get, Req, Res};
+use crate::support::{get, Req, Res, Rng};
 use bytes::Bytes;
 use http::Response;
 use http_body_util::{BodyExt, Full};
@@ -12,22 +12,6 @@ use tower_fortify::pool::{PoolBody, PoolHandle, PoolLimitBuilder, PoolLimitLayer
 const TASKS: u64 = 16;
 const CALLS: u64 = 400;
 const MAXSIZE: usize = 4;
-
-/// xorshift64*: enough randomness for a schedule, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// An inner service whose calls yield a few times, and sometimes sleep a little.
 fn jittery() -> impl Service<Req, Response = Res, Error = io::Error, Future: Send> + Clone + Send {

@@ -41,6 +41,22 @@ pub fn slow(delay: Duration) -> Backend {
     }
 }
 
+/// xorshift64*: enough randomness for a schedule, no dependency.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
 /// The kind of a classified error.
 pub fn kind(err: &BoxError) -> FailureKind {
     err.downcast_ref::<Failure>()
