@@ -369,12 +369,15 @@ mod adaptive_permits {
 
 mod adaptive_timeouts {
     use super::*;
+    use fortify_test_support::scripted::Answer;
     use tower_fortify::pool::AdaptiveLimit;
 
     /// A pool timeout that closes the adaptive limit's window counts the calls busy as
     /// those holding a permit plus those waiting: here one holds the only permit and three
     /// wait when they time out together (the first one closes the window: eight calls
-    /// answered, and more than the 100 ms window gone), and each fails with `PoolTimeout`.
+    /// counted, and more than the 100 ms window gone), and each fails with `PoolTimeout`.
+    /// The eight are `503`s: every failure is counted, where a success counts only when
+    /// its call is one of those timed (one in eight, drawn at random per thread).
     #[tokio::test(start_paused = true)]
     async fn waiting_calls_that_time_out_together_close_the_window() {
         let layer = PoolLimitLayer::builder(1)
@@ -385,10 +388,11 @@ mod adaptive_timeouts {
             .build()
             .unwrap();
         let handle = layer.handle();
-        let svc = layer.layer(slow(Duration::ZERO));
+        let unavailable = layer.layer(Backend::new(Answer::Status(503, None)));
         for _ in 0..8 {
-            drop(svc.clone().oneshot(get("a")).await.unwrap());
+            drop(unavailable.clone().oneshot(get("a")).await.unwrap());
         }
+        let svc = layer.layer(slow(Duration::ZERO));
         tokio::time::advance(Duration::from_millis(200)).await;
         let held = svc.clone().oneshot(get("a")).await.unwrap();
         let waiters: Vec<_> = (0..3)
