@@ -342,39 +342,6 @@ impl fmt::Display for Date {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_and_numbers_read_like_prose() {
-        assert_eq!(Date(0).to_string(), "1970-01-01");
-        assert_eq!(Date(1_609_459_200).to_string(), "2021-01-01");
-        assert_eq!(Date(951_782_400).to_string(), "2000-02-29");
-        assert_eq!(Date(4_102_444_799).to_string(), "2099-12-31");
-        assert_eq!(thousands(2_163), "2,163");
-        assert_eq!(thousands(-1_234_567), "-1,234,567");
-        assert_eq!(days(1), "1 day");
-        assert_eq!(days(2_163), "2,163 days");
-    }
-
-    #[cfg(feature = "http")]
-    proptest::proptest! {
-        /// The date agrees with httpdate's formatting of the same instant.
-        #[test]
-        fn dates_agree_with_httpdate(secs in 0u64..253_402_300_799) {
-            let date = Date(secs).to_string();
-            let system = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
-            let http = httpdate::fmt_http_date(system);
-            // "Fri, 01 Jan 2021 00:00:00 GMT"
-            let parts: Vec<&str> = http.split(' ').collect();
-            let months = ["Jan","Feb","Mar","Apr","May","Jun","Jul","Aug","Sep","Oct","Nov","Dec"];
-            let month = months.iter().position(|m| *m == parts[2]).unwrap() + 1;
-            proptest::prop_assert_eq!(date, format!("{}-{:02}-{}", parts[3], month, parts[1]));
-        }
-    }
-}
-
 /// `{}` says in one line what failed and why: the kind, then the cause in human terms,
 /// read from the `source()` chain (a certificate's dates and names from rustls's error,
 /// the peer address when known, the root cause's text without the wrappers' text). The
@@ -420,5 +387,38 @@ impl fmt::Display for Failure {
             next = err.source();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_numbers_read_like_prose() {
+        assert_eq!(Date(0).to_string(), "1970-01-01");
+        assert_eq!(Date(1_609_459_200).to_string(), "2021-01-01");
+        assert_eq!(Date(951_782_400).to_string(), "2000-02-29");
+        assert_eq!(Date(4_102_444_799).to_string(), "2099-12-31");
+        assert_eq!(thousands(2_163), "2,163");
+        assert_eq!(thousands(-1_234_567), "-1,234,567");
+        assert_eq!(days(1), "1 day");
+        assert_eq!(days(2_163), "2,163 days");
+    }
+
+    #[cfg(feature = "http")]
+    proptest::proptest! {
+        /// The date agrees with httpdate's formatting of the same instant.
+        #[test]
+        fn dates_agree_with_httpdate(secs in 0u64..253_402_300_799) {
+            let date = Date(secs).to_string();
+            let system = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+            let http = httpdate::fmt_http_date(system);
+            // "Fri, 01 Jan 2021 00:00:00 GMT"
+            let parts: Vec<&str> = http.split(' ').collect();
+            let months = ["Jan","Feb","Mar","Apr","May","Jun","Jul","Aug","Sep","Oct","Nov","Dec"];
+            let month = months.iter().position(|m| *m == parts[2]).unwrap() + 1;
+            proptest::prop_assert_eq!(date, format!("{}-{:02}-{}", parts[3], month, parts[1]));
+        }
     }
 }
