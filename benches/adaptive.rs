@@ -5,7 +5,7 @@
 //! Every call is `poll_ready`, `call`, one poll of the response future (ready at once),
 //! then the response is dropped (its body holds the permit). The pools never fill (64
 //! permits, one call at a time). No runtime: each call is driven with `Waker::noop()`. The
-//! adaptive pool reads the clock twice in one call in 8, drawn per thread (when the permit
+//! adaptive pool reads the clock twice in one call in 4, drawn per thread (when the permit
 //! is taken and when the response arrives: tokio's clock, which checks for a paused test
 //! clock since the dev-dependencies enable `test-util`), adds each timed call to its
 //! window, and once per window (100 ms) closes it; its limit stays at `maxsize` (one call

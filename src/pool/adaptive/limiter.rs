@@ -26,7 +26,7 @@ pub(super) const MIN_SAMPLES: u64 = 8;
 /// counted (see `Limiter::record`). One in every call in the loom models, whose threads
 /// share the thread-local draw and must run the same way every time.
 #[cfg(not(fortify_loom))]
-pub(super) const TIME_EVERY: u32 = 8;
+pub(super) const TIME_EVERY: u32 = 4;
 #[cfg(fortify_loom)]
 pub(super) const TIME_EVERY: u32 = 1;
 

@@ -24,7 +24,7 @@ pub(crate) const LIMIT: &str = "fortify_pool_limit";
 /// ([`min_limit`](Self::min_limit)) and `maxsize`, once per sample window:
 ///
 /// - **latency**: the window's mean latency (of successful calls, from permit to response
-///   head; one call in 8 is timed, drawn at random on each thread) against a baseline,
+///   head; one call in 4 is timed, drawn at random on each thread) against a baseline,
 ///   the *no-load latency*: a long-window exponential average of the windows' latencies.
 ///   While the latency stays within `tolerance` times the baseline, the limit grows by one
 ///   per window (additive increase), if the callers use at least half of it. When it
@@ -90,12 +90,12 @@ pub(crate) const LIMIT: &str = "fortify_pool_limit";
 ///
 /// # Cost
 ///
-/// One call in 8 of an adaptive pool, on average, is timed: it reads the clock when it
+/// One call in 4 of an adaptive pool, on average, is timed: it reads the clock when it
 /// takes its permit and when its response (or error) arrives (two clock reads cost about
 /// as much as a fixed pool's whole call). Each thread draws which of its calls are timed
-/// (a cheap pseudo-random sequence of its own, not every eighth call, so that a thread
+/// (a cheap pseudo-random sequence of its own, not every fourth call, so that a thread
 /// calling several hosts in turn times each of them alike). A timed success adds itself
-/// to the window with one `fetch_add` (count and latency sum share a word), stands for 8
+/// to the window with one `fetch_add` (count and latency sum share a word), stands for 4
 /// successes in the window's count, and checks whether the window is due; an untimed
 /// success touches nothing shared. Every failure is counted (one `fetch_add`, one clock
 /// read). A window that has lasted `window` closes at its next timed success or failure
@@ -213,7 +213,7 @@ impl AdaptiveLimit {
 
     /// How often the limit moves (default 100 ms): a window closes when it has lasted this
     /// long and seen at least 8 calls (or half a million timed ones, however short),
-    /// checked at every failure and every timed success (one in 8). Shorter windows react
+    /// checked at every failure and every timed success (one in 4). Shorter windows react
     /// faster and measure noisier means.
     ///
     /// Rejected when zero; a longer window than the clock can count saturates (the
