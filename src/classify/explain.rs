@@ -12,7 +12,7 @@ static OWN_TEXT: OnceLock<fn(&(dyn Error + 'static)) -> bool> = OnceLock::new();
 /// Registers `check` as the recogniser of errors that explain themselves (see [`OWN_TEXT`]).
 /// One layer registers one (the retry layer, when it makes its first error); a second
 /// registration is ignored.
-#[cfg_attr(not(feature = "retry"), allow(dead_code))]
+#[cfg(feature = "retry")]
 pub(crate) fn explains_itself(check: fn(&(dyn Error + 'static)) -> bool) {
     let _ = OWN_TEXT.set(check);
 }

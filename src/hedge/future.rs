@@ -82,10 +82,11 @@ pin_project! {
     }
 }
 
-/// One pending call in `TIME_EVERY` on each thread is timed once its host has a delay,
-/// its latency counting `TIME_EVERY` times: the others read the clock once (when first
-/// pending, for their hedge deadline), or not at all when no hedge may follow. The
-/// adaptive pool limit times its calls alike.
+/// One pending call in `TIME_EVERY` on each thread, drawn at random (`internal::draw`, as
+/// the adaptive pool limit draws its calls: a thread calling two hosts in turn times each
+/// alike), is timed once its host has a delay, its latency counting `TIME_EVERY` times:
+/// the others read the clock once (when first pending, for their hedge deadline), or not
+/// at all when no hedge may follow.
 pub(crate) const TIME_EVERY: u16 = 2;
 
 /// How a tracked call's latency is recorded.
@@ -111,7 +112,7 @@ impl Timing {
         let read = match *self {
             Timing::Cold => started.is_none(),
             Timing::Warm => {
-                let timed = timed_turn();
+                let timed = crate::internal::draw::one_in(u32::from(TIME_EVERY));
                 *self = if timed {
                     Timing::Timed
                 } else {
@@ -138,23 +139,6 @@ impl Timing {
         };
         Some((started.map_or(Duration::ZERO, |s| s.elapsed()), weight))
     }
-}
-
-crate::internal::sync::thread_local_const! {
-    /// This thread's pending calls of warm hosts (of every hedge layer), counted to time
-    /// one in `TIME_EVERY`.
-    static TURN: std::cell::Cell<u16> = const { std::cell::Cell::new(0) };
-}
-
-/// Whether this thread's next pending call of a warm host is timed.
-#[inline]
-fn timed_turn() -> bool {
-    TURN.try_with(|turn| {
-        let n = turn.get();
-        turn.set(n.wrapping_add(1));
-        n % TIME_EVERY == 0
-    })
-    .unwrap_or(true)
 }
 
 /// `ResponseFuture::wait` while the call holds no slot among the waiting calls (the ticker
@@ -582,20 +566,32 @@ mod tests {
     }
 
     #[test]
-    fn a_warm_hosts_pending_calls_are_timed_by_turns() {
-        // A thread of its own: its turns start at the first.
+    fn a_warm_hosts_pending_calls_are_timed_one_in_time_every() {
+        // A thread of its own: its draws start at the first.
         std::thread::spawn(|| {
             // Cold: every pending call timed, counting once.
             for _ in 0..3 {
                 assert_eq!(answered(Timing::Cold, false), (true, Some(1)));
             }
             // Warm: one in `TIME_EVERY` timed, counting `TIME_EVERY` times; the others read
-            // the clock only for a hedge's deadline, and are not recorded.
+            // the clock only for a hedge's deadline, and are not recorded. Calls with and
+            // without a hedge to follow, in turn (as two hosts' calls would be), are each
+            // timed about one in `TIME_EVERY`: a counter would time only one of them.
             assert_eq!(TIME_EVERY, 2);
-            assert_eq!(answered(Timing::Warm, false), (true, Some(2)));
-            assert_eq!(answered(Timing::Warm, false), (false, None));
-            assert_eq!(answered(Timing::Warm, true), (true, Some(2)));
-            assert_eq!(answered(Timing::Warm, true), (true, None));
+            let mut timed = [0_u32; 2];
+            for i in 0..2_000 {
+                let waits = i % 2 == 1;
+                match answered(Timing::Warm, waits) {
+                    (true, Some(2)) => timed[usize::from(waits)] += 1,
+                    untimed => assert_eq!(untimed, (waits, None)),
+                }
+            }
+            for n in timed {
+                assert!(
+                    (400..=600).contains(&n),
+                    "{n} of 1,000 timed, expected about 500"
+                );
+            }
             // Answered at the first poll: counts once, as zero, without a clock read.
             for timing in [Timing::Cold, Timing::Warm] {
                 assert_eq!(timing.sample(None), Some((Duration::ZERO, 1)));

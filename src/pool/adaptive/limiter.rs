@@ -20,7 +20,7 @@ pub(super) const MIN_SAMPLES: u64 = 8;
 
 /// One call in this many, on average, has its latency measured (a clock read when it takes
 /// its permit and one when it ends, which cost about a fixed pool's whole call). Calls are
-/// drawn at random on each thread (see [`sampled`]), so that a thread calling several
+/// drawn at random on each thread (`internal::draw`), so that a thread calling several
 /// pools in turn times each of them alike; a timed success stands for this many
 /// successes, and only timed successes touch the window's atomics. Failures are all
 /// counted (see `Limiter::record`). One in every call in the loom models, whose threads
@@ -29,9 +29,6 @@ pub(super) const MIN_SAMPLES: u64 = 8;
 pub(super) const TIME_EVERY: u32 = 4;
 #[cfg(fortify_loom)]
 pub(super) const TIME_EVERY: u32 = 1;
-
-/// A draw under this is a timed call: one in `TIME_EVERY` of the 2^32 draws.
-const TIMED_BELOW: u64 = (1 << 32) / TIME_EVERY as u64;
 
 /// `samples` packs the timed successes' count (high bits) over the sum of their latencies
 /// in microseconds (low bits), so that recording one is one `fetch_add`.
@@ -116,7 +113,7 @@ impl Stamp {
     pub(crate) fn start(limiter: Option<&Limiter>) -> Self {
         match limiter {
             None => Stamp::NONE,
-            Some(limiter) if sampled() => Stamp::now(limiter),
+            Some(limiter) if crate::internal::draw::one_in(TIME_EVERY) => Stamp::now(limiter),
             Some(_) => Stamp::UNTIMED,
         }
     }
@@ -153,32 +150,6 @@ impl Stamp {
     pub(crate) const fn from_bits(bits: u32) -> Self {
         Stamp(bits)
     }
-}
-
-thread_local! {
-    /// This thread's draws for `sampled`: a linear congruential generator (its high bits),
-    /// the same sequence on every thread.
-    static DRAW: std::cell::Cell<u32> = const { std::cell::Cell::new(0x2545_f491) };
-}
-
-/// Whether this thread's next call of an adaptive pool is timed: one in `TIME_EVERY`, at
-/// random. A counter (every n-th call) would time none of one pool's calls on a thread
-/// that calls two pools in turn; a draw times each pool's calls at the same rate.
-#[inline]
-fn sampled() -> bool {
-    if TIME_EVERY == 1 {
-        return true;
-    }
-    DRAW.try_with(|draw| {
-        // Numerical Recipes' constants; the high bits decide (the low ones are periodic).
-        let next = draw
-            .get()
-            .wrapping_mul(1_664_525)
-            .wrapping_add(1_013_904_223);
-        draw.set(next);
-        u64::from(next) < TIMED_BELOW
-    })
-    .unwrap_or(true)
 }
 
 /// A time since a limiter's epoch in microseconds, modulo 2^32 (a [`Stamp`]'s clock):
