@@ -2,7 +2,7 @@
 
 use super::{
     connector::{Connector, Shared},
-    tls, HttpsClient,
+    tls, HttpsClient, SharedClient,
 };
 use crate::{
     stack::{
@@ -218,12 +218,13 @@ impl<H: HedgeMode> ClientConfig<H> {
             .pool_max_idle_per_host(self.pool_maxsize)
             .pool_idle_timeout(saturate_idle(settings.pool_idle_timeout))
             .pool_timer(TokioTimer::new());
-        Ok(HttpsClient::new(
-            layer.layer(builder.build(connector.clone())),
+        let client = SharedClient::new(
+            builder.build(connector.clone()),
             connector,
             layer.pool_handle(),
             layer.breaker_handle(),
-        ))
+        );
+        Ok(HttpsClient::new(layer.layer(client)))
     }
 }
 

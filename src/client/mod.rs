@@ -99,10 +99,12 @@ mod config;
 mod connector;
 #[cfg(feature = "metrics")]
 mod metrics;
+mod shared;
 mod tls;
 
 pub use crate::stack::https::TlsRoots;
 pub use connector::{Connecting, Connection, Connector};
+pub use shared::SharedClient;
 
 use crate::{
     circuit_breaker::CircuitBreakerHandle,
@@ -111,16 +113,15 @@ use crate::{
 };
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper_util::client::legacy::Client;
 use std::{
     fmt,
-    sync::Arc,
     task::{Context, Poll},
 };
 use tower_service::Service;
 
 /// The fortified HTTPS client built by [`ClientConfig::https`](crate::stack::ClientConfig::https):
-/// the preset stack around hyper-util's legacy client over the classified [`Connector`],
+/// the preset stack around hyper-util's legacy client over the classified [`Connector`]
+/// (shared by every clone: a [`SharedClient`]),
 /// for request bodies `B` (default `Full<Bytes>`), with the hedge layer when `H` is
 /// `Hedged` (`ClientConfig::hedge`, feature `hedge`; see [`HedgeMode`]).
 ///
@@ -159,34 +160,15 @@ use tower_service::Service;
 /// # }
 /// ```
 pub struct HttpsClient<B = Full<Bytes>, H: HedgeMode = NoHedge> {
-    stack: ClientStack<Client<Connector, B>, H>,
-    // Behind one `Arc`: callers clone the client per request or per task, and each
-    // reference count is an atomic write on a cache line every worker shares.
-    handles: Arc<Handles>,
-}
-
-/// What the client's getters hand out; the stack holds its own references.
-struct Handles {
-    connector: Connector,
-    pool: PoolHandle,
-    breakers: CircuitBreakerHandle,
+    // The getters' handles live in the inner `SharedClient`: callers clone the client per
+    // request or per task, and each reference count is an atomic write on a cache line
+    // every worker shares.
+    stack: ClientStack<SharedClient<B>, H>,
 }
 
 impl<B, H: HedgeMode> HttpsClient<B, H> {
-    pub(crate) fn new(
-        stack: ClientStack<Client<Connector, B>, H>,
-        connector: Connector,
-        pool: PoolHandle,
-        breakers: CircuitBreakerHandle,
-    ) -> Self {
-        HttpsClient {
-            stack,
-            handles: Arc::new(Handles {
-                connector,
-                pool,
-                breakers,
-            }),
-        }
+    pub(crate) fn new(stack: ClientStack<SharedClient<B>, H>) -> Self {
+        HttpsClient { stack }
     }
 
     /// A handle on the per-host pool limits: in use, waiting, overflow, timeouts, leaks.
@@ -197,7 +179,7 @@ impl<B, H: HedgeMode> HttpsClient<B, H> {
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn pool_handle(&self) -> PoolHandle {
-        self.handles.pool.clone()
+        self.stack.get_ref().pool().clone()
     }
 
     /// A handle on the per-host circuit breakers.
@@ -208,7 +190,7 @@ impl<B, H: HedgeMode> HttpsClient<B, H> {
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn breaker_handle(&self) -> CircuitBreakerHandle {
-        self.handles.breakers.clone()
+        self.stack.get_ref().breakers().clone()
     }
 
     /// The connector that opens the client's connections.
@@ -219,17 +201,18 @@ impl<B, H: HedgeMode> HttpsClient<B, H> {
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn connector(&self) -> &Connector {
-        &self.handles.connector
+        self.stack.get_ref().connector()
     }
 
     /// The stack around hyper-util's client.
     ///
     /// ```
     /// let client = tower_fortify::stack::ClientConfig::default().https::<String>()?;
-    /// let _legacy: &hyper_util::client::legacy::Client<_, String> = client.get_ref().get_ref();
+    /// let _legacy: &hyper_util::client::legacy::Client<_, String> =
+    ///     client.get_ref().get_ref().get_ref();
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
-    pub fn get_ref(&self) -> &ClientStack<Client<Connector, B>, H> {
+    pub fn get_ref(&self) -> &ClientStack<SharedClient<B>, H> {
         &self.stack
     }
 
@@ -240,7 +223,7 @@ impl<B, H: HedgeMode> HttpsClient<B, H> {
     /// let _stack = client.get_mut();
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
-    pub fn get_mut(&mut self) -> &mut ClientStack<Client<Connector, B>, H> {
+    pub fn get_mut(&mut self) -> &mut ClientStack<SharedClient<B>, H> {
         &mut self.stack
     }
 
@@ -252,20 +235,18 @@ impl<B, H: HedgeMode> HttpsClient<B, H> {
     /// # let _ = legacy;
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
-    pub fn into_inner(self) -> ClientStack<Client<Connector, B>, H> {
+    pub fn into_inner(self) -> ClientStack<SharedClient<B>, H> {
         self.stack
     }
 }
 
-// hyper-util's client is `Clone` for any body type: no `B: Clone` bound.
+// `SharedClient` is `Clone` for any body type: no `B: Clone` bound.
 impl<B, H: HedgeMode> Clone for HttpsClient<B, H>
 where
-    ClientStack<Client<Connector, B>, H>: Clone,
+    ClientStack<SharedClient<B>, H>: Clone,
 {
     fn clone(&self) -> Self {
-        // The stack cloned last, so that it is written in place rather than moved in.
         HttpsClient {
-            handles: Arc::clone(&self.handles),
             stack: self.stack.clone(),
         }
     }
@@ -281,11 +262,11 @@ impl<B, H: HedgeMode> fmt::Debug for HttpsClient<B, H> {
 
 impl<B, H: HedgeMode> Service<http::Request<B>> for HttpsClient<B, H>
 where
-    ClientStack<Client<Connector, B>, H>: Service<http::Request<B>>,
+    ClientStack<SharedClient<B>, H>: Service<http::Request<B>>,
 {
-    type Response = <ClientStack<Client<Connector, B>, H> as Service<http::Request<B>>>::Response;
-    type Error = <ClientStack<Client<Connector, B>, H> as Service<http::Request<B>>>::Error;
-    type Future = <ClientStack<Client<Connector, B>, H> as Service<http::Request<B>>>::Future;
+    type Response = <ClientStack<SharedClient<B>, H> as Service<http::Request<B>>>::Response;
+    type Error = <ClientStack<SharedClient<B>, H> as Service<http::Request<B>>>::Error;
+    type Future = <ClientStack<SharedClient<B>, H> as Service<http::Request<B>>>::Future;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
