@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! ErrorClassify -> Retry -> CircuitBreaker -> PoolLimit -> Timeout   the preset stack
-//!   -> hyper_util::client::legacy::Client                            keeps pool_maxsize idle connections per host
+//!   -> hyper_util::client::legacy::Client                            one for every clone (SharedClient); keeps
+//!                                                                    pool_maxsize idle connections per host
 //!     -> Connector                                                    one new connection:
 //!          resolve         (stage resolve)        the resolver; any error is Dns
 //!          TCP connect     (stage connect)        within connect_timeout
