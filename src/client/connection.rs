@@ -35,10 +35,6 @@ use tokio_rustls::client::TlsStream;
 /// # Ok(())
 /// # }
 /// ```
-// The TLS variant is the common one and the connection lives in hyper's connection task,
-// moved once: a box would cost an indirection on every read and write (hyper-rustls's
-// stream makes the same choice).
-#[allow(clippy::large_enum_variant)]
 pub enum Connection {
     /// Plain TCP (`http://`).
     Http(TokioIo<TcpStream>),
