@@ -93,7 +93,7 @@
 //! | `tracing` (default) | [`tracing`](https://docs.rs/tracing) events |
 //! | `reqwest` | the [`reqwest`] module: a `reqwest::Client` as an `http::Request` service for every layer, a classified resolver, classification of `reqwest::Error` |
 //! | `stack` (default) | the [`stack`] module: the preset client stack of every layer (needs `retry`, `circuit-breaker`, `pool`) |
-//! | `client` | the [`client`] module: the fortified HTTPS client in one call (rustls with `ring`, tokio-rustls, webpki roots, hyper-util's legacy client; implies `stack`) |
+//! | `client` | the [`client`] module: the fortified HTTPS client in one call (rustls with `ring`, hyper-rustls, webpki roots, hyper-util's legacy client; implies `stack`) |
 //! | `native-roots` | the operating system's root certificates for the client |
 //! | `http2` | HTTP/2 through ALPN for the client |
 //! | `diagnose` | the [`diagnose`] probe (DNS, TCP, TLS with the certificate chain, HTTP) and its report; pulls in rustls with ring, `x509-parser` and the webpki roots |

@@ -1,12 +1,12 @@
 //! The connector: resolve, TCP connect, TLS handshake, each classified, timed and bounded.
 
-use super::Connection;
 use crate::stack::https::Resolver;
 use crate::{
     classify::{Failure, FailureKind, Stage},
     BoxError,
 };
 use http::Uri;
+use hyper_rustls::MaybeHttpsStream;
 use hyper_util::{client::legacy::connect::dns::Name, rt::TokioIo};
 use rustls::pki_types::ServerName;
 use std::{
@@ -23,6 +23,27 @@ use std::{
 use tokio::{net::TcpStream, time::Instant};
 use tower::ServiceExt;
 use tower_service::Service;
+
+/// A connection the [`Connector`] opened: plain TCP for `http://` URIs, TLS over TCP for
+/// `https://` ones (hyper-rustls's stream type, which tells hyper-util whether ALPN chose
+/// HTTP/2).
+///
+/// ```
+/// use hyper_rustls::MaybeHttpsStream;
+/// use tower::ServiceExt;
+/// use tower_fortify::client::Connection;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower_fortify::BoxError> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let uri = format!("http://{}/", listener.local_addr()?).parse()?;
+/// let client = tower_fortify::stack::ClientConfig::default().https::<String>()?;
+/// let connection: Connection = client.connector().clone().oneshot(uri).await?;
+/// assert!(matches!(connection, MaybeHttpsStream::Http(_)));
+/// # Ok(())
+/// # }
+/// ```
+pub type Connection = MaybeHttpsStream<TokioIo<TcpStream>>;
 
 /// The connector of the [`HttpsClient`](super::HttpsClient): a `Service<Uri>` that opens
 /// a connection in three phases, each with its own classification, timeout and timing.
@@ -253,17 +274,17 @@ async fn connect(shared: Arc<Shared>, uri: Uri) -> Result<Connection, BoxError> 
     // Nagle's delay would hold back small requests; hyper-util's connector sets it too.
     let _ = tcp.set_nodelay(true);
     let peer = tcp.peer_addr().ok();
+    let tcp = TokioIo::new(tcp);
 
     if !https {
         shared.opened(&timings);
-        return Ok(Connection::Http(TokioIo::new(tcp)));
+        return Ok(MaybeHttpsStream::Http(tcp));
     }
 
     let server_name = ServerName::try_from(bare_host.to_owned())
         .map_err(|err| Failure::new(FailureKind::Other, err))?;
     let start = Instant::now();
-    // rustls over the socket itself: no adapter between them.
-    let handshake = shared.tls.connect(server_name, tcp);
+    let handshake = shared.tls.connect(server_name, TokioIo::new(tcp));
     let tls = match tokio::time::timeout(shared.tls_handshake_timeout, handshake).await {
         Ok(Ok(tls)) => Ok(tls),
         Ok(Err(err)) => Err(Failure::classify(err, Stage::TlsHandshake)),
@@ -276,7 +297,7 @@ async fn connect(shared: Arc<Shared>, uri: Uri) -> Result<Connection, BoxError> 
     timings.tls_handshake = Some(shared.finish(Stage::TlsHandshake, start, tls.as_ref().err()));
     let tls = tls?;
     shared.opened(&timings);
-    Ok(Connection::Https(TokioIo::new(tls)))
+    Ok(MaybeHttpsStream::Https(TokioIo::new(tls)))
 }
 
 fn invalid(reason: &'static str) -> BoxError {

@@ -97,7 +97,6 @@
 //! `resolve_ms`, `connect_ms` and `tls_handshake_ms` (absent for a phase that did not run).
 
 mod config;
-mod connection;
 mod connector;
 #[cfg(feature = "metrics")]
 mod metrics;
@@ -105,8 +104,7 @@ mod shared;
 mod tls;
 
 pub use crate::stack::https::TlsRoots;
-pub use connection::Connection;
-pub use connector::{Connecting, Connector};
+pub use connector::{Connecting, Connection, Connector};
 pub use shared::SharedClient;
 
 use crate::{
@@ -303,7 +301,6 @@ mod tests {
         send_sync::<Connector>();
         send_sync::<TlsRoots>();
         send::<Connecting>();
-        send_sync::<Connection>();
         send::<<HttpsClient as Service<http::Request<Full<Bytes>>>>::Future>();
     }
 }
