@@ -17,8 +17,8 @@
 //!     around that bare client, no recorder: the stack's cost;
 //!   - `fortified_without_recorder`: `ClientConfig::https()` with no recorder installed
 //!     (every metric handle a no-op): the client's own path on top (one hyper-util client
-//!     shared by every clone, its connection type with rustls straight over the socket, its
-//!     hyper-util pool settings), which costs less than the bare client's;
+//!     shared by every clone, hyper-rustls's connection type, its hyper-util pool
+//!     settings), which costs less than the bare client's;
 //!   - `fortified`: the same client recording into a Prometheus recorder (as a service
 //!     would install): the recording's cost on top;
 //! - `tls/connection_per_request`: one GET at a time with `connection: close`, so that each

@@ -2,6 +2,7 @@
 //! misbehaving servers on 127.0.0.1: every failure kind of a connection's life, and the
 //! connection-phase telemetry.
 
+mod connection;
 mod failures;
 #[cfg(feature = "http2")]
 mod http2;
