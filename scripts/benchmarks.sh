@@ -10,7 +10,10 @@
 #   --quick        criterion's --warm-up-time 0.5 --measurement-time 1 --sample-size 10 (groups
 #                  that set their own times keep them); the file then says it is a quick run
 #   --runs N       how many times the paired groups are measured (default 3, quick 1): the
-#                  whole bench once, then `cargo bench --bench X -- paired` N-1 more times
+#                  whole bench once, then `cargo bench --bench X -- paired` N-1 more times;
+#                  each run is a process with its own address layout, which moves a pair's
+#                  ratio of overheads too (as it does the interleaved lines), so the file
+#                  shows every run's and their median
 #   --processes N  how many processes run the interleaved bench (default 5, quick 2): each
 #                  has its own address layout, which moves its `http::Request` lines, so the
 #                  file shows each line's median across the processes and their spread
@@ -285,7 +288,7 @@ paired_table() {
       printf "| pair | ours / baseline"
       if (runs > 1) printf ", %d runs | median", runs
       if (any_per_pair) printf " | median of the pairs%s | throughput ours / baseline (1 / median)", (runs > 1 ? ", per run; median" : "")
-      printf " | ratio of overheads over bare | ours, baseline per call (run 1) | calls each (run 1) |\n|---|---|"
+      printf " | ratio of overheads over bare%s | ours, baseline per call (run 1) | calls each (run 1) |\n|---|---|", (runs > 1 ? ", per run; median" : "")
       if (runs > 1) printf "---|"
       if (any_per_pair) printf "---|---|"
       printf "---|---|---|\n"
@@ -302,8 +305,9 @@ paired_table() {
           else printf " | %s | %.3f", list, 1 / list
         }
         m = 0; olist = ""
-        for (r = 1; r <= runs; r++) if ((name, r) in overhead) olist = olist (++m > 1 ? ", " : "") overhead[name, r]
-        printf " | %s", (m ? olist : "-")
+        for (r = 1; r <= runs; r++) if ((name, r) in overhead) { o[++m] = overhead[name, r]; olist = olist (m > 1 ? ", " : "") overhead[name, r] }
+        # Each run is its own process, with its own address layout: the median of the runs.
+        printf " | %s", (m == 0 ? "-" : m == 1 ? olist : olist "; " median(o, m))
         printf " | %s ns, %s ns | %s |\n", ours[name], baseline[name], thousands(calls[name])
       }
     }' "${files[@]}"
