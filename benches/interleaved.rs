@@ -26,7 +26,7 @@
 //! One process's `http::Request` lines depend on its address layout, enough to pass or fail a
 //! target by chance: `scripts/benchmarks.sh` runs this bench in several processes and reports
 //! each line's median across them (`scripts/interleaved-merge.py`). The budget's variables
-//! (`FORTIFY_BENCH_ROUNDS`, `FORTIFY_BENCH_CALLS`, `FORTIFY_BENCH_SCALING_MS`) and the
+//! (`FORTIFY_BENCH_ROUNDS`, `FORTIFY_BENCH_CALLS`, `FORTIFY_BENCH_SCALING_*`) and the
 //! machine-readable output (`FORTIFY_BENCH_TSV=path`) are described in `interleaved/report.rs`.
 
 #[path = "interleaved/report.rs"]
@@ -225,7 +225,7 @@ fn scaling<S>(
     if std::env::var("FORTIFY_BENCH_ONLY").is_ok_and(|only| !name.contains(only.as_str())) {
         return;
     }
-    let ratios = (0..plan.scaling_rounds())
+    let ratios = (0..plan.scaling_rounds)
         .map(|_| {
             let one = throughput(svc(), 1, plan.scaling);
             let two = throughput(svc(), 2, plan.scaling);

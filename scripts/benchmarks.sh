@@ -3,7 +3,7 @@
 # criterion's estimates of this run) and the paired ratios the `retry` and `pool` benches
 # print, headed by the date, the machine, rustc and the git commit.
 #
-#   scripts/benchmarks.sh                 # every bench, criterion's settings: about 10 minutes
+#   scripts/benchmarks.sh                 # every bench, their own settings: about 15 minutes
 #   scripts/benchmarks.sh --quick pool    # short warm-up and measurement: checks the script
 #
 # Options:
@@ -18,10 +18,12 @@
 #                  has its own address layout, which moves its `http::Request` lines, so the
 #                  file shows each line's median across the processes and their spread
 #                  (`scripts/interleaved-merge.py`); the calls are split between them, so the
-#                  bench takes about as long whatever N (rounds and calls per process can be
-#                  set with FORTIFY_BENCH_ROUNDS and FORTIFY_BENCH_CALLS, as with --quick)
+#                  bench takes about as long whatever N (7 or 9 narrow the medians further);
+#                  FORTIFY_BENCH_ROUNDS, FORTIFY_BENCH_CALLS, FORTIFY_BENCH_SCALING_MS and
+#                  FORTIFY_BENCH_SCALING_ROUNDS set one process's budget (as with --quick)
 #   --output FILE  where to write (default BENCHMARKS.md at the repository root)
-#   BENCH...       which benches (default: stack e2e circuit_breaker pool retry hedge classify)
+#   BENCH...       which benches (default: stack e2e circuit_breaker pool adaptive retry hedge
+#                  classify tls interleaved)
 #
 # Needs cargo, git, jq, awk and python3. Run it on an otherwise idle machine: the figures of a
 # loaded one say little (the file records the load average before the run).
@@ -149,18 +151,25 @@ for bench in "${benches[@]}"; do
   if [ "$bench" = interleaved ]; then
     # Not criterion: each process writes its figures (FORTIFY_BENCH_TSV, see
     # benches/interleaved/report.rs) and scripts/interleaved-merge.py takes their medians.
-    # The budget of one process run alone (9 rounds of 400,000 calls per variant, 5 scaling
-    # samples of 2 x 500 ms windows) is split between the processes: 5 rounds each, and calls
-    # and scaling windows divided by the number of processes (no window under 100 ms).
+    # The budget of one process run alone (9 rounds of 400,000 calls per variant; 5 scaling
+    # samples of 2 windows of 500 ms) is split between the processes: 5 rounds each, the
+    # calls divided by the number of processes, and so are the scaling windows down to
+    # 100 ms, then the samples (at least one per process).
     interleaved_env=()
     if $quick; then
       interleaved_env=(FORTIFY_BENCH_QUICK=1)
     else
       rounds=${FORTIFY_BENCH_ROUNDS:-5}
+      if ((processes <= 5)); then
+        window=$((500 / processes)) samples=5
+      else
+        window=100 samples=$(((25 + processes - 1) / processes))
+      fi
       interleaved_env=(
         FORTIFY_BENCH_ROUNDS="$rounds"
         FORTIFY_BENCH_CALLS="${FORTIFY_BENCH_CALLS:-$((3600000 / (rounds * processes)))}"
-        FORTIFY_BENCH_SCALING_MS="${FORTIFY_BENCH_SCALING_MS:-$((500 / processes > 100 ? 500 / processes : 100))}"
+        FORTIFY_BENCH_SCALING_MS="${FORTIFY_BENCH_SCALING_MS:-$window}"
+        FORTIFY_BENCH_SCALING_ROUNDS="${FORTIFY_BENCH_SCALING_ROUNDS:-$samples}"
       )
     fi
     for ((process = 1; process <= processes; process++)); do

@@ -14,7 +14,7 @@ process's own ratio is shown beside. Targets (`claim` and `scaling` records with
 get a verdict from the medians and the count of processes whose own figure meets them.
 
 The records (tab-separated, written by `benches/interleaved/report.rs`):
-    plan      rounds  calls  scaling_ms
+    plan      rounds  calls  scaling_ms  scaling_rounds
     variant   table  name  baseline  median_ns  round_ns,...   (the first of a table: bare)
     claim     table  ours  baseline  at_most
     scaling   name  median  ratio,...  at_least
@@ -33,7 +33,7 @@ def read(path):
             fields = line.rstrip("\n").split("\t")
             kind = fields[0]
             if kind == "plan":
-                plan = tuple(int(x) for x in fields[1:4])
+                plan = tuple(int(x) for x in fields[1:5])
             elif kind == "variant":
                 _, table, name, baseline, ns, _rounds = fields
                 tables.setdefault(table, {})[name] = (baseline or None, float(ns))
@@ -85,8 +85,8 @@ def main():
     runs = [read(p) for p in paths]
     n = len(runs)
     plans = sorted({r[0] for r in runs if r[0]})
-    plan = "; ".join(f"{rounds} rounds of {calls:,} calls per variant, {ms} ms scaling windows"
-                     for rounds, calls, ms in plans)
+    plan = "; ".join(f"{rounds} rounds of {calls:,} calls per variant and {samples} scaling "
+                     f"samples of 2 windows of {ms} ms" for rounds, calls, ms, samples in plans)
     print(f"{n} processes, each {plan}. Each figure: the median across the processes of each "
           "process's figure (the median of its rounds), with the spread of those figures "
           "(min to max; each process has its own address layout). Overheads over bare and "

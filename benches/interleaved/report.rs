@@ -11,11 +11,13 @@
 //! Environment (each optional):
 //! - `FORTIFY_BENCH_QUICK=1`: 3 rounds of 20,000 calls, 100 ms scaling windows (checks that
 //!   the bench works, figures meaningless);
-//! - `FORTIFY_BENCH_ROUNDS=n`, `FORTIFY_BENCH_CALLS=n`, `FORTIFY_BENCH_SCALING_MS=n`: rounds,
-//!   calls per variant per round, and the length of each scaling window, over the defaults (9,
-//!   400,000 and 500 ms) or the quick ones; the scaling line takes `min(rounds, 5)` samples;
+//! - `FORTIFY_BENCH_ROUNDS=n`, `FORTIFY_BENCH_CALLS=n`, `FORTIFY_BENCH_SCALING_MS=n`,
+//!   `FORTIFY_BENCH_SCALING_ROUNDS=n`: rounds, calls per variant per round, the length of each
+//!   scaling window and the scaling samples per shared service (each a window of one task and
+//!   one of two), over the defaults (9, 400,000, 500 ms, and `min(rounds, 5)`) or the quick
+//!   ones;
 //! - `FORTIFY_BENCH_TSV=path`: also write every figure to `path` as tab-separated records:
-//!   `plan  rounds  calls  scaling_ms`, then per table row
+//!   `plan  rounds  calls  scaling_ms  scaling_rounds`, then per table row
 //!   `variant  table  name  baseline  median_ns  round_ns,...` (the first row of a table is
 //!   the bare service, `baseline` empty when the row has none), per target
 //!   `claim  table  ours  baseline  at_most` (ours' overhead over bare at most `at_most` times
@@ -32,13 +34,8 @@ pub(crate) struct Plan {
     pub(crate) rounds: usize,
     pub(crate) calls: u64,
     pub(crate) scaling: Duration,
-}
-
-impl Plan {
     /// Samples per shared service on the scaling line.
-    pub(crate) fn scaling_rounds(&self) -> usize {
-        self.rounds.min(5)
-    }
+    pub(crate) scaling_rounds: usize,
 }
 
 fn number(name: &str) -> Option<u64> {
@@ -57,10 +54,13 @@ pub(crate) fn plan() -> Plan {
     } else {
         (9, 400_000, 500)
     };
+    let rounds = number("FORTIFY_BENCH_ROUNDS").map_or(rounds, |n| n.max(1) as usize);
     Plan {
-        rounds: number("FORTIFY_BENCH_ROUNDS").map_or(rounds, |n| n.max(1) as usize),
+        rounds,
         calls: number("FORTIFY_BENCH_CALLS").map_or(calls, |n| n.max(10)),
         scaling: Duration::from_millis(number("FORTIFY_BENCH_SCALING_MS").unwrap_or(scaling_ms)),
+        scaling_rounds: number("FORTIFY_BENCH_SCALING_ROUNDS")
+            .map_or(rounds.min(5), |n| n.max(1) as usize),
     }
 }
 
@@ -100,6 +100,7 @@ impl Report {
             &plan.rounds.to_string(),
             &plan.calls.to_string(),
             &plan.scaling.as_millis().to_string(),
+            &plan.scaling_rounds.to_string(),
         ]);
         report
     }
