@@ -3,9 +3,9 @@
 //! of every figure for `scripts/interleaved-merge.py`, which merges several processes.
 //!
 //! Why several processes: the `http::Request` lines depend on the process's address layout
-//! (with ASLR, a pool line's overhead over bare ranged from +18 to +133 ns between runs of the
-//! same binary, and from +40 to +43 ns with ASLR off), so one process's table can pass or fail
-//! a target by chance. `scripts/benchmarks.sh` runs the bench in several processes, each with
+//! (with ASLR, a pool line's overhead over bare moved several-fold between runs of the same
+//! binary, and by a few percent with ASLR off), so one process's table can pass or fail a
+//! target by chance. `scripts/benchmarks.sh` runs the bench in several processes, each with
 //! fewer calls, and reports each line's median across them with its spread.
 //!
 //! Environment (each optional):
