@@ -15,6 +15,7 @@ get a verdict from the medians and the count of processes whose own figure meets
 
 The records (tab-separated, written by `benches/interleaved/report.rs`):
     plan      rounds  calls  scaling_ms  scaling_rounds
+    layout    stack  heap   (offsets within a page: a local of the first frames, an allocation)
     variant   table  name  baseline  median_ns  round_ns,...   (the first of a table: bare)
     claim     table  ours  baseline  at_most
     scaling   name  median  ratio,...  at_least
@@ -26,14 +27,17 @@ import sys
 
 def read(path):
     """One process's records: plan, tables {title: {name: (baseline, ns)}} in order,
-    claims [(table, ours, baseline, at_most)], scaling {name: (median, [ratios], at_least)}."""
-    plan, tables, claims, scaling = None, {}, [], {}
+    claims [(table, ours, baseline, at_most)], scaling {name: (median, [ratios], at_least)},
+    layout (stack, heap) or None."""
+    plan, tables, claims, scaling, layout = None, {}, [], {}, None
     with open(path, encoding="utf-8") as fh:
         for line in fh:
             fields = line.rstrip("\n").split("\t")
             kind = fields[0]
             if kind == "plan":
                 plan = tuple(int(x) for x in fields[1:5])
+            elif kind == "layout":
+                layout = (int(fields[1]), int(fields[2]))
             elif kind == "variant":
                 _, table, name, baseline, ns, _rounds = fields
                 tables.setdefault(table, {})[name] = (baseline or None, float(ns))
@@ -46,7 +50,7 @@ def read(path):
                                  float(at_least) if at_least else None)
             else:
                 raise SystemExit(f"{path}: unknown record {kind!r}")
-    return plan, tables, claims, scaling
+    return plan, tables, claims, scaling, layout
 
 
 def in_order(lists):
@@ -64,6 +68,10 @@ def spread(xs, fmt):
 
 def median_spread(xs):
     return f"{times(statistics.median(xs))} ({spread(xs, times)})"
+
+
+def quotient(a, b):
+    return times(a / b) if b else "-"
 
 
 def ns(x):
@@ -90,8 +98,8 @@ def main():
     print(f"{n} processes, each {plan}. Each figure: the median across the processes of each "
           "process's figure (the median of its rounds), with the spread of those figures "
           "(min to max; each process has its own address layout). Overheads over bare and "
-          "ratios are computed from the medians; \"per process\" is the spread of each "
-          "process's own ratio.")
+          "ratios are computed from the medians; \"per process\" is the median and the "
+          "spread of each process's own ratio. The last table shows every process's figures.")
 
     def overhead(run, table, name):
         rows = run[1].get(table)
@@ -101,9 +109,10 @@ def main():
         return rows[name][1] - bare
 
     medians = {}  # (table, name) -> median ns
+    bares = {}  # table -> the bare row's name
     for table in in_order(r[1].keys() for r in runs):
         names = in_order(r[1][table].keys() for r in runs if table in r[1])
-        bare_name = names[0]
+        bare_name = bares[table] = names[0]
         print(f"\n### {table}\n")
         print("| variant | ns per call | processes, min to max | over bare | processes, min to max "
               "| ratio of overheads | per process: median (min to max) |")
@@ -119,7 +128,7 @@ def main():
             over = medians[table, name] - bare
             ratio = per_process = ""
             if baseline and (table, baseline) in medians:
-                ratio = f"{times(over / (medians[table, baseline] - bare))} {baseline}"
+                ratio = f"{quotient(over, medians[table, baseline] - bare)} {baseline}"
                 ratios = process_ratios(runs, table, name, baseline, overhead)
                 per_process = median_spread(ratios) if ratios else ""
             print(f"| {name} | {ns(medians[table, name])} | {spread(figures, ns)} "
@@ -141,9 +150,13 @@ def main():
     for table, ours, baseline, at_most in in_order(r[2] for r in runs):
         if not all((table, x) in medians for x in (ours, baseline)):
             continue
-        bare = medians[table, next(iter(runs[0][1][table]))]
+        bare = medians[table, bares[table]]
+        if medians[table, baseline] == bare:
+            continue
         ratio = (medians[table, ours] - bare) / (medians[table, baseline] - bare)
         ratios = process_ratios(runs, table, ours, baseline, overhead)
+        if not ratios:
+            continue
         verdicts.append((f"{table.split(' (')[0]}: {ours} / {baseline}", f"<= {times(at_most)}",
                          ratio, ratios, ratio <= at_most, sum(r <= at_most for r in ratios)))
     for name in scaling_names:
@@ -162,6 +175,35 @@ def main():
         for claim, target, ratio, ratios, met, meeting in verdicts:
             print(f"| {claim} | {target} | {times(ratio)} | {median_spread(ratios)} "
                   f"| {meeting} of {len(ratios)} | {'met' if met else '**not met**'} |")
+
+    process_table(runs)
+
+
+def process_table(runs):
+    """Each process's overheads over bare, processes ordered by where their stack starts
+    within a page, so that a line that moves with the layout shows it."""
+    if len(runs) < 2:
+        return
+    order = sorted(range(len(runs)), key=lambda i: runs[i][4] or (0, 0))
+    heads = [f"{runs[i][4][0]:#05x}" if runs[i][4] else "?" for i in order]
+    print("\n### Each process's overhead over bare, ns (processes by their stack's offset "
+          "within a page)\n")
+    print(f"| variant | {' | '.join(heads)} |")
+    print(f"|---|{'---|' * len(order)}")
+    for table in in_order(r[1].keys() for r in runs):
+        names = in_order(r[1][table].keys() for r in runs if table in r[1])
+        cells = []
+        for i in order:
+            rows = runs[i][1].get(table, {})
+            cells.append(ns(rows[names[0]][1]) if names[0] in rows else "")
+        print(f"| {table.split(' (')[0]}: {names[0]} (ns per call) | {' | '.join(cells)} |")
+        for name in names[1:]:
+            cells = []
+            for i in order:
+                rows = runs[i][1].get(table, {})
+                bare = rows.get(names[0])
+                cells.append(signed(rows[name][1] - bare[1]) if name in rows and bare else "")
+            print(f"| {name} | {' | '.join(cells)} |")
 
 
 def process_ratios(runs, table, ours, baseline, overhead):

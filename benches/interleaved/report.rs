@@ -17,8 +17,9 @@
 //!   one of two), over the defaults (9, 400,000, 500 ms, and `min(rounds, 5)`) or the quick
 //!   ones;
 //! - `FORTIFY_BENCH_TSV=path`: also write every figure to `path` as tab-separated records:
-//!   `plan  rounds  calls  scaling_ms  scaling_rounds`, then per table row
-//!   `variant  table  name  baseline  median_ns  round_ns,...` (the first row of a table is
+//!   `plan  rounds  calls  scaling_ms  scaling_rounds`, `layout  stack  heap` (the offsets
+//!   within a page of a local of the bench's first frames and of an early allocation), then
+//!   per table row `variant  table  name  baseline  median_ns  round_ns,...` (the first row is
 //!   the bare service, `baseline` empty when the row has none), per target
 //!   `claim  table  ours  baseline  at_most` (ours' overhead over bare at most `at_most` times
 //!   the baseline's), and per shared service `scaling  name  median  ratio,...  at_least`
@@ -102,6 +103,14 @@ impl Report {
             &plan.scaling.as_millis().to_string(),
             &plan.scaling_rounds.to_string(),
         ]);
+        // Where this process's stack and heap start within a page (ASLR moves both): the
+        // runs' futures live on the stack of `block_on`, the requests' parts on the heap.
+        let local = 0u8;
+        let heap = Box::new(0u64);
+        let stack = std::hint::black_box(&local) as *const u8 as usize % 4096;
+        let heap = std::hint::black_box(&*heap) as *const u64 as usize % 4096;
+        println!("address layout: stack at {stack:#05x}, heap at {heap:#05x} within a page");
+        report.record(&["layout", &stack.to_string(), &heap.to_string()]);
         report
     }
 
