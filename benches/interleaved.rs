@@ -1,11 +1,11 @@
 //! The plain view: no criterion, no pairing. Every variant runs once per round, in the same
-//! order, for `CALLS` calls; after `ROUNDS` rounds each variant's figure is the median of
-//! its rounds. Requests are built in every call, for every variant (the bare one too), as
+//! order, for the plan's calls; after the plan's rounds each variant's figure is the median
+//! of its rounds. Requests are built in every call, for every variant (the bare one too), as
 //! a caller builds them, so that costs that show only on a fresh request (a first clone of
 //! a parsed URI's bytes allocates) are counted. Calls go through a current-thread tokio
 //! runtime with `ready().await` and `call().await`, as a caller's code does.
 //!
-//! Three tables:
+//! Three tables, then the targets they check (this process's figures):
 //! - `u64` requests: the pool against tower's `ConcurrencyLimit`;
 //! - `http::Request` (a GET with two headers): each layer and the preset against tower's and
 //!   tower-resilience's equivalents, and the adaptive pools against their fixed twins (issue
@@ -22,7 +22,15 @@
 //! one and their baselines), for a profiler; with `FORTIFY_BENCH_ALONE=1` too, without their
 //! baselines (callgrind counts a closure per type: a variant and a baseline of the same type,
 //! as the adaptive pools and their fixed twins, would be counted together).
+//!
+//! One process's `http::Request` lines depend on its address layout, enough to pass or fail a
+//! target by chance: `scripts/benchmarks.sh` runs this bench in several processes and reports
+//! each line's median across them (`scripts/interleaved-merge.py`). The budget's variables
+//! (`FORTIFY_BENCH_ROUNDS`, `FORTIFY_BENCH_CALLS`, `FORTIFY_BENCH_SCALING_*`) and the
+//! machine-readable output (`FORTIFY_BENCH_TSV=path`) are described in `interleaved/report.rs`.
 
+#[path = "interleaved/report.rs"]
+mod report;
 #[allow(dead_code)]
 #[path = "support/tower_policy.rs"]
 mod tower_policy;
@@ -30,6 +38,7 @@ mod tower_policy;
 use bytes::Bytes;
 use http::{header, Request, Response};
 use http_body_util::Full;
+use report::{plan, Claim, Plan, Report};
 use std::{
     convert::Infallible,
     future::{ready, Ready},
@@ -57,28 +66,6 @@ type Req = Request<Full<Bytes>>;
 type Res = Response<Full<Bytes>>;
 
 const LIMIT: usize = 1000;
-
-struct Plan {
-    rounds: usize,
-    calls: u64,
-    scaling: Duration,
-}
-
-fn plan() -> Plan {
-    if std::env::var_os("FORTIFY_BENCH_QUICK").is_some() {
-        Plan {
-            rounds: 3,
-            calls: 20_000,
-            scaling: Duration::from_millis(100),
-        }
-    } else {
-        Plan {
-            rounds: 9,
-            calls: 400_000,
-            scaling: Duration::from_millis(500),
-        }
-    }
-}
 
 fn request() -> Req {
     Request::get("http://api.example.com/v1/items?page=2")
@@ -132,15 +119,16 @@ where
     })
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.total_cmp(b));
-    xs[xs.len() / 2]
-}
-
-/// Runs every variant once per round, in order, and prints the median ns per call of each,
-/// with its overhead over the first (bare) variant and the ratio of that overhead to the
-/// named baseline's.
-fn table(title: &str, plan: &Plan, mut variants: Vec<(&str, Option<&str>, Run)>) {
+/// Runs every variant once per round, in order, and reports the median ns per call of each,
+/// with its overhead over the first (bare) variant, the ratio of that overhead to the named
+/// baseline's, and the table's targets.
+fn table(
+    report: &mut Report,
+    title: &str,
+    plan: &Plan,
+    mut variants: Vec<(&str, Option<&str>, Run)>,
+    claims: &[Claim],
+) {
     // `FORTIFY_BENCH_ONLY=text`: the bare variant and those whose name holds `text`, with
     // their baselines (for a profiler such as callgrind).
     if let Ok(only) = std::env::var("FORTIFY_BENCH_ONLY") {
@@ -177,26 +165,8 @@ fn table(title: &str, plan: &Plan, mut variants: Vec<(&str, Option<&str>, Run)>)
             samples[i].push(took.as_nanos() as f64 / plan.calls as f64);
         }
     }
-    let medians: Vec<f64> = samples.into_iter().map(median).collect();
-    let bare = medians[0];
-    let overhead = |name: &str| {
-        let i = variants.iter().position(|(n, _, _)| *n == name)?;
-        Some(medians[i] - bare)
-    };
-    println!("\n### {title}\n");
-    println!("| variant | ns per call | over bare | ratio of overheads |");
-    println!("|---|---|---|---|");
-    for (i, (name, baseline, _)) in variants.iter().enumerate() {
-        let ratio = match baseline.and_then(|b| Some((b, overhead(b)?))) {
-            Some((b, overhead)) => format!("{:.2}x {b}", (medians[i] - bare) / overhead),
-            None => String::new(),
-        };
-        println!(
-            "| {name} | {:.1} | {:+.1} | {ratio} |",
-            medians[i],
-            medians[i] - bare
-        );
-    }
+    let rows: Vec<(&str, Option<&str>)> = variants.iter().map(|(n, b, _)| (*n, *b)).collect();
+    report.table(title, &rows, &samples, claims);
 }
 
 /// Calls per second of one shared service from `tasks` tasks on a runtime of `tasks`
@@ -241,8 +211,13 @@ where
     calls.load(Ordering::Relaxed) as f64 / time.as_secs_f64()
 }
 
-fn scaling<S>(name: &str, svc: impl Fn() -> S, plan: &Plan)
-where
+fn scaling<S>(
+    report: &mut Report,
+    name: &str,
+    svc: impl Fn() -> S,
+    plan: &Plan,
+    at_least: Option<f64>,
+) where
     S: Service<u64> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: std::fmt::Debug,
@@ -250,24 +225,20 @@ where
     if std::env::var("FORTIFY_BENCH_ONLY").is_ok_and(|only| !name.contains(only.as_str())) {
         return;
     }
-    let mut ratios = Vec::new();
-    for _ in 0..plan.rounds.min(5) {
-        let one = throughput(svc(), 1, plan.scaling);
-        let two = throughput(svc(), 2, plan.scaling);
-        ratios.push(two / one);
-    }
-    ratios.sort_by(|a, b| a.total_cmp(b));
-    println!(
-        "| {name} | {:.2}x | {:.2}x to {:.2}x |",
-        median(ratios.clone()),
-        ratios[0],
-        ratios[ratios.len() - 1]
-    );
+    let ratios = (0..plan.scaling_rounds)
+        .map(|_| {
+            let one = throughput(svc(), 1, plan.scaling);
+            let two = throughput(svc(), 2, plan.scaling);
+            two / one
+        })
+        .collect();
+    report.scaling(name, ratios, at_least);
 }
 
 fn main() {
     let plan = plan();
     let _ = std::env::args(); // `cargo bench` passes `--bench`.
+    let mut report = Report::new(&plan);
 
     let generic_pool = || {
         PoolLimitLayer::builder(LIMIT)
@@ -276,6 +247,7 @@ fn main() {
             .layer(ok_u64())
     };
     table(
+        &mut report,
         "u64 requests (limit 1000, never full)",
         &plan,
         vec![
@@ -291,10 +263,16 @@ fn main() {
                 variant(generic_pool(), |i| i),
             ),
         ],
+        &[Claim {
+            ours: "fortify GenericPoolLimit (block)",
+            baseline: "tower ConcurrencyLimit",
+            at_most: 1.0,
+        }],
     );
 
     let request = |_| request();
     table(
+        &mut report,
         "http::Request (GET, two headers, built per call)",
         &plan,
         vec![
@@ -424,33 +402,80 @@ fn main() {
                 variant(resilience(), request),
             ),
         ],
+        &http_claims(),
     );
 
-    println!("\n### One shared instance: calls/s of 2 tasks on 2 workers over 1 task on 1\n");
-    println!("| shared service | median | range |");
-    println!("|---|---|---|");
+    report.scaling_header();
     scaling(
+        &mut report,
         "tower GlobalConcurrencyLimit",
         || GlobalConcurrencyLimitLayer::new(LIMIT).layer(ok_u64()),
         &plan,
+        None,
     );
     let shared_pool = PoolLimitLayer::builder(LIMIT)
         .build_generic()
         .expect("valid");
     scaling(
+        &mut report,
         "fortify GenericPoolLimit",
         || shared_pool.layer(ok_u64()),
         &plan,
+        Some(1.0),
     );
     let breaker = CircuitBreakerLayer::builder()
         .classifier(tower_fortify::circuit_breaker::ErrorsOnly)
         .build_generic()
         .expect("valid");
     scaling(
+        &mut report,
         "fortify CircuitBreaker (count window)",
         || breaker.layer(ok_u64()),
         &plan,
+        None,
     );
+    report.finish();
+}
+
+/// The targets of the `http::Request` table (issue 15; the adaptive pools': issue 17).
+fn http_claims() -> [Claim; 6] {
+    let claim = |ours, baseline, at_most| Claim {
+        ours,
+        baseline,
+        at_most,
+    };
+    [
+        claim(
+            "fortify PoolLimit (per host)",
+            "tower ConcurrencyLimit",
+            1.5,
+        ),
+        claim(
+            "fortify PoolLimit adaptive (one pool)",
+            "fortify PoolLimit (one pool)",
+            1.5,
+        ),
+        claim(
+            "fortify PoolLimit adaptive (per host)",
+            "fortify PoolLimit (per host)",
+            1.5,
+        ),
+        claim(
+            "fortify Retry (default policy)",
+            "tower Retry (cloning policy)",
+            1.0,
+        ),
+        claim(
+            "fortify preset stack",
+            "tower Retry + ConcurrencyLimit + Timeout",
+            1.25,
+        ),
+        claim(
+            "fortify preset stack",
+            "tower-resilience retry + breaker + bulkhead + timeout",
+            0.5,
+        ),
+    ]
 }
 
 /// tower-resilience's retry, breaker, bulkhead and timeout, outermost first.

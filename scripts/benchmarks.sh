@@ -3,19 +3,30 @@
 # criterion's estimates of this run) and the paired ratios the `retry` and `pool` benches
 # print, headed by the date, the machine, rustc and the git commit.
 #
-#   scripts/benchmarks.sh                 # every bench, criterion's settings: about 10 minutes
+#   scripts/benchmarks.sh                 # every bench, their own settings: about 15 minutes
 #   scripts/benchmarks.sh --quick pool    # short warm-up and measurement: checks the script
 #
 # Options:
 #   --quick        criterion's --warm-up-time 0.5 --measurement-time 1 --sample-size 10 (groups
 #                  that set their own times keep them); the file then says it is a quick run
 #   --runs N       how many times the paired groups are measured (default 3, quick 1): the
-#                  whole bench once, then `cargo bench --bench X -- paired` N-1 more times
+#                  whole bench once, then `cargo bench --bench X -- paired` N-1 more times;
+#                  each run is a process with its own address layout, which moves a pair's
+#                  ratio of overheads too (as it does the interleaved lines), so the file
+#                  shows every run's and their median
+#   --processes N  how many processes run the interleaved bench (default 5, quick 2): each
+#                  has its own address layout, which moves its `http::Request` lines, so the
+#                  file shows each line's median across the processes and their spread
+#                  (`scripts/interleaved-merge.py`); the calls are split between them, so the
+#                  bench takes about as long whatever N (7 or 9 narrow the medians further);
+#                  FORTIFY_BENCH_ROUNDS, FORTIFY_BENCH_CALLS, FORTIFY_BENCH_SCALING_MS and
+#                  FORTIFY_BENCH_SCALING_ROUNDS set one process's budget (as with --quick)
 #   --output FILE  where to write (default BENCHMARKS.md at the repository root)
-#   BENCH...       which benches (default: stack e2e circuit_breaker pool retry hedge classify)
+#   BENCH...       which benches (default: stack e2e circuit_breaker pool adaptive retry hedge
+#                  classify tls interleaved)
 #
-# Needs cargo, git, jq and awk. Run it on an otherwise idle machine: the figures of a loaded
-# one say little (the file records the load average before the run).
+# Needs cargo, git, jq, awk and python3. Run it on an otherwise idle machine: the figures of a
+# loaded one say little (the file records the load average before the run).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,12 +35,14 @@ cd "$root"
 all_benches=(stack e2e circuit_breaker pool adaptive retry hedge classify tls interleaved)
 quick=false
 runs=
+processes=
 output="$root/BENCHMARKS.md"
 benches=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=true ;;
     --runs) runs=$2; shift ;;
+    --processes) processes=$2; shift ;;
     --output) output=$2; shift ;;
     -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     -*) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -44,7 +57,11 @@ done
 if [ -z "$runs" ]; then
   if $quick; then runs=1; else runs=3; fi
 fi
-for tool in cargo git jq awk; do
+if [ -z "$processes" ]; then
+  if $quick; then processes=2; else processes=5; fi
+fi
+[[ "$processes" =~ ^[1-9][0-9]*$ ]] || { echo "--processes takes a positive number" >&2; exit 2; }
+for tool in cargo git jq awk python3; do
   command -v "$tool" >/dev/null || { echo "$tool is needed" >&2; exit 2; }
 done
 
@@ -71,10 +88,14 @@ cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
 [ -n "$cpu" ] || cpu=unknown
 cpus=$(nproc 2>/dev/null || echo '?')
 load=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')
+aslr=$(cat /proc/sys/kernel/randomize_va_space 2>/dev/null || echo '?')
 rustc_version=$(rustc --version)
 commit=$(git rev-parse --short=12 HEAD)
-output_rel=$(realpath --relative-to="$root" "$output" 2>/dev/null || echo "$output")
-if [ -n "$(git status --porcelain -- . ":(exclude)$output_rel")" ]; then
+# The output file does not count as a change (git refuses to exclude a path outside the tree).
+status_paths=(.)
+output_rel=$(realpath -m --relative-to="$root" "$output")
+case "$output_rel" in ../*) ;; *) status_paths+=(":(exclude)$output_rel") ;; esac
+if [ -n "$(git status --porcelain -- "${status_paths[@]}")" ]; then
   tree="with uncommitted changes (dirty)"
 else
   tree="clean"
@@ -128,11 +149,35 @@ per_pair_rows() {
 
 for bench in "${benches[@]}"; do
   if [ "$bench" = interleaved ]; then
-    # Not criterion: it prints its own tables (rounds, medians).
-    echo "==> cargo bench --bench interleaved" >&2
-    if $quick; then export FORTIFY_BENCH_QUICK=1; fi
-    cargo bench --bench interleaved 2>&1 | tee "$work/$bench.1.log"
-    unset FORTIFY_BENCH_QUICK
+    # Not criterion: each process writes its figures (FORTIFY_BENCH_TSV, see
+    # benches/interleaved/report.rs) and scripts/interleaved-merge.py takes their medians.
+    # The budget of one process run alone (9 rounds of 400,000 calls per variant; 5 scaling
+    # samples of 2 windows of 500 ms) is split between the processes: 5 rounds each, the
+    # calls divided by the number of processes, and so are the scaling windows down to
+    # 100 ms, then the samples (at least one per process).
+    interleaved_env=()
+    if $quick; then
+      interleaved_env=(FORTIFY_BENCH_QUICK=1)
+    else
+      rounds=${FORTIFY_BENCH_ROUNDS:-5}
+      if ((processes <= 5)); then
+        window=$((500 / processes)) samples=5
+      else
+        window=100 samples=$(((25 + processes - 1) / processes))
+      fi
+      interleaved_env=(
+        FORTIFY_BENCH_ROUNDS="$rounds"
+        FORTIFY_BENCH_CALLS="${FORTIFY_BENCH_CALLS:-$((3600000 / (rounds * processes)))}"
+        FORTIFY_BENCH_SCALING_MS="${FORTIFY_BENCH_SCALING_MS:-$window}"
+        FORTIFY_BENCH_SCALING_ROUNDS="${FORTIFY_BENCH_SCALING_ROUNDS:-$samples}"
+      )
+    fi
+    for ((process = 1; process <= processes; process++)); do
+      echo "==> cargo bench --bench interleaved (process $process of $processes: ${interleaved_env[*]})" >&2
+      env "${interleaved_env[@]}" FORTIFY_BENCH_TSV="$work/$bench.$process.tsv" \
+        cargo bench --bench interleaved 2>&1 | tee "$work/$bench.$process.log"
+    done
+    python3 scripts/interleaved-merge.py "$work/$bench".*.tsv >"$work/$bench.merged"
     continue
   fi
   marker="$work/$bench.marker"
@@ -165,7 +210,7 @@ describe() {
     retry) echo "The retry layer's success path, beside tower's \`Retry\` (with a policy that copies every field of the request, alone and with \`TpsBudget\`), each copy alone, and tower-resilience's retry; every call a clone of one GET with three headers." ;;
     hedge) echo "The hedge layer on a call answered before its hedge delay (a trivial service answering at once), beside the bare service and the retry layer (which keeps the same request copy); \`hedge_warm\` keeps the copy a hedge would be sent from, \`hedge_cold\` (no delay yet) and \`hedge_post\` (never hedged) do not; every call a clone of one request with three headers." ;;
     tls) echo "The HTTPS client in one call (\`ClientConfig::https\`) against a bare hyper-util + hyper-rustls client with the same roots, over loopback TLS: keep-alive requests, and a new connection per request (the handshake and the connection-phase telemetry)." ;;
-    interleaved) echo "The plain view beside the paired one: no criterion, no pairing; every variant once per round, medians of the rounds; requests built in every call; \`u64\` and \`http::Request\` requests; one shared instance on two threads. The tables are the bench's own output." ;;
+    interleaved) echo "The plain view beside the paired one: no criterion, no pairing; every variant once per round, medians of the rounds; requests built in every call; \`u64\` and \`http::Request\` requests; one shared instance on two threads. One process's \`http::Request\` lines depend on its address layout (enough to pass or fail a target by chance), so the bench runs in $processes processes (ASLR: \`kernel.randomize_va_space\` = $aslr$(if [ "$aslr" = 0 ]; then echo ", off: every process has the same layout and the spread shows only noise"; fi)) and these tables are their merge (\`scripts/interleaved-merge.py\`)." ;;
     classify) echo "\`ErrorClassify\` on a service that answers at once, beside tower's \`MapErr\` boxing the error, on the success and the error path." ;;
   esac
 }
@@ -252,7 +297,7 @@ paired_table() {
       printf "| pair | ours / baseline"
       if (runs > 1) printf ", %d runs | median", runs
       if (any_per_pair) printf " | median of the pairs%s | throughput ours / baseline (1 / median)", (runs > 1 ? ", per run; median" : "")
-      printf " | ratio of overheads over bare | ours, baseline per call (run 1) | calls each (run 1) |\n|---|---|"
+      printf " | ratio of overheads over bare%s | ours, baseline per call (run 1) | calls each (run 1) |\n|---|---|", (runs > 1 ? ", per run; median" : "")
       if (runs > 1) printf "---|"
       if (any_per_pair) printf "---|---|"
       printf "---|---|---|\n"
@@ -269,8 +314,9 @@ paired_table() {
           else printf " | %s | %.3f", list, 1 / list
         }
         m = 0; olist = ""
-        for (r = 1; r <= runs; r++) if ((name, r) in overhead) olist = olist (++m > 1 ? ", " : "") overhead[name, r]
-        printf " | %s", (m ? olist : "-")
+        for (r = 1; r <= runs; r++) if ((name, r) in overhead) { o[++m] = overhead[name, r]; olist = olist (m > 1 ? ", " : "") overhead[name, r] }
+        # Each run is its own process, with its own address layout: the median of the runs.
+        printf " | %s", (m == 0 ? "-" : m == 1 ? olist : olist "; " median(o, m))
         printf " | %s ns, %s ns | %s |\n", ours[name], baseline[name], thousands(calls[name])
       }
     }' "${files[@]}"
@@ -306,7 +352,7 @@ paired_table() {
     describe "$bench"
     if [ "$bench" = interleaved ]; then
       echo
-      awk '/^### /{on=1} on' "$work/$bench.1.log" | sed 's/^### /### /'
+      cat "$work/$bench.merged"
       continue
     fi
     estimate_tables "$bench"
