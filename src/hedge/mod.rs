@@ -89,19 +89,18 @@
 //!
 //! A latency is recorded for tracked attempts that answer with a response (failures are
 //! not latencies of the backend's answers): for every one until the host has its delay.
-//! After that, an answer at the first poll counts as zero (no clock read), and one
-//! pending call in two on each thread is timed, its latency counting twice (as the
-//! adaptive pool limit times its calls): the other reads the clock only for its hedge
-//! deadline. The counts above (windows of 512, every 128, `min_samples`) count answers so
+//! After that, one call in two on each thread, drawn at random, is recorded, counting
+//! twice (as the adaptive pool limit times its calls): an answer at the first poll as zero
+//! (no clock read), a pending call timed; the other pending call reads the clock only for
+//! its hedge deadline, and neither writes the histogram. The counts above (windows of 512, every 128, `min_samples`) count answers so
 //! weighted. When a hedge wins, the hedge's latency and the first attempt's time so far
 //! are recorded once each: the latter a lower bound of its latency, which keeps slow
 //! answers in the tail.
 //!
 //! # Cost
 //!
-//! A request that may not be hedged costs a few branches and a reference to the layer
-//! (the thread's spare: no shared count written), its one attempt polled straight
-//! through. One that may costs its host's
+//! A request that may not be hedged costs a few branches, its one attempt polled straight
+//! through (its future holds no reference to the layer). One that may costs its host's
 //! slot: the thread's last one when the URI's scheme and authority are the last call's
 //! (a byte comparison and one atomic load to check the slot still holds the host), else
 //! the host's key, read and hashed in place from the URI, and a slot lookup (atomic

@@ -1,5 +1,5 @@
 use super::{
-    future::{ResponseFuture, Spare, Timing},
+    future::{ResponseFuture, Timing},
     shared::{Shared, SharedRef},
 };
 use crate::retry::{Kept, NoRetry, TryCloneBody};
@@ -112,28 +112,30 @@ where
         let may_resend = request.extensions().get::<NoRetry>().is_none()
             && shared.allowed_methods.may_resend(&request);
         let Some(slot) = may_resend.then(|| shared.slot_of(&request)).flatten() else {
-            return ResponseFuture::untracked(self.inner.call(request), SharedRef::of(shared));
+            return ResponseFuture::untracked(self.inner.call(request));
         };
         // A copy of the request, and a service to send it with, only when a hedge may
         // follow: the host has its delay, and room for one more hedge.
         let tracker = &shared.tracker;
-        let (inner, template) = (&self.inner, &self.template);
-        let delay = tracker.delay(slot);
-        let timing = if delay.is_some() {
-            Timing::Warm
+        let warm = tracker.delay(slot).is_some();
+        let timing = if warm { Timing::Warm } else { Timing::Cold };
+        let kept = if warm && tracker.in_flight(slot) < shared.max_in_flight {
+            Kept::of(&request)
         } else {
-            Timing::Cold
+            None
         };
-        let spare = delay
-            .filter(|_| tracker.in_flight(slot) < shared.max_in_flight)
-            .and_then(|_| {
-                let kept = Kept::of(&request)?;
-                // The hedge is sent with a clone of the template, made when the delay is
-                // over and driven to readiness then.
-                Some(Spare::new(template.share(inner), kept))
-            });
-        let future = self.inner.call(request);
+        // The hedge is sent with a clone of the template, made when the delay is over and
+        // driven to readiness then.
+        let template = kept.as_ref().map(|_| self.template.share(&self.inner));
+        let shared = SharedRef::of(shared);
         // At most 4096 slots (`max_keys`): an index fits in a `u16`.
-        ResponseFuture::tracked(future, slot as u16, spare, timing, SharedRef::of(shared))
+        ResponseFuture::tracked(
+            self.inner.call(request),
+            slot as u16,
+            kept,
+            template,
+            timing,
+            shared,
+        )
     }
 }

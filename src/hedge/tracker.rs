@@ -315,27 +315,37 @@ impl std::fmt::Debug for Tracker {
 
 /// The `percentile` of the latencies counted in `windows` (µs, the largest value of its
 /// bucket), or `None` when they hold none.
+///
+/// The counts are read once (a snapshot: records racing with it change neither the total
+/// nor the ranks it sees), and the percentile's bucket is looked for from the top: a tail
+/// percentile has few samples above it, so few buckets are summed a second time.
 fn percentile(windows: &[[AtomicU16; BUCKETS]; 2], percentile: f64) -> Option<u64> {
-    let count = |bucket: usize| -> u64 {
-        windows
+    let mut counts = [0_u32; BUCKETS];
+    let mut total = 0_u64;
+    for (bucket, count) in counts.iter_mut().enumerate() {
+        *count = windows
             .iter()
-            .map(|w| u64::from(w[bucket].load(Ordering::Relaxed)))
-            .sum()
-    };
-    let total: u64 = (0..BUCKETS).map(count).sum();
+            .map(|w| u32::from(w[bucket].load(Ordering::Relaxed)))
+            .sum();
+        total += u64::from(*count);
+    }
     if total == 0 {
         return None;
     }
-    // The rank of the sample at the percentile: at least the first.
+    // The rank of the sample at the percentile: at least the first. Its bucket is the
+    // lowest whose samples and those below it number `rank` or more, that is, the lowest
+    // with at most `total - rank` samples above it.
     let rank = ((total as f64 * percentile / 100.0).ceil() as u64).clamp(1, total);
-    let mut seen = 0;
-    for bucket in 0..BUCKETS {
-        seen += count(bucket);
-        if seen >= rank {
-            return Some(bucket_max(bucket));
+    let mut above = 0_u64;
+    let mut found = BUCKETS - 1;
+    for (bucket, &count) in counts.iter().enumerate().rev() {
+        if above > total - rank {
+            break;
         }
+        found = bucket;
+        above += u64::from(count);
     }
-    Some(bucket_max(BUCKETS - 1))
+    Some(bucket_max(found))
 }
 
 #[cfg(test)]
@@ -393,6 +403,39 @@ mod tests {
             assert!(delay >= want, "p{p}: {delay:?}");
             assert!(delay <= want + want / 8, "p{p}: {delay:?}");
         }
+    }
+
+    proptest::proptest! {
+        /// The percentile found from the top is the first bucket, from the bottom, whose
+        /// samples and those below it reach the rank: for any counts and percentile.
+        #[test]
+        fn the_percentile_is_the_first_bucket_to_reach_its_rank(
+            counts in proptest::collection::vec((0..BUCKETS, 1_u16..300, 0..2_usize), 1..40),
+            p in 0.5_f64..99.9,
+        ) {
+            let windows: [[AtomicU16; BUCKETS]; 2] =
+                std::array::from_fn(|_| std::array::from_fn(|_| AtomicU16::new(0)));
+            for &(bucket, n, window) in &counts {
+                windows[window][bucket].fetch_add(n, Ordering::Relaxed);
+            }
+            let total: u64 = counts.iter().map(|&(_, n, _)| u64::from(n)).sum();
+            let rank = ((total as f64 * p / 100.0).ceil() as u64).clamp(1, total);
+            let mut seen = 0;
+            let want = (0..BUCKETS)
+                .find(|&b| {
+                    seen += windows.iter().map(|w| u64::from(w[b].load(Ordering::Relaxed))).sum::<u64>();
+                    seen >= rank
+                })
+                .unwrap();
+            proptest::prop_assert_eq!(percentile(&windows, p), Some(bucket_max(want)));
+        }
+    }
+
+    #[test]
+    fn no_samples_no_percentile() {
+        let windows: [[AtomicU16; BUCKETS]; 2] =
+            std::array::from_fn(|_| std::array::from_fn(|_| AtomicU16::new(0)));
+        assert_eq!(percentile(&windows, 95.0), None);
     }
 
     #[test]

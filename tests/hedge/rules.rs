@@ -163,7 +163,15 @@ async fn no_hedge_to_a_breaker_that_is_not_closed() {
     let breaker = CircuitBreakerLayer::builder().build().unwrap();
     let handle = breaker.handle();
     let backend = Backend::new();
-    let layer = builder().breaker(handle.clone()).build().unwrap();
+    // A budget that shows whether a hedge was sent: the breaker below would reject one
+    // sent to it as well, so the backend's count alone cannot tell "not sent" from
+    // "sent and rejected" (which spends the budget).
+    let budget = RetryBudget::new(Duration::from_secs(60), 1, 0.0).unwrap();
+    let layer = builder()
+        .breaker(handle.clone())
+        .budget(budget.clone())
+        .build()
+        .unwrap();
     let svc = layer.layer(breaker.layer(backend.clone()));
     warm(&svc, &backend, "a.test").await;
     let host = handle
@@ -171,18 +179,25 @@ async fn no_hedge_to_a_breaker_that_is_not_closed() {
         .expect("the host's breaker");
 
     // The breaker opens while the first attempt runs: no hedge follows it.
+    let reserve = budget.available();
     backend.script([Step::Ok(Duration::from_secs(1))]);
     let call = tokio::spawn(svc.clone().oneshot(get("a.test")));
     tokio::time::sleep(ms(1)).await;
     host.force_open();
     call.await.unwrap().unwrap();
     assert_eq!(backend.calls(), 6, "no hedge to an open breaker");
+    assert_eq!(
+        budget.available(),
+        reserve,
+        "no hedge sent: nothing withdrawn"
+    );
 
     // Closed again: hedged.
     host.reset();
     backend.script([Step::Ok(Duration::from_secs(1)), Step::Ok(ms(20))]);
     svc.clone().oneshot(get("a.test")).await.unwrap();
     assert_eq!(backend.calls(), 8);
+    assert_eq!(budget.available(), reserve - 1, "the hedge withdrew one");
 
     // Another host's breaker does not matter.
     warm(&svc, &backend, "b.test").await;
