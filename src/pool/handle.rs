@@ -30,6 +30,12 @@ pub struct PoolHandle {
 /// Anything that can describe its pools.
 pub(crate) trait Source: Send + Sync + 'static {
     fn snapshot(&self) -> PoolSnapshot;
+    /// Publishes the in-use and utilisation gauges from the pools' counts (the refresher).
+    #[cfg(feature = "metrics")]
+    fn publish_gauges(&self);
+    /// The refresher stopped: the pools' calls publish the gauges again.
+    #[cfg(feature = "metrics")]
+    fn gauges_per_call(&self);
 }
 
 impl PoolHandle {

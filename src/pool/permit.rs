@@ -16,7 +16,7 @@ use crate::{
 use std::{
     fmt,
     sync::{
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
     task::{Context, Poll},
@@ -108,9 +108,11 @@ pub(crate) struct Pool {
     #[cfg(feature = "metrics")]
     live: bool,
     /// Whether a permit's grant and return are just the semaphore's: no tracker, no
-    /// adaptive limit, no gauges (fixed when the pool is made). Read once per grant; the
-    /// permit's word then says it for the return.
-    plain: bool,
+    /// adaptive limit, no gauges to publish per call (none, or the refresher publishes
+    /// them: `metrics`' module docs). Read once per grant; the permit's word then says it
+    /// for the return. Set when the pool is made, and again when the refresher starts or
+    /// stops.
+    plain: AtomicBool,
     /// Whether a permit's grant and return are the semaphore's and the adaptive limit's
     /// alone: an adaptive pool without tracker or gauges (fixed when the pool is made).
     /// Its permits take short paths of their own, out of line.
@@ -147,7 +149,11 @@ impl Pool {
         let live = core.instruments.live();
         #[cfg(not(feature = "metrics"))]
         let live = false;
-        let plain = adaptive.is_none() && core.leak_threshold.is_none() && !live;
+        #[cfg(feature = "metrics")]
+        let per_call = live && !core.instruments.refresh.running();
+        #[cfg(not(feature = "metrics"))]
+        let per_call = false;
+        let plain = adaptive.is_none() && core.leak_threshold.is_none() && !per_call;
         let adaptive_only = adaptive.is_some() && core.leak_threshold.is_none() && !live;
         let permits = core.maxsize - adaptive.as_ref().map_or(0, Limiter::parked);
         // A layer's only pool, shared by every thread that calls the layer, parks its free
@@ -158,7 +164,7 @@ impl Pool {
             Semaphore::new(permits)
         };
         Pool {
-            plain,
+            plain: AtomicBool::new(plain),
             adaptive_only,
             semaphore,
             adaptive,
@@ -200,7 +206,7 @@ impl Pool {
             // A layer's only pool: its permits go through the thread's spare slot.
             return Ok(self.granted());
         }
-        let word = if self.plain {
+        let word = if self.plain.load(Ordering::Relaxed) {
             PLAIN
         } else {
             self.granted_word()
@@ -211,7 +217,7 @@ impl Pool {
     /// Wraps a permit just taken from the semaphore.
     #[inline]
     fn granted(self: &Arc<Self>) -> Permit {
-        let word = if self.plain {
+        let word = if self.plain.load(Ordering::Relaxed) {
             PLAIN
         } else {
             self.granted_word()
@@ -234,6 +240,11 @@ impl Pool {
     /// [`granted_word`](Self::granted_word) for a pool with a tracker or gauges.
     #[inline(never)]
     fn granted_tracked(&self) -> u64 {
+        // Gauges, and nothing else, to update: the refresher can do it instead.
+        #[cfg(feature = "metrics")]
+        if self.may_be_plain() && self.core.instruments.refresh.start() {
+            self.plain.store(true, Ordering::Relaxed);
+        }
         let slot = match &self.tracker {
             Some(tracker) => self.track(tracker),
             None => UNTRACKED,
@@ -427,8 +438,14 @@ impl Pool {
     #[cfg(feature = "metrics")]
     #[inline(never)]
     fn publish_live(&self, delta: isize) {
+        // While the refresher runs, it publishes (a call's value, counted without the
+        // plain permits, would be wrong until its next round).
+        let refreshed = self.core.instruments.refresh.running();
         match &self.core.keyed {
             None => {
+                if refreshed {
+                    return;
+                }
                 let max = self.core.maxsize;
                 self.core.instruments.publish(|| (self.in_use(), max));
             }
@@ -442,8 +459,24 @@ impl Pool {
                     }
                     _ => {}
                 }
-                self.core.publish_keyed();
+                if !refreshed {
+                    self.core.publish_keyed();
+                }
             }
+        }
+    }
+
+    /// Whether the pool's permits would be plain but for gauges published per call.
+    #[cfg(feature = "metrics")]
+    fn may_be_plain(&self) -> bool {
+        self.live && self.tracker.is_none() && self.adaptive.is_none()
+    }
+
+    /// The refresher stopped: this pool's calls publish the gauges again.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn gauges_per_call(&self) {
+        if self.may_be_plain() {
+            self.plain.store(false, Ordering::Relaxed);
         }
     }
 
@@ -502,6 +535,21 @@ impl Pool {
 }
 
 impl Core {
+    /// Publishes the in-use and utilisation gauges from `pools`, every pool of the layer
+    /// (the refresher, a snapshot).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn publish_totals(&self, pools: &[Arc<Pool>]) {
+        if !self.instruments.live() {
+            return;
+        }
+        let in_use = pools.iter().map(|pool| pool.in_use()).sum();
+        let max = match &self.keyed {
+            None => self.maxsize,
+            Some(_) => self.maxsize.saturating_mul(pools.len()),
+        };
+        self.instruments.publish(|| (in_use, max));
+    }
+
     /// Gauges of a keyed layer: `in_use` over all pools, out of `maxsize` per pool.
     #[cfg(feature = "metrics")]
     pub(crate) fn publish_keyed(&self) {
