@@ -185,6 +185,42 @@ mod metrics_ {
         });
     }
 
+    /// The runtime of the layer's refresher shuts down: the next runtime's calls still
+    /// bring the gauges to the exact count (they publish, or start a refresher there).
+    #[test]
+    fn the_gauges_outlive_the_refreshers_runtime() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let paused = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap()
+        };
+        let first = paused();
+        let layer = first.block_on(async { layer_without_leaks(&recorder) });
+        let svc = layer.layer(slow(Duration::ZERO));
+        first.block_on(async {
+            drop(svc.clone().oneshot(get("a")).await.unwrap());
+            refreshed().await;
+        });
+        drop(first);
+        paused().block_on(async {
+            let mut held = Vec::new();
+            for _ in 0..3 {
+                held.push(svc.clone().oneshot(get("a")).await.unwrap());
+            }
+            refreshed().await;
+            let recorded = Recorded::take(&snapshotter);
+            assert_eq!(recorded.gauge("fortify_pool_in_use"), 3.0);
+            held.clear();
+            refreshed().await;
+            let recorded = Recorded::take(&snapshotter);
+            assert_eq!(recorded.gauge("fortify_pool_in_use"), 0.0);
+        });
+    }
+
     fn layer_without_leaks(recorder: &DebuggingRecorder) -> PoolLimitLayer {
         metrics::with_local_recorder(recorder, || {
             PoolLimitLayer::builder(4)
