@@ -176,7 +176,8 @@ impl Refresh {
     /// Whether the refresher runs (so that calls need not publish).
     #[inline]
     pub(crate) fn running(&self) -> bool {
-        self.0.state.load(Ordering::Acquire) == RUNNING
+        // `SeqCst`: ordered with a pool's flag (`Pool::granted_tracked`).
+        self.0.state.load(Ordering::SeqCst) == RUNNING
     }
 
     /// The layer's pools, which the refresher reads.
@@ -220,7 +221,7 @@ impl Drop for Running {
         } else {
             IDLE
         };
-        self.0.state.store(next, Ordering::Release);
+        self.0.state.store(next, Ordering::SeqCst);
         if let Some(source) = self.0.source.get().and_then(Weak::upgrade) {
             source.gauges_per_call();
         }

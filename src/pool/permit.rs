@@ -110,8 +110,8 @@ pub(crate) struct Pool {
     /// Whether a permit's grant and return are just the semaphore's: no tracker, no
     /// adaptive limit, no gauges to publish per call (none, or the refresher publishes
     /// them: `metrics`' module docs). Read once per grant; the permit's word then says it
-    /// for the return. Set when the pool is made, and again when the refresher starts or
-    /// stops.
+    /// for the return. With gauges, set by the first grant that sees the refresher run,
+    /// unset when the refresher stops.
     plain: AtomicBool,
     /// Whether a permit's grant and return are the semaphore's and the adaptive limit's
     /// alone: an adaptive pool without tracker or gauges (fixed when the pool is made).
@@ -153,12 +153,15 @@ impl Pool {
         let per_call = live && !core.instruments.refresh.running();
         #[cfg(not(feature = "metrics"))]
         let per_call = false;
-        let plain = adaptive.is_none() && core.leak_threshold.is_none() && !per_call;
+        let fixed = adaptive.is_none() && core.leak_threshold.is_none();
+        // With gauges, plain only from a grant that saw the refresher run (`granted_tracked`):
+        // a pool made plain here while the refresher stops could be missed by its stop.
+        let plain = fixed && !live;
         let adaptive_only = adaptive.is_some() && core.leak_threshold.is_none() && !live;
         let permits = core.maxsize - adaptive.as_ref().map_or(0, Limiter::parked);
         // A layer's only pool, shared by every thread that calls the layer, parks its free
         // permits per thread (see `semaphore::lease`); per-host pools are many and small.
-        let semaphore = if plain && key.is_none() {
+        let semaphore = if fixed && !per_call && key.is_none() {
             Semaphore::with_leases(permits, Leases::per_machine())
         } else {
             Semaphore::new(permits)
@@ -243,7 +246,14 @@ impl Pool {
         // Gauges, and nothing else, to update: the refresher can do it instead.
         #[cfg(feature = "metrics")]
         if self.may_be_plain() && self.core.instruments.refresh.start() {
-            self.plain.store(true, Ordering::Relaxed);
+            self.plain.store(true, Ordering::SeqCst);
+            // A refresher that stopped before this store could not set the pool back: read
+            // its state after the store. Its stop writes the state, then the pool (both
+            // `SeqCst`): either this reads the stop, or the stop's write to the pool comes
+            // after this one.
+            if !self.core.instruments.refresh.running() {
+                self.plain.store(false, Ordering::SeqCst);
+            }
         }
         let slot = match &self.tracker {
             Some(tracker) => self.track(tracker),
@@ -476,7 +486,7 @@ impl Pool {
     #[cfg(feature = "metrics")]
     pub(crate) fn gauges_per_call(&self) {
         if self.may_be_plain() {
-            self.plain.store(false, Ordering::Relaxed);
+            self.plain.store(false, Ordering::SeqCst);
         }
     }
 
