@@ -185,6 +185,7 @@
     doc = "[retry-layer]: https://docs.rs/tower-fortify/latest/tower_fortify/retry/struct.RetryLayer.html"
 )]
 
+mod acquire;
 mod adaptive;
 mod body;
 pub mod error;

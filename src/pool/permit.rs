@@ -5,7 +5,7 @@ use super::{
     adaptive::{Limiter, Outcome, Stamp},
     error::{EmptyPool, PoolFull},
     handle::PoolStats,
-    semaphore::{lease::Leases, Semaphore, Wait},
+    semaphore::{lease::Leases, Semaphore},
     tracker::Tracker,
 };
 use crate::{
@@ -19,7 +19,6 @@ use std::{
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
-    task::{Context, Poll},
     time::Duration,
 };
 use tokio::time::Instant;
@@ -102,7 +101,7 @@ impl Counts {
 
 /// One pool: `maxsize` permits.
 pub(crate) struct Pool {
-    semaphore: Semaphore,
+    pub(super) semaphore: Semaphore,
     /// Whether the gauges reach a recorder (`core.instruments.live()`, which never changes),
     /// kept here so that a permit's fast paths read one line of the pool, not the core's.
     #[cfg(feature = "metrics")]
@@ -219,7 +218,7 @@ impl Pool {
 
     /// Wraps a permit just taken from the semaphore.
     #[inline]
-    fn granted(self: &Arc<Self>) -> Permit {
+    pub(super) fn granted(self: &Arc<Self>) -> Permit {
         let word = if self.plain.load(Ordering::Relaxed) {
             PLAIN
         } else {
@@ -311,16 +310,6 @@ impl Pool {
         self.core.instruments.overflow.increment(1);
         self.publish(1);
         Permit::held(self.reference(), Permit::word(OVERFLOW, RETURNED))
-    }
-
-    /// Starts a wait for a permit, begun at `since`.
-    pub(crate) fn acquire(self: &Arc<Self>, since: Instant) -> Acquire {
-        Acquire {
-            pool: Arc::clone(self),
-            wait: Wait::Start,
-            since,
-            queued: false,
-        }
     }
 
     /// The error of a call that waited `pool_timeout` in vain (counted here).
@@ -438,7 +427,7 @@ impl Pool {
     /// the gauges.
     #[inline]
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    fn publish(&self, delta: isize) {
+    pub(super) fn publish(&self, delta: isize) {
         #[cfg(feature = "metrics")]
         if self.live {
             self.publish_live(delta);
@@ -719,80 +708,6 @@ impl Drop for Permit {
     fn drop(&mut self) {
         if let Some(held) = self.0.take() {
             held.release();
-        }
-    }
-}
-
-/// A wait for a permit of one pool. `Unpin`, so a service can poll it in `poll_ready`.
-///
-/// Dropping it leaves the queue; a permit already handed to it goes to the next waiter.
-pub(crate) struct Acquire {
-    pool: Arc<Pool>,
-    wait: Wait,
-    since: Instant,
-    queued: bool,
-}
-
-impl fmt::Debug for Acquire {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Acquire")
-            .field("pool", &self.pool.key)
-            .field("since", &self.since)
-            .field("queued", &self.queued)
-            .finish()
-    }
-}
-
-impl Acquire {
-    pub(crate) fn pool(&self) -> &Arc<Pool> {
-        &self.pool
-    }
-
-    pub(crate) fn since(&self) -> Instant {
-        self.since
-    }
-
-    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Permit> {
-        if matches!(self.wait, Wait::Done) {
-            // A permit is taken once; polling again would double it.
-            return Poll::Pending;
-        }
-        let result = self.pool.semaphore.poll_acquire(&mut self.wait, cx);
-        match result {
-            Poll::Pending => {
-                if !self.queued {
-                    self.queued = true;
-                    #[cfg(feature = "metrics")]
-                    self.pool.core.instruments.waiting.increment(1);
-                }
-                Poll::Pending
-            }
-            Poll::Ready(()) => {
-                if self.queued {
-                    self.queued = false;
-                    #[cfg(feature = "metrics")]
-                    {
-                        let instruments = &self.pool.core.instruments;
-                        instruments.waiting.decrement(1);
-                        instruments.waited(self.since.elapsed());
-                    }
-                }
-                Poll::Ready(self.pool.granted())
-            }
-        }
-    }
-}
-
-impl Drop for Acquire {
-    fn drop(&mut self) {
-        if self.queued {
-            #[cfg(feature = "metrics")]
-            self.pool.core.instruments.waiting.decrement(1);
-        }
-        if self.pool.semaphore.cancel(&mut self.wait) {
-            // The permit was handed over but never taken: pass it on.
-            self.pool.semaphore.release();
-            self.pool.publish(0);
         }
     }
 }
