@@ -3,7 +3,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use std::{
     pin::Pin,
-    task::{ready, Context, Poll},
+    task::{Context, Poll},
 };
 
 pin_project! {
@@ -140,17 +140,20 @@ impl<B: Body> Body for PoolBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
-        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        // The inner poll is returned as it came, looked at in place: taken out of its
+        // `Poll` and wrapped again, a frame was moved twice more.
+        let polled = this.inner.as_mut().poll_frame(cx);
         if this.permit.is_held() {
-            let done = match &frame {
-                None | Some(Err(_)) => true,
-                Some(Ok(_)) => this.inner.is_end_stream(),
+            let done = match &polled {
+                Poll::Pending => false,
+                Poll::Ready(None | Some(Err(_))) => true,
+                Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
             };
             if done {
                 *this.permit = Permit::NONE;
             }
         }
-        Poll::Ready(frame)
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

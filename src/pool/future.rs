@@ -1,10 +1,6 @@
 //! [`Future`] types.
 
-use super::{
-    adaptive::Outcome,
-    body::PoolBody,
-    permit::{Acquire, Permit},
-};
+use super::{acquire::Acquire, adaptive::Outcome, body::PoolBody, permit::Permit};
 use crate::{
     classify::{Failure, Stage},
     BoxError,

@@ -30,6 +30,12 @@ pub struct PoolHandle {
 /// Anything that can describe its pools.
 pub(crate) trait Source: Send + Sync + 'static {
     fn snapshot(&self) -> PoolSnapshot;
+    /// Publishes the in-use and utilisation gauges from the pools' counts (the refresher).
+    #[cfg(feature = "metrics")]
+    fn publish_gauges(&self);
+    /// The refresher stopped: the pools' calls publish the gauges again.
+    #[cfg(feature = "metrics")]
+    fn gauges_per_call(&self);
 }
 
 impl PoolHandle {
@@ -42,6 +48,9 @@ impl PoolHandle {
     /// Taking a snapshot also runs the leak check: a permit held longer than the
     /// `leak_threshold` is reported (metric and tracing warning), once. It scans every
     /// tracked permit of every pool: cheap for a dashboard's poll, not for every request.
+    /// With the `metrics` feature it also publishes the in-use and utilisation gauges,
+    /// which the layer otherwise refreshes once a second: a scrape handler that takes a
+    /// snapshot first exports the exact values.
     ///
     /// ```
     /// use std::time::Duration;

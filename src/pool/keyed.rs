@@ -99,7 +99,14 @@ impl Keyed {
                 }
                 // A reference first, then the map's count of eviction scans: either a scan
                 // saw the reference (and kept the pool), or this sees the scan (see
-                // `LruMap::evictions`).
+                // `LruMap::evictions`). The fence is needed: `upgrade` increments the count
+                // with an acquire read-modify-write, and only a `SeqCst` fence after it is
+                // ordered with the scan's (its count, a `SeqCst` fence, then a relaxed read
+                // of the references): without it, the model lets both read the old values
+                // (the scan evicts a pool this call then takes a permit of). On x86 it is
+                // one `mfence`. A strong reference kept here would need none, but the map
+                // evicts a pool only when it holds the only reference: each thread's last
+                // pool would stay in the map however long the thread leaves it.
                 let pool = recent.entry.upgrade()?;
                 fence(Ordering::SeqCst);
                 if self.map.evictions() != recent.evictions() {

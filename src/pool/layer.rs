@@ -675,6 +675,12 @@ impl<K> PoolLimitBuilder<K> {
             instruments: super::metrics::Instruments::register(self.name),
         });
         #[cfg(feature = "metrics")]
+        if core.instruments.live() {
+            // Before the pools are made: with the refresher running, their permits are
+            // plain from the start.
+            core.instruments.refresh.start();
+        }
+        #[cfg(feature = "metrics")]
         if !keyed {
             let max = core.maxsize;
             core.instruments.set_max(max);
@@ -724,10 +730,7 @@ impl<K> PoolLimitBuilder<K> {
         let core = self.core(mode, false);
         let pool = Arc::new(Pool::new(Arc::clone(&core), None));
         Ok(GenericPoolLimitLayer {
-            shared: Arc::new(Shared {
-                core,
-                pools: Pools::Single(pool),
-            }),
+            shared: Shared::new(core, Pools::Single(pool)),
         })
     }
 }
@@ -778,7 +781,7 @@ impl<K: Send + Sync + 'static> PoolLimitBuilder<K> {
             Pools::Single(Arc::new(Pool::new(Arc::clone(&core), None)))
         };
         Ok(PoolLimitLayer {
-            shared: Arc::new(Shared { core, pools }),
+            shared: Shared::new(core, pools),
         })
     }
 }

@@ -11,8 +11,9 @@
 //! permit is ever reported as leaked), so that a slot lost or left held shows.
 
 use super::{
+    acquire::Acquire,
     body::PoolBody,
-    permit::{Acquire, Core, Counts, Mode, Permit, Pool},
+    permit::{Core, Counts, Mode, Permit, Pool},
 };
 use crate::internal::sync::{AtomicUsize, Ordering};
 use ::loom::thread;

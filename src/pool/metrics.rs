@@ -1,8 +1,37 @@
-//! Metric handles of a pool limit, registered once per layer.
+//! Metric handles of a pool limit, registered once per layer, and the task that refreshes
+//! its gauges.
+//!
+//! # Why a refresher
+//!
+//! The in-use and utilisation gauges change with every permit taken or given back.
+//! Publishing each change cost two recorder calls per change, four per call (about 180
+//! instructions per call with a Prometheus recorder), and every call wrote the gauges'
+//! shared lines. A gauge is read when it is scraped (every few seconds), so one task per
+//! layer (the refresher) publishes them every [`REFRESH`] instead, from the counts the
+//! pools keep anyway: a call publishes nothing, and a pool with a recorder takes the same
+//! short paths as one without. A [`PoolHandle::snapshot`](super::PoolHandle::snapshot)
+//! publishes them too, so that a scrape handler that takes one first exports exact values.
+//!
+//! The refresher runs on the tokio runtime where the layer was built or, if it was built
+//! outside one, where its first call ran. Until it runs (a layer only ever called outside a
+//! tokio runtime, or on a runtime without time, where the task cannot sleep and stops
+//! for good), each change publishes as before. When its runtime shuts down, calls publish
+//! again until a call starts a refresher on its own runtime.
 
+use super::handle::Source;
 use crate::internal::lazy::Lazy;
 use metrics::{Counter, Gauge, Histogram};
-use std::{cell::Cell, time::Duration};
+use std::{
+    cell::Cell,
+    sync::{
+        atomic::{AtomicU8, Ordering},
+        Arc, OnceLock, Weak,
+    },
+    time::Duration,
+};
+
+/// How often the refresher publishes the gauges.
+pub(crate) const REFRESH: Duration = Duration::from_secs(1);
 
 pub(crate) const IN_USE: &str = "fortify_pool_in_use";
 pub(crate) const MAX: &str = "fortify_pool_max";
@@ -28,6 +57,7 @@ pub(crate) struct Instruments {
     /// Whether the gauges reach a recorder: handles are bound when registered, so with no
     /// recorder installed then, publishing is skipped without computing anything.
     live: bool,
+    pub(crate) refresh: Refresh,
 }
 
 impl Instruments {
@@ -69,6 +99,7 @@ impl Instruments {
             rejected: metrics::counter!(REJECTED, "name" => name),
             leaks: metrics::counter!(LEAKS, "name" => name),
             live: live.get(),
+            refresh: Refresh::default(),
         }
     }
 
@@ -110,5 +141,106 @@ impl Instruments {
 
     pub(crate) fn waited(&self, waited: Duration) {
         self.wait.record(waited);
+    }
+}
+
+// ===== the refresher =====
+
+/// The refresher has not started, or its runtime shut down: calls publish.
+const IDLE: u8 = 0;
+/// The refresher runs: calls publish nothing.
+const RUNNING: u8 = 1;
+/// The refresher could not sleep (a runtime without time): calls publish, for good.
+const FAILED: u8 = 2;
+
+/// The refresher of a layer's gauges (see the module docs).
+#[derive(Debug, Default)]
+pub(crate) struct Refresh(Arc<RefreshState>);
+
+#[derive(Default)]
+struct RefreshState {
+    state: AtomicU8,
+    /// The layer's pools, set once the layer is built.
+    source: OnceLock<Weak<dyn Source>>,
+}
+
+impl std::fmt::Debug for RefreshState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshState")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Refresh {
+    /// Whether the refresher runs (so that calls need not publish).
+    #[inline]
+    pub(crate) fn running(&self) -> bool {
+        // `SeqCst`: ordered with a pool's flag (`Pool::granted_tracked`).
+        self.0.state.load(Ordering::SeqCst) == RUNNING
+    }
+
+    /// The layer's pools, which the refresher reads.
+    pub(crate) fn set_source(&self, source: Weak<dyn Source>) {
+        let _ = self.0.source.set(source);
+    }
+
+    /// Starts the refresher on the current tokio runtime unless it runs; whether it runs.
+    pub(crate) fn start(&self) -> bool {
+        match self.0.state.load(Ordering::Acquire) {
+            RUNNING => return true,
+            FAILED => return false,
+            _ => {}
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        if let Err(state) =
+            self.0
+                .state
+                .compare_exchange(IDLE, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+        {
+            return state == RUNNING;
+        }
+        // Moved into the task whole: dropped with it, even if it never runs.
+        let running = Running(Arc::clone(&self.0));
+        drop(runtime.spawn(refresh(running)));
+        true
+    }
+}
+
+/// The refresher's hold on its state: when the task ends (its layer gone, its runtime shut
+/// down, or its timer refused), calls publish again.
+struct Running(Arc<RefreshState>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A panic here is the timer's: a runtime without time. Calls publish from now on.
+        let next = if std::thread::panicking() {
+            FAILED
+        } else {
+            IDLE
+        };
+        self.0.state.store(next, Ordering::SeqCst);
+        if let Some(source) = self.0.source.get().and_then(Weak::upgrade) {
+            source.gauges_per_call();
+        }
+    }
+}
+
+async fn refresh(running: Running) {
+    let mut interval = tokio::time::interval(REFRESH);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        match running.0.source.get() {
+            Some(source) => match source.upgrade() {
+                Some(source) => source.publish_gauges(),
+                None => return,
+            },
+            // Not set yet, or never: the layer was dropped if the task alone holds this.
+            None if Arc::strong_count(&running.0) == 1 => return,
+            None => {}
+        }
     }
 }

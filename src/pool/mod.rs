@@ -131,6 +131,14 @@
 //! | `fortify_pool_leaks_total` | counter | permits held longer than `leak_threshold` |
 //! | `fortify_pool_limit` | gauge | with [`adaptive`](PoolLimitBuilder::adaptive) only: the limits in force, summed over the pools (between `min_limit` and `maxsize` each) |
 //!
+//! The in-use and utilisation gauges are published once a second by one task per layer
+//! (spawned on the runtime where the layer is built, or else where its first call runs),
+//! and by every [`PoolHandle::snapshot`]: a scrape reads a value at most a second old, and
+//! a scrape handler that takes a snapshot first reads the exact one. Calls do not publish
+//! them (a change per permit taken or given back would cost each call four recorder
+//! calls), except while no such task can run: calls outside a tokio runtime, or on one
+//! without time. Layers that share a `name` share their gauges: name each layer.
+//!
 //! # Tracing
 //!
 //! With the `tracing` feature, events with target `tower_fortify::pool` and fields `name`,
@@ -148,7 +156,7 @@
 //!
 //! # Cost
 //!
-//! With no metrics recorder, publishing the pool gauges costs one branch. On the
+//! A call publishes no gauge, with a metrics recorder or without (see [Metrics](#metrics)). On the
 //! uncontended path, a call costs one compare-and-swap to take the permit and one
 //! to give it back, and allocates nothing: the semaphore here is FIFO-fair like tokio's,
 //! but takes a lock only when a call waits or a waiter is served (tokio's takes one on
@@ -177,6 +185,7 @@
     doc = "[retry-layer]: https://docs.rs/tower-fortify/latest/tower_fortify/retry/struct.RetryLayer.html"
 )]
 
+mod acquire;
 mod adaptive;
 mod body;
 pub mod error;

@@ -5,7 +5,7 @@ use super::{
     adaptive::{Limiter, Outcome, Stamp},
     error::{EmptyPool, PoolFull},
     handle::PoolStats,
-    semaphore::{lease::Leases, Semaphore, Wait},
+    semaphore::{lease::Leases, Semaphore},
     tracker::Tracker,
 };
 use crate::{
@@ -16,10 +16,9 @@ use crate::{
 use std::{
     fmt,
     sync::{
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
-    task::{Context, Poll},
     time::Duration,
 };
 use tokio::time::Instant;
@@ -102,15 +101,17 @@ impl Counts {
 
 /// One pool: `maxsize` permits.
 pub(crate) struct Pool {
-    semaphore: Semaphore,
+    pub(super) semaphore: Semaphore,
     /// Whether the gauges reach a recorder (`core.instruments.live()`, which never changes),
     /// kept here so that a permit's fast paths read one line of the pool, not the core's.
     #[cfg(feature = "metrics")]
     live: bool,
     /// Whether a permit's grant and return are just the semaphore's: no tracker, no
-    /// adaptive limit, no gauges (fixed when the pool is made). Read once per grant; the
-    /// permit's word then says it for the return.
-    plain: bool,
+    /// adaptive limit, no gauges to publish per call (none, or the refresher publishes
+    /// them: `metrics`' module docs). Read once per grant; the permit's word then says it
+    /// for the return. With gauges, set by the first grant that sees the refresher run,
+    /// unset when the refresher stops.
+    plain: AtomicBool,
     /// Whether a permit's grant and return are the semaphore's and the adaptive limit's
     /// alone: an adaptive pool without tracker or gauges (fixed when the pool is made).
     /// Its permits take short paths of their own, out of line.
@@ -147,18 +148,25 @@ impl Pool {
         let live = core.instruments.live();
         #[cfg(not(feature = "metrics"))]
         let live = false;
-        let plain = adaptive.is_none() && core.leak_threshold.is_none() && !live;
+        #[cfg(feature = "metrics")]
+        let per_call = live && !core.instruments.refresh.running();
+        #[cfg(not(feature = "metrics"))]
+        let per_call = false;
+        let fixed = adaptive.is_none() && core.leak_threshold.is_none();
+        // With gauges, plain only from a grant that saw the refresher run (`granted_tracked`):
+        // a pool made plain here while the refresher stops could be missed by its stop.
+        let plain = fixed && !live;
         let adaptive_only = adaptive.is_some() && core.leak_threshold.is_none() && !live;
         let permits = core.maxsize - adaptive.as_ref().map_or(0, Limiter::parked);
         // A layer's only pool, shared by every thread that calls the layer, parks its free
         // permits per thread (see `semaphore::lease`); per-host pools are many and small.
-        let semaphore = if plain && key.is_none() {
+        let semaphore = if fixed && !per_call && key.is_none() {
             Semaphore::with_leases(permits, Leases::per_machine())
         } else {
             Semaphore::new(permits)
         };
         Pool {
-            plain,
+            plain: AtomicBool::new(plain),
             adaptive_only,
             semaphore,
             adaptive,
@@ -200,7 +208,7 @@ impl Pool {
             // A layer's only pool: its permits go through the thread's spare slot.
             return Ok(self.granted());
         }
-        let word = if self.plain {
+        let word = if self.plain.load(Ordering::Relaxed) {
             PLAIN
         } else {
             self.granted_word()
@@ -210,8 +218,8 @@ impl Pool {
 
     /// Wraps a permit just taken from the semaphore.
     #[inline]
-    fn granted(self: &Arc<Self>) -> Permit {
-        let word = if self.plain {
+    pub(super) fn granted(self: &Arc<Self>) -> Permit {
+        let word = if self.plain.load(Ordering::Relaxed) {
             PLAIN
         } else {
             self.granted_word()
@@ -234,6 +242,18 @@ impl Pool {
     /// [`granted_word`](Self::granted_word) for a pool with a tracker or gauges.
     #[inline(never)]
     fn granted_tracked(&self) -> u64 {
+        // Gauges, and nothing else, to update: the refresher can do it instead.
+        #[cfg(feature = "metrics")]
+        if self.may_be_plain() && self.core.instruments.refresh.start() {
+            self.plain.store(true, Ordering::SeqCst);
+            // A refresher that stopped before this store could not set the pool back: read
+            // its state after the store. Its stop writes the state, then the pool (both
+            // `SeqCst`): either this reads the stop, or the stop's write to the pool comes
+            // after this one.
+            if !self.core.instruments.refresh.running() {
+                self.plain.store(false, Ordering::SeqCst);
+            }
+        }
         let slot = match &self.tracker {
             Some(tracker) => self.track(tracker),
             None => UNTRACKED,
@@ -290,16 +310,6 @@ impl Pool {
         self.core.instruments.overflow.increment(1);
         self.publish(1);
         Permit::held(self.reference(), Permit::word(OVERFLOW, RETURNED))
-    }
-
-    /// Starts a wait for a permit, begun at `since`.
-    pub(crate) fn acquire(self: &Arc<Self>, since: Instant) -> Acquire {
-        Acquire {
-            pool: Arc::clone(self),
-            wait: Wait::Start,
-            since,
-            queued: false,
-        }
     }
 
     /// The error of a call that waited `pool_timeout` in vain (counted here).
@@ -417,7 +427,7 @@ impl Pool {
     /// the gauges.
     #[inline]
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    fn publish(&self, delta: isize) {
+    pub(super) fn publish(&self, delta: isize) {
         #[cfg(feature = "metrics")]
         if self.live {
             self.publish_live(delta);
@@ -427,8 +437,14 @@ impl Pool {
     #[cfg(feature = "metrics")]
     #[inline(never)]
     fn publish_live(&self, delta: isize) {
+        // While the refresher runs, it publishes (a call's value, counted without the
+        // plain permits, would be wrong until its next round).
+        let refreshed = self.core.instruments.refresh.running();
         match &self.core.keyed {
             None => {
+                if refreshed {
+                    return;
+                }
                 let max = self.core.maxsize;
                 self.core.instruments.publish(|| (self.in_use(), max));
             }
@@ -442,8 +458,24 @@ impl Pool {
                     }
                     _ => {}
                 }
-                self.core.publish_keyed();
+                if !refreshed {
+                    self.core.publish_keyed();
+                }
             }
+        }
+    }
+
+    /// Whether the pool's permits would be plain but for gauges published per call.
+    #[cfg(feature = "metrics")]
+    fn may_be_plain(&self) -> bool {
+        self.live && self.tracker.is_none() && self.adaptive.is_none()
+    }
+
+    /// The refresher stopped: this pool's calls publish the gauges again.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn gauges_per_call(&self) {
+        if self.may_be_plain() {
+            self.plain.store(false, Ordering::SeqCst);
         }
     }
 
@@ -502,6 +534,21 @@ impl Pool {
 }
 
 impl Core {
+    /// Publishes the in-use and utilisation gauges from `pools`, every pool of the layer
+    /// (the refresher, a snapshot).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn publish_totals(&self, pools: &[Arc<Pool>]) {
+        if !self.instruments.live() {
+            return;
+        }
+        let in_use = pools.iter().map(|pool| pool.in_use()).sum();
+        let max = match &self.keyed {
+            None => self.maxsize,
+            Some(_) => self.maxsize.saturating_mul(pools.len()),
+        };
+        self.instruments.publish(|| (in_use, max));
+    }
+
     /// Gauges of a keyed layer: `in_use` over all pools, out of `maxsize` per pool.
     #[cfg(feature = "metrics")]
     pub(crate) fn publish_keyed(&self) {
@@ -661,80 +708,6 @@ impl Drop for Permit {
     fn drop(&mut self) {
         if let Some(held) = self.0.take() {
             held.release();
-        }
-    }
-}
-
-/// A wait for a permit of one pool. `Unpin`, so a service can poll it in `poll_ready`.
-///
-/// Dropping it leaves the queue; a permit already handed to it goes to the next waiter.
-pub(crate) struct Acquire {
-    pool: Arc<Pool>,
-    wait: Wait,
-    since: Instant,
-    queued: bool,
-}
-
-impl fmt::Debug for Acquire {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Acquire")
-            .field("pool", &self.pool.key)
-            .field("since", &self.since)
-            .field("queued", &self.queued)
-            .finish()
-    }
-}
-
-impl Acquire {
-    pub(crate) fn pool(&self) -> &Arc<Pool> {
-        &self.pool
-    }
-
-    pub(crate) fn since(&self) -> Instant {
-        self.since
-    }
-
-    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Permit> {
-        if matches!(self.wait, Wait::Done) {
-            // A permit is taken once; polling again would double it.
-            return Poll::Pending;
-        }
-        let result = self.pool.semaphore.poll_acquire(&mut self.wait, cx);
-        match result {
-            Poll::Pending => {
-                if !self.queued {
-                    self.queued = true;
-                    #[cfg(feature = "metrics")]
-                    self.pool.core.instruments.waiting.increment(1);
-                }
-                Poll::Pending
-            }
-            Poll::Ready(()) => {
-                if self.queued {
-                    self.queued = false;
-                    #[cfg(feature = "metrics")]
-                    {
-                        let instruments = &self.pool.core.instruments;
-                        instruments.waiting.decrement(1);
-                        instruments.waited(self.since.elapsed());
-                    }
-                }
-                Poll::Ready(self.pool.granted())
-            }
-        }
-    }
-}
-
-impl Drop for Acquire {
-    fn drop(&mut self) {
-        if self.queued {
-            #[cfg(feature = "metrics")]
-            self.pool.core.instruments.waiting.decrement(1);
-        }
-        if self.pool.semaphore.cancel(&mut self.wait) {
-            // The permit was handed over but never taken: pass it on.
-            self.pool.semaphore.release();
-            self.pool.publish(0);
         }
     }
 }

@@ -1,7 +1,10 @@
 //! The `poll_ready` half of a single pool: reserve a permit, or decide what the next call
 //! gets instead.
 
-use super::permit::{deadline, Acquire, Mode, Permit, Pool};
+use super::{
+    acquire::Acquire,
+    permit::{deadline, Mode, Permit, Pool},
+};
 use crate::{
     classify::{Failure, Stage},
     BoxError,

@@ -44,12 +44,39 @@ impl<K> fmt::Debug for Shared<K> {
     }
 }
 
-impl<K: Send + Sync + 'static> Source for Shared<K> {
-    fn snapshot(&self) -> PoolSnapshot {
-        let pools = match &self.pools {
+impl<K: Send + Sync + 'static> Shared<K> {
+    /// The shared state of a layer just built: its gauges' refresher reads its pools.
+    pub(crate) fn new(core: Arc<Core>, pools: Pools<K>) -> Arc<Self> {
+        let shared = Arc::new(Shared { core, pools });
+        #[cfg(feature = "metrics")]
+        {
+            let source: Arc<dyn Source> = Arc::clone(&shared) as Arc<dyn Source>;
+            shared
+                .core
+                .instruments
+                .refresh
+                .set_source(Arc::downgrade(&source));
+        }
+        shared
+    }
+}
+
+impl<K> Shared<K> {
+    /// Every pool of the layer now.
+    fn pools_now(&self) -> Vec<Arc<Pool>> {
+        match &self.pools {
             Pools::Single(pool) => vec![Arc::clone(pool)],
             Pools::Keyed { pools, .. } => pools.pools(),
-        };
+        }
+    }
+}
+
+impl<K: Send + Sync + 'static> Source for Shared<K> {
+    fn snapshot(&self) -> PoolSnapshot {
+        let pools = self.pools_now();
+        // A scrape handler that takes a snapshot first exports exact gauges.
+        #[cfg(feature = "metrics")]
+        self.core.publish_totals(&pools);
         let pools: Vec<PoolStats> = pools.iter().map(|pool| pool.stats()).collect();
         let mut total = PoolStats::default();
         for pool in &pools {
@@ -64,6 +91,18 @@ impl<K: Send + Sync + 'static> Source for Shared<K> {
             name: self.core.name,
             total,
             pools,
+        }
+    }
+
+    #[cfg(feature = "metrics")]
+    fn publish_gauges(&self) {
+        self.core.publish_totals(&self.pools_now());
+    }
+
+    #[cfg(feature = "metrics")]
+    fn gauges_per_call(&self) {
+        for pool in self.pools_now() {
+            pool.gauges_per_call();
         }
     }
 }

@@ -18,6 +18,14 @@ mod metrics_ {
 
     use crate::recorded::{self, Labels};
 
+    /// How often a layer's task publishes its in-use and utilisation gauges (calls do not).
+    const REFRESH: Duration = Duration::from_secs(1);
+
+    /// Lets the layer's refresher publish its gauges (time is paused: at once).
+    async fn refreshed() {
+        tokio::time::sleep(REFRESH).await;
+    }
+
     /// One snapshot of the recorder (it resets what it reports): name, labels, value.
     struct Recorded(Vec<(String, Labels, DebugValue)>);
 
@@ -110,12 +118,117 @@ mod metrics_ {
             waiter,
             ..
         } = full(&recorder).await;
+        refreshed().await;
         let recorded = Recorded::take(&snapshotter);
         assert_eq!(recorded.gauge("fortify_pool_in_use"), 4.0);
         assert_eq!(recorded.gauge("fortify_pool_max"), 4.0);
         assert_eq!(recorded.gauge("fortify_pool_utilisation_ratio"), 1.0);
         assert_eq!(recorded.gauge("fortify_pool_waiting"), 1.0);
         waiter.abort();
+    }
+
+    /// Bodies held on a layer built outside a runtime: its first call starts the refresher,
+    /// which publishes the exact count; a snapshot publishes it at once.
+    #[test]
+    fn a_layer_built_outside_a_runtime_is_refreshed_from_its_first_call() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let layer = layer_without_leaks(&recorder);
+        let handle = layer.handle();
+        let svc = layer.layer(slow(Duration::ZERO));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut held = Vec::new();
+            for _ in 0..3 {
+                held.push(svc.clone().oneshot(get("a")).await.unwrap());
+            }
+            held.pop();
+            refreshed().await;
+            let recorded = Recorded::take(&snapshotter);
+            assert_eq!(recorded.gauge("fortify_pool_in_use"), 2.0);
+            assert_eq!(recorded.gauge("fortify_pool_utilisation_ratio"), 0.5);
+            // Between two rounds of the refresher, a snapshot publishes.
+            held.pop();
+            assert_eq!(handle.snapshot().total.in_use, 1);
+            let recorded = Recorded::take(&snapshotter);
+            assert_eq!(recorded.gauge("fortify_pool_in_use"), 1.0);
+        });
+    }
+
+    /// On a runtime without time the refresher cannot sleep: every call publishes, as
+    /// before it.
+    #[test]
+    fn without_a_timer_every_call_publishes() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let svc = layer_without_leaks(&recorder).layer(slow(Duration::ZERO));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let first = svc.clone().oneshot(get("a")).await.unwrap();
+            // The refresher's task runs (and stops) while this one yields.
+            tokio::task::yield_now().await;
+            let mut held = vec![first];
+            for _ in 0..2 {
+                held.push(svc.clone().oneshot(get("a")).await.unwrap());
+            }
+            let recorded = Recorded::take(&snapshotter);
+            assert_eq!(recorded.gauge("fortify_pool_in_use"), 3.0);
+            held.pop();
+            let recorded = Recorded::take(&snapshotter);
+            assert_eq!(recorded.gauge("fortify_pool_in_use"), 2.0);
+        });
+    }
+
+    /// The runtime of the layer's refresher shuts down: the next runtime's calls still
+    /// bring the gauges to the exact count (they publish, or start a refresher there).
+    #[test]
+    fn the_gauges_outlive_the_refreshers_runtime() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let paused = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap()
+        };
+        let first = paused();
+        let layer = first.block_on(async { layer_without_leaks(&recorder) });
+        let svc = layer.layer(slow(Duration::ZERO));
+        first.block_on(async {
+            drop(svc.clone().oneshot(get("a")).await.unwrap());
+            refreshed().await;
+        });
+        drop(first);
+        paused().block_on(async {
+            let mut held = Vec::new();
+            for _ in 0..3 {
+                held.push(svc.clone().oneshot(get("a")).await.unwrap());
+            }
+            refreshed().await;
+            let recorded = Recorded::take(&snapshotter);
+            assert_eq!(recorded.gauge("fortify_pool_in_use"), 3.0);
+            held.clear();
+            refreshed().await;
+            let recorded = Recorded::take(&snapshotter);
+            assert_eq!(recorded.gauge("fortify_pool_in_use"), 0.0);
+        });
+    }
+
+    fn layer_without_leaks(recorder: &DebuggingRecorder) -> PoolLimitLayer {
+        metrics::with_local_recorder(recorder, || {
+            PoolLimitLayer::builder(4)
+                .per_host(false)
+                .name("api")
+                .build()
+                .unwrap()
+        })
     }
 
     #[tokio::test(start_paused = true)]
@@ -137,6 +250,7 @@ mod metrics_ {
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert_eq!(handle.snapshot().total.leaked, 4);
         drop(held);
+        refreshed().await;
 
         // One snapshot: the debugging recorder resets what it reports.
         let recorded = Recorded::take(&snapshotter);
@@ -187,20 +301,14 @@ mod metrics_ {
     async fn overflow_rejections_and_per_host_totals() {
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
-        let (overflow, reject) = metrics::with_local_recorder(&recorder, || {
-            (
-                PoolLimitLayer::builder(1).name("api").build().unwrap(),
-                PoolLimitLayer::builder(1)
-                    .fail_fast()
-                    .name("api")
-                    .build()
-                    .unwrap(),
-            )
+        let overflow = metrics::with_local_recorder(&recorder, || {
+            PoolLimitLayer::builder(1).name("api").build().unwrap()
         });
         let svc = overflow.layer(slow(Duration::ZERO));
         let a1 = svc.clone().oneshot(get("a")).await.unwrap();
         let a2 = svc.clone().oneshot(get("a")).await.unwrap();
         let b1 = svc.clone().oneshot(get("b")).await.unwrap();
+        refreshed().await;
         let recorded = Recorded::take(&snapshotter);
         // Two hosts: three calls in flight, two permits: over 1 while overflowing.
         assert_eq!(recorded.gauge("fortify_pool_in_use"), 3.0);
@@ -208,9 +316,18 @@ mod metrics_ {
         assert_eq!(recorded.gauge("fortify_pool_utilisation_ratio"), 1.5);
         assert_eq!(recorded.counter("fortify_pool_overflow_total"), 1);
         drop((a1, a2, b1));
+        refreshed().await;
         let recorded = Recorded::take(&snapshotter);
         assert_eq!(recorded.gauge("fortify_pool_in_use"), 0.0);
 
+        // Made now: its refresher would publish its own gauges under the same name.
+        let reject = metrics::with_local_recorder(&recorder, || {
+            PoolLimitLayer::builder(1)
+                .fail_fast()
+                .name("api")
+                .build()
+                .unwrap()
+        });
         let svc = reject.layer(slow(Duration::ZERO));
         let held = svc.clone().oneshot(get("a")).await.unwrap();
         svc.clone().oneshot(get("a")).await.unwrap_err();
