@@ -5,13 +5,16 @@
 //! lane's is updated with atomic read-modify-writes. Successes enter the count ring from the
 //! lanes in batches; a time window has buckets per lane.
 
-use super::window::Buckets;
-use crate::internal::sync::{thread_local_const, AtomicU64};
+use super::{ticket::Lane, window::Buckets};
+use crate::internal::{
+    spare::Spared,
+    sync::{thread_local_const, AccessError, AtomicU64},
+};
 use std::{
     cell::Cell,
     sync::{
         atomic::{AtomicBool, Ordering},
-        OnceLock,
+        Arc, OnceLock,
     },
 };
 
@@ -34,8 +37,11 @@ pub(super) fn lane_count() -> usize {
 static CLAIMS: [AtomicBool; MAX_LANES] = [const { AtomicBool::new(false) }; MAX_LANES];
 
 /// The lane of the current thread: the owned lane it claimed, or the shared lane.
+#[inline]
 pub(super) fn current_lane() -> usize {
-    LOCAL.try_with(claim).unwrap_or_else(|_| lane_count())
+    LOCAL
+        .try_with(ThreadLane::index)
+        .unwrap_or_else(|_| lane_count())
 }
 
 #[derive(Debug)]
@@ -103,18 +109,29 @@ impl LaneData {
     }
 }
 
-/// The owned lane index the thread claimed, or the shared lane's (`usize::MAX`: not claimed
-/// yet).
-pub(super) struct ThreadLane(Cell<usize>);
+/// A thread's own: the owned lane index it claimed, or the shared lane's (`usize::MAX`: not
+/// claimed yet), and its spare lane reference. One thread-local for both, so that a call
+/// reads it once as it is admitted and once as its result is recorded.
+pub(super) struct ThreadLane {
+    index: Cell<usize>,
+    /// The lane reference the thread's last call held, kept for its next call (see
+    /// [`ticket`](super::ticket)).
+    pub(super) spare: Cell<Option<Arc<Lane>>>,
+}
 
 thread_local_const! {
-    static LOCAL: ThreadLane = const { ThreadLane(Cell::new(usize::MAX)) };
+    static LOCAL: ThreadLane = const {
+        ThreadLane {
+            index: Cell::new(usize::MAX),
+            spare: Cell::new(None),
+        }
+    };
 }
 
 impl Drop for ThreadLane {
     fn drop(&mut self) {
         // The next thread to claim the index becomes its lanes' only writer.
-        let lane = self.0.get();
+        let lane = self.index.get();
         if lane < lane_count() {
             CLAIMS[lane].store(false, Ordering::Release);
         }
@@ -125,20 +142,43 @@ impl Drop for ThreadLane {
 /// while the thread exits (its lane is gone; the shared one is left).
 #[inline]
 pub(super) fn try_current_lane() -> Option<usize> {
-    LOCAL.try_with(claim).ok()
+    LOCAL.try_with(ThreadLane::index).ok()
 }
 
-#[inline]
-pub(super) fn claim(local: &ThreadLane) -> usize {
-    let lane = local.0.get();
-    if lane != usize::MAX {
-        return lane;
+/// Runs `f` on the thread's own lane data, unless the thread is exiting.
+#[inline(always)]
+pub(super) fn with_local<R>(f: impl FnOnce(&ThreadLane) -> R) -> Result<R, AccessError> {
+    LOCAL.try_with(f)
+}
+
+// The thread's spare lane reference is its `ThreadLane`'s.
+impl Spared for Lane {
+    #[inline]
+    fn with_slot<R>(f: impl FnOnce(&Cell<Option<Arc<Self>>>) -> R) -> Result<R, AccessError> {
+        LOCAL.try_with(|local| f(&local.spare))
     }
+}
+
+impl ThreadLane {
+    /// The lane index: claimed on the thread's first call.
+    #[inline(always)]
+    pub(super) fn index(&self) -> usize {
+        let lane = self.index.get();
+        if lane != usize::MAX {
+            return lane;
+        }
+        claim(self)
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn claim(local: &ThreadLane) -> usize {
     // Under loom every thread takes the shared lane: the claims are a std static that
     // outlives loom's executions, so owned lanes would make one execution unlike the next.
     if cfg!(all(test, fortify_loom)) {
         let shared = lane_count();
-        local.0.set(shared);
+        local.index.set(shared);
         return shared;
     }
     let owned = lane_count();
@@ -149,7 +189,7 @@ pub(super) fn claim(local: &ThreadLane) -> usize {
                 .is_ok()
         })
         .unwrap_or(owned);
-    local.0.set(lane);
+    local.index.set(lane);
     lane
 }
 
