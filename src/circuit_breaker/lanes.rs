@@ -64,6 +64,11 @@ impl LaneData {
     pub(super) fn add_success(&self, owned: bool, gen: u32, batch: u64) -> (u64, u64) {
         let tag = u64::from(gen) << 32;
         let mut word = self.pending.load(Ordering::Relaxed);
+        // The common case: one more success of the lane's generation, short of a batch.
+        if owned && word & !COUNT_BITS == tag && (word & COUNT_BITS) + 1 < batch {
+            self.pending.store(word + 1, Ordering::Relaxed);
+            return (0, 0);
+        }
         loop {
             let (count, stale) = if word & !COUNT_BITS == tag {
                 ((word & COUNT_BITS) + 1, 0)
