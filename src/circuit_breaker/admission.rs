@@ -39,15 +39,6 @@ pub(crate) enum Admission {
     Reject(BoxError),
 }
 
-impl Admission {
-    /// Whether the call goes through.
-    #[cfg(feature = "stack")]
-    #[inline(always)]
-    pub(crate) fn is_call(&self) -> bool {
-        matches!(self, Admission::Call(_))
-    }
-}
-
 /// A reference for the current thread's lane: its spare if that is the one, a new one
 /// otherwise.
 #[inline]

@@ -2,7 +2,7 @@
 //! reach (mutation testing, MUTANTS.md).
 
 use super::{
-    admission::{Admission, Shared},
+    admission::Shared,
     config::Config,
     lanes::{current_lane, lane_count, try_current_lane, MAX_LANES},
     settings::Settings,
@@ -15,22 +15,6 @@ fn shared() -> Shared {
         Arc::new(Settings::new(Config::DEFAULT, "mutants", false)),
         None,
     )
-}
-
-/// `Admission::is_call`, which the preset stack's gate reads to take a pool permit only
-/// for a call the breaker lets through: true for a call, false for a rejection.
-#[cfg(feature = "stack")]
-#[test]
-fn is_call_tells_a_call_from_a_rejection() {
-    let shared = shared();
-    let admission = shared.admit();
-    assert!(matches!(admission, Admission::Call(_)));
-    assert!(admission.is_call());
-    drop(admission);
-    shared.breaker.force_open();
-    let admission = shared.admit();
-    assert!(matches!(admission, Admission::Reject(_)));
-    assert!(!admission.is_call());
 }
 
 /// A breaker's `Debug` shows its state and generation (what an operator's log line of a
