@@ -47,6 +47,7 @@ pub(super) const NO_PROBE: u32 = u32::MAX;
 pub(super) const NOT_TIMED: u64 = u64::MAX;
 
 impl Drop for Ticket {
+    #[inline]
     fn drop(&mut self) {
         if let Some(lane) = &self.lane {
             if self.probe != NO_PROBE {
