@@ -4,10 +4,11 @@
 use super::{
     breaker::{micros_at_least_one, Breaker},
     error::Open,
-    lanes::{lane_count, with_local},
+    lanes::lane_count,
+    local::{with_local, Lane},
     settings::Settings,
     state::{gen_of, open_belongs_to, slots_epoch, slots_in_flight, state_of, State, UNTIL_MASK},
-    ticket::{Lane, Ticket, NOT_TIMED, NO_PROBE},
+    ticket::{Ticket, NOT_TIMED, NO_PROBE},
 };
 use crate::{
     classify::{Failure, FailureKind},
@@ -268,7 +269,7 @@ impl Drop for Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::circuit_breaker::{config::Config, lanes::current_lane, Outcome};
+    use crate::circuit_breaker::{config::Config, local::current_lane, Outcome};
 
     #[test]
     fn a_thread_reuses_its_spare_lane_reference() {

@@ -3,7 +3,7 @@
 
 use super::{
     breaker::Breaker,
-    lanes::{try_current_lane, with_local},
+    local::{try_current_lane, with_local, Lane},
     state::{gen_of, state_of, State},
     window::new_buckets,
     Outcome,
@@ -14,20 +14,6 @@ use std::{
     sync::{atomic::Ordering, Arc},
     time::Duration,
 };
-
-/// A reference to a breaker, one per lane, held by the futures of calls. Its reference
-/// count is written only when a thread switches breakers or has several calls in flight
-/// (see `lanes::ThreadLane::spare`), so it needs no padding.
-#[derive(Debug)]
-pub(crate) struct Lane {
-    pub(super) breaker: Arc<Breaker>,
-}
-
-// The lane reference the thread's last call held is kept for its next call (in the thread's
-// `lanes::ThreadLane`): a thread that calls one breaker again and again moves one `Arc` back
-// and forth instead of incrementing and decrementing a shared reference count for every
-// call. It keeps at most one breaker alive per thread, until the thread calls another one or
-// exits.
 
 /// A call let through: what its result is recorded with. Plain integers besides the
 /// reference, so that it is cheap to move.
