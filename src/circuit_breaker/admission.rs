@@ -4,14 +4,15 @@
 use super::{
     breaker::{micros_at_least_one, Breaker},
     error::Open,
-    lanes::current_lane,
+    lanes::lane_count,
+    local::{with_local, Lane},
     settings::Settings,
     state::{gen_of, open_belongs_to, slots_epoch, slots_in_flight, state_of, State, UNTIL_MASK},
-    ticket::{Lane, Ticket, NOT_TIMED, NO_PROBE},
+    ticket::{Ticket, NOT_TIMED, NO_PROBE},
 };
 use crate::{
     classify::{Failure, FailureKind},
-    internal::spare::{self, Spared},
+    internal::spare,
     BoxError,
 };
 use std::{
@@ -39,21 +40,14 @@ pub(crate) enum Admission {
     Reject(BoxError),
 }
 
-impl Admission {
-    /// Whether the call goes through.
-    #[cfg(feature = "stack")]
-    #[inline(always)]
-    pub(crate) fn is_call(&self) -> bool {
-        matches!(self, Admission::Call(_))
-    }
-}
-
 /// A reference for the current thread's lane: its spare if that is the one, a new one
 /// otherwise.
 #[inline]
 fn take_lane(lanes: &[Arc<Lane>]) -> Arc<Lane> {
-    let lane = &lanes[current_lane()];
-    Lane::with_slot(|slot| spare::take(slot, lane)).unwrap_or_else(|_| Arc::clone(lane))
+    // One read of the thread's own for its lane index and its spare; while the thread
+    // exits, both are gone: a new reference to the shared lane.
+    with_local(|local| spare::take(&local.spare, &lanes[local.index()]))
+        .unwrap_or_else(|_| Arc::clone(&lanes[lane_count()]))
 }
 
 impl Shared {
@@ -72,7 +66,7 @@ impl Shared {
     /// Lets a call through or rejects it. While closed: one atomic load, and the lane's
     /// reference count. The fast path is [`closed_gen`](Self::closed_gen) and
     /// [`closed_ticket`](Self::closed_ticket), which the single breaker calls apart.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn admit(&self) -> Admission {
         match self.closed_gen() {
             Some(gen) => Admission::Call(self.closed_ticket(gen, self.started())),
@@ -275,7 +269,7 @@ impl Drop for Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::circuit_breaker::{config::Config, Outcome};
+    use crate::circuit_breaker::{config::Config, local::current_lane, Outcome};
 
     #[test]
     fn a_thread_reuses_its_spare_lane_reference() {

@@ -21,7 +21,7 @@
 //!   next call, so that calls do not all increment one shared reference count.
 
 use super::{
-    lanes::{current_lane, LaneData},
+    lanes::LaneData,
     settings::Settings,
     state::{gen_of, open_belongs_to, pack, slots_in_flight, state_of, State, UNTIL_MASK},
     window::{CountRing, TimeWindow, WindowFigures},
@@ -183,13 +183,13 @@ impl Breaker {
         ))
     }
 
-    /// The window's figures; with `flush`, after pushing the successes buffered in the
-    /// calling thread's lane and in the shared lane (other threads' lanes are theirs).
-    pub(crate) fn figures(&self, flush: bool) -> WindowFigures {
-        if flush {
+    /// The window's figures; with `flush` (the calling thread's lane), after pushing the
+    /// successes buffered in that lane and in the shared lane (other threads' lanes are
+    /// theirs).
+    pub(crate) fn figures(&self, flush: Option<usize>) -> WindowFigures {
+        if let Some(own) = flush {
             let gen = gen_of(self.word.load(Ordering::Acquire));
             let shared = self.lanes.len() - 1;
-            let own = current_lane();
             if own < shared {
                 self.flush_lane(own, gen);
             }
@@ -239,7 +239,8 @@ impl Breaker {
     }
 
     /// Pushes a lane's buffered successes of generation `gen` into the window. The calling
-    /// thread must own the lane (see [`current_lane`]), unless it is the shared one.
+    /// thread must own the lane (see [`current_lane`](super::local::current_lane)), unless
+    /// it is the shared one.
     pub(super) fn flush_lane(&self, lane: usize, gen: u32) {
         let owned = lane < self.lanes.len() - 1;
         let (current, stale) = self.lanes[lane].take(owned, gen);
@@ -271,7 +272,7 @@ impl fmt::Debug for Breaker {
             .field("key", &self.key)
             .field("state", &state_of(word))
             .field("generation", &gen_of(word))
-            .field("figures", &self.figures(false))
+            .field("figures", &self.figures(None))
             .finish_non_exhaustive()
     }
 }

@@ -158,10 +158,12 @@ where
                 .expect("ResponseFuture polled after completion"))),
             KindProj::Called { future } => {
                 // The result is looked at in place and handed on whole: bound and rebuilt,
-                // the response would be copied once more.
-                let poll = future.poll(cx);
+                // the response would be copied once more. The error is converted first (for
+                // an inner error that is a `BoxError` already, that moves nothing), and
+                // replaced in place by its failure.
+                let mut poll = future.poll(cx).map_err(Into::<BoxError>::into);
                 let ticket = this.ticket;
-                match &poll {
+                match &mut poll {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Ok(response)) => {
                         if ticket.is_pending() {
@@ -174,15 +176,18 @@ where
                             ticket.finish(outcome, retry_after);
                         }
                     }
-                    Poll::Ready(Err(_)) => {}
-                }
-                poll.map_err(|err| {
-                    let failure = Failure::boxed_failure_at(err.into(), Stage::Request);
-                    if ticket.is_pending() {
-                        ticket.finish(this.classifier.classify_failure(&failure), None);
+                    Poll::Ready(Err(err)) => {
+                        // A zero-sized placeholder while the error is taken (never seen): a
+                        // box of it allocates nothing.
+                        let taken = std::mem::replace(err, Box::new(fmt::Error));
+                        let failure = Failure::boxed_failure_at(taken, Stage::Request);
+                        if ticket.is_pending() {
+                            ticket.finish(this.classifier.classify_failure(&failure), None);
+                        }
+                        *err = failure;
                     }
-                    failure as BoxError
-                })
+                }
+                poll
             }
         }
     }

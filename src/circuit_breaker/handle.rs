@@ -1,4 +1,4 @@
-use super::{breaker::Breaker, keyed::Breakers, State, WindowFigures};
+use super::{breaker::Breaker, keyed::Breakers, local::current_lane, State, WindowFigures};
 use crate::key::ByRef;
 use std::{fmt, hash::Hash, sync::Arc, time::Duration};
 
@@ -83,7 +83,7 @@ impl BreakerHandle {
     /// # }
     /// ```
     pub fn figures(&self) -> WindowFigures {
-        self.breaker.figures(true)
+        self.breaker.figures(Some(current_lane()))
     }
 
     /// How long until the next probe, while [`Open`](State::Open).

@@ -6,13 +6,10 @@
 //! lanes in batches; a time window has buckets per lane.
 
 use super::window::Buckets;
-use crate::internal::sync::{thread_local_const, AtomicU64};
-use std::{
-    cell::Cell,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        OnceLock,
-    },
+use crate::internal::sync::AtomicU64;
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    OnceLock,
 };
 
 /// The most owned lanes.
@@ -32,11 +29,6 @@ pub(super) fn lane_count() -> usize {
 
 /// Which owned lane indexes threads have claimed.
 static CLAIMS: [AtomicBool; MAX_LANES] = [const { AtomicBool::new(false) }; MAX_LANES];
-
-/// The lane of the current thread: the owned lane it claimed, or the shared lane.
-pub(super) fn current_lane() -> usize {
-    LOCAL.try_with(claim).unwrap_or_else(|_| lane_count())
-}
 
 #[derive(Debug)]
 pub(super) struct LaneData {
@@ -58,6 +50,11 @@ impl LaneData {
     pub(super) fn add_success(&self, owned: bool, gen: u32, batch: u64) -> (u64, u64) {
         let tag = u64::from(gen) << 32;
         let mut word = self.pending.load(Ordering::Relaxed);
+        // The common case: one more success of the lane's generation, short of a batch.
+        if owned && word & !COUNT_BITS == tag && (word & COUNT_BITS) + 1 < batch {
+            self.pending.store(word + 1, Ordering::Relaxed);
+            return (0, 0);
+        }
         loop {
             let (count, stale) = if word & !COUNT_BITS == tag {
                 ((word & COUNT_BITS) + 1, 0)
@@ -103,87 +100,31 @@ impl LaneData {
     }
 }
 
-/// The owned lane index the thread claimed, or the shared lane's (`usize::MAX`: not claimed
-/// yet).
-pub(super) struct ThreadLane(Cell<usize>);
-
-thread_local_const! {
-    static LOCAL: ThreadLane = const { ThreadLane(Cell::new(usize::MAX)) };
-}
-
-impl Drop for ThreadLane {
-    fn drop(&mut self) {
-        // The next thread to claim the index becomes its lanes' only writer.
-        let lane = self.0.get();
-        if lane < lane_count() {
-            CLAIMS[lane].store(false, Ordering::Release);
-        }
-    }
-}
-
-/// The thread's lane: claims a free owned lane index on the thread's first call. `None`
-/// while the thread exits (its lane is gone; the shared one is left).
-#[inline]
-pub(super) fn try_current_lane() -> Option<usize> {
-    LOCAL.try_with(claim).ok()
-}
-
-#[inline]
-pub(super) fn claim(local: &ThreadLane) -> usize {
-    let lane = local.0.get();
-    if lane != usize::MAX {
-        return lane;
-    }
+/// Claims a free owned lane index for the calling thread for its lifetime, or gives the
+/// shared lane's if none is free: the thread's first call ([`local`](super::local) keeps
+/// it).
+#[cold]
+#[inline(never)]
+pub(super) fn claim() -> usize {
     // Under loom every thread takes the shared lane: the claims are a std static that
     // outlives loom's executions, so owned lanes would make one execution unlike the next.
     if cfg!(all(test, fortify_loom)) {
-        let shared = lane_count();
-        local.0.set(shared);
-        return shared;
+        return lane_count();
     }
     let owned = lane_count();
-    let lane = (0..owned)
+    (0..owned)
         .find(|&i| {
             CLAIMS[i]
                 .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
         })
-        .unwrap_or(owned);
-    local.0.set(lane);
-    lane
+        .unwrap_or(owned)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Arc;
-
-    #[test]
-    pub(super) fn live_threads_never_share_an_owned_lane() {
-        let owned = lane_count();
-        assert!((1..=MAX_LANES).contains(&owned));
-        let here = current_lane();
-        assert_eq!(current_lane(), here, "a thread keeps its lane");
-        assert!(here <= owned);
-        // Threads alive at the same time: distinct owned lanes, or the shared one (other
-        // tests claim lanes too, so which ones is not known).
-        let barrier = Arc::new(std::sync::Barrier::new(12));
-        let threads: Vec<_> = (0..12)
-            .map(|_| {
-                let barrier = Arc::clone(&barrier);
-                std::thread::spawn(move || {
-                    let lane = current_lane();
-                    barrier.wait();
-                    lane
-                })
-            })
-            .collect();
-        let mut lanes: Vec<usize> = threads.into_iter().map(|t| t.join().unwrap()).collect();
-        lanes.push(here);
-        let mut claimed: Vec<usize> = lanes.into_iter().filter(|&l| l < owned).collect();
-        let count = claimed.len();
-        claimed.sort_unstable();
-        claimed.dedup();
-        assert_eq!(claimed.len(), count, "two live threads own one lane");
+/// Gives back a lane index [`claim`] gave, as its thread exits: the next thread to claim the
+/// index becomes its lanes' only writer.
+pub(super) fn release(lane: usize) {
+    if lane < lane_count() {
+        CLAIMS[lane].store(false, Ordering::Release);
     }
 }

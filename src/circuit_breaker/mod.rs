@@ -259,6 +259,7 @@ mod handle;
 mod keyed;
 mod lanes;
 mod layer;
+mod local;
 #[cfg(feature = "metrics")]
 mod metrics;
 #[cfg(test)]

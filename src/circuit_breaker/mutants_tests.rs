@@ -2,9 +2,10 @@
 //! reach (mutation testing, MUTANTS.md).
 
 use super::{
-    admission::{Admission, Shared},
+    admission::Shared,
     config::Config,
-    lanes::{current_lane, lane_count, try_current_lane, MAX_LANES},
+    lanes::{lane_count, MAX_LANES},
+    local::{current_lane, try_current_lane},
     settings::Settings,
     Window,
 };
@@ -15,22 +16,6 @@ fn shared() -> Shared {
         Arc::new(Settings::new(Config::DEFAULT, "mutants", false)),
         None,
     )
-}
-
-/// `Admission::is_call`, which the preset stack's gate reads to take a pool permit only
-/// for a call the breaker lets through: true for a call, false for a rejection.
-#[cfg(feature = "stack")]
-#[test]
-fn is_call_tells_a_call_from_a_rejection() {
-    let shared = shared();
-    let admission = shared.admit();
-    assert!(matches!(admission, Admission::Call(_)));
-    assert!(admission.is_call());
-    drop(admission);
-    shared.breaker.force_open();
-    let admission = shared.admit();
-    assert!(matches!(admission, Admission::Reject(_)));
-    assert!(!admission.is_call());
 }
 
 /// A breaker's `Debug` shows its state and generation (what an operator's log line of a
@@ -82,12 +67,12 @@ fn successes_enter_the_count_ring_a_batch_at_a_time() {
         breaker.record_success(0, 0, None);
     }
     assert_eq!(
-        breaker.figures(false).calls,
+        breaker.figures(None).calls,
         0,
         "a success entered the ring alone"
     );
     breaker.record_success(0, 0, None);
-    assert_eq!(breaker.figures(false).calls, 32);
+    assert_eq!(breaker.figures(None).calls, 32);
 }
 
 /// A thread that exits gives its owned lane back, and a later thread claims it: of many

@@ -3,31 +3,17 @@
 
 use super::{
     breaker::Breaker,
-    lanes::try_current_lane,
+    local::{try_current_lane, with_local, Lane},
     state::{gen_of, state_of, State},
     window::new_buckets,
     Outcome,
 };
-use crate::internal::spare::{spare_slot, Spared};
+use crate::internal::spare::Spared;
 use std::{
     fmt,
     sync::{atomic::Ordering, Arc},
     time::Duration,
 };
-
-/// A reference to a breaker, one per lane, held by the futures of calls. Its reference
-/// count is written only when a thread switches breakers or has several calls in flight
-/// (see `ThreadLocal::spare`), so it needs no padding.
-#[derive(Debug)]
-pub(crate) struct Lane {
-    pub(super) breaker: Arc<Breaker>,
-}
-
-// The lane reference the thread's last call held, kept for its next call: a thread that
-// calls one breaker again and again moves one `Arc` back and forth instead of incrementing
-// and decrementing a shared reference count for every call. It keeps at most one breaker
-// alive per thread, until the thread calls another one or exits.
-spare_slot!(Lane);
 
 /// A call let through: what its result is recorded with. Plain integers besides the
 /// reference, so that it is cheap to move.
@@ -47,6 +33,7 @@ pub(super) const NO_PROBE: u32 = u32::MAX;
 pub(super) const NOT_TIMED: u64 = u64::MAX;
 
 impl Drop for Ticket {
+    #[inline]
     fn drop(&mut self) {
         if let Some(lane) = &self.lane {
             if self.probe != NO_PROBE {
@@ -88,6 +75,37 @@ impl Ticket {
     /// Records the call's result.
     #[inline]
     pub(crate) fn finish(&mut self, outcome: Outcome, retry_after: Option<Duration>) {
+        // The common result first: a plain success of an untimed call let through closed,
+        // recorded while the breaker is still in the generation it was admitted in. It
+        // builds no completion and clones no reference.
+        if outcome == Outcome::Success
+            && retry_after.is_none()
+            && self.probe == NO_PROBE
+            && self.start == NOT_TIMED
+        {
+            let gen = self.gen;
+            let mut lane = self.lane.take_if(|lane| lane.breaker.is_closed_in(gen));
+            if lane.is_some() {
+                // One read of the thread's own: its lane index, and the spare the reference
+                // goes to (while the thread exits, both are gone: the cold path then).
+                let kept = with_local(|local| {
+                    let lane = lane.take().expect("a lane to record with");
+                    lane.breaker.record_success(local.index(), gen, None);
+                    local.spare.replace(Some(lane))
+                });
+                match kept {
+                    // The spare it replaces (another breaker's) goes once the slot is free.
+                    Ok(previous) => return drop(previous),
+                    Err(_) => self.lane = lane,
+                }
+            }
+        }
+        self.finish_cold(outcome, retry_after);
+    }
+
+    /// [`finish`](Self::finish) past its common result.
+    #[inline(never)]
+    fn finish_cold(&mut self, outcome: Outcome, retry_after: Option<Duration>) {
         let Some(lane) = self.lane.take() else {
             return;
         };
@@ -140,17 +158,27 @@ impl fmt::Debug for Ticket {
 impl Breaker {
     // ===== recording =====
 
+    /// Whether the breaker is still in generation `gen` and lets every call through (closed
+    /// or disabled): a plain success of that generation is then only counted.
+    #[inline(always)]
+    fn is_closed_in(&self, gen: u32) -> bool {
+        let word = self.word.load(Ordering::Acquire);
+        gen_of(word) == gen && matches!(state_of(word), State::Closed | State::Disabled)
+    }
+
     /// Records a result: inline for the common one (a plain success of a closed call),
     /// out of line for the others.
     #[inline]
     pub(super) fn complete(&self, lane: usize, c: Completion) {
-        if c.outcome == Outcome::Success && !c.slow && !c.probe && c.retry_after.is_none() {
-            let word = self.word.load(Ordering::Acquire);
-            if gen_of(word) == c.gen && matches!(state_of(word), State::Closed | State::Disabled) {
-                // A lane reports its successes in batches.
-                self.record_success(lane, c.gen, c.now);
-                return;
-            }
+        if c.outcome == Outcome::Success
+            && !c.slow
+            && !c.probe
+            && c.retry_after.is_none()
+            && self.is_closed_in(c.gen)
+        {
+            // A lane reports its successes in batches.
+            self.record_success(lane, c.gen, c.now);
+            return;
         }
         self.complete_cold(lane, c);
     }

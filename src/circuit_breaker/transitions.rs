@@ -33,7 +33,7 @@ impl Breaker {
             // that crosses the threshold (the loom model in `window_loom.rs`).
             fence(Ordering::SeqCst);
         }
-        let figures = self.figures(false);
+        let figures = self.figures(None);
         if figures.calls < u64::from(config.minimum_calls) {
             return;
         }

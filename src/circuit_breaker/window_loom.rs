@@ -71,7 +71,7 @@ fn call(shared: &Shared, outcome: Outcome) {
 /// The window's figures at the roll-over, read on the model's thread.
 fn figures_at_roll_over(shared: &Shared) -> WindowFigures {
     model_clock::set(ROLL_OVER);
-    shared.breaker.figures(false)
+    shared.breaker.figures(None)
 }
 
 /// Trips exactly once: open, one generation later (a second trip would be a second).

@@ -102,17 +102,14 @@ where
         let uri = request.uri();
         let hashed = OnceCell::new();
         let lookup = || hashed.get_or_init(|| Hashed::new(HostRef::of(uri))).clone();
-        let admission = self.breakers.admit_host(uri, lookup);
-        // A rejected call never waits for a permit: the pool sits inside the breaker.
-        let acquired = admission
-            .is_call()
-            .then(|| self.pools.acquire_host(uri, lookup));
         // The request is moved straight into the inner call (a closure per layer would
         // copy it once more each).
-        match admission {
+        match self.breakers.admit_host(uri, lookup) {
             Admission::Call(ticket) => {
+                // A rejected call never waits for a permit: the pool sits inside the breaker.
+                let acquired = self.pools.acquire_host(uri, lookup);
                 let probe = ticket.is_probe().then(ProbeCall::enter);
-                let future = match acquired.expect("admitted calls acquire") {
+                let future = match acquired {
                     Ok(permit) => PoolFuture::called(
                         self.inner.call(request),
                         permit,
