@@ -2,6 +2,8 @@
 
 #[cfg(any(feature = "retry", feature = "circuit-breaker"))]
 pub(crate) mod buckets;
+#[cfg(feature = "retry")]
+pub(crate) mod clock;
 #[cfg(any(feature = "pool", feature = "hedge"))]
 pub(crate) mod draw;
 #[cfg(any(feature = "pool", feature = "circuit-breaker"))]

@@ -92,8 +92,9 @@ impl Slot {
 pub(crate) struct Ticker {
     /// Bit `i` of word `w`: slot `w * 64 + i` is taken.
     taken: Padded<[AtomicU64; WORDS]>,
-    /// The slots, allocated 64 at a time when a word is first used.
-    chunks: [OnceLock<Box<[Slot]>>; WORDS],
+    /// The slots, allocated 64 at a time when a word is first used; each on cache lines of
+    /// its own, as the calls of several threads wait in neighbouring slots at once.
+    chunks: [OnceLock<Box<[Padded<Slot>]>>; WORDS],
     /// The deadline the ticker sleeps until (as `Slot::deadline`), or `IDLE`.
     armed: Padded<AtomicU64>,
     /// Set when a call needs the ticker to look at the table before its `armed` deadline.
@@ -153,7 +154,7 @@ impl Ticker {
     /// A slot of a chunk not made yet: makes it.
     #[cold]
     fn first_slot(&self, index: usize) -> &Slot {
-        &self.chunks[index / WORD].get_or_init(|| (0..WORD).map(|_| Slot::new()).collect())
+        &self.chunks[index / WORD].get_or_init(|| (0..WORD).map(|_| Padded(Slot::new())).collect())
             [index % WORD]
     }
 

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::{
     classify::{Failure, FailureKind, Stage},
-    internal::{template::Template, ticker::Wait},
+    internal::{clock, template::Template, ticker::Wait},
     BoxError,
 };
 use http::{Request, Response};
@@ -157,6 +157,15 @@ where
             match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
                     let policy = &this.shared.policy;
+                    // Whether this poll asks if a pending attempt ends in time: then with
+                    // the clock its attempt timeout reads when it starts, if it does.
+                    let asks = !*this.covered
+                        && this.timer.is_idle()
+                        && this.shared.attempt_bound.is_some()
+                        && this.deadline_at.is_some();
+                    if asks {
+                        clock::forget();
+                    }
                     let poll = future.poll(cx);
                     let answered = match &poll {
                         // A response no rule could retry, before any retry: the common case,
@@ -169,9 +178,12 @@ where
                         Poll::Pending => {
                             // An attempt still pending at the deadline is dropped; one that
                             // ends by its own timeout before the deadline needs no timer.
-                            if !*this.covered && this.timer.is_idle() {
-                                *this.covered =
-                                    ends_in_time(this.shared.attempt_bound, *this.deadline_at);
+                            if asks {
+                                *this.covered = ends_in_time(
+                                    this.shared.attempt_bound,
+                                    *this.deadline_at,
+                                    clock::taken_or_now(),
+                                );
                             }
                             return if !*this.covered
                                 && deadline_passed(this.timer, this.shared, *this.deadline_at, cx)
@@ -330,15 +342,16 @@ fn deadline_passed(
     timer.poll_due(&shared.ticker, cx)
 }
 
-/// Whether an attempt pending now ends, by the inner layers' own bound on it (the preset's
+/// Whether an attempt pending `now` ends, by the inner layers' own bound on it (the preset's
 /// attempt timeout, started at the attempt's first pending poll, before this one), before
 /// the deadline. Asked once per attempt, when it is first pending and no timer exists yet:
-/// one clock read instead of a timer registered and cancelled.
-fn ends_in_time(bound: Option<Duration>, deadline_at: Option<Instant>) -> bool {
+/// no timer registered and cancelled, and no clock read of its own when the attempt timeout
+/// started in this poll (its start is `now`: the attempt ends by `now + bound`).
+fn ends_in_time(bound: Option<Duration>, deadline_at: Option<Instant>, now: Instant) -> bool {
     match (bound, deadline_at) {
-        (Some(bound), Some(deadline_at)) => Instant::now()
-            .checked_add(bound)
-            .is_some_and(|end| end <= deadline_at),
+        (Some(bound), Some(deadline_at)) => {
+            now.checked_add(bound).is_some_and(|end| end <= deadline_at)
+        }
         _ => false,
     }
 }

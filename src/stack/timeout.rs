@@ -11,7 +11,10 @@
 //! attempts pending at once, or a timeout of centuries) makes its own `Sleep`, on the heap.
 
 use crate::{
-    internal::ticker::{Ticker, Wait},
+    internal::{
+        clock,
+        ticker::{Ticker, Wait},
+    },
     BoxError,
 };
 use pin_project_lite::pin_project;
@@ -21,7 +24,6 @@ use std::{
     sync::Arc,
     task::{Context, Poll},
 };
-use tokio::time::Instant;
 use tower::timeout::error::Elapsed;
 use tower_service::Service;
 
@@ -99,8 +101,9 @@ impl Timer {
         if self.wait.is_idle() {
             // A timeout too far to represent waits on a `Sleep` of its own, which
             // saturates.
+            // Read for the retry layer around too (`internal::clock`).
             let delay = self.ticker.delay();
-            let at = Instant::now().checked_add(delay);
+            let at = clock::read().checked_add(delay);
             return self.wait.until(&self.ticker, at, delay, cx);
         }
         self.wait.poll_due(&self.ticker, cx)
@@ -143,6 +146,7 @@ where
 mod tests {
     use super::*;
     use std::{convert::Infallible, time::Duration};
+    use tokio::time::Instant;
     use tower::ServiceExt;
 
     /// An attempt that answers after `after`, behind `ticker`'s timer.
