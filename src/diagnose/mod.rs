@@ -30,6 +30,22 @@
 //! fetched (authority information access, which public CAs always set), and *unknown issuer*
 //! otherwise.
 //!
+//! # JSON
+//!
+//! [`Report::to_json`] gives the same report for scripts; for a server whose certificate
+//! expired (`cargo run --example doctor -- --json`, one stage a line):
+//!
+//! ```text
+//! {
+//!   "url": "https://localhost:36687/health",
+//!   "dns": {"host": "localhost", "port": 36687, "source": "override", "addresses": ["127.0.0.1:36687"], "elapsed_ms": 0.003, "error": null},
+//!   "tcp": [{"address": "127.0.0.1:36687", "elapsed_ms": 0.078, "error": null}],
+//!   "tls": {"server_name": "localhost", "elapsed_ms": 18.241, "version": "TLSv1_3", "cipher_suite": "TLS13_AES_256_GCM_SHA384", "alpn": "http/1.1", "chain": [{"subject": "CN=localhost", "issuer": "CN=Doctor Demo Root CA", "sans": ["localhost"], "not_before": "2020-01-01 00:00:00 UTC", "not_after": "2021-01-01 00:00:00 UTC", "days_left": -2164, "not_before_in_future": false, "key": "EC P-256", "self_signed": false, "is_ca": false, "ca_issuers": []}], "verified": false, "problem": "expired", "error": "invalid peer certificate: certificate expired: verification time 1796427846 (UNIX), but certificate is not valid after 1609459200 (186968646 seconds ago)"},
+//!   "http": null,
+//!   "verdict": {"stage": "tls", "kind": "tls_certificate", "explanation": "certificate for localhost expired on 2021-01-01 (2,164 days ago)", "retried_by_default_policy": false, "retried_by_production_preset": false, "hint": "renew the certificate on the server (and check its automatic renewal); do not turn verification off"}
+//! }
+//! ```
+//!
 //! # Example
 //!
 //! `examples/doctor.rs` prints the report for a URL (`cargo run --example doctor --
