@@ -96,7 +96,7 @@ mod tests {
     use crate::circuit_breaker::lanes::MAX_LANES;
 
     #[test]
-    pub(super) fn live_threads_never_share_an_owned_lane() {
+    fn live_threads_never_share_an_owned_lane() {
         let owned = lane_count();
         assert!((1..=MAX_LANES).contains(&owned));
         let here = current_lane();

@@ -122,9 +122,9 @@ use tower_service::Service;
 
 /// The fortified HTTPS client built by [`ClientConfig::https`](crate::stack::ClientConfig::https):
 /// the preset stack around hyper-util's legacy client over the classified [`Connector`]
-/// (shared by every clone: a [`SharedClient`]),
-/// for request bodies `B` (default `Full<Bytes>`), with the hedge layer when `H` is
-/// `Hedged` (`ClientConfig::hedge`, feature `hedge`; see [`HedgeMode`]).
+/// (shared by every clone: a [`SharedClient`]), for request bodies `B` (default
+/// `Full<Bytes>`), with the hedge layer when `H` is `Hedged` (`ClientConfig::hedge`,
+/// feature `hedge`; see [`HedgeMode`]).
 ///
 /// A `Service<http::Request<B>>` with `Response = http::Response<PoolBody<Incoming>>` (the
 /// body holds the host's pool permit until it ends) and `Error = BoxError`, always a

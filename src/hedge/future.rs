@@ -76,9 +76,10 @@ pin_project! {
         // The call's slot among the layer's calls waiting for their hedge delay, taken when
         // the first attempt is first pending (see `internal::ticker`), or `NO_WAIT`.
         wait: u32,
-        // The host's slot in the tracker (at most 4096, `max_keys`), and the layer. Small fields, so that the future of a call
-        // over a boxed inner one (hyper-util's client) stays within 256 bytes: copied with
-        // straight-line moves, not a loop, each of the several times a call moves it.
+        // The host's slot in the tracker (at most 4096, `max_keys`), and the layer. Small
+        // fields, so that the future of a call over a boxed inner one (hyper-util's client)
+        // stays within 256 bytes: copied with straight-line moves, not a loop, each of the
+        // several times a call moves it.
         slot: u16,
         // Whether and how the first attempt's latency is recorded.
         timing: Timing,
