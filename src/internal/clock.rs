@@ -2,7 +2,7 @@
 //! clock ([`read`]) leaves the instant in a per-thread cell, and the layer around it,
 //! which needs the time of the same moment give or take the inner layer's own work, takes
 //! it from there ([`taken_or_now`]) instead of reading the clock again (a clock read is
-//! about a hundred instructions; the cell, a few).
+//! a call into the kernel's vDSO; the cell, a few instructions).
 //!
 //! The outer layer [`forget`]s the cell before it calls or polls the inner one, so that it
 //! only ever takes an instant read during that call or poll: never one left by another
