@@ -5,11 +5,13 @@
 //! Every call is `poll_ready`, `call`, one poll of the response future (ready at once),
 //! then the response is dropped (its body holds the permit). The pools never fill (64
 //! permits, one call at a time). No runtime: each call is driven with `Waker::noop()`. The
-//! adaptive pool reads the clock twice in one call in 4, drawn per thread (when the permit
-//! is taken and when the response arrives: tokio's clock, which checks for a paused test
-//! clock since the dev-dependencies enable `test-util`), adds each timed call to its
+//! adaptive pool reads the clock twice in one call in `every`, drawn per thread (when the
+//! permit is taken and when the response arrives: tokio's clock, which checks for a paused
+//! test clock since the dev-dependencies enable `test-util`), adds each timed call to its
 //! window, and once per window (100 ms) closes it; its limit stays at `maxsize` (one call
-//! at a time leaves it app-limited, so it never moves).
+//! at a time leaves it app-limited, so it never moves). A new pool times every call in its
+//! first window; then, at millions of calls a second, one in 64 (the most: `every` follows
+//! the call rate).
 //!
 //! The group `adaptive/paired` measures each adaptive variant against its fixed twin in
 //! alternating batches (`support/paired.rs`), with a control pair of identical fixed pools.
@@ -17,7 +19,17 @@
 //! For instruction counts (repeatable on a loaded machine), `FORTIFY_BENCH_CALLS=n` with
 //! `FORTIFY_BENCH_ONLY=text` runs `n` calls of the first variant whose name holds `text`,
 //! without criterion: run it under `valgrind --tool=callgrind` with two values of `n`, and
-//! divide the difference of the totals by the difference of the calls.
+//! divide the difference of the totals by the difference of the calls. That measures a
+//! new adaptive pool, whose first window (100 ms of wall-clock time, a few thousand calls
+//! under callgrind) times every call. For the share a busy pool settles at, add
+//! `FORTIFY_BENCH_WARMUP_MS=m` (calls for `m` ms first, e.g. 2000) and count the calls
+//! alone with `--toggle-collect='adaptive::profiled*'`:
+//!
+//! ```text
+//! cargo bench --no-run --bench adaptive
+//! FORTIFY_BENCH_WARMUP_MS=2000 FORTIFY_BENCH_CALLS=6000 FORTIFY_BENCH_ONLY='adaptive one' \
+//!   valgrind --tool=callgrind --toggle-collect='adaptive::profiled*' target/release/deps/adaptive-<hash>
+//! ```
 //!
 //! Run with `cargo bench --bench adaptive`.
 
@@ -111,7 +123,8 @@ criterion_group! {
     targets = overhead, paired_overhead
 }
 
-/// `FORTIFY_BENCH_CALLS=n FORTIFY_BENCH_ONLY=text`: `n` calls of one variant, for callgrind.
+/// `FORTIFY_BENCH_CALLS=n FORTIFY_BENCH_ONLY=text`: `n` calls of one variant, for callgrind,
+/// after `FORTIFY_BENCH_WARMUP_MS` of calls (default none).
 fn counted(calls: &str) {
     let calls: u64 = calls.parse().expect("FORTIFY_BENCH_CALLS is a number");
     let only = std::env::var("FORTIFY_BENCH_ONLY").unwrap_or_default();
@@ -124,6 +137,23 @@ fn counted(calls: &str) {
             .unwrap_or_else(|| panic!("no variant holds {only:?}"));
         Box::new(caller(service(builder)))
     };
+    let warm_up = std::env::var("FORTIFY_BENCH_WARMUP_MS").map_or(0, |ms| {
+        ms.parse::<u64>()
+            .expect("FORTIFY_BENCH_WARMUP_MS is a number")
+    });
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_millis(warm_up) {
+        for _ in 0..100 {
+            call();
+        }
+    }
+    profiled(calls, &mut call);
+}
+
+/// The counted calls, apart from start-up and warm-up: never inlined, so that callgrind
+/// can count them alone (`--toggle-collect='adaptive::profiled*'`).
+#[inline(never)]
+fn profiled(calls: u64, call: &mut dyn FnMut()) {
     for _ in 0..calls {
         call();
     }

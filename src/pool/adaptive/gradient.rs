@@ -16,7 +16,8 @@ const BASELINE_DECAY: f64 = 0.9;
 /// What a window saw.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Window {
-    /// Calls that succeeded (counted from the timed ones, each standing for `TIME_EVERY`),
+    /// Calls that succeeded (counted from the timed ones, each standing for the window's
+    /// `every`),
     /// and their mean latency (of the timed ones; microseconds, meaningless when none).
     pub(super) successes: u64,
     pub(super) mean_latency: f64,

@@ -3,7 +3,7 @@
 
 use super::{
     gradient::{self, State, Window},
-    AdaptiveLimit,
+    sampling, AdaptiveLimit,
 };
 use crate::{
     classify::{Failure, FailureKind},
@@ -17,18 +17,6 @@ use tokio::time::Instant;
 
 /// A window closes when it has lasted `window` and holds at least this many calls.
 pub(super) const MIN_SAMPLES: u64 = 8;
-
-/// One call in this many, on average, has its latency measured (a clock read when it takes
-/// its permit and one when it ends, which cost about a fixed pool's whole call). Calls are
-/// drawn at random on each thread (`internal::draw`), so that a thread calling several
-/// pools in turn times each of them alike; a timed success stands for this many
-/// successes, and only timed successes touch the window's atomics. Failures are all
-/// counted (see `Limiter::record`). One in every call in the loom models, whose threads
-/// share the thread-local draw and must run the same way every time.
-#[cfg(not(fortify_loom))]
-pub(super) const TIME_EVERY: u32 = 4;
-#[cfg(fortify_loom)]
-pub(super) const TIME_EVERY: u32 = 1;
 
 /// `samples` packs the timed successes' count (high bits) over the sum of their latencies
 /// in microseconds (low bits), so that recording one is one `fetch_add`.
@@ -88,7 +76,7 @@ impl Outcome {
 
 /// When a call took its permit, as microseconds since its limiter's epoch (modulo 2^32,
 /// the lowest bit set), [`UNTIMED`](Self::UNTIMED) for a call whose latency is not measured
-/// (see `TIME_EVERY`), or even: nothing to record (a fixed pool, an overflowing call, or
+/// (see `Limiter::every`), or even: nothing to record (a fixed pool, an overflowing call, or
 /// recorded already).
 ///
 /// Half a word, so that a permit stays two words: the permit keeps it beside its tracker
@@ -106,20 +94,22 @@ impl Stamp {
     /// recorded (a success counts through the timed ones).
     pub(crate) const UNTIMED: Stamp = Stamp(1);
 
-    /// For a pool that adapts its limit: now (one clock read) for one call in
-    /// `TIME_EVERY`, drawn on this thread, else [`UNTIMED`](Self::UNTIMED). Nothing for a
-    /// fixed pool.
+    /// For a pool that adapts its limit: now (one clock read) for one call in the
+    /// limiter's `every`, drawn on this thread, else [`UNTIMED`](Self::UNTIMED). Nothing
+    /// for a fixed pool.
     #[inline]
     pub(crate) fn start(limiter: Option<&Limiter>) -> Self {
         match limiter {
             None => Stamp::NONE,
-            Some(limiter) if crate::internal::draw::one_in(TIME_EVERY) => Stamp::now(limiter),
+            Some(limiter) if crate::internal::draw::one_in(limiter.every()) => Stamp::now(limiter),
             Some(_) => Stamp::UNTIMED,
         }
     }
 
-    /// Now, for a timed call of `limiter`.
-    #[inline]
+    /// Now, for a timed call of `limiter`. Out of line: a busy pool times one call in
+    /// up to 64, and the others' grant then needs no stack frame.
+    #[cold]
+    #[inline(never)]
     fn now(limiter: &Limiter) -> Self {
         // The first two microseconds of every 71 minutes would read as `UNTIMED`: they
         // count as the third.
@@ -236,6 +226,16 @@ impl Shared {
 pub(crate) struct Limiter {
     shared: Arc<Shared>,
     epoch: Instant,
+    /// One call in this many, on average, has its latency measured (a clock read when it
+    /// takes its permit and one when it ends, which cost about a fixed pool's whole call):
+    /// between 1 and `sampling::MAX_EVERY`, set by each window's close for the next one
+    /// from the timed successes it counted (`sampling::next_every`), read relaxed by every
+    /// call. Calls are drawn at random on each thread (`internal::draw`), so that a thread
+    /// calling several pools in turn times each of them alike; a timed success stands for
+    /// `every` successes, and only timed successes touch the window's atomics. Failures are
+    /// all counted (see `record`). A new pool times every call until its first window
+    /// closes.
+    every: AtomicU32,
     /// The limit in force (whole permits).
     limit: AtomicUsize,
     parked: AtomicUsize,
@@ -276,6 +276,7 @@ impl Limiter {
         Limiter {
             shared: Arc::clone(shared),
             epoch: Instant::now(),
+            every: AtomicU32::new(1),
             limit: AtomicUsize::new(limit),
             parked: AtomicUsize::new(maxsize - limit),
             samples: AtomicU64::new(0),
@@ -295,6 +296,12 @@ impl Limiter {
     /// Permits held back from the semaphore.
     pub(crate) fn parked(&self) -> usize {
         self.parked.load(Ordering::Relaxed)
+    }
+
+    /// One call in this many is timed (see the field).
+    #[inline]
+    pub(crate) fn every(&self) -> u32 {
+        self.every.load(Ordering::Relaxed)
     }
 
     /// `now` since the epoch (zero before it).
@@ -406,9 +413,12 @@ impl Limiter {
 
     #[cold]
     fn close(&self, opened: u64, now: u64, semaphore: &Semaphore, busy: impl FnOnce() -> usize) {
+        // Written only by the close of a window: the share this window's calls were drawn
+        // at (but for calls drawn before the last close and recorded after it).
+        let every = self.every();
         let samples = self.samples.load(Ordering::Relaxed);
         let calls =
-            (samples >> SUM_BITS) * u64::from(TIME_EVERY) + self.failures.load(Ordering::Relaxed);
+            (samples >> SUM_BITS) * u64::from(every) + self.failures.load(Ordering::Relaxed);
         if calls < MIN_SAMPLES {
             return;
         }
@@ -423,8 +433,17 @@ impl Limiter {
         let samples = self.samples.swap(0, Ordering::Relaxed);
         let failures = self.failures.swap(0, Ordering::Relaxed);
         let timed = samples >> SUM_BITS;
+        let next_every = sampling::next_every(
+            every,
+            timed,
+            now.saturating_sub(opened),
+            self.shared.window_nanos,
+        );
+        if next_every != every {
+            self.every.store(next_every, Ordering::Relaxed);
+        }
         let window = Window {
-            successes: timed * u64::from(TIME_EVERY),
+            successes: timed * u64::from(every),
             mean_latency: if timed == 0 {
                 0.0
             } else {
@@ -478,7 +497,7 @@ mod tests {
     }
 
     /// `n` calls ending with `outcome`, each of them timed (each success stands for
-    /// `TIME_EVERY` calls in the window).
+    /// `every` calls in the window, one in a new pool).
     fn calls(limiter: &Limiter, semaphore: &Semaphore, n: usize, outcome: Outcome, busy: usize) {
         for _ in 0..n {
             let mut stamp = Stamp::now(limiter);
@@ -487,13 +506,16 @@ mod tests {
         }
     }
 
-    /// About one call in `TIME_EVERY` on a thread is timed; a timed success stands for
-    /// `TIME_EVERY` of them, and the window's mean is the timed calls' latency.
+    /// A new pool times every call; at one in `every`, about one call in `every` on a
+    /// thread is timed, and the window's mean is the timed calls' latency.
     #[tokio::test(start_paused = true)]
-    async fn one_call_in_time_every_is_timed_and_stands_for_the_others() {
+    async fn one_call_in_every_is_timed() {
         let (limiter, semaphore) = limiter(AdaptiveLimit::gradient(), 4);
+        assert_eq!(limiter.every(), 1);
+        assert!((0..100).all(|_| Stamp::start(Some(&limiter)) != Stamp::UNTIMED));
+        limiter.every.store(4, Ordering::Relaxed);
         tokio::time::advance(Duration::from_millis(1)).await;
-        let n = 4_000 * TIME_EVERY as usize;
+        let n = 4_000 * 4;
         let mut stamps: Vec<Stamp> = (0..n).map(|_| Stamp::start(Some(&limiter))).collect();
         assert!(stamps.iter().all(|stamp| stamp.is_set()));
         let timed = stamps.iter().filter(|s| **s != Stamp::UNTIMED).count();
@@ -517,11 +539,13 @@ mod tests {
     }
 
     /// A thread that calls two pools in turn times both alike: the draw is random, not
-    /// every `TIME_EVERY`-th call (which would time one pool's calls only).
+    /// every `every`-th call (which would time one pool's calls only).
     #[test]
     fn a_thread_calling_two_pools_in_turn_times_both() {
         let (a, _) = limiter(AdaptiveLimit::gradient(), 4);
         let (b, _) = limiter(AdaptiveLimit::gradient(), 4);
+        a.every.store(4, Ordering::Relaxed);
+        b.every.store(4, Ordering::Relaxed);
         let mut timed = [0usize; 2];
         for _ in 0..4_000 {
             for (i, limiter) in [&a, &b].into_iter().enumerate() {
@@ -530,13 +554,37 @@ mod tests {
                 }
             }
         }
-        let expected = 4_000 / TIME_EVERY as usize;
+        let expected = 4_000 / 4;
         for count in timed {
             assert!(
                 count * 10 >= expected * 8 && count * 10 <= expected * 12,
                 "{timed:?}, expected about {expected} each"
             );
         }
+    }
+
+    /// A window counts each timed success as `every` calls: at one in 8, one failure beside
+    /// three timed successes (24 calls) is under the failure threshold (10%); counted once
+    /// each, it would be a quarter of the calls, and the limit would be cut.
+    #[tokio::test(start_paused = true)]
+    async fn a_timed_success_counts_as_every_calls() {
+        let (limiter, semaphore) = limiter(AdaptiveLimit::gradient().initial_limit(5), 10);
+        limiter.every.store(8, Ordering::Relaxed);
+        tokio::time::advance(Duration::from_millis(50)).await;
+        calls(&limiter, &semaphore, 1, Outcome::Overload, 10);
+        calls(&limiter, &semaphore, 2, Outcome::Success, 10);
+        tokio::time::advance(Duration::from_millis(50)).await;
+        calls(&limiter, &semaphore, 1, Outcome::Success, 10);
+        assert_eq!(
+            limiter.limit(),
+            6,
+            "a healthy window: one more, not cut to 4"
+        );
+        assert_eq!(
+            limiter.every(),
+            1,
+            "3 timed calls in a window: every call next"
+        );
     }
 
     #[test]

@@ -25,9 +25,9 @@
 //! Each window is made to close by its count: the window lasts a nanosecond, so the
 //! `MIN_SAMPLES`-th call of a window closes it whatever the clock reads (the models use the
 //! real clock: every reading is past the window's start). Every call is timed in the
-//! models (`TIME_EVERY` is 1 under `fortify_loom`: the thread-local draw that picks one
-//! call in 4 would be shared by loom's threads and differ between runs), so every
-//! success counts once.
+//! models (`sampling::MAX_EVERY` is 1 under `fortify_loom`, so `every` stays 1: the
+//! thread-local draw that picks the timed calls would be shared by loom's threads and
+//! differ between runs), so every success counts once.
 
 use super::{limiter::MIN_SAMPLES, AdaptiveLimit, Outcome, Shared};
 use crate::pool::{

@@ -5,6 +5,7 @@ mod gradient;
 mod limiter;
 #[cfg(all(test, fortify_loom))]
 mod loom_tests;
+mod sampling;
 
 pub(crate) use limiter::{Limiter, Outcome, Shared, Stamp};
 
@@ -24,7 +25,8 @@ pub(crate) const LIMIT: &str = "fortify_pool_limit";
 /// ([`min_limit`](Self::min_limit)) and `maxsize`, once per sample window:
 ///
 /// - **latency**: the window's mean latency (of successful calls, from permit to response
-///   head; one call in 4 is timed, drawn at random on each thread) against a baseline,
+///   head; of a busy pool, one call in up to 64 is timed, drawn at random on each thread,
+///   see [Cost](#cost)) against a baseline,
 ///   the *no-load latency*: a long-window exponential average of the windows' latencies.
 ///   While the latency stays within `tolerance` times the baseline, the limit grows by one
 ///   per window (additive increase), if the callers use at least half of it. When it
@@ -90,21 +92,27 @@ pub(crate) const LIMIT: &str = "fortify_pool_limit";
 ///
 /// # Cost
 ///
-/// One call in 4 of an adaptive pool, on average, is timed: it reads the clock when it
-/// takes its permit and when its response (or error) arrives (two clock reads cost about
-/// as much as a fixed pool's whole call). Each thread draws which of its calls are timed
-/// (a cheap pseudo-random sequence of its own, not every fourth call, so that a thread
-/// calling several hosts in turn times each of them alike). A timed success adds itself
-/// to the window with one `fetch_add` (count and latency sum share a word), stands for 4
-/// successes in the window's count, and checks whether the window is due; an untimed
-/// success touches nothing shared. Every failure is counted (one `fetch_add`, one clock
-/// read). A window that has lasted `window` closes at its next timed success or failure
-/// once it counts at least 8 calls, so a slow pool's windows last until a timed call
-/// comes (about 8 calls). A permit's return loads two atomics (the limit and the parked
-/// count). No lock and no allocation; once per window, one call claims the window with a
-/// compare-and-swap and computes the next limit. A latency counts at most 16.7 s. A fixed
-/// pool pays nothing of this: its permits are marked at the pool's creation as needing
-/// only the semaphore.
+/// One call in `every` of an adaptive pool, on average, is timed: it reads the clock when
+/// it takes its permit and when its response (or error) arrives (two clock reads cost
+/// about as much as a fixed pool's whole call). `every` follows the pool's call rate, so
+/// that the estimator gets about 32 timed successes per window and no more: each window's
+/// close sets the next one's from the timed successes it counted, per `window` of time
+/// (left alone between 16 and 64, else the calls per window over 32), between 1 (a quiet
+/// pool, and a new pool's first window, time every call) and 64 (a pool of more than
+/// about 20,000 calls a second with the default window). Each thread draws which of its
+/// calls are timed (a cheap pseudo-random sequence of its own, not every n-th call, so
+/// that a thread calling several hosts in turn times each of them alike): one relaxed
+/// load of `every` per call. A timed success adds itself to the window with one
+/// `fetch_add` (count and latency sum share a word), stands for `every` successes in the
+/// window's count, and checks whether the window is due; an untimed success touches
+/// nothing shared. Every failure is counted (one `fetch_add`, one clock read). A window
+/// that has lasted `window` closes at its next timed success or failure once it counts at
+/// least 8 calls, so when a busy pool's calls thin out, its window lasts until a timed
+/// call comes (about `every` calls) and the next one times more. A permit's return loads
+/// two atomics (the limit and the parked count). No lock and no allocation; once per
+/// window, one call claims the window with a compare-and-swap and computes the next limit
+/// and `every`. A latency counts at most 16.7 s. A fixed pool pays nothing of this: its
+/// permits are marked at the pool's creation as needing only the semaphore.
 ///
 /// # Metrics
 ///
@@ -213,8 +221,9 @@ impl AdaptiveLimit {
 
     /// How often the limit moves (default 100 ms): a window closes when it has lasted this
     /// long and seen at least 8 calls (or half a million timed ones, however short),
-    /// checked at every failure and every timed success (one in 4). Shorter windows react
-    /// faster and measure noisier means.
+    /// checked at every failure and every timed success (see [Cost](AdaptiveLimit#cost)).
+    /// Shorter windows react faster and measure noisier means; the share of calls timed
+    /// aims at the same number per window, so a shorter window times a larger share.
     ///
     /// Rejected when zero; a longer window than the clock can count saturates (the
     /// window then closes by its count only).
