@@ -563,15 +563,16 @@ mod tests {
         }
     }
 
-    /// A window counts each timed success as `every` calls: at one in 8, one failure beside
-    /// three timed successes (24 calls) is under the failure threshold (10%); counted once
-    /// each, it would be a quarter of the calls, and the limit would be cut.
+    /// A window counts each timed success as `every` calls: at one in 8, two failures
+    /// beside three timed successes (24 calls) are under the failure threshold (10%);
+    /// counted once each (or as 3 + 8), they would be 40% (or 15%) of the calls, and the
+    /// limit would be cut.
     #[tokio::test(start_paused = true)]
     async fn a_timed_success_counts_as_every_calls() {
         let (limiter, semaphore) = limiter(AdaptiveLimit::gradient().initial_limit(5), 10);
         limiter.every.store(8, Ordering::Relaxed);
         tokio::time::advance(Duration::from_millis(50)).await;
-        calls(&limiter, &semaphore, 1, Outcome::Overload, 10);
+        calls(&limiter, &semaphore, 2, Outcome::Overload, 10);
         calls(&limiter, &semaphore, 2, Outcome::Success, 10);
         tokio::time::advance(Duration::from_millis(50)).await;
         calls(&limiter, &semaphore, 1, Outcome::Success, 10);
