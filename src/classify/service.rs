@@ -138,13 +138,16 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        // The observer first (the call's start), then the inner call as the last field of
-        // the literal: the inner future is written in place, not moved in.
-        ResponseFuture {
+        // The observer first, then the inner call as the last field of the literal: the
+        // inner future is written in place, not moved in. The call's start is then the
+        // clock read during the inner call, if a layer there read it (`internal::clock`).
+        let mut future = ResponseFuture {
             observer: Observer::start(&self.shared),
             stage: self.shared.stage,
             inner: self.inner.call(request),
-        }
+        };
+        Observer::started(&mut future.observer);
+        future
     }
 }
 
