@@ -84,6 +84,7 @@ impl Slot {
         }
     }
 
+    #[inline]
     fn lock(&self) -> MutexGuard<'_, Option<Waker>> {
         self.waker.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -416,6 +417,19 @@ impl Wait {
         cx: &mut Context<'_>,
     ) -> bool {
         self.stop(ticker);
+        self.start(ticker, at, delay, cx)
+    }
+
+    /// [`until`](Self::until) for a wait that is idle.
+    #[inline]
+    pub(crate) fn start(
+        &mut self,
+        ticker: &Arc<Ticker>,
+        at: Option<Nanos>,
+        delay: Duration,
+        cx: &mut Context<'_>,
+    ) -> bool {
+        debug_assert!(self.is_idle(), "a wait started twice");
         match at.and_then(|at| ticker.register_nanos(at, cx.waker())) {
             Some(index) => {
                 *self = Wait::Slot(index);

@@ -341,7 +341,7 @@ fn deadline_passed(
         return false;
     };
     if timer.is_idle() {
-        return timer.until(&shared.ticker, Some(deadline_at), Duration::ZERO, cx);
+        return timer.start(&shared.ticker, Some(deadline_at), Duration::ZERO, cx);
     }
     timer.poll_due(&shared.ticker, cx)
 }
