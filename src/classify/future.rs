@@ -125,6 +125,10 @@ impl Observer {
     }
 
     /// Sets a timed call's start, after its inner call (see the type's docs).
+    #[cfg_attr(
+        not(any(feature = "metrics", feature = "tracing")),
+        allow(unused_variables)
+    )]
     #[inline]
     pub(super) fn started(observer: &mut Option<Self>) {
         #[cfg(any(feature = "metrics", feature = "tracing"))]

@@ -39,6 +39,12 @@
 //!   classification layer's own read before the inner call would be (by the work of the
 //!   layers' calls before the read): a call's recorded duration errs short by that much.
 
+// The retry layer uses the most of it, the classification layer the duration.
+#![cfg_attr(
+    not(all(feature = "retry", any(feature = "metrics", feature = "tracing"))),
+    allow(dead_code)
+)]
+
 use std::{cell::Cell, sync::OnceLock, time::Duration};
 use tokio::time::Instant;
 
