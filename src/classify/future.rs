@@ -188,6 +188,63 @@ mod tests {
         assert_eq!(Arc::strong_count(&a), 2, "one spare, the other dropped");
     }
 
+    /// The call's start is the clock read an inner layer made during the call (left one
+    /// second early here, so that it shows), never one made before the call.
+    #[tokio::test(start_paused = true)]
+    async fn a_calls_start_is_the_read_made_during_its_inner_call() {
+        use crate::classify::{ErrorClassify, ErrorClassifyLayer};
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        use std::time::Duration;
+        use tower::{Layer, ServiceExt};
+
+        // Handles are registered when the layer builds the service.
+        fn classified<S>(recorder: &DebuggingRecorder, inner: S) -> ErrorClassify<S> {
+            ::metrics::with_local_recorder(recorder, || {
+                ErrorClassifyLayer::builder()
+                    .name("start")
+                    .build()
+                    .unwrap()
+                    .layer(inner)
+            })
+        }
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let durations = || -> Vec<f64> {
+            snapshotter
+                .snapshot()
+                .into_vec()
+                .into_iter()
+                .filter(|(key, ..)| key.key().name() == "fortify_request_duration_seconds")
+                .flat_map(|(.., value)| match value {
+                    DebugValue::Histogram(samples) => {
+                        samples.into_iter().map(|s| s.into_inner()).collect()
+                    }
+                    _ => Vec::new(),
+                })
+                .collect()
+        };
+        let second_early = || Nanos::from_nanos(Nanos::now().get() - 1_000_000_000);
+        let two_seconds = |_: ()| async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            Ok::<_, io::Error>(())
+        };
+
+        let reads = classified(
+            &recorder,
+            tower::service_fn(move |request: ()| {
+                clock::leave(second_early());
+                two_seconds(request)
+            }),
+        );
+        reads.oneshot(()).await.unwrap();
+        assert_eq!(durations(), [3.0], "the inner read is the start");
+
+        let reads_nothing = classified(&recorder, tower::service_fn(two_seconds));
+        clock::leave(second_early());
+        reads_nothing.oneshot(()).await.unwrap();
+        assert_eq!(durations(), [2.0], "a read before the call is not taken");
+    }
+
     #[test]
     fn a_finished_call_gives_its_reference_back() {
         let (a, b) = (shared(), shared());
