@@ -1,6 +1,8 @@
 //! [`Future`] types.
 
 use super::{service::Shared, Failure, Stage};
+#[cfg(any(feature = "metrics", feature = "tracing"))]
+use crate::internal::clock::{self, Nanos};
 use crate::BoxError;
 use pin_project_lite::pin_project;
 use std::{
@@ -29,11 +31,13 @@ pin_project! {
 #[cfg(all(test, feature = "metrics"))]
 impl<F> ResponseFuture<F> {
     fn new(shared: &Arc<Shared>, call: impl FnOnce() -> F) -> Self {
-        ResponseFuture {
+        let mut future = ResponseFuture {
             observer: Observer::start(shared),
             stage: shared.stage,
             inner: call(),
-        }
+        };
+        Observer::started(&mut future.observer);
+        future
     }
 }
 
@@ -72,6 +76,11 @@ where
 /// What a call needs to be reported: its service's shared handles, and when the call
 /// started if anything will use its duration.
 ///
+/// The start is a clock read made during the inner call when a layer there made one (the
+/// retry layer's, for its budget and deadline), else the observer's own read after the
+/// inner call (see `internal::clock`): the duration leaves out the work of the calls
+/// before that read, nanoseconds, and errs short by that much.
+///
 /// With the `metrics` feature every call takes one, because an error is counted whether or
 /// not the recorder keeps the duration histogram (a counters-only recorder, or a filter on
 /// the histogram's name), and `metrics` cannot tell a live counter from a no-op one. The
@@ -82,7 +91,7 @@ where
 pub(super) struct Observer {
     shared: SharedRef,
     #[cfg(any(feature = "metrics", feature = "tracing"))]
-    start: Option<tokio::time::Instant>,
+    start: Option<Nanos>,
 }
 
 impl Observer {
@@ -90,24 +99,50 @@ impl Observer {
         not(any(feature = "metrics", feature = "tracing")),
         allow(unused_variables)
     )]
+    /// The observer of a call about to be made; [`started`](Self::started) once the inner
+    /// call is made.
     pub(super) fn start(shared: &Arc<Shared>) -> Option<Self> {
         #[cfg(feature = "metrics")]
         return Some(Observer {
             shared: SharedRef::of(shared),
-            start: shared.timed().then(tokio::time::Instant::now),
+            start: shared.timed().then(Observer::timed),
         });
         #[cfg(all(feature = "tracing", not(feature = "metrics")))]
         return shared.timed().then(|| Observer {
             shared: SharedRef::of(shared),
-            start: Some(tokio::time::Instant::now()),
+            start: Some(Observer::timed()),
         });
         #[cfg(not(any(feature = "metrics", feature = "tracing")))]
         return None;
     }
 
+    /// A timed call's start until [`started`](Self::started) sets it, with the thread's
+    /// last clock read forgotten: `started` takes only one made during the inner call.
+    #[cfg(any(feature = "metrics", feature = "tracing"))]
+    fn timed() -> Nanos {
+        clock::forget();
+        Nanos::from_nanos(0)
+    }
+
+    /// Sets a timed call's start, after its inner call (see the type's docs).
+    #[cfg_attr(
+        not(any(feature = "metrics", feature = "tracing")),
+        allow(unused_variables)
+    )]
+    #[inline]
+    pub(super) fn started(observer: &mut Option<Self>) {
+        #[cfg(any(feature = "metrics", feature = "tracing"))]
+        if let Some(Observer {
+            start: Some(start), ..
+        }) = observer
+        {
+            *start = clock::taken_or_now();
+        }
+    }
+
     fn elapsed(&self) -> Option<std::time::Duration> {
         #[cfg(any(feature = "metrics", feature = "tracing"))]
-        return self.start.map(|start| start.elapsed());
+        return self.start.map(|start| Nanos::now().saturating_since(start));
         #[cfg(not(any(feature = "metrics", feature = "tracing")))]
         return None;
     }
@@ -151,6 +186,63 @@ mod tests {
         assert_eq!(Arc::strong_count(&a), 3);
         drop((again, other));
         assert_eq!(Arc::strong_count(&a), 2, "one spare, the other dropped");
+    }
+
+    /// The call's start is the clock read an inner layer made during the call (left one
+    /// second early here, so that it shows), never one made before the call.
+    #[tokio::test(start_paused = true)]
+    async fn a_calls_start_is_the_read_made_during_its_inner_call() {
+        use crate::classify::{ErrorClassify, ErrorClassifyLayer};
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        use std::time::Duration;
+        use tower::{Layer, ServiceExt};
+
+        // Handles are registered when the layer builds the service.
+        fn classified<S>(recorder: &DebuggingRecorder, inner: S) -> ErrorClassify<S> {
+            ::metrics::with_local_recorder(recorder, || {
+                ErrorClassifyLayer::builder()
+                    .name("start")
+                    .build()
+                    .unwrap()
+                    .layer(inner)
+            })
+        }
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let durations = || -> Vec<f64> {
+            snapshotter
+                .snapshot()
+                .into_vec()
+                .into_iter()
+                .filter(|(key, ..)| key.key().name() == "fortify_request_duration_seconds")
+                .flat_map(|(.., value)| match value {
+                    DebugValue::Histogram(samples) => {
+                        samples.into_iter().map(|s| s.into_inner()).collect()
+                    }
+                    _ => Vec::new(),
+                })
+                .collect()
+        };
+        let second_early = || Nanos::from_nanos(Nanos::now().get() - 1_000_000_000);
+        let two_seconds = |_: ()| async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            Ok::<_, io::Error>(())
+        };
+
+        let reads = classified(
+            &recorder,
+            tower::service_fn(move |request: ()| {
+                clock::leave(second_early());
+                two_seconds(request)
+            }),
+        );
+        reads.oneshot(()).await.unwrap();
+        assert_eq!(durations(), [3.0], "the inner read is the start");
+
+        let reads_nothing = classified(&recorder, tower::service_fn(two_seconds));
+        clock::leave(second_early());
+        reads_nothing.oneshot(()).await.unwrap();
+        assert_eq!(durations(), [2.0], "a read before the call is not taken");
     }
 
     #[test]

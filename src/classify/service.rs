@@ -138,12 +138,19 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        // The observer first (the call's start), then the inner call as the last field of
-        // the literal: the inner future is written in place, not moved in.
+        // The observer first, then the inner call, then the call's start: the clock read
+        // during the inner call, if a layer there read it (`internal::clock`). Set inside
+        // the inner field's block, so that the inner future is still written in place
+        // (set on the built future afterwards, the future was copied whole).
+        let mut observer = Observer::start(&self.shared);
         ResponseFuture {
-            observer: Observer::start(&self.shared),
             stage: self.shared.stage,
-            inner: self.inner.call(request),
+            inner: {
+                let inner = self.inner.call(request);
+                Observer::started(&mut observer);
+                inner
+            },
+            observer,
         }
     }
 }

@@ -2,7 +2,7 @@
 
 #[cfg(any(feature = "retry", feature = "circuit-breaker"))]
 pub(crate) mod buckets;
-#[cfg(feature = "retry")]
+#[cfg(any(feature = "retry", feature = "metrics", feature = "tracing"))]
 pub(crate) mod clock;
 #[cfg(any(feature = "pool", feature = "hedge"))]
 pub(crate) mod draw;

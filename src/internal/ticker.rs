@@ -39,6 +39,7 @@
 //! panics there, as tokio's `sleep` does.
 
 use crate::internal::{
+    clock::Nanos,
     padded::Padded,
     sync::{fence, AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering},
 };
@@ -69,8 +70,8 @@ const IDLE: u64 = u64::MAX;
 /// One waiting call. Its deadline changes (set, due, cleared) under the waker's lock, so
 /// that the ticker never takes the waker of the slot's next call.
 struct Slot {
-    /// Nanoseconds since the ticker's `base`, plus one (never `DUE`), `DUE` once due, or
-    /// `NONE`.
+    /// Nanoseconds since the clock's base (`internal::clock`), plus one (never `DUE`),
+    /// `DUE` once due, or `NONE`.
     deadline: AtomicU64,
     waker: Mutex<Option<Waker>>,
 }
@@ -83,6 +84,7 @@ impl Slot {
         }
     }
 
+    #[inline]
     fn lock(&self) -> MutexGuard<'_, Option<Waker>> {
         self.waker.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -103,7 +105,6 @@ pub(crate) struct Ticker {
     ticker: Mutex<Option<Waker>>,
     /// Whether a ticker task runs (cleared when its runtime drops it).
     running: AtomicBool,
-    base: Instant,
     /// The delay every call of the layer waits, for a layer that has one (the attempt
     /// timeout): kept here so that the layer's services and futures hold only the ticker.
     delay: Duration,
@@ -132,7 +133,6 @@ impl Ticker {
             wake: AtomicBool::new(false),
             ticker: Mutex::new(None),
             running: AtomicBool::new(false),
-            base: Instant::now(),
             delay,
         }
     }
@@ -160,15 +160,18 @@ impl Ticker {
 
     /// Waits for `deadline` with `waker`: the slot taken, to give back with
     /// [`release`](Self::release); `None` when the deadline is too far to represent (about
-    /// 584 years) or before the ticker was made (a clock of another runtime, paused
-    /// behind this one's: its deadlines would look due at once), the table is full or no
-    /// runtime can run the ticker.
+    /// 584 years) or before the clock's base (a clock of another runtime, paused far
+    /// behind: see `internal::clock`), the table is full or no runtime can run the ticker.
+    #[cfg_attr(not(feature = "hedge"), allow(dead_code))]
     #[inline]
     pub(crate) fn register(self: &Arc<Self>, deadline: Instant, waker: &Waker) -> Option<u32> {
-        let nanos = u64::try_from(deadline.checked_duration_since(self.base)?.as_nanos())
-            .ok()?
-            .checked_add(1)
-            .filter(|&n| n != NONE)?;
+        self.register_nanos(Nanos::of(deadline)?, waker)
+    }
+
+    /// [`register`](Self::register) with the deadline in nanoseconds.
+    #[inline]
+    pub(crate) fn register_nanos(self: &Arc<Self>, deadline: Nanos, waker: &Waker) -> Option<u32> {
+        let nanos = deadline.get().checked_add(1).filter(|&n| n != NONE)?;
         if !self.running.load(Ordering::Acquire) && !self.spawn() {
             return None;
         }
@@ -367,15 +370,12 @@ impl Ticker {
 
     /// Now, as a deadline.
     fn now(&self) -> u64 {
-        let since = Instant::now().saturating_duration_since(self.base);
-        u64::try_from(since.as_nanos())
-            .unwrap_or(NONE - 1)
-            .saturating_add(1)
+        Nanos::now().get().min(NONE - 2) + 1
     }
 
     /// The instant of a deadline.
     fn instant(&self, deadline: u64) -> Instant {
-        self.base + Duration::from_nanos(deadline - 1)
+        Nanos::from_nanos(deadline - 1).instant()
     }
 }
 
@@ -412,12 +412,25 @@ impl Wait {
     pub(crate) fn until(
         &mut self,
         ticker: &Arc<Ticker>,
-        at: Option<Instant>,
+        at: Option<Nanos>,
         delay: Duration,
         cx: &mut Context<'_>,
     ) -> bool {
         self.stop(ticker);
-        match at.and_then(|at| ticker.register(at, cx.waker())) {
+        self.start(ticker, at, delay, cx)
+    }
+
+    /// [`until`](Self::until) for a wait that is idle.
+    #[inline]
+    pub(crate) fn start(
+        &mut self,
+        ticker: &Arc<Ticker>,
+        at: Option<Nanos>,
+        delay: Duration,
+        cx: &mut Context<'_>,
+    ) -> bool {
+        debug_assert!(self.is_idle(), "a wait started twice");
+        match at.and_then(|at| ticker.register_nanos(at, cx.waker())) {
             Some(index) => {
                 *self = Wait::Slot(index);
                 false
@@ -428,9 +441,9 @@ impl Wait {
 
     /// A `Sleep` of its own (see [`until`](Self::until)).
     #[cold]
-    fn own(&mut self, at: Option<Instant>, delay: Duration, cx: &mut Context<'_>) -> bool {
+    fn own(&mut self, at: Option<Nanos>, delay: Duration, cx: &mut Context<'_>) -> bool {
         let mut sleep = Box::pin(match at {
-            Some(at) => tokio::time::sleep_until(at),
+            Some(at) => tokio::time::sleep_until(at.instant()),
             None => tokio::time::sleep(delay),
         });
         let due = sleep.as_mut().poll(cx).is_ready();

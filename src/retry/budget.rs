@@ -11,10 +11,11 @@ use std::{
     time::Duration,
 };
 
-use tokio::time::Instant;
-
 use crate::{
-    internal::buckets::{Epochs, Ring},
+    internal::{
+        buckets::{Epochs, Ring},
+        clock::{self, Nanos},
+    },
     InvalidConfig,
 };
 
@@ -125,8 +126,7 @@ const MAX_RATIO: f32 = 1000.0;
 ///
 /// # Cost
 ///
-/// [`deposit`](RetryBudget::deposit) reads the clock once (`tokio::time::Instant::now`, to
-/// find its bucket), loads the bucket's tag and adds one to its counter; it does nothing at
+/// [`deposit`](RetryBudget::deposit) reads the clock once (tokio's, to find its bucket), loads the bucket's tag and adds one to its counter; it does nothing at
 /// all when `retry_ratio` is 0. [`withdraw`](RetryBudget::withdraw) reads the clock, the 10
 /// buckets and takes its retry with one compare-and-swap. No call locks or allocates.
 ///
@@ -143,7 +143,7 @@ pub struct RetryBudget {
 }
 
 struct Shared {
-    start: Instant,
+    start: Nanos,
     epochs: Epochs,
     /// `min_per_sec * window`, in units.
     reserve: i128,
@@ -216,7 +216,7 @@ impl RetryBudget {
 
         Ok(RetryBudget {
             shared: Some(Arc::new(Shared {
-                start: Instant::now(),
+                start: Nanos::now(),
                 epochs: Epochs::new(window_nanos),
                 reserve: i128::try_from(reserve).unwrap_or(i128::MAX),
                 deposit_units,
@@ -266,13 +266,13 @@ impl RetryBudget {
         self.deposit_at(&mut None);
     }
 
-    /// [`deposit`](Self::deposit) at `now`, read (and kept there for the caller) only if the
-    /// deposit needs the time: the retry layer reads the clock once per call for the
-    /// budget and the deadline.
-    pub(crate) fn deposit_at(&self, now: &mut Option<Instant>) {
+    /// [`deposit`](Self::deposit) at `now`, read (and kept there for the caller, and for the
+    /// layer around: `internal::clock`) only if the deposit needs the time: the retry layer
+    /// reads the clock once per call for the budget and the deadline.
+    pub(crate) fn deposit_at(&self, now: &mut Option<Nanos>) {
         if let Some(shared) = &self.shared {
             if shared.deposit_units != 0 {
-                shared.deposit(*now.get_or_insert_with(Instant::now));
+                shared.deposit(*now.get_or_insert_with(clock::read));
             }
         }
     }
@@ -292,11 +292,11 @@ impl RetryBudget {
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn withdraw(&self) -> bool {
-        self.withdraw_at(Instant::now())
+        self.withdraw_at(Nanos::now())
     }
 
     /// [`withdraw`](Self::withdraw) at `now`.
-    pub(crate) fn withdraw_at(&self, now: Instant) -> bool {
+    pub(crate) fn withdraw_at(&self, now: Nanos) -> bool {
         match &self.shared {
             Some(shared) => shared.withdraw(now),
             None => true,
@@ -349,14 +349,14 @@ impl fmt::Debug for RetryBudget {
 // ===== impl Shared =====
 
 impl Shared {
-    fn deposit(&self, now: Instant) {
+    fn deposit(&self, now: Nanos) {
         // Lost while another thread resets the bucket (the module's documented inaccuracy).
         if let Some((bucket, _)) = self.buckets.claim(self.epoch_at(now)) {
             bucket.add_one(DEPOSITS);
         }
     }
 
-    fn withdraw(&self, now: Instant) -> bool {
+    fn withdraw(&self, now: Nanos) -> bool {
         // Refused while another thread resets the bucket: the budget never overspends.
         let Some((bucket, epoch)) = self.buckets.claim(self.epoch_at(now)) else {
             return false;
@@ -387,7 +387,7 @@ impl Shared {
     }
 
     fn available(&self) -> u64 {
-        let units = self.balance(self.epoch_at(Instant::now()), true);
+        let units = self.balance(self.epoch_at(Nanos::now()), true);
         if units <= 0 {
             0
         } else {
@@ -396,11 +396,9 @@ impl Shared {
     }
 
     /// The epoch (the number of whole buckets since the start) of `now`.
-    fn epoch_at(&self, now: Instant) -> u64 {
-        let elapsed = now.saturating_duration_since(self.start);
+    fn epoch_at(&self, now: Nanos) -> u64 {
         // u64 nanoseconds last 584 years; past that the epoch stays the last one.
-        self.epochs
-            .at(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX))
+        self.epochs.at(now.get().saturating_sub(self.start.get()))
     }
 
     /// The balance at `epoch`, in units: the reserve, plus what the deposits of the window
@@ -430,7 +428,7 @@ mod tests {
     };
 
     use proptest::prelude::*;
-    use tokio::time::advance;
+    use tokio::time::{advance, Instant};
 
     use super::*;
 
@@ -851,7 +849,7 @@ mod loom {
         ::loom::model(|| {
             let budget = Arc::new(RetryBudget::new(Duration::from_secs(1), 2, 0.5).unwrap());
             let start = budget.shared.as_ref().unwrap().start;
-            let at = |ms| start + Duration::from_millis(ms);
+            let at = |ms| start.saturating_add(Duration::from_millis(ms));
             assert!(budget.withdraw_at(at(50)));
             let later = at(1_050);
             let threads: Vec<_> = (0..2)

@@ -9,7 +9,11 @@ use super::{
 };
 use crate::{
     classify::{Failure, FailureKind, Stage},
-    internal::{clock, template::Template, ticker::Wait},
+    internal::{
+        clock::{self, Nanos},
+        template::Template,
+        ticker::Wait,
+    },
     BoxError,
 };
 use http::{Request, Response};
@@ -21,7 +25,6 @@ use std::{
     task::{Context, Poll},
     time::{Duration, SystemTime},
 };
-use tokio::time::Instant;
 use tower_service::Service;
 
 pin_project! {
@@ -41,7 +44,7 @@ pin_project! {
         // while an attempt or the wait for readiness is pending, the backoff while sleeping
         // (a retry never sleeps past the deadline).
         timer: Wait,
-        deadline_at: Option<Instant>,
+        deadline_at: Option<Nanos>,
         // What a retry's service is cloned from.
         template: Template<S>,
         // The copy every retry is copied from.
@@ -111,7 +114,7 @@ where
         kept: Option<Kept<B>>,
         idempotent: bool,
         shared: SharedRef,
-        deadline_at: Option<Instant>,
+        deadline_at: Option<Nanos>,
     ) -> Self {
         ResponseFuture {
             state: State::Calling { future },
@@ -127,16 +130,17 @@ where
     }
 }
 
-/// The call's deadline, from `now` (read here if the caller has not): made before the
-/// first attempt's call, so that nothing but the future's own fields is written between
-/// that call and the future (its future is then moved into place once, not twice).
+/// The call's deadline, from `now` (read here if the caller has not, and left for the
+/// layer around: `internal::clock`): made before the first attempt's call, so that nothing
+/// but the future's own fields is written between that call and the future (its future is
+/// then moved into place once, not twice).
 #[inline]
-pub(crate) fn deadline_at(shared: &Shared, now: Option<Instant>) -> Option<Instant> {
+pub(crate) fn deadline_at(shared: &Shared, now: Option<Nanos>) -> Option<Nanos> {
     // A deadline too far to represent is no deadline.
     shared
         .policy
         .deadline
-        .and_then(|limit| now.unwrap_or_else(Instant::now).checked_add(limit))
+        .and_then(|limit| now.unwrap_or_else(clock::read).checked_add(limit))
 }
 
 fn draw() -> f64 {
@@ -233,7 +237,7 @@ where
                         .invalid_retry_after(std::mem::take(&mut attempts.invalid_retry_after));
                     let decision = match decision {
                         Decision::Retry(sleep) => {
-                            let now = Instant::now();
+                            let now = Nanos::now();
                             match prepare(
                                 this.shared,
                                 this.kept.as_ref(),
@@ -247,7 +251,7 @@ where
                                         state.service = Some(this.template.service());
                                     }
                                     this.shared.retried(&state.attempts);
-                                    let wake = saturating_add(now, sleep);
+                                    let wake = now.saturating_add(sleep);
                                     if sleep.is_zero()
                                         || this.timer.until(
                                             &this.shared.ticker,
@@ -301,7 +305,7 @@ where
                     }
                     // No retry is sent past the deadline, even when its sleep ended in time
                     // and the task was polled late: one clock read per retry.
-                    if this.deadline_at.is_some_and(|at| Instant::now() >= at) {
+                    if this.deadline_at.is_some_and(|at| Nanos::now() >= at) {
                         return Poll::Ready(Err(deadline_error(this.retry, this.shared)));
                     }
                     let state = this.retry.as_deref_mut().expect("a retry has its state");
@@ -330,14 +334,14 @@ where
 fn deadline_passed(
     timer: &mut Wait,
     shared: &Shared,
-    deadline_at: Option<Instant>,
+    deadline_at: Option<Nanos>,
     cx: &mut Context<'_>,
 ) -> bool {
     let Some(deadline_at) = deadline_at else {
         return false;
     };
     if timer.is_idle() {
-        return timer.until(&shared.ticker, Some(deadline_at), Duration::ZERO, cx);
+        return timer.start(&shared.ticker, Some(deadline_at), Duration::ZERO, cx);
     }
     timer.poll_due(&shared.ticker, cx)
 }
@@ -347,7 +351,7 @@ fn deadline_passed(
 /// the deadline. Asked once per attempt, when it is first pending and no timer exists yet:
 /// no timer registered and cancelled, and no clock read of its own when the attempt timeout
 /// started in this poll (its start is `now`: the attempt ends by `now + bound`).
-fn ends_in_time(bound: Option<Duration>, deadline_at: Option<Instant>, now: Instant) -> bool {
+fn ends_in_time(bound: Option<Duration>, deadline_at: Option<Nanos>, now: Nanos) -> bool {
     match (bound, deadline_at) {
         (Some(bound), Some(deadline_at)) => {
             now.checked_add(bound).is_some_and(|end| end <= deadline_at)
@@ -356,27 +360,13 @@ fn ends_in_time(bound: Option<Duration>, deadline_at: Option<Instant>, now: Inst
     }
 }
 
-/// `now + sleep`, or the farthest instant a sleep can reach when that overflows: a sleep
-/// too long to represent is a wake that never comes (tokio caps any timer at about two
-/// years anyway).
-fn saturating_add(now: Instant, sleep: Duration) -> Instant {
-    let mut sleep = sleep;
-    loop {
-        if let Some(wake) = now.checked_add(sleep) {
-            return wake;
-        }
-        // Halving ends: `now + 0` cannot overflow.
-        sleep /= 2;
-    }
-}
-
 /// Checks what the decision alone could not (deadline, replay, budget) and copies the
 /// request for the retry.
 fn prepare<B: TryCloneBody>(
     shared: &Shared,
     kept: Option<&Kept<B>>,
-    deadline_at: Option<Instant>,
-    now: Instant,
+    deadline_at: Option<Nanos>,
+    now: Nanos,
     sleep: Duration,
 ) -> Result<Request<B>, Stop> {
     if let Some(deadline_at) = deadline_at {

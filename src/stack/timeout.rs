@@ -104,7 +104,7 @@ impl Timer {
             // Read for the retry layer around too (`internal::clock`).
             let delay = self.ticker.delay();
             let at = clock::read().checked_add(delay);
-            return self.wait.until(&self.ticker, at, delay, cx);
+            return self.wait.start(&self.ticker, at, delay, cx);
         }
         self.wait.poll_due(&self.ticker, cx)
     }
@@ -131,9 +131,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        if let Poll::Ready(result) = this.inner.poll(cx) {
+        // The inner poll's result is handed on whole: bound and rebuilt, the response
+        // would be copied once more.
+        let poll = this.inner.poll(cx);
+        if poll.is_ready() {
             this.timer.stop();
-            return Poll::Ready(result.map_err(Into::into));
+            return poll.map_err(Into::into);
         }
         if this.timer.elapsed(cx) {
             return Poll::Ready(Err(Elapsed::new().into()));
