@@ -9,7 +9,7 @@ use super::{
 };
 use crate::{
     classify::{Failure, FailureKind, Stage},
-    internal::{clock, template::Template, ticker::Wait},
+    internal::{clock, ticker::Wait},
     BoxError,
 };
 use http::{Request, Response};
@@ -42,8 +42,6 @@ pin_project! {
         // (a retry never sleeps past the deadline).
         timer: Wait,
         deadline_at: Option<Instant>,
-        // What a retry's service is cloned from.
-        template: Template<S>,
         // The copy every retry is copied from.
         kept: Option<Kept<B>>,
         // Counters, history and the copy the next retry sends: boxed, made when a failure
@@ -53,7 +51,8 @@ pin_project! {
         // Whether the attempt in flight ends by its own timeout before the deadline, so that
         // no timer watches the deadline meanwhile (see `Shared::attempt_bound`).
         covered: bool,
-        shared: SharedRef,
+        // The layer's state, and the template a retry's service is cloned from.
+        shared: SharedRef<S>,
     }
 
     impl<S, B> PinnedDrop for ResponseFuture<S, B>
@@ -107,17 +106,15 @@ where
     #[inline(always)]
     pub(crate) fn new(
         future: S::Future,
-        template: Template<S>,
         kept: Option<Kept<B>>,
         idempotent: bool,
-        shared: SharedRef,
+        shared: SharedRef<S>,
         deadline_at: Option<Instant>,
     ) -> Self {
         ResponseFuture {
             state: State::Calling { future },
             timer: Wait::Idle,
             deadline_at,
-            template,
             kept,
             retry: None,
             idempotent,
@@ -244,7 +241,7 @@ where
                                 Ok(next) => {
                                     state.next = Some(next);
                                     if state.service.is_none() {
-                                        state.service = Some(this.template.service());
+                                        state.service = Some(this.shared.service());
                                     }
                                     this.shared.retried(&state.attempts);
                                     let wake = saturating_add(now, sleep);

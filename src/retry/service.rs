@@ -42,10 +42,9 @@ use tower_service::Service;
 #[derive(Debug, Clone)]
 pub struct Retry<S> {
     inner: S,
-    /// What retries are sent with: a clone of the service as it was at the first call,
-    /// made only when a call is retried.
-    template: Template<S>,
-    shared: Arc<Shared>,
+    /// The layer's state, beside what retries are sent with: a clone of the service as it
+    /// was at the first call, made only when a call is retried.
+    shared: SharedRef<S>,
 }
 
 /// What every clone of a layer's services shares.
@@ -65,11 +64,10 @@ pub(crate) struct Shared {
     pub(crate) instruments: super::metrics::Instruments,
 }
 
-/// A response future's reference to its layer's [`Shared`], taken from and given back to
-/// the thread's spare (see `crate::internal::spare`): no shared reference count is written per call.
-pub(crate) type SharedRef = crate::internal::spare::SpareRef<Shared>;
-
-crate::internal::spare::spare_slot!(Shared);
+/// A service's (and its calls') reference to its layer's [`Shared`], in one allocation with
+/// the service's template: a call takes one reference for both (it dereferences to the
+/// layer's `Arc<Shared>`).
+pub(crate) type SharedRef<S> = Template<S, Arc<Shared>>;
 
 impl Shared {
     pub(crate) fn new(policy: RetryPolicy, name: &'static str, ticker: Arc<Ticker>) -> Self {
@@ -88,8 +86,7 @@ impl<S> Retry<S> {
     pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
         Retry {
             inner,
-            template: Template::new(),
-            shared,
+            shared: Template::with(shared),
         }
     }
 
@@ -165,11 +162,10 @@ where
 
         // The service that was driven to readiness serves this call; a retry is sent with a
         // clone of the template, made and driven to readiness when the retry is due.
-        let shared = SharedRef::of(&self.shared);
+        let shared = self.shared.share(&self.inner);
         let deadline_at = super::future::deadline_at(&shared, now);
-        let template = self.template.share(&self.inner);
         let future = self.inner.call(request);
-        ResponseFuture::new(future, template, kept, idempotent, shared, deadline_at)
+        ResponseFuture::new(future, kept, idempotent, shared, deadline_at)
     }
 }
 
