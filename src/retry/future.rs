@@ -47,7 +47,6 @@ pin_project! {
         // Counters, history and the copy the next retry sends: boxed, made when a failure
         // or a retryable response first needs them, so a call answered at once never pays.
         retry: Option<Box<RetryState<S, B>>>,
-        idempotent: bool,
         // Whether the attempt in flight ends by its own timeout before the deadline, so that
         // no timer watches the deadline meanwhile (see `Shared::attempt_bound`).
         covered: bool,
@@ -93,7 +92,13 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("attempts", &self.retry.as_ref().map(|r| &r.attempts))
-            .field("idempotent", &self.idempotent)
+            .field(
+                "idempotent",
+                &self
+                    .kept
+                    .as_ref()
+                    .map(|k| k.is_idempotent(&self.shared.policy)),
+            )
             .field("deadline_at", &self.deadline_at)
             .finish_non_exhaustive()
     }
@@ -107,7 +112,6 @@ where
     pub(crate) fn new(
         future: S::Future,
         kept: Option<Kept<B>>,
-        idempotent: bool,
         shared: SharedRef<S>,
         deadline_at: Option<Instant>,
     ) -> Self {
@@ -117,7 +121,6 @@ where
             deadline_at,
             kept,
             retry: None,
-            idempotent,
             covered: false,
             shared,
         }
@@ -199,10 +202,12 @@ where
                     };
                     let result =
                         result.map_err(|err| Failure::boxed_failure_at(err.into(), Stage::Request));
-                    if this.kept.is_none() {
+                    let Some(kept) = this.kept.as_ref() else {
                         // Not retryable at all (NoRetry, or a body that could not be copied).
                         return Poll::Ready(result.map_err(|failure| failure as BoxError));
-                    }
+                    };
+                    // Read from the copy, only once a rule may retry: not on every call.
+                    let idempotent = kept.is_idempotent(policy);
                     let state = this.retry.get_or_insert_with(|| {
                         Box::new(RetryState {
                             attempts: Attempts::new(policy),
@@ -216,12 +221,12 @@ where
                             policy,
                             response.status(),
                             response.headers(),
-                            *this.idempotent,
+                            idempotent,
                             SystemTime::now,
                             draw,
                         ),
                         Err(failure) => {
-                            attempts.on_failure(policy, failure.kind(), *this.idempotent, draw)
+                            attempts.on_failure(policy, failure.kind(), idempotent, draw)
                         }
                     };
                     #[cfg(feature = "metrics")]

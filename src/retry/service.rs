@@ -148,8 +148,6 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let policy = &self.shared.policy;
         let retryable = request.extensions().get::<NoRetry>().is_none();
-        let idempotent = policy.is_method_allowed(request.method())
-            || request.extensions().get::<Idempotent>().is_some();
         // The copy for the next attempt, made before the body is consumed.
         let kept = if retryable { Kept::of(&request) } else { None };
         // The clock is read at most once, for the budget and the deadline.
@@ -165,7 +163,7 @@ where
         let shared = self.shared.share(&self.inner);
         let deadline_at = super::future::deadline_at(&shared, now);
         let future = self.inner.call(request);
-        ResponseFuture::new(future, kept, idempotent, shared, deadline_at)
+        ResponseFuture::new(future, kept, shared, deadline_at)
     }
 }
 
@@ -187,6 +185,15 @@ pub(crate) struct Kept<B> {
     names: usize,
     extensions: Extensions,
     body: B,
+}
+
+impl<B> Kept<B> {
+    /// Whether the request may be sent again after it may have reached the server (the
+    /// read-category and status rules): its method is allowed, or it is marked
+    /// [`Idempotent`].
+    pub(crate) fn is_idempotent(&self, policy: &RetryPolicy) -> bool {
+        policy.is_method_allowed(&self.method) || self.extensions.get::<Idempotent>().is_some()
+    }
 }
 
 impl<B: TryCloneBody> Kept<B> {
