@@ -200,20 +200,25 @@ impl<B: TryCloneBody> Kept<B> {
     /// A copy of `request`, or `None` when its body cannot be copied.
     #[inline(always)]
     pub(crate) fn of(request: &Request<B>) -> Option<Self> {
+        let body = request.body().try_clone_body()?;
+        let headers = request.headers();
+        // A request without header fields skips the map's iterator.
+        let (fields, names) = if headers.is_empty() {
+            (Vec::new(), 0)
+        } else {
+            let mut fields = Vec::with_capacity(headers.len());
+            for (name, value) in headers {
+                fields.push((name.clone(), value.clone()));
+            }
+            (fields, headers.keys_len())
+        };
         Some(Kept {
-            body: request.body().try_clone_body()?,
+            body,
             method: request.method().clone(),
             uri: request.uri().clone(),
             version: request.version(),
-            headers: {
-                let headers = request.headers();
-                let mut kept = Vec::with_capacity(headers.len());
-                for (name, value) in headers {
-                    kept.push((name.clone(), value.clone()));
-                }
-                kept
-            },
-            names: request.headers().keys_len(),
+            headers: fields,
+            names,
             extensions: request.extensions().clone(),
         })
     }
