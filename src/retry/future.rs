@@ -200,79 +200,19 @@ where
                     let Poll::Ready(result) = poll else {
                         unreachable!("a pending attempt returned above");
                     };
-                    let result =
-                        result.map_err(|err| Failure::boxed_failure_at(err.into(), Stage::Request));
-                    let Some(kept) = this.kept.as_ref() else {
-                        // Not retryable at all (NoRetry, or a body that could not be copied).
-                        return Poll::Ready(result.map_err(|failure| failure as BoxError));
-                    };
-                    // Read from the copy, only once a rule may retry: not on every call.
-                    let idempotent = kept.is_idempotent(policy);
-                    let state = this.retry.get_or_insert_with(|| {
-                        Box::new(RetryState {
-                            attempts: Attempts::new(policy),
-                            next: None,
-                            service: None,
-                        })
-                    });
-                    let attempts = &mut state.attempts;
-                    let decision = match &result {
-                        Ok(response) => attempts.on_response(
-                            policy,
-                            response.status(),
-                            response.headers(),
-                            idempotent,
-                            SystemTime::now,
-                            draw,
-                        ),
-                        Err(failure) => {
-                            attempts.on_failure(policy, failure.kind(), idempotent, draw)
-                        }
-                    };
-                    #[cfg(feature = "metrics")]
-                    this.shared
-                        .instruments
-                        .invalid_retry_after(std::mem::take(&mut attempts.invalid_retry_after));
-                    let decision = match decision {
-                        Decision::Retry(sleep) => {
-                            let now = Instant::now();
-                            match prepare(
-                                this.shared,
-                                this.kept.as_ref(),
-                                *this.deadline_at,
-                                now,
-                                sleep,
-                            ) {
-                                Ok(next) => {
-                                    state.next = Some(next);
-                                    if state.service.is_none() {
-                                        state.service = Some(this.shared.service());
-                                    }
-                                    this.shared.retried(&state.attempts);
-                                    let wake = saturating_add(now, sleep);
-                                    if sleep.is_zero()
-                                        || this.timer.until(
-                                            &this.shared.ticker,
-                                            Some(wake),
-                                            sleep,
-                                            cx,
-                                        )
-                                    {
-                                        this.state.set(State::Ready);
-                                    } else {
-                                        this.state.set(State::Sleeping);
-                                    }
-                                    continue;
-                                }
-                                Err(stop) => {
-                                    attempts.unrecord();
-                                    Decision::Stop(stop)
-                                }
-                            }
-                        }
-                        other => other,
-                    };
-                    return Poll::Ready(finish(this.shared, attempts, result, decision));
+                    match decide(
+                        result,
+                        this.shared,
+                        this.kept.as_ref(),
+                        this.retry,
+                        *this.deadline_at,
+                        this.timer,
+                        this.state.as_mut(),
+                        cx,
+                    ) {
+                        Some(result) => return Poll::Ready(result),
+                        None => continue,
+                    }
                 }
                 StateProj::Sleeping => {
                     // Found due, the wait stops: the deadline is watched again when the
@@ -322,6 +262,87 @@ where
             }
         }
     }
+}
+
+/// What follows an answer that a rule may retry (a failure, a retryable response, or any
+/// answer once retrying began): the decision and, for a retry, its request and service.
+/// `None` when the retry is due (`phase` says when); else the call's result. Out of line:
+/// the common answer, handed on as it is, does not carry this frame.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn decide<S, B, ResB>(
+    result: Result<Response<ResB>, S::Error>,
+    shared: &SharedRef<S>,
+    kept: Option<&Kept<B>>,
+    retry: &mut Option<Box<RetryState<S, B>>>,
+    deadline_at: Option<Instant>,
+    timer: &mut Wait,
+    mut phase: Pin<&mut State<S::Future>>,
+    cx: &mut Context<'_>,
+) -> Option<Result<Response<ResB>, BoxError>>
+where
+    S: Service<Request<B>, Response = Response<ResB>> + Clone,
+    S::Error: Into<BoxError>,
+    B: TryCloneBody,
+{
+    let policy = &shared.policy;
+    let result = result.map_err(|err| Failure::boxed_failure_at(err.into(), Stage::Request));
+    let Some(kept) = kept else {
+        // Not retryable at all (NoRetry, or a body that could not be copied).
+        return Some(result.map_err(|failure| failure as BoxError));
+    };
+    // Read from the copy, only once a rule may retry: not on every call.
+    let idempotent = kept.is_idempotent(policy);
+    let state = retry.get_or_insert_with(|| {
+        Box::new(RetryState {
+            attempts: Attempts::new(policy),
+            next: None,
+            service: None,
+        })
+    });
+    let attempts = &mut state.attempts;
+    let decision = match &result {
+        Ok(response) => attempts.on_response(
+            policy,
+            response.status(),
+            response.headers(),
+            idempotent,
+            SystemTime::now,
+            draw,
+        ),
+        Err(failure) => attempts.on_failure(policy, failure.kind(), idempotent, draw),
+    };
+    #[cfg(feature = "metrics")]
+    shared
+        .instruments
+        .invalid_retry_after(std::mem::take(&mut attempts.invalid_retry_after));
+    let decision = match decision {
+        Decision::Retry(sleep) => {
+            let now = Instant::now();
+            match prepare(shared, Some(kept), deadline_at, now, sleep) {
+                Ok(next) => {
+                    state.next = Some(next);
+                    if state.service.is_none() {
+                        state.service = Some(shared.service());
+                    }
+                    shared.retried(&state.attempts);
+                    let wake = saturating_add(now, sleep);
+                    if sleep.is_zero() || timer.until(&shared.ticker, Some(wake), sleep, cx) {
+                        phase.set(State::Ready);
+                    } else {
+                        phase.set(State::Sleeping);
+                    }
+                    return None;
+                }
+                Err(stop) => {
+                    attempts.unrecord();
+                    Decision::Stop(stop)
+                }
+            }
+        }
+        other => other,
+    };
+    Some(finish(shared, attempts, result, decision))
 }
 
 /// Whether the call's deadline (if any) has passed, asked while an attempt or the wait for
