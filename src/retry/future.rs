@@ -166,15 +166,16 @@ where
                     if asks {
                         clock::forget();
                     }
-                    let poll = future.poll(cx);
-                    let answered = match &poll {
+                    let result = match future.poll(cx) {
                         // A response no rule could retry, before any retry: the common case,
-                        // handed on whole (bound and rebuilt, it would be copied again).
-                        Poll::Ready(Ok(response)) => {
-                            this.retry.is_none()
-                                && !may_retry(policy, response.status(), response.headers())
+                        // handed on as it came.
+                        Poll::Ready(Ok(response))
+                            if this.retry.is_none()
+                                && !may_retry(policy, response.status(), response.headers()) =>
+                        {
+                            return Poll::Ready(Ok(response));
                         }
-                        Poll::Ready(Err(_)) => false,
+                        Poll::Ready(result) => result,
                         Poll::Pending => {
                             // An attempt still pending at the deadline is dropped; one that
                             // ends by its own timeout before the deadline needs no timer.
@@ -193,12 +194,6 @@ where
                                 Poll::Pending
                             };
                         }
-                    };
-                    if answered {
-                        return poll.map_err(Into::into);
-                    }
-                    let Poll::Ready(result) = poll else {
-                        unreachable!("a pending attempt returned above");
                     };
                     match decide(
                         result,
