@@ -1,7 +1,7 @@
 //! A per-thread spare reference: a thread that calls the same layer again and again moves
 //! one `Arc` between its calls and a thread-local slot, instead of incrementing and
 //! decrementing a shared reference count for every call (two atomic read-modify-writes).
-//! The classify and retry layers keep their shared state this way ([`SpareRef`]), the
+//! The classify and hedge layers keep their shared state this way ([`SpareRef`]), the
 //! circuit breaker its lanes ([`take`]). A thread keeps at most one spare per slot alive,
 //! until it calls another layer or exits.
 
@@ -53,7 +53,7 @@ pub(crate) struct SpareRef<T: Spared>(Option<Arc<T>>);
 impl<T: Spared> SpareRef<T> {
     /// A reference to `shared`: the thread's spare if that is the one, a new one otherwise.
     #[cfg_attr(
-        not(any(feature = "retry", feature = "metrics", feature = "tracing")),
+        not(any(feature = "hedge", feature = "metrics", feature = "tracing")),
         allow(dead_code)
     )]
     #[inline]

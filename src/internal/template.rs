@@ -1,16 +1,37 @@
 //! A service's template, shared by a layer's clones of it: what a retry (or a hedge) is
 //! sent with, cloned only when one is sent, so that a call never retried carries a
 //! reference rather than a clone of the service made and dropped per call.
+//!
+//! The template's allocation can also hold what the calls share besides (the retry
+//! layer's state, `T`): a call then takes one reference for both.
 
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// The template, made from the service at its first call (a `Mutex` so that a `Send`
-/// service that is not `Sync` keeps the futures holding it `Send`; locked only to clone).
-pub(crate) struct Template<S>(Arc<OnceLock<Mutex<S>>>);
+/// service that is not `Sync` keeps the futures holding it `Send`; locked only to clone),
+/// beside `T`, which it dereferences to.
+pub(crate) struct Template<S, T = ()>(Arc<Held<S, T>>);
+
+struct Held<S, T> {
+    with: T,
+    service: OnceLock<Mutex<S>>,
+}
 
 impl<S> Template<S> {
+    /// No template yet (the hedge layer's: nothing beside it).
+    #[cfg_attr(not(feature = "hedge"), allow(dead_code))]
     pub(crate) fn new() -> Self {
-        Template(Arc::new(OnceLock::new()))
+        Template::with(())
+    }
+}
+
+impl<S, T> Template<S, T> {
+    /// No template yet, beside `with`.
+    pub(crate) fn with(with: T) -> Self {
+        Template(Arc::new(Held {
+            with,
+            service: OnceLock::new(),
+        }))
     }
 
     /// A reference to the template, made from `service` if there is none yet.
@@ -19,7 +40,7 @@ impl<S> Template<S> {
     where
         S: Clone,
     {
-        self.0.get_or_init(|| Mutex::new(service.clone()));
+        self.0.service.get_or_init(|| Mutex::new(service.clone()));
         Template(Arc::clone(&self.0))
     }
 
@@ -29,6 +50,7 @@ impl<S> Template<S> {
         S: Clone,
     {
         self.0
+            .service
             .get()
             .expect("a template is made before it is shared")
             .lock()
@@ -37,14 +59,23 @@ impl<S> Template<S> {
     }
 }
 
-impl<S> Clone for Template<S> {
+impl<S, T> std::ops::Deref for Template<S, T> {
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.0.with
+    }
+}
+
+impl<S, T> Clone for Template<S, T> {
     fn clone(&self) -> Self {
         Template(Arc::clone(&self.0))
     }
 }
 
-impl<S> std::fmt::Debug for Template<S> {
+impl<S, T: std::fmt::Debug> std::fmt::Debug for Template<S, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Template")
+        f.debug_tuple("Template").field(&self.0.with).finish()
     }
 }

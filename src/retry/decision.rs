@@ -7,7 +7,9 @@ use crate::classify::{retry_after_of, Category, FailureKind, ResponseClass};
 use http::{HeaderMap, StatusCode};
 use std::time::{Duration, SystemTime};
 
-/// Whether any rule could retry `response` (a cheap superset of the decision).
+/// Whether any rule could retry `response` (a cheap superset of the decision), asked of
+/// every answer: inlined, a success costs the caller one comparison.
+#[inline]
 pub(crate) fn may_retry(policy: &RetryPolicy, status: StatusCode, headers: &HeaderMap) -> bool {
     // The forcelist holds no status below 300 (the layer rejects one), and Retry-After is
     // honoured on 413, 429 and 503 only: a success or a redirect is never retried.

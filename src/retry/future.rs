@@ -11,7 +11,6 @@ use crate::{
     classify::{Failure, FailureKind, Stage},
     internal::{
         clock::{self, Nanos},
-        template::Template,
         ticker::Wait,
     },
     BoxError,
@@ -45,18 +44,16 @@ pin_project! {
         // (a retry never sleeps past the deadline).
         timer: Wait,
         deadline_at: Option<Nanos>,
-        // What a retry's service is cloned from.
-        template: Template<S>,
         // The copy every retry is copied from.
         kept: Option<Kept<B>>,
         // Counters, history and the copy the next retry sends: boxed, made when a failure
         // or a retryable response first needs them, so a call answered at once never pays.
         retry: Option<Box<RetryState<S, B>>>,
-        idempotent: bool,
         // Whether the attempt in flight ends by its own timeout before the deadline, so that
         // no timer watches the deadline meanwhile (see `Shared::attempt_bound`).
         covered: bool,
-        shared: SharedRef,
+        // The layer's state, and the template a retry's service is cloned from.
+        shared: SharedRef<S>,
     }
 
     impl<S, B> PinnedDrop for ResponseFuture<S, B>
@@ -97,7 +94,13 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("attempts", &self.retry.as_ref().map(|r| &r.attempts))
-            .field("idempotent", &self.idempotent)
+            .field(
+                "idempotent",
+                &self
+                    .kept
+                    .as_ref()
+                    .map(|k| k.is_idempotent(&self.shared.policy)),
+            )
             .field("deadline_at", &self.deadline_at)
             .finish_non_exhaustive()
     }
@@ -110,20 +113,16 @@ where
     #[inline(always)]
     pub(crate) fn new(
         future: S::Future,
-        template: Template<S>,
         kept: Option<Kept<B>>,
-        idempotent: bool,
-        shared: SharedRef,
+        shared: SharedRef<S>,
         deadline_at: Option<Nanos>,
     ) -> Self {
         ResponseFuture {
             state: State::Calling { future },
             timer: Wait::Idle,
             deadline_at,
-            template,
             kept,
             retry: None,
-            idempotent,
             covered: false,
             shared,
         }
@@ -170,15 +169,16 @@ where
                     if asks {
                         clock::forget();
                     }
-                    let poll = future.poll(cx);
-                    let answered = match &poll {
+                    let result = match future.poll(cx) {
                         // A response no rule could retry, before any retry: the common case,
-                        // handed on whole (bound and rebuilt, it would be copied again).
-                        Poll::Ready(Ok(response)) => {
-                            this.retry.is_none()
-                                && !may_retry(policy, response.status(), response.headers())
+                        // handed on as it came.
+                        Poll::Ready(Ok(response))
+                            if this.retry.is_none()
+                                && !may_retry(policy, response.status(), response.headers()) =>
+                        {
+                            return Poll::Ready(Ok(response));
                         }
-                        Poll::Ready(Err(_)) => false,
+                        Poll::Ready(result) => result,
                         Poll::Pending => {
                             // An attempt still pending at the deadline is dropped; one that
                             // ends by its own timeout before the deadline needs no timer.
@@ -198,83 +198,19 @@ where
                             };
                         }
                     };
-                    if answered {
-                        return poll.map_err(Into::into);
+                    match decide(
+                        result,
+                        this.shared,
+                        this.kept.as_ref(),
+                        this.retry,
+                        *this.deadline_at,
+                        this.timer,
+                        this.state.as_mut(),
+                        cx,
+                    ) {
+                        Some(result) => return Poll::Ready(result),
+                        None => continue,
                     }
-                    let Poll::Ready(result) = poll else {
-                        unreachable!("a pending attempt returned above");
-                    };
-                    let result =
-                        result.map_err(|err| Failure::boxed_failure_at(err.into(), Stage::Request));
-                    if this.kept.is_none() {
-                        // Not retryable at all (NoRetry, or a body that could not be copied).
-                        return Poll::Ready(result.map_err(|failure| failure as BoxError));
-                    }
-                    let state = this.retry.get_or_insert_with(|| {
-                        Box::new(RetryState {
-                            attempts: Attempts::new(policy),
-                            next: None,
-                            service: None,
-                        })
-                    });
-                    let attempts = &mut state.attempts;
-                    let decision = match &result {
-                        Ok(response) => attempts.on_response(
-                            policy,
-                            response.status(),
-                            response.headers(),
-                            *this.idempotent,
-                            SystemTime::now,
-                            draw,
-                        ),
-                        Err(failure) => {
-                            attempts.on_failure(policy, failure.kind(), *this.idempotent, draw)
-                        }
-                    };
-                    #[cfg(feature = "metrics")]
-                    this.shared
-                        .instruments
-                        .invalid_retry_after(std::mem::take(&mut attempts.invalid_retry_after));
-                    let decision = match decision {
-                        Decision::Retry(sleep) => {
-                            let now = Nanos::now();
-                            match prepare(
-                                this.shared,
-                                this.kept.as_ref(),
-                                *this.deadline_at,
-                                now,
-                                sleep,
-                            ) {
-                                Ok(next) => {
-                                    state.next = Some(next);
-                                    if state.service.is_none() {
-                                        state.service = Some(this.template.service());
-                                    }
-                                    this.shared.retried(&state.attempts);
-                                    let wake = now.saturating_add(sleep);
-                                    if sleep.is_zero()
-                                        || this.timer.until(
-                                            &this.shared.ticker,
-                                            Some(wake),
-                                            sleep,
-                                            cx,
-                                        )
-                                    {
-                                        this.state.set(State::Ready);
-                                    } else {
-                                        this.state.set(State::Sleeping);
-                                    }
-                                    continue;
-                                }
-                                Err(stop) => {
-                                    attempts.unrecord();
-                                    Decision::Stop(stop)
-                                }
-                            }
-                        }
-                        other => other,
-                    };
-                    return Poll::Ready(finish(this.shared, attempts, result, decision));
                 }
                 StateProj::Sleeping => {
                     // Found due, the wait stops: the deadline is watched again when the
@@ -324,6 +260,87 @@ where
             }
         }
     }
+}
+
+/// What follows an answer that a rule may retry (a failure, a retryable response, or any
+/// answer once retrying began): the decision and, for a retry, its request and service.
+/// `None` when the retry is due (`phase` says when); else the call's result. Out of line:
+/// the common answer, handed on as it is, does not carry this frame.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn decide<S, B, ResB>(
+    result: Result<Response<ResB>, S::Error>,
+    shared: &SharedRef<S>,
+    kept: Option<&Kept<B>>,
+    retry: &mut Option<Box<RetryState<S, B>>>,
+    deadline_at: Option<Nanos>,
+    timer: &mut Wait,
+    mut phase: Pin<&mut State<S::Future>>,
+    cx: &mut Context<'_>,
+) -> Option<Result<Response<ResB>, BoxError>>
+where
+    S: Service<Request<B>, Response = Response<ResB>> + Clone,
+    S::Error: Into<BoxError>,
+    B: TryCloneBody,
+{
+    let policy = &shared.policy;
+    let result = result.map_err(|err| Failure::boxed_failure_at(err.into(), Stage::Request));
+    let Some(kept) = kept else {
+        // Not retryable at all (NoRetry, or a body that could not be copied).
+        return Some(result.map_err(|failure| failure as BoxError));
+    };
+    // Read from the copy, only once a rule may retry: not on every call.
+    let idempotent = kept.is_idempotent(policy);
+    let state = retry.get_or_insert_with(|| {
+        Box::new(RetryState {
+            attempts: Attempts::new(policy),
+            next: None,
+            service: None,
+        })
+    });
+    let attempts = &mut state.attempts;
+    let decision = match &result {
+        Ok(response) => attempts.on_response(
+            policy,
+            response.status(),
+            response.headers(),
+            idempotent,
+            SystemTime::now,
+            draw,
+        ),
+        Err(failure) => attempts.on_failure(policy, failure.kind(), idempotent, draw),
+    };
+    #[cfg(feature = "metrics")]
+    shared
+        .instruments
+        .invalid_retry_after(std::mem::take(&mut attempts.invalid_retry_after));
+    let decision = match decision {
+        Decision::Retry(sleep) => {
+            let now = Nanos::now();
+            match prepare(shared, Some(kept), deadline_at, now, sleep) {
+                Ok(next) => {
+                    state.next = Some(next);
+                    if state.service.is_none() {
+                        state.service = Some(shared.service());
+                    }
+                    shared.retried(&state.attempts);
+                    let wake = now.saturating_add(sleep);
+                    if sleep.is_zero() || timer.until(&shared.ticker, Some(wake), sleep, cx) {
+                        phase.set(State::Ready);
+                    } else {
+                        phase.set(State::Sleeping);
+                    }
+                    return None;
+                }
+                Err(stop) => {
+                    attempts.unrecord();
+                    Decision::Stop(stop)
+                }
+            }
+        }
+        other => other,
+    };
+    Some(finish(shared, attempts, result, decision))
 }
 
 /// Whether the call's deadline (if any) has passed, asked while an attempt or the wait for

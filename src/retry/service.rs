@@ -42,10 +42,9 @@ use tower_service::Service;
 #[derive(Debug, Clone)]
 pub struct Retry<S> {
     inner: S,
-    /// What retries are sent with: a clone of the service as it was at the first call,
-    /// made only when a call is retried.
-    template: Template<S>,
-    shared: Arc<Shared>,
+    /// The layer's state, beside what retries are sent with: a clone of the service as it
+    /// was at the first call, made only when a call is retried.
+    shared: SharedRef<S>,
 }
 
 /// What every clone of a layer's services shares.
@@ -65,11 +64,10 @@ pub(crate) struct Shared {
     pub(crate) instruments: super::metrics::Instruments,
 }
 
-/// A response future's reference to its layer's [`Shared`], taken from and given back to
-/// the thread's spare (see `crate::internal::spare`): no shared reference count is written per call.
-pub(crate) type SharedRef = crate::internal::spare::SpareRef<Shared>;
-
-crate::internal::spare::spare_slot!(Shared);
+/// A service's (and its calls') reference to its layer's [`Shared`], in one allocation with
+/// the service's template: a call takes one reference for both (it dereferences to the
+/// layer's `Arc<Shared>`).
+pub(crate) type SharedRef<S> = Template<S, Arc<Shared>>;
 
 impl Shared {
     pub(crate) fn new(policy: RetryPolicy, name: &'static str, ticker: Arc<Ticker>) -> Self {
@@ -88,8 +86,7 @@ impl<S> Retry<S> {
     pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
         Retry {
             inner,
-            template: Template::new(),
-            shared,
+            shared: Template::with(shared),
         }
     }
 
@@ -151,8 +148,6 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let policy = &self.shared.policy;
         let retryable = request.extensions().get::<NoRetry>().is_none();
-        let idempotent = policy.is_method_allowed(request.method())
-            || request.extensions().get::<Idempotent>().is_some();
         // The copy for the next attempt, made before the body is consumed.
         let kept = if retryable { Kept::of(&request) } else { None };
         // The clock is read at most once, for the budget and the deadline.
@@ -165,11 +160,10 @@ where
 
         // The service that was driven to readiness serves this call; a retry is sent with a
         // clone of the template, made and driven to readiness when the retry is due.
-        let shared = SharedRef::of(&self.shared);
+        let shared = self.shared.share(&self.inner);
         let deadline_at = super::future::deadline_at(&shared, now);
-        let template = self.template.share(&self.inner);
         let future = self.inner.call(request);
-        ResponseFuture::new(future, template, kept, idempotent, shared, deadline_at)
+        ResponseFuture::new(future, kept, shared, deadline_at)
     }
 }
 
@@ -193,24 +187,38 @@ pub(crate) struct Kept<B> {
     body: B,
 }
 
+impl<B> Kept<B> {
+    /// Whether the request may be sent again after it may have reached the server (the
+    /// read-category and status rules): its method is allowed, or it is marked
+    /// [`Idempotent`].
+    pub(crate) fn is_idempotent(&self, policy: &RetryPolicy) -> bool {
+        policy.is_method_allowed(&self.method) || self.extensions.get::<Idempotent>().is_some()
+    }
+}
+
 impl<B: TryCloneBody> Kept<B> {
     /// A copy of `request`, or `None` when its body cannot be copied.
     #[inline(always)]
     pub(crate) fn of(request: &Request<B>) -> Option<Self> {
+        let body = request.body().try_clone_body()?;
+        let headers = request.headers();
+        // A request without header fields skips the map's iterator.
+        let (fields, names) = if headers.is_empty() {
+            (Vec::new(), 0)
+        } else {
+            let mut fields = Vec::with_capacity(headers.len());
+            for (name, value) in headers {
+                fields.push((name.clone(), value.clone()));
+            }
+            (fields, headers.keys_len())
+        };
         Some(Kept {
-            body: request.body().try_clone_body()?,
+            body,
             method: request.method().clone(),
             uri: request.uri().clone(),
             version: request.version(),
-            headers: {
-                let headers = request.headers();
-                let mut kept = Vec::with_capacity(headers.len());
-                for (name, value) in headers {
-                    kept.push((name.clone(), value.clone()));
-                }
-                kept
-            },
-            names: request.headers().keys_len(),
+            headers: fields,
+            names,
             extensions: request.extensions().clone(),
         })
     }
