@@ -68,6 +68,12 @@ impl KeyedMap {
         )
     }
 
+    /// This map among all others (for a thread's cache of its last breaker).
+    #[inline(always)]
+    pub(crate) fn id(&self) -> u64 {
+        self.map.id()
+    }
+
     /// [`admit`](Self::admit) for a request to `uri` keyed by its authority (`lookup` is
     /// its key, made only if needed): through the thread's last breaker of this map if it
     /// is `uri`'s host's and still in the map, without a lookup.
@@ -80,14 +86,12 @@ impl KeyedMap {
         let recent = RECENT.try_with(|recent| {
             let recent = recent.try_borrow().ok()?;
             let recent = recent.as_ref()?;
-            // An evicted breaker's calls would not count (as those in flight when it
-            // goes): the count of eviction scans tells it apart.
-            if self.map.evictions() != recent.evictions() || !recent.hit(self.map.id(), uri) {
+            if !recent.hit(self.map.id(), uri) {
                 return None;
             }
             // Under a shared borrow: if a transition's events run a user's code that calls
             // again, that call finds the slot borrowed and leaves it as it is.
-            Some(recent.entry.admit())
+            self.admit_kept(&recent.entry)
         });
         match recent.ok().flatten() {
             Some(admission) => admission,
@@ -95,19 +99,40 @@ impl KeyedMap {
         }
     }
 
+    /// [`admit`](Self::admit) through a breaker a thread kept, if it is still in the map;
+    /// `None` if it may have left it.
+    #[inline(always)]
+    pub(crate) fn admit_kept(&self, kept: &KeptBreaker) -> Option<Admission> {
+        // An evicted breaker's calls would not count (as those in flight when it goes):
+        // the count of eviction scans tells it apart.
+        (self.map.evictions() == kept.evictions).then(|| kept.shared.admit())
+    }
+
     /// [`admit`](Self::admit), then the breaker kept as the thread's last.
     #[inline(never)]
     fn admit_caching(&self, uri: &Uri, key: impl Lookup<MapKey>) -> Admission {
-        let found = |entry: &Entry, evictions| (entry.0.admit(), Arc::clone(&entry.0), evictions);
-        let (admission, shared, evictions) = self.map.get_or_insert_counted(
+        let (admission, kept) = self.admit_keeping(key);
+        let recent = Recent::new(self.map.id(), uri, kept);
+        let _ = RECENT.try_with(|slot| Recent::keep(slot, recent));
+        admission
+    }
+
+    /// [`admit`](Self::admit), and the breaker as a thread keeps it.
+    #[inline]
+    pub(crate) fn admit_keeping(&self, key: impl Lookup<MapKey>) -> (Admission, KeptBreaker) {
+        let found = |entry: &Entry, evictions| {
+            let kept = KeptBreaker {
+                shared: Arc::clone(&entry.0),
+                evictions,
+            };
+            (entry.0.admit(), kept)
+        };
+        self.map.get_or_insert_counted(
             key,
             found,
             |key| self.make(key),
             |evicted| self.inserted(evicted),
-        );
-        let recent = Recent::new(self.map.id(), evictions, uri, shared);
-        let _ = RECENT.try_with(|slot| Recent::keep(slot, recent));
-        admission
+        )
     }
 
     fn make(&self, key: &MapKey) -> Entry {
@@ -155,10 +180,18 @@ impl fmt::Debug for KeyedMap {
 
 // ===== the thread's last breaker =====
 
+/// A breaker as a thread keeps it (see [`recent`](crate::internal::recent)), and the map's
+/// count of eviction scans when the breaker was found in it. It may outlive its place in
+/// the map until the thread's next call (its `Entry` retired it already).
+#[derive(Clone)]
+pub(crate) struct KeptBreaker {
+    shared: Arc<Shared>,
+    evictions: u64,
+}
+
 thread_local_const! {
-    /// A thread's last breaker (see [`recent`](crate::internal::recent)). It may outlive its
-    /// place in the map until the thread's next call (its `Entry` retired it already).
-    static RECENT: RefCell<Option<Recent<Arc<Shared>>>> = const { RefCell::new(None) };
+    /// A thread's last breaker.
+    static RECENT: RefCell<Option<Recent<KeptBreaker>>> = const { RefCell::new(None) };
 }
 
 // ===== one breaker, or one per key =====

@@ -284,6 +284,7 @@ pub use state::State;
 pub use window::WindowFigures;
 #[cfg(feature = "stack")]
 pub(crate) use {
-    admission::{Admission, ProbeCall},
-    keyed::Breakers,
+    admission::{Admission, ProbeCall, Shared},
+    keyed::{Breakers, KeptBreaker},
+    ticket::Ticket,
 };

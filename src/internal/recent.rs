@@ -2,12 +2,15 @@
 //! the breakers' keyed maps ([`LruMap`](super::lru::LruMap)) keep, per thread, the entry of
 //! the host that thread looked up last, so that the calls of a thread to one host find
 //! their pool or breaker without reading the host's key, hashing it, or taking the map's
-//! read lock (an atomic write to a line every thread's calls write).
+//! read lock (an atomic write to a line every thread's calls write). The preset's gate
+//! keeps one entry for both of a host's maps (its breaker and its pool), so that a call
+//! compares the host once for the two.
 //!
 //! A cached entry is found again by the request's scheme and authority, compared as bytes:
 //! equal bytes make an equal key (the key is a function of them), and different spellings
 //! of one key (`Example.com`, `example.com:80`) only miss the cache. It stays valid while
-//! its map's [`evictions`](super::lru::LruMap::evictions) count has not moved, and it goes
+//! its map's [`evictions`](super::lru::LruMap::evictions) count has not moved (the entry
+//! holds the count it was found at), and it goes
 //! back to the map (which stamps it as used, for the order of eviction) every
 //! [`REFRESH`] calls.
 
@@ -96,8 +99,6 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 /// A thread's last entry of a map: `T` is what the thread keeps of it (a reference).
 pub(crate) struct Recent<T> {
     map: u64,
-    /// The map's eviction scans when the entry was found in it.
-    evictions: u64,
     host: RecentHost,
     pub(crate) entry: T,
     /// Calls left before the next goes through the map (to stamp the entry as used).
@@ -117,19 +118,13 @@ impl<T> Recent<T> {
         hit
     }
 
-    /// The map's count of eviction scans when the entry was found.
-    #[inline(always)]
-    pub(crate) fn evictions(&self) -> u64 {
-        self.evictions
-    }
-
-    /// `entry`, of map `map` for `uri`'s host, found when the map's count of eviction
-    /// scans was `evictions`; `None` if the host cannot be cached.
+    /// `entry`, of map `map` for `uri`'s host; `None` if the host cannot be cached. The
+    /// entry holds what tells whether it is still in the map (the map's count of eviction
+    /// scans when it was found).
     #[inline]
-    pub(crate) fn new(map: u64, evictions: u64, uri: &Uri, entry: T) -> Option<Self> {
+    pub(crate) fn new(map: u64, uri: &Uri, entry: T) -> Option<Self> {
         Some(Recent {
             map,
-            evictions,
             host: RecentHost::of(uri)?,
             entry,
             hits: Cell::new(REFRESH),

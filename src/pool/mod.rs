@@ -207,6 +207,10 @@ pub use adaptive::AdaptiveLimit;
 pub use body::PoolBody;
 pub use handle::{PoolHandle, PoolSnapshot, PoolStats};
 pub use layer::{GenericPoolLimitLayer, PoolLimitBuilder, PoolLimitLayer, DEFAULT_MAX_POOLS};
-#[cfg(feature = "stack")]
-pub(crate) use service::Shared as PoolShared;
 pub use service::{GenericPoolLimit, PoolLimit};
+#[cfg(feature = "stack")]
+pub(crate) use {
+    keyed::KeptPool,
+    permit::{Permit, Pool},
+    service::Shared as PoolShared,
+};

@@ -2,7 +2,7 @@ use super::{
     body::PoolBody,
     future::{GenericResponseFuture, ResponseFuture},
     handle::{PoolHandle, PoolSnapshot, PoolStats, Source},
-    keyed::Keyed,
+    keyed::{KeptPool, Keyed},
     permit::{deadline, Core, Mode, Permit, Pool},
     reserve::Reserver,
 };
@@ -303,6 +303,42 @@ impl<K> Shared<K> {
             Pools::Single(_) => unreachable!("the preset's pools are per host"),
             Pools::Keyed { pools, .. } => pools.try_acquire_recent(uri, lookup, &self.core),
         }
+    }
+
+    /// The preset's per-host pools.
+    #[cfg(feature = "stack")]
+    #[inline(always)]
+    fn keyed(&self) -> &Keyed {
+        match &self.pools {
+            Pools::Single(_) => unreachable!("the preset's pools are per host"),
+            Pools::Keyed { pools, .. } => pools,
+        }
+    }
+
+    /// The map of the preset's pools among all others (for the gate's cache of the
+    /// thread's last host).
+    #[cfg(feature = "stack")]
+    #[inline(always)]
+    pub(crate) fn pools_id(&self) -> u64 {
+        self.keyed().id()
+    }
+
+    /// A permit of a pool the thread kept, if that pool is still in the map.
+    #[cfg(feature = "stack")]
+    #[inline(always)]
+    pub(crate) fn acquire_kept(&self, kept: &KeptPool) -> Option<Result<Permit, Arc<Pool>>> {
+        self.keyed().try_acquire_kept(kept)
+    }
+
+    /// A permit of `key`'s pool (created if needed), or the pool if it has none free, and
+    /// the pool as the thread keeps it.
+    #[cfg(feature = "stack")]
+    #[inline]
+    pub(crate) fn acquire_keeping(
+        &self,
+        key: impl crate::internal::lru::Lookup<crate::key::MapKey>,
+    ) -> (Result<Permit, Arc<Pool>>, KeptPool) {
+        self.keyed().try_acquire_keeping(key, &self.core)
     }
 
     /// Whether a response's body holds the permit until it ends.
