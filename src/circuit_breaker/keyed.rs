@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     internal::{
-        lru::{Evict, Eviction, Lookup, LruMap, Probe},
+        lru::{Counted, Evict, Eviction, Lookup, LruMap, Probe},
         recent::Recent,
         sync::thread_local_const,
     },
@@ -89,6 +89,9 @@ impl KeyedMap {
             if !recent.hit(self.map.id(), uri) {
                 return None;
             }
+            if recent.due() && !self.touch(recent.hash(), &recent.entry) {
+                return None;
+            }
             // Under a shared borrow: if a transition's events run a user's code that calls
             // again, that call finds the slot borrowed and leaves it as it is.
             self.admit_kept(&recent.entry)
@@ -108,24 +111,32 @@ impl KeyedMap {
         (self.map.evictions() == kept.evictions).then(|| kept.shared.admit())
     }
 
+    /// Stamps a breaker a thread kept as used, if it is still in the map (found by its
+    /// key's hash).
+    #[inline(always)]
+    pub(crate) fn touch(&self, hash: u64, kept: &KeptBreaker) -> bool {
+        self.map
+            .touch(hash, |entry| Arc::ptr_eq(&entry.0, &kept.shared))
+    }
+
     /// [`admit`](Self::admit), then the breaker kept as the thread's last.
     #[inline(never)]
     fn admit_caching(&self, uri: &Uri, key: impl Lookup<MapKey>) -> Admission {
-        let (admission, kept) = self.admit_keeping(key);
-        let recent = Recent::new(self.map.id(), uri, kept);
+        let (admission, kept, hash) = self.admit_keeping(key);
+        let recent = Recent::new(self.map.id(), hash, uri, kept);
         let _ = RECENT.try_with(|slot| Recent::keep(slot, recent));
         admission
     }
 
-    /// [`admit`](Self::admit), and the breaker as a thread keeps it.
+    /// [`admit`](Self::admit), and the breaker as a thread keeps it, with its key's hash.
     #[inline]
-    pub(crate) fn admit_keeping(&self, key: impl Lookup<MapKey>) -> (Admission, KeptBreaker) {
-        let found = |entry: &Entry, evictions| {
+    pub(crate) fn admit_keeping(&self, key: impl Lookup<MapKey>) -> (Admission, KeptBreaker, u64) {
+        let found = |entry: &Entry, counted: Counted| {
             let kept = KeptBreaker {
                 shared: Arc::clone(&entry.0),
-                evictions,
+                evictions: counted.evictions,
             };
-            (entry.0.admit(), kept)
+            (entry.0.admit(), kept, counted.hash)
         };
         self.map.get_or_insert_counted(
             key,

@@ -4,7 +4,7 @@
 use super::permit::{Core, Permit, Pool};
 use crate::{
     internal::{
-        lru::{Evict, Eviction, Lookup, LruMap},
+        lru::{Counted, Evict, Eviction, Lookup, LruMap},
         recent::Recent,
         sync::{fence, thread_local_const, Ordering},
     },
@@ -103,6 +103,9 @@ impl Keyed {
                 if !recent.hit(self.map.id(), uri) {
                     return None;
                 }
+                if recent.due() && !self.touch(recent.hash(), &recent.entry) {
+                    return None;
+                }
                 self.try_acquire_kept(&recent.entry)
             })
             .ok()
@@ -130,6 +133,14 @@ impl Keyed {
         Some(pool.try_acquire_owned())
     }
 
+    /// Stamps a pool a thread kept as used, if it is still in the map (found by its key's
+    /// hash).
+    #[inline(always)]
+    pub(crate) fn touch(&self, hash: u64, kept: &KeptPool) -> bool {
+        self.map
+            .touch(hash, |pool| Arc::as_ptr(pool) == Weak::as_ptr(&kept.pool))
+    }
+
     /// [`try_acquire`](Self::try_acquire), then the pool kept as the thread's last.
     #[inline(never)]
     fn try_acquire_caching(
@@ -138,26 +149,27 @@ impl Keyed {
         key: impl Lookup<MapKey>,
         core: &Arc<Core>,
     ) -> Result<Permit, Arc<Pool>> {
-        let (acquired, kept) = self.try_acquire_keeping(key, core);
-        let recent = Recent::new(self.map.id(), uri, kept);
+        let (acquired, kept, hash) = self.try_acquire_keeping(key, core);
+        let recent = Recent::new(self.map.id(), hash, uri, kept);
         let _ = RECENT.try_with(|slot| Recent::keep(slot, recent));
         acquired
     }
 
-    /// [`try_acquire`](Self::try_acquire), and the pool as a thread keeps it.
+    /// [`try_acquire`](Self::try_acquire), and the pool as a thread keeps it, with its
+    /// key's hash.
     #[inline]
     pub(crate) fn try_acquire_keeping(
         &self,
         key: impl Lookup<MapKey>,
         core: &Arc<Core>,
-    ) -> (Result<Permit, Arc<Pool>>, KeptPool) {
-        let found = |pool: &Arc<Pool>, evictions| {
+    ) -> (Result<Permit, Arc<Pool>>, KeptPool, u64) {
+        let found = |pool: &Arc<Pool>, counted: Counted| {
             let acquired = pool.try_acquire().ok_or_else(|| Arc::clone(pool));
             let kept = KeptPool {
                 pool: Arc::downgrade(pool),
-                evictions,
+                evictions: counted.evictions,
             };
-            (acquired, kept)
+            (acquired, kept, counted.hash)
         };
         self.map.get_or_insert_counted(
             key,

@@ -338,7 +338,15 @@ impl<K> Shared<K> {
         &self,
         key: impl crate::internal::lru::Lookup<crate::key::MapKey>,
     ) -> (Result<Permit, Arc<Pool>>, KeptPool) {
-        self.keyed().try_acquire_keeping(key, &self.core)
+        let (acquired, kept, _) = self.keyed().try_acquire_keeping(key, &self.core);
+        (acquired, kept)
+    }
+
+    /// Stamps a pool the thread kept as used, if it is still in the map.
+    #[cfg(feature = "stack")]
+    #[inline]
+    pub(crate) fn touch(&self, hash: u64, kept: &KeptPool) -> bool {
+        self.keyed().touch(hash, kept)
     }
 
     /// Whether a response's body holds the permit until it ends.

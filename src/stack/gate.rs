@@ -208,6 +208,13 @@ impl<S> HostGate<S> {
             if kept.entry.pools != self.pools.pools_id() || !kept.hit(map.id(), uri) {
                 return Passage::Missed;
             }
+            // One hash for both maps (one hasher): see `lru::Hashed`.
+            if kept.due()
+                && !(map.touch(kept.hash(), &kept.entry.breaker)
+                    && self.pools.touch(kept.hash(), &kept.entry.pool))
+            {
+                return Passage::Missed;
+            }
             // Under a shared borrow: if a transition's events run a user's code that calls
             // again, that call finds the slot borrowed and leaves it as it is.
             match map.admit_kept(&kept.entry.breaker) {
@@ -232,11 +239,11 @@ impl<S> HostGate<S> {
         };
         let key = Hashed::new(HostRef::of(uri));
         match map.admit_keeping(key.clone()) {
-            (Admission::Call(ticket), breaker) => {
+            (Admission::Call(ticket), breaker, hash) => {
                 let pool = self.pools.acquire_keeping(key);
-                self.keep(map.id(), uri, ticket, breaker, pool)
+                self.keep(map.id(), hash, uri, ticket, breaker, pool)
             }
-            (Admission::Reject(error), _) => Passage::Rejected(error),
+            (Admission::Reject(error), ..) => Passage::Rejected(error),
         }
     }
 
@@ -246,14 +253,17 @@ impl<S> HostGate<S> {
         let Breakers::Keyed(map) = &self.breakers else {
             unreachable!("one breaker for every host passes in `pass_kept`");
         };
-        let pool = self.pools.acquire_keeping(Hashed::new(HostRef::of(uri)));
-        self.keep(map.id(), uri, ticket, breaker, pool)
+        let key = Hashed::new(HostRef::of(uri));
+        let hash = key.hash();
+        let pool = self.pools.acquire_keeping(key);
+        self.keep(map.id(), hash, uri, ticket, breaker, pool)
     }
 
     /// Keeps `uri`'s host's breaker and pool as the thread's last.
     fn keep(
         &self,
         map: u64,
+        hash: u64,
         uri: &Uri,
         ticket: Ticket,
         breaker: KeptBreaker,
@@ -264,7 +274,7 @@ impl<S> HostGate<S> {
             breaker,
             pool,
         };
-        let recent = Recent::new(map, uri, kept);
+        let recent = Recent::new(map, hash, uri, kept);
         let _ = KEPT.try_with(|slot| Recent::keep(slot, recent));
         Passage::Admitted(ticket, acquired)
     }
@@ -404,6 +414,28 @@ mod tests {
         let held = svc.clone().oneshot(get("a.test")).await.unwrap();
         assert_eq!(figures(&layer, "a.test"), (Some(1), 1));
         drop(held);
+    }
+
+    #[tokio::test]
+    async fn a_host_called_through_the_cache_stays_recently_used() {
+        let layer = ClientConfig::default()
+            .circuit_breaker(CircuitBreakerLayer::builder().max_keys(2))
+            .max_pools(2)
+            .build()
+            .unwrap();
+        let svc = layer.layer(ok());
+        drop(svc.clone().oneshot(get("a.test")).await.unwrap());
+        // b is used after a went through the maps; a's next calls skip them, and one in
+        // `REFRESH` stamps a as used.
+        call_elsewhere(&svc, "b.test");
+        for _ in 0..crate::internal::recent::REFRESH + 1 {
+            drop(svc.clone().oneshot(get("a.test")).await.unwrap());
+        }
+        // c evicts the least recently used host of each map: b.
+        call_elsewhere(&svc, "c.test");
+        assert_eq!(figures(&layer, "b.test"), (None, 0), "b evicted");
+        let (in_use, calls) = figures(&layer, "a.test");
+        assert_eq!((in_use, calls), (Some(0), 66), "a kept");
     }
 
     #[tokio::test]
