@@ -69,6 +69,7 @@ impl KeyedMap {
     }
 
     /// This map among all others (for a thread's cache of its last breaker).
+    #[cfg(feature = "stack")]
     #[inline(always)]
     pub(crate) fn id(&self) -> u64 {
         self.map.id()

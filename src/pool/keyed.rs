@@ -72,6 +72,7 @@ impl Keyed {
     }
 
     /// This map among all others (for a thread's cache of its last pool).
+    #[cfg(feature = "stack")]
     #[inline(always)]
     pub(crate) fn id(&self) -> u64 {
         self.map.id()

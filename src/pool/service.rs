@@ -1,8 +1,10 @@
+#[cfg(feature = "stack")]
+use super::keyed::KeptPool;
 use super::{
     body::PoolBody,
     future::{GenericResponseFuture, ResponseFuture},
     handle::{PoolHandle, PoolSnapshot, PoolStats, Source},
-    keyed::{KeptPool, Keyed},
+    keyed::Keyed,
     permit::{deadline, Core, Mode, Permit, Pool},
     reserve::Reserver,
 };
