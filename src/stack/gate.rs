@@ -1,5 +1,6 @@
-//! The preset's per-host breaker and pool as one service: the request's host read and
-//! hashed once per call, for both maps.
+//! The preset's per-host breaker and pool as one service: the request's host compared once
+//! per call with the thread's last host, for both maps, and read and hashed once for both
+//! when the maps must be searched.
 
 use crate::{
     circuit_breaker::{
@@ -26,7 +27,8 @@ use tower_service::Service;
 
 /// `CircuitBreaker<PoolLimit<S>>` with one lookup of the host per call: the breaker and
 /// the pool behave, count and report as the two layers do (the same maps, handles and
-/// futures), but the request's authority is read and hashed once, not once per layer.
+/// futures), but the request's authority is compared with the thread's last host once, and
+/// read and hashed once when the maps are searched, not once per layer.
 ///
 /// It holds the breakers and the pools themselves rather than the two services: the retry
 /// layer clones it into every call's future, so it is kept to the inner service and three
