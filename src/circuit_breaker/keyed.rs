@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     internal::{
-        lru::{Evict, Eviction, Lookup, LruMap, Probe},
+        lru::{Counted, Evict, Eviction, Lookup, LruMap, Probe},
         recent::Recent,
         sync::thread_local_const,
     },
@@ -68,6 +68,13 @@ impl KeyedMap {
         )
     }
 
+    /// This map among all others (for a thread's cache of its last breaker).
+    #[cfg(feature = "stack")]
+    #[inline(always)]
+    pub(crate) fn id(&self) -> u64 {
+        self.map.id()
+    }
+
     /// [`admit`](Self::admit) for a request to `uri` keyed by its authority (`lookup` is
     /// its key, made only if needed): through the thread's last breaker of this map if it
     /// is `uri`'s host's and still in the map, without a lookup.
@@ -80,14 +87,15 @@ impl KeyedMap {
         let recent = RECENT.try_with(|recent| {
             let recent = recent.try_borrow().ok()?;
             let recent = recent.as_ref()?;
-            // An evicted breaker's calls would not count (as those in flight when it
-            // goes): the count of eviction scans tells it apart.
-            if self.map.evictions() != recent.evictions() || !recent.hit(self.map.id(), uri) {
+            if !recent.hit(self.map.id(), uri) {
+                return None;
+            }
+            if recent.due() && !self.touch(recent.hash(), &recent.entry) {
                 return None;
             }
             // Under a shared borrow: if a transition's events run a user's code that calls
             // again, that call finds the slot borrowed and leaves it as it is.
-            Some(recent.entry.admit())
+            self.admit_kept(&recent.entry)
         });
         match recent.ok().flatten() {
             Some(admission) => admission,
@@ -95,19 +103,48 @@ impl KeyedMap {
         }
     }
 
+    /// [`admit`](Self::admit) through a breaker a thread kept, if it is still in the map;
+    /// `None` if it may have left it.
+    #[inline(always)]
+    pub(crate) fn admit_kept(&self, kept: &KeptBreaker) -> Option<Admission> {
+        // An evicted breaker's calls would not count (as those in flight when it goes):
+        // the count of eviction scans tells it apart.
+        (self.map.evictions() == kept.evictions).then(|| kept.shared.admit())
+    }
+
+    /// Stamps a breaker a thread kept as used, if it is still in the map (found by its
+    /// key's hash).
+    #[inline(always)]
+    pub(crate) fn touch(&self, hash: u64, kept: &KeptBreaker) -> bool {
+        self.map
+            .touch(hash, |entry| Arc::ptr_eq(&entry.0, &kept.shared))
+    }
+
     /// [`admit`](Self::admit), then the breaker kept as the thread's last.
     #[inline(never)]
     fn admit_caching(&self, uri: &Uri, key: impl Lookup<MapKey>) -> Admission {
-        let found = |entry: &Entry, evictions| (entry.0.admit(), Arc::clone(&entry.0), evictions);
-        let (admission, shared, evictions) = self.map.get_or_insert_counted(
+        let (admission, kept, hash) = self.admit_keeping(key);
+        let recent = Recent::new(self.map.id(), hash, uri, kept);
+        let _ = RECENT.try_with(|slot| Recent::keep(slot, recent));
+        admission
+    }
+
+    /// [`admit`](Self::admit), and the breaker as a thread keeps it, with its key's hash.
+    #[inline]
+    pub(crate) fn admit_keeping(&self, key: impl Lookup<MapKey>) -> (Admission, KeptBreaker, u64) {
+        let found = |entry: &Entry, counted: Counted| {
+            let kept = KeptBreaker {
+                shared: Arc::clone(&entry.0),
+                evictions: counted.evictions,
+            };
+            (entry.0.admit(), kept, counted.hash)
+        };
+        self.map.get_or_insert_counted(
             key,
             found,
             |key| self.make(key),
             |evicted| self.inserted(evicted),
-        );
-        let recent = Recent::new(self.map.id(), evictions, uri, shared);
-        let _ = RECENT.try_with(|slot| Recent::keep(slot, recent));
-        admission
+        )
     }
 
     fn make(&self, key: &MapKey) -> Entry {
@@ -155,10 +192,18 @@ impl fmt::Debug for KeyedMap {
 
 // ===== the thread's last breaker =====
 
+/// A breaker as a thread keeps it (see [`recent`](crate::internal::recent)), and the map's
+/// count of eviction scans when the breaker was found in it. It may outlive its place in
+/// the map until the thread's next call (its `Entry` retired it already).
+#[derive(Clone)]
+pub(crate) struct KeptBreaker {
+    shared: Arc<Shared>,
+    evictions: u64,
+}
+
 thread_local_const! {
-    /// A thread's last breaker (see [`recent`](crate::internal::recent)). It may outlive its
-    /// place in the map until the thread's next call (its `Entry` retired it already).
-    static RECENT: RefCell<Option<Recent<Arc<Shared>>>> = const { RefCell::new(None) };
+    /// A thread's last breaker.
+    static RECENT: RefCell<Option<Recent<KeptBreaker>>> = const { RefCell::new(None) };
 }
 
 // ===== one breaker, or one per key =====

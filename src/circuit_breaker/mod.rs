@@ -194,8 +194,8 @@
 //! closed breakers first, so a scan of a million hosts cannot exhaust memory. Finding a
 //! key's breaker takes a read lock on one of up to 16 shards of the map; a thread's calls
 //! to the host it called last skip the lookup (it keeps that host's breaker, compared by
-//! the URI's scheme and authority bytes, while no eviction has run since), and go through
-//! the map once every 64 calls to stay recently used.
+//! the URI's scheme and authority bytes, while no eviction has run since), and once every
+//! 64 calls stamp it as used in the map (its read lock, no key made) to stay recently used.
 //!
 //! The default key never reads the `Host` header: on a server, where URIs have no
 //! authority, a remote client writes it, and could otherwise create a breaker per request.
@@ -284,6 +284,7 @@ pub use state::State;
 pub use window::WindowFigures;
 #[cfg(feature = "stack")]
 pub(crate) use {
-    admission::{Admission, ProbeCall},
-    keyed::Breakers,
+    admission::{Admission, ProbeCall, Shared},
+    keyed::{Breakers, KeptBreaker},
+    ticket::Ticket,
 };

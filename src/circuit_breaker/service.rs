@@ -1,5 +1,3 @@
-#[cfg(feature = "stack")]
-use super::admission::Admission;
 use super::{
     admission::Shared,
     future::{self, ResponseFuture},
@@ -7,8 +5,6 @@ use super::{
     settings::Settings,
     BreakerHandle, CircuitBreakerHandle, Classify, HttpStatus,
 };
-#[cfg(feature = "stack")]
-use crate::internal::lru::Hashed;
 use crate::key::HostRef;
 use crate::{
     classify::{Failure, Stage},
@@ -217,23 +213,6 @@ impl<S, C> CircuitBreaker<S, ByAuthority, C> {
     /// The inner service, the breakers and the classifier.
     pub(crate) fn into_parts(self) -> (S, Breakers, C) {
         (self.inner, self.breakers, self.classifier)
-    }
-}
-
-#[cfg(feature = "stack")]
-impl Breakers {
-    /// Whether the call goes through: the breaker of `uri`'s host admits it (or rejects
-    /// it), the thread's last one or found with `lookup`.
-    #[inline(always)]
-    pub(crate) fn admit_host<'a>(
-        &self,
-        uri: &http::Uri,
-        lookup: impl FnOnce() -> Hashed<HostRef<'a>>,
-    ) -> Admission {
-        match self {
-            Breakers::Single(shared) => shared.admit(),
-            Breakers::Keyed(map) => map.admit_recent(uri, lookup),
-        }
     }
 }
 

@@ -59,7 +59,6 @@ pub(crate) fn map_hasher() -> &'static MapHasher {
 }
 
 /// A probe hashed once, to be looked up in several maps (the preset's breaker and pool).
-#[cfg(feature = "stack")]
 #[derive(Clone)]
 pub(crate) struct Hashed<P> {
     hash: u64,
@@ -78,9 +77,14 @@ impl<P> Hashed<P> {
             probe,
         }
     }
+
+    /// The probe's hash, the same in every map.
+    #[inline]
+    pub(crate) fn hash(&self) -> u64 {
+        self.hash
+    }
 }
 
-#[cfg(feature = "stack")]
 impl<K, P: Probe<K>> Probe<K> for Hashed<P> {
     #[inline]
     fn hash_with(&self, _: &MapHasher) -> u64 {
@@ -93,11 +97,18 @@ impl<K, P: Probe<K>> Probe<K> for Hashed<P> {
     }
 }
 
-#[cfg(feature = "stack")]
 impl<K, P: Lookup<K>> Lookup<K> for Hashed<P> {
     fn into_key(self) -> K {
         self.probe.into_key()
     }
+}
+
+/// What a thread keeps of an entry it found, besides the entry: the map's count of
+/// eviction scans then ([`LruMap::evictions`]) and the key's hash ([`LruMap::touch`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Counted {
+    pub(crate) evictions: u64,
+    pub(crate) hash: u64,
 }
 
 /// Whether a value may be evicted (the breaker's are `Idle` or `Busy`, the pool's `Idle`
@@ -375,25 +386,43 @@ impl<K, V: Evict> LruMap<K, V> {
         r
     }
 
-    /// [`get_or_insert`](Self::get_or_insert), with [`evictions`](Self::evictions) as read
-    /// while the entry was found (under its shard's lock: no scan of that shard runs).
+    /// [`get_or_insert`](Self::get_or_insert), with what a thread keeps of the entry found:
+    /// [`evictions`](Self::evictions) as read while it was found (under its shard's lock: no
+    /// scan of that shard runs), and the key's hash (to [`touch`](Self::touch) it later).
     #[inline]
     pub(crate) fn get_or_insert_counted<L, R>(
         &self,
         key: L,
-        found: impl FnOnce(&V, u64) -> R,
+        found: impl FnOnce(&V, Counted) -> R,
         make: impl FnOnce(&K) -> V,
         inserted: impl FnOnce(usize),
     ) -> R
     where
         L: Lookup<K>,
     {
-        self.get_or_insert(
-            key,
-            |value| found(value, self.evictions.load(Ordering::SeqCst)),
-            make,
-            inserted,
-        )
+        let hash = key.hash_with(map_hasher());
+        let counted = |value: &V| {
+            let evictions = self.evictions.load(Ordering::SeqCst);
+            found(value, Counted { evictions, hash })
+        };
+        self.get_or_insert(Hashed { hash, probe: key }, counted, make, inserted)
+    }
+
+    /// Stamps as the most recently used the entry of hash `hash` that `is` picks, if it is
+    /// still in the map: what a thread that keeps the entry does from time to time, so that
+    /// its calls, which skip the map, do not leave the entry looking idle. Whether it found
+    /// it.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn touch(&self, hash: u64, is: impl Fn(&V) -> bool) -> bool {
+        let shard = self.shard(hash);
+        let table = shard.table.read().unwrap_or_else(PoisonError::into_inner);
+        let found = table.buckets.get(&hash).and_then(|bucket| {
+            std::iter::once(&bucket.first)
+                .chain(&bucket.more)
+                .find(|slot| is(&slot.value))
+        });
+        found.map(|slot| shard.touch(slot)).is_some()
     }
 
     /// `f` applied to `key`'s value, if it is tracked (without stamping it as used).

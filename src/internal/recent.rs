@@ -2,20 +2,22 @@
 //! the breakers' keyed maps ([`LruMap`](super::lru::LruMap)) keep, per thread, the entry of
 //! the host that thread looked up last, so that the calls of a thread to one host find
 //! their pool or breaker without reading the host's key, hashing it, or taking the map's
-//! read lock (an atomic write to a line every thread's calls write).
+//! read lock (an atomic write to a line every thread's calls write). The preset's gate
+//! keeps one entry for both of a host's maps (its breaker and its pool), so that a call
+//! compares the host once for the two.
 //!
 //! A cached entry is found again by the request's scheme and authority, compared as bytes:
 //! equal bytes make an equal key (the key is a function of them), and different spellings
 //! of one key (`Example.com`, `example.com:80`) only miss the cache. It stays valid while
-//! its map's [`evictions`](super::lru::LruMap::evictions) count has not moved, and it goes
-//! back to the map (which stamps it as used, for the order of eviction) every
-//! [`REFRESH`] calls.
+//! its map's [`evictions`](super::lru::LruMap::evictions) count has not moved (the entry
+//! holds the count it was found at), and it is stamped as used in its map (for the order
+//! of eviction) every [`REFRESH`] calls, found by its key's hash and its identity.
 
 use http::Uri;
 use std::cell::{Cell, RefCell};
 
-/// The calls served from a cached entry before one goes through the map again, to stamp
-/// the entry as recently used: a host that one thread calls without pause must not look
+/// The calls served from a cached entry before it is stamped as used in its map again: a
+/// host that one thread calls without pause must not look
 /// idle to the map's least-recently-used order.
 pub(crate) const REFRESH: u32 = 64;
 
@@ -96,40 +98,46 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 /// A thread's last entry of a map: `T` is what the thread keeps of it (a reference).
 pub(crate) struct Recent<T> {
     map: u64,
-    /// The map's eviction scans when the entry was found in it.
-    evictions: u64,
+    /// The key's hash, to stamp the entry as used without making the key again.
+    hash: u64,
     host: RecentHost,
     pub(crate) entry: T,
-    /// Calls left before the next goes through the map (to stamp the entry as used).
+    /// Calls left before the entry is stamped as used in its map again.
     hits: Cell<u32>,
 }
 
 impl<T> Recent<T> {
-    /// Whether this is the entry of map `map` for `uri`'s host, and not due to go through
-    /// the map; counted as a hit if so.
+    /// Whether this is the entry of map `map` for `uri`'s host.
     #[inline(always)]
     pub(crate) fn hit(&self, map: u64, uri: &Uri) -> bool {
-        let hits = self.hits.get();
-        let hit = self.map == map && hits != 0 && self.host.is(uri);
-        if hit {
-            self.hits.set(hits - 1);
-        }
-        hit
+        self.map == map && self.host.is(uri)
     }
 
-    /// The map's count of eviction scans when the entry was found.
+    /// Counts a call served from the entry: true every [`REFRESH`] calls, when the entry is
+    /// due to be stamped as used in its map ([`LruMap::touch`](super::lru::LruMap::touch)
+    /// with [`hash`](Self::hash)).
     #[inline(always)]
-    pub(crate) fn evictions(&self) -> u64 {
-        self.evictions
+    pub(crate) fn due(&self) -> bool {
+        let hits = self.hits.get();
+        let due = hits <= 1;
+        self.hits.set(if due { REFRESH } else { hits - 1 });
+        due
     }
 
-    /// `entry`, of map `map` for `uri`'s host, found when the map's count of eviction
-    /// scans was `evictions`; `None` if the host cannot be cached.
+    /// The entry's key's hash.
     #[inline]
-    pub(crate) fn new(map: u64, evictions: u64, uri: &Uri, entry: T) -> Option<Self> {
+    pub(crate) fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    /// `entry`, of map `map` for `uri`'s host (whose key hashes to `hash`); `None` if the
+    /// host cannot be cached. The entry holds what tells whether it is still in the map
+    /// (the map's count of eviction scans when it was found).
+    #[inline]
+    pub(crate) fn new(map: u64, hash: u64, uri: &Uri, entry: T) -> Option<Self> {
         Some(Recent {
             map,
-            evictions,
+            hash,
             host: RecentHost::of(uri)?,
             entry,
             hits: Cell::new(REFRESH),

@@ -4,7 +4,7 @@
 use super::permit::{Core, Permit, Pool};
 use crate::{
     internal::{
-        lru::{Evict, Eviction, Lookup, LruMap},
+        lru::{Counted, Evict, Eviction, Lookup, LruMap},
         recent::Recent,
         sync::{fence, thread_local_const, Ordering},
     },
@@ -71,6 +71,13 @@ impl Keyed {
         })
     }
 
+    /// This map among all others (for a thread's cache of its last pool).
+    #[cfg(feature = "stack")]
+    #[inline(always)]
+    pub(crate) fn id(&self) -> u64 {
+        self.map.id()
+    }
+
     /// [`try_acquire`](Self::try_acquire) for a request to `uri` keyed by its authority
     /// (`lookup` is its key, made only if needed): the thread's last pool of this map, if
     /// it is `uri`'s host's and still in the map, without a lookup.
@@ -97,25 +104,42 @@ impl Keyed {
                 if !recent.hit(self.map.id(), uri) {
                     return None;
                 }
-                // A reference first, then the map's count of eviction scans: either a scan
-                // saw the reference (and kept the pool), or this sees the scan (see
-                // `LruMap::evictions`). The fence is needed: `upgrade` increments the count
-                // with an acquire read-modify-write, and only a `SeqCst` fence after it is
-                // ordered with the scan's (its count, a `SeqCst` fence, then a relaxed read
-                // of the references): without it, the model lets both read the old values
-                // (the scan evicts a pool this call then takes a permit of). On x86 it is
-                // one `mfence`. A strong reference kept here would need none, but the map
-                // evicts a pool only when it holds the only reference: each thread's last
-                // pool would stay in the map however long the thread leaves it.
-                let pool = recent.entry.upgrade()?;
-                fence(Ordering::SeqCst);
-                if self.map.evictions() != recent.evictions() {
+                if recent.due() && !self.touch(recent.hash(), &recent.entry) {
                     return None;
                 }
-                Some(pool.try_acquire_owned())
+                self.try_acquire_kept(&recent.entry)
             })
             .ok()
             .flatten()
+    }
+
+    /// [`try_acquire`](Self::try_acquire) through a pool a thread kept, if it is still in
+    /// the map; `None` if it is not (or may not be).
+    #[inline(always)]
+    pub(crate) fn try_acquire_kept(&self, kept: &KeptPool) -> Option<Result<Permit, Arc<Pool>>> {
+        // A reference first, then the map's count of eviction scans: either a scan saw the
+        // reference (and kept the pool), or this sees the scan (see `LruMap::evictions`).
+        // The fence is needed: `upgrade` increments the count with an acquire
+        // read-modify-write, and only a `SeqCst` fence after it is ordered with the scan's
+        // (its count, a `SeqCst` fence, then a relaxed read of the references): without it,
+        // the model lets both read the old values (the scan evicts a pool this call then
+        // takes a permit of). On x86 it is one `mfence`. A strong reference kept would need
+        // none, but the map evicts a pool only when it holds the only reference: each
+        // thread's last pool would stay in the map however long the thread leaves it.
+        let pool = kept.pool.upgrade()?;
+        fence(Ordering::SeqCst);
+        if self.map.evictions() != kept.evictions {
+            return None;
+        }
+        Some(pool.try_acquire_owned())
+    }
+
+    /// Stamps a pool a thread kept as used, if it is still in the map (found by its key's
+    /// hash).
+    #[inline(always)]
+    pub(crate) fn touch(&self, hash: u64, kept: &KeptPool) -> bool {
+        self.map
+            .touch(hash, |pool| Arc::as_ptr(pool) == Weak::as_ptr(&kept.pool))
     }
 
     /// [`try_acquire`](Self::try_acquire), then the pool kept as the thread's last.
@@ -126,11 +150,29 @@ impl Keyed {
         key: impl Lookup<MapKey>,
         core: &Arc<Core>,
     ) -> Result<Permit, Arc<Pool>> {
-        let found = |pool: &Arc<Pool>, evictions| {
+        let (acquired, kept, hash) = self.try_acquire_keeping(key, core);
+        let recent = Recent::new(self.map.id(), hash, uri, kept);
+        let _ = RECENT.try_with(|slot| Recent::keep(slot, recent));
+        acquired
+    }
+
+    /// [`try_acquire`](Self::try_acquire), and the pool as a thread keeps it, with its
+    /// key's hash.
+    #[inline]
+    pub(crate) fn try_acquire_keeping(
+        &self,
+        key: impl Lookup<MapKey>,
+        core: &Arc<Core>,
+    ) -> (Result<Permit, Arc<Pool>>, KeptPool, u64) {
+        let found = |pool: &Arc<Pool>, counted: Counted| {
             let acquired = pool.try_acquire().ok_or_else(|| Arc::clone(pool));
-            (acquired, Arc::downgrade(pool), evictions)
+            let kept = KeptPool {
+                pool: Arc::downgrade(pool),
+                evictions: counted.evictions,
+            };
+            (acquired, kept, counted.hash)
         };
-        let (acquired, pool, evictions) = self.map.get_or_insert_counted(
+        self.map.get_or_insert_counted(
             key,
             found,
             |key| Self::make(key, core),
@@ -138,10 +180,7 @@ impl Keyed {
                 #[cfg(feature = "metrics")]
                 core.pools_changed(|| self.map.len());
             },
-        );
-        let recent = Recent::new(self.map.id(), evictions, uri, pool);
-        let _ = RECENT.try_with(|slot| Recent::keep(slot, recent));
-        acquired
+        )
     }
 
     fn make(key: &MapKey, core: &Arc<Core>) -> Arc<Pool> {
@@ -159,9 +198,16 @@ impl Keyed {
 
 // ===== the thread's last pool =====
 
+/// A pool as a thread keeps it (see [`recent`](crate::internal::recent)): a weak
+/// reference, so that it never keeps a pool in the map (a pool is evicted only when the map
+/// alone holds it) nor alive once evicted, and the map's count of eviction scans when the
+/// pool was found in it.
+pub(crate) struct KeptPool {
+    pool: Weak<Pool>,
+    evictions: u64,
+}
+
 thread_local_const! {
-    /// A thread's last pool (see [`recent`](crate::internal::recent)): a weak reference, so
-    /// that it never keeps a pool in the map (a pool is evicted only when the map alone holds
-    /// it) nor alive once evicted.
-    static RECENT: RefCell<Option<Recent<Weak<Pool>>>> = const { RefCell::new(None) };
+    /// A thread's last pool.
+    static RECENT: RefCell<Option<Recent<KeptPool>>> = const { RefCell::new(None) };
 }

@@ -171,8 +171,9 @@
 //! place, and a map lookup with that key, borrowed, under a read lock (a write lock and
 //! one boxed key only for a new host). A thread's calls to the host it called last skip
 //! the key and the lookup: it keeps a weak reference to that host's pool (which never
-//! keeps the pool in the map), valid while no eviction has run since, and goes through the
-//! map once every 64 calls so that the pool stays recently used. A call that has to wait allocates
+//! keeps the pool in the map), valid while no eviction has run since, and once every 64
+//! calls stamps the pool as used in the map (its read lock, no key made) so that it stays
+//! recently used. A call that has to wait allocates
 //! its place in the queue (per host, also a box for its request and timer). A
 //! `leak_threshold` adds a clock read per call; an [adaptive limit](AdaptiveLimit) two, and
 //! a sample added to its window. The
@@ -207,6 +208,10 @@ pub use adaptive::AdaptiveLimit;
 pub use body::PoolBody;
 pub use handle::{PoolHandle, PoolSnapshot, PoolStats};
 pub use layer::{GenericPoolLimitLayer, PoolLimitBuilder, PoolLimitLayer, DEFAULT_MAX_POOLS};
-#[cfg(feature = "stack")]
-pub(crate) use service::Shared as PoolShared;
 pub use service::{GenericPoolLimit, PoolLimit};
+#[cfg(feature = "stack")]
+pub(crate) use {
+    keyed::KeptPool,
+    permit::{Permit, Pool},
+    service::Shared as PoolShared,
+};

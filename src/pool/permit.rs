@@ -199,7 +199,7 @@ impl Pool {
     /// [`try_acquire`](Self::try_acquire) with a reference the caller already holds (a
     /// per-host pool's upgraded last entry): the permit keeps it, instead of cloning one
     /// and the caller dropping its own (two writes fewer on the pool's reference count).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn try_acquire_owned(self: Arc<Self>) -> Result<Permit, Arc<Self>> {
         if !self.semaphore.try_acquire() {
             return Err(self);

@@ -98,7 +98,7 @@ impl Semaphore {
     }
 
     /// Takes a permit if one is free and nobody waits: the thread's parked one first.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn try_acquire(&self) -> bool {
         let mut state = self.state.load(Ordering::Relaxed);
         if state & WAITERS != 0 {

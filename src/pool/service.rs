@@ -1,3 +1,5 @@
+#[cfg(feature = "stack")]
+use super::keyed::KeptPool;
 use super::{
     body::PoolBody,
     future::{GenericResponseFuture, ResponseFuture},
@@ -303,6 +305,50 @@ impl<K> Shared<K> {
             Pools::Single(_) => unreachable!("the preset's pools are per host"),
             Pools::Keyed { pools, .. } => pools.try_acquire_recent(uri, lookup, &self.core),
         }
+    }
+
+    /// The preset's per-host pools.
+    #[cfg(feature = "stack")]
+    #[inline(always)]
+    fn keyed(&self) -> &Keyed {
+        match &self.pools {
+            Pools::Single(_) => unreachable!("the preset's pools are per host"),
+            Pools::Keyed { pools, .. } => pools,
+        }
+    }
+
+    /// The map of the preset's pools among all others (for the gate's cache of the
+    /// thread's last host).
+    #[cfg(feature = "stack")]
+    #[inline(always)]
+    pub(crate) fn pools_id(&self) -> u64 {
+        self.keyed().id()
+    }
+
+    /// A permit of a pool the thread kept, if that pool is still in the map.
+    #[cfg(feature = "stack")]
+    #[inline(always)]
+    pub(crate) fn acquire_kept(&self, kept: &KeptPool) -> Option<Result<Permit, Arc<Pool>>> {
+        self.keyed().try_acquire_kept(kept)
+    }
+
+    /// A permit of `key`'s pool (created if needed), or the pool if it has none free, and
+    /// the pool as the thread keeps it.
+    #[cfg(feature = "stack")]
+    #[inline]
+    pub(crate) fn acquire_keeping(
+        &self,
+        key: impl crate::internal::lru::Lookup<crate::key::MapKey>,
+    ) -> (Result<Permit, Arc<Pool>>, KeptPool) {
+        let (acquired, kept, _) = self.keyed().try_acquire_keeping(key, &self.core);
+        (acquired, kept)
+    }
+
+    /// Stamps a pool the thread kept as used, if it is still in the map.
+    #[cfg(feature = "stack")]
+    #[inline]
+    pub(crate) fn touch(&self, hash: u64, kept: &KeptPool) -> bool {
+        self.keyed().touch(hash, kept)
     }
 
     /// Whether a response's body holds the permit until it ends.

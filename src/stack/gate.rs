@@ -1,20 +1,24 @@
-//! The preset's per-host breaker and pool as one service: the request's host read and
-//! hashed once per call, for both maps.
+//! The preset's per-host breaker and pool as one service: the request's host compared once
+//! per call with the thread's last host, for both maps, and read and hashed once for both
+//! when the maps must be searched.
 
 use crate::{
     circuit_breaker::{
         future::ResponseFuture as BreakerFuture, Admission, Breakers, CircuitBreaker, HttpStatus,
-        ProbeCall,
+        KeptBreaker, ProbeCall, Shared, Ticket,
     },
-    internal::lru::Hashed,
+    internal::{lru::Hashed, recent::Recent, sync::thread_local_const},
     key::{ByAuthority, HostRef},
-    pool::{future::ResponseFuture as PoolFuture, PoolBody, PoolLimit, PoolShared},
+    pool::{
+        future::ResponseFuture as PoolFuture, KeptPool, Permit, Pool, PoolBody, PoolLimit,
+        PoolShared,
+    },
     BoxError,
 };
-use http::{Request, Response};
+use http::{Request, Response, Uri};
 use http_body::Body;
 use std::{
-    cell::OnceCell,
+    cell::RefCell,
     fmt,
     sync::Arc,
     task::{Context, Poll},
@@ -23,7 +27,8 @@ use tower_service::Service;
 
 /// `CircuitBreaker<PoolLimit<S>>` with one lookup of the host per call: the breaker and
 /// the pool behave, count and report as the two layers do (the same maps, handles and
-/// futures), but the request's authority is read and hashed once, not once per layer.
+/// futures), but the request's authority is compared with the thread's last host once, and
+/// read and hashed once when the maps are searched, not once per layer.
 ///
 /// It holds the breakers and the pools themselves rather than the two services: the retry
 /// layer clones it into every call's future, so it is kept to the inner service and three
@@ -77,6 +82,26 @@ impl<S: fmt::Debug> fmt::Debug for HostGate<S> {
     }
 }
 
+/// Calls the gate's inner service with the call's ticket and its pool's permit (or, the
+/// pool full, as the pool's mode says): in `call`'s body, so that the request is not moved
+/// once more.
+macro_rules! admitted {
+    ($gate:ident, $request:ident, $ticket:ident, $acquired:ident) => {{
+        // A rejected call never waits for a permit: the pool sits inside the breaker.
+        let probe = $ticket.is_probe().then(ProbeCall::enter);
+        let future = match $acquired {
+            Ok(permit) => PoolFuture::called(
+                $gate.inner.call($request),
+                permit,
+                $gate.pools.release_on_body_end(),
+            ),
+            Err(pool) => $gate.pools.call_full(&mut $gate.inner, $request, pool),
+        };
+        drop(probe);
+        BreakerFuture::called(future, $ticket, $gate.classifier)
+    }};
+}
+
 impl<S, B, ResB> Service<Request<B>> for HostGate<S>
 where
     S: Service<Request<B>, Response = Response<ResB>> + Clone,
@@ -97,30 +122,339 @@ where
 
     #[inline]
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        // The host is read and hashed at most once, and only if a map must be searched (the
-        // thread's last breaker and pool are another host's, or gone).
-        let uri = request.uri();
-        let hashed = OnceCell::new();
-        let lookup = || hashed.get_or_init(|| Hashed::new(HostRef::of(uri))).clone();
-        // The request is moved straight into the inner call (a closure per layer would
-        // copy it once more each).
-        match self.breakers.admit_host(uri, lookup) {
-            Admission::Call(ticket) => {
-                // A rejected call never waits for a permit: the pool sits inside the breaker.
-                let acquired = self.pools.acquire_host(uri, lookup);
-                let probe = ticket.is_probe().then(ProbeCall::enter);
-                let future = match acquired {
-                    Ok(permit) => PoolFuture::called(
-                        self.inner.call(request),
-                        permit,
-                        self.pools.release_on_body_end(),
-                    ),
-                    Err(pool) => self.pools.call_full(&mut self.inner, request, pool),
-                };
-                drop(probe);
-                BreakerFuture::called(future, ticket, self.classifier)
-            }
-            Admission::Reject(error) => BreakerFuture::rejected(error, self.classifier),
+        // The ticket and the permit are used where `pass_kept` put them, and the request is
+        // moved straight into the inner call (a closure per layer, or a function taking
+        // it, would copy it once more each).
+        match self.pass_kept(request.uri()) {
+            Passage::Admitted(ticket, acquired) => admitted!(self, request, ticket, acquired),
+            Passage::Rejected(error) => BreakerFuture::rejected(error, self.classifier),
+            missed => self.call_missed(request, missed),
         }
+    }
+}
+
+impl<S> HostGate<S> {
+    /// [`call`](Service::call) when the thread's last host did not serve: what is left is
+    /// looked up (out of line, so that the common call stays short).
+    #[inline(never)]
+    fn call_missed<B, ResB>(
+        &mut self,
+        request: Request<B>,
+        missed: Passage,
+    ) -> BreakerFuture<PoolFuture<S, B>, HttpStatus>
+    where
+        S: Service<Request<B>, Response = Response<ResB>> + Clone,
+        S::Error: Into<BoxError>,
+    {
+        let uri = request.uri();
+        let passage = match missed {
+            Passage::PoolMissed(ticket, breaker) => self.pass_pool(uri, ticket, breaker),
+            _ => self.pass_keeping(uri),
+        };
+        match passage {
+            Passage::Admitted(ticket, acquired) => admitted!(self, request, ticket, acquired),
+            Passage::Rejected(error) => BreakerFuture::rejected(error, self.classifier),
+            Passage::Missed | Passage::PoolMissed(..) => unreachable!("both maps were searched"),
+        }
+    }
+}
+
+// ===== one host, one lookup =====
+
+/// A call's way through the gate: admitted by its host's breaker, with a permit of its
+/// host's pool (or the pool, full), or rejected.
+enum Passage {
+    Admitted(Ticket, Result<Permit, Arc<Pool>>),
+    Rejected(BoxError),
+    /// The thread's last host is another, or its breaker left the map: both maps are
+    /// searched next.
+    Missed,
+    /// The thread's last host's breaker admitted the call, but its pool left the map: it
+    /// is searched next.
+    PoolMissed(Ticket, KeptBreaker),
+}
+
+/// What a thread keeps of the host it called last through a gate (see
+/// [`recent`](crate::internal::recent)): the host's breaker and pool, so that the next call
+/// to that host compares its authority once for both and searches neither map. The
+/// [`Recent`]'s map is the breakers'.
+struct Kept {
+    /// The pools' map among all others.
+    pools: u64,
+    breaker: KeptBreaker,
+    pool: KeptPool,
+}
+
+thread_local_const! {
+    /// A thread's last host through a gate with per-host breakers.
+    static KEPT: RefCell<Option<Recent<Kept>>> = const { RefCell::new(None) };
+}
+
+impl<S> HostGate<S> {
+    /// The breaker's decision and the pool's permit for a call to `uri` through the
+    /// thread's last host, if it is `uri`'s and its breaker and pool are still in their
+    /// maps; else what is left to look up ([`Passage::Missed`], [`Passage::PoolMissed`]).
+    #[inline(always)]
+    fn pass_kept(&self, uri: &Uri) -> Passage {
+        let map = match &self.breakers {
+            Breakers::Keyed(map) => map,
+            Breakers::Single(shared) => return self.pass_one_breaker(shared, uri),
+        };
+        let passage = KEPT.try_with(|slot| {
+            let Ok(slot) = slot.try_borrow() else {
+                return Passage::Missed;
+            };
+            let Some(kept) = slot.as_ref() else {
+                return Passage::Missed;
+            };
+            if kept.entry.pools != self.pools.pools_id() || !kept.hit(map.id(), uri) {
+                return Passage::Missed;
+            }
+            // One hash for both maps (one hasher): see `lru::Hashed`.
+            if kept.due()
+                && !(map.touch(kept.hash(), &kept.entry.breaker)
+                    && self.pools.touch(kept.hash(), &kept.entry.pool))
+            {
+                return Passage::Missed;
+            }
+            // Under a shared borrow: if a transition's events run a user's code that calls
+            // again, that call finds the slot borrowed and leaves it as it is.
+            match map.admit_kept(&kept.entry.breaker) {
+                Some(Admission::Call(ticket)) => match self.pools.acquire_kept(&kept.entry.pool) {
+                    Some(acquired) => Passage::Admitted(ticket, acquired),
+                    // The breaker counts the call already: only the pool is looked up again.
+                    None => Passage::PoolMissed(ticket, kept.entry.breaker.clone()),
+                },
+                Some(Admission::Reject(error)) => Passage::Rejected(error),
+                None => Passage::Missed,
+            }
+        });
+        passage.unwrap_or_else(|_| Passage::Missed)
+    }
+
+    /// [`pass_kept`](Self::pass_kept) missed: through the maps, with the host read and
+    /// hashed once for both, then kept as the thread's last if its breaker admits the call.
+    #[inline(never)]
+    fn pass_keeping(&self, uri: &Uri) -> Passage {
+        let Breakers::Keyed(map) = &self.breakers else {
+            unreachable!("one breaker for every host passes in `pass_kept`");
+        };
+        let key = Hashed::new(HostRef::of(uri));
+        match map.admit_keeping(key.clone()) {
+            (Admission::Call(ticket), breaker, hash) => {
+                let pool = self.pools.acquire_keeping(key);
+                self.keep(map.id(), hash, uri, ticket, breaker, pool)
+            }
+            (Admission::Reject(error), ..) => Passage::Rejected(error),
+        }
+    }
+
+    /// The thread's last host's breaker admitted the call, but its pool has left the map.
+    #[inline(never)]
+    fn pass_pool(&self, uri: &Uri, ticket: Ticket, breaker: KeptBreaker) -> Passage {
+        let Breakers::Keyed(map) = &self.breakers else {
+            unreachable!("one breaker for every host passes in `pass_kept`");
+        };
+        let key = Hashed::new(HostRef::of(uri));
+        let hash = key.hash();
+        let pool = self.pools.acquire_keeping(key);
+        self.keep(map.id(), hash, uri, ticket, breaker, pool)
+    }
+
+    /// Keeps `uri`'s host's breaker and pool as the thread's last.
+    fn keep(
+        &self,
+        map: u64,
+        hash: u64,
+        uri: &Uri,
+        ticket: Ticket,
+        breaker: KeptBreaker,
+        (acquired, pool): (Result<Permit, Arc<Pool>>, KeptPool),
+    ) -> Passage {
+        let kept = Kept {
+            pools: self.pools.pools_id(),
+            breaker,
+            pool,
+        };
+        let recent = Recent::new(map, hash, uri, kept);
+        let _ = KEPT.try_with(|slot| Recent::keep(slot, recent));
+        Passage::Admitted(ticket, acquired)
+    }
+
+    /// [`pass_kept`](Self::pass_kept) with one breaker for every host (`per_host(false)`): the
+    /// pool's own cache of the thread's last host.
+    #[inline(never)]
+    fn pass_one_breaker(&self, shared: &Shared, uri: &Uri) -> Passage {
+        match shared.admit() {
+            Admission::Call(ticket) => {
+                let lookup = || Hashed::new(HostRef::of(uri));
+                Passage::Admitted(ticket, self.pools.acquire_host(uri, lookup))
+            }
+            Admission::Reject(error) => Passage::Rejected(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The thread's last host through the gate: each host's calls reach its own breaker and
+    //! pool, and a breaker or pool that left its map is never used through the cache.
+
+    use crate::{circuit_breaker::CircuitBreakerLayer, key::HostKey, stack::ClientConfig};
+    use bytes::Bytes;
+    use http::{Request, Response, Uri};
+    use http_body_util::Full;
+    use std::convert::Infallible;
+    use tower::{Layer, Service, ServiceExt};
+
+    /// A response whose body holds its pool's permit until it is dropped.
+    fn ok() -> impl Service<
+        Request<String>,
+        Response = Response<Full<Bytes>>,
+        Error = Infallible,
+        Future = impl Send,
+    > + Clone
+           + Send
+           + 'static {
+        tower::service_fn(|_: Request<String>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+        })
+    }
+
+    fn get(host: &str) -> Request<String> {
+        Request::get(format!("http://{host}/"))
+            .body(String::new())
+            .unwrap()
+    }
+
+    fn key(host: &str) -> HostKey {
+        HostKey::from_uri(&format!("http://{host}/").parse::<Uri>().unwrap())
+    }
+
+    /// Calls in flight (bodies held) and calls counted, of `host`'s pool and breaker.
+    fn figures(layer: &crate::stack::ClientStackLayer, host: &str) -> (Option<usize>, u64) {
+        let in_use = layer
+            .pool_handle()
+            .snapshot()
+            .pools
+            .iter()
+            .find(|pool| pool.key.as_deref() == Some(&format!("http://{host}:80")))
+            .map(|pool| pool.in_use);
+        let calls = layer
+            .breaker_handle()
+            .get(&key(host))
+            .map_or(0, |breaker| breaker.figures().calls());
+        (in_use, calls)
+    }
+
+    #[tokio::test]
+    async fn hosts_called_in_turn_each_reach_their_own_breaker_and_pool() {
+        let layer = ClientConfig::default().pool_maxsize(1000).build().unwrap();
+        let svc = layer.layer(ok());
+        // A run long enough to go through the maps again (every `REFRESH` calls), then the
+        // hosts in turn, most calls missing the thread's last host (within the breakers'
+        // count window of 100 calls per host).
+        let mut hosts = vec!["a.test"; 70];
+        hosts.extend(["b.test", "a.test", "c.test", "b.test", "b.test", "a.test"].repeat(10));
+        let mut held = Vec::new();
+        for host in &hosts {
+            held.push(svc.clone().oneshot(get(host)).await.unwrap());
+        }
+        for host in ["a.test", "b.test", "c.test"] {
+            let count = hosts.iter().filter(|h| **h == host).count();
+            assert_eq!(figures(&layer, host), (Some(count), count as u64), "{host}");
+        }
+        drop(held);
+        assert_eq!(layer.pool_handle().snapshot().total.in_use, 0);
+    }
+
+    /// Calls `host` on another thread (whose last host is another), and waits for the
+    /// response.
+    fn call_elsewhere(svc: &impl ServiceFor, host: &'static str) {
+        let svc = svc.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            drop(rt.block_on(svc.oneshot(get(host))).unwrap());
+        })
+        .join()
+        .unwrap();
+    }
+
+    trait ServiceFor:
+        Service<Request<String>, Future: Send, Error: std::fmt::Debug, Response: Send>
+        + Clone
+        + Send
+        + 'static
+    {
+    }
+
+    impl<S> ServiceFor for S where
+        S: Service<Request<String>, Future: Send, Error: std::fmt::Debug, Response: Send>
+            + Clone
+            + Send
+            + 'static
+    {
+    }
+
+    #[tokio::test]
+    async fn an_evicted_breaker_and_pool_are_not_used_through_the_threads_last_host() {
+        let layer = ClientConfig::default()
+            .circuit_breaker(CircuitBreakerLayer::builder().max_keys(1))
+            .max_pools(1)
+            .build()
+            .unwrap();
+        let svc = layer.layer(ok());
+        drop(svc.clone().oneshot(get("a.test")).await.unwrap());
+        assert_eq!(figures(&layer, "a.test"), (Some(0), 1));
+        // Another thread's call to b evicts a's breaker and pool (both idle): this
+        // thread's last host is still a.
+        call_elsewhere(&svc, "b.test");
+        assert_eq!(figures(&layer, "a.test"), (None, 0), "a evicted");
+        // a's new breaker and pool take the call, not the evicted ones.
+        let held = svc.clone().oneshot(get("a.test")).await.unwrap();
+        assert_eq!(figures(&layer, "a.test"), (Some(1), 1));
+        drop(held);
+    }
+
+    #[tokio::test]
+    async fn a_host_called_through_the_cache_stays_recently_used() {
+        let layer = ClientConfig::default()
+            .circuit_breaker(CircuitBreakerLayer::builder().max_keys(2))
+            .max_pools(2)
+            .build()
+            .unwrap();
+        let svc = layer.layer(ok());
+        drop(svc.clone().oneshot(get("a.test")).await.unwrap());
+        // b is used after a went through the maps; a's next calls skip them, and one in
+        // `REFRESH` stamps a as used.
+        call_elsewhere(&svc, "b.test");
+        for _ in 0..crate::internal::recent::REFRESH + 1 {
+            drop(svc.clone().oneshot(get("a.test")).await.unwrap());
+        }
+        // c evicts the least recently used host of each map: b.
+        call_elsewhere(&svc, "c.test");
+        assert_eq!(figures(&layer, "b.test"), (None, 0), "b evicted");
+        let (in_use, calls) = figures(&layer, "a.test");
+        assert_eq!((in_use, calls), (Some(0), 66), "a kept");
+    }
+
+    #[tokio::test]
+    async fn an_evicted_pool_is_looked_up_again_under_a_breaker_still_kept() {
+        let layer = ClientConfig::default().max_pools(1).build().unwrap();
+        let svc = layer.layer(ok());
+        drop(svc.clone().oneshot(get("a.test")).await.unwrap());
+        // b's call evicts a's pool (idle), not its breaker (the map holds many).
+        call_elsewhere(&svc, "b.test");
+        assert_eq!(figures(&layer, "a.test"), (None, 1));
+        let held = svc.clone().oneshot(get("a.test")).await.unwrap();
+        assert_eq!(
+            figures(&layer, "a.test"),
+            (Some(1), 2),
+            "a's new pool holds it"
+        );
+        drop(held);
+        assert_eq!(figures(&layer, "a.test"), (Some(0), 2));
     }
 }
