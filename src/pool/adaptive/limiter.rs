@@ -228,13 +228,13 @@ pub(crate) struct Limiter {
     epoch: Instant,
     /// One call in this many, on average, has its latency measured (a clock read when it
     /// takes its permit and one when it ends, which cost about a fixed pool's whole call):
-    /// between 1 and `sampling::MAX_EVERY`, set by each window's close for the next one
+    /// between `sampling::MIN_EVERY` and `sampling::MAX_EVERY`, set by each window's close for the next one
     /// from the timed successes it counted (`sampling::next_every`), read relaxed by every
     /// call. Calls are drawn at random on each thread (`internal::draw`), so that a thread
     /// calling several pools in turn times each of them alike; a timed success stands for
     /// `every` successes, and only timed successes touch the window's atomics. Failures are
-    /// all counted (see `record`). A new pool times every call until its first window
-    /// closes.
+    /// all counted (see `record`). A new pool times one call in `MIN_EVERY` until its
+    /// first window closes.
     every: AtomicU32,
     /// The limit in force (whole permits).
     limit: AtomicUsize,
@@ -276,7 +276,7 @@ impl Limiter {
         Limiter {
             shared: Arc::clone(shared),
             epoch: Instant::now(),
-            every: AtomicU32::new(1),
+            every: AtomicU32::new(sampling::MIN_EVERY),
             limit: AtomicUsize::new(limit),
             parked: AtomicUsize::new(maxsize - limit),
             samples: AtomicU64::new(0),
@@ -506,14 +506,12 @@ mod tests {
         }
     }
 
-    /// A new pool times every call; at one in `every`, about one call in `every` on a
-    /// thread is timed, and the window's mean is the timed calls' latency.
+    /// A new pool times one call in `MIN_EVERY`; at one in `every`, about one call in
+    /// `every` on a thread is timed, and the window's mean is the timed calls' latency.
     #[tokio::test(start_paused = true)]
     async fn one_call_in_every_is_timed() {
         let (limiter, semaphore) = limiter(AdaptiveLimit::gradient(), 4);
-        assert_eq!(limiter.every(), 1);
-        assert!((0..100).all(|_| Stamp::start(Some(&limiter)) != Stamp::UNTIMED));
-        limiter.every.store(4, Ordering::Relaxed);
+        assert_eq!(limiter.every(), sampling::MIN_EVERY);
         tokio::time::advance(Duration::from_millis(1)).await;
         let n = 4_000 * 4;
         let mut stamps: Vec<Stamp> = (0..n).map(|_| Stamp::start(Some(&limiter))).collect();
@@ -583,8 +581,8 @@ mod tests {
         );
         assert_eq!(
             limiter.every(),
-            1,
-            "3 timed calls in a window: every call next"
+            sampling::MIN_EVERY,
+            "3 timed calls in a window: one in MIN_EVERY next"
         );
     }
 

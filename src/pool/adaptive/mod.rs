@@ -97,8 +97,9 @@ pub(crate) const LIMIT: &str = "fortify_pool_limit";
 /// about as much as a fixed pool's whole call). `every` follows the pool's call rate, so
 /// that the estimator gets about 32 timed successes per window and no more: each window's
 /// close sets the next one's from the timed successes it counted, per `window` of time
-/// (left alone between 16 and 64, else the calls per window over 32), between 1 (a quiet
-/// pool, and a new pool's first window, time every call) and 64 (a pool of more than
+/// (left alone between 16 and 64, else the calls per window over 32), between 4 (a quiet
+/// pool, and a new pool's first window: the share the estimator was tuned with; timing
+/// every call made the limit fall later in the demo's overload) and 64 (a pool of more than
 /// about 20,000 calls a second with the default window). Each thread draws which of its
 /// calls are timed (a cheap pseudo-random sequence of its own, not every n-th call, so
 /// that a thread calling several hosts in turn times each of them alike): one relaxed
