@@ -99,7 +99,7 @@ pub(crate) const LIMIT: &str = "fortify_pool_limit";
 /// close sets the next one's from the timed successes it counted, per `window` of time
 /// (left alone between 16 and 64, else the calls per window over 32), between 4 (a quiet
 /// pool, and a new pool's first window: the share the estimator was tuned with; timing
-/// every call made the limit fall later in the demo's overload) and 64 (a pool of more than
+/// every call left less margin in the demo's overload) and 64 (a pool of more than
 /// about 20,000 calls a second with the default window). Each thread draws which of its
 /// calls are timed (a cheap pseudo-random sequence of its own, not every n-th call, so
 /// that a thread calling several hosts in turn times each of them alike): one relaxed
