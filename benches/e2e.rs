@@ -13,6 +13,12 @@
 //! for the server's host, a retry budget that every request deposits into, a 10 s timeout
 //! per attempt.
 //!
+//! A third client is tower's own composition of the same jobs over the same hyper-util
+//! client: `tower::retry::Retry` (a policy copying every request and depositing into tower's
+//! own retry budget, as ours does, and never retrying) around `ConcurrencyLimit` (64) around `Timeout` (10 s): the baseline the issue
+//! names for the preset's overhead, here end to end, so that the fortified client's ratio
+//! can be read beside what tower's own layers cost over a real connection in the same run.
+//!
 //! Two groups:
 //! - `e2e/loopback`: each client measured on its own, one after the other (criterion's
 //!   view: requests per second of each);
@@ -25,7 +31,7 @@
 //!   batch's time over the bare batch's beside it), which a burst of load on a few batches
 //!   moves by a few pairs of many; the ratio of totals is printed too. A control pair of two
 //!   bare clients (each with its own connections) must come out at 1.000, or the harness
-//!   favours one side.
+//!   favours one side. A third pair sets tower's composition against the bare client.
 //!
 //! After criterion's report, the requests per second of both variants and their ratio are
 //! printed, from criterion's estimates of this run, then the paired ratios (the target:
@@ -35,8 +41,8 @@
 //! group alone.
 //!
 //! For a profiler (instruction counts under callgrind, which hold whatever the load),
-//! `FORTIFY_BENCH_PROFILE=<group>/<function>` (`e2e/loopback/hyper_client` or
-//! `e2e/loopback/fortify_client_stack`) runs one client alone, without criterion, on a
+//! `FORTIFY_BENCH_PROFILE=<group>/<function>` (`e2e/loopback/hyper_client`,
+//! `e2e/loopback/fortify_client_stack` or `e2e/loopback/tower_composition`) runs one client alone, without criterion, on a
 //! current-thread runtime: one warm-up batch (its connections opened), then
 //! `FORTIFY_BENCH_BATCHES` batches (default 10) in `profiled`. Counted alone (callgrind's
 //! `--toggle-collect`), the total divided by the batches and by `REQUESTS` is the client's
@@ -55,6 +61,8 @@ mod batches;
 mod estimates;
 #[path = "support/paired.rs"]
 mod paired;
+#[path = "support/tower_policy.rs"]
+mod tower_policy;
 use fortify_test_support::servers;
 
 use batches::keep_alive_pair;
@@ -73,11 +81,12 @@ use std::{
     time::{Duration, SystemTime},
 };
 use tokio::net::TcpStream;
-use tower::{Layer, Service, ServiceExt};
+use tower::{limit::ConcurrencyLimit, timeout::Timeout, Layer, Service, ServiceExt};
 use tower_fortify::{
     stack::{ClientConfig, ClientStack},
     BoxError,
 };
+use tower_policy::CopyRequestWithBudget;
 
 /// Requests per iteration, and tasks sending them.
 const REQUESTS: usize = 2048;
@@ -117,6 +126,24 @@ fn fortified_client(
         .build()
         .expect("the defaults are valid")
         .layer(hyper_client())
+}
+
+/// tower's own composition of the preset's jobs around a hyper-util client: a retry that
+/// copies every request and deposits into tower's retry budget (and never retries), a concurrency limit of the preset's 64
+/// permits per host, and the preset's 10 s timeout per attempt.
+type TowerComposition = tower::retry::Retry<
+    CopyRequestWithBudget,
+    ConcurrencyLimit<Timeout<Client<HttpConnector, Full<Bytes>>>>,
+>;
+
+fn tower_composition() -> TowerComposition {
+    let config = ClientConfig::default()
+        .build()
+        .expect("the defaults are valid");
+    tower::retry::RetryLayer::new(CopyRequestWithBudget::new()).layer(ConcurrencyLimit::new(
+        Timeout::new(hyper_client(), config.attempt_timeout()),
+        64,
+    ))
 }
 
 /// `REQUESTS` GETs from `CONCURRENCY` tasks; panics unless every one answered 200.
@@ -181,10 +208,12 @@ fn e2e(c: &mut Criterion) {
 
     // The paired view: every client's connections opened before the timing starts.
     let control = hyper_client();
+    let tower = tower_composition();
     runtime.block_on(async {
         batch(&bare, &uri).await;
         batch(&stack, &uri).await;
         batch(&control, &uri).await;
+        batch(&tower, &uri).await;
     });
     let mut group = c.benchmark_group("e2e/paired");
     // Criterion counts our side's time alone, so the group runs about twice its
@@ -206,12 +235,20 @@ fn e2e(c: &mut Criterion) {
         || runtime.block_on(batch(&control, &uri)),
         || runtime.block_on(batch(&bare, &uri)),
     );
+    paired::paired_per_pair(
+        &mut group,
+        TOWER,
+        1,
+        || runtime.block_on(batch(&tower, &uri)),
+        || runtime.block_on(batch(&bare, &uri)),
+    );
     group.finish();
 }
 
 /// The paired group's pairs: ours, then the baseline.
 const PAIR: &str = "fortify_client_stack vs hyper_client";
 const CONTROL: &str = "control: hyper_client vs hyper_client";
+const TOWER: &str = "tower_composition vs hyper_client";
 
 criterion_group! {
     name = benches;
@@ -250,8 +287,9 @@ fn summary(since: SystemTime) {
         |name| paired::pair_ratios(name).map(|pairs| (1.0 / paired::median(&pairs), pairs.len()));
     if let Some((ratio, pairs)) = throughput(PAIR) {
         println!(
-            "\npaired: fortified / bare throughput {ratio:.3}, median of {pairs} pairs (target >= 0.97); control {}",
-            throughput(CONTROL).map_or("not run".into(), |(r, _)| format!("{r:.3}"))
+            "\npaired: fortified / bare throughput {ratio:.3}, median of {pairs} pairs (target >= 0.97); control {}; tower's composition / bare {}",
+            throughput(CONTROL).map_or("not run".into(), |(r, _)| format!("{r:.3}")),
+            throughput(TOWER).map_or("not run".into(), |(r, _)| format!("{r:.3}"))
         );
     }
 }
@@ -260,9 +298,10 @@ fn summary(since: SystemTime) {
 
 /// `FORTIFY_BENCH_PROFILE=<group>/<function>`: that client alone, for a profiler.
 fn profile(variant: &str) {
-    const VARIANTS: [&str; 2] = [
+    const VARIANTS: [&str; 3] = [
         "e2e/loopback/hyper_client",
         "e2e/loopback/fortify_client_stack",
+        "e2e/loopback/tower_composition",
     ];
     assert!(
         VARIANTS.contains(&variant),
@@ -275,10 +314,14 @@ fn profile(variant: &str) {
         let bare = hyper_client();
         runtime.block_on(batch(&bare, &uri));
         profiled(&runtime, batches, || batch(&bare, &uri))
-    } else {
+    } else if variant == VARIANTS[1] {
         let stack = fortified_client(&runtime);
         runtime.block_on(batch(&stack, &uri));
         profiled(&runtime, batches, || batch(&stack, &uri))
+    } else {
+        let tower = tower_composition();
+        runtime.block_on(batch(&tower, &uri));
+        profiled(&runtime, batches, || batch(&tower, &uri))
     };
     println!(
         "{variant}: 1 warm-up batch, then {batches} batches of {REQUESTS} requests in {:.3} s",
