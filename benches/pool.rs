@@ -15,7 +15,8 @@
 //! body. The `leak_threshold` variant adds a clock read per call (tokio's clock, which
 //! checks for a paused test clock since the dev-dependencies enable `test-util`).
 //!
-//! The group `pool/paired` measures the target's comparisons again, each pair and the bare
+//! The group `pool/paired` measures the target's comparisons again (one pool and per host
+//! against `ConcurrencyLimit`, the generic pool on `http::Request` and `u64` requests), each pair and the bare
 //! service in rotating batches (`support/paired.rs`, `paired_overhead`), so the ratio
 //! compares calls made in the same moments; a control pair of identical services checks
 //! the harness. Its calls are made as a caller makes them (`ready().await`, `.await`, in
@@ -198,6 +199,13 @@ fn paired_overhead_group(c: &mut Criterion) {
             ),
             request,
         ),
+        concurrency_limit(),
+        bare(),
+    );
+    paired_overhead(
+        &mut group,
+        "PoolLimit per host, block vs ConcurrencyLimit",
+        caller(ours(block()), request),
         concurrency_limit(),
         bare(),
     );
