@@ -76,10 +76,10 @@ where
 /// What a call needs to be reported: its service's shared handles, and when the call
 /// started if anything will use its duration.
 ///
-/// The start is a clock read made during the inner call when a layer there made one (the
-/// retry layer's, for its budget and deadline), else the observer's own read after the
-/// inner call (see `internal::clock`): the duration leaves out the work of the calls
-/// before that read, nanoseconds, and errs short by that much.
+/// The start is a clock read made during the inner call when a layer there made one, else
+/// the observer's own read after the inner call (see `internal::clock`): the duration
+/// leaves out the work of the calls before that read, nanoseconds, and errs short by that
+/// much.
 ///
 /// With the `metrics` feature every call takes one, because an error is counted whether or
 /// not the recorder keeps the duration histogram (a counters-only recorder, or a filter on

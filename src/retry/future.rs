@@ -43,6 +43,7 @@ pin_project! {
         // while an attempt or the wait for readiness is pending, the backoff while sleeping
         // (a retry never sleeps past the deadline).
         timer: Wait,
+        // Set at the first poll (see `begin`).
         deadline_at: Option<Nanos>,
         // The copy every retry is copied from.
         kept: Option<Kept<B>>,
@@ -52,6 +53,8 @@ pin_project! {
         // Whether the attempt in flight ends by its own timeout before the deadline, so that
         // no timer watches the deadline meanwhile (see `Shared::attempt_bound`).
         covered: bool,
+        // Whether the call began: deposited into the budget and set its deadline (`begin`).
+        begun: bool,
         // The layer's state, and the template a retry's service is cloned from.
         shared: SharedRef<S>,
     }
@@ -111,35 +114,43 @@ where
     S: Service<Request<B>>,
 {
     #[inline(always)]
-    pub(crate) fn new(
-        future: S::Future,
-        kept: Option<Kept<B>>,
-        shared: SharedRef<S>,
-        deadline_at: Option<Nanos>,
-    ) -> Self {
+    pub(crate) fn new(future: S::Future, kept: Option<Kept<B>>, shared: SharedRef<S>) -> Self {
         ResponseFuture {
             state: State::Calling { future },
             timer: Wait::Idle,
-            deadline_at,
+            deadline_at: None,
             kept,
             retry: None,
             covered: false,
+            begun: false,
             shared,
         }
     }
 }
 
-/// The call's deadline, from `now` (read here if the caller has not, and left for the
-/// layer around: `internal::clock`): made before the first attempt's call, so that nothing
-/// but the future's own fields is written between that call and the future (its future is
-/// then moved into place once, not twice).
+/// The call's start, at its first poll, after the first attempt's first poll: the budget's
+/// deposit, and the deadline (`None` for none). The clock is read once for both, and only
+/// if one of them needs it: the read an inner layer made during that poll when there is one
+/// (the preset's attempt timeout, when the attempt is pending: `internal::clock`), else its
+/// own. Returns the instant, if read.
+///
+/// At the first poll rather than at the call: the inner layers' read is shared, where a
+/// read in the call would be one more per call (and a future is not sent anywhere, or
+/// waited for, before its first poll).
 #[inline]
-pub(crate) fn deadline_at(shared: &Shared, now: Option<Nanos>) -> Option<Nanos> {
+fn begin(shared: &Shared, deadline_at: &mut Option<Nanos>) -> Option<Nanos> {
+    let policy = &shared.policy;
+    let deposits = policy.budget.as_ref().is_some_and(|b| b.deposits());
+    if !deposits && policy.deadline.is_none() {
+        return None;
+    }
+    let now = clock::taken_or_now();
+    if let Some(budget) = policy.budget.as_ref() {
+        budget.deposit_at(now);
+    }
     // A deadline too far to represent is no deadline.
-    shared
-        .policy
-        .deadline
-        .and_then(|limit| now.unwrap_or_else(clock::read).checked_add(limit))
+    *deadline_at = policy.deadline.and_then(|limit| now.checked_add(limit));
+    Some(now)
 }
 
 fn draw() -> f64 {
@@ -160,16 +171,25 @@ where
             match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
                     let policy = &this.shared.policy;
-                    // Whether this poll asks if a pending attempt ends in time: then with
-                    // the clock its attempt timeout reads when it starts, if it does.
-                    let asks = !*this.covered
-                        && this.timer.is_idle()
-                        && this.shared.attempt_bound.is_some()
-                        && this.deadline_at.is_some();
+                    // Whether this poll asks if a pending attempt ends in time (or begins the
+                    // call): then with the clock its attempt timeout reads when it starts, if
+                    // it does.
+                    let first = !*this.begun;
+                    let asks = first
+                        || (!*this.covered
+                            && this.timer.is_idle()
+                            && this.shared.attempt_bound.is_some()
+                            && this.deadline_at.is_some());
                     if asks {
                         clock::forget();
                     }
-                    let result = match future.poll(cx) {
+                    let poll = future.poll(cx);
+                    let mut now = None;
+                    if first {
+                        *this.begun = true;
+                        now = begin(this.shared, this.deadline_at);
+                    }
+                    let result = match poll {
                         // A response no rule could retry, before any retry: the common case,
                         // handed on as it came.
                         Poll::Ready(Ok(response))
@@ -182,11 +202,11 @@ where
                         Poll::Pending => {
                             // An attempt still pending at the deadline is dropped; one that
                             // ends by its own timeout before the deadline needs no timer.
-                            if asks {
+                            if asks && this.deadline_at.is_some() {
                                 *this.covered = ends_in_time(
                                     this.shared.attempt_bound,
                                     *this.deadline_at,
-                                    clock::taken_or_now(),
+                                    now.unwrap_or_else(clock::taken_or_now),
                                 );
                             }
                             return if !*this.covered

@@ -146,24 +146,19 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let policy = &self.shared.policy;
         let retryable = request.extensions().get::<NoRetry>().is_none();
         // The copy for the next attempt, made before the body is consumed.
         let kept = if retryable { Kept::of(&request) } else { None };
-        // The clock is read at most once, for the budget and the deadline.
-        let mut now = None;
-        if let Some(budget) = &policy.budget {
-            budget.deposit_at(&mut now);
-        }
         #[cfg(feature = "metrics")]
         self.shared.instruments.request();
 
         // The service that was driven to readiness serves this call; a retry is sent with a
-        // clone of the template, made and driven to readiness when the retry is due.
+        // clone of the template, made and driven to readiness when the retry is due. The
+        // budget's deposit and the deadline wait for the first poll (see `ResponseFuture`),
+        // which shares a clock read with the inner layers.
         let shared = self.shared.share(&self.inner);
-        let deadline_at = super::future::deadline_at(&shared, now);
         let future = self.inner.call(request);
-        ResponseFuture::new(future, kept, shared, deadline_at)
+        ResponseFuture::new(future, kept, shared)
     }
 }
 
