@@ -640,6 +640,40 @@ mod tests {
         assert_eq!(ticker.waiting(), 0, "dropped while its attempt was pending");
     }
 
+    /// The call begins at its first poll: its deposit is made and its deadline counted then,
+    /// not when the future is made.
+    #[tokio::test(start_paused = true)]
+    async fn a_call_deposits_and_starts_its_deadline_at_its_first_poll() {
+        let ticker = Arc::new(Ticker::new());
+        let stalled = tower::service_fn(|_req: Request<String>| async {
+            std::future::pending::<Result<Response<String>, Infallible>>().await
+        });
+        let budget = super::super::RetryBudget::new(Duration::from_secs(10), 0, 1.0).unwrap();
+        let policy = RetryPolicy::default()
+            .budget(budget.clone())
+            .deadline(Some(Duration::from_secs(5)));
+        let mut svc = retrying(stalled, policy, &ticker);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(svc.poll_ready(&mut cx).is_ready());
+        let started = Instant::now();
+        let mut call = pin!(svc.call(Request::new(String::new())));
+        assert_eq!(
+            budget.available(),
+            0,
+            "nothing deposited before the first poll"
+        );
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(call.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(budget.available(), 1, "deposited at the first poll");
+        assert!(call.await.is_err());
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(7),
+            "5 s after the first poll"
+        );
+        assert_eq!(budget.available(), 1, "one deposit per call");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_deadline_fires_on_the_layers_timer_not_early() {
         let ticker = Arc::new(Ticker::new());
