@@ -138,18 +138,12 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        // The observer first, then the inner call, then the call's start: the clock read
-        // during the inner call, if a layer there read it (`internal::clock`). Set inside
-        // the inner field's block, so that the inner future is still written in place
-        // (set on the built future afterwards, the future was copied whole).
-        let mut observer = Observer::start(&self.shared);
+        // The observer first; the future is built right after the inner call, with nothing
+        // between them (a timed call's start is set at its first poll).
+        let observer = Observer::start(&self.shared);
         ResponseFuture {
+            inner: self.inner.call(request),
             stage: self.shared.stage,
-            inner: {
-                let inner = self.inner.call(request);
-                Observer::started(&mut observer);
-                inner
-            },
             observer,
         }
     }

@@ -37,8 +37,9 @@
 //! bound. A call answered at its first poll reads the clock once, in the retry layer, and
 //! only if its budget or its deadline needs the time.
 //!
-//! The classification layer, when it times calls, takes an inner layer's read made during
-//! its inner call, else reads the clock itself after it.
+//! The classification layer around it, when it times calls, starts a call at the same
+//! read (the retry layer leaves it in the cell: [`shared_or_read`]). So a pending call of
+//! the preset reads the clock once to start, and once more to end only when timed.
 
 // The retry layer uses the most of it, the classification layer the duration.
 #![cfg_attr(
@@ -158,6 +159,14 @@ pub(crate) fn taken_or_now() -> Nanos {
         .ok()
         .flatten()
         .unwrap_or_else(Nanos::now)
+}
+
+/// The instant an inner layer [`read`] since the thread's last [`forget`], or now from the
+/// clock when none did; left for the layer around either way (a middle layer that shares
+/// an inner read with an outer one).
+#[inline]
+pub(crate) fn shared_or_read() -> Nanos {
+    READ.try_with(Cell::get).ok().flatten().unwrap_or_else(read)
 }
 
 /// Leaves `now` as if an inner layer had read it (tests of the layers around).

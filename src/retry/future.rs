@@ -132,7 +132,7 @@ where
 /// deposit, and the deadline (`None` for none). The clock is read once for both, and only
 /// if one of them needs it: the read an inner layer made during that poll when there is one
 /// (the preset's attempt timeout, when the attempt is pending: `internal::clock`), else its
-/// own. Returns the instant, if read.
+/// own; left for the layer around either way. Returns the instant, if read.
 ///
 /// At the first poll rather than at the call: the inner layers' read is shared, where a
 /// read in the call would be one more per call (and a future is not sent anywhere, or
@@ -144,7 +144,7 @@ fn begin(shared: &Shared, deadline_at: &mut Option<Nanos>) -> Option<Nanos> {
     if !deposits && policy.deadline.is_none() {
         return None;
     }
-    let now = clock::taken_or_now();
+    let now = clock::shared_or_read();
     if let Some(budget) = policy.budget.as_ref() {
         budget.deposit_at(now);
     }
