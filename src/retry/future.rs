@@ -4,7 +4,7 @@ use super::{
     body::TryCloneBody,
     decision::{may_retry, Attempts, Decision},
     error::{DeadlineElapsed, RetryError, RetryReason},
-    service::{Kept, Shared, SharedRef},
+    service::{Calls, Kept, Shared, SharedRef},
     RetryHistory, Stop,
 };
 use crate::{
@@ -45,6 +45,8 @@ pin_project! {
         timer: Wait,
         // Set at the first poll (see `begin`).
         deadline_at: Option<Nanos>,
+        // When a call whose errors this layer classifies (the preset) started, if timed.
+        start: Option<Nanos>,
         // The copy every retry is copied from.
         kept: Option<Kept<B>>,
         // Counters, history and the copy the next retry sends: boxed, made when a failure
@@ -119,6 +121,7 @@ where
             state: State::Calling { future },
             timer: Wait::Idle,
             deadline_at: None,
+            start: None,
             kept,
             retry: None,
             covered: false,
@@ -137,11 +140,22 @@ where
 /// At the first poll rather than at the call: the inner layers' read is shared, where a
 /// read in the call would be one more per call (and a future is not sent anywhere, or
 /// waited for, before its first poll).
+///
+/// A call whose errors this layer classifies (the preset) and whose duration is recorded
+/// starts at the same instant.
 #[inline]
-fn begin(shared: &Shared, deadline_at: &mut Option<Nanos>) -> Option<Nanos> {
+fn begin(
+    shared: &Calls,
+    deadline_at: &mut Option<Nanos>,
+    start: &mut Option<Nanos>,
+) -> Option<Nanos> {
     let policy = &shared.policy;
     let deposits = policy.budget.as_ref().is_some_and(|b| b.deposits());
-    if !deposits && policy.deadline.is_none() {
+    #[cfg(any(feature = "metrics", feature = "tracing"))]
+    let timed = shared.classify.as_ref().is_some_and(|c| c.timed());
+    #[cfg(not(any(feature = "metrics", feature = "tracing")))]
+    let timed = false;
+    if !deposits && policy.deadline.is_none() && !timed {
         return None;
     }
     let now = clock::shared_or_read();
@@ -150,7 +164,30 @@ fn begin(shared: &Shared, deadline_at: &mut Option<Nanos>) -> Option<Nanos> {
     }
     // A deadline too far to represent is no deadline.
     *deadline_at = policy.deadline.and_then(|limit| now.checked_add(limit));
+    if timed {
+        *start = Some(now);
+    }
     Some(now)
+}
+
+/// The call's result, classified and recorded when this layer does the classification's
+/// job (the preset), as `ErrorClassify` around it would.
+fn observed<T>(
+    shared: &Calls,
+    start: Option<Nanos>,
+    result: Result<T, BoxError>,
+) -> Result<T, BoxError> {
+    let Some(classify) = &shared.classify else {
+        return result;
+    };
+    let elapsed = start.map(|start| Nanos::now().saturating_since(start));
+    match result {
+        Ok(response) => {
+            classify.record_ok(elapsed);
+            Ok(response)
+        }
+        Err(err) => Err(classify.failed(err, elapsed)),
+    }
 }
 
 fn draw() -> f64 {
@@ -187,7 +224,7 @@ where
                     let mut now = None;
                     if first {
                         *this.begun = true;
-                        now = begin(this.shared, this.deadline_at);
+                        now = begin(this.shared, this.deadline_at, this.start);
                     }
                     let result = match poll {
                         // A response no rule could retry, before any retry: the common case,
@@ -196,6 +233,11 @@ where
                             if this.retry.is_none()
                                 && !may_retry(policy, response.status(), response.headers()) =>
                         {
+                            if let Some(classify) = &this.shared.classify {
+                                classify.record_ok(
+                                    this.start.map(|start| Nanos::now().saturating_since(start)),
+                                );
+                            }
                             return Poll::Ready(Ok(response));
                         }
                         Poll::Ready(result) => result,
@@ -212,7 +254,11 @@ where
                             return if !*this.covered
                                 && deadline_passed(this.timer, this.shared, *this.deadline_at, cx)
                             {
-                                Poll::Ready(Err(deadline_error(this.retry, this.shared)))
+                                Poll::Ready(observed(
+                                    this.shared,
+                                    *this.start,
+                                    Err(deadline_error(this.retry, this.shared)),
+                                ))
                             } else {
                                 Poll::Pending
                             };
@@ -228,7 +274,9 @@ where
                         this.state.as_mut(),
                         cx,
                     ) {
-                        Some(result) => return Poll::Ready(result),
+                        Some(result) => {
+                            return Poll::Ready(observed(this.shared, *this.start, result))
+                        }
                         None => continue,
                     }
                 }
@@ -249,7 +297,11 @@ where
                     let Poll::Ready(ready) = service.poll_ready(cx) else {
                         // So is the wait for readiness.
                         return if deadline_passed(this.timer, this.shared, *this.deadline_at, cx) {
-                            Poll::Ready(Err(deadline_error(this.retry, this.shared)))
+                            Poll::Ready(observed(
+                                this.shared,
+                                *this.start,
+                                Err(deadline_error(this.retry, this.shared)),
+                            ))
                         } else {
                             Poll::Pending
                         };
@@ -257,12 +309,14 @@ where
                     if let Err(err) = ready {
                         let history = take_history(this.retry);
                         let failure = Failure::boxed_failure_at(err.into(), Stage::Request);
-                        return Poll::Ready(Err(with_history(failure, history)));
+                        let err = with_history(failure, history);
+                        return Poll::Ready(observed(this.shared, *this.start, Err(err)));
                     }
                     // No retry is sent past the deadline, even when its sleep ended in time
                     // and the task was polled late: one clock read per retry.
                     if this.deadline_at.is_some_and(|at| Nanos::now() >= at) {
-                        return Poll::Ready(Err(deadline_error(this.retry, this.shared)));
+                        let err = deadline_error(this.retry, this.shared);
+                        return Poll::Ready(observed(this.shared, *this.start, Err(err)));
                     }
                     let state = this.retry.as_deref_mut().expect("a retry has its state");
                     let request = state
@@ -694,5 +748,150 @@ mod tests {
         assert!(call.await.is_err());
         assert_eq!(started.elapsed(), Duration::from_secs(5));
         assert_eq!(ticker.waiting(), 0);
+    }
+}
+
+/// The preset's retry layer does the classification layer's job: the same errors, counters
+/// and durations as `ErrorClassify` around a plain retry layer.
+#[cfg(all(test, feature = "metrics", feature = "stack"))]
+mod classified {
+    use super::super::{service::Shared, Retry, RetryPolicy};
+    use crate::{
+        classify::{ClassifyShared, ErrorClassify, Failure, Stage},
+        internal::ticker::Ticker,
+        BoxError,
+    };
+    use http::{Request, Response};
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use std::{
+        sync::{
+            atomic::{AtomicUsize, Ordering},
+            Arc,
+        },
+        task::{Context, Poll},
+        time::Duration,
+    };
+    use tower::{Service, ServiceExt};
+
+    /// Refused twice, then answers after a second, and again; its readiness fails on every
+    /// third call.
+    #[derive(Clone)]
+    struct Flaky(Arc<AtomicUsize>, Arc<AtomicUsize>);
+
+    impl Service<Request<String>> for Flaky {
+        type Response = Response<String>;
+        type Error = std::io::Error;
+        type Future = std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Response<String>, std::io::Error>> + Send>,
+        >;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
+            if self.1.fetch_add(1, Ordering::SeqCst) % 3 == 2 {
+                return Poll::Ready(Err(std::io::ErrorKind::ConnectionReset.into()));
+            }
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Request<String>) -> Self::Future {
+            let n = self.0.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                if n % 3 < 2 {
+                    return Err(std::io::ErrorKind::ConnectionRefused.into());
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Ok(Response::new(String::new()))
+            })
+        }
+    }
+
+    /// What a series of calls through `svc` gives: each result (the error's kind and text),
+    /// and what the recorder holds.
+    async fn outcomes<S>(
+        recorder: &DebuggingRecorder,
+        mut svc: S,
+    ) -> (Vec<Result<u16, String>>, Vec<String>)
+    where
+        S: Service<Request<String>, Response = Response<String>, Error = BoxError>,
+    {
+        let mut results = Vec::new();
+        for _ in 0..4 {
+            let result = match svc.ready().await {
+                Err(err) => Err(err),
+                Ok(ready) => ready.call(Request::new(String::new())).await,
+            };
+            results.push(match result {
+                Ok(response) => Ok(response.status().as_u16()),
+                Err(err) => {
+                    let failure = err.downcast_ref::<Failure>().expect("a Failure");
+                    Err(format!("{:?}: {failure:#}", failure.kind()))
+                }
+            });
+        }
+        let mut recorded: Vec<String> = recorder
+            .snapshotter()
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, ..)| {
+                key.key().name().starts_with("fortify_re")
+                    || key.key().name() == "fortify_errors_total"
+            })
+            .filter(|(key, ..)| !key.key().name().starts_with("fortify_retr"))
+            .map(|(key, _, _, value)| {
+                let value = match value {
+                    DebugValue::Counter(n) => format!("{n}"),
+                    DebugValue::Histogram(samples) => {
+                        format!(
+                            "{:?}",
+                            samples.iter().map(|s| s.into_inner()).collect::<Vec<_>>()
+                        )
+                    }
+                    DebugValue::Gauge(g) => format!("{}", g.into_inner()),
+                };
+                format!("{:?} {value}", key.key())
+            })
+            .collect();
+        recorded.sort();
+        (results, recorded)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_same_errors_and_metrics_as_errorclassify_around_it() {
+        let flaky = || Flaky(Arc::default(), Arc::default());
+        let shared = || {
+            let ticker = Arc::new(Ticker::new());
+            Arc::new(Shared::new(RetryPolicy::default(), "fused", ticker))
+        };
+        let around = DebuggingRecorder::new();
+        let plain = metrics::with_local_recorder(&around, || {
+            ErrorClassify::with_settings(
+                Retry::from_shared(flaky(), shared()),
+                Stage::Request,
+                "fused",
+            )
+        });
+        let within = DebuggingRecorder::new();
+        let fused = metrics::with_local_recorder(&within, || {
+            Retry::classified(
+                flaky(),
+                shared(),
+                Arc::new(ClassifyShared::new(Stage::Request, "fused")),
+            )
+        });
+        let expected = outcomes(&around, plain).await;
+        assert!(expected.0.iter().any(Result::is_ok), "{expected:?}");
+        assert!(expected.0.iter().any(Result::is_err), "{expected:?}");
+        assert!(
+            expected.1.iter().any(|line| line.contains("errors_total")),
+            "{expected:?}"
+        );
+        assert!(
+            expected
+                .1
+                .iter()
+                .any(|line| line.contains("\"ok\")") && line.ends_with("[1.0, 1.0]")),
+            "a timed success: {expected:?}"
+        );
+        assert_eq!(outcomes(&within, fused).await, expected);
     }
 }

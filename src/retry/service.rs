@@ -1,5 +1,6 @@
 use super::{body::TryCloneBody, future::ResponseFuture, Idempotent, NoRetry, RetryPolicy};
 use crate::{
+    classify::ClassifyShared,
     internal::{template::Template, ticker::Ticker},
     BoxError,
 };
@@ -47,6 +48,26 @@ pub struct Retry<S> {
     shared: SharedRef<S>,
 }
 
+/// What a service's calls share: the layer's state, and in the preset the classification
+/// layer's, whose job the retry layer does there (one future fewer, and no reference of
+/// its own per call).
+#[derive(Debug)]
+pub(crate) struct Calls {
+    retry: Arc<Shared>,
+    /// The classification of the call's errors and its metrics, as `ErrorClassify` around
+    /// this service would do them.
+    pub(crate) classify: Option<Arc<ClassifyShared>>,
+}
+
+impl std::ops::Deref for Calls {
+    type Target = Shared;
+
+    #[inline]
+    fn deref(&self) -> &Shared {
+        &self.retry
+    }
+}
+
 /// What every clone of a layer's services shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -67,7 +88,7 @@ pub(crate) struct Shared {
 /// A service's (and its calls') reference to its layer's [`Shared`], in one allocation with
 /// the service's template: a call takes one reference for both (it dereferences to the
 /// layer's `Arc<Shared>`).
-pub(crate) type SharedRef<S> = Template<S, Arc<Shared>>;
+pub(crate) type SharedRef<S> = Template<S, Calls>;
 
 impl Shared {
     pub(crate) fn new(policy: RetryPolicy, name: &'static str, ticker: Arc<Ticker>) -> Self {
@@ -86,7 +107,23 @@ impl<S> Retry<S> {
     pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
         Retry {
             inner,
-            shared: Template::with(shared),
+            shared: Template::with(Calls {
+                retry: shared,
+                classify: None,
+            }),
+        }
+    }
+
+    /// A service that also does `classify`'s job: its errors, and its futures' errors, are
+    /// classified and recorded as `ErrorClassify` around it would (the preset).
+    #[cfg(feature = "stack")]
+    pub(crate) fn classified(inner: S, shared: Arc<Shared>, classify: Arc<ClassifyShared>) -> Self {
+        Retry {
+            inner,
+            shared: Template::with(Calls {
+                retry: shared,
+                classify: Some(classify),
+            }),
         }
     }
 
@@ -141,7 +178,12 @@ where
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(|err| {
-            crate::classify::Failure::boxed_at(err.into(), crate::classify::Stage::Request)
+            let failure =
+                crate::classify::Failure::boxed_at(err.into(), crate::classify::Stage::Request);
+            match &self.shared.classify {
+                Some(classify) => classify.failed(failure, None),
+                None => failure,
+            }
         })
     }
 
