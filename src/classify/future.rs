@@ -103,6 +103,7 @@ pub(super) struct Observer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Start {
     /// Not timed.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     Untimed,
     /// Timed, not polled yet.
     Unpolled,

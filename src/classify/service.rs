@@ -172,6 +172,7 @@ impl Shared {
     }
 
     /// Records a call that succeeded, after `elapsed` if timed.
+    #[cfg(feature = "retry")]
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     #[inline]
     pub(crate) fn record_ok(&self, elapsed: Option<std::time::Duration>) {
@@ -181,6 +182,7 @@ impl Shared {
 
     /// Classifies an error of the call at this service's stage (a [`Failure`] keeps its kind)
     /// and records it, as the service's future does.
+    #[cfg(feature = "retry")]
     pub(crate) fn failed(&self, err: BoxError, elapsed: Option<std::time::Duration>) -> BoxError {
         let failure = Failure::boxed_failure_at(err, self.stage);
         self.record_error(&failure, elapsed);
