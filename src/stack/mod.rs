@@ -69,8 +69,9 @@
 //!
 //! The preset does more than a tower-only composition (`Retry` + `ConcurrencyLimit` +
 //! `Timeout`): classification with metrics, a breaker per host, a pool per host, an overall
-//! deadline, a retry budget. Its time goes to one clock read shared by the budget and the
-//! deadline, the host's breaker and pool (a thread's calls to the host it called last find
+//! deadline, a retry budget. Its time goes to one clock read per call (the attempt
+//! timeout's, at the attempt's first pending poll) that the budget, the deadline and the
+//! call's recorded duration share, the host's breaker and pool (a thread's calls to the host it called last find
 //! both without a lookup; otherwise the host's key is read and hashed once for both maps),
 //! and the nested futures (the inner stack is cloned, from a template the retry layer
 //! keeps, only for a call that is retried). The attempt timeout reads the clock only when
