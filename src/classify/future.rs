@@ -31,13 +31,12 @@ pin_project! {
 #[cfg(all(test, feature = "metrics"))]
 impl<F> ResponseFuture<F> {
     fn new(shared: &Arc<Shared>, call: impl FnOnce() -> F) -> Self {
-        let mut future = ResponseFuture {
-            observer: Observer::start(shared),
-            stage: shared.stage,
+        let observer = Observer::start(shared);
+        ResponseFuture {
             inner: call(),
-        };
-        Observer::started(&mut future.observer);
-        future
+            stage: shared.stage,
+            observer,
+        }
     }
 }
 
@@ -50,9 +49,13 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let begins = Observer::begins(this.observer);
         // The inner poll's result is looked at in place and handed on whole: bound and
         // rebuilt, the response would be copied once more for each binding.
         let poll = this.inner.poll(cx);
+        if begins {
+            Observer::started(this.observer);
+        }
         if poll.is_pending() {
             return Poll::Pending;
         }
@@ -76,10 +79,11 @@ where
 /// What a call needs to be reported: its service's shared handles, and when the call
 /// started if anything will use its duration.
 ///
-/// The start is a clock read made during the inner call when a layer there made one (the
-/// retry layer's, for its budget and deadline), else the observer's own read after the
-/// inner call (see `internal::clock`): the duration leaves out the work of the calls
-/// before that read, nanoseconds, and errs short by that much.
+/// A timed call starts at its first poll: at the clock read an inner layer made during that
+/// poll when one did (the preset's attempt timeout, when the attempt is pending, whose read
+/// the retry layer shares too), else at the observer's own read after it (see
+/// `internal::clock`). The duration leaves out the work of the inner poll before that read,
+/// nanoseconds, and errs short by that much; a future does nothing before its first poll.
 ///
 /// With the `metrics` feature every call takes one, because an error is counted whether or
 /// not the recorder keeps the duration histogram (a counters-only recorder, or a filter on
@@ -91,7 +95,20 @@ where
 pub(super) struct Observer {
     shared: SharedRef,
     #[cfg(any(feature = "metrics", feature = "tracing"))]
-    start: Option<Nanos>,
+    start: Start,
+}
+
+/// When a call started, if it is timed.
+#[cfg(any(feature = "metrics", feature = "tracing"))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// Not timed.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    Untimed,
+    /// Timed, not polled yet.
+    Unpolled,
+    /// Timed, from this instant.
+    At(Nanos),
 }
 
 impl Observer {
@@ -99,50 +116,66 @@ impl Observer {
         not(any(feature = "metrics", feature = "tracing")),
         allow(unused_variables)
     )]
-    /// The observer of a call about to be made; [`started`](Self::started) once the inner
-    /// call is made.
+    /// The observer of a call about to be made.
+    #[inline]
     pub(super) fn start(shared: &Arc<Shared>) -> Option<Self> {
         #[cfg(feature = "metrics")]
         return Some(Observer {
             shared: SharedRef::of(shared),
-            start: shared.timed().then(Observer::timed),
+            start: if shared.timed() {
+                Start::Unpolled
+            } else {
+                Start::Untimed
+            },
         });
         #[cfg(all(feature = "tracing", not(feature = "metrics")))]
         return shared.timed().then(|| Observer {
             shared: SharedRef::of(shared),
-            start: Some(Observer::timed()),
+            start: Start::Unpolled,
         });
         #[cfg(not(any(feature = "metrics", feature = "tracing")))]
         return None;
     }
 
-    /// A timed call's start until [`started`](Self::started) sets it, with the thread's
-    /// last clock read forgotten: `started` takes only one made during the inner call.
-    #[cfg(any(feature = "metrics", feature = "tracing"))]
-    fn timed() -> Nanos {
-        clock::forget();
-        Nanos::from_nanos(0)
-    }
-
-    /// Sets a timed call's start, after its inner call (see the type's docs).
+    /// Whether this poll is a timed call's first: then the thread's last clock read is
+    /// forgotten, so that [`started`](Self::started) takes only one made during the poll.
     #[cfg_attr(
         not(any(feature = "metrics", feature = "tracing")),
         allow(unused_variables)
     )]
     #[inline]
-    pub(super) fn started(observer: &mut Option<Self>) {
+    fn begins(observer: &Option<Self>) -> bool {
         #[cfg(any(feature = "metrics", feature = "tracing"))]
         if let Some(Observer {
-            start: Some(start), ..
+            start: Start::Unpolled,
+            ..
         }) = observer
         {
-            *start = clock::taken_or_now();
+            clock::forget();
+            return true;
+        }
+        false
+    }
+
+    /// Sets a timed call's start, after its first inner poll (see the type's docs).
+    #[cfg_attr(
+        not(any(feature = "metrics", feature = "tracing")),
+        allow(unused_variables)
+    )]
+    #[inline]
+    fn started(observer: &mut Option<Self>) {
+        #[cfg(any(feature = "metrics", feature = "tracing"))]
+        if let Some(observer) = observer {
+            observer.start = Start::At(clock::taken_or_now());
         }
     }
 
     fn elapsed(&self) -> Option<std::time::Duration> {
         #[cfg(any(feature = "metrics", feature = "tracing"))]
-        return self.start.map(|start| Nanos::now().saturating_since(start));
+        return match self.start {
+            Start::At(start) => Some(Nanos::now().saturating_since(start)),
+            Start::Untimed | Start::Unpolled => None,
+        };
         #[cfg(not(any(feature = "metrics", feature = "tracing")))]
         return None;
     }
@@ -188,14 +221,15 @@ mod tests {
         assert_eq!(Arc::strong_count(&a), 2, "one spare, the other dropped");
     }
 
-    /// The call's start is the clock read an inner layer made during the call (left one
-    /// second early here, so that it shows), never one made before the call.
+    /// A timed call starts at the clock read an inner layer made during its first poll (left
+    /// one second early here, so that it shows), never one made before that poll, and not
+    /// when the future was made.
     #[tokio::test(start_paused = true)]
-    async fn a_calls_start_is_the_read_made_during_its_inner_call() {
+    async fn a_calls_start_is_the_read_made_during_its_first_poll() {
         use crate::classify::{ErrorClassify, ErrorClassifyLayer};
         use metrics_util::debugging::{DebugValue, DebuggingRecorder};
         use std::time::Duration;
-        use tower::{Layer, ServiceExt};
+        use tower::{Layer, Service, ServiceExt};
 
         // Handles are registered when the layer builds the service.
         fn classified<S>(recorder: &DebuggingRecorder, inner: S) -> ErrorClassify<S> {
@@ -224,25 +258,45 @@ mod tests {
                 .collect()
         };
         let second_early = || Nanos::from_nanos(Nanos::now().get() - 1_000_000_000);
-        let two_seconds = |_: ()| async {
+        let two_seconds = || async {
             tokio::time::sleep(Duration::from_secs(2)).await;
             Ok::<_, io::Error>(())
         };
 
         let reads = classified(
             &recorder,
-            tower::service_fn(move |request: ()| {
+            tower::service_fn(move |_: ()| async move {
                 clock::leave(second_early());
-                two_seconds(request)
+                two_seconds().await
             }),
         );
         reads.oneshot(()).await.unwrap();
         assert_eq!(durations(), [3.0], "the inner read is the start");
 
-        let reads_nothing = classified(&recorder, tower::service_fn(two_seconds));
-        clock::leave(second_early());
-        reads_nothing.oneshot(()).await.unwrap();
-        assert_eq!(durations(), [2.0], "a read before the call is not taken");
+        // A read left before the first poll (here in the inner call) is not taken.
+        let reads_in_its_call = classified(
+            &recorder,
+            tower::service_fn(move |_: ()| {
+                clock::leave(second_early());
+                two_seconds()
+            }),
+        );
+        reads_in_its_call.oneshot(()).await.unwrap();
+        assert_eq!(
+            durations(),
+            [2.0],
+            "a read before the first poll is not taken"
+        );
+
+        // Made, then first polled a second later.
+        let mut late = classified(&recorder, tower::service_fn(|_: ()| two_seconds()));
+        std::future::poll_fn(|cx| late.poll_ready(cx))
+            .await
+            .unwrap();
+        let call = late.call(());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        call.await.unwrap();
+        assert_eq!(durations(), [2.0], "from the first poll");
     }
 
     #[test]

@@ -170,6 +170,15 @@ impl Default for ErrorClassifyLayer {
     }
 }
 
+impl ErrorClassifyLayer {
+    /// The shared state of a service this layer builds (its metric handles registered now),
+    /// for a layer that does the classification's job itself (the preset's retry layer).
+    #[cfg(feature = "stack")]
+    pub(crate) fn shared(&self) -> std::sync::Arc<super::service::Shared> {
+        std::sync::Arc::new(super::service::Shared::new(self.stage, self.name()))
+    }
+}
+
 impl<S> Layer<S> for ErrorClassifyLayer {
     type Service = ErrorClassify<S>;
 

@@ -128,3 +128,6 @@ pub use retry_after::parse_retry_after;
 #[cfg(any(feature = "retry", feature = "circuit-breaker"))]
 pub(crate) use retry_after::retry_after_of;
 pub use service::ErrorClassify;
+/// A classification service's shared state: the preset's retry layer does the job with it.
+#[cfg(feature = "retry")]
+pub(crate) use service::Shared as ClassifyShared;

@@ -76,12 +76,7 @@ impl<S> ErrorClassify<S> {
     pub(crate) fn with_settings(inner: S, stage: Stage, name: &'static str) -> Self {
         ErrorClassify {
             inner,
-            shared: Arc::new(Shared {
-                stage,
-                name,
-                #[cfg(feature = "metrics")]
-                instruments: super::metrics::Instruments::register(name, stage),
-            }),
+            shared: Arc::new(Shared::new(stage, name)),
         }
     }
 
@@ -138,24 +133,28 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        // The observer first, then the inner call, then the call's start: the clock read
-        // during the inner call, if a layer there read it (`internal::clock`). Set inside
-        // the inner field's block, so that the inner future is still written in place
-        // (set on the built future afterwards, the future was copied whole).
-        let mut observer = Observer::start(&self.shared);
+        // The observer first; the future is built right after the inner call, with nothing
+        // between them (a timed call's start is set at its first poll).
+        let observer = Observer::start(&self.shared);
         ResponseFuture {
+            inner: self.inner.call(request),
             stage: self.shared.stage,
-            inner: {
-                let inner = self.inner.call(request);
-                Observer::started(&mut observer);
-                inner
-            },
             observer,
         }
     }
 }
 
 impl Shared {
+    /// A service's shared state, its metric handles registered now.
+    pub(crate) fn new(stage: Stage, name: &'static str) -> Self {
+        Shared {
+            stage,
+            name,
+            #[cfg(feature = "metrics")]
+            instruments: super::metrics::Instruments::register(name, stage),
+        }
+    }
+
     /// Whether calls are timed: a recorder took the duration histogram, or a tracing
     /// subscriber listens to the failure events.
     #[cfg(any(feature = "metrics", feature = "tracing"))]
@@ -170,6 +169,24 @@ impl Shared {
             return true;
         }
         false
+    }
+
+    /// Records a call that succeeded, after `elapsed` if timed.
+    #[cfg(feature = "retry")]
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    #[inline]
+    pub(crate) fn record_ok(&self, elapsed: Option<std::time::Duration>) {
+        #[cfg(feature = "metrics")]
+        self.instruments.ok(elapsed);
+    }
+
+    /// Classifies an error of the call at this service's stage (a [`Failure`] keeps its kind)
+    /// and records it, as the service's future does.
+    #[cfg(feature = "retry")]
+    pub(crate) fn failed(&self, err: BoxError, elapsed: Option<std::time::Duration>) -> BoxError {
+        let failure = Failure::boxed_failure_at(err, self.stage);
+        self.record_error(&failure, elapsed);
+        failure
     }
 
     /// Records a classified error, and how long the call took.

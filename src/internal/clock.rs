@@ -29,15 +29,17 @@
 //! call, another layer or another stack on the thread. With nothing read meanwhile (the
 //! inner layer had no reason to read the clock) it reads the clock itself.
 //!
-//! Who shares (the preset):
-//! - the attempt timeout's read at its start (the attempt's first pending poll) is the retry
-//!   layer's "now" when it asks whether that attempt ends before the call's deadline. That
-//!   instant is a little *earlier* than the retry layer's own read would be, and exact: it
-//!   is when the attempt's bound started, so the attempt ends by it plus the bound;
-//! - the retry layer's read at its call (for its budget and its deadline) is the
-//!   classification layer's start of the call. That instant is a little *later* than the
-//!   classification layer's own read before the inner call would be (by the work of the
-//!   layers' calls before the read): a call's recorded duration errs short by that much.
+//! Who shares (the preset): the attempt timeout's read at its start (the attempt's first
+//! pending poll) is the retry layer's "now" at the call's first poll, for its budget's
+//! deposit and its deadline, and when it asks whether that attempt ends before the call's
+//! deadline. That instant is a little *earlier* than the retry layer's own read would be,
+//! and exact: it is when the attempt's bound started, so the attempt ends by it plus the
+//! bound. A call answered at its first poll reads the clock once, in the retry layer, and
+//! only if its budget or its deadline needs the time.
+//!
+//! The classification layer around it, when it times calls, starts a call at the same
+//! read (the retry layer leaves it in the cell: [`shared_or_read`]). So a pending call of
+//! the preset reads the clock once to start, and once more to end only when timed.
 
 // The retry layer uses the most of it, the classification layer the duration.
 #![cfg_attr(
@@ -157,6 +159,14 @@ pub(crate) fn taken_or_now() -> Nanos {
         .ok()
         .flatten()
         .unwrap_or_else(Nanos::now)
+}
+
+/// The instant an inner layer [`read`] since the thread's last [`forget`], or now from the
+/// clock when none did; left for the layer around either way (a middle layer that shares
+/// an inner read with an outer one).
+#[inline]
+pub(crate) fn shared_or_read() -> Nanos {
+    READ.try_with(Cell::get).ok().flatten().unwrap_or_else(read)
 }
 
 /// Leaves `now` as if an inner layer had read it (tests of the layers around).

@@ -14,7 +14,7 @@ use std::{
 use crate::{
     internal::{
         buckets::{Epochs, Ring},
-        clock::{self, Nanos},
+        clock::Nanos,
     },
     InvalidConfig,
 };
@@ -263,16 +263,27 @@ impl RetryBudget {
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn deposit(&self) {
-        self.deposit_at(&mut None);
+        if self.deposits() {
+            self.deposit_at(Nanos::now());
+        }
     }
 
-    /// [`deposit`](Self::deposit) at `now`, read (and kept there for the caller, and for the
-    /// layer around: `internal::clock`) only if the deposit needs the time: the retry layer
-    /// reads the clock once per call for the budget and the deadline.
-    pub(crate) fn deposit_at(&self, now: &mut Option<Nanos>) {
+    /// Whether a [`deposit`](Self::deposit) counts (and needs the time): a limited budget
+    /// with a `retry_ratio` over 0. The retry layer reads the clock once per call for the
+    /// budget and the deadline, and only if one of them needs it.
+    #[inline]
+    pub(crate) fn deposits(&self) -> bool {
+        self.shared
+            .as_ref()
+            .is_some_and(|shared| shared.deposit_units != 0)
+    }
+
+    /// [`deposit`](Self::deposit) at `now`.
+    #[inline]
+    pub(crate) fn deposit_at(&self, now: Nanos) {
         if let Some(shared) = &self.shared {
             if shared.deposit_units != 0 {
-                shared.deposit(*now.get_or_insert_with(clock::read));
+                shared.deposit(now);
             }
         }
     }
@@ -861,7 +872,7 @@ mod loom {
                     })
                 })
                 .collect();
-            budget.deposit_at(&mut Some(later));
+            budget.deposit_at(later);
             let taken: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
             assert!(taken <= 2, "{taken} withdrawals where 2 were allowed");
             let shared = budget.shared.as_ref().unwrap();

@@ -4,7 +4,7 @@ use super::{
     body::TryCloneBody,
     decision::{may_retry, Attempts, Decision},
     error::{DeadlineElapsed, RetryError, RetryReason},
-    service::{Kept, Shared, SharedRef},
+    service::{Calls, Kept, Shared, SharedRef},
     RetryHistory, Stop,
 };
 use crate::{
@@ -43,7 +43,10 @@ pin_project! {
         // while an attempt or the wait for readiness is pending, the backoff while sleeping
         // (a retry never sleeps past the deadline).
         timer: Wait,
+        // Set at the first poll (see `begin`).
         deadline_at: Option<Nanos>,
+        // When a call whose errors this layer classifies (the preset) started, if timed.
+        start: Option<Nanos>,
         // The copy every retry is copied from.
         kept: Option<Kept<B>>,
         // Counters, history and the copy the next retry sends: boxed, made when a failure
@@ -52,6 +55,8 @@ pin_project! {
         // Whether the attempt in flight ends by its own timeout before the deadline, so that
         // no timer watches the deadline meanwhile (see `Shared::attempt_bound`).
         covered: bool,
+        // Whether the call began: deposited into the budget and set its deadline (`begin`).
+        begun: bool,
         // The layer's state, and the template a retry's service is cloned from.
         shared: SharedRef<S>,
     }
@@ -111,35 +116,78 @@ where
     S: Service<Request<B>>,
 {
     #[inline(always)]
-    pub(crate) fn new(
-        future: S::Future,
-        kept: Option<Kept<B>>,
-        shared: SharedRef<S>,
-        deadline_at: Option<Nanos>,
-    ) -> Self {
+    pub(crate) fn new(future: S::Future, kept: Option<Kept<B>>, shared: SharedRef<S>) -> Self {
         ResponseFuture {
             state: State::Calling { future },
             timer: Wait::Idle,
-            deadline_at,
+            deadline_at: None,
+            start: None,
             kept,
             retry: None,
             covered: false,
+            begun: false,
             shared,
         }
     }
 }
 
-/// The call's deadline, from `now` (read here if the caller has not, and left for the
-/// layer around: `internal::clock`): made before the first attempt's call, so that nothing
-/// but the future's own fields is written between that call and the future (its future is
-/// then moved into place once, not twice).
+/// The call's start, at its first poll, after the first attempt's first poll: the budget's
+/// deposit, and the deadline (`None` for none). The clock is read once for both, and only
+/// if one of them needs it: the read an inner layer made during that poll when there is one
+/// (the preset's attempt timeout, when the attempt is pending: `internal::clock`), else its
+/// own; left for the layer around either way. Returns the instant, if read.
+///
+/// At the first poll rather than at the call: the inner layers' read is shared, where a
+/// read in the call would be one more per call (and a future is not sent anywhere, or
+/// waited for, before its first poll).
+///
+/// A call whose errors this layer classifies (the preset) and whose duration is recorded
+/// starts at the same instant.
 #[inline]
-pub(crate) fn deadline_at(shared: &Shared, now: Option<Nanos>) -> Option<Nanos> {
+fn begin(
+    shared: &Calls,
+    deadline_at: &mut Option<Nanos>,
+    start: &mut Option<Nanos>,
+) -> Option<Nanos> {
+    let policy = &shared.policy;
+    let deposits = policy.budget.as_ref().is_some_and(|b| b.deposits());
+    #[cfg(any(feature = "metrics", feature = "tracing"))]
+    let timed = shared.classify.as_ref().is_some_and(|c| c.timed());
+    #[cfg(not(any(feature = "metrics", feature = "tracing")))]
+    let timed = false;
+    if !deposits && policy.deadline.is_none() && !timed {
+        return None;
+    }
+    let now = clock::shared_or_read();
+    if let Some(budget) = policy.budget.as_ref() {
+        budget.deposit_at(now);
+    }
     // A deadline too far to represent is no deadline.
-    shared
-        .policy
-        .deadline
-        .and_then(|limit| now.unwrap_or_else(clock::read).checked_add(limit))
+    *deadline_at = policy.deadline.and_then(|limit| now.checked_add(limit));
+    if timed {
+        *start = Some(now);
+    }
+    Some(now)
+}
+
+/// The call's result, classified and recorded when this layer does the classification's
+/// job (the preset), as `ErrorClassify` around it would.
+fn observed<T>(
+    shared: &Calls,
+    start: Option<Nanos>,
+    result: Result<T, BoxError>,
+) -> Result<T, BoxError> {
+    let Some(classify) = &shared.classify else {
+        return result;
+    };
+    let elapsed = start.map(|start| Nanos::now().saturating_since(start));
+    match result {
+        Ok(response) => {
+            classify.record_ok(elapsed);
+            Ok(response)
+        }
+        Err(err) => Err(classify.failed(err, elapsed)),
+    }
 }
 
 fn draw() -> f64 {
@@ -160,39 +208,57 @@ where
             match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
                     let policy = &this.shared.policy;
-                    // Whether this poll asks if a pending attempt ends in time: then with
-                    // the clock its attempt timeout reads when it starts, if it does.
-                    let asks = !*this.covered
-                        && this.timer.is_idle()
-                        && this.shared.attempt_bound.is_some()
-                        && this.deadline_at.is_some();
+                    // Whether this poll asks if a pending attempt ends in time (or begins the
+                    // call): then with the clock its attempt timeout reads when it starts, if
+                    // it does.
+                    let first = !*this.begun;
+                    let asks = first
+                        || (!*this.covered
+                            && this.timer.is_idle()
+                            && this.shared.attempt_bound.is_some()
+                            && this.deadline_at.is_some());
                     if asks {
                         clock::forget();
                     }
-                    let result = match future.poll(cx) {
+                    let poll = future.poll(cx);
+                    let mut now = None;
+                    if first {
+                        *this.begun = true;
+                        now = begin(this.shared, this.deadline_at, this.start);
+                    }
+                    let result = match poll {
                         // A response no rule could retry, before any retry: the common case,
                         // handed on as it came.
                         Poll::Ready(Ok(response))
                             if this.retry.is_none()
                                 && !may_retry(policy, response.status(), response.headers()) =>
                         {
+                            if let Some(classify) = &this.shared.classify {
+                                classify.record_ok(
+                                    this.start.map(|start| Nanos::now().saturating_since(start)),
+                                );
+                            }
                             return Poll::Ready(Ok(response));
                         }
                         Poll::Ready(result) => result,
                         Poll::Pending => {
                             // An attempt still pending at the deadline is dropped; one that
                             // ends by its own timeout before the deadline needs no timer.
-                            if asks {
+                            if asks && this.deadline_at.is_some() {
                                 *this.covered = ends_in_time(
                                     this.shared.attempt_bound,
                                     *this.deadline_at,
-                                    clock::taken_or_now(),
+                                    now.unwrap_or_else(clock::taken_or_now),
                                 );
                             }
                             return if !*this.covered
                                 && deadline_passed(this.timer, this.shared, *this.deadline_at, cx)
                             {
-                                Poll::Ready(Err(deadline_error(this.retry, this.shared)))
+                                Poll::Ready(observed(
+                                    this.shared,
+                                    *this.start,
+                                    Err(deadline_error(this.retry, this.shared)),
+                                ))
                             } else {
                                 Poll::Pending
                             };
@@ -208,7 +274,9 @@ where
                         this.state.as_mut(),
                         cx,
                     ) {
-                        Some(result) => return Poll::Ready(result),
+                        Some(result) => {
+                            return Poll::Ready(observed(this.shared, *this.start, result))
+                        }
                         None => continue,
                     }
                 }
@@ -229,7 +297,11 @@ where
                     let Poll::Ready(ready) = service.poll_ready(cx) else {
                         // So is the wait for readiness.
                         return if deadline_passed(this.timer, this.shared, *this.deadline_at, cx) {
-                            Poll::Ready(Err(deadline_error(this.retry, this.shared)))
+                            Poll::Ready(observed(
+                                this.shared,
+                                *this.start,
+                                Err(deadline_error(this.retry, this.shared)),
+                            ))
                         } else {
                             Poll::Pending
                         };
@@ -237,12 +309,14 @@ where
                     if let Err(err) = ready {
                         let history = take_history(this.retry);
                         let failure = Failure::boxed_failure_at(err.into(), Stage::Request);
-                        return Poll::Ready(Err(with_history(failure, history)));
+                        let err = with_history(failure, history);
+                        return Poll::Ready(observed(this.shared, *this.start, Err(err)));
                     }
                     // No retry is sent past the deadline, even when its sleep ended in time
                     // and the task was polled late: one clock read per retry.
                     if this.deadline_at.is_some_and(|at| Nanos::now() >= at) {
-                        return Poll::Ready(Err(deadline_error(this.retry, this.shared)));
+                        let err = deadline_error(this.retry, this.shared);
+                        return Poll::Ready(observed(this.shared, *this.start, Err(err)));
                     }
                     let state = this.retry.as_deref_mut().expect("a retry has its state");
                     let request = state
@@ -620,6 +694,40 @@ mod tests {
         assert_eq!(ticker.waiting(), 0, "dropped while its attempt was pending");
     }
 
+    /// The call begins at its first poll: its deposit is made and its deadline counted then,
+    /// not when the future is made.
+    #[tokio::test(start_paused = true)]
+    async fn a_call_deposits_and_starts_its_deadline_at_its_first_poll() {
+        let ticker = Arc::new(Ticker::new());
+        let stalled = tower::service_fn(|_req: Request<String>| async {
+            std::future::pending::<Result<Response<String>, Infallible>>().await
+        });
+        let budget = super::super::RetryBudget::new(Duration::from_secs(10), 0, 1.0).unwrap();
+        let policy = RetryPolicy::default()
+            .budget(budget.clone())
+            .deadline(Some(Duration::from_secs(5)));
+        let mut svc = retrying(stalled, policy, &ticker);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(svc.poll_ready(&mut cx).is_ready());
+        let started = Instant::now();
+        let mut call = pin!(svc.call(Request::new(String::new())));
+        assert_eq!(
+            budget.available(),
+            0,
+            "nothing deposited before the first poll"
+        );
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(call.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(budget.available(), 1, "deposited at the first poll");
+        assert!(call.await.is_err());
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(7),
+            "5 s after the first poll"
+        );
+        assert_eq!(budget.available(), 1, "one deposit per call");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_deadline_fires_on_the_layers_timer_not_early() {
         let ticker = Arc::new(Ticker::new());
@@ -640,5 +748,150 @@ mod tests {
         assert!(call.await.is_err());
         assert_eq!(started.elapsed(), Duration::from_secs(5));
         assert_eq!(ticker.waiting(), 0);
+    }
+}
+
+/// The preset's retry layer does the classification layer's job: the same errors, counters
+/// and durations as `ErrorClassify` around a plain retry layer.
+#[cfg(all(test, feature = "metrics", feature = "stack"))]
+mod classified {
+    use super::super::{service::Shared, Retry, RetryPolicy};
+    use crate::{
+        classify::{ClassifyShared, ErrorClassify, Failure, Stage},
+        internal::ticker::Ticker,
+        BoxError,
+    };
+    use http::{Request, Response};
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use std::{
+        sync::{
+            atomic::{AtomicUsize, Ordering},
+            Arc,
+        },
+        task::{Context, Poll},
+        time::Duration,
+    };
+    use tower::{Service, ServiceExt};
+
+    /// Refused twice, then answers after a second, and again; its readiness fails on every
+    /// third call.
+    #[derive(Clone)]
+    struct Flaky(Arc<AtomicUsize>, Arc<AtomicUsize>);
+
+    impl Service<Request<String>> for Flaky {
+        type Response = Response<String>;
+        type Error = std::io::Error;
+        type Future = std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Response<String>, std::io::Error>> + Send>,
+        >;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
+            if self.1.fetch_add(1, Ordering::SeqCst) % 3 == 2 {
+                return Poll::Ready(Err(std::io::ErrorKind::ConnectionReset.into()));
+            }
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Request<String>) -> Self::Future {
+            let n = self.0.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                if n % 3 < 2 {
+                    return Err(std::io::ErrorKind::ConnectionRefused.into());
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Ok(Response::new(String::new()))
+            })
+        }
+    }
+
+    /// What a series of calls through `svc` gives: each result (the error's kind and text),
+    /// and what the recorder holds.
+    async fn outcomes<S>(
+        recorder: &DebuggingRecorder,
+        mut svc: S,
+    ) -> (Vec<Result<u16, String>>, Vec<String>)
+    where
+        S: Service<Request<String>, Response = Response<String>, Error = BoxError>,
+    {
+        let mut results = Vec::new();
+        for _ in 0..4 {
+            let result = match svc.ready().await {
+                Err(err) => Err(err),
+                Ok(ready) => ready.call(Request::new(String::new())).await,
+            };
+            results.push(match result {
+                Ok(response) => Ok(response.status().as_u16()),
+                Err(err) => {
+                    let failure = err.downcast_ref::<Failure>().expect("a Failure");
+                    Err(format!("{:?}: {failure:#}", failure.kind()))
+                }
+            });
+        }
+        let mut recorded: Vec<String> = recorder
+            .snapshotter()
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, ..)| {
+                key.key().name().starts_with("fortify_re")
+                    || key.key().name() == "fortify_errors_total"
+            })
+            .filter(|(key, ..)| !key.key().name().starts_with("fortify_retr"))
+            .map(|(key, _, _, value)| {
+                let value = match value {
+                    DebugValue::Counter(n) => format!("{n}"),
+                    DebugValue::Histogram(samples) => {
+                        format!(
+                            "{:?}",
+                            samples.iter().map(|s| s.into_inner()).collect::<Vec<_>>()
+                        )
+                    }
+                    DebugValue::Gauge(g) => format!("{}", g.into_inner()),
+                };
+                format!("{:?} {value}", key.key())
+            })
+            .collect();
+        recorded.sort();
+        (results, recorded)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_same_errors_and_metrics_as_errorclassify_around_it() {
+        let flaky = || Flaky(Arc::default(), Arc::default());
+        let shared = || {
+            let ticker = Arc::new(Ticker::new());
+            Arc::new(Shared::new(RetryPolicy::default(), "fused", ticker))
+        };
+        let around = DebuggingRecorder::new();
+        let plain = metrics::with_local_recorder(&around, || {
+            ErrorClassify::with_settings(
+                Retry::from_shared(flaky(), shared()),
+                Stage::Request,
+                "fused",
+            )
+        });
+        let within = DebuggingRecorder::new();
+        let fused = metrics::with_local_recorder(&within, || {
+            Retry::classified(
+                flaky(),
+                shared(),
+                Arc::new(ClassifyShared::new(Stage::Request, "fused")),
+            )
+        });
+        let expected = outcomes(&around, plain).await;
+        assert!(expected.0.iter().any(Result::is_ok), "{expected:?}");
+        assert!(expected.0.iter().any(Result::is_err), "{expected:?}");
+        assert!(
+            expected.1.iter().any(|line| line.contains("errors_total")),
+            "{expected:?}"
+        );
+        assert!(
+            expected
+                .1
+                .iter()
+                .any(|line| line.contains("\"ok\")") && line.ends_with("[1.0, 1.0]")),
+            "a timed success: {expected:?}"
+        );
+        assert_eq!(outcomes(&within, fused).await, expected);
     }
 }

@@ -145,6 +145,19 @@ impl RetryBuilder {
     }
 }
 
+impl RetryLayer {
+    /// A service that also does the job of `ErrorClassify` with `classify` around it (the
+    /// preset): see `Retry::classified`.
+    #[cfg(feature = "stack")]
+    pub(crate) fn layer_classified<S>(
+        &self,
+        inner: S,
+        classify: Arc<crate::classify::ClassifyShared>,
+    ) -> Retry<S> {
+        Retry::classified(inner, Arc::clone(&self.shared), classify)
+    }
+}
+
 impl<S> Layer<S> for RetryLayer {
     type Service = Retry<S>;
 

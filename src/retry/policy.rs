@@ -394,7 +394,8 @@ impl RetryPolicy {
         self
     }
 
-    /// A limit on the whole call, attempts and sleeps included (extension): a retry whose
+    /// A limit on the whole call, attempts and sleeps included, counted from the call's
+    /// first poll (extension; a future does nothing before it is polled): a retry whose
     /// sleep would end past it is not made, and an attempt (or the wait for the service's
     /// readiness) still pending at the deadline is dropped, and no retry is sent once it has
     /// passed. An answer ready when the call is polled is taken even if the deadline has just

@@ -1,5 +1,6 @@
 use super::{body::TryCloneBody, future::ResponseFuture, Idempotent, NoRetry, RetryPolicy};
 use crate::{
+    classify::ClassifyShared,
     internal::{template::Template, ticker::Ticker},
     BoxError,
 };
@@ -47,6 +48,26 @@ pub struct Retry<S> {
     shared: SharedRef<S>,
 }
 
+/// What a service's calls share: the layer's state, and in the preset the classification
+/// layer's, whose job the retry layer does there (one future fewer, and no reference of
+/// its own per call).
+#[derive(Debug)]
+pub(crate) struct Calls {
+    retry: Arc<Shared>,
+    /// The classification of the call's errors and its metrics, as `ErrorClassify` around
+    /// this service would do them.
+    pub(crate) classify: Option<Arc<ClassifyShared>>,
+}
+
+impl std::ops::Deref for Calls {
+    type Target = Shared;
+
+    #[inline]
+    fn deref(&self) -> &Shared {
+        &self.retry
+    }
+}
+
 /// What every clone of a layer's services shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -67,7 +88,7 @@ pub(crate) struct Shared {
 /// A service's (and its calls') reference to its layer's [`Shared`], in one allocation with
 /// the service's template: a call takes one reference for both (it dereferences to the
 /// layer's `Arc<Shared>`).
-pub(crate) type SharedRef<S> = Template<S, Arc<Shared>>;
+pub(crate) type SharedRef<S> = Template<S, Calls>;
 
 impl Shared {
     pub(crate) fn new(policy: RetryPolicy, name: &'static str, ticker: Arc<Ticker>) -> Self {
@@ -86,7 +107,23 @@ impl<S> Retry<S> {
     pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
         Retry {
             inner,
-            shared: Template::with(shared),
+            shared: Template::with(Calls {
+                retry: shared,
+                classify: None,
+            }),
+        }
+    }
+
+    /// A service that also does `classify`'s job: its errors, and its futures' errors, are
+    /// classified and recorded as `ErrorClassify` around it would (the preset).
+    #[cfg(feature = "stack")]
+    pub(crate) fn classified(inner: S, shared: Arc<Shared>, classify: Arc<ClassifyShared>) -> Self {
+        Retry {
+            inner,
+            shared: Template::with(Calls {
+                retry: shared,
+                classify: Some(classify),
+            }),
         }
     }
 
@@ -141,29 +178,29 @@ where
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(|err| {
-            crate::classify::Failure::boxed_at(err.into(), crate::classify::Stage::Request)
+            let failure =
+                crate::classify::Failure::boxed_at(err.into(), crate::classify::Stage::Request);
+            match &self.shared.classify {
+                Some(classify) => classify.failed(failure, None),
+                None => failure,
+            }
         })
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let policy = &self.shared.policy;
         let retryable = request.extensions().get::<NoRetry>().is_none();
         // The copy for the next attempt, made before the body is consumed.
         let kept = if retryable { Kept::of(&request) } else { None };
-        // The clock is read at most once, for the budget and the deadline.
-        let mut now = None;
-        if let Some(budget) = &policy.budget {
-            budget.deposit_at(&mut now);
-        }
         #[cfg(feature = "metrics")]
         self.shared.instruments.request();
 
         // The service that was driven to readiness serves this call; a retry is sent with a
-        // clone of the template, made and driven to readiness when the retry is due.
+        // clone of the template, made and driven to readiness when the retry is due. The
+        // budget's deposit and the deadline wait for the first poll (see `ResponseFuture`),
+        // which shares a clock read with the inner layers.
         let shared = self.shared.share(&self.inner);
-        let deadline_at = super::future::deadline_at(&shared, now);
         let future = self.inner.call(request);
-        ResponseFuture::new(future, kept, shared, deadline_at)
+        ResponseFuture::new(future, kept, shared)
     }
 }
 

@@ -15,6 +15,11 @@
 //! its host's latency percentile is sent again, paid from the retry budget, never to an
 //! open breaker, each copy with its own pool permit.
 //!
+//! The classification is the retry layer's job in the preset, not a layer of its own: its
+//! errors (from `poll_ready` and from its futures) are classified and recorded with the
+//! classification layer's metrics and tracing events exactly as `ErrorClassify` around it
+//! would, with one nested future fewer per call.
+//!
 //! The order matters. The breaker sits *inside* the retry layer so that every attempt is
 //! counted by the breaker of its host and a retry never goes to a host whose breaker is
 //! open (the retry layer stops at once on `CircuitOpen`). The pool sits inside the breaker
@@ -64,8 +69,9 @@
 //!
 //! The preset does more than a tower-only composition (`Retry` + `ConcurrencyLimit` +
 //! `Timeout`): classification with metrics, a breaker per host, a pool per host, an overall
-//! deadline, a retry budget. Its time goes to one clock read shared by the budget and the
-//! deadline, the host's breaker and pool (a thread's calls to the host it called last find
+//! deadline, a retry budget. Its time goes to one clock read per call (the attempt
+//! timeout's, at the attempt's first pending poll) that the budget, the deadline and the
+//! call's recorded duration share, the host's breaker and pool (a thread's calls to the host it called last find
 //! both without a lookup; otherwise the host's key is read and hashed once for both maps),
 //! and the nested futures (the inner stack is cloned, from a template the retry layer
 //! keeps, only for a call that is retried). The attempt timeout reads the clock only when
@@ -133,7 +139,7 @@ use crate::{
     circuit_breaker::{
         CircuitBreakerBuilder, CircuitBreakerHandle, CircuitBreakerLayer, HttpStatus,
     },
-    classify::{ErrorClassify, ErrorClassifyLayer},
+    classify::ErrorClassifyLayer,
     internal::ticker::Ticker,
     key::ByAuthority,
     pool::{AdaptiveLimit, PoolHandle, PoolLimitLayer, DEFAULT_MAX_POOLS},
@@ -714,7 +720,10 @@ impl<H: HedgeMode> ClientStackLayer<H> {
     }
 }
 
-type Inner<S, H> = ErrorClassify<Retry<<H as HedgeMode>::Service<HostGate<AttemptTimeout<S>>>>>;
+/// The retry layer does the classification layer's job too (`ErrorClassifyLayer` is not a
+/// layer of its own here): its errors and its futures' errors are classified and recorded
+/// as `ErrorClassify` around it would, with one future fewer per call.
+type Inner<S, H> = Retry<<H as HedgeMode>::Service<HostGate<AttemptTimeout<S>>>>;
 
 impl<S, H: HedgeMode> Layer<S> for ClientStackLayer<H> {
     type Service = ClientStack<S, H>;
@@ -724,9 +733,8 @@ impl<S, H: HedgeMode> Layer<S> for ClientStackLayer<H> {
         let inner = self.pool.layer(inner);
         let inner = HostGate::new(self.breaker.layer(inner));
         let inner = H::layer(&self.hedge, inner);
-        let inner = self.retry.layer(inner);
         ClientStack {
-            inner: self.classify.layer(inner),
+            inner: self.retry.layer_classified(inner, self.classify.shared()),
         }
     }
 }
@@ -824,7 +832,7 @@ impl<S, H: HedgeMode> ClientStack<S, H> {
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn get_ref(&self) -> &S {
-        &H::get_ref(self.inner.get_ref().get_ref()).inner.inner
+        &H::get_ref(self.inner.get_ref()).inner.inner
     }
 
     /// The wrapped client, mutably.
@@ -839,7 +847,7 @@ impl<S, H: HedgeMode> ClientStack<S, H> {
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn get_mut(&mut self) -> &mut S {
-        &mut H::get_mut(self.inner.get_mut().get_mut()).inner.inner
+        &mut H::get_mut(self.inner.get_mut()).inner.inner
     }
 
     /// Unwraps the client.
@@ -852,9 +860,7 @@ impl<S, H: HedgeMode> ClientStack<S, H> {
     /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub fn into_inner(self) -> S {
-        H::into_inner(self.inner.into_inner().into_inner())
-            .inner
-            .inner
+        H::into_inner(self.inner.into_inner()).inner.inner
     }
 }
 
