@@ -1,6 +1,7 @@
 //! [`Future`] types.
 
 use super::{shared::SharedRef, tracker::Tracker};
+use crate::internal::clock::Nanos;
 use crate::retry::{Kept, TryCloneBody};
 use http::Request;
 use pin_project_lite::pin_project;
@@ -12,7 +13,6 @@ use std::{
     task::{Context, Poll},
     time::Duration,
 };
-use tokio::time::Instant;
 use tower_service::Service;
 
 pin_project! {
@@ -72,7 +72,7 @@ pin_project! {
         // What the hedge's service is cloned from, with `kept`.
         template: Option<Template<S>>,
         // When the first attempt was first pending (not read for an answer at once).
-        started: Option<Instant>,
+        started: Option<Nanos>,
         // The call's slot among the layer's calls waiting for their hedge delay, taken when
         // the first attempt is first pending (see `internal::ticker`), or `NO_WAIT`.
         wait: u32,
@@ -115,7 +115,7 @@ pin_project! {
             #[pin]
             future: S::Future,
             _in_flight: Option<InFlight>,
-            started: Instant,
+            started: Nanos,
             // The first attempt's failure, kept while the hedge runs.
             failed: Option<S::Error>,
         },
@@ -148,7 +148,7 @@ impl Timing {
     /// The first attempt is pending: whether to read the clock now (`waits`: a hedge may
     /// follow, whose deadline needs it), once.
     #[inline]
-    fn pending(&mut self, started: &mut Option<Instant>, waits: bool) {
+    fn pending(&mut self, started: &mut Option<Nanos>, waits: bool) {
         let read = match *self {
             Timing::Cold => started.is_none(),
             Timing::Warm => {
@@ -163,14 +163,14 @@ impl Timing {
             Timing::Timed | Timing::Untimed => false,
         };
         if read {
-            *started = Some(Instant::now());
+            *started = Some(Nanos::now());
         }
     }
 
     /// The latency of a first attempt that answered, with its weight: `None` when it is
     /// not recorded.
     #[inline]
-    fn sample(self, started: Option<Instant>) -> Option<(Duration, u16)> {
+    fn sample(self, started: Option<Nanos>) -> Option<(Duration, u16)> {
         let weight = match self {
             // Answered at the first poll (no clock read, `started` is none) or timed.
             Timing::Cold => 1,
@@ -181,7 +181,10 @@ impl Timing {
             Timing::Timed => TIME_EVERY,
             Timing::Warm | Timing::Untimed => return None,
         };
-        Some((started.map_or(Duration::ZERO, |s| s.elapsed()), weight))
+        Some((
+            started.map_or(Duration::ZERO, |s| Nanos::now().saturating_since(s)),
+            weight,
+        ))
     }
 }
 
@@ -382,22 +385,20 @@ where
                 {
                     match future.poll(cx) {
                         Poll::Ready(Ok(response)) => {
-                            let now = Instant::now();
+                            let now = Nanos::now();
                             // A call hedged is always timed (its clock reads are the
                             // hedge's): each latency counts once.
                             shared
                                 .tracker
-                                .record(slot, now.saturating_duration_since(*started), 1);
+                                .record(slot, now.saturating_since(*started), 1);
                             if let (Some(_), Some(started)) =
                                 (this.primary.as_ref().as_pin_ref(), *this.started)
                             {
                                 // The first attempt ran at least this long: its latency as
                                 // far as it is known, so that slow answers stay in the tail.
-                                shared.tracker.record(
-                                    slot,
-                                    now.saturating_duration_since(started),
-                                    1,
-                                );
+                                shared
+                                    .tracker
+                                    .record(slot, now.saturating_since(started), 1);
                             }
                             shared.won();
                             // The first attempt lost: cancelled now.
@@ -476,7 +477,7 @@ where
 fn send_hedge<S, B>(
     spare: Spare<'_, S, B>,
     wait: &mut u32,
-    started: Option<Instant>,
+    started: Option<Nanos>,
     slot: usize,
     shared: &super::shared::Shared,
     cx: &mut Context<'_>,
@@ -496,7 +497,7 @@ where
                 let at = started
                     .zip(delay)
                     .and_then(|(s, delay)| s.checked_add(delay));
-                match at.and_then(|at| shared.ticker.register(at, cx.waker())) {
+                match at.and_then(|at| shared.ticker.register_nanos(at, cx.waker())) {
                     Some(index) => *wait = index,
                     None => spare.give_up(),
                 }
@@ -560,7 +561,7 @@ where
             hedge.set(HedgeState::Sent {
                 future,
                 _in_flight: in_flight,
-                started: Instant::now(),
+                started: Nanos::now(),
                 failed: None,
             });
             true
