@@ -1,7 +1,7 @@
 //! [`Future`] types.
 
 use super::{shared::SharedRef, tracker::Tracker};
-use crate::internal::clock::Nanos;
+use crate::internal::clock::{self, Nanos};
 use crate::retry::{Kept, TryCloneBody};
 use http::Request;
 use pin_project_lite::pin_project;
@@ -163,7 +163,24 @@ impl Timing {
             Timing::Timed | Timing::Untimed => false,
         };
         if read {
-            *started = Some(Nanos::now());
+            // The instant the attempt inside read when first pending in this poll (the
+            // preset's attempt timeout), else now: and left for the retry layer around
+            // (see `internal::clock`), which then reads no clock of its own either.
+            let now = clock::taken_or_now();
+            clock::leave(now);
+            *started = Some(now);
+        }
+    }
+
+    /// Whether [`pending`](Self::pending) may read the clock at this poll: then the poll
+    /// [`forget`](clock::forget)s the instants read before it, so that it only takes one
+    /// read during it.
+    #[inline]
+    fn may_read(self, started: Option<Nanos>) -> bool {
+        match self {
+            Timing::Cold => started.is_none(),
+            Timing::Warm => true,
+            Timing::Timed | Timing::Untimed => false,
         }
     }
 
@@ -335,6 +352,9 @@ where
         loop {
             if poll_primary {
                 if let Some(primary) = this.primary.as_mut().as_pin_mut() {
+                    if this.timing.may_read(*this.started) {
+                        clock::forget();
+                    }
                     // The result is looked at in place and handed on whole: bound and
                     // rebuilt, the response would be copied once more.
                     let poll = primary.poll(cx);
@@ -660,6 +680,32 @@ mod tests {
         timing.pending(&mut started, waits);
         assert_eq!(started, first, "the clock is read once, when first pending");
         (started.is_some(), timing.sample(started).map(|(_, w)| w))
+    }
+
+    #[test]
+    fn a_pending_call_takes_the_attempts_clock_read_and_leaves_it_for_the_retry_layer() {
+        std::thread::spawn(|| {
+            // The attempt inside read the clock at this poll (the preset's timeout).
+            let read = Nanos::from_nanos(123_456_789);
+            clock::forget();
+            clock::leave(read);
+            let (mut timing, mut started) = (Timing::Warm, None);
+            assert!(timing.may_read(started));
+            timing.pending(&mut started, true);
+            assert_eq!(started, Some(read), "its own clock read");
+            assert_eq!(clock::taken_or_now(), read, "not left for the retry layer");
+            // Polled again: no read, and the poll forgets nothing.
+            assert!(!timing.may_read(started));
+            // Nothing read inside: its own read, left as well.
+            clock::forget();
+            let (mut timing, mut started) = (Timing::Cold, None);
+            timing.pending(&mut started, false);
+            let own = started.expect("a cold call is timed");
+            assert_ne!(own, read);
+            assert_eq!(clock::taken_or_now(), own);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -159,8 +159,11 @@ pub(crate) fn taken_or_now() -> Nanos {
         .unwrap_or_else(Nanos::now)
 }
 
-/// Leaves `now` as if an inner layer had read it (tests of the layers around).
-#[cfg(test)]
+/// Leaves `now` as if an inner layer had read it: a layer between two that share a read
+/// (the hedge layer, between the retry layer and the attempt timeout) takes it and leaves
+/// it for the layer around; and the tests of the layers around.
+#[cfg_attr(not(feature = "hedge"), allow(dead_code))]
+#[inline]
 pub(crate) fn leave(now: Nanos) {
     let _ = READ.try_with(|read| read.set(Some(now)));
 }
