@@ -102,7 +102,7 @@ pub(crate) struct Ticker {
     taken: Padded<[AtomicU64; WORDS]>,
     /// The slots, allocated 64 at a time when a word is first used; each on cache lines of
     /// its own, as the calls of several threads wait in neighbouring slots at once.
-    chunks: [OnceLock<Box<[Padded<Slot>]>>; WORDS],
+    chunks: [OnceLock<Box<[Padded<Slot>; WORD]>>; WORDS],
     /// The deadline the ticker sleeps until (as `Slot::deadline`), or `IDLE`.
     armed: Padded<AtomicU64>,
     /// Set when a call needs the ticker to look at the table before its `armed` deadline.
@@ -166,7 +166,9 @@ impl Ticker {
 
     #[inline]
     fn slot(&self, index: usize) -> &Slot {
-        match self.chunks[index / WORD].get() {
+        // Indices are below `WORD * WORDS` (powers of two): the remainders cost no bounds
+        // checks.
+        match self.chunks[index / WORD % WORDS].get() {
             Some(chunk) => &chunk[index % WORD],
             None => self.first_slot(index),
         }
@@ -175,8 +177,8 @@ impl Ticker {
     /// A slot of a chunk not made yet: makes it.
     #[cold]
     fn first_slot(&self, index: usize) -> &Slot {
-        &self.chunks[index / WORD].get_or_init(|| (0..WORD).map(|_| Padded(Slot::new())).collect())
-            [index % WORD]
+        &self.chunks[index / WORD % WORDS]
+            .get_or_init(|| Box::new(std::array::from_fn(|_| Padded(Slot::new()))))[index % WORD]
     }
 
     /// Waits for `deadline` with `waker`: the slot taken, to give back with
