@@ -1,6 +1,7 @@
 //! [`Future`] types.
 
 use super::{shared::SharedRef, tracker::Tracker};
+use crate::internal::clock::{self, Nanos};
 use crate::retry::{Kept, TryCloneBody};
 use http::Request;
 use pin_project_lite::pin_project;
@@ -12,7 +13,6 @@ use std::{
     task::{Context, Poll},
     time::Duration,
 };
-use tokio::time::Instant;
 use tower_service::Service;
 
 pin_project! {
@@ -72,7 +72,7 @@ pin_project! {
         // What the hedge's service is cloned from, with `kept`.
         template: Option<Template<S>>,
         // When the first attempt was first pending (not read for an answer at once).
-        started: Option<Instant>,
+        started: Option<Nanos>,
         // The call's slot among the layer's calls waiting for their hedge delay, taken when
         // the first attempt is first pending (see `internal::ticker`), or `NO_WAIT`.
         wait: u32,
@@ -115,7 +115,7 @@ pin_project! {
             #[pin]
             future: S::Future,
             _in_flight: Option<InFlight>,
-            started: Instant,
+            started: Nanos,
             // The first attempt's failure, kept while the hedge runs.
             failed: Option<S::Error>,
         },
@@ -148,7 +148,7 @@ impl Timing {
     /// The first attempt is pending: whether to read the clock now (`waits`: a hedge may
     /// follow, whose deadline needs it), once.
     #[inline]
-    fn pending(&mut self, started: &mut Option<Instant>, waits: bool) {
+    fn pending(&mut self, started: &mut Option<Nanos>, waits: bool) {
         let read = match *self {
             Timing::Cold => started.is_none(),
             Timing::Warm => {
@@ -163,14 +163,31 @@ impl Timing {
             Timing::Timed | Timing::Untimed => false,
         };
         if read {
-            *started = Some(Instant::now());
+            // The instant the attempt inside read when first pending in this poll (the
+            // preset's attempt timeout), else now: and left for the retry layer around
+            // (see `internal::clock`), which then reads no clock of its own either.
+            let now = clock::taken_or_now();
+            clock::leave(now);
+            *started = Some(now);
+        }
+    }
+
+    /// Whether [`pending`](Self::pending) may read the clock at this poll: then the poll
+    /// [`forget`](clock::forget)s the instants read before it, so that it only takes one
+    /// read during it.
+    #[inline]
+    fn may_read(self, started: Option<Nanos>) -> bool {
+        match self {
+            Timing::Cold => started.is_none(),
+            Timing::Warm => true,
+            Timing::Timed | Timing::Untimed => false,
         }
     }
 
     /// The latency of a first attempt that answered, with its weight: `None` when it is
     /// not recorded.
     #[inline]
-    fn sample(self, started: Option<Instant>) -> Option<(Duration, u16)> {
+    fn sample(self, started: Option<Nanos>) -> Option<(Duration, u16)> {
         let weight = match self {
             // Answered at the first poll (no clock read, `started` is none) or timed.
             Timing::Cold => 1,
@@ -181,7 +198,10 @@ impl Timing {
             Timing::Timed => TIME_EVERY,
             Timing::Warm | Timing::Untimed => return None,
         };
-        Some((started.map_or(Duration::ZERO, |s| s.elapsed()), weight))
+        Some((
+            started.map_or(Duration::ZERO, |s| Nanos::now().saturating_since(s)),
+            weight,
+        ))
     }
 }
 
@@ -332,6 +352,9 @@ where
         loop {
             if poll_primary {
                 if let Some(primary) = this.primary.as_mut().as_pin_mut() {
+                    if this.timing.may_read(*this.started) {
+                        clock::forget();
+                    }
                     // The result is looked at in place and handed on whole: bound and
                     // rebuilt, the response would be copied once more.
                     let poll = primary.poll(cx);
@@ -382,22 +405,20 @@ where
                 {
                     match future.poll(cx) {
                         Poll::Ready(Ok(response)) => {
-                            let now = Instant::now();
+                            let now = Nanos::now();
                             // A call hedged is always timed (its clock reads are the
                             // hedge's): each latency counts once.
                             shared
                                 .tracker
-                                .record(slot, now.saturating_duration_since(*started), 1);
+                                .record(slot, now.saturating_since(*started), 1);
                             if let (Some(_), Some(started)) =
                                 (this.primary.as_ref().as_pin_ref(), *this.started)
                             {
                                 // The first attempt ran at least this long: its latency as
                                 // far as it is known, so that slow answers stay in the tail.
-                                shared.tracker.record(
-                                    slot,
-                                    now.saturating_duration_since(started),
-                                    1,
-                                );
+                                shared
+                                    .tracker
+                                    .record(slot, now.saturating_since(started), 1);
                             }
                             shared.won();
                             // The first attempt lost: cancelled now.
@@ -476,7 +497,7 @@ where
 fn send_hedge<S, B>(
     spare: Spare<'_, S, B>,
     wait: &mut u32,
-    started: Option<Instant>,
+    started: Option<Nanos>,
     slot: usize,
     shared: &super::shared::Shared,
     cx: &mut Context<'_>,
@@ -496,7 +517,7 @@ where
                 let at = started
                     .zip(delay)
                     .and_then(|(s, delay)| s.checked_add(delay));
-                match at.and_then(|at| shared.ticker.register(at, cx.waker())) {
+                match at.and_then(|at| shared.ticker.register_nanos(at, cx.waker())) {
                     Some(index) => *wait = index,
                     None => spare.give_up(),
                 }
@@ -560,7 +581,7 @@ where
             hedge.set(HedgeState::Sent {
                 future,
                 _in_flight: in_flight,
-                started: Instant::now(),
+                started: Nanos::now(),
                 failed: None,
             });
             true
@@ -659,6 +680,32 @@ mod tests {
         timing.pending(&mut started, waits);
         assert_eq!(started, first, "the clock is read once, when first pending");
         (started.is_some(), timing.sample(started).map(|(_, w)| w))
+    }
+
+    #[test]
+    fn a_pending_call_takes_the_attempts_clock_read_and_leaves_it_for_the_retry_layer() {
+        std::thread::spawn(|| {
+            // The attempt inside read the clock at this poll (the preset's timeout).
+            let read = Nanos::from_nanos(123_456_789);
+            clock::forget();
+            clock::leave(read);
+            let (mut timing, mut started) = (Timing::Warm, None);
+            assert!(timing.may_read(started));
+            timing.pending(&mut started, true);
+            assert_eq!(started, Some(read), "its own clock read");
+            assert_eq!(clock::taken_or_now(), read, "not left for the retry layer");
+            // Polled again: no read, and the poll forgets nothing.
+            assert!(!timing.may_read(started));
+            // Nothing read inside: its own read, left as well.
+            clock::forget();
+            let (mut timing, mut started) = (Timing::Cold, None);
+            timing.pending(&mut started, false);
+            let own = started.expect("a cold call is timed");
+            assert_ne!(own, read);
+            assert_eq!(clock::taken_or_now(), own);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -20,10 +20,14 @@
 //! one the ticker sleeps until wakes the ticker, which sleeps again until the new earliest.
 //!
 //! Cost: a call that waits pays a claim and a release of its slot (two atomic
-//! read-modify-writes on the table's bit words), a waker clone, and a lock of its own
-//! slot's waker (uncontended: only the ticker, when the call is due, takes it too). The
-//! ticker wakes about once per deadline's length while calls keep coming, whatever their
-//! number.
+//! read-modify-writes on the table's bit words), a lock of its own slot's waker when it
+//! registers (uncontended: only the ticker, when the call is due, takes it too; the
+//! release takes none), and a waker clone unless the slot still holds its task's waker:
+//! a free slot keeps its last call's waker, so that a task that waits again in the same
+//! slot (one calling again and again) clones none, and the waker dropped by another's
+//! call is the one it replaces. The kept wakers are dropped when the ticker's task ends
+//! (with its runtime) and with the layer. The ticker wakes about once per deadline's
+//! length while calls keep coming, whatever their number.
 //!
 //! At most 4096 calls of a layer wait at once; [`register`](Ticker::register) gives no
 //! slot to a call that finds the table full or runs outside a tokio runtime, and the layer
@@ -67,8 +71,10 @@ const NONE: u64 = u64::MAX;
 /// `Ticker::armed` while the ticker has no deadline to sleep until.
 const IDLE: u64 = u64::MAX;
 
-/// One waiting call. Its deadline changes (set, due, cleared) under the waker's lock, so
-/// that the ticker never takes the waker of the slot's next call.
+/// One waiting call. Its deadline is set and marked due under the waker's lock, and the
+/// ticker marks it due only while it still holds the deadline the ticker read: so the
+/// ticker never takes the waker of the slot's next call, which sets its own deadline under
+/// the lock. It is cleared without the lock (see [`Ticker::release`]).
 struct Slot {
     /// Nanoseconds since the clock's base (`internal::clock`), plus one (never `DUE`),
     /// `DUE` once due, or `NONE`.
@@ -96,7 +102,7 @@ pub(crate) struct Ticker {
     taken: Padded<[AtomicU64; WORDS]>,
     /// The slots, allocated 64 at a time when a word is first used; each on cache lines of
     /// its own, as the calls of several threads wait in neighbouring slots at once.
-    chunks: [OnceLock<Box<[Padded<Slot>]>>; WORDS],
+    chunks: [OnceLock<Box<[Padded<Slot>; WORD]>>; WORDS],
     /// The deadline the ticker sleeps until (as `Slot::deadline`), or `IDLE`.
     armed: Padded<AtomicU64>,
     /// Set when a call needs the ticker to look at the table before its `armed` deadline.
@@ -108,6 +114,9 @@ pub(crate) struct Ticker {
     /// The delay every call of the layer waits, for a layer that has one (the attempt
     /// timeout): kept here so that the layer's services and futures hold only the ticker.
     delay: Duration,
+    /// `delay` in nanoseconds (`None`: more than a `u64` holds), for
+    /// [`after_delay`](Self::after_delay).
+    delay_nanos: Option<u64>,
 }
 
 impl std::fmt::Debug for Ticker {
@@ -134,18 +143,32 @@ impl Ticker {
             ticker: Mutex::new(None),
             running: AtomicBool::new(false),
             delay,
+            delay_nanos: u64::try_from(delay.as_nanos()).ok(),
         }
     }
 
     /// The delay given to [`with_delay`](Self::with_delay).
     #[cfg_attr(not(feature = "stack"), allow(dead_code))]
+    #[inline]
     pub(crate) fn delay(&self) -> Duration {
         self.delay
     }
 
+    /// [`delay`](Self::delay) after `now`, as `now.checked_add(delay)`: the conversion of
+    /// the delay to nanoseconds made once, when the ticker is.
+    #[cfg_attr(not(feature = "stack"), allow(dead_code))]
+    #[inline]
+    pub(crate) fn after_delay(&self, now: Nanos) -> Option<Nanos> {
+        self.delay_nanos
+            .and_then(|delay| now.get().checked_add(delay))
+            .map(Nanos::from_nanos)
+    }
+
     #[inline]
     fn slot(&self, index: usize) -> &Slot {
-        match self.chunks[index / WORD].get() {
+        // Indices are below `WORD * WORDS` (powers of two): the remainders cost no bounds
+        // checks.
+        match self.chunks[index / WORD % WORDS].get() {
             Some(chunk) => &chunk[index % WORD],
             None => self.first_slot(index),
         }
@@ -154,15 +177,18 @@ impl Ticker {
     /// A slot of a chunk not made yet: makes it.
     #[cold]
     fn first_slot(&self, index: usize) -> &Slot {
-        &self.chunks[index / WORD].get_or_init(|| (0..WORD).map(|_| Padded(Slot::new())).collect())
-            [index % WORD]
+        &self.chunks[index / WORD % WORDS]
+            .get_or_init(|| Box::new(std::array::from_fn(|_| Padded(Slot::new()))))[index % WORD]
     }
 
     /// Waits for `deadline` with `waker`: the slot taken, to give back with
     /// [`release`](Self::release); `None` when the deadline is too far to represent (about
     /// 584 years) or before the clock's base (a clock of another runtime, paused far
     /// behind: see `internal::clock`), the table is full or no runtime can run the ticker.
-    #[cfg_attr(not(feature = "hedge"), allow(dead_code))]
+    ///
+    /// The layers register in nanoseconds ([`register_nanos`](Self::register_nanos)); this
+    /// is the tests' way, with tokio's instants.
+    #[cfg_attr(not(test), allow(dead_code))]
     #[inline]
     pub(crate) fn register(self: &Arc<Self>, deadline: Instant, waker: &Waker) -> Option<u32> {
         self.register_nanos(Nanos::of(deadline)?, waker)
@@ -182,11 +208,19 @@ impl Ticker {
     fn register_at(&self, nanos: u64, waker: &Waker) -> Option<u32> {
         let index = self.claim()?;
         let slot = self.slot(index);
-        {
+        let stale = {
             let mut held = slot.lock();
-            *held = Some(waker.clone());
+            // The slot's last call's waker, kept by `release`: the same task's (a task
+            // calling again and again takes the same slot) is kept as it is.
+            let stale = match &*held {
+                Some(kept) if kept.will_wake(waker) => None,
+                _ => held.replace(waker.clone()),
+            };
             slot.deadline.store(nanos, Ordering::Release);
-        }
+            stale
+        };
+        // Outside the lock: a waker's drop is the waker's code.
+        drop(stale);
         // Paired with the fence in `pass`: either the ticker's next read of the table sees
         // this deadline, or this read of `armed` sees what the ticker announced before it.
         fence(Ordering::SeqCst);
@@ -230,17 +264,19 @@ impl Ticker {
     }
 
     /// Gives back the slot taken by [`register`](Self::register).
+    ///
+    /// The slot keeps the call's waker, for the slot's next call: the same task's is not
+    /// cloned again (see `register_at`); another's replaces it. Without the lock: the
+    /// ticker marks a slot due only under it and only while the slot holds the deadline
+    /// it read, so that a ticker that read this call's deadline either finds `NONE` (or
+    /// the next call's deadline) or marks the slot due and wakes the kept waker once (a
+    /// spurious wake-up of a call that has answered), and then leaves the slot to the
+    /// next call, which finds no waker and clones its own.
     #[inline]
     pub(crate) fn release(&self, index: u32) {
         let index = index as usize;
-        let slot = self.slot(index);
-        let waker = {
-            let mut held = slot.lock();
-            slot.deadline.store(NONE, Ordering::Release);
-            held.take()
-        };
+        self.slot(index).deadline.store(NONE, Ordering::Release);
         self.taken[index / WORD].fetch_and(!(1 << (index % WORD)), Ordering::Release);
-        drop(waker);
     }
 
     /// Takes a free slot.
@@ -344,16 +380,20 @@ impl Ticker {
     }
 
     /// Wakes every waiting call (not due): their ticker is gone, and the next of them
-    /// polled starts another.
+    /// polled starts another. The wakers the free slots kept (see
+    /// [`release`](Self::release)) are dropped: when the ticker's runtime shuts down, they
+    /// are most likely its tasks'.
     fn wake_all(&self) {
-        for (w, word) in self.taken.iter().enumerate() {
-            let mut bits = word.load(Ordering::SeqCst);
-            while bits != 0 {
-                let bit = bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                let waker = self.slot(w * WORD + bit).lock().take();
-                if let Some(waker) = waker {
-                    waker.wake();
+        for chunk in self.chunks.iter().filter_map(OnceLock::get) {
+            for slot in chunk.iter() {
+                let (waker, waiting) = {
+                    let mut held = slot.lock();
+                    let deadline = slot.deadline.load(Ordering::SeqCst);
+                    (held.take(), deadline != DUE && deadline != NONE)
+                };
+                match waker {
+                    Some(waker) if waiting => waker.wake(),
+                    _ => {}
                 }
             }
         }
@@ -625,6 +665,65 @@ mod tests {
         // More nanoseconds than a `u64` holds: about 634 years.
         let never = Instant::now() + Duration::from_secs(20_000_000_000);
         assert_eq!(Arc::new(Ticker::new()).register(never, &waker), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_keeps_its_last_waker_and_does_not_clone_the_same_tasks_again() {
+        let ticker = Arc::new(Ticker::new());
+        let (count, waker) = counter();
+        let at = Instant::now() + Duration::from_secs(1);
+        let a = ticker.register(at, &waker).unwrap();
+        assert_eq!(Arc::strong_count(&count), 3, "the slot holds a clone");
+        ticker.release(a);
+        assert_eq!(
+            Arc::strong_count(&count),
+            3,
+            "kept for the slot's next call"
+        );
+        // The same task waits again, in the same slot: its waker is not cloned again.
+        assert_eq!(ticker.register(at, &waker), Some(a));
+        assert_eq!(Arc::strong_count(&count), 3);
+        ticker.release(a);
+        // Another task's call replaces it.
+        let (other, other_waker) = counter();
+        assert_eq!(ticker.register(at, &other_waker), Some(a));
+        assert_eq!(
+            Arc::strong_count(&count),
+            2,
+            "the last call's waker dropped"
+        );
+        assert_eq!(Arc::strong_count(&other), 3);
+        // Kept wakers are dropped, and the waiting calls woken, when the ticker is gone.
+        ticker.release(a);
+        let b = ticker.register(at, &waker).unwrap();
+        ticker.wake_all();
+        assert_eq!(Arc::strong_count(&other), 2, "a free slot's waker dropped");
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "the waiting call woken");
+        assert_eq!(
+            other.0.load(Ordering::SeqCst),
+            0,
+            "a free slot's waker not woken"
+        );
+        ticker.release(b);
+    }
+
+    #[test]
+    fn after_delay_is_the_delay_added_or_none_past_a_u64() {
+        let now = Nanos::from_nanos(5);
+        for delay in [
+            Duration::ZERO,
+            Duration::from_millis(1_500),
+            Duration::from_nanos(u64::MAX - 5),
+            Duration::from_nanos(u64::MAX - 4),
+            Duration::from_secs(u64::MAX),
+            Duration::MAX,
+        ] {
+            assert_eq!(
+                Ticker::with_delay(delay).after_delay(now),
+                now.checked_add(delay),
+                "{delay:?}"
+            );
+        }
     }
 
     fn paused_runtime() -> tokio::runtime::Runtime {

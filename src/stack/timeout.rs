@@ -102,9 +102,8 @@ impl Timer {
             // A timeout too far to represent waits on a `Sleep` of its own, which
             // saturates.
             // Read for the retry layer around too (`internal::clock`).
-            let delay = self.ticker.delay();
-            let at = clock::read().checked_add(delay);
-            return self.wait.start(&self.ticker, at, delay, cx);
+            let at = self.ticker.after_delay(clock::read());
+            return self.wait.start(&self.ticker, at, self.ticker.delay(), cx);
         }
         self.wait.poll_due(&self.ticker, cx)
     }
