@@ -18,7 +18,9 @@
 //! against the retry alone, and a real call answered before its delay: a hyper-util client
 //! (keep-alive) to a hyper server on 127.0.0.1, with and without the hedge layer (warmed:
 //! its delay is the 10 ms floor, the loopback answers in microseconds), and the preset
-//! with `ClientConfig::hedge` against the preset without, over the same client; one
+//! with `ClientConfig::hedge` against the preset without, over the same client (and, for
+//! scale, [`Floor`] with its `sleep` against the bare client: a hedge's two duties written
+//! plainly, the least any hedge adds to such a call); one
 //! request at a time on a current-thread runtime; there a call reads the clock when first
 //! pending (and again when it answers, if timed: one call in two), and waits in the
 //! layer's table of pending calls (the runtime's timer holds the layer's one deadline
@@ -202,6 +204,15 @@ fn bench_paired(c: &mut Criterion) {
         &mut group,
         "loopback_hedge_vs_bare",
         || loopback.call(&mut with_hedge),
+        || loopback.call(&mut bare),
+    );
+    // For scale: a hedge's two duties written plainly (the request copied, a tokio `sleep`
+    // armed when first pending), the least any hedge does for such a call.
+    let (mut floor, mut bare) = (loopback.floor(Some(FLOOR)), loopback.bare());
+    paired(
+        &mut group,
+        "loopback_copy_sleep_vs_bare",
+        || loopback.call(&mut floor),
         || loopback.call(&mut bare),
     );
     let (mut hedged, mut preset) = (loopback.preset_hedged(FLOOR), loopback.preset());
