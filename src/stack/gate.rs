@@ -120,7 +120,7 @@ where
         })
     }
 
-    #[inline(always)]
+    #[inline]
     fn call(&mut self, request: Request<B>) -> Self::Future {
         // The ticket and the permit are used where `pass_kept` put them, and the request is
         // moved straight into the inner call (a closure per layer, or a function taking
