@@ -1,13 +1,13 @@
-#[cfg(feature = "stack")]
-use super::keyed::KeptPool;
 use super::{
     body::PoolBody,
     future::{GenericResponseFuture, ResponseFuture},
     handle::{PoolHandle, PoolSnapshot, PoolStats, Source},
     keyed::Keyed,
-    permit::{deadline, Core, Mode, Permit, Pool},
+    permit::{deadline, Core, Mode, Pool},
     reserve::Reserver,
 };
+#[cfg(feature = "stack")]
+use super::{keyed::KeptPool, permit::Permit};
 use crate::{
     classify::{Failure, Stage},
     key::{ByAuthority, HostRef, RequestKey, RequestLookup},
