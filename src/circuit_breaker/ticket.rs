@@ -84,19 +84,25 @@ impl Ticket {
             && self.start == NOT_TIMED
         {
             let gen = self.gen;
-            let mut lane = self.lane.take_if(|lane| lane.breaker.is_closed_in(gen));
-            if lane.is_some() {
+            if self
+                .lane
+                .as_ref()
+                .is_some_and(|lane| lane.breaker.is_closed_in(gen))
+            {
                 // One read of the thread's own: its lane index, and the spare the reference
-                // goes to (while the thread exits, both are gone: the cold path then).
+                // goes to (while the thread exits, both are gone, the ticket keeps its lane:
+                // the cold path then). The lane is taken inside, so that it never waits on
+                // the stack for the closure.
                 let kept = with_local(|local| {
-                    let lane = lane.take().expect("a lane to record with");
-                    lane.breaker.record_success(local.index(), gen, None);
-                    local.spare.replace(Some(lane))
+                    let lane = self.lane.take();
+                    if let Some(lane) = &lane {
+                        lane.breaker.record_success(local.index(), gen, None);
+                    }
+                    local.spare.replace(lane)
                 });
-                match kept {
-                    // The spare it replaces (another breaker's) goes once the slot is free.
-                    Ok(previous) => return drop(previous),
-                    Err(_) => self.lane = lane,
+                // The spare it replaces (another breaker's) goes once the slot is free.
+                if let Ok(previous) = kept {
+                    return drop(previous);
                 }
             }
         }

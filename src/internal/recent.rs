@@ -39,9 +39,17 @@ fn scheme_tag(uri: &Uri) -> Option<u8> {
 /// A URI's scheme (as a tag) and authority, as bytes.
 #[derive(Clone)]
 pub(crate) struct RecentHost {
-    tag: u8,
-    len: u8,
+    /// The scheme's tag and the authority's length in one word ([`head`]), compared with
+    /// one load of the thread-local instead of two.
+    head: u64,
     bytes: [u8; MAX],
+}
+
+/// A scheme's tag and an authority's length as one word: equal words, equal both (a
+/// length never reaches the bits of the tag).
+#[inline(always)]
+fn head(tag: u8, len: usize) -> u64 {
+    u64::from(tag) | (len as u64) << 8
 }
 
 impl RecentHost {
@@ -57,8 +65,7 @@ impl RecentHost {
         let mut bytes = [0; MAX];
         bytes[..authority.len()].copy_from_slice(authority);
         Some(RecentHost {
-            tag,
-            len: authority.len() as u8,
+            head: head(tag, authority.len()),
             bytes,
         })
     }
@@ -67,8 +74,9 @@ impl RecentHost {
     #[inline(always)]
     pub(crate) fn is(&self, uri: &Uri) -> bool {
         let authority = uri.authority().map_or("", |a| a.as_str()).as_bytes();
-        authority.len() == usize::from(self.len)
-            && scheme_tag(uri) == Some(self.tag)
+        // The tag and the length first, in one comparison: equal, the length is at most
+        // `MAX` (the kept one's), and the bytes are compared.
+        scheme_tag(uri).is_some_and(|tag| head(tag, authority.len()) == self.head)
             && same_bytes(authority, &self.bytes[..authority.len()])
     }
 }

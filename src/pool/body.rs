@@ -71,7 +71,7 @@ impl<B> PoolBody<B> {
     {
         // An empty body (HEAD, 204, `Content-Length: 0`) is done already.
         if inner.is_end_stream() {
-            permit = Permit::NONE;
+            permit.give_back();
         }
         PoolBody { inner, permit }
     }

@@ -164,7 +164,7 @@ where
                         Err(err) => {
                             let err = Failure::boxed_at(err.into(), Stage::Request);
                             permit.record(|| Outcome::of_error(&*err));
-                            *permit = Permit::NONE;
+                            permit.give_back();
                             return Poll::Ready(Err(err));
                         }
                     };
@@ -179,7 +179,7 @@ where
                     let permit = if *this.release_on_body_end {
                         permit.take()
                     } else {
-                        *permit = Permit::NONE;
+                        permit.give_back();
                         Permit::NONE
                     };
                     return Poll::Ready(Ok(

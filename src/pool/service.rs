@@ -1,13 +1,13 @@
-#[cfg(feature = "stack")]
-use super::keyed::KeptPool;
 use super::{
     body::PoolBody,
     future::{GenericResponseFuture, ResponseFuture},
     handle::{PoolHandle, PoolSnapshot, PoolStats, Source},
     keyed::Keyed,
-    permit::{deadline, Core, Mode, Permit, Pool},
+    permit::{deadline, Core, Mode, Pool},
     reserve::Reserver,
 };
+#[cfg(feature = "stack")]
+use super::{keyed::KeptPool, permit::Permit};
 use crate::{
     classify::{Failure, Stage},
     key::{ByAuthority, HostRef, RequestKey, RequestLookup},
@@ -284,7 +284,17 @@ where
                 } else {
                     pools.try_acquire(RequestLookup::of(key, &request), core)
                 };
-                self.shared.call_keyed(&mut self.inner, request, acquired)
+                // Matched here, so that the request moves once, straight into the inner call:
+                // through a function taking it, it was copied twice (its argument, then the
+                // inner call's).
+                match acquired {
+                    Ok(permit) => ResponseFuture::called(
+                        self.inner.call(request),
+                        permit,
+                        core.release_on_body_end,
+                    ),
+                    Err(pool) => self.shared.call_full(&mut self.inner, request, pool),
+                }
             }
         }
     }
@@ -358,28 +368,7 @@ impl<K> Shared<K> {
         self.core.release_on_body_end
     }
 
-    /// A per-host call once its pool was looked up: with the permit, or as the pool's mode
-    /// says when it is full.
-    #[inline(always)]
-    pub(crate) fn call_keyed<S, B, ResB>(
-        &self,
-        inner: &mut S,
-        request: Request<B>,
-        acquired: Result<Permit, Arc<Pool>>,
-    ) -> ResponseFuture<S, B>
-    where
-        S: Service<Request<B>, Response = Response<ResB>> + Clone,
-        S::Error: Into<BoxError>,
-    {
-        match acquired {
-            Ok(permit) => {
-                ResponseFuture::called(inner.call(request), permit, self.core.release_on_body_end)
-            }
-            Err(pool) => self.call_full(inner, request, pool),
-        }
-    }
-
-    /// [`call_keyed`](Self::call_keyed) when the host's pool is full.
+    /// A per-host call when its host's pool is full: as the pool's mode says.
     #[inline(never)]
     pub(crate) fn call_full<S, B, ResB>(
         &self,
@@ -416,7 +405,7 @@ impl<K> Shared<K> {
 
 impl<S, K> PoolLimit<S, K> {
     /// The inner service and the pools, for the preset's gate (which calls through
-    /// [`Shared::call_keyed`] itself).
+    /// [`Shared::call_full`] itself).
     #[cfg(feature = "stack")]
     pub(crate) fn into_parts(self) -> (S, Arc<Shared<K>>) {
         (self.inner, self.shared)
