@@ -216,10 +216,13 @@ pub(crate) struct Kept<B> {
     uri: Uri,
     version: Version,
     /// The header fields in order, not a `HeaderMap`: one allocation where a map's clone
-    /// makes two (its index and its entries). A retry builds its map from these.
-    headers: Vec<(HeaderName, HeaderValue)>,
-    /// How many distinct names they have: what a map reserves (by names, not values).
-    names: usize,
+    /// makes two (its index and its entries). A retry builds its map from these. `None`
+    /// for none: a boxed slice, not a `Vec`, so that the copy is smaller and one without
+    /// header fields drops with a test, not a call.
+    headers: Option<Box<[(HeaderName, HeaderValue)]>>,
+    /// How many distinct names they have: what a map reserves (by names, not values). A
+    /// map holds at most 32,768 fields.
+    names: u32,
     extensions: Extensions,
     body: B,
 }
@@ -241,13 +244,16 @@ impl<B: TryCloneBody> Kept<B> {
         let headers = request.headers();
         // A request without header fields skips the map's iterator.
         let (fields, names) = if headers.is_empty() {
-            (Vec::new(), 0)
+            (None, 0)
         } else {
+            // Exactly as many as the map holds: the conversion to a boxed slice keeps the
+            // allocation.
             let mut fields = Vec::with_capacity(headers.len());
             for (name, value) in headers {
                 fields.push((name.clone(), value.clone()));
             }
-            (fields, headers.keys_len())
+            let names = u32::try_from(headers.keys_len()).unwrap_or(u32::MAX);
+            (Some(fields.into_boxed_slice()), names)
         };
         Some(Kept {
             body,
@@ -269,8 +275,8 @@ impl<B: TryCloneBody> Kept<B> {
         // As many names as the map the fields came from held: neither this reservation nor
         // the appends can exceed a map's limits.
         let headers = request.headers_mut();
-        headers.reserve(self.names);
-        for (name, value) in &self.headers {
+        headers.reserve(self.names as usize);
+        for (name, value) in self.headers.iter().flatten() {
             headers.append(name.clone(), value.clone());
         }
         *request.extensions_mut() = self.extensions.clone();

@@ -51,7 +51,7 @@ fn the_presets_futures_stay_small() {
         size_of_val(&gated)
     );
     assert!(
-        size_of_val(&future) <= 488,
+        size_of_val(&future) <= 472,
         "preset future {}",
         size_of_val(&future)
     );
@@ -71,7 +71,7 @@ async fn the_https_clients_future_stays_small() {
         size_of_val(&future),
     );
     assert!(
-        size_of_val(&future) <= 360,
+        size_of_val(&future) <= 344,
         "future {}",
         size_of_val(&future)
     );
