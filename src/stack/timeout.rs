@@ -111,11 +111,16 @@ impl Timer {
     /// Gives the slot back, if the attempt holds one.
     #[inline]
     fn stop(&mut self) {
-        self.wait.stop(&self.ticker);
+        // Checked here: an attempt answered at its first poll, or stopped already (answered,
+        // or timed out), writes nothing and calls nothing.
+        if !self.wait.is_idle() {
+            self.wait.stop(&self.ticker);
+        }
     }
 }
 
 impl Drop for Timer {
+    #[inline]
     fn drop(&mut self) {
         self.stop();
     }
