@@ -276,7 +276,8 @@ impl Ticker {
     pub(crate) fn release(&self, index: u32) {
         let index = index as usize;
         self.slot(index).deadline.store(NONE, Ordering::Release);
-        self.taken[index / WORD].fetch_and(!(1 << (index % WORD)), Ordering::Release);
+        // The remainder, as in `slot`: no bounds check.
+        self.taken[index / WORD % WORDS].fetch_and(!(1 << (index % WORD)), Ordering::Release);
     }
 
     /// Takes a free slot.

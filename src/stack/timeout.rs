@@ -111,13 +111,28 @@ impl Timer {
     /// Gives the slot back, if the attempt holds one.
     #[inline]
     fn stop(&mut self) {
+        // Checked here: an attempt answered at its first poll, or stopped already (answered,
+        // or timed out), writes nothing and calls nothing.
+        if !self.wait.is_idle() {
+            self.wait.stop(&self.ticker);
+        }
+    }
+
+    /// [`stop`](Self::stop) for an attempt dropped while it waits (cancelled): out of line,
+    /// so that the common drop (stopped already, at its answer) saves no registers.
+    #[cold]
+    #[inline(never)]
+    fn stop_dropped(&mut self) {
         self.wait.stop(&self.ticker);
     }
 }
 
 impl Drop for Timer {
+    #[inline]
     fn drop(&mut self) {
-        self.stop();
+        if !self.wait.is_idle() {
+            self.stop_dropped();
+        }
     }
 }
 
