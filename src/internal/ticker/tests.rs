@@ -1,0 +1,204 @@
+use super::*;
+use std::sync::atomic::AtomicUsize;
+use std::task::Wake;
+
+/// A waker counting its wake-ups (a `std` atomic: the loom models use it too, and
+/// their threads run on one OS thread).
+#[derive(Default)]
+pub(super) struct Count(pub(super) AtomicUsize);
+
+impl Wake for Count {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+pub(super) fn counter() -> (Arc<Count>, Waker) {
+    let count = Arc::new(Count::default());
+    (count.clone(), Waker::from(count))
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_are_woken_at_their_deadline_and_not_before() {
+    let ticker = Arc::new(Ticker::new());
+    let start = Instant::now();
+    let (late, late_waker) = counter();
+    let (soon, soon_waker) = counter();
+    let a = ticker
+        .register(start + Duration::from_millis(30), &late_waker)
+        .unwrap();
+    let b = ticker
+        .register(start + Duration::from_millis(10), &soon_waker)
+        .unwrap();
+    assert_ne!(a, b);
+
+    tokio::time::sleep(Duration::from_millis(9)).await;
+    assert_eq!(soon.0.load(Ordering::SeqCst), 0);
+    assert!(!ticker.poll_due(b, &soon_waker));
+    // Woken at the millisecond after the deadline, as tokio's own timer.
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    assert_eq!(soon.0.load(Ordering::SeqCst), 1);
+    assert!(ticker.poll_due(b, &soon_waker));
+    assert_eq!(late.0.load(Ordering::SeqCst), 0);
+    assert!(!ticker.poll_due(a, &late_waker));
+    ticker.release(b);
+
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(late.0.load(Ordering::SeqCst), 1);
+    assert!(ticker.poll_due(a, &late_waker));
+    ticker.release(a);
+    // Each slot given back: the next calls take them again.
+    let (_, waker) = counter();
+    let c = ticker
+        .register(start + Duration::from_secs(1), &waker)
+        .unwrap();
+    assert!(c == a || c == b);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_released_call_is_not_woken() {
+    let ticker = Arc::new(Ticker::new());
+    let (count, waker) = counter();
+    let a = ticker
+        .register(Instant::now() + Duration::from_millis(10), &waker)
+        .unwrap();
+    ticker.release(a);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(count.0.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_table_or_a_deadline_too_far_takes_no_slot() {
+    let ticker = Arc::new(Ticker::new());
+    let (_, waker) = counter();
+    let at = Instant::now() + Duration::from_secs(1);
+    let taken: Vec<u32> = (0..WORD * WORDS)
+        .map(|_| ticker.register(at, &waker).expect("a free slot"))
+        .collect();
+    assert_eq!(ticker.register(at, &waker), None);
+    ticker.release(taken[100]);
+    assert_eq!(ticker.register(at, &waker), Some(taken[100]));
+    // More nanoseconds than a `u64` holds: about 634 years.
+    let never = Instant::now() + Duration::from_secs(20_000_000_000);
+    assert_eq!(Arc::new(Ticker::new()).register(never, &waker), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slot_keeps_its_last_waker_and_does_not_clone_the_same_tasks_again() {
+    let ticker = Arc::new(Ticker::new());
+    let (count, waker) = counter();
+    let at = Instant::now() + Duration::from_secs(1);
+    let a = ticker.register(at, &waker).unwrap();
+    assert_eq!(Arc::strong_count(&count), 3, "the slot holds a clone");
+    ticker.release(a);
+    assert_eq!(
+        Arc::strong_count(&count),
+        3,
+        "kept for the slot's next call"
+    );
+    // The same task waits again, in the same slot: its waker is not cloned again.
+    assert_eq!(ticker.register(at, &waker), Some(a));
+    assert_eq!(Arc::strong_count(&count), 3);
+    ticker.release(a);
+    // Another task's call replaces it.
+    let (other, other_waker) = counter();
+    assert_eq!(ticker.register(at, &other_waker), Some(a));
+    assert_eq!(
+        Arc::strong_count(&count),
+        2,
+        "the last call's waker dropped"
+    );
+    assert_eq!(Arc::strong_count(&other), 3);
+    // Kept wakers are dropped, and the waiting calls woken, when the ticker is gone.
+    ticker.release(a);
+    let b = ticker.register(at, &waker).unwrap();
+    ticker.wake_all();
+    assert_eq!(Arc::strong_count(&other), 2, "a free slot's waker dropped");
+    assert_eq!(count.0.load(Ordering::SeqCst), 1, "the waiting call woken");
+    assert_eq!(
+        other.0.load(Ordering::SeqCst),
+        0,
+        "a free slot's waker not woken"
+    );
+    ticker.release(b);
+}
+
+#[test]
+fn after_delay_is_the_delay_added_or_none_past_a_u64() {
+    let now = Nanos::from_nanos(5);
+    for delay in [
+        Duration::ZERO,
+        Duration::from_millis(1_500),
+        Duration::from_nanos(u64::MAX - 5),
+        Duration::from_nanos(u64::MAX - 4),
+        Duration::from_secs(u64::MAX),
+        Duration::MAX,
+    ] {
+        assert_eq!(
+            Ticker::with_delay(delay).after_delay(now),
+            now.checked_add(delay),
+            "{delay:?}"
+        );
+    }
+}
+
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn calls_whose_ticker_shut_down_with_its_runtime_are_woken_and_a_new_one_times_them() {
+    let ticker = Arc::new(Ticker::new());
+    let (count, waker) = counter();
+    // The ticker is spawned on the first runtime, which shuts down before polling it.
+    let slot = paused_runtime().block_on(async {
+        ticker
+            .register(Instant::now() + Duration::from_millis(50), &waker)
+            .unwrap()
+    });
+    assert!(!ticker.running.load(Ordering::SeqCst));
+    assert_eq!(
+        count.0.load(Ordering::SeqCst),
+        1,
+        "not woken: it would wait forever"
+    );
+    paused_runtime().block_on(async {
+        // Polled again on another runtime: a ticker starts there and times the call.
+        assert!(!ticker.poll_due(slot, &waker));
+        assert!(ticker.running.load(Ordering::SeqCst));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        assert!(ticker.poll_due(slot, &waker));
+    });
+    ticker.release(slot);
+}
+
+#[test]
+fn outside_a_runtime_no_call_waits_and_another_runtime_takes_over() {
+    let ticker = Arc::new(Ticker::new());
+    let (count, waker) = counter();
+    assert_eq!(ticker.register(Instant::now(), &waker), None);
+    // A ticker started on a runtime that is gone: the next runtime starts another.
+    for _ in 0..2 {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let slot = ticker
+                .register(Instant::now() + Duration::from_millis(5), &waker)
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            assert!(ticker.poll_due(slot, &waker));
+            ticker.release(slot);
+        });
+        drop(runtime);
+        assert!(!ticker.running.load(Ordering::SeqCst));
+    }
+    assert_eq!(count.0.load(Ordering::SeqCst), 2);
+}
