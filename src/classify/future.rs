@@ -63,15 +63,12 @@ where
         let observer = this.observer.take();
         #[cfg(feature = "metrics")]
         if let (Poll::Ready(Ok(_)), Some(observer)) = (&poll, &observer) {
-            observer.shared.instruments.ok(observer.elapsed());
+            observer.shared.record_ok(observer.elapsed());
         }
         let stage = *this.stage;
-        poll.map_err(|err| {
-            let failure = Failure::boxed_failure_at(err.into(), stage);
-            if let Some(observer) = &observer {
-                observer.shared.record_error(&failure, observer.elapsed());
-            }
-            failure as BoxError
+        poll.map_err(|err| match &observer {
+            Some(observer) => observer.shared.failed(err.into(), observer.elapsed()),
+            None => Failure::boxed_failure_at(err.into(), stage),
         })
     }
 }

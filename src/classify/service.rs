@@ -125,11 +125,9 @@ where
     type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(|err| {
-            let failure = Failure::boxed_failure_at(err.into(), self.shared.stage);
-            self.shared.record_error(&failure, None);
-            failure as BoxError
-        })
+        self.inner
+            .poll_ready(cx)
+            .map_err(|err| self.shared.failed(err.into(), None))
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
@@ -172,7 +170,7 @@ impl Shared {
     }
 
     /// Records a call that succeeded, after `elapsed` if timed.
-    #[cfg(feature = "retry")]
+    #[cfg(any(feature = "retry", feature = "metrics"))]
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     #[inline]
     pub(crate) fn record_ok(&self, elapsed: Option<std::time::Duration>) {
@@ -181,8 +179,7 @@ impl Shared {
     }
 
     /// Classifies an error of the call at this service's stage (a [`Failure`] keeps its kind)
-    /// and records it, as the service's future does.
-    #[cfg(feature = "retry")]
+    /// and records it: what the service's future does with an error.
     pub(crate) fn failed(&self, err: BoxError, elapsed: Option<std::time::Duration>) -> BoxError {
         let failure = Failure::boxed_failure_at(err, self.stage);
         self.record_error(&failure, elapsed);
@@ -194,7 +191,7 @@ impl Shared {
         not(any(feature = "metrics", feature = "tracing")),
         allow(unused_variables)
     )]
-    pub(crate) fn record_error(&self, failure: &Failure, elapsed: Option<std::time::Duration>) {
+    fn record_error(&self, failure: &Failure, elapsed: Option<std::time::Duration>) {
         let kind = failure.kind();
         #[cfg(feature = "metrics")]
         self.instruments.error(kind, elapsed);

@@ -126,8 +126,9 @@ const MAX_RATIO: f32 = 1000.0;
 ///
 /// # Cost
 ///
-/// [`deposit`](RetryBudget::deposit) reads the clock once (tokio's, to find its bucket), loads the bucket's tag and adds one to its counter; it does nothing at
-/// all when `retry_ratio` is 0. [`withdraw`](RetryBudget::withdraw) reads the clock, the 10
+/// [`deposit`](RetryBudget::deposit) reads the clock once (tokio's, to find its bucket),
+/// loads the bucket's tag and adds one to its counter; it does nothing at all when
+/// `retry_ratio` is 0. [`withdraw`](RetryBudget::withdraw) reads the clock, the 10
 /// buckets and takes its retry with one compare-and-swap. No call locks or allocates.
 ///
 /// # Time

@@ -177,17 +177,30 @@ fn observed<T>(
     start: Option<Nanos>,
     result: Result<T, BoxError>,
 ) -> Result<T, BoxError> {
-    let Some(classify) = &shared.classify else {
-        return result;
-    };
-    let elapsed = start.map(|start| Nanos::now().saturating_since(start));
     match result {
         Ok(response) => {
-            classify.record_ok(elapsed);
+            record_ok(shared, start);
             Ok(response)
         }
-        Err(err) => Err(classify.failed(err, elapsed)),
+        Err(err) => match &shared.classify {
+            Some(classify) => Err(classify.failed(err, elapsed_since(start))),
+            None => Err(err),
+        },
     }
+}
+
+/// Records a call that succeeded, when this layer does the classification's job.
+#[inline]
+fn record_ok(shared: &Calls, start: Option<Nanos>) {
+    if let Some(classify) = &shared.classify {
+        classify.record_ok(elapsed_since(start));
+    }
+}
+
+/// How long a timed call (`start`) took.
+#[inline]
+fn elapsed_since(start: Option<Nanos>) -> Option<Duration> {
+    start.map(|start| Nanos::now().saturating_since(start))
 }
 
 fn draw() -> f64 {
@@ -233,11 +246,7 @@ where
                             if this.retry.is_none()
                                 && !may_retry(policy, response.status(), response.headers()) =>
                         {
-                            if let Some(classify) = &this.shared.classify {
-                                classify.record_ok(
-                                    this.start.map(|start| Nanos::now().saturating_since(start)),
-                                );
-                            }
+                            record_ok(this.shared, *this.start);
                             return Poll::Ready(Ok(response));
                         }
                         Poll::Ready(result) => result,
