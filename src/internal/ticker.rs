@@ -507,9 +507,13 @@ impl Wait {
         due
     }
 
-    /// Stops waiting: gives the slot back, if it holds one.
+    /// Stops waiting: gives the slot back, if it holds one. A wait that is idle (never
+    /// started, stopped already, or found due) writes nothing and calls nothing.
     #[inline]
     pub(crate) fn stop(&mut self, ticker: &Ticker) {
+        if self.is_idle() {
+            return;
+        }
         match std::mem::take(self) {
             Wait::Idle => {}
             Wait::Slot(index) => ticker.release(index),

@@ -111,11 +111,7 @@ impl Timer {
     /// Gives the slot back, if the attempt holds one.
     #[inline]
     fn stop(&mut self) {
-        // Checked here: an attempt answered at its first poll, or stopped already (answered,
-        // or timed out), writes nothing and calls nothing.
-        if !self.wait.is_idle() {
-            self.wait.stop(&self.ticker);
-        }
+        self.wait.stop(&self.ticker);
     }
 
     /// [`stop`](Self::stop) for an attempt dropped while it waits (cancelled): out of line,
