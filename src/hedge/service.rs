@@ -105,6 +105,10 @@ where
         self.inner.poll_ready(cx)
     }
 
+    // Always inlined: in a stack (the preset's retry around it) a call of its own returns
+    // the future through memory, to be copied again into the caller's; inlined, it is
+    // built where the caller keeps it.
+    #[inline(always)]
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let shared = &self.shared;
         // The retry layer's rule: only a request that may be sent again is tracked and
