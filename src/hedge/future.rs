@@ -1,6 +1,6 @@
 //! [`Future`] types.
 
-use super::{shared::SharedRef, tracker::Tracker};
+use super::{service::SharedRef, tracker::Tracker};
 use crate::internal::clock::{self, Nanos};
 use crate::retry::{Kept, TryCloneBody};
 use http::Request;
@@ -69,21 +69,20 @@ pin_project! {
         // longer be. A field of its own (not with the service in one `Option`), so that
         // the copy is written where it stays, not built and then moved in.
         kept: Option<Kept<B>>,
-        // What the hedge's service is cloned from, with `kept`.
-        template: Option<Template<S>>,
         // When the first attempt was first pending (not read for an answer at once).
         started: Option<Nanos>,
         // The call's slot among the layer's calls waiting for their hedge delay, taken when
         // the first attempt is first pending (see `internal::ticker`), or `NO_WAIT`.
         wait: u32,
-        // The host's slot in the tracker (at most 4096, `max_keys`), and the layer. Small
+        // The host's slot in the tracker (at most 4096, `max_keys`), and the layer's state
+        // with the template the hedge's service is cloned from (made when `kept` is). Small
         // fields, so that the future of a call over a boxed inner one (hyper-util's client)
         // stays within 256 bytes: copied with straight-line moves, not a loop, each of the
         // several times a call moves it.
         slot: u16,
         // Whether and how the first attempt's latency is recorded.
         timing: Timing,
-        shared: SharedRef,
+        shared: SharedRef<S>,
     }
 
     impl<S, B> PinnedDrop for Tracked<S, B>
@@ -218,9 +217,6 @@ fn stop_waiting(wait: &mut u32, shared: &super::shared::Shared) {
     }
 }
 
-/// The service hedges are cloned from (see [`Hedge`](super::Hedge)'s field).
-use super::service::Template;
-
 /// A hedge counted in its host's `max_in_flight`, given back when dropped.
 struct InFlight {
     tracker: Arc<Tracker>,
@@ -293,15 +289,14 @@ where
     }
 
     /// A call whose latency is recorded (as `timing` says), and that may be hedged when
-    /// `kept` (and with it `template`) is some.
+    /// `kept` is some (and `shared`'s template is made).
     #[inline(always)]
     pub(crate) fn tracked(
         future: S::Future,
         slot: u16,
         kept: Option<Kept<B>>,
-        template: Option<Template<S>>,
         timing: Timing,
-        shared: SharedRef,
+        shared: SharedRef<S>,
     ) -> Self {
         ResponseFuture {
             kind: Kind::Tracked {
@@ -309,7 +304,6 @@ where
                     primary: Some(future),
                     hedge: None,
                     kept,
-                    template,
                     started: None,
                     wait: NO_WAIT,
                     slot,
@@ -448,7 +442,7 @@ where
                 let sent = send_hedge(
                     Spare {
                         kept: this.kept,
-                        template: this.template,
+                        template: this.shared,
                         hedge: this.hedge,
                     },
                     this.wait,
@@ -474,7 +468,7 @@ where
     S: Service<Request<B>>,
 {
     kept: &'a mut Option<Kept<B>>,
-    template: &'a mut Option<Template<S>>,
+    template: &'a SharedRef<S>,
     hedge: &'a mut Option<Pin<Box<HedgeState<S, B>>>>,
 }
 
@@ -486,7 +480,6 @@ where
     /// getting ready with its place in `max_in_flight`).
     fn give_up(self) {
         *self.kept = None;
-        *self.template = None;
         *self.hedge = None;
     }
 }
@@ -532,11 +525,7 @@ where
         }
         match shared.decide(slot, kept) {
             Ok((request, place)) => {
-                let service = spare
-                    .template
-                    .take()
-                    .expect("a template is kept with the request copy")
-                    .service();
+                let service = spare.template.service();
                 *spare.kept = None;
                 *spare.hedge = Some(Box::pin(HedgeState::Readying {
                     service,

@@ -1,6 +1,6 @@
 use super::{
     future::{ResponseFuture, Timing},
-    shared::{Shared, SharedRef},
+    shared::Shared,
 };
 use crate::retry::{Kept, NoRetry, TryCloneBody};
 use http::Request;
@@ -43,19 +43,24 @@ pub struct Hedge<S> {
     /// What hedges are sent with (a clone of it each), made at the first call that may be
     /// hedged and shared by every clone of this service: the calls carry a reference to
     /// it, not a clone of the service. Behind a lock, only taken to clone it for a hedge,
-    /// so that it needs no `Sync`.
-    template: Template<S>,
+    /// so that it needs no `Sync`. Beside it, the layer's `Shared`: a call's one reference
+    /// serves for both.
+    template: SharedRef<S>,
 }
 
 /// The service hedges are cloned from (see [`Hedge`]'s field).
 pub(crate) use crate::internal::template::Template;
 
+/// A tracked call's reference to its layer's [`Shared`] and to the service's template,
+/// in one (the template's allocation holds a reference to `Shared`).
+pub(crate) type SharedRef<S> = Template<S, Arc<Shared>>;
+
 impl<S> Hedge<S> {
     pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
         Hedge {
             inner,
+            template: Template::with(Arc::clone(&shared)),
             shared,
-            template: Template::new(),
         }
     }
 
@@ -129,17 +134,14 @@ where
             None
         };
         // The hedge is sent with a clone of the template, made when the delay is over and
-        // driven to readiness then.
-        let template = kept.as_ref().map(|_| self.template.share(&self.inner));
-        let shared = SharedRef::of(shared);
+        // driven to readiness then; the template is made only for a call that may be
+        // hedged.
+        let shared = if kept.is_some() {
+            self.template.share(&self.inner)
+        } else {
+            self.template.clone()
+        };
         // At most 4096 slots (`max_keys`): an index fits in a `u16`.
-        ResponseFuture::tracked(
-            self.inner.call(request),
-            slot as u16,
-            kept,
-            template,
-            timing,
-            shared,
-        )
+        ResponseFuture::tracked(self.inner.call(request), slot as u16, kept, timing, shared)
     }
 }

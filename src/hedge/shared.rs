@@ -38,12 +38,6 @@ pub(crate) struct Shared {
 /// The next layer's `Shared::id`.
 pub(super) static LAYERS: AtomicU64 = AtomicU64::new(1);
 
-/// A response future's reference to its layer's [`Shared`], taken from and given back to
-/// the thread's spare (see `crate::internal::spare`).
-pub(crate) type SharedRef = crate::internal::spare::SpareRef<Shared>;
-
-crate::internal::spare::spare_slot!(Shared);
-
 impl Shared {
     /// The hash of a host's [`HostKey`](crate::key::HostKey), as the tracker keys it.
     #[inline]

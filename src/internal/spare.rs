@@ -52,10 +52,7 @@ pub(crate) struct SpareRef<T: Spared>(Option<Arc<T>>);
 
 impl<T: Spared> SpareRef<T> {
     /// A reference to `shared`: the thread's spare if that is the one, a new one otherwise.
-    #[cfg_attr(
-        not(any(feature = "hedge", feature = "metrics", feature = "tracing")),
-        allow(dead_code)
-    )]
+    #[cfg_attr(not(any(feature = "metrics", feature = "tracing")), allow(dead_code))]
     #[inline]
     pub(crate) fn of(shared: &Arc<T>) -> Self {
         let own = T::with_slot(|spare| take(spare, shared)).unwrap_or_else(|_| Arc::clone(shared));

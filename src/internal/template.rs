@@ -17,14 +17,6 @@ struct Held<S, T> {
     service: OnceLock<Mutex<S>>,
 }
 
-impl<S> Template<S> {
-    /// No template yet (the hedge layer's: nothing beside it).
-    #[cfg_attr(not(feature = "hedge"), allow(dead_code))]
-    pub(crate) fn new() -> Self {
-        Template::with(())
-    }
-}
-
 impl<S, T> Template<S, T> {
     /// No template yet, beside `with`.
     pub(crate) fn with(with: T) -> Self {
