@@ -76,6 +76,14 @@ impl<B> PoolBody<B> {
         PoolBody { inner, permit }
     }
 
+    /// Wraps a body with its permit, for a caller that gave the permit back already if the
+    /// body is empty (see [`body_permit`](super::future::body_permit)).
+    #[cfg(feature = "stack")]
+    #[inline(always)]
+    pub(crate) fn held(inner: B, permit: Permit) -> Self {
+        PoolBody { inner, permit }
+    }
+
     /// Whether the body still holds its pool permit.
     ///
     /// ```
