@@ -83,29 +83,20 @@ impl<S: fmt::Debug> fmt::Debug for HostGate<S> {
 
 /// Calls the gate's inner service with the call's ticket and its pool's permit (or, the
 /// pool full, as the pool's mode says): in `call`'s body, so that the request is not moved
-/// once more.
+/// once more. A probe, or a full pool, goes out of line: the common call then builds its
+/// future in place, with no probe's mark to end after the inner call.
 macro_rules! admitted {
     ($gate:ident, $request:ident, $ticket:ident, $acquired:ident) => {{
-        // A rejected call never waits for a permit: the pool sits inside the breaker.
-        let probe = $ticket.is_probe().then(ProbeCall::enter);
-        let release = $gate.pools.release_on_body_end();
-        let future = match $acquired {
-            Ok(permit) => GateFuture::called(
+        match $acquired {
+            Ok(permit) if !$ticket.is_probe() => GateFuture::called(
                 $gate.inner.call($request),
                 permit,
                 $ticket,
                 $gate.classifier,
-                release,
+                $gate.pools.release_on_body_end(),
             ),
-            Err(pool) => GateFuture::full(
-                $gate.pools.call_full(&mut $gate.inner, $request, pool),
-                $ticket,
-                $gate.classifier,
-                release,
-            ),
-        };
-        drop(probe);
-        future
+            acquired => $gate.call_marked($request, $ticket, acquired),
+        }
     }};
 }
 
@@ -141,6 +132,41 @@ where
 }
 
 impl<S> HostGate<S> {
+    /// [`call`](Service::call) for a probe (marked as one while the inner service is
+    /// called) or a call whose pool is full.
+    #[inline(never)]
+    fn call_marked<B, ResB>(
+        &mut self,
+        request: Request<B>,
+        ticket: Ticket,
+        acquired: Result<Permit, Arc<Pool>>,
+    ) -> GateFuture<S, B>
+    where
+        S: Service<Request<B>, Response = Response<ResB>> + Clone,
+        S::Error: Into<BoxError>,
+    {
+        // A rejected call never waits for a permit: the pool sits inside the breaker.
+        let probe = ticket.is_probe().then(ProbeCall::enter);
+        let release = self.pools.release_on_body_end();
+        let future = match acquired {
+            Ok(permit) => GateFuture::called(
+                self.inner.call(request),
+                permit,
+                ticket,
+                self.classifier,
+                release,
+            ),
+            Err(pool) => GateFuture::full(
+                self.pools.call_full(&mut self.inner, request, pool),
+                ticket,
+                self.classifier,
+                release,
+            ),
+        };
+        drop(probe);
+        future
+    }
+
     /// [`call`](Service::call) when the thread's last host did not serve: what is left is
     /// looked up (out of line, so that the common call stays short).
     #[inline(never)]
@@ -499,6 +525,42 @@ mod tests {
         assert_eq!(figures(&layer, "a.test"), (Some(1), timed_out + 1));
         drop(response);
         assert_eq!(figures(&layer, "a.test").0, Some(0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_is_marked_as_one_while_the_inner_service_is_called() {
+        use crate::circuit_breaker::is_probe_call;
+        // 503 while the flag says so, and the inner call's probe mark in a header.
+        let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let inner = {
+            let failing = std::sync::Arc::clone(&failing);
+            tower::service_fn(move |_: Request<String>| {
+                let status = if failing.load(std::sync::atomic::Ordering::Relaxed) {
+                    503
+                } else {
+                    200
+                };
+                let response = Response::builder()
+                    .status(status)
+                    .header("probe", if is_probe_call() { "1" } else { "0" })
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                async move { Ok::<_, Infallible>(response) }
+            })
+        };
+        let layer = ClientConfig::default()
+            .circuit_breaker(CircuitBreakerLayer::builder().minimum_calls(1))
+            .build()
+            .unwrap();
+        let gate = layer.layer(inner).inner.get_ref().clone();
+        let first = gate.clone().oneshot(get("a.test")).await.unwrap();
+        assert_eq!(first.headers()["probe"], "0");
+        assert!(gate.clone().oneshot(get("a.test")).await.is_err(), "open");
+        tokio::time::advance(std::time::Duration::from_secs(600)).await;
+        failing.store(false, std::sync::atomic::Ordering::Relaxed);
+        let probe = gate.clone().oneshot(get("a.test")).await.unwrap();
+        assert_eq!(probe.headers()["probe"], "1");
+        assert!(!is_probe_call());
     }
 
     #[tokio::test]
