@@ -76,6 +76,14 @@ impl<B> PoolBody<B> {
         PoolBody { inner, permit }
     }
 
+    /// Wraps a body with its permit, for a caller that gave the permit back already if the
+    /// body is empty (see [`body_permit`](super::future::body_permit)).
+    #[cfg(feature = "stack")]
+    #[inline(always)]
+    pub(crate) fn held(inner: B, permit: Permit) -> Self {
+        PoolBody { inner, permit }
+    }
+
     /// Whether the body still holds its pool permit.
     ///
     /// ```
@@ -140,18 +148,21 @@ impl<B: Body> Body for PoolBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
+        // Once the permit is given back, the inner poll is the body's own: returned straight,
+        // it is written in place (held across the end-of-stream test below, it is copied).
+        if !this.permit.is_held() {
+            return this.inner.poll_frame(cx);
+        }
         // The inner poll is returned as it came, looked at in place: taken out of its
         // `Poll` and wrapped again, a frame was moved twice more.
         let polled = this.inner.as_mut().poll_frame(cx);
-        if this.permit.is_held() {
-            let done = match &polled {
-                Poll::Pending => false,
-                Poll::Ready(None | Some(Err(_))) => true,
-                Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
-            };
-            if done {
-                *this.permit = Permit::NONE;
-            }
+        let done = match &polled {
+            Poll::Pending => false,
+            Poll::Ready(None | Some(Err(_))) => true,
+            Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
+        };
+        if done {
+            *this.permit = Permit::NONE;
         }
         polled
     }

@@ -59,8 +59,10 @@ pin_project! {
 }
 
 pin_project! {
+    /// A per-host call through its pool: [`ResponseFuture`]'s, and the preset gate's (which
+    /// records the breaker's part of the result itself).
     #[project = StateProj]
-    enum State<S, B, F> {
+    pub(crate) enum State<S, B, F> {
         Called {
             #[pin]
             future: F,
@@ -81,7 +83,7 @@ pin_project! {
 pin_project! {
     /// A per-host call waiting for its host's permit, with what it calls once it has it.
     #[project = WaitingProj]
-    struct Waiting<S, B> {
+    pub(crate) struct Waiting<S, B> {
         acquire: Acquire,
         #[pin]
         timer: Option<Sleep>,
@@ -127,6 +129,40 @@ where
             release_on_body_end: false,
         }
     }
+
+    /// The call's state, for a future that drives it itself (the preset's gate).
+    #[cfg(feature = "stack")]
+    pub(crate) fn into_state(self) -> State<S, B, S::Future> {
+        self.state
+    }
+}
+
+/// The pool's part of a call's response: records its status, and gives the permit the
+/// response's body is to hold (none if it was given back now: `release_on_body_end(false)`,
+/// or a body that is empty already).
+#[cfg(feature = "stack")]
+#[inline(always)]
+pub(crate) fn body_permit<ResB: Body>(
+    permit: &mut Permit,
+    response: &Response<ResB>,
+    release_on_body_end: bool,
+) -> Permit {
+    permit.record(|| Outcome::of_status(response.status()));
+    if release_on_body_end && !response.body().is_end_stream() {
+        permit.take()
+    } else {
+        permit.give_back();
+        Permit::NONE
+    }
+}
+
+/// The pool's part of a call's error: classified, recorded, and the permit given back.
+#[inline(always)]
+pub(crate) fn call_failed(permit: &mut Permit, err: BoxError) -> BoxError {
+    let err = Failure::boxed_at(err, Stage::Request);
+    permit.record(|| Outcome::of_error(&*err));
+    permit.give_back();
+    err
 }
 
 impl<S, B> fmt::Debug for ResponseFuture<S, B>
@@ -161,12 +197,7 @@ where
                 StateProj::Called { future, permit } => {
                     let response = match ready!(future.poll(cx)) {
                         Ok(response) => response,
-                        Err(err) => {
-                            let err = Failure::boxed_at(err.into(), Stage::Request);
-                            permit.record(|| Outcome::of_error(&*err));
-                            permit.give_back();
-                            return Poll::Ready(Err(err));
-                        }
+                        Err(err) => return Poll::Ready(Err(call_failed(permit, err.into()))),
                     };
                     // The response moves once more here, into its new type (`Response::map`),
                     // which tower's `ConcurrencyLimit` does not do and tower's `MapResponse`
@@ -199,7 +230,7 @@ where
 /// A per-host call waiting for its host's permit: the state that comes next, once the
 /// permit came (the inner service called) or the timeout passed.
 #[cold]
-fn poll_waiting<S, B>(
+pub(crate) fn poll_waiting<S, B>(
     waiting: Pin<&mut Waiting<S, B>>,
     cx: &mut Context<'_>,
 ) -> Poll<State<S, B, S::Future>>

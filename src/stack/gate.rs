@@ -2,19 +2,18 @@
 //! per call with the thread's last host, for both maps, and read and hashed once for both
 //! when the maps must be searched.
 
+mod future;
+
 use crate::{
     circuit_breaker::{
-        future::ResponseFuture as BreakerFuture, Admission, Breakers, CircuitBreaker, HttpStatus,
-        KeptBreaker, ProbeCall, Shared, Ticket,
+        Admission, Breakers, CircuitBreaker, HttpStatus, KeptBreaker, ProbeCall, Shared, Ticket,
     },
     internal::{lru::Hashed, recent::Recent, sync::thread_local_const},
     key::{ByAuthority, HostRef},
-    pool::{
-        future::ResponseFuture as PoolFuture, KeptPool, Permit, Pool, PoolBody, PoolLimit,
-        PoolShared,
-    },
+    pool::{KeptPool, Permit, Pool, PoolBody, PoolLimit, PoolShared},
     BoxError,
 };
+use future::ResponseFuture as GateFuture;
 use http::{Request, Response, Uri};
 use http_body::Body;
 use std::{
@@ -84,21 +83,20 @@ impl<S: fmt::Debug> fmt::Debug for HostGate<S> {
 
 /// Calls the gate's inner service with the call's ticket and its pool's permit (or, the
 /// pool full, as the pool's mode says): in `call`'s body, so that the request is not moved
-/// once more.
+/// once more. A probe, or a full pool, goes out of line: the common call then builds its
+/// future in place, with no probe's mark to end after the inner call.
 macro_rules! admitted {
     ($gate:ident, $request:ident, $ticket:ident, $acquired:ident) => {{
-        // A rejected call never waits for a permit: the pool sits inside the breaker.
-        let probe = $ticket.is_probe().then(ProbeCall::enter);
-        let future = match $acquired {
-            Ok(permit) => PoolFuture::called(
+        match $acquired {
+            Ok(permit) if !$ticket.is_probe() => GateFuture::called(
                 $gate.inner.call($request),
                 permit,
+                $ticket,
+                $gate.classifier,
                 $gate.pools.release_on_body_end(),
             ),
-            Err(pool) => $gate.pools.call_full(&mut $gate.inner, $request, pool),
-        };
-        drop(probe);
-        BreakerFuture::called(future, $ticket, $gate.classifier)
+            acquired => $gate.call_marked($request, $ticket, acquired),
+        }
     }};
 }
 
@@ -110,7 +108,7 @@ where
 {
     type Response = Response<PoolBody<ResB>>;
     type Error = BoxError;
-    type Future = BreakerFuture<PoolFuture<S, B>, HttpStatus>;
+    type Future = GateFuture<S, B>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -127,21 +125,52 @@ where
         // it, would copy it once more each).
         match self.pass_kept(request.uri()) {
             Passage::Admitted(ticket, acquired) => admitted!(self, request, ticket, acquired),
-            Passage::Rejected(error) => BreakerFuture::rejected(error, self.classifier),
+            Passage::Rejected(error) => GateFuture::rejected(error, self.classifier),
             missed => self.call_missed(request, missed),
         }
     }
 }
 
 impl<S> HostGate<S> {
+    /// [`call`](Service::call) for a probe (marked as one while the inner service is
+    /// called) or a call whose pool is full.
+    #[inline(never)]
+    fn call_marked<B, ResB>(
+        &mut self,
+        request: Request<B>,
+        ticket: Ticket,
+        acquired: Result<Permit, Arc<Pool>>,
+    ) -> GateFuture<S, B>
+    where
+        S: Service<Request<B>, Response = Response<ResB>> + Clone,
+        S::Error: Into<BoxError>,
+    {
+        // A rejected call never waits for a permit: the pool sits inside the breaker.
+        let probe = ticket.is_probe().then(ProbeCall::enter);
+        let release = self.pools.release_on_body_end();
+        let future = match acquired {
+            Ok(permit) => GateFuture::called(
+                self.inner.call(request),
+                permit,
+                ticket,
+                self.classifier,
+                release,
+            ),
+            Err(pool) => GateFuture::full(
+                self.pools.call_full(&mut self.inner, request, pool),
+                ticket,
+                self.classifier,
+                release,
+            ),
+        };
+        drop(probe);
+        future
+    }
+
     /// [`call`](Service::call) when the thread's last host did not serve: what is left is
     /// looked up (out of line, so that the common call stays short).
     #[inline(never)]
-    fn call_missed<B, ResB>(
-        &mut self,
-        request: Request<B>,
-        missed: Passage,
-    ) -> BreakerFuture<PoolFuture<S, B>, HttpStatus>
+    fn call_missed<B, ResB>(&mut self, request: Request<B>, missed: Passage) -> GateFuture<S, B>
     where
         S: Service<Request<B>, Response = Response<ResB>> + Clone,
         S::Error: Into<BoxError>,
@@ -153,7 +182,7 @@ impl<S> HostGate<S> {
         };
         match passage {
             Passage::Admitted(ticket, acquired) => admitted!(self, request, ticket, acquired),
-            Passage::Rejected(error) => BreakerFuture::rejected(error, self.classifier),
+            Passage::Rejected(error) => GateFuture::rejected(error, self.classifier),
             Passage::Missed | Passage::PoolMissed(..) => unreachable!("both maps were searched"),
         }
     }
@@ -438,6 +467,100 @@ mod tests {
         assert_eq!(figures(&layer, "b.test"), (None, 0), "b evicted");
         let (in_use, calls) = figures(&layer, "a.test");
         assert_eq!((in_use, calls), (Some(0), 66), "a kept");
+    }
+
+    /// The gate's own service (under the retry layer) over `ok`, with its layer.
+    fn gate(
+        config: ClientConfig,
+    ) -> (
+        crate::stack::ClientStackLayer,
+        impl ServiceFor<
+            Response = http::Response<crate::pool::PoolBody<Full<Bytes>>>,
+            Error = crate::BoxError,
+        >,
+    ) {
+        let layer = config.build().unwrap();
+        let gate = layer.layer(ok()).inner.get_ref().clone();
+        (layer, gate)
+    }
+
+    fn kind(err: &crate::BoxError) -> Option<crate::classify::FailureKind> {
+        err.downcast_ref::<crate::classify::Failure>()
+            .map(crate::classify::Failure::kind)
+    }
+
+    #[tokio::test]
+    async fn a_rejected_call_fails_with_the_breakers_error_and_takes_no_permit() {
+        let (layer, gate) = gate(ClientConfig::default());
+        drop(gate.clone().oneshot(get("a.test")).await.unwrap());
+        layer
+            .breaker_handle()
+            .get(&key("a.test"))
+            .unwrap()
+            .force_open();
+        let err = gate.clone().oneshot(get("a.test")).await.unwrap_err();
+        assert_eq!(kind(&err), Some(crate::classify::FailureKind::CircuitOpen));
+        // Forced open, the breaker counts from zero again; the rejection is not a call.
+        assert_eq!(figures(&layer, "a.test"), (Some(0), 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_waiting_for_its_pool_goes_through_or_times_out_and_is_recorded() {
+        let config = ClientConfig::default()
+            .pool_maxsize(1)
+            .pool_timeout(Some(std::time::Duration::from_secs(1)));
+        let (layer, gate) = gate(config);
+        let held = gate.clone().oneshot(get("a.test")).await.unwrap();
+        assert!(held.body().holds_permit());
+        // The pool full: the call waits, then times out, counted by the breaker.
+        let err = gate.clone().oneshot(get("a.test")).await.unwrap_err();
+        assert_eq!(kind(&err), Some(crate::classify::FailureKind::PoolTimeout));
+        let (_, timed_out) = figures(&layer, "a.test");
+        // A call that waits gets the permit given back by the body, then is called.
+        let waiting = tokio::spawn(gate.clone().oneshot(get("a.test")));
+        tokio::task::yield_now().await;
+        drop(held);
+        let response = waiting.await.unwrap().unwrap();
+        assert!(response.body().holds_permit());
+        assert_eq!(figures(&layer, "a.test"), (Some(1), timed_out + 1));
+        drop(response);
+        assert_eq!(figures(&layer, "a.test").0, Some(0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_is_marked_as_one_while_the_inner_service_is_called() {
+        use crate::circuit_breaker::is_probe_call;
+        // 503 while the flag says so, and the inner call's probe mark in a header.
+        let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let inner = {
+            let failing = std::sync::Arc::clone(&failing);
+            tower::service_fn(move |_: Request<String>| {
+                let status = if failing.load(std::sync::atomic::Ordering::Relaxed) {
+                    503
+                } else {
+                    200
+                };
+                let response = Response::builder()
+                    .status(status)
+                    .header("probe", if is_probe_call() { "1" } else { "0" })
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                async move { Ok::<_, Infallible>(response) }
+            })
+        };
+        let layer = ClientConfig::default()
+            .circuit_breaker(CircuitBreakerLayer::builder().minimum_calls(1))
+            .build()
+            .unwrap();
+        let gate = layer.layer(inner).inner.get_ref().clone();
+        let first = gate.clone().oneshot(get("a.test")).await.unwrap();
+        assert_eq!(first.headers()["probe"], "0");
+        assert!(gate.clone().oneshot(get("a.test")).await.is_err(), "open");
+        tokio::time::advance(std::time::Duration::from_secs(600)).await;
+        failing.store(false, std::sync::atomic::Ordering::Relaxed);
+        let probe = gate.clone().oneshot(get("a.test")).await.unwrap();
+        assert_eq!(probe.headers()["probe"], "1");
+        assert!(!is_probe_call());
     }
 
     #[tokio::test]
