@@ -20,5 +20,7 @@ pub(crate) mod spare;
 pub(crate) mod sync;
 #[cfg(feature = "retry")]
 pub(crate) mod template;
+#[cfg(any(feature = "pool", feature = "retry"))]
+pub(crate) mod thread_index;
 #[cfg(feature = "retry")]
 pub(crate) mod ticker;

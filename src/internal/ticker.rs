@@ -20,7 +20,8 @@
 //! one the ticker sleeps until wakes the ticker, which sleeps again until the new earliest.
 //!
 //! Cost: a call that waits pays a claim and a release of its slot (two atomic
-//! read-modify-writes on the table's bit words), a lock of its own slot's waker when it
+//! read-modify-writes on the table's bit words, each thread first in words on a cache line
+//! of its own, so that a runtime's workers do not pass one line to and fro), a lock of its own slot's waker when it
 //! registers (uncontended: only the ticker, when the call is due, takes it too; the
 //! release takes none), and a waker clone unless the slot still holds its task's waker:
 //! a free slot keeps its last call's waker, so that a task that waits again in the same
@@ -46,6 +47,7 @@ use crate::internal::{
     clock::Nanos,
     padded::Padded,
     sync::{fence, AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering},
+    thread_index::thread_index,
 };
 use std::{
     future::{poll_fn, Future},
@@ -64,6 +66,16 @@ const WORD: usize = 64;
 const WORDS: usize = 64;
 #[cfg(all(test, fortify_loom))]
 const WORDS: usize = 1;
+/// The word a thread's claims start at: threads in turn on the words' eight cache lines
+/// (eight words to a line), then on the next word of each line. The workers of a runtime
+/// (whose indices follow each other) claim and release slots in words of their own lines,
+/// where from one word they would move that line between their cores on every call.
+#[inline]
+fn first_word(thread: usize) -> usize {
+    const PER_LINE: usize = 8;
+    (thread * PER_LINE + thread / (WORDS / PER_LINE).max(1)) % WORDS
+}
+
 /// A slot's deadline once the ticker found it due.
 const DUE: u64 = 0;
 /// A slot's deadline while it has none (free, or being filled).
@@ -280,9 +292,13 @@ impl Ticker {
         self.taken[index / WORD % WORDS].fetch_and(!(1 << (index % WORD)), Ordering::Release);
     }
 
-    /// Takes a free slot.
+    /// Takes a free slot, first among the calling thread's words (see [`first_word`]).
     fn claim(&self) -> Option<usize> {
-        for (w, word) in self.taken.iter().enumerate() {
+        let first = first_word(thread_index());
+        for k in 0..WORDS {
+            // From the thread's first word on, round the table (a power of two of words).
+            let w = (first + k) % WORDS;
+            let word = &self.taken[w];
             let mut bits = word.load(Ordering::Relaxed);
             while bits != u64::MAX {
                 let bit = (!bits).trailing_zeros() as usize;

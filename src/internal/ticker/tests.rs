@@ -202,3 +202,46 @@ fn outside_a_runtime_no_call_waits_and_another_runtime_takes_over() {
     }
     assert_eq!(count.0.load(Ordering::SeqCst), 2);
 }
+
+#[test]
+fn threads_in_turn_start_on_words_of_lines_of_their_own() {
+    // Eight threads in a row: one word on each of the eight lines of eight words.
+    let lines: std::collections::HashSet<usize> = (0..8).map(|t| first_word(t) / 8).collect();
+    assert_eq!(lines.len(), 8);
+    // Every thread index of a table's worth: every word once.
+    let words: std::collections::HashSet<usize> = (0..WORDS).map(first_word).collect();
+    assert_eq!(words.len(), WORDS);
+    assert!((0..1000).all(|t| first_word(t) < WORDS));
+}
+
+#[test]
+fn a_thread_claims_in_its_own_word_first_and_others_when_it_is_full() {
+    let ticker = Arc::new(Ticker::new());
+    let runtime = paused_runtime();
+    let _entered = runtime.enter();
+    let (_count, waker) = counter();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Two threads: each one's first slots are in its own word; the 65th of one thread
+    // goes on to the next word.
+    let claims: Vec<(usize, Vec<u32>)> = (0..2)
+        .map(|_| {
+            let (ticker, waker) = (Arc::clone(&ticker), waker.clone());
+            let handle = runtime.handle().clone();
+            std::thread::spawn(move || {
+                let _entered = handle.enter();
+                let own = first_word(thread_index());
+                let slots = (0..=WORD)
+                    .map(|_| ticker.register(deadline, &waker).unwrap())
+                    .collect();
+                (own, slots)
+            })
+            .join()
+            .unwrap()
+        })
+        .collect();
+    assert_ne!(claims[0].0, claims[1].0);
+    for (own, slots) in &claims {
+        assert!(slots[..WORD].iter().all(|&i| i as usize / WORD == *own));
+        assert_ne!(slots[WORD] as usize / WORD, *own);
+    }
+}
