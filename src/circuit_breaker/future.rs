@@ -165,26 +165,12 @@ where
                 let ticket = this.ticket;
                 match &mut poll {
                     Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(response)) => {
-                        if ticket.is_pending() {
-                            let outcome = this.classifier.classify_response(response);
-                            let retry_after = if ticket.wants_retry_after() {
-                                this.classifier.retry_after(response)
-                            } else {
-                                None
-                            };
-                            ticket.finish(outcome, retry_after);
-                        }
-                    }
+                    Poll::Ready(Ok(response)) => record_response(ticket, this.classifier, response),
                     Poll::Ready(Err(err)) => {
                         // A zero-sized placeholder while the error is taken (never seen): a
                         // box of it allocates nothing.
                         let taken = std::mem::replace(err, Box::new(fmt::Error));
-                        let failure = Failure::boxed_failure_at(taken, Stage::Request);
-                        if ticket.is_pending() {
-                            ticket.finish(this.classifier.classify_failure(&failure), None);
-                        }
-                        *err = failure;
+                        *err = record_failure::<T, C>(ticket, this.classifier, taken);
                     }
                 }
                 poll
@@ -201,4 +187,38 @@ impl<F, C> fmt::Debug for ResponseFuture<F, C> {
             .field("ticket", &self.ticket)
             .finish_non_exhaustive()
     }
+}
+
+/// The breaker's part of a call's response: classified and recorded on its ticket (if the
+/// ticket still counts), with the response's `Retry-After` where the ticket wants it. The
+/// one place a response is recorded, for the breaker's future and the preset's gate.
+#[inline]
+pub(crate) fn record_response<T, C: Classify<T>>(
+    ticket: &mut Ticket,
+    classifier: &C,
+    response: &T,
+) {
+    if ticket.is_pending() {
+        let outcome = classifier.classify_response(response);
+        let retry_after = if ticket.wants_retry_after() {
+            classifier.retry_after(response)
+        } else {
+            None
+        };
+        ticket.finish(outcome, retry_after);
+    }
+}
+
+/// The breaker's part of a call's error: made a [`Failure`] (once), classified and recorded
+/// on its ticket (if the ticket still counts); the failure is the call's error.
+pub(crate) fn record_failure<T, C: Classify<T>>(
+    ticket: &mut Ticket,
+    classifier: &C,
+    err: BoxError,
+) -> BoxError {
+    let failure = Failure::boxed_failure_at(err, Stage::Request);
+    if ticket.is_pending() {
+        ticket.finish(classifier.classify_failure(&failure), None);
+    }
+    failure
 }

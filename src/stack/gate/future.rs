@@ -1,8 +1,10 @@
 //! The gate's future: the breaker's and the pool's parts of a call in one state machine.
 
 use crate::{
-    circuit_breaker::{Classify, HttpStatus, Ticket},
-    classify::{Failure, Stage},
+    circuit_breaker::{
+        future::{record_failure, record_response},
+        HttpStatus, Ticket,
+    },
     pool::{
         future::{body_permit, call_failed, poll_waiting, State, StateProj},
         Permit, PoolBody,
@@ -140,16 +142,7 @@ where
                         }
                     };
                     let permit = body_permit(permit, &response, *this.release_on_body_end);
-                    let ticket = this.ticket;
-                    if ticket.is_pending() {
-                        let outcome = this.classifier.classify_response(&response);
-                        let retry_after = if ticket.wants_retry_after() {
-                            this.classifier.retry_after(&response)
-                        } else {
-                            None
-                        };
-                        ticket.finish(outcome, retry_after);
-                    }
+                    record_response(this.ticket, this.classifier, &response);
                     return Poll::Ready(Ok(response.map(|body| PoolBody::held(body, permit))));
                 }
                 StateProj::Waiting { waiting } => ready!(poll_waiting(waiting.as_mut(), cx)),
@@ -167,13 +160,8 @@ where
     }
 }
 
-/// The breaker's part of an admitted call's error: classified (once), and recorded.
+/// The breaker's part of an admitted call's error (see [`record_failure`]), out of line.
 #[cold]
 fn failed<ResB>(ticket: &mut Ticket, classifier: &HttpStatus, err: BoxError) -> BoxError {
-    let failure = Failure::boxed_failure_at(err, Stage::Request);
-    if ticket.is_pending() {
-        let outcome = Classify::<Response<PoolBody<ResB>>>::classify_failure(classifier, &failure);
-        ticket.finish(outcome, None);
-    }
-    failure
+    record_failure::<Response<PoolBody<ResB>>, _>(ticket, classifier, err)
 }
