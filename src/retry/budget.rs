@@ -15,13 +15,15 @@ use crate::{
     internal::{
         buckets::{Epochs, Ring},
         clock::Nanos,
+        padded::Padded,
+        thread_index::thread_index,
     },
     InvalidConfig,
 };
 
 /// The counts of a bucket.
-const DEPOSITS: usize = 0;
-const WITHDRAWALS: usize = 1;
+/// The one count of a lane's ring of deposits and of the ring of withdrawals.
+const COUNT: usize = 0;
 /// Fixed-point units per retry: the ratio is kept in millionths of a retry, so that the
 /// balance is integer arithmetic on plain atomics.
 const SCALE: i128 = 1_000_000;
@@ -127,7 +129,9 @@ const MAX_RATIO: f32 = 1000.0;
 /// # Cost
 ///
 /// [`deposit`](RetryBudget::deposit) reads the clock once (tokio's, to find its bucket),
-/// loads the bucket's tag and adds one to its counter; it does nothing at all when
+/// loads the bucket's tag and adds one to its counter, in a lane of the calling thread's
+/// (threads deposit on cache lines of their own; withdrawals and the balance sum the
+/// lanes); it does nothing at all when
 /// `retry_ratio` is 0. [`withdraw`](RetryBudget::withdraw) reads the clock, the 10
 /// buckets and takes its retry with one compare-and-swap. No call locks or allocates.
 ///
@@ -150,8 +154,14 @@ struct Shared {
     reserve: i128,
     /// `retry_ratio`, in units earned per deposit.
     deposit_units: i128,
-    /// Deposits and withdrawals, by tenth of the window.
-    buckets: Ring<2>,
+    /// Deposits, by tenth of the window, in lanes: each thread adds to its own lane's
+    /// ring (a power of two of them, each on cache lines of its own), so that the threads
+    /// of a runtime, which deposit for every call, do not pass one counter's line between
+    /// their cores. A balance sums the lanes.
+    deposits: Box<[Padded<Ring<1>>]>,
+    /// Withdrawals, by tenth of the window: one ring, whose compare-and-swap keeps
+    /// concurrent withdrawals from overspending.
+    withdrawals: Ring<1>,
     // The settings as given, for `Debug`.
     window: Duration,
     min_per_sec: u32,
@@ -221,7 +231,10 @@ impl RetryBudget {
                 epochs: Epochs::new(window_nanos),
                 reserve: i128::try_from(reserve).unwrap_or(i128::MAX),
                 deposit_units,
-                buckets: Ring::default(),
+                deposits: (0..deposit_lanes())
+                    .map(|_| Padded(Ring::default()))
+                    .collect(),
+                withdrawals: Ring::default(),
                 window,
                 min_per_sec,
                 retry_ratio,
@@ -358,24 +371,41 @@ impl fmt::Debug for RetryBudget {
     }
 }
 
+/// How many lanes of deposits a budget has: two per processor the process may run on (so
+/// that threads whose first calls came in between the workers' rarely share one), at most
+/// 16, a power of two.
+fn deposit_lanes() -> usize {
+    // The models' threads are few: two lanes, that some of them share.
+    #[cfg(all(test, fortify_loom))]
+    return 2;
+    #[cfg(not(all(test, fortify_loom)))]
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .saturating_mul(2)
+        .min(16)
+        .next_power_of_two()
+}
+
 // ===== impl Shared =====
 
 impl Shared {
     fn deposit(&self, now: Nanos) {
+        // The length is a power of two.
+        let lane = &self.deposits[thread_index() & (self.deposits.len() - 1)];
         // Lost while another thread resets the bucket (the module's documented inaccuracy).
-        if let Some((bucket, _)) = self.buckets.claim(self.epoch_at(now)) {
-            bucket.add_one(DEPOSITS);
+        if let Some((bucket, _)) = lane.claim(self.epoch_at(now)) {
+            bucket.add_one(COUNT);
         }
     }
 
     fn withdraw(&self, now: Nanos) -> bool {
         // Refused while another thread resets the bucket: the budget never overspends.
-        let Some((bucket, epoch)) = self.buckets.claim(self.epoch_at(now)) else {
+        let Some((bucket, epoch)) = self.withdrawals.claim(self.epoch_at(now)) else {
             return false;
         };
         // Everything but this bucket's withdrawals, which the loop below owns.
         let rest = self.balance(epoch, false);
-        let withdrawals = bucket.count(WITHDRAWALS);
+        let withdrawals = bucket.count(COUNT);
         let mut taken = withdrawals.load(Ordering::Acquire);
         loop {
             let Some(next) = taken.checked_add(1) else {
@@ -419,10 +449,14 @@ impl Shared {
     fn balance(&self, epoch: u64, all_withdrawals: bool) -> i128 {
         let mut deposits: i128 = 0;
         let mut withdrawals: i128 = 0;
-        for (bucket, tag) in self.buckets.live(epoch) {
-            deposits = deposits.saturating_add(i128::from(bucket.get(DEPOSITS)));
+        for lane in self.deposits.iter() {
+            for (bucket, _) in lane.live(epoch) {
+                deposits = deposits.saturating_add(i128::from(bucket.get(COUNT)));
+            }
+        }
+        for (bucket, tag) in self.withdrawals.live(epoch) {
             if all_withdrawals || tag != epoch {
-                withdrawals = withdrawals.saturating_add(i128::from(bucket.get(WITHDRAWALS)));
+                withdrawals = withdrawals.saturating_add(i128::from(bucket.get(COUNT)));
             }
         }
         self.reserve
@@ -653,12 +687,37 @@ mod tests {
         // The ring's claim is tested in `buckets`; here, the balance it feeds.
         let b = budget(10, 0, 1.0);
         let shared = b.shared.as_ref().unwrap();
-        let (bucket, epoch) = shared.buckets.claim(15).unwrap();
+        let (bucket, epoch) = shared.deposits[0].claim(15).unwrap();
         assert_eq!(epoch, 15);
-        bucket.count(DEPOSITS).fetch_add(3, Ordering::AcqRel);
+        bucket.count(COUNT).fetch_add(3, Ordering::AcqRel);
         assert_eq!(shared.balance(15, true), 3 * SCALE);
         assert_eq!(shared.balance(24, true), 3 * SCALE, "still in the window");
         assert_eq!(shared.balance(25, true), 0, "aged out a window later");
+    }
+
+    #[test]
+    fn threads_deposit_in_lanes_of_their_own_and_the_balance_sums_them() {
+        // The real clock (plain threads): a 20 s window, nothing ages out meanwhile.
+        let b = budget(20, 0, 1.0);
+        let shared = b.shared.as_ref().unwrap();
+        assert!(shared.deposits.len() >= 2 && shared.deposits.len().is_power_of_two());
+        thread::scope(|scope| {
+            for _ in 0..2 {
+                // Two threads started one after the other: consecutive indices.
+                scope
+                    .spawn(|| (0..100).for_each(|_| b.deposit()))
+                    .join()
+                    .unwrap();
+            }
+        });
+        let epoch = shared.epoch_at(Nanos::now());
+        let used = shared
+            .deposits
+            .iter()
+            .filter(|lane| lane.live(epoch).any(|(bucket, _)| bucket.get(COUNT) != 0))
+            .count();
+        assert_eq!(used, 2, "each thread in a lane of its own");
+        assert_eq!(b.available(), 200);
     }
 
     #[test]
