@@ -12,7 +12,8 @@
 //!   17's target: at most 1.5 times the fixed pool's cost; `block(true)`, which an adaptive
 //!   limit needs, and the twins' `block=False` take the same path while the pool is not full);
 //! - one shared instance, calls per second from two tasks on a two-worker runtime against one
-//!   task on a one-worker runtime (the scaling of a shared limit or breaker).
+//!   task on a one-worker runtime (the scaling of a shared limit, breaker or retry budget:
+//!   the budget's line a service that deposits at every call, as the preset does).
 //!
 //! The paired view (`benches/support/paired.rs`, in `cargo bench --bench pool -- paired`
 //! and `--bench retry -- paired`) compares calls made in the same moments; a claim must hold
@@ -57,7 +58,7 @@ use tower::{
 use tower_fortify::{
     circuit_breaker::CircuitBreakerLayer,
     pool::{AdaptiveLimit, PoolLimitLayer},
-    retry::{RetryLayer, RetryPolicy},
+    retry::{RetryBudget, RetryLayer, RetryPolicy},
     stack::ClientConfig,
 };
 use tower_policy::CopyRequest;
@@ -433,6 +434,39 @@ fn main() {
         || breaker.layer(ok_u64()),
         &plan,
         None,
+    );
+    // A retry budget that every call deposits into, shared (the preset's, tower's own).
+    let tower_budget = Arc::new(tower::retry::budget::TpsBudget::new(
+        Duration::from_secs(10),
+        10,
+        0.2,
+    ));
+    scaling(
+        &mut report,
+        "tower TpsBudget (deposits)",
+        || {
+            let budget = Arc::clone(&tower_budget);
+            tower::service_fn(move |n: u64| {
+                tower::retry::budget::Budget::deposit(&*budget);
+                ready(Ok::<_, Infallible>(n))
+            })
+        },
+        &plan,
+        None,
+    );
+    let budget = RetryBudget::new(Duration::from_secs(10), 10, 0.2).expect("valid");
+    scaling(
+        &mut report,
+        "fortify RetryBudget (deposits)",
+        || {
+            let budget = budget.clone();
+            tower::service_fn(move |n: u64| {
+                budget.deposit();
+                ready(Ok::<_, Infallible>(n))
+            })
+        },
+        &plan,
+        Some(1.0),
     );
     report.finish();
 }
