@@ -7,6 +7,20 @@
 use crate::internal::sync::AtomicUsize;
 use crate::internal::sync::Ordering;
 
+/// How many per-thread places a shared structure gets on this machine: two per processor
+/// the process may run on (so that threads whose first calls came in between the workers'
+/// rarely share one), at most `max`; two in the loom models, whose threads are few (some
+/// of them then share one).
+pub(crate) fn places_per_machine(max: usize) -> usize {
+    #[cfg(all(test, fortify_loom))]
+    return 2.min(max);
+    #[cfg(not(all(test, fortify_loom)))]
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .saturating_mul(2)
+        .min(max)
+}
+
 /// The calling thread's index, given at its first call.
 #[inline]
 pub(crate) fn thread_index() -> usize {

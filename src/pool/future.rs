@@ -80,6 +80,17 @@ pin_project! {
     }
 }
 
+impl<S, B, F> State<S, B, F> {
+    /// The state's name, for `Debug`.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            State::Called { .. } => "called",
+            State::Waiting { .. } => "waiting",
+            State::Failed { .. } => "failed",
+        }
+    }
+}
+
 pin_project! {
     /// A per-host call waiting for its host's permit, with what it calls once it has it.
     #[project = WaitingProj]
@@ -170,13 +181,8 @@ where
     S: Service<Request<B>>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match &self.state {
-            State::Called { .. } => "called",
-            State::Waiting { .. } => "waiting",
-            State::Failed { .. } => "failed",
-        };
         f.debug_struct("ResponseFuture")
-            .field("state", &state)
+            .field("state", &self.state.name())
             .finish_non_exhaustive()
     }
 }

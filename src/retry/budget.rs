@@ -16,7 +16,7 @@ use crate::{
         buckets::{Epochs, Ring},
         clock::Nanos,
         padded::Padded,
-        thread_index::thread_index,
+        thread_index::{places_per_machine, thread_index},
     },
     InvalidConfig,
 };
@@ -371,19 +371,10 @@ impl fmt::Debug for RetryBudget {
     }
 }
 
-/// How many lanes of deposits a budget has: two per processor the process may run on (so
-/// that threads whose first calls came in between the workers' rarely share one), at most
-/// 16, a power of two.
+/// How many lanes of deposits a budget has: [`places_per_machine`], at most 16, a power of
+/// two.
 fn deposit_lanes() -> usize {
-    // The models' threads are few: two lanes, that some of them share.
-    #[cfg(all(test, fortify_loom))]
-    return 2;
-    #[cfg(not(all(test, fortify_loom)))]
-    std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .saturating_mul(2)
-        .min(16)
-        .next_power_of_two()
+    places_per_machine(16).next_power_of_two()
 }
 
 // ===== impl Shared =====

@@ -31,7 +31,7 @@
 use crate::internal::{
     padded::Padded,
     sync::{AtomicUsize, Ordering},
-    thread_index::thread_index,
+    thread_index::{places_per_machine, thread_index},
 };
 
 /// A slot holding no permit.
@@ -64,18 +64,9 @@ impl Leases {
         }
     }
 
-    /// How many slots a pool gets on this machine: two per processor the process may run
-    /// on (so that threads whose first calls came in between the workers' rarely share
-    /// one), at most 64 (8 KiB).
+    /// How many slots a pool gets on this machine: [`places_per_machine`], at most 64 (8 KiB).
     pub(crate) fn per_machine() -> usize {
-        // The models' threads are few: two slots, that some of them share.
-        #[cfg(all(test, fortify_loom))]
-        return 2;
-        #[cfg(not(all(test, fortify_loom)))]
-        std::thread::available_parallelism()
-            .map_or(1, usize::from)
-            .saturating_mul(2)
-            .min(64)
+        places_per_machine(64)
     }
 
     /// The calling thread's slot.

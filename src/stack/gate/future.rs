@@ -104,13 +104,8 @@ where
     S: Service<Request<B>>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match &self.state {
-            State::Called { .. } => "called",
-            State::Waiting { .. } => "waiting",
-            State::Failed { .. } => "failed",
-        };
         f.debug_struct("ResponseFuture")
-            .field("state", &state)
+            .field("state", &self.state.name())
             .field("ticket", &self.ticket)
             .finish_non_exhaustive()
     }
