@@ -691,24 +691,32 @@ mod tests {
         // The real clock (plain threads): a 20 s window, nothing ages out meanwhile.
         let b = budget(20, 0, 1.0);
         let shared = b.shared.as_ref().unwrap();
-        assert!(shared.deposits.len() >= 2 && shared.deposits.len().is_power_of_two());
+        let lanes = shared.deposits.len();
+        assert!(lanes >= 2 && lanes.is_power_of_two());
+        // Two threads, 100 and 50 deposits: each lands whole in its thread's lane (its
+        // index's, which other tests' threads may have moved on: two lanes, or one).
+        let mut expected = vec![0; lanes];
         thread::scope(|scope| {
-            for _ in 0..2 {
-                // Two threads started one after the other: consecutive indices.
-                scope
-                    .spawn(|| (0..100).for_each(|_| b.deposit()))
+            for n in [100, 50] {
+                let b = &b;
+                let lane = scope
+                    .spawn(move || {
+                        (0..n).for_each(|_| b.deposit());
+                        thread_index() & (lanes - 1)
+                    })
                     .join()
                     .unwrap();
+                expected[lane] += n;
             }
         });
         let epoch = shared.epoch_at(Nanos::now());
-        let used = shared
+        let counted: Vec<u64> = shared
             .deposits
             .iter()
-            .filter(|lane| lane.live(epoch).any(|(bucket, _)| bucket.get(COUNT) != 0))
-            .count();
-        assert_eq!(used, 2, "each thread in a lane of its own");
-        assert_eq!(b.available(), 200);
+            .map(|lane| lane.live(epoch).map(|(bucket, _)| bucket.get(COUNT)).sum())
+            .collect();
+        assert_eq!(counted, expected, "each thread's deposits in its own lane");
+        assert_eq!(b.available(), 150);
     }
 
     #[test]
