@@ -97,21 +97,70 @@ pub struct ReqwestService {
 
 impl ReqwestService {
     /// Wraps `client`.
+    ///
+    /// ```
+    /// use tower_fortify::reqwest::ReqwestService;
+    ///
+    /// # let _ = rustls::crypto::ring::default_provider().install_default();
+    /// let client = reqwest::Client::builder().user_agent("inventory/1.0").build()?;
+    /// let svc = ReqwestService::new(client);
+    /// // Clones share the client's connection pool.
+    /// let _other = svc.clone();
+    /// # Ok::<(), reqwest::Error>(())
+    /// ```
     pub fn new(client: ::reqwest::Client) -> Self {
         ReqwestService { client }
     }
 
     /// The client.
+    ///
+    /// ```
+    /// use tower_fortify::reqwest::ReqwestService;
+    ///
+    /// # let _ = rustls::crypto::ring::default_provider().install_default();
+    /// let svc = ReqwestService::new(reqwest::Client::new());
+    /// // The client itself, for what the service does not do (a `reqwest::RequestBuilder`).
+    /// let request = svc.get_ref().get("http://127.0.0.1:9/items").build()?;
+    /// assert_eq!(request.url().path(), "/items");
+    /// # Ok::<(), reqwest::Error>(())
+    /// ```
     pub fn get_ref(&self) -> &::reqwest::Client {
         &self.client
     }
 
     /// The client, mutably.
+    ///
+    /// ```
+    /// use tower_fortify::reqwest::ReqwestService;
+    ///
+    /// # let _ = rustls::crypto::ring::default_provider().install_default();
+    /// let mut svc = ReqwestService::new(reqwest::Client::new());
+    /// // Another client from now on (its own connection pool).
+    /// *svc.get_mut() = reqwest::Client::builder().https_only(true).build()?;
+    /// let request = http::Request::get("http://127.0.0.1:9/").body(String::new()).unwrap();
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use tower::ServiceExt;
+    /// let err = svc.oneshot(request).await.unwrap_err();
+    /// assert!(err.is_builder(), "https_only refuses an http URL: {err}");
+    /// # });
+    /// # Ok::<(), reqwest::Error>(())
+    /// ```
     pub fn get_mut(&mut self) -> &mut ::reqwest::Client {
         &mut self.client
     }
 
     /// The client.
+    ///
+    /// ```
+    /// use tower_fortify::reqwest::ReqwestService;
+    ///
+    /// # let _ = rustls::crypto::ring::default_provider().install_default();
+    /// let svc = ReqwestService::new(reqwest::Client::new());
+    /// let client: reqwest::Client = svc.into_inner();
+    /// let request = client.get("http://127.0.0.1:9/health").build()?;
+    /// assert_eq!(request.method(), reqwest::Method::GET);
+    /// # Ok::<(), reqwest::Error>(())
+    /// ```
     pub fn into_inner(self) -> ::reqwest::Client {
         self.client
     }
@@ -149,6 +198,22 @@ where
 ///
 /// Dropping it drops reqwest's pending request, which closes its connection if the
 /// request was in flight.
+///
+/// ```
+/// use tower::{Service, ServiceExt};
+/// use tower_fortify::reqwest::{ResponseFuture, ReqwestService};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// # let _ = rustls::crypto::ring::default_provider().install_default();
+/// let mut svc = ReqwestService::new(reqwest::Client::new());
+/// // Nothing listens on port 9 of 127.0.0.1.
+/// let request = http::Request::get("http://127.0.0.1:9/").body(String::new()).unwrap();
+/// let ready = ServiceExt::<http::Request<String>>::ready(&mut svc).await.unwrap();
+/// let future: ResponseFuture = ready.call(request);
+/// assert!(future.await.unwrap_err().is_connect());
+/// # }
+/// ```
 pub struct ResponseFuture {
     state: Result<Pending, Option<::reqwest::Error>>,
 }

@@ -24,6 +24,22 @@ pin_project! {
     /// calls waiting for their hedge delay and the hedge's place in its host's
     /// `max_in_flight`; it records no latency. A hedge taken from the budget is not given
     /// back.
+    ///
+    /// ```
+    /// use tower::{Service, ServiceExt};
+    /// use tower_fortify::hedge::{future::ResponseFuture, Hedge};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// let mut svc = Hedge::new(tower::service_fn(|_req: http::Request<String>| async {
+    ///     Ok::<_, std::io::Error>(http::Response::new(String::from("ok")))
+    /// }))?;
+    /// let request = http::Request::get("http://inventory.internal/items").body(String::new())?;
+    /// let future: ResponseFuture<_, String> = svc.ready().await?.call(request);
+    /// assert_eq!(future.await?.into_body(), "ok");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub struct ResponseFuture<S, B>
     where
         S: Service<Request<B>>,

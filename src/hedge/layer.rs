@@ -84,6 +84,16 @@ impl<S> Hedge<S> {
     /// # Errors
     ///
     /// None with the defaults; the `Result` is the builder's.
+    ///
+    /// ```
+    /// use tower_fortify::hedge::Hedge;
+    ///
+    /// let svc = Hedge::new(tower::service_fn(|_req: http::Request<String>| async {
+    ///     Ok::<_, std::io::Error>(http::Response::new(String::from("ok")))
+    /// }))?;
+    /// assert_eq!(svc.name(), "hedge");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
     pub fn new(inner: S) -> Result<Self, InvalidConfig> {
         let layer = HedgeLayer::builder().build()?;
         Ok(tower_layer::Layer::layer(&layer, inner))
@@ -95,6 +105,19 @@ impl HedgeLayer {
     /// hedge, 4 hedges in flight per host, 64 hosts, urllib3's idempotent methods, no
     /// budget and no breaker. Give it the retry layer's budget
     /// ([`budget`](HedgeBuilder::budget)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::{hedge::HedgeLayer, retry::RetryBudget};
+    ///
+    /// let budget = RetryBudget::new(Duration::from_secs(10), 10, 0.2)?;
+    /// let layer = HedgeLayer::builder().name("search").budget(budget).build()?;
+    /// assert_eq!(layer.name(), "search");
+    /// // A percentile is from 1 up to (not including) 100: the error names the field.
+    /// let err = HedgeLayer::builder().percentile(100.5).build().unwrap_err();
+    /// assert_eq!(err.field(), "percentile");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
     pub fn builder() -> HedgeBuilder {
         HedgeBuilder {
             name: "hedge",

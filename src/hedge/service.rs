@@ -79,6 +79,12 @@ impl<S> Hedge<S> {
     }
 
     /// Gets a reference to the inner service.
+    ///
+    /// ```
+    /// let svc = tower_fortify::hedge::Hedge::new("inner")?;
+    /// assert_eq!(*svc.get_ref(), "inner");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
@@ -87,11 +93,24 @@ impl<S> Hedge<S> {
     ///
     /// Hedges are sent with clones of the service as it was at the first call that could be
     /// hedged: a change made through this reference later reaches the first attempts only.
+    ///
+    /// ```
+    /// let mut svc = tower_fortify::hedge::Hedge::new("inner")?;
+    /// *svc.get_mut() = "replaced";
+    /// assert_eq!(*svc.get_ref(), "replaced");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
 
     /// Consumes `self`, returning the inner service.
+    ///
+    /// ```
+    /// let svc = tower_fortify::hedge::Hedge::new("inner")?;
+    /// assert_eq!(svc.into_inner(), "inner");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
     pub fn into_inner(self) -> S {
         self.inner
     }
