@@ -51,9 +51,10 @@
 //! - the hedge's timer: a slot among the layer's waiting calls, taken when first pending
 //!   and given back at the answer, with the task's waker: about 185;
 //! - the clock: read when first pending (for the deadline) and, one call in two, at the
-//!   answer (its latency): about 175 with tokio's `test-util` clock, which the benches
-//!   build with (a dev-dependency's features reach them: a read takes a lock and adds an
-//!   elapsed time to a base); a plain `Instant::now` is about a third of that;
+//!   answer (its latency): about 150, the reads themselves about 60 (the vDSO's
+//!   `clock_gettime`, and tokio's check for a paused clock, which takes no lock while no
+//!   clock in the process was ever paused), std's `Instant` arithmetic turning each into
+//!   nanoseconds since the process's base about 90;
 //! - the host's slot (the thread's last host, compared byte for byte): about 90;
 //! - moves of the 256-byte future (two in `call`, one of the response, two in the
 //!   caller): about 120;
