@@ -21,16 +21,37 @@ pub struct InvalidConfig {
 
 impl InvalidConfig {
     /// Creates the error for `field`, with the `reason` it is invalid.
+    ///
+    /// ```
+    /// use tower_fortify::InvalidConfig;
+    ///
+    /// let err = InvalidConfig::new("maxsize", "must be greater than zero");
+    /// assert_eq!(err.to_string(), "invalid maxsize: must be greater than zero");
+    /// ```
     pub const fn new(field: &'static str, reason: &'static str) -> Self {
         InvalidConfig { field, reason }
     }
 
     /// The rejected field, named as its setter.
+    ///
+    /// ```
+    /// use tower_fortify::InvalidConfig;
+    ///
+    /// let err = InvalidConfig::new("max_keys", "must be at least 1");
+    /// assert_eq!(err.field(), "max_keys");
+    /// ```
     pub const fn field(&self) -> &'static str {
         self.field
     }
 
     /// Why the value was rejected.
+    ///
+    /// ```
+    /// use tower_fortify::InvalidConfig;
+    ///
+    /// let err = InvalidConfig::new("window", "must be longer than zero");
+    /// assert_eq!(err.reason(), "must be longer than zero");
+    /// ```
     pub const fn reason(&self) -> &'static str {
         self.reason
     }

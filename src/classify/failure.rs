@@ -86,6 +86,19 @@ impl Failure {
     /// The address of the peer, when the code that met the failure knew it (this failure
     /// or one classified further in, in its `source()` chain). hyper-util's connector keeps
     /// it private, so its failures have none; the crate's HTTPS client records it.
+    ///
+    /// ```
+    /// use std::io;
+    /// use tower_fortify::classify::{Failure, FailureKind};
+    ///
+    /// let addr = "127.0.0.1:8443".parse().unwrap();
+    /// let refused = Failure::new(FailureKind::ConnectRefused, io::Error::from(io::ErrorKind::ConnectionRefused))
+    ///     .with_peer_addr(addr);
+    /// // Found in the source chain too, under a failure that does not know it.
+    /// let outer = Failure::new(FailureKind::Other, refused);
+    /// assert_eq!(outer.peer_addr(), Some(addr));
+    /// assert_eq!(Failure::new(FailureKind::Other, "boom").peer_addr(), None);
+    /// ```
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         let mut next: Option<&(dyn Error + 'static)> = Some(self);
         let mut depth = 0;
@@ -117,6 +130,16 @@ impl Failure {
     }
 
     /// What went wrong.
+    ///
+    /// ```
+    /// use std::io;
+    /// use tower_fortify::classify::{Failure, FailureKind, Stage};
+    ///
+    /// let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+    /// let failure = Failure::classify(refused, Stage::Connect);
+    /// assert_eq!(failure.kind(), FailureKind::ConnectRefused);
+    /// assert_eq!(failure.kind().as_str(), "connect_refused");
+    /// ```
     pub const fn kind(&self) -> FailureKind {
         self.kind
     }

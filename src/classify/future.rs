@@ -18,6 +18,20 @@ pin_project! {
     /// # Cancel safety
     ///
     /// Dropping it drops the inner future and records nothing.
+    ///
+    /// ```
+    /// use tower::{Service, ServiceExt};
+    /// use tower_fortify::classify::{future::ResponseFuture, ErrorClassify};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// let inner = tower::service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n * 2) });
+    /// let mut svc = ErrorClassify::new(inner);
+    /// let fut: ResponseFuture<_> = svc.ready().await?.call(21);
+    /// assert_eq!(fut.await?, 42);
+    /// # Ok(())
+    /// # }
+    /// ```
     #[derive(Debug)]
     pub struct ResponseFuture<F> {
         // Written by `ErrorClassify::call` in place (see there).

@@ -46,6 +46,17 @@ impl<S> ErrorClassify<S> {
 impl ErrorClassifyLayer {
     /// A layer for a service that sends requests ([`Stage::Request`]), with the default
     /// name.
+    ///
+    /// ```
+    /// use tower::Layer;
+    /// use tower_fortify::classify::{ErrorClassifyLayer, Stage};
+    ///
+    /// let svc = ErrorClassifyLayer::new().layer(tower::service_fn(|req: u32| async move {
+    ///     Ok::<_, std::io::Error>(req)
+    /// }));
+    /// assert_eq!(svc.stage(), Stage::Request);
+    /// assert_eq!(svc.name(), "request");
+    /// ```
     pub const fn new() -> Self {
         Self::at(Stage::Request)
     }
@@ -69,11 +80,27 @@ impl ErrorClassifyLayer {
     }
 
     /// The stage of the services this layer builds.
+    ///
+    /// ```
+    /// use tower_fortify::classify::{ErrorClassifyLayer, Stage};
+    ///
+    /// assert_eq!(ErrorClassifyLayer::new().stage(), Stage::Request);
+    /// assert_eq!(ErrorClassifyLayer::connector().stage(), Stage::Connect);
+    /// ```
     pub const fn stage(&self) -> Stage {
         self.stage
     }
 
     /// The `name` label of the metrics and tracing events: the one set, or the stage's name.
+    ///
+    /// ```
+    /// use tower_fortify::classify::ErrorClassifyLayer;
+    ///
+    /// assert_eq!(ErrorClassifyLayer::resolver().name(), "resolve");
+    /// let layer = ErrorClassifyLayer::builder().name("payments").build()?;
+    /// assert_eq!(layer.name(), "payments");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
     pub const fn name(&self) -> &'static str {
         match self.name {
             Some(name) => name,
@@ -132,6 +159,16 @@ impl ErrorClassifyLayer {
 }
 
 /// Builds an [`ErrorClassifyLayer`]: [`ErrorClassifyLayer::builder`].
+///
+/// ```
+/// use tower_fortify::classify::{ErrorClassifyBuilder, ErrorClassifyLayer, Stage};
+///
+/// let builder: ErrorClassifyBuilder = ErrorClassifyLayer::builder().stage(Stage::TlsHandshake);
+/// let layer = builder.name("tls").build()?;
+/// assert_eq!(layer.stage(), Stage::TlsHandshake);
+/// assert_eq!(layer.name(), "tls");
+/// # Ok::<(), tower_fortify::InvalidConfig>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorClassifyBuilder {
     layer: ErrorClassifyLayer,
@@ -141,6 +178,15 @@ impl ErrorClassifyBuilder {
     /// The stage of the wrapped service (default [`Stage::Request`]); see
     /// [`ErrorClassifyLayer::resolver`], [`connector`](ErrorClassifyLayer::connector) and
     /// [`tls_handshake`](ErrorClassifyLayer::tls_handshake) for the usual ones.
+    ///
+    /// ```
+    /// use tower_fortify::classify::{ErrorClassifyLayer, Stage};
+    ///
+    /// let layer = ErrorClassifyLayer::builder().stage(Stage::Resolve).build()?;
+    /// assert_eq!(layer.stage(), Stage::Resolve);
+    /// assert_eq!(layer.name(), "resolve"); // no name set: the stage's
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
     pub const fn stage(mut self, stage: Stage) -> Self {
         self.layer.stage = stage;
         self
@@ -148,6 +194,15 @@ impl ErrorClassifyBuilder {
 
     /// The `name` label of the layer's metrics and tracing events (default: the stage's
     /// name). It must be a static string, so that labels stay bounded.
+    ///
+    /// ```
+    /// use tower::Layer;
+    /// use tower_fortify::classify::ErrorClassifyLayer;
+    ///
+    /// let layer = ErrorClassifyLayer::builder().name("inventory").build()?;
+    /// assert_eq!(layer.layer(()).name(), "inventory");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
     pub const fn name(mut self, name: &'static str) -> Self {
         self.layer.name = Some(name);
         self
@@ -159,6 +214,15 @@ impl ErrorClassifyBuilder {
     ///
     /// None today: every stage and name is valid. The `Result` keeps the crate's one
     /// configuration grammar (`builder()...build()?`).
+    ///
+    /// ```
+    /// use tower_fortify::classify::{ErrorClassifyLayer, Stage};
+    ///
+    /// let layer = ErrorClassifyLayer::builder().build()?;
+    /// assert_eq!(layer.stage(), Stage::Request);
+    /// assert_eq!(layer.name(), "request");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
     pub const fn build(self) -> Result<ErrorClassifyLayer, InvalidConfig> {
         Ok(self.layer)
     }

@@ -32,6 +32,17 @@ pub struct ResponseClass {
 
 impl ResponseClass {
     /// Reads a response's status and headers.
+    ///
+    /// ```
+    /// use http::{header::RETRY_AFTER, HeaderMap, HeaderValue, StatusCode};
+    /// use tower_fortify::classify::ResponseClass;
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert(RETRY_AFTER, HeaderValue::from_static("120"));
+    /// let class = ResponseClass::new(StatusCode::TOO_MANY_REQUESTS, &headers);
+    /// assert_eq!(class.status(), StatusCode::TOO_MANY_REQUESTS);
+    /// assert!(class.asks_retry_after());
+    /// ```
     pub fn new(status: StatusCode, headers: &HeaderMap) -> Self {
         let retry_after = is_retry_after_status(status) && has_retry_after(headers);
         ResponseClass {
@@ -53,27 +64,75 @@ impl ResponseClass {
     }
 
     /// The response's status.
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use tower_fortify::classify::ResponseClass;
+    ///
+    /// let response = http::Response::builder().status(504).body(()).unwrap();
+    /// assert_eq!(ResponseClass::of(&response).status(), StatusCode::GATEWAY_TIMEOUT);
+    /// ```
     pub const fn status(&self) -> StatusCode {
         self.status
     }
 
     /// A 5xx status: the server failed. A circuit breaker counts this as a failure by default.
+    ///
+    /// ```
+    /// use http::{HeaderMap, StatusCode};
+    /// use tower_fortify::classify::ResponseClass;
+    ///
+    /// let headers = HeaderMap::new();
+    /// assert!(ResponseClass::new(StatusCode::BAD_GATEWAY, &headers).is_server_error());
+    /// assert!(!ResponseClass::new(StatusCode::TOO_MANY_REQUESTS, &headers).is_server_error());
+    /// ```
     pub fn is_server_error(&self) -> bool {
         self.status.is_server_error()
     }
 
     /// A 4xx status: the request was wrong, the server is fine.
+    ///
+    /// ```
+    /// use http::{HeaderMap, StatusCode};
+    /// use tower_fortify::classify::ResponseClass;
+    ///
+    /// let headers = HeaderMap::new();
+    /// assert!(ResponseClass::new(StatusCode::NOT_FOUND, &headers).is_client_error());
+    /// assert!(!ResponseClass::new(StatusCode::SERVICE_UNAVAILABLE, &headers).is_client_error());
+    /// ```
     pub fn is_client_error(&self) -> bool {
         self.status.is_client_error()
     }
 
     /// A 413, 429 or 503 with a non-empty `Retry-After` header: the server asks the client to
     /// come back later. Whether the header's value is valid is for the retry layer to judge.
+    ///
+    /// ```
+    /// use http::{header::RETRY_AFTER, HeaderMap, HeaderValue, StatusCode};
+    /// use tower_fortify::classify::ResponseClass;
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// assert!(!ResponseClass::new(StatusCode::SERVICE_UNAVAILABLE, &headers).asks_retry_after());
+    /// headers.insert(RETRY_AFTER, HeaderValue::from_static("someday"));
+    /// assert!(ResponseClass::new(StatusCode::SERVICE_UNAVAILABLE, &headers).asks_retry_after());
+    /// // Not a status on which urllib3 honours the header.
+    /// assert!(!ResponseClass::new(StatusCode::INTERNAL_SERVER_ERROR, &headers).asks_retry_after());
+    /// ```
     pub const fn asks_retry_after(&self) -> bool {
         self.retry_after
     }
 
     /// The status class as a metrics label value: `"1xx"` to `"5xx"`, or `"other"`.
+    ///
+    /// ```
+    /// use http::{HeaderMap, StatusCode};
+    /// use tower_fortify::classify::ResponseClass;
+    ///
+    /// let class = ResponseClass::new(StatusCode::NO_CONTENT, &HeaderMap::new());
+    /// assert_eq!(class.status_class(), "2xx");
+    /// let class = ResponseClass::new(StatusCode::from_u16(799).unwrap(), &HeaderMap::new());
+    /// assert_eq!(class.status_class(), "other");
+    /// ```
     pub fn status_class(&self) -> &'static str {
         match self.status.as_u16() / 100 {
             1 => "1xx",

@@ -69,6 +69,16 @@ pub(crate) struct Shared {
 
 impl<S> ErrorClassify<S> {
     /// Wraps `inner`, classifying its errors at [`Stage::Request`].
+    ///
+    /// ```
+    /// use tower_fortify::classify::{ErrorClassify, Stage};
+    ///
+    /// let svc = ErrorClassify::new(tower::service_fn(|req: u32| async move {
+    ///     Ok::<_, std::io::Error>(req)
+    /// }));
+    /// assert_eq!(svc.stage(), Stage::Request);
+    /// assert_eq!(svc.name(), "request");
+    /// ```
     pub fn new(inner: S) -> Self {
         Self::with_settings(inner, Stage::Request, Stage::Request.as_str())
     }
@@ -81,6 +91,14 @@ impl<S> ErrorClassify<S> {
     }
 
     /// The stage at which this service classifies errors.
+    ///
+    /// ```
+    /// use tower::Layer;
+    /// use tower_fortify::classify::{ErrorClassifyLayer, Stage};
+    ///
+    /// assert_eq!(ErrorClassifyLayer::connector().layer(()).stage(), Stage::Connect);
+    /// assert_eq!(ErrorClassifyLayer::tls_handshake().layer(()).stage(), Stage::TlsHandshake);
+    /// ```
     pub fn stage(&self) -> Stage {
         self.shared.stage
     }
@@ -100,16 +118,32 @@ impl<S> ErrorClassify<S> {
     }
 
     /// Gets a reference to the inner service.
+    ///
+    /// ```
+    /// let svc = tower_fortify::classify::ErrorClassify::new("inner");
+    /// assert_eq!(*svc.get_ref(), "inner");
+    /// ```
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
 
     /// Gets a mutable reference to the inner service.
+    ///
+    /// ```
+    /// let mut svc = tower_fortify::classify::ErrorClassify::new("inner");
+    /// *svc.get_mut() = "replaced";
+    /// assert_eq!(*svc.get_ref(), "replaced");
+    /// ```
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
 
     /// Consumes `self`, returning the inner service.
+    ///
+    /// ```
+    /// let svc = tower_fortify::classify::ErrorClassify::new("inner");
+    /// assert_eq!(svc.into_inner(), "inner");
+    /// ```
     pub fn into_inner(self) -> S {
         self.inner
     }

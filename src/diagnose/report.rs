@@ -102,6 +102,22 @@ pub struct DnsReport {
 }
 
 /// Where the addresses of a [`DnsReport`] came from.
+///
+/// ```
+/// use tower_fortify::diagnose::{diagnose, DnsSource, Options};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower_fortify::InvalidConfig> {
+/// // An IP address: nothing to resolve (and nothing listens on port 1 of the loopback address).
+/// let report = diagnose("https://127.0.0.1:1/", &Options::new()).await?;
+/// assert_eq!(report.dns.source, DnsSource::Literal);
+/// let options = Options::new().resolve("example.com:1:127.0.0.1")?;
+/// let report = diagnose("https://example.com:1/", &options).await?;
+/// assert_eq!(report.dns.source, DnsSource::Override);
+/// assert_eq!(report.dns.addresses, ["127.0.0.1:1".parse().unwrap()]);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -346,6 +362,21 @@ impl Report {
 }
 
 /// A [`Report`] printed as a table, with or without colour (from [`Report::table`]).
+///
+/// ```
+/// use tower_fortify::diagnose::{diagnose, Options, Table};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower_fortify::InvalidConfig> {
+/// // Nothing listens on port 1 of the loopback address.
+/// let report = diagnose("https://127.0.0.1:1/", &Options::new()).await?;
+/// let plain: Table<'_> = report.table(false);
+/// assert_eq!(plain.to_string(), report.to_string()); // what `Display` prints
+/// assert!(plain.to_string().starts_with("diagnosis of https://127.0.0.1:1/"));
+/// assert!(report.table(true).to_string().contains("\x1b[31;1mFAIL\x1b[0m"));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Table<'a> {
     report: &'a Report,

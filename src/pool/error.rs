@@ -43,13 +43,48 @@ impl EmptyPool {
         EmptyPool { waited, maxsize }
     }
 
-    /// How long the call waited (its `pool_timeout`, give or take the timer's precision;
-    /// see the example on [`EmptyPool`]).
+    /// How long the call waited (its `pool_timeout`, give or take the timer's precision).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower::{Layer, Service, ServiceExt};
+    /// use tower_fortify::{classify::Failure, pool::{error::EmptyPool, PoolLimitLayer}};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// let timeout = Duration::from_millis(250);
+    /// let layer = PoolLimitLayer::builder(1).block(true).pool_timeout(Some(timeout)).build_generic()?;
+    /// let mut svc = layer.layer(tower::service_fn(|()| std::future::pending::<Result<(), std::io::Error>>()));
+    /// let _busy = svc.ready().await?.call(()); // holds the only permit
+    /// let err = svc.ready().await?.call(()).await.unwrap_err();
+    /// let failure = err.downcast_ref::<Failure>().unwrap();
+    /// assert_eq!(failure.get_ref().downcast_ref::<EmptyPool>().unwrap().waited(), timeout);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub const fn waited(&self) -> Duration {
         self.waited
     }
 
-    /// The pool's `maxsize` (see the example on [`EmptyPool`]).
+    /// The pool's `maxsize`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower::{Layer, Service, ServiceExt};
+    /// use tower_fortify::{classify::Failure, pool::{error::EmptyPool, PoolLimitLayer}};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// let layer = PoolLimitLayer::builder(2).block(true).pool_timeout(Some(Duration::from_secs(1))).build_generic()?;
+    /// let mut svc = layer.layer(tower::service_fn(|()| std::future::pending::<Result<(), std::io::Error>>()));
+    /// let _busy = [svc.ready().await?.call(()), svc.ready().await?.call(())]; // both permits
+    /// let err = svc.ready().await?.call(()).await.unwrap_err();
+    /// let empty = err.downcast_ref::<Failure>().unwrap().get_ref().downcast_ref::<EmptyPool>().unwrap();
+    /// assert_eq!(empty.maxsize(), 2);
+    /// assert_eq!(empty.to_string(), "pool of 2 exhausted: no permit within 1s");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub const fn maxsize(&self) -> usize {
         self.maxsize
     }
@@ -95,7 +130,23 @@ impl PoolFull {
         PoolFull { maxsize }
     }
 
-    /// The pool's `maxsize` (see the example on [`PoolFull`]).
+    /// The pool's `maxsize`.
+    ///
+    /// ```
+    /// use tower::{Layer, Service, ServiceExt};
+    /// use tower_fortify::{classify::Failure, pool::{error::PoolFull, PoolLimitLayer}};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// let layer = PoolLimitLayer::builder(2).fail_fast().build_generic()?;
+    /// let mut svc = layer.layer(tower::service_fn(|()| std::future::pending::<Result<(), std::io::Error>>()));
+    /// let _busy = [svc.ready().await?.call(()), svc.ready().await?.call(())]; // both permits
+    /// let err = svc.ready().await?.call(()).await.unwrap_err();
+    /// let full = err.downcast_ref::<Failure>().unwrap().get_ref().downcast_ref::<PoolFull>().unwrap();
+    /// assert_eq!(full.maxsize(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub const fn maxsize(&self) -> usize {
         self.maxsize
     }
