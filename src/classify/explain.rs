@@ -38,14 +38,7 @@ fn facts(failure: &Failure) -> Facts<'_> {
         timed_out: false,
         root: failure.get_ref(),
     };
-    let mut next: Option<&(dyn Error + 'static)> = Some(failure.get_ref());
-    let mut depth = 0;
-    while let Some(err) = next {
-        depth += 1;
-        if depth > super::MAX_DEPTH {
-            break;
-        }
-        next = err.source();
+    for err in super::chain::links(failure.get_ref()) {
         if err.is::<Failure>() {
             continue;
         }
@@ -60,10 +53,6 @@ fn facts(failure: &Failure) -> Facts<'_> {
         if let Some(io) = err.downcast_ref::<io::Error>() {
             facts.io = Some(io.kind());
             facts.timed_out |= io.kind() == io::ErrorKind::TimedOut;
-            // `io::Error::source` skips the error it wraps; its text is the wrapped one's.
-            if let Some(inner) = io.get_ref() {
-                next = Some(inner);
-            }
         }
     }
     facts

@@ -100,19 +100,7 @@ impl Failure {
     /// assert_eq!(Failure::new(FailureKind::Other, "boom").peer_addr(), None);
     /// ```
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        let mut next: Option<&(dyn Error + 'static)> = Some(self);
-        let mut depth = 0;
-        while let Some(err) = next {
-            depth += 1;
-            if depth > super::MAX_DEPTH {
-                break;
-            }
-            if let Some(peer) = err.downcast_ref::<Failure>().and_then(|f| f.peer) {
-                return Some(peer);
-            }
-            next = err.source();
-        }
-        None
+        super::chain::links(self).find_map(|err| err.downcast_ref::<Failure>()?.peer)
     }
 
     /// Where the failure happened: the kind's own stage (`Dns` resolving, `ConnectRefused`

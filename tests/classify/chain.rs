@@ -172,6 +172,25 @@ fn looks_inside_io_errors() {
 }
 
 #[test]
+fn the_peer_address_is_found_inside_io_errors_too() {
+    // As the walk above: a failure that knew its peer, wrapped in an io::Error (whose
+    // source() would skip it) and again in a failure that did not.
+    let addr = "127.0.0.1:8443".parse().unwrap();
+    let known = Failure::new(
+        FailureKind::ConnectRefused,
+        io(io::ErrorKind::ConnectionRefused),
+    )
+    .with_peer_addr(addr);
+    let outer = Failure::new(FailureKind::Other, wrap(io::Error::other(known)));
+    assert_eq!(outer.peer_addr(), Some(addr));
+    // And its kind is the one classification keeps.
+    assert_eq!(
+        classify_error(&wrap(outer), Stage::Request),
+        FailureKind::Other
+    );
+}
+
+#[test]
 fn an_existing_failure_is_kept() {
     for kind in FailureKind::ALL {
         let failure = Failure::new(kind, io(io::ErrorKind::TimedOut));
