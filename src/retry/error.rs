@@ -6,6 +6,25 @@ use http::StatusCode;
 use std::{error::Error, fmt, time::Duration};
 
 /// What the call met last when retries stopped.
+///
+/// ```
+/// use tower::{Layer, ServiceExt};
+/// use tower_fortify::retry::{error::{RetryError, RetryReason}, RetryLayer, RetryPolicy};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), tower_fortify::BoxError> {
+/// let policy = RetryPolicy::default().status_forcelist([503]);
+/// let svc = RetryLayer::builder().policy(policy).build()?.layer(tower::service_fn(|_: http::Request<()>| async {
+///     http::Response::builder().status(503).body(())
+/// }));
+/// let err = svc.oneshot(http::Request::new(())).await.unwrap_err();
+/// match err.downcast_ref::<RetryError>().unwrap().reason() {
+///     RetryReason::Status(status) => assert_eq!(*status, 503),
+///     other => panic!("the last attempt answered, it did not fail: {other:?}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum RetryReason {
@@ -53,11 +72,46 @@ impl RetryError {
     }
 
     /// What the last attempt met.
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::classify::FailureKind;
+    /// use tower_fortify::retry::{error::{RetryError, RetryReason}, RetryLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// let svc = RetryLayer::builder().build()?.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     Err::<http::Response<()>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    /// }));
+    /// let err = svc.oneshot(http::Request::new(())).await.unwrap_err();
+    /// let err = err.downcast_ref::<RetryError>().unwrap();
+    /// assert!(matches!(err.reason(), RetryReason::Failure(f) if f.kind() == FailureKind::ConnectRefused));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn reason(&self) -> &RetryReason {
         &self.reason
     }
 
     /// The last failure, when the last attempt failed.
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::classify::FailureKind;
+    /// use tower_fortify::retry::{error::RetryError, RetryLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// let svc = RetryLayer::builder().build()?.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     Err::<http::Response<()>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    /// }));
+    /// let err = svc.oneshot(http::Request::new(())).await.unwrap_err();
+    /// let err = err.downcast_ref::<RetryError>().unwrap();
+    /// assert_eq!(err.failure().map(|f| f.kind()), Some(FailureKind::ConnectRefused));
+    /// assert_eq!(err.status(), None);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn failure(&self) -> Option<&Failure> {
         match &self.reason {
             RetryReason::Failure(failure) => Some(failure),
@@ -66,6 +120,25 @@ impl RetryError {
     }
 
     /// The status of the last response, when it was a retryable response.
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::retry::{error::RetryError, RetryLayer, RetryPolicy};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// let policy = RetryPolicy::default().status_forcelist([502, 503, 504]);
+    /// let svc = RetryLayer::builder().policy(policy).build()?.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     http::Response::builder().status(503).body(())
+    /// }));
+    /// let err = svc.oneshot(http::Request::new(())).await.unwrap_err();
+    /// let err = err.downcast_ref::<RetryError>().unwrap();
+    /// assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+    /// assert!(err.failure().is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn status(&self) -> Option<StatusCode> {
         match &self.reason {
             RetryReason::Failure(_) => None,
@@ -75,16 +148,70 @@ impl RetryError {
 
     /// Why the layer stopped retrying; `None` when the last failure is not retried (its kind
     /// or the request's method says so), after earlier retries.
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::retry::{error::RetryError, RetryLayer, RetryPolicy, Stop};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// // Retry(total=1, status_forcelist=[503])
+    /// let policy = RetryPolicy::default().total(Some(1)).status_forcelist([503]);
+    /// let svc = RetryLayer::builder().policy(policy).build()?.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     http::Response::builder().status(503).body(())
+    /// }));
+    /// let err = svc.oneshot(http::Request::new(())).await.unwrap_err();
+    /// assert_eq!(err.downcast_ref::<RetryError>().unwrap().stop(), Some(Stop::Exhausted));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn stop(&self) -> Option<Stop> {
         self.history.stop
     }
 
     /// The retries made before the layer stopped.
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::{classify::Category, retry::{error::RetryError, RetryLayer}};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// let svc = RetryLayer::builder().build()?.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     Err::<http::Response<()>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    /// }));
+    /// let err = svc.oneshot(http::Request::new(())).await.unwrap_err();
+    /// let history = err.downcast_ref::<RetryError>().unwrap().history();
+    /// // The default policy: 3 retries (4 attempts), each after a connect failure.
+    /// assert_eq!(history.records().len(), 3);
+    /// assert!(history.records().iter().all(|r| r.category() == Category::Connect));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn history(&self) -> &RetryHistory {
         &self.history
     }
 
     /// Consumes the error, returning the last failure, if the last attempt failed.
+    ///
+    /// ```
+    /// use std::io;
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::retry::{error::RetryError, RetryLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// let svc = RetryLayer::builder().build()?.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     Err::<http::Response<()>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    /// }));
+    /// let err = svc.oneshot(http::Request::new(())).await.unwrap_err();
+    /// let err = err.downcast::<RetryError>().unwrap();
+    /// let failure = err.into_failure().unwrap();
+    /// let io = failure.get_ref().downcast_ref::<io::Error>().unwrap();
+    /// assert_eq!(io.kind(), io::ErrorKind::ConnectionRefused);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn into_failure(self) -> Option<Failure> {
         match self.reason {
             RetryReason::Failure(failure) => Some(failure),

@@ -29,6 +29,22 @@ use tower_service::Service;
 pin_project! {
     /// Response future of [`Retry`](super::Retry).
     ///
+    /// ```
+    /// use tower::{Service, ServiceExt};
+    /// use tower_fortify::retry::{future::ResponseFuture, Retry, RetryPolicy};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// let inner = tower::service_fn(|_: http::Request<()>| async {
+    ///     http::Response::builder().status(204).body(())
+    /// });
+    /// let mut svc = Retry::new(inner, RetryPolicy::default())?;
+    /// let future: ResponseFuture<_, ()> = svc.ready().await?.call(http::Request::new(()));
+    /// assert_eq!(future.await?.status(), 204);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Cancel safety
     ///
     /// Dropping it drops the attempt in flight or the sleep, and the request copy; a retry

@@ -24,6 +24,24 @@ pub enum RetryCause {
 
 impl RetryCause {
     /// The failure kind, for a failure.
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::{classify::FailureKind, retry::{error::RetryError, RetryLayer}};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// let svc = RetryLayer::builder().build()?.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     Err::<http::Response<()>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    /// }));
+    /// let err = svc.oneshot(http::Request::new(())).await.unwrap_err();
+    /// let history = err.downcast_ref::<RetryError>().unwrap().history();
+    /// let cause = history.records()[0].cause();
+    /// assert_eq!(cause.failure_kind(), Some(FailureKind::ConnectRefused));
+    /// assert_eq!(cause.status(), None);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub const fn failure_kind(&self) -> Option<FailureKind> {
         match self {
             RetryCause::Failure(kind) => Some(*kind),
@@ -32,6 +50,27 @@ impl RetryCause {
     }
 
     /// The status, for a response.
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::retry::{RetryHistory, RetryLayer, RetryPolicy};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// // Retry(status_forcelist=[503], raise_on_status=False): the last 503 comes back.
+    /// let policy = RetryPolicy::default().status_forcelist([503]).raise_on_status(false);
+    /// let svc = RetryLayer::builder().policy(policy).build()?.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     http::Response::builder().status(503).body(())
+    /// }));
+    /// let response = svc.oneshot(http::Request::new(())).await?;
+    /// let history = response.extensions().get::<RetryHistory>().unwrap();
+    /// let cause = history.records()[0].cause();
+    /// assert_eq!(cause.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+    /// assert_eq!(cause.failure_kind(), None);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub const fn status(&self) -> Option<StatusCode> {
         match self {
             RetryCause::Failure(_) => None,
@@ -58,16 +97,70 @@ pub struct RetryRecord {
 
 impl RetryRecord {
     /// The counter this retry decremented.
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::{classify::Category, retry::{error::RetryError, RetryLayer, RetryPolicy}};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// let policy = RetryPolicy::default().status_forcelist([503]);
+    /// let svc = RetryLayer::builder().policy(policy).build()?.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     http::Response::builder().status(503).body(())
+    /// }));
+    /// let err = svc.oneshot(http::Request::new(())).await.unwrap_err();
+    /// let history = err.downcast_ref::<RetryError>().unwrap().history();
+    /// assert!(history.records().iter().all(|r| r.category() == Category::Status));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub const fn category(&self) -> Category {
         self.category
     }
 
     /// What the retry was made after.
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::{classify::FailureKind, retry::{error::RetryError, RetryCause, RetryLayer}};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// let svc = RetryLayer::builder().build()?.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     Err::<http::Response<()>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    /// }));
+    /// let err = svc.oneshot(http::Request::new(())).await.unwrap_err();
+    /// let history = err.downcast_ref::<RetryError>().unwrap().history();
+    /// let refused = RetryCause::Failure(FailureKind::ConnectRefused);
+    /// assert!(history.records().iter().all(|r| r.cause() == refused));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub const fn cause(&self) -> RetryCause {
         self.cause
     }
 
     /// How long the layer slept before the retry.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::retry::{error::RetryError, RetryLayer, RetryPolicy, RetryRecord};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// // Retry(total=3, backoff_factor=0.5): the first retry at once, then 0.5 s * 2^(k-1).
+    /// let policy = RetryPolicy::default().backoff_factor(Duration::from_millis(500));
+    /// let svc = RetryLayer::builder().policy(policy).build()?.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     Err::<http::Response<()>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    /// }));
+    /// let err = svc.oneshot(http::Request::new(())).await.unwrap_err();
+    /// let history = err.downcast_ref::<RetryError>().unwrap().history();
+    /// let sleeps: Vec<Duration> = history.records().iter().map(RetryRecord::sleep).collect();
+    /// assert_eq!(sleeps, [0, 1_000, 2_000].map(Duration::from_millis));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub const fn sleep(&self) -> Duration {
         self.sleep
     }
@@ -120,6 +213,22 @@ impl Stop {
     }
 
     /// A stable `snake_case` name, used as a metrics label value.
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::retry::{error::RetryError, RetryLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// let svc = RetryLayer::builder().build()?.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     Err::<http::Response<()>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    /// }));
+    /// let err = svc.oneshot(http::Request::new(())).await.unwrap_err();
+    /// let stop = err.downcast_ref::<RetryError>().unwrap().stop().unwrap();
+    /// assert_eq!(stop.as_str(), "exhausted");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub const fn as_str(&self) -> &'static str {
         match self {
             Stop::Exhausted => "exhausted",
@@ -153,11 +262,46 @@ pub struct RetryHistory {
 
 impl RetryHistory {
     /// One record per retry made, in order.
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::retry::{error::RetryError, RetryLayer, RetryPolicy};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// let policy = RetryPolicy::default().total(Some(2));
+    /// let svc = RetryLayer::builder().policy(policy).build()?.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     Err::<http::Response<()>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    /// }));
+    /// let err = svc.oneshot(http::Request::new(())).await.unwrap_err();
+    /// let history = err.downcast_ref::<RetryError>().unwrap().history();
+    /// assert_eq!(history.records().len(), 2); // 3 attempts
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn records(&self) -> &[RetryRecord] {
         &self.records
     }
 
     /// Why retrying stopped before a result that could be returned as it is, if it did.
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::retry::{RetryHistory, RetryLayer, RetryPolicy, Stop};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// let policy = RetryPolicy::default().status_forcelist([503]).raise_on_status(false);
+    /// let svc = RetryLayer::builder().policy(policy).build()?.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     http::Response::builder().status(503).body(())
+    /// }));
+    /// let response = svc.oneshot(http::Request::new(())).await?;
+    /// let history = response.extensions().get::<RetryHistory>().unwrap();
+    /// assert_eq!(response.status(), 503);
+    /// assert_eq!(history.stop(), Some(Stop::Exhausted));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub const fn stop(&self) -> Option<Stop> {
         self.stop
     }

@@ -57,6 +57,20 @@ impl<S> Retry<S> {
     /// # Errors
     ///
     /// As [`RetryBuilder::build`](super::RetryBuilder::build).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::retry::{Retry, RetryPolicy};
+    ///
+    /// let inner = tower::service_fn(|_: http::Request<()>| async { http::Response::builder().body(()) });
+    /// let svc = Retry::new(inner, RetryPolicy::default())?;
+    /// assert_eq!(svc.name(), "retry");
+    ///
+    /// // The policy is checked as the builder checks it.
+    /// let err = Retry::new(inner, RetryPolicy::default().deadline(Some(Duration::ZERO))).unwrap_err();
+    /// assert_eq!(err.field(), "deadline");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
     pub fn new(inner: S, policy: RetryPolicy) -> Result<Self, InvalidConfig> {
         let layer = RetryLayer::builder().policy(policy).build()?;
         Ok(tower_layer::Layer::layer(&layer, inner))
@@ -66,6 +80,16 @@ impl<S> Retry<S> {
 impl RetryLayer {
     /// A builder with urllib3's default policy ([`RetryPolicy::default`]) and the name
     /// `"retry"`.
+    ///
+    /// ```
+    /// use tower_fortify::retry::RetryLayer;
+    ///
+    /// let layer = RetryLayer::builder().build()?;
+    /// assert_eq!(layer.name(), "retry");
+    /// // Retry.DEFAULT: 3 retries in all.
+    /// assert!(format!("{:?}", layer.policy()).starts_with("RetryPolicy { total: Some(3),"));
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
     pub fn builder() -> RetryBuilder {
         RetryBuilder {
             policy: RetryPolicy::default(),
@@ -76,11 +100,31 @@ impl RetryLayer {
     }
 
     /// The policy.
+    ///
+    /// ```
+    /// use tower_fortify::retry::{RetryLayer, RetryPolicy};
+    ///
+    /// let layer = RetryLayer::builder().policy(RetryPolicy::production()).build()?;
+    /// let policy = format!("{:?}", layer.policy());
+    /// assert!(policy.contains("status_forcelist: [502, 503, 504]"));
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
     pub fn policy(&self) -> &RetryPolicy {
         &self.shared.policy
     }
 
     /// The `name` label of the metrics and tracing events.
+    ///
+    /// ```
+    /// use tower::Layer;
+    /// use tower_fortify::retry::RetryLayer;
+    ///
+    /// let layer = RetryLayer::builder().name("payments").build()?;
+    /// assert_eq!(layer.name(), "payments");
+    /// // Every service the layer builds has its name.
+    /// assert_eq!(layer.layer(()).name(), "payments");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
     pub fn name(&self) -> &'static str {
         self.shared.name
     }
@@ -88,6 +132,14 @@ impl RetryLayer {
 
 impl RetryBuilder {
     /// The retry settings (default [`RetryPolicy::default`], urllib3's `Retry.DEFAULT`).
+    ///
+    /// ```
+    /// use tower_fortify::retry::{RetryLayer, RetryPolicy};
+    ///
+    /// let layer = RetryLayer::builder().policy(RetryPolicy::default().total(Some(5))).build()?;
+    /// assert!(format!("{:?}", layer.policy()).starts_with("RetryPolicy { total: Some(5),"));
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
     pub fn policy(mut self, policy: RetryPolicy) -> Self {
         self.policy = policy;
         self
@@ -95,6 +147,14 @@ impl RetryBuilder {
 
     /// The `name` label of the metrics and tracing events (default `"retry"`). It must be a
     /// static string, so that labels stay bounded.
+    ///
+    /// ```
+    /// use tower_fortify::retry::RetryLayer;
+    ///
+    /// let layer = RetryLayer::builder().name("inventory").build()?;
+    /// assert_eq!(layer.name(), "inventory");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
     pub fn name(mut self, name: &'static str) -> Self {
         self.name = name;
         self

@@ -248,24 +248,66 @@ impl RetryPolicy {
     }
 
     /// Retries of any kind (`None`: no global cap). Default `Some(3)`.
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::retry::{error::RetryError, RetryLayer, RetryPolicy};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// // Retry(total=1): counts are retries, so at most 2 attempts.
+    /// let policy = RetryPolicy::default().total(Some(1));
+    /// let svc = RetryLayer::builder().policy(policy).build()?.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     Err::<http::Response<()>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    /// }));
+    /// let err = svc.oneshot(http::Request::new(())).await.unwrap_err();
+    /// assert_eq!(err.downcast_ref::<RetryError>().unwrap().history().records().len(), 1);
+    /// assert!(err.to_string().starts_with("max retries exceeded: 2 attempts"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn total(mut self, total: Option<u32>) -> Self {
         self.total = total;
         self
     }
 
     /// Retries after connect failures (`Dns`, `ConnectRefused`, `ConnectTimeout`).
+    ///
+    /// ```
+    /// use tower_fortify::retry::RetryPolicy;
+    ///
+    /// // Retry(total=5, connect=2): at most 2 of the 5 retries after connect failures.
+    /// let policy = RetryPolicy::default().total(Some(5)).connect(Some(2));
+    /// assert!(format!("{policy:?}").contains("total: Some(5), connect: Some(2),"));
+    /// ```
     pub fn connect(mut self, connect: Option<u32>) -> Self {
         self.connect = connect;
         self
     }
 
     /// Retries after read failures (`ReadTimeout`, `ConnectionClosed`, `Protocol`).
+    ///
+    /// ```
+    /// use tower_fortify::retry::RetryPolicy;
+    ///
+    /// // Retry(read=0): a read failure is never retried, a refused connect still is.
+    /// let policy = RetryPolicy::default().read(Some(0));
+    /// assert!(format!("{policy:?}").contains(" read: Some(0),"));
+    /// ```
     pub fn read(mut self, read: Option<u32>) -> Self {
         self.read = read;
         self
     }
 
     /// Retries after responses judged retryable.
+    ///
+    /// ```
+    /// use tower_fortify::retry::RetryPolicy;
+    ///
+    /// // Retry(status=2, status_forcelist=[503]): at most 2 retries after a 503.
+    /// let policy = RetryPolicy::default().status(Some(2)).status_forcelist([503]);
+    /// assert!(format!("{policy:?}").contains(" status: Some(2),"));
+    /// ```
     pub fn status(mut self, status: Option<u32>) -> Self {
         self.status = status;
         self
@@ -273,6 +315,14 @@ impl RetryPolicy {
 
     /// Retries after other failures (`TlsHandshake`, `Other`). `TlsNegotiation` is never
     /// retried.
+    ///
+    /// ```
+    /// use tower_fortify::retry::RetryPolicy;
+    ///
+    /// // Retry(other=1): one retry after a stalled TLS handshake, say.
+    /// let policy = RetryPolicy::default().other(Some(1));
+    /// assert!(format!("{policy:?}").contains(" other: Some(1),"));
+    /// ```
     pub fn other(mut self, other: Option<u32>) -> Self {
         self.other = other;
         self
@@ -300,6 +350,18 @@ impl RetryPolicy {
     ///
     /// The layer rejects (field `status_forcelist`) a code that is not a valid status or is
     /// below 300.
+    ///
+    /// ```
+    /// use tower_fortify::retry::{RetryLayer, RetryPolicy};
+    ///
+    /// let policy = RetryPolicy::default().status_forcelist([502, 503, 504]);
+    /// assert!(format!("{policy:?}").contains("status_forcelist: [502, 503, 504]"));
+    ///
+    /// // A 2xx is not an error: the layer refuses it.
+    /// let policy = RetryPolicy::default().status_forcelist([204]);
+    /// let err = RetryLayer::builder().policy(policy).build().unwrap_err();
+    /// assert_eq!(err.field(), "status_forcelist");
+    /// ```
     pub fn status_forcelist(mut self, statuses: impl IntoIterator<Item = u16>) -> Self {
         self.status_forcelist = statuses.into_iter().collect();
         self
@@ -307,6 +369,15 @@ impl RetryPolicy {
 
     /// urllib3's `backoff_factor`: the sleep before retry `k >= 2` is
     /// `backoff_factor * 2^(k-1)` (the first retry is immediate). Default zero.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::retry::RetryPolicy;
+    ///
+    /// // Retry(backoff_factor=0.5): sleeps of 0, 1, 2, 4 s... before the retries.
+    /// let policy = RetryPolicy::default().backoff_factor(Duration::from_millis(500));
+    /// assert!(format!("{policy:?}").contains("backoff: Backoff { factor: 500ms, max: 120s,"));
+    /// ```
     pub fn backoff_factor(mut self, factor: Duration) -> Self {
         self.backoff = Backoff::new(factor)
             .max(self.backoff.max_value())
@@ -317,6 +388,17 @@ impl RetryPolicy {
 
     /// urllib3's `backoff_max`: the cap on the computed backoff (not on `Retry-After`).
     /// Default 120 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::retry::RetryPolicy;
+    ///
+    /// // Retry(backoff_factor=1, backoff_max=10): 0, 2, 4, 8, 10, 10 s...
+    /// let policy = RetryPolicy::default()
+    ///     .backoff_factor(Duration::from_secs(1))
+    ///     .backoff_max(Duration::from_secs(10));
+    /// assert!(format!("{policy:?}").contains("backoff: Backoff { factor: 1s, max: 10s,"));
+    /// ```
     pub fn backoff_max(mut self, max: Duration) -> Self {
         self.backoff = self.backoff.max(max);
         self
@@ -324,6 +406,21 @@ impl RetryPolicy {
 
     /// urllib3's `backoff_jitter`: `U[0,1) * backoff_jitter` added before the cap. Default
     /// zero. Only for [`Jitter::Additive`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::retry::{Jitter, RetryLayer, RetryPolicy};
+    ///
+    /// // Retry(backoff_factor=0.5, backoff_jitter=0.25)
+    /// let policy = RetryPolicy::default()
+    ///     .backoff_factor(Duration::from_millis(500))
+    ///     .backoff_jitter(Duration::from_millis(250));
+    /// assert!(RetryLayer::builder().policy(policy.clone()).build().is_ok());
+    ///
+    /// // The other strategies draw their own randomness: the layer refuses both.
+    /// let err = RetryLayer::builder().policy(policy.jitter(Jitter::Full)).build().unwrap_err();
+    /// assert_eq!(err.field(), "backoff_jitter");
+    /// ```
     pub fn backoff_jitter(mut self, jitter: Duration) -> Self {
         self.backoff = self.backoff.additive_jitter(jitter);
         self
@@ -331,6 +428,17 @@ impl RetryPolicy {
 
     /// The jitter strategy (extension): [`Jitter::Additive`] is urllib3's; the others keep
     /// the randomness below the cap.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::retry::{Jitter, RetryPolicy};
+    ///
+    /// // Each sleep drawn from [0, min(backoff_max, backoff_factor * 2^(k-1))).
+    /// let policy = RetryPolicy::default()
+    ///     .backoff_factor(Duration::from_millis(500))
+    ///     .jitter(Jitter::Full);
+    /// assert!(format!("{policy:?}").contains("jitter: Full"));
+    /// ```
     pub fn jitter(mut self, jitter: Jitter) -> Self {
         self.backoff = self.backoff.jitter(jitter);
         self
@@ -355,6 +463,14 @@ impl RetryPolicy {
     }
 
     /// Honour `Retry-After` on 413, 429 and 503, and on any retried status. Default `true`.
+    ///
+    /// ```
+    /// use tower_fortify::retry::RetryPolicy;
+    ///
+    /// // Retry(respect_retry_after_header=False): the backoff alone decides the sleeps.
+    /// let policy = RetryPolicy::default().respect_retry_after_header(false);
+    /// assert!(format!("{policy:?}").contains("respect_retry_after_header: false"));
+    /// ```
     pub fn respect_retry_after_header(mut self, respect: bool) -> Self {
         self.respect_retry_after_header = respect;
         self
@@ -363,12 +479,32 @@ impl RetryPolicy {
     /// The longest wait a `Retry-After` can ask for. Default 6 hours (urllib3 2.6.3). With
     /// `Duration::MAX` any wait is honoured; one too long to represent as an instant is a
     /// wait that never ends (or, with a `deadline`, a retry not made).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::retry::RetryPolicy;
+    ///
+    /// // A `Retry-After: 3600` makes the call wait 60 s.
+    /// let policy = RetryPolicy::default().retry_after_max(Duration::from_secs(60));
+    /// assert!(format!("{policy:?}").contains("retry_after_max: 60s,"));
+    /// ```
     pub fn retry_after_max(mut self, max: Duration) -> Self {
         self.retry_after_max = max;
         self
     }
 
     /// What to do with a `Retry-After` above `retry_after_max` (extension). Default: cap it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::retry::{RetryAfterOverMax, RetryPolicy};
+    ///
+    /// // A `Retry-After` above a minute ends the call with `Stop::RetryAfterTooLong`.
+    /// let policy = RetryPolicy::default()
+    ///     .retry_after_max(Duration::from_secs(60))
+    ///     .retry_after_over_max(RetryAfterOverMax::Stop);
+    /// assert!(format!("{policy:?}").contains("retry_after_over_max: Stop,"));
+    /// ```
     pub fn retry_after_over_max(mut self, over: RetryAfterOverMax) -> Self {
         self.retry_after_over_max = over;
         self
@@ -376,6 +512,24 @@ impl RetryPolicy {
 
     /// When status retries run out: a [`RetryError`](super::error::RetryError) (`true`, default) or
     /// the last response (`false`).
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::retry::{RetryHistory, RetryLayer, RetryPolicy};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// // Retry(status_forcelist=[503], raise_on_status=False)
+    /// let policy = RetryPolicy::default().status_forcelist([503]).raise_on_status(false);
+    /// let svc = RetryLayer::builder().policy(policy).build()?.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     http::Response::builder().status(503).body(())
+    /// }));
+    /// let response = svc.oneshot(http::Request::new(())).await?;
+    /// assert_eq!(response.status(), 503);
+    /// assert_eq!(response.extensions().get::<RetryHistory>().unwrap().records().len(), 3);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn raise_on_status(mut self, raise: bool) -> Self {
         self.raise_on_status = raise;
         self
@@ -383,12 +537,42 @@ impl RetryPolicy {
 
     /// A retry budget (extension), shared by every clone of the layer's services. Default:
     /// none.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::retry::{error::RetryError, RetryBudget, RetryLayer, RetryPolicy, Stop};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// // A reserve of 2 retries (1 per second for 2 s), none earned by requests.
+    /// let budget = RetryBudget::new(Duration::from_secs(2), 1, 0.0)?;
+    /// let policy = RetryPolicy::default().budget(budget.clone());
+    /// let svc = RetryLayer::builder().policy(policy).build()?.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     Err::<http::Response<()>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    /// }));
+    /// let err = svc.oneshot(http::Request::new(())).await.unwrap_err();
+    /// let err = err.downcast_ref::<RetryError>().unwrap();
+    /// assert_eq!(err.history().records().len(), 2);
+    /// assert_eq!(err.stop(), Some(Stop::Budget));
+    /// assert_eq!(budget.available(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn budget(mut self, budget: RetryBudget) -> Self {
         self.budget = Some(budget);
         self
     }
 
     /// Removes the retry budget.
+    ///
+    /// ```
+    /// use tower_fortify::retry::RetryPolicy;
+    ///
+    /// // The production preset, bounded by its counters alone.
+    /// let policy = RetryPolicy::production().no_budget();
+    /// assert!(format!("{policy:?}").contains("budget: None,"));
+    /// ```
     pub fn no_budget(mut self) -> Self {
         self.budget = None;
         self
@@ -402,6 +586,18 @@ impl RetryPolicy {
     /// passed, as tower's `Timeout` does; the deadline's timer is only made once the call has
     /// to wait. A deadline too long to represent as an instant (`Duration::MAX`) is no deadline.
     /// Default: none.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::retry::{RetryLayer, RetryPolicy};
+    ///
+    /// let policy = RetryPolicy::default().deadline(Some(Duration::from_secs(10)));
+    /// assert!(format!("{policy:?}").contains("deadline: Some(10s)"));
+    ///
+    /// let policy = RetryPolicy::default().deadline(Some(Duration::ZERO));
+    /// let err = RetryLayer::builder().policy(policy).build().unwrap_err();
+    /// assert_eq!(err.field(), "deadline");
+    /// ```
     pub fn deadline(mut self, deadline: Option<Duration>) -> Self {
         self.deadline = deadline;
         self

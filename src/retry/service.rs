@@ -128,6 +128,15 @@ impl<S> Retry<S> {
     }
 
     /// The policy.
+    ///
+    /// ```
+    /// use tower_fortify::retry::{Retry, RetryPolicy};
+    ///
+    /// let inner = tower::service_fn(|_: http::Request<()>| async { http::Response::builder().body(()) });
+    /// let svc = Retry::new(inner, RetryPolicy::default().total(Some(5)))?;
+    /// assert!(format!("{:?}", svc.policy()).starts_with("RetryPolicy { total: Some(5),"));
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
     pub fn policy(&self) -> &RetryPolicy {
         &self.shared.policy
     }
@@ -147,6 +156,19 @@ impl<S> Retry<S> {
     }
 
     /// Gets a reference to the inner service.
+    ///
+    /// ```
+    /// use tower::Layer;
+    /// use tower_fortify::retry::RetryLayer;
+    ///
+    /// // Any inner service: here a client for one host.
+    /// #[derive(Clone)]
+    /// struct Backend { host: &'static str }
+    ///
+    /// let svc = RetryLayer::builder().build()?.layer(Backend { host: "inventory.internal" });
+    /// assert_eq!(svc.get_ref().host, "inventory.internal");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
@@ -156,11 +178,39 @@ impl<S> Retry<S> {
     /// Retries are sent with clones of the service as it was at the first call (shared by
     /// this service's clones): a change made through this reference later reaches the first
     /// attempts only.
+    ///
+    /// ```
+    /// use tower::Layer;
+    /// use tower_fortify::retry::RetryLayer;
+    ///
+    /// // Any inner service: here a client for one host.
+    /// #[derive(Clone)]
+    /// struct Backend { host: &'static str }
+    ///
+    /// let mut svc = RetryLayer::builder().build()?.layer(Backend { host: "inventory.internal" });
+    /// svc.get_mut().host = "inventory-2.internal";
+    /// assert_eq!(svc.get_ref().host, "inventory-2.internal");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
 
     /// Consumes `self`, returning the inner service.
+    ///
+    /// ```
+    /// use tower::Layer;
+    /// use tower_fortify::retry::RetryLayer;
+    ///
+    /// // Any inner service: here a client for one host.
+    /// #[derive(Clone)]
+    /// struct Backend { host: &'static str }
+    ///
+    /// let svc = RetryLayer::builder().build()?.layer(Backend { host: "inventory.internal" });
+    /// let backend: Backend = svc.into_inner();
+    /// assert_eq!(backend.host, "inventory.internal");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
+    /// ```
     pub fn into_inner(self) -> S {
         self.inner
     }
