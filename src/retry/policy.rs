@@ -274,11 +274,22 @@ impl RetryPolicy {
     /// Retries after connect failures (`Dns`, `ConnectRefused`, `ConnectTimeout`).
     ///
     /// ```
-    /// use tower_fortify::retry::RetryPolicy;
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::retry::{error::RetryError, RetryLayer, RetryPolicy, Stop};
     ///
-    /// // Retry(total=5, connect=2): at most 2 of the 5 retries after connect failures.
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// // Retry(total=5, connect=2): a server refusing connections is tried 3 times, not 6.
     /// let policy = RetryPolicy::default().total(Some(5)).connect(Some(2));
-    /// assert!(format!("{policy:?}").contains("total: Some(5), connect: Some(2),"));
+    /// let svc = RetryLayer::builder().policy(policy).build()?.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     Err::<http::Response<()>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    /// }));
+    /// let err = svc.oneshot(http::Request::new(())).await.unwrap_err();
+    /// let err = err.downcast_ref::<RetryError>().unwrap();
+    /// assert_eq!(err.history().records().len(), 2);
+    /// assert_eq!(err.stop(), Some(Stop::Exhausted));
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn connect(mut self, connect: Option<u32>) -> Self {
         self.connect = connect;
@@ -288,11 +299,25 @@ impl RetryPolicy {
     /// Retries after read failures (`ReadTimeout`, `ConnectionClosed`, `Protocol`).
     ///
     /// ```
-    /// use tower_fortify::retry::RetryPolicy;
+    /// use std::io::{Error, ErrorKind};
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::{classify::FailureKind, retry::{error::RetryError, RetryLayer, RetryPolicy, Stop}};
     ///
-    /// // Retry(read=0): a read failure is never retried, a refused connect still is.
-    /// let policy = RetryPolicy::default().read(Some(0));
-    /// assert!(format!("{policy:?}").contains(" read: Some(0),"));
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// // Retry(read=0): a timeout waiting for the answer is not retried, a refused connect still is.
+    /// let layer = RetryLayer::builder().policy(RetryPolicy::default().read(Some(0))).build()?;
+    /// let failing = |kind: ErrorKind| tower::service_fn(move |_: http::Request<()>| async move {
+    ///     Err::<http::Response<()>, _>(Error::from(kind))
+    /// });
+    /// let err = layer.layer(failing(ErrorKind::TimedOut)).oneshot(http::Request::new(())).await.unwrap_err();
+    /// let err = err.downcast_ref::<RetryError>().unwrap();
+    /// assert_eq!(err.failure().unwrap().kind(), FailureKind::ReadTimeout);
+    /// assert_eq!((err.history().records().len(), err.stop()), (0, Some(Stop::Exhausted))); // 1 attempt
+    /// let err = layer.layer(failing(ErrorKind::ConnectionRefused)).oneshot(http::Request::new(())).await.unwrap_err();
+    /// assert_eq!(err.downcast_ref::<RetryError>().unwrap().history().records().len(), 3);
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn read(mut self, read: Option<u32>) -> Self {
         self.read = read;
@@ -302,11 +327,22 @@ impl RetryPolicy {
     /// Retries after responses judged retryable.
     ///
     /// ```
-    /// use tower_fortify::retry::RetryPolicy;
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::retry::{error::RetryError, RetryLayer, RetryPolicy, Stop};
     ///
-    /// // Retry(status=2, status_forcelist=[503]): at most 2 retries after a 503.
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// // Retry(status=2, status_forcelist=[503]): 3 attempts for a server that keeps answering 503.
     /// let policy = RetryPolicy::default().status(Some(2)).status_forcelist([503]);
-    /// assert!(format!("{policy:?}").contains(" status: Some(2),"));
+    /// let svc = RetryLayer::builder().policy(policy).build()?.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     http::Response::builder().status(503).body(())
+    /// }));
+    /// let err = svc.oneshot(http::Request::new(())).await.unwrap_err();
+    /// let err = err.downcast_ref::<RetryError>().unwrap();
+    /// assert_eq!(err.history().records().len(), 2);
+    /// assert_eq!((err.status(), err.stop()), (Some(http::StatusCode::SERVICE_UNAVAILABLE), Some(Stop::Exhausted)));
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn status(mut self, status: Option<u32>) -> Self {
         self.status = status;
@@ -317,11 +353,24 @@ impl RetryPolicy {
     /// retried.
     ///
     /// ```
-    /// use tower_fortify::retry::RetryPolicy;
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::classify::{Failure, FailureKind};
+    /// use tower_fortify::retry::{error::RetryError, RetryLayer, RetryPolicy, Stop};
     ///
-    /// // Retry(other=1): one retry after a stalled TLS handshake, say.
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// // Retry(other=1): one retry after a stalled TLS handshake, whatever `total` allows.
     /// let policy = RetryPolicy::default().other(Some(1));
-    /// assert!(format!("{policy:?}").contains(" other: Some(1),"));
+    /// let svc = RetryLayer::builder().policy(policy).build()?.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     let stalled = std::io::Error::from(std::io::ErrorKind::TimedOut);
+    ///     Err::<http::Response<()>, _>(Failure::new(FailureKind::TlsHandshake, stalled))
+    /// }));
+    /// let err = svc.oneshot(http::Request::new(())).await.unwrap_err();
+    /// let err = err.downcast_ref::<RetryError>().unwrap();
+    /// assert_eq!(err.history().records().len(), 1); // 2 attempts
+    /// assert_eq!(err.stop(), Some(Stop::Exhausted));
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn other(mut self, other: Option<u32>) -> Self {
         self.other = other;
@@ -352,15 +401,25 @@ impl RetryPolicy {
     /// below 300.
     ///
     /// ```
-    /// use tower_fortify::retry::{RetryLayer, RetryPolicy};
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::retry::{error::RetryError, RetryLayer, RetryPolicy};
     ///
-    /// let policy = RetryPolicy::default().status_forcelist([502, 503, 504]);
-    /// assert!(format!("{policy:?}").contains("status_forcelist: [502, 503, 504]"));
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// // Retry(status_forcelist=[502, 503, 504]): a 503 is retried (3 times), a 500 returned at once.
+    /// let layer = RetryLayer::builder().policy(RetryPolicy::default().status_forcelist([502, 503, 504])).build()?;
+    /// let answering = |status: u16| tower::service_fn(move |_: http::Request<()>| async move {
+    ///     http::Response::builder().status(status).body(())
+    /// });
+    /// let err = layer.layer(answering(503)).oneshot(http::Request::new(())).await.unwrap_err();
+    /// assert_eq!(err.downcast_ref::<RetryError>().unwrap().history().records().len(), 3);
+    /// assert_eq!(layer.layer(answering(500)).oneshot(http::Request::new(())).await?.status(), 500);
     ///
     /// // A 2xx is not an error: the layer refuses it.
-    /// let policy = RetryPolicy::default().status_forcelist([204]);
-    /// let err = RetryLayer::builder().policy(policy).build().unwrap_err();
+    /// let err = RetryLayer::builder().policy(RetryPolicy::default().status_forcelist([204])).build().unwrap_err();
     /// assert_eq!(err.field(), "status_forcelist");
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn status_forcelist(mut self, statuses: impl IntoIterator<Item = u16>) -> Self {
         self.status_forcelist = statuses.into_iter().collect();
@@ -372,11 +431,22 @@ impl RetryPolicy {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tower_fortify::retry::RetryPolicy;
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::retry::{error::RetryError, RetryLayer, RetryPolicy};
     ///
-    /// // Retry(backoff_factor=0.5): sleeps of 0, 1, 2, 4 s... before the retries.
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// // Retry(backoff_factor=0.5), 3 retries: no sleep before the first, then
+    /// // backoff_factor * 2^(k-1) before retry k: 1 s, 2 s (then 4 s, 8 s... with more retries).
     /// let policy = RetryPolicy::default().backoff_factor(Duration::from_millis(500));
-    /// assert!(format!("{policy:?}").contains("backoff: Backoff { factor: 500ms, max: 120s,"));
+    /// let svc = RetryLayer::builder().policy(policy).build()?.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     Err::<http::Response<()>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    /// }));
+    /// let err = svc.oneshot(http::Request::new(())).await.unwrap_err();
+    /// let sleeps: Vec<Duration> = err.downcast_ref::<RetryError>().unwrap().history().sleeps().collect();
+    /// assert_eq!(sleeps, [0, 1, 2].map(Duration::from_secs));
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn backoff_factor(mut self, factor: Duration) -> Self {
         self.backoff = Backoff::new(factor)
@@ -391,13 +461,24 @@ impl RetryPolicy {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tower_fortify::retry::RetryPolicy;
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::retry::{error::RetryError, RetryLayer, RetryPolicy};
     ///
-    /// // Retry(backoff_factor=1, backoff_max=10): 0, 2, 4, 8, 10, 10 s...
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// // Retry(total=6, backoff_factor=1, backoff_max=10): 0, 2, 4, 8, then 16 and 32 capped.
     /// let policy = RetryPolicy::default()
+    ///     .total(Some(6))
     ///     .backoff_factor(Duration::from_secs(1))
     ///     .backoff_max(Duration::from_secs(10));
-    /// assert!(format!("{policy:?}").contains("backoff: Backoff { factor: 1s, max: 10s,"));
+    /// let svc = RetryLayer::builder().policy(policy).build()?.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     Err::<http::Response<()>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    /// }));
+    /// let err = svc.oneshot(http::Request::new(())).await.unwrap_err();
+    /// let sleeps: Vec<Duration> = err.downcast_ref::<RetryError>().unwrap().history().sleeps().collect();
+    /// assert_eq!(sleeps, [0, 2, 4, 8, 10, 10].map(Duration::from_secs));
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn backoff_max(mut self, max: Duration) -> Self {
         self.backoff = self.backoff.max(max);
@@ -431,13 +512,25 @@ impl RetryPolicy {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tower_fortify::retry::{Jitter, RetryPolicy};
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::retry::{error::RetryError, Jitter, RetryLayer, RetryPolicy};
     ///
-    /// // Each sleep drawn from [0, min(backoff_max, backoff_factor * 2^(k-1))).
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// // Each sleep drawn from [0, min(backoff_max, backoff_factor * 2^(k-1))); the first retry
+    /// // is still immediate.
     /// let policy = RetryPolicy::default()
     ///     .backoff_factor(Duration::from_millis(500))
     ///     .jitter(Jitter::Full);
-    /// assert!(format!("{policy:?}").contains("jitter: Full"));
+    /// let svc = RetryLayer::builder().policy(policy).build()?.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     Err::<http::Response<()>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    /// }));
+    /// let err = svc.oneshot(http::Request::new(())).await.unwrap_err();
+    /// let sleeps: Vec<Duration> = err.downcast_ref::<RetryError>().unwrap().history().sleeps().collect();
+    /// assert_eq!(sleeps[0], Duration::ZERO);
+    /// assert!(sleeps[1] < Duration::from_secs(1) && sleeps[2] < Duration::from_secs(2));
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn jitter(mut self, jitter: Jitter) -> Self {
         self.backoff = self.backoff.jitter(jitter);
@@ -463,13 +556,30 @@ impl RetryPolicy {
     }
 
     /// Honour `Retry-After` on 413, 429 and 503, and on any retried status. Default `true`.
+    /// Off, a 413, 429 or 503 is no longer retried for carrying the header, and a forcelisted
+    /// status is retried after the backoff, whatever the header asks.
     ///
     /// ```
-    /// use tower_fortify::retry::RetryPolicy;
+    /// use std::time::Duration;
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::retry::{error::RetryError, RetryHistory, RetryLayer, RetryPolicy};
     ///
-    /// // Retry(respect_retry_after_header=False): the backoff alone decides the sleeps.
-    /// let policy = RetryPolicy::default().respect_retry_after_header(false);
-    /// assert!(format!("{policy:?}").contains("respect_retry_after_header: false"));
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// // A 503 with `Retry-After: 120` (retried after 120 s by default), the header ignored:
+    /// let busy = || tower::service_fn(|_: http::Request<()>| async {
+    ///     http::Response::builder().status(503).header("retry-after", "120").body(())
+    /// });
+    /// let ignore = RetryPolicy::default().respect_retry_after_header(false);
+    /// let layer = RetryLayer::builder().policy(ignore.clone()).build()?;
+    /// let response = layer.layer(busy()).oneshot(http::Request::new(())).await?;
+    /// assert!(response.extensions().get::<RetryHistory>().is_none()); // 1 attempt: returned
+    /// let layer = RetryLayer::builder().policy(ignore.status_forcelist([503])).build()?;
+    /// let err = layer.layer(busy()).oneshot(http::Request::new(())).await.unwrap_err();
+    /// let sleeps: Vec<Duration> = err.downcast_ref::<RetryError>().unwrap().history().sleeps().collect();
+    /// assert_eq!(sleeps, [Duration::ZERO; 3]); // forcelisted: retried after the backoff (none)
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn respect_retry_after_header(mut self, respect: bool) -> Self {
         self.respect_retry_after_header = respect;
@@ -482,11 +592,23 @@ impl RetryPolicy {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tower_fortify::retry::RetryPolicy;
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::retry::{RetryHistory, RetryLayer, RetryPolicy};
     ///
-    /// // A `Retry-After: 3600` makes the call wait 60 s.
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// // A 503 with `Retry-After: 3600` is retried after 60 s; when `total` runs out, the last
+    /// // 503 is returned.
     /// let policy = RetryPolicy::default().retry_after_max(Duration::from_secs(60));
-    /// assert!(format!("{policy:?}").contains("retry_after_max: 60s,"));
+    /// let svc = RetryLayer::builder().policy(policy).build()?.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     http::Response::builder().status(503).header("retry-after", "3600").body(())
+    /// }));
+    /// let response = svc.oneshot(http::Request::new(())).await?;
+    /// let history = response.extensions().get::<RetryHistory>().unwrap();
+    /// assert_eq!(response.status(), 503);
+    /// assert_eq!(history.sleeps().collect::<Vec<_>>(), [Duration::from_secs(60); 3]);
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn retry_after_max(mut self, max: Duration) -> Self {
         self.retry_after_max = max;
@@ -497,13 +619,24 @@ impl RetryPolicy {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tower_fortify::retry::{RetryAfterOverMax, RetryPolicy};
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::retry::{error::RetryError, RetryAfterOverMax, RetryLayer, RetryPolicy, Stop};
     ///
-    /// // A `Retry-After` above a minute ends the call with `Stop::RetryAfterTooLong`.
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// // A `Retry-After: 120` above a minute ends the call at once, with the delay asked for.
     /// let policy = RetryPolicy::default()
     ///     .retry_after_max(Duration::from_secs(60))
     ///     .retry_after_over_max(RetryAfterOverMax::Stop);
-    /// assert!(format!("{policy:?}").contains("retry_after_over_max: Stop,"));
+    /// let svc = RetryLayer::builder().policy(policy).build()?.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     http::Response::builder().status(503).header("retry-after", "120").body(())
+    /// }));
+    /// let err = svc.oneshot(http::Request::new(())).await.unwrap_err();
+    /// let err = err.downcast_ref::<RetryError>().unwrap();
+    /// assert_eq!(err.stop(), Some(Stop::RetryAfterTooLong(Duration::from_secs(120))));
+    /// assert_eq!(err.history().records().len(), 0);
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn retry_after_over_max(mut self, over: RetryAfterOverMax) -> Self {
         self.retry_after_over_max = over;
@@ -567,11 +700,24 @@ impl RetryPolicy {
     /// Removes the retry budget.
     ///
     /// ```
-    /// use tower_fortify::retry::RetryPolicy;
+    /// use std::time::Duration;
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::retry::{error::RetryError, RetryBudget, RetryLayer, RetryPolicy, Stop};
     ///
-    /// // The production preset, bounded by its counters alone.
-    /// let policy = RetryPolicy::production().no_budget();
-    /// assert!(format!("{policy:?}").contains("budget: None,"));
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// // A reserve of 2 retries would stop the call after 2; without it, `total` (3) decides.
+    /// let budget = RetryBudget::new(Duration::from_secs(2), 1, 0.0)?;
+    /// let policy = RetryPolicy::default().budget(budget.clone()).no_budget();
+    /// let svc = RetryLayer::builder().policy(policy).build()?.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     Err::<http::Response<()>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    /// }));
+    /// let err = svc.oneshot(http::Request::new(())).await.unwrap_err();
+    /// let err = err.downcast_ref::<RetryError>().unwrap();
+    /// assert_eq!((err.history().records().len(), err.stop()), (3, Some(Stop::Exhausted)));
+    /// assert_eq!(budget.available(), 2); // untouched
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn no_budget(mut self) -> Self {
         self.budget = None;
@@ -589,14 +735,24 @@ impl RetryPolicy {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tower_fortify::retry::{RetryLayer, RetryPolicy};
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::retry::{error::RetryError, RetryLayer, RetryPolicy, Stop};
     ///
-    /// let policy = RetryPolicy::default().deadline(Some(Duration::from_secs(10)));
-    /// assert!(format!("{policy:?}").contains("deadline: Some(10s)"));
-    ///
-    /// let policy = RetryPolicy::default().deadline(Some(Duration::ZERO));
-    /// let err = RetryLayer::builder().policy(policy).build().unwrap_err();
-    /// assert_eq!(err.field(), "deadline");
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// // Sleeps of 0 and 8 s; a 16 s one would end past the 10 s deadline, so the call ends at 8 s.
+    /// let policy = RetryPolicy::default().backoff_factor(Duration::from_secs(4)).deadline(Some(Duration::from_secs(10)));
+    /// let svc = RetryLayer::builder().policy(policy).build()?.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     Err::<http::Response<()>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    /// }));
+    /// let err = svc.oneshot(http::Request::new(())).await.unwrap_err();
+    /// let err = err.downcast_ref::<RetryError>().unwrap();
+    /// assert_eq!(err.history().sleeps().collect::<Vec<_>>(), [0, 8].map(Duration::from_secs));
+    /// assert_eq!(err.stop(), Some(Stop::Deadline));
+    /// let zero = RetryPolicy::default().deadline(Some(Duration::ZERO));
+    /// assert_eq!(RetryLayer::builder().policy(zero).build().unwrap_err().field(), "deadline");
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn deadline(mut self, deadline: Option<Duration>) -> Self {
         self.deadline = deadline;
