@@ -32,11 +32,14 @@
 //! counter of its [`Category`](crate::classify::Category), and a retry that would take a
 //! counter below zero is not made.
 //!
-//! A failure the layer did not retry at all comes back as the classified
-//! [`Failure`](crate::classify::Failure) itself; any failure after at least one retry comes
-//! back as a [`RetryError`](error::RetryError) holding that failure and the
-//! [`RetryHistory`], with [`stop`](error::RetryError::stop) saying why the layer stopped, if
-//! it did. A response carries its history in its extensions.
+//! A first failure the layer never retries (a kind no counter covers, a read failure of a
+//! POST: "the failure itself" below) comes back as the classified
+//! [`Failure`](crate::classify::Failure) itself. A failure that stops the retries (its
+//! counter or `total` exhausted, even one set to zero; the budget; the deadline), and any
+//! failure after at least one retry, comes back as a [`RetryError`](error::RetryError)
+//! holding that failure and the [`RetryHistory`], with [`stop`](error::RetryError::stop)
+//! saying why the layer stopped, if it did. A response carries its history in its
+//! extensions.
 //!
 //! | what happened | counter | idempotent request | POST, PATCH (not marked) | counter exhausted |
 //! |---|---|---|---|---|
