@@ -60,25 +60,7 @@ pub fn classify_error(error: &(dyn Error + 'static), stage: Stage) -> FailureKin
 }
 
 fn find_failure(error: &(dyn Error + 'static)) -> Option<FailureKind> {
-    links(error).find_map(|err| err.downcast_ref::<Failure>().map(Failure::kind))
-}
-
-/// The errors of `error`'s chain, `error` first, at most [`MAX_DEPTH`] of them: each
-/// error's `source()`, except that an `io::Error` wrapping an error leads to that error
-/// (`io::Error::source` skips it, and gives that error's own source instead).
-pub(crate) fn links<'a>(
-    error: &'a (dyn Error + 'static),
-) -> impl Iterator<Item = &'a (dyn Error + 'static)> {
-    let mut next = Some(error);
-    std::iter::from_fn(move || {
-        let err = next?;
-        next = match err.downcast_ref::<io::Error>().and_then(io::Error::get_ref) {
-            Some(inner) => Some(inner as &(dyn Error + 'static)),
-            None => err.source(),
-        };
-        Some(err)
-    })
-    .take(MAX_DEPTH)
+    super::links(error).find_map(|err| err.downcast_ref::<Failure>().map(Failure::kind))
 }
 
 /// Returns the kind the chain starting at `error` explains, if anything in it is recognised.

@@ -38,7 +38,7 @@ fn facts(failure: &Failure) -> Facts<'_> {
         timed_out: false,
         root: failure.get_ref(),
     };
-    for err in super::chain::links(failure.get_ref()) {
+    for err in super::links(failure.get_ref()) {
         if err.is::<Failure>() {
             continue;
         }

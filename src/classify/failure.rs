@@ -100,7 +100,7 @@ impl Failure {
     /// assert_eq!(Failure::new(FailureKind::Other, "boom").peer_addr(), None);
     /// ```
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        super::chain::links(self).find_map(|err| err.downcast_ref::<Failure>()?.peer)
+        super::links(self).find_map(|err| err.downcast_ref::<Failure>()?.peer)
     }
 
     /// Where the failure happened: the kind's own stage (`Dns` resolving, `ConnectRefused`

@@ -104,6 +104,28 @@ mod stage;
 
 /// Errors nested deeper than this are not inspected (a guard against cyclic chains).
 pub(crate) const MAX_DEPTH: usize = 32;
+
+/// The errors of `error`'s chain, `error` first, at most [`MAX_DEPTH`] of them: each
+/// error's `source()`, except that an `io::Error` wrapping an error leads to that error
+/// (`io::Error::source` skips it, and gives that error's own source instead).
+pub(crate) fn links<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    let mut next = Some(error);
+    std::iter::from_fn(move || {
+        let err = next?;
+        next = match err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+        Some(err)
+    })
+    .take(MAX_DEPTH)
+}
+
 pub use chain::classify_error;
 #[cfg_attr(not(feature = "diagnose"), allow(unused_imports))]
 pub(crate) use explain::days;
