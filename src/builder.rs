@@ -43,13 +43,18 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     /// and tracing.
     ///
     /// ```
-    /// use tower::ServiceBuilder;
+    /// use tower::{ServiceBuilder, ServiceExt};
+    /// use tower_fortify::classify::{Failure, FailureKind};
     /// use tower_fortify::ServiceBuilderExt;
     ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
     /// let svc = ServiceBuilder::new()
     ///     .classify_errors()
-    ///     .service_fn(|_req: ()| async { Ok::<_, std::io::Error>(()) });
-    /// # let _ = svc;
+    ///     .service_fn(|_req: ()| async { Err::<(), _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)) });
+    /// let err = svc.oneshot(()).await.unwrap_err();
+    /// assert_eq!(err.downcast_ref::<Failure>().unwrap().kind(), FailureKind::ConnectRefused);
+    /// # }
     /// ```
     fn classify_errors(self) -> ServiceBuilder<Stack<crate::classify::ErrorClassifyLayer, L>>;
 
@@ -79,16 +84,21 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     /// breaker per host by default (or per key, or one for every request).
     ///
     /// ```
-    /// use tower::ServiceBuilder;
+    /// use tower::{ServiceBuilder, ServiceExt};
     /// use tower_fortify::circuit_breaker::CircuitBreakerLayer;
     /// use tower_fortify::ServiceBuilderExt;
     ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// let layer = CircuitBreakerLayer::new();
+    /// let handle = layer.handle();
     /// let svc = ServiceBuilder::new()
-    ///     .circuit_breaker(CircuitBreakerLayer::new())
-    ///     .service_fn(|_req: http::Request<()>| async {
-    ///         Ok::<_, std::io::Error>(http::Response::new(()))
-    ///     });
-    /// # let _ = svc;
+    ///     .circuit_breaker(layer)
+    ///     .service_fn(|_req: http::Request<()>| async { Ok::<_, std::io::Error>(http::Response::new(())) });
+    /// svc.oneshot(http::Request::get("http://a.test/").body(())?).await?;
+    /// assert_eq!(handle.len(), 1); // a breaker for the host called
+    /// # Ok(())
+    /// # }
     /// ```
     #[cfg(feature = "circuit-breaker")]
     #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]

@@ -398,8 +398,12 @@ impl<F> KeyBy<F> {
     /// Wraps `f`.
     ///
     /// ```
-    /// let key = tower_fortify::key::KeyBy::new(|_: &http::Request<()>| 0u8);
-    /// # let _ = key;
+    /// use tower_fortify::key::{KeyBy, RequestKey};
+    ///
+    /// // Two keys: one for the safe methods (reads), one for the others (writes).
+    /// let by_method = KeyBy::new(|request: &http::Request<()>| request.method().is_safe());
+    /// assert!(by_method.key(&http::Request::get("http://a.test/").body(()).unwrap()));
+    /// assert!(!by_method.key(&http::Request::post("http://a.test/").body(()).unwrap()));
     /// ```
     pub const fn new(f: F) -> Self {
         KeyBy(f)

@@ -300,8 +300,17 @@ impl ClassifiedResolver {
     /// The operating system's resolver, through tokio's `lookup_host`.
     ///
     /// ```
-    /// let resolver = tower_fortify::reqwest::ClassifiedResolver::system();
-    /// # let _ = resolver;
+    /// use reqwest::dns::{Name, Resolve};
+    /// use tower_fortify::reqwest::ClassifiedResolver;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let resolver = ClassifiedResolver::system();
+    /// // An IP address is its own answer: no DNS query (the port is reqwest's to set).
+    /// let name: Name = "127.0.0.1".parse().unwrap();
+    /// let addrs: Vec<_> = resolver.resolve(name).await.unwrap().collect();
+    /// assert_eq!(addrs, ["127.0.0.1:0".parse().unwrap()]);
+    /// # }
     /// ```
     pub fn system() -> Self {
         ClassifiedResolver { inner: None }

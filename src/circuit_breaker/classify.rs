@@ -184,11 +184,13 @@ impl HttpStatus {
     /// Responses for which `is_failure` returns `true` are failures, the others successes.
     ///
     /// ```
-    /// use tower_fortify::circuit_breaker::HttpStatus;
+    /// use tower_fortify::circuit_breaker::{Classify, HttpStatus, Outcome};
     ///
     /// // Only 502, 503 and 504: the statuses of an unreachable or overloaded upstream.
     /// let classifier = HttpStatus::failure_if(|class| matches!(class.status().as_u16(), 502..=504));
-    /// # let _ = classifier;
+    /// let response = |status: u16| http::Response::builder().status(status).body(()).unwrap();
+    /// assert_eq!(classifier.classify_response(&response(503)), Outcome::Failure);
+    /// assert_eq!(classifier.classify_response(&response(500)), Outcome::Success);
     /// ```
     pub const fn failure_if(is_failure: fn(&ResponseClass) -> bool) -> Self {
         HttpStatus {
@@ -275,10 +277,15 @@ impl<F> ClassifyFn<F> {
     /// Wraps `f`.
     ///
     /// ```
-    /// use tower_fortify::circuit_breaker::{ClassifyFn, Outcome};
+    /// use tower_fortify::circuit_breaker::{Classify, ClassifyFn, Outcome};
+    /// use tower_fortify::classify::{Failure, FailureKind};
     ///
     /// let classifier = ClassifyFn::new(|ok: &bool| if *ok { Outcome::Success } else { Outcome::Failure });
-    /// # let _ = classifier;
+    /// assert_eq!(classifier.classify_response(&true), Outcome::Success);
+    /// assert_eq!(classifier.classify_response(&false), Outcome::Failure);
+    /// // Errors, by kind: the backend was never called, so a full pool says nothing.
+    /// let full = Failure::new(FailureKind::PoolFull, "pool full");
+    /// assert_eq!(Classify::<bool>::classify_failure(&classifier, &full), Outcome::Ignored);
     /// ```
     pub const fn new(f: F) -> Self {
         ClassifyFn { f }

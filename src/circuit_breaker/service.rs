@@ -247,11 +247,22 @@ impl<S> GenericCircuitBreaker<S> {
     /// ([`GenericCircuitBreakerLayer::new`](super::GenericCircuitBreakerLayer::new)).
     ///
     /// ```
-    /// use tower_fortify::circuit_breaker::GenericCircuitBreaker;
+    /// use tower::ServiceExt;
+    /// use tower_fortify::circuit_breaker::{GenericCircuitBreaker, State};
     ///
-    /// let inner = tower::service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) });
-    /// let svc = GenericCircuitBreaker::new(inner);
-    /// # let _ = svc;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // Any request type; the default classifier reads the `http::Response`'s status.
+    /// let svc = GenericCircuitBreaker::new(tower::service_fn(|status: u16| async move {
+    ///     Ok::<_, std::io::Error>(http::Response::builder().status(status).body(()).unwrap())
+    /// }));
+    /// for status in [200, 503] {
+    ///     let _ = svc.clone().oneshot(status).await;
+    /// }
+    /// let figures = svc.handle().figures();
+    /// assert_eq!((figures.calls(), figures.failures()), (2, 1));
+    /// assert_eq!(svc.handle().state(), State::Closed); // under the default 10 calls
+    /// # }
     /// ```
     pub fn new(inner: S) -> Self {
         let settings = Arc::new(Settings::default_for(false));

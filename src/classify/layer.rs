@@ -35,8 +35,11 @@ impl<S> ErrorClassify<S> {
     /// Returns a layer that wraps services with `ErrorClassify` at [`Stage::Request`].
     ///
     /// ```
-    /// let layer = tower_fortify::classify::ErrorClassify::<()>::layer();
-    /// # let _ = layer;
+    /// use tower_fortify::classify::{ErrorClassify, Stage};
+    ///
+    /// let layer = ErrorClassify::<()>::layer();
+    /// assert_eq!(layer.stage(), Stage::Request);
+    /// assert_eq!(layer.name(), "request");
     /// ```
     pub const fn layer() -> ErrorClassifyLayer {
         ErrorClassifyLayer::new()
@@ -148,10 +151,20 @@ impl ErrorClassifyLayer {
     /// [`TlsHandshake`](super::FailureKind::TlsHandshake) failure.
     ///
     /// ```
-    /// use tower_fortify::classify::{ErrorClassifyLayer, Stage};
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::classify::{ErrorClassifyLayer, Failure, FailureKind, Stage};
     ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
     /// let layer = ErrorClassifyLayer::tls_handshake();
-    /// # let _ = layer;
+    /// assert_eq!(layer.stage(), Stage::TlsHandshake);
+    /// // A handshake that times out is a handshake failure, not a read timeout.
+    /// let stalled = layer.layer(tower::service_fn(|_: ()| async {
+    ///     Err::<(), _>(std::io::Error::from(std::io::ErrorKind::TimedOut))
+    /// }));
+    /// let err = stalled.oneshot(()).await.unwrap_err();
+    /// assert_eq!(err.downcast_ref::<Failure>().unwrap().kind(), FailureKind::TlsHandshake);
+    /// # }
     /// ```
     pub const fn tls_handshake() -> Self {
         Self::at(Stage::TlsHandshake)

@@ -95,8 +95,19 @@ impl Options {
     /// The defaults (see the table above).
     ///
     /// ```
-    /// let options = tower_fortify::diagnose::Options::new();
-    /// # let _ = options;
+    /// use tower_fortify::classify::{FailureKind, Stage};
+    /// use tower_fortify::diagnose::{diagnose, DnsSource, Options};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_fortify::InvalidConfig> {
+    /// // The defaults are valid: the probe runs, and stops where the host fails (nothing
+    /// // listens on port 1 of the loopback address).
+    /// let report = diagnose("https://127.0.0.1:1/", &Options::new()).await?;
+    /// assert_eq!(report.dns.source, DnsSource::Literal);
+    /// assert_eq!(report.verdict.stage, Some(Stage::Connect));
+    /// assert_eq!(report.verdict.kind, Some(FailureKind::ConnectRefused));
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn new() -> Self {
         Self::default()
@@ -144,11 +155,26 @@ impl Options {
         self
     }
 
-    /// Whether Mozilla's roots (the `webpki-roots` crate) are trusted. Default `true`.
+    /// Whether Mozilla's roots (the `webpki-roots` crate) are trusted. Default `true`. Off
+    /// with no root of your own ([`ca_pem`](Self::ca_pem),
+    /// [`root_certificate`](Self::root_certificate)), an `https://` probe is rejected, naming
+    /// `webpki_roots`.
     ///
     /// ```
-    /// let options = tower_fortify::diagnose::Options::new().webpki_roots(false);
-    /// # let _ = options;
+    /// use tower_fortify::diagnose::{diagnose, Options};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_fortify::InvalidConfig> {
+    /// // No root left to trust: an https:// probe is refused before it starts.
+    /// let options = Options::new().webpki_roots(false);
+    /// let err = diagnose("https://127.0.0.1:1/", &options).await.unwrap_err();
+    /// assert_eq!(err.field(), "webpki_roots");
+    /// // A private CA of its own (a test server's, say): the probe runs.
+    /// let ca = rcgen::generate_simple_self_signed(vec!["ca.test".into()]).unwrap();
+    /// let options = options.root_certificate(ca.cert.der().clone());
+    /// assert!(diagnose("https://127.0.0.1:1/", &options).await.is_ok());
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn webpki_roots(mut self, trust: bool) -> Self {
         self.webpki_roots = trust;
@@ -204,12 +230,19 @@ impl Options {
     ///
     /// ```
     /// use std::io;
-    /// use tower_fortify::diagnose::Options;
+    /// use tower_fortify::classify::{FailureKind, Stage};
+    /// use tower_fortify::diagnose::{diagnose, DnsSource, Options};
     ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_fortify::InvalidConfig> {
     /// let options = Options::new().resolver(|host, _port| async move {
     ///     Err(io::Error::new(io::ErrorKind::NotFound, format!("no such host {host}")))
     /// });
-    /// # let _ = options;
+    /// let report = diagnose("https://api.test/", &options).await?;
+    /// assert_eq!(report.dns.source, DnsSource::Custom);
+    /// assert_eq!((report.verdict.stage, report.verdict.kind), (Some(Stage::Resolve), Some(FailureKind::Dns)));
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn resolver<F, Fut>(mut self, resolver: F) -> Self
     where
@@ -225,9 +258,22 @@ impl Options {
     /// How long name resolution may take. Default 5 s.
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// let options = tower_fortify::diagnose::Options::new().dns_timeout(Duration::from_secs(1));
-    /// # let _ = options;
+    /// use std::time::Duration;
+    /// use tower_fortify::{classify::Stage, diagnose::{diagnose, Options}};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::InvalidConfig> {
+    /// // A resolver that never answers (no real DNS is asked).
+    /// let options = Options::new()
+    ///     .resolver(|_host, _port| std::future::pending())
+    ///     .dns_timeout(Duration::from_secs(1));
+    /// let report = diagnose("https://api.test/", &options).await?;
+    /// assert_eq!(report.verdict.stage, Some(Stage::Resolve));
+    /// assert_eq!(report.dns.error.as_deref(), Some("timed out after 1 s"));
+    /// let zero = Options::new().dns_timeout(Duration::ZERO);
+    /// assert_eq!(diagnose("https://127.0.0.1:1/", &zero).await.unwrap_err().field(), "dns_timeout");
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn dns_timeout(mut self, timeout: Duration) -> Self {
         self.dns_timeout = timeout;
@@ -237,9 +283,19 @@ impl Options {
     /// How long each TCP connect may take. Default 5 s.
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// let options = tower_fortify::diagnose::Options::new().connect_timeout(Duration::from_secs(1));
-    /// # let _ = options;
+    /// use std::time::Duration;
+    /// use tower_fortify::{classify::FailureKind, diagnose::{diagnose, Options}};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_fortify::InvalidConfig> {
+    /// // A refused connect fails at once: the timeout bounds a connect that gets no answer.
+    /// let options = Options::new().connect_timeout(Duration::from_secs(1));
+    /// let report = diagnose("https://127.0.0.1:1/", &options).await?;
+    /// assert_eq!(report.verdict.kind, Some(FailureKind::ConnectRefused));
+    /// let zero = Options::new().connect_timeout(Duration::ZERO);
+    /// assert_eq!(diagnose("https://127.0.0.1:1/", &zero).await.unwrap_err().field(), "connect_timeout");
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
@@ -249,9 +305,20 @@ impl Options {
     /// How long the TLS handshake may take. Default 10 s.
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// let options = tower_fortify::diagnose::Options::new().tls_timeout(Duration::from_secs(1));
-    /// # let _ = options;
+    /// use std::time::Duration;
+    /// use tower_fortify::{classify::Stage, diagnose::{diagnose, Options}};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// // A server that takes the connection (the kernel does) and never answers the handshake.
+    /// let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let url = format!("https://{}/", silent.local_addr()?);
+    /// let options = Options::new().tls_timeout(Duration::from_millis(100));
+    /// let report = diagnose(&url, &options).await?;
+    /// assert_eq!(report.verdict.stage, Some(Stage::TlsHandshake));
+    /// assert_eq!(report.tls.unwrap().error.as_deref(), Some("timed out after 100 ms"));
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn tls_timeout(mut self, timeout: Duration) -> Self {
         self.tls_timeout = timeout;
@@ -261,9 +328,21 @@ impl Options {
     /// How long the response head may take once the request is sent. Default 10 s.
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// let options = tower_fortify::diagnose::Options::new().read_timeout(Duration::from_secs(1));
-    /// # let _ = options;
+    /// use std::time::Duration;
+    /// use tower_fortify::classify::{FailureKind, Stage};
+    /// use tower_fortify::diagnose::{diagnose, Options};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// // A server that takes the connection (the kernel does) and never answers the request.
+    /// let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let url = format!("http://{}/", silent.local_addr()?);
+    /// let report = diagnose(&url, &Options::new().read_timeout(Duration::from_millis(100))).await?;
+    /// assert_eq!(report.verdict.stage, Some(Stage::Request));
+    /// assert_eq!(report.verdict.kind, Some(FailureKind::ReadTimeout));
+    /// assert_eq!(report.http.unwrap().error.as_deref(), Some("timed out after 100 ms"));
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn read_timeout(mut self, timeout: Duration) -> Self {
         self.read_timeout = timeout;

@@ -11,10 +11,24 @@ use std::{fmt, time::Duration};
 /// What to do when a server's `Retry-After` asks for a longer wait than `retry_after_max`.
 ///
 /// ```
-/// use tower_fortify::retry::{RetryAfterOverMax, RetryPolicy};
+/// use std::time::Duration;
+/// use tower::{Layer, ServiceExt};
+/// use tower_fortify::retry::{RetryAfterOverMax, RetryHistory, RetryLayer, RetryPolicy};
 ///
-/// let policy = RetryPolicy::default().retry_after_over_max(RetryAfterOverMax::Stop);
-/// # let _ = policy;
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), tower_fortify::BoxError> {
+/// // A 503 asking for an hour, over a `retry_after_max` of a minute: the sleeps before each retry.
+/// let busy = tower::service_fn(|_: http::Request<()>| async {
+///     http::Response::builder().status(503).header("retry-after", "3600").body(())
+/// });
+/// for (over, sleep) in [(RetryAfterOverMax::Cap, 60), (RetryAfterOverMax::Ignore, 0)] {
+///     let policy = RetryPolicy::default().retry_after_max(Duration::from_secs(60)).retry_after_over_max(over);
+///     let response = RetryLayer::builder().policy(policy).build()?.layer(busy).oneshot(http::Request::new(())).await?;
+///     let sleeps: Vec<Duration> = response.extensions().get::<RetryHistory>().unwrap().sleeps().collect();
+///     assert_eq!(sleeps, [Duration::from_secs(sleep); 3]);
+/// }
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -381,12 +395,24 @@ impl RetryPolicy {
     /// method. Default: HEAD, GET, PUT, DELETE, OPTIONS, TRACE.
     ///
     /// ```
-    /// use http::Method;
-    /// use tower_fortify::retry::RetryPolicy;
+    /// use http::{Method, Request};
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::{classify::Failure, retry::{error::RetryError, RetryLayer, RetryPolicy}};
     ///
-    /// let any_method = RetryPolicy::default().allowed_methods([]);
-    /// let only_get = RetryPolicy::default().allowed_methods([Method::GET]);
-    /// # let _ = (any_method, only_get);
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// let timing_out = tower::service_fn(|_: Request<()>| async {
+    ///     Err::<http::Response<()>, _>(std::io::Error::from(std::io::ErrorKind::TimedOut))
+    /// });
+    /// // Empty: every method. A POST's read timeout is retried (3 times).
+    /// let any_method = RetryLayer::builder().policy(RetryPolicy::default().allowed_methods([])).build()?;
+    /// let err = any_method.layer(timing_out).oneshot(Request::post("/").body(())?).await.unwrap_err();
+    /// assert_eq!(err.downcast_ref::<RetryError>().unwrap().history().records().len(), 3);
+    /// let only_get = RetryLayer::builder().policy(RetryPolicy::default().allowed_methods([Method::GET])).build()?;
+    /// let err = only_get.layer(timing_out).oneshot(Request::put("/").body(())?).await.unwrap_err();
+    /// assert!(err.downcast_ref::<Failure>().is_some()); // only GET: a PUT's comes back at once, bare
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn allowed_methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
         self.allowed_methods = AllowedMethods::new(methods);
@@ -541,14 +567,26 @@ impl RetryPolicy {
     /// `backoff_factor`, `backoff_max`, `backoff_jitter` and `jitter`.
     ///
     /// ```
-    /// use std::time::Duration;
-    /// use tower_fortify::{classify::Category, retry::{Backoff, RetryPolicy}};
+    /// use std::{io::{Error, ErrorKind}, time::Duration};
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::{classify::Category, retry::{error::RetryError, Backoff, RetryLayer, RetryPolicy}};
     ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
     /// // Connect failures at once, everything else exponential.
     /// let policy = RetryPolicy::default()
     ///     .backoff_factor(Duration::from_millis(500))
     ///     .backoff_for(Category::Connect, Backoff::none());
-    /// # let _ = policy;
+    /// let layer = RetryLayer::builder().policy(policy).build()?;
+    /// let failing = |kind: ErrorKind| layer.layer(tower::service_fn(move |_: http::Request<()>| async move {
+    ///     Err::<http::Response<()>, _>(Error::from(kind))
+    /// }));
+    /// let err = failing(ErrorKind::ConnectionRefused).oneshot(http::Request::new(())).await.unwrap_err();
+    /// assert_eq!(err.downcast_ref::<RetryError>().unwrap().history().sleeps().collect::<Vec<_>>(), [Duration::ZERO; 3]);
+    /// let err = failing(ErrorKind::TimedOut).oneshot(http::Request::new(())).await.unwrap_err();
+    /// assert_eq!(err.downcast_ref::<RetryError>().unwrap().history().sleeps().collect::<Vec<_>>(), [0, 1, 2].map(Duration::from_secs));
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn backoff_for(mut self, category: Category, backoff: Backoff) -> Self {
         self.category_backoff[category.index()] = Some(backoff);

@@ -429,10 +429,11 @@ impl<H: HedgeMode> ClientConfig<H> {
     ///
     /// ```
     /// use std::time::Duration;
+    /// use tower_fortify::stack::ClientConfig;
     ///
-    /// let config = tower_fortify::stack::ClientConfig::default()
-    ///     .leak_threshold(Some(Duration::from_secs(300)));
-    /// # let _ = config;
+    /// assert!(ClientConfig::default().leak_threshold(Some(Duration::from_secs(300))).build().is_ok());
+    /// let err = ClientConfig::default().leak_threshold(Some(Duration::ZERO)).build().unwrap_err();
+    /// assert_eq!(err.field(), "leak_threshold");
     /// ```
     pub fn leak_threshold(mut self, threshold: Option<Duration>) -> Self {
         self.leak_threshold = threshold;

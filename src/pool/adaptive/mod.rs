@@ -200,8 +200,23 @@ impl AdaptiveLimit {
     /// The floor: the limit never falls under it (default 1). At most `maxsize`.
     ///
     /// ```
-    /// let adaptive = tower_fortify::pool::AdaptiveLimit::gradient().min_limit(4);
-    /// # let _ = adaptive;
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::pool::{AdaptiveLimit, PoolLimitLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// let layer = PoolLimitLayer::builder(10).fail_fast().adaptive(AdaptiveLimit::gradient().min_limit(4)).build_generic()?;
+    /// let refused = layer.layer(tower::service_fn(|_: ()| async {
+    ///     Err::<(), _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    /// }));
+    /// // A refused connection every 13 ms: each window (100 ms, 8 calls) cuts the limit by a tenth.
+    /// for _ in 0..200 {
+    ///     tokio::time::advance(std::time::Duration::from_millis(13)).await;
+    ///     let _ = refused.clone().oneshot(()).await;
+    /// }
+    /// assert_eq!(layer.handle().snapshot().total.limit, 4); // 10, 9, 8.1, ... never under 4
+    /// # Ok(())
+    /// # }
     /// ```
     pub const fn min_limit(mut self, min_limit: usize) -> Self {
         self.min_limit = min_limit;
@@ -212,8 +227,15 @@ impl AdaptiveLimit {
     /// one would). Between `min_limit` and `maxsize`.
     ///
     /// ```
-    /// let adaptive = tower_fortify::pool::AdaptiveLimit::gradient().initial_limit(8);
-    /// # let _ = adaptive;
+    /// use tower_fortify::pool::{AdaptiveLimit, PoolLimitLayer};
+    ///
+    /// let adaptive = AdaptiveLimit::gradient().initial_limit(8);
+    /// let layer = PoolLimitLayer::builder(50).fail_fast().adaptive(adaptive).build_generic()?;
+    /// assert_eq!(layer.handle().snapshot().total.limit, 8); // of 50 permits
+    /// // Above maxsize (or under min_limit): rejected.
+    /// let err = PoolLimitLayer::builder(4).fail_fast().adaptive(adaptive).build().unwrap_err();
+    /// assert_eq!(err.field(), "initial_limit");
+    /// # Ok::<(), tower_fortify::InvalidConfig>(())
     /// ```
     pub const fn initial_limit(mut self, initial_limit: usize) -> Self {
         self.initial_limit = Some(initial_limit);
@@ -231,9 +253,12 @@ impl AdaptiveLimit {
     ///
     /// ```
     /// use std::time::Duration;
+    /// use tower_fortify::pool::{AdaptiveLimit, PoolLimitLayer};
     ///
-    /// let adaptive = tower_fortify::pool::AdaptiveLimit::gradient().window(Duration::from_millis(50));
-    /// # let _ = adaptive;
+    /// let build = |adaptive| PoolLimitLayer::builder(10).fail_fast().adaptive(adaptive).build();
+    /// assert!(build(AdaptiveLimit::gradient().window(Duration::from_millis(50))).is_ok());
+    /// let err = build(AdaptiveLimit::gradient().window(Duration::ZERO)).unwrap_err();
+    /// assert_eq!(err.field(), "window");
     /// ```
     pub const fn window(mut self, window: Duration) -> Self {
         self.window = window;
@@ -244,8 +269,12 @@ impl AdaptiveLimit {
     /// how long a rise in latency takes to become the new normal. At least 1.
     ///
     /// ```
-    /// let adaptive = tower_fortify::pool::AdaptiveLimit::gradient().long_window(1200);
-    /// # let _ = adaptive;
+    /// use tower_fortify::pool::{AdaptiveLimit, PoolLimitLayer};
+    ///
+    /// let build = |adaptive| PoolLimitLayer::builder(10).fail_fast().adaptive(adaptive).build();
+    /// assert!(build(AdaptiveLimit::gradient().long_window(1200)).is_ok());
+    /// let err = build(AdaptiveLimit::gradient().long_window(0)).unwrap_err();
+    /// assert_eq!(err.field(), "long_window");
     /// ```
     pub const fn long_window(mut self, long_window: u32) -> Self {
         self.long_window = long_window;
@@ -256,8 +285,13 @@ impl AdaptiveLimit {
     /// 50% slower). At least 1.
     ///
     /// ```
-    /// let adaptive = tower_fortify::pool::AdaptiveLimit::gradient().tolerance(2.0);
-    /// # let _ = adaptive;
+    /// use tower_fortify::pool::{AdaptiveLimit, PoolLimitLayer};
+    ///
+    /// let build = |adaptive| PoolLimitLayer::builder(10).fail_fast().adaptive(adaptive).build();
+    /// assert!(build(AdaptiveLimit::gradient().tolerance(2.0)).is_ok());
+    /// // Under 1, the baseline itself would count as too slow.
+    /// let err = build(AdaptiveLimit::gradient().tolerance(0.9)).unwrap_err();
+    /// assert_eq!(err.field(), "tolerance");
     /// ```
     pub const fn tolerance(mut self, tolerance: f64) -> Self {
         self.tolerance = tolerance;
@@ -268,8 +302,14 @@ impl AdaptiveLimit {
     /// 0.2): with the gradient at its lowest (0.5), the limit falls by a tenth per window.
     ///
     /// ```
-    /// let adaptive = tower_fortify::pool::AdaptiveLimit::gradient().smoothing(0.5);
-    /// # let _ = adaptive;
+    /// use tower_fortify::pool::{AdaptiveLimit, PoolLimitLayer};
+    ///
+    /// let build = |adaptive| PoolLimitLayer::builder(10).fail_fast().adaptive(adaptive).build();
+    /// assert!(build(AdaptiveLimit::gradient().smoothing(0.5)).is_ok());
+    /// for smoothing in [0.0, 1.5] {
+    ///     let err = build(AdaptiveLimit::gradient().smoothing(smoothing)).unwrap_err();
+    ///     assert_eq!(err.field(), "smoothing");
+    /// }
     /// ```
     pub const fn smoothing(mut self, smoothing: f64) -> Self {
         self.smoothing = smoothing;
@@ -280,8 +320,24 @@ impl AdaptiveLimit {
     /// Netflix's AIMD): `limit * backoff_ratio`.
     ///
     /// ```
-    /// let adaptive = tower_fortify::pool::AdaptiveLimit::gradient().backoff_ratio(0.5);
-    /// # let _ = adaptive;
+    /// use std::time::Duration;
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_fortify::pool::{AdaptiveLimit, PoolLimitLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_fortify::BoxError> {
+    /// let layer = PoolLimitLayer::builder(10).fail_fast().adaptive(AdaptiveLimit::gradient().backoff_ratio(0.5)).build_generic()?;
+    /// let refused = layer.layer(tower::service_fn(|_: ()| async {
+    ///     Err::<(), _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    /// }));
+    /// // One window (100 ms, at least 8 calls) of refused connections halves the limit.
+    /// tokio::time::advance(Duration::from_millis(100)).await;
+    /// for _ in 0..8 {
+    ///     let _ = refused.clone().oneshot(()).await;
+    /// }
+    /// assert_eq!(layer.handle().snapshot().total.limit, 5);
+    /// # Ok(())
+    /// # }
     /// ```
     pub const fn backoff_ratio(mut self, backoff_ratio: f64) -> Self {
         self.backoff_ratio = backoff_ratio;
@@ -293,8 +349,13 @@ impl AdaptiveLimit {
     /// 0.1). A rare failure is not overload: at the default, one in ten calls.
     ///
     /// ```
-    /// let adaptive = tower_fortify::pool::AdaptiveLimit::gradient().failure_rate_threshold(0.25);
-    /// # let _ = adaptive;
+    /// use tower_fortify::pool::{AdaptiveLimit, PoolLimitLayer};
+    ///
+    /// let build = |adaptive| PoolLimitLayer::builder(10).fail_fast().adaptive(adaptive).build();
+    /// assert!(build(AdaptiveLimit::gradient().failure_rate_threshold(0.25)).is_ok());
+    /// // Zero: any one failure in a window would cut the limit.
+    /// let err = build(AdaptiveLimit::gradient().failure_rate_threshold(0.0)).unwrap_err();
+    /// assert_eq!(err.field(), "failure_rate_threshold");
     /// ```
     pub const fn failure_rate_threshold(mut self, threshold: f64) -> Self {
         self.failure_rate_threshold = threshold;
