@@ -3,7 +3,7 @@
 #
 #   cargo install cargo-mutants --version 27.1.0 --locked
 #   scripts/mutants.sh            # every group below
-#   scripts/mutants.sh retry      # one group: retry, breaker or pool
+#   scripts/mutants.sh retry      # one group: retry, breaker, pool or shared
 #   scripts/mutants.sh src/circuit_breaker/window.rs   # one file of a group
 #   MUTANTS_ITERATE=1 scripts/mutants.sh retry   # only the mutants not caught last time
 #   MUTANTS_RE='transitions.rs:(97:36|157:63):' scripts/mutants.sh src/circuit_breaker/transitions.rs
@@ -58,6 +58,14 @@ pool=(
     "src/pool/semaphore/lease.rs|--lib --test pool|$skip_for_pool"
     "src/pool/permit.rs|--lib --test pool|$skip_for_pool"
 )
+# The shared structures every call of the preset writes: the retry budget (its unit tests
+# hold it to a sliding-window model), the threads' places in them, the ticker that holds the
+# deadlines of the attempt timeouts, the retries' sleeps and the hedges' delays.
+shared=(
+    "src/retry/budget.rs|--lib|retry::budget"
+    "src/internal/thread_index.rs|--lib|pool::semaphore::lease retry::budget internal::ticker"
+    "src/internal/ticker.rs|--lib --test retry --test stack --test hedge|"
+)
 
 run() {
     local file args test_args
@@ -77,19 +85,20 @@ run() {
     case "$rc" in 0 | 2 | 3) ;; *) exit "$rc" ;; esac
 }
 
-[ $# -gt 0 ] || set -- retry breaker pool
+[ $# -gt 0 ] || set -- retry breaker pool shared
 for group in "$@"; do
     case "$group" in
         retry) for f in "${retry[@]}"; do run "$f"; done ;;
         breaker) for f in "${breaker[@]}"; do run "$f"; done ;;
         pool) for f in "${pool[@]}"; do run "$f"; done ;;
+        shared) for f in "${shared[@]}"; do run "$f"; done ;;
         src/*.rs)
             found=""
-            for f in "${retry[@]}" "${breaker[@]}" "${pool[@]}"; do
+            for f in "${retry[@]}" "${breaker[@]}" "${pool[@]}" "${shared[@]}"; do
                 if [ "${f%%|*}" = "$group" ]; then run "$f"; found=1; fi
             done
             [ -n "$found" ] || { echo "no entry for $group" >&2; exit 1; }
             ;;
-        *) echo "unknown group $group (retry, breaker, pool, or one file such as src/retry/backoff.rs)" >&2; exit 1 ;;
+        *) echo "unknown group $group (retry, breaker, pool, shared, or one file such as src/retry/backoff.rs)" >&2; exit 1 ;;
     esac
 done
