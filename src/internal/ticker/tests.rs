@@ -147,6 +147,33 @@ async fn an_earlier_deadline_wakes_the_ticker_sleeping_until_a_later_one() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn when_the_ticker_is_gone_only_the_waiting_calls_are_woken() {
+    let ticker = Arc::new(Ticker::new());
+    let at = Instant::now() + Duration::from_secs(1);
+    let (waiting, waiting_waker) = counter();
+    let (released, released_waker) = counter();
+    let (due, due_waker) = counter();
+    let a = ticker.register(at, &waiting_waker).unwrap();
+    let b = ticker.register(at, &released_waker).unwrap();
+    let c = ticker
+        .register(Instant::now() + Duration::from_millis(10), &due_waker)
+        .unwrap();
+    ticker.release(b);
+    tokio::time::sleep(Duration::from_millis(11)).await;
+    assert_eq!(due.0.load(Ordering::SeqCst), 1);
+    ticker.wake_all();
+    // The waiting call is woken; the released one's kept waker and the due one's are not
+    // (the due call was woken at its deadline, once).
+    assert_eq!(waiting.0.load(Ordering::SeqCst), 1);
+    assert_eq!(released.0.load(Ordering::SeqCst), 0);
+    assert_eq!(due.0.load(Ordering::SeqCst), 1);
+    // Every kept waker is dropped: only the tests' own references are left.
+    assert_eq!(Arc::strong_count(&released), 2);
+    ticker.release(a);
+    ticker.release(c);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_ticker_debugs_as_whether_its_task_runs() {
     let ticker = Arc::new(Ticker::new());
     assert_eq!(format!("{ticker:?}"), "Ticker { running: false, .. }");
