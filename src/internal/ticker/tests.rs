@@ -174,6 +174,29 @@ async fn when_the_ticker_is_gone_only_the_waiting_calls_are_woken() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_dropped_ticker_ends_its_task_at_once() {
+    let ticker = Arc::new(Ticker::new());
+    let (_, waker) = counter();
+    let start = Instant::now();
+    let index = ticker
+        .register(start + Duration::from_secs(3_600), &waker)
+        .unwrap();
+    let metrics = tokio::runtime::Handle::current().metrics();
+    // The ticker's task runs, and sleeps until the deadline an hour away.
+    tokio::task::yield_now().await;
+    assert_eq!(metrics.num_alive_tasks(), 1);
+    ticker.release(index);
+    drop(ticker);
+    // Woken by the drop, it finds the ticker gone and ends, with no time passed (not at
+    // its deadline, an hour later).
+    for _ in 0..3 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(metrics.num_alive_tasks(), 0);
+    assert_eq!(Instant::now(), start);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_ticker_debugs_as_whether_its_task_runs() {
     let ticker = Arc::new(Ticker::new());
     assert_eq!(format!("{ticker:?}"), "Ticker { running: false, .. }");
