@@ -84,6 +84,131 @@ async fn a_full_table_or_a_deadline_too_far_takes_no_slot() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn every_slot_of_a_full_table_holds_a_call_of_its_own() {
+    // Every slot taken, every other call due at 10 ms, the rest at 20 ms: each call is
+    // woken once, at its own deadline, and is due through its own index. Two indices that
+    // led to one slot (the index split into chunk and place wrongly, or a chunk's first
+    // slot found otherwise than its later ones) would leave one call's waker and deadline
+    // overwritten by the other's.
+    let ticker = Arc::new(Ticker::new());
+    let start = Instant::now();
+    let calls: Vec<(u32, Arc<Count>, Waker, bool)> = (0..WORD * WORDS)
+        .map(|k| {
+            let (count, waker) = counter();
+            let soon = k % 2 == 0;
+            let at = start + Duration::from_millis(if soon { 10 } else { 20 });
+            let index = ticker.register(at, &waker).expect("a free slot");
+            (index, count, waker, soon)
+        })
+        .collect();
+    let indices: std::collections::HashSet<u32> = calls.iter().map(|call| call.0).collect();
+    assert_eq!(indices.len(), WORD * WORDS);
+
+    tokio::time::sleep(Duration::from_millis(15)).await;
+    for (index, count, waker, soon) in &calls {
+        let woken = count.0.load(Ordering::SeqCst);
+        assert_eq!(woken, usize::from(*soon), "the call in slot {index}");
+        assert_eq!(ticker.poll_due(*index, waker), *soon, "slot {index}");
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    for (index, count, waker, _) in &calls {
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "the call in slot {index}"
+        );
+        assert!(ticker.poll_due(*index, waker), "slot {index}");
+        ticker.release(*index);
+    }
+    assert_eq!(ticker.waiting(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_earlier_deadline_wakes_the_ticker_sleeping_until_a_later_one() {
+    let ticker = Arc::new(Ticker::new());
+    let (late, late_waker) = counter();
+    let a = ticker
+        .register(Instant::now() + Duration::from_secs(1), &late_waker)
+        .unwrap();
+    // The ticker runs, and sleeps until the only deadline, a second away.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let (soon, soon_waker) = counter();
+    let b = ticker
+        .register(Instant::now() + Duration::from_millis(10), &soon_waker)
+        .unwrap();
+    // Woken at the millisecond after its deadline, not at the second.
+    tokio::time::sleep(Duration::from_millis(11)).await;
+    assert_eq!(soon.0.load(Ordering::SeqCst), 1);
+    assert!(ticker.poll_due(b, &soon_waker));
+    assert_eq!(late.0.load(Ordering::SeqCst), 0);
+    assert!(!ticker.poll_due(a, &late_waker));
+    ticker.release(b);
+    ticker.release(a);
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_the_ticker_is_gone_only_the_waiting_calls_are_woken() {
+    let ticker = Arc::new(Ticker::new());
+    let at = Instant::now() + Duration::from_secs(1);
+    let (waiting, waiting_waker) = counter();
+    let (released, released_waker) = counter();
+    let (due, due_waker) = counter();
+    let a = ticker.register(at, &waiting_waker).unwrap();
+    let b = ticker.register(at, &released_waker).unwrap();
+    let c = ticker
+        .register(Instant::now() + Duration::from_millis(10), &due_waker)
+        .unwrap();
+    ticker.release(b);
+    tokio::time::sleep(Duration::from_millis(11)).await;
+    assert_eq!(due.0.load(Ordering::SeqCst), 1);
+    ticker.wake_all();
+    // The waiting call is woken; the released one's kept waker and the due one's are not
+    // (the due call was woken at its deadline, once).
+    assert_eq!(waiting.0.load(Ordering::SeqCst), 1);
+    assert_eq!(released.0.load(Ordering::SeqCst), 0);
+    assert_eq!(due.0.load(Ordering::SeqCst), 1);
+    // Every kept waker is dropped: only the tests' own references are left.
+    assert_eq!(Arc::strong_count(&released), 2);
+    ticker.release(a);
+    ticker.release(c);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_ticker_ends_its_task_at_once() {
+    let ticker = Arc::new(Ticker::new());
+    let (_, waker) = counter();
+    let start = Instant::now();
+    let index = ticker
+        .register(start + Duration::from_secs(3_600), &waker)
+        .unwrap();
+    let metrics = tokio::runtime::Handle::current().metrics();
+    // The ticker's task runs, and sleeps until the deadline an hour away.
+    tokio::task::yield_now().await;
+    assert_eq!(metrics.num_alive_tasks(), 1);
+    ticker.release(index);
+    drop(ticker);
+    // Woken by the drop, it finds the ticker gone and ends, with no time passed (not at
+    // its deadline, an hour later).
+    for _ in 0..3 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(metrics.num_alive_tasks(), 0);
+    assert_eq!(Instant::now(), start);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ticker_debugs_as_whether_its_task_runs() {
+    let ticker = Arc::new(Ticker::new());
+    assert_eq!(format!("{ticker:?}"), "Ticker { running: false, .. }");
+    let (_, waker) = counter();
+    let index = ticker
+        .register(Instant::now() + Duration::from_secs(1), &waker)
+        .unwrap();
+    assert_eq!(format!("{ticker:?}"), "Ticker { running: true, .. }");
+    ticker.release(index);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_slot_keeps_its_last_waker_and_does_not_clone_the_same_tasks_again() {
     let ticker = Arc::new(Ticker::new());
     let (count, waker) = counter();
