@@ -147,6 +147,31 @@ async fn an_earlier_deadline_wakes_the_ticker_sleeping_until_a_later_one() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_deadline_no_earlier_than_the_armed_one_does_not_wake_the_ticker() {
+    let ticker = Arc::new(Ticker::new());
+    let (_, waker) = counter();
+    let at = Instant::now() + Duration::from_secs(1);
+    let a = ticker.register(at, &waker).unwrap();
+    // The ticker runs and sleeps until `at`.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(!ticker.wake.load(Ordering::SeqCst));
+    // The same deadline, and a later one: the ticker's sleep already covers them.
+    let b = ticker.register(at, &waker).unwrap();
+    let c = ticker
+        .register(at + Duration::from_secs(1), &waker)
+        .unwrap();
+    assert!(!ticker.wake.load(Ordering::SeqCst));
+    // An earlier one wakes it.
+    let d = ticker
+        .register(at - Duration::from_millis(1), &waker)
+        .unwrap();
+    assert!(ticker.wake.load(Ordering::SeqCst));
+    for index in [a, b, c, d] {
+        ticker.release(index);
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn when_the_ticker_is_gone_only_the_waiting_calls_are_woken() {
     let ticker = Arc::new(Ticker::new());
     let at = Instant::now() + Duration::from_secs(1);
