@@ -246,7 +246,9 @@ async fn a_slot_keeps_its_last_waker_and_does_not_clone_the_same_tasks_again() {
         3,
         "kept for the slot's next call"
     );
-    // The same task waits again, in the same slot: its waker is not cloned again.
+    // The same task waits again, in the same slot: still one reference in the slot. (Its
+    // waker is not cloned again either, but a count cannot tell a clone that replaced the
+    // kept one from none: MUTANTS.md, `ticker.rs:228:31`.)
     assert_eq!(ticker.register(at, &waker), Some(a));
     assert_eq!(Arc::strong_count(&count), 3);
     ticker.release(a);
