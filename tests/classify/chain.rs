@@ -174,20 +174,23 @@ fn looks_inside_io_errors() {
 #[test]
 fn the_peer_address_is_found_inside_io_errors_too() {
     // As the walk above: a failure that knew its peer, wrapped in an io::Error (whose
-    // source() would skip it) and again in a failure that did not.
+    // source() would skip it).
     let addr = "127.0.0.1:8443".parse().unwrap();
-    let known = Failure::new(
-        FailureKind::ConnectRefused,
-        io(io::ErrorKind::ConnectionRefused),
-    )
-    .with_peer_addr(addr);
-    let outer = Failure::new(FailureKind::Other, wrap(io::Error::other(known)));
+    let known = || {
+        Failure::new(
+            FailureKind::ConnectRefused,
+            io(io::ErrorKind::ConnectionRefused),
+        )
+        .with_peer_addr(addr)
+    };
+    // Under a failure that did not know it.
+    let outer = Failure::new(FailureKind::Other, wrap(io::Error::other(known())));
     assert_eq!(outer.peer_addr(), Some(addr));
-    // And its kind is the one classification keeps.
-    assert_eq!(
-        classify_error(&wrap(outer), Stage::Request),
-        FailureKind::Other
-    );
+    // As a layer meets it: an io error from below, classified. Its kind and its peer are
+    // the failure's inside.
+    let classified = Failure::classify(io::Error::other(known()), Stage::Connect);
+    assert_eq!(classified.kind(), FailureKind::ConnectRefused);
+    assert_eq!(classified.peer_addr(), Some(addr));
 }
 
 #[test]
