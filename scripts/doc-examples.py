@@ -15,8 +15,8 @@ or `pub(super)`); fields and variants are documented with their type. It is publ
 - it is a method (`pub fn` in an inherent `impl Type`) of a type that is public by the
   two rules above.
 Left out: items under `#[doc(hidden)]`, test modules (`#[cfg(test)] mod ... { }` and files
-declared under `cfg(test)`), and the modules listed in `PRIVATE_PARTS` below (a `pub` item
-there is only reachable through a sealed trait or a type the user never names).
+declared under `cfg(test)`), and the items listed in `PRIVATE_PARTS` below (a re-export is
+matched by name: a private type that shares its name with a re-exported one is listed there).
 
 Its documentation is the run of `///` lines and attributes just above it (a `doc = "..."`
 inside a `cfg_attr` counts as documentation); it has an example when that text holds a
@@ -30,12 +30,9 @@ import sys
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 SRC = os.path.join(ROOT, "src")
 
-# Items named here are `pub` only so that the crate's public types can name them; users
-# never can (a sealed trait's supertrait, a private module's service and future).
+# Items the name-based check below would count as re-exported, but users never reach: a
+# private module's type that shares its name with a re-exported one.
 PRIVATE_PARTS = {
-    "builder::sealed::Sealed": "a sealed trait's supertrait",
-    "stack::hedge::sealed::Sealed": "a sealed trait's supertrait",
-    "stack::gate::HostGate": "the preset's inner service, in a private module",
     "stack::gate::future::ResponseFuture": "the preset's inner future, in a private module",
 }
 
@@ -44,7 +41,7 @@ ITEM = re.compile(
 )
 MOD_DECL = re.compile(r"^\s*(pub\s+)?mod\s+(\w+)\s*;")
 MOD_BLOCK = re.compile(r"^\s*(pub\s+)?mod\s+(\w+)\s*\{")
-PUB_USE = re.compile(r"^\s*pub\s+use\s+([^;]+);")
+PUB_USE = re.compile(r"(?m)^\s*pub\s+use\s+([^;]+);")
 
 
 def module_files():
@@ -77,10 +74,7 @@ def module_files():
 
 def impl_type(line):
     """The type of an inherent `impl` block's first line, or None for a trait impl."""
-    s = line.strip()
-    if not s.startswith("impl"):
-        return None
-    s = s[4:]
+    s = line.strip()[len("impl") :]
     if s.startswith("<"):
         depth = 0
         for i, c in enumerate(s):
@@ -149,9 +143,8 @@ def scan(file):
                         "doc(hidden)" in text,
                     )
                 )
-            t = impl_type(line) if s.startswith("impl") else None
             if s.startswith("impl"):
-                impl_stack.append((depth, t))
+                impl_stack.append((depth, impl_type(line)))
             doc = []
         depth += opens - closes
         while impl_stack and depth <= impl_stack[-1][0] and closes:
@@ -168,7 +161,7 @@ def main():
             continue
         with open(file) as f:
             text = f.read()
-        for m in re.finditer(r"(?m)^\s*pub\s+use\s+([^;]+);", text):
+        for m in PUB_USE.finditer(text):
             for name in re.findall(r"\b(\w+)\b", m.group(1)):
                 exported.add(name)
     # Types users can name: defined in a public module, or re-exported.
