@@ -3,7 +3,7 @@
 #
 #   cargo install cargo-mutants --version 27.1.0 --locked
 #   scripts/mutants.sh            # every group below
-#   scripts/mutants.sh retry      # one group: retry, breaker, pool or shared
+#   scripts/mutants.sh retry      # one group: retry, breaker, pool, shared, gate, hedge or adaptive
 #   scripts/mutants.sh src/circuit_breaker/window.rs   # one file of a group
 #   MUTANTS_ITERATE=1 scripts/mutants.sh retry   # only the mutants not caught last time
 #   MUTANTS_RE='transitions.rs:(97:36|157:63):' scripts/mutants.sh src/circuit_breaker/transitions.rs
@@ -66,6 +66,32 @@ shared=(
     "src/internal/thread_index.rs|--lib|pool::semaphore::lease retry::budget internal::ticker"
     "src/internal/ticker.rs|--lib --test retry --test stack --test hedge|"
 )
+skip_for_preset="--skip retry:: --skip classify:: --skip circuit_breaker:: --skip internal:: --skip pool:: --skip key:: --skip diagnose::"
+# The preset's own parts: the per-host gate (one host lookup for breaker and pool) and the
+# attempt timeout; the preset's suite and its allocation pins drive them.
+gate=(
+    "src/stack/gate.rs|--lib --test stack --test alloc|$skip_for_preset"
+    "src/stack/gate/future.rs|--lib --test stack --test alloc|$skip_for_preset"
+    "src/stack/timeout.rs|--lib --test stack --test alloc|$skip_for_preset"
+)
+# The hedge layer: its percentile tracker, its future (the race, the budget, the breaker),
+# the service and the host cache; its own suite and the hedged preset's.
+hedge=(
+    "src/hedge/future.rs|--lib --test hedge --test stack|$skip_for_preset --skip stack::"
+    "src/hedge/service.rs|--lib --test hedge --test stack|$skip_for_preset --skip stack::"
+    "src/hedge/layer.rs|--lib --test hedge --test stack|$skip_for_preset --skip stack::"
+    "src/hedge/host_cache.rs|--lib --test hedge --test stack|$skip_for_preset --skip stack::"
+    "src/hedge/tracker.rs|--lib --test hedge --test stack|$skip_for_preset --skip stack::"
+)
+skip_for_adaptive="--skip retry:: --skip classify:: --skip circuit_breaker:: --skip internal:: --skip key:: --skip diagnose:: --skip hedge:: --skip stack:: --skip pool::semaphore"
+# The adaptive pool's estimator (the gradient), its limiter and sampling, and the pool's
+# adaptive mode: their unit tests and the pool's suite (paused time and real sockets).
+adaptive=(
+    "src/pool/adaptive/limiter.rs|--lib --test pool|$skip_for_adaptive"
+    "src/pool/adaptive/gradient.rs|--lib --test pool|$skip_for_adaptive"
+    "src/pool/adaptive/sampling.rs|--lib --test pool|$skip_for_adaptive"
+    "src/pool/adaptive/mod.rs|--lib --test pool|$skip_for_adaptive"
+)
 
 run() {
     local file args test_args
@@ -85,20 +111,23 @@ run() {
     case "$rc" in 0 | 2 | 3) ;; *) exit "$rc" ;; esac
 }
 
-[ $# -gt 0 ] || set -- retry breaker pool shared
+[ $# -gt 0 ] || set -- retry breaker pool shared gate hedge adaptive
 for group in "$@"; do
     case "$group" in
         retry) for f in "${retry[@]}"; do run "$f"; done ;;
         breaker) for f in "${breaker[@]}"; do run "$f"; done ;;
         pool) for f in "${pool[@]}"; do run "$f"; done ;;
         shared) for f in "${shared[@]}"; do run "$f"; done ;;
+        gate) for f in "${gate[@]}"; do run "$f"; done ;;
+        hedge) for f in "${hedge[@]}"; do run "$f"; done ;;
+        adaptive) for f in "${adaptive[@]}"; do run "$f"; done ;;
         src/*.rs)
             found=""
-            for f in "${retry[@]}" "${breaker[@]}" "${pool[@]}" "${shared[@]}"; do
+            for f in "${retry[@]}" "${breaker[@]}" "${pool[@]}" "${shared[@]}" "${gate[@]}" "${hedge[@]}" "${adaptive[@]}"; do
                 if [ "${f%%|*}" = "$group" ]; then run "$f"; found=1; fi
             done
             [ -n "$found" ] || { echo "no entry for $group" >&2; exit 1; }
             ;;
-        *) echo "unknown group $group (retry, breaker, pool, shared, or one file such as src/retry/backoff.rs)" >&2; exit 1 ;;
+        *) echo "unknown group $group (retry, breaker, pool, shared, gate, hedge, adaptive, or one file such as src/retry/backoff.rs)" >&2; exit 1 ;;
     esac
 done

@@ -333,7 +333,10 @@ mod tests {
     use bytes::Bytes;
     use http::{Request, Response, Uri};
     use http_body_util::Full;
-    use std::convert::Infallible;
+    use std::{
+        convert::Infallible,
+        task::{Context, Poll},
+    };
     use tower::{Layer, Service, ServiceExt};
 
     /// A response whose body holds its pool's permit until it is dropped.
@@ -447,8 +450,12 @@ mod tests {
         drop(held);
     }
 
-    #[tokio::test]
-    async fn a_host_called_through_the_cache_stays_recently_used() {
+    /// Two hosts at most in each map: a called on this thread, then b on another, then a
+    /// `a_calls` times more on this thread (its last host), then c on another, which
+    /// evicts the least recently used host of each map. A map search stamps a host as
+    /// used; a call served from the thread's last host does not, but one in `REFRESH`
+    /// touches it: which host c evicts shows which of a's calls searched the maps.
+    async fn a_then_b_then_a_then_c(a_calls: u32) -> crate::stack::ClientStackLayer {
         let layer = ClientConfig::default()
             .circuit_breaker(CircuitBreakerLayer::builder().max_keys(2))
             .max_pools(2)
@@ -456,17 +463,90 @@ mod tests {
             .unwrap();
         let svc = layer.layer(ok());
         drop(svc.clone().oneshot(get("a.test")).await.unwrap());
-        // b is used after a went through the maps; a's next calls skip them, and one in
-        // `REFRESH` stamps a as used.
         call_elsewhere(&svc, "b.test");
-        for _ in 0..crate::internal::recent::REFRESH + 1 {
+        for _ in 0..a_calls {
             drop(svc.clone().oneshot(get("a.test")).await.unwrap());
         }
-        // c evicts the least recently used host of each map: b.
         call_elsewhere(&svc, "c.test");
+        layer
+    }
+
+    #[tokio::test]
+    async fn a_host_called_through_the_cache_stays_recently_used() {
+        // One of a's calls through the cache stamps it: b is evicted.
+        let layer = a_then_b_then_a_then_c(crate::internal::recent::REFRESH + 1).await;
         assert_eq!(figures(&layer, "b.test"), (None, 0), "b evicted");
         let (in_use, calls) = figures(&layer, "a.test");
         assert_eq!((in_use, calls), (Some(0), 66), "a kept");
+    }
+
+    #[tokio::test]
+    async fn calls_through_the_threads_last_host_search_neither_map() {
+        // Three calls through the cache stamp nothing: a is evicted.
+        let layer = a_then_b_then_a_then_c(3).await;
+        assert_eq!(figures(&layer, "a.test"), (None, 0), "a evicted");
+        // (Another thread's calls are counted in its lane of b's breaker: b is there.)
+        assert_eq!(figures(&layer, "b.test").0, Some(0), "b's pool kept");
+        assert!(
+            layer.breaker_handle().get(&key("b.test")).is_some(),
+            "b's breaker kept"
+        );
+    }
+
+    /// A service whose readiness is `ready`'s: pending, an error, or ready.
+    #[derive(Clone, Debug)]
+    struct Gated {
+        ready: std::sync::Arc<std::sync::Mutex<Poll<Result<(), &'static str>>>>,
+    }
+
+    impl Service<Request<String>> for Gated {
+        type Response = Response<Full<Bytes>>;
+        type Error = crate::BoxError;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            self.ready.lock().unwrap().map_err(Into::into)
+        }
+
+        fn call(&mut self, _: Request<String>) -> Self::Future {
+            std::future::ready(Ok(Response::new(Full::new(Bytes::new()))))
+        }
+    }
+
+    #[test]
+    fn the_inner_services_readiness_reaches_the_caller() {
+        let ready = std::sync::Arc::new(std::sync::Mutex::new(Poll::Pending));
+        let layer = ClientConfig::default().build().unwrap();
+        let mut svc = layer.layer(Gated {
+            ready: std::sync::Arc::clone(&ready),
+        });
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(svc.poll_ready(&mut cx).is_pending(), "pending below");
+        *ready.lock().unwrap() = Poll::Ready(Err("no connection"));
+        let Poll::Ready(Err(err)) = svc.poll_ready(&mut cx) else {
+            panic!("the inner service's error is not the caller's");
+        };
+        let failure = err.downcast_ref::<crate::classify::Failure>().unwrap();
+        assert_eq!(failure.stage(), crate::classify::Stage::Request);
+        assert!(format!("{err:?}").contains("no connection"), "{err:?}");
+        *ready.lock().unwrap() = Poll::Ready(Ok(()));
+        assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+    }
+
+    #[test]
+    fn the_gate_and_its_future_say_what_they_hold() {
+        let layer = ClientConfig::default().build().unwrap();
+        let ready = std::sync::Arc::new(std::sync::Mutex::new(Poll::Ready(Ok(()))));
+        let mut gate = layer.layer(Gated { ready }).inner.get_ref().clone();
+        let gate_text = format!("{gate:?}");
+        for field in ["HostGate", "Gated", "breakers", "pools"] {
+            assert!(gate_text.contains(field), "{field} in {gate_text}");
+        }
+        let future = gate.call(get("a.test"));
+        let future_text = format!("{future:?}");
+        for field in ["ResponseFuture", "state", "ticket"] {
+            assert!(future_text.contains(field), "{field} in {future_text}");
+        }
     }
 
     /// The gate's own service (under the retry layer) over `ok`, with its layer.
@@ -505,17 +585,19 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_call_waiting_for_its_pool_goes_through_or_times_out_and_is_recorded() {
+    async fn a_call_waiting_for_its_pool_goes_through_or_times_out_uncounted() {
         let config = ClientConfig::default()
             .pool_maxsize(1)
             .pool_timeout(Some(std::time::Duration::from_secs(1)));
         let (layer, gate) = gate(config);
         let held = gate.clone().oneshot(get("a.test")).await.unwrap();
         assert!(held.body().holds_permit());
-        // The pool full: the call waits, then times out, counted by the breaker.
+        // The pool full: the call waits, then times out, which the breaker does not count
+        // (the backend was never called).
         let err = gate.clone().oneshot(get("a.test")).await.unwrap_err();
         assert_eq!(kind(&err), Some(crate::classify::FailureKind::PoolTimeout));
         let (_, timed_out) = figures(&layer, "a.test");
+        assert_eq!(timed_out, 1, "the pool's timeout is not the host's failure");
         // A call that waits gets the permit given back by the body, then is called.
         let waiting = tokio::spawn(gate.clone().oneshot(get("a.test")));
         tokio::task::yield_now().await;

@@ -227,6 +227,65 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_slot_is_given_back_at_the_answer_and_when_a_waiting_attempt_is_dropped() {
+        let ticker = timer(Duration::from_secs(2));
+        let svc = answering(&ticker, Duration::from_secs(1));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+
+        // Answered: the slot is free before the future is dropped.
+        let mut answered = Box::pin(svc.clone().call(()));
+        assert!(answered.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(ticker.waiting(), 1);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(matches!(
+            answered.as_mut().poll(&mut cx),
+            Poll::Ready(Ok(()))
+        ));
+        assert_eq!(ticker.waiting(), 0, "kept after the answer");
+        drop(answered);
+
+        // Cancelled while it waits: the drop gives the slot back.
+        let mut cancelled = Box::pin(svc.clone().call(()));
+        assert!(cancelled.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(ticker.waiting(), 1);
+        drop(cancelled);
+        assert_eq!(ticker.waiting(), 0, "kept by a dropped attempt");
+    }
+
+    #[test]
+    fn the_inner_services_readiness_and_its_error_reach_the_caller() {
+        let mut readiness = tower_test::mock::Spawn::new(AttemptTimeout::new(
+            NotReady(Some(std::io::Error::other("no connection"))),
+            timer(Duration::from_secs(2)),
+        ));
+        let Poll::Ready(Err(err)) = readiness.poll_ready() else {
+            panic!("the inner service's error is not the caller's");
+        };
+        assert_eq!(err.to_string(), "no connection");
+        assert!(readiness.poll_ready().is_pending(), "pending below");
+    }
+
+    /// A service that fails its first readiness check with its error, then is never ready.
+    struct NotReady(Option<std::io::Error>);
+
+    impl Service<()> for NotReady {
+        type Response = ();
+        type Error = std::io::Error;
+        type Future = std::future::Ready<Result<(), std::io::Error>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            match self.0.take() {
+                Some(err) => Poll::Ready(Err(err)),
+                None => Poll::Pending,
+            }
+        }
+
+        fn call(&mut self, (): ()) -> Self::Future {
+            std::future::ready(Ok(()))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn attempts_sharing_the_timer_each_time_out_at_their_own_deadline() {
         let timeout = Duration::from_millis(1_000);
         let ticker = timer(timeout);
