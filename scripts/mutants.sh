@@ -3,7 +3,8 @@
 #
 #   cargo install cargo-mutants --version 27.1.0 --locked
 #   scripts/mutants.sh            # every group below
-#   scripts/mutants.sh retry      # one group: retry, breaker, pool, shared, gate, hedge or adaptive
+#   scripts/mutants.sh retry      # one group: retry, breaker, pool, shared, gate, hedge,
+#                                 # adaptive or internal
 #   scripts/mutants.sh src/circuit_breaker/window.rs   # one file of a group
 #   MUTANTS_ITERATE=1 scripts/mutants.sh retry   # only the mutants not caught last time
 #   MUTANTS_RE='transitions.rs:(97:36|157:63):' scripts/mutants.sh src/circuit_breaker/transitions.rs
@@ -92,6 +93,15 @@ adaptive=(
     "src/pool/adaptive/sampling.rs|--lib --test pool|$skip_for_adaptive"
     "src/pool/adaptive/mod.rs|--lib --test pool|$skip_for_adaptive"
 )
+skip_for_internal="--skip retry:: --skip classify:: --skip diagnose:: --skip internal::ticker --skip hedge::"
+# The maps every per-host breaker and pool lives in, and the thread's last host that skips
+# them: the library's unit tests (the maps', the keyed breakers' and pools', the gate's)
+# and the pool's suite or the preset's.
+internal=(
+    "src/internal/lru.rs|--lib --test pool|$skip_for_internal"
+    "src/internal/recent.rs|--lib --test stack|$skip_for_internal"
+    "src/internal/host.rs|--lib --test pool|$skip_for_internal"
+)
 
 run() {
     local file args test_args
@@ -111,7 +121,7 @@ run() {
     case "$rc" in 0 | 2 | 3) ;; *) exit "$rc" ;; esac
 }
 
-[ $# -gt 0 ] || set -- retry breaker pool shared gate hedge adaptive
+[ $# -gt 0 ] || set -- retry breaker pool shared gate hedge adaptive internal
 for group in "$@"; do
     case "$group" in
         retry) for f in "${retry[@]}"; do run "$f"; done ;;
@@ -121,13 +131,14 @@ for group in "$@"; do
         gate) for f in "${gate[@]}"; do run "$f"; done ;;
         hedge) for f in "${hedge[@]}"; do run "$f"; done ;;
         adaptive) for f in "${adaptive[@]}"; do run "$f"; done ;;
+        internal) for f in "${internal[@]}"; do run "$f"; done ;;
         src/*.rs)
             found=""
-            for f in "${retry[@]}" "${breaker[@]}" "${pool[@]}" "${shared[@]}" "${gate[@]}" "${hedge[@]}" "${adaptive[@]}"; do
+            for f in "${retry[@]}" "${breaker[@]}" "${pool[@]}" "${shared[@]}" "${gate[@]}" "${hedge[@]}" "${adaptive[@]}" "${internal[@]}"; do
                 if [ "${f%%|*}" = "$group" ]; then run "$f"; found=1; fi
             done
             [ -n "$found" ] || { echo "no entry for $group" >&2; exit 1; }
             ;;
-        *) echo "unknown group $group (retry, breaker, pool, shared, gate, hedge, adaptive, or one file such as src/retry/backoff.rs)" >&2; exit 1 ;;
+        *) echo "unknown group $group (retry, breaker, pool, shared, gate, hedge, adaptive, internal, or one file such as src/retry/backoff.rs)" >&2; exit 1 ;;
     esac
 done

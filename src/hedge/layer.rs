@@ -146,6 +146,12 @@ impl HedgeLayer {
         self.shared.name
     }
 
+    /// What every service of the layer shares (for the crate's tests).
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
     /// The delay after which a request to `uri`'s host is hedged now: the latency
     /// percentile of its tracked attempts, at least `min_delay`; `None` while the host has
     /// fewer than `min_samples` samples, or is not tracked. With `per_host(false)`, the one

@@ -456,22 +456,28 @@ mod tests {
 
     #[test]
     fn old_windows_are_forgotten() {
-        let tracker = Tracker::new(1, rule(50.0, 10));
+        let tracker = Tracker::new(1, rule(75.0, 10));
         for _ in 0..WINDOW {
             tracker.record(0, Duration::from_millis(100), 1);
         }
         let slow = tracker.delay(0).unwrap();
         assert!(slow >= Duration::from_millis(100));
-        // One window of fast answers: half the samples are fast, the median still slow.
+        // One window of fast answers: half the samples are fast, p75 still slow.
         for _ in 0..WINDOW {
             tracker.record(0, Duration::from_millis(1), 1);
         }
+        assert_eq!(tracker.delay(0), Some(slow), "both windows count");
         // A second: the slow window is gone.
         for _ in 0..WINDOW {
             tracker.record(0, Duration::from_millis(1), 1);
         }
         let fast = tracker.delay(0).unwrap();
         assert!(fast < Duration::from_millis(2), "{fast:?}");
+        // And stays gone at the next update, with the next window begun.
+        for _ in 0..UPDATE {
+            tracker.record(0, Duration::from_millis(1), 1);
+        }
+        assert_eq!(tracker.delay(0), Some(fast));
     }
 
     #[test]
@@ -497,6 +503,20 @@ mod tests {
         assert_eq!(tracker.delay(c), None, "a's latencies are not c's");
         assert_eq!(tracker.find(0xAAAA_0000_0000), None);
         assert_eq!(tracker.find(0xCCCC_0000_0000), Some(c));
+        // Nor are a's counts: c's median is its own one sample's.
+        tracker.record(c, Duration::from_millis(50), 1);
+        assert!(tracker.delay(c) >= Some(Duration::from_millis(50)));
+    }
+
+    #[test]
+    fn hosts_probing_from_one_slot_each_find_their_own() {
+        // The same high half: both start at slot 5; the second takes the next free one.
+        let tracker = Tracker::new(8, rule(50.0, 1));
+        let (a, b) = (5 << 32 | 0xA0, 5 << 32 | 0xB0);
+        assert_eq!(tracker.slot_of(a), Some(5));
+        assert_eq!(tracker.slot_of(b), Some(6));
+        assert_eq!((tracker.slot_of(a), tracker.slot_of(b)), (Some(5), Some(6)));
+        assert!(tracker.holds(5, tag(a)) && tracker.holds(6, tag(b)));
     }
 
     #[test]
@@ -542,5 +562,32 @@ mod tests {
         let tracker = Tracker::new(1, rule(50.0, 1));
         tracker.record(0, Duration::MAX, 1);
         assert_eq!(tracker.delay(0), Some(Duration::from_micros((1 << 26) - 1)));
+        // A floor too long for the nanoseconds, or as long as the longest, saturates: a
+        // delay, never reached (`u64::MAX` is the value of "no delay").
+        for min_delay in [Duration::MAX, Duration::from_nanos(u64::MAX)] {
+            let floor = DelayRule {
+                min_delay,
+                ..rule(50.0, 1)
+            };
+            let tracker = Tracker::new(1, floor);
+            tracker.record(0, Duration::from_millis(1), 1);
+            assert_eq!(tracker.delay(0), Some(Duration::from_nanos(u64::MAX - 1)));
+        }
+    }
+
+    #[test]
+    fn the_delay_moves_at_min_samples_then_every_update_samples() {
+        let tracker = Tracker::new(1, rule(95.0, 3));
+        for _ in 0..3 {
+            tracker.record(0, Duration::from_millis(1), 1);
+        }
+        let fast = tracker.delay(0).unwrap();
+        // A slow sample moves p95, but not the delay until `UPDATE` samples are in.
+        tracker.record(0, Duration::from_millis(100), 1);
+        assert_eq!(tracker.delay(0), Some(fast));
+        for _ in 4..UPDATE {
+            tracker.record(0, Duration::from_millis(100), 1);
+        }
+        assert!(tracker.delay(0) >= Some(Duration::from_millis(100)));
     }
 }

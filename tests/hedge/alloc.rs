@@ -15,11 +15,34 @@ fn request(method: Method) -> Request<()> {
     request
 }
 
+/// A GET with one header field (whose map allocates twice: its index and its entries).
+fn with_header() -> Request<()> {
+    let mut request = request(Method::GET);
+    request
+        .headers_mut()
+        .insert("accept", http::HeaderValue::from_static("*/*"));
+    request
+}
+
+/// The hedge layer with `min_samples`, over a service that answers at once.
+fn hedged(
+    min_samples: u32,
+) -> (
+    HedgeLayer,
+    impl tower::Service<Request<()>, Response = Response<()>, Error = io::Error>,
+) {
+    let layer = HedgeLayer::builder()
+        .min_samples(min_samples)
+        .build()
+        .unwrap();
+    let inner = tower::service_fn(|_: Request<()>| ready(Ok::<_, io::Error>(Response::new(()))));
+    let svc = layer.layer(inner);
+    (layer, svc)
+}
+
 #[test]
 fn a_call_answered_before_its_delay_allocates_nothing() {
-    let layer = HedgeLayer::builder().min_samples(5).build().unwrap();
-    let inner = tower::service_fn(|_: Request<()>| ready(Ok::<_, io::Error>(Response::new(()))));
-    let mut svc = layer.layer(inner);
+    let (layer, mut svc) = hedged(5);
     // Warm: the host gets its slot and its delay (the floor: every answer took no time).
     counting_alloc::drive(&mut svc, 10, |_| request(Method::GET));
     let uri = Uri::from_static("http://api.test/");
@@ -32,16 +55,24 @@ fn a_call_answered_before_its_delay_allocates_nothing() {
     }
 
     // The counter sees the copy of a request with header fields: one per hedgeable call.
-    let (ok, allocated) = counting_alloc::drive(&mut svc, 100, |_| {
-        let mut request = request(Method::GET);
-        request
-            .headers_mut()
-            .insert("accept", http::HeaderValue::from_static("*/*"));
-        request
-    });
+    let (ok, allocated) = counting_alloc::drive(&mut svc, 100, |_| with_header());
     assert_eq!(ok, 100);
     // Each request's own header map (its index and its entries), and the copy's one.
     assert_eq!(allocated, 3 * 100);
+}
+
+#[test]
+fn a_call_to_a_host_without_its_delay_keeps_no_copy() {
+    // No hedge before `min_samples` answers: a request with header fields is not copied.
+    let (layer, mut svc) = hedged(1_000);
+    counting_alloc::drive(&mut svc, 10, |_| request(Method::GET));
+    let (ok, allocated) = counting_alloc::drive(&mut svc, 100, |_| with_header());
+    assert_eq!(ok, 100);
+    assert!(layer
+        .hedge_delay(&Uri::from_static("http://api.test/"))
+        .is_none());
+    // Each request's own header map (its index and its entries): no copy.
+    assert_eq!(allocated, 2 * 100);
 }
 
 /// In the preset, whose retry layer clones the inner stack for every call, a call answered

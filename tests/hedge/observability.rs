@@ -1,6 +1,6 @@
 //! Hedge metrics through the `metrics` facade, and its tracing events.
 
-use crate::support::{builder, get, ms, warm, Backend, Step};
+use crate::support::{builder, get, ms, warm, Backend, Step, DELAY};
 use std::time::Duration;
 use tower::{Layer, ServiceExt};
 use tower_fortify::retry::RetryBudget;
@@ -51,12 +51,9 @@ async fn events_for_sent_won_and_refused_hedges() {
     // A reserve of one hedge.
     let budget = RetryBudget::new(Duration::from_secs(1), 1, 0.0).unwrap();
     let backend = Backend::new();
-    let svc = builder()
-        .name("traced")
-        .budget(budget)
-        .build()
-        .unwrap()
-        .layer(backend.clone());
+    let layer = builder().name("traced").budget(budget).build().unwrap();
+    let svc = layer.layer(backend.clone());
+    assert_eq!((layer.name(), svc.name()), ("traced", "traced"));
     warm(&svc, &backend, "a.test").await;
 
     backend.script([Step::Ok(Duration::from_secs(1)), Step::Ok(ms(20))]);
@@ -76,4 +73,12 @@ async fn events_for_sent_won_and_refused_hedges() {
         Some("http://a.test:80")
     );
     assert_eq!(field(&events[2], "reason").as_deref(), Some("budget"));
+    // The host's delay in milliseconds, in both events: 20 ms's bucket (`DELAY`).
+    for event in [&events[0], &events[2]] {
+        let delay_ms: f64 = field(event, "delay_ms").unwrap().parse().unwrap();
+        assert!(
+            (delay_ms - DELAY.as_secs_f64() * 1e3).abs() < 1e-6,
+            "{delay_ms} ms"
+        );
+    }
 }

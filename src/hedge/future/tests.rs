@@ -82,3 +82,56 @@ fn a_warm_hosts_pending_calls_are_timed_one_in_time_every() {
     .join()
     .unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_calls_slot_is_given_back_at_its_answer_and_when_it_is_dropped() {
+    use std::future::Future;
+    use tower::{Layer, Service, ServiceExt};
+
+    let layer = crate::hedge::HedgeLayer::builder()
+        .min_samples(5)
+        .build()
+        .unwrap();
+    let svc = layer.layer(tower::service_fn(|_: Request<String>| async {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        Ok::<_, std::io::Error>(http::Response::new(()))
+    }));
+    let get = || Request::get("http://a.test/").body(String::new()).unwrap();
+    for _ in 0..5 {
+        svc.clone().oneshot(get()).await.unwrap();
+    }
+    let uri = "http://a.test/".parse().unwrap();
+    assert!(layer.hedge_delay(&uri).is_some(), "warm");
+    let ticker = &layer.shared().ticker;
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+
+    // Answered before its delay: the slot is free before the future is dropped.
+    let mut answered = Box::pin(svc.clone().call(get()));
+    assert!(answered.as_mut().poll(&mut cx).is_pending());
+    assert_eq!(ticker.waiting(), 1);
+    let text = format!("{answered:?}");
+    assert!(
+        text.starts_with("ResponseFuture { tracked: true, hedge_sent: false, started: Some("),
+        "{text}"
+    );
+    let post = Request::post("http://a.test/").body(String::new()).unwrap();
+    let text = format!("{:?}", svc.clone().call(post));
+    assert!(
+        text.starts_with("ResponseFuture { tracked: false"),
+        "{text}"
+    );
+    tokio::time::advance(Duration::from_millis(2)).await;
+    assert!(matches!(
+        answered.as_mut().poll(&mut cx),
+        Poll::Ready(Ok(_))
+    ));
+    assert_eq!(ticker.waiting(), 0, "kept after the answer");
+    drop(answered);
+
+    // Cancelled while it waits for its delay: the drop gives the slot back.
+    let mut cancelled = Box::pin(svc.clone().call(get()));
+    assert!(cancelled.as_mut().poll(&mut cx).is_pending());
+    assert_eq!(ticker.waiting(), 1);
+    drop(cancelled);
+    assert_eq!(ticker.waiting(), 0, "kept by a dropped call");
+}
