@@ -164,12 +164,79 @@ mod tests {
         let after = next(&config, 100, start(40.0), failing);
         assert_eq!(after.limit, 36.0);
         assert_eq!(after.baseline, 0.0, "a failing window teaches no latency");
-        // Under the threshold (1 failure in 20 < 10%): an ordinary window.
+        // Just under the threshold (1 failure in 11 calls < 10%): an ordinary window.
         let rare = Window {
-            successes: 19,
+            successes: 10,
             ..failing
         };
         assert_eq!(next(&config, 100, start(40.0), rare).limit, 40.0);
+    }
+
+    #[test]
+    fn a_window_without_a_latency_changes_nothing() {
+        let config = AdaptiveLimit::gradient();
+        let warm = run(&config, start(40.0), 1_000.0, 10);
+        let empty = Window {
+            successes: 0,
+            mean_latency: 0.0,
+            failures: 0,
+            busy: 40,
+        };
+        for window in [
+            empty,
+            Window {
+                mean_latency: 5_000.0,
+                ..empty
+            },
+            Window {
+                successes: 10,
+                mean_latency: f64::NAN,
+                ..empty
+            },
+            Window {
+                successes: 10,
+                ..empty
+            },
+            Window {
+                successes: 10,
+                mean_latency: -1.0,
+                ..empty
+            },
+        ] {
+            assert_eq!(next(&config, 100, warm, window), warm, "{window:?}");
+        }
+    }
+
+    #[test]
+    fn a_caller_using_half_the_limit_moves_it() {
+        let config = AdaptiveLimit::gradient();
+        let warm = run(&config, start(40.0), 1_000.0, 10);
+        let half = warm.limit as usize / 2;
+        assert_eq!(
+            next(&config, 100, warm, window(1_000.0, half)).limit,
+            warm.limit + 1.0
+        );
+    }
+
+    #[test]
+    fn a_baseline_twice_the_latency_is_not_stale_yet() {
+        // Averaged over 3 windows (a factor of one half): 3,000 and 1,000 make 2,000,
+        // twice the window's latency: kept; a little more is cut by a tenth.
+        let config = AdaptiveLimit::gradient().long_window(3);
+        let warm = State {
+            limit: 40.0,
+            baseline: 3_000.0,
+            warmup: WARMUP,
+        };
+        assert_eq!(
+            next(&config, 100, warm, window(1_000.0, 0)).baseline,
+            2_000.0
+        );
+        let stale = next(&config, 100, warm, window(999.0, 0));
+        assert!(
+            (stale.baseline - 1_999.5 * BASELINE_DECAY).abs() < 1e-9,
+            "{stale:?}"
+        );
     }
 
     #[test]

@@ -445,6 +445,10 @@ mod tests {
                 "backoff_ratio",
             ),
             (
+                AdaptiveLimit::gradient().backoff_ratio(0.0),
+                "backoff_ratio",
+            ),
+            (
                 AdaptiveLimit::gradient().backoff_ratio(f64::NAN),
                 "backoff_ratio",
             ),
@@ -461,6 +465,18 @@ mod tests {
             );
         }
         assert!(AdaptiveLimit::gradient().min_limit(10).validate(10).is_ok());
+        // The bounds themselves are valid: an initial limit at the floor or at maxsize, a
+        // tolerance of 1, a smoothing and a failure rate threshold of 1.
+        let gradient = AdaptiveLimit::gradient;
+        for config in [
+            gradient().min_limit(4).initial_limit(4),
+            gradient().min_limit(4).initial_limit(10),
+            gradient().tolerance(1.0),
+            gradient().smoothing(1.0),
+            gradient().failure_rate_threshold(1.0),
+        ] {
+            assert!(config.validate(10).is_ok(), "{config:?}");
+        }
     }
 
     proptest! {
