@@ -509,6 +509,15 @@ mod tests {
     }
 
     #[test]
+    fn a_tracker_debugs_as_its_size_and_rule() {
+        let text = format!("{:?}", Tracker::new(5, rule(50.0, 1)));
+        assert!(
+            text.starts_with("Tracker { slots: 8, rule: DelayRule { percentile: 50.0,"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn hosts_probing_from_one_slot_each_find_their_own() {
         // The same high half: both start at slot 5; the second takes the next free one.
         let tracker = Tracker::new(8, rule(50.0, 1));

@@ -177,8 +177,23 @@ mod tests {
         let none = RecentHost::of(&uri("/x")).unwrap();
         assert!(none.is(&uri("/y")) && !none.is(&uri("http://a/")));
         assert!(RecentHost::of(&uri("ftp://a.example/")).is_none());
-        let long = format!("http://{}.example/", "a".repeat(60));
+        // The longest authority kept is `MAX` bytes.
+        let longest = format!("http://{}.test/", "a".repeat(MAX - 5));
+        assert!(RecentHost::of(&uri(&longest)).is_some_and(|h| h.is(&uri(&longest))));
+        let long = format!("http://{}.test/", "a".repeat(MAX - 4));
         assert!(RecentHost::of(&uri(&long)).is_none());
+    }
+
+    #[test]
+    fn an_entry_serves_its_own_map_and_host_and_is_due_every_refresh_calls() {
+        let uri = |s: &str| s.parse::<Uri>().unwrap();
+        let recent = Recent::new(7, 42, &uri("http://a.test/"), ()).unwrap();
+        assert!(recent.hit(7, &uri("http://a.test/x")));
+        assert!(!recent.hit(8, &uri("http://a.test/x")), "another map's");
+        assert!(!recent.hit(7, &uri("http://b.test/")), "another host's");
+        assert_eq!(recent.hash(), 42);
+        let due: Vec<u32> = (1..=3 * REFRESH).filter(|_| recent.due()).collect();
+        assert_eq!(due, [REFRESH, 2 * REFRESH, 3 * REFRESH]);
     }
 
     #[test]

@@ -34,7 +34,13 @@ pub(crate) struct Keyed {
 /// has no permit, no waiter and no call about to use it.
 impl Evict for Arc<Pool> {
     fn eviction(&self) -> Eviction {
-        if Arc::strong_count(self) == 1 {
+        let idle = Arc::strong_count(self) == 1;
+        // `Arc`'s count is `std`'s, which loom does not see: a point where the model may
+        // run another thread between the count read and the eviction (a thread upgrading
+        // its kept reference meanwhile, `loom` below).
+        #[cfg(all(test, fortify_loom))]
+        ::loom::thread::yield_now();
+        if idle {
             Eviction::Idle
         } else {
             Eviction::Never
@@ -210,4 +216,82 @@ pub(crate) struct KeptPool {
 thread_local_const! {
     /// A thread's last pool.
     static RECENT: RefCell<Option<Recent<KeptPool>>> = const { RefCell::new(None) };
+}
+
+#[cfg(all(test, fortify_loom))]
+mod loom {
+    //! The thread's last pool against another thread's eviction: the protocol of
+    //! [`Keyed::try_acquire_kept`] (a weak reference upgraded, a `SeqCst` fence, the map's
+    //! count of eviction scans compared) against the scan's (its count, a `SeqCst` fence,
+    //! the references read). See `internal::sync` for how to run it.
+
+    use super::*;
+    use crate::{
+        key::HostRef,
+        pool::permit::{Counts, Mode},
+    };
+
+    /// One permit per pool, no wait, nothing tracked.
+    fn core() -> Arc<Core> {
+        Arc::new(Core {
+            name: "loom",
+            maxsize: 1,
+            mode: Mode::Block(None),
+            release_on_body_end: true,
+            leak_threshold: None,
+            adaptive: None,
+            totals: Counts::default(),
+            #[cfg(feature = "metrics")]
+            keyed: None,
+            #[cfg(feature = "metrics")]
+            instruments: crate::pool::metrics::Instruments::register("loom"),
+        })
+    }
+
+    /// A map of one pool: this thread keeps host a's (its permit given back, the pool
+    /// idle), another thread's call to b evicts it, and this thread takes a permit through
+    /// what it kept meanwhile. Either the permit is of the pool the map still holds for a
+    /// (the scan saw this thread's reference and kept the pool), or there is none (this
+    /// thread saw the scan, and would look a up again): never a permit of a pool that left
+    /// the map, beside which a second pool for a would hand out permits of its own.
+    ///
+    /// The pool's `Arc` is `std`'s, whose counts loom does not see, so two yields make the
+    /// race reachable: one here before the kept pool is used (without a loom operation
+    /// before the upgrade, this thread always upgrades before the other starts), and one in
+    /// the scan after it reads a count (`Evict for Arc<Pool>`, under the models only:
+    /// without it, the read and the eviction run as one step).
+    ///
+    /// Seeded bug it catches: `LruMap::evictions` always 0 (cargo-mutants' `evictions -> 0`:
+    /// the count never tells a kept pool that a scan ran); without either yield the model
+    /// passes with it. (The `SeqCst` fence after the upgrade orders it with `std`'s
+    /// atomics, which loom does not model: no model here can show it is needed.)
+    #[test]
+    fn loom_a_kept_pool_evicted_meanwhile_gives_no_permit() {
+        ::loom::model(|| {
+            let core = core();
+            let keyed = Arc::new(Keyed::new(1));
+            let a: Uri = "http://a.test/".parse().unwrap();
+            let (acquired, kept, _) = keyed.try_acquire_keeping(HostRef::of(&a), &core);
+            drop(acquired.unwrap_or_else(|_| panic!("a's pool has a free permit")));
+            let other = {
+                let (keyed, core) = (Arc::clone(&keyed), Arc::clone(&core));
+                ::loom::thread::spawn(move || {
+                    let b: Uri = "http://b.test/".parse().unwrap();
+                    drop(keyed.try_acquire(HostRef::of(&b), &core));
+                })
+            };
+            // A point where the other thread may go first (the upgrade below is `std`'s).
+            ::loom::thread::yield_now();
+            if let Some(acquired) = keyed.try_acquire_kept(&kept) {
+                let permit = acquired.unwrap_or_else(|_| panic!("a's pool was idle"));
+                let pool = kept.pool.upgrade().expect("the permit holds its pool");
+                assert!(
+                    keyed.pools().iter().any(|held| Arc::ptr_eq(held, &pool)),
+                    "a permit of a pool that left the map"
+                );
+                drop(permit);
+            }
+            other.join().unwrap();
+        });
+    }
 }

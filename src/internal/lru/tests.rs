@@ -231,24 +231,28 @@ fn borrowed_lookups_find_owned_keys() {
     assert!(map.get(&Str("b"), |_| ()).is_none());
 }
 
+/// A key whose hash is always 7.
+#[derive(Clone, PartialEq, Eq)]
+struct Colliding(u32);
+
+impl Probe<Colliding> for Colliding {
+    fn hash_with(&self, _: &MapHasher) -> u64 {
+        7
+    }
+    fn matches(&self, key: &Colliding) -> bool {
+        self == key
+    }
+}
+
+impl Lookup<Colliding> for Colliding {
+    fn into_key(self) -> Colliding {
+        self
+    }
+}
+
 /// Keys of one hash share a bucket: each is found, and eviction keeps the others.
 #[test]
 fn keys_of_one_hash_are_told_apart() {
-    #[derive(PartialEq, Eq)]
-    struct Colliding(u32);
-    impl Probe<Colliding> for Colliding {
-        fn hash_with(&self, _: &MapHasher) -> u64 {
-            7
-        }
-        fn matches(&self, key: &Colliding) -> bool {
-            self == key
-        }
-    }
-    impl Lookup<Colliding> for Colliding {
-        fn into_key(self) -> Colliding {
-            self
-        }
-    }
     let map: LruMap<Colliding, Value> = LruMap::new(3);
     let made = std::cell::Cell::new(0);
     let use_key = |key| {
@@ -273,4 +277,57 @@ fn keys_of_one_hash_are_told_apart() {
     assert_eq!(map.len(), 3);
     assert!(map.get(&Colliding(1), |_| ()).is_none());
     assert!(map.get(&Colliding(3), |_| ()).is_some());
+}
+
+/// A probe hashed once for several maps (the preset's gate) carries its hash, and tells the
+/// keys of that hash apart as the probe does.
+#[cfg(feature = "stack")]
+#[test]
+fn a_probe_hashed_once_finds_its_own_key_among_those_of_its_hash() {
+    let map: LruMap<Colliding, Value> = LruMap::new(4);
+    for key in [1, 2] {
+        map.get_or_insert(Colliding(key), |_| (), |_| Value::new(), |_| ());
+    }
+    let probe = |key| Hashed::new(Colliding(key));
+    assert_eq!(probe(2).hash(), 7);
+    assert!(map.get(&probe(2), |_| ()).is_some());
+    assert!(
+        map.get(&probe(3), |_| ()).is_none(),
+        "another key of its hash"
+    );
+}
+
+#[test]
+fn shards_share_the_capacity_exactly() {
+    let map: LruMap<u32, Value> = LruMap::with_shards(10, 4);
+    let capacities: Vec<usize> = map.shards.iter().map(|shard| shard.capacity).collect();
+    assert_eq!(capacities, [3, 3, 2, 2]);
+}
+
+/// A key whose every value hashes alike: a key looked up as itself (the maps' keys are)
+/// is told apart from the others of its hash by equality.
+#[derive(PartialEq, Eq)]
+struct SameHash(u32);
+
+impl std::hash::Hash for SameHash {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u8(7);
+    }
+}
+
+#[test]
+fn keys_looked_up_as_themselves_are_told_apart_by_equality() {
+    let map: LruMap<SameHash, Value> = LruMap::new(4);
+    for key in [1, 2] {
+        map.get_or_insert(SameHash(key), |_| (), |_| Value::new(), |_| ());
+    }
+    assert!(map.get(&SameHash(2), |_| ()).is_some());
+    assert!(
+        map.get(&SameHash(3), |_| ()).is_none(),
+        "another key of its hash"
+    );
+    assert_eq!(
+        format!("{map:?}"),
+        "LruMap { len: 2, capacity: 4, shards: 1 }"
+    );
 }
