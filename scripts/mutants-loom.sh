@@ -5,9 +5,9 @@
 #   scripts/mutants-loom.sh 55:34     # the cases whose mutant name contains this
 #
 # cargo-mutants' own test runs (scripts/mutants.sh) cannot reach these mutants: each differs
-# from the original only when another thread moves the breaker, the window or the semaphore
-# at one precise moment. This script applies each mutant with cargo-mutants' own diff
-# (`cargo mutants --list --diff`), runs the loom models named for it (a release build with
+# from the original only when another thread moves the breaker, the window, the semaphore
+# or the hedge's tracker at one precise moment. This script applies each mutant with
+# cargo-mutants' own diff (`cargo mutants --list --diff`), runs the loom models named for it (a release build with
 # `--cfg fortify_loom`, as `.ci/run` does, in target/loom), and restores the file. A mutant
 # listed as `killed` must make a model fail; one listed as `equivalent` must pass them all
 # (MUTANTS.md says why no model can fail). The tree is changed while it runs: build nothing
@@ -21,6 +21,7 @@ wl="circuit_breaker::window_loom"
 sl="pool::semaphore::loom"
 # The leases' own models and the pool's models on a leased pool.
 ll="pool::semaphore::lease::loom pool::loom_tests::loom_pool_with_leases"
+hl="hedge::tracker::loom"
 # expected ; mutant (as cargo-mutants names it) ; loom models (cargo test filters)
 cases=(
     "killed;src/circuit_breaker/transitions.rs:55:34: replace && with || in Breaker::evaluate;$tl"
@@ -37,6 +38,9 @@ cases=(
     "killed;src/pool/semaphore.rs:166:46: replace + with - in Semaphore::poll_acquire;$sl"
     "equivalent;src/pool/semaphore.rs:166:46: replace + with * in Semaphore::poll_acquire;$sl"
     "killed;src/pool/semaphore/lease.rs:130:9: replace Leases::sweep -> usize with 0;$ll"
+    "killed;src/hedge/tracker.rs:187:31: replace match guard t == tag with true in Tracker::slot_of;$hl"
+    "killed;src/hedge/tracker.rs:187:31: replace match guard t == tag with false in Tracker::slot_of;$hl"
+    "killed;src/hedge/tracker.rs:187:33: replace == with != in Tracker::slot_of;$hl"
 )
 
 restore=""

@@ -348,6 +348,49 @@ fn percentile(windows: &[[AtomicU16; BUCKETS]; 2], percentile: f64) -> Option<u6
     Some(bucket_max(found))
 }
 
+#[cfg(all(test, fortify_loom))]
+mod loom {
+    //! Two threads claiming one free slot at once (see `internal::sync` for how to run it).
+
+    use super::*;
+
+    /// Two hosts whose probes start at slot 5 (the same high half), or one host twice,
+    /// looked up by two threads at once: each host ends up with one slot of its own,
+    /// whichever thread's claim of the free slot wins.
+    fn claims(first: u64, second: u64) {
+        ::loom::model(move || {
+            let rule = DelayRule {
+                percentile: 50.0,
+                min_delay: Duration::ZERO,
+                min_samples: 1,
+            };
+            let tracker = std::sync::Arc::new(Tracker::new(8, rule));
+            let other = {
+                let tracker = std::sync::Arc::clone(&tracker);
+                ::loom::thread::spawn(move || tracker.slot_of(second))
+            };
+            let mine = tracker.slot_of(first).expect("a free slot");
+            let theirs = other.join().unwrap().expect("a free slot");
+            if first == second {
+                assert_eq!(mine, theirs, "one host in two slots");
+            } else {
+                assert_ne!(mine, theirs, "two hosts in one slot");
+            }
+            assert!(tracker.holds(mine, tag(first)) && tracker.holds(theirs, tag(second)));
+        });
+    }
+
+    #[test]
+    fn loom_one_host_claimed_twice_at_once_has_one_slot() {
+        claims(5 << 32 | 0xA0, 5 << 32 | 0xA0);
+    }
+
+    #[test]
+    fn loom_two_hosts_claiming_one_slot_at_once_each_have_their_own() {
+        claims(5 << 32 | 0xA0, 5 << 32 | 0xB0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
