@@ -493,55 +493,40 @@ mod tests {
         );
     }
 
-    /// A service whose readiness is `ready`'s: pending, an error, or ready.
-    #[derive(Clone, Debug)]
-    struct Gated {
-        ready: std::sync::Arc<std::sync::Mutex<Poll<Result<(), &'static str>>>>,
-    }
-
-    impl Service<Request<String>> for Gated {
-        type Response = Response<Full<Bytes>>;
-        type Error = crate::BoxError;
-        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-
-        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-            self.ready.lock().unwrap().map_err(Into::into)
-        }
-
-        fn call(&mut self, _: Request<String>) -> Self::Future {
-            std::future::ready(Ok(Response::new(Full::new(Bytes::new()))))
-        }
-    }
+    /// The inner service: tower-test's mock, its readiness as its handle sets it.
+    type Mock = tower_test::mock::Mock<Request<String>, Response<Full<Bytes>>>;
 
     #[test]
     fn the_inner_services_readiness_reaches_the_caller() {
-        let ready = std::sync::Arc::new(std::sync::Mutex::new(Poll::Pending));
+        let (mock, mut handle): (Mock, _) = tower_test::mock::pair();
+        handle.allow(0);
         let layer = ClientConfig::default().build().unwrap();
-        let mut svc = layer.layer(Gated {
-            ready: std::sync::Arc::clone(&ready),
-        });
+        let mut svc = layer.layer(mock);
         let mut cx = Context::from_waker(std::task::Waker::noop());
         assert!(svc.poll_ready(&mut cx).is_pending(), "pending below");
-        *ready.lock().unwrap() = Poll::Ready(Err("no connection"));
+        handle.send_error("no connection");
         let Poll::Ready(Err(err)) = svc.poll_ready(&mut cx) else {
             panic!("the inner service's error is not the caller's");
         };
         let failure = err.downcast_ref::<crate::classify::Failure>().unwrap();
         assert_eq!(failure.stage(), crate::classify::Stage::Request);
         assert!(format!("{err:?}").contains("no connection"), "{err:?}");
-        *ready.lock().unwrap() = Poll::Ready(Ok(()));
+        handle.allow(1);
         assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
     }
 
     #[test]
     fn the_gate_and_its_future_say_what_they_hold() {
+        let (mock, mut handle): (Mock, _) = tower_test::mock::pair();
+        handle.allow(1);
         let layer = ClientConfig::default().build().unwrap();
-        let ready = std::sync::Arc::new(std::sync::Mutex::new(Poll::Ready(Ok(()))));
-        let mut gate = layer.layer(Gated { ready }).inner.get_ref().clone();
+        let mut gate = layer.layer(mock).inner.get_ref().clone();
         let gate_text = format!("{gate:?}");
-        for field in ["HostGate", "Gated", "breakers", "pools"] {
+        for field in ["HostGate", "Mock", "breakers", "pools"] {
             assert!(gate_text.contains(field), "{field} in {gate_text}");
         }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(matches!(gate.poll_ready(&mut cx), Poll::Ready(Ok(()))));
         let future = gate.call(get("a.test"));
         let future_text = format!("{future:?}");
         for field in ["ResponseFuture", "state", "ticket"] {

@@ -254,35 +254,16 @@ mod tests {
 
     #[test]
     fn the_inner_services_readiness_and_its_error_reach_the_caller() {
-        let mut readiness = tower_test::mock::Spawn::new(AttemptTimeout::new(
-            NotReady(Some(std::io::Error::other("no connection"))),
-            timer(Duration::from_secs(2)),
-        ));
+        let (mock, mut handle) = tower_test::mock::pair::<(), ()>();
+        let mut readiness =
+            tower_test::mock::Spawn::new(AttemptTimeout::new(mock, timer(Duration::from_secs(2))));
+        handle.allow(0);
+        handle.send_error(std::io::Error::other("no connection"));
         let Poll::Ready(Err(err)) = readiness.poll_ready() else {
             panic!("the inner service's error is not the caller's");
         };
         assert_eq!(err.to_string(), "no connection");
         assert!(readiness.poll_ready().is_pending(), "pending below");
-    }
-
-    /// A service that fails its first readiness check with its error, then is never ready.
-    struct NotReady(Option<std::io::Error>);
-
-    impl Service<()> for NotReady {
-        type Response = ();
-        type Error = std::io::Error;
-        type Future = std::future::Ready<Result<(), std::io::Error>>;
-
-        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-            match self.0.take() {
-                Some(err) => Poll::Ready(Err(err)),
-                None => Poll::Pending,
-            }
-        }
-
-        fn call(&mut self, (): ()) -> Self::Future {
-            std::future::ready(Ok(()))
-        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -253,50 +253,18 @@ async fn a_dropped_call_gives_back_its_hedge() {
     assert_eq!(backend.calls(), 9, "the place in max_in_flight came back");
 }
 
-/// The backend, refusing readiness while `refuse` is set.
-#[derive(Clone)]
-struct Refusing {
-    backend: Backend,
-    refuse: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl tower::Service<http::Request<String>> for Refusing {
-    type Response = http::Response<String>;
-    type Error = std::io::Error;
-    type Future = <Backend as tower::Service<http::Request<String>>>::Future;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        if self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
-            return std::task::Poll::Ready(Err(std::io::Error::other("not ready")));
-        }
-        self.backend.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<String>) -> Self::Future {
-        self.backend.call(request)
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_hedge_whose_service_is_not_ready_gives_back_its_place() {
     let backend = Backend::new();
-    let refuse = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let svc = builder().max_in_flight(1).build().unwrap().layer(Refusing {
-        backend: backend.clone(),
-        refuse: std::sync::Arc::clone(&refuse),
-    });
-    warm(&svc, &backend, "a.test").await;
+    let svc = warmed(builder().max_in_flight(1), &backend, "a.test").await;
 
     // The first call's hedge is due while the service refuses: not sent.
     backend.script([Step::Ok(Duration::from_secs(10))]);
     let first = tokio::spawn(svc.clone().oneshot(get("a.test")));
     tokio::time::sleep(ms(1)).await;
-    refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+    backend.refuse(true);
     tokio::time::sleep(DELAY + ms(10)).await;
-    refuse.store(false, std::sync::atomic::Ordering::SeqCst);
+    backend.refuse(false);
     assert_eq!(backend.calls(), 6, "no hedge while not ready");
 
     // Its place in `max_in_flight` came back with it: the next call's hedge goes out

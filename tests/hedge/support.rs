@@ -1,5 +1,5 @@
 //! A backend that plays a script of answers on tokio's clock and counts its calls, the
-//! attempts it saw cancelled, and each call's method.
+//! attempts it saw cancelled, and each call's method; its readiness can be refused.
 
 #![allow(dead_code)]
 
@@ -37,6 +37,8 @@ struct State {
     plan: VecDeque<Step>,
     calls: Vec<(Instant, Method, String)>,
     cancelled: usize,
+    /// Readiness refused (an error) while set.
+    refuse: bool,
 }
 
 /// The scripted backend: clones share the script and the record. A call past the script
@@ -55,6 +57,11 @@ impl Backend {
     pub fn script(&self, steps: impl IntoIterator<Item = Step>) -> &Self {
         self.state.lock().unwrap().plan.extend(steps);
         self
+    }
+
+    /// Refuses readiness (`poll_ready` fails) while `refuse` is set.
+    pub fn refuse(&self, refuse: bool) {
+        self.state.lock().unwrap().refuse = refuse;
     }
 
     /// Calls that reached the backend.
@@ -107,6 +114,9 @@ impl Service<Request<String>> for Backend {
     type Future = Pin<Box<dyn Future<Output = io::Result<Response<String>>> + Send>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.state.lock().unwrap().refuse {
+            return Poll::Ready(Err(io::Error::other("not ready")));
+        }
         Poll::Ready(Ok(()))
     }
 
