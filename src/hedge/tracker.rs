@@ -359,12 +359,7 @@ mod loom {
     /// whichever thread's claim of the free slot wins.
     fn claims(first: u64, second: u64) {
         ::loom::model(move || {
-            let rule = DelayRule {
-                percentile: 50.0,
-                min_delay: Duration::ZERO,
-                min_samples: 1,
-            };
-            let tracker = std::sync::Arc::new(Tracker::new(8, rule));
+            let tracker = std::sync::Arc::new(Tracker::new(8, super::tests::rule(50.0, 1)));
             let other = {
                 let tracker = std::sync::Arc::clone(&tracker);
                 ::loom::thread::spawn(move || tracker.slot_of(second))
@@ -395,7 +390,7 @@ mod loom {
 mod tests {
     use super::*;
 
-    fn rule(percentile: f64, min_samples: u32) -> DelayRule {
+    pub(super) fn rule(percentile: f64, min_samples: u32) -> DelayRule {
         DelayRule {
             percentile,
             min_delay: Duration::ZERO,

@@ -226,27 +226,7 @@ mod loom {
     //! the references read). See `internal::sync` for how to run it.
 
     use super::*;
-    use crate::{
-        key::HostRef,
-        pool::permit::{Counts, Mode},
-    };
-
-    /// One permit per pool, no wait, nothing tracked.
-    fn core() -> Arc<Core> {
-        Arc::new(Core {
-            name: "loom",
-            maxsize: 1,
-            mode: Mode::Block(None),
-            release_on_body_end: true,
-            leak_threshold: None,
-            adaptive: None,
-            totals: Counts::default(),
-            #[cfg(feature = "metrics")]
-            keyed: None,
-            #[cfg(feature = "metrics")]
-            instruments: crate::pool::metrics::Instruments::register("loom"),
-        })
-    }
+    use crate::{key::HostRef, pool::loom_tests::core};
 
     /// A map of one pool: this thread keeps host a's (its permit given back, the pool
     /// idle), another thread's call to b evicts it, and this thread takes a permit through
@@ -268,7 +248,7 @@ mod loom {
     #[test]
     fn loom_a_kept_pool_evicted_meanwhile_gives_no_permit() {
         ::loom::model(|| {
-            let core = core();
+            let core = core(1, None);
             let keyed = Arc::new(Keyed::new(1));
             let a: Uri = "http://a.test/".parse().unwrap();
             let (acquired, kept, _) = keyed.try_acquire_keeping(HostRef::of(&a), &core);

@@ -40,7 +40,13 @@ fn plain_pool(maxsize: usize) -> Arc<Pool> {
 }
 
 fn pool_with(maxsize: usize, leak_threshold: Option<Duration>) -> Arc<Pool> {
-    let core = Arc::new(Core {
+    Arc::new(Pool::new(core(maxsize, leak_threshold), None))
+}
+
+/// The settings of a layer's pools of `maxsize` permits that wait for one (no timeout),
+/// tracking their ages if `leak_threshold` is set (the per-host map's models too).
+pub(super) fn core(maxsize: usize, leak_threshold: Option<Duration>) -> Arc<Core> {
+    Arc::new(Core {
         name: "loom",
         maxsize,
         mode: Mode::Block(None),
@@ -52,8 +58,7 @@ fn pool_with(maxsize: usize, leak_threshold: Option<Duration>) -> Arc<Pool> {
         keyed: None,
         #[cfg(feature = "metrics")]
         instruments: super::metrics::Instruments::register("loom"),
-    });
-    Arc::new(Pool::new(core, None))
+    })
 }
 
 /// Waits for a permit as the service's `poll_ready` does, parked until woken.
