@@ -232,7 +232,7 @@ fn borrowed_lookups_find_owned_keys() {
 }
 
 /// A key whose hash is always 7.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(PartialEq, Eq)]
 struct Colliding(u32);
 
 impl Probe<Colliding> for Colliding {

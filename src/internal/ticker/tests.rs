@@ -18,6 +18,13 @@ pub(super) fn counter() -> (Arc<Count>, Waker) {
     (count.clone(), Waker::from(count))
 }
 
+/// Registers `waker` for `after` from now: its slot.
+fn register_in(ticker: &Arc<Ticker>, after: Duration, waker: &Waker) -> u32 {
+    ticker
+        .register(Instant::now() + after, waker)
+        .expect("a free slot")
+}
+
 #[tokio::test(start_paused = true)]
 async fn calls_are_woken_at_their_deadline_and_not_before() {
     let ticker = Arc::new(Ticker::new());
@@ -59,9 +66,7 @@ async fn calls_are_woken_at_their_deadline_and_not_before() {
 async fn a_released_call_is_not_woken() {
     let ticker = Arc::new(Ticker::new());
     let (count, waker) = counter();
-    let a = ticker
-        .register(Instant::now() + Duration::from_millis(10), &waker)
-        .unwrap();
+    let a = register_in(&ticker, Duration::from_millis(10), &waker);
     ticker.release(a);
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(count.0.load(Ordering::SeqCst), 0);
@@ -127,15 +132,11 @@ async fn every_slot_of_a_full_table_holds_a_call_of_its_own() {
 async fn an_earlier_deadline_wakes_the_ticker_sleeping_until_a_later_one() {
     let ticker = Arc::new(Ticker::new());
     let (late, late_waker) = counter();
-    let a = ticker
-        .register(Instant::now() + Duration::from_secs(1), &late_waker)
-        .unwrap();
+    let a = register_in(&ticker, Duration::from_secs(1), &late_waker);
     // The ticker runs, and sleeps until the only deadline, a second away.
     tokio::time::sleep(Duration::from_millis(1)).await;
     let (soon, soon_waker) = counter();
-    let b = ticker
-        .register(Instant::now() + Duration::from_millis(10), &soon_waker)
-        .unwrap();
+    let b = register_in(&ticker, Duration::from_millis(10), &soon_waker);
     // Woken at the millisecond after its deadline, not at the second.
     tokio::time::sleep(Duration::from_millis(11)).await;
     assert_eq!(soon.0.load(Ordering::SeqCst), 1);
@@ -180,9 +181,7 @@ async fn when_the_ticker_is_gone_only_the_waiting_calls_are_woken() {
     let (due, due_waker) = counter();
     let a = ticker.register(at, &waiting_waker).unwrap();
     let b = ticker.register(at, &released_waker).unwrap();
-    let c = ticker
-        .register(Instant::now() + Duration::from_millis(10), &due_waker)
-        .unwrap();
+    let c = register_in(&ticker, Duration::from_millis(10), &due_waker);
     ticker.release(b);
     tokio::time::sleep(Duration::from_millis(11)).await;
     assert_eq!(due.0.load(Ordering::SeqCst), 1);
@@ -226,9 +225,7 @@ async fn a_ticker_debugs_as_whether_its_task_runs() {
     let ticker = Arc::new(Ticker::new());
     assert_eq!(format!("{ticker:?}"), "Ticker { running: false, .. }");
     let (_, waker) = counter();
-    let index = ticker
-        .register(Instant::now() + Duration::from_secs(1), &waker)
-        .unwrap();
+    let index = register_in(&ticker, Duration::from_secs(1), &waker);
     assert_eq!(format!("{ticker:?}"), "Ticker { running: true, .. }");
     ticker.release(index);
 }
@@ -307,11 +304,8 @@ fn calls_whose_ticker_shut_down_with_its_runtime_are_woken_and_a_new_one_times_t
     let ticker = Arc::new(Ticker::new());
     let (count, waker) = counter();
     // The ticker is spawned on the first runtime, which shuts down before polling it.
-    let slot = paused_runtime().block_on(async {
-        ticker
-            .register(Instant::now() + Duration::from_millis(50), &waker)
-            .unwrap()
-    });
+    let slot = paused_runtime()
+        .block_on(async { register_in(&ticker, Duration::from_millis(50), &waker) });
     assert!(!ticker.running.load(Ordering::SeqCst));
     assert_eq!(
         count.0.load(Ordering::SeqCst),
@@ -342,9 +336,7 @@ fn outside_a_runtime_no_call_waits_and_another_runtime_takes_over() {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let slot = ticker
-                .register(Instant::now() + Duration::from_millis(5), &waker)
-                .unwrap();
+            let slot = register_in(&ticker, Duration::from_millis(5), &waker);
             tokio::time::sleep(Duration::from_millis(10)).await;
             assert!(ticker.poll_due(slot, &waker));
             ticker.release(slot);

@@ -160,9 +160,8 @@ fn unlimited_never_refuses() {
 #[test]
 fn only_a_limited_budget_that_earns_retries_counts_deposits() {
     // What the retry layer asks before it reads the clock for a call's deposit.
-    let window = Duration::from_secs(10);
-    assert!(RetryBudget::new(window, 10, 0.2).unwrap().deposits());
-    assert!(!RetryBudget::new(window, 10, 0.0).unwrap().deposits());
+    assert!(budget(10, 10, 0.2).deposits());
+    assert!(!budget(10, 10, 0.0).deposits());
     assert!(!RetryBudget::unlimited().deposits());
 }
 
