@@ -72,28 +72,30 @@ shared=(
 skip_for_preset="--skip retry:: --skip classify:: --skip circuit_breaker:: --skip internal:: --skip pool:: --skip key:: --skip diagnose::"
 # The preset's own parts: the per-host gate (one host lookup for breaker and pool) and the
 # attempt timeout; the preset's suite and its allocation pins drive them.
+gate_tests="--lib --test stack --test alloc|$skip_for_preset"
 gate=(
-    "src/stack/gate.rs|--lib --test stack --test alloc|$skip_for_preset"
-    "src/stack/gate/future.rs|--lib --test stack --test alloc|$skip_for_preset"
-    "src/stack/timeout.rs|--lib --test stack --test alloc|$skip_for_preset"
+    "src/stack/gate.rs|$gate_tests"
+    "src/stack/gate/future.rs|$gate_tests"
+    "src/stack/timeout.rs|$gate_tests"
 )
 # The hedge layer: its percentile tracker, its future (the race, the budget, the breaker),
 # the service and the host cache; its own suite and the hedged preset's.
+hedge_tests="--lib --test hedge --test stack|$skip_for_preset --skip stack::"
 hedge=(
-    "src/hedge/future.rs|--lib --test hedge --test stack|$skip_for_preset --skip stack::"
-    "src/hedge/service.rs|--lib --test hedge --test stack|$skip_for_preset --skip stack::"
-    "src/hedge/layer.rs|--lib --test hedge --test stack|$skip_for_preset --skip stack::"
-    "src/hedge/host_cache.rs|--lib --test hedge --test stack|$skip_for_preset --skip stack::"
-    "src/hedge/tracker.rs|--lib --test hedge --test stack|$skip_for_preset --skip stack::"
+    "src/hedge/future.rs|$hedge_tests"
+    "src/hedge/service.rs|$hedge_tests"
+    "src/hedge/layer.rs|$hedge_tests"
+    "src/hedge/host_cache.rs|$hedge_tests"
+    "src/hedge/tracker.rs|$hedge_tests"
 )
-skip_for_adaptive="--skip retry:: --skip classify:: --skip circuit_breaker:: --skip internal:: --skip key:: --skip diagnose:: --skip hedge:: --skip stack:: --skip pool::semaphore"
 # The adaptive pool's estimator (the gradient), its limiter and sampling, and the pool's
 # adaptive mode: their unit tests and the pool's suite (paused time and real sockets).
+adaptive_tests="--lib --test pool|$skip_for_pool --skip key:: --skip diagnose:: --skip hedge:: --skip stack:: --skip pool::semaphore"
 adaptive=(
-    "src/pool/adaptive/limiter.rs|--lib --test pool|$skip_for_adaptive"
-    "src/pool/adaptive/gradient.rs|--lib --test pool|$skip_for_adaptive"
-    "src/pool/adaptive/sampling.rs|--lib --test pool|$skip_for_adaptive"
-    "src/pool/adaptive/mod.rs|--lib --test pool|$skip_for_adaptive"
+    "src/pool/adaptive/limiter.rs|$adaptive_tests"
+    "src/pool/adaptive/gradient.rs|$adaptive_tests"
+    "src/pool/adaptive/sampling.rs|$adaptive_tests"
+    "src/pool/adaptive/mod.rs|$adaptive_tests"
 )
 skip_for_internal="--skip retry:: --skip classify:: --skip diagnose:: --skip internal::ticker --skip hedge::"
 # The maps every per-host breaker and pool lives in, and the thread's last host that skips
@@ -123,24 +125,17 @@ run() {
     case "$rc" in 0 | 2 | 3) ;; *) exit "$rc" ;; esac
 }
 
-[ $# -gt 0 ] || set -- retry breaker pool shared gate hedge adaptive internal
-for group in "$@"; do
-    case "$group" in
-        retry) for f in "${retry[@]}"; do run "$f"; done ;;
-        breaker) for f in "${breaker[@]}"; do run "$f"; done ;;
-        pool) for f in "${pool[@]}"; do run "$f"; done ;;
-        shared) for f in "${shared[@]}"; do run "$f"; done ;;
-        gate) for f in "${gate[@]}"; do run "$f"; done ;;
-        hedge) for f in "${hedge[@]}"; do run "$f"; done ;;
-        adaptive) for f in "${adaptive[@]}"; do run "$f"; done ;;
-        internal) for f in "${internal[@]}"; do run "$f"; done ;;
-        src/*.rs)
-            found=""
-            for f in "${retry[@]}" "${breaker[@]}" "${pool[@]}" "${shared[@]}" "${gate[@]}" "${hedge[@]}" "${adaptive[@]}" "${internal[@]}"; do
-                if [ "${f%%|*}" = "$group" ]; then run "$f"; found=1; fi
-            done
-            [ -n "$found" ] || { echo "no entry for $group" >&2; exit 1; }
-            ;;
-        *) echo "unknown group $group (retry, breaker, pool, shared, gate, hedge, adaptive, internal, or one file such as src/retry/backoff.rs)" >&2; exit 1 ;;
-    esac
+groups=(retry breaker pool shared gate hedge adaptive internal)
+[ $# -gt 0 ] || set -- "${groups[@]}"
+# Each argument is a group (all its files) or one file of a group.
+for arg in "$@"; do
+    found=""
+    for group in "${groups[@]}"; do
+        declare -n entries="$group"
+        for f in "${entries[@]}"; do
+            if [ "$arg" = "$group" ] || [ "${f%%|*}" = "$arg" ]; then run "$f"; found=1; fi
+        done
+        unset -n entries
+    done
+    [ -n "$found" ] || { echo "unknown group or file $arg (${groups[*]}, or one file such as src/retry/backoff.rs)" >&2; exit 1; }
 done
