@@ -3,8 +3,8 @@
 #
 #   cargo install cargo-mutants --version 27.1.0 --locked
 #   scripts/mutants.sh            # every group below
-#   scripts/mutants.sh retry      # one group: retry, breaker, pool, shared, gate, hedge,
-#                                 # adaptive or internal
+#   scripts/mutants.sh retry      # one group: retry, call, breaker, pool, shared, gate,
+#                                 # hedge, adaptive, internal, keys or clock
 #   scripts/mutants.sh src/circuit_breaker/window.rs   # one file of a group
 #   MUTANTS_ITERATE=1 scripts/mutants.sh retry   # only the mutants not caught last time
 #   MUTANTS_RE='transitions.rs:(97:36|157:63):' scripts/mutants.sh src/circuit_breaker/transitions.rs
@@ -48,6 +48,16 @@ retry=(
     "src/classify/retry_after.rs|--lib --test retry|$skip_for_retry"
     "src/retry/decision.rs|--lib --test retry --test alloc|$skip_for_retry"
     "src/retry/policy.rs|--lib --test retry --test alloc|$skip_for_retry"
+)
+# The retry layer's call: its service (the request copy), its future (the attempts, the
+# deadline, the sleeps, the classification the preset gives it) and the body copies; the
+# retry suite, the preset's (which drives the classified future) and the allocation pins.
+call_tests="--lib --test retry --test retry_body --test stack --test alloc|$skip_for_retry --skip diagnose:: --skip hedge::"
+call=(
+    "src/retry/service.rs|$call_tests"
+    "src/retry/future.rs|$call_tests"
+    "src/retry/future/classified.rs|$call_tests"
+    "src/retry/body.rs|$call_tests"
 )
 breaker=(
     "src/circuit_breaker/transitions.rs|--lib --test circuit_breaker|$skip_for_breaker_core"
@@ -106,6 +116,22 @@ internal=(
     "src/internal/recent.rs|--lib --test stack|$skip_for_internal"
     "src/internal/host.rs|--lib --test pool|$skip_for_internal"
 )
+# The key every per-host pool and breaker is found by, the breaker's ticket (a call's
+# result recorded), and the pool's permit ages (leak detection): their unit tests and the
+# suites of the two layers and the preset.
+keys_tests="--lib --test pool --test circuit_breaker --test stack|--skip retry:: --skip classify:: --skip diagnose:: --skip hedge:: --skip internal::ticker --skip circuit_breaker::window"
+keys=(
+    "src/key.rs|$keys_tests"
+    "src/circuit_breaker/ticket.rs|$keys_tests"
+    "src/pool/tracker.rs|$keys_tests"
+)
+# The clock the preset's layers share, the latency buckets and the random draws.
+clock_tests="--lib --test retry --test stack --test hedge --test pool|--skip diagnose:: --skip classify::"
+clock=(
+    "src/internal/clock.rs|$clock_tests"
+    "src/internal/buckets.rs|$clock_tests"
+    "src/internal/draw.rs|$clock_tests"
+)
 
 run() {
     local file args test_args
@@ -125,7 +151,7 @@ run() {
     case "$rc" in 0 | 2 | 3) ;; *) exit "$rc" ;; esac
 }
 
-groups=(retry breaker pool shared gate hedge adaptive internal)
+groups=(retry call breaker pool shared gate hedge adaptive internal keys clock)
 [ $# -gt 0 ] || set -- "${groups[@]}"
 # Each argument is a group (all its files) or one file of a group.
 for arg in "$@"; do
