@@ -4,7 +4,8 @@
 #   cargo install cargo-mutants --version 27.1.0 --locked
 #   scripts/mutants.sh            # every group below
 #   scripts/mutants.sh retry      # one group: retry, call, breaker, pool, shared, gate,
-#                                 # hedge, adaptive, internal, keys or clock
+#                                 # hedge, adaptive, internal, keys, clock, explain or
+#                                 # diagnose
 #   scripts/mutants.sh src/circuit_breaker/window.rs   # one file of a group
 #   MUTANTS_ITERATE=1 scripts/mutants.sh retry   # only the mutants not caught last time
 #   MUTANTS_RE='transitions.rs:(97:36|157:63):' scripts/mutants.sh src/circuit_breaker/transitions.rs
@@ -51,12 +52,12 @@ retry=(
 )
 # The retry layer's call: its service (the request copy), its future (the attempts, the
 # deadline, the sleeps, the classification the preset gives it) and the body copies; the
-# retry suite, the preset's (which drives the classified future) and the allocation pins.
+# retry suite, the preset's and the allocation pins. (`future/classified.rs` is test code
+# under a `cfg` that is not `cfg(test)` alone, which cargo-mutants would mutate.)
 call_tests="--lib --test retry --test retry_body --test stack --test alloc|$skip_for_retry --skip diagnose:: --skip hedge::"
 call=(
     "src/retry/service.rs|$call_tests"
     "src/retry/future.rs|$call_tests"
-    "src/retry/future/classified.rs|$call_tests"
     "src/retry/body.rs|$call_tests"
 )
 breaker=(
@@ -133,6 +134,21 @@ clock=(
     "src/internal/draw.rs|$clock_tests"
 )
 
+# The failures that explain themselves: the one-line explanation and the walk of an
+# error's chain; and the doctor's reading of certificates, its verdicts and its report.
+# The classification suite (real sockets, real TLS peers) and the doctor's (an `openssl
+# s_server` among them).
+explain_tests="--lib --test classify --test diagnose|--skip retry:: --skip circuit_breaker:: --skip pool:: --skip hedge:: --skip internal:: --skip stack::"
+explain=(
+    "src/classify/explain.rs|$explain_tests"
+    "src/classify/chain.rs|$explain_tests"
+)
+diagnose=(
+    "src/diagnose/cert.rs|$explain_tests"
+    "src/diagnose/verdict.rs|$explain_tests"
+    "src/diagnose/report.rs|$explain_tests"
+)
+
 run() {
     local file args test_args
     IFS='|' read -r file args test_args <<<"$1"
@@ -151,7 +167,7 @@ run() {
     case "$rc" in 0 | 2 | 3) ;; *) exit "$rc" ;; esac
 }
 
-groups=(retry call breaker pool shared gate hedge adaptive internal keys clock)
+groups=(retry call breaker pool shared gate hedge adaptive internal keys clock explain diagnose)
 [ $# -gt 0 ] || set -- "${groups[@]}"
 # Each argument is a group (all its files) or one file of a group.
 for arg in "$@"; do

@@ -603,6 +603,19 @@ mod tests {
         assert_ne!(key("http://example.com/"), key("https://example.com/"));
         assert_ne!(key("http://example.com/"), key("http://example.com:8080/"));
         assert_ne!(key("http://example.com/"), key("http://example.org/"));
+        // Keys told apart by their port or scheme alone hash apart too (a map of one
+        // host's ports would otherwise keep them all in one chain).
+        let hashes = [
+            "http://a.example/",
+            "http://a.example:8080/",
+            "https://a.example/",
+        ]
+        .map(|uri| hash(&key(uri)));
+        assert!(hashes[0] != hashes[1] && hashes[0] != hashes[2] && hashes[1] != hashes[2]);
+        // Schemes with no default port of their own are compared as themselves.
+        let other = key("foo://example.com:1/");
+        assert_eq!(key("foo://example.com:1/x"), other);
+        assert_ne!(key("bar://example.com:1/"), other);
     }
 
     #[test]

@@ -7,9 +7,15 @@ use crate::{
     classify::{Failure, FailureKind},
     retry::{error::RetryError, RetryPolicy},
 };
-use std::{convert::Infallible, time::Duration};
+use std::{
+    convert::Infallible,
+    future::Future,
+    sync::Arc,
+    task::{Context, Waker},
+    time::Duration,
+};
 use tokio::time::Instant;
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 use tower_layer::Layer;
 
 async fn stalled_call(attempt_timeout: u64, deadline: u64) -> (Duration, crate::BoxError) {
@@ -81,4 +87,36 @@ fn a_hedged_stack_keeps_its_deadline_timer() {
         .attempt_timeout(Duration::from_secs(10))
         .hedge(crate::hedge::HedgeLayer::builder());
     assert_eq!(config.attempt_bound(Some(Duration::from_secs(5))), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_covered_attempt_stays_covered_when_polled_again() {
+    // An attempt of at most 10 s (no pool wait) that starts at 0 s ends before the 12 s
+    // deadline: only its own timer runs. Polled again at 3 s (a spurious wake), after
+    // another call began on the thread (and read the clock), it is not asked again whether
+    // it ends in time: from 3 s, 10 s more would pass the deadline, and the deadline would
+    // take a slot.
+    let layer = ClientConfig::default()
+        .attempt_timeout(Duration::from_secs(10))
+        .pool_block(false)
+        .retry(RetryPolicy::production().deadline(Some(Duration::from_secs(12))))
+        .build()
+        .unwrap();
+    let ticker = Arc::clone(&layer.ticker);
+    let stalled = tower::service_fn(|_: http::Request<String>| {
+        std::future::pending::<Result<http::Response<String>, Infallible>>()
+    });
+    let mut svc = layer.layer(stalled);
+    let request = http::Request::get("http://a.example/")
+        .body(String::new())
+        .unwrap();
+    let mut call = Box::pin(svc.ready().await.unwrap().call(request.clone()));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(call.as_mut().poll(&mut cx).is_pending());
+    assert_eq!(ticker.waiting(), 1, "the attempt's timeout alone");
+    tokio::time::advance(Duration::from_secs(3)).await;
+    let mut other = Box::pin(svc.ready().await.unwrap().call(request));
+    assert!(other.as_mut().poll(&mut cx).is_pending());
+    assert!(call.as_mut().poll(&mut cx).is_pending());
+    assert_eq!(ticker.waiting(), 2, "each call's attempt timeout alone");
 }

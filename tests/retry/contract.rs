@@ -249,3 +249,33 @@ async fn the_inner_service_is_cloned_only_for_a_retry() {
         "the retry is sent with one clone of the template"
     );
 }
+
+#[tokio::test]
+async fn the_service_shows_its_policy_and_name_and_a_call_its_state() {
+    let policy = RetryPolicy::default().total(Some(5));
+    let mut svc = RetryLayer::builder()
+        .policy(policy.clone())
+        .name("search")
+        .build()
+        .unwrap()
+        .layer(tower::service_fn(|_: Request<String>| async {
+            Ok::<_, std::io::Error>(Response::new(()))
+        }));
+    assert_eq!(format!("{:?}", svc.policy()), format!("{policy:?}"));
+    assert_ne!(
+        format!("{:?}", svc.policy()),
+        format!("{:?}", RetryPolicy::default()),
+        "the test's policy is not the default"
+    );
+    assert_eq!(svc.name(), "search");
+    let future = svc.ready().await.unwrap().call(
+        Request::get("http://127.0.0.1/")
+            .body(String::new())
+            .unwrap(),
+    );
+    assert_eq!(
+        format!("{future:?}"),
+        "ResponseFuture { attempts: None, idempotent: Some(true), deadline_at: None, .. }"
+    );
+    assert_eq!(future.await.unwrap().status(), 200);
+}

@@ -463,6 +463,10 @@ async fn per_category_backoff_preset() {
     for sleep in &sleeps[2..] {
         assert!(*sleep < Duration::from_secs(4), "{sleeps:?}");
     }
+    // Each drawn: three sleeps of `u * 4 s` (whole nanoseconds) all zero, or all equal,
+    // come of random draws with odds under 1 in 10^18.
+    assert!(sleeps[2..].iter().any(|s| !s.is_zero()), "{sleeps:?}");
+    assert!(sleeps[2..].windows(2).any(|w| w[0] != w[1]), "{sleeps:?}");
 }
 
 #[tokio::test(start_paused = true)]
