@@ -120,3 +120,12 @@ fn a_live_thread_records_in_its_own_lane() {
         assert_eq!(recorded, Some(claimed));
     }
 }
+
+/// A ticket's `Debug` shows its generation and whether it is a probe's.
+#[test]
+fn a_ticket_debugs_as_its_generation_and_probe() {
+    assert_eq!(
+        format!("{:?}", super::Ticket::none()),
+        "Ticket { generation: 0, probe: false, .. }"
+    );
+}

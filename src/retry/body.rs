@@ -763,6 +763,21 @@ mod tests {
     }
 
     #[test]
+    fn size_hint_past_the_limit_is_the_originals_rest_and_unknown_for_a_stale_copy() {
+        let inner = QueueBody::new(&[b"abc", b"de", b"f"]).exact();
+        let mut original = ReplayBody::with_limit(inner, 4);
+        let stale = original.try_clone_body().unwrap();
+        assert_eq!(data(poll_once(&mut original)), "abc");
+        assert_eq!(data(poll_once(&mut original)), "de");
+        assert!(original.is_capped());
+        // The original reads on: its 1 byte left. The copy would need the bytes freed: it
+        // will yield an error, and says nothing of its size.
+        assert_eq!(original.size_hint().exact(), Some(1));
+        let hint = stale.size_hint();
+        assert_eq!((hint.lower(), hint.upper()), (0, None));
+    }
+
+    #[test]
     fn size_hint_without_an_exact_inner_hint_counts_the_kept_bytes() {
         let mut original = ReplayBody::new(QueueBody::new(&[b"abc", b"de"]));
         let copy = original.try_clone_body().unwrap();
@@ -823,6 +838,42 @@ mod tests {
         let b = tokio::time::timeout(within, b).await.expect("b hung");
         assert_eq!(a.unwrap().unwrap().to_bytes(), "one two three");
         assert_eq!(b.unwrap().unwrap().to_bytes(), "one two three");
+    }
+
+    /// A waker that counts its wakes.
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_frame_read_by_one_copy_wakes_the_copies_waiting_and_not_itself() {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut first = ReplayBody::new(ChannelBody(rx));
+        let mut second = first.try_clone_body().unwrap();
+        let wakes = [(); 2].map(|()| Arc::new(Wakes(0.into())));
+        let wakers = wakes.clone().map(Waker::from);
+        let poll = |body: &mut ReplayBody<ChannelBody>, i: usize| {
+            Pin::new(body).poll_frame(&mut Context::from_waker(&wakers[i]))
+        };
+        assert!(poll(&mut first, 0).is_pending());
+        // The second polls last: the channel holds its waker only, the first waits.
+        assert!(poll(&mut second, 1).is_pending());
+        tx.send(Bytes::from_static(b"abc")).unwrap();
+        assert_eq!(wakes.each_ref().map(|w| w.0.load(Ordering::SeqCst)), [0, 1]);
+        let Poll::Ready(Some(Ok(frame))) = poll(&mut second, 1) else {
+            panic!("the sent chunk")
+        };
+        assert_eq!(frame.into_data().unwrap(), "abc");
+        // Both copies still alive: the first is woken by the read, not by a drop.
+        assert_eq!(wakes.each_ref().map(|w| w.0.load(Ordering::SeqCst)), [1, 1]);
+        let Poll::Ready(Some(Ok(frame))) = poll(&mut first, 0) else {
+            panic!("the kept chunk")
+        };
+        assert_eq!(frame.into_data().unwrap(), "abc");
     }
 
     #[tokio::test(start_paused = true)]

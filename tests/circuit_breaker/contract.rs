@@ -132,3 +132,69 @@ fn auto_traits() {
     fn unpin<T: Unpin>() {}
     unpin::<ResponseFuture<std::future::Ready<Result<Response<()>, BoxError>>, HttpStatus>>();
 }
+
+/// A call whose result is recorded while its thread exits (its future polled to the end in
+/// a thread-local's destructor, after the breaker's own thread data is gone) is counted, in
+/// the breaker's shared lane.
+#[test]
+fn a_result_recorded_as_its_thread_exits_counts() {
+    type Call =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<()>, BoxError>>>>;
+    struct FinishOnExit(std::cell::RefCell<Option<Call>>);
+    impl Drop for FinishOnExit {
+        fn drop(&mut self) {
+            if let Some(mut call) = self.0.borrow_mut().take() {
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                assert!(call.as_mut().poll(&mut cx).is_ready());
+            }
+        }
+    }
+    thread_local! {
+        static ON_EXIT: FinishOnExit = const { FinishOnExit(std::cell::RefCell::new(None)) };
+    }
+
+    let layer = GenericCircuitBreakerLayer::new();
+    let breaker = layer.handle();
+    let svc = layer.layer(tower::service_fn(|_: Request<()>| async {
+        Err::<Response<()>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionReset))
+    }));
+    std::thread::spawn(move || {
+        // Touched first, so that its destructor runs after the breaker's thread data's
+        // (thread-locals are destroyed in the reverse order of their first use).
+        ON_EXIT.with(|_| ());
+        let mut svc = svc;
+        let call: Call = Box::pin(svc.call(request()));
+        ON_EXIT.with(|on_exit| *on_exit.0.borrow_mut() = Some(call));
+    })
+    .join()
+    .expect("the result was recorded without a panic");
+    let figures = breaker.figures();
+    assert_eq!((figures.calls(), figures.failures()), (1, 1));
+}
+
+/// A success of a call admitted before the breaker changed state is not counted in the
+/// window, and leaves uncounted none of the successes the thread has buffered since.
+#[tokio::test]
+async fn a_success_from_an_earlier_generation_leaves_the_buffered_ones_counted() {
+    let (service, mut handle) = mock::pair::<Request<()>, Response<()>>();
+    let layer = GenericCircuitBreakerLayer::new();
+    let breaker = layer.handle();
+    let mut svc: GenericCircuitBreaker<Mock> = layer.layer(service);
+    handle.allow(4);
+    let early = tokio::spawn(svc.ready().await.unwrap().call(request()));
+    let (_, early_response) = handle.next_request().await.unwrap();
+    // A new generation: forced open, then closed again.
+    breaker.force_open();
+    breaker.reset();
+    for _ in 0..3 {
+        let call = svc.ready().await.unwrap().call(request());
+        let (_, send) = handle.next_request().await.unwrap();
+        send.send_response(Response::new(()));
+        call.await.unwrap();
+    }
+    // Its result is recorded on this thread too (a current-thread runtime).
+    early_response.send_response(Response::new(()));
+    early.await.unwrap().unwrap();
+    let figures = breaker.figures();
+    assert_eq!((figures.calls(), figures.failures()), (3, 0));
+}

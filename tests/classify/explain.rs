@@ -221,3 +221,88 @@ async fn retry_error_names_the_attempts_and_the_last_failure() {
          connection refused (nothing listening)"
     );
 }
+
+#[tokio::test]
+async fn connect_timeout() {
+    let stalled = servers::stalled_connect().await;
+    let stack = servers::default_stack(&[]);
+    let (kind, stage, line) = failure(&stack, &format!("http://{}/", stalled.addr)).await;
+    assert_eq!((kind, stage), (FailureKind::ConnectTimeout, Stage::Connect));
+    assert_eq!(
+        line,
+        "connect timeout: no answer to the TCP connect in time (packets dropped, or the host \
+         is down)"
+    );
+}
+
+/// A server that reads the ClientHello and then closes the connection: with a reset
+/// (`SO_LINGER` 0) or a plain close.
+async fn ends_the_handshake(reset: bool) -> std::net::SocketAddr {
+    use tokio::io::AsyncReadExt;
+    servers::spawn_server(move |mut stream| async move {
+        let mut hello = [0u8; 4096];
+        let _ = stream.read(&mut hello).await;
+        if reset {
+            stream.set_zero_linger().expect("SO_LINGER 0");
+        }
+        drop(stream);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn reset_during_the_handshake() {
+    let addr = ends_the_handshake(true).await;
+    let stack = servers::default_stack(&[]);
+    let (kind, _, line) = failure(&stack, &format!("https://localhost:{}/", addr.port())).await;
+    assert_eq!(kind, FailureKind::TlsHandshake);
+    assert_eq!(
+        line,
+        "tls handshake failed: the server reset the connection during the TLS handshake"
+    );
+}
+
+#[tokio::test]
+async fn closed_during_the_handshake() {
+    let addr = ends_the_handshake(false).await;
+    let stack = servers::default_stack(&[]);
+    let (kind, _, line) = failure(&stack, &format!("https://localhost:{}/", addr.port())).await;
+    assert_eq!(kind, FailureKind::TlsHandshake);
+    assert_eq!(
+        line,
+        "tls handshake failed: the server closed the connection during the TLS handshake"
+    );
+}
+
+#[tokio::test]
+async fn no_response_in_time() {
+    let addr = servers::never_answers().await;
+    let stack = servers::default_stack(&[]);
+    let (kind, _, line) = failure(&stack, &format!("http://{addr}/")).await;
+    assert_eq!(kind, FailureKind::ReadTimeout);
+    assert_eq!(
+        line,
+        "read timeout: no response in time after the request was sent"
+    );
+}
+
+#[tokio::test]
+async fn closed_before_the_response() {
+    let addr = servers::close_after_request().await;
+    let stack = servers::default_stack(&[]);
+    let (kind, _, line) = failure(&stack, &format!("http://{addr}/")).await;
+    assert_eq!(kind, FailureKind::ConnectionClosed);
+    assert_words(
+        &line,
+        &["connection closed: the connection closed before the response was complete ("],
+    );
+}
+
+#[tokio::test]
+async fn not_http() {
+    let addr = servers::garbage().await;
+    let stack = servers::default_stack(&[]);
+    let (kind, _, line) = failure(&stack, &format!("http://{addr}/")).await;
+    assert_eq!(kind, FailureKind::Protocol);
+    assert_words(&line, &["protocol error: the response is not valid HTTP ("]);
+}
