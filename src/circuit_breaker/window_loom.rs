@@ -189,3 +189,30 @@ fn loom_two_results_replacing_one_failure_uncount_it_once() {
         assert_eq!(ring.figures().failures, 1, "a failure uncounted twice");
     });
 }
+
+/// Two threads' successes on the shared lane (where loom puts every thread) are both kept in
+/// its pending count, and reach the count window when it is read: the shared lane has
+/// several writers, so it is never written as a lane with one (a plain store after a load
+/// would lose one of the two).
+#[test]
+fn loom_the_shared_lane_keeps_each_threads_success() {
+    ::loom::model(|| {
+        let config = Config {
+            window: Window::Count(100),
+            ..Config::DEFAULT
+        };
+        let shared = Arc::new(Shared::new(
+            Arc::new(Settings::new(config, "loom", false)),
+            None,
+        ));
+        assert!(shared.breaker.batch > 2, "successes are held back in the lane");
+        let other = {
+            let shared = Arc::clone(&shared);
+            thread::spawn(move || call(&shared, Outcome::Success))
+        };
+        call(&shared, Outcome::Success);
+        other.join().unwrap();
+        let lane = shared.breaker.lanes.len() - 1;
+        assert_eq!(shared.breaker.figures(Some(lane)).calls, 2);
+    });
+}
