@@ -608,7 +608,7 @@ mod tests {
         let hashes = [
             "http://a.example/",
             "http://a.example:8080/",
-            "https://a.example/",
+            "https://a.example:8080/",
         ]
         .map(|uri| hash(&key(uri)));
         assert!(hashes[0] != hashes[1] && hashes[0] != hashes[2] && hashes[1] != hashes[2]);

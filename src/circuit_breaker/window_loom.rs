@@ -205,7 +205,10 @@ fn loom_the_shared_lane_keeps_each_threads_success() {
             Arc::new(Settings::new(config, "loom", false)),
             None,
         ));
-        assert!(shared.breaker.batch > 2, "successes are held back in the lane");
+        assert!(
+            shared.breaker.batch > 2,
+            "successes are held back in the lane"
+        );
         let other = {
             let shared = Arc::clone(&shared);
             thread::spawn(move || call(&shared, Outcome::Success))

@@ -172,17 +172,20 @@ fn a_result_recorded_as_its_thread_exits_counts() {
     assert_eq!((figures.calls(), figures.failures()), (1, 1));
 }
 
-/// A success of a call admitted before the breaker changed state is not counted in the
-/// window, and leaves uncounted none of the successes the thread has buffered since.
+/// The results of calls admitted before the breaker changed state are not counted in the
+/// window (a success, a failure), and leave uncounted none of the successes the thread has
+/// buffered since.
 #[tokio::test]
-async fn a_success_from_an_earlier_generation_leaves_the_buffered_ones_counted() {
+async fn results_from_an_earlier_generation_leave_the_buffered_ones_counted() {
     let (service, mut handle) = mock::pair::<Request<()>, Response<()>>();
     let layer = GenericCircuitBreakerLayer::new();
     let breaker = layer.handle();
     let mut svc: GenericCircuitBreaker<Mock> = layer.layer(service);
-    handle.allow(4);
+    handle.allow(5);
     let early = tokio::spawn(svc.ready().await.unwrap().call(request()));
     let (_, early_response) = handle.next_request().await.unwrap();
+    let failing = tokio::spawn(svc.ready().await.unwrap().call(request()));
+    let (_, failing_response) = handle.next_request().await.unwrap();
     // A new generation: forced open, then closed again.
     breaker.force_open();
     breaker.reset();
@@ -192,9 +195,11 @@ async fn a_success_from_an_earlier_generation_leaves_the_buffered_ones_counted()
         send.send_response(Response::new(()));
         call.await.unwrap();
     }
-    // Its result is recorded on this thread too (a current-thread runtime).
+    // Their results are recorded on this thread too (a current-thread runtime).
     early_response.send_response(Response::new(()));
     early.await.unwrap().unwrap();
+    failing_response.send_error(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+    failing.await.unwrap().unwrap_err();
     let figures = breaker.figures();
     assert_eq!((figures.calls(), figures.failures()), (3, 0));
 }

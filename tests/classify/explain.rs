@@ -306,3 +306,86 @@ async fn not_http() {
     assert_eq!(kind, FailureKind::Protocol);
     assert_words(&line, &["protocol error: the response is not valid HTTP ("]);
 }
+
+#[tokio::test]
+async fn certificate_not_valid_yet() {
+    let mut params = rcgen::CertificateParams::default();
+    params.not_before = rcgen::date_time_ymd(2999, 1, 1);
+    params.not_after = rcgen::date_time_ymd(3000, 1, 1);
+    let cert = certificate(params, &["localhost"]);
+    let addr = servers::tls_server(&cert).await;
+    let stack = servers::default_stack(std::slice::from_ref(&cert.cert));
+    let (kind, _, line) = failure(&stack, &format!("https://localhost:{}/", addr.port())).await;
+    assert_eq!(kind, FailureKind::TlsCertificate);
+    assert_words(
+        &line,
+        &[
+            "certificate is not valid before 2999-01-01 (",
+            " days from now: clock skew?)",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn an_alert_without_its_own_explanation() {
+    // A TLS 1.2 server that requires a client certificate, which this client does not have:
+    // the server ends the handshake with an alert.
+    let cert = servers::self_signed(&["localhost"]);
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.clone()).expect("root");
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        std::sync::Arc::clone(&provider),
+    )
+    .build()
+    .expect("client verifier");
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .expect("versions")
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![cert.cert.clone()], cert.key.clone_key())
+        .expect("certificate");
+    let addr = servers::tls_server_with(config).await;
+    let stack = servers::default_stack(std::slice::from_ref(&cert.cert));
+    let (_, _, line) = failure(&stack, &format!("https://localhost:{}/", addr.port())).await;
+    assert_words(
+        &line,
+        &["the server ended the TLS handshake with the alert "],
+    );
+}
+
+#[tokio::test]
+async fn a_certificate_rejection_without_its_own_explanation() {
+    // An extension marked critical that no verifier knows: webpki's error, which rustls
+    // passes on as `Other`, has no sentence of its own and is shown as it is.
+    let mut params = rcgen::CertificateParams::default();
+    let mut extension =
+        rcgen::CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 99_999], vec![5, 0]);
+    extension.set_criticality(true);
+    params.custom_extensions = vec![extension];
+    let cert = certificate(params, &["localhost"]);
+    // Served as it is: `with_single_cert` would refuse it.
+    let provider = rustls::crypto::ring::default_provider();
+    let key = provider
+        .key_provider
+        .load_private_key(cert.key.clone_key())
+        .expect("key");
+    let certified = rustls::sign::CertifiedKey::new(vec![cert.cert.clone()], key);
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_cert_resolver(std::sync::Arc::new(rustls::sign::SingleCertAndKey::from(
+            certified,
+        )));
+    let addr = servers::tls_server_with(config).await;
+    let stack = servers::default_stack(std::slice::from_ref(&cert.cert));
+    let (kind, _, line) = failure(&stack, &format!("https://localhost:{}/", addr.port())).await;
+    assert_eq!(kind, FailureKind::TlsCertificate);
+    assert_eq!(
+        line,
+        "tls certificate rejected: invalid peer certificate: \
+         Other(OtherError(UnsupportedCriticalExtension))"
+    );
+}

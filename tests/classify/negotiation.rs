@@ -122,6 +122,12 @@ async fn server_tls13_only_client_tls12_only_is_negotiation() {
     let (kind, retried, err) = get_with_retries(stack, addr.port()).await;
     assert_eq!(kind, FailureKind::TlsNegotiation, "{err:#}");
     assert!(!retried, "{err}");
+    // The server's alert: it speaks only TLS 1.3.
+    assert_eq!(
+        err.to_string(),
+        "tls negotiation failed: the server speaks no TLS version this client enables (TLS \
+         1.2 or 1.3 here; rustls does not report which versions the server speaks)"
+    );
 }
 
 #[tokio::test]
@@ -142,6 +148,11 @@ async fn no_shared_cipher_suite_is_negotiation() {
     let (kind, retried, err) = get_with_retries(stack, addr.port()).await;
     assert_eq!(kind, FailureKind::TlsNegotiation, "{err:#}");
     assert!(!retried, "{err}");
+    assert_eq!(
+        err.to_string(),
+        "tls negotiation failed: the server shares no cipher suite or key exchange with this \
+         client"
+    );
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 
 use crate::servers;
 use crate::support::{
-    config, failure_kind, get, rustls_error, tls_server, After, Ca, ATTEMPT_TIMEOUT,
+    self, config, failure_kind, get, rustls_error, tls_server, After, Ca, ATTEMPT_TIMEOUT,
     CONNECT_TIMEOUT, TLS_HANDSHAKE_TIMEOUT,
 };
 use rustls::CertificateError;
@@ -236,4 +236,28 @@ async fn a_scheme_other_than_http_or_https_is_refused_before_any_socket() {
     let (kind, err) = failure_kind(&client, "ftp://127.0.0.1/").await;
     assert_eq!(kind, FailureKind::Other);
     assert!(format!("{err:#}").contains("scheme"), "{err:#}");
+}
+
+#[tokio::test]
+async fn no_application_protocol_in_common() {
+    let ca = Ca::new();
+    // A server that speaks only a protocol this client never offers by ALPN.
+    let acceptor = support::acceptor(&ca.leaf(&["localhost"]), &[b"spdy/3"]);
+    let addr = servers::spawn_server(move |stream| {
+        let acceptor = acceptor.clone();
+        async move {
+            let _ = acceptor.accept(stream).await;
+        }
+    })
+    .await;
+    let client = config(&ca).https().expect("valid config");
+    let (kind, err) = failure_kind(&client, &format!("https://localhost:{}/", addr.port())).await;
+    assert_eq!(kind, FailureKind::TlsNegotiation, "{err:#}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "tls negotiation failed: {addr} and this client share no application protocol \
+             (ALPN)"
+        )
+    );
 }
