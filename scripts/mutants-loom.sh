@@ -5,8 +5,8 @@
 #   scripts/mutants-loom.sh 55:34     # the cases whose mutant name contains this
 #
 # cargo-mutants' own test runs (scripts/mutants.sh) cannot reach these mutants: each differs
-# from the original only when another thread moves the breaker, the window, the semaphore
-# or the hedge's tracker at one precise moment. This script applies each mutant with
+# from the original only when another thread moves the breaker, the window, the semaphore,
+# the hedge's tracker or the pool's permit ages at one precise moment. This script applies each mutant with
 # cargo-mutants' own diff (`cargo mutants --list --diff`), runs the loom models named for it
 # (a release build with `--cfg fortify_loom`, as `.ci/run` does, in target/loom), and
 # restores the file. A mutant listed as `killed` must make a model fail; one listed as
@@ -23,6 +23,7 @@ sl="pool::semaphore::loom"
 # The leases' own models and the pool's models on a leased pool.
 ll="pool::semaphore::lease::loom pool::loom_tests::loom_pool_with_leases"
 hl="hedge::tracker::loom"
+pl="pool::tracker::loom"
 # expected ; mutant (as cargo-mutants names it) ; loom models (cargo test filters)
 cases=(
     "killed;src/circuit_breaker/transitions.rs:55:34: replace && with || in Breaker::evaluate;$tl"
@@ -44,6 +45,10 @@ cases=(
     "equivalent;src/circuit_breaker/ticket.rs:240:26: replace < with > in Breaker::record_success;$wl"
     "killed;src/circuit_breaker/ticket.rs:240:45: replace - with + in Breaker::record_success;$wl"
     "killed;src/circuit_breaker/ticket.rs:240:45: replace - with / in Breaker::record_success;$wl"
+    "killed;src/pool/tracker.rs:76:34: replace << with >> in Tracker::claim;$pl"
+    "equivalent;src/pool/tracker.rs:82:33: replace | with & in Tracker::claim;$pl"
+    "killed;src/pool/tracker.rs:82:33: replace | with ^ in Tracker::claim;$pl"
+    "equivalent;src/pool/tracker.rs:82:38: replace << with >> in Tracker::claim;$pl"
     "killed;src/hedge/tracker.rs:187:31: replace match guard t == tag with true in Tracker::slot_of;$hl"
     "killed;src/hedge/tracker.rs:187:31: replace match guard t == tag with false in Tracker::slot_of;$hl"
     "killed;src/hedge/tracker.rs:187:33: replace == with != in Tracker::slot_of;$hl"

@@ -182,3 +182,30 @@ mod tests {
         assert!(tracker.check_due(Instant::now(), every));
     }
 }
+
+/// Loom models of the permit ages' slots: two holders claiming at once get slots of their
+/// own. See `internal::sync` for how to run them.
+#[cfg(all(test, fortify_loom))]
+mod loom {
+    use super::*;
+    use ::loom::thread;
+    use std::sync::Arc;
+
+    /// Two threads claim a slot at once in a table whose first slot is taken: each gets its
+    /// own, both among the free ones (a thread that loses the race for a bit looks further).
+    #[test]
+    fn loom_two_claims_at_once_take_two_slots() {
+        ::loom::model(|| {
+            let tracker = Arc::new(Tracker::new(3));
+            assert_eq!(tracker.claim(Instant::now()), 0);
+            let other = {
+                let tracker = Arc::clone(&tracker);
+                thread::spawn(move || tracker.claim(Instant::now()))
+            };
+            let mine = tracker.claim(Instant::now());
+            let theirs = other.join().unwrap();
+            assert_ne!(mine, theirs, "one slot for two holders");
+            assert!(mine < 3 && theirs < 3, "{mine} {theirs}: no slot found");
+        });
+    }
+}
