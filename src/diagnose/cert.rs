@@ -214,3 +214,43 @@ fn issuer_problem(chain: &[CertificateInfo]) -> Option<ChainProblem> {
     }
     Some(ChainProblem::UnknownIssuer)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate with a new key for `alg`, naming `names`.
+    fn made_with(
+        alg: &'static rcgen::SignatureAlgorithm,
+        names: Vec<rcgen::SanType>,
+    ) -> CertificateDer<'static> {
+        let key = rcgen::KeyPair::generate_for(alg).expect("key");
+        let mut params = rcgen::CertificateParams::default();
+        params.subject_alt_names = names;
+        params.self_signed(&key).expect("certificate").der().clone()
+    }
+
+    #[test]
+    fn keys_are_named_by_type_and_curve() {
+        // RSA and P-521 keys: ring makes neither; `tests/diagnose/openssl.rs` reads them.
+        for (alg, name) in [
+            (&rcgen::PKCS_ECDSA_P256_SHA256, "EC P-256"),
+            (&rcgen::PKCS_ECDSA_P384_SHA384, "EC P-384"),
+            (&rcgen::PKCS_ED25519, "Ed25519"),
+        ] {
+            let info = read(&made_with(alg, Vec::new()), 0).expect("a certificate");
+            assert_eq!(info.key, name);
+        }
+    }
+
+    #[test]
+    fn names_and_addresses_are_read_in_order() {
+        let names = vec![
+            rcgen::SanType::DnsName("a.example".try_into().expect("name")),
+            rcgen::SanType::IpAddress("127.0.0.1".parse().expect("v4")),
+            rcgen::SanType::IpAddress("::1".parse().expect("v6")),
+        ];
+        let info = read(&made_with(&rcgen::PKCS_ECDSA_P256_SHA256, names), 0).expect("parsed");
+        assert_eq!(info.sans, ["a.example", "127.0.0.1", "::1"]);
+    }
+}

@@ -261,6 +261,51 @@ pub fn openssl_available() -> Result<(), String> {
 /// Starts `openssl s_server -www` on 127.0.0.1 (a port it picks) presenting `served`, with
 /// `extra` arguments (`-tls1_1`, `-cipher ...`).
 pub fn openssl_server(served: &Served, extra: &[&str]) -> OpensslServer {
+    openssl_server_pem(&served.chain_pem, &served.key.serialize_pem(), extra)
+}
+
+/// A self-signed certificate for `localhost` and its key, both PEM, made by `openssl req`
+/// with a new key of `newkey` (the `-newkey` arguments, such as `rsa:2048`): keys ring cannot
+/// make.
+pub fn openssl_self_signed(newkey: &[&str]) -> (String, String) {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "fortify-openssl-req-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=DNS:localhost", "-newkey"])
+        .args(newkey)
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run openssl req");
+    assert!(status.success(), "openssl req -newkey {newkey:?}: {status}");
+    let pem = |path| std::fs::read_to_string(path).expect("read PEM");
+    let made = (pem(&cert), pem(&key));
+    let _ = std::fs::remove_dir_all(&dir);
+    made
+}
+
+/// Starts `openssl s_server -www` as [`openssl_server`] does, presenting `chain_pem` (the
+/// leaf first) with the key `key_pem`.
+pub fn openssl_server_pem(chain_pem: &[String], key_pem: &str, extra: &[&str]) -> OpensslServer {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let dir = std::env::temp_dir().join(format!(
         "fortify-diagnose-{}-{}",
@@ -271,9 +316,9 @@ pub fn openssl_server(served: &Served, extra: &[&str]) -> OpensslServer {
     let cert = dir.join("cert.pem");
     let chain = dir.join("chain.pem");
     let key = dir.join("key.pem");
-    std::fs::write(&cert, &served.chain_pem[0]).expect("write cert");
-    let rest: String = served.chain_pem[1..].concat();
-    std::fs::write(&key, served.key.serialize_pem()).expect("write key");
+    std::fs::write(&cert, &chain_pem[0]).expect("write cert");
+    let rest: String = chain_pem[1..].concat();
+    std::fs::write(&key, key_pem).expect("write key");
     let mut command = Command::new("openssl");
     command
         .arg("s_server")

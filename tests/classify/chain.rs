@@ -260,6 +260,50 @@ fn cyclic_chains_end() {
     assert!(format!("{failure:#}").starts_with("other failure: cycle: cycle"));
 }
 
+/// The walk reads 32 errors of a chain: a cause 32 deep is found, one 33 deep is not.
+#[test]
+fn the_walk_reads_32_errors() {
+    let chain = |wrappers: usize| {
+        let mut err: Box<dyn Error + Send + Sync> = Box::new(io(io::ErrorKind::ConnectionRefused));
+        for _ in 0..wrappers {
+            err = Box::new(wrap(err));
+        }
+        err
+    };
+    assert_eq!(
+        classify_error(&*chain(31), Stage::Request),
+        FailureKind::ConnectRefused
+    );
+    assert_eq!(
+        classify_error(&*chain(32), Stage::Request),
+        FailureKind::Other
+    );
+}
+
+/// While resolving, a refused or unreachable error is the resolver's: `Dns`.
+#[test]
+fn unreachable_while_resolving_is_dns() {
+    for kind in [
+        io::ErrorKind::ConnectionRefused,
+        io::ErrorKind::HostUnreachable,
+        io::ErrorKind::NetworkUnreachable,
+        io::ErrorKind::AddrNotAvailable,
+        io::ErrorKind::NetworkDown,
+    ] {
+        assert_eq!(
+            classify_error(&io(kind), Stage::Resolve),
+            FailureKind::Dns,
+            "{kind:?}"
+        );
+    }
+}
+
+#[test]
+fn stages_display_as_their_names() {
+    assert_eq!(Stage::Connect.to_string(), "connect");
+    assert_eq!(format!("{:>8}", Stage::Resolve), " resolve");
+}
+
 #[cfg(feature = "rustls")]
 #[test]
 fn rustls_certificate_errors_are_tls_certificate() {

@@ -209,3 +209,51 @@ async fn display_names_kind_and_cause() {
     }
     assert!(found_io, "no ConnectionRefused io::Error in {chain}");
 }
+
+/// A hyper-util client with its own connector (no classification inside), classified as a
+/// whole at the request stage: its connect errors are still told apart from the request's.
+fn plain_client() -> tower_fortify::classify::ErrorClassify<
+    hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Empty<bytes::Bytes>,
+    >,
+> {
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.set_connect_timeout(Some(Timeouts::default().connect));
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(http);
+    tower_fortify::classify::ErrorClassify::new(client)
+}
+
+async fn plain_get(uri: String) -> FailureKind {
+    use tower::ServiceExt;
+    let request = http::Request::get(uri)
+        .body(http_body_util::Empty::new())
+        .expect("request");
+    let err = plain_client()
+        .oneshot(request)
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    err.downcast_ref::<Failure>()
+        .unwrap_or_else(|| panic!("not classified: {err:?}"))
+        .kind()
+}
+
+#[tokio::test]
+async fn a_plain_clients_connect_timeout_is_connect_timeout() {
+    let stalled = servers::stalled_connect().await;
+    assert_eq!(
+        plain_get(format!("http://{}/", stalled.addr)).await,
+        FailureKind::ConnectTimeout
+    );
+}
+
+#[tokio::test]
+async fn a_plain_clients_connection_closed_before_the_response_is_connection_closed() {
+    let addr = servers::close_after_request().await;
+    assert_eq!(
+        plain_get(format!("http://{addr}/")).await,
+        FailureKind::ConnectionClosed
+    );
+}

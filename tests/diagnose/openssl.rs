@@ -147,3 +147,19 @@ async fn openssl_no_shared_cipher() {
         &["shares no cipher suite", "no retry can change this"],
     );
 }
+
+#[tokio::test]
+async fn openssl_an_rsa_key_is_named_with_its_size() {
+    if !openssl_or_skip() {
+        return;
+    }
+    // A key ring cannot make, in a self-signed certificate from `openssl req`: the chain is
+    // read whether or not it is trusted. (A P-521 key cannot be shown so: this client
+    // offers no signature scheme for it, and the server ends the hello.)
+    let (cert, key) = pki::openssl_self_signed(&["rsa:2048"]);
+    let server = pki::openssl_server_pem(&[cert], &key, &[]);
+    let report = probe(server.addr, tower_fortify::diagnose::Options::new()).await;
+    let chain = &report.tls.as_ref().expect("a TLS report").chain;
+    assert_eq!(chain[0].key, "RSA 2048", "report:\n{report}");
+    assert_eq!(report.verdict.kind, Some(FailureKind::TlsCertificate));
+}
