@@ -244,6 +244,42 @@ mod tests {
     }
 
     #[test]
+    fn a_start_of_validity_after_now_is_in_the_future() {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::default();
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        let der = params.self_signed(&key).expect("certificate").der().clone();
+        let start = 946_684_800;
+        let in_future = |now| read(&der, now).expect("parsed").not_before_in_future;
+        assert!(in_future(start - 1));
+        assert!(!in_future(start));
+        assert!(!in_future(start + 1));
+    }
+
+    /// An untrusted chain: one certificate that is not self-signed, which says where its
+    /// issuer lives or not; or a self-signed one.
+    #[test]
+    fn an_unknown_issuer_is_told_from_a_missing_intermediate() {
+        let mut leaf =
+            read(&made_with(&rcgen::PKCS_ECDSA_P256_SHA256, Vec::new()), 0).expect("parsed");
+        assert!(leaf.self_signed);
+        assert_eq!(
+            issuer_problem(std::slice::from_ref(&leaf)),
+            Some(ChainProblem::SelfSigned)
+        );
+        leaf.self_signed = false;
+        assert_eq!(
+            issuer_problem(std::slice::from_ref(&leaf)),
+            Some(ChainProblem::UnknownIssuer)
+        );
+        leaf.ca_issuers = vec!["http://ca.example/intermediate.der".to_owned()];
+        assert_eq!(
+            issuer_problem(std::slice::from_ref(&leaf)),
+            Some(ChainProblem::MissingIntermediate)
+        );
+    }
+
+    #[test]
     fn names_and_addresses_are_read_in_order() {
         let names = vec![
             rcgen::SanType::DnsName("a.example".try_into().expect("name")),
