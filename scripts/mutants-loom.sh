@@ -9,10 +9,10 @@
 # the hedge's tracker or the pool's permit ages at one precise moment. This script applies
 # each mutant with cargo-mutants' own diff (`cargo mutants --list --diff`), runs the loom
 # models named for it (a release build with `--cfg fortify_loom`, as `.ci/run` does, in
-# target/loom), and restores the file. A mutant listed as `killed` must make a model fail; one listed as
-# `equivalent` must pass them all (MUTANTS.md says why no model can fail). The tree is
-# changed while it runs: build nothing else in it meanwhile. About three minutes a case on
-# 2 cores (one release build each).
+# target/loom), and restores the file. A mutant listed as `killed` must make a model fail;
+# one listed as `equivalent` must pass them all (MUTANTS.md says why no model can fail).
+# The tree is changed while it runs: build nothing else in it meanwhile. About three
+# minutes a case on 2 cores (one release build each).
 # CI does not run this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
