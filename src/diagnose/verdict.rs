@@ -388,6 +388,46 @@ impl Failed {
 mod tests {
     use super::*;
 
+    /// An error whose source is `next`.
+    #[derive(Debug)]
+    struct Link(&'static str, Option<Box<Link>>);
+
+    impl std::fmt::Display for Link {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl Error for Link {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    fn chain(messages: &[&'static str]) -> Link {
+        messages
+            .iter()
+            .rev()
+            .fold(None, |next, m| Some(Link(m, next.map(Box::new))))
+            .expect("one message at least")
+    }
+
+    #[test]
+    fn a_chain_is_joined_without_repeats_and_bounded() {
+        let text = chain_text(&chain(&[
+            "connect failed: refused",
+            "refused",
+            "os error 111",
+        ]));
+        assert_eq!(text, "connect failed: refused: os error 111");
+        // The error and 32 sources at most.
+        let names: Vec<&'static str> = (0..40)
+            .map(|i| &*Box::leak(format!("e{i:02}").into_boxed_str()))
+            .collect();
+        let text = chain_text(&chain(&names));
+        assert!(text.ends_with(": e32"), "{text}");
+    }
+
     #[test]
     fn statuses_and_the_presets() {
         let mut headers = HeaderMap::new();

@@ -353,6 +353,21 @@ async fn failing_resolver() {
     assert!(report.tcp.is_empty());
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_resolver_that_never_answers() {
+    let options = Options::new()
+        .resolver(|_host, _port| std::future::pending())
+        .dns_timeout(std::time::Duration::from_secs(2));
+    let report = diagnose("https://api.invalid/", &options).await.unwrap();
+    assert_verdict(
+        &report,
+        Stage::Resolve,
+        Some(FailureKind::Dns),
+        (true, true),
+        &["DNS: no answer for api.invalid (", "2"],
+    );
+}
+
 #[tokio::test]
 async fn resolver_with_no_address() {
     let options = Options::new().resolver(|_host, _port| async move { Ok(Vec::new()) });
