@@ -309,6 +309,8 @@ async fn refused_port() {
     );
     assert_eq!(report.tcp.len(), 1);
     assert!(report.tls.is_none() && report.http.is_none());
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(json["verdict"]["stage"], "tcp");
 }
 
 #[tokio::test]
@@ -343,6 +345,8 @@ async fn failing_resolver() {
     let report = diagnose("https://api.invalid/", &options).await.unwrap();
     assert_eq!(report.dns.source, DnsSource::Custom);
     assert!(report.dns.addresses.is_empty());
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(json["verdict"]["stage"], "dns");
     assert_verdict(
         &report,
         Stage::Resolve,
@@ -499,7 +503,13 @@ async fn json_form() {
         "2021-01-01 00:00:00 UTC"
     );
     assert_eq!(json["dns"]["source"], "override");
-    assert!(json["tls"]["elapsed_ms"].as_f64().unwrap() > 0.0);
+    // Milliseconds, to the microsecond.
+    let elapsed = json["tls"]["elapsed_ms"].as_f64().unwrap();
+    let exact = report.tls.as_ref().unwrap().elapsed.as_secs_f64() * 1e3;
+    assert!(
+        elapsed > 0.0 && (elapsed - exact).abs() <= 0.000_5 + 1e-9,
+        "{elapsed} {exact}"
+    );
     assert!(json["http"].is_null());
 }
 
