@@ -208,7 +208,29 @@ async fn valid_chain_reports_every_stage() {
         "{table}"
     );
     assert!(!table.contains('\x1b'), "no colour unless asked");
-    assert!(report.table(true).to_string().contains('\x1b'));
+    assert_colour_only_added(&report);
+    assert!(report
+        .table(true)
+        .to_string()
+        .contains("\x1b[32mok  \x1b[0m"));
+}
+
+/// The coloured table is the plain one with colour codes added, and nothing else.
+#[track_caller]
+fn assert_colour_only_added(report: &Report) {
+    let coloured = report.table(true).to_string();
+    let mut stripped = String::new();
+    let mut rest = coloured.as_str();
+    while let Some(start) = rest.find("\x1b[") {
+        stripped.push_str(&rest[..start]);
+        let end = rest[start..]
+            .find('m')
+            .expect("an SGR sequence ends with m");
+        rest = &rest[start + end + 1..];
+    }
+    stripped.push_str(rest);
+    assert!(coloured.contains('\x1b'), "{coloured}");
+    assert_eq!(stripped, report.to_string());
 }
 
 #[tokio::test]
@@ -230,6 +252,22 @@ async fn expired_certificate() {
         Some("TLSv1_3"),
         "the handshake finished"
     );
+    assert_colour_only_added(&report);
+    assert!(report
+        .table(true)
+        .to_string()
+        .contains("\x1b[31;1mFAIL\x1b[0m"));
+    let table = report.to_string();
+    for words in [
+        "diagnosis of https://localhost:",
+        "(expired ",
+        " days ago)",
+        "\nresult ",
+        "\nhint ",
+    ] {
+        assert!(table.contains(words), "{words:?} not in\n{table}");
+    }
+    assert_eq!(ChainProblem::Expired.to_string(), "expired");
 }
 
 #[tokio::test]
