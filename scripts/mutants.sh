@@ -138,7 +138,7 @@ clock=(
 # error's chain; and the doctor's reading of certificates, its verdicts and its report.
 # The classification suite (real sockets, real TLS peers), the one-call client's (whose
 # failures name their peer), reqwest's and the doctor's (an `openssl s_server` among them).
-explain_tests="--lib --test classify --test client --test reqwest --test diagnose|--skip retry:: --skip circuit_breaker:: --skip pool:: --skip hedge:: --skip internal:: --skip stack::"
+explain_tests="--lib --test classify --test client --test reqwest --test diagnose --features reqwest|--skip retry:: --skip circuit_breaker:: --skip pool:: --skip hedge:: --skip internal:: --skip stack::"
 explain=(
     "src/classify/explain.rs|$explain_tests"
     "src/classify/chain.rs|$explain_tests"
