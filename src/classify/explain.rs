@@ -392,6 +392,7 @@ mod tests {
         assert_eq!(thousands(2_163), "2,163");
         assert_eq!(thousands(-1_234_567), "-1,234,567");
         assert_eq!(thousands(123), "123");
+        assert_eq!(thousands(0), "0");
         assert_eq!(thousands(-123_456), "-123,456");
         assert_eq!(days(1), "1 day");
         assert_eq!(days(2_163), "2,163 days");

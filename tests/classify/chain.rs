@@ -213,6 +213,41 @@ fn an_existing_failure_is_kept() {
     }
 }
 
+/// `{:#}` follows the whole chain: a nested failure of another kind adds its kind, one of
+/// the same kind does not; 32 errors at most.
+#[test]
+fn the_alternate_form_names_each_kind_once_and_is_bounded() {
+    let inner = Failure::new(FailureKind::ConnectTimeout, "boom");
+    let outer = Failure::new(FailureKind::PoolTimeout, inner);
+    assert_eq!(
+        format!("{outer:#}"),
+        format!(
+            "{}: {}: boom",
+            FailureKind::PoolTimeout,
+            FailureKind::ConnectTimeout
+        )
+    );
+    let same = Failure::new(
+        FailureKind::ConnectTimeout,
+        Failure::new(FailureKind::ConnectTimeout, "boom"),
+    );
+    assert_eq!(
+        format!("{same:#}"),
+        format!("{}: boom", FailureKind::ConnectTimeout)
+    );
+    let wrappers = |n: usize| {
+        let mut err = wrap(Wrap(None));
+        for _ in 1..n {
+            err = wrap(err);
+        }
+        Failure::new(FailureKind::Other, err)
+    };
+    for (errors, shown) in [(32, 32), (40, 32)] {
+        let text = format!("{:#}", wrappers(errors));
+        assert_eq!(text.matches(": wrapper").count(), shown, "{text}");
+    }
+}
+
 #[test]
 fn the_outermost_failure_wins() {
     let inner = Failure::new(FailureKind::ConnectTimeout, "inner");

@@ -324,6 +324,22 @@ async fn certificate_not_valid_yet() {
             " days from now: clock skew?)",
         ],
     );
+    // The count of days (2999-01-01 is 32,472,144,000 s after the epoch), within a day.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let days = (32_472_144_000 - now) / 86_400;
+    let count: String = line
+        .split('(')
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == ',')
+        .filter(|c| *c != ',')
+        .collect();
+    let count: u64 = count.parse().expect("a day count");
+    assert!(count.abs_diff(days) <= 1, "{count} vs {days}: {line}");
 }
 
 #[tokio::test]
