@@ -173,6 +173,21 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_permit_is_leaked_once_older_than_the_threshold_not_at_it() {
+        let tracker = Tracker::new(1);
+        tracker.claim(Instant::now());
+        let threshold = Duration::from_secs(4);
+        tokio::time::advance(threshold).await;
+        assert!(tracker
+            .scan(Instant::now(), Some(threshold))
+            .leaked
+            .is_empty());
+        tokio::time::advance(Duration::from_nanos(1)).await;
+        let scan = tracker.scan(Instant::now(), Some(threshold));
+        assert_eq!(scan.leaked, [threshold + Duration::from_nanos(1)]);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn checks_are_spaced() {
         let tracker = Tracker::new(1);
         let every = Duration::from_millis(100);

@@ -449,6 +449,26 @@ async fn plain_http_on_a_tls_port() {
 }
 
 #[tokio::test]
+async fn closed_during_the_handshake() {
+    // Reads the ClientHello, then closes: the server ended the handshake.
+    let addr = servers::spawn_server(|mut stream| async move {
+        let mut buf = [0u8; 2048];
+        let _ = stream.read(&mut buf).await;
+        drop(stream);
+    })
+    .await;
+    let report = probe(addr, Options::new()).await;
+    assert_eq!(report.verdict.stage, Some(Stage::TlsHandshake), "{report}");
+    assert!(
+        report
+            .verdict
+            .explanation
+            .contains("closed the connection during the TLS handshake"),
+        "{report}"
+    );
+}
+
+#[tokio::test]
 async fn stalled_handshake() {
     let addr = servers::tls_stalls().await;
     let options = Options::new().tls_timeout(Duration::from_millis(300));
