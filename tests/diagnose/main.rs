@@ -267,6 +267,9 @@ async fn expired_certificate() {
     ] {
         assert!(table.contains(words), "{words:?} not in\n{table}");
     }
+    // The handshake's time, in milliseconds to a tenth.
+    let ms = format!("{:.1} ms", tls.elapsed.as_secs_f64() * 1e3);
+    assert!(table.contains(&ms), "{ms:?} not in\n{table}");
     assert_eq!(ChainProblem::Expired.to_string(), "expired");
 }
 
