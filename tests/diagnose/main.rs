@@ -263,6 +263,7 @@ async fn expired_certificate() {
         "(expired ",
         " days ago)",
         "\nresult ",
+        "retried (GET): default policy no, production preset no",
         "\nhint ",
     ] {
         assert!(table.contains(words), "{words:?} not in\n{table}");
