@@ -34,6 +34,29 @@ fn assert_words(line: &str, words: &[&str]) {
     }
 }
 
+/// Asserts that a GET to `uri` through the default stack (trusting nothing) fails with
+/// `kind`, explained in exactly `line`.
+async fn assert_explained(uri: &str, kind: FailureKind, line: &str) {
+    let stack = servers::default_stack(&[]);
+    let (got, _, explained) = failure(&stack, uri).await;
+    assert_eq!(got, kind);
+    assert_eq!(explained, line);
+}
+
+/// The count of days in a line's first parentheses: `(2,163 days ago)` is 2163.
+#[track_caller]
+fn day_count(line: &str) -> u64 {
+    let count: String = line
+        .split('(')
+        .nth(1)
+        .expect("parentheses")
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == ',')
+        .filter(|c| *c != ',')
+        .collect();
+    count.parse().expect("a day count")
+}
+
 /// A self-signed certificate for `names` made from `params`.
 fn certificate(mut params: rcgen::CertificateParams, names: &[&str]) -> SelfSigned {
     params.subject_alt_names = names
@@ -98,15 +121,7 @@ async fn expired_certificate() {
         &["certificate expired on 2021-01-01 (", " days ago)"],
     );
     // The count of days, with thousands separated, within a day of now.
-    let count: String = line
-        .split('(')
-        .nth(1)
-        .unwrap()
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == ',')
-        .filter(|c| *c != ',')
-        .collect();
-    let count: u64 = count.parse().expect("a day count");
+    let count = day_count(&line);
     assert!(count.abs_diff(days) <= 1, "{count} vs {days}: {line}");
 }
 
@@ -253,37 +268,34 @@ async fn ends_the_handshake(reset: bool) -> std::net::SocketAddr {
 #[tokio::test]
 async fn reset_during_the_handshake() {
     let addr = ends_the_handshake(true).await;
-    let stack = servers::default_stack(&[]);
-    let (kind, _, line) = failure(&stack, &format!("https://localhost:{}/", addr.port())).await;
-    assert_eq!(kind, FailureKind::TlsHandshake);
-    assert_eq!(
-        line,
-        "tls handshake failed: the server reset the connection during the TLS handshake"
-    );
+    assert_explained(
+        &format!("https://localhost:{}/", addr.port()),
+        FailureKind::TlsHandshake,
+        "tls handshake failed: the server reset the connection during the TLS handshake",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn closed_during_the_handshake() {
     let addr = ends_the_handshake(false).await;
-    let stack = servers::default_stack(&[]);
-    let (kind, _, line) = failure(&stack, &format!("https://localhost:{}/", addr.port())).await;
-    assert_eq!(kind, FailureKind::TlsHandshake);
-    assert_eq!(
-        line,
-        "tls handshake failed: the server closed the connection during the TLS handshake"
-    );
+    assert_explained(
+        &format!("https://localhost:{}/", addr.port()),
+        FailureKind::TlsHandshake,
+        "tls handshake failed: the server closed the connection during the TLS handshake",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn no_response_in_time() {
     let addr = servers::never_answers().await;
-    let stack = servers::default_stack(&[]);
-    let (kind, _, line) = failure(&stack, &format!("http://{addr}/")).await;
-    assert_eq!(kind, FailureKind::ReadTimeout);
-    assert_eq!(
-        line,
-        "read timeout: no response in time after the request was sent"
-    );
+    assert_explained(
+        &format!("http://{addr}/"),
+        FailureKind::ReadTimeout,
+        "read timeout: no response in time after the request was sent",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -330,15 +342,7 @@ async fn certificate_not_valid_yet() {
         .unwrap()
         .as_secs();
     let days = (32_472_144_000 - now) / 86_400;
-    let count: String = line
-        .split('(')
-        .nth(1)
-        .unwrap()
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == ',')
-        .filter(|c| *c != ',')
-        .collect();
-    let count: u64 = count.parse().expect("a day count");
+    let count = day_count(&line);
     assert!(count.abs_diff(days) <= 1, "{count} vs {days}: {line}");
 }
 

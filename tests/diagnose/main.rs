@@ -1,13 +1,13 @@
 //! The diagnose probe against real servers on 127.0.0.1: rustls servers presenting
 //! rcgen-made chains, misbehaving TCP servers, and a real `openssl s_server`.
 
+mod dns;
 mod openssl;
 
 use fortify_test_support::{pki, servers};
 
 use pki::{Case, OK};
 use std::{
-    io,
     net::SocketAddr,
     sync::{
         atomic::{AtomicUsize, Ordering},
@@ -373,57 +373,6 @@ async fn override_to_a_refused_address_says_it_is_an_override() {
         Some(FailureKind::ConnectRefused),
         (true, true),
         &["refused"],
-    );
-}
-
-#[tokio::test]
-async fn failing_resolver() {
-    let options = Options::new().resolver(|host, _port| async move {
-        Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("no such host: {host}"),
-        ))
-    });
-    let report = diagnose("https://api.invalid/", &options).await.unwrap();
-    assert_eq!(report.dns.source, DnsSource::Custom);
-    assert!(report.dns.addresses.is_empty());
-    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
-    assert_eq!(json["verdict"]["stage"], "dns");
-    assert_verdict(
-        &report,
-        Stage::Resolve,
-        Some(FailureKind::Dns),
-        (true, true),
-        &["DNS: no such host api.invalid", "--resolve"],
-    );
-    assert!(report.tcp.is_empty());
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_resolver_that_never_answers() {
-    let options = Options::new()
-        .resolver(|_host, _port| std::future::pending())
-        .dns_timeout(std::time::Duration::from_secs(2));
-    let report = diagnose("https://api.invalid/", &options).await.unwrap();
-    assert_verdict(
-        &report,
-        Stage::Resolve,
-        Some(FailureKind::Dns),
-        (true, true),
-        &["DNS: no answer for api.invalid (", "2"],
-    );
-}
-
-#[tokio::test]
-async fn resolver_with_no_address() {
-    let options = Options::new().resolver(|_host, _port| async move { Ok(Vec::new()) });
-    let report = diagnose("https://api.invalid/", &options).await.unwrap();
-    assert_verdict(
-        &report,
-        Stage::Resolve,
-        Some(FailureKind::Dns),
-        (true, true),
-        &["no address"],
     );
 }
 
