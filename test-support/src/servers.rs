@@ -95,12 +95,17 @@ pub async fn read_head(stream: &mut TcpStream) -> io::Result<()> {
 }
 
 /// An address on which nothing listens: connecting is refused.
+///
+/// The port stays bound (to a socket that never listens) for the rest of the process: a
+/// port given back at once could be taken by another test's listener in between, whose
+/// connects are then accepted or reset instead of refused.
 pub async fn refused() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .expect("bind 127.0.0.1");
-    let addr = listener.local_addr().expect("local addr");
-    drop(listener);
+    let addr = socket.local_addr().expect("local addr");
+    std::mem::forget(socket);
     addr
 }
 
