@@ -8,6 +8,7 @@ use std::{
     sync::atomic::{AtomicUsize, Ordering},
 };
 
+use fortify_test_support::bodies::Chunked;
 use http::HeaderValue;
 use http_body_util::{BodyExt, Empty, Full};
 
@@ -80,24 +81,6 @@ impl Body for QueueBody {
         } else {
             SizeHint::default()
         }
-    }
-}
-
-/// A body fed through a channel: pending until a chunk is sent, ended when the sender
-/// is dropped.
-struct ChannelBody(tokio::sync::mpsc::UnboundedReceiver<Bytes>);
-
-impl Body for ChannelBody {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
     }
 }
 
@@ -358,15 +341,15 @@ fn an_error_from_the_original_makes_the_body_not_replayable() {
 
 #[tokio::test(start_paused = true)]
 async fn copies_polled_together_share_the_reads() {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let original = ReplayBody::new(ChannelBody(rx));
+    let (tx, fed) = Chunked::fed(4);
+    let original = ReplayBody::new(fed);
     let copy = original.try_clone_body().unwrap();
 
     let a = tokio::spawn(original.collect());
     let b = tokio::spawn(copy.collect());
     tokio::task::yield_now().await;
     for chunk in ["one ", "two ", "three"] {
-        tx.send(Bytes::from_static(chunk.as_bytes())).unwrap();
+        tx.try_send(Bytes::from_static(chunk.as_bytes())).unwrap();
         tokio::task::yield_now().await;
     }
     drop(tx);
@@ -389,18 +372,18 @@ impl std::task::Wake for Wakes {
 
 #[test]
 fn a_frame_read_by_one_copy_wakes_the_copies_waiting_and_not_itself() {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut first = ReplayBody::new(ChannelBody(rx));
+    let (tx, fed) = Chunked::fed(4);
+    let mut first = ReplayBody::new(fed);
     let mut second = first.try_clone_body().unwrap();
     let wakes = [(); 2].map(|()| Arc::new(Wakes(0.into())));
     let wakers = wakes.clone().map(Waker::from);
-    let poll = |body: &mut ReplayBody<ChannelBody>, i: usize| {
+    let poll = |body: &mut ReplayBody<Chunked>, i: usize| {
         Pin::new(body).poll_frame(&mut Context::from_waker(&wakers[i]))
     };
     assert!(poll(&mut first, 0).is_pending());
     // The second polls last: the channel holds its waker only, the first waits.
     assert!(poll(&mut second, 1).is_pending());
-    tx.send(Bytes::from_static(b"abc")).unwrap();
+    tx.try_send(Bytes::from_static(b"abc")).unwrap();
     assert_eq!(wakes.each_ref().map(|w| w.0.load(Ordering::SeqCst)), [0, 1]);
     let Poll::Ready(Some(Ok(frame))) = poll(&mut second, 1) else {
         panic!("the sent chunk")
@@ -416,8 +399,8 @@ fn a_frame_read_by_one_copy_wakes_the_copies_waiting_and_not_itself() {
 
 #[tokio::test(start_paused = true)]
 async fn a_waiting_copy_is_woken_when_the_copy_holding_the_waker_is_dropped() {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let original = ReplayBody::new(ChannelBody(rx));
+    let (tx, fed) = Chunked::fed(4);
+    let original = ReplayBody::new(fed);
     let copy = original.try_clone_body().unwrap();
 
     let waiting = tokio::spawn(original.collect());
@@ -428,7 +411,7 @@ async fn a_waiting_copy_is_woken_when_the_copy_holding_the_waker_is_dropped() {
     holder.abort();
     let _ = holder.await;
 
-    tx.send(Bytes::from_static(b"late")).unwrap();
+    tx.try_send(Bytes::from_static(b"late")).unwrap();
     drop(tx);
     let within = std::time::Duration::from_secs(5);
     let got = tokio::time::timeout(within, waiting).await.expect("hung");
