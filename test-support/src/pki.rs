@@ -9,7 +9,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::{
     io::{BufRead, BufReader},
     net::SocketAddr,
-    path::PathBuf,
     process::{Child, Command, Stdio},
     sync::Arc,
     time::Duration,
@@ -238,15 +237,23 @@ pub const OK: &[u8] =
 pub struct OpensslServer {
     child: Child,
     pub addr: SocketAddr,
-    dir: PathBuf,
+    /// Its certificate and key files, removed when it is dropped.
+    _dir: tempfile::TempDir,
 }
 
 impl Drop for OpensslServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A directory of its own for `openssl`'s files, removed when dropped.
+fn scratch_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("fortify-openssl-")
+        .tempdir()
+        .expect("temp dir")
 }
 
 /// Whether the `openssl` command runs here: `Err(reason)` when it does not.
@@ -268,14 +275,8 @@ pub fn openssl_server(served: &Served, extra: &[&str]) -> OpensslServer {
 /// with a new key of `newkey` (the `-newkey` arguments, such as `rsa:2048`): keys ring cannot
 /// make.
 pub fn openssl_self_signed(newkey: &[&str]) -> (String, String) {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "fortify-openssl-req-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let dir = scratch_dir();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     let status = Command::new("openssl")
         .args([
             "req",
@@ -298,24 +299,16 @@ pub fn openssl_self_signed(newkey: &[&str]) -> (String, String) {
         .expect("run openssl req");
     assert!(status.success(), "openssl req -newkey {newkey:?}: {status}");
     let pem = |path| std::fs::read_to_string(path).expect("read PEM");
-    let made = (pem(&cert), pem(&key));
-    let _ = std::fs::remove_dir_all(&dir);
-    made
+    (pem(&cert), pem(&key))
 }
 
 /// Starts `openssl s_server -www` as [`openssl_server`] does, presenting `chain_pem` (the
 /// leaf first) with the key `key_pem`.
 pub fn openssl_server_pem(chain_pem: &[String], key_pem: &str, extra: &[&str]) -> OpensslServer {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "fortify-diagnose-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let cert = dir.join("cert.pem");
-    let chain = dir.join("chain.pem");
-    let key = dir.join("key.pem");
+    let dir = scratch_dir();
+    let cert = dir.path().join("cert.pem");
+    let chain = dir.path().join("chain.pem");
+    let key = dir.path().join("key.pem");
     std::fs::write(&cert, &chain_pem[0]).expect("write cert");
     let rest: String = chain_pem[1..].concat();
     std::fs::write(&key, key_pem).expect("write key");
@@ -357,5 +350,9 @@ pub fn openssl_server_pem(chain_pem: &[String], key_pem: &str, extra: &[&str]) -
     };
     // Keep draining its output so that it never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    OpensslServer { child, addr, dir }
+    OpensslServer {
+        child,
+        addr,
+        _dir: dir,
+    }
 }
