@@ -388,13 +388,13 @@ impl Failed {
 mod tests {
     use super::*;
 
-    /// An error whose source is `next`.
+    /// An error whose source is the next one.
     #[derive(Debug)]
-    struct Link(&'static str, Option<Box<Link>>);
+    struct Link(String, Option<Box<Link>>);
 
     impl std::fmt::Display for Link {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str(self.0)
+            f.write_str(&self.0)
         }
     }
 
@@ -404,11 +404,14 @@ mod tests {
         }
     }
 
-    fn chain(messages: &[&'static str]) -> Link {
+    /// The errors `messages`, each the source of the one before.
+    fn chain<S: ToString>(messages: &[S]) -> Link {
         messages
             .iter()
             .rev()
-            .fold(None, |next, m| Some(Link(m, next.map(Box::new))))
+            .fold(None, |next, m| {
+                Some(Link(m.to_string(), next.map(Box::new)))
+            })
             .expect("one message at least")
     }
 
@@ -421,9 +424,7 @@ mod tests {
         ]));
         assert_eq!(text, "connect failed: refused: os error 111");
         // The error and 32 sources at most.
-        let names: Vec<&'static str> = (0..40)
-            .map(|i| &*Box::leak(format!("e{i:02}").into_boxed_str()))
-            .collect();
+        let names: Vec<String> = (0..40).map(|i| format!("e{i:02}")).collect();
         let text = chain_text(&chain(&names));
         assert!(text.ends_with(": e32"), "{text}");
     }

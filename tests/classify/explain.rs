@@ -100,29 +100,41 @@ async fn dns() {
     assert_words(&line, &["DNS: ", "no such host", "api.example.test"]);
 }
 
-#[tokio::test]
-async fn expired_certificate() {
+/// The line of a GET to a server whose certificate is valid from `not_before` to
+/// `not_after` (trusted): a rejected certificate.
+async fn dated_certificate_line(not_before: (i32, u8, u8), not_after: (i32, u8, u8)) -> String {
     let mut params = rcgen::CertificateParams::default();
-    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    params.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
+    params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
     let cert = certificate(params, &["localhost"]);
     let addr = servers::tls_server(&cert).await;
     let stack = servers::default_stack(std::slice::from_ref(&cert.cert));
     let (kind, _, line) = failure(&stack, &format!("https://localhost:{}/", addr.port())).await;
     assert_eq!(kind, FailureKind::TlsCertificate);
-    let days = (std::time::SystemTime::now()
+    line
+}
+
+/// Asserts that `line` counts, with thousands separated, the days between now and the
+/// UNIX time `date`, within a day.
+#[track_caller]
+fn assert_days_to(line: &str, date: u64) {
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs()
-        - 1_609_459_200)
-        / 86_400;
+        .as_secs();
+    let days = date.abs_diff(now) / 86_400;
+    let count = day_count(line);
+    assert!(count.abs_diff(days) <= 1, "{count} vs {days}: {line}");
+}
+
+#[tokio::test]
+async fn expired_certificate() {
+    let line = dated_certificate_line((2020, 1, 1), (2021, 1, 1)).await;
     assert_words(
         &line,
         &["certificate expired on 2021-01-01 (", " days ago)"],
     );
-    // The count of days, with thousands separated, within a day of now.
-    let count = day_count(&line);
-    assert!(count.abs_diff(days) <= 1, "{count} vs {days}: {line}");
+    assert_days_to(&line, 1_609_459_200);
 }
 
 #[tokio::test]
@@ -266,25 +278,18 @@ async fn ends_the_handshake(reset: bool) -> std::net::SocketAddr {
 }
 
 #[tokio::test]
-async fn reset_during_the_handshake() {
-    let addr = ends_the_handshake(true).await;
-    assert_explained(
-        &format!("https://localhost:{}/", addr.port()),
-        FailureKind::TlsHandshake,
-        "tls handshake failed: the server reset the connection during the TLS handshake",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn closed_during_the_handshake() {
-    let addr = ends_the_handshake(false).await;
-    assert_explained(
-        &format!("https://localhost:{}/", addr.port()),
-        FailureKind::TlsHandshake,
-        "tls handshake failed: the server closed the connection during the TLS handshake",
-    )
-    .await;
+async fn reset_or_closed_during_the_handshake() {
+    for (reset, how) in [(true, "reset"), (false, "closed")] {
+        let addr = ends_the_handshake(reset).await;
+        assert_explained(
+            &format!("https://localhost:{}/", addr.port()),
+            FailureKind::TlsHandshake,
+            &format!(
+                "tls handshake failed: the server {how} the connection during the TLS handshake"
+            ),
+        )
+        .await;
+    }
 }
 
 #[tokio::test]
@@ -321,14 +326,7 @@ async fn not_http() {
 
 #[tokio::test]
 async fn certificate_not_valid_yet() {
-    let mut params = rcgen::CertificateParams::default();
-    params.not_before = rcgen::date_time_ymd(2999, 1, 1);
-    params.not_after = rcgen::date_time_ymd(3000, 1, 1);
-    let cert = certificate(params, &["localhost"]);
-    let addr = servers::tls_server(&cert).await;
-    let stack = servers::default_stack(std::slice::from_ref(&cert.cert));
-    let (kind, _, line) = failure(&stack, &format!("https://localhost:{}/", addr.port())).await;
-    assert_eq!(kind, FailureKind::TlsCertificate);
+    let line = dated_certificate_line((2999, 1, 1), (3000, 1, 1)).await;
     assert_words(
         &line,
         &[
@@ -336,14 +334,8 @@ async fn certificate_not_valid_yet() {
             " days from now: clock skew?)",
         ],
     );
-    // The count of days (2999-01-01 is 32,472,144,000 s after the epoch), within a day.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let days = (32_472_144_000 - now) / 86_400;
-    let count = day_count(&line);
-    assert!(count.abs_diff(days) <= 1, "{count} vs {days}: {line}");
+    // 2999-01-01 is 32,472,144,000 s after the epoch.
+    assert_days_to(&line, 32_472_144_000);
 }
 
 #[tokio::test]
