@@ -1,11 +1,13 @@
 //! The scenarios: each runs inside a namespace of its own (see `main.rs`).
 
+mod explained;
 mod faults;
 mod outage;
 mod slow_link;
 
 use crate::Rt;
 
+use explained::explained;
 use faults::{connect_faults, established_resets, lost_responses};
 use outage::{outage, outage_budget_only};
 use slow_link::slow_link;
@@ -40,5 +42,9 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "outage_budget_only",
         run: outage_budget_only,
+    },
+    Scenario {
+        name: "explained",
+        run: explained,
     },
 ];
