@@ -31,7 +31,10 @@
 //!   batch's time over the bare batch's beside it), which a burst of load on a few batches
 //!   moves by a few pairs of many; the ratio of totals is printed too. A control pair of two
 //!   bare clients (each with its own connections) must come out at 1.000, or the harness
-//!   favours one side. A third pair sets tower's composition against the bare client.
+//!   favours one side. A third pair sets tower's composition against the bare client, and a
+//!   fourth the least any retry does (`support/floor.rs`: a copy of each request kept until
+//!   its answer, nothing else) against the bare client, for scale: the part of any retrying
+//!   client's cost that no design of the layers removes.
 //!
 //! After criterion's report, the requests per second of both variants and their ratio are
 //! printed, from criterion's estimates of this run, then the paired ratios (the target:
@@ -59,6 +62,8 @@
 mod batches;
 #[path = "support/estimates.rs"]
 mod estimates;
+#[path = "support/floor.rs"]
+mod floor;
 #[path = "support/paired.rs"]
 mod paired;
 #[path = "support/tower_policy.rs"]
@@ -68,6 +73,7 @@ use fortify_test_support::servers;
 use batches::keep_alive_pair;
 use bytes::Bytes;
 use criterion::{criterion_group, Criterion};
+use floor::Floor;
 use http::{Request, Response, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::{body::Body, service::service_fn};
@@ -209,11 +215,16 @@ fn e2e(c: &mut Criterion) {
     // The paired view: every client's connections opened before the timing starts.
     let control = hyper_client();
     let tower = tower_composition();
+    let copy = Floor {
+        inner: hyper_client(),
+        sleep: None,
+    };
     runtime.block_on(async {
         batch(&bare, &uri).await;
         batch(&stack, &uri).await;
         batch(&control, &uri).await;
         batch(&tower, &uri).await;
+        batch(&copy, &uri).await;
     });
     let mut group = c.benchmark_group("e2e/paired");
     // Criterion counts our side's time alone, so the group runs about twice its
@@ -242,6 +253,13 @@ fn e2e(c: &mut Criterion) {
         || runtime.block_on(batch(&tower, &uri)),
         || runtime.block_on(batch(&bare, &uri)),
     );
+    paired::paired_per_pair(
+        &mut group,
+        COPY,
+        1,
+        || runtime.block_on(batch(&copy, &uri)),
+        || runtime.block_on(batch(&bare, &uri)),
+    );
     group.finish();
 }
 
@@ -249,6 +267,7 @@ fn e2e(c: &mut Criterion) {
 const PAIR: &str = "fortify_client_stack vs hyper_client";
 const CONTROL: &str = "control: hyper_client vs hyper_client";
 const TOWER: &str = "tower_composition vs hyper_client";
+const COPY: &str = "request_copy vs hyper_client";
 
 criterion_group! {
     name = benches;
@@ -287,9 +306,10 @@ fn summary(since: SystemTime) {
         |name| paired::pair_ratios(name).map(|pairs| (1.0 / paired::median(&pairs), pairs.len()));
     if let Some((ratio, pairs)) = throughput(PAIR) {
         println!(
-            "\npaired: fortified / bare throughput {ratio:.3}, median of {pairs} pairs (target >= 0.97); control {}; tower's composition / bare {}",
+            "\npaired: fortified / bare throughput {ratio:.3}, median of {pairs} pairs (target >= 0.97); control {}; tower's composition / bare {}; the request copy alone / bare {}",
             throughput(CONTROL).map_or("not run".into(), |(r, _)| format!("{r:.3}")),
-            throughput(TOWER).map_or("not run".into(), |(r, _)| format!("{r:.3}"))
+            throughput(TOWER).map_or("not run".into(), |(r, _)| format!("{r:.3}")),
+            throughput(COPY).map_or("not run".into(), |(r, _)| format!("{r:.3}"))
         );
     }
 }

@@ -20,7 +20,8 @@
 //! its delay is the 10 ms floor, the loopback answers in microseconds), and the preset
 //! with `ClientConfig::hedge` against the preset without, over the same client (and, for
 //! scale, [`Floor`] with its `sleep` against the bare client: a hedge's two duties written
-//! plainly, the least any hedge adds to such a call); one
+//! plainly, the least any hedge adds to such a call; and [`Floor`] without it: the request
+//! copy alone, which any hedge and any retry keeps); one
 //! request at a time on a current-thread runtime; there a call reads the clock when first
 //! pending (and again when it answers, if timed: one call in two), and waits in the
 //! layer's table of pending calls (the runtime's timer holds the layer's one deadline
@@ -98,10 +99,13 @@ mod calls;
 #[allow(dead_code)]
 #[path = "support/estimates.rs"]
 mod estimates;
+#[path = "support/floor.rs"]
+mod floor;
 #[path = "support/paired.rs"]
 mod paired;
 
 use calls::{call_once, caller, ok_service, Req};
+use floor::Floor;
 use paired::paired;
 
 const URI: &str = "https://api.example.com/v1/items?page=2";
@@ -216,6 +220,15 @@ fn bench_paired(c: &mut Criterion) {
         || loopback.call(&mut floor),
         || loopback.call(&mut bare),
     );
+    // The first of the two alone: the copy that any hedge (and any retry) keeps of a request
+    // until its answer, without a timer.
+    let (mut copy, mut bare) = (loopback.floor(None), loopback.bare());
+    paired(
+        &mut group,
+        "loopback_copy_vs_bare",
+        || loopback.call(&mut copy),
+        || loopback.call(&mut bare),
+    );
     let (mut hedged, mut preset) = (loopback.preset_hedged(FLOOR), loopback.preset());
     paired(
         &mut group,
@@ -328,92 +341,6 @@ impl Loopback {
             let response = svc.ready().await.unwrap().call(request).await.unwrap();
             black_box(response.into_body().collect().await.unwrap());
         })
-    }
-}
-
-/// The least any hedge does for a call answered before its delay, without the layer's
-/// choices (which calls, which delay, tracking, budget, breaker): a copy of the request
-/// kept until the answer, and, with `sleep`, a tokio `sleep` of that length armed when the
-/// call is first pending (a hedge's timer as a layer with a timer per call arms it; the
-/// hedge layer's calls share one instead). For scale in the counted runs.
-#[derive(Clone)]
-struct Floor<S> {
-    inner: S,
-    sleep: Option<Duration>,
-}
-
-impl<S: Service<Req>> Service<Req> for Floor<S> {
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = FloorFuture<S::Future>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Req) -> Self::Future {
-        // The parts one by one, the header fields in a `Vec` (no allocation without any):
-        // as the retry and hedge layers keep theirs (`Request::clone` clones a header map,
-        // an allocation even when empty).
-        let copy = (
-            request.method().clone(),
-            request.uri().clone(),
-            request.version(),
-            (request.headers().iter())
-                .map(|(name, value)| (name.clone(), value.clone()))
-                .collect::<Vec<_>>(),
-            request.extensions().clone(),
-            request.body().clone(),
-        );
-        FloorFuture {
-            inner: self.inner.call(request),
-            _copy: copy,
-            delay: self.sleep,
-            sleep: None,
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    struct FloorFuture<F> {
-        #[pin]
-        inner: F,
-        _copy: (
-            http::Method,
-            Uri,
-            http::Version,
-            Vec<(http::HeaderName, http::HeaderValue)>,
-            http::Extensions,
-            Full<Bytes>,
-        ),
-        delay: Option<Duration>,
-        #[pin]
-        sleep: Option<tokio::time::Sleep>,
-    }
-}
-
-impl<F: std::future::Future> std::future::Future for FloorFuture<F> {
-    type Output = F::Output;
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<F::Output> {
-        let mut this = self.project();
-        let poll = this.inner.poll(cx);
-        if poll.is_pending() {
-            if let (Some(delay), None) = (*this.delay, this.sleep.as_ref().as_pin_ref()) {
-                this.sleep.set(Some(tokio::time::sleep(delay)));
-            }
-            if let Some(sleep) = this.sleep.as_pin_mut() {
-                // Its deadline is never reached in these runs: armed, then dropped.
-                let _ = sleep.poll(cx);
-            }
-        }
-        poll
     }
 }
 
