@@ -4,8 +4,9 @@
 #   cargo install cargo-mutants --version 27.1.0 --locked
 #   scripts/mutants.sh            # every group below
 #   scripts/mutants.sh retry      # one group: retry, call, breaker, pool, shared, gate,
-#                                 # hedge, adaptive, internal, keys, clock, explain or
-#                                 # diagnose
+#                                 # hedge, adaptive, internal, keys, clock, explain,
+#                                 # diagnose, classify, pool_layer, breaker_layer or
+#                                 # assembly
 #   scripts/mutants.sh src/circuit_breaker/window.rs   # one file of a group
 #   MUTANTS_ITERATE=1 scripts/mutants.sh retry   # only the mutants not caught last time
 #   MUTANTS_RE='transitions.rs:(97:36|157:63):' scripts/mutants.sh src/circuit_breaker/transitions.rs
@@ -149,6 +150,45 @@ diagnose=(
     "src/diagnose/report.rs|$explain_tests"
 )
 
+# The layers' own code around their decision cores: classification (the kinds, the
+# response statuses, the future and the service that classify), the pool's layer, service,
+# future, body and per-host maps, the breaker's layer-side code (its builder and settings,
+# the keyed breakers, the handle's snapshots), and the preset's and the one-call client's
+# assembly. Each with its layer's suite and allocation pins.
+classify_tests="--lib --test classify|--skip retry:: --skip circuit_breaker:: --skip pool:: --skip hedge:: --skip internal:: --skip diagnose:: --skip stack::"
+classify=(
+    "src/classify/kind.rs|$classify_tests"
+    "src/classify/response.rs|$classify_tests"
+    "src/classify/future.rs|$classify_tests"
+    "src/classify/service.rs|$classify_tests"
+)
+pool_layer_tests="--lib --test pool --test pool_alloc|$skip_for_pool --skip key:: --skip diagnose:: --skip hedge:: --skip stack::"
+pool_layer=(
+    "src/pool/service.rs|$pool_layer_tests"
+    "src/pool/future.rs|$pool_layer_tests"
+    "src/pool/body.rs|$pool_layer_tests"
+    "src/pool/keyed.rs|$pool_layer_tests"
+    "src/pool/reserve.rs|$pool_layer_tests"
+    "src/pool/layer.rs|$pool_layer_tests"
+)
+breaker_layer_tests="--lib --test circuit_breaker --test circuit_breaker_alloc|$skip_for_breaker --skip diagnose:: --skip hedge:: --skip stack::"
+breaker_layer=(
+    "src/circuit_breaker/breaker.rs|$breaker_layer_tests"
+    "src/circuit_breaker/keyed.rs|$breaker_layer_tests"
+    "src/circuit_breaker/handle.rs|$breaker_layer_tests"
+    "src/circuit_breaker/config.rs|$breaker_layer_tests"
+    "src/circuit_breaker/builder.rs|$breaker_layer_tests"
+)
+assembly_tests="--lib --test stack --test client --test alloc|--skip retry:: --skip circuit_breaker:: --skip pool:: --skip hedge:: --skip internal:: --skip diagnose:: --skip classify:: --skip key::"
+assembly=(
+    "src/stack/mod.rs|$assembly_tests"
+    "src/builder.rs|$assembly_tests"
+    "src/client/config.rs|$assembly_tests"
+    "src/client/connector.rs|$assembly_tests"
+    "src/client/shared.rs|$assembly_tests"
+    "src/client/metrics.rs|$assembly_tests"
+)
+
 run() {
     local file args test_args
     IFS='|' read -r file args test_args <<<"$1"
@@ -167,7 +207,7 @@ run() {
     case "$rc" in 0 | 2 | 3) ;; *) exit "$rc" ;; esac
 }
 
-groups=(retry call breaker pool shared gate hedge adaptive internal keys clock explain diagnose)
+groups=(retry call breaker pool shared gate hedge adaptive internal keys clock explain diagnose classify pool_layer breaker_layer assembly)
 [ $# -gt 0 ] || set -- "${groups[@]}"
 # Each argument is a group (all its files) or one file of a group.
 for arg in "$@"; do

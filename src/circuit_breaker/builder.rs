@@ -645,5 +645,8 @@ mod tests {
             .half_open_successes(MAX_PROBES);
         assert_eq!(field(ok), "");
         assert_eq!(field(b().open_duration_jitter(1.0)), "");
+        assert_eq!(field(b().window(Window::Count(MAX_COUNT_WINDOW))), "");
+        let longest = Window::Time(Duration::from_nanos(u64::MAX));
+        assert_eq!(field(b().window(longest)), "");
     }
 }

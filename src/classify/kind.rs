@@ -341,6 +341,40 @@ mod tests {
     }
 
     #[test]
+    fn retried_by_default_for_idempotent_requests_and_for_others() {
+        use FailureKind::*;
+        // (kind, retried for an idempotent request, retried for any other)
+        let table = [
+            (Dns, true, true),
+            (ConnectRefused, true, true),
+            (ConnectTimeout, true, true),
+            (TlsHandshake, true, true),
+            (TlsNegotiation, false, false),
+            (TlsCertificate, false, false),
+            (ReadTimeout, true, false),
+            (ConnectionClosed, true, false),
+            (Protocol, true, false),
+            (PoolTimeout, false, false),
+            (PoolFull, false, false),
+            (CircuitOpen, false, false),
+            (Other, true, true),
+        ];
+        assert_eq!(table.len(), FailureKind::ALL.len());
+        for (kind, idempotent, other) in table {
+            assert_eq!(kind.retried_by_default(true), idempotent, "{kind:?}");
+            assert_eq!(kind.retried_by_default(false), other, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn a_category_displays_as_its_label_and_pads() {
+        for category in Category::ALL {
+            assert_eq!(category.to_string(), category.as_str());
+        }
+        assert_eq!(format!("[{:>8}]", Category::Read), "[    read]");
+    }
+
+    #[test]
     fn every_category_is_at_its_index() {
         for (i, category) in Category::ALL.iter().enumerate() {
             assert_eq!(category.index(), i);

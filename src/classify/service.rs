@@ -242,3 +242,22 @@ impl Shared {
         );
     }
 }
+
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    use tower_layer::Layer;
+
+    /// A call is timed (the clock read at its start and end) only for a recorder that took
+    /// the duration histogram: without one (and with no tracing subscriber in these tests),
+    /// the success path reads no clock.
+    #[test]
+    fn calls_are_timed_only_for_a_recorder() {
+        let plain = crate::classify::ErrorClassifyLayer::new().layer(());
+        assert!(!plain.shared.timed(), "no recorder: not timed");
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let recorded = metrics::with_local_recorder(&recorder, || {
+            crate::classify::ErrorClassifyLayer::new().layer(())
+        });
+        assert!(recorded.shared.timed(), "a recorder: timed");
+    }
+}

@@ -250,6 +250,13 @@ mod tests {
         ]
     }
 
+    #[test]
+    fn an_idle_timeout_of_a_year_is_kept_and_a_longer_one_is_never() {
+        let year = Duration::from_secs(365 * 86_400);
+        assert_eq!(saturate_idle(Some(year)), Some(year));
+        assert_eq!(saturate_idle(Some(year + Duration::from_secs(1))), None);
+    }
+
     proptest! {
         // Every duration setting of the client either builds or names itself; none panics.
         #[test]

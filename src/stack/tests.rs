@@ -120,3 +120,25 @@ async fn a_covered_attempt_stays_covered_when_polled_again() {
     assert!(call.as_mut().poll(&mut cx).is_pending());
     assert_eq!(ticker.waiting(), 2, "each call's attempt timeout alone");
 }
+
+/// The layer gives back the retry policy it was built with (as its retry layer holds it),
+/// and the stack's `Debug` shows its layers.
+#[test]
+fn the_layer_says_its_policy_and_the_stack_shows_its_layers() {
+    let layer = ClientConfig::default()
+        .retry(RetryPolicy::production().total(Some(2)))
+        .build()
+        .unwrap();
+    assert_eq!(layer.retry().total, Some(2));
+    assert_eq!(
+        layer.retry().status_forcelist,
+        RetryPolicy::production().status_forcelist
+    );
+    let stack = layer.layer(tower::service_fn(|_: http::Request<String>| async {
+        Ok::<_, Infallible>(http::Response::new(String::new()))
+    }));
+    let text = format!("{stack:?}");
+    for word in ["ClientStack", "Retry", "HostGate"] {
+        assert!(text.contains(word), "{word} not in {text}");
+    }
+}

@@ -409,6 +409,14 @@ fn settings_that_need_per_host_are_rejected_without_it() {
     assert!(b().per_host(false).build_generic().is_ok());
 }
 
+/// A runtime of the calling thread's own.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// A thread keeps its last breaker to find it without a lookup; once another thread's call
 /// evicted it, the thread's next call to that host goes to a breaker in the map again (the
 /// evicted one counts nothing more).
@@ -417,12 +425,6 @@ fn a_threads_last_breaker_is_left_once_evicted() {
     let layer = CircuitBreakerLayer::builder().max_keys(1).build().unwrap();
     let handle = layer.handle();
     let svc = layer.layer(backend(Arc::default()));
-    let runtime = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    };
     let here = runtime();
     // This thread's last breaker is `a`'s (the second call finds it kept).
     for _ in 0..2 {
@@ -444,4 +446,70 @@ fn a_threads_last_breaker_is_left_once_evicted() {
         2,
         "the evicted one counts nothing more"
     );
+}
+
+/// Two breakers at most: a called on this thread, then b on another, then a `a_calls` times
+/// more on this thread (its last breaker), then c on another, which evicts the least
+/// recently used breaker. A map search stamps a breaker as used; a call through the
+/// thread's last breaker does not, but one in 64 touches it: which breaker c evicts shows
+/// which of a's calls did.
+fn a_then_b_then_a_then_c(a_calls: u32) -> Vec<String> {
+    let layer = CircuitBreakerLayer::builder().max_keys(2).build().unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(backend(Arc::default()));
+    let elsewhere = |host: &'static str| {
+        let mut other = svc.clone();
+        std::thread::spawn(move || runtime().block_on(send_to(&mut other, host)).unwrap())
+            .join()
+            .unwrap();
+    };
+    let here = runtime();
+    here.block_on(send_to(&mut svc.clone(), "a")).unwrap();
+    elsewhere("b");
+    for _ in 0..a_calls {
+        here.block_on(send_to(&mut svc.clone(), "a")).unwrap();
+    }
+    elsewhere("c");
+    keys(&handle)
+}
+
+#[test]
+fn a_breaker_called_through_the_threads_last_breaker_stays_recently_used() {
+    // One of a's calls through the thread's last breaker stamps it: b is evicted.
+    assert_eq!(a_then_b_then_a_then_c(65), ["http://a:80", "http://c:80"]);
+}
+
+#[test]
+fn calls_through_the_threads_last_breaker_search_no_map() {
+    // Three calls through the thread's last breaker stamp nothing: a is evicted.
+    assert_eq!(a_then_b_then_a_then_c(3), ["http://b:80", "http://c:80"]);
+}
+
+/// A handle says whether its layer keeps a breaker per key, how many it tracks and at most,
+/// and shows them; a breaker's handle shows its breaker.
+#[tokio::test(start_paused = true)]
+async fn a_handle_says_its_mode_and_its_keys() {
+    let layer = CircuitBreakerLayer::builder().max_keys(8).build().unwrap();
+    let handle = layer.handle();
+    assert_eq!(
+        (handle.per_host(), handle.is_empty(), handle.max_keys()),
+        (true, true, 8)
+    );
+    let mut svc = layer.layer(backend(Arc::default()));
+    send_to(&mut svc, "a").await.unwrap();
+    assert_eq!((handle.is_empty(), handle.len()), (false, 1));
+    let text = format!("{handle:?}");
+    for wanted in ["CircuitBreakerHandle", "KeyedMap", "keys: 1", "max_keys: 8"] {
+        assert!(text.contains(wanted), "{wanted} not in {text}");
+    }
+    let one = format!("{:?}", handle.get(&key("a")).unwrap());
+    for wanted in ["BreakerHandle", "http://a:80", "Closed"] {
+        assert!(one.contains(wanted), "{wanted} not in {one}");
+    }
+    let single = CircuitBreakerLayer::builder()
+        .per_host(false)
+        .build()
+        .unwrap()
+        .handle();
+    assert_eq!((single.per_host(), single.max_keys()), (false, 1));
 }

@@ -352,3 +352,18 @@ mod counters_only {
         );
     }
 }
+
+#[test]
+fn a_service_says_its_name_and_stage() {
+    let named = ErrorClassifyLayer::builder()
+        .name("search")
+        .build()
+        .unwrap()
+        .layer(());
+    assert_eq!((named.name(), named.stage()), ("search", Stage::Request));
+    let connector = ErrorClassifyLayer::connector().layer(());
+    assert_eq!(
+        (connector.name(), connector.stage()),
+        ("connect", Stage::Connect)
+    );
+}

@@ -57,3 +57,48 @@ async fn plain_responses_name_the_server_and_share_one_connection() {
     assert!(local.ip().is_loopback() && local.port() != 0, "{local}");
     assert_eq!(peer(&client, &uri).await, (remote, local));
 }
+
+/// The connector says its name and its two timeouts, as configured, and shows them; a
+/// connection's set-up says what it is.
+#[tokio::test]
+async fn the_connector_says_its_settings() {
+    use std::time::Duration;
+    use tower::Service;
+    let client = tower_fortify::stack::ClientConfig::default()
+        .name("billing")
+        .connect_timeout(Duration::from_millis(700))
+        .tls_handshake_timeout(Duration::from_millis(900))
+        .https::<Full<Bytes>>()
+        .expect("valid config");
+    let connector = client.connector();
+    assert_eq!(
+        (
+            connector.name(),
+            connector.connect_timeout(),
+            connector.tls_handshake_timeout()
+        ),
+        (
+            "billing",
+            Duration::from_millis(700),
+            Duration::from_millis(900)
+        )
+    );
+    let text = format!("{connector:?}");
+    for wanted in [
+        "Connector",
+        "name: \"billing\"",
+        "connect_timeout: 700ms",
+        "tls_handshake_timeout: 900ms",
+    ] {
+        assert!(text.contains(wanted), "{wanted} not in {text}");
+    }
+    let addr = servers::refused().await;
+    let mut connector = connector.clone();
+    let connecting = connector
+        .ready()
+        .await
+        .unwrap()
+        .call(format!("http://{addr}/").parse().unwrap());
+    assert_eq!(format!("{connecting:?}"), "Connecting { .. }");
+    assert!(connecting.await.is_err(), "nothing listens at {addr}");
+}

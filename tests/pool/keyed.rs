@@ -277,3 +277,51 @@ fn a_threads_last_pool_never_outlives_its_place_in_the_map() {
     drop(held);
     assert_eq!(handle.snapshot().total.in_use, 0);
 }
+
+/// One call to `host` on another thread (its own runtime), whose last pool it becomes.
+fn call_elsewhere<S>(svc: &S, host: &'static str)
+where
+    S: tower::Service<crate::support::Req> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: std::fmt::Debug,
+{
+    let svc = svc.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        drop(rt.block_on(svc.oneshot(get(host))).unwrap());
+    })
+    .join()
+    .unwrap();
+}
+
+/// Two pools at most: a called on this thread, then b on another, then a `a_calls` times
+/// more on this thread (its last pool), then c on another, which evicts the least recently
+/// used pool. A map search stamps a pool as used; a call through the thread's last pool
+/// does not, but one in 64 touches it: which pool c evicts shows which of a's calls did.
+async fn a_then_b_then_a_then_c(a_calls: u32) -> PoolLimitLayer {
+    let layer = PoolLimitLayer::builder(1).max_pools(2).build().unwrap();
+    let svc = layer.layer(slow(Duration::ZERO));
+    drop(svc.clone().oneshot(get("a")).await.unwrap());
+    call_elsewhere(&svc, "b");
+    for _ in 0..a_calls {
+        drop(svc.clone().oneshot(get("a")).await.unwrap());
+    }
+    call_elsewhere(&svc, "c");
+    layer
+}
+
+#[tokio::test]
+async fn a_pool_called_through_the_threads_last_pool_stays_recently_used() {
+    // One of a's calls through the thread's last pool stamps it: b is evicted.
+    let layer = a_then_b_then_a_then_c(65).await;
+    assert_eq!(keys(&layer), set(&["http://a:80", "http://c:80"]));
+}
+
+#[tokio::test]
+async fn calls_through_the_threads_last_pool_search_no_map() {
+    // Three calls through the thread's last pool stamp nothing: a is evicted.
+    let layer = a_then_b_then_a_then_c(3).await;
+    assert_eq!(keys(&layer), set(&["http://b:80", "http://c:80"]));
+}

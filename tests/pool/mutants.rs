@@ -1,7 +1,9 @@
 //! Tests that kill mutants of `src/pool/permit.rs` and `src/pool/semaphore.rs` (MUTANTS.md,
 //! "Pool: semaphore.rs and permit.rs"): the largest `maxsize`, a `pool_timeout` of years,
 //! the `Debug` output of a layer and of a body's permit, how often the leak check runs,
-//! what a waiting call does with its waker, and an adaptive pool's permits.
+//! what a waiting call does with its waker, and an adaptive pool's permits; and of the
+//! layer's own code (`service.rs`, `future.rs`, `body.rs`, `keyed.rs`, `reserve.rs`: MUTANTS.md,
+//! "The layers' own code"): what its services and calls show, a body's end.
 
 use crate::support::{get, kind, slow, Backend};
 use std::{
@@ -13,7 +15,7 @@ use std::{
 use tower::{Layer, Service, ServiceExt};
 use tower_fortify::{
     classify::FailureKind,
-    pool::{PoolHandle, PoolLimit, PoolLimitLayer},
+    pool::{GenericPoolLimit, PoolHandle, PoolLimit, PoolLimitLayer},
 };
 
 /// `maxsize` is at most `usize::MAX >> 2` (the semaphore's limit):
@@ -409,4 +411,120 @@ mod adaptive_timeouts {
         assert_eq!(handle.snapshot().total.timed_out, 3);
         drop(held);
     }
+}
+
+/// The services', futures' and waits' `Debug` (MUTANTS.md, "the layers' own code"): a
+/// per-host service shows its map of pools and its reservation, a call its state (called,
+/// then waiting for a full pool), the one-pool service and its call their permit.
+#[tokio::test(start_paused = true)]
+async fn services_and_calls_say_what_they_hold() {
+    let layer = PoolLimitLayer::builder(1).block(true).build().unwrap();
+    let svc = layer.layer(slow(Duration::ZERO));
+    let text = format!("{svc:?}");
+    for word in ["PoolLimit", "Keyed", "Reserver", "idle"] {
+        assert!(text.contains(word), "{word} not in {text}");
+    }
+    let mut first = svc.clone();
+    let call = first.ready().await.unwrap().call(get("a"));
+    assert_eq!(
+        format!("{call:?}"),
+        "ResponseFuture { state: \"called\", .. }"
+    );
+    let held = call.await.unwrap();
+    let mut second = svc.clone();
+    let call = second.ready().await.unwrap().call(get("a"));
+    assert_eq!(
+        format!("{call:?}"),
+        "ResponseFuture { state: \"waiting\", .. }"
+    );
+    drop(held);
+    drop(call.await.unwrap());
+
+    let generic = GenericPoolLimit::new(
+        tower::service_fn(|()| async { Ok::<_, std::io::Error>(()) }),
+        1,
+    )
+    .unwrap();
+    let text = format!("{generic:?}");
+    for word in ["GenericPoolLimit", "pool", "Reserver"] {
+        assert!(text.contains(word), "{word} not in {text}");
+    }
+    let mut generic = generic;
+    let call = generic.ready().await.unwrap().call(());
+    let text = format!("{call:?}");
+    assert!(
+        text.starts_with("GenericResponseFuture { permit: Permit {"),
+        "{text}"
+    );
+    call.await.unwrap();
+}
+
+/// A body with data left is not at its end; an empty one is, whatever its permit.
+#[test]
+fn a_pool_bodys_end_is_its_inner_bodys() {
+    use bytes::Bytes;
+    use http_body::Body;
+    use http_body_util::Full;
+    use tower_fortify::pool::PoolBody;
+    assert!(!PoolBody::new(Full::new(Bytes::from_static(b"hi"))).is_end_stream());
+    assert!(PoolBody::new(Full::new(Bytes::new())).is_end_stream());
+}
+
+/// A generic layer says its permits and its name; a builder shows its settings.
+#[test]
+fn a_generic_layer_and_a_builder_say_their_settings() {
+    let builder = PoolLimitLayer::builder(7).name("db").max_pools(3);
+    let text = format!("{builder:?}");
+    for wanted in [
+        "PoolLimitBuilder",
+        "maxsize: 7",
+        "max_pools: Some(3)",
+        "name: \"db\"",
+    ] {
+        assert!(text.contains(wanted), "{wanted} not in {text}");
+    }
+    let layer = PoolLimitLayer::builder(7)
+        .name("db")
+        .build_generic()
+        .unwrap();
+    assert_eq!((layer.maxsize(), layer.name()), (7, "db"));
+}
+
+/// Leak detection tracks pools of at most 65,536 permits: that many build, one more is
+/// refused with the field named.
+#[test]
+fn leak_detection_takes_pools_of_65536_permits_and_no_more() {
+    let build = |maxsize| {
+        PoolLimitLayer::builder(maxsize)
+            .leak_threshold(Some(Duration::from_secs(60)))
+            .build()
+    };
+    assert!(build(1 << 16).is_ok());
+    let err = build((1 << 16) + 1).expect_err("too many permits to track");
+    assert!(err.to_string().contains("leak_threshold"), "{err}");
+}
+
+/// A `pool_timeout` of 30 years or more means "no timeout": the layer waits as long as it
+/// takes (its mode shows no timeout); just under it, the timeout is kept.
+#[test]
+fn a_pool_timeout_of_thirty_years_means_none() {
+    const THIRTY_YEARS: Duration = Duration::from_secs(86_400 * 365 * 30);
+    let mode = |timeout| {
+        let layer = PoolLimitLayer::builder(1)
+            .block(true)
+            .pool_timeout(Some(timeout))
+            .build()
+            .unwrap();
+        let text = format!("{layer:?}");
+        let start = text.find("mode: ").expect("a mode");
+        text[start..].split(',').next().unwrap().to_owned()
+    };
+    assert_eq!(mode(THIRTY_YEARS), "mode: Block(None)");
+    assert_eq!(
+        mode(THIRTY_YEARS - Duration::from_secs(1)),
+        format!(
+            "mode: Block(Some({:?}))",
+            THIRTY_YEARS - Duration::from_secs(1)
+        )
+    );
 }
