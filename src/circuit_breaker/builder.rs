@@ -648,5 +648,22 @@ mod tests {
         assert_eq!(field(b().window(Window::Count(MAX_COUNT_WINDOW))), "");
         let longest = Window::Time(Duration::from_nanos(u64::MAX));
         assert_eq!(field(b().window(longest)), "");
+        // Waits of up to 100 years, and an open duration that does not grow.
+        let century = Duration::from_secs(100 * 365 * 24 * 3600);
+        let second = Duration::from_secs(1);
+        assert_eq!(field(b().open_duration_max(century)), "");
+        assert_eq!(
+            field(b().open_duration_max(century + second)),
+            "open_duration_max"
+        );
+        assert_eq!(field(b().retry_after_open(century)), "");
+        assert_eq!(
+            field(b().retry_after_open(century + second)),
+            "retry_after_open"
+        );
+        assert_eq!(
+            field(b().open_duration(second).open_duration_max(second)),
+            ""
+        );
     }
 }

@@ -219,3 +219,29 @@ fn loom_the_shared_lane_keeps_each_threads_success() {
         assert_eq!(shared.breaker.figures(Some(lane)).calls, 2);
     });
 }
+
+/// A read of the figures flushes the shared lane while another thread's success goes into
+/// it: the flush empties the lane with one atomic swap, as a lane with several writers
+/// needs, never a load and a store (a success landing between the two would be lost).
+#[test]
+fn loom_a_flush_of_the_shared_lane_keeps_a_success_landing_meanwhile() {
+    ::loom::model(|| {
+        let config = Config {
+            window: Window::Count(100),
+            ..Config::DEFAULT
+        };
+        let shared = Arc::new(Shared::new(
+            Arc::new(Settings::new(config, "loom", false)),
+            None,
+        ));
+        let lane = shared.breaker.lanes.len() - 1;
+        call(&shared, Outcome::Success);
+        let other = {
+            let shared = Arc::clone(&shared);
+            thread::spawn(move || call(&shared, Outcome::Success))
+        };
+        let _ = shared.breaker.figures(Some(lane));
+        other.join().unwrap();
+        assert_eq!(shared.breaker.figures(Some(lane)).calls, 2);
+    });
+}

@@ -92,6 +92,10 @@ async fn the_connector_says_its_settings() {
     ] {
         assert!(text.contains(wanted), "{wanted} not in {text}");
     }
+    let text = format!("{:?}", client.get_ref().get_ref());
+    for wanted in ["SharedClient", "Connector", "billing"] {
+        assert!(text.contains(wanted), "{wanted} not in {text}");
+    }
     let addr = servers::refused().await;
     let mut connector = connector.clone();
     let connecting = connector

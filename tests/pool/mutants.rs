@@ -488,6 +488,12 @@ fn a_generic_layer_and_a_builder_say_their_settings() {
         .build_generic()
         .unwrap();
     assert_eq!((layer.maxsize(), layer.name()), (7, "db"));
+    let text = format!("{layer:?}");
+    for wanted in ["GenericPoolLimitLayer", "maxsize: 7", "name: \"db\""] {
+        assert!(text.contains(wanted), "{wanted} not in {text}");
+    }
+    let per_host = PoolLimitLayer::builder(7).name("api").build().unwrap();
+    assert_eq!((per_host.maxsize(), per_host.name()), (7, "api"));
 }
 
 /// Leak detection tracks pools of at most 65,536 permits: that many build, one more is
@@ -527,4 +533,28 @@ fn a_pool_timeout_of_thirty_years_means_none() {
             THIRTY_YEARS - Duration::from_secs(1)
         )
     );
+}
+
+/// A call the full pool rejects (fail-fast) is ready at once: it never reaches the inner
+/// service, so it does not wait for that service's readiness.
+#[tokio::test(start_paused = true)]
+async fn a_call_the_pool_rejects_does_not_wait_for_the_inner_service() {
+    let (mock, mut inner) = tower_test::mock::pair::<u32, u32>();
+    let layer = PoolLimitLayer::builder(1)
+        .fail_fast()
+        .build_generic()
+        .unwrap();
+    let mut svc = layer.layer(mock);
+    inner.allow(1);
+    let first = svc.ready().await.unwrap().call(1);
+    // The inner service is not ready again; the pool's one permit is the first call's.
+    let mut second = svc.clone();
+    let ready = tokio::time::timeout(Duration::from_secs(1), second.ready())
+        .await
+        .expect("ready at once, not after the inner service");
+    let err = ready.unwrap().call(2).await.unwrap_err();
+    assert_eq!(kind(&err), FailureKind::PoolFull);
+    let (request, respond) = inner.next_request().await.unwrap();
+    respond.send_response(request * 10);
+    assert_eq!(first.await.unwrap(), 10);
 }
