@@ -142,3 +142,31 @@ fn the_layer_says_its_policy_and_the_stack_shows_its_layers() {
         assert!(text.contains(word), "{word} not in {text}");
     }
 }
+
+/// A response whose body has ended already (empty) gives its pool permit back when it is
+/// returned; one with a body to read holds it until the body ends.
+#[tokio::test]
+async fn an_empty_response_body_gives_its_permit_back_at_once() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    let layer = ClientConfig::default().build().unwrap();
+    let pools = layer.pool_handle();
+    let svc = layer.layer(tower::service_fn(
+        |request: http::Request<String>| async move {
+            let body = Bytes::from(request.into_body());
+            Ok::<_, Infallible>(http::Response::new(Full::new(body)))
+        },
+    ));
+    let request = |body: &str| {
+        http::Request::get("http://a.example/")
+            .body(body.to_owned())
+            .unwrap()
+    };
+    let empty = svc.clone().oneshot(request("")).await.unwrap();
+    assert_eq!(pools.snapshot().total.in_use, 0, "given back at once");
+    drop(empty);
+    let full = svc.clone().oneshot(request("data")).await.unwrap();
+    assert_eq!(pools.snapshot().total.in_use, 1, "held by the body");
+    full.into_body().collect().await.unwrap();
+    assert_eq!(pools.snapshot().total.in_use, 0, "given back at its end");
+}
