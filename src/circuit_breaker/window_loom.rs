@@ -43,6 +43,18 @@ fn breaker() -> Arc<Shared> {
     ))
 }
 
+/// A breaker over a count window of 100 calls (the defaults otherwise).
+fn count_breaker() -> Arc<Shared> {
+    let config = Config {
+        window: Window::Count(100),
+        ..Config::DEFAULT
+    };
+    Arc::new(Shared::new(
+        Arc::new(Settings::new(config, "loom", false)),
+        None,
+    ))
+}
+
 /// Records a result of generation 0 in lane `lane`, as `Ticket::finish` does with the
 /// completing thread's lane (an owned lane has that thread as its only writer).
 fn complete(shared: &Shared, lane: usize, outcome: Outcome) {
@@ -197,14 +209,7 @@ fn loom_two_results_replacing_one_failure_uncount_it_once() {
 #[test]
 fn loom_the_shared_lane_keeps_each_threads_success() {
     ::loom::model(|| {
-        let config = Config {
-            window: Window::Count(100),
-            ..Config::DEFAULT
-        };
-        let shared = Arc::new(Shared::new(
-            Arc::new(Settings::new(config, "loom", false)),
-            None,
-        ));
+        let shared = count_breaker();
         assert!(
             shared.breaker.batch > 2,
             "successes are held back in the lane"
@@ -226,14 +231,7 @@ fn loom_the_shared_lane_keeps_each_threads_success() {
 #[test]
 fn loom_a_flush_of_the_shared_lane_keeps_a_success_landing_meanwhile() {
     ::loom::model(|| {
-        let config = Config {
-            window: Window::Count(100),
-            ..Config::DEFAULT
-        };
-        let shared = Arc::new(Shared::new(
-            Arc::new(Settings::new(config, "loom", false)),
-            None,
-        ));
+        let shared = count_breaker();
         let lane = shared.breaker.lanes.len() - 1;
         call(&shared, Outcome::Success);
         let other = {
