@@ -230,4 +230,20 @@ mod tests {
         assert_eq!(c.nominal_open_duration(5), Duration::from_secs(120));
         assert_eq!(c.nominal_open_duration(u32::MAX), Duration::from_secs(120));
     }
+
+    #[test]
+    fn an_open_duration_at_its_maximum_is_the_maximum_to_the_nanosecond() {
+        // A year and a nanosecond is no `f64` of seconds: the product equals the maximum
+        // read as one, and the maximum itself is returned, not the `f64` read back.
+        let max = Duration::new(365 * 24 * 60 * 60, 1);
+        let c = Config {
+            open_duration: max,
+            open_duration_max: max,
+            open_duration_multiplier: 1.0,
+            ..Config::DEFAULT
+        };
+        assert_ne!(Duration::from_secs_f64(max.as_secs_f64()), max);
+        assert_eq!(c.nominal_open_duration(0), max);
+        assert_eq!(c.nominal_open_duration(3), max);
+    }
 }
