@@ -5,7 +5,7 @@
 #   scripts/mutants.sh            # every group below
 #   scripts/mutants.sh retry      # one group: retry, call, breaker, pool, shared, gate,
 #                                 # hedge, adaptive, internal, keys, clock, explain,
-#                                 # diagnose, classify, pool_layer, breaker_layer or
+#                                 # diagnose, edges, classify, pool_layer, breaker_layer or
 #                                 # assembly
 #   scripts/mutants.sh src/circuit_breaker/window.rs   # one file of a group
 #   MUTANTS_ITERATE=1 scripts/mutants.sh retry   # only the mutants not caught last time
@@ -149,6 +149,16 @@ diagnose=(
     "src/diagnose/verdict.rs|$explain_tests"
     "src/diagnose/report.rs|$explain_tests"
 )
+# The rest of the doctor and the client's edges: the probe and its options, the one-call
+# client's module and TLS set-up, the reqwest adapter, the configuration error.
+edges=(
+    "src/diagnose/probe.rs|$explain_tests"
+    "src/diagnose/options.rs|$explain_tests"
+    "src/client/mod.rs|$explain_tests"
+    "src/client/tls.rs|$explain_tests"
+    "src/reqwest.rs|$explain_tests"
+    "src/config.rs|$explain_tests"
+)
 
 # The layers' own code around their decision cores: classification (the kinds, the
 # response statuses, the future and the service that classify), the pool's layer, service,
@@ -209,7 +219,7 @@ run() {
     case "$rc" in 0 | 2 | 3) ;; *) exit "$rc" ;; esac
 }
 
-groups=(retry call breaker pool shared gate hedge adaptive internal keys clock explain diagnose classify pool_layer breaker_layer assembly)
+groups=(retry call breaker pool shared gate hedge adaptive internal keys clock explain diagnose edges classify pool_layer breaker_layer assembly)
 [ $# -gt 0 ] || set -- "${groups[@]}"
 # Each argument is a group (all its files) or one file of a group.
 for arg in "$@"; do
