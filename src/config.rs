@@ -64,3 +64,19 @@ impl fmt::Display for InvalidConfig {
 }
 
 impl std::error::Error for InvalidConfig {}
+
+#[cfg(test)]
+mod tests {
+    use super::InvalidConfig;
+
+    #[test]
+    fn the_error_names_its_field_and_says_why() {
+        let err = InvalidConfig::new("maxsize", "must be greater than zero");
+        assert_eq!(err.field(), "maxsize");
+        assert_eq!(err.reason(), "must be greater than zero");
+        assert_eq!(
+            err.to_string(),
+            "invalid maxsize: must be greater than zero"
+        );
+    }
+}

@@ -376,6 +376,33 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn debug_shows_every_setting_but_the_roots_bytes() {
+        let options = Options::new()
+            .webpki_roots(false)
+            .root_certificate(vec![1, 2, 3].into())
+            .resolve("api.test:443:127.0.0.1")
+            .unwrap()
+            .dns_timeout(Duration::from_secs(1))
+            .connect_timeout(Duration::from_secs(2))
+            .tls_timeout(Duration::from_secs(3))
+            .read_timeout(Duration::from_secs(4));
+        let shown = format!("{options:?}");
+        for wanted in [
+            "Options",
+            "roots: 1",
+            "webpki_roots: false",
+            "api.test",
+            "resolver: None",
+            "dns_timeout: 1s",
+            "connect_timeout: 2s",
+            "tls_timeout: 3s",
+            "read_timeout: 4s",
+        ] {
+            assert!(shown.contains(wanted), "{wanted} not in {shown}");
+        }
+    }
+
     proptest! {
         /// Every timeout is accepted unless it is zero; a huge one saturates in
         /// `tokio::time::timeout` (no `Instant + Duration` overflow).

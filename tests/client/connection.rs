@@ -83,19 +83,34 @@ async fn the_connector_says_its_settings() {
             Duration::from_millis(900)
         )
     );
-    let text = format!("{connector:?}");
-    for wanted in [
-        "Connector",
-        "name: \"billing\"",
-        "connect_timeout: 700ms",
-        "tls_handshake_timeout: 900ms",
-    ] {
-        assert!(text.contains(wanted), "{wanted} not in {text}");
-    }
-    let text = format!("{:?}", client.get_ref().get_ref());
-    for wanted in ["SharedClient", "Connector", "billing"] {
-        assert!(text.contains(wanted), "{wanted} not in {text}");
-    }
+    let shows = |text: String, wanted: &[&str]| {
+        for w in wanted {
+            assert!(text.contains(w), "{w} not in {text}");
+        }
+    };
+    shows(
+        format!("{connector:?}"),
+        &[
+            "Connector",
+            "name: \"billing\"",
+            "connect_timeout: 700ms",
+            "tls_handshake_timeout: 900ms",
+        ],
+    );
+    let shared = client.get_ref().get_ref();
+    shows(
+        format!("{shared:?}"),
+        &["SharedClient", "Connector", "billing"],
+    );
+    shows(
+        format!("{client:?}"),
+        &[
+            "HttpsClient",
+            "Connector",
+            "billing",
+            "connect_timeout: 700ms",
+        ],
+    );
     let addr = servers::refused().await;
     let mut connector = connector.clone();
     let connecting = connector

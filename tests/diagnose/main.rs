@@ -541,6 +541,12 @@ async fn invalid_options_are_rejected() {
         .await
         .unwrap_err();
     assert_eq!(err.field(), "webpki_roots");
+    // DER that is no certificate, given as a root: rejected when the TLS stage is set up.
+    let not_a_root = Options::new().root_certificate(vec![0x30, 0x03, 1, 2, 3].into());
+    let err = diagnose("https://localhost/", &not_a_root)
+        .await
+        .unwrap_err();
+    assert_eq!(err.field(), "ca_pem");
     assert_eq!(
         Options::new().resolve("a:b:c").unwrap_err().field(),
         "resolve"

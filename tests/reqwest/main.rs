@@ -251,3 +251,25 @@ async fn preset_stack_retries_by_urllib3_rules() {
     let err = send(stack(client(&[]).build().unwrap()), post).await;
     assert_eq!(failure(err), (FailureKind::ConnectionClosed, 0));
 }
+
+/// The service hands back the client it was given (its user agent tells it from a default
+/// one), and says what it and its pieces are.
+#[tokio::test]
+async fn the_service_gives_back_its_own_client_and_says_what_it_holds() {
+    let agent = "fortify-probe/1";
+    let mut svc = ReqwestService::new(client(&[]).user_agent(agent).build().unwrap());
+    assert!(format!("{:?}", svc.get_ref()).contains(agent));
+    assert!(format!("{:?}", svc.get_mut()).contains(agent));
+    assert!(format!("{:?}", svc.clone().into_inner()).contains(agent));
+    assert!(format!("{svc:?}").contains(agent));
+    let future = svc.call(get("http://127.0.0.1:9/"));
+    assert!(format!("{future:?}").starts_with("ResponseFuture"));
+    assert_eq!(
+        format!("{:?}", ClassifiedResolver::system()),
+        "ClassifiedResolver { system: true }"
+    );
+    assert_eq!(
+        format!("{:?}", ClassifiedResolver::new(Loopback)),
+        "ClassifiedResolver { system: false }"
+    );
+}
