@@ -21,8 +21,8 @@
 //! with `ClientConfig::hedge` against the preset without, over the same client (and, for
 //! scale, [`Floor`] with its `sleep` against the bare client: a hedge's two duties written
 //! plainly, the least any hedge adds to such a call; and [`Floor`] without it: the request
-//! copy alone, which any hedge and any retry keeps); one
-//! request at a time on a current-thread runtime; there a call reads the clock when first
+//! copy alone, which any hedge and any retry keeps; and, first, a control: two bare
+//! clients, which must come out at 1.000); one request at a time on a current-thread runtime; there a call reads the clock when first
 //! pending (and again when it answers, if timed: one call in two), and waits in the
 //! layer's table of pending calls (the runtime's timer holds the layer's one deadline
 //! meanwhile). Each pair is timed in alternating batches (`support/paired.rs`); the
@@ -204,6 +204,15 @@ fn bench_paired(c: &mut Criterion) {
         caller(retry().layer(ok_service()), get()),
     );
     let loopback = Loopback::start();
+    // Two bare clients (each with its own connection): must come out at 1.000, or the
+    // harness favours one side; the other loopback ratios are read against its spread.
+    let (mut one, mut other) = (loopback.bare(), loopback.bare());
+    paired(
+        &mut group,
+        "loopback_control_bare_vs_bare",
+        || loopback.call(&mut one),
+        || loopback.call(&mut other),
+    );
     let (mut with_hedge, mut bare) = (loopback.hedged(FLOOR), loopback.bare());
     paired(
         &mut group,
