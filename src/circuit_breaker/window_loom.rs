@@ -37,18 +37,19 @@ fn breaker() -> Arc<Shared> {
         open_duration_jitter: 0.0,
         ..Config::DEFAULT
     };
-    Arc::new(Shared::new(
-        Arc::new(Settings::new(config, "loom", false)),
-        None,
-    ))
+    shared(config)
 }
 
 /// A breaker over a count window of 100 calls (the defaults otherwise).
 fn count_breaker() -> Arc<Shared> {
-    let config = Config {
+    shared(Config {
         window: Window::Count(100),
         ..Config::DEFAULT
-    };
+    })
+}
+
+/// A breaker with `config`, named "loom", not per host (no key).
+fn shared(config: Config) -> Arc<Shared> {
     Arc::new(Shared::new(
         Arc::new(Settings::new(config, "loom", false)),
         None,
