@@ -45,7 +45,7 @@ for dir_ in sorted(p for p in root.iterdir() if p.is_dir()):
             if not isinstance(m, dict) or "Mutant" not in m:
                 continue
             m = m["Mutant"]
-            if " in loom::" in m["name"] or "with_a_limiter::" in m["name"]:
+            if any(t in m["name"] for t in (" in loom::", "with_a_limiter::", "model_clock::")):
                 continue  # test code (scripts/mutants.sh excludes it)
             file = m["file"]
             latest[m["name"]] = KINDS.get(o["summary"], o["summary"])

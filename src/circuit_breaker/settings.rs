@@ -4,7 +4,6 @@ use super::{
     config::{Config, Window, DEFAULT_NAME},
     lanes::lane_count,
 };
-use std::fmt;
 
 /// What every breaker of a layer shares: the settings and the metric handles.
 pub(crate) struct Settings {
@@ -44,14 +43,5 @@ impl Settings {
     /// The default settings, unnamed; `keyed` for one breaker per key.
     pub(crate) fn default_for(keyed: bool) -> Self {
         Settings::new(Config::DEFAULT, DEFAULT_NAME, keyed)
-    }
-}
-
-impl fmt::Debug for Settings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Settings")
-            .field("name", &self.name)
-            .field("config", &self.config)
-            .finish_non_exhaustive()
     }
 }

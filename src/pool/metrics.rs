@@ -43,7 +43,6 @@ pub(crate) const OVERFLOW: &str = "fortify_pool_overflow_total";
 pub(crate) const REJECTED: &str = "fortify_pool_rejected_total";
 pub(crate) const LEAKS: &str = "fortify_pool_leaks_total";
 
-#[derive(Debug)]
 pub(crate) struct Instruments {
     in_use: Gauge,
     max: Gauge,
@@ -154,7 +153,7 @@ const RUNNING: u8 = 1;
 const FAILED: u8 = 2;
 
 /// The refresher of a layer's gauges (see the module docs).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Refresh(Arc<RefreshState>);
 
 #[derive(Default)]
@@ -162,14 +161,6 @@ struct RefreshState {
     state: AtomicU8,
     /// The layer's pools, set once the layer is built.
     source: OnceLock<Weak<dyn Source>>,
-}
-
-impl std::fmt::Debug for RefreshState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RefreshState")
-            .field("state", &self.state)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Refresh {

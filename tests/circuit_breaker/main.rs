@@ -4,6 +4,7 @@ mod durations;
 mod keyed;
 mod mutants_admission;
 mod mutants_lanes;
+mod mutants_layer;
 mod mutants_state;
 mod mutants_transitions;
 #[cfg(feature = "metrics")]

@@ -367,3 +367,24 @@ fn a_service_says_its_name_and_stage() {
         ("connect", Stage::Connect)
     );
 }
+
+/// A call's future shows its stage and (with metrics, where every call records) the
+/// layer's state it records to, named.
+#[cfg(feature = "metrics")]
+#[tokio::test]
+async fn a_calls_future_shows_its_stage_and_the_layer_it_records_to() {
+    use tower::{Service, ServiceExt};
+    let mut svc = tower_fortify::classify::ErrorClassify::new(tower::service_fn(|n: u32| {
+        std::future::ready(Ok::<_, std::io::Error>(n))
+    }));
+    let future = svc.ready().await.unwrap().call(1);
+    let text = format!("{future:?}");
+    for word in [
+        "ResponseFuture",
+        "stage: Request",
+        "observer: Some(Observer { shared: SpareRef(Shared { stage: Request, name: \"request\"",
+    ] {
+        assert!(text.contains(word), "{word:?} missing from {text}");
+    }
+    assert_eq!(future.await.unwrap(), 1);
+}

@@ -257,3 +257,55 @@ async fn a_plain_clients_connection_closed_before_the_response_is_connection_clo
         FailureKind::ConnectionClosed
     );
 }
+
+/// A TLS client classified as a whole at the request stage (hyper-rustls inside, nothing
+/// classified there): a certificate the client does not trust is a certificate failure,
+/// met at the TLS handshake, the kind's own stage, not the stage it was classified at.
+#[tokio::test]
+async fn a_certificate_failure_classified_at_the_request_is_at_the_handshake() {
+    use tower::ServiceExt;
+    let cert = servers::self_signed(&["localhost"]);
+    let addr = servers::tls_server(&cert).await;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(servers::client_tls(&[]))
+        .https_only()
+        .enable_http1()
+        .wrap_connector(http);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, http_body_util::Empty<bytes::Bytes>>(https);
+    let request = http::Request::get(format!("https://localhost:{}/", addr.port()))
+        .body(http_body_util::Empty::new())
+        .expect("request");
+    let err = tower_fortify::classify::ErrorClassify::new(client)
+        .oneshot(request)
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    let failure = err.downcast_ref::<Failure>().expect("classified");
+    assert_eq!(failure.kind(), FailureKind::TlsCertificate);
+    assert_eq!(
+        failure.stage(),
+        tower_fortify::classify::Stage::TlsHandshake
+    );
+}
+
+/// A response that is not HTTP, from a real peer: hyper's parse error is a protocol
+/// failure, met at the request stage (the kind's own) even when classified as if it came
+/// during the connect.
+#[tokio::test]
+async fn a_protocol_failure_is_at_the_request_whatever_stage_it_is_classified_at() {
+    use tower::ServiceExt;
+    use tower_fortify::classify::Stage;
+    let addr = servers::garbage().await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let request = http::Request::get(format!("http://{addr}/"))
+        .body(http_body_util::Empty::new())
+        .expect("request");
+    let err = client.oneshot(request).await.map(|_| ()).unwrap_err();
+    let failure = Failure::classify(err, Stage::Connect);
+    assert_eq!(failure.kind(), FailureKind::Protocol);
+    assert_eq!(failure.stage(), Stage::Request);
+}

@@ -93,9 +93,19 @@ async fn the_connector_says_its_settings() {
         &[
             "Connector",
             "name: \"billing\"",
+            "resolver: Resolver(GaiResolver)",
             "connect_timeout: 700ms",
             "tls_handshake_timeout: 900ms",
         ],
+    );
+    // A resolver of the user's is named as one.
+    let custom = tower_fortify::stack::ClientConfig::default()
+        .resolver(servers::loopback_resolver())
+        .https::<Full<Bytes>>()
+        .expect("valid config");
+    shows(
+        format!("{:?}", custom.connector()),
+        &["resolver: Resolver(custom)"],
     );
     let shared = client.get_ref().get_ref();
     shows(

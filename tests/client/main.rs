@@ -6,6 +6,8 @@ mod connection;
 mod failures;
 #[cfg(feature = "http2")]
 mod http2;
+#[cfg(feature = "native-roots")]
+mod native_roots;
 mod support;
 mod telemetry;
 

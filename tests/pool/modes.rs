@@ -102,6 +102,7 @@ async fn each_mode_at_the_limit() {
                     let failure = err.downcast_ref::<Failure>().unwrap();
                     let empty = failure.get_ref().downcast_ref::<EmptyPool>().unwrap();
                     assert_eq!(empty.waited(), timeout, "{what}");
+                    assert_eq!(empty.maxsize(), 1, "{what}");
                     assert_eq!((stats.timed_out, stats.waiting), (1, 0), "{what}");
                 }
                 Outcome::Full => {

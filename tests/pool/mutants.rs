@@ -100,6 +100,8 @@ async fn a_layers_debug_shows_its_settings_and_its_pool() {
     ] {
         assert!(debug.contains(wanted), "{wanted} not in {debug}");
     }
+    // The handle reads the pools only when asked: its `Debug` names it and nothing more.
+    assert_eq!(format!("{:?}", layer.handle()), "PoolHandle { .. }");
     drop(held);
 }
 
@@ -557,4 +559,42 @@ async fn a_call_the_pool_rejects_does_not_wait_for_the_inner_service() {
     let (request, respond) = inner.next_request().await.unwrap();
     respond.send_response(request * 10);
     assert_eq!(first.await.unwrap(), 10);
+}
+
+/// The pool's errors name its `maxsize` and say what happened, in one line each.
+#[tokio::test(start_paused = true)]
+async fn the_pools_errors_name_its_size() {
+    use tower_fortify::pool::error::{EmptyPool, PoolFull};
+    let builder = PoolLimitLayer::builder(2)
+        .block(true)
+        .pool_timeout(Some(Duration::from_millis(1500)));
+    let err = third_call_fails(builder).await;
+    let empty = err.downcast_ref::<EmptyPool>().expect("EmptyPool");
+    assert_eq!(empty.maxsize(), 2);
+    assert_eq!(
+        empty.to_string(),
+        "pool of 2 exhausted: no permit within 1.5s"
+    );
+
+    let err = third_call_fails(PoolLimitLayer::builder(2).fail_fast()).await;
+    let full = err.downcast_ref::<PoolFull>().expect("PoolFull");
+    assert_eq!(full.maxsize(), 2);
+    assert_eq!(full.to_string(), "pool of 2 full");
+}
+
+/// The source of the failure of a third call to a generic pool of 2 built by `builder`,
+/// while two calls that never answer hold its permits.
+async fn third_call_fails(
+    builder: tower_fortify::pool::PoolLimitBuilder,
+) -> tower_fortify::BoxError {
+    let pending = tower::service_fn(|()| std::future::pending::<Result<(), std::io::Error>>());
+    let mut svc = builder.build_generic().unwrap().layer(pending);
+    let _busy = [
+        svc.ready().await.unwrap().call(()),
+        svc.ready().await.unwrap().call(()),
+    ];
+    let err = svc.ready().await.unwrap().call(()).await.unwrap_err();
+    err.downcast::<tower_fortify::classify::Failure>()
+        .expect("classified")
+        .into_inner()
 }

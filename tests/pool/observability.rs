@@ -26,6 +26,31 @@ mod metrics_ {
         tokio::time::sleep(REFRESH).await;
     }
 
+    /// Asserts that nothing published the in-use gauge since the last snapshot, which set
+    /// it back to 0 (the recorder clears what it reports).
+    #[track_caller]
+    fn assert_unpublished(snapshotter: &metrics_util::debugging::Snapshotter) {
+        let recorded = Recorded::take(snapshotter);
+        assert_eq!(
+            recorded.gauge("fortify_pool_in_use"),
+            0.0,
+            "a call published while the refresher runs"
+        );
+    }
+
+    /// The in-use gauge after the refresher's next round.
+    async fn in_use_after_a_round(snapshotter: &metrics_util::debugging::Snapshotter) -> f64 {
+        refreshed_between_rounds().await;
+        Recorded::take(snapshotter).gauge("fortify_pool_in_use")
+    }
+
+    /// [`refreshed`], ending between two of the refresher's rounds (half a round after
+    /// one), not at the instant of one: a test that looks at the gauges then sees the
+    /// round's values whichever task the runtime wakes first.
+    async fn refreshed_between_rounds() {
+        tokio::time::sleep(REFRESH + REFRESH / 2).await;
+    }
+
     /// One snapshot of the recorder (it resets what it reports): name, labels, value.
     struct Recorded(Vec<(String, Labels, DebugValue)>);
 
@@ -219,6 +244,63 @@ mod metrics_ {
             let recorded = Recorded::take(&snapshotter);
             assert_eq!(recorded.gauge("fortify_pool_in_use"), 0.0);
         });
+    }
+
+    /// While the refresher runs, a call publishes nothing: the gauges move at its next
+    /// round (the module docs' promise, which keeps the recorder off every call's path).
+    #[tokio::test(start_paused = true)]
+    async fn calls_publish_nothing_while_the_refresher_runs() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let layer = layer_without_leaks(&recorder);
+        let svc = layer.layer(slow(Duration::ZERO));
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            held.push(svc.clone().oneshot(get("a")).await.unwrap());
+        }
+        assert_eq!(in_use_after_a_round(&snapshotter).await, 2.0);
+        held.push(svc.clone().oneshot(get("a")).await.unwrap());
+        // A call that published would have set 3.
+        assert_unpublished(&snapshotter);
+        assert_eq!(in_use_after_a_round(&snapshotter).await, 3.0);
+    }
+
+    /// The pool's first call comes from a thread outside any runtime while the refresher
+    /// runs (on the test's runtime): it finds the refresher running all the same, and
+    /// publishes nothing.
+    #[tokio::test(start_paused = true)]
+    async fn a_call_from_outside_any_runtime_publishes_nothing_while_the_refresher_runs() {
+        use std::{
+            future::Future,
+            task::{Context, Poll, Waker},
+        };
+        use tower::Service;
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        // Kept until the end: the refresher stops with its layer.
+        let layer = layer_without_leaks(&recorder);
+        let mut svc = layer.layer(slow(Duration::ZERO));
+        refreshed_between_rounds().await;
+        // Cleared: the snapshot sets the gauges it reports back to 0.
+        let _ = Recorded::take(&snapshotter);
+        let held = std::thread::spawn(move || {
+            assert!(
+                tokio::runtime::Handle::try_current().is_err(),
+                "in a runtime"
+            );
+            let mut cx = Context::from_waker(Waker::noop());
+            assert!(svc.poll_ready(&mut cx).is_ready());
+            let mut call = std::pin::pin!(svc.call(get("a")));
+            let Poll::Ready(Ok(response)) = call.as_mut().poll(&mut cx) else {
+                panic!("the backend answers at once");
+            };
+            response
+        })
+        .join()
+        .unwrap();
+        assert_unpublished(&snapshotter);
+        assert_eq!(in_use_after_a_round(&snapshotter).await, 1.0);
+        drop((held, layer));
     }
 
     fn layer_without_leaks(recorder: &DebuggingRecorder) -> PoolLimitLayer {

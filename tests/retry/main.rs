@@ -4,6 +4,7 @@ mod contract;
 mod durations;
 mod mutants_backoff;
 mod mutants_decision;
+mod mutants_layer;
 mod mutants_policy;
 #[cfg(feature = "metrics")]
 mod observability;
