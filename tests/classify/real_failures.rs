@@ -266,7 +266,10 @@ async fn a_certificate_failure_classified_at_the_request_is_at_the_handshake() {
     use tower::ServiceExt;
     let cert = servers::self_signed(&["localhost"]);
     let addr = servers::tls_server(&cert).await;
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    // The name resolves to 127.0.0.1 in the test's own resolver, not the system's.
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new_with_resolver(
+        servers::loopback_resolver(),
+    );
     http.enforce_http(false);
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(servers::client_tls(&[]))
