@@ -16,6 +16,7 @@
 //! | [`counting_alloc`] | an allocator counting each thread's allocations |
 //! | [`pki`] | certificates made with rcgen and TLS servers presenting them |
 //! | [`local_tls`] | a local CA and HTTPS servers for the examples |
+//! | [`text`] | a `Debug` form or a message holding every expected part |
 
 pub mod bodies;
 pub mod capacity;
@@ -28,3 +29,4 @@ pub mod pki;
 pub mod recorded;
 pub mod scripted;
 pub mod servers;
+pub mod text;

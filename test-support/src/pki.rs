@@ -248,10 +248,11 @@ impl Drop for OpensslServer {
     }
 }
 
-/// A directory of its own for `openssl`'s files, removed when dropped.
-fn scratch_dir() -> tempfile::TempDir {
+/// A directory of its own (its name starting with `prefix`), removed when dropped: for
+/// `openssl`'s files, or a test's certificate store.
+pub fn scratch_dir(prefix: &str) -> tempfile::TempDir {
     tempfile::Builder::new()
-        .prefix("fortify-openssl-")
+        .prefix(prefix)
         .tempdir()
         .expect("temp dir")
 }
@@ -275,7 +276,7 @@ pub fn openssl_server(served: &Served, extra: &[&str]) -> OpensslServer {
 /// with a new key of `newkey` (the `-newkey` arguments, such as `rsa:2048`): keys ring cannot
 /// make.
 pub fn openssl_self_signed(newkey: &[&str]) -> (String, String) {
-    let dir = scratch_dir();
+    let dir = scratch_dir("fortify-openssl-");
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     let status = Command::new("openssl")
         .args([
@@ -305,7 +306,7 @@ pub fn openssl_self_signed(newkey: &[&str]) -> (String, String) {
 /// Starts `openssl s_server -www` as [`openssl_server`] does, presenting `chain_pem` (the
 /// leaf first) with the key `key_pem`.
 pub fn openssl_server_pem(chain_pem: &[String], key_pem: &str, extra: &[&str]) -> OpensslServer {
-    let dir = scratch_dir();
+    let dir = scratch_dir("fortify-openssl-");
     let cert = dir.path().join("cert.pem");
     let chain = dir.path().join("chain.pem");
     let key = dir.path().join("key.pem");

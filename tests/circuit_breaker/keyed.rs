@@ -1,6 +1,7 @@
 //! One breaker per host: isolation, and the bound on tracked keys.
 
 use crate::support::{assert_rejected, request_to, response};
+use fortify_test_support::text::assert_shows;
 use http::{Request, Response};
 use std::{collections::HashSet, sync::Arc, sync::Mutex};
 use tower::{Layer, Service, ServiceExt};
@@ -499,13 +500,12 @@ async fn a_handle_says_its_mode_and_its_keys() {
     send_to(&mut svc, "a").await.unwrap();
     assert_eq!((handle.is_empty(), handle.len()), (false, 1));
     let text = format!("{handle:?}");
-    for wanted in ["CircuitBreakerHandle", "KeyedMap", "keys: 1", "max_keys: 8"] {
-        assert!(text.contains(wanted), "{wanted} not in {text}");
-    }
+    assert_shows(
+        &text,
+        &["CircuitBreakerHandle", "KeyedMap", "keys: 1", "max_keys: 8"],
+    );
     let one = format!("{:?}", handle.get(&key("a")).unwrap());
-    for wanted in ["BreakerHandle", "http://a:80", "Closed"] {
-        assert!(one.contains(wanted), "{wanted} not in {one}");
-    }
+    assert_shows(&one, &["BreakerHandle", "http://a:80", "Closed"]);
     let single = CircuitBreakerLayer::builder()
         .per_host(false)
         .build()

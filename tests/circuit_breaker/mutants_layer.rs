@@ -1,6 +1,7 @@
 //! The layers' accessors, the breaker service's readiness and the `Debug` forms that the
 //! other tests left open (mutation testing, MUTANTS.md, group `rest_layers`).
 
+use fortify_test_support::text::assert_shows;
 use std::time::Duration;
 use tower::{Layer, Service};
 use tower_fortify::circuit_breaker::{CircuitBreakerLayer, Classify, Outcome};
@@ -65,9 +66,7 @@ async fn a_calls_future_says_whether_it_was_rejected() {
     }));
     let future = svc.call(http::Request::get("http://a.test/").body(()).unwrap());
     let text = format!("{future:?}");
-    for word in ["ResponseFuture", "rejected: false", "ticket:"] {
-        assert!(text.contains(word), "{word:?} missing from {text}");
-    }
+    assert_shows(&text, &["ResponseFuture", "rejected: false", "ticket:"]);
 }
 
 /// A classifier that does not read `Retry-After` gives none, even on a response that has

@@ -1,6 +1,7 @@
 //! The one-line `Display` of a `Failure` and of a `RetryError`, for real failures from
 //! sockets on 127.0.0.1: the key words of each line, and no wrapper text.
 
+use fortify_test_support::text::assert_shows;
 use tower::{Layer, ServiceExt};
 use tower_fortify::{
     classify::{Failure, FailureKind, Stage},
@@ -25,13 +26,6 @@ async fn failure(stack: &servers::Stack, uri: &str) -> (FailureKind, Stage, Stri
     assert!(!line.contains("client error"), "{line}");
     assert!(!line.contains("tcp connect error"), "{line}");
     (failure.kind(), failure.stage(), line)
-}
-
-#[track_caller]
-fn assert_words(line: &str, words: &[&str]) {
-    for word in words {
-        assert!(line.contains(word), "{word:?} not in {line:?}");
-    }
 }
 
 /// Asserts that a GET to `uri` through the default stack (trusting nothing) fails with
@@ -97,7 +91,7 @@ async fn dns() {
     );
     let (kind, stage, line) = failure(&stack, "http://api.example.test/").await;
     assert_eq!((kind, stage), (FailureKind::Dns, Stage::Resolve));
-    assert_words(&line, &["DNS: ", "no such host", "api.example.test"]);
+    assert_shows(&line, &["DNS: ", "no such host", "api.example.test"]);
 }
 
 /// The line of a GET to a server whose certificate is valid from `not_before` to
@@ -130,7 +124,7 @@ fn assert_days_to(line: &str, date: u64) {
 #[tokio::test]
 async fn expired_certificate() {
     let line = dated_certificate_line((2020, 1, 1), (2021, 1, 1)).await;
-    assert_words(
+    assert_shows(
         &line,
         &["certificate expired on 2021-01-01 (", " days ago)"],
     );
@@ -144,7 +138,7 @@ async fn wrong_host() {
     let stack = servers::default_stack(std::slice::from_ref(&cert.cert));
     let (kind, _, line) = failure(&stack, &format!("https://localhost:{}/", addr.port())).await;
     assert_eq!(kind, FailureKind::TlsCertificate);
-    assert_words(
+    assert_shows(
         &line,
         &["certificate is valid for other.example, not localhost"],
     );
@@ -160,7 +154,7 @@ async fn self_signed_ca_certificate() {
     let stack = servers::default_stack(&[]);
     let (kind, _, line) = failure(&stack, &format!("https://localhost:{}/", addr.port())).await;
     assert_eq!(kind, FailureKind::TlsCertificate);
-    assert_words(&line, &["server certificate is self-signed"]);
+    assert_shows(&line, &["server certificate is self-signed"]);
 }
 
 #[tokio::test]
@@ -171,7 +165,7 @@ async fn untrusted_issuer() {
     let stack = servers::default_stack(&[]);
     let (kind, _, line) = failure(&stack, &format!("https://localhost:{}/", addr.port())).await;
     assert_eq!(kind, FailureKind::TlsCertificate);
-    assert_words(&line, &["CA this client does not trust", "self-signed"]);
+    assert_shows(&line, &["CA this client does not trust", "self-signed"]);
 }
 
 #[tokio::test]
@@ -198,7 +192,7 @@ async fn no_common_tls_version() {
     );
     let (kind, _, line) = failure(&stack, &format!("https://localhost:{}/", addr.port())).await;
     assert_eq!(kind, FailureKind::TlsNegotiation);
-    assert_words(
+    assert_shows(
         &line,
         &[
             "speaks no TLS version this client enables",
@@ -213,7 +207,7 @@ async fn plain_http_on_a_tls_port() {
     let stack = servers::default_stack(&[]);
     let (kind, _, line) = failure(&stack, &format!("https://localhost:{}/", addr.port())).await;
     assert_eq!(kind, FailureKind::TlsNegotiation);
-    assert_words(&line, &["not TLS", "plain HTTP"]);
+    assert_shows(&line, &["not TLS", "plain HTTP"]);
 }
 
 #[tokio::test]
@@ -222,7 +216,7 @@ async fn stalled_handshake() {
     let stack = servers::default_stack(&[]);
     let (kind, _, line) = failure(&stack, &format!("https://localhost:{}/", addr.port())).await;
     assert_eq!(kind, FailureKind::TlsHandshake);
-    assert_words(&line, &["did not finish the TLS handshake in time"]);
+    assert_shows(&line, &["did not finish the TLS handshake in time"]);
 }
 
 #[tokio::test]
@@ -309,7 +303,7 @@ async fn closed_before_the_response() {
     let stack = servers::default_stack(&[]);
     let (kind, _, line) = failure(&stack, &format!("http://{addr}/")).await;
     assert_eq!(kind, FailureKind::ConnectionClosed);
-    assert_words(
+    assert_shows(
         &line,
         &["connection closed: the connection closed before the response was complete ("],
     );
@@ -321,13 +315,13 @@ async fn not_http() {
     let stack = servers::default_stack(&[]);
     let (kind, _, line) = failure(&stack, &format!("http://{addr}/")).await;
     assert_eq!(kind, FailureKind::Protocol);
-    assert_words(&line, &["protocol error: the response is not valid HTTP ("]);
+    assert_shows(&line, &["protocol error: the response is not valid HTTP ("]);
 }
 
 #[tokio::test]
 async fn certificate_not_valid_yet() {
     let line = dated_certificate_line((2999, 1, 1), (3000, 1, 1)).await;
-    assert_words(
+    assert_shows(
         &line,
         &[
             "certificate is not valid before 2999-01-01 (",
@@ -361,7 +355,7 @@ async fn an_alert_without_its_own_explanation() {
     let addr = servers::tls_server_with(config).await;
     let stack = servers::default_stack(std::slice::from_ref(&cert.cert));
     let (_, _, line) = failure(&stack, &format!("https://localhost:{}/", addr.port())).await;
-    assert_words(
+    assert_shows(
         &line,
         &["the server ended the TLS handshake with the alert "],
     );

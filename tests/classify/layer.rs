@@ -1,5 +1,6 @@
 //! `ErrorClassify` as a tower service: poll_ready, pass-through, metrics, tracing.
 
+use fortify_test_support::text::assert_shows;
 use std::io;
 use tower::{Layer, ServiceExt};
 use tower_fortify::classify::{ErrorClassify, ErrorClassifyLayer, Failure, FailureKind, Stage};
@@ -379,12 +380,13 @@ async fn a_calls_future_shows_its_stage_and_the_layer_it_records_to() {
     }));
     let future = svc.ready().await.unwrap().call(1);
     let text = format!("{future:?}");
-    for word in [
-        "ResponseFuture",
-        "stage: Request",
-        "observer: Some(Observer { shared: SpareRef(Shared { stage: Request, name: \"request\"",
-    ] {
-        assert!(text.contains(word), "{word:?} missing from {text}");
-    }
+    assert_shows(
+        &text,
+        &[
+            "ResponseFuture",
+            "stage: Request",
+            "observer: Some(Observer { shared: SpareRef(Shared { stage: Request, name: \"request\"",
+        ],
+    );
     assert_eq!(future.await.unwrap(), 1);
 }

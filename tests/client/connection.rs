@@ -4,6 +4,7 @@
 use crate::servers;
 use crate::support::{config, tls_server, After, Ca};
 use bytes::Bytes;
+use fortify_test_support::text::assert_shows;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpInfo;
 use std::{net::SocketAddr, sync::atomic::Ordering};
@@ -83,13 +84,8 @@ async fn the_connector_says_its_settings() {
             Duration::from_millis(900)
         )
     );
-    let shows = |text: String, wanted: &[&str]| {
-        for w in wanted {
-            assert!(text.contains(w), "{w} not in {text}");
-        }
-    };
-    shows(
-        format!("{connector:?}"),
+    assert_shows(
+        &format!("{connector:?}"),
         &[
             "Connector",
             "name: \"billing\"",
@@ -103,17 +99,17 @@ async fn the_connector_says_its_settings() {
         .resolver(servers::loopback_resolver())
         .https::<Full<Bytes>>()
         .expect("valid config");
-    shows(
-        format!("{:?}", custom.connector()),
+    assert_shows(
+        &format!("{:?}", custom.connector()),
         &["resolver: Resolver(custom)"],
     );
     let shared = client.get_ref().get_ref();
-    shows(
-        format!("{shared:?}"),
+    assert_shows(
+        &format!("{shared:?}"),
         &["SharedClient", "Connector", "billing"],
     );
-    shows(
-        format!("{client:?}"),
+    assert_shows(
+        &format!("{client:?}"),
         &[
             "HttpsClient",
             "Connector",

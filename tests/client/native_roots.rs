@@ -9,8 +9,8 @@ use http_body_util::Full;
 use std::process::Command;
 use tower_fortify::{client::TlsRoots, stack::ClientConfig};
 
-/// Set in the child: the path of the certificate file it must find usable (`store`) or
-/// not (`empty`).
+/// Set in the child: the case it checks, `store` (`SSL_CERT_FILE` holds one usable root) or
+/// `empty` (it holds none).
 const CHILD: &str = "FORTIFY_NATIVE_ROOTS_CASE";
 const NAME: &str = "native_roots::a_store_with_a_root_builds_and_one_without_is_refused";
 
@@ -32,11 +32,12 @@ fn a_store_with_a_root_builds_and_one_without_is_refused() {
         }
         return;
     }
-    let dir = tempfile_dir();
-    let store = dir.join("store.pem");
+    // Removed when dropped, whether the test passes or not.
+    let dir = fortify_test_support::pki::scratch_dir("fortify-native-roots-");
+    let store = dir.path().join("store.pem");
     let root = rcgen::generate_simple_self_signed(vec!["root.test".to_owned()]).expect("rcgen");
     std::fs::write(&store, root.cert.pem()).expect("write the store");
-    let empty = dir.join("empty.pem");
+    let empty = dir.path().join("empty.pem");
     std::fs::write(&empty, "").expect("write the empty store");
     for (case, file) in [("store", &store), ("empty", &empty)] {
         let output = Command::new(std::env::current_exe().expect("the test binary"))
@@ -53,12 +54,4 @@ fn a_store_with_a_root_builds_and_one_without_is_refused() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A directory of this test's own.
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("fortify-native-roots-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("a temporary directory");
-    dir
 }

@@ -6,6 +6,7 @@
 //! "The layers' own code"): what its services and calls show, a body's end.
 
 use crate::support::{get, kind, slow, Backend};
+use fortify_test_support::text::assert_shows;
 use std::{
     panic::{catch_unwind, AssertUnwindSafe},
     sync::atomic::{AtomicUsize, Ordering},
@@ -90,16 +91,17 @@ async fn a_layers_debug_shows_its_settings_and_its_pool() {
         .await
         .unwrap();
     let debug = format!("{layer:?}");
-    for wanted in [
-        "name: \"api\"",
-        "maxsize: 3",
-        "mode: Block(None)",
-        "in_use: 1",
-        "max: 3",
-        "waiting: 0",
-    ] {
-        assert!(debug.contains(wanted), "{wanted} not in {debug}");
-    }
+    assert_shows(
+        &debug,
+        &[
+            "name: \"api\"",
+            "maxsize: 3",
+            "mode: Block(None)",
+            "in_use: 1",
+            "max: 3",
+            "waiting: 0",
+        ],
+    );
     // The handle reads the pools only when asked: its `Debug` names it and nothing more.
     assert_eq!(format!("{:?}", layer.handle()), "PoolHandle { .. }");
     drop(held);
@@ -423,9 +425,7 @@ async fn services_and_calls_say_what_they_hold() {
     let layer = PoolLimitLayer::builder(1).block(true).build().unwrap();
     let svc = layer.layer(slow(Duration::ZERO));
     let text = format!("{svc:?}");
-    for word in ["PoolLimit", "Keyed", "Reserver", "idle"] {
-        assert!(text.contains(word), "{word} not in {text}");
-    }
+    assert_shows(&text, &["PoolLimit", "Keyed", "Reserver", "idle"]);
     let mut first = svc.clone();
     let call = first.ready().await.unwrap().call(get("a"));
     assert_eq!(
@@ -448,9 +448,7 @@ async fn services_and_calls_say_what_they_hold() {
     )
     .unwrap();
     let text = format!("{generic:?}");
-    for word in ["GenericPoolLimit", "pool", "Reserver"] {
-        assert!(text.contains(word), "{word} not in {text}");
-    }
+    assert_shows(&text, &["GenericPoolLimit", "pool", "Reserver"]);
     let mut generic = generic;
     let call = generic.ready().await.unwrap().call(());
     let text = format!("{call:?}");
@@ -477,23 +475,25 @@ fn a_pool_bodys_end_is_its_inner_bodys() {
 fn a_generic_layer_and_a_builder_say_their_settings() {
     let builder = PoolLimitLayer::builder(7).name("db").max_pools(3);
     let text = format!("{builder:?}");
-    for wanted in [
-        "PoolLimitBuilder",
-        "maxsize: 7",
-        "max_pools: Some(3)",
-        "name: \"db\"",
-    ] {
-        assert!(text.contains(wanted), "{wanted} not in {text}");
-    }
+    assert_shows(
+        &text,
+        &[
+            "PoolLimitBuilder",
+            "maxsize: 7",
+            "max_pools: Some(3)",
+            "name: \"db\"",
+        ],
+    );
     let layer = PoolLimitLayer::builder(7)
         .name("db")
         .build_generic()
         .unwrap();
     assert_eq!((layer.maxsize(), layer.name()), (7, "db"));
     let text = format!("{layer:?}");
-    for wanted in ["GenericPoolLimitLayer", "maxsize: 7", "name: \"db\""] {
-        assert!(text.contains(wanted), "{wanted} not in {text}");
-    }
+    assert_shows(
+        &text,
+        &["GenericPoolLimitLayer", "maxsize: 7", "name: \"db\""],
+    );
     let per_host = PoolLimitLayer::builder(7).name("api").build().unwrap();
     assert_eq!((per_host.maxsize(), per_host.name()), (7, "api"));
 }

@@ -3,9 +3,10 @@
 //! tests left open (mutation testing, MUTANTS.md, group `rest_calls`).
 
 use crate::servers;
+use fortify_test_support::text::assert_shows;
 use http::Request;
 use http_body_util::Empty;
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use hyper_util::client::legacy::Client;
 use std::time::Duration;
 use tower::{Layer, ServiceExt};
 use tower_fortify::{
@@ -18,10 +19,6 @@ use tower_fortify::{
 
 type Body = Empty<bytes::Bytes>;
 
-fn client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Body> {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
 /// A hyper-util client behind the retry layer with `policy`.
 fn retrying(
     policy: RetryPolicy,
@@ -30,7 +27,7 @@ fn retrying(
         .policy(policy)
         .build()
         .unwrap()
-        .layer(client())
+        .layer(crate::real_server::client())
 }
 
 fn get(addr: std::net::SocketAddr) -> Request<Body> {
@@ -47,12 +44,13 @@ fn the_layer_and_its_services_carry_its_name() {
     assert_eq!(svc.name(), "payments");
     // The service's `Debug` shows the layer's state its calls share, policy and name.
     let text = format!("{svc:?}");
-    for word in [
-        "shared: Template(Calls { retry: Shared { policy: RetryPolicy { total: Some(3)",
-        "name: \"payments\"",
-    ] {
-        assert!(text.contains(word), "{word:?} missing from {text}");
-    }
+    assert_shows(
+        &text,
+        &[
+            "shared: Template(Calls { retry: Shared { policy: RetryPolicy { total: Some(3)",
+            "name: \"payments\"",
+        ],
+    );
 }
 
 /// Retries of a refused connection run out: the error gives back the last failure, and its

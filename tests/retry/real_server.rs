@@ -89,7 +89,7 @@ fn chunks(total: usize) -> (Chunked, Bytes) {
     (body, Bytes::from(data))
 }
 
-fn client<B>() -> Client<HttpConnector, B>
+pub(crate) fn client<B>() -> Client<HttpConnector, B>
 where
     B: Body + Send + 'static + Unpin,
     B::Data: Send,
