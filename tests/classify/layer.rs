@@ -374,8 +374,8 @@ fn a_service_says_its_name_and_stage() {
 #[cfg(feature = "metrics")]
 #[tokio::test]
 async fn a_calls_future_shows_its_stage_and_the_layer_it_records_to() {
-    use tower::{Service, ServiceExt};
-    let mut svc = tower_fortify::classify::ErrorClassify::new(tower::service_fn(|n: u32| {
+    use tower::Service;
+    let mut svc = ErrorClassify::new(tower::service_fn(|n: u32| {
         std::future::ready(Ok::<_, std::io::Error>(n))
     }));
     let future = svc.ready().await.unwrap().call(1);

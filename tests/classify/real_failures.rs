@@ -2,8 +2,9 @@
 //! every stage is classified (see `servers::connector`).
 
 use crate::servers::{self, Timeouts};
+use tower::ServiceExt;
 use tower_fortify::{
-    classify::{Failure, FailureKind},
+    classify::{ErrorClassify, Failure, FailureKind, Stage},
     BoxError,
 };
 
@@ -210,34 +211,48 @@ async fn display_names_kind_and_cause() {
     assert!(found_io, "no ConnectionRefused io::Error in {chain}");
 }
 
-/// A hyper-util client with its own connector (no classification inside), classified as a
-/// whole at the request stage: its connect errors are still told apart from the request's.
-fn plain_client() -> tower_fortify::classify::ErrorClassify<
-    hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        http_body_util::Empty<bytes::Bytes>,
-    >,
-> {
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.set_connect_timeout(Some(Timeouts::default().connect));
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build(http);
-    tower_fortify::classify::ErrorClassify::new(client)
+type Plain<C> = hyper_util::client::legacy::Client<C, http_body_util::Empty<bytes::Bytes>>;
+
+/// A hyper-util client over `connector`, nothing classified inside.
+fn client_over<C>(connector: C) -> Plain<C>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone,
+{
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(connector)
 }
 
-async fn plain_get(uri: String) -> FailureKind {
-    use tower::ServiceExt;
+/// A hyper-util client with its own connector (no classification inside), classified as a
+/// whole at the request stage: its connect errors are still told apart from the request's.
+fn plain_client() -> ErrorClassify<Plain<hyper_util::client::legacy::connect::HttpConnector>> {
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.set_connect_timeout(Some(Timeouts::default().connect));
+    ErrorClassify::new(client_over(http))
+}
+
+/// The error of a GET to `uri` through `svc`; fails the test if it answered.
+async fn failed_get<S>(svc: S, uri: String) -> BoxError
+where
+    S: tower::Service<http::Request<http_body_util::Empty<bytes::Bytes>>>,
+    S::Error: Into<BoxError>,
+{
     let request = http::Request::get(uri)
         .body(http_body_util::Empty::new())
         .expect("request");
-    let err = plain_client()
-        .oneshot(request)
-        .await
-        .map(|_| ())
-        .unwrap_err();
-    err.downcast_ref::<Failure>()
-        .unwrap_or_else(|| panic!("not classified: {err:?}"))
-        .kind()
+    match svc.oneshot(request).await {
+        Ok(_) => panic!("answered"),
+        Err(err) => err.into(),
+    }
+}
+
+/// `err` as the `Failure` it was classified as.
+fn classified(err: BoxError) -> Box<Failure> {
+    err.downcast::<Failure>()
+        .unwrap_or_else(|err| panic!("not classified: {err:?}"))
+}
+
+async fn plain_get(uri: String) -> FailureKind {
+    classified(failed_get(plain_client(), uri).await).kind()
 }
 
 #[tokio::test]
@@ -263,7 +278,6 @@ async fn a_plain_clients_connection_closed_before_the_response_is_connection_clo
 /// met at the TLS handshake, the kind's own stage, not the stage it was classified at.
 #[tokio::test]
 async fn a_certificate_failure_classified_at_the_request_is_at_the_handshake() {
-    use tower::ServiceExt;
     let cert = servers::self_signed(&["localhost"]);
     let addr = servers::tls_server(&cert).await;
     // The name resolves to 127.0.0.1 in the test's own resolver, not the system's.
@@ -276,22 +290,10 @@ async fn a_certificate_failure_classified_at_the_request_is_at_the_handshake() {
         .https_only()
         .enable_http1()
         .wrap_connector(http);
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build::<_, http_body_util::Empty<bytes::Bytes>>(https);
-    let request = http::Request::get(format!("https://localhost:{}/", addr.port()))
-        .body(http_body_util::Empty::new())
-        .expect("request");
-    let err = tower_fortify::classify::ErrorClassify::new(client)
-        .oneshot(request)
-        .await
-        .map(|_| ())
-        .unwrap_err();
-    let failure = err.downcast_ref::<Failure>().expect("classified");
+    let uri = format!("https://localhost:{}/", addr.port());
+    let failure = classified(failed_get(ErrorClassify::new(client_over(https)), uri).await);
     assert_eq!(failure.kind(), FailureKind::TlsCertificate);
-    assert_eq!(
-        failure.stage(),
-        tower_fortify::classify::Stage::TlsHandshake
-    );
+    assert_eq!(failure.stage(), Stage::TlsHandshake);
 }
 
 /// A response that is not HTTP, from a real peer: hyper's parse error is a protocol
@@ -299,15 +301,9 @@ async fn a_certificate_failure_classified_at_the_request_is_at_the_handshake() {
 /// during the connect.
 #[tokio::test]
 async fn a_protocol_failure_is_at_the_request_whatever_stage_it_is_classified_at() {
-    use tower::ServiceExt;
-    use tower_fortify::classify::Stage;
     let addr = servers::garbage().await;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Empty<bytes::Bytes>>();
-    let request = http::Request::get(format!("http://{addr}/"))
-        .body(http_body_util::Empty::new())
-        .expect("request");
-    let err = client.oneshot(request).await.map(|_| ()).unwrap_err();
+    let client = client_over(hyper_util::client::legacy::connect::HttpConnector::new());
+    let err = failed_get(client, format!("http://{addr}/")).await;
     let failure = Failure::classify(err, Stage::Connect);
     assert_eq!(failure.kind(), FailureKind::Protocol);
     assert_eq!(failure.stage(), Stage::Request);
